@@ -1,0 +1,7 @@
+//! circuitdiff: what fine-tuning changed inside a language model.
+//!
+//! The library holds everything below the user interfaces: [`model`] loads checkpoints and runs
+//! the transformer (for generation, and differentiably for attribution).
+
+pub mod fsutil;
+pub mod model;

@@ -1,0 +1,88 @@
+//! Errors raised while loading or running a model. Every message names the file or field at
+//! fault and, where one exists, the fix.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong between a path on disk and a ready [`crate::model::Model`].
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path} is not a model: expected a folder with config.json, a .gguf file, or a Hugging Face id such as `HuggingFaceTB/SmolLM2-135M-Instruct`")]
+    NotAModel { path: PathBuf },
+
+    #[error("{path}: missing {what}. {fix}")]
+    Missing {
+        path: PathBuf,
+        what: String,
+        fix: String,
+    },
+
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+
+    #[error("{path}: field `{field}`: {message}")]
+    Config {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+
+    #[error("{path}: unsupported architecture `{found}`; circuitdiff reads Llama, Mistral, Qwen2 and Qwen3 models ({hint})")]
+    Unsupported {
+        path: PathBuf,
+        found: String,
+        hint: String,
+    },
+
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}; the weights do not match config.json")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+
+    #[error("{path}: cannot read weights ({message}); the file is truncated or corrupt: download it again")]
+    Weights { path: PathBuf, message: String },
+
+    #[error("{path}: tokenizer: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+
+    #[error("Hugging Face id `{id}`: {message}")]
+    Hub { id: String, message: String },
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Config {
+            path: path.into(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias for model loading.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,0 +1,306 @@
+//! llama.cpp `.gguf` files: configuration from the metadata keys, tensors dequantised to f32 and
+//! renamed to Hugging Face names, Q/K rows un-permuted for Llama, tokenizer from the vocabulary.
+
+use super::config::{Family, ModelConfig, RopeScaling};
+use super::error::{ModelError, Result};
+use super::tokenizer::{GgufBpe, Tokenizer};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// An opened GGUF file: metadata read, tensors not yet.
+pub struct GgufFile {
+    content: Content,
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    arch: String,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        let content = Content::read(&mut file).map_err(|e| ModelError::Weights {
+            path: path.to_owned(),
+            message: format!("not a readable GGUF file: {e}"),
+        })?;
+        let arch = match content.metadata.get("general.architecture") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(ModelError::config(
+                    path,
+                    "general.architecture",
+                    "missing from the GGUF metadata",
+                ))
+            }
+        };
+        Ok(Self {
+            content,
+            file,
+            path: path.to_owned(),
+            arch,
+        })
+    }
+
+    fn family(&self) -> Result<Family> {
+        Ok(match self.arch.as_str() {
+            "llama" => Family::Llama,
+            "mistral" => Family::Mistral,
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
+            other => {
+                return Err(ModelError::Unsupported {
+                    path: self.path.clone(),
+                    found: other.to_owned(),
+                    hint: "`general.architecture` in the GGUF metadata".into(),
+                })
+            }
+        })
+    }
+
+    fn meta(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn arch_u(&self, key: &str) -> Result<Option<usize>> {
+        let full = format!("{}.{key}", self.arch);
+        match self.meta(&full) {
+            None => Ok(None),
+            Some(v) => v
+                .to_u64()
+                .or_else(|_| v.to_u32().map(u64::from))
+                .or_else(|_| v.to_i32().map(|x| x.max(0) as u64))
+                .map(|x| Some(x as usize))
+                .map_err(|_| ModelError::config(&self.path, full, "not an integer")),
+        }
+    }
+
+    fn arch_req(&self, key: &str) -> Result<usize> {
+        self.arch_u(key)?.ok_or_else(|| {
+            ModelError::config(
+                &self.path,
+                format!("{}.{key}", self.arch),
+                "missing from the GGUF metadata",
+            )
+        })
+    }
+
+    fn arch_f(&self, key: &str) -> Option<f64> {
+        let v = self.meta(&format!("{}.{key}", self.arch))?;
+        v.to_f32().map(f64::from).or_else(|_| v.to_f64()).ok()
+    }
+
+    fn meta_u32(&self, key: &str) -> Option<u32> {
+        self.meta(key).and_then(|v| v.to_u32().ok())
+    }
+
+    /// The configuration the metadata describes.
+    pub fn config(&self) -> Result<ModelConfig> {
+        let family = self.family()?;
+        let hidden_size = self.arch_req("embedding_length")?;
+        let num_heads = self.arch_req("attention.head_count")?;
+        let num_kv_heads = self.arch_u("attention.head_count_kv")?.unwrap_or(num_heads);
+        let num_layers = self.arch_req("block_count")?;
+        let head_dim = self
+            .arch_u("attention.key_length")?
+            .unwrap_or(hidden_size / num_heads.max(1));
+        let vocab_size = match self.arch_u("vocab_size")? {
+            Some(v) => v,
+            None => self
+                .content
+                .tensor_infos
+                .get("token_embd.weight")
+                .map(|t| t.shape.dims()[0])
+                .ok_or_else(|| {
+                    ModelError::config(&self.path, "token_embd.weight", "missing tensor")
+                })?,
+        };
+        let rope_scaling = match self.meta(&format!("{}.rope.scaling.type", self.arch)) {
+            Some(Value::String(s)) if s == "linear" => Some(RopeScaling::Linear {
+                factor: self.arch_f("rope.scaling.factor").unwrap_or(1.0),
+            }),
+            Some(Value::String(s)) if s != "none" => {
+                return Err(ModelError::config(
+                    &self.path,
+                    "rope.scaling.type",
+                    format!("`{s}` is not supported"),
+                ))
+            }
+            _ => None,
+        };
+        let window = self.arch_u("attention.sliding_window")?;
+        Ok(ModelConfig {
+            family,
+            vocab_size,
+            hidden_size,
+            intermediate_size: self.arch_req("feed_forward_length")?,
+            num_layers,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: self
+                .arch_f("attention.layer_norm_rms_epsilon")
+                .unwrap_or(1e-5),
+            rope_theta: self.arch_f("rope.freq_base").unwrap_or(10_000.0),
+            rope_scaling,
+            max_position_embeddings: self.arch_u("context_length")?.unwrap_or(4096),
+            sliding_window: vec![window.filter(|_| family == Family::Mistral); num_layers],
+            qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            o_bias: self.content.tensor_infos.contains_key("blk.0.attn_output.bias"),
+            mlp_bias: false,
+            qk_norm: self
+                .content
+                .tensor_infos
+                .contains_key("blk.0.attn_q_norm.weight"),
+            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+            bos_token_id: self.meta_u32("tokenizer.ggml.bos_token_id"),
+            eos_token_ids: self
+                .meta_u32("tokenizer.ggml.eos_token_id")
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// The tokenizer stored in the metadata (byte-level BPE models only).
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        let err = |message: String| ModelError::Tokenizer {
+            path: self.path.clone(),
+            message,
+        };
+        let model = match self.meta("tokenizer.ggml.model") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(err("no `tokenizer.ggml.model` in the metadata; put the model's tokenizer.json next to the .gguf file".into())),
+        };
+        if model != "gpt2" {
+            return Err(err(format!("GGUF tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`); put the model's tokenizer.json next to the .gguf file")));
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            match self.meta(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.to_string().cloned())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| err(format!("`{key}`: {e}"))),
+                _ => Err(err(format!("`{key}` missing from the metadata"))),
+            }
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let special_ids = match self.meta("tokenizer.ggml.token_type") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| matches!(v.to_i32(), Ok(3 | 4)))
+                .map(|(i, _)| i as u32)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let pre = match self.meta("tokenizer.ggml.pre") {
+            Some(Value::String(s)) => s.clone(),
+            _ => "default".into(),
+        };
+        let chat_template = match self.meta("tokenizer.chat_template") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let add_bos = self
+            .meta("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(false);
+        Tokenizer::from_gguf_bpe(
+            GgufBpe {
+                tokens,
+                merges,
+                pre,
+                special_ids,
+                bos_id: self.meta_u32("tokenizer.ggml.bos_token_id"),
+                eos_id: self.meta_u32("tokenizer.ggml.eos_token_id"),
+                add_bos,
+                chat_template,
+            },
+            &self.path,
+        )
+    }
+
+    /// Every tensor dequantised to f32 under its Hugging Face name.
+    pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
+        let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
+        let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
+        let mut out = HashMap::with_capacity(names.len());
+        for name in names {
+            let Some(hf) = hf_name(&name) else { continue };
+            let q = self
+                .content
+                .tensor(&mut self.file, &name, &Device::Cpu)
+                .map_err(|e| ModelError::Weights {
+                    path: self.path.clone(),
+                    message: format!("tensor `{name}`: {e}"),
+                })?;
+            let mut t = q.dequantize(&Device::Cpu)?;
+            if unpermute {
+                if name.ends_with("attn_q.weight") || name.ends_with("attn_q.bias") {
+                    t = unpermute_rows(&t, cfg.num_heads)?;
+                } else if name.ends_with("attn_k.weight") || name.ends_with("attn_k.bias") {
+                    t = unpermute_rows(&t, cfg.num_kv_heads)?;
+                }
+            }
+            out.insert(hf, t);
+        }
+        Ok(out)
+    }
+}
+
+/// Undo llama.cpp's reordering of each head's rows from (half, pair) to (pair, half), which it
+/// applies so that its interleaved rotary kernel matches the Hugging Face rotate-half layout.
+fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    let rest: usize = dims[1..].iter().product();
+    let half = rows / heads / 2;
+    t.reshape((heads, half, 2, rest))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
+}
+
+fn hf_name(gguf: &str) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_owned());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    let hf = match part {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+impl GgufFile {
+    /// The quantisation of the attention query weights, as a name (`q4_1`, `f16`, …).
+    pub fn quantization(&self) -> String {
+        self.content
+            .tensor_infos
+            .get("blk.0.attn_q.weight")
+            .or_else(|| self.content.tensor_infos.get("token_embd.weight"))
+            .map(|t| format!("{:?}", t.ggml_dtype).to_lowercase())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}

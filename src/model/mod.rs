@@ -1,0 +1,287 @@
+//! Checkpoints and the transformer: load a model from a folder, a `.gguf` file or the Hub, run it
+//! for generation, or run it differentiably to get the activations and gradients that edge
+//! attribution needs.
+
+mod config;
+mod error;
+mod generate;
+mod gguf;
+mod inspect;
+mod linear;
+mod source;
+mod save;
+mod tokenizer;
+mod transformer;
+mod weights;
+
+pub use config::{Family, ModelConfig, RopeScaling};
+pub use error::{ModelError, Result};
+pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
+pub use inspect::{inspect, MemoryEstimate, ModelInfo};
+pub use linear::Linear;
+pub use source::{resolve, Checkpoint, DownloadProgress, HubOptions};
+pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
+pub use tokenizer::Tokenizer;
+pub use transformer::{KvCache, Kernels};
+
+use candle_core::{DType, Device, Tensor};
+use sha2::Digest as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use transformer::{Pass, Probes, Transformer};
+use weights::TensorStore;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Compute dtype; weights are converted on load. f32 by default (f64 for exact checks).
+    pub dtype: DType,
+    pub device: Device,
+    pub hub: HubOptions,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            dtype: DType::F32,
+            device: Device::Cpu,
+            hub: HubOptions::default(),
+        }
+    }
+}
+
+/// A loaded model: configuration, tokenizer and weights, whatever the source.
+pub struct Model {
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    /// The spec it was loaded from (path or Hub id).
+    pub spec: String,
+    /// The checkpoint on disk.
+    pub checkpoint: Checkpoint,
+    /// A fingerprint of config and weight files (sha256 over their sizes, config bytes and the
+    /// first and last MiB of each weight file).
+    pub fingerprint: String,
+    net: Transformer,
+}
+
+impl Model {
+    /// Load a model from a folder, a `.gguf` file or a Hub id.
+    pub fn load(spec: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::load_with_progress(spec, opts, None)
+    }
+
+    /// Like [`Model::load`], reporting Hub downloads.
+    pub fn load_with_progress(
+        spec: &str,
+        opts: &LoadOptions,
+        progress: Option<&mut dyn DownloadProgress>,
+    ) -> Result<Self> {
+        let checkpoint = resolve(spec, &opts.hub, progress)?;
+        Self::from_checkpoint(spec, checkpoint, opts)
+    }
+
+    /// Load a resolved checkpoint.
+    pub fn from_checkpoint(spec: &str, checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Self> {
+        let (config, tokenizer, mut store, files) = match &checkpoint {
+            Checkpoint::Folder { dir, weights } => {
+                let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+                let mut tokenizer = Tokenizer::from_folder(dir)?;
+                tokenizer.add_eos_ids(&generation_eos(dir)?);
+                tokenizer.add_eos_ids(&config.eos_token_ids);
+                let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
+                let mut files = vec![dir.join("config.json")];
+                files.extend(weights.iter().cloned());
+                (config, tokenizer, store, files)
+            }
+            Checkpoint::Gguf {
+                file,
+                tokenizer_json,
+            } => {
+                let mut g = gguf::GgufFile::open(file)?;
+                let config = g.config()?;
+                let mut tokenizer = match tokenizer_json {
+                    Some(t) => Tokenizer::from_folder(t.parent().unwrap_or(Path::new(".")))?,
+                    None => g.tokenizer()?,
+                };
+                tokenizer.add_eos_ids(&config.eos_token_ids);
+                let tensors = g.tensors(&config)?;
+                let store = TensorStore::from_map(tensors, file, opts.dtype, &opts.device);
+                (config, tokenizer, store, vec![file.clone()])
+            }
+        };
+        let net = Transformer::from_store(&config, &mut store, opts.dtype, &opts.device)?;
+        Ok(Self {
+            fingerprint: fingerprint(&files)?,
+            config,
+            tokenizer,
+            spec: spec.to_owned(),
+            checkpoint,
+            net,
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.net.dtype()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.net.device()
+    }
+
+    fn ids_tensor(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary (size {})",
+                self.config.vocab_size
+            );
+        }
+        Tensor::new(ids, self.device())?.unsqueeze(0)
+    }
+
+    /// Logits (t, vocab) for every position of `ids`, computed without a cache.
+    pub fn forward_logits(&self, ids: &[u32], kernels: Kernels) -> candle_core::Result<Tensor> {
+        let ids = self.ids_tensor(ids)?;
+        let pass = Pass {
+            kernels,
+            probes: None,
+            cache: None,
+            sources: None,
+        };
+        let h = self.net.residual(&ids, 0, pass)?;
+        self.net.logits(&h, kernels)?.squeeze(0)
+    }
+
+    /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).
+    pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let pos0 = cache.len();
+        let x = self.ids_tensor(ids)?;
+        let pass = Pass {
+            kernels: Kernels::Fast,
+            probes: None,
+            cache: Some(cache),
+            sources: None,
+        };
+        let h = self.net.residual(&x, pos0, pass)?;
+        let last = h.narrow(1, ids.len() - 1, 1)?;
+        self.net.logits(&last, Kernels::Fast)?.flatten_all()
+    }
+
+    /// The differentiable pass: runs `ids` with a probe on every destination input and returns
+    /// the logits at `positions` (for the caller's loss) together with every source activation.
+    /// Call [`Traced::gradients`] with a scalar loss built from those logits.
+    pub fn trace(&self, ids: &[u32], positions: Range<usize>) -> candle_core::Result<Traced> {
+        self.trace_patched(ids, positions, &[])
+    }
+
+    /// [`Model::trace`] with some destination inputs shifted: each `(destination, delta)` adds
+    /// `delta` (t, d) to that destination's input only. Removing a fraction ε of source `u`'s
+    /// contribution to destination `v` is the patch `(v, −ε·A_u)`.
+    pub fn trace_patched(
+        &self,
+        ids: &[u32],
+        positions: Range<usize>,
+        patches: &[(usize, Tensor)],
+    ) -> candle_core::Result<Traced> {
+        let t = ids.len();
+        if positions.is_empty() || positions.end > t {
+            candle_core::bail!("logit positions {positions:?} outside a sequence of {t} tokens");
+        }
+        let x = self.ids_tensor(ids)?;
+        let probes = Probes::zeros(
+            self.config.num_layers,
+            t,
+            self.config.hidden_size,
+            self.dtype(),
+            self.device(),
+        )?;
+        for (dest, delta) in patches {
+            let Some(var) = probes.vars.get(*dest) else {
+                candle_core::bail!("no destination {dest}");
+            };
+            var.set(&delta.to_dtype(self.dtype())?.unsqueeze(0)?)?;
+        }
+        let mut sources = Vec::with_capacity(1 + 2 * self.config.num_layers);
+        let pass = Pass {
+            kernels: Kernels::Differentiable,
+            probes: Some(&probes),
+            cache: None,
+            sources: Some(&mut sources),
+        };
+        let h = self.net.residual(&x, 0, pass)?;
+        let h = h.narrow(1, positions.start, positions.len())?;
+        let logits = self.net.logits(&h, Kernels::Differentiable)?.squeeze(0)?;
+        let sources = sources
+            .into_iter()
+            .map(|s| s.squeeze(0).map(|s| s.detach()))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Traced {
+            logits,
+            sources,
+            probes,
+        })
+    }
+}
+
+/// The result of [`Model::trace`].
+pub struct Traced {
+    /// Logits (positions, vocab) at the requested positions, differentiable.
+    pub logits: Tensor,
+    /// Source activations (t, d) in the study's source order: input, a0, m0, a1, m1, …
+    pub sources: Vec<Tensor>,
+    probes: Probes,
+}
+
+impl Traced {
+    /// One backward pass of `loss`; returns ∂loss/∂(input of each destination), each (t, d), in
+    /// the study's destination order: a0<q>, a0<k>, a0<v>, m0, a1<q>, …, logits.
+    pub fn gradients(&self, loss: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let grads = loss.backward()?;
+        self.probes
+            .vars
+            .iter()
+            .map(|v| match grads.get(v.as_tensor()) {
+                Some(g) => g.squeeze(0),
+                None => v.as_tensor().zeros_like()?.squeeze(0),
+            })
+            .collect()
+    }
+}
+
+/// End-of-sequence ids from `generation_config.json`, if the folder has one.
+fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
+    let path = dir.join("generation_config.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ModelError::Json { path, source })?;
+    Ok(config::ids_field(json.get("eos_token_id")))
+}
+
+/// sha256 over each file's name, size, and first and last MiB (whole file when smaller).
+fn fingerprint(files: &[PathBuf]) -> Result<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const CHUNK: u64 = 1 << 20;
+    let mut h = sha2::Sha256::new();
+    for path in files {
+        let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        let len = f.metadata().map_err(|e| ModelError::io(path, e))?.len();
+        h.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        h.update(len.to_le_bytes());
+        let mut buf = Vec::new();
+        (&mut f)
+            .take(CHUNK)
+            .read_to_end(&mut buf)
+            .map_err(|e| ModelError::io(path, e))?;
+        if len > 2 * CHUNK {
+            f.seek(SeekFrom::End(-(CHUNK as i64)))
+                .map_err(|e| ModelError::io(path, e))?;
+        }
+        f.take(CHUNK)
+            .read_to_end(&mut buf)
+            .map_err(|e| ModelError::io(path, e))?;
+        h.update(&buf);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}

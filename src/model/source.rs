@@ -1,0 +1,271 @@
+//! Where a model comes from: a local folder, a `.gguf` file, or a Hugging Face Hub id resolved
+//! through the cache that Python tools share.
+
+use super::error::{ModelError, Result};
+use std::path::{Path, PathBuf};
+
+/// A checkpoint on local disk, ready to be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// A Hugging Face folder (also what a Hub id resolves to).
+    Folder { dir: PathBuf, weights: Vec<PathBuf> },
+    /// A llama.cpp file; `tokenizer_json` overrides the embedded vocabulary when present.
+    Gguf {
+        file: PathBuf,
+        tokenizer_json: Option<PathBuf>,
+    },
+}
+
+/// Progress of a Hub download, reported per file.
+pub trait DownloadProgress {
+    /// A file of `size` bytes starts downloading.
+    fn start(&mut self, file: &str, size: u64);
+    /// `bytes` more bytes arrived.
+    fn advance(&mut self, bytes: u64);
+    /// The file is complete.
+    fn finish(&mut self);
+}
+
+/// How to reach the Hub.
+#[derive(Debug, Clone, Default)]
+pub struct HubOptions {
+    /// Never touch the network; use only what the cache holds (also `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Cache directory; default: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
+    /// `~/.cache/huggingface/hub`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl HubOptions {
+    fn offline(&self) -> bool {
+        self.offline
+            || std::env::var("HF_HUB_OFFLINE")
+                .map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
+                .unwrap_or(false)
+    }
+
+    /// The Hub cache directory, resolved the way `huggingface_hub` does.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(d) = &self.cache_dir {
+            return d.clone();
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        env("HF_HUB_CACHE")
+            .or_else(|| env("HUGGINGFACE_HUB_CACHE"))
+            .or_else(|| env("HF_HOME").map(|h| h.join("hub")))
+            .or_else(|| env("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
+            .unwrap_or_else(|| {
+                env("HOME")
+                    .unwrap_or_else(|| PathBuf::from("."))
+                    .join(".cache/huggingface/hub")
+            })
+    }
+}
+
+/// Resolve a model spec: an existing folder, `.gguf` file or `.safetensors` file, or a Hub id
+/// `org/name` with an optional `@revision`.
+pub fn resolve(
+    spec: &str,
+    hub: &HubOptions,
+    progress: Option<&mut dyn DownloadProgress>,
+) -> Result<Checkpoint> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return folder(path);
+    }
+    if path.is_file() {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        return match ext {
+            "gguf" => {
+                let tok = path.with_file_name("tokenizer.json");
+                Ok(Checkpoint::Gguf {
+                    file: path.to_owned(),
+                    tokenizer_json: tok.is_file().then_some(tok),
+                })
+            }
+            "safetensors" | "json" => folder(path.parent().unwrap_or(Path::new("."))),
+            _ => Err(ModelError::NotAModel {
+                path: path.to_owned(),
+            }),
+        };
+    }
+    if looks_like_hub_id(spec) {
+        return hub_snapshot(spec, hub, progress);
+    }
+    if spec.ends_with(".gguf") || spec.contains(std::path::MAIN_SEPARATOR) || spec.starts_with('.')
+    {
+        return Err(ModelError::Missing {
+            path: path.to_owned(),
+            what: "model file or folder".into(),
+            fix: "check the path".into(),
+        });
+    }
+    Err(ModelError::NotAModel {
+        path: path.to_owned(),
+    })
+}
+
+fn looks_like_hub_id(spec: &str) -> bool {
+    let id = spec.split('@').next().unwrap_or(spec);
+    let mut parts = id.split('/');
+    let (Some(org), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    ok(org) && ok(name)
+}
+
+/// The weight files of a folder: `model.safetensors`, or the shards its index lists.
+fn folder(dir: &Path) -> Result<Checkpoint> {
+    if !dir.join("config.json").is_file() {
+        let gguf: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ModelError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
+        if let [one] = gguf.as_slice() {
+            return resolve(&one.to_string_lossy(), &HubOptions::default(), None);
+        }
+        return Err(ModelError::Missing {
+            path: dir.join("config.json"),
+            what: "config.json".into(),
+            fix: "a Hugging Face model folder needs config.json, model.safetensors and tokenizer.json".into(),
+        });
+    }
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let weights = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        shards(&index)?
+    } else {
+        return Err(ModelError::Missing {
+            path: dir.to_owned(),
+            what: "model.safetensors or model.safetensors.index.json".into(),
+            fix: "circuitdiff reads safetensors weights (convert .bin/.pt checkpoints with transformers' save_pretrained)".into(),
+        });
+    };
+    Ok(Checkpoint::Folder {
+        dir: dir.to_owned(),
+        weights,
+    })
+}
+
+/// The shard files named by a `model.safetensors.index.json`, in order, deduplicated.
+fn shards(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|e| ModelError::io(index, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: index.to_owned(),
+            source,
+        })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::config(index, "weight_map", "missing or not an object"))?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    files.sort();
+    files.dedup();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+struct HubProgress<'a>(&'a mut dyn DownloadProgress);
+
+impl hf_hub::api::Progress for HubProgress<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.0.start(filename, size as u64);
+    }
+
+    fn update(&mut self, size: usize) {
+        self.0.advance(size as u64);
+    }
+
+    fn finish(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// Resolve a Hub id to its snapshot folder, downloading what the cache lacks unless offline.
+fn hub_snapshot(
+    spec: &str,
+    opts: &HubOptions,
+    mut progress: Option<&mut dyn DownloadProgress>,
+) -> Result<Checkpoint> {
+    use hf_hub::{Cache, Repo, RepoType};
+    let (id, revision) = match spec.split_once('@') {
+        Some((id, rev)) => (id.to_owned(), rev.to_owned()),
+        None => (spec.to_owned(), "main".to_owned()),
+    };
+    let repo = Repo::with_revision(id.clone(), RepoType::Model, revision.clone());
+    let cache = Cache::new(opts.cache_dir());
+    let offline = opts.offline();
+    let hub_err = |message: String| ModelError::Hub {
+        id: spec.to_owned(),
+        message,
+    };
+    let api = if offline {
+        None
+    } else {
+        Some(
+            hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+                .with_progress(false)
+                .build()
+                .map_err(|e| hub_err(e.to_string()))?
+                .repo(repo.clone()),
+        )
+    };
+    let cached = cache.repo(repo);
+    let mut get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
+        if let Some(p) = cached.get(file) {
+            return Ok(Some(p));
+        }
+        let Some(api) = &api else {
+            return if required {
+                Err(hub_err(format!(
+                    "`{file}` is not in the local cache {} and the Hub is offline; download it once with network access (or unset HF_HUB_OFFLINE)",
+                    opts.cache_dir().display()
+                )))
+            } else {
+                Ok(None)
+            };
+        };
+        let got = match progress.as_deref_mut() {
+            Some(p) => api.download_with_progress(file, HubProgress(p)),
+            None => api.download(file),
+        };
+        match got {
+            Ok(p) => Ok(Some(p)),
+            Err(_) if !required => Ok(None),
+            Err(e) => Err(hub_err(format!("cannot download `{file}`: {e}"))),
+        }
+    };
+    let config = get("config.json", true)?.ok_or_else(|| hub_err("no config.json".into()))?;
+    get("tokenizer.json", true)?;
+    for optional in ["tokenizer_config.json", "generation_config.json"] {
+        get(optional, false)?;
+    }
+    if get("model.safetensors", false)?.is_none() {
+        let index = get("model.safetensors.index.json", true)?
+            .ok_or_else(|| hub_err("no weights".into()))?;
+        for shard in shards(&index)? {
+            let name = shard
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            get(&name, true)?;
+        }
+    }
+    let dir = config
+        .parent()
+        .ok_or_else(|| hub_err("cache layout unexpected".into()))?;
+    folder(dir)
+}

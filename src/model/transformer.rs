@@ -1,0 +1,391 @@
+//! The one decoder implementation behind every family and every use.
+//!
+//! Two kinds of kernels: [`Kernels::Fast`] (candle's fused rms-norm, softmax and rotary kernels)
+//! for generation, and [`Kernels::Differentiable`] (their `_slow` twins) for anything that needs
+//! gradients: candle's fused kernels are built without a backward pass and silently cut the graph.
+//!
+//! For attribution the same code runs with *probes*: zero-valued variables added to each
+//! destination input (each block's q, k and v inputs separately, each MLP input, and the final
+//! residual before the norm), so that one backward pass yields ∂L/∂(input of every node).
+
+use super::config::{ModelConfig, RopeScaling};
+use super::linear::Linear;
+use super::weights::TensorStore;
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+
+/// Which kernels a pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// Fused kernels: fastest, no gradients.
+    Fast,
+    /// Composite kernels with exact gradients.
+    Differentiable,
+}
+
+impl Kernels {
+    fn rms_norm(self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        match self {
+            Self::Fast => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32),
+            Self::Differentiable => candle_nn::ops::rms_norm_slow(x, w, eps as f32),
+        }
+    }
+
+    fn softmax(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Fast => candle_nn::ops::softmax_last_dim(x),
+            Self::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+        }
+    }
+
+    fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+            Self::Differentiable => candle_nn::rotary_emb::rope_slow(x, cos, sin),
+        }
+    }
+}
+
+/// Per-layer key/value cache for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of positions already in the cache.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Zero variables added to every destination input, in the study's destination order:
+/// `a{l}<q>`, `a{l}<k>`, `a{l}<v>`, `m{l}` for each layer, then `logits`.
+pub(crate) struct Probes {
+    pub vars: Vec<Var>,
+}
+
+impl Probes {
+    pub fn zeros(layers: usize, t: usize, d: usize, dtype: DType, dev: &Device) -> Result<Self> {
+        let vars = (0..4 * layers + 1)
+            .map(|_| Var::zeros((1, t, d), dtype, dev))
+            .collect::<Result<_>>()?;
+        Ok(Self { vars })
+    }
+
+    fn at(&self, layer: usize, slot: usize) -> &Tensor {
+        self.vars[4 * layer + slot].as_tensor()
+    }
+
+    fn logits(&self) -> &Tensor {
+        self.vars[self.vars.len() - 1].as_tensor()
+    }
+}
+
+/// What one pass through the layers should do besides computing.
+pub(crate) struct Pass<'a> {
+    pub kernels: Kernels,
+    pub probes: Option<&'a Probes>,
+    pub cache: Option<&'a mut KvCache>,
+    /// Collects source activations: input, then each block's attention and MLP outputs.
+    pub sources: Option<&'a mut Vec<Tensor>>,
+}
+
+struct Block {
+    attn_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    mlp_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    window: Option<usize>,
+}
+
+/// The weights of a decoder and its forward pass.
+pub struct Transformer {
+    cfg: ModelConfig,
+    embed: Tensor,
+    layers: Vec<Block>,
+    norm: Tensor,
+    lm_head: Linear,
+    inv_freq: Vec<f64>,
+    dtype: DType,
+    device: Device,
+}
+
+impl Transformer {
+    /// Take every weight the configuration calls for out of `store`.
+    pub fn from_store(
+        cfg: &ModelConfig,
+        store: &mut TensorStore,
+        dtype: DType,
+        device: &Device,
+    ) -> super::error::Result<Self> {
+        let (d, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+        let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let embed = store.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("model.layers.{l}");
+            let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
+                let w = store.take(&format!("{p}.{name}.weight"), &[out, inp])?;
+                let b = store.take_if(bias, &format!("{p}.{name}.bias"), &[out])?;
+                Ok::<_, super::error::ModelError>(Linear::new(w, b))
+            };
+            let q = lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?;
+            let k = lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?;
+            let v = lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?;
+            let o = lin("self_attn.o_proj", d, qd, cfg.o_bias)?;
+            let gate = lin("mlp.gate_proj", i, d, cfg.mlp_bias)?;
+            let up = lin("mlp.up_proj", i, d, cfg.mlp_bias)?;
+            let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+            layers.push(Block {
+                attn_norm: store.take(&format!("{p}.input_layernorm.weight"), &[d])?,
+                q,
+                k,
+                v,
+                o,
+                q_norm: store.take_if(cfg.qk_norm, &format!("{p}.self_attn.q_norm.weight"), &[hd])?,
+                k_norm: store.take_if(cfg.qk_norm, &format!("{p}.self_attn.k_norm.weight"), &[hd])?,
+                mlp_norm: store.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
+                gate,
+                up,
+                down,
+                window: cfg.sliding_window.get(l).copied().flatten(),
+            });
+        }
+        let norm = store.take("model.norm.weight", &[d])?;
+        let lm_head = if cfg.tie_word_embeddings && !store.contains("lm_head.weight") {
+            Linear::new(embed.clone(), None)
+        } else {
+            Linear::new(store.take("lm_head.weight", &[cfg.vocab_size, d])?, None)
+        };
+        Ok(Self {
+            inv_freq: inv_freq(cfg),
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// cos and sin tables (t, head_dim/2) for positions `pos0..pos0 + t`.
+    fn rope_tables(&self, pos0: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(t * half);
+        let mut sin = Vec::with_capacity(t * half);
+        for p in pos0..pos0 + t {
+            for &f in &self.inv_freq {
+                // Computed in f32 like the reference implementation, then widened.
+                let a = (p as f32) * (f as f32);
+                cos.push(f64::from(a.cos()));
+                sin.push(f64::from(a.sin()));
+            }
+        }
+        let mk = |v: Vec<f64>| {
+            Tensor::from_vec(v, (t, half), &self.device)?.to_dtype(self.dtype)
+        };
+        Ok((mk(cos)?, mk(sin)?))
+    }
+
+    /// Additive attention mask (t, s) for queries at `pos0..pos0+t` over keys `0..pos0+t`, or
+    /// `None` when every key is visible.
+    fn mask(&self, pos0: usize, t: usize, window: Option<usize>) -> Result<Option<Tensor>> {
+        let s = pos0 + t;
+        let visible = |qi: usize, kj: usize| kj <= qi && window.is_none_or(|w| qi - kj < w);
+        if (pos0..s).all(|qi| (0..s).all(|kj| visible(qi, kj))) {
+            return Ok(None);
+        }
+        let m: Vec<f32> = (pos0..s)
+            .flat_map(|qi| {
+                (0..s).map(move |kj| if visible(qi, kj) { 0.0 } else { f32::NEG_INFINITY })
+            })
+            .collect();
+        Tensor::from_vec(m, (t, s), &self.device)?
+            .to_dtype(self.dtype)
+            .map(Some)
+    }
+
+    /// Run the embedding and every block on `ids` (b, t) at positions `pos0..`; returns the final
+    /// residual stream (b, t, d), before the final norm.
+    pub(crate) fn residual(&self, ids: &Tensor, pos0: usize, mut pass: Pass) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let cfg = &self.cfg;
+        let k = pass.kernels;
+        let mut h = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, cfg.hidden_size))?;
+        if let Some(s) = pass.sources.as_deref_mut() {
+            s.push(h.clone());
+        }
+        let (cos, sin) = self.rope_tables(pos0, t)?;
+        for (l, block) in self.layers.iter().enumerate() {
+            let eps = cfg.rms_norm_eps;
+            let (xq, xk, xv) = match pass.probes {
+                Some(p) => (
+                    k.rms_norm(&h.broadcast_add(p.at(l, 0))?, &block.attn_norm, eps)?,
+                    k.rms_norm(&h.broadcast_add(p.at(l, 1))?, &block.attn_norm, eps)?,
+                    k.rms_norm(&h.broadcast_add(p.at(l, 2))?, &block.attn_norm, eps)?,
+                ),
+                None => {
+                    let x = k.rms_norm(&h, &block.attn_norm, eps)?;
+                    (x.clone(), x.clone(), x)
+                }
+            };
+            let layer_cache = pass.cache.as_deref_mut().map(|c| {
+                if c.layers.len() < self.layers.len() {
+                    c.layers.resize(self.layers.len(), None);
+                }
+                &mut c.layers[l]
+            });
+            let a = self.attention(block, &xq, &xk, &xv, pos0, (&cos, &sin), layer_cache, k)?;
+            h = (h + &a)?;
+            let mlp_in = match pass.probes {
+                Some(p) => h.broadcast_add(p.at(l, 3))?,
+                None => h.clone(),
+            };
+            let x = k.rms_norm(&mlp_in, &block.mlp_norm, eps)?;
+            let m = block
+                .down
+                .forward(&(candle_nn::ops::silu(&block.gate.forward(&x)?)? * block.up.forward(&x)?)?)?;
+            h = (h + &m)?;
+            if let Some(s) = pass.sources.as_deref_mut() {
+                s.push(a);
+                s.push(m);
+            }
+        }
+        if let Some(c) = pass.cache {
+            c.len = pos0 + t;
+        }
+        match pass.probes {
+            Some(p) => h.broadcast_add(p.logits()),
+            None => Ok(h),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        block: &Block,
+        xq: &Tensor,
+        xk: &Tensor,
+        xv: &Tensor,
+        pos0: usize,
+        (cos, sin): (&Tensor, &Tensor),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        k: Kernels,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t, _) = xq.dims3()?;
+        let hd = cfg.head_dim;
+        let heads = |x: Tensor, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
+            let x = x.reshape((b, t, n, hd))?;
+            let x = match norm {
+                Some(w) => k.rms_norm(&x, w, cfg.rms_norm_eps)?,
+                None => x,
+            };
+            x.transpose(1, 2)
+        };
+        let q = heads(block.q.forward(xq)?, cfg.num_heads, block.q_norm.as_ref())?;
+        let key = heads(block.k.forward(xk)?, cfg.num_kv_heads, block.k_norm.as_ref())?;
+        let val = heads(block.v.forward(xv)?, cfg.num_kv_heads, None)?;
+        let q = k.rope(&q, cos, sin)?;
+        let mut key = k.rope(&key, cos, sin)?;
+        let mut val = val.contiguous()?;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                key = Tensor::cat(&[pk, &key], 2)?;
+                val = Tensor::cat(&[pv, &val], 2)?;
+            }
+            *slot = Some((key.clone(), val.clone()));
+        }
+        let rep = cfg.num_heads / cfg.num_kv_heads;
+        let key = repeat_kv(&key, rep)?;
+        let val = repeat_kv(&val, rep)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut att = (q.contiguous()?.matmul(&key.t()?)? * scale)?;
+        if let Some(mask) = self.mask(pos0, t, block.window)? {
+            att = att.broadcast_add(&mask)?;
+        }
+        let att = k.softmax(&att)?;
+        let z = att.matmul(&val)?.transpose(1, 2)?.reshape((b, t, cfg.num_heads * hd))?;
+        block.o.forward(&z)
+    }
+
+    /// Final norm and unembedding of a residual (…, d) → logits (…, vocab).
+    pub(crate) fn logits(&self, resid: &Tensor, k: Kernels) -> Result<Tensor> {
+        let x = k.rms_norm(resid, &self.norm, self.cfg.rms_norm_eps)?;
+        self.lm_head.forward(&x)
+    }
+}
+
+/// Repeat each key/value head `n` times so grouped-query attention lines up with the queries
+/// (head order kv0, kv0, …, kv1, kv1, … as in the reference implementation).
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, s, hd) = x.dims4()?;
+    Tensor::cat(&vec![x; n], 2)?.reshape((b, kvh * n, s, hd))
+}
+
+/// Rotary inverse frequencies, with Llama-3 or linear scaling applied.
+fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
+    let hd = cfg.head_dim;
+    let base: Vec<f64> = (0..hd / 2)
+        .map(|i| {
+            let e = (2 * i) as f32 / hd as f32;
+            f64::from(1.0f32 / (cfg.rope_theta as f32).powf(e))
+        })
+        .collect();
+    match cfg.rope_scaling {
+        None => base,
+        Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        }) => {
+            let old = original_max_position_embeddings as f64;
+            let low_wavelen = old / low_freq_factor;
+            let high_wavelen = old / high_freq_factor;
+            base.iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / factor
+                    } else {
+                        let smooth =
+                            (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect()
+        }
+    }
+}

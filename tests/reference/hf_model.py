@@ -1,0 +1,129 @@
+"""Reference values from Hugging Face transformers (PyTorch) for circuitdiff's model tests.
+
+usage: hf_model.py REQUEST.json OUT.safetensors
+
+REQUEST: {"model": dir, "gguf_file": name|null, "dtype": "float32"|"float64",
+          "ids": [...], "loss_from": p, "targets": [...], "generate": n}
+
+Writes:
+  logits            (T, V)  transformers' own forward pass
+  path_logits       (T, V)  the per-path forward below (must equal `logits`)
+  loss              ()      -mean log softmax(path_logits[loss_from + k])[targets[k]]
+  grad.{j}          (T, d)  d loss / d(input of destination j), destination order
+                            a0<q>, a0<k>, a0<v>, m0, a1<q>, ..., logits
+  source.{i}        (T, d)  source activations: input, a0, m0, a1, m1, ...
+  generated         (n,)    greedy continuation of `ids` by model.generate
+  prompt_ids        (T',)   the tokenizer's encoding of `prompt`, when given
+
+The per-path forward calls the model's own modules (norms, projections, rotary embedding, MLP)
+and gives every destination its own copy of the residual stream with a zero "probe" added,
+exactly as method.md section 1 defines the graph.
+"""
+
+import json
+import sys
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def per_path_forward(model, ids, dtype):
+    m = model.model
+    cfg = model.config
+    T = ids.shape[1]
+    x = m.embed_tokens(ids)
+    pos = torch.arange(T).unsqueeze(0)
+    cos, sin = m.rotary_emb(x, pos)
+    nl = cfg.num_hidden_layers
+    probes = [torch.zeros_like(x, requires_grad=True) for _ in range(4 * nl + 1)]
+    sources = [x]
+
+    def rot(t):
+        h = t.shape[-1] // 2
+        return torch.cat((-t[..., h:], t[..., :h]), dim=-1)
+
+    h = x
+    for l, layer in enumerate(m.layers):
+        at = layer.self_attn
+        hd = at.head_dim
+        nq = layer.input_layernorm(h + probes[4 * l])
+        nk = layer.input_layernorm(h + probes[4 * l + 1])
+        nv = layer.input_layernorm(h + probes[4 * l + 2])
+        q = at.q_proj(nq).view(1, T, -1, hd)
+        k = at.k_proj(nk).view(1, T, -1, hd)
+        v = at.v_proj(nv).view(1, T, -1, hd)
+        if hasattr(at, "q_norm"):
+            q = at.q_norm(q)
+            k = at.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+        q = q * c + rot(q) * s
+        k = k * c + rot(k) * s
+        rep = q.shape[1] // k.shape[1]
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+        scores = (q @ k.transpose(2, 3)) * (hd ** -0.5)
+        qi = torch.arange(T).unsqueeze(1)
+        kj = torch.arange(T).unsqueeze(0)
+        allowed = kj <= qi
+        window = None
+        layer_types = getattr(cfg, "layer_types", None)
+        if layer_types is not None:
+            if layer_types[l] == "sliding_attention":
+                window = cfg.sliding_window
+        elif cfg.model_type == "mistral":
+            window = cfg.sliding_window
+        if window is not None:
+            allowed = allowed & (qi - kj < window)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        p = torch.softmax(scores.float(), dim=-1).to(dtype)
+        z = (p @ v).transpose(1, 2).reshape(1, T, -1)
+        a = at.o_proj(z)
+        h = h + a
+        mm = layer.mlp(layer.post_attention_layernorm(h + probes[4 * l + 3]))
+        h = h + mm
+        sources += [a, mm]
+    logits = model.lm_head(m.norm(h + probes[-1]))
+    return logits[0], probes, sources
+
+
+def main():
+    req = json.load(open(sys.argv[1]))
+    dtype = {"float32": torch.float32, "float64": torch.float64}[req.get("dtype", "float32")]
+    kw = {"dtype": dtype, "attn_implementation": "eager"}
+    if req.get("gguf_file"):
+        kw["gguf_file"] = req["gguf_file"]
+    model = AutoModelForCausalLM.from_pretrained(req["model"], **kw)
+    model.eval()
+    out = {}
+    ids = torch.tensor([req["ids"]])
+    with torch.no_grad():
+        out["logits"] = model(ids).logits[0].contiguous()
+    if req.get("prompt") is not None:
+        tkw = {"gguf_file": req["gguf_file"]} if req.get("gguf_file") else {}
+        tok = AutoTokenizer.from_pretrained(req["model"], **tkw)
+        out["prompt_ids"] = torch.tensor(tok(req["prompt"]).input_ids, dtype=torch.int64)
+    if req.get("generate"):
+        with torch.no_grad():
+            g = model.generate(ids, max_new_tokens=req["generate"], do_sample=False,
+                               eos_token_id=None, pad_token_id=0)
+        out["generated"] = g[0, ids.shape[1]:].contiguous()
+    if req.get("targets"):
+        logits, probes, sources = per_path_forward(model, ids, dtype)
+        p0 = req["loss_from"]
+        tg = torch.tensor(req["targets"])
+        lp = torch.log_softmax(logits[p0:p0 + len(tg)], dim=-1)
+        loss = -lp[torch.arange(len(tg)), tg].mean()
+        grads = torch.autograd.grad(loss, probes)
+        out["path_logits"] = logits.detach().contiguous()
+        out["loss"] = loss.detach().reshape(())
+        for j, g in enumerate(grads):
+            out[f"grad.{j}"] = g[0].contiguous()
+        for i, s in enumerate(sources):
+            out[f"source.{i}"] = s[0].detach().contiguous()
+    save_file(out, sys.argv[2])
+
+
+if __name__ == "__main__":
+    main()
