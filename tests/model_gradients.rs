@@ -33,14 +33,22 @@ fn probe_gradients_equal_finite_differences_f64() {
         let (t, d) = grads[0].dims2().unwrap();
         for (j, g) in grads.iter().enumerate() {
             let dir = Tensor::randn(0f64, 1.0, (t, d), &Device::Cpu).unwrap();
-            let analytic = (g * &dir).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+            let analytic = (g * &dir)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
             let eps = 1e-5;
             let plus = loss_at(&model, &[(j, (&dir * eps).unwrap())], &targets);
             let minus = loss_at(&model, &[(j, (&dir * -eps).unwrap())], &targets);
             let numeric = (plus - minus) / (2.0 * eps);
             let err = (analytic - numeric).abs() / numeric.abs().max(1e-8);
             eprintln!("{tiny:?} destination {j}: analytic {analytic:.9e} numeric {numeric:.9e}");
-            assert!(err <= 1e-6, "{tiny:?} destination {j}: relative error {err:e}");
+            assert!(
+                err <= 1e-6,
+                "{tiny:?} destination {j}: relative error {err:e}"
+            );
         }
     }
 }
@@ -52,7 +60,15 @@ fn logits_gradient_is_zero_outside_the_scored_positions() {
     let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
     let traced = model.trace(&IDS, 6..9).unwrap();
     let grads = traced.gradients(&nll(&traced.logits, &[8, 27, 3])).unwrap();
-    let g = grads.last().unwrap().abs().unwrap().sum(1).unwrap().to_vec1::<f32>().unwrap();
+    let g = grads
+        .last()
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert!(g[..6].iter().all(|&x| x == 0.0), "{g:?}");
     assert!(g[6..].iter().all(|&x| x > 0.0), "{g:?}");
 }

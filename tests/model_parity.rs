@@ -29,14 +29,20 @@ fn logits_and_probe_gradients_match_transformers() {
         }
         // The reference per-path forward is the same function as transformers' forward.
         let d = max_abs_diff(&r["path_logits"], &r["logits"]);
-        assert!(d <= 1e-5, "{tiny:?}: reference per-path forward differs by {d:e}");
+        assert!(
+            d <= 1e-5,
+            "{tiny:?}: reference per-path forward differs by {d:e}"
+        );
 
         // Probe gradients through the per-path copies: relative error ≤ 1e-4 per destination.
         let traced = model.trace(&IDS, p0..p0 + targets.len()).unwrap();
         let loss = nll(&traced.logits, &targets);
         let ref_loss = r["loss"].to_scalar::<f32>().unwrap();
         let our_loss = loss.to_scalar::<f32>().unwrap();
-        assert!((our_loss - ref_loss).abs() <= 1e-5, "{tiny:?}: loss {our_loss} vs {ref_loss}");
+        assert!(
+            (our_loss - ref_loss).abs() <= 1e-5,
+            "{tiny:?}: loss {our_loss} vs {ref_loss}"
+        );
         let grads = traced.gradients(&loss).unwrap();
         assert_eq!(grads.len(), 4 * 2 + 1);
         let scale = grads.iter().map(max_abs).fold(0.0, f64::max);
@@ -44,7 +50,10 @@ fn logits_and_probe_gradients_match_transformers() {
             let want = &r[&format!("grad.{j}")];
             let err = max_abs_diff(g, want) / max_abs(want).max(1e-3 * scale);
             eprintln!("{tiny:?} destination {j}: gradient relative error {err:e}");
-            assert!(err <= 1e-4, "{tiny:?} destination {j}: relative error {err:e}");
+            assert!(
+                err <= 1e-4,
+                "{tiny:?} destination {j}: relative error {err:e}"
+            );
         }
         for (i, s) in traced.sources.iter().enumerate() {
             let want = &r[&format!("source.{i}")];

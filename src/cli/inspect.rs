@@ -27,7 +27,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let ckpt = model::resolve(&args.model, &hub, None)?;
     let info = model::inspect(&args.model, &ckpt, args.seq_len)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info).context("serialise")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).context("serialise")?
+        );
         return Ok(());
     }
     let c = &info.config;
@@ -38,12 +41,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("family", c.family.name().to_owned()),
         ("layers", c.num_layers.to_string()),
         ("hidden size", c.hidden_size.to_string()),
-        ("heads / kv heads", format!("{} / {}", c.num_heads, c.num_kv_heads)),
+        (
+            "heads / kv heads",
+            format!("{} / {}", c.num_heads, c.num_kv_heads),
+        ),
         ("head dim", c.head_dim.to_string()),
         ("intermediate size", c.intermediate_size.to_string()),
         ("vocabulary", c.vocab_size.to_string()),
         ("checkpoint dtype", info.checkpoint_dtype.clone()),
-        ("parameters", format!("{} ({:.1} M)", info.num_params, info.num_params as f64 / 1e6)),
+        (
+            "parameters",
+            format!(
+                "{} ({:.1} M)",
+                info.num_params,
+                info.num_params as f64 / 1e6
+            ),
+        ),
         ("tied embeddings", c.tie_word_embeddings.to_string()),
         ("graph edges (4L²+3L+1)", info.num_edges.to_string()),
         (

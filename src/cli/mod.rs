@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
+mod bench;
 mod inspect;
 
 use clap::{Parser, Subcommand};
@@ -8,18 +9,23 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "circuitdiff", version, about)]
 pub struct Cli {
+    /// CPU threads for tensor work (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Bench(bench::Args),
     Inspect(inspect::Args),
 }
 
 /// Run the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench(args) => bench::run(&args),
         Command::Inspect(args) => inspect::run(&args),
     }
 }

@@ -300,7 +300,10 @@ impl Fields<'_> {
     }
 
     fn opt_str(&self, key: &str) -> Option<String> {
-        self.json.get(key).and_then(Value::as_str).map(str::to_owned)
+        self.json
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     fn usize(&self, key: &str) -> Result<usize> {
@@ -323,7 +326,10 @@ impl ModelConfig {
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (d, hd, i) = (self.hidden_size, self.head_dim, self.intermediate_size);
         let (qd, kvd) = (self.num_heads * hd, self.num_kv_heads * hd);
-        let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![self.vocab_size, d])];
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_owned(),
+            vec![self.vocab_size, d],
+        )];
         for l in 0..self.num_layers {
             let p = format!("model.layers.{l}");
             let mut lin = |name: &str, o: usize, inp: usize, bias: bool| {
@@ -399,7 +405,10 @@ impl ModelConfig {
                 let from = self.sliding_window.iter().position(Option::is_some);
                 o.insert("use_sliding_window".into(), window.is_some().into());
                 o.insert("sliding_window".into(), window.into());
-                o.insert("max_window_layers".into(), from.unwrap_or(self.num_layers).into());
+                o.insert(
+                    "max_window_layers".into(),
+                    from.unwrap_or(self.num_layers).into(),
+                );
             }
             Family::Llama => {}
         }

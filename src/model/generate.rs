@@ -66,6 +66,25 @@ pub struct Generation {
 impl Model {
     /// Generate a continuation of `prompt` (token ids).
     pub fn generate(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
+        self.generate_inner(prompt, opts, true)
+    }
+
+    /// Generate exactly `max_new_tokens` tokens unless a stop id or string intervenes, ignoring
+    /// the tokenizer's end-of-sequence ids (for throughput measurements).
+    pub fn generate_ignoring_eos(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+    ) -> Result<Generation> {
+        self.generate_inner(prompt, opts, false)
+    }
+
+    fn generate_inner(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        eos: bool,
+    ) -> Result<Generation> {
         if prompt.is_empty() {
             candle_core::bail!("cannot generate from an empty prompt");
         }
@@ -81,15 +100,13 @@ impl Model {
             let next = match (&opts.sampling, rng.as_mut()) {
                 (
                     Sampling::Sample {
-                        temperature,
-                        top_p,
-                        ..
+                        temperature, top_p, ..
                     },
                     Some(rng),
                 ) if *temperature > 0.0 => sample(&logits, *temperature, *top_p, rng.random())?,
                 _ => argmax(&logits)?,
             };
-            if self.tokenizer.eos_ids.contains(&next) || opts.stop_ids.contains(&next) {
+            if (eos && self.tokenizer.eos_ids.contains(&next)) || opts.stop_ids.contains(&next) {
                 return Ok(Generation {
                     tokens,
                     text,

@@ -146,7 +146,10 @@ impl GgufFile {
             max_position_embeddings: self.arch_u("context_length")?.unwrap_or(4096),
             sliding_window: vec![window.filter(|_| family == Family::Mistral); num_layers],
             qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-            o_bias: self.content.tensor_infos.contains_key("blk.0.attn_output.bias"),
+            o_bias: self
+                .content
+                .tensor_infos
+                .contains_key("blk.0.attn_output.bias"),
             mlp_bias: false,
             qk_norm: self
                 .content

@@ -29,7 +29,8 @@ impl MemoryEstimate {
         // q/k/v before and after rotary (2·(h+2·kvh)·hd), repeated k/v (2·h·hd), scores,
         // softmax and mask sum (3·h·t), attention output and o-proj (h·hd + d), residual sums
         // (2·d), MLP norm, gate, up, silu, product (d + 4·i), down (d).
-        let per_token = 8 * d + 2 * (h + 2 * kvh) * hd + 2 * h * hd + 3 * h * t + h * hd + 4 * d + 4 * i;
+        let per_token =
+            8 * d + 2 * (h + 2 * kvh) * hd + 2 * h * hd + 3 * h * t + h * hd + 4 * d + 4 * i;
         let saved = (cfg.num_layers * per_token * t) as u64;
         // Backward transients: gradients of one layer's tensors, plus 4 probe gradients per
         // layer and the logits (k × vocab, three copies).

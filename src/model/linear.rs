@@ -33,7 +33,9 @@ impl Linear {
         let dims = x.dims();
         let (lead, k) = dims.split_at(dims.len() - 1);
         let m: usize = lead.iter().product();
-        let y = x.reshape((m, k[0]))?.apply_op2(&self.weight, InputGradMatmul)?;
+        let y = x
+            .reshape((m, k[0]))?
+            .apply_op2(&self.weight, InputGradMatmul)?;
         let mut out_shape = lead.to_vec();
         out_shape.push(self.weight.dim(0)?);
         let y = y.reshape(out_shape)?;
@@ -48,8 +50,11 @@ impl Linear {
 /// Backward returns the gradient of `x` only.
 pub(crate) struct InputGradMatmul;
 
+/// Batch, rows, columns and inner dimension of a matmul, as candle's backends take them.
+type Bmnk = (usize, usize, usize, usize);
+
 impl InputGradMatmul {
-    fn bmnk(l1: &Layout, l2: &Layout) -> Result<((usize, usize, usize, usize), Layout, Shape)> {
+    fn bmnk(l1: &Layout, l2: &Layout) -> Result<(Bmnk, Layout, Shape)> {
         let (x, w) = (l1.dims(), l2.dims());
         let (b, m, k, n, wk) = match (x, w) {
             ([m, k], [n, wk]) => (1, *m, *k, *n, *wk),

@@ -8,8 +8,8 @@ mod generate;
 mod gguf;
 mod inspect;
 mod linear;
-mod source;
 mod save;
+mod source;
 mod tokenizer;
 mod transformer;
 mod weights;
@@ -19,10 +19,10 @@ pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
 pub use inspect::{inspect, MemoryEstimate, ModelInfo};
 pub use linear::Linear;
-pub use source::{resolve, Checkpoint, DownloadProgress, HubOptions};
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
+pub use source::{resolve, Checkpoint, DownloadProgress, HubOptions};
 pub use tokenizer::Tokenizer;
-pub use transformer::{KvCache, Kernels};
+pub use transformer::{Kernels, KvCache};
 
 use candle_core::{DType, Device, Tensor};
 use sha2::Digest as _;
@@ -267,7 +267,11 @@ fn fingerprint(files: &[PathBuf]) -> Result<String> {
     for path in files {
         let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
         let len = f.metadata().map_err(|e| ModelError::io(path, e))?.len();
-        h.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        h.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         h.update(len.to_le_bytes());
         let mut buf = Vec::new();
         (&mut f)

@@ -14,9 +14,8 @@ use std::path::Path;
 /// norm weights 1 + N(0, (std/2)²). Deterministic for a seed.
 pub fn random_weights(cfg: &ModelConfig, seed: u64, std: f64) -> Result<HashMap<String, Tensor>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let normal = rand_distr::Normal::new(0.0, std).map_err(|e| {
-        ModelError::config("random_weights", "std", e.to_string())
-    })?;
+    let normal = rand_distr::Normal::new(0.0, std)
+        .map_err(|e| ModelError::config("random_weights", "std", e.to_string()))?;
     let mut out = HashMap::new();
     for (name, shape) in cfg.tensor_shapes() {
         let n: usize = shape.iter().product();

@@ -49,7 +49,11 @@ impl HubOptions {
         if let Some(d) = &self.cache_dir {
             return d.clone();
         }
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         env("HF_HUB_CACHE")
             .or_else(|| env("HUGGINGFACE_HUB_CACHE"))
             .or_else(|| env("HF_HOME").map(|h| h.join("hub")))
@@ -220,12 +224,14 @@ fn hub_snapshot(
                 .with_progress(false)
                 .build()
                 .map_err(|e| hub_err(e.to_string()))?
-                .repo(repo.clone()),
+                .repo(repo),
         )
     };
-    let cached = cache.repo(repo);
+    let repo_dir = opts
+        .cache_dir()
+        .join(format!("models--{}", id.replace('/', "--")));
     let mut get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
-        if let Some(p) = cached.get(file) {
+        if let Some(p) = cached_file(&repo_dir, &revision, file) {
             return Ok(Some(p));
         }
         let Some(api) = &api else {
@@ -268,4 +274,18 @@ fn hub_snapshot(
         .parent()
         .ok_or_else(|| hub_err("cache layout unexpected".into()))?;
     folder(dir)
+}
+
+/// A file of the cache's snapshot for `revision` (a branch or tag name, or a commit hash).
+fn cached_file(repo_dir: &Path, revision: &str, file: &str) -> Option<PathBuf> {
+    let commit = if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        revision.to_owned()
+    } else {
+        std::fs::read_to_string(repo_dir.join("refs").join(revision))
+            .ok()?
+            .trim()
+            .to_owned()
+    };
+    let p = repo_dir.join("snapshots").join(commit).join(file);
+    p.is_file().then_some(p)
 }

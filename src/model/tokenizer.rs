@@ -40,7 +40,8 @@ impl Tokenizer {
         })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg = if cfg_path.is_file() {
-            let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+            let text =
+                std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
             serde_json::from_str(&text).map_err(|source| ModelError::Json {
                 path: cfg_path.clone(),
                 source,

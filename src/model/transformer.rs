@@ -33,7 +33,14 @@ impl Kernels {
     fn softmax(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::ops::softmax_last_dim(x),
-            Self::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+            // The shift by the row maximum only guards against overflow and cancels out of the
+            // result, so it is kept out of the graph: the gradient stays exact and the backward
+            // pass skips the maximum's mask computation.
+            Self::Differentiable => {
+                let max = x.max_keepdim(D::Minus1)?.detach();
+                let e = x.broadcast_sub(&max)?.exp()?;
+                e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+            }
         }
     }
 
@@ -155,8 +162,16 @@ impl Transformer {
                 k,
                 v,
                 o,
-                q_norm: store.take_if(cfg.qk_norm, &format!("{p}.self_attn.q_norm.weight"), &[hd])?,
-                k_norm: store.take_if(cfg.qk_norm, &format!("{p}.self_attn.k_norm.weight"), &[hd])?,
+                q_norm: store.take_if(
+                    cfg.qk_norm,
+                    &format!("{p}.self_attn.q_norm.weight"),
+                    &[hd],
+                )?,
+                k_norm: store.take_if(
+                    cfg.qk_norm,
+                    &format!("{p}.self_attn.k_norm.weight"),
+                    &[hd],
+                )?,
                 mlp_norm: store.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
                 gate,
                 up,
@@ -203,9 +218,7 @@ impl Transformer {
                 sin.push(f64::from(a.sin()));
             }
         }
-        let mk = |v: Vec<f64>| {
-            Tensor::from_vec(v, (t, half), &self.device)?.to_dtype(self.dtype)
-        };
+        let mk = |v: Vec<f64>| Tensor::from_vec(v, (t, half), &self.device)?.to_dtype(self.dtype);
         Ok((mk(cos)?, mk(sin)?))
     }
 
@@ -219,7 +232,13 @@ impl Transformer {
         }
         let m: Vec<f32> = (pos0..s)
             .flat_map(|qi| {
-                (0..s).map(move |kj| if visible(qi, kj) { 0.0 } else { f32::NEG_INFINITY })
+                (0..s).map(move |kj| {
+                    if visible(qi, kj) {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
             })
             .collect();
         Tensor::from_vec(m, (t, s), &self.device)?
@@ -233,10 +252,10 @@ impl Transformer {
         let (b, t) = ids.dims2()?;
         let cfg = &self.cfg;
         let k = pass.kernels;
-        let mut h = self
-            .embed
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, cfg.hidden_size))?;
+        let mut h =
+            self.embed
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, t, cfg.hidden_size))?;
         if let Some(s) = pass.sources.as_deref_mut() {
             s.push(h.clone());
         }
@@ -267,9 +286,9 @@ impl Transformer {
                 None => h.clone(),
             };
             let x = k.rms_norm(&mlp_in, &block.mlp_norm, eps)?;
-            let m = block
-                .down
-                .forward(&(candle_nn::ops::silu(&block.gate.forward(&x)?)? * block.up.forward(&x)?)?)?;
+            let m = block.down.forward(
+                &(candle_nn::ops::silu(&block.gate.forward(&x)?)? * block.up.forward(&x)?)?,
+            )?;
             h = (h + &m)?;
             if let Some(s) = pass.sources.as_deref_mut() {
                 s.push(a);
@@ -309,7 +328,11 @@ impl Transformer {
             x.transpose(1, 2)
         };
         let q = heads(block.q.forward(xq)?, cfg.num_heads, block.q_norm.as_ref())?;
-        let key = heads(block.k.forward(xk)?, cfg.num_kv_heads, block.k_norm.as_ref())?;
+        let key = heads(
+            block.k.forward(xk)?,
+            cfg.num_kv_heads,
+            block.k_norm.as_ref(),
+        )?;
         let val = heads(block.v.forward(xv)?, cfg.num_kv_heads, None)?;
         let q = k.rope(&q, cos, sin)?;
         let mut key = k.rope(&key, cos, sin)?;
@@ -330,7 +353,10 @@ impl Transformer {
             att = att.broadcast_add(&mask)?;
         }
         let att = k.softmax(&att)?;
-        let z = att.matmul(&val)?.transpose(1, 2)?.reshape((b, t, cfg.num_heads * hd))?;
+        let z = att
+            .matmul(&val)?
+            .transpose(1, 2)?
+            .reshape((b, t, cfg.num_heads * hd))?;
         block.o.forward(&z)
     }
 
@@ -380,8 +406,8 @@ fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
                     } else if wavelen > low_wavelen {
                         f / factor
                     } else {
-                        let smooth =
-                            (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * f / factor + smooth * f
                     }
                 })

@@ -96,7 +96,12 @@ impl TensorStore {
     }
 
     /// Take an optional tensor (a bias that a family may or may not have).
-    pub fn take_if(&mut self, present: bool, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+    pub fn take_if(
+        &mut self,
+        present: bool,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Option<Tensor>> {
         present.then(|| self.take(name, shape)).transpose()
     }
 }
@@ -110,13 +115,15 @@ pub fn safetensors_dtype(path: &Path) -> Result<String> {
         path: path.to_owned(),
         message: message.into(),
     };
-    f.read_exact(&mut len).map_err(|_| bad("header too short"))?;
+    f.read_exact(&mut len)
+        .map_err(|_| bad("header too short"))?;
     let n = u64::from_le_bytes(len);
     if n > 100 << 20 {
         return Err(bad("header length is implausible"));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|_| bad("header truncated"))?;
+    f.read_exact(&mut header)
+        .map_err(|_| bad("header truncated"))?;
     let json: serde_json::Value =
         serde_json::from_slice(&header).map_err(|_| bad("header is not JSON"))?;
     json.as_object()

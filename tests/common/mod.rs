@@ -81,7 +81,11 @@ impl Tiny {
     }
 }
 
-pub fn write_folder(path: &Path, cfg: &ModelConfig, weights: &HashMap<String, candle_core::Tensor>) {
+pub fn write_folder(
+    path: &Path,
+    cfg: &ModelConfig,
+    weights: &HashMap<String, candle_core::Tensor>,
+) {
     model::write_hf_folder(path, cfg, weights, &model::char_tokenizer_json(CHARS), None)
         .expect("write folder");
 }
@@ -123,12 +127,17 @@ pub fn smollm2() -> PathBuf {
 }
 
 /// Run a reference script with a JSON request; returns the tensors it wrote.
-pub fn reference(script: &str, request: &serde_json::Value) -> HashMap<String, candle_core::Tensor> {
+pub fn reference(
+    script: &str,
+    request: &serde_json::Value,
+) -> HashMap<String, candle_core::Tensor> {
     let dir = tempfile::tempdir().expect("tempdir");
     let req = dir.path().join("request.json");
     let out = dir.path().join("out.safetensors");
     std::fs::write(&req, request.to_string()).expect("write request");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(script);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(script);
     let res = std::process::Command::new(python())
         .arg(&script)
         .arg(&req)
@@ -171,5 +180,10 @@ pub fn nll(logits: &candle_core::Tensor, targets: &[u32]) -> candle_core::Tensor
     let idx = candle_core::Tensor::new(targets, logits.device())
         .and_then(|t| t.unsqueeze(1))
         .expect("idx");
-    (lp.gather(&idx, 1).expect("gather").mean_all().expect("mean") * -1.0).expect("neg")
+    (lp.gather(&idx, 1)
+        .expect("gather")
+        .mean_all()
+        .expect("mean")
+        * -1.0)
+        .expect("neg")
 }

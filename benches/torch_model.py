@@ -1,0 +1,86 @@
+"""PyTorch counterpart of `circuitdiff bench`: the same measurements with HF transformers.
+
+usage: torch_model.py MODEL_DIR [GGUF_FILE] --threads N [--seq-len 256] [--gen-tokens 64]
+Prints JSON with forward_tokens_per_s, generation_tokens_per_s and differentiable_pass_s
+(per-path forward + backward to every probe, as tests/reference/hf_model.py defines it).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
+from hf_model import per_path_forward  # noqa: E402
+
+
+def timed(repeat, f):
+    f()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("gguf", nargs="?")
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    kw = {"dtype": torch.float32, "attn_implementation": "eager"}
+    if a.gguf:
+        kw["gguf_file"] = a.gguf
+    model = AutoModelForCausalLM.from_pretrained(a.model, **kw).eval()
+    vocab = model.config.vocab_size
+    ids = [((i * 2654435761) % 2**32 >> 7) % vocab for i in range(a.seq_len)]
+    x = torch.tensor([ids])
+
+    def fwd():
+        with torch.no_grad():
+            model(x)
+
+    forward = timed(a.repeat, fwd)
+    prompt = x[:, :16]
+
+    def gen():
+        with torch.no_grad():
+            model.generate(prompt, max_new_tokens=a.gen_tokens, min_new_tokens=a.gen_tokens,
+                           do_sample=False, pad_token_id=0)
+
+    generation = timed(a.repeat, gen)
+    k = max(a.seq_len // 20, 1)
+    p0 = a.seq_len - k
+    targets = x[0, p0:]
+
+    def diff():
+        logits, probes, _ = per_path_forward(model, x, torch.float32)
+        lp = torch.log_softmax(logits[p0 - 1:a.seq_len - 1], dim=-1)
+        loss = -lp[torch.arange(k), targets].mean()
+        torch.autograd.grad(loss, probes)
+
+    d = timed(a.repeat, diff)
+    print(json.dumps({
+        "impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
+        "seq_len": a.seq_len,
+        "forward_tokens_per_s": a.seq_len / forward,
+        "generation_tokens_per_s": a.gen_tokens / generation,
+        "differentiable_pass_s": d,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

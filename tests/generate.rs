@@ -1,0 +1,133 @@
+//! Generation with the key/value cache: equal to full recomputation (including sliding
+//! windows), stop tokens and strings, seeded sampling.
+
+mod common;
+
+use circuitdiff::model::{GenerateOptions, Kernels, LoadOptions, Model, Sampling, StopReason};
+use common::{max_abs_diff, Tiny};
+
+fn greedy_by_recomputation(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut ids = prompt.to_vec();
+    for _ in 0..n {
+        let logits = model.forward_logits(&ids, Kernels::Differentiable).unwrap();
+        let last = logits.get(ids.len() - 1).unwrap();
+        ids.push(last.argmax(0).unwrap().to_scalar::<u32>().unwrap());
+    }
+    ids[prompt.len()..].to_vec()
+}
+
+#[test]
+fn cached_greedy_generation_equals_recomputation() {
+    let dir = tempfile::tempdir().unwrap();
+    for tiny in Tiny::ALL {
+        let model = Model::load(
+            tiny.write(dir.path()).to_str().unwrap(),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let prompt = [1, 7, 12, 30];
+        let opts = GenerateOptions {
+            max_new_tokens: 12,
+            stop_ids: vec![],
+            ..GenerateOptions::default()
+        };
+        let gen = model.generate(&prompt, &opts).unwrap();
+        let n = gen.tokens.len();
+        assert_eq!(
+            gen.tokens,
+            greedy_by_recomputation(&model, &prompt, n),
+            "{tiny:?}"
+        );
+        // Cached step logits equal the full pass at every position (window 4 < 16 tokens for
+        // Mistral).
+        let mut all = prompt.to_vec();
+        all.extend(&gen.tokens);
+        let full = model.forward_logits(&all, Kernels::Fast).unwrap();
+        let mut cache = circuitdiff::model::KvCache::default();
+        model.step(&prompt, &mut cache).unwrap();
+        for (i, &t) in gen.tokens.iter().enumerate() {
+            let l = model.step(&[t], &mut cache).unwrap();
+            let d = max_abs_diff(&l, &full.get(prompt.len() + i).unwrap());
+            assert!(
+                d <= 1e-5,
+                "{tiny:?} position {}: |Δ| = {d:e}",
+                prompt.len() + i
+            );
+        }
+    }
+}
+
+#[test]
+fn stop_ids_strings_and_sampling() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(
+        Tiny::Qwen2.write(dir.path()).to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let prompt = [1, 9, 9, 9];
+    let free = model
+        .generate(
+            &prompt,
+            &GenerateOptions {
+                max_new_tokens: 10,
+                ..GenerateOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(free.stop, StopReason::MaxTokens);
+    assert_eq!(free.tokens.len(), 10);
+
+    // A stop id: generation ends before it, without it.
+    let third = free.tokens[2];
+    let first_hit = free.tokens.iter().position(|&t| t == third).unwrap();
+    let g = model
+        .generate(
+            &prompt,
+            &GenerateOptions {
+                max_new_tokens: 10,
+                stop_ids: vec![third],
+                ..GenerateOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(g.stop, StopReason::EndOfSequence);
+    assert_eq!(g.tokens, free.tokens[..first_hit]);
+
+    // A stop string: the text is cut before it, the tokens keep the one that completed it.
+    let piece = model.tokenizer.decode(&free.tokens[3..5]).unwrap();
+    let g = model
+        .generate(
+            &prompt,
+            &GenerateOptions {
+                max_new_tokens: 10,
+                stop_strings: vec![piece.clone()],
+                ..GenerateOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(g.stop, StopReason::StopString);
+    assert!(!g.text.contains(&piece));
+    assert!(free.text.starts_with(&g.text));
+
+    // Seeded sampling is reproducible and differs across seeds.
+    let sample = |seed| {
+        model
+            .generate(
+                &prompt,
+                &GenerateOptions {
+                    max_new_tokens: 10,
+                    sampling: Sampling::Sample {
+                        temperature: 1.5,
+                        top_p: 0.95,
+                        seed,
+                    },
+                    ..GenerateOptions::default()
+                },
+            )
+            .unwrap()
+            .tokens
+    };
+    assert_eq!(sample(1), sample(1));
+    assert_ne!(sample(1), sample(2));
+}
