@@ -3,5 +3,8 @@
 //! The library holds everything below the user interfaces: [`model`] loads checkpoints and runs
 //! the transformer (for generation, and differentiably for attribution).
 
+pub mod attribution;
 pub mod fsutil;
 pub mod model;
+pub mod progress;
+pub mod report;

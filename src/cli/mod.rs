@@ -1,7 +1,9 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
+mod bars;
 mod bench;
 mod inspect;
+mod score;
 
 use clap::{Parser, Subcommand};
 
@@ -19,13 +21,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Bench(bench::Args),
+    Compare(score::CompareArgs),
     Inspect(inspect::Args),
+    Score(score::ScoreArgs),
 }
 
 /// Run the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::Compare(args) => score::compare(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Score(args) => score::score(&args),
     }
 }

@@ -46,6 +46,22 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Apply head by head: `x` (1, n, t, in) holds one input per head; head `i` uses rows
+    /// `i·out/n ..` of the weight. Returns (1, n, t, out/n).
+    pub fn forward_heads(&self, x: &Tensor, n: usize) -> Result<Tensor> {
+        let (_, _, t, k) = x.dims4()?;
+        let per = self.weight.dim(0)? / n;
+        let w = self.weight.reshape((n, per, k))?;
+        let y = x.reshape((n, t, k))?.apply_op2(&w, InputGradMatmul)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((n, 1, per))?)?,
+            None => y,
+        };
+        y.unsqueeze(0)
+    }
+}
+
 /// `x · wᵀ` for `x` (m, k) and `w` (n, k), or batched `x` (b, m, k) and `w` (b, n, k).
 /// Backward returns the gradient of `x` only.
 pub(crate) struct InputGradMatmul;

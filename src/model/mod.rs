@@ -146,6 +146,7 @@ impl Model {
             probes: None,
             cache: None,
             sources: None,
+            head_sources: false,
         };
         let h = self.net.residual(&ids, 0, pass)?;
         self.net.logits(&h, kernels)?.squeeze(0)
@@ -160,6 +161,7 @@ impl Model {
             probes: None,
             cache: Some(cache),
             sources: None,
+            head_sources: false,
         };
         let h = self.net.residual(&x, pos0, pass)?;
         let last = h.narrow(1, ids.len() - 1, 1)?;
@@ -170,30 +172,27 @@ impl Model {
     /// the logits at `positions` (for the caller's loss) together with every source activation.
     /// Call [`Traced::gradients`] with a scalar loss built from those logits.
     pub fn trace(&self, ids: &[u32], positions: Range<usize>) -> candle_core::Result<Traced> {
-        self.trace_patched(ids, positions, &[])
+        self.trace_patched(ids, positions, &[], false)
     }
 
     /// [`Model::trace`] with some destination inputs shifted: each `(destination, delta)` adds
     /// `delta` (t, d) to that destination's input only. Removing a fraction ε of source `u`'s
-    /// contribution to destination `v` is the patch `(v, −ε·A_u)`.
+    /// contribution to destination `v` is the patch `(v, −ε·A_u)`. With `heads`, attention is
+    /// split per head: one residual copy per query head and per key/value head, and one source
+    /// per head (see [`Traced`]); a patch then addresses a probe (1, n, t, d) as (n, t, d).
     pub fn trace_patched(
         &self,
         ids: &[u32],
         positions: Range<usize>,
         patches: &[(usize, Tensor)],
+        heads: bool,
     ) -> candle_core::Result<Traced> {
         let t = ids.len();
         if positions.is_empty() || positions.end > t {
             candle_core::bail!("logit positions {positions:?} outside a sequence of {t} tokens");
         }
         let x = self.ids_tensor(ids)?;
-        let probes = Probes::zeros(
-            self.config.num_layers,
-            t,
-            self.config.hidden_size,
-            self.dtype(),
-            self.device(),
-        )?;
+        let probes = Probes::zeros(&self.config, t, heads, self.dtype(), self.device())?;
         for (dest, delta) in patches {
             let Some(var) = probes.vars.get(*dest) else {
                 candle_core::bail!("no destination {dest}");
@@ -206,14 +205,22 @@ impl Model {
             probes: Some(&probes),
             cache: None,
             sources: Some(&mut sources),
+            head_sources: heads,
         };
         let h = self.net.residual(&x, 0, pass)?;
         let h = h.narrow(1, positions.start, positions.len())?;
         let logits = self.net.logits(&h, Kernels::Differentiable)?.squeeze(0)?;
-        let sources = sources
-            .into_iter()
-            .map(|s| s.squeeze(0).map(|s| s.detach()))
-            .collect::<candle_core::Result<_>>()?;
+        let mut flat = Vec::with_capacity(sources.len());
+        for s in sources {
+            let s = s.detach();
+            if s.rank() == 3 && s.dim(0)? > 1 {
+                // Per-head sources (heads, t, d).
+                flat.extend(s.chunk(s.dim(0)?, 0)?.into_iter().map(|h| h.squeeze(0)));
+            } else {
+                flat.push(s.squeeze(0));
+            }
+        }
+        let sources = flat.into_iter().collect::<candle_core::Result<_>>()?;
         Ok(Traced {
             logits,
             sources,
@@ -226,24 +233,33 @@ impl Model {
 pub struct Traced {
     /// Logits (positions, vocab) at the requested positions, differentiable.
     pub logits: Tensor,
-    /// Source activations (t, d) in the study's source order: input, a0, m0, a1, m1, …
+    /// Source activations (t, d) in the study's source order: input, a0, m0, a1, m1, … (with
+    /// heads: input, a0.h0, …, a0.h{H−1}, m0, …).
     pub sources: Vec<Tensor>,
     probes: Probes,
 }
 
 impl Traced {
     /// One backward pass of `loss`; returns ∂loss/∂(input of each destination), each (t, d), in
-    /// the study's destination order: a0<q>, a0<k>, a0<v>, m0, a1<q>, …, logits.
+    /// the study's destination order: a0<q>, a0<k>, a0<v>, m0, a1<q>, …, logits (with heads:
+    /// a0.h0<q> … a0.h{H−1}<q>, a0.h0<k> …, a0.h0<v> …, m0, …).
     pub fn gradients(&self, loss: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let grads = loss.backward()?;
-        self.probes
-            .vars
-            .iter()
-            .map(|v| match grads.get(v.as_tensor()) {
-                Some(g) => g.squeeze(0),
-                None => v.as_tensor().zeros_like()?.squeeze(0),
-            })
-            .collect()
+        let mut out = Vec::with_capacity(self.probes.vars.len());
+        for v in &self.probes.vars {
+            let g = match grads.get(v.as_tensor()) {
+                Some(g) => g.squeeze(0)?,
+                None => v.as_tensor().zeros_like()?.squeeze(0)?,
+            };
+            if g.rank() == 3 {
+                for h in g.chunk(g.dim(0)?, 0)? {
+                    out.push(h.squeeze(0)?);
+                }
+            } else {
+                out.push(g);
+            }
+        }
+        Ok(out)
     }
 }
 

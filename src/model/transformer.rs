@@ -72,16 +72,34 @@ impl KvCache {
 }
 
 /// Zero variables added to every destination input, in the study's destination order:
-/// `a{l}<q>`, `a{l}<k>`, `a{l}<v>`, `m{l}` for each layer, then `logits`.
+/// `a{l}<q>`, `a{l}<k>`, `a{l}<v>`, `m{l}` for each layer, then `logits`. Each is (1, t, d); with
+/// `heads`, the q probe is (1, heads, t, d) and the k and v probes (1, kv_heads, t, d), one copy
+/// of the residual per head.
 pub(crate) struct Probes {
     pub vars: Vec<Var>,
 }
 
 impl Probes {
-    pub fn zeros(layers: usize, t: usize, d: usize, dtype: DType, dev: &Device) -> Result<Self> {
-        let vars = (0..4 * layers + 1)
-            .map(|_| Var::zeros((1, t, d), dtype, dev))
-            .collect::<Result<_>>()?;
+    pub fn zeros(
+        cfg: &ModelConfig,
+        t: usize,
+        heads: bool,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let mut vars = Vec::with_capacity(4 * cfg.num_layers + 1);
+        for _ in 0..cfg.num_layers {
+            for n in [cfg.num_heads, cfg.num_kv_heads, cfg.num_kv_heads] {
+                vars.push(if heads {
+                    Var::zeros((1, n, t, d), dtype, dev)?
+                } else {
+                    Var::zeros((1, t, d), dtype, dev)?
+                });
+            }
+            vars.push(Var::zeros((1, t, d), dtype, dev)?);
+        }
+        vars.push(Var::zeros((1, t, d), dtype, dev)?);
         Ok(Self { vars })
     }
 
@@ -99,8 +117,12 @@ pub(crate) struct Pass<'a> {
     pub kernels: Kernels,
     pub probes: Option<&'a Probes>,
     pub cache: Option<&'a mut KvCache>,
-    /// Collects source activations: input, then each block's attention and MLP outputs.
+    /// Collects source activations (b, t, d): input, then each block's attention and MLP
+    /// outputs.
     pub sources: Option<&'a mut Vec<Tensor>>,
+    /// Collect attention sources per head instead, each (heads, t, d): the part of the block
+    /// output that each head contributes through the output projection.
+    pub head_sources: bool,
 }
 
 struct Block {
@@ -263,11 +285,19 @@ impl Transformer {
         for (l, block) in self.layers.iter().enumerate() {
             let eps = cfg.rms_norm_eps;
             let (xq, xk, xv) = match pass.probes {
-                Some(p) => (
-                    k.rms_norm(&h.broadcast_add(p.at(l, 0))?, &block.attn_norm, eps)?,
-                    k.rms_norm(&h.broadcast_add(p.at(l, 1))?, &block.attn_norm, eps)?,
-                    k.rms_norm(&h.broadcast_add(p.at(l, 2))?, &block.attn_norm, eps)?,
-                ),
+                Some(p) => {
+                    // Each path reads its own copy of the residual: (b, t, d), or one copy per
+                    // head (b, n, t, d).
+                    let copy = |probe: &Tensor| -> Result<Tensor> {
+                        let x = if probe.rank() == 4 {
+                            h.unsqueeze(1)?.broadcast_add(probe)?
+                        } else {
+                            (&h + probe)?
+                        };
+                        k.rms_norm(&x, &block.attn_norm, eps)
+                    };
+                    (copy(p.at(l, 0))?, copy(p.at(l, 1))?, copy(p.at(l, 2))?)
+                }
                 None => {
                     let x = k.rms_norm(&h, &block.attn_norm, eps)?;
                     (x.clone(), x.clone(), x)
@@ -279,10 +309,11 @@ impl Transformer {
                 }
                 &mut c.layers[l]
             });
-            let a = self.attention(block, &xq, &xk, &xv, pos0, (&cos, &sin), layer_cache, k)?;
+            let (a, z) =
+                self.attention(block, &xq, &xk, &xv, pos0, (&cos, &sin), layer_cache, k)?;
             h = (h + &a)?;
             let mlp_in = match pass.probes {
-                Some(p) => h.broadcast_add(p.at(l, 3))?,
+                Some(p) => (&h + p.at(l, 3))?,
                 None => h.clone(),
             };
             let x = k.rms_norm(&mlp_in, &block.mlp_norm, eps)?;
@@ -291,7 +322,11 @@ impl Transformer {
             )?;
             h = (h + &m)?;
             if let Some(s) = pass.sources.as_deref_mut() {
-                s.push(a);
+                s.push(if pass.head_sources {
+                    self.head_outputs(block, &z)?
+                } else {
+                    a
+                });
                 s.push(m);
             }
         }
@@ -299,9 +334,27 @@ impl Transformer {
             c.len = pos0 + t;
         }
         match pass.probes {
-            Some(p) => h.broadcast_add(p.logits()),
+            Some(p) => h + p.logits(),
             None => Ok(h),
         }
+    }
+
+    /// Per-head contributions (heads, t, d) to an attention block's output, from the merged
+    /// head outputs `z` (1, t, heads·head_dim); they sum to the block output less any o bias.
+    fn head_outputs(&self, block: &Block, z: &Tensor) -> Result<Tensor> {
+        let (n, hd) = (self.cfg.num_heads, self.cfg.head_dim);
+        let (_, t, _) = z.dims3()?;
+        let z = z
+            .detach()
+            .reshape((t, n, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let w = block.o.weight().detach();
+        let w = w
+            .reshape((self.cfg.hidden_size, n, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        z.matmul(&w.transpose(1, 2)?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -315,25 +368,26 @@ impl Transformer {
         (cos, sin): (&Tensor, &Tensor),
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         k: Kernels,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let cfg = &self.cfg;
-        let (b, t, _) = xq.dims3()?;
+        let (b, t) = (xq.dim(0)?, xq.dim(D::Minus2)?);
         let hd = cfg.head_dim;
-        let heads = |x: Tensor, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
-            let x = x.reshape((b, t, n, hd))?;
-            let x = match norm {
-                Some(w) => k.rms_norm(&x, w, cfg.rms_norm_eps)?,
-                None => x,
+        // Project to (b, n, t, head_dim): from one input (b, t, d), or from one input per head
+        // (1, n, t, d) when each head has its own probe.
+        let heads = |x: &Tensor, lin: &Linear, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
+            let y = if x.rank() == 4 {
+                lin.forward_heads(x, n)?
+            } else {
+                lin.forward(x)?.reshape((b, t, n, hd))?.transpose(1, 2)?
             };
-            x.transpose(1, 2)
+            match norm {
+                Some(w) => k.rms_norm(&y, w, cfg.rms_norm_eps),
+                None => Ok(y),
+            }
         };
-        let q = heads(block.q.forward(xq)?, cfg.num_heads, block.q_norm.as_ref())?;
-        let key = heads(
-            block.k.forward(xk)?,
-            cfg.num_kv_heads,
-            block.k_norm.as_ref(),
-        )?;
-        let val = heads(block.v.forward(xv)?, cfg.num_kv_heads, None)?;
+        let q = heads(xq, &block.q, cfg.num_heads, block.q_norm.as_ref())?;
+        let key = heads(xk, &block.k, cfg.num_kv_heads, block.k_norm.as_ref())?;
+        let val = heads(xv, &block.v, cfg.num_kv_heads, None)?;
         let q = k.rope(&q, cos, sin)?;
         let mut key = k.rope(&key, cos, sin)?;
         let mut val = val.contiguous()?;
@@ -357,7 +411,7 @@ impl Transformer {
             .matmul(&val)?
             .transpose(1, 2)?
             .reshape((b, t, cfg.num_heads * hd))?;
-        block.o.forward(&z)
+        Ok((block.o.forward(&z)?, z))
     }
 
     /// Final norm and unembedding of a residual (…, d) → logits (…, vocab).

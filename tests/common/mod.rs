@@ -73,9 +73,19 @@ impl Tiny {
 
     /// Write the tiny model (random weights, std 0.2) into `dir/<name>` and return its path.
     pub fn write(self, dir: &Path) -> PathBuf {
+        self.write_seeded(dir, 7)
+    }
+
+    /// Like [`Tiny::write`] with another weight seed, into `dir/<name>-<seed>`.
+    pub fn write_seeded(self, dir: &Path, seed: u64) -> PathBuf {
         let cfg = self.config();
-        let path = dir.join(format!("{self:?}").to_lowercase());
-        let weights = model::random_weights(&cfg, 7, 0.2).expect("random weights");
+        let name = format!("{self:?}").to_lowercase();
+        let path = dir.join(if seed == 7 {
+            name
+        } else {
+            format!("{name}-{seed}")
+        });
+        let weights = model::random_weights(&cfg, seed, 0.2).expect("random weights");
         write_folder(&path, &cfg, &weights);
         path
     }
@@ -186,4 +196,33 @@ pub fn nll(logits: &candle_core::Tensor, targets: &[u32]) -> candle_core::Tensor
         .expect("mean")
         * -1.0)
         .expect("neg")
+}
+
+/// Run the circuitdiff binary; returns (success, stdout, stderr).
+pub fn circuitdiff(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_circuitdiff"))
+        .args(args)
+        .output()
+        .expect("run circuitdiff");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run a Python snippet in the reference venv; returns its stdout (panics on failure).
+pub fn python_snippet(code: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

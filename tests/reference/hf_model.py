@@ -12,6 +12,8 @@ Writes:
   grad.{j}          (T, d)  d loss / d(input of destination j), destination order
                             a0<q>, a0<k>, a0<v>, m0, a1<q>, ..., logits
   source.{i}        (T, d)  source activations: input, a0, m0, a1, m1, ...
+  scores            (1+2L, 4L+1)  edge scores S[u->v] = -sum_t,i A_u G_v over real edges
+                            (structural zeros elsewhere), accumulated in float64
   generated         (n,)    greedy continuation of `ids` by model.generate
   prompt_ids        (T',)   the tokenizer's encoding of `prompt`, when given
 
@@ -88,6 +90,28 @@ def per_path_forward(model, ids, dtype):
     return logits[0], probes, sources
 
 
+def edge_scores(sources, grads, n_layers):
+    """Dense (1+2L) x (4L+1) scores; a source feeds a destination iff it comes earlier in the
+    residual stream (input; then per layer: attention, MLP; logits last)."""
+    def src_order(i):  # input=0, a_l=1+2l, m_l=2+2l
+        return i
+
+    def dst_order(j):
+        if j == 4 * n_layers:
+            return 2 * n_layers + 1
+        layer, slot = divmod(j, 4)
+        return 1 + 2 * layer + (1 if slot == 3 else 0)
+
+    A = torch.stack([s[0].detach().double().reshape(-1) for s in sources])
+    G = torch.stack([g[0].double().reshape(-1) for g in grads])
+    S = -(A @ G.T)
+    for i in range(S.shape[0]):
+        for j in range(S.shape[1]):
+            if not src_order(i) < dst_order(j):
+                S[i, j] = 0.0
+    return S.contiguous()
+
+
 def main():
     req = json.load(open(sys.argv[1]))
     dtype = {"float32": torch.float32, "float64": torch.float64}[req.get("dtype", "float32")]
@@ -122,6 +146,7 @@ def main():
             out[f"grad.{j}"] = g[0].contiguous()
         for i, s in enumerate(sources):
             out[f"source.{i}"] = s[0].detach().contiguous()
+        out["scores"] = edge_scores(sources, grads, model.config.num_hidden_layers)
     save_file(out, sys.argv[2])
 
 

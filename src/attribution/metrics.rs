@@ -1,0 +1,251 @@
+//! Metrics of one edge-score vector (method.md §5): intensity, entropy, kurtosis, Gini and
+//! concentration of |s|.
+//!
+//! Everything is accumulated in `f64`. Non-finite scores (NaN, ±∞) are skipped: every metric is
+//! computed over the finite values only, and `n` below means their number. No input panics:
+//! an empty (or all non-finite) vector and an all-zero vector give 0 for every metric, and a
+//! vector with zero variance gives kurtosis 0 (SciPy would return NaN).
+
+use serde::{Deserialize, Serialize};
+
+/// Choices of method.md §5, recorded in every output.
+/// The default is signed kurtosis and mass entropy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricOptions {
+    /// Kurtosis of |s| instead of the signed scores s (default: signed).
+    pub kurtosis_of_abs: bool,
+    /// `None` (default): entropy of the mass p_e = |s_e| / Σ|s|, normalised by ln(n).
+    /// `Some(b)`: entropy of the histogram of the signed values over `b` equal-width bins between
+    /// their minimum and maximum (NumPy's `histogram` binning), normalised by ln(b); `Some(0)` is
+    /// treated as one bin.
+    pub entropy_bins: Option<usize>,
+}
+
+/// Metrics of one score vector. Every value is finite.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Activation intensity: mean |s|.
+    pub intensity: f64,
+    /// Entropy in nats (mass or histogram entropy, see [`MetricOptions::entropy_bins`]).
+    pub entropy: f64,
+    /// `entropy / ln(n)` (histogram entropy: `/ ln(bins)`); 0 when the divisor is 0.
+    pub entropy_normalized: f64,
+    /// Fisher kurtosis m4/m2² − 3 with population (biased) moments, as
+    /// `scipy.stats.kurtosis` by default; 0 when the variance is 0.
+    pub kurtosis: f64,
+    /// Gini coefficient of |s| (0: all equal, → 1: one edge holds everything).
+    pub gini: f64,
+    /// Share of Σ|s| held by the ⌈1% · n⌉ largest |s|.
+    pub top1: f64,
+    /// Share of Σ|s| held by the ⌈5% · n⌉ largest |s|.
+    pub top5: f64,
+    /// Share of Σ|s| held by the ⌈10% · n⌉ largest |s|.
+    pub top10: f64,
+    /// Smallest number of edges (largest |s| first) whose |s| sum reaches 50% of Σ|s|.
+    pub edges50: f64,
+    /// Smallest number of edges (largest |s| first) whose |s| sum reaches 90% of Σ|s|.
+    pub edges90: f64,
+}
+
+impl Metrics {
+    /// Field names, in the order of [`Metrics::values`].
+    pub const NAMES: [&'static str; 10] = [
+        "intensity",
+        "entropy",
+        "entropy_normalized",
+        "kurtosis",
+        "gini",
+        "top1",
+        "top5",
+        "top10",
+        "edges50",
+        "edges90",
+    ];
+
+    /// All values, in the order of [`Metrics::NAMES`].
+    pub fn values(&self) -> [f64; 10] {
+        [
+            self.intensity,
+            self.entropy,
+            self.entropy_normalized,
+            self.kurtosis,
+            self.gini,
+            self.top1,
+            self.top5,
+            self.top10,
+            self.edges50,
+            self.edges90,
+        ]
+    }
+
+    /// The value of the field called `name`, or `None` for an unknown name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        let i = Self::NAMES.iter().position(|n| *n == name)?;
+        self.values().get(i).copied()
+    }
+}
+
+/// Metrics of `scores` (finite values only; see the module docs for the edge cases).
+pub fn metrics(scores: &[f32], opts: &MetricOptions) -> Metrics {
+    let signed: Vec<f64> = scores
+        .iter()
+        .filter(|s| s.is_finite())
+        .map(|&s| f64::from(s))
+        .collect();
+    // |s|, largest first; `total` is summed in this order so the cumulative sums end at it.
+    let mut abs: Vec<f64> = signed.iter().map(|s| s.abs()).collect();
+    abs.sort_by(|a, b| b.total_cmp(a));
+    let n = abs.len();
+    let total: f64 = abs.iter().sum();
+
+    let (entropy, entropy_normalized) = match opts.entropy_bins {
+        None => mass_entropy(&abs, total),
+        Some(bins) => histogram_entropy(&signed, bins.max(1)),
+    };
+    let kurtosis = if opts.kurtosis_of_abs {
+        fisher_kurtosis(&abs)
+    } else {
+        fisher_kurtosis(&signed)
+    };
+    Metrics {
+        intensity: if n == 0 { 0.0 } else { total / n as f64 },
+        entropy,
+        entropy_normalized,
+        kurtosis,
+        gini: gini_desc(&abs, total),
+        top1: top_share(&abs, total, 1),
+        top5: top_share(&abs, total, 5),
+        top10: top_share(&abs, total, 10),
+        edges50: edges_to_reach(&abs, total, 0.5),
+        edges90: edges_to_reach(&abs, total, 0.9),
+    }
+}
+
+/// (H, H / ln n) of p = |s| / Σ|s| (as `scipy.stats.entropy`); zeros contribute nothing.
+fn mass_entropy(abs: &[f64], total: f64) -> (f64, f64) {
+    if total <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let h: f64 = abs
+        .iter()
+        .map(|&a| a / total)
+        .filter(|&p| p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
+    (h, normalize(h, abs.len()))
+}
+
+/// (H, H / ln bins) of the histogram of `values` over `bins` equal-width bins from min to max,
+/// binned like `numpy.histogram` (left-closed bins, the last one closed on both sides).
+fn histogram_entropy(values: &[f64], bins: usize) -> (f64, f64) {
+    let (Some(&lo), Some(&hi)) = (
+        values.iter().min_by(|a, b| a.total_cmp(b)),
+        values.iter().max_by(|a, b| a.total_cmp(b)),
+    ) else {
+        return (0.0, 0.0);
+    };
+    if hi <= lo {
+        return (0.0, 0.0);
+    }
+    let width = hi - lo;
+    // Bin edges as numpy.linspace(lo, hi, bins + 1) makes them.
+    let step = width / bins as f64;
+    let edge = |i: usize| if i == bins { hi } else { i as f64 * step + lo };
+    let mut counts = vec![0_usize; bins];
+    for &v in values {
+        let mut i = (((v - lo) / width) * bins as f64) as usize;
+        i = i.min(bins - 1);
+        if v < edge(i) && i > 0 {
+            i -= 1;
+        } else if v >= edge(i + 1) && i + 1 < bins {
+            i += 1;
+        }
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1;
+        }
+    }
+    let n = values.len() as f64;
+    let h: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.ln()
+        })
+        .sum();
+    (h, normalize(h, bins))
+}
+
+/// h / ln(k), or 0 when k ≤ 1.
+fn normalize(h: f64, k: usize) -> f64 {
+    if k <= 1 {
+        0.0
+    } else {
+        h / (k as f64).ln()
+    }
+}
+
+/// m4 / m2² − 3 with population moments; 0 where SciPy's zero-variance test
+/// (m2 ≤ (ε · mean)²) holds.
+fn fisher_kurtosis(x: &[f64]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let (mut m2, mut m4) = (0.0, 0.0);
+    for &v in x {
+        let d2 = (v - mean) * (v - mean);
+        m2 += d2;
+        m4 += d2 * d2;
+    }
+    m2 /= n;
+    m4 /= n;
+    if m2 <= (f64::EPSILON * mean).powi(2) {
+        0.0
+    } else {
+        m4 / (m2 * m2) - 3.0
+    }
+}
+
+/// Gini coefficient of `desc` (sorted largest first): with x ascending and i = 1..n,
+/// G = 2 Σ i·x_i / (n Σ x) − (n + 1) / n.
+fn gini_desc(desc: &[f64], total: f64) -> f64 {
+    let n = desc.len();
+    if n == 0 || total <= 0.0 {
+        return 0.0;
+    }
+    let weighted: f64 = desc
+        .iter()
+        .enumerate()
+        .map(|(j, &x)| (n - j) as f64 * x)
+        .sum();
+    let nf = n as f64;
+    (2.0 * weighted / (nf * total) - (nf + 1.0) / nf).max(0.0)
+}
+
+/// Share of `total` held by the ⌈percent · n / 100⌉ largest values of `desc`.
+fn top_share(desc: &[f64], total: f64, percent: usize) -> f64 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let k = (desc.len() * percent).div_ceil(100);
+    desc.iter().take(k).sum::<f64>() / total
+}
+
+/// Smallest k with Σ of the k largest values ≥ `fraction` · total. The target is lowered by
+/// 1e-12 · total so that summation rounding cannot push the answer one edge up.
+fn edges_to_reach(desc: &[f64], total: f64, fraction: f64) -> f64 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let target = fraction * total - 1e-12 * total;
+    let mut cum = 0.0;
+    for (k, &x) in desc.iter().enumerate() {
+        cum += x;
+        if cum >= target {
+            return (k + 1) as f64;
+        }
+    }
+    desc.len() as f64
+}

@@ -1,0 +1,10 @@
+//! Edge attribution: the graph of a model, the score of every edge on a sample, metrics of
+//! score vectors and the paired comparison of two models.
+
+pub mod compare;
+pub mod graph;
+pub mod metrics;
+pub mod score;
+
+pub use graph::{Graph, Level, Node};
+pub use score::{score_sample, self_entropy_loss, SampleScores, ScoreError};

@@ -1,0 +1,132 @@
+//! Edge attribution patching on one sample (method.md §2–§3): the self-entropy loss on a cut
+//! answer, one forward and one backward pass, and every edge score from one matrix product.
+
+use super::graph::{Graph, Level};
+use crate::model::Model;
+use candle_core::{DType, Tensor, D};
+
+/// Why a sample cannot be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("sample `{id}`: {message}")]
+    Sample { id: String, message: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The scores of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleScores {
+    /// The loss L of method.md §3.
+    pub loss: f64,
+    /// The cut length used (the requested K, clamped to the answer length).
+    pub k: usize,
+    /// Scores in the dense (sources × destinations) layout, row-major; structural zeros are 0.
+    pub dense: Vec<f32>,
+}
+
+/// L = −(1/K) Σₖ ln softmax(logitsₖ)[targetₖ] over rows of `logits` (K, vocab), in f32 or
+/// wider.
+pub fn self_entropy_loss(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+    let logits = match logits.dtype() {
+        DType::F64 | DType::F32 => logits.clone(),
+        _ => logits.to_dtype(DType::F32)?,
+    };
+    let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let idx = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
+    lp.gather(&idx, 1)?.mean_all()?.neg()
+}
+
+/// Check that a sample can be scored: a prompt, an answer, and ids inside the vocabulary.
+pub fn check_sample(
+    model: &Model,
+    id: &str,
+    prompt: &[u32],
+    answer: &[u32],
+) -> Result<(), ScoreError> {
+    let bad = |message: String| ScoreError::Sample {
+        id: id.to_owned(),
+        message,
+    };
+    if prompt.is_empty() {
+        return Err(bad("empty prompt".into()));
+    }
+    if answer.is_empty() {
+        return Err(bad("empty answer: nothing to score".into()));
+    }
+    let vocab = model.config.vocab_size;
+    if let Some(t) = prompt.iter().chain(answer).find(|&&t| t as usize >= vocab) {
+        return Err(bad(format!(
+            "token id {t} is outside the vocabulary of {} (size {vocab})",
+            model.spec
+        )));
+    }
+    Ok(())
+}
+
+/// Score every edge of `graph` on one sample: the model reads `prompt` followed by the first
+/// K−1 answer tokens and is scored on predicting the first K answer tokens, where K is `cut`
+/// clamped to the answer length.
+///
+/// S[u→v] = −Σₜ Σᵢ A_u[t,i]·G_v[t,i], all at once as −A·Gᵀ with A (sources × t·d) and
+/// G (destinations × t·d), accumulated in f32 (f64 when the model runs in f64).
+pub fn score_sample(
+    model: &Model,
+    graph: &Graph,
+    id: &str,
+    prompt: &[u32],
+    answer: &[u32],
+    cut: usize,
+) -> Result<SampleScores, ScoreError> {
+    check_sample(model, id, prompt, answer)?;
+    if cut == 0 {
+        return Err(ScoreError::Sample {
+            id: id.to_owned(),
+            message: "cut length K must be at least 1".into(),
+        });
+    }
+    let k = cut.min(answer.len());
+    let p = prompt.len();
+    let mut ids = prompt.to_vec();
+    ids.extend_from_slice(&answer[..k - 1]);
+    let heads = graph.level == Level::Head;
+    let traced = model.trace_patched(&ids, p - 1..p + k - 1, &[], heads)?;
+    let loss = self_entropy_loss(&traced.logits, &answer[..k])?;
+    let grads = traced.gradients(&loss)?;
+    let (ns, nd) = graph.dense_shape();
+    if traced.sources.len() != ns || grads.len() != nd {
+        return Err(ScoreError::Sample {
+            id: id.to_owned(),
+            message: format!(
+                "model gave {} sources and {} destinations, graph expects {ns} and {nd}",
+                traced.sources.len(),
+                grads.len()
+            ),
+        });
+    }
+    let acc = if model.dtype() == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let stack = |ts: &[Tensor]| -> candle_core::Result<Tensor> {
+        Tensor::stack(ts, 0)?.flatten_from(1)?.to_dtype(acc)
+    };
+    let a = stack(&traced.sources)?;
+    let g = stack(&grads)?;
+    let s = a.matmul(&g.t()?)?.neg()?;
+    let mut dense: Vec<f32> = s.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    for (i, v) in dense.iter_mut().enumerate() {
+        if !graph.is_edge(i / nd, i % nd) {
+            *v = 0.0;
+        }
+    }
+    if dense.iter().any(|v| !v.is_finite()) {
+        return Err(ScoreError::Sample { id: id.to_owned(), message: "scores are not finite (NaN or infinite activations): check the checkpoint, or use f32 instead of f16".into() });
+    }
+    Ok(SampleScores {
+        loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+        k,
+        dense,
+    })
+}

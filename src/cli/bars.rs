@@ -1,0 +1,66 @@
+//! Terminal progress bars (indicatif) for the core's `Progress` trait, and Ctrl-C wired to a
+//! cancel token.
+
+use circuitdiff::progress::{CancelToken, Progress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// One bar per stage, with counts, rate and ETA.
+#[derive(Default)]
+pub struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress for Bars {
+    fn start(&mut self, stage: &str, total: u64) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+        let bar = ProgressBar::new(total);
+        let style = ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(stage.to_owned());
+        self.bar = Some(bar);
+    }
+
+    fn set(&mut self, done: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
+/// A cancel token set by the first Ctrl-C; a second Ctrl-C ends the process at once.
+pub fn ctrl_c_token() -> CancelToken {
+    let token = CancelToken::new();
+    let t = token.clone();
+    let handler = ctrlc::set_handler(move || {
+        if t.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current unit of work (Ctrl-C again to quit now)");
+        t.cancel();
+    });
+    if let Err(e) = handler {
+        log::warn!("Ctrl-C handler not installed: {e}");
+    }
+    token
+}

@@ -1,0 +1,189 @@
+//! `circuitdiff score` and `circuitdiff compare`: score given token sequences into a run
+//! directory, and compare two run directories sample by sample.
+
+use super::bars::{ctrl_c_token, Bars};
+use anyhow::{bail, Context as _};
+use circuitdiff::attribution::compare::CompareOptions;
+use circuitdiff::attribution::metrics::MetricOptions;
+use circuitdiff::attribution::{Graph, Level};
+use circuitdiff::model::{LoadOptions, Model};
+use circuitdiff::report::comparison;
+use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
+use std::path::PathBuf;
+
+/// Score token sequences as given (no generation, no filtering) and write a run directory.
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// A model folder, a .gguf file, or a Hugging Face id.
+    #[arg(long)]
+    model: String,
+    /// JSON list of {"prompt_ids": [...], "answer_ids": [...]} (optional "id").
+    #[arg(long)]
+    samples: PathBuf,
+    /// Cut length K: score the first K answer tokens (clamped to each answer's length).
+    #[arg(long)]
+    cut: usize,
+    /// Output run directory; re-running with the same arguments resumes it.
+    #[arg(long)]
+    out: PathBuf,
+    /// Head-level graph (per-head attention sources and q/k/v destinations).
+    #[arg(long)]
+    heads: bool,
+    /// Compute in f64 (exact checks; slow).
+    #[arg(long)]
+    f64: bool,
+    #[command(flatten)]
+    metrics: MetricArgs,
+}
+
+/// Metric choices of method.md §5.
+#[derive(Debug, clap::Args)]
+pub struct MetricArgs {
+    /// Kurtosis of |s| instead of the signed scores.
+    #[arg(long)]
+    kurtosis_abs: bool,
+    /// Entropy of a histogram of the scores with this many bins, instead of the entropy of
+    /// the |s| mass distribution.
+    #[arg(long)]
+    entropy_bins: Option<usize>,
+}
+
+impl MetricArgs {
+    pub fn options(&self) -> MetricOptions {
+        MetricOptions {
+            kurtosis_of_abs: self.kurtosis_abs,
+            entropy_bins: self.entropy_bins,
+        }
+    }
+}
+
+pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.samples)
+        .with_context(|| format!("reading {}", args.samples.display()))?;
+    let samples: Vec<ScoreSample> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON list of {{\"prompt_ids\": [...], \"answer_ids\": [...]}}",
+            args.samples.display()
+        )
+    })?;
+    if samples.is_empty() {
+        bail!("{}: no samples", args.samples.display());
+    }
+    if args.cut == 0 {
+        bail!("--cut must be at least 1");
+    }
+    let opts = LoadOptions {
+        dtype: if args.f64 {
+            candle_core::DType::F64
+        } else {
+            candle_core::DType::F32
+        },
+        ..LoadOptions::default()
+    };
+    let model = Model::load(&args.model, &opts)?;
+    let level = if args.heads {
+        Level::Head
+    } else {
+        Level::Block
+    };
+    let graph = Graph::new(&model.config, level);
+    let method = Method::new(level, args.cut, args.metrics.options());
+    let manifest = run::manifest_for(&model, graph, method, &samples, serde_json::Value::Null);
+    let mut ids = std::collections::HashSet::new();
+    if let Some(dup) = manifest.samples.iter().find(|s| !ids.insert(&s.id)) {
+        bail!(
+            "{}: sample id `{}` appears twice",
+            args.samples.display(),
+            dup.id
+        );
+    }
+    let cancel = ctrl_c_token();
+    let mut bars = Bars::default();
+    match run::score_run(&args.out, &model, &manifest, &samples, &mut bars, &cancel)? {
+        Outcome::Cancelled { scored, total } => {
+            drop(bars);
+            eprintln!("stopped after {scored}/{total} samples; run the same command to resume");
+            std::process::exit(130);
+        }
+        Outcome::Finished(r) => {
+            drop(bars);
+            let clamped = r
+                .scores
+                .iter()
+                .zip(&manifest.samples)
+                .filter(|(s, _)| s.k < args.cut)
+                .count();
+            let m = &r.metrics.mean.overall;
+            println!(
+                "scored {} samples ({} edges) into {}",
+                r.scores.len(),
+                manifest.num_edges,
+                args.out.display()
+            );
+            if clamped > 0 {
+                println!("{clamped} answers were shorter than K={} and were scored on their full length (see metrics.csv)", args.cut);
+            }
+            println!(
+                "mean vector: intensity {:.4e}  entropy {:.4} ({:.4} normalised)  kurtosis {:.3}",
+                m.intensity, m.entropy, m.entropy_normalized, m.kurtosis
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Compare two run directories paired by sample id.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The base model's run directory.
+    base: PathBuf,
+    /// The tuned model's run directory.
+    tuned: PathBuf,
+    /// Where to write comparison.json and comparison.csv.
+    #[arg(long)]
+    out: PathBuf,
+    /// Bootstrap resamples for the confidence interval of the mean difference.
+    #[arg(long, default_value_t = 10_000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
+    let base = run::load(&args.base)?;
+    let tuned = run::load(&args.tuned)?;
+    let opts = CompareOptions {
+        bootstrap_resamples: args.bootstrap,
+        seed: args.seed,
+        ..CompareOptions::default()
+    };
+    let c = comparison::compare(&base, &tuned, &opts)?;
+    comparison::write(&args.out, &c)?;
+    print!("{}", table(&c));
+    println!("wrote {}", args.out.join("comparison.json").display());
+    Ok(())
+}
+
+/// A plain-text table of a comparison.
+pub fn table(c: &comparison::Comparison) -> String {
+    let mut out = format!(
+        "{} paired samples: base {} vs tuned {}\n{:<20} {:>12} {:>12} {:>11} {:>8} {:>7} {:>10} {:>25}\n",
+        c.n, c.base.model, c.tuned.model, "metric", "base", "tuned", "Δ", "rel.", "up", "p", "95% CI of Δ"
+    );
+    for s in &c.metrics {
+        out.push_str(&format!(
+            "{:<20} {:>12.5} {:>12.5} {:>+11.4} {:>+7.1}% {:>6.0}% {:>10.3e} [{:>+11.4}, {:>+11.4}]\n",
+            s.metric,
+            s.base_mean,
+            s.tuned_mean,
+            s.mean_diff,
+            100.0 * s.relative_change,
+            100.0 * s.share_tuned_greater,
+            s.p_value,
+            s.ci_low,
+            s.ci_high
+        ));
+    }
+    out
+}

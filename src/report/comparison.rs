@@ -1,0 +1,199 @@
+//! Paired comparison of a base run and a tuned run: samples matched by id, every metric
+//! compared with `attribution::compare::paired`, written as `comparison.json` and `.csv`.
+
+use super::run::{csv_field, Run, RunError};
+use crate::attribution::compare::{paired, CompareOptions, PairedStat};
+use crate::attribution::metrics::Metrics;
+use crate::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Which run a side of the comparison is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    pub dir: String,
+    pub model: String,
+    pub fingerprint: String,
+}
+
+impl Side {
+    fn of(run: &Run) -> Self {
+        Self {
+            dir: run.dir.display().to_string(),
+            model: run.manifest.model.spec.clone(),
+            fingerprint: run.manifest.model.fingerprint.clone(),
+        }
+    }
+}
+
+/// Metrics of the mean score vector of both runs, at one level (overall or one layer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeanVector {
+    /// `all`, a layer number, or `logits`.
+    pub group: String,
+    pub base: Metrics,
+    pub tuned: Metrics,
+}
+
+/// `comparison.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub base: Side,
+    pub tuned: Side,
+    pub options: CompareOptions,
+    pub n: usize,
+    /// Paired statistics of each per-sample metric.
+    pub metrics: Vec<PairedStat>,
+    /// Metrics of the two mean vectors, overall then per layer (when both graphs have the same
+    /// number of layers).
+    pub mean_vectors: Vec<MeanVector>,
+}
+
+/// Pair `base` and `tuned` by sample id and compare every metric.
+pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Comparison, RunError> {
+    let index = |run: &Run| -> HashMap<String, usize> {
+        run.metrics
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect()
+    };
+    let (bi, ti) = (index(base), index(tuned));
+    let only = |a: &Run, other: &HashMap<String, usize>| -> Vec<String> {
+        a.metrics
+            .samples
+            .iter()
+            .filter(|s| !other.contains_key(&s.id))
+            .map(|s| s.id.clone())
+            .collect()
+    };
+    let (only_base, only_tuned) = (only(base, &ti), only(tuned, &bi));
+    if !only_base.is_empty() || !only_tuned.is_empty() {
+        let list = |v: &[String]| {
+            let shown: Vec<_> = v.iter().take(20).cloned().collect();
+            let more = v.len().saturating_sub(20);
+            format!(
+                "[{}]{}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        return Err(RunError::Invalid {
+            path: tuned.dir.clone(),
+            message: format!(
+                "the runs score different samples, so they cannot be paired: only in {}: {}; only in {}: {}",
+                base.dir.display(),
+                list(&only_base),
+                tuned.dir.display(),
+                list(&only_tuned)
+            ),
+        });
+    }
+    let pairs: Vec<(usize, usize)> = base
+        .metrics
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, ti[&s.id]))
+        .collect();
+    let mut metrics = Vec::new();
+    for (m, name) in Metrics::NAMES.iter().enumerate() {
+        let value = |run: &Run, i: usize| run.metrics.samples[i].metrics.overall.values()[m];
+        let b: Vec<f64> = pairs.iter().map(|&(i, _)| value(base, i)).collect();
+        let t: Vec<f64> = pairs.iter().map(|&(_, j)| value(tuned, j)).collect();
+        metrics.push(paired(name, &b, &t, opts).map_err(|e| RunError::Invalid {
+            path: tuned.dir.clone(),
+            message: e.to_string(),
+        })?);
+    }
+    let (bm, tm) = (&base.metrics.mean, &tuned.metrics.mean);
+    let mut mean_vectors = vec![MeanVector {
+        group: "all".into(),
+        base: bm.overall,
+        tuned: tm.overall,
+    }];
+    if bm.per_layer.len() == tm.per_layer.len() {
+        let last = bm.per_layer.len().saturating_sub(1);
+        for (l, (b, t)) in bm.per_layer.iter().zip(&tm.per_layer).enumerate() {
+            mean_vectors.push(MeanVector {
+                group: if l == last {
+                    "logits".into()
+                } else {
+                    l.to_string()
+                },
+                base: *b,
+                tuned: *t,
+            });
+        }
+    }
+    Ok(Comparison {
+        base: Side::of(base),
+        tuned: Side::of(tuned),
+        options: opts.clone(),
+        n: pairs.len(),
+        metrics,
+        mean_vectors,
+    })
+}
+
+/// The comparison as CSV: one row per metric.
+pub fn to_csv(c: &Comparison) -> String {
+    let mut out = String::from(
+        "metric,n,base_mean,base_median,tuned_mean,tuned_median,mean_diff,median_diff,relative_change,share_tuned_greater,wilcoxon_statistic,p_value,p_method,ci_low,ci_high\n",
+    );
+    let num = |v: f64| {
+        if v.is_finite() {
+            v.to_string()
+        } else {
+            String::new()
+        }
+    };
+    for s in &c.metrics {
+        let cells = [
+            csv_field(&s.metric),
+            s.n.to_string(),
+            num(s.base_mean),
+            num(s.base_median),
+            num(s.tuned_mean),
+            num(s.tuned_median),
+            num(s.mean_diff),
+            num(s.median_diff),
+            num(s.relative_change),
+            num(s.share_tuned_greater),
+            num(s.wilcoxon_statistic),
+            num(s.p_value),
+            s.p_method.clone(),
+            num(s.ci_low),
+            num(s.ci_high),
+        ];
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Write `comparison.json` and `comparison.csv` into `dir`.
+pub fn write(dir: &Path, c: &Comparison) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let json = serde_json::to_string_pretty(c).map_err(|e| RunError::Invalid {
+        path: dir.join("comparison.json"),
+        message: e.to_string(),
+    })?;
+    for (name, bytes) in [
+        ("comparison.json", json.into_bytes()),
+        ("comparison.csv", to_csv(c).into_bytes()),
+    ] {
+        let path = dir.join(name);
+        write_atomic(&path, &bytes).map_err(|source| RunError::Io { path, source })?;
+    }
+    Ok(())
+}

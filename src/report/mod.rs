@@ -1,0 +1,6 @@
+//! Results on disk: the run directory (manifest, scores, metrics, NumPy export) and the paired
+//! comparison of two runs.
+
+pub mod comparison;
+pub mod npz;
+pub mod run;

@@ -1,0 +1,520 @@
+//! The run directory: everything one scoring run produced, in files any tool reads.
+//!
+//! ```text
+//! DIR/manifest.json            model, method choices, K, graph, samples, software version
+//! DIR/samples/NNNNNN.safetensors   per-sample scores (dense S×D f32), loss, K; written as each
+//!                                  sample completes, so an interrupted run resumes
+//! DIR/scores.safetensors       all_scores (N,S,D) f32, scores (S,D) mean, losses (N,)
+//! DIR/scores.npz               the study's layout: scores, all_scores, real_edge_mask, losses
+//! DIR/metrics.json             metrics of the mean vector and of every sample, overall and per layer
+//! DIR/metrics.csv              one row per sample, then the mean vector
+//! ```
+
+use super::npz::{npz_bytes, NpyArray};
+use crate::attribution::metrics::{metrics, MetricOptions, Metrics};
+use crate::attribution::{Graph, Level, SampleScores};
+use crate::fsutil::write_atomic;
+use crate::model::Model;
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Errors reading or writing a run directory.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Score(#[from] crate::attribution::ScoreError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The software that wrote a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Software {
+    pub name: String,
+    pub version: String,
+}
+
+impl Default for Software {
+    fn default() -> Self {
+        Self {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// The scored model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub spec: String,
+    pub fingerprint: String,
+    pub family: String,
+    pub num_layers: usize,
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub vocab_size: usize,
+    pub compute_dtype: String,
+}
+
+impl ModelEntry {
+    pub fn of(model: &Model) -> Self {
+        let c = &model.config;
+        Self {
+            spec: model.spec.clone(),
+            fingerprint: model.fingerprint.clone(),
+            family: c.family.name().into(),
+            num_layers: c.num_layers,
+            hidden_size: c.hidden_size,
+            num_heads: c.num_heads,
+            num_kv_heads: c.num_kv_heads,
+            vocab_size: c.vocab_size,
+            compute_dtype: format!("{:?}", model.dtype()).to_lowercase(),
+        }
+    }
+}
+
+/// Every choice of method.md that shapes the scores, recorded with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Method {
+    pub graph_level: Level,
+    /// "eap-zero-ablation: S[u->v] = -sum_t,i A_u[t,i] G_v[t,i]".
+    pub score: String,
+    /// "self-entropy: mean NLL of the model's own first K answer tokens".
+    pub loss: String,
+    /// The requested cut length K.
+    pub cut: usize,
+    /// What happens when an answer is shorter than K.
+    pub cut_policy: String,
+    pub accumulation: String,
+    pub metrics: MetricOptions,
+}
+
+impl Method {
+    pub fn new(level: Level, cut: usize, metrics: MetricOptions) -> Self {
+        Self {
+            graph_level: level,
+            score: "eap-zero-ablation: S[u->v] = -sum_t,i A_u[t,i] G_v[t,i]".into(),
+            loss: "self-entropy: mean NLL of the first K answer tokens given the prompt".into(),
+            cut,
+            cut_policy: "clamp: K = min(cut, answer length), recorded per sample".into(),
+            accumulation: "f32".into(),
+            metrics,
+        }
+    }
+}
+
+/// One sample as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleEntry {
+    pub id: String,
+    pub prompt_len: usize,
+    pub answer_len: usize,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub software: Software,
+    pub model: ModelEntry,
+    pub method: Method,
+    pub graph: Graph,
+    pub num_edges: usize,
+    pub samples: Vec<SampleEntry>,
+    /// Study-level details (dataset, template, filters), when a study wrote the run.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub study: serde_json::Value,
+}
+
+/// Metrics of one score vector: overall and per destination layer (`logits` last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorMetrics {
+    pub overall: Metrics,
+    pub per_layer: Vec<Metrics>,
+}
+
+impl VectorMetrics {
+    pub fn of(graph: &Graph, dense: &[f32], opts: &MetricOptions) -> Self {
+        let edges = graph.edge_values(dense);
+        let per_layer = graph
+            .edges_by_layer()
+            .iter()
+            .map(|ids| {
+                let v: Vec<f32> = ids.iter().map(|&i| edges[i]).collect();
+                metrics(&v, opts)
+            })
+            .collect();
+        Self {
+            overall: metrics(&edges, opts),
+            per_layer,
+        }
+    }
+}
+
+/// One sample's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleMetrics {
+    pub id: String,
+    pub loss: f64,
+    pub k: usize,
+    pub metrics: VectorMetrics,
+}
+
+/// `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    pub options: MetricOptions,
+    pub num_edges: usize,
+    /// Metrics of the mean score vector.
+    pub mean: VectorMetrics,
+    pub samples: Vec<SampleMetrics>,
+}
+
+/// A complete run: manifest, scores and metrics.
+#[derive(Debug)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub scores: Vec<SampleScores>,
+    pub metrics: MetricsFile,
+}
+
+impl Run {
+    /// Mean dense score matrix over samples.
+    pub fn mean_scores(&self) -> Vec<f32> {
+        mean_dense(&self.scores)
+    }
+}
+
+fn mean_dense(scores: &[SampleScores]) -> Vec<f32> {
+    let n = scores.len().max(1) as f64;
+    let len = scores.first().map_or(0, |s| s.dense.len());
+    (0..len)
+        .map(|i| (scores.iter().map(|s| f64::from(s.dense[i])).sum::<f64>() / n) as f32)
+        .collect()
+}
+
+/// Path of sample `index`'s score file.
+pub fn sample_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join("samples").join(format!("{index:06}.safetensors"))
+}
+
+/// Persist one sample's scores atomically.
+pub fn write_sample(
+    dir: &Path,
+    index: usize,
+    graph: &Graph,
+    s: &SampleScores,
+) -> Result<(), RunError> {
+    let path = sample_path(dir, index);
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let (ns, nd) = graph.dense_shape();
+    let dev = Device::Cpu;
+    let tensors: HashMap<String, Tensor> = [
+        (
+            "scores".to_owned(),
+            Tensor::from_slice(&s.dense, (ns, nd), &dev)?,
+        ),
+        ("loss".to_owned(), Tensor::new(&[s.loss], &dev)?),
+        ("k".to_owned(), Tensor::new(&[s.k as u32], &dev)?),
+    ]
+    .into_iter()
+    .collect();
+    let tmp = crate::fsutil::temp_path(&path);
+    candle_core::safetensors::save(&tensors, &tmp)?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+/// Read one sample's scores, or `None` when it has not been written yet.
+pub fn read_sample(dir: &Path, index: usize) -> Result<Option<SampleScores>, RunError> {
+    let path = sample_path(dir, index);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bad = |message: String| RunError::Invalid {
+        path: path.clone(),
+        message,
+    };
+    let t = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+        bad(format!(
+            "unreadable sample file ({e}); delete it to recompute"
+        ))
+    })?;
+    let get = |name: &str| {
+        t.get(name)
+            .ok_or_else(|| bad(format!("no `{name}` tensor")))
+    };
+    Ok(Some(SampleScores {
+        dense: get("scores")?.flatten_all()?.to_vec1()?,
+        loss: get("loss")?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0],
+        k: get("k")?.to_vec1::<u32>()?[0] as usize,
+    }))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| RunError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes()).map_err(io(path))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| RunError::Invalid {
+        path: path.to_owned(),
+        message: format!("not a circuitdiff file: {e}"),
+    })
+}
+
+/// Write the manifest (at the start of a run, so that a resumed run can check it matches).
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    write_json(&dir.join("manifest.json"), manifest)
+}
+
+/// Read `manifest.json`, if the directory has one.
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, RunError> {
+    let path = dir.join("manifest.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    read_json(&path).map(Some)
+}
+
+/// Write the aggregate files of a finished run (every sample scored, in manifest order).
+pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Result<Run, RunError> {
+    let graph = &manifest.graph;
+    let (ns, nd) = graph.dense_shape();
+    let n = scores.len();
+    let opts = &manifest.method.metrics;
+    let mean = mean_dense(&scores);
+    let all: Vec<f32> = scores
+        .iter()
+        .flat_map(|s| s.dense.iter().copied())
+        .collect();
+    let losses: Vec<f32> = scores.iter().map(|s| s.loss as f32).collect();
+    let mask = graph.mask();
+
+    let dev = Device::Cpu;
+    let st: HashMap<String, Tensor> = [
+        (
+            "all_scores".to_owned(),
+            Tensor::from_slice(&all, (n, ns, nd), &dev)?,
+        ),
+        (
+            "scores".to_owned(),
+            Tensor::from_slice(&mean, (ns, nd), &dev)?,
+        ),
+        ("losses".to_owned(), Tensor::from_slice(&losses, n, &dev)?),
+    ]
+    .into_iter()
+    .collect();
+    let path = dir.join("scores.safetensors");
+    let tmp = crate::fsutil::temp_path(&path);
+    candle_core::safetensors::save(&st, &tmp)?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+
+    let npz = npz_bytes(&[
+        ("scores", NpyArray::f32(&[ns, nd], &mean)),
+        ("all_scores", NpyArray::f32(&[n, ns, nd], &all)),
+        ("real_edge_mask", NpyArray::bool(&[ns, nd], &mask)),
+        ("losses", NpyArray::f32(&[n], &losses)),
+    ])
+    .map_err(io(dir))?;
+    let path = dir.join("scores.npz");
+    write_atomic(&path, &npz).map_err(io(&path))?;
+
+    let samples: Vec<SampleMetrics> = manifest
+        .samples
+        .iter()
+        .zip(&scores)
+        .map(|(e, s)| SampleMetrics {
+            id: e.id.clone(),
+            loss: s.loss,
+            k: s.k,
+            metrics: VectorMetrics::of(graph, &s.dense, opts),
+        })
+        .collect();
+    let metrics_file = MetricsFile {
+        options: opts.clone(),
+        num_edges: graph.num_edges(),
+        mean: VectorMetrics::of(graph, &mean, opts),
+        samples,
+    };
+    write_json(&dir.join("metrics.json"), &metrics_file)?;
+    let mut csv = format!("id,loss,k,{}\n", Metrics::NAMES.join(","));
+    let row = |id: &str, loss: f64, k: String, m: &Metrics| {
+        let vals: Vec<String> = m.values().iter().map(|v| v.to_string()).collect();
+        format!("{},{loss},{k},{}\n", csv_field(id), vals.join(","))
+    };
+    for s in &metrics_file.samples {
+        csv.push_str(&row(&s.id, s.loss, s.k.to_string(), &s.metrics.overall));
+    }
+    let mean_loss = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / n.max(1) as f64;
+    csv.push_str(&row(
+        "mean",
+        mean_loss,
+        String::new(),
+        &metrics_file.mean.overall,
+    ));
+    let path = dir.join("metrics.csv");
+    write_atomic(&path, csv.as_bytes()).map_err(io(&path))?;
+    Ok(Run {
+        dir: dir.to_owned(),
+        manifest: manifest.clone(),
+        scores,
+        metrics: metrics_file,
+    })
+}
+
+/// Quote a CSV field when it needs it.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Load a finished run directory.
+pub fn load(dir: &Path) -> Result<Run, RunError> {
+    let manifest = read_manifest(dir)?.ok_or_else(|| RunError::Invalid {
+        path: dir.to_owned(),
+        message: "no manifest.json: not a circuitdiff run directory".into(),
+    })?;
+    let metrics: MetricsFile = read_json(&dir.join("metrics.json"))?;
+    let mut scores = Vec::with_capacity(manifest.samples.len());
+    for i in 0..manifest.samples.len() {
+        scores.push(read_sample(dir, i)?.ok_or_else(|| RunError::Invalid {
+            path: sample_path(dir, i),
+            message: "missing: the run did not finish; re-run it to complete".into(),
+        })?);
+    }
+    Ok(Run {
+        dir: dir.to_owned(),
+        manifest,
+        scores,
+        metrics,
+    })
+}
+
+/// A token sequence to score, as `circuitdiff score` reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSample {
+    /// Stable id used to pair samples across runs (default: the position in the file).
+    #[serde(default)]
+    pub id: Option<String>,
+    pub prompt_ids: Vec<u32>,
+    pub answer_ids: Vec<u32>,
+}
+
+/// How a scoring run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished(Box<Run>),
+    Cancelled { scored: usize, total: usize },
+}
+
+/// Score `samples` with `model` into `dir`: each sample's scores are persisted as they complete,
+/// samples already on disk are not recomputed, and the aggregate files are written at the end.
+/// A directory holding a different run (other model, method or samples) is refused.
+pub fn score_run(
+    dir: &Path,
+    model: &Model,
+    manifest: &Manifest,
+    samples: &[ScoreSample],
+    progress: &mut dyn crate::progress::Progress,
+    cancel: &crate::progress::CancelToken,
+) -> Result<Outcome, RunError> {
+    for (sample, entry) in samples.iter().zip(&manifest.samples) {
+        crate::attribution::score::check_sample(
+            model,
+            &entry.id,
+            &sample.prompt_ids,
+            &sample.answer_ids,
+        )?;
+    }
+    if let Some(existing) = read_manifest(dir)? {
+        if existing != *manifest {
+            return Err(RunError::Invalid {
+                path: dir.to_owned(),
+                message: "holds a different run (model, method or samples differ); choose another output directory or delete this one".into(),
+            });
+        }
+    } else {
+        write_manifest(dir, manifest)?;
+    }
+    progress.start("score", samples.len() as u64);
+    let mut scores = Vec::with_capacity(samples.len());
+    for (i, (sample, entry)) in samples.iter().zip(&manifest.samples).enumerate() {
+        if let Some(done) = read_sample(dir, i)? {
+            scores.push(done);
+        } else {
+            if cancel.is_cancelled() {
+                return Ok(Outcome::Cancelled {
+                    scored: i,
+                    total: samples.len(),
+                });
+            }
+            let s = crate::attribution::score_sample(
+                model,
+                &manifest.graph,
+                &entry.id,
+                &sample.prompt_ids,
+                &sample.answer_ids,
+                manifest.method.cut,
+            )?;
+            write_sample(dir, i, &manifest.graph, &s)?;
+            scores.push(s);
+        }
+        progress.set(i as u64 + 1);
+    }
+    finish(dir, manifest, scores).map(|r| Outcome::Finished(Box::new(r)))
+}
+
+/// The manifest of a scoring run of `samples` with `model`.
+pub fn manifest_for(
+    model: &Model,
+    graph: Graph,
+    method: Method,
+    samples: &[ScoreSample],
+    study: serde_json::Value,
+) -> Manifest {
+    Manifest {
+        format: 1,
+        software: Software::default(),
+        model: ModelEntry::of(model),
+        method,
+        num_edges: graph.num_edges(),
+        graph,
+        samples: samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SampleEntry {
+                id: s.id.clone().unwrap_or_else(|| i.to_string()),
+                prompt_len: s.prompt_ids.len(),
+                answer_len: s.answer_ids.len(),
+            })
+            .collect(),
+        study,
+    }
+}

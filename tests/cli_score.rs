@@ -1,0 +1,241 @@
+//! `circuitdiff score` and `circuitdiff compare` end to end: the run directory, the NumPy
+//! export, resuming, and the errors for bad input.
+
+mod common;
+
+use common::{circuitdiff, python_snippet, Tiny};
+use std::path::Path;
+
+fn samples_file(dir: &Path, samples: &serde_json::Value) -> String {
+    let p = dir.join(format!(
+        "samples-{}.json",
+        samples.as_array().unwrap().len()
+    ));
+    std::fs::write(&p, samples.to_string()).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+fn samples() -> serde_json::Value {
+    serde_json::json!([
+        {"id": "q1", "prompt_ids": [1, 5, 17, 22], "answer_ids": [9, 40, 33, 12, 8]},
+        {"id": "q2", "prompt_ids": [1, 7, 7, 30, 11], "answer_ids": [3, 4]},
+        {"id": "q3", "prompt_ids": [1, 20, 21], "answer_ids": [22, 23, 24, 25, 26, 27]},
+        {"id": "q4", "prompt_ids": [1, 9], "answer_ids": [14, 15, 16, 2]}
+    ])
+}
+
+#[test]
+fn score_writes_a_resumable_run_and_compare_pairs_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = Tiny::Llama.write(dir);
+    let tuned = Tiny::Llama.write_seeded(dir, 8);
+    let file = samples_file(dir, &samples());
+    let run_b = dir.join("run-base");
+    let run_t = dir.join("run-tuned");
+    for (model, out) in [(&base, &run_b), (&tuned, &run_t)] {
+        let (ok, stdout, stderr) = circuitdiff(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--samples",
+            &file,
+            "--cut",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("scored 4 samples (23 edges)"), "{stdout}");
+        assert!(
+            stdout.contains("1 answers were shorter than K=3"),
+            "{stdout}"
+        );
+    }
+    for f in [
+        "manifest.json",
+        "scores.safetensors",
+        "scores.npz",
+        "metrics.json",
+        "metrics.csv",
+    ] {
+        assert!(run_b.join(f).is_file(), "{f} missing");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_b.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["method"]["cut"], 3);
+    assert_eq!(manifest["method"]["graph_level"], "block");
+    assert_eq!(manifest["num_edges"], 23);
+    assert_eq!(manifest["samples"][1]["id"], "q2");
+    assert_eq!(manifest["software"]["name"], "circuitdiff");
+    let csv = std::fs::read_to_string(run_b.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 + 1);
+    assert!(csv.lines().nth(2).unwrap().starts_with("q2,") && csv.contains(",2,"));
+
+    // The study's layout, read by numpy.
+    let out = python_snippet(
+        "import sys, numpy as np\nz = np.load(sys.argv[1])\nm = z['real_edge_mask']\n\
+         print(z['scores'].shape, z['all_scores'].shape, m.dtype, int(m.sum()), z['losses'].shape,\n\
+         bool(np.allclose(z['all_scores'].mean(0), z['scores'], atol=1e-6)), bool((z['all_scores'][:, ~m] == 0).all()))",
+        &[run_b.join("scores.npz").to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "(5, 9) (4, 5, 9) bool 23 (4,) True True");
+
+    // Resume: remove one sample and the aggregates, run again, get identical bytes.
+    let before = std::fs::read(run_b.join("scores.safetensors")).unwrap();
+    std::fs::remove_file(run_b.join("samples/000002.safetensors")).unwrap();
+    std::fs::remove_file(run_b.join("scores.safetensors")).unwrap();
+    let (ok, _, stderr) = circuitdiff(&[
+        "score",
+        "--model",
+        base.to_str().unwrap(),
+        "--samples",
+        &file,
+        "--cut",
+        "3",
+        "--out",
+        run_b.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read(run_b.join("scores.safetensors")).unwrap(),
+        before
+    );
+
+    // Another run into the same directory is refused.
+    let (ok, _, stderr) = circuitdiff(&[
+        "score",
+        "--model",
+        base.to_str().unwrap(),
+        "--samples",
+        &file,
+        "--cut",
+        "2",
+        "--out",
+        run_b.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("holds a different run"), "{stderr}");
+
+    // Compare, paired by id.
+    let cmp = dir.join("cmp");
+    let (ok, stdout, stderr) = circuitdiff(&[
+        "compare",
+        run_b.to_str().unwrap(),
+        run_t.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("4 paired samples") && stdout.contains("kurtosis"),
+        "{stdout}"
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cmp.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(c["n"], 4);
+    assert_eq!(c["metrics"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        std::fs::read_to_string(cmp.join("comparison.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        11
+    );
+
+    // Runs over different samples cannot be paired: the error lists the ids.
+    let other = samples_file(
+        dir,
+        &serde_json::json!([samples()[0], samples()[1], {"id": "q9", "prompt_ids": [1, 2], "answer_ids": [3]}]),
+    );
+    let run_o = dir.join("run-other");
+    let (ok, _, stderr) = circuitdiff(&[
+        "score",
+        "--model",
+        tuned.to_str().unwrap(),
+        "--samples",
+        &other,
+        "--cut",
+        "3",
+        "--out",
+        run_o.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = circuitdiff(&[
+        "compare",
+        run_b.to_str().unwrap(),
+        run_o.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
+    assert!(!ok, "mismatched runs compared");
+    assert!(
+        stderr.contains("[q3, q4]") && stderr.contains("[q9]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn score_rejects_bad_sample_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Tiny::Qwen2.write(tmp.path());
+    let m = model.to_str().unwrap();
+    let out = tmp.path().join("run");
+    let o = out.to_str().unwrap();
+    let empty = samples_file(
+        tmp.path(),
+        &serde_json::json!([{"id": "a", "prompt_ids": [1, 2], "answer_ids": []}]),
+    );
+    let (ok, _, e) = circuitdiff(&[
+        "score",
+        "--model",
+        m,
+        "--samples",
+        &empty,
+        "--cut",
+        "2",
+        "--out",
+        o,
+    ]);
+    assert!(
+        !ok && e.contains("sample `a`") && e.contains("empty answer"),
+        "{e}"
+    );
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, "{\"prompt_ids\": 3}").unwrap();
+    let (ok, _, e) = circuitdiff(&[
+        "score",
+        "--model",
+        m,
+        "--samples",
+        bad.to_str().unwrap(),
+        "--cut",
+        "2",
+        "--out",
+        o,
+    ]);
+    assert!(
+        !ok && e.contains("bad.json") && e.contains("expected a JSON list"),
+        "{e}"
+    );
+    let oov = samples_file(
+        tmp.path(),
+        &serde_json::json!([{"prompt_ids": [1, 2], "answer_ids": [5000]}, {"prompt_ids": [1], "answer_ids": [3]}]),
+    );
+    let (ok, _, e) = circuitdiff(&[
+        "score",
+        "--model",
+        m,
+        "--samples",
+        &oov,
+        "--cut",
+        "2",
+        "--out",
+        o,
+    ]);
+    assert!(
+        !ok && e.contains("5000") && e.contains("outside the vocabulary"),
+        "{e}"
+    );
+}
