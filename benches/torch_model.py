@@ -1,8 +1,9 @@
 """PyTorch counterpart of `circuitdiff bench`: the same measurements with HF transformers.
 
-usage: torch_model.py MODEL_DIR [GGUF_FILE] --threads N [--seq-len 256] [--gen-tokens 64]
-Prints JSON with forward_tokens_per_s, generation_tokens_per_s and differentiable_pass_s
-(per-path forward + backward to every probe, as tests/reference/hf_model.py defines it).
+usage: torch_model.py MODEL_DIR [GGUF_FILE] --threads N [--seq-len 256] [--gen-tokens 64] [--score-only]
+Prints JSON with forward_tokens_per_s, generation_tokens_per_s, differentiable_pass_s
+(per-path forward + backward to every probe, as tests/reference/hf_model.py defines it) and
+score_s_per_sample (that pass plus the edge-score product S = -A G^T in float32, masked).
 """
 
 import argparse
@@ -38,6 +39,7 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--score-only", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     kw = {"dtype": torch.float32, "attn_implementation": "eager"}
@@ -47,6 +49,32 @@ def main():
     vocab = model.config.vocab_size
     ids = [((i * 2654435761) % 2**32 >> 7) % vocab for i in range(a.seq_len)]
     x = torch.tensor([ids])
+    k = max(a.seq_len // 20, 1)
+    p0 = a.seq_len - k
+    nl = model.config.num_hidden_layers
+    src = torch.arange(1 + 2 * nl)
+    dst = torch.tensor([1 + 2 * (j // 4) + (j % 4 == 3) for j in range(4 * nl)] + [2 * nl + 1])
+    mask = (src[:, None] < dst[None, :]).float()
+
+    def score():
+        # The sample is ids[:p0] + answer ids[p0:]; input = all but the last answer token.
+        inp = x[:, :-1]
+        logits, probes, sources = per_path_forward(model, inp, torch.float32)
+        lp = torch.log_softmax(logits[p0 - 1:], dim=-1)
+        loss = -lp[torch.arange(k), x[0, p0:]].mean()
+        grads = torch.autograd.grad(loss, probes)
+        A = torch.stack([s_[0].detach().reshape(-1) for s_ in sources])
+        G = torch.stack([g[0].reshape(-1) for g in grads])
+        return -(A @ G.T) * mask
+
+    s_time = timed(a.repeat, score)
+    if a.score_only:
+        print(json.dumps({
+            "impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
+            "seq_len": a.seq_len, "score_s_per_sample": s_time,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }, indent=2))
+        return
 
     def fwd():
         with torch.no_grad():
@@ -61,8 +89,6 @@ def main():
                            do_sample=False, pad_token_id=0)
 
     generation = timed(a.repeat, gen)
-    k = max(a.seq_len // 20, 1)
-    p0 = a.seq_len - k
     targets = x[0, p0:]
 
     def diff():
@@ -78,6 +104,7 @@ def main():
         "forward_tokens_per_s": a.seq_len / forward,
         "generation_tokens_per_s": a.gen_tokens / generation,
         "differentiable_pass_s": d,
+        "score_s_per_sample": s_time,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }, indent=2))
 

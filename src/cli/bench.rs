@@ -1,15 +1,24 @@
 //! `circuitdiff bench`: throughput of the transformer on one model, for BENCHMARKS.md.
 
 use anyhow::Context as _;
-use circuitdiff::model::{GenerateOptions, Kernels, LoadOptions, Model};
+use circuitdiff::attribution::{score_sample, Graph, Level};
+use circuitdiff::model::{self, Family, GenerateOptions, Kernels, LoadOptions, Model, ModelConfig};
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// Measure forward, generation and differentiable-pass speed on a model.
+/// Measure forward, generation, differentiable-pass and scoring speed on a model.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A model folder, a .gguf file, or a Hugging Face id.
+    #[arg(long, required_unless_present = "write_random_llama")]
+    model: Option<String>,
+    /// Only measure scoring (one sample per repetition), so that the peak RSS is scoring's.
     #[arg(long)]
-    model: String,
+    score_only: bool,
+    /// Write a random Llama (hidden 512, 8 layers, 8 heads, vocabulary 32000) to this folder
+    /// and exit.
+    #[arg(long)]
+    write_random_llama: Option<PathBuf>,
     /// Sequence length of the forward and differentiable passes.
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
@@ -49,14 +58,101 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The random Llama of the scoring benchmark.
+fn random_llama_config() -> ModelConfig {
+    ModelConfig {
+        family: Family::Llama,
+        vocab_size: 32_000,
+        hidden_size: 512,
+        intermediate_size: 1376,
+        num_layers: 8,
+        num_heads: 8,
+        num_kv_heads: 8,
+        head_dim: 64,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 2048,
+        sliding_window: vec![None; 8],
+        qkv_bias: false,
+        o_bias: false,
+        mlp_bias: false,
+        qk_norm: false,
+        tie_word_embeddings: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    }
+}
+
+/// Floating-point operations of scoring one sample of `t` tokens with `k` scored positions:
+/// forward, backward to the inputs only, and the score product.
+fn score_flops(cfg: &ModelConfig, graph: &Graph, t: usize, k: usize) -> f64 {
+    let (d, hd, i) = (cfg.hidden_size as f64, cfg.head_dim as f64, cfg.intermediate_size as f64);
+    let (h, kv, l, t, k) = (
+        cfg.num_heads as f64,
+        cfg.num_kv_heads as f64,
+        cfg.num_layers as f64,
+        t as f64,
+        k as f64,
+    );
+    let linear = 2.0 * t * l * (d * (h + 2.0 * kv) * hd + h * hd * d + 3.0 * d * i);
+    let attention = l * 2.0 * 2.0 * t * t * h * hd;
+    let head = 2.0 * k * d * cfg.vocab_size as f64;
+    let (ns, nd) = graph.dense_shape();
+    let product = 2.0 * (ns * nd) as f64 * t * d;
+    (linear + attention + head) + (linear + 2.0 * attention + head) + product
+}
+
+/// f32 matmul rate (FLOP/s) of this machine at the current thread count, 1024³.
+fn matmul_rate() -> anyhow::Result<f64> {
+    let dev = candle_core::Device::Cpu;
+    let a = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+    let b = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+    let secs = time(10, || Ok(a.matmul(&b)?))?;
+    Ok(2.0 * 1024f64.powi(3) / secs)
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let model = Model::load(&args.model, &LoadOptions::default())
-        .with_context(|| format!("loading {}", args.model))?;
+    if let Some(dir) = &args.write_random_llama {
+        let cfg = random_llama_config();
+        let weights = model::random_weights(&cfg, 0, 0.02)?;
+        let chars: String = (32u8..127).map(char::from).collect();
+        model::write_hf_folder(dir, &cfg, &weights, &model::char_tokenizer_json(&chars), None)?;
+        println!("wrote {}", dir.display());
+        return Ok(());
+    }
+    let spec = args.model.as_deref().unwrap_or_default();
+    let model = Model::load(spec, &LoadOptions::default())
+        .with_context(|| format!("loading {spec}"))?;
     let vocab = model.config.vocab_size as u32;
     // A deterministic token sequence spread over the vocabulary.
     let ids: Vec<u32> = (0..args.seq_len as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % vocab)
         .collect();
+    let k = (args.seq_len / 20).max(1);
+    let p0 = args.seq_len - k;
+    let graph = Graph::new(&model.config, Level::Block);
+    let score = time(args.repeat, || {
+        Ok(score_sample(&model, &graph, "bench", &ids[..p0], &ids[p0..], k)?)
+    })?;
+    let flops = score_flops(&model.config, &graph, args.seq_len - 1, k);
+    let rate = matmul_rate()?;
+    let scoring = serde_json::json!({
+        "score_s_per_sample": score,
+        "score_gflop_per_sample": flops / 1e9,
+        "score_gflop_per_s": flops / score / 1e9,
+        "matmul_gflop_per_s": rate / 1e9,
+        "share_of_matmul_rate": flops / score / rate,
+    });
+    if args.score_only {
+        let mut report = scoring;
+        report["model"] = spec.into();
+        report["threads"] = candle_core::utils::get_num_threads().into();
+        report["seq_len"] = args.seq_len.into();
+        report["peak_rss_bytes"] = peak_rss_bytes().into();
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let forward = time(args.repeat, || {
         Ok(model.forward_logits(&ids, Kernels::Fast)?)
     })?;
@@ -72,8 +168,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         generated = g.tokens.len();
         Ok(())
     })?;
-    let k = (args.seq_len / 20).max(1);
-    let p0 = args.seq_len - k;
     let targets = ids[p0..].to_vec();
     let diff = time(args.repeat, || {
         let traced = model.trace(&ids, p0 - 1..args.seq_len - 1)?;
@@ -82,8 +176,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let loss = (lp.gather(&idx, 1)?.mean_all()? * -1.0)?;
         Ok(traced.gradients(&loss)?)
     })?;
-    let report = serde_json::json!({
-        "model": args.model,
+    let mut report = serde_json::json!({
+        "model": spec,
         "threads": candle_core::utils::get_num_threads(),
         "seq_len": args.seq_len,
         "forward_tokens_per_s": args.seq_len as f64 / forward,
@@ -92,6 +186,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "differentiable_pass_s": diff,
         "peak_rss_bytes": peak_rss_bytes(),
     });
+    if let (Some(r), Some(s)) = (report.as_object_mut(), scoring.as_object()) {
+        r.extend(s.clone());
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
