@@ -35,7 +35,9 @@ fn probe_gradients_equal_finite_differences_f64() {
         let (t, d) = grads[0].dims2().unwrap();
         for (j, g) in grads.iter().enumerate() {
             // A fixed pseudo-random direction, so the check is reproducible.
-            let v: Vec<f64> = (0..t * d).map(|i| ((i * 7919 + j * 104729) as f64 * 0.618).sin()).collect();
+            let v: Vec<f64> = (0..t * d)
+                .map(|i| ((i * 7919 + j * 104729) as f64 * 0.618).sin())
+                .collect();
             let dir = Tensor::from_vec(v, (t, d), &Device::Cpu).unwrap();
             let analytic = (g * &dir)
                 .unwrap()

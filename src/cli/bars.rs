@@ -64,3 +64,46 @@ pub fn ctrl_c_token() -> CancelToken {
     }
     token
 }
+
+/// A byte-count bar for Hugging Face Hub downloads.
+#[derive(Default)]
+pub struct DownloadBar {
+    bar: Option<ProgressBar>,
+}
+
+impl circuitdiff::model::DownloadProgress for DownloadBar {
+    fn start(&mut self, file: &str, size: u64) {
+        let bar = ProgressBar::new(size);
+        let style = ProgressStyle::with_template(
+            "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(file.to_owned());
+        self.bar = Some(bar);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
+/// Load a model, showing Hub downloads as progress bars.
+pub fn load_model(
+    spec: &str,
+    opts: &circuitdiff::model::LoadOptions,
+) -> anyhow::Result<circuitdiff::model::Model> {
+    use anyhow::Context as _;
+    let mut bar = DownloadBar::default();
+    circuitdiff::model::Model::load_with_progress(spec, opts, Some(&mut bar))
+        .with_context(|| format!("loading model {spec}"))
+}

@@ -1,8 +1,7 @@
 //! `circuitdiff bench`: throughput of the transformer on one model, for BENCHMARKS.md.
 
-use anyhow::Context as _;
 use circuitdiff::attribution::{score_sample, Graph, Level};
-use circuitdiff::model::{self, Family, GenerateOptions, Kernels, LoadOptions, Model, ModelConfig};
+use circuitdiff::model::{self, Family, GenerateOptions, Kernels, LoadOptions, ModelConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -87,7 +86,11 @@ fn random_llama_config() -> ModelConfig {
 /// Floating-point operations of scoring one sample of `t` tokens with `k` scored positions:
 /// forward, backward to the inputs only, and the score product.
 fn score_flops(cfg: &ModelConfig, graph: &Graph, t: usize, k: usize) -> f64 {
-    let (d, hd, i) = (cfg.hidden_size as f64, cfg.head_dim as f64, cfg.intermediate_size as f64);
+    let (d, hd, i) = (
+        cfg.hidden_size as f64,
+        cfg.head_dim as f64,
+        cfg.intermediate_size as f64,
+    );
     let (h, kv, l, t, k) = (
         cfg.num_heads as f64,
         cfg.num_kv_heads as f64,
@@ -117,13 +120,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let cfg = random_llama_config();
         let weights = model::random_weights(&cfg, 0, 0.02)?;
         let chars: String = (32u8..127).map(char::from).collect();
-        model::write_hf_folder(dir, &cfg, &weights, &model::char_tokenizer_json(&chars), None)?;
+        model::write_hf_folder(
+            dir,
+            &cfg,
+            &weights,
+            &model::char_tokenizer_json(&chars),
+            None,
+        )?;
         println!("wrote {}", dir.display());
         return Ok(());
     }
     let spec = args.model.as_deref().unwrap_or_default();
-    let model = Model::load(spec, &LoadOptions::default())
-        .with_context(|| format!("loading {spec}"))?;
+    let model = super::bars::load_model(spec, &LoadOptions::default())?;
     let vocab = model.config.vocab_size as u32;
     // A deterministic token sequence spread over the vocabulary.
     let ids: Vec<u32> = (0..args.seq_len as u32)
@@ -133,7 +141,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let p0 = args.seq_len - k;
     let graph = Graph::new(&model.config, Level::Block);
     let score = time(args.repeat, || {
-        Ok(score_sample(&model, &graph, "bench", &ids[..p0], &ids[p0..], k)?)
+        Ok(score_sample(
+            &model,
+            &graph,
+            "bench",
+            &ids[..p0],
+            &ids[p0..],
+            k,
+        )?)
     })?;
     let flops = score_flops(&model.config, &graph, args.seq_len - 1, k);
     let rate = matmul_rate()?;

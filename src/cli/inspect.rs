@@ -24,7 +24,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         offline: args.offline,
         ..HubOptions::default()
     };
-    let ckpt = model::resolve(&args.model, &hub, None)?;
+    let mut bar = super::bars::DownloadBar::default();
+    let ckpt = model::resolve(&args.model, &hub, Some(&mut bar))?;
     let info = model::inspect(&args.model, &ckpt, args.seq_len)?;
     if args.json {
         println!(

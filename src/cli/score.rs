@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::{Graph, Level};
-use circuitdiff::model::{LoadOptions, Model};
+use circuitdiff::model::LoadOptions;
 use circuitdiff::report::comparison;
 use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
 use std::path::PathBuf;
@@ -80,7 +80,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
         },
         ..LoadOptions::default()
     };
-    let model = Model::load(&args.model, &opts)?;
+    let model = super::bars::load_model(&args.model, &opts)?;
     let level = if args.heads {
         Level::Head
     } else {
