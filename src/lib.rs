@@ -8,3 +8,4 @@ pub mod fsutil;
 pub mod model;
 pub mod progress;
 pub mod report;
+pub mod study;

@@ -68,6 +68,8 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     assert_eq!(manifest["method"]["graph_level"], "block");
     assert_eq!(manifest["num_edges"], 23);
     assert_eq!(manifest["samples"][1]["id"], "q2");
+    assert_eq!(manifest["samples"][1]["k"], 2);
+    assert_eq!(manifest["samples"][0]["k"], 3);
     assert_eq!(manifest["software"]["name"], "circuitdiff");
     let csv = std::fs::read_to_string(run_b.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 + 1);

@@ -126,6 +126,8 @@ pub struct SampleEntry {
     pub id: String,
     pub prompt_len: usize,
     pub answer_len: usize,
+    /// The cut length scored: min(K, answer length).
+    pub k: usize,
 }
 
 /// `manifest.json`.
@@ -503,7 +505,6 @@ pub fn manifest_for(
         format: 1,
         software: Software::default(),
         model: ModelEntry::of(model),
-        method,
         num_edges: graph.num_edges(),
         graph,
         samples: samples
@@ -513,8 +514,10 @@ pub fn manifest_for(
                 id: s.id.clone().unwrap_or_else(|| i.to_string()),
                 prompt_len: s.prompt_ids.len(),
                 answer_len: s.answer_ids.len(),
+                k: method.cut.min(s.answer_ids.len()),
             })
             .collect(),
+        method,
         study,
     }
 }
