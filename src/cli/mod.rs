@@ -4,6 +4,7 @@ mod bars;
 mod bench;
 mod inspect;
 mod score;
+mod study;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,7 @@ enum Command {
     Compare(score::CompareArgs),
     Inspect(inspect::Args),
     Score(score::ScoreArgs),
+    Study(study::Args),
 }
 
 /// Run the chosen subcommand.
@@ -33,5 +35,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => score::compare(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Score(args) => score::score(&args),
+        Command::Study(args) => study::run(&args),
     }
 }

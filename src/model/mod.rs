@@ -85,9 +85,7 @@ impl Model {
         let (config, tokenizer, mut store, files) = match &checkpoint {
             Checkpoint::Folder { dir, weights } => {
                 let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
-                let mut tokenizer = Tokenizer::from_folder(dir)?;
-                tokenizer.add_eos_ids(&generation_eos(dir)?);
-                tokenizer.add_eos_ids(&config.eos_token_ids);
+                let tokenizer = folder_tokenizer(dir, &config)?;
                 let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
                 let mut files = vec![dir.join("config.json")];
                 files.extend(weights.iter().cloned());
@@ -99,11 +97,7 @@ impl Model {
             } => {
                 let mut g = gguf::GgufFile::open(file)?;
                 let config = g.config()?;
-                let mut tokenizer = match tokenizer_json {
-                    Some(t) => Tokenizer::from_folder(t.parent().unwrap_or(Path::new(".")))?,
-                    None => g.tokenizer()?,
-                };
-                tokenizer.add_eos_ids(&config.eos_token_ids);
+                let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
                 let tensors = g.tensors(&config)?;
                 let store = TensorStore::from_map(tensors, file, opts.dtype, &opts.device);
                 (config, tokenizer, store, vec![file.clone()])
@@ -261,6 +255,43 @@ impl Traced {
         }
         Ok(out)
     }
+}
+
+/// The tokenizer of a model, without loading its weights (to check that two models share a
+/// vocabulary before any long work).
+pub fn load_tokenizer(spec: &str, hub: &HubOptions) -> Result<Tokenizer> {
+    match resolve(spec, hub, None)? {
+        Checkpoint::Folder { dir, .. } => {
+            folder_tokenizer(&dir, &ModelConfig::from_hf_file(&dir.join("config.json"))?)
+        }
+        Checkpoint::Gguf {
+            file,
+            tokenizer_json,
+        } => {
+            let g = gguf::GgufFile::open(&file)?;
+            gguf_tokenizer(&g, tokenizer_json.as_deref(), &g.config()?)
+        }
+    }
+}
+
+fn folder_tokenizer(dir: &Path, config: &ModelConfig) -> Result<Tokenizer> {
+    let mut tokenizer = Tokenizer::from_folder(dir)?;
+    tokenizer.add_eos_ids(&generation_eos(dir)?);
+    tokenizer.add_eos_ids(&config.eos_token_ids);
+    Ok(tokenizer)
+}
+
+fn gguf_tokenizer(
+    g: &gguf::GgufFile,
+    tokenizer_json: Option<&Path>,
+    config: &ModelConfig,
+) -> Result<Tokenizer> {
+    let mut tokenizer = match tokenizer_json {
+        Some(t) => Tokenizer::from_folder(t.parent().unwrap_or(Path::new(".")))?,
+        None => g.tokenizer()?,
+    };
+    tokenizer.add_eos_ids(&config.eos_token_ids);
+    Ok(tokenizer)
 }
 
 /// End-of-sequence ids from `generation_config.json`, if the folder has one.

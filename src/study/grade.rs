@@ -22,95 +22,20 @@ const TEXT_COMMANDS: &[&str] = &[
 ];
 
 /// Unit words dropped after a number (compared lowercase, with a trailing `.`, `^2`, `^3` cut).
-const UNITS: &[&str] = &[
-    "cm",
-    "mm",
-    "m",
-    "km",
-    "in",
-    "inch",
-    "inches",
-    "ft",
-    "foot",
-    "feet",
-    "yd",
-    "yard",
-    "yards",
-    "mi",
-    "mile",
-    "miles",
-    "meter",
-    "meters",
-    "metre",
-    "metres",
-    "centimeter",
-    "centimeters",
-    "millimeter",
-    "millimeters",
-    "kilometer",
-    "kilometers",
-    "dollar",
-    "dollars",
-    "cent",
-    "cents",
-    "euro",
-    "euros",
-    "degree",
-    "degrees",
-    "deg",
-    "radian",
-    "radians",
-    "percent",
-    "unit",
-    "units",
-    "square",
-    "sq",
-    "cubic",
-    "hour",
-    "hours",
-    "hr",
-    "hrs",
-    "minute",
-    "minutes",
-    "min",
-    "mins",
-    "second",
-    "seconds",
-    "sec",
-    "s",
-    "day",
-    "days",
-    "week",
-    "weeks",
-    "month",
-    "months",
-    "year",
-    "years",
-    "kg",
-    "g",
-    "gram",
-    "grams",
-    "kilogram",
-    "kilograms",
-    "lb",
-    "lbs",
-    "pound",
-    "pounds",
-    "oz",
-    "ounce",
-    "ounces",
-    "l",
-    "liter",
-    "liters",
-    "litre",
-    "litres",
-    "ml",
-    "gallon",
-    "gallons",
-    "mph",
-    "km/h",
-    "m/s",
-];
+/// Single letters (`m`, `s`, `g`) count only inside `\text{…}`, where they cannot be variables.
+const UNITS: &str =
+    "cm mm km in inch inches ft foot feet yd yard yards mi mile miles meter meters \
+    metre metres centimeter centimeters millimeter millimeters kilometer kilometers dollar dollars \
+    cent cents euro euros degree degrees deg radian radians percent unit units square sq cubic \
+    hour hours hr hrs minute minutes min mins second seconds sec day days week weeks month months \
+    year years kg gram grams kilogram kilograms lb lbs pound pounds oz ounce ounces liter liters \
+    litre litres ml gallon gallons mph km/h m/s";
+
+/// Unit symbols that are units only inside `\text{…}`.
+const TEXT_ONLY_UNITS: &[&str] = &["m", "s", "g", "l", "h"];
+
+/// Powers written after a unit: `cm^2`.
+const UNIT_POWERS: &[&str] = &["^2", "^3", "^{2}", "^{3}", "\u{b2}", "\u{b3}"];
 
 /// How the final answer was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +135,11 @@ pub fn normalize(s: &str) -> String {
         s = replace_cmd(&s, cmd, " ");
     }
     for (from, to) in [
+        ("{,}", ","),
+        ("\\(", ""),
+        ("\\)", ""),
+        ("\\[", ""),
+        ("\\]", ""),
         ("\\!", ""),
         ("\\,", ""),
         ("\\;", " "),
@@ -360,34 +290,49 @@ fn whole_boxed(s: &str) -> Option<String> {
     s.get(end + 1..s.len() - 1).map(str::to_string)
 }
 
-/// The text after the last "answer is", up to the end of its sentence or line.
+/// Words that follow "answer is" in a remark rather than an answer ("the answer is correct").
+const NOT_ANSWERS: &str = "correct right wrong incorrect not indeed consistent reasonable valid \
+    plausible likely probably as that the to in a an";
+
+/// The text after the last "answer is" that starts an answer, up to the end of its sentence or
+/// line.
 fn answer_is(text: &str) -> Option<String> {
     // ASCII lowercasing keeps every byte offset valid in `text`.
     let key = "answer is";
-    let start = text.to_ascii_lowercase().rfind(key)? + key.len();
-    let rest = text
-        .get(start..)?
-        .trim_start_matches(|c: char| c.is_whitespace() || c == ':');
-    let mut chars = rest.char_indices().peekable();
-    let mut end = rest.len();
-    let mut prev = ' ';
-    while let Some((i, c)) = chars.next() {
-        let next = chars.peek().map(|&(_, n)| n);
-        let sentence_end = matches!(c, '.' | '!' | '?')
-            && next.is_none_or(char::is_whitespace)
-            && !(c == '.' && prev.is_ascii_digit() && next.is_some_and(|n| n.is_ascii_digit()));
-        if c == '\n' || sentence_end {
-            end = i;
-            break;
+    let lower = text.to_ascii_lowercase();
+    let mut found: Vec<usize> = lower
+        .match_indices(key)
+        .map(|(i, _)| i + key.len())
+        .collect();
+    found.reverse();
+    found.into_iter().find_map(|start| {
+        let rest = text
+            .get(start..)?
+            .trim_start_matches(|c: char| c.is_whitespace() || c == ':');
+        let mut chars = rest.char_indices().peekable();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            let next = chars.peek().map(|&(_, n)| n);
+            let sentence_end = matches!(c, '.' | '!' | '?') && next.is_none_or(char::is_whitespace);
+            if c == '\n' || sentence_end {
+                end = i;
+                break;
+            }
         }
-        prev = c;
-    }
-    let answer = rest
-        .get(..end)?
-        .trim()
-        .trim_end_matches([',', ';', ':'])
-        .trim();
-    (!answer.is_empty()).then(|| answer.to_string())
+        let answer = rest
+            .get(..end)?
+            .trim()
+            .trim_end_matches([',', ';', ':'])
+            .trim();
+        let first = answer
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let first = first.trim_end_matches([',', '.', ':']);
+        (!answer.is_empty() && !NOT_ANSWERS.split_whitespace().any(|w| w == first))
+            .then(|| answer.to_string())
+    })
 }
 
 /// The rest of the line after the last `####`.
@@ -420,9 +365,9 @@ fn last_number(text: &str) -> Option<String> {
                 j += 1;
             }
             let group = (1..=3).all(|k| digit(j + k)) && !digit(j + 4);
-            if chars.get(j) == Some(&',') && group {
-                j += 1;
-            } else if matches!(chars.get(j), Some('.' | '/')) && digit(j + 1) {
+            let separator = (chars.get(j) == Some(&',') && group)
+                || (matches!(chars.get(j), Some('.' | '/')) && digit(j + 1));
+            if separator {
                 j += 1;
             } else {
                 break;
@@ -455,7 +400,8 @@ fn replace_cmd(s: &str, cmd: &str, with: &str) -> String {
     out
 }
 
-/// `\text{ cm}` → ` cm `, for every command of [`TEXT_COMMANDS`]; an unbalanced one is dropped.
+/// `\text{Evelyn}` → ` Evelyn`, for every command of [`TEXT_COMMANDS`]; a wrapped unit after a
+/// number (`5\text{ cm}^2`) is dropped; an unbalanced command loses its name and brace.
 fn unwrap_text(s: &str) -> String {
     let mut s = s.to_string();
     // Every round removes one command, so this ends.
@@ -476,12 +422,25 @@ fn unwrap_text(s: &str) -> String {
             .min();
         let Some((start, open)) = found else { return s };
         s = match matching_brace(&s, open) {
-            Some(close) => format!(
-                "{} {} {}",
-                &s[..start],
-                &s[open + 1..close],
-                &s[close + 1..]
-            ),
+            Some(close) => {
+                let content = &s[open + 1..close];
+                let mut after = &s[close + 1..];
+                let after_number = s[..start]
+                    .trim_end()
+                    .ends_with(|c: char| c.is_ascii_digit() || c == '}');
+                let unit = after_number
+                    && content.split_whitespace().count() > 0
+                    && content
+                        .split_whitespace()
+                        .all(|w| is_unit(w) || TEXT_ONLY_UNITS.contains(&w.trim_end_matches('.')));
+                if unit {
+                    let power = UNIT_POWERS.iter().find(|p| after.starts_with(*p));
+                    after = power.map_or(after, |p| &after[p.len()..]);
+                    format!("{} {}", &s[..start], after)
+                } else {
+                    format!("{} {}{}", &s[..start], content, after)
+                }
+            }
             None => format!("{} {}", &s[..start], &s[open + 1..]),
         };
     }
@@ -490,46 +449,43 @@ fn unwrap_text(s: &str) -> String {
 fn is_unit(token: &str) -> bool {
     let t = token.to_ascii_lowercase();
     let mut t = t.trim_end_matches('.');
-    for power in ["^2", "^3", "^{2}", "^{3}", "\u{b2}", "\u{b3}"] {
+    for power in UNIT_POWERS {
         t = t.strip_suffix(power).unwrap_or(t);
     }
-    UNITS.contains(&t)
+    UNITS.split_whitespace().any(|u| u == t)
 }
 
-fn is_plain_number(s: &str) -> bool {
-    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
-    s.chars().any(|c| c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+/// A word of two or more ASCII letters (and an optional final `.`): `eggs`, `cups.`.
+fn is_word(token: &str) -> bool {
+    let t = token.trim_end_matches('.');
+    t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic())
 }
 
-/// Drops unit words after a number: `5 cm^2` → `5`, `\frac{1}{2} inches` → `\frac{1}{2}`, and
-/// any purely alphabetic words after a plain number (`18 eggs` → `18`).
+/// Only digits, operators, brackets and `\frac`/`\sqrt`/`\pi`/`\cdot`/`\times`.
+fn is_numeric_expression(s: &str) -> bool {
+    let mut t = s.to_string();
+    for cmd in ["\\frac", "\\sqrt", "\\pi", "\\cdot", "\\times"] {
+        t = t.replace(cmd, "");
+    }
+    t.chars().any(|c| c.is_ascii_digit())
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || c.is_whitespace() || ".,/-+*^{}()[]".contains(c))
+}
+
+/// Drops unit words and other words after a number: `5 cm^2` → `5`, `\frac{1}{2} inches` →
+/// `\frac{1}{2}`, `2 1/2 cups` → `2 1/2`. Single letters stay (`10-4 n` is an expression).
 fn strip_units(s: &str) -> String {
-    let mut tokens: Vec<&str> = s.split_whitespace().collect();
+    let tokens: Vec<&str> = s.split_whitespace().collect();
     let mut n = tokens.len();
-    while n > 1 && is_unit(tokens[n - 1]) {
+    while n > 1 && (is_unit(tokens[n - 1]) || is_word(tokens[n - 1])) {
         n -= 1;
     }
-    let ends_ok = |n: usize| {
-        tokens[..n]
-            .last()
-            .and_then(|t| t.chars().last())
-            .is_some_and(|c| c.is_ascii_digit() || c == '}' || c == ')')
-    };
-    if !ends_ok(n) {
-        n = tokens.len();
+    let kept = tokens[..n].join(" ");
+    if n < tokens.len() && is_numeric_expression(&kept) {
+        kept
+    } else {
+        tokens.join(" ")
     }
-    let words = |t: &&str| {
-        t.trim_end_matches('.')
-            .chars()
-            .all(|c| c.is_ascii_alphabetic())
-    };
-    if n > 1 && is_plain_number(tokens[0]) && tokens[1..n].iter().all(words) {
-        n = 1;
-    }
-    tokens.truncate(n);
-    tokens.join(" ")
 }
 
 /// `x = 5` → `5` (a single Latin letter assigned once).

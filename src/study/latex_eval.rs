@@ -163,7 +163,8 @@ impl Parser {
     /// Whether the next token begins an atom (for implicit multiplication: `2\sqrt{3}`, `2(3)`).
     fn starts_atom(&self) -> bool {
         match self.peek() {
-            Some(c) if c.is_ascii_digit() || c == '.' || c == '(' || c == '{' => true,
+            // Not a digit: `1.2.3` or `(2)3` is no product.
+            Some('(' | '{') => true,
             Some('\\') => self.at("\\frac") || self.at("\\sqrt") || self.at("\\pi"),
             _ => false,
         }
@@ -189,7 +190,7 @@ impl Parser {
                     let x = self.arg()?;
                     match index {
                         None if x >= 0.0 => Some(x.sqrt()),
-                        Some(n) if n == 3.0 => Some(x.cbrt()),
+                        Some(3.0) => Some(x.cbrt()),
                         Some(n) if n > 0.0 && x >= 0.0 => Some(x.powf(1.0 / n)),
                         _ => None,
                     }

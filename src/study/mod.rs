@@ -1,6 +1,10 @@
 //! The study pipeline (method.md §4): questions, prompts, generation, grading and selection.
 
+pub mod answers;
 pub mod dataset;
 pub mod grade;
+pub mod job;
 mod latex_eval;
 pub mod prompt;
+mod report_md;
+pub mod select;

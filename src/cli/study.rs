@@ -1,0 +1,145 @@
+//! `circuitdiff study`: the whole study, headless, with a progress bar per stage.
+
+use super::bars::{ctrl_c_token, Bars};
+use super::score::{table, MetricArgs};
+use anyhow::Context as _;
+use circuitdiff::attribution::compare::CompareOptions;
+use circuitdiff::attribution::Level;
+use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions};
+use circuitdiff::study::job::{run_study, StudyConfig, StudyOutcome};
+use circuitdiff::study::prompt::Template;
+use circuitdiff::study::select::{SelectOptions, TBar};
+use std::path::PathBuf;
+
+/// Answer, grade, select, score both models and compare them.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The base model: folder, .gguf or Hugging Face id.
+    #[arg(long)]
+    base: String,
+    /// The fine-tuned model.
+    #[arg(long)]
+    tuned: String,
+    /// A JSONL file (fields detected per file) or `builtin:arith[?n=200&seed=42&max=99&terms=2&ops=+-]`.
+    #[arg(long, default_value = "builtin:arith")]
+    dataset: String,
+    /// Skip this many questions of the dataset.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Ask at most this many questions.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Questions to score after filtering.
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    /// K = max(⌊α·T̄⌋, 1).
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// T̄: `min` of the two models' mean answer lengths, or `pooled` mean.
+    #[arg(long, default_value = "min")]
+    t_bar: String,
+    /// Seed of the question sample and the bootstrap.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Maximum new tokens per answer.
+    #[arg(long, default_value_t = 512)]
+    max_new_tokens: usize,
+    /// deepseek-math, mistral, qwen25-math-cot, chat, plain, or a text with {question}
+    /// (default: the tokenizer's chat template when it has one, else plain).
+    #[arg(long)]
+    template: Option<String>,
+    /// Head-level graph.
+    #[arg(long)]
+    heads: bool,
+    /// Keep questions whatever their prompt and answer lengths (no length filters).
+    #[arg(long)]
+    no_length_filters: bool,
+    #[command(flatten)]
+    metrics: MetricArgs,
+    /// Use only the local Hugging Face cache.
+    #[arg(long)]
+    offline: bool,
+    /// Output directory; re-running the same command continues an interrupted study.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let t_bar = match args.t_bar.as_str() {
+        "min" => TBar::MinOfMeans,
+        "pooled" => TBar::Pooled,
+        other => anyhow::bail!("--t-bar `{other}`: expected `min` or `pooled`"),
+    };
+    let template = args.template.as_deref().map(Template::parse).transpose()?;
+    let defaults = SelectOptions::default();
+    let cfg = StudyConfig {
+        base: args.base.clone(),
+        tuned: args.tuned.clone(),
+        dataset: args.dataset.clone(),
+        offset: args.offset,
+        limit: args.limit,
+        template,
+        generation: GenerateOptions {
+            max_new_tokens: args.max_new_tokens,
+            ..GenerateOptions::default()
+        },
+        select: SelectOptions {
+            n: args.n,
+            seed: args.seed,
+            alpha: args.alpha,
+            t_bar,
+            equal_prompt_length: !args.no_length_filters,
+            pair_mean_window: defaults
+                .pair_mean_window
+                .filter(|_| !args.no_length_filters),
+            max_relative_length_difference: defaults
+                .max_relative_length_difference
+                .filter(|_| !args.no_length_filters),
+        },
+        level: if args.heads {
+            Level::Head
+        } else {
+            Level::Block
+        },
+        metrics: args.metrics.options(),
+        compare: CompareOptions {
+            seed: args.seed,
+            ..CompareOptions::default()
+        },
+    };
+    let load = LoadOptions {
+        hub: HubOptions {
+            offline: args.offline,
+            ..HubOptions::default()
+        },
+        ..LoadOptions::default()
+    };
+    let cancel = ctrl_c_token();
+    let mut bars = Bars::default();
+    let outcome = run_study(&cfg, &load, &args.out, &mut bars, &cancel)
+        .with_context(|| format!("study into {}", args.out.display()))?;
+    drop(bars);
+    match outcome {
+        StudyOutcome::Cancelled => {
+            eprintln!("stopped; run the same command to continue");
+            std::process::exit(130);
+        }
+        StudyOutcome::Finished(result) => {
+            let (cmp, counts) = *result;
+            println!(
+                "asked {}, base correct {}, tuned correct {}, both correct {}, after filters {}, scored {} (K = {}, T̄ = {:.1})",
+                counts.asked,
+                counts.base.correct,
+                counts.tuned.correct,
+                counts.both_correct,
+                counts.after_filters,
+                counts.scored,
+                counts.k,
+                counts.t_bar
+            );
+            print!("{}", table(&cmp));
+            println!("wrote {}", args.out.join("report.md").display());
+        }
+    }
+    Ok(())
+}

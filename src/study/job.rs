@@ -1,0 +1,329 @@
+//! The study, end to end (method.md §4): load questions, let each model answer them, grade,
+//! select the both-correct pairs, score each model on its own answers, compare, report.
+//!
+//! Every unit of work is persisted as it completes (`answers/<side>.jsonl`, the run
+//! directories' per-sample files); re-running the same study on the same directory continues
+//! where it stopped. Progress goes through [`Progress`]; [`CancelToken`] stops between units.
+
+use super::answers::{self, Answer};
+use super::dataset::{self, LoadReport, Question};
+use super::grade::grade;
+use super::prompt::{render, Template};
+use super::select::{select, Candidate, SelectCounts, SelectOptions, Selection};
+use crate::attribution::compare::CompareOptions;
+use crate::attribution::metrics::MetricOptions;
+use crate::attribution::{Graph, Level};
+use crate::fsutil::write_atomic;
+use crate::model::{GenerateOptions, LoadOptions, Model};
+use crate::progress::{CancelToken, Progress};
+use crate::report::comparison::{self, Comparison};
+use crate::report::run::{self, Method, Outcome, ScoreSample};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything that defines a study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyConfig {
+    pub base: String,
+    pub tuned: String,
+    /// A JSONL path or `builtin:arith[?…]`.
+    pub dataset: String,
+    pub offset: usize,
+    pub limit: Option<usize>,
+    /// `None`: the tokenizer's chat template when it has one, else the question alone.
+    pub template: Option<Template>,
+    pub generation: GenerateOptions,
+    pub select: SelectOptions,
+    pub level: Level,
+    pub metrics: MetricOptions,
+    pub compare: CompareOptions,
+}
+
+/// Why a study failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
+    #[error(transparent)]
+    Prompt(#[from] super::prompt::PromptError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Select(#[from] super::select::SelectError),
+    #[error(transparent)]
+    Run(#[from] run::RunError),
+    #[error("{0}")]
+    Other(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StudyError + '_ {
+    move |source| StudyError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Per-model counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCounts {
+    pub answered: usize,
+    pub correct: usize,
+}
+
+/// `counts.json`: every count on the way from questions to scored samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub asked: usize,
+    pub dataset: LoadReport,
+    pub base: ModelCounts,
+    pub tuned: ModelCounts,
+    pub both_correct: usize,
+    pub filters: SelectCounts,
+    pub after_filters: usize,
+    pub scored: usize,
+    pub t_bar: f64,
+    pub k: usize,
+}
+
+/// How a study ended.
+#[derive(Debug)]
+pub enum StudyOutcome {
+    Finished(Box<(Comparison, Counts)>),
+    Cancelled,
+}
+
+/// The template a model is prompted with.
+fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
+    cfg.template
+        .clone()
+        .unwrap_or(if model.tokenizer.chat_template.is_some() {
+            Template::ChatTemplate
+        } else {
+            Template::Plain
+        })
+}
+
+/// Let `model` answer every question not yet in `path`; returns all answers by id.
+fn answer_all(
+    cfg: &StudyConfig,
+    side: &str,
+    model: &Model,
+    questions: &[Question],
+    path: &Path,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<HashMap<String, Answer>>, StudyError> {
+    let mut done: HashMap<String, Answer> = answers::read_and_repair(path)
+        .map_err(io(path))?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let template = template_for(cfg, model);
+    let mut gen = cfg.generation.clone();
+    gen.stop_strings.extend(template.stop_strings());
+    let tok = &model.tokenizer;
+    progress.start(&format!("answer {side}"), questions.len() as u64);
+    for (i, q) in questions.iter().enumerate() {
+        if !done.contains_key(&q.id) {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            let prompt = render(
+                &template,
+                &q.question,
+                tok.chat_template.as_deref(),
+                tok.bos_token.as_deref(),
+                tok.eos_token.as_deref(),
+            )?;
+            // A chat template writes its own special tokens.
+            let add_special = template != Template::ChatTemplate;
+            let prompt_ids = tok.encode(&prompt, add_special).map_err(|e| {
+                StudyError::Other(format!("{}: tokenizing question {}: {e}", model.spec, q.id))
+            })?;
+            let g = model.generate(&prompt_ids, &gen).map_err(|e| {
+                StudyError::Other(format!(
+                    "{}: generating for question {}: {e}",
+                    model.spec, q.id
+                ))
+            })?;
+            let a = Answer {
+                id: q.id.clone(),
+                grade: grade(&g.text, &q.reference),
+                prompt,
+                prompt_ids,
+                answer_ids: g.tokens,
+                text: g.text,
+                stop: g.stop,
+            };
+            answers::append(path, &a).map_err(io(path))?;
+            done.insert(q.id.clone(), a);
+        }
+        progress.set(i as u64 + 1);
+    }
+    Ok(Some(done))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| StudyError::Other(e.to_string()))?;
+    write_atomic(path, text.as_bytes()).map_err(io(path))
+}
+
+/// Run (or resume) a study into `out`.
+pub fn run_study(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
+    out: &Path,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<StudyOutcome, StudyError> {
+    std::fs::create_dir_all(out.join("answers")).map_err(io(out))?;
+    let config_path = out.join("study.json");
+    if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+        let previous: Result<StudyConfig, _> = serde_json::from_str(&text);
+        if previous.ok().as_ref() != Some(cfg) {
+            return Err(StudyError::Other(format!(
+                "{} holds a different study (see its study.json); choose another --out or delete it",
+                out.display()
+            )));
+        }
+    } else {
+        write_json(&config_path, cfg)?;
+    }
+    let spec = dataset::parse_spec(&cfg.dataset)?;
+    let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
+
+    // Refuse a pair whose vocabularies differ before any long work.
+    let base_vocab = crate::model::load_tokenizer(&cfg.base, &load.hub)?.vocabulary();
+    if crate::model::load_tokenizer(&cfg.tuned, &load.hub)?.vocabulary() != base_vocab {
+        return Err(StudyError::Other(format!(
+            "{} and {} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer",
+            cfg.base, cfg.tuned
+        )));
+    }
+
+    let mut answers = Vec::new();
+    for (side, spec) in [("base", &cfg.base), ("tuned", &cfg.tuned)] {
+        let model = Model::load(spec, load)?;
+        let path = out.join("answers").join(format!("{side}.jsonl"));
+        match answer_all(cfg, side, &model, &questions, &path, progress, cancel)? {
+            Some(a) => answers.push(a),
+            None => return Ok(StudyOutcome::Cancelled),
+        }
+    }
+    let (base_ans, tuned_ans) = (&answers[0], &answers[1]);
+    let candidates: Vec<Candidate> = questions
+        .iter()
+        .map(|q| {
+            let (b, t) = (&base_ans[&q.id], &tuned_ans[&q.id]);
+            Candidate {
+                base_prompt_len: b.prompt_ids.len(),
+                tuned_prompt_len: t.prompt_ids.len(),
+                base_answer_len: b.answer_ids.len(),
+                tuned_answer_len: t.answer_ids.len(),
+                base_correct: b.grade.correct && !b.answer_ids.is_empty(),
+                tuned_correct: t.grade.correct && !t.answer_ids.is_empty(),
+            }
+        })
+        .collect();
+    let model_counts = |a: &HashMap<String, Answer>| ModelCounts {
+        answered: a.values().filter(|x| !x.answer_ids.is_empty()).count(),
+        correct: candidates
+            .len()
+            .min(a.values().filter(|x| x.grade.correct).count()),
+    };
+    let mut counts = Counts {
+        asked: questions.len(),
+        dataset: report,
+        base: model_counts(base_ans),
+        tuned: model_counts(tuned_ans),
+        ..Counts::default()
+    };
+    write_merged_answers(out, &questions, base_ans, tuned_ans)?;
+    let selection: Selection = match select(&candidates, &cfg.select) {
+        Ok(s) => s,
+        Err(e) => {
+            write_json(&out.join("counts.json"), &counts)?;
+            return Err(e.into());
+        }
+    };
+    counts.both_correct = selection.counts.both_correct;
+    counts.filters = selection.counts.clone();
+    counts.after_filters = selection.counts.after_length_difference;
+    counts.t_bar = selection.t_bar;
+    counts.k = selection.k;
+
+    let study_info = serde_json::json!({
+        "dataset": cfg.dataset, "offset": cfg.offset, "limit": cfg.limit,
+        "select": cfg.select, "t_bar": selection.t_bar, "k": selection.k,
+    });
+    let mut runs = Vec::new();
+    for (side, spec, ans) in [
+        ("tuned", &cfg.tuned, tuned_ans),
+        ("base", &cfg.base, base_ans),
+    ] {
+        let model = Model::load(spec, load)?;
+        let samples: Vec<ScoreSample> = selection
+            .indices
+            .iter()
+            .map(|&i| {
+                let a = &ans[&questions[i].id];
+                ScoreSample {
+                    id: Some(a.id.clone()),
+                    prompt_ids: a.prompt_ids.clone(),
+                    answer_ids: a.answer_ids.clone(),
+                }
+            })
+            .collect();
+        let mut info = study_info.clone();
+        info["template"] = template_for(cfg, &model).name().into();
+        let graph = Graph::new(&model.config, cfg.level);
+        let method = Method::new(cfg.level, selection.k, cfg.metrics.clone());
+        let manifest = run::manifest_for(&model, graph, method, &samples, info);
+        match run::score_run(
+            &out.join(side),
+            &model,
+            &manifest,
+            &samples,
+            progress,
+            cancel,
+        )? {
+            Outcome::Finished(r) => runs.push(*r),
+            Outcome::Cancelled { .. } => return Ok(StudyOutcome::Cancelled),
+        }
+    }
+    let (tuned_run, base_run) = (&runs[0], &runs[1]);
+    counts.scored = base_run.scores.len();
+    let cmp = comparison::compare(base_run, tuned_run, &cfg.compare)?;
+    comparison::write(out, &cmp)?;
+    write_json(&out.join("counts.json"), &counts)?;
+    let md = super::report_md::render(cfg, &counts, &cmp);
+    write_atomic(&out.join("report.md"), md.as_bytes()).map_err(io(out))?;
+    Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
+}
+
+/// `answers.jsonl`: one line per question with both models' answers.
+fn write_merged_answers(
+    out: &Path,
+    questions: &[Question],
+    base: &HashMap<String, Answer>,
+    tuned: &HashMap<String, Answer>,
+) -> Result<(), StudyError> {
+    let mut text = String::new();
+    for q in questions {
+        let line = serde_json::json!({
+            "id": q.id, "question": q.question, "reference": q.reference,
+            "base": base.get(&q.id), "tuned": tuned.get(&q.id),
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let path = out.join("answers.jsonl");
+    write_atomic(&path, text.as_bytes()).map_err(io(&path))
+}

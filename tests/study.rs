@@ -1,0 +1,181 @@
+//! The study end to end: SmolLM2 against itself on the built-in arithmetic task (every file of
+//! the output directory, resuming after a torn write), and the clear failures.
+
+mod common;
+
+use circuitdiff::model;
+use common::{circuitdiff, smollm2, Tiny, CHARS};
+
+#[test]
+fn smollm2_study_writes_every_output_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let m = smollm2();
+    let m = m.to_str().unwrap();
+    let args = [
+        "study",
+        "--base",
+        m,
+        "--tuned",
+        m,
+        "--dataset",
+        "builtin:arith?n=10&max=9",
+        "--max-new-tokens",
+        "24",
+        "--n",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = circuitdiff(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("asked 10"), "{stdout}");
+    for f in [
+        "study.json",
+        "answers.jsonl",
+        "answers/base.jsonl",
+        "answers/tuned.jsonl",
+        "counts.json",
+        "comparison.json",
+        "comparison.csv",
+        "report.md",
+        "base/scores.npz",
+        "tuned/metrics.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("counts.json")).unwrap()).unwrap();
+    assert_eq!(counts["asked"], 10);
+    let both = counts["both_correct"].as_u64().unwrap();
+    assert!(both >= 1, "{counts}");
+    // The same model on both sides: identical answers, so every question correct for one is
+    // correct for the other and the scores agree exactly.
+    assert_eq!(counts["base"], counts["tuned"]);
+    assert_eq!(
+        counts["scored"],
+        counts["after_filters"].as_u64().unwrap().min(4)
+    );
+    let base = std::fs::read(out.join("base/scores.safetensors")).unwrap();
+    assert_eq!(
+        base,
+        std::fs::read(out.join("tuned/scores.safetensors")).unwrap()
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| both correct |") && report.contains("| kurtosis |"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("answers.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        10
+    );
+
+    // A process killed mid-write leaves a torn answer line; scores and aggregates are redone.
+    let path = out.join("answers/tuned.jsonl");
+    let text = std::fs::read(&path).unwrap();
+    let cut = text.iter().position(|&b| b == b'\n').unwrap() + 40;
+    std::fs::write(&path, &text[..cut]).unwrap();
+    for d in ["base", "tuned"] {
+        std::fs::remove_dir_all(out.join(d)).unwrap();
+    }
+    std::fs::remove_file(out.join("comparison.json")).unwrap();
+    let before = std::fs::read_to_string(out.join("counts.json")).unwrap();
+    let (ok, _, stderr) = circuitdiff(&args);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        text,
+        "answers regenerated differently"
+    );
+    assert_eq!(
+        std::fs::read(out.join("base/scores.safetensors")).unwrap(),
+        base
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("counts.json")).unwrap(),
+        before
+    );
+
+    // A different study into the same directory is refused.
+    let mut other = args;
+    other[10] = "3";
+    let (ok, _, stderr) = circuitdiff(&other);
+    assert!(
+        !ok && stderr.contains("holds a different study"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_both_correct_and_mismatched_vocabularies_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Tiny::Llama.write(tmp.path());
+    let b = Tiny::Llama.write_seeded(tmp.path(), 9);
+    let out = tmp.path().join("s1");
+    let (ok, _, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        a.to_str().unwrap(),
+        "--tuned",
+        b.to_str().unwrap(),
+        "--dataset",
+        "builtin:arith?n=3",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no question was answered correctly by both models"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("base accuracy 0.0 %"), "{stderr}");
+    assert!(out.join("counts.json").is_file());
+
+    // Another tokenizer (same vocabulary size, different characters).
+    let cfg = Tiny::Llama.config();
+    let other_chars: String = CHARS.chars().rev().collect();
+    let c = tmp.path().join("other-vocab");
+    let w = model::random_weights(&cfg, 3, 0.2).unwrap();
+    model::write_hf_folder(
+        &c,
+        &cfg,
+        &w,
+        &model::char_tokenizer_json(&other_chars),
+        None,
+    )
+    .unwrap();
+    let (ok, _, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        a.to_str().unwrap(),
+        "--tuned",
+        c.to_str().unwrap(),
+        "--dataset",
+        "builtin:arith?n=3",
+        "--out",
+        tmp.path().join("s2").to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("different vocabularies"), "{stderr}");
+
+    // A dataset file without question fields.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"x\": 1}\n").unwrap();
+    let (ok, _, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        a.to_str().unwrap(),
+        "--tuned",
+        b.to_str().unwrap(),
+        "--dataset",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("s3").to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("bad.jsonl"), "{stderr}");
+}
