@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 ///
 /// - `threads`: worker threads for matmuls and elementwise kernels (default: all cores).
 /// - candle's elementwise pool spins 25,000 times waiting for work; on a few cores that spinning
-///   competes with the matmul workers. 1,000 measured fastest (BENCHMARKS.md). An explicit
+///   competes with the matmul workers; 2,500–5,000 measured fastest (BENCHMARKS.md). An explicit
 ///   `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
 /// - glibc serves large blocks with fresh `mmap`s and returns freed memory to the kernel, so
 ///   each of the thousands of activation-sized tensors of a pass is page-faulted anew (12 % of
@@ -33,7 +33,7 @@ fn tune_runtime(threads: Option<usize>) {
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "4000");
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator thresholds; it is called before any other thread

@@ -179,3 +179,99 @@ fn no_both_correct_and_mismatched_vocabularies_are_clear_errors() {
     ]);
     assert!(!ok && stderr.contains("bad.jsonl"), "{stderr}");
 }
+
+fn study_args(m: &str, out: &std::path::Path) -> Vec<String> {
+    [
+        "study",
+        "--base",
+        m,
+        "--tuned",
+        m,
+        "--dataset",
+        "builtin:arith?n=10&max=9",
+        "--max-new-tokens",
+        "24",
+        "--n",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn same_results(a: &std::path::Path, b: &std::path::Path) {
+    for f in [
+        "base/scores.safetensors",
+        "tuned/scores.safetensors",
+        "counts.json",
+        "answers.jsonl",
+        "base/metrics.json",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+}
+
+#[test]
+fn sharded_and_killed_studies_equal_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = smollm2();
+    let m = m.to_str().unwrap();
+    let whole = tmp.path().join("whole");
+    let run = |args: &[String]| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        circuitdiff(&refs)
+    };
+    let (ok, _, e) = run(&study_args(m, &whole));
+    assert!(ok, "{e}");
+
+    // Two shards answer half the questions each; merge joins them and finishes the study.
+    let mut shards = Vec::new();
+    for i in 0..2 {
+        let dir = tmp.path().join(format!("shard{i}"));
+        let mut args = study_args(m, &dir);
+        args.extend(["--shard".to_owned(), format!("{i}/2")]);
+        let (ok, out, e) = run(&args);
+        assert!(ok && out.contains("shard answered 5 questions"), "{out}{e}");
+        shards.push(dir);
+    }
+    let merged = tmp.path().join("merged");
+    let (ok, _, e) = circuitdiff(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        shards[1].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(ok, "{e}");
+    same_results(&whole, &merged);
+    let (ok, _, e) = circuitdiff(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        "--out",
+        tmp.path().join("m2").to_str().unwrap(),
+    ]);
+    assert!(!ok && e.contains("do not cover"), "{e}");
+
+    // SIGKILL at several points, then run to the end: the same results.
+    let killed = tmp.path().join("killed");
+    for wait_ms in [1500, 4000, 9000] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_circuitdiff"))
+            .args(study_args(m, &killed))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let (ok, _, e) = run(&study_args(m, &killed));
+    assert!(ok, "{e}");
+    same_results(&whole, &killed);
+}

@@ -24,6 +24,7 @@ enum Command {
     Bench(bench::Args),
     Compare(score::CompareArgs),
     Inspect(inspect::Args),
+    Merge(study::MergeArgs),
     Score(score::ScoreArgs),
     Study(study::Args),
 }
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Compare(args) => score::compare(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Merge(args) => study::merge(&args),
         Command::Score(args) => score::score(&args),
         Command::Study(args) => study::run(&args),
     }

@@ -5,8 +5,8 @@ use super::score::{table, MetricArgs};
 use anyhow::Context as _;
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::Level;
-use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions};
-use circuitdiff::study::job::{run_study, StudyConfig, StudyOutcome};
+use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions, Sampling};
+use circuitdiff::study::job::{merge_shards, run_study, StudyConfig, StudyOutcome};
 use circuitdiff::study::prompt::Template;
 use circuitdiff::study::select::{SelectOptions, TBar};
 use std::path::PathBuf;
@@ -59,9 +59,68 @@ pub struct Args {
     /// Use only the local Hugging Face cache.
     #[arg(long)]
     offline: bool,
+    /// Sample answers at this temperature instead of greedy decoding.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Nucleus sampling mass (with --temperature).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Extra strings that end an answer.
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Answer only questions i, i+n, i+2n, … (`i/n`) and stop; `circuitdiff merge` joins the
+    /// shards and finishes the study.
+    #[arg(long)]
+    shard: Option<String>,
     /// Output directory; re-running the same command continues an interrupted study.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// Join study shards and finish the study.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Shard directories written by `study --shard i/n`.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Use only the local Hugging Face cache.
+    #[arg(long)]
+    offline: bool,
+    /// Output directory of the merged study.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--shard `{s}`: expected i/n, e.g. 0/4"))?;
+    Ok((i.trim().parse()?, n.trim().parse()?))
+}
+
+fn load_options(offline: bool) -> LoadOptions {
+    LoadOptions {
+        hub: HubOptions {
+            offline,
+            ..HubOptions::default()
+        },
+        ..LoadOptions::default()
+    }
+}
+
+pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
+    let cancel = ctrl_c_token();
+    let mut bars = Bars::default();
+    let outcome = merge_shards(
+        &args.shards,
+        &load_options(args.offline),
+        &args.out,
+        &mut bars,
+        &cancel,
+    )
+    .with_context(|| format!("merging into {}", args.out.display()))?;
+    drop(bars);
+    finish(outcome, &args.out)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -81,7 +140,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         template,
         generation: GenerateOptions {
             max_new_tokens: args.max_new_tokens,
-            ..GenerateOptions::default()
+            sampling: match args.temperature {
+                Some(temperature) => Sampling::Sample {
+                    temperature,
+                    top_p: args.top_p,
+                    seed: args.seed,
+                },
+                None => Sampling::Greedy,
+            },
+            stop_ids: Vec::new(),
+            stop_strings: args.stop.clone(),
         },
         select: SelectOptions {
             n: args.n,
@@ -106,20 +174,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             seed: args.seed,
             ..CompareOptions::default()
         },
-    };
-    let load = LoadOptions {
-        hub: HubOptions {
-            offline: args.offline,
-            ..HubOptions::default()
-        },
-        ..LoadOptions::default()
+        shard: args.shard.as_deref().map(parse_shard).transpose()?,
     };
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    let outcome = run_study(&cfg, &load, &args.out, &mut bars, &cancel)
-        .with_context(|| format!("study into {}", args.out.display()))?;
+    let outcome = run_study(
+        &cfg,
+        &load_options(args.offline),
+        &args.out,
+        &mut bars,
+        &cancel,
+    )
+    .with_context(|| format!("study into {}", args.out.display()))?;
     drop(bars);
+    finish(outcome, &args.out)
+}
+
+fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
     match outcome {
+        StudyOutcome::ShardAnswered { answered } => {
+            println!("shard answered {answered} questions into {}; join the shards with `circuitdiff merge`", out.display());
+        }
         StudyOutcome::Cancelled => {
             eprintln!("stopped; run the same command to continue");
             std::process::exit(130);
@@ -138,7 +213,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 counts.t_bar
             );
             print!("{}", table(&cmp));
-            println!("wrote {}", args.out.join("report.md").display());
+            println!("wrote {}", out.join("report.md").display());
         }
     }
     Ok(())

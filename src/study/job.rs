@@ -38,6 +38,10 @@ pub struct StudyConfig {
     pub level: Level,
     pub metrics: MetricOptions,
     pub compare: CompareOptions,
+    /// `(i, n)`: answer only the questions at positions ≡ i (mod n), then stop; `merge` joins
+    /// the shards and finishes the study.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<(usize, usize)>,
 }
 
 /// Why a study failed.
@@ -95,6 +99,10 @@ pub struct Counts {
 #[derive(Debug)]
 pub enum StudyOutcome {
     Finished(Box<(Comparison, Counts)>),
+    /// A shard answered its questions; `merge` continues.
+    ShardAnswered {
+        answered: usize,
+    },
     Cancelled,
 }
 
@@ -197,7 +205,20 @@ pub fn run_study(
         write_json(&config_path, cfg)?;
     }
     let spec = dataset::parse_spec(&cfg.dataset)?;
-    let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
+    let (mut questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
+    if let Some((i, n)) = cfg.shard {
+        if n == 0 || i >= n {
+            return Err(StudyError::Other(format!(
+                "--shard {i}/{n}: expected i/n with 0 ≤ i < n"
+            )));
+        }
+        questions = questions
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| j % n == i)
+            .map(|(_, q)| q)
+            .collect();
+    }
 
     // Refuse a pair whose vocabularies differ before any long work.
     let base_vocab = crate::model::load_tokenizer(&cfg.base, &load.hub)?.vocabulary();
@@ -216,6 +237,11 @@ pub fn run_study(
             Some(a) => answers.push(a),
             None => return Ok(StudyOutcome::Cancelled),
         }
+    }
+    if cfg.shard.is_some() {
+        return Ok(StudyOutcome::ShardAnswered {
+            answered: questions.len(),
+        });
     }
     let (base_ans, tuned_ans) = (&answers[0], &answers[1]);
     let candidates: Vec<Candidate> = questions
@@ -326,4 +352,79 @@ fn write_merged_answers(
     }
     let path = out.join("answers.jsonl");
     write_atomic(&path, text.as_bytes()).map_err(io(&path))
+}
+
+/// Join the answers of shard directories (`study --shard i/n`) into `out` and finish the study
+/// there. The shards must be of one study and cover every i of 0..n.
+pub fn merge_shards(
+    shards: &[PathBuf],
+    load: &LoadOptions,
+    out: &Path,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<StudyOutcome, StudyError> {
+    let mut config: Option<StudyConfig> = None;
+    let mut seen = Vec::new();
+    let mut merged: [HashMap<String, Answer>; 2] = [HashMap::new(), HashMap::new()];
+    for dir in shards {
+        let path = dir.join("study.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let mut cfg: StudyConfig = serde_json::from_str(&text).map_err(|e| {
+            StudyError::Other(format!(
+                "{}: not a study configuration: {e}",
+                path.display()
+            ))
+        })?;
+        let Some((i, n)) = cfg.shard.take() else {
+            return Err(StudyError::Other(format!(
+                "{}: not a shard (no --shard)",
+                dir.display()
+            )));
+        };
+        match &config {
+            None => config = Some(cfg),
+            Some(c) if *c != cfg => {
+                return Err(StudyError::Other(format!(
+                    "{}: a shard of a different study",
+                    dir.display()
+                )))
+            }
+            Some(_) => {}
+        }
+        seen.push((i, n));
+        for (side, map) in ["base", "tuned"].iter().zip(merged.iter_mut()) {
+            let p = dir.join("answers").join(format!("{side}.jsonl"));
+            for a in answers::read_and_repair(&p).map_err(io(&p))? {
+                map.insert(a.id.clone(), a);
+            }
+        }
+    }
+    let cfg = config.ok_or_else(|| StudyError::Other("no shard directories given".into()))?;
+    seen.sort_unstable();
+    seen.dedup();
+    let n = seen.first().map_or(0, |s| s.1);
+    if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
+        return Err(StudyError::Other(format!(
+            "the shards {seen:?} do not cover 0..{n} exactly once"
+        )));
+    }
+    let spec = dataset::parse_spec(&cfg.dataset)?;
+    let (questions, _) = dataset::load(&spec, cfg.offset, cfg.limit)?;
+    std::fs::create_dir_all(out.join("answers")).map_err(io(out))?;
+    for (side, map) in ["base", "tuned"].iter().zip(&merged) {
+        let p = out.join("answers").join(format!("{side}.jsonl"));
+        let mut text = String::new();
+        for q in &questions {
+            let a = map.get(&q.id).ok_or_else(|| {
+                StudyError::Other(format!(
+                    "question {} has no {side} answer in any shard: finish that shard first",
+                    q.id
+                ))
+            })?;
+            text.push_str(&serde_json::to_string(a).map_err(|e| StudyError::Other(e.to_string()))?);
+            text.push('\n');
+        }
+        write_atomic(&p, text.as_bytes()).map_err(io(&p))?;
+    }
+    run_study(&cfg, load, out, progress, cancel)
 }
