@@ -160,6 +160,11 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     };
     let c = comparison::compare(&base, &tuned, &opts)?;
     comparison::write(&args.out, &c)?;
+    circuitdiff::report::render::write_comparison_figures(
+        &base,
+        &tuned,
+        &args.out.join("figures"),
+    )?;
     print!("{}", table(&c));
     println!("wrote {}", args.out.join("comparison.json").display());
     Ok(())

@@ -2,5 +2,7 @@
 //! comparison of two runs.
 
 pub mod comparison;
+pub mod figures;
 pub mod npz;
+pub mod render;
 pub mod run;

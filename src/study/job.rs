@@ -329,7 +329,27 @@ pub fn run_study(
     let cmp = comparison::compare(base_run, tuned_run, &cfg.compare)?;
     comparison::write(out, &cmp)?;
     write_json(&out.join("counts.json"), &counts)?;
-    let md = super::report_md::render(cfg, &counts, &cmp);
+    let figures_dir = out.join("figures");
+    let render_err = |e: crate::report::render::RenderError| StudyError::Other(e.to_string());
+    let mut figures =
+        crate::report::render::write_comparison_figures(base_run, tuned_run, &figures_dir)
+            .map_err(render_err)?;
+    let lengths: Vec<(usize, usize, usize)> = selection
+        .indices
+        .iter()
+        .map(|&i| {
+            let (b, t) = (&base_ans[&questions[i].id], &tuned_ans[&questions[i].id]);
+            (b.prompt_ids.len(), b.answer_ids.len(), t.answer_ids.len())
+        })
+        .collect();
+    for (h, name) in crate::report::figures::length_histograms(&lengths)
+        .iter()
+        .zip(["lengths.png", "length_difference.png"])
+    {
+        crate::report::render::histogram_png(h, &figures_dir.join(name)).map_err(render_err)?;
+        figures.push((h.title.clone(), name.to_owned()));
+    }
+    let md = super::report_md::render(cfg, &counts, &cmp, &figures);
     write_atomic(&out.join("report.md"), md.as_bytes()).map_err(io(out))?;
     Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
 }

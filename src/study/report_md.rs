@@ -9,7 +9,12 @@ fn pct(a: usize, b: usize) -> f64 {
 }
 
 /// Render the report.
-pub fn render(cfg: &StudyConfig, counts: &Counts, cmp: &Comparison) -> String {
+pub fn render(
+    cfg: &StudyConfig,
+    counts: &Counts,
+    cmp: &Comparison,
+    figures: &[(String, String)],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# circuitdiff study\n");
     let _ = writeln!(
@@ -70,6 +75,10 @@ pub fn render(cfg: &StudyConfig, counts: &Counts, cmp: &Comparison) -> String {
             m.ci_low,
             m.ci_high
         );
+    }
+    let _ = writeln!(s, "\n## Figures\n");
+    for (caption, file) in figures {
+        let _ = writeln!(s, "![{caption}](figures/{file})\n");
     }
     s
 }

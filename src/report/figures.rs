@@ -1,0 +1,215 @@
+//! Figures as data (method.md §6): computed once here from run directories and answers, drawn
+//! by the headless renderer (`report::render`) and by the app.
+
+use super::run::Run;
+use crate::attribution::metrics::Metrics;
+use serde::{Deserialize, Serialize};
+
+/// A signed score matrix, drawn with diverging colours centred on 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heatmap {
+    pub title: String,
+    /// Row labels (sources) and column labels (destinations).
+    pub rows: Vec<String>,
+    pub cols: Vec<String>,
+    /// Row-major values; cells outside `mask` are structural zeros.
+    pub values: Vec<f32>,
+    pub mask: Vec<bool>,
+    /// Colours saturate at ±range: the larger of |2nd| and |98th| percentile over real edges.
+    pub range: f32,
+}
+
+/// A named curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Curves on shared axes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+/// Overlaid histograms of several samples of values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub title: String,
+    pub x_label: String,
+    pub bins: usize,
+    pub series: Vec<(String, Vec<f64>)>,
+}
+
+fn percentile(sorted: &[f32], q: f64) -> f32 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let w = (pos - lo as f64) as f32;
+    sorted[lo] * (1.0 - w) + sorted[hi] * w
+}
+
+/// The heatmap of a dense matrix of `run`'s graph.
+pub fn heatmap(run: &Run, title: &str, values: Vec<f32>) -> Heatmap {
+    let graph = &run.manifest.graph;
+    let mask = graph.mask();
+    let mut real: Vec<f32> = values
+        .iter()
+        .zip(&mask)
+        .filter(|(_, &m)| m)
+        .map(|(&v, _)| v)
+        .collect();
+    real.sort_by(f32::total_cmp);
+    let range = percentile(&real, 0.02)
+        .abs()
+        .max(percentile(&real, 0.98).abs())
+        .max(f32::MIN_POSITIVE);
+    Heatmap {
+        title: title.to_owned(),
+        rows: graph.sources.iter().map(|n| n.name.clone()).collect(),
+        cols: graph.destinations.iter().map(|n| n.name.clone()).collect(),
+        values,
+        mask,
+        range,
+    }
+}
+
+/// Mean score matrices of base and tuned, and their difference (tuned − base).
+pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
+    let (b, t) = (base.mean_scores(), tuned.mean_scores());
+    let mut out = vec![
+        heatmap(base, "base", b.clone()),
+        heatmap(tuned, "tuned", t.clone()),
+    ];
+    if b.len() == t.len() {
+        let diff = t.iter().zip(&b).map(|(t, b)| t - b).collect();
+        out.push(heatmap(base, "tuned − base", diff));
+    }
+    out
+}
+
+fn sorted_abs(run: &Run) -> Vec<f64> {
+    let mut v: Vec<f64> = run
+        .manifest
+        .graph
+        .edge_values(&run.mean_scores())
+        .iter()
+        .map(|x| f64::from(x.abs()))
+        .collect();
+    v.sort_by(|a, b| b.total_cmp(a));
+    v
+}
+
+/// |score| of the mean vector sorted from largest to smallest, both models (log y).
+pub fn sorted_abs_curve(base: &Run, tuned: &Run) -> LineChart {
+    let series = [("base", base), ("tuned", tuned)]
+        .iter()
+        .map(|(name, run)| Series {
+            name: (*name).into(),
+            points: sorted_abs(run)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, v.max(1e-30)))
+                .collect(),
+        })
+        .collect();
+    LineChart {
+        title: "edge scores, largest first".into(),
+        x_label: "edge rank".into(),
+        y_label: "|score| (mean over samples)".into(),
+        log_y: true,
+        series,
+    }
+}
+
+/// Cumulative share of total |score| against the share of edges (largest first).
+pub fn cumulative_share(base: &Run, tuned: &Run) -> LineChart {
+    let series = [("base", base), ("tuned", tuned)]
+        .iter()
+        .map(|(name, run)| {
+            let v = sorted_abs(run);
+            let total: f64 = v.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+            let n = v.len().max(1) as f64;
+            let mut acc = 0.0;
+            let mut points = vec![(0.0, 0.0)];
+            for (i, x) in v.iter().enumerate() {
+                acc += x;
+                points.push(((i + 1) as f64 / n, acc / total));
+            }
+            Series {
+                name: (*name).into(),
+                points,
+            }
+        })
+        .collect();
+    LineChart {
+        title: "concentration of attribution".into(),
+        x_label: "share of edges".into(),
+        y_label: "share of total |score|".into(),
+        log_y: false,
+        series,
+    }
+}
+
+/// One metric of the mean vector per destination layer (logits excluded), both models.
+pub fn per_layer(base: &Run, tuned: &Run, metric: &str) -> LineChart {
+    let series = [("base", base), ("tuned", tuned)]
+        .iter()
+        .map(|(name, run)| {
+            let layers = &run.metrics.mean.per_layer;
+            let n = layers.len().saturating_sub(1);
+            Series {
+                name: (*name).into(),
+                points: layers[..n]
+                    .iter()
+                    .enumerate()
+                    .map(|(l, m)| (l as f64, m.get(metric).unwrap_or(f64::NAN)))
+                    .collect(),
+            }
+        })
+        .collect();
+    LineChart {
+        title: format!("{metric} per layer"),
+        x_label: "layer".into(),
+        y_label: metric.into(),
+        log_y: false,
+        series,
+    }
+}
+
+/// The per-layer charts a report shows.
+pub fn per_layer_metrics() -> &'static [&'static str] {
+    const SHOWN: [&str; 3] = ["intensity", "entropy", "kurtosis"];
+    debug_assert!(SHOWN.iter().all(|m| Metrics::NAMES.contains(m)));
+    &SHOWN
+}
+
+/// Token-length histograms: prompt and answer lengths per model, and tuned − base answer
+/// length, over the given (prompt, base answer, tuned answer) lengths.
+pub fn length_histograms(lengths: &[(usize, usize, usize)]) -> Vec<Histogram> {
+    let col = |f: fn(&(usize, usize, usize)) -> f64| lengths.iter().map(f).collect::<Vec<f64>>();
+    vec![
+        Histogram {
+            title: "token lengths".into(),
+            x_label: "tokens".into(),
+            bins: 30,
+            series: vec![
+                ("prompt".into(), col(|l| l.0 as f64)),
+                ("base answer".into(), col(|l| l.1 as f64)),
+                ("tuned answer".into(), col(|l| l.2 as f64)),
+            ],
+        },
+        Histogram {
+            title: "answer length, tuned − base".into(),
+            x_label: "tokens".into(),
+            bins: 30,
+            series: vec![("tuned − base".into(), col(|l| l.2 as f64 - l.1 as f64))],
+        },
+    ]
+}
