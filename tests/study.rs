@@ -275,3 +275,50 @@ fn sharded_and_killed_studies_equal_an_uninterrupted_one() {
     assert!(ok, "{e}");
     same_results(&whole, &killed);
 }
+
+#[test]
+fn gsm8k_questions_are_answered_graded_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gsm8k");
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gsm8k/test.jsonl");
+    let m = smollm2();
+    let (ok, stdout, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        m.to_str().unwrap(),
+        "--tuned",
+        m.to_str().unwrap(),
+        "--dataset",
+        data.to_str().unwrap(),
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "48",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    // A 135M model rarely solves GSM8K in 48 tokens: either the study finishes, or it stops with
+    // the clear no-both-correct message. Both leave the answers and the counts.
+    assert!(
+        ok || stderr.contains("no question was answered correctly by both models"),
+        "{stdout}{stderr}"
+    );
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("counts.json")).unwrap()).unwrap();
+    assert_eq!(counts["asked"], 3);
+    assert_eq!(counts["dataset"]["question_field"], "question");
+    assert_eq!(counts["base"]["answered"], counts["tuned"]["answered"]);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("answers.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0]["question"].as_str().unwrap().starts_with("Janet"));
+    assert_eq!(lines[0]["base"]["grade"]["reference"], "18");
+    assert!(lines[0]["base"]["prompt"]
+        .as_str()
+        .unwrap()
+        .contains("<|im_start|>user"));
+}
