@@ -5,6 +5,8 @@
 //! kurtosis, entropies and the other float metrics agree to 1e-9 relative to max(1, |ref|)
 //! (p-values: relative to |ref|). Hand-computed values are checked to 1e-12.
 
+mod common;
+
 use circuitdiff::attribution::compare::{
     paired, wilcoxon, CompareError, CompareOptions, PMethod, PairedStat,
 };
@@ -12,47 +14,14 @@ use circuitdiff::attribution::metrics::{metrics, MetricOptions, Metrics};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// The reference Python: `CIRCUITDIFF_PYTHON`, else the venv `.ci/run` creates.
-fn python() -> PathBuf {
-    let p = match std::env::var_os("CIRCUITDIFF_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME is not set");
-            Path::new(&home).join(".cache/circuitdiff/venv/bin/python")
-        }
-    };
-    assert!(
-        p.exists(),
-        "reference Python not found at {}; run `bash .ci/run` (or set CIRCUITDIFF_PYTHON)",
-        p.display()
-    );
-    p
-}
-
 /// Run `tests/reference/stats.py` on `request` and return its JSON result.
 fn reference(request: &Value) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let (req, out) = (dir.path().join("request.json"), dir.path().join("out.json"));
-    std::fs::write(&req, request.to_string()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/stats.py");
-    let res = std::process::Command::new(python())
-        .arg(&script)
-        .arg(&req)
-        .arg(&out)
-        .output()
-        .expect("run the reference python");
-    assert!(
-        res.status.success(),
-        "{} failed:\n{}",
-        script.display(),
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let result: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let result: Value =
+        serde_json::from_slice(&common::run_reference("stats.py", request)).unwrap();
     let version = result["versions"]["scipy"].as_str().unwrap();
     assert!(
         version.starts_with("1.17."),

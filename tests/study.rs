@@ -11,23 +11,8 @@ fn smollm2_study_writes_every_output_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
     let m = smollm2();
-    let m = m.to_str().unwrap();
-    let args = [
-        "study",
-        "--base",
-        m,
-        "--tuned",
-        m,
-        "--dataset",
-        "builtin:arith?n=10&max=9",
-        "--max-new-tokens",
-        "24",
-        "--n",
-        "4",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (ok, stdout, stderr) = circuitdiff(&args);
+    let args = study_args(m.to_str().unwrap(), &out);
+    let (ok, stdout, stderr) = run(&args);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("asked 10"), "{stdout}");
     for f in [
@@ -84,7 +69,7 @@ fn smollm2_study_writes_every_output_and_resumes() {
     }
     std::fs::remove_file(out.join("comparison.json")).unwrap();
     let before = std::fs::read_to_string(out.join("counts.json")).unwrap();
-    let (ok, _, stderr) = circuitdiff(&args);
+    let (ok, _, stderr) = run(&args);
     assert!(ok, "{stderr}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -102,8 +87,8 @@ fn smollm2_study_writes_every_output_and_resumes() {
 
     // A different study into the same directory is refused.
     let mut other = args;
-    other[10] = "3";
-    let (ok, _, stderr) = circuitdiff(&other);
+    other[10] = "3".into();
+    let (ok, _, stderr) = run(&other);
     assert!(
         !ok && stderr.contains("holds a different study"),
         "{stderr}"
@@ -180,6 +165,12 @@ fn no_both_correct_and_mismatched_vocabularies_are_clear_errors() {
     assert!(!ok && stderr.contains("bad.jsonl"), "{stderr}");
 }
 
+fn run(args: &[String]) -> (bool, String, String) {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    circuitdiff(&refs)
+}
+
+/// SmolLM2 against itself on ten one-digit sums, 24 new tokens, 4 scored questions.
 fn study_args(m: &str, out: &std::path::Path) -> Vec<String> {
     [
         "study",
@@ -223,10 +214,6 @@ fn sharded_and_killed_studies_equal_an_uninterrupted_one() {
     let m = smollm2();
     let m = m.to_str().unwrap();
     let whole = tmp.path().join("whole");
-    let run = |args: &[String]| {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        circuitdiff(&refs)
-    };
     let (ok, _, e) = run(&study_args(m, &whole));
     assert!(ok, "{e}");
 

@@ -136,14 +136,11 @@ pub fn smollm2() -> PathBuf {
     p
 }
 
-/// Run a reference script with a JSON request; returns the tensors it wrote.
-pub fn reference(
-    script: &str,
-    request: &serde_json::Value,
-) -> HashMap<String, candle_core::Tensor> {
+/// Run `tests/reference/<script> REQUEST OUT` in the reference venv; returns the bytes of OUT.
+pub fn run_reference(script: &str, request: &serde_json::Value) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tempdir");
     let req = dir.path().join("request.json");
-    let out = dir.path().join("out.safetensors");
+    let out = dir.path().join("out");
     std::fs::write(&req, request.to_string()).expect("write request");
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/reference")
@@ -162,7 +159,19 @@ pub fn reference(
         script.display(),
         String::from_utf8_lossy(&res.stderr)
     );
-    candle_core::safetensors::load(&out, &candle_core::Device::Cpu).expect("read reference output")
+    std::fs::read(&out).expect("read reference output")
+}
+
+/// Run a reference script that writes safetensors; returns its tensors.
+pub fn reference(
+    script: &str,
+    request: &serde_json::Value,
+) -> HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load_buffer(
+        &run_reference(script, request),
+        &candle_core::Device::Cpu,
+    )
+    .expect("read reference tensors")
 }
 
 /// max |a − b|.
