@@ -174,3 +174,25 @@ fn token_ids_outside_the_vocabulary() {
         "{e}"
     );
 }
+
+#[test]
+fn model_too_large_for_memory_is_refused_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Tiny::Llama.write(dir.path());
+    // A config claiming 4 TiB of f32 weights over the tiny checkpoint's files.
+    let cfg = p.join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    json["hidden_size"] = 65536.into();
+    json["intermediate_size"] = 262144.into();
+    json["num_hidden_layers"] = 20.into();
+    json["num_attention_heads"] = 512.into();
+    json["num_key_value_heads"] = 512.into();
+    json["head_dim"] = 128.into();
+    std::fs::write(&cfg, json.to_string()).unwrap();
+    let e = load_err(&p);
+    assert!(
+        e.contains("GiB of memory is available") && e.contains(p.to_str().unwrap()),
+        "{e}"
+    );
+}

@@ -68,6 +68,9 @@ pub struct Args {
     /// Extra strings that end an answer.
     #[arg(long)]
     stop: Vec<String>,
+    /// Extra token ids that end an answer (besides the tokenizer's end-of-sequence ids).
+    #[arg(long)]
+    stop_id: Vec<u32>,
     /// Answer only questions i, i+n, i+2n, … (`i/n`) and stop; `circuitdiff merge` joins the
     /// shards and finishes the study.
     #[arg(long)]
@@ -148,7 +151,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 },
                 None => Sampling::Greedy,
             },
-            stop_ids: Vec::new(),
+            stop_ids: args.stop_id.clone(),
             stop_strings: args.stop.clone(),
         },
         select: SelectOptions {

@@ -59,9 +59,18 @@ pub enum ModelError {
     #[error("Hugging Face id `{id}`: {message}")]
     Hub { id: String, message: String },
 
+    #[error("{path}: the weights need {:.1} GiB in the compute dtype but only {:.1} GiB of memory is available; use a smaller model or a machine with more memory", *needed as f64 / GIB, *available as f64 / GIB)]
+    TooLarge {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -85,6 +85,7 @@ impl Model {
         let (config, tokenizer, mut store, files) = match &checkpoint {
             Checkpoint::Folder { dir, weights } => {
                 let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+                check_fits(&config, opts, dir)?;
                 let tokenizer = folder_tokenizer(dir, &config)?;
                 let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
                 let mut files = vec![dir.join("config.json")];
@@ -97,6 +98,7 @@ impl Model {
             } => {
                 let mut g = gguf::GgufFile::open(file)?;
                 let config = g.config()?;
+                check_fits(&config, opts, file)?;
                 let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
                 let tensors = g.tensors(&config)?;
                 let store = TensorStore::from_map(tensors, file, opts.dtype, &opts.device);
@@ -292,6 +294,29 @@ fn gguf_tokenizer(
     };
     tokenizer.add_eos_ids(&config.eos_token_ids);
     Ok(tokenizer)
+}
+
+/// Refuse, before reading any weight, a model whose weights alone exceed the memory available
+/// (Linux `MemAvailable`; elsewhere no check).
+fn check_fits(config: &ModelConfig, opts: &LoadOptions, path: &Path) -> Result<()> {
+    if !opts.device.is_cpu() {
+        return Ok(());
+    }
+    let needed = config.num_params() as u64 * opts.dtype.size_in_bytes() as u64;
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    match available {
+        Some(avail) if needed > avail => Err(ModelError::TooLarge {
+            path: path.to_owned(),
+            needed,
+            available: avail,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// End-of-sequence ids from `generation_config.json`, if the folder has one.
