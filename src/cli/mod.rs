@@ -26,7 +26,7 @@ enum Command {
     Inspect(inspect::Args),
     Merge(study::MergeArgs),
     Score(score::ScoreArgs),
-    Study(study::Args),
+    Study(Box<study::Args>),
 }
 
 /// Run the chosen subcommand.
