@@ -258,17 +258,19 @@ pub fn run_study(
             }
         })
         .collect();
-    let model_counts = |a: &HashMap<String, Answer>| ModelCounts {
-        answered: a.values().filter(|x| !x.answer_ids.is_empty()).count(),
-        correct: candidates
-            .len()
-            .min(a.values().filter(|x| x.grade.correct).count()),
+    // Over the asked questions; an empty answer is never counted as correct.
+    let model_counts = |a: &HashMap<String, Answer>, correct: fn(&Candidate) -> bool| ModelCounts {
+        answered: questions
+            .iter()
+            .filter(|q| !a[&q.id].answer_ids.is_empty())
+            .count(),
+        correct: candidates.iter().filter(|c| correct(c)).count(),
     };
     let mut counts = Counts {
         asked: questions.len(),
         dataset: report,
-        base: model_counts(base_ans),
-        tuned: model_counts(tuned_ans),
+        base: model_counts(base_ans, |c| c.base_correct),
+        tuned: model_counts(tuned_ans, |c| c.tuned_correct),
         ..Counts::default()
     };
     write_merged_answers(out, &questions, base_ans, tuned_ans)?;
