@@ -131,3 +131,30 @@ fn stop_ids_strings_and_sampling() {
     assert_eq!(sample(1), sample(1));
     assert_ne!(sample(1), sample(2));
 }
+
+#[test]
+fn batched_generation_equals_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts: Vec<Vec<u32>> = vec![
+        vec![1, 7, 12, 30],
+        vec![1, 5],
+        vec![1, 9, 9, 9, 4, 22, 31, 8],
+        vec![1, 40, 3],
+    ];
+    for tiny in Tiny::ALL {
+        let model = Model::load(
+            tiny.write(dir.path()).to_str().unwrap(),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let opts = GenerateOptions {
+            max_new_tokens: 10,
+            ..GenerateOptions::default()
+        };
+        let batch = model.generate_batch(&prompts, &opts).unwrap();
+        for (p, b) in prompts.iter().zip(&batch) {
+            let single = model.generate(p, &opts).unwrap();
+            assert_eq!(&single, b, "{tiny:?} prompt {p:?}");
+        }
+    }
+}

@@ -89,3 +89,25 @@ fn smollm2_kv_cache_equals_full_recomputation() {
         );
     }
 }
+
+#[test]
+fn smollm2_batched_generation_equals_one_by_one() {
+    let model = Model::load(smollm2().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let prompts: Vec<Vec<u32>> = [
+        "The capital of France is",
+        "2 + 2 =",
+        "Once upon a time, in a small village",
+    ]
+    .iter()
+    .map(|p| model.tokenizer.encode(p, true).unwrap())
+    .collect();
+    let opts = GenerateOptions {
+        max_new_tokens: 12,
+        ..GenerateOptions::default()
+    };
+    let batch = model.generate_batch(&prompts, &opts).unwrap();
+    for (p, b) in prompts.iter().zip(&batch) {
+        assert_eq!(&model.generate(p, &opts).unwrap(), b);
+    }
+    assert!(batch[0].text.starts_with(" Paris"));
+}

@@ -170,7 +170,8 @@ fn run(args: &[String]) -> (bool, String, String) {
     circuitdiff(&refs)
 }
 
-/// SmolLM2 against itself on ten one-digit sums, 24 new tokens, 4 scored questions.
+/// SmolLM2 against itself on ten one-digit sums, 24 new tokens, 4 scored questions, answered in
+/// batches of 5.
 fn study_args(m: &str, out: &std::path::Path) -> Vec<String> {
     [
         "study",
@@ -184,6 +185,8 @@ fn study_args(m: &str, out: &std::path::Path) -> Vec<String> {
         "24",
         "--n",
         "4",
+        "--batch",
+        "5",
         "--out",
         out.to_str().unwrap(),
     ]

@@ -71,8 +71,11 @@ pub struct Args {
     /// Extra token ids that end an answer (besides the tokenizer's end-of-sequence ids).
     #[arg(long)]
     stop_id: Vec<u32>,
-    /// Answer only questions i, i+n, i+2n, … (`i/n`) and stop; `circuitdiff merge` joins the
-    /// shards and finishes the study.
+    /// Questions generated together in one batch (the weights are read once per step for all).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Answer only the chunks of --batch questions numbered i, i+n, i+2n, … (`i/n`) and stop;
+    /// `circuitdiff merge` joins the shards and finishes the study.
     #[arg(long)]
     shard: Option<String>,
     /// Output directory; re-running the same command continues an interrupted study.
@@ -177,6 +180,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             seed: args.seed,
             ..CompareOptions::default()
         },
+        batch: args.batch,
         shard: args.shard.as_deref().map(parse_shard).transpose()?,
     };
     let cancel = ctrl_c_token();

@@ -66,7 +66,7 @@ pub struct Generation {
 impl Model {
     /// Generate a continuation of `prompt` (token ids).
     pub fn generate(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
-        self.generate_inner(prompt, opts, true)
+        one(self.run_batch(&[prompt.to_vec()], opts, true)?)
     }
 
     /// Generate exactly `max_new_tokens` tokens unless a stop id or string intervenes, ignoring
@@ -76,69 +76,117 @@ impl Model {
         prompt: &[u32],
         opts: &GenerateOptions,
     ) -> Result<Generation> {
-        self.generate_inner(prompt, opts, false)
+        one(self.run_batch(&[prompt.to_vec()], opts, false)?)
     }
 
-    fn generate_inner(
+    /// Generate continuations of several prompts at once (left-padded into one batch, so the
+    /// weights are read once per step for all of them). Each row gets the same result as
+    /// [`Model::generate`] up to floating-point summation order; sampled rows each start from
+    /// the options' seed.
+    pub fn generate_batch(
         &self,
-        prompt: &[u32],
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>> {
+        self.run_batch(prompts, opts, true)
+    }
+
+    fn run_batch(
+        &self,
+        prompts: &[Vec<u32>],
         opts: &GenerateOptions,
         eos: bool,
-    ) -> Result<Generation> {
-        if prompt.is_empty() {
+    ) -> Result<Vec<Generation>> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompts.iter().any(Vec::is_empty) {
             candle_core::bail!("cannot generate from an empty prompt");
         }
-        let mut rng = match opts.sampling {
-            Sampling::Sample { seed, .. } => Some(rand::rngs::StdRng::seed_from_u64(seed)),
-            Sampling::Greedy => None,
-        };
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+        // Padding slots are masked out of attention; any valid id serves.
+        let rows: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(&pads)
+            .map(|(p, &pad)| {
+                std::iter::repeat_n(p[0], pad)
+                    .chain(p.iter().copied())
+                    .collect()
+            })
+            .collect();
+        let mut rngs: Vec<Option<rand::rngs::StdRng>> = prompts
+            .iter()
+            .map(|_| match opts.sampling {
+                Sampling::Sample { seed, .. } => Some(rand::rngs::StdRng::seed_from_u64(seed)),
+                Sampling::Greedy => None,
+            })
+            .collect();
         let mut cache = KvCache::default();
-        let mut logits = self.step(prompt, &mut cache)?;
-        let mut tokens = Vec::new();
-        let mut text = String::new();
+        let mut logits = self.step_batch(&rows, &pads, &mut cache)?;
+        let mut out: Vec<Generation> = prompts
+            .iter()
+            .map(|_| Generation {
+                tokens: Vec::new(),
+                text: String::new(),
+                stop: StopReason::MaxTokens,
+            })
+            .collect();
+        let mut active = vec![true; prompts.len()];
         for _ in 0..opts.max_new_tokens {
-            let next = match (&opts.sampling, rng.as_mut()) {
-                (
-                    Sampling::Sample {
-                        temperature, top_p, ..
-                    },
-                    Some(rng),
-                ) if *temperature > 0.0 => sample(&logits, *temperature, *top_p, rng.random())?,
-                _ => argmax(&logits)?,
-            };
-            if (eos && self.tokenizer.eos_ids.contains(&next)) || opts.stop_ids.contains(&next) {
-                return Ok(Generation {
-                    tokens,
-                    text,
-                    stop: StopReason::EndOfSequence,
-                });
+            let mut feed = Vec::with_capacity(prompts.len());
+            for (r, g) in out.iter_mut().enumerate() {
+                let last = g.tokens.last().copied().unwrap_or(rows[r][width - 1]);
+                if !active[r] {
+                    feed.push(vec![last]);
+                    continue;
+                }
+                let row = logits.get(r)?;
+                let next = match (&opts.sampling, rngs[r].as_mut()) {
+                    (
+                        Sampling::Sample {
+                            temperature, top_p, ..
+                        },
+                        Some(rng),
+                    ) if *temperature > 0.0 => sample(&row, *temperature, *top_p, rng.random())?,
+                    _ => argmax(&row)?,
+                };
+                if (eos && self.tokenizer.eos_ids.contains(&next)) || opts.stop_ids.contains(&next)
+                {
+                    g.stop = StopReason::EndOfSequence;
+                    active[r] = false;
+                    feed.push(vec![last]);
+                    continue;
+                }
+                g.tokens.push(next);
+                g.text = self
+                    .tokenizer
+                    .decode(&g.tokens)
+                    .map_err(|e| candle_core::Error::Msg(format!("decode: {e}")))?;
+                if let Some(cut) = opts
+                    .stop_strings
+                    .iter()
+                    .filter_map(|s| g.text.find(s.as_str()))
+                    .min()
+                {
+                    g.text.truncate(cut);
+                    g.stop = StopReason::StopString;
+                    active[r] = false;
+                }
+                feed.push(vec![next]);
             }
-            tokens.push(next);
-            text = self
-                .tokenizer
-                .decode(&tokens)
-                .map_err(|e| candle_core::Error::Msg(format!("decode: {e}")))?;
-            if let Some(cut) = opts
-                .stop_strings
-                .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(cut);
-                return Ok(Generation {
-                    tokens,
-                    text,
-                    stop: StopReason::StopString,
-                });
+            if !active.iter().any(|&a| a) {
+                break;
             }
-            logits = self.step(&[next], &mut cache)?;
+            logits = self.step_batch(&feed, &pads, &mut cache)?;
         }
-        Ok(Generation {
-            tokens,
-            text,
-            stop: StopReason::MaxTokens,
-        })
+        Ok(out)
     }
+}
+
+fn one(mut v: Vec<Generation>) -> Result<Generation> {
+    v.pop()
+        .ok_or_else(|| candle_core::Error::Msg("no generation".into()))
 }
 
 fn argmax(logits: &Tensor) -> Result<u32> {

@@ -143,9 +143,39 @@ impl Model {
             cache: None,
             sources: None,
             head_sources: false,
+            pads: None,
         };
         let h = self.net.residual(&ids, 0, pass)?;
         self.net.logits(&h, kernels)?.squeeze(0)
+    }
+
+    /// Feed a batch after what `cache` holds: one equally long row of ids per sequence, row r
+    /// left-padded by `pads[r]` slots (counted from the start of the cache). Returns the logits
+    /// of each row's last position (rows, vocab).
+    pub fn step_batch(
+        &self,
+        rows: &[Vec<u32>],
+        pads: &[usize],
+        cache: &mut KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let t = rows.first().map_or(0, Vec::len);
+        if t == 0 || rows.iter().any(|r| r.len() != t) || pads.len() != rows.len() {
+            candle_core::bail!("step_batch: rows must be non-empty, equally long, one pad each");
+        }
+        let flat: Vec<u32> = rows.concat();
+        let x = self.ids_tensor(&flat)?.reshape((rows.len(), t))?;
+        let pos0 = cache.len();
+        let pass = Pass {
+            kernels: Kernels::Fast,
+            probes: None,
+            cache: Some(cache),
+            sources: None,
+            head_sources: false,
+            pads: Some(pads),
+        };
+        let h = self.net.residual(&x, pos0, pass)?;
+        let last = h.narrow(1, t - 1, 1)?;
+        self.net.logits(&last, Kernels::Fast)?.squeeze(1)
     }
 
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).
@@ -158,6 +188,7 @@ impl Model {
             cache: Some(cache),
             sources: None,
             head_sources: false,
+            pads: None,
         };
         let h = self.net.residual(&x, pos0, pass)?;
         let last = h.narrow(1, ids.len() - 1, 1)?;
@@ -202,6 +233,7 @@ impl Model {
             cache: None,
             sources: Some(&mut sources),
             head_sources: heads,
+            pads: None,
         };
         let h = self.net.residual(&x, 0, pass)?;
         let h = h.narrow(1, positions.start, positions.len())?;

@@ -123,6 +123,9 @@ pub(crate) struct Pass<'a> {
     /// Collect attention sources per head instead, each (heads, t, d): the part of the block
     /// output that each head contributes through the output projection.
     pub head_sources: bool,
+    /// Left-padding slots per row of a batch: row r's tokens start at slot `pads[r]`, its
+    /// positions count from there, and its padding is never attended to.
+    pub pads: Option<&'a [usize]>,
 }
 
 struct Block {
@@ -227,45 +230,84 @@ impl Transformer {
         &self.device
     }
 
-    /// cos and sin tables (t, head_dim/2) for positions `pos0..pos0 + t`.
-    fn rope_tables(&self, pos0: usize, t: usize) -> Result<(Tensor, Tensor)> {
+    /// cos and sin tables (t, head_dim/2) for slots `pos0..pos0 + t`, or (b, t, head_dim/2)
+    /// when rows are left-padded (positions then count from each row's first token).
+    fn rope_tables(
+        &self,
+        pos0: usize,
+        t: usize,
+        pads: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(t * half);
-        let mut sin = Vec::with_capacity(t * half);
-        for p in pos0..pos0 + t {
-            for &f in &self.inv_freq {
-                // Computed in f32 like the reference implementation, then widened.
-                let a = (p as f32) * (f as f32);
-                cos.push(f64::from(a.cos()));
-                sin.push(f64::from(a.sin()));
+        let rows = pads.unwrap_or(&[0]);
+        let mut cos = Vec::with_capacity(rows.len() * t * half);
+        let mut sin = Vec::with_capacity(rows.len() * t * half);
+        for &pad in rows {
+            for slot in pos0..pos0 + t {
+                let p = slot.saturating_sub(pad);
+                for &f in &self.inv_freq {
+                    // Computed in f32 like the reference implementation, then widened.
+                    let a = (p as f32) * (f as f32);
+                    cos.push(f64::from(a.cos()));
+                    sin.push(f64::from(a.sin()));
+                }
             }
         }
-        let mk = |v: Vec<f64>| Tensor::from_vec(v, (t, half), &self.device)?.to_dtype(self.dtype);
+        let mk = |v: Vec<f64>| -> Result<Tensor> {
+            let t = match pads {
+                Some(p) => Tensor::from_vec(v, (p.len(), t, half), &self.device)?,
+                None => Tensor::from_vec(v, (t, half), &self.device)?,
+            };
+            t.to_dtype(self.dtype)
+        };
         Ok((mk(cos)?, mk(sin)?))
     }
 
-    /// Additive attention mask (t, s) for queries at `pos0..pos0+t` over keys `0..pos0+t`, or
-    /// `None` when every key is visible.
-    fn mask(&self, pos0: usize, t: usize, window: Option<usize>) -> Result<Option<Tensor>> {
+    /// Additive attention mask for queries at slots `pos0..pos0+t` over keys `0..pos0+t`:
+    /// (t, s), or (b, 1, t, s) with left padding; `None` when every key is visible.
+    fn mask(
+        &self,
+        pos0: usize,
+        t: usize,
+        window: Option<usize>,
+        pads: Option<&[usize]>,
+    ) -> Result<Option<Tensor>> {
         let s = pos0 + t;
-        let visible = |qi: usize, kj: usize| kj <= qi && window.is_none_or(|w| qi - kj < w);
-        if (pos0..s).all(|qi| (0..s).all(|kj| visible(qi, kj))) {
+        let rows = pads.unwrap_or(&[0]);
+        // A padding slot sees only itself, so that its (unused) state stays finite; real
+        // tokens never see padding.
+        let visible = |pad: usize, qi: usize, kj: usize| {
+            if qi < pad {
+                kj == qi
+            } else {
+                kj >= pad && kj <= qi && window.is_none_or(|w| qi - kj < w)
+            }
+        };
+        if rows
+            .iter()
+            .all(|&pad| (pos0..s).all(|qi| (0..s).all(|kj| visible(pad, qi, kj))))
+        {
             return Ok(None);
         }
-        let m: Vec<f32> = (pos0..s)
-            .flat_map(|qi| {
-                (0..s).map(move |kj| {
-                    if visible(qi, kj) {
-                        0.0
-                    } else {
-                        f32::NEG_INFINITY
-                    }
+        let m: Vec<f32> = rows
+            .iter()
+            .flat_map(|&pad| {
+                (pos0..s).flat_map(move |qi| {
+                    (0..s).map(move |kj| {
+                        if visible(pad, qi, kj) {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
                 })
             })
             .collect();
-        Tensor::from_vec(m, (t, s), &self.device)?
-            .to_dtype(self.dtype)
-            .map(Some)
+        let m = match pads {
+            Some(p) => Tensor::from_vec(m, (p.len(), 1, t, s), &self.device)?,
+            None => Tensor::from_vec(m, (t, s), &self.device)?,
+        };
+        m.to_dtype(self.dtype).map(Some)
     }
 
     /// Run the embedding and every block on `ids` (b, t) at positions `pos0..`; returns the final
@@ -281,7 +323,7 @@ impl Transformer {
         if let Some(s) = pass.sources.as_deref_mut() {
             s.push(h.clone());
         }
-        let (cos, sin) = self.rope_tables(pos0, t)?;
+        let (cos, sin) = self.rope_tables(pos0, t, pass.pads)?;
         for (l, block) in self.layers.iter().enumerate() {
             let eps = cfg.rms_norm_eps;
             let (xq, xk, xv) = match pass.probes {
@@ -309,8 +351,17 @@ impl Transformer {
                 }
                 &mut c.layers[l]
             });
-            let (a, z) =
-                self.attention(block, &xq, &xk, &xv, pos0, (&cos, &sin), layer_cache, k)?;
+            let (a, z) = self.attention(
+                block,
+                &xq,
+                &xk,
+                &xv,
+                pos0,
+                (&cos, &sin),
+                layer_cache,
+                k,
+                pass.pads,
+            )?;
             h = (h + &a)?;
             let mlp_in = match pass.probes {
                 Some(p) => (&h + p.at(l, 3))?,
@@ -368,6 +419,7 @@ impl Transformer {
         (cos, sin): (&Tensor, &Tensor),
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         k: Kernels,
+        pads: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
         let cfg = &self.cfg;
         let (b, t) = (xq.dim(0)?, xq.dim(D::Minus2)?);
@@ -403,7 +455,7 @@ impl Transformer {
         let val = repeat_kv(&val, rep)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut att = (q.contiguous()?.matmul(&key.t()?)? * scale)?;
-        if let Some(mask) = self.mask(pos0, t, block.window)? {
+        if let Some(mask) = self.mask(pos0, t, block.window, pads)? {
             att = att.broadcast_add(&mask)?;
         }
         let att = k.softmax(&att)?;

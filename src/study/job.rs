@@ -38,10 +38,17 @@ pub struct StudyConfig {
     pub level: Level,
     pub metrics: MetricOptions,
     pub compare: CompareOptions,
-    /// `(i, n)`: answer only the questions at positions ≡ i (mod n), then stop; `merge` joins
-    /// the shards and finishes the study.
+    /// Questions answered together in one generation batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// `(i, n)`: answer only the chunks of `batch` questions whose index is ≡ i (mod n), then
+    /// stop; `merge` joins the shards and finishes the study.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<(usize, usize)>,
+}
+
+fn default_batch() -> usize {
+    8
 }
 
 /// Why a study failed.
@@ -137,42 +144,58 @@ fn answer_all(
     gen.stop_strings.extend(template.stop_strings());
     let tok = &model.tokenizer;
     progress.start(&format!("answer {side}"), questions.len() as u64);
-    for (i, q) in questions.iter().enumerate() {
-        if !done.contains_key(&q.id) {
+    // Questions are answered in fixed chunks of `batch` (by position in the question list), and
+    // an incomplete chunk is regenerated whole: the batch a question is answered in never depends
+    // on what an interrupted run had already finished.
+    let batch = cfg.batch.max(1);
+    let mut finished = 0;
+    for chunk in questions.chunks(batch) {
+        if chunk.iter().any(|q| !done.contains_key(&q.id)) {
             if cancel.is_cancelled() {
                 return Ok(None);
             }
-            let prompt = render(
-                &template,
-                &q.question,
-                tok.chat_template.as_deref(),
-                tok.bos_token.as_deref(),
-                tok.eos_token.as_deref(),
-            )?;
-            // A chat template writes its own special tokens.
-            let add_special = template != Template::ChatTemplate;
-            let prompt_ids = tok.encode(&prompt, add_special).map_err(|e| {
-                StudyError::Other(format!("{}: tokenizing question {}: {e}", model.spec, q.id))
-            })?;
-            let g = model.generate(&prompt_ids, &gen).map_err(|e| {
+            let mut prompts = Vec::with_capacity(chunk.len());
+            for q in chunk {
+                let prompt = render(
+                    &template,
+                    &q.question,
+                    tok.chat_template.as_deref(),
+                    tok.bos_token.as_deref(),
+                    tok.eos_token.as_deref(),
+                )?;
+                // A chat template writes its own special tokens.
+                let add_special = template != Template::ChatTemplate;
+                let ids = tok.encode(&prompt, add_special).map_err(|e| {
+                    StudyError::Other(format!("{}: tokenizing question {}: {e}", model.spec, q.id))
+                })?;
+                prompts.push((prompt, ids));
+            }
+            let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.1.clone()).collect();
+            let generated = model.generate_batch(&ids, &gen).map_err(|e| {
                 StudyError::Other(format!(
-                    "{}: generating for question {}: {e}",
-                    model.spec, q.id
+                    "{}: generating for questions {}…: {e}",
+                    model.spec, chunk[0].id
                 ))
             })?;
-            let a = Answer {
-                id: q.id.clone(),
-                grade: grade(&g.text, &q.reference),
-                prompt,
-                prompt_ids,
-                answer_ids: g.tokens,
-                text: g.text,
-                stop: g.stop,
-            };
-            answers::append(path, &a).map_err(io(path))?;
-            done.insert(q.id.clone(), a);
+            for ((q, (prompt, prompt_ids)), g) in chunk.iter().zip(prompts).zip(generated) {
+                if done.contains_key(&q.id) {
+                    continue;
+                }
+                let a = Answer {
+                    id: q.id.clone(),
+                    grade: grade(&g.text, &q.reference),
+                    prompt,
+                    prompt_ids,
+                    answer_ids: g.tokens,
+                    text: g.text,
+                    stop: g.stop,
+                };
+                answers::append(path, &a).map_err(io(path))?;
+                done.insert(q.id.clone(), a);
+            }
         }
-        progress.set(i as u64 + 1);
+        finished += chunk.len();
+        progress.set(finished as u64);
     }
     Ok(Some(done))
 }
@@ -212,10 +235,11 @@ pub fn run_study(
                 "--shard {i}/{n}: expected i/n with 0 ≤ i < n"
             )));
         }
+        let batch = cfg.batch.max(1);
         questions = questions
             .into_iter()
             .enumerate()
-            .filter(|(j, _)| j % n == i)
+            .filter(|(j, _)| (j / batch) % n == i)
             .map(|(_, q)| q)
             .collect();
     }
