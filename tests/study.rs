@@ -312,3 +312,62 @@ fn gsm8k_questions_are_answered_graded_and_counted() {
         .unwrap()
         .contains("<|im_start|>user"));
 }
+
+/// A tiny Llama that always answers "1": every embedding row is the same vector, the blocks
+/// add small random updates, and the unembedding favours the token "1" by a wide margin.
+fn tiny_answering_one(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    use candle_core::{Device, Tensor};
+    let cfg = Tiny::Llama.config();
+    let mut w = model::random_weights(&cfg, seed, 0.02).unwrap();
+    let (v, d) = (cfg.vocab_size, cfg.hidden_size);
+    w.insert(
+        "model.embed_tokens.weight".into(),
+        Tensor::ones((v, d), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    let one = 3 + CHARS.find('1').unwrap();
+    let head: Vec<f32> = (0..v * d)
+        .map(|i| if i / d == one { 1.0 } else { 0.0 })
+        .collect();
+    w.insert(
+        "lm_head.weight".into(),
+        Tensor::from_vec(head, (v, d), &Device::Cpu).unwrap(),
+    );
+    let path = dir.join(format!("answers-one-{seed}"));
+    model::write_hf_folder(&path, &cfg, &w, &model::char_tokenizer_json(CHARS), None).unwrap();
+    path
+}
+
+#[test]
+fn tiny_models_run_the_whole_study_on_the_builtin_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        tiny_answering_one(tmp.path(), 1),
+        tiny_answering_one(tmp.path(), 2),
+    );
+    let out = tmp.path().join("study");
+    let (ok, stdout, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        a.to_str().unwrap(),
+        "--tuned",
+        b.to_str().unwrap(),
+        "--dataset",
+        "builtin:arith?n=6&max=1&terms=1",
+        "--template",
+        "plain",
+        "--max-new-tokens",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("both correct 6") && stdout.contains("scored 6"),
+        "{stdout}"
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(c["n"], 6);
+    assert!(out.join("figures/heatmap.png").is_file() && out.join("report.md").is_file());
+}
