@@ -148,6 +148,22 @@ fn no_both_correct_and_mismatched_vocabularies_are_clear_errors() {
     ]);
     assert!(!ok && stderr.contains("different vocabularies"), "{stderr}");
 
+    // An empty dataset file.
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let (ok, _, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        a.to_str().unwrap(),
+        "--tuned",
+        b.to_str().unwrap(),
+        "--dataset",
+        empty.to_str().unwrap(),
+        "--out",
+        tmp.path().join("s4").to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("empty.jsonl"), "{stderr}");
+
     // A dataset file without question fields.
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"x\": 1}\n").unwrap();
