@@ -180,19 +180,7 @@ impl Model {
 
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        let pos0 = cache.len();
-        let x = self.ids_tensor(ids)?;
-        let pass = Pass {
-            kernels: Kernels::Fast,
-            probes: None,
-            cache: Some(cache),
-            sources: None,
-            head_sources: false,
-            pads: None,
-        };
-        let h = self.net.residual(&x, pos0, pass)?;
-        let last = h.narrow(1, ids.len() - 1, 1)?;
-        self.net.logits(&last, Kernels::Fast)?.flatten_all()
+        self.step_batch(&[ids.to_vec()], &[0], cache)?.squeeze(0)
     }
 
     /// The differentiable pass: runs `ids` with a probe on every destination input and returns
