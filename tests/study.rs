@@ -100,27 +100,32 @@ fn no_both_correct_and_mismatched_vocabularies_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Tiny::Llama.write(tmp.path());
     let b = Tiny::Llama.write_seeded(tmp.path(), 9);
-    let out = tmp.path().join("s1");
-    let (ok, _, stderr) = circuitdiff(&[
-        "study",
-        "--base",
-        a.to_str().unwrap(),
-        "--tuned",
-        b.to_str().unwrap(),
-        "--dataset",
-        "builtin:arith?n=3",
-        "--max-new-tokens",
-        "4",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!ok);
+    // A study that must fail; returns its error output.
+    let failing = |tuned: &std::path::Path, dataset: &str, out: &str| -> String {
+        let (ok, _, stderr) = circuitdiff(&[
+            "study",
+            "--base",
+            a.to_str().unwrap(),
+            "--tuned",
+            tuned.to_str().unwrap(),
+            "--dataset",
+            dataset,
+            "--max-new-tokens",
+            "4",
+            "--out",
+            tmp.path().join(out).to_str().unwrap(),
+        ]);
+        assert!(!ok, "study into {out} succeeded");
+        stderr
+    };
+
+    let stderr = failing(&b, "builtin:arith?n=3", "s1");
     assert!(
         stderr.contains("no question was answered correctly by both models"),
         "{stderr}"
     );
     assert!(stderr.contains("base accuracy 0.0 %"), "{stderr}");
-    assert!(out.join("counts.json").is_file());
+    assert!(tmp.path().join("s1/counts.json").is_file());
 
     // Another tokenizer (same vocabulary size, different characters).
     let cfg = Tiny::Llama.config();
@@ -135,50 +140,20 @@ fn no_both_correct_and_mismatched_vocabularies_are_clear_errors() {
         None,
     )
     .unwrap();
-    let (ok, _, stderr) = circuitdiff(&[
-        "study",
-        "--base",
-        a.to_str().unwrap(),
-        "--tuned",
-        c.to_str().unwrap(),
-        "--dataset",
-        "builtin:arith?n=3",
-        "--out",
-        tmp.path().join("s2").to_str().unwrap(),
-    ]);
-    assert!(!ok && stderr.contains("different vocabularies"), "{stderr}");
+    let stderr = failing(&c, "builtin:arith?n=3", "s2");
+    assert!(stderr.contains("different vocabularies"), "{stderr}");
 
     // An empty dataset file.
     let empty = tmp.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
-    let (ok, _, stderr) = circuitdiff(&[
-        "study",
-        "--base",
-        a.to_str().unwrap(),
-        "--tuned",
-        b.to_str().unwrap(),
-        "--dataset",
-        empty.to_str().unwrap(),
-        "--out",
-        tmp.path().join("s4").to_str().unwrap(),
-    ]);
-    assert!(!ok && stderr.contains("empty.jsonl"), "{stderr}");
+    let stderr = failing(&b, empty.to_str().unwrap(), "s4");
+    assert!(stderr.contains("empty.jsonl"), "{stderr}");
 
     // A dataset file without question fields.
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"x\": 1}\n").unwrap();
-    let (ok, _, stderr) = circuitdiff(&[
-        "study",
-        "--base",
-        a.to_str().unwrap(),
-        "--tuned",
-        b.to_str().unwrap(),
-        "--dataset",
-        bad.to_str().unwrap(),
-        "--out",
-        tmp.path().join("s3").to_str().unwrap(),
-    ]);
-    assert!(!ok && stderr.contains("bad.jsonl"), "{stderr}");
+    let stderr = failing(&b, bad.to_str().unwrap(), "s3");
+    assert!(stderr.contains("bad.jsonl"), "{stderr}");
 }
 
 fn run(args: &[String]) -> (bool, String, String) {
