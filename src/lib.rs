@@ -5,6 +5,7 @@
 
 pub mod attribution;
 pub mod fsutil;
+pub mod lab;
 pub mod model;
 pub mod progress;
 pub mod report;

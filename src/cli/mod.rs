@@ -3,6 +3,7 @@
 mod bars;
 mod bench;
 mod inspect;
+mod lab;
 mod score;
 mod study;
 
@@ -24,6 +25,7 @@ enum Command {
     Bench(bench::Args),
     Compare(score::CompareArgs),
     Inspect(inspect::Args),
+    Lab(lab::Args),
     Merge(study::MergeArgs),
     Score(score::ScoreArgs),
     Study(Box<study::Args>),
@@ -35,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Compare(args) => score::compare(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Lab(args) => lab::run(&args),
         Command::Merge(args) => study::merge(&args),
         Command::Score(args) => score::score(&args),
         Command::Study(args) => study::run(&args),

@@ -66,7 +66,7 @@ pub struct Generation {
 impl Model {
     /// Generate a continuation of `prompt` (token ids).
     pub fn generate(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
-        one(self.run_batch(&[prompt.to_vec()], opts, true)?)
+        one(self.run_batch(&[prompt.to_vec()], opts, true, None)?)
     }
 
     /// Generate exactly `max_new_tokens` tokens unless a stop id or string intervenes, ignoring
@@ -76,7 +76,7 @@ impl Model {
         prompt: &[u32],
         opts: &GenerateOptions,
     ) -> Result<Generation> {
-        one(self.run_batch(&[prompt.to_vec()], opts, false)?)
+        one(self.run_batch(&[prompt.to_vec()], opts, false, None)?)
     }
 
     /// Generate continuations of several prompts at once (left-padded into one batch, so the
@@ -88,7 +88,25 @@ impl Model {
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
     ) -> Result<Vec<Generation>> {
-        self.run_batch(prompts, opts, true)
+        self.run_batch(prompts, opts, true, None)
+    }
+
+    /// [`Model::generate_batch`] with one sampling seed per row (the options' seed is unused),
+    /// so that rows with the same prompt draw different answers.
+    pub fn generate_batch_seeded(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+        seeds: &[u64],
+    ) -> Result<Vec<Generation>> {
+        if seeds.len() != prompts.len() {
+            candle_core::bail!(
+                "one seed per prompt: {} seeds, {} prompts",
+                seeds.len(),
+                prompts.len()
+            );
+        }
+        self.run_batch(prompts, opts, true, Some(seeds))
     }
 
     fn run_batch(
@@ -96,6 +114,7 @@ impl Model {
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
         eos: bool,
+        seeds: Option<&[u64]>,
     ) -> Result<Vec<Generation>> {
         if prompts.is_empty() {
             return Ok(Vec::new());
@@ -115,10 +134,11 @@ impl Model {
                     .collect()
             })
             .collect();
-        let mut rngs: Vec<Option<rand::rngs::StdRng>> = prompts
-            .iter()
-            .map(|_| match opts.sampling {
-                Sampling::Sample { seed, .. } => Some(rand::rngs::StdRng::seed_from_u64(seed)),
+        let mut rngs: Vec<Option<rand::rngs::StdRng>> = (0..prompts.len())
+            .map(|r| match opts.sampling {
+                Sampling::Sample { seed, .. } => Some(rand::rngs::StdRng::seed_from_u64(
+                    seeds.map_or(seed, |s| s[r]),
+                )),
                 Sampling::Greedy => None,
             })
             .collect();

@@ -4,6 +4,10 @@
 //! weight still gets a weight-sized gradient (10× slower and +1.8 GiB on a 0.5B model). Scoring
 //! only needs gradients with respect to activations, so the projection here is a custom op whose
 //! forward is the ordinary matmul and whose backward returns `grad · W` alone.
+//!
+//! Training is the one use that wants weight gradients: a layer whose weight is a variable
+//! ([`candle_core::Var`], see `Model::trainable`) takes candle's stock matmul instead, whose
+//! backward fills in the weight's gradient too.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -11,8 +15,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 /// `y = x · Wᵀ (+ b)` with `W` of shape (out, in).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    pub(super) weight: Tensor,
+    pub(super) bias: Option<Tensor>,
 }
 
 impl Linear {
@@ -33,9 +37,12 @@ impl Linear {
         let dims = x.dims();
         let (lead, k) = dims.split_at(dims.len() - 1);
         let m: usize = lead.iter().product();
-        let y = x
-            .reshape((m, k[0]))?
-            .apply_op2(&self.weight, InputGradMatmul)?;
+        let x = x.reshape((m, k[0]))?;
+        let y = if self.weight.is_variable() {
+            x.matmul(&self.weight.t()?)?
+        } else {
+            x.apply_op2(&self.weight, InputGradMatmul)?
+        };
         let mut out_shape = lead.to_vec();
         out_shape.push(self.weight.dim(0)?);
         let y = y.reshape(out_shape)?;
@@ -48,7 +55,8 @@ impl Linear {
 
 impl Linear {
     /// Apply head by head: `x` (1, n, t, in) holds one input per head; head `i` uses rows
-    /// `i·out/n ..` of the weight. Returns (1, n, t, out/n).
+    /// `i·out/n ..` of the weight. Returns (1, n, t, out/n). For attribution only: the weight
+    /// never gets a gradient here.
     pub fn forward_heads(&self, x: &Tensor, n: usize) -> Result<Tensor> {
         let (_, _, t, k) = x.dims4()?;
         let per = self.weight.dim(0)? / n;

@@ -178,6 +178,39 @@ impl Model {
         self.net.logits(&last, Kernels::Fast)?.squeeze(1)
     }
 
+    /// The training pass: runs a left-padded batch (row r padded by `pads[r]` slots) with
+    /// differentiable kernels and returns the final hidden states after the norm (b, t, d) and
+    /// the logits of every position (b, t, vocab). Weight gradients flow only to the weights
+    /// made trainable by [`Model::trainable`].
+    pub fn forward_batch(
+        &self,
+        rows: &[Vec<u32>],
+        pads: &[usize],
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let t = rows.first().map_or(0, Vec::len);
+        if t == 0 || rows.iter().any(|r| r.len() != t) || pads.len() != rows.len() {
+            candle_core::bail!("forward_batch: rows must be non-empty, equally long, one pad each");
+        }
+        let x = self.ids_tensor(&rows.concat())?.reshape((rows.len(), t))?;
+        let pass = Pass {
+            kernels: Kernels::Differentiable,
+            probes: None,
+            cache: None,
+            sources: None,
+            head_sources: false,
+            pads: Some(pads),
+        };
+        let h = self.net.residual(&x, 0, pass)?;
+        self.net.normed_and_logits(&h, Kernels::Differentiable)
+    }
+
+    /// Make every weight a trainable variable (for the lab's trainers) and return them under
+    /// their Hugging Face names. From then on the training pass computes their gradients;
+    /// attribution still never does (its probes' projections use the activation-only matmul).
+    pub fn trainable(&mut self) -> candle_core::Result<Vec<(String, candle_core::Var)>> {
+        self.net.make_trainable()
+    }
+
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
         self.step_batch(&[ids.to_vec()], &[0], cache)?.squeeze(0)

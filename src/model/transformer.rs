@@ -47,6 +47,21 @@ impl Kernels {
     fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+            // Per-row tables (b, t, half) of a left-padded batch: the same rotation, broadcast
+            // over the heads.
+            Self::Differentiable if cos.rank() == 3 => {
+                let widen = |c: &Tensor| Tensor::cat(&[c, c], D::Minus1)?.unsqueeze(1);
+                let (cos, sin) = (widen(cos)?, widen(sin)?);
+                let half = x.dim(D::Minus1)? / 2;
+                let rotated = Tensor::cat(
+                    &[
+                        &x.narrow(D::Minus1, half, half)?.neg()?,
+                        &x.narrow(D::Minus1, 0, half)?,
+                    ],
+                    D::Minus1,
+                )?;
+                x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+            }
             Self::Differentiable => candle_nn::rotary_emb::rope_slow(x, cos, sin),
         }
     }
@@ -224,6 +239,55 @@ impl Transformer {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Turn every weight into a trainable variable, in place, and return the variables under
+    /// their Hugging Face names (the names of [`ModelConfig::tensor_shapes`]). With tied
+    /// embeddings the unembedding shares the embedding's variable.
+    pub(crate) fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        let mut out = Vec::new();
+        let mut var = |name: String, t: &mut Tensor| -> Result<()> {
+            let v = Var::from_tensor(t)?;
+            *t = v.as_tensor().clone();
+            out.push((name, v));
+            Ok(())
+        };
+        var("model.embed_tokens.weight".into(), &mut self.embed)?;
+        for (l, b) in self.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{l}");
+            for (name, lin) in [
+                ("self_attn.q_proj", &mut b.q),
+                ("self_attn.k_proj", &mut b.k),
+                ("self_attn.v_proj", &mut b.v),
+                ("self_attn.o_proj", &mut b.o),
+                ("mlp.gate_proj", &mut b.gate),
+                ("mlp.up_proj", &mut b.up),
+                ("mlp.down_proj", &mut b.down),
+            ] {
+                var(format!("{p}.{name}.weight"), &mut lin.weight)?;
+                if let Some(bias) = lin.bias.as_mut() {
+                    var(format!("{p}.{name}.bias"), bias)?;
+                }
+            }
+            var(format!("{p}.input_layernorm.weight"), &mut b.attn_norm)?;
+            var(
+                format!("{p}.post_attention_layernorm.weight"),
+                &mut b.mlp_norm,
+            )?;
+            if let Some(n) = b.q_norm.as_mut() {
+                var(format!("{p}.self_attn.q_norm.weight"), n)?;
+            }
+            if let Some(n) = b.k_norm.as_mut() {
+                var(format!("{p}.self_attn.k_norm.weight"), n)?;
+            }
+        }
+        var("model.norm.weight".into(), &mut self.norm)?;
+        if self.cfg.tie_word_embeddings {
+            self.lm_head = Linear::new(self.embed.clone(), None);
+        } else {
+            var("lm_head.weight".into(), &mut self.lm_head.weight)?;
+        }
+        Ok(out)
     }
 
     pub fn device(&self) -> &Device {
@@ -468,8 +532,14 @@ impl Transformer {
 
     /// Final norm and unembedding of a residual (…, d) → logits (…, vocab).
     pub(crate) fn logits(&self, resid: &Tensor, k: Kernels) -> Result<Tensor> {
+        Ok(self.normed_and_logits(resid, k)?.1)
+    }
+
+    /// The normed final residual (…, d) and its logits (…, vocab).
+    pub(crate) fn normed_and_logits(&self, resid: &Tensor, k: Kernels) -> Result<(Tensor, Tensor)> {
         let x = k.rms_norm(resid, &self.norm, self.cfg.rms_norm_eps)?;
-        self.lm_head.forward(&x)
+        let logits = self.lm_head.forward(&x)?;
+        Ok((x, logits))
     }
 }
 

@@ -1,0 +1,94 @@
+//! `circuitdiff lab`: train the demo model zoo, and measure a model's task accuracy.
+
+use super::bars::{ctrl_c_token, Bars};
+use anyhow::Context as _;
+use circuitdiff::lab::task::{eval_questions, EVAL_N};
+use circuitdiff::lab::{eval, train_zoo, LabConfig};
+use circuitdiff::model::{LoadOptions, Model};
+use std::path::PathBuf;
+
+/// The built-in RL lab.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Train the zoo from scratch: the SFT base, then GRPO, PPO and DPO fine-tunes of it.
+    Train(TrainArgs),
+    /// Greedy accuracy of models on the held-out split of the built-in task.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// Output directory (base/, grpo/, ppo/, dpo/, checkpoints/, lab.json, zoo.json);
+    /// re-running the same command continues an interrupted run.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// A few steps of every stage on a smaller model (a smoke test, not the zoo).
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// Model folders (or any model spec).
+    #[arg(required = true)]
+    models: Vec<String>,
+    /// Held-out questions to ask (the first N of `builtin:arith`).
+    #[arg(long, default_value_t = EVAL_N)]
+    n: usize,
+    #[arg(long, default_value_t = 40)]
+    max_new_tokens: usize,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.command {
+        Command::Train(a) => train(a),
+        Command::Eval(a) => evaluate(a),
+    }
+}
+
+fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let cfg = if args.quick {
+        LabConfig::quick(args.seed)
+    } else {
+        LabConfig::full(args.seed)
+    };
+    let cancel = ctrl_c_token();
+    let mut bars = Bars::default();
+    let report = train_zoo(&args.out, &cfg, &mut bars, &cancel)
+        .with_context(|| format!("training the zoo into {}", args.out.display()))?;
+    drop(bars);
+    let Some(report) = report else {
+        eprintln!("stopped; run the same command again to continue from the last finished stage");
+        return Ok(());
+    };
+    println!(
+        "held-out accuracy ({} questions of builtin:arith, greedy):",
+        report.eval_questions
+    );
+    for (name, acc) in &report.accuracy {
+        let secs = report.train_seconds.get(name).copied().unwrap_or(f64::NAN);
+        println!("  {name:<5} {acc:>6.3}   trained in {secs:.0} s");
+    }
+    println!("wrote {}", args.out.join("zoo.json").display());
+    Ok(())
+}
+
+fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
+    let questions = eval_questions(args.n);
+    for spec in &args.models {
+        let model = Model::load(spec, &LoadOptions::default())
+            .with_context(|| format!("loading {spec}"))?;
+        let acc = eval::accuracy(&model, &questions, args.max_new_tokens)
+            .with_context(|| format!("evaluating {spec}"))?;
+        println!("{spec}\t{acc:.4}\t({} questions)", questions.len());
+    }
+    Ok(())
+}

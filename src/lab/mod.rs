@@ -1,0 +1,141 @@
+//! The lab: trains the demo model zoo from scratch on the built-in arithmetic task. A small
+//! Llama learns worked solutions by supervised training (the base), then three fine-tunes of
+//! it: GRPO and PPO (online RL with the grader as reward) and DPO (preferences from the base's
+//! own samples). Every model is a Hugging Face folder with its `train_log.csv`.
+//!
+//! Training runs the one transformer of [`crate::model`] with its weights made trainable
+//! ([`crate::model::Model::trainable`]); attribution never computes weight gradients.
+
+pub mod dpo;
+pub mod eval;
+pub mod grpo;
+pub mod log;
+pub mod optim;
+pub mod policy;
+pub mod ppo;
+pub mod rollout;
+pub mod sft;
+pub mod task;
+mod zoo;
+
+pub use zoo::{train_zoo, LabConfig, ModelShape, ZooReport, STAGES};
+
+use crate::progress::{CancelToken, Progress};
+use crate::study::dataset::Question;
+use policy::Policy;
+use rand::SeedableRng as _;
+use std::path::{Path, PathBuf};
+
+/// Why a lab run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Prompt(#[from] crate::study::prompt::PromptError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl LabError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LabError>;
+
+/// What a trainer needs besides its model and settings: randomness, the evaluation questions,
+/// where its log and checkpoints go, progress and cancellation.
+pub struct StageContext<'a> {
+    pub rng: rand::rngs::StdRng,
+    /// Held-out questions for the accuracy measured during training.
+    pub eval: Vec<Question>,
+    pub max_new_tokens: usize,
+    name: String,
+    dir: PathBuf,
+    checkpoints: PathBuf,
+    eval_every: usize,
+    keep: usize,
+    total: usize,
+    progress: &'a mut dyn Progress,
+    cancel: &'a CancelToken,
+}
+
+impl<'a> StageContext<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        out: &Path,
+        seed: u64,
+        eval: Vec<Question>,
+        max_new_tokens: usize,
+        eval_every: usize,
+        keep: usize,
+        progress: &'a mut dyn Progress,
+        cancel: &'a CancelToken,
+    ) -> Result<Self> {
+        let dir = out.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
+        Ok(Self {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            eval,
+            max_new_tokens,
+            name: name.to_owned(),
+            checkpoints: out.join("checkpoints").join(name),
+            dir,
+            eval_every: eval_every.max(1),
+            keep,
+            total: 0,
+            progress,
+            cancel,
+        })
+    }
+
+    /// The training log of this stage, inside its model folder.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("train_log.csv")
+    }
+
+    /// A training loop of `total` steps begins.
+    pub fn begin(&mut self, total: usize) {
+        self.total = total;
+        self.progress.start(&self.name, total as u64);
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Whether held-out accuracy is measured after `step` (every `eval_every` steps and at the
+    /// end).
+    pub fn eval_due(&self, step: usize) -> bool {
+        (step + 1).is_multiple_of(self.eval_every) || step + 1 == self.total
+    }
+
+    /// Report `step` done; keep an intermediate checkpoint at each of `keep` evenly spaced
+    /// steps before the end.
+    pub fn after_step(&mut self, step: usize, policy: &Policy) -> Result<()> {
+        self.progress.set(step as u64 + 1);
+        let every = self.total / (self.keep + 1);
+        let due = every > 0 && (step + 1).is_multiple_of(every) && (step + 1) / every <= self.keep;
+        if due && step + 1 < self.total {
+            policy.save(&self.checkpoints.join(format!("step-{:06}", step + 1)))?;
+        }
+        Ok(())
+    }
+
+    pub fn note(&mut self, text: &str) {
+        self.progress.note(text);
+    }
+}
