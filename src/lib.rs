@@ -3,6 +3,7 @@
 //! The library holds everything below the user interfaces: [`model`] loads checkpoints and runs
 //! the transformer (for generation, and differentiably for attribution).
 
+pub mod assets;
 pub mod attribution;
 pub mod fsutil;
 pub mod lab;

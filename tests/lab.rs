@@ -386,3 +386,50 @@ fn quick_lab_run_trains_every_stage_resumes_and_reproduces() {
     ]);
     assert!(!ok && stderr.contains("other settings"), "{stderr}");
 }
+
+/// The committed zoo: every model loads in transformers with the same logits, its chat
+/// template renders the same prompt there, and `zoo.json` records the accuracies that
+/// `assets/README.md` reports.
+#[test]
+fn committed_zoo_matches_transformers() {
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/zoo");
+    let question = "What is 47 + 38?";
+    for stage in circuitdiff::lab::STAGES {
+        let dir = zoo.join(stage);
+        let model = Model::load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
+        let prompt = circuitdiff::lab::task::prompt_ids(&model.tokenizer, question).unwrap();
+        let answer = model
+            .tokenizer
+            .encode("47+30=77, 77+8=\\boxed{85}", false)
+            .unwrap();
+        let ids: Vec<u32> = prompt.iter().chain(&answer).copied().collect();
+        let r = common::reference(
+            "hf_model.py",
+            &serde_json::json!({"model": dir, "ids": ids, "chat": question}),
+        );
+        let chat: Vec<i64> = r["chat_ids"].to_vec1().unwrap();
+        let prompt_i64: Vec<i64> = prompt.iter().map(|&i| i64::from(i)).collect();
+        assert_eq!(
+            chat, prompt_i64,
+            "{stage}: the chat template renders differently"
+        );
+        let d = common::max_abs_diff(
+            &model.forward_logits(&ids, Kernels::Fast).unwrap(),
+            &r["logits"],
+        );
+        eprintln!("{stage}: max |Δlogit| vs transformers = {d:e}");
+        assert!(d <= 1e-4, "{stage}: max |Δlogit| = {d:e}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(zoo.join("zoo.json")).unwrap()).unwrap();
+    let acc = |s: &str| report["accuracy"][s].as_f64().unwrap();
+    assert!(
+        acc("base") > 0.0 && acc("base") < 1.0,
+        "base accuracy {}",
+        acc("base")
+    );
+    assert!(
+        acc("grpo") > acc("base") && acc("ppo") > acc("base"),
+        "{report}"
+    );
+}

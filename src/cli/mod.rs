@@ -2,6 +2,7 @@
 
 mod bars;
 mod bench;
+mod demo;
 mod inspect;
 mod lab;
 mod score;
@@ -24,6 +25,7 @@ pub struct Cli {
 enum Command {
     Bench(bench::Args),
     Compare(score::CompareArgs),
+    Demo(demo::Args),
     Inspect(inspect::Args),
     Lab(lab::Args),
     Merge(study::MergeArgs),
@@ -36,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::Compare(args) => score::compare(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Lab(args) => lab::run(&args),
         Command::Merge(args) => study::merge(&args),

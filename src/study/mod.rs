@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod dataset;
+pub mod demo;
 pub mod grade;
 pub mod job;
 mod latex_eval;

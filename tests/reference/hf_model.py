@@ -3,7 +3,7 @@
 usage: hf_model.py REQUEST.json OUT.safetensors
 
 REQUEST: {"model": dir, "gguf_file": name|null, "dtype": "float32"|"float64",
-          "ids": [...], "loss_from": p, "targets": [...], "generate": n}
+          "ids": [...], "loss_from": p, "targets": [...], "generate": n, "prompt": text, "chat": text}
 
 Writes:
   logits            (T, V)  transformers' own forward pass
@@ -16,6 +16,8 @@ Writes:
                             (structural zeros elsewhere), accumulated in float64
   generated         (n,)    greedy continuation of `ids` by model.generate
   prompt_ids        (T',)   the tokenizer's encoding of `prompt`, when given
+  chat_ids          (T'',)  the tokenizer's chat template applied to the user message `chat`
+                            (with the generation prompt), then encoded, when given
 
 The per-path forward calls the model's own modules (norms, projections, rotary embedding, MLP)
 and gives every destination its own copy of the residual stream with a zero "probe" added,
@@ -128,6 +130,12 @@ def main():
         tkw = {"gguf_file": req["gguf_file"]} if req.get("gguf_file") else {}
         tok = AutoTokenizer.from_pretrained(req["model"], **tkw)
         out["prompt_ids"] = torch.tensor(tok(req["prompt"]).input_ids, dtype=torch.int64)
+    if req.get("chat") is not None:
+        tok = AutoTokenizer.from_pretrained(req["model"])
+        text = tok.apply_chat_template([{"role": "user", "content": req["chat"]}],
+                                       add_generation_prompt=True, tokenize=False)
+        out["chat_ids"] = torch.tensor(tok(text, add_special_tokens=False).input_ids,
+                                       dtype=torch.int64)
     if req.get("generate"):
         with torch.no_grad():
             g = model.generate(ids, max_new_tokens=req["generate"], do_sample=False,

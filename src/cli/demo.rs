@@ -1,0 +1,53 @@
+//! `circuitdiff demo`: the embedded default, the study on the bundled zoo's three pairs.
+
+use super::bars::{ctrl_c_token, Bars};
+use anyhow::Context as _;
+use circuitdiff::study::demo::{num, run_demo, verdict};
+use std::path::PathBuf;
+
+/// Run the study base → GRPO, base → PPO and base → DPO on the bundled demo zoo (no network)
+/// and write the reports.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output directory: one study directory per pair, summary.md and summary.json;
+    /// re-running continues an interrupted run.
+    #[arg(long, default_value = "circuitdiff-demo")]
+    out: PathBuf,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let assets = circuitdiff::assets::require().map_err(anyhow::Error::msg)?;
+    let cancel = ctrl_c_token();
+    let mut bars = Bars::default();
+    let summaries = run_demo(&assets.join("zoo"), &args.out, &mut bars, &cancel)
+        .with_context(|| format!("demo studies into {}", args.out.display()))?;
+    drop(bars);
+    let Some(summaries) = summaries else {
+        eprintln!("stopped; run the same command to continue");
+        std::process::exit(130);
+    };
+    for p in &summaries {
+        println!(
+            "base → {:<4}  accuracy {:5.1} % → {:5.1} %  ({} pairs, K = {})",
+            p.tuned,
+            100.0 * p.base_accuracy,
+            100.0 * p.tuned_accuracy,
+            p.n,
+            p.k
+        );
+        for m in &p.stats {
+            println!(
+                "    {:<10} Δ {} ({:+.1} %), p = {:.2e}, 95 % CI [{}, {}]: {}",
+                m.metric,
+                num(m.mean_diff),
+                100.0 * m.relative_change,
+                m.p_value,
+                num(m.ci_low),
+                num(m.ci_high),
+                verdict(m)
+            );
+        }
+    }
+    println!("wrote {}", args.out.join("summary.md").display());
+    Ok(())
+}

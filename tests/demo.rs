@@ -1,0 +1,49 @@
+//! The embedded default: `circuitdiff demo` runs the three studies on the committed zoo with no
+//! network, reports how intensity, entropy and kurtosis moved, and reproduces the committed
+//! demo results (`assets/demo/`).
+
+mod common;
+
+use std::path::Path;
+
+#[test]
+fn demo_reproduces_the_committed_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let (ok, stdout, stderr) = common::circuitdiff(&["demo", "--out", out.to_str().unwrap()]);
+    assert!(ok, "demo failed: {stderr}");
+    for pair in ["grpo", "ppo", "dpo"] {
+        assert!(stdout.contains(&format!("base → {pair}")), "{stdout}");
+        for file in ["comparison.json", "report.md", "counts.json", "base/scores.npz"] {
+            assert!(out.join(pair).join(file).is_file(), "{pair}/{file} missing");
+        }
+    }
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p.join("summary.json")).unwrap()).unwrap()
+    };
+    let fresh = read(&out);
+    let committed = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo"));
+    let pairs = fresh.as_array().unwrap();
+    assert_eq!(pairs.len(), 3);
+    for (f, c) in pairs.iter().zip(committed.as_array().unwrap()) {
+        for key in ["tuned", "base_accuracy", "tuned_accuracy", "n", "k"] {
+            assert_eq!(f[key], c[key], "{key}: fresh {f} vs committed {c}");
+        }
+        assert!(f["n"].as_u64().unwrap() >= 20, "{f}");
+        let stats = f["stats"].as_array().unwrap();
+        let names: Vec<&str> = stats.iter().map(|s| s["metric"].as_str().unwrap()).collect();
+        assert_eq!(names, ["intensity", "entropy", "kurtosis"]);
+        for (fs, cs) in stats.iter().zip(c["stats"].as_array().unwrap()) {
+            for key in ["base_mean", "tuned_mean", "mean_diff", "p_value", "ci_low", "ci_high"] {
+                let (a, b) = (fs[key].as_f64().unwrap(), cs[key].as_f64().unwrap());
+                assert!(
+                    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12),
+                    "{} {key}: fresh {a} vs committed {b}",
+                    fs["metric"]
+                );
+            }
+        }
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("## base → dpo") && md.contains("95 % CI"), "{md}");
+}
