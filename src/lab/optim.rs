@@ -4,43 +4,53 @@ use super::Result;
 use candle_core::{Tensor, Var};
 use candle_nn::optim::{AdamW, Optimizer as _, ParamsAdamW};
 
-/// The optimiser of one training run.
+/// The optimiser of one training run: one AdamW per parameter group, each with its own peak
+/// learning rate on the same schedule.
 pub struct Optimizer {
-    adam: AdamW,
+    groups: Vec<(AdamW, f64)>,
     vars: Vec<Var>,
     max_norm: f64,
-    lr: f64,
     warmup: usize,
     steps: usize,
+}
+
+fn adam(vars: Vec<Var>, lr: f64) -> Result<AdamW> {
+    let params = ParamsAdamW {
+        lr,
+        weight_decay: 0.0,
+        ..ParamsAdamW::default()
+    };
+    Ok(AdamW::new(vars, params)?)
 }
 
 impl Optimizer {
     /// AdamW over `vars` with peak learning rate `lr`, linear warm-up over `warmup` steps, then
     /// a cosine decay to a tenth of `lr` at step `steps`; gradients clipped to norm 1.
     pub fn new(vars: Vec<Var>, lr: f64, warmup: usize, steps: usize) -> Result<Self> {
-        let params = ParamsAdamW {
-            lr,
-            weight_decay: 0.0,
-            ..ParamsAdamW::default()
-        };
         Ok(Self {
-            adam: AdamW::new(vars.clone(), params)?,
+            groups: vec![(adam(vars.clone(), lr)?, lr)],
             vars,
             max_norm: 1.0,
-            lr,
             warmup,
             steps,
         })
     }
 
-    /// The learning rate at `step` (0-based).
-    pub fn lr_at(&self, step: usize) -> f64 {
+    /// Add a parameter group with its own peak learning rate.
+    pub fn with_group(mut self, vars: Vec<Var>, lr: f64) -> Result<Self> {
+        self.groups.push((adam(vars.clone(), lr)?, lr));
+        self.vars.extend(vars);
+        Ok(self)
+    }
+
+    /// The fraction of the peak learning rate at `step` (0-based).
+    pub fn schedule(&self, step: usize) -> f64 {
         if step < self.warmup {
-            return self.lr * (step + 1) as f64 / self.warmup as f64;
+            return (step + 1) as f64 / self.warmup as f64;
         }
         let span = self.steps.saturating_sub(self.warmup).max(1) as f64;
         let progress = ((step - self.warmup) as f64 / span).min(1.0);
-        self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+        0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
     /// One update from `loss` at `step`: backward, clip, AdamW step. Returns the gradient norm
@@ -68,8 +78,11 @@ impl Optimizer {
                 }
             }
         }
-        self.adam.set_learning_rate(self.lr_at(step));
-        self.adam.step(&grads)?;
+        let f = self.schedule(step);
+        for (adam, lr) in &mut self.groups {
+            adam.set_learning_rate(*lr * f);
+            adam.step(&grads)?;
+        }
         Ok(norm)
     }
 }

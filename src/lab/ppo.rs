@@ -33,11 +33,15 @@ pub struct PpoConfig {
     pub lambda: f64,
     /// Weight of the value loss.
     pub value_coef: f64,
+    /// Peak learning rate of the value head.
+    pub value_lr: f64,
     /// Gradient steps on each batch of samples.
     pub epochs: usize,
 }
 
-/// A linear value head `v = h·w + b` on the normed last hidden state.
+/// A linear value head `v = h·w + b` on the normed last hidden state. The trainer feeds it
+/// detached hidden states, so the value loss trains the head alone and never pulls the
+/// policy's weights.
 pub struct ValueHead {
     w: Var,
     b: Var,
@@ -129,9 +133,8 @@ pub fn train(
 ) -> Result<()> {
     let dev = policy.model.device().clone();
     let head = ValueHead::new(policy.model.config.hidden_size, &dev)?;
-    let mut vars = policy.vars();
-    vars.extend(head.vars());
-    let mut opt = Optimizer::new(vars, cfg.lr, cfg.warmup, cfg.steps)?;
+    let mut opt = Optimizer::new(policy.vars(), cfg.lr, cfg.warmup, cfg.steps)?
+        .with_group(head.vars(), cfg.value_lr)?;
     let mut log = TrainLog::new(cx.log_path(), &["policy_loss", "value_loss"]);
     cx.begin(cfg.steps);
     for step in 0..cfg.steps {
@@ -200,7 +203,7 @@ pub fn train(
         let mut last = None;
         for _ in 0..cfg.epochs {
             let (logp, hidden) = token_logprobs(&policy.model, &batch)?;
-            let values = head.forward(&hidden)?;
+            let values = head.forward(&hidden.detach())?;
             let l = ppo_loss(
                 &logp,
                 &old,
