@@ -1,6 +1,8 @@
-//! The desktop app driven through egui_kittest by its labels (no GPU needed): open results,
-//! switch graph modes, move the top-k slider, select a node, sort the table, start and cancel a
-//! study on tiny models. The fixed study in `tests/fixtures/study` was written by
+//! The desktop app driven through egui_kittest by its labels: open results, switch graph modes,
+//! move the top-k slider, select a node, sort the table, start and cancel a study on tiny models
+//! (no GPU needed); snapshot images of every view and PNG export, rendered with wgpu on Mesa's
+//! software Vulkan driver; and the binary in a real window under Xvfb. `.ci/setup` installs
+//! lavapipe and Xvfb. The fixed study in `tests/fixtures/study` was written by
 //! `regenerate_fixture` (ignored; run it with `--ignored` after a format change).
 
 mod common;
@@ -18,20 +20,38 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/study")
 }
 
+fn lab() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab")
+}
+
 fn harness(open: Option<PathBuf>) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_eframe(move |cc| {
-            App::new(
-                cc,
-                Options {
-                    persist: false,
-                    open,
-                    screenshot: None,
-                },
-                Default::default(),
-            )
-        })
+    builder(open, false)
+}
+
+/// A harness with the fixture loaded that renders with wgpu.
+fn rendering_harness() -> Harness<'static, App> {
+    let mut h = builder(Some(fixture()), true);
+    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    h.state_mut().views.training.open(&lab());
+    h
+}
+
+fn builder(open: Option<PathBuf>, wgpu: bool) -> Harness<'static, App> {
+    let mut b = Harness::builder().with_size([1280.0, 800.0]);
+    if wgpu {
+        b = b.wgpu();
+    }
+    b.build_eframe(move |cc| {
+        App::new(
+            cc,
+            Options {
+                persist: false,
+                open,
+                screenshot: None,
+            },
+            Default::default(),
+        )
+    })
 }
 
 /// Step until `done` holds (panics after `secs`).
@@ -185,6 +205,117 @@ fn a_study_starts_on_tiny_models_and_cancels() {
         .as_ref()
         .is_some_and(|r| r.dir == fixture()));
     assert_eq!(h.state().settings.view, View::Graph);
+}
+
+#[test]
+fn snapshots_of_every_view() {
+    let mut h = rendering_harness();
+    h.state_mut().views.questions.selected = Some(1);
+    for view in View::ALL {
+        h.state_mut().settings.view = view;
+        h.run_steps(4);
+        h.snapshot(format!(
+            "view_{}",
+            view.file_name().trim_end_matches(".png")
+        ));
+    }
+    let app = h.state_mut();
+    app.settings.view = View::Graph;
+    app.settings.mode = Mode::Difference;
+    app.settings.dark = false;
+    h.run_steps(4);
+    h.snapshot("graph_difference_light");
+}
+
+/// The image is not one colour: many distinct colours, and the commonest covers < 99 %.
+fn assert_not_blank(img: &image::RgbaImage) {
+    let mut counts = std::collections::HashMap::new();
+    for p in img.pixels() {
+        *counts.entry(p.0).or_insert(0usize) += 1;
+    }
+    let commonest = counts.values().max().copied().unwrap_or(0);
+    assert!(counts.len() > 20, "only {} colours", counts.len());
+    assert!(
+        (commonest as f64) < 0.99 * (img.width() * img.height()) as f64,
+        "mostly one colour"
+    );
+}
+
+#[test]
+fn save_png_and_export_all_write_what_is_on_screen() {
+    let mut h = rendering_harness();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("heat.png");
+    h.state_mut().save_png(View::Heatmap, path.clone());
+    step_until(&mut h, 60, "the PNG", |a| !a.exporting());
+    assert_eq!(h.state().settings.view, View::Heatmap);
+    let img = image::open(&path).unwrap().to_rgba8();
+    // The central view of a 1280×800 window at one pixel per point, without the side panel,
+    // toolbar and status line.
+    assert!((700..1280).contains(&img.width()), "{}", img.width());
+    assert!((600..800).contains(&img.height()), "{}", img.height());
+    assert_not_blank(&img);
+    let status = h.state().status_text().unwrap().to_owned();
+    assert!(
+        status.contains(&format!("saved {}×{}", img.width(), img.height())),
+        "{status}"
+    );
+
+    let size = img.dimensions();
+    let all = tmp.path().join("all");
+    std::fs::create_dir(&all).unwrap();
+    h.state_mut().export_all(&all);
+    step_until(&mut h, 120, "every figure", |a| !a.exporting());
+    for view in View::ALL {
+        let img = image::open(all.join(view.file_name())).unwrap().to_rgba8();
+        assert_eq!(img.dimensions(), size, "{view:?}: the same view area");
+        assert_not_blank(&img);
+    }
+}
+
+#[test]
+fn the_binary_shows_results_in_a_window_saves_a_png_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    let out = tmp.path().join("window.png");
+    let fixture = fixture();
+    let mut child = std::process::Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1400x900x24"])
+        .arg(env!("CARGO_BIN_EXE_circuitdiff"))
+        .args(["--no-persist", "--open"])
+        .arg(&fixture)
+        .arg("--screenshot")
+        .arg(&out)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .env("HOME", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("xvfb-run not found: run `bash .ci/setup` (it installs xvfb)");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            panic!("the app did not exit within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let img = image::open(&out).unwrap().to_rgba8();
+    assert!(
+        stdout.contains(&format!("saved {}x{} ", img.width(), img.height())),
+        "{stdout}"
+    );
+    assert!((700..1280).contains(&img.width()), "{}", img.width());
+    assert!((600..800).contains(&img.height()), "{}", img.height());
+    assert_not_blank(&img);
 }
 
 /// Writes `tests/fixtures/study`: two tiny 4-layer Llamas (different seeds) scored on eight

@@ -165,7 +165,8 @@ impl App {
                 self.loading = None;
                 match r {
                     Ok(results) => {
-                        self.set_status(false, format!("opened {}", dir.display()));
+                        let name = dir.file_name().unwrap_or(dir.as_os_str());
+                        self.set_status(false, format!("opened {}", name.to_string_lossy()));
                         if !results.circuit.modes().contains(&self.settings.mode) {
                             self.settings.mode = Mode::Base;
                         }
@@ -457,7 +458,7 @@ impl eframe::App for App {
                 egui::ScrollArea::vertical().show(ui, |ui| self.sidebar_ui(ui));
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            self.view_rect = ui.max_rect();
+            self.view_rect = ui.max_rect().expand(4.0);
             self.view_ui(ui);
         });
         self.exporter.after_frame(ui.ctx(), self.view_rect);
