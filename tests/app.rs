@@ -207,6 +207,46 @@ fn a_study_starts_on_tiny_models_and_cancels() {
     assert_eq!(h.state().settings.view, View::Graph);
 }
 
+/// A file dropped on the window.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Err("a folder".into())
+    }
+}
+
+#[test]
+fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Tiny::Qwen2.write(tmp.path());
+    let mut h = harness(None);
+    h.run_steps(2);
+    let drop = |h: &mut Harness<'_, App>, path: PathBuf| {
+        h.input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(Dropped(path)));
+        h.step();
+    };
+    drop(&mut h, model.clone());
+    step_until(&mut h, 60, "the dropped model's inspection", |a| {
+        a.models.slots[0].info.is_some()
+    });
+    assert_eq!(h.state().settings.models[0], model.display().to_string());
+    assert_eq!(h.state().settings.recent_models[0], model.display().to_string());
+    h.get_by_label("qwen2");
+
+    drop(&mut h, fixture());
+    step_until(&mut h, 60, "the dropped results", |a| {
+        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+    });
+}
+
 #[test]
 fn snapshots_of_every_view() {
     let mut h = rendering_harness();
