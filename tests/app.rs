@@ -109,6 +109,21 @@ fn open_results_switch_modes_slide_select_and_sort() {
     assert_eq!(h.state().settings.top_k, 20);
     assert_eq!(h.state().views.graph.drawn, 20);
 
+    // Hover the middle of the largest edge: its name and both scores show.
+    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let top = circuit.order(Mode::Base)[0];
+    let name = circuit.edge_name(top);
+    let mid = h
+        .state()
+        .views
+        .graph
+        .to_screen(circuit.edges[top as usize].at(0.5));
+    h.hover_at(mid);
+    h.run_steps(40);
+    assert_eq!(h.state().views.graph.hovered, Some(top));
+    h.get_by_label(&name);
+    h.get_by_label_contains("Tuned: ");
+
     let circuit = &h.state().results.as_ref().unwrap().circuit;
     let m1 = circuit.nodes.iter().position(|n| n.name == "m1").unwrap();
     let pos = h.state().views.graph.node_screen[m1];
@@ -238,7 +253,10 @@ fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
         a.models.slots[0].info.is_some()
     });
     assert_eq!(h.state().settings.models[0], model.display().to_string());
-    assert_eq!(h.state().settings.recent_models[0], model.display().to_string());
+    assert_eq!(
+        h.state().settings.recent_models[0],
+        model.display().to_string()
+    );
     h.get_by_label("qwen2");
 
     drop(&mut h, fixture());

@@ -26,6 +26,8 @@ pub struct GraphState {
     pub node_screen: Vec<Pos2>,
     /// Edges drawn in the last frame.
     pub drawn: usize,
+    /// The edge under the pointer in the last frame.
+    pub hovered: Option<u32>,
     canvas: Option<Rect>,
 }
 
@@ -42,7 +44,8 @@ impl GraphState {
         self.canvas.map_or(Pos2::ZERO, |c| c.min)
     }
 
-    fn to_screen(&self, p: Pos2) -> Pos2 {
+    /// The screen position of a layout position.
+    pub fn to_screen(&self, p: Pos2) -> Pos2 {
         self.origin() + self.offset + p.to_vec2() * self.zoom
     }
 
@@ -221,14 +224,13 @@ pub fn canvas_ui(
             palette.node(),
         );
     }
-    let name_of_node = hovered_node.map(|i| circuit.nodes[i].name.clone());
-    response.on_hover_ui_at_pointer(|ui| {
-        if let Some(name) = &name_of_node {
-            ui.label(format!("{name} (click to list its edges)"));
-        } else if let Some(e) = hovered_edge {
-            edge_tooltip_ui(ui, circuit, e);
-        }
-    });
+    state.hovered = hovered_edge;
+    if let Some(i) = hovered_node {
+        let name = &circuit.nodes[i].name;
+        response.on_hover_text_at_pointer(format!("{name} (click to list its edges)"));
+    } else if let Some(e) = hovered_edge {
+        response.on_hover_ui_at_pointer(|ui| edge_tooltip_ui(ui, circuit, e));
+    }
     hovered_edge
 }
 
