@@ -57,6 +57,16 @@ pub fn synthetic_circuit(layers: usize, heads: Option<(usize, usize)>) -> anyhow
     Ok(Circuit::new(&graph, base, Some(tuned)))
 }
 
+/// CPU seconds (user + system, all threads) this process has used, where `/proc` tells.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 struct BenchApp {
     circuit: Circuit,
     state: GraphState,
@@ -65,6 +75,8 @@ struct BenchApp {
     last: Option<Instant>,
     intervals: Vec<f64>,
     cpu: Vec<f64>,
+    /// Process CPU time and wall clock when measuring began.
+    start: Option<(Option<f64>, Instant)>,
     report: Arc<Mutex<Option<String>>>,
 }
 
@@ -78,6 +90,9 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
 impl eframe::App for BenchApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let now = Instant::now();
+        if self.frame == WARM_UP {
+            self.start = Some((process_cpu_secs(), now));
+        }
         if self.frame > WARM_UP {
             if let Some(last) = self.last {
                 self.intervals.push((now - last).as_secs_f64() * 1e3);
@@ -94,8 +109,16 @@ impl eframe::App for BenchApp {
         });
         if self.intervals.len() >= self.opts.frames {
             let (mut iv, mut cpu) = (self.intervals.clone(), self.cpu.clone());
+            let process = match (self.start, process_cpu_secs()) {
+                (Some((Some(c0), t0)), Some(c1)) => format!(
+                    "; process CPU time {:.1} ms per frame ({:.2} cores busy)",
+                    (c1 - c0) * 1e3 / iv.len() as f64,
+                    (c1 - c0) / (now - t0).as_secs_f64()
+                ),
+                _ => String::new(),
+            };
             let text = format!(
-                "{} edges, {} drawn per frame, {} frames: frame interval median {:.2} ms, p95 {:.2} ms; egui CPU time median {:.2} ms, p95 {:.2} ms",
+                "{} edges, {} drawn per frame, {} frames: frame interval median {:.2} ms, p95 {:.2} ms; egui CPU time median {:.2} ms, p95 {:.2} ms{process}",
                 self.circuit.edges.len(),
                 self.state.drawn,
                 iv.len(),
@@ -137,6 +160,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<String> {
                 last: None,
                 intervals: Vec::new(),
                 cpu: Vec::new(),
+                start: None,
                 report: app_report,
             }))
         }),

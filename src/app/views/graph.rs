@@ -3,15 +3,20 @@
 //! scores in both models; a click selects a node and lists its edges.
 //!
 //! Level of detail: only the top-k edges are considered, edges outside the visible area are
-//! culled, at most [`MAX_DRAWN`] are drawn (largest first), curves get fewer segments when they
-//! are short on screen, and node labels appear only when there is room for them.
+//! culled, at most [`MAX_DRAWN`] are drawn (largest first), more than [`FINE_LIMIT`] are drawn
+//! as one plain mesh, curves get fewer segments when they are short on screen, and node labels
+//! appear only when there is room for them.
 
 use super::super::circuit::{Circuit, Mode};
 use super::super::theme::Palette;
-use egui::{pos2, vec2, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
+use egui::{pos2, vec2, Mesh, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 
 /// Most edges drawn in one frame; the largest visible ones are kept.
 pub const MAX_DRAWN: usize = 6000;
+
+/// Up to this many edges are drawn as anti-aliased strokes; more as one mesh of plain quads
+/// with fewer segments per curve (the software renderer's cost is in the triangles).
+pub const FINE_LIMIT: usize = 1500;
 
 /// Pan, zoom and selection of one graph canvas.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +63,19 @@ fn segment_distance(p: Pos2, a: Pos2, b: Pos2) -> f32 {
     let ab = b - a;
     let t = ((p - a).dot(ab) / ab.length_sq().max(1e-6)).clamp(0.0, 1.0);
     p.distance(a + ab * t)
+}
+
+/// Append a polyline as one quad per segment (no joins, no anti-aliasing).
+fn add_quads(mesh: &mut Mesh, points: &[Pos2], width: f32, color: egui::Color32) {
+    for w in points.windows(2) {
+        let n = (w[1] - w[0]).normalized().rot90() * (width / 2.0);
+        let i = mesh.vertices.len() as u32;
+        for p in [w[0] + n, w[0] - n, w[1] + n, w[1] - n] {
+            mesh.colored_vertex(p, color);
+        }
+        mesh.add_triangle(i, i + 1, i + 2);
+        mesh.add_triangle(i + 1, i + 3, i + 2);
+    }
 }
 
 /// The top-k slider; `k` is clamped to the number of edges.
@@ -128,18 +146,23 @@ pub fn canvas_ui(
     let visible =
         Rect::from_min_max(state.to_layout(canvas.min), state.to_layout(canvas.max)).expand(0.5);
     let pointer = response.hover_pos();
-    let mut hovered: Option<(u32, f32)> = None;
-    let mut shapes = Vec::new();
-    let mut points = Vec::with_capacity(16);
-    let mut drawn = 0;
+    let mut ids = Vec::new();
     for &e in order.iter().take(top_k) {
-        if drawn >= MAX_DRAWN {
+        if ids.len() >= MAX_DRAWN {
             break;
         }
-        let edge = &circuit.edges[e as usize];
-        if !visible.intersects(edge.bounds()) {
-            continue;
+        if visible.intersects(circuit.edges[e as usize].bounds()) {
+            ids.push(e);
         }
+    }
+    let coarse = ids.len() > FINE_LIMIT;
+    let mut hovered: Option<(u32, f32)> = None;
+    let mut shapes = Vec::new();
+    let mut mesh = Mesh::default();
+    let mut points = Vec::with_capacity(16);
+    // Smallest first, so that the largest edges lie on top.
+    for &e in ids.iter().rev() {
+        let edge = &circuit.edges[e as usize];
         let v = values[e as usize];
         let t = v.abs() / max;
         let width = 0.4 + 3.6 * t;
@@ -150,7 +173,11 @@ pub fn canvas_ui(
         };
         let color = base.gamma_multiply(0.25 + 0.75 * t);
         let length = (edge.to - edge.from).length() * state.zoom;
-        let segments = (length / 24.0).clamp(1.0, 12.0) as usize;
+        let segments = if coarse {
+            (length / 48.0).clamp(1.0, 6.0)
+        } else {
+            (length / 24.0).clamp(1.0, 12.0)
+        } as usize;
         points.clear();
         points.extend((0..=segments).map(|i| state.to_screen(edge.at(i as f32 / segments as f32))));
         if let Some(p) = pointer {
@@ -162,11 +189,19 @@ pub fn canvas_ui(
                 hovered = Some((e, d));
             }
         }
-        shapes.push(Shape::line(points.clone(), Stroke::new(width, color)));
-        drawn += 1;
+        if coarse {
+            add_quads(&mut mesh, &points, width.max(1.0), color);
+        } else {
+            shapes.push(Shape::line(points.clone(), Stroke::new(width, color)));
+        }
     }
+    let drawn = ids.len();
     state.drawn = drawn;
-    painter.extend(shapes);
+    if coarse {
+        painter.add(Shape::mesh(mesh));
+    } else {
+        painter.extend(shapes);
+    }
 
     let radius = (state.zoom * circuit.node_spacing * 0.6).clamp(1.5, 9.0);
     let show_labels = state.zoom * circuit.node_spacing * 2.0 > 14.0 && state.zoom > 40.0;
