@@ -1,8 +1,10 @@
 //! circuitdiff: what fine-tuning changed inside a language model.
 //!
 //! The library holds everything below the user interfaces: [`model`] loads checkpoints and runs
-//! the transformer (for generation, and differentiably for attribution).
+//! the transformer (for generation, and differentiably for attribution); [`app`] is the desktop
+//! app, the only module that knows about windows.
 
+pub mod app;
 pub mod assets;
 pub mod attribution;
 pub mod fsutil;

@@ -1,4 +1,4 @@
-//! The `circuitdiff` binary: subcommands run headless jobs.
+//! The `circuitdiff` binary: subcommands run headless jobs; without one it opens the app.
 
 mod cli;
 

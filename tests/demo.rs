@@ -10,7 +10,8 @@ use std::path::Path;
 fn demo_reproduces_the_committed_results() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let (ok, stdout, stderr) = common::circuitdiff(&["demo", "--out", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) =
+        common::circuitdiff(&["demo", "--no-gui", "--out", out.to_str().unwrap()]);
     assert!(ok, "demo failed: {stderr}");
     for pair in ["grpo", "ppo", "dpo"] {
         assert!(stdout.contains(&format!("base → {pair}")), "{stdout}");

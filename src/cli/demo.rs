@@ -13,6 +13,9 @@ pub struct Args {
     /// re-running continues an interrupted run.
     #[arg(long, default_value = "circuitdiff-demo")]
     out: PathBuf,
+    /// Only write the reports; do not open the app on them.
+    #[arg(long)]
+    no_gui: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -49,5 +52,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     println!("wrote {}", args.out.join("summary.md").display());
-    Ok(())
+    if args.no_gui {
+        return Ok(());
+    }
+    if cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        eprintln!("no display: not opening the app (open the results later with `circuitdiff --open DIR`)");
+        return Ok(());
+    }
+    circuitdiff::app::run(circuitdiff::app::Options {
+        persist: true,
+        open: Some(args.out.join(circuitdiff::study::demo::PAIRS[0])),
+        screenshot: None,
+    })
 }

@@ -2,6 +2,7 @@
 
 mod bars;
 mod bench;
+mod bench_gui;
 mod demo;
 mod inspect;
 mod lab;
@@ -9,21 +10,33 @@ mod score;
 mod study;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
-/// Compare the circuits of a base model and its fine-tuned version.
+/// Compare the circuits of a base model and its fine-tuned version. Without a subcommand, open
+/// the desktop app.
 #[derive(Debug, Parser)]
 #[command(name = "circuitdiff", version, about)]
 pub struct Cli {
     /// CPU threads for tensor work (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// App: neither read nor write saved settings.
+    #[arg(long)]
+    no_persist: bool,
+    /// App: open this study, comparison or run directory.
+    #[arg(long)]
+    open: Option<PathBuf>,
+    /// App: save the shown view to this PNG once the results are on screen, then exit.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     Bench(bench::Args),
+    BenchGui(bench_gui::Args),
     Compare(score::CompareArgs),
     Demo(demo::Args),
     Inspect(inspect::Args),
@@ -35,8 +48,16 @@ enum Command {
 
 /// Run the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return circuitdiff::app::run(circuitdiff::app::Options {
+            persist: !cli.no_persist,
+            open: cli.open,
+            screenshot: cli.screenshot,
+        });
+    };
+    match command {
         Command::Bench(args) => bench::run(&args),
+        Command::BenchGui(args) => bench_gui::run(&args),
         Command::Compare(args) => score::compare(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Inspect(args) => inspect::run(&args),

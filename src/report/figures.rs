@@ -45,6 +45,48 @@ pub struct Histogram {
     pub series: Vec<(String, Vec<f64>)>,
 }
 
+/// A histogram's counts: `bins` equal-width bins from `lo`, one count vector per series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binned {
+    pub lo: f64,
+    pub width: f64,
+    pub counts: Vec<Vec<usize>>,
+}
+
+impl Histogram {
+    /// Count every series' finite values into bins spanning all series (one unit wide around a
+    /// single repeated value).
+    pub fn binned(&self) -> Binned {
+        let all = self
+            .series
+            .iter()
+            .flat_map(|s| s.1.iter().copied())
+            .filter(|v| v.is_finite());
+        let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo > hi {
+            (0.0, 1.0)
+        } else if hi == lo {
+            (lo - 0.5, hi + 0.5)
+        } else {
+            (lo, hi)
+        };
+        let bins = self.bins.max(1);
+        let width = (hi - lo) / bins as f64;
+        let counts = self
+            .series
+            .iter()
+            .map(|(_, v)| {
+                let mut c = vec![0usize; bins];
+                for &x in v.iter().filter(|x| x.is_finite()) {
+                    c[(((x - lo) / width) as usize).min(bins - 1)] += 1;
+                }
+                c
+            })
+            .collect();
+        Binned { lo, width, counts }
+    }
+}
+
 fn percentile(sorted: &[f32], q: f64) -> f32 {
     if sorted.is_empty() {
         return 0.0;
@@ -154,6 +196,25 @@ pub fn cumulative_share(base: &Run, tuned: &Run) -> LineChart {
         y_label: "share of total |score|".into(),
         log_y: false,
         series,
+    }
+}
+
+/// Histogram of the signed edge scores of each run's mean vector.
+pub fn score_histogram(runs: &[(&str, &Run)]) -> Histogram {
+    Histogram {
+        title: "signed edge scores".into(),
+        x_label: "score (mean over samples)".into(),
+        bins: 60,
+        series: runs
+            .iter()
+            .map(|(name, run)| {
+                let values = run.manifest.graph.edge_values(&run.mean_scores());
+                (
+                    (*name).to_owned(),
+                    values.into_iter().map(f64::from).collect(),
+                )
+            })
+            .collect(),
     }
 }
 

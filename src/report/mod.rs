@@ -1,8 +1,9 @@
 //! Results on disk: the run directory (manifest, scores, metrics, NumPy export) and the paired
-//! comparison of two runs.
+//! comparison of two runs, figures as data, training logs.
 
 pub mod comparison;
 pub mod figures;
 pub mod npz;
 pub mod render;
 pub mod run;
+pub mod train_log;

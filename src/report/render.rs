@@ -185,32 +185,8 @@ pub fn line_png(chart_data: &LineChart, path: &Path) -> Result<(), RenderError> 
 pub fn histogram_png(h: &Histogram, path: &Path) -> Result<(), RenderError> {
     png(path, (720, 460), |root| {
         root.fill(&WHITE)?;
-        let all = h
-            .series
-            .iter()
-            .flat_map(|s| s.1.iter().copied())
-            .filter(|v| v.is_finite());
-        let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-        let (lo, hi) = if lo > hi {
-            (0.0, 1.0)
-        } else if hi - lo < 1.0 {
-            (lo - 0.5, hi + 0.5)
-        } else {
-            (lo, hi)
-        };
-        let bins = h.bins.max(1);
-        let width = (hi - lo) / bins as f64;
-        let counts: Vec<Vec<usize>> = h
-            .series
-            .iter()
-            .map(|(_, v)| {
-                let mut c = vec![0usize; bins];
-                for &x in v.iter().filter(|x| x.is_finite()) {
-                    c[(((x - lo) / width) as usize).min(bins - 1)] += 1;
-                }
-                c
-            })
-            .collect();
+        let super::figures::Binned { lo, width, counts } = h.binned();
+        let hi = lo + width * h.bins.max(1) as f64;
         let top = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
         let mut chart = ChartBuilder::on(root)
             .caption(&h.title, (FONT, 20))

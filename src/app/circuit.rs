@@ -1,0 +1,298 @@
+//! The circuit graph as the app draws it: node positions (layers left to right), edge geometry
+//! and the edge scores of base, tuned and their difference, each with its edges ordered by
+//! |score| so that a top-k is a prefix.
+//!
+//! Layout units: one unit between consecutive nodes of the residual stream. `input` and
+//! `logits` sit on y = 0, attention above (heads stacked upwards at head level), MLPs below.
+
+use crate::attribution::{Graph, Level};
+use egui::{pos2, Pos2, Rect};
+use std::sync::OnceLock;
+
+/// Which scores the views show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Mode {
+    #[default]
+    Base,
+    Tuned,
+    /// Tuned − base.
+    Difference,
+}
+
+impl Mode {
+    pub const ALL: [Self; 3] = [Self::Base, Self::Tuned, Self::Difference];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Base => "Base",
+            Self::Tuned => "Tuned",
+            Self::Difference => "Difference",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A node of the drawing.
+#[derive(Debug, Clone)]
+pub struct CircuitNode {
+    pub name: String,
+    pub pos: Pos2,
+}
+
+/// An edge of the drawing: a quadratic curve from `from` through `ctrl` to `to`.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitEdge {
+    /// Source and destination indices of the graph (dense layout).
+    pub source: u32,
+    pub destination: u32,
+    /// Drawing nodes it joins.
+    pub from_node: u32,
+    pub to_node: u32,
+    pub from: Pos2,
+    pub ctrl: Pos2,
+    pub to: Pos2,
+}
+
+impl CircuitEdge {
+    /// Bounding box of the curve (it lies inside the hull of its three points).
+    pub fn bounds(&self) -> Rect {
+        Rect::from_points(&[self.from, self.ctrl, self.to])
+    }
+
+    /// The point at parameter `t` ∈ [0, 1].
+    pub fn at(&self, t: f32) -> Pos2 {
+        let u = 1.0 - t;
+        let v = self.from.to_vec2() * (u * u)
+            + self.ctrl.to_vec2() * (2.0 * u * t)
+            + self.to.to_vec2() * (t * t);
+        v.to_pos2()
+    }
+}
+
+/// Nodes, edges and scores of one circuit (the mean vectors, or one sample).
+pub struct Circuit {
+    pub graph: Graph,
+    pub nodes: Vec<CircuitNode>,
+    pub edges: Vec<CircuitEdge>,
+    values: [Option<Vec<f32>>; 3],
+    order: [OnceLock<Vec<u32>>; 3],
+    /// Half the vertical distance between neighbouring nodes, in layout units.
+    pub node_spacing: f32,
+}
+
+/// Strip a destination's input port: `a3<q>` → `a3`, `a3.h5<k>` → `a3.h5`.
+fn node_of(dest: &str) -> &str {
+    dest.split('<').next().unwrap_or(dest)
+}
+
+fn port_offset(dest: &str) -> f32 {
+    if dest.ends_with("<q>") {
+        -0.12
+    } else if dest.ends_with("<v>") {
+        0.12
+    } else {
+        0.0
+    }
+}
+
+impl Circuit {
+    /// The circuit of `graph` with edge values (in edge-id order) of base and, when present,
+    /// tuned.
+    pub fn new(graph: &Graph, base: Vec<f32>, tuned: Option<Vec<f32>>) -> Self {
+        let heads = match graph.level {
+            Level::Block => 1,
+            Level::Head => graph
+                .sources
+                .iter()
+                .filter(|n| n.layer == Some(0) && n.name.starts_with('a'))
+                .count()
+                .max(1),
+        };
+        let head_step = if heads > 1 { 3.0 / heads as f32 } else { 0.0 };
+        let mut nodes = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for n in &graph.sources {
+            let pos = match (n.name.as_str(), n.layer) {
+                ("input", _) => pos2(0.0, 0.0),
+                (name, Some(l)) if name.starts_with('m') => pos2(2.0 + 2.0 * l as f32, 1.0),
+                (name, Some(l)) => {
+                    let h = name
+                        .split(".h")
+                        .nth(1)
+                        .and_then(|h| h.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    pos2(1.0 + 2.0 * l as f32, -1.0 - head_step * h as f32)
+                }
+                (_, None) => pos2(0.0, 0.0),
+            };
+            index.insert(n.name.clone(), nodes.len());
+            nodes.push(CircuitNode {
+                name: n.name.clone(),
+                pos,
+            });
+        }
+        index.insert("logits".into(), nodes.len());
+        nodes.push(CircuitNode {
+            name: "logits".into(),
+            pos: pos2(1.0 + 2.0 * graph.layers as f32, 0.0),
+        });
+        let port_scale = if heads > 1 { 0.3 } else { 1.0 };
+        let edges = graph
+            .edges()
+            .into_iter()
+            .map(|(s, d)| {
+                let dest = &graph.destinations[d].name;
+                let to_node = index.get(node_of(dest)).copied().unwrap_or(0);
+                let from_node = s;
+                let from = nodes[from_node].pos;
+                let to = nodes[to_node].pos + egui::vec2(0.0, port_offset(dest) * port_scale);
+                let dx = to.x - from.x;
+                let side = if from.y + to.y > 0.0 { 1.0 } else { -1.0 };
+                let mid = from.lerp(to, 0.5);
+                let ctrl = mid + egui::vec2(0.0, side * 0.22 * dx.abs().sqrt() * dx.abs().min(6.0));
+                CircuitEdge {
+                    source: s as u32,
+                    destination: d as u32,
+                    from_node: from_node as u32,
+                    to_node: to_node as u32,
+                    from,
+                    ctrl,
+                    to,
+                }
+            })
+            .collect();
+        let difference = tuned
+            .as_ref()
+            .map(|t| t.iter().zip(&base).map(|(t, b)| t - b).collect());
+        Self {
+            graph: graph.clone(),
+            nodes,
+            edges,
+            values: [Some(base), tuned, difference],
+            order: Default::default(),
+            node_spacing: if heads > 1 { head_step / 2.0 } else { 0.5 },
+        }
+    }
+
+    /// The edge values of `mode`, or `None` when this circuit has no tuned run.
+    pub fn values(&self, mode: Mode) -> Option<&[f32]> {
+        self.values[mode.index()].as_deref()
+    }
+
+    /// The modes this circuit has values for.
+    pub fn modes(&self) -> Vec<Mode> {
+        Mode::ALL
+            .into_iter()
+            .filter(|m| self.values(*m).is_some())
+            .collect()
+    }
+
+    /// Edge ids by |value| of `mode`, largest first (empty without values).
+    pub fn order(&self, mode: Mode) -> &[u32] {
+        self.order[mode.index()].get_or_init(|| {
+            let Some(v) = self.values(mode) else {
+                return Vec::new();
+            };
+            let mut ids: Vec<u32> = (0..v.len() as u32).collect();
+            ids.sort_by(|&a, &b| v[b as usize].abs().total_cmp(&v[a as usize].abs()));
+            ids
+        })
+    }
+
+    /// The name of edge `e`: `m0->a3<q>`.
+    pub fn edge_name(&self, e: u32) -> String {
+        let edge = &self.edges[e as usize];
+        self.graph
+            .edge_name(edge.source as usize, edge.destination as usize)
+    }
+
+    /// Edges into and out of drawing node `node`, each sorted by value of `mode`, largest first.
+    pub fn edges_of(&self, node: usize, mode: Mode) -> (Vec<u32>, Vec<u32>) {
+        let Some(v) = self.values(mode) else {
+            return (Vec::new(), Vec::new());
+        };
+        let (mut incoming, mut outgoing) = (Vec::new(), Vec::new());
+        for (i, e) in self.edges.iter().enumerate() {
+            if e.to_node as usize == node {
+                incoming.push(i as u32);
+            }
+            if e.from_node as usize == node {
+                outgoing.push(i as u32);
+            }
+        }
+        let by_value = |a: &u32, b: &u32| v[*b as usize].total_cmp(&v[*a as usize]);
+        incoming.sort_by(by_value);
+        outgoing.sort_by(by_value);
+        (incoming, outgoing)
+    }
+
+    /// Bounding box of the nodes, in layout units.
+    pub fn bounds(&self) -> Rect {
+        let points: Vec<Pos2> = self.nodes.iter().map(|n| n.pos).collect();
+        Rect::from_points(&points).expand(0.6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelConfig;
+
+    fn config(layers: usize, heads: usize, kv: usize) -> ModelConfig {
+        let json = serde_json::json!({
+            "model_type": "llama", "vocab_size": 32, "hidden_size": 8 * heads,
+            "intermediate_size": 16, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": kv,
+        });
+        ModelConfig::from_hf_json(&json, std::path::Path::new("config.json")).unwrap()
+    }
+
+    #[test]
+    fn every_edge_joins_its_nodes_and_orders_by_magnitude() {
+        let graph = Graph::new(&config(3, 4, 2), Level::Block);
+        let n = graph.num_edges();
+        let base: Vec<f32> = (0..n).map(|i| (i as f32 - 20.0) / 7.0).collect();
+        let tuned: Vec<f32> = base.iter().map(|v| v * 2.0).collect();
+        let c = Circuit::new(&graph, base.clone(), Some(tuned));
+        assert_eq!(c.nodes.len(), graph.sources.len() + 1);
+        assert_eq!(c.edges.len(), n);
+        for (i, e) in c.edges.iter().enumerate() {
+            let name = c.edge_name(i as u32);
+            let (src, dst) = name.split_once("->").unwrap();
+            assert_eq!(c.nodes[e.from_node as usize].name, src);
+            assert_eq!(c.nodes[e.to_node as usize].name, node_of(dst));
+            assert!(e.from.x < e.to.x, "{name} goes backwards");
+        }
+        let order = c.order(Mode::Difference);
+        let diff = c.values(Mode::Difference).unwrap();
+        assert!(order
+            .windows(2)
+            .all(|w| diff[w[0] as usize].abs() >= diff[w[1] as usize].abs()));
+        assert_eq!(diff[5], base[5]);
+
+        let logits = c.nodes.len() - 1;
+        let (incoming, outgoing) = c.edges_of(logits, Mode::Base);
+        assert_eq!(incoming.len(), 1 + 2 * 3);
+        assert!(outgoing.is_empty());
+        assert!(incoming
+            .windows(2)
+            .all(|w| base[w[0] as usize] >= base[w[1] as usize]));
+    }
+
+    #[test]
+    fn heads_are_stacked_and_keys_join_their_head() {
+        let graph = Graph::new(&config(2, 4, 2), Level::Head);
+        let c = Circuit::new(&graph, vec![1.0; graph.num_edges()], None);
+        assert_eq!(c.modes(), [Mode::Base]);
+        let pos = |name: &str| c.nodes.iter().find(|n| n.name == name).unwrap().pos;
+        assert!(pos("a1.h3").y < pos("a1.h0").y);
+        assert_eq!(pos("a1.h3").x, pos("a1.h0").x);
+        let e = (0..c.edges.len() as u32)
+            .find(|&e| c.edge_name(e) == "input->a1.h1<k>")
+            .unwrap();
+        assert_eq!(c.nodes[c.edges[e as usize].to_node as usize].name, "a1.h1");
+    }
+}

@@ -1,0 +1,152 @@
+//! PNG export of what is on screen: show the view, let it settle for a few frames, take a
+//! viewport screenshot, crop it to the view's area and write the PNG on a background thread.
+//! "Save PNG" queues one view, "Export all figures" every view; `--screenshot` uses the same
+//! queue.
+
+use super::views::View;
+use super::worker::{Message, Worker};
+use egui::{ColorImage, Rect};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Frames drawn with the view shown before the screenshot is taken.
+const SETTLE_FRAMES: u32 = 3;
+
+struct Current {
+    view: View,
+    path: PathBuf,
+    frames: u32,
+    /// The view's area when the screenshot was requested.
+    requested: Option<Rect>,
+}
+
+/// A finished save: the file and its size in pixels, or what went wrong.
+pub type Saved = Result<(PathBuf, [usize; 2]), String>;
+
+/// The export queue.
+pub struct Exporter {
+    queue: VecDeque<(View, PathBuf)>,
+    current: Option<Current>,
+    tx: SyncSender<Arc<ColorImage>>,
+    rx: Receiver<Arc<ColorImage>>,
+    saving: Vec<Worker<(PathBuf, [usize; 2])>>,
+}
+
+impl Default for Exporter {
+    fn default() -> Self {
+        let (tx, rx) = sync_channel(2);
+        Self {
+            queue: VecDeque::new(),
+            current: None,
+            tx,
+            rx,
+            saving: Vec::new(),
+        }
+    }
+}
+
+/// Write `image` as a PNG at `path`; a partial file is removed on failure.
+pub fn write_png(image: &ColorImage, path: &Path) -> Result<(), String> {
+    let [w, h] = image.size;
+    let bytes: Vec<u8> = image
+        .pixels
+        .iter()
+        .flat_map(|c| c.to_srgba_unmultiplied())
+        .collect();
+    let buffer = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+        .ok_or_else(|| "screenshot has an unexpected size".to_owned())?;
+    buffer
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| {
+            std::fs::remove_file(path).ok();
+            format!("{}: {e}", path.display())
+        })
+}
+
+impl Exporter {
+    /// Queue a view to be saved to `path`.
+    pub fn enqueue(&mut self, view: View, path: PathBuf) {
+        self.queue.push_back((view, path));
+    }
+
+    /// Whether anything is queued, being captured or being written.
+    pub fn busy(&self) -> bool {
+        !self.queue.is_empty() || self.current.is_some() || !self.saving.is_empty()
+    }
+
+    /// Per-frame work before drawing: returns the view to show while capturing, and the
+    /// finished saves (path and pixel size, or an error).
+    pub fn logic(&mut self, ctx: &egui::Context) -> (Option<View>, Vec<Saved>) {
+        let mut done = Vec::new();
+        while let Ok(image) = self.rx.try_recv() {
+            let Some(current) = self.current.take_if(|c| c.requested.is_some()) else {
+                continue;
+            };
+            let rect = current.requested.unwrap_or(Rect::NOTHING);
+            let ppp = ctx.pixels_per_point();
+            let full = Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(image.size[0] as f32, image.size[1] as f32) / ppp,
+            );
+            let cropped = image.region(&rect.intersect(full), Some(ppp));
+            let path = current.path;
+            let repaint = ctx.clone();
+            match Worker::spawn(
+                "png-writer",
+                Box::new(move || repaint.request_repaint()),
+                move |_, _| {
+                    write_png(&cropped, &path)?;
+                    Ok((path, cropped.size))
+                },
+            ) {
+                Ok(w) => self.saving.push(w),
+                Err(e) => done.push(Err(format!("cannot start the PNG writer: {e}"))),
+            }
+        }
+        self.saving.retain_mut(|w| {
+            let mut finished = false;
+            for msg in w.poll(Duration::from_millis(1)) {
+                if let Message::Finished(r) = msg {
+                    done.push(r);
+                    finished = true;
+                }
+            }
+            !finished
+        });
+        if self.current.is_none() {
+            if let Some((view, path)) = self.queue.pop_front() {
+                self.current = Some(Current {
+                    view,
+                    path,
+                    frames: 0,
+                    requested: None,
+                });
+            }
+        }
+        if self.busy() {
+            ctx.request_repaint();
+        }
+        (self.current.as_ref().map(|c| c.view), done)
+    }
+
+    /// After a frame that showed the view in `view_rect`: request the screenshot once the view
+    /// has settled.
+    pub fn after_frame(&mut self, ctx: &egui::Context, view_rect: Rect) {
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        current.frames += 1;
+        if current.frames >= SETTLE_FRAMES && current.requested.is_none() {
+            current.requested = Some(view_rect);
+            let tx = self.tx.clone();
+            let repaint = ctx.clone();
+            ctx.request_screenshot(move |image| {
+                tx.try_send(image).ok();
+                repaint.request_repaint();
+            });
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The model picker: a base slot and a tuned slot, each filled from a file dialog, by drag and
+//! drop, or with a Hugging Face id (downloaded with per-file progress, cancellable), then
+//! inspected; a pair whose vocabularies differ is refused with the reason.
+
+use super::commands::Command;
+use super::theme::Palette;
+use super::worker::{Message, Stages, Unwound, Worker};
+use crate::model::{self, DownloadProgress, HubOptions, ModelInfo};
+use crate::progress::{CancelToken, Progress};
+use egui::Ui;
+use std::time::Duration;
+
+/// The slots' titles.
+pub const SLOTS: [&str; 2] = ["Base model", "Tuned model"];
+
+/// One slot's inspection.
+#[derive(Default)]
+pub struct Slot {
+    /// The spec the info is about.
+    pub info: Option<(String, ModelInfo)>,
+    job: Option<(String, Worker<ModelInfo>)>,
+    download: Stages,
+    pub error: Option<String>,
+    /// Where the slot was drawn (drops over it fill it).
+    pub rect: Option<egui::Rect>,
+}
+
+/// Whether the two models can be compared.
+#[derive(Default)]
+pub enum Vocab {
+    #[default]
+    Unknown,
+    Checking(Worker<Option<String>>),
+    Same,
+    /// Why not.
+    Different(String),
+}
+
+/// The picker's state.
+#[derive(Default)]
+pub struct ModelPicker {
+    pub slots: [Slot; 2],
+    pub vocab: Vocab,
+}
+
+/// Reports Hub downloads as progress stages; unwinds with [`Unwound`] when cancelled, the only
+/// way out of the download's byte counter (the partial file is resumed next time).
+struct DownloadBridge<'a> {
+    progress: &'a mut dyn Progress,
+    cancel: &'a CancelToken,
+    done: u64,
+}
+
+impl DownloadProgress for DownloadBridge<'_> {
+    fn start(&mut self, file: &str, size: u64) {
+        self.done = 0;
+        self.progress.start(&format!("download {file}"), size);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if self.cancel.is_cancelled() {
+            std::panic::resume_unwind(Box::new(Unwound));
+        }
+        self.done += bytes;
+        self.progress.set(self.done);
+    }
+
+    fn finish(&mut self) {}
+}
+
+fn describe_difference(a: &[(String, u32)], b: &[(String, u32)]) -> String {
+    let first = a.iter().zip(b).position(|(x, y)| x != y);
+    let at = match first {
+        Some(i) => format!(
+            "; first difference at id {}: {:?} vs {:?}",
+            a[i].1, a[i].0, b[i].0
+        ),
+        None => String::new(),
+    };
+    format!(
+        "the vocabularies differ (base {} tokens, tuned {}{at}): circuits can only be compared between checkpoints of one tokenizer",
+        a.len(),
+        b.len()
+    )
+}
+
+impl ModelPicker {
+    /// Inspect `spec` in `slot` (resolving, and downloading a Hub id first).
+    pub fn inspect(&mut self, ctx: &egui::Context, slot: usize, spec: String) {
+        let s = &mut self.slots[slot];
+        s.error = None;
+        s.download = Stages::default();
+        s.info = None;
+        self.vocab = Vocab::Unknown;
+        let repaint = ctx.clone();
+        let job_spec = spec.clone();
+        match Worker::spawn(
+            "model-inspect",
+            Box::new(move || repaint.request_repaint()),
+            move |progress, cancel| {
+                let mut bridge = DownloadBridge {
+                    progress,
+                    cancel,
+                    done: 0,
+                };
+                let ckpt = model::resolve(&job_spec, &HubOptions::default(), Some(&mut bridge))
+                    .map_err(|e| format!("{e:#}"))?;
+                model::inspect(&job_spec, &ckpt, 512).map_err(|e| format!("{e:#}"))
+            },
+        ) {
+            Ok(w) => s.job = Some((spec, w)),
+            Err(e) => s.error = Some(format!("cannot start: {e}")),
+        }
+    }
+
+    /// Stop a slot's download or inspection.
+    pub fn cancel(&mut self, slot: usize) {
+        if let Some((_, w)) = &self.slots[slot].job {
+            w.cancel();
+        }
+    }
+
+    /// Drain the jobs; returns the specs inspected successfully (for the recent list).
+    pub fn logic(&mut self, ctx: &egui::Context) -> Vec<String> {
+        let mut inspected = Vec::new();
+        for s in &mut self.slots {
+            let Some((spec, worker)) = &mut s.job else {
+                continue;
+            };
+            let mut finished = None;
+            for msg in worker.poll(Duration::from_millis(2)) {
+                s.download.apply(&msg);
+                if let Message::Finished(r) = msg {
+                    finished = Some(r);
+                }
+            }
+            match finished {
+                Some(Ok(info)) => {
+                    inspected.push(spec.clone());
+                    s.info = Some((spec.clone(), info));
+                    s.job = None;
+                }
+                Some(Err(e)) => {
+                    s.error = Some(e);
+                    s.job = None;
+                }
+                None => {}
+            }
+        }
+        if let Vocab::Checking(w) = &mut self.vocab {
+            for msg in w.poll(Duration::from_millis(2)) {
+                if let Message::Finished(r) = msg {
+                    self.vocab = match r {
+                        Ok(None) => Vocab::Same,
+                        Ok(Some(why)) | Err(why) => Vocab::Different(why),
+                    };
+                    break;
+                }
+            }
+        } else if matches!(self.vocab, Vocab::Unknown) {
+            if let [Some((a, _)), Some((b, _))] = [&self.slots[0].info, &self.slots[1].info] {
+                let (a, b) = (a.clone(), b.clone());
+                let repaint = ctx.clone();
+                if let Ok(w) = Worker::spawn(
+                    "vocab-check",
+                    Box::new(move || repaint.request_repaint()),
+                    move |_, _| {
+                        let hub = HubOptions::default();
+                        let vocab = |spec: &str| {
+                            model::load_tokenizer(spec, &hub)
+                                .map(|t| t.vocabulary())
+                                .map_err(|e| format!("{e:#}"))
+                        };
+                        let (va, vb) = (vocab(&a)?, vocab(&b)?);
+                        Ok((va != vb).then(|| describe_difference(&va, &vb)))
+                    },
+                ) {
+                    self.vocab = Vocab::Checking(w);
+                }
+            }
+        }
+        inspected
+    }
+
+    /// `Ok` when both slots are inspected and their vocabularies agree; else why not.
+    pub fn ready(&self, specs: &[String; 2]) -> Result<(), String> {
+        for (slot, (s, spec)) in self.slots.iter().zip(specs).enumerate() {
+            match &s.info {
+                Some((inspected, _)) if inspected == spec => {}
+                _ => return Err(format!("inspect the {} first", SLOTS[slot].to_lowercase())),
+            }
+        }
+        match &self.vocab {
+            Vocab::Same => Ok(()),
+            Vocab::Different(why) => Err(why.clone()),
+            Vocab::Unknown | Vocab::Checking(_) => Err("checking the vocabularies…".into()),
+        }
+    }
+}
+
+fn info_ui(ui: &mut Ui, info: &ModelInfo) {
+    let c = &info.config;
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    egui::Grid::new(("model_info", &info.spec)).show(ui, |ui| {
+        let rows = [
+            ("family", c.family.name().to_owned()),
+            ("layers", c.num_layers.to_string()),
+            ("hidden", c.hidden_size.to_string()),
+            (
+                "heads / kv",
+                format!("{} / {}", c.num_heads, c.num_kv_heads),
+            ),
+            ("vocabulary", c.vocab_size.to_string()),
+            (
+                "parameters",
+                format!("{:.3} M", info.num_params as f64 / 1e6),
+            ),
+            ("weights", info.checkpoint_dtype.clone()),
+            ("graph edges", info.num_edges.to_string()),
+            (
+                "memory (512 tokens)",
+                format!("{:.2} GiB", gib(info.memory.total)),
+            ),
+        ];
+        for (k, v) in rows {
+            ui.label(k);
+            ui.label(v);
+            ui.end_row();
+        }
+    });
+}
+
+/// The two slots, the vocabulary check and the recent models.
+pub fn models_ui(
+    ui: &mut Ui,
+    picker: &mut ModelPicker,
+    specs: &mut [String; 2],
+    recent: &[String],
+    demo_pairs: &[(String, std::path::PathBuf, std::path::PathBuf)],
+    cmds: &mut Vec<Command>,
+) {
+    let palette = Palette::of(ui.ctx());
+    for (i, slot) in picker.slots.iter_mut().enumerate() {
+        let r = ui.group(|ui| {
+            ui.strong(SLOTS[i]);
+            ui.add(
+                egui::TextEdit::singleline(&mut specs[i])
+                    .hint_text("folder, .gguf / .safetensors, or org/name")
+                    .desired_width(f32::INFINITY),
+            );
+            ui.horizontal(|ui| {
+                if ui.button("Folder…").clicked() {
+                    cmds.push(Command::ChooseModel {
+                        slot: i,
+                        folder: true,
+                    });
+                }
+                if ui.button("File…").clicked() {
+                    cmds.push(Command::ChooseModel {
+                        slot: i,
+                        folder: false,
+                    });
+                }
+                let busy = slot.job.is_some();
+                if ui
+                    .add_enabled(
+                        !busy && !specs[i].trim().is_empty(),
+                        egui::Button::new("Inspect"),
+                    )
+                    .clicked()
+                {
+                    cmds.push(Command::Inspect(i));
+                }
+                if busy && ui.button("Cancel").clicked() {
+                    cmds.push(Command::CancelInspect(i));
+                }
+            });
+            if slot.job.is_some() {
+                match slot.download.stages.last() {
+                    Some((name, done, total)) => {
+                        let frac = if *total > 0 {
+                            *done as f32 / *total as f32
+                        } else {
+                            0.0
+                        };
+                        ui.add(egui::ProgressBar::new(frac).text(format!(
+                            "{name}: {:.1} / {:.1} MB",
+                            *done as f64 / 1e6,
+                            *total as f64 / 1e6
+                        )));
+                    }
+                    None => {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label("inspecting…");
+                        });
+                    }
+                }
+            }
+            if let Some(e) = &slot.error {
+                ui.colored_label(palette.error(), e);
+            }
+            if let Some((spec, info)) = &slot.info {
+                if *spec == specs[i] {
+                    info_ui(ui, info);
+                }
+            }
+        });
+        slot.rect = Some(r.response.rect);
+    }
+    match &picker.vocab {
+        Vocab::Same => {
+            ui.label("Same vocabulary: the pair can be compared");
+        }
+        Vocab::Different(why) => {
+            ui.colored_label(palette.error(), format!("Refused: {why}"));
+        }
+        Vocab::Checking(_) => {
+            ui.label("checking the vocabularies…");
+        }
+        Vocab::Unknown => {}
+    }
+    if !demo_pairs.is_empty() {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Demo pairs");
+            for (label, base, tuned) in demo_pairs {
+                if ui.button(label).clicked() {
+                    for (slot, p) in [base, tuned].into_iter().enumerate() {
+                        cmds.push(Command::SetModel {
+                            slot,
+                            spec: p.display().to_string(),
+                        });
+                    }
+                }
+            }
+        });
+    }
+    if !recent.is_empty() {
+        egui::CollapsingHeader::new("Recent models").show(ui, |ui| {
+            for spec in recent {
+                ui.horizontal(|ui| {
+                    for (slot, label) in ["Base", "Tuned"].into_iter().enumerate() {
+                        if ui.small_button(label).clicked() {
+                            cmds.push(Command::SetModel {
+                                slot,
+                                spec: spec.clone(),
+                            });
+                        }
+                    }
+                    ui.label(super::results::short_name(spec))
+                        .on_hover_text(spec);
+                });
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vocabulary_difference_names_the_first_token() {
+        let a = vec![("a".to_owned(), 0), ("b".to_owned(), 1)];
+        let b = vec![
+            ("a".to_owned(), 0),
+            ("c".to_owned(), 1),
+            ("d".to_owned(), 2),
+        ];
+        let why = describe_difference(&a, &b);
+        assert!(why.contains("base 2 tokens, tuned 3"), "{why}");
+        assert!(why.contains("id 1: \"b\" vs \"c\""), "{why}");
+    }
+}

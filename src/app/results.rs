@@ -1,0 +1,269 @@
+//! Results the app shows, loaded from a study directory, a `compare` output directory or a
+//! single run directory, with every figure computed once at load time.
+
+use super::circuit::Circuit;
+use crate::report::comparison::Comparison;
+use crate::report::figures::{self, Heatmap, Histogram, LineChart};
+use crate::report::run::{self, Run};
+use crate::study::answers::Answer;
+use crate::study::job::Counts;
+use anyhow::Context as _;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One model's answer to a question, as the question browser shows it.
+#[derive(Debug, Clone)]
+pub struct AnswerView {
+    pub text: String,
+    pub extracted: Option<String>,
+    pub correct: bool,
+    pub prompt_tokens: usize,
+    pub answer_tokens: usize,
+}
+
+impl AnswerView {
+    fn of(a: &Answer) -> Self {
+        Self {
+            text: a.text.clone(),
+            extracted: a.grade.extracted.clone(),
+            correct: a.grade.correct,
+            prompt_tokens: a.prompt_ids.len(),
+            answer_tokens: a.answer_ids.len(),
+        }
+    }
+}
+
+/// A question of the study and, when it was scored, its sample in each run.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub id: String,
+    pub question: String,
+    pub reference: String,
+    pub base: Option<AnswerView>,
+    pub tuned: Option<AnswerView>,
+    /// Index of the sample in the base run and in the tuned run.
+    pub sample: Option<(usize, Option<usize>)>,
+}
+
+/// The figures of the views, computed once.
+pub struct Figures {
+    pub heatmaps: Vec<Heatmap>,
+    pub sorted: LineChart,
+    pub cumulative: LineChart,
+    pub histogram: Histogram,
+    pub per_layer: Vec<LineChart>,
+}
+
+/// Everything loaded from one results directory.
+pub struct Results {
+    pub dir: PathBuf,
+    /// "base -> tuned", or the model of a single run.
+    pub title: String,
+    pub base: Run,
+    pub tuned: Option<Run>,
+    pub comparison: Option<Comparison>,
+    pub counts: Option<Counts>,
+    pub questions: Vec<Question>,
+    pub figures: Figures,
+    /// The circuit of the mean score vectors.
+    pub circuit: Circuit,
+}
+
+#[derive(Deserialize)]
+struct AnswersLine {
+    id: String,
+    question: String,
+    reference: String,
+    base: Option<Answer>,
+    tuned: Option<Answer>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    Ok(Some(value))
+}
+
+/// A short name of a model spec: the last path component, or the Hub id.
+pub fn short_name(spec: &str) -> String {
+    let p = Path::new(spec);
+    if p.is_absolute() || spec.starts_with('.') {
+        p.file_name()
+            .map_or_else(|| spec.to_owned(), |n| n.to_string_lossy().into_owned())
+    } else {
+        spec.to_owned()
+    }
+}
+
+/// Whether `dir` looks like results the app can open.
+pub fn is_results_dir(dir: &Path) -> bool {
+    dir.join("manifest.json").is_file()
+        || dir.join("base/manifest.json").is_file()
+        || dir.join("comparison.json").is_file()
+}
+
+impl Results {
+    /// Load a study directory (`base/`, `tuned/`, `comparison.json`, `answers.jsonl`,
+    /// `counts.json`), a `compare` output directory (its `comparison.json` names both runs) or a
+    /// single run directory.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let comparison: Option<Comparison> = read_json(&dir.join("comparison.json"))?;
+        let (base, tuned) = if dir.join("manifest.json").is_file() {
+            (run::load(dir)?, None)
+        } else if dir.join("base/manifest.json").is_file() {
+            (
+                run::load(&dir.join("base"))?,
+                Some(run::load(&dir.join("tuned"))?),
+            )
+        } else if let Some(c) = &comparison {
+            let side = |d: &str| {
+                let p = Path::new(d);
+                if p.is_absolute() {
+                    p.to_owned()
+                } else {
+                    dir.join(p)
+                }
+            };
+            (
+                run::load(&side(&c.base.dir))?,
+                Some(run::load(&side(&c.tuned.dir))?),
+            )
+        } else {
+            anyhow::bail!(
+                "{}: not a study, comparison or run directory (no manifest.json, base/ or comparison.json)",
+                dir.display()
+            );
+        };
+        let counts = read_json(&dir.join("counts.json"))?;
+        let questions = read_questions(&dir.join("answers.jsonl"), &base, tuned.as_ref())?;
+        Ok(Self::from_runs(
+            dir, base, tuned, comparison, counts, questions,
+        ))
+    }
+
+    /// Assemble results from loaded parts, computing the figures.
+    pub fn from_runs(
+        dir: &Path,
+        base: Run,
+        tuned: Option<Run>,
+        comparison: Option<Comparison>,
+        counts: Option<Counts>,
+        questions: Vec<Question>,
+    ) -> Self {
+        let other = tuned.as_ref().unwrap_or(&base);
+        let single = tuned.is_none();
+        let trim = |mut chart: LineChart| {
+            if single {
+                chart.series.truncate(1);
+            }
+            chart
+        };
+        let mut heatmaps = figures::heatmaps(&base, other);
+        let mut runs = vec![("base", &base)];
+        if let Some(t) = &tuned {
+            runs.push(("tuned", t));
+        } else {
+            heatmaps.truncate(1);
+        }
+        let figures = Figures {
+            heatmaps,
+            sorted: trim(figures::sorted_abs_curve(&base, other)),
+            cumulative: trim(figures::cumulative_share(&base, other)),
+            histogram: figures::score_histogram(&runs),
+            per_layer: crate::attribution::metrics::Metrics::NAMES
+                .iter()
+                .map(|m| trim(figures::per_layer(&base, other, m)))
+                .collect(),
+        };
+        let graph = &base.manifest.graph;
+        let edges = |r: &Run| graph.edge_values(&r.mean_scores());
+        let tuned_edges = tuned
+            .as_ref()
+            .filter(|t| t.manifest.graph == *graph)
+            .map(edges);
+        let circuit = Circuit::new(graph, edges(&base), tuned_edges);
+        let title = match &tuned {
+            Some(t) => format!(
+                "{} -> {}",
+                short_name(&base.manifest.model.spec),
+                short_name(&t.manifest.model.spec)
+            ),
+            None => short_name(&base.manifest.model.spec),
+        };
+        Self {
+            dir: dir.to_owned(),
+            title,
+            base,
+            tuned,
+            comparison,
+            counts,
+            questions,
+            figures,
+            circuit,
+        }
+    }
+
+    /// The circuit of one question's sample (`None` when it was not scored).
+    pub fn sample_circuit(&self, question: &Question) -> Option<Circuit> {
+        let (b, t) = question.sample?;
+        let graph = &self.base.manifest.graph;
+        let base = graph.edge_values(&self.base.scores.get(b)?.dense);
+        let tuned = match (&self.tuned, t) {
+            (Some(run), Some(t)) if run.manifest.graph == *graph => {
+                Some(graph.edge_values(&run.scores.get(t)?.dense))
+            }
+            _ => None,
+        };
+        Some(Circuit::new(graph, base, tuned))
+    }
+}
+
+/// The questions of `answers.jsonl` (or, without it, the scored samples alone).
+fn read_questions(path: &Path, base: &Run, tuned: Option<&Run>) -> anyhow::Result<Vec<Question>> {
+    let index = |run: &Run| -> HashMap<String, usize> {
+        run.manifest
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect()
+    };
+    let (bi, ti) = (index(base), tuned.map(index).unwrap_or_default());
+    let sample = |id: &str| bi.get(id).map(|&b| (b, ti.get(id).copied()));
+    if !path.is_file() {
+        return Ok(base
+            .manifest
+            .samples
+            .iter()
+            .map(|s| Question {
+                id: s.id.clone(),
+                question: String::new(),
+                reference: String::new(),
+                base: None,
+                tuned: None,
+                sample: sample(&s.id),
+            })
+            .collect());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(n, line)| {
+            let a: AnswersLine = serde_json::from_str(line)
+                .with_context(|| format!("{} line {}", path.display(), n + 1))?;
+            Ok(Question {
+                sample: sample(&a.id),
+                base: a.base.as_ref().map(AnswerView::of),
+                tuned: a.tuned.as_ref().map(AnswerView::of),
+                id: a.id,
+                question: a.question,
+                reference: a.reference,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,479 @@
+//! The app's state and its `eframe::App` implementation: `logic` drains the jobs and applies
+//! queued commands, `ui` lays out the toolbar, the side panel, the view and the status line.
+
+use super::circuit::Mode;
+use super::commands::Command;
+use super::export::Exporter;
+use super::models::ModelPicker;
+use super::results::{self, Results};
+use super::settings::Settings;
+use super::study::{Ended, Running};
+use super::theme::Palette;
+use super::views::{self, View, ViewState};
+use super::worker::{Message, Worker};
+use super::{assets, Options};
+use egui::Ui;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A line of the status bar.
+struct Status {
+    error: bool,
+    text: String,
+}
+
+/// The `--screenshot` run: save the view once results are shown, then close.
+struct Screenshot {
+    path: PathBuf,
+    queued: bool,
+}
+
+/// The whole app.
+pub struct App {
+    pub settings: Settings,
+    persist: bool,
+    pub results: Option<Results>,
+    loading: Option<(PathBuf, Worker<Results>)>,
+    pub views: ViewState,
+    pub models: ModelPicker,
+    pub study: Option<Running>,
+    pub(super) exporter: Exporter,
+    pub(super) commands: Vec<Command>,
+    status: Option<Status>,
+    demos: Vec<(String, PathBuf)>,
+    zoo_pairs: Vec<(String, PathBuf, PathBuf)>,
+    screenshot: Option<Screenshot>,
+    failure: Arc<Mutex<Option<String>>>,
+    view_rect: egui::Rect,
+    applied_dark: Option<bool>,
+}
+
+impl App {
+    /// The app, with its settings from `cc`'s storage when `options.persist`.
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        options: Options,
+        failure: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        let settings = if options.persist {
+            cc.storage.and_then(Settings::load).unwrap_or_default()
+        } else {
+            Settings::default()
+        };
+        let assets = assets::dir();
+        let demos = assets
+            .as_deref()
+            .map(assets::demo_studies)
+            .unwrap_or_default();
+        let zoo_pairs = assets.as_deref().map(assets::zoo_pairs).unwrap_or_default();
+        let mut app = Self {
+            settings,
+            persist: options.persist,
+            results: None,
+            loading: None,
+            views: ViewState::default(),
+            models: ModelPicker::default(),
+            study: None,
+            exporter: Exporter::default(),
+            commands: Vec::new(),
+            status: None,
+            demos,
+            zoo_pairs,
+            screenshot: options.screenshot.map(|path| Screenshot {
+                path,
+                queued: false,
+            }),
+            failure,
+            view_rect: egui::Rect::NOTHING,
+            applied_dark: None,
+        };
+        let lab = app
+            .settings
+            .lab
+            .clone()
+            .filter(|d| d.is_dir())
+            .or_else(|| assets.map(|a| a.join("zoo")).filter(|d| d.is_dir()));
+        if let Some(lab) = lab {
+            app.views.training.open(&lab);
+        }
+        let start = options
+            .open
+            .or_else(|| app.demos.first().map(|d| d.1.clone()))
+            .or_else(|| {
+                app.settings
+                    .recent_results
+                    .iter()
+                    .find(|d| results::is_results_dir(d))
+                    .cloned()
+            });
+        if let Some(dir) = start {
+            app.open_results(&cc.egui_ctx, dir);
+        }
+        app
+    }
+
+    /// Whether a results directory is being loaded.
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
+    /// Whether a study is running.
+    pub fn study_running(&self) -> bool {
+        self.study.is_some()
+    }
+
+    /// The status line's text.
+    pub fn status_text(&self) -> Option<&str> {
+        self.status.as_ref().map(|s| s.text.as_str())
+    }
+
+    pub(super) fn set_status(&mut self, error: bool, text: impl Into<String>) {
+        let text = text.into();
+        if error {
+            log::warn!("{text}");
+        }
+        self.status = Some(Status { error, text });
+    }
+
+    /// Start loading `dir` in the background; the current results stay until it is done.
+    pub(super) fn open_results(&mut self, ctx: &egui::Context, dir: PathBuf) {
+        let repaint = ctx.clone();
+        let job_dir = dir.clone();
+        match Worker::spawn(
+            "results-loader",
+            Box::new(move || repaint.request_repaint()),
+            move |_, _| Results::load(&job_dir).map_err(|e| format!("{e:#}")),
+        ) {
+            Ok(w) => self.loading = Some((dir, w)),
+            Err(e) => self.set_status(true, format!("cannot start loading: {e}")),
+        }
+    }
+
+    fn drain_jobs(&mut self, ctx: &egui::Context) {
+        if let Some((dir, worker)) = &mut self.loading {
+            let dir = dir.clone();
+            let finished =
+                worker
+                    .poll(Duration::from_millis(2))
+                    .into_iter()
+                    .find_map(|m| match m {
+                        Message::Finished(r) => Some(r),
+                        _ => None,
+                    });
+            if let Some(r) = finished {
+                self.loading = None;
+                match r {
+                    Ok(results) => {
+                        let name = dir.file_name().unwrap_or(dir.as_os_str());
+                        self.set_status(false, format!("opened {}", name.to_string_lossy()));
+                        if !results.circuit.modes().contains(&self.settings.mode) {
+                            self.settings.mode = Mode::Base;
+                        }
+                        self.results = Some(results);
+                        self.views.reset_for_new_results();
+                        self.settings.add_recent_results(dir);
+                    }
+                    Err(e) => self.set_status(true, e),
+                }
+            }
+        }
+        for spec in self.models.logic(ctx) {
+            self.settings.add_recent_model(spec);
+        }
+        if let Some(ended) = self.study.as_mut().and_then(Running::logic) {
+            self.study = None;
+            match ended {
+                Ended::Finished(dir) => {
+                    self.set_status(false, "study finished");
+                    self.open_results(ctx, dir);
+                }
+                Ended::Cancelled => {
+                    self.set_status(false, "study cancelled; Run study continues it")
+                }
+                Ended::Failed(e) => self.set_status(true, format!("study failed: {e}")),
+            }
+        }
+        let (show, saved) = self.exporter.logic(ctx);
+        if let Some(view) = show {
+            self.settings.view = view;
+        }
+        for s in saved {
+            match s {
+                Ok((path, [w, h])) => {
+                    self.set_status(false, format!("saved {w}×{h} {}", path.display()));
+                    if self.screenshot.as_ref().is_some_and(|s| s.path == path) {
+                        println!("saved {w}x{h} {}", path.display());
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
+                }
+                Err(e) => {
+                    if self.screenshot.is_some() {
+                        if let Ok(mut f) = self.failure.lock() {
+                            *f = Some(e.clone());
+                        }
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
+                    self.set_status(true, e);
+                }
+            }
+        }
+    }
+
+    fn screenshot_logic(&mut self, ctx: &egui::Context) {
+        let Some(shot) = &mut self.screenshot else {
+            return;
+        };
+        if shot.queued || self.loading.is_some() {
+            return;
+        }
+        if self.results.is_none() {
+            if let (Some(s), Ok(mut f)) = (&self.status, self.failure.lock()) {
+                *f = Some(format!("nothing to show: {}", s.text));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                return;
+            }
+        }
+        shot.queued = true;
+        self.exporter.enqueue(self.settings.view, shot.path.clone());
+    }
+
+    fn dropped_files(&mut self, ctx: &egui::Context) {
+        let (files, pointer) = ctx.input(|i| (i.raw.dropped_files.clone(), i.pointer.latest_pos()));
+        for f in files {
+            let path = f.path().to_owned();
+            if results::is_results_dir(&path) {
+                self.commands.push(Command::OpenResults(path));
+                continue;
+            }
+            let slot = pointer
+                .and_then(|p| {
+                    self.models
+                        .slots
+                        .iter()
+                        .position(|s| s.rect.is_some_and(|r| r.contains(p)))
+                })
+                .or_else(|| {
+                    self.settings
+                        .models
+                        .iter()
+                        .position(|m| m.trim().is_empty())
+                })
+                .unwrap_or(0);
+            self.commands.push(Command::SetModel {
+                slot,
+                spec: path.display().to_string(),
+            });
+        }
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal_wrapped(|ui| {
+            for view in View::ALL {
+                ui.selectable_value(&mut self.settings.view, view, view.label());
+            }
+            ui.separator();
+            if let Some(r) = &self.results {
+                for mode in r.circuit.modes() {
+                    ui.selectable_value(&mut self.settings.mode, mode, mode.label());
+                }
+                ui.separator();
+            }
+            if ui.button("Save PNG…").clicked() {
+                self.commands.push(Command::SavePng(self.settings.view));
+            }
+            if ui.button("Export all figures…").clicked() {
+                self.commands.push(Command::ExportAll);
+            }
+            ui.separator();
+            ui.selectable_value(&mut self.settings.dark, false, "Light");
+            ui.selectable_value(&mut self.settings.dark, true, "Dark");
+        });
+    }
+
+    fn sidebar_ui(&mut self, ui: &mut Ui) {
+        egui::CollapsingHeader::new("Results")
+            .default_open(true)
+            .show(ui, |ui| {
+                if ui.button("Open results folder…").clicked() {
+                    self.commands.push(Command::ChooseResults);
+                }
+                if !self.demos.is_empty() {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label("Demo studies");
+                        for (name, dir) in &self.demos {
+                            if ui.button(name).clicked() {
+                                self.commands.push(Command::OpenResults(dir.clone()));
+                            }
+                        }
+                    });
+                }
+                for dir in &self.settings.recent_results {
+                    let name = dir
+                        .file_name()
+                        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+                    if ui
+                        .link(name)
+                        .on_hover_text(dir.display().to_string())
+                        .clicked()
+                    {
+                        self.commands.push(Command::OpenResults(dir.clone()));
+                    }
+                }
+            });
+        egui::CollapsingHeader::new("Models")
+            .default_open(true)
+            .show(ui, |ui| {
+                super::models::models_ui(
+                    ui,
+                    &mut self.models,
+                    &mut self.settings.models,
+                    &self.settings.recent_models,
+                    &self.zoo_pairs,
+                    &mut self.commands,
+                );
+            });
+        egui::CollapsingHeader::new("Study")
+            .default_open(true)
+            .show(ui, |ui| {
+                let ready = self.models.ready(&self.settings.models);
+                super::study::study_ui(
+                    ui,
+                    &mut self.settings.study,
+                    self.study.as_ref(),
+                    ready,
+                    &mut self.commands,
+                );
+            });
+    }
+
+    fn view_ui(&mut self, ui: &mut Ui) {
+        let view = self.settings.view;
+        if view == View::Training {
+            if views::training::training_ui(ui, &self.views.training) {
+                self.commands.push(Command::ChooseLab);
+            }
+            return;
+        }
+        let Some(r) = &self.results else {
+            ui.centered_and_justified(|ui| {
+                if self.loading.is_some() {
+                    ui.spinner();
+                } else {
+                    ui.label(
+                        "No results yet: open a results folder, pick a demo study, or run a study",
+                    );
+                }
+            });
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.heading(&r.title);
+            ui.label(format!(
+                "{} samples, {} edges ({:?} level)",
+                r.base.scores.len(),
+                r.circuit.edges.len(),
+                r.base.manifest.graph.level
+            ));
+            if self.loading.is_some() {
+                ui.spinner();
+            }
+        });
+        if self.study.is_some() {
+            ui.multiply_opacity(0.4);
+        }
+        let mode = self.settings.mode;
+        match view {
+            View::Graph => {
+                ui.horizontal(|ui| {
+                    views::graph::top_k_ui(ui, &r.circuit, mode, &mut self.settings.top_k);
+                    views::graph::legend_ui(ui);
+                    ui.label(format!("{} edges drawn", self.views.graph.drawn));
+                });
+                egui::Panel::right("node_edges")
+                    .default_size(280.0)
+                    .resizable(true)
+                    .show(ui, |ui| {
+                        views::graph::node_edges_ui(ui, &r.circuit, mode, &mut self.views.graph);
+                    });
+                views::graph::canvas_ui(
+                    ui,
+                    &r.circuit,
+                    mode,
+                    self.settings.top_k,
+                    &mut self.views.graph,
+                );
+            }
+            View::Heatmap => views::heatmap::heatmap_ui(ui, r, mode, &mut self.views.heatmap),
+            View::Distributions => {
+                views::charts::distributions_ui(ui, r, &mut self.settings.log_y);
+            }
+            View::Layers => views::charts::per_layer_ui(ui, r),
+            View::Table => views::table::table_ui(ui, r, &mut self.views.table),
+            View::Questions => {
+                views::questions::questions_ui(ui, r, mode, &mut self.views.questions);
+            }
+            View::Training => {}
+        }
+    }
+}
+
+impl eframe::App for App {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        if self.applied_dark != Some(self.settings.dark) {
+            ctx.set_theme(if self.settings.dark {
+                egui::Theme::Dark
+            } else {
+                egui::Theme::Light
+            });
+            self.applied_dark = Some(self.settings.dark);
+        }
+        self.dropped_files(ctx);
+        for cmd in std::mem::take(&mut self.commands) {
+            self.apply(ctx, cmd);
+        }
+        self.drain_jobs(ctx);
+        self.screenshot_logic(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| match &self.status {
+                Some(s) if s.error => {
+                    ui.colored_label(Palette::of(ui.ctx()).error(), &s.text);
+                }
+                Some(s) => {
+                    ui.label(&s.text);
+                }
+                None => {
+                    ui.label("Ready");
+                }
+            });
+        });
+        egui::Panel::left("sidebar")
+            .default_size(340.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.sidebar_ui(ui));
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.view_rect = ui.max_rect().expand(4.0);
+            self.view_ui(ui);
+        });
+        self.exporter.after_frame(ui.ctx(), self.view_rect);
+        if !self.commands.is_empty() {
+            ui.ctx().request_repaint();
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.persist {
+            self.settings.save(storage);
+        }
+    }
+
+    fn persist_egui_memory(&self) -> bool {
+        self.persist
+    }
+}

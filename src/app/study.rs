@@ -1,0 +1,308 @@
+//! The study form and the study running on a worker thread: the same `run_study` as
+//! `circuitdiff study`, reporting per-stage progress and stopping on Cancel.
+
+use super::commands::Command;
+use super::settings::{DeviceChoice, StudyForm};
+use super::worker::{Message, Stages, Worker};
+use crate::attribution::compare::CompareOptions;
+use crate::attribution::Level;
+use crate::model::{GenerateOptions, LoadOptions};
+use crate::study::job::{run_study, StudyConfig, StudyOutcome};
+use crate::study::prompt::Template;
+use crate::study::select::SelectOptions;
+use egui::Ui;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Templates offered by name (besides the default and a custom text).
+const TEMPLATES: [&str; 5] = [
+    "deepseek-math",
+    "mistral",
+    "qwen25-math-cot",
+    "chat",
+    "plain",
+];
+
+/// A study in progress.
+pub struct Running {
+    worker: Worker<StudyOutcome>,
+    pub stages: Stages,
+    pub out: PathBuf,
+}
+
+/// How the last study ended.
+pub enum Ended {
+    /// Finished: its results are in this directory.
+    Finished(PathBuf),
+    Cancelled,
+    Failed(String),
+}
+
+/// The configuration of the form's study.
+pub fn config(form: &StudyForm, models: &[String; 2]) -> Result<StudyConfig, String> {
+    let template = if form.template.trim().is_empty() {
+        None
+    } else {
+        Some(Template::parse(&form.template).map_err(|e| format!("template: {e}"))?)
+    };
+    Ok(StudyConfig {
+        base: models[0].trim().to_owned(),
+        tuned: models[1].trim().to_owned(),
+        dataset: form.dataset.trim().to_owned(),
+        offset: 0,
+        limit: None,
+        template,
+        generation: GenerateOptions {
+            max_new_tokens: form.max_new_tokens,
+            ..GenerateOptions::default()
+        },
+        select: SelectOptions {
+            n: form.n,
+            seed: form.seed,
+            alpha: form.alpha,
+            ..SelectOptions::default()
+        },
+        level: if form.heads {
+            Level::Head
+        } else {
+            Level::Block
+        },
+        metrics: Default::default(),
+        compare: CompareOptions {
+            seed: form.seed,
+            ..CompareOptions::default()
+        },
+        batch: 8,
+        shard: None,
+    })
+}
+
+fn device(choice: DeviceChoice) -> Result<candle_core::Device, String> {
+    let d = match choice {
+        DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceChoice::Cuda => candle_core::Device::new_cuda(0),
+        DeviceChoice::Metal => candle_core::Device::new_metal(0),
+    };
+    d.map_err(|e| format!("{}: {e}", choice.label()))
+}
+
+impl Running {
+    /// Start the study of `cfg` into `out` on a worker thread.
+    pub fn start(
+        ctx: &egui::Context,
+        cfg: StudyConfig,
+        device_choice: DeviceChoice,
+        out: PathBuf,
+    ) -> Result<Self, String> {
+        let load = LoadOptions {
+            device: device(device_choice)?,
+            ..LoadOptions::default()
+        };
+        let repaint = ctx.clone();
+        let job_out = out.clone();
+        let worker = Worker::spawn(
+            "study",
+            Box::new(move || repaint.request_repaint()),
+            move |progress, cancel| {
+                run_study(&cfg, &load, &job_out, progress, cancel).map_err(|e| format!("{e:#}"))
+            },
+        )
+        .map_err(|e| format!("cannot start the study: {e}"))?;
+        Ok(Self {
+            worker,
+            stages: Stages::default(),
+            out,
+        })
+    }
+
+    pub fn cancel(&self) {
+        self.worker.cancel();
+    }
+
+    pub fn is_cancelling(&self) -> bool {
+        self.worker.is_cancelled()
+    }
+
+    /// Drain progress; `Some` once the study ended.
+    pub fn logic(&mut self) -> Option<Ended> {
+        for msg in self.worker.poll(Duration::from_millis(5)) {
+            self.stages.apply(&msg);
+            if let Message::Finished(r) = msg {
+                return Some(match r {
+                    Ok(StudyOutcome::Finished(_)) => Ended::Finished(self.out.clone()),
+                    Ok(StudyOutcome::Cancelled) => Ended::Cancelled,
+                    Ok(StudyOutcome::ShardAnswered { .. }) => {
+                        Ended::Failed("a shard study cannot finish here".into())
+                    }
+                    Err(e) => Ended::Failed(e),
+                });
+            }
+        }
+        None
+    }
+}
+
+/// The form, Run / Cancel, and the progress of a running study.
+pub fn study_ui(
+    ui: &mut Ui,
+    form: &mut StudyForm,
+    running: Option<&Running>,
+    ready: Result<(), String>,
+    cmds: &mut Vec<Command>,
+) {
+    ui.add_enabled_ui(running.is_none(), |ui| {
+        egui::Grid::new("study_form").num_columns(2).show(ui, |ui| {
+            let l = ui.label("Dataset");
+            ui.horizontal(|ui| {
+                ui.add(egui::TextEdit::singleline(&mut form.dataset).desired_width(130.0))
+                    .labelled_by(l.id);
+                if ui.small_button("File…").clicked() {
+                    cmds.push(Command::ChooseDataset);
+                }
+                if ui.small_button("Built-in").clicked() {
+                    form.dataset = "builtin:arith".into();
+                }
+            });
+            ui.end_row();
+            let l = ui.label("Template");
+            let shown = if form.template.is_empty() {
+                "tokenizer default"
+            } else {
+                form.template.as_str()
+            };
+            egui::ComboBox::from_id_salt("template")
+                .selected_text(shown.chars().take(24).collect::<String>())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut form.template, String::new(), "tokenizer default");
+                    for t in TEMPLATES {
+                        ui.selectable_value(&mut form.template, t.to_owned(), t);
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            ui.end_row();
+            ui.label("Custom template");
+            ui.add(
+                egui::TextEdit::singleline(&mut form.template)
+                    .hint_text("… {question} …")
+                    .desired_width(170.0),
+            );
+            ui.end_row();
+            let l = ui.label("N");
+            ui.add(egui::DragValue::new(&mut form.n).range(1..=100_000))
+                .labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("α");
+            ui.add(
+                egui::DragValue::new(&mut form.alpha)
+                    .range(0.001..=1.0)
+                    .speed(0.005),
+            )
+            .labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Seed");
+            ui.add(egui::DragValue::new(&mut form.seed))
+                .labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Max new tokens");
+            ui.add(egui::DragValue::new(&mut form.max_new_tokens).range(1..=65_536))
+                .labelled_by(l.id);
+            ui.end_row();
+            ui.label("Graph");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut form.heads, false, "block");
+                ui.radio_value(&mut form.heads, true, "head");
+            });
+            ui.end_row();
+            ui.label("Device");
+            ui.horizontal(|ui| {
+                for d in DeviceChoice::available() {
+                    ui.radio_value(&mut form.device, d, d.label());
+                }
+            });
+            ui.end_row();
+            ui.label("Output");
+            ui.horizontal(|ui| {
+                ui.add(
+                    egui::TextEdit::singleline(&mut form.out)
+                        .hint_text("new folder")
+                        .desired_width(130.0),
+                );
+                if ui.small_button("Folder…").clicked() {
+                    cmds.push(Command::ChooseStudyFolder);
+                }
+            });
+            ui.end_row();
+        });
+    });
+    ui.horizontal(|ui| {
+        let can_run = running.is_none() && ready.is_ok();
+        let run = ui
+            .add_enabled(can_run, egui::Button::new("Run study"))
+            .on_disabled_hover_text(match (&ready, running) {
+                (_, Some(_)) => "a study is running".to_owned(),
+                (Err(why), None) => why.clone(),
+                (Ok(()), None) => String::new(),
+            });
+        if run.clicked() {
+            cmds.push(Command::RunStudy);
+        }
+        if let Some(r) = running {
+            if ui
+                .add_enabled(!r.is_cancelling(), egui::Button::new("Cancel study"))
+                .clicked()
+            {
+                cmds.push(Command::CancelStudy);
+            }
+        }
+    });
+    if let (Err(why), None) = (&ready, running) {
+        ui.small(why);
+    }
+    if let Some(r) = running {
+        ui.label(if r.is_cancelling() {
+            "stopping after the current unit…"
+        } else {
+            "running; results below stay dimmed until it ends"
+        });
+        if r.stages.stages.is_empty() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("loading models…");
+            });
+        }
+        for (name, done, total) in &r.stages.stages {
+            let frac = if *total > 0 {
+                *done as f32 / *total as f32
+            } else {
+                0.0
+            };
+            ui.add(egui::ProgressBar::new(frac).text(format!("{name}: {done} / {total}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_becomes_the_cli_configuration() {
+        let form = StudyForm {
+            template: "plain".into(),
+            n: 5,
+            heads: true,
+            ..StudyForm::default()
+        };
+        let cfg = config(&form, &["a".into(), " b ".into()]).unwrap();
+        assert_eq!((cfg.base.as_str(), cfg.tuned.as_str()), ("a", "b"));
+        assert_eq!(cfg.template, Some(Template::Plain));
+        assert_eq!(cfg.select.n, 5);
+        assert_eq!(cfg.level, Level::Head);
+        let bad = StudyForm {
+            template: "no placeholder".into(),
+            ..StudyForm::default()
+        };
+        assert!(config(&bad, &["a".into(), "b".into()]).is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! The circuit graph: a canvas with pan (drag), zoom (scroll or pinch, around the pointer) and
+//! fit (double click); edges coloured by sign and sized by |score|; hover names an edge and its
+//! scores in both models; a click selects a node and lists its edges.
+//!
+//! Level of detail: only the top-k edges are considered, edges outside the visible area are
+//! culled, at most [`MAX_DRAWN`] are drawn (largest first), more than [`FINE_LIMIT`] are drawn
+//! as one plain mesh, curves get fewer segments when they are short on screen, and node labels
+//! appear only when there is room for them.
+
+use super::super::circuit::{Circuit, Mode};
+use super::super::theme::Palette;
+use egui::{pos2, vec2, Mesh, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
+
+/// Most edges drawn in one frame; the largest visible ones are kept.
+pub const MAX_DRAWN: usize = 6000;
+
+/// Up to this many edges are drawn as anti-aliased strokes; more as one mesh of plain quads
+/// with fewer segments per curve (the software renderer's cost is in the triangles).
+pub const FINE_LIMIT: usize = 1500;
+
+/// Pan, zoom and selection of one graph canvas.
+#[derive(Debug, Clone, Default)]
+pub struct GraphState {
+    /// Screen pixels per layout unit; 0 until the first fit.
+    pub zoom: f32,
+    /// Screen position of the layout origin, relative to the canvas' top-left corner.
+    pub offset: Vec2,
+    /// The selected drawing node.
+    pub selected: Option<usize>,
+    /// Screen positions of the nodes in the last frame (for hit tests and UI tests).
+    pub node_screen: Vec<Pos2>,
+    /// Edges drawn in the last frame.
+    pub drawn: usize,
+    /// The edge under the pointer in the last frame.
+    pub hovered: Option<u32>,
+    canvas: Option<Rect>,
+}
+
+impl GraphState {
+    fn fit(&mut self, circuit: &Circuit, canvas: Rect) {
+        let b = circuit.bounds();
+        let zoom = (canvas.width() / b.width()).min(canvas.height() / b.height());
+        self.zoom = zoom.max(1e-3);
+        self.offset = canvas.size() / 2.0 - b.center().to_vec2() * self.zoom;
+        self.canvas = Some(canvas);
+    }
+
+    fn origin(&self) -> Pos2 {
+        self.canvas.map_or(Pos2::ZERO, |c| c.min)
+    }
+
+    /// The screen position of a layout position.
+    pub fn to_screen(&self, p: Pos2) -> Pos2 {
+        self.origin() + self.offset + p.to_vec2() * self.zoom
+    }
+
+    fn to_layout(&self, p: Pos2) -> Pos2 {
+        ((p - self.origin() - self.offset) / self.zoom).to_pos2()
+    }
+}
+
+fn segment_distance(p: Pos2, a: Pos2, b: Pos2) -> f32 {
+    let ab = b - a;
+    let t = ((p - a).dot(ab) / ab.length_sq().max(1e-6)).clamp(0.0, 1.0);
+    p.distance(a + ab * t)
+}
+
+/// Append a polyline as one quad per segment (no joins, no anti-aliasing).
+fn add_quads(mesh: &mut Mesh, points: &[Pos2], width: f32, color: egui::Color32) {
+    for w in points.windows(2) {
+        let n = (w[1] - w[0]).normalized().rot90() * (width / 2.0);
+        let i = mesh.vertices.len() as u32;
+        for p in [w[0] + n, w[0] - n, w[1] + n, w[1] - n] {
+            mesh.colored_vertex(p, color);
+        }
+        mesh.add_triangle(i, i + 1, i + 2);
+        mesh.add_triangle(i + 1, i + 3, i + 2);
+    }
+}
+
+/// The top-k slider; `k` is clamped to the number of edges.
+pub fn top_k_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, k: &mut usize) {
+    let n = circuit.edges.len().max(1);
+    *k = (*k).clamp(1, n);
+    ui.add(
+        egui::Slider::new(k, 1..=n)
+            .logarithmic(true)
+            .text("top-k edges"),
+    );
+    if let (Some(v), Some(&e)) = (
+        circuit.values(mode),
+        circuit.order(mode).get(k.saturating_sub(1)),
+    ) {
+        ui.label(format!("|score| ≥ {:.3e}", v[e as usize].abs()));
+    }
+}
+
+/// Draw the canvas filling the available space. Returns the hovered edge.
+pub fn canvas_ui(
+    ui: &mut Ui,
+    circuit: &Circuit,
+    mode: Mode,
+    top_k: usize,
+    state: &mut GraphState,
+) -> Option<u32> {
+    let palette = Palette::of(ui.ctx());
+    let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::click_and_drag());
+    let canvas = response.rect;
+    if state.zoom <= 0.0 || state.canvas.map(|c| c.size()) != Some(canvas.size()) {
+        state.fit(circuit, canvas);
+    }
+    state.canvas = Some(canvas);
+    if response.dragged() {
+        state.offset += response.drag_delta();
+    }
+    if response.hovered() {
+        let (pinch, scroll) = ui.input(|i| (i.zoom_delta(), i.smooth_scroll_delta.y));
+        let factor = pinch * (scroll * 0.003).exp();
+        if (factor - 1.0).abs() > 1e-4 {
+            if let Some(p) = response.hover_pos() {
+                let anchor = state.to_layout(p);
+                state.zoom = (state.zoom * factor).clamp(1e-2, 1e5);
+                state.offset = p - canvas.min - anchor.to_vec2() * state.zoom;
+            }
+        }
+    }
+    if response.double_clicked() {
+        state.fit(circuit, canvas);
+    }
+
+    let Some(values) = circuit.values(mode) else {
+        painter.text(
+            canvas.center(),
+            egui::Align2::CENTER_CENTER,
+            "no scores for this mode",
+            egui::FontId::proportional(14.0),
+            palette.node(),
+        );
+        return None;
+    };
+    let order = circuit.order(mode);
+    let max = order
+        .first()
+        .map_or(1.0, |&e| values[e as usize].abs())
+        .max(f32::MIN_POSITIVE);
+    let visible =
+        Rect::from_min_max(state.to_layout(canvas.min), state.to_layout(canvas.max)).expand(0.5);
+    let pointer = response.hover_pos();
+    let mut ids = Vec::new();
+    for &e in order.iter().take(top_k) {
+        if ids.len() >= MAX_DRAWN {
+            break;
+        }
+        if visible.intersects(circuit.edges[e as usize].bounds()) {
+            ids.push(e);
+        }
+    }
+    let coarse = ids.len() > FINE_LIMIT;
+    let mut hovered: Option<(u32, f32)> = None;
+    let mut shapes = Vec::new();
+    let mut mesh = Mesh::default();
+    let mut points = Vec::with_capacity(16);
+    // Smallest first, so that the largest edges lie on top.
+    for &e in ids.iter().rev() {
+        let edge = &circuit.edges[e as usize];
+        let v = values[e as usize];
+        let t = v.abs() / max;
+        let width = 0.4 + 3.6 * t;
+        let base = if v >= 0.0 {
+            palette.positive()
+        } else {
+            palette.negative()
+        };
+        let color = base.gamma_multiply(0.25 + 0.75 * t);
+        let length = (edge.to - edge.from).length() * state.zoom;
+        let segments = if coarse {
+            (length / 48.0).clamp(1.0, 6.0)
+        } else {
+            (length / 24.0).clamp(1.0, 12.0)
+        } as usize;
+        points.clear();
+        points.extend((0..=segments).map(|i| state.to_screen(edge.at(i as f32 / segments as f32))));
+        if let Some(p) = pointer {
+            let d = points
+                .windows(2)
+                .map(|w| segment_distance(p, w[0], w[1]))
+                .fold(f32::INFINITY, f32::min);
+            if d < 5.0 && hovered.is_none_or(|h| d < h.1) {
+                hovered = Some((e, d));
+            }
+        }
+        if coarse {
+            add_quads(&mut mesh, &points, width.max(1.0), color);
+        } else {
+            shapes.push(Shape::line(points.clone(), Stroke::new(width, color)));
+        }
+    }
+    let drawn = ids.len();
+    state.drawn = drawn;
+    if coarse {
+        painter.add(Shape::mesh(mesh));
+    } else {
+        painter.extend(shapes);
+    }
+
+    let radius = (state.zoom * circuit.node_spacing * 0.6).clamp(1.5, 9.0);
+    let show_labels = state.zoom * circuit.node_spacing * 2.0 > 14.0 && state.zoom > 40.0;
+    state.node_screen = circuit
+        .nodes
+        .iter()
+        .map(|n| state.to_screen(n.pos))
+        .collect();
+    let mut hovered_node = None;
+    for (i, (node, &p)) in circuit.nodes.iter().zip(&state.node_screen).enumerate() {
+        if !canvas.expand(radius).contains(p) {
+            continue;
+        }
+        let selected = state.selected == Some(i);
+        let fill = if selected {
+            palette.highlight()
+        } else {
+            palette.node()
+        };
+        painter.circle_filled(p, radius, fill);
+        if show_labels || selected {
+            painter.text(
+                p + vec2(0.0, -radius - 2.0),
+                egui::Align2::CENTER_BOTTOM,
+                &node.name,
+                egui::FontId::proportional(11.0),
+                palette.node(),
+            );
+        }
+        if pointer.is_some_and(|q| q.distance(p) <= radius + 3.0) {
+            hovered_node = Some(i);
+        }
+    }
+    if response.clicked() {
+        state.selected = hovered_node;
+    }
+    let hovered_edge = if hovered_node.is_some() {
+        None
+    } else {
+        hovered.map(|h| h.0)
+    };
+    if let Some(e) = hovered_edge {
+        let edge = &circuit.edges[e as usize];
+        let pts: Vec<Pos2> = (0..=16)
+            .map(|i| state.to_screen(edge.at(i as f32 / 16.0)))
+            .collect();
+        painter.add(Shape::line(pts, Stroke::new(2.5, palette.highlight())));
+    }
+    if drawn == MAX_DRAWN {
+        painter.text(
+            canvas.left_bottom() + vec2(6.0, -6.0),
+            egui::Align2::LEFT_BOTTOM,
+            format!("drawing the {MAX_DRAWN} largest visible edges; zoom in for more"),
+            egui::FontId::proportional(12.0),
+            palette.node(),
+        );
+    }
+    state.hovered = hovered_edge;
+    if let Some(i) = hovered_node {
+        let name = &circuit.nodes[i].name;
+        response.on_hover_text_at_pointer(format!("{name} (click to list its edges)"));
+    } else if let Some(e) = hovered_edge {
+        response.on_hover_ui_at_pointer(|ui| edge_tooltip_ui(ui, circuit, e));
+    }
+    hovered_edge
+}
+
+fn edge_tooltip_ui(ui: &mut Ui, circuit: &Circuit, e: u32) {
+    ui.strong(circuit.edge_name(e));
+    for mode in Mode::ALL {
+        if let Some(v) = circuit.values(mode) {
+            ui.label(format!("{}: {:+.4e}", mode.label(), v[e as usize]));
+        }
+    }
+}
+
+/// The incoming and outgoing edges of the selected node, sorted by score.
+pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut GraphState) {
+    let Some(node) = state.selected.filter(|&n| n < circuit.nodes.len()) else {
+        ui.label("Click a node to list its edges");
+        return;
+    };
+    let Some(values) = circuit.values(mode) else {
+        return;
+    };
+    let name = &circuit.nodes[node].name;
+    let (incoming, outgoing) = circuit.edges_of(node, mode);
+    ui.horizontal(|ui| {
+        ui.strong(name.as_str());
+        if ui.small_button("Clear").clicked() {
+            state.selected = None;
+        }
+    });
+    let row_height = ui.text_style_height(&egui::TextStyle::Body) + 2.0;
+    for (title, list, id) in [
+        ("Incoming", &incoming, "incoming"),
+        ("Outgoing", &outgoing, "outgoing"),
+    ] {
+        ui.label(format!("{title} edges of {name} ({})", list.len()));
+        egui::ScrollArea::vertical()
+            .id_salt(id)
+            .max_height(ui.available_height() / 2.0 - 20.0)
+            .auto_shrink([false, true])
+            .show_rows(ui, row_height, list.len(), |ui, rows| {
+                for &e in &list[rows] {
+                    let v = values[e as usize];
+                    ui.horizontal(|ui| {
+                        ui.monospace(format!("{v:+.3e}"));
+                        ui.label(circuit.edge_name(e));
+                    });
+                }
+            });
+    }
+}
+
+/// A small legend: the colour of positive and negative scores.
+pub fn legend_ui(ui: &mut Ui) {
+    let palette = Palette::of(ui.ctx());
+    for (text, color) in [
+        ("positive", palette.positive()),
+        ("negative", palette.negative()),
+    ] {
+        let (rect, _) = ui.allocate_exact_size(vec2(18.0, 10.0), Sense::hover());
+        ui.painter().line_segment(
+            [
+                pos2(rect.left(), rect.center().y),
+                pos2(rect.right(), rect.center().y),
+            ],
+            Stroke::new(3.0, color),
+        );
+        ui.label(text);
+    }
+}

@@ -1,0 +1,132 @@
+//! The views of the central area, one file each, and what they share: the view list, per-view
+//! state and line-chart drawing.
+
+pub mod charts;
+pub mod graph;
+pub mod heatmap;
+pub mod questions;
+pub mod table;
+pub mod training;
+
+use super::theme::Palette;
+use crate::report::figures::LineChart;
+use egui::Ui;
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+/// The views, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum View {
+    #[default]
+    Graph,
+    Heatmap,
+    Distributions,
+    Layers,
+    Table,
+    Questions,
+    Training,
+}
+
+impl View {
+    pub const ALL: [Self; 7] = [
+        Self::Graph,
+        Self::Heatmap,
+        Self::Distributions,
+        Self::Layers,
+        Self::Table,
+        Self::Questions,
+        Self::Training,
+    ];
+
+    /// The tab's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Graph => "Circuit graph",
+            Self::Heatmap => "Heatmap",
+            Self::Distributions => "Edge distributions",
+            Self::Layers => "Per layer",
+            Self::Table => "Comparison table",
+            Self::Questions => "Questions",
+            Self::Training => "Training",
+        }
+    }
+
+    /// File name of the view's PNG.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Graph => "graph.png",
+            Self::Heatmap => "heatmap.png",
+            Self::Distributions => "distributions.png",
+            Self::Layers => "per_layer.png",
+            Self::Table => "comparison_table.png",
+            Self::Questions => "questions.png",
+            Self::Training => "training.png",
+        }
+    }
+
+    /// Whether the view shows results (all but the training curves).
+    pub fn needs_results(self) -> bool {
+        self != Self::Training
+    }
+}
+
+/// State of the views that outlives a frame.
+#[derive(Default)]
+pub struct ViewState {
+    pub graph: graph::GraphState,
+    pub heatmap: heatmap::HeatmapState,
+    pub table: table::TableState,
+    pub questions: questions::QuestionsState,
+    pub training: training::TrainingState,
+}
+
+impl ViewState {
+    /// Forget what depends on the previous results.
+    pub fn reset_for_new_results(&mut self) {
+        self.graph = graph::GraphState::default();
+        self.heatmap = heatmap::HeatmapState::default();
+        self.questions = questions::QuestionsState::default();
+    }
+}
+
+/// The colour of a series: base and tuned have theirs, others take the palette in turn.
+pub fn series_color(palette: Palette, name: &str, n: usize) -> egui::Color32 {
+    match name {
+        "base" => palette.base(),
+        "tuned" => palette.tuned(),
+        _ => palette.series(n),
+    }
+}
+
+/// Draw a line chart in a plot `height` high; `log_y` plots log10 of positive values.
+pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
+    let palette = Palette::of(ui.ctx());
+    ui.strong(&chart.title);
+    let mut plot = Plot::new(&chart.title)
+        .height(height)
+        .legend(Legend::default())
+        .x_axis_label(chart.x_label.as_str())
+        .y_axis_label(if log_y {
+            format!("log10 {}", chart.y_label)
+        } else {
+            chart.y_label.clone()
+        })
+        .allow_scroll(false);
+    if log_y {
+        plot = plot.y_axis_formatter(|mark, _| format!("1e{:.1}", mark.value));
+    }
+    plot.show(ui, |plot_ui| {
+        for (n, s) in chart.series.iter().enumerate() {
+            let points: Vec<[f64; 2]> = s
+                .points
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
+                .map(|&(x, y)| [x, if log_y { y.log10() } else { y }])
+                .collect();
+            plot_ui.line(
+                Line::new(s.name.as_str(), PlotPoints::new(points))
+                    .color(series_color(palette, &s.name, n))
+                    .width(1.5),
+            );
+        }
+    });
+}

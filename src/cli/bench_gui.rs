@@ -1,0 +1,31 @@
+//! `circuitdiff bench-gui`: frame time of the circuit graph view (BENCHMARKS.md).
+
+use circuitdiff::app::bench::{run as run_bench, BenchOptions};
+
+/// Frame time of the circuit graph with every edge in the top-k, in a window without vsync.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Layers of the synthetic model.
+    #[arg(long, default_value_t = 32)]
+    layers: usize,
+    /// Head-level graph with this many attention heads per layer.
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Key/value heads of the head-level graph.
+    #[arg(long, default_value_t = 4)]
+    kv_heads: usize,
+    /// Frames measured after the warm-up.
+    #[arg(long, default_value_t = 300)]
+    frames: usize,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let report = run_bench(BenchOptions {
+        layers: args.layers,
+        heads: args.heads.map(|h| (h, args.kv_heads)),
+        frames: args.frames,
+        size: [1280.0, 800.0],
+    })?;
+    println!("{report}");
+    Ok(())
+}

@@ -1,0 +1,466 @@
+//! The desktop app driven through egui_kittest by its labels: open results, switch graph modes,
+//! move the top-k slider, select a node, sort the table, start and cancel a study on tiny models
+//! (no GPU needed); snapshot images of every view and PNG export, rendered with wgpu on Mesa's
+//! software Vulkan driver; and the binary in a real window under Xvfb. `.ci/setup` installs
+//! lavapipe and Xvfb. The fixed study in `tests/fixtures/study` was written by
+//! `regenerate_fixture` (ignored; run it with `--ignored` after a format change).
+
+mod common;
+
+use circuitdiff::app::circuit::Mode;
+use circuitdiff::app::views::View;
+use circuitdiff::app::{App, Options};
+use common::Tiny;
+use egui_kittest::kittest::Queryable as _;
+use egui_kittest::Harness;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/study")
+}
+
+fn lab() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab")
+}
+
+fn harness(open: Option<PathBuf>) -> Harness<'static, App> {
+    builder(open, false)
+}
+
+/// A harness with the fixture loaded that renders with wgpu.
+fn rendering_harness() -> Harness<'static, App> {
+    let mut h = builder(Some(fixture()), true);
+    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    h.state_mut().views.training.open(&lab());
+    h
+}
+
+fn builder(open: Option<PathBuf>, wgpu: bool) -> Harness<'static, App> {
+    let mut b = Harness::builder().with_size([1280.0, 800.0]);
+    if wgpu {
+        b = b.wgpu();
+    }
+    b.build_eframe(move |cc| {
+        App::new(
+            cc,
+            Options {
+                persist: false,
+                open,
+                screenshot: None,
+            },
+            Default::default(),
+        )
+    })
+}
+
+/// Step until `done` holds (panics after `secs`).
+fn step_until(h: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&App) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}; status: {:?}; model errors: {:?}",
+            h.state().status_text(),
+            h.state().models.slots.each_ref().map(|s| s.error.clone())
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.run_steps(3);
+}
+
+fn click_at(h: &mut Harness<'_, App>, pos: egui::Pos2) {
+    h.hover_at(pos);
+    h.step();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::default(),
+        });
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn open_results_switch_modes_slide_select_and_sort() {
+    let mut h = harness(None);
+    h.state_mut().settings.recent_results = vec![fixture()];
+    h.run_steps(2);
+    h.get_by_label("study").click();
+    step_until(&mut h, 60, "the fixture", |a| {
+        !a.is_loading() && a.results.as_ref().is_some_and(|r| r.dir == fixture())
+    });
+    let results = h.state().results.as_ref().unwrap();
+    assert_eq!(results.circuit.edges.len(), 4 * 16 + 3 * 4 + 1);
+    assert_eq!(results.questions.len(), 8);
+
+    for mode in [Mode::Difference, Mode::Tuned, Mode::Base] {
+        h.get_by_label(mode.label()).click();
+        h.run_steps(2);
+        assert_eq!(h.state().settings.mode, mode);
+    }
+
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "top-k edges")
+        .set_value_accesskit(20.0);
+    h.run_steps(2);
+    assert_eq!(h.state().settings.top_k, 20);
+    assert_eq!(h.state().views.graph.drawn, 20);
+
+    // Hover the middle of the largest edge: its name and both scores show.
+    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let top = circuit.order(Mode::Base)[0];
+    let name = circuit.edge_name(top);
+    let mid = h
+        .state()
+        .views
+        .graph
+        .to_screen(circuit.edges[top as usize].at(0.5));
+    h.hover_at(mid);
+    h.run_steps(40);
+    assert_eq!(h.state().views.graph.hovered, Some(top));
+    h.get_by_label(&name);
+    h.get_by_label_contains("Tuned: ");
+
+    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let m1 = circuit.nodes.iter().position(|n| n.name == "m1").unwrap();
+    let pos = h.state().views.graph.node_screen[m1];
+    click_at(&mut h, pos);
+    assert_eq!(h.state().views.graph.selected, Some(m1));
+    h.get_by_label("Incoming edges of m1 (4)");
+    h.get_by_label("Outgoing edges of m1 (9)");
+
+    h.get_by_label("Comparison table").click();
+    h.run_steps(2);
+    let p_values = |h: &Harness<'_, App>| -> Vec<f64> {
+        let r = h.state().results.as_ref().unwrap();
+        let order = circuitdiff::app::views::table::shown_order(r, h.state().views.table);
+        let cmp = r.comparison.as_ref().unwrap();
+        order
+            .iter()
+            .map(|m| cmp.metrics.iter().find(|s| s.metric == *m).unwrap().p_value)
+            .collect()
+    };
+    h.get_by_label("p-value").click();
+    h.run_steps(2);
+    let up = p_values(&h);
+    assert!(up.windows(2).all(|w| w[0] <= w[1]), "{up:?}");
+    h.get_by_label("p-value").click();
+    h.run_steps(2);
+    let down = p_values(&h);
+    assert!(down.windows(2).all(|w| w[0] >= w[1]), "{down:?}");
+    assert_ne!(up, down);
+}
+
+#[test]
+fn a_study_starts_on_tiny_models_and_cancels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = Tiny::Llama.write(tmp.path());
+    let tuned = Tiny::Llama.write_seeded(tmp.path(), 9);
+    let mut h = harness(Some(fixture()));
+    step_until(&mut h, 60, "the fixture", |a| !a.is_loading());
+    {
+        let app = h.state_mut();
+        app.settings.models = [base.display().to_string(), tuned.display().to_string()];
+        app.settings.study.n = 50;
+        app.settings.study.max_new_tokens = 24;
+        app.settings.study.dataset = "builtin:arith?n=400".into();
+        app.settings.study.out = tmp.path().join("study").display().to_string();
+    }
+    h.run_steps(2);
+    for slot in 0..2 {
+        h.get_all_by_label("Inspect")
+            .nth(slot)
+            .unwrap()
+            .click_accesskit();
+        h.run_steps(2);
+    }
+    step_until(&mut h, 60, "both models and their vocabularies", |a| {
+        a.models.ready(&a.settings.models).is_ok()
+    });
+    assert_eq!(
+        h.get_all_by_label("layers").count(),
+        2,
+        "both models inspected"
+    );
+    h.get_by_label("Same vocabulary: the pair can be compared");
+
+    h.get_by_label("Run study").click_accesskit();
+    step_until(&mut h, 30, "the study to start answering", |a| {
+        a.study
+            .as_ref()
+            .is_some_and(|s| s.stages.stages.first().is_some_and(|st| st.1 > 0))
+    });
+    // The UI keeps drawing while the worker answers: no frame waits for it.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        h.step();
+        slowest = slowest.max(t.elapsed());
+    }
+    assert!(
+        h.state().study_running(),
+        "the study ended too early to test"
+    );
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a frame took {slowest:?}"
+    );
+    h.get_by_label("Cancel study").click_accesskit();
+    step_until(&mut h, 60, "the study to stop", |a| !a.study_running());
+    let status = h.state().status_text().unwrap_or_default().to_owned();
+    assert!(status.contains("study cancelled"), "{status}");
+    assert!(tmp.path().join("study/study.json").is_file());
+    // The fixture's results stayed loaded throughout.
+    assert!(h
+        .state()
+        .results
+        .as_ref()
+        .is_some_and(|r| r.dir == fixture()));
+    assert_eq!(h.state().settings.view, View::Graph);
+}
+
+/// A file dropped on the window.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Err("a folder".into())
+    }
+}
+
+#[test]
+fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Tiny::Qwen2.write(tmp.path());
+    let mut h = harness(None);
+    h.run_steps(2);
+    let drop = |h: &mut Harness<'_, App>, path: PathBuf| {
+        h.input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(Dropped(path)));
+        h.step();
+    };
+    drop(&mut h, model.clone());
+    step_until(&mut h, 60, "the dropped model's inspection", |a| {
+        a.models.slots[0].info.is_some()
+    });
+    assert_eq!(h.state().settings.models[0], model.display().to_string());
+    assert_eq!(
+        h.state().settings.recent_models[0],
+        model.display().to_string()
+    );
+    h.get_by_label("qwen2");
+
+    drop(&mut h, fixture());
+    step_until(&mut h, 60, "the dropped results", |a| {
+        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+    });
+}
+
+#[test]
+fn snapshots_of_every_view() {
+    let mut h = rendering_harness();
+    h.state_mut().views.questions.selected = Some(1);
+    for view in View::ALL {
+        h.state_mut().settings.view = view;
+        h.run_steps(4);
+        h.snapshot(format!(
+            "view_{}",
+            view.file_name().trim_end_matches(".png")
+        ));
+    }
+    let app = h.state_mut();
+    app.settings.view = View::Graph;
+    app.settings.mode = Mode::Difference;
+    app.settings.dark = false;
+    h.run_steps(4);
+    h.snapshot("graph_difference_light");
+}
+
+/// The image is not one colour: many distinct colours, and the commonest covers < 99 %.
+fn assert_not_blank(img: &image::RgbaImage) {
+    let mut counts = std::collections::HashMap::new();
+    for p in img.pixels() {
+        *counts.entry(p.0).or_insert(0usize) += 1;
+    }
+    let commonest = counts.values().max().copied().unwrap_or(0);
+    assert!(counts.len() > 20, "only {} colours", counts.len());
+    assert!(
+        (commonest as f64) < 0.99 * (img.width() * img.height()) as f64,
+        "mostly one colour"
+    );
+}
+
+#[test]
+fn save_png_and_export_all_write_what_is_on_screen() {
+    let mut h = rendering_harness();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("heat.png");
+    h.state_mut().save_png(View::Heatmap, path.clone());
+    step_until(&mut h, 60, "the PNG", |a| !a.exporting());
+    assert_eq!(h.state().settings.view, View::Heatmap);
+    let img = image::open(&path).unwrap().to_rgba8();
+    // The central view of a 1280×800 window at one pixel per point, without the side panel,
+    // toolbar and status line.
+    assert!((700..1280).contains(&img.width()), "{}", img.width());
+    assert!((600..800).contains(&img.height()), "{}", img.height());
+    assert_not_blank(&img);
+    let status = h.state().status_text().unwrap().to_owned();
+    assert!(
+        status.contains(&format!("saved {}×{}", img.width(), img.height())),
+        "{status}"
+    );
+
+    let size = img.dimensions();
+    let all = tmp.path().join("all");
+    std::fs::create_dir(&all).unwrap();
+    h.state_mut().export_all(&all);
+    step_until(&mut h, 120, "every figure", |a| !a.exporting());
+    for view in View::ALL {
+        let img = image::open(all.join(view.file_name())).unwrap().to_rgba8();
+        assert_eq!(img.dimensions(), size, "{view:?}: the same view area");
+        assert_not_blank(&img);
+    }
+}
+
+#[test]
+fn the_binary_shows_results_in_a_window_saves_a_png_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    let out = tmp.path().join("window.png");
+    let fixture = fixture();
+    let mut child = std::process::Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1400x900x24"])
+        .arg(env!("CARGO_BIN_EXE_circuitdiff"))
+        .args(["--no-persist", "--open"])
+        .arg(&fixture)
+        .arg("--screenshot")
+        .arg(&out)
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .env("HOME", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("xvfb-run not found: run `bash .ci/setup` (it installs xvfb)");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            panic!("the app did not exit within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let img = image::open(&out).unwrap().to_rgba8();
+    assert!(
+        stdout.contains(&format!("saved {}x{} ", img.width(), img.height())),
+        "{stdout}"
+    );
+    assert!((700..1280).contains(&img.width()), "{}", img.width());
+    assert!((600..800).contains(&img.height()), "{}", img.height());
+    assert_not_blank(&img);
+}
+
+/// Writes `tests/fixtures/study`: two tiny 4-layer Llamas (different seeds) scored on eight
+/// short answers, their comparison, and an `answers.jsonl`.
+#[test]
+#[ignore = "writes the committed fixture"]
+fn regenerate_fixture() {
+    use circuitdiff::attribution::{Graph, Level};
+    use circuitdiff::model::{self, LoadOptions, Model};
+    use circuitdiff::progress::{CancelToken, Silent};
+    use circuitdiff::report::comparison;
+    use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Tiny::Llama.config();
+    cfg.num_layers = 4;
+    cfg.sliding_window = vec![None; 4];
+    let out = fixture();
+    std::fs::remove_dir_all(&out).ok();
+    let questions: Vec<(String, String, String)> = (0..8)
+        .map(|i| {
+            let (a, b) = (3 + 7 * i, 11 + 5 * i);
+            (
+                format!("q{i}"),
+                format!("what is {a}+{b}?"),
+                (a + b).to_string(),
+            )
+        })
+        .collect();
+    let mut runs = Vec::new();
+    let mut sides = Vec::new();
+    for (side, seed) in [("base", 7), ("tuned", 9)] {
+        let dir = tmp.path().join(side);
+        let weights = model::random_weights(&cfg, seed, 0.2).unwrap();
+        common::write_folder(&dir, &cfg, &weights);
+        let m = Model::load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
+        let mut samples = Vec::new();
+        let mut texts = Vec::new();
+        for (i, (id, q, a)) in questions.iter().enumerate() {
+            let text = if (i + seed as usize).is_multiple_of(3) {
+                format!("{} the answer is {}", q.len(), a.len())
+            } else {
+                format!("so {q} the answer is {a}")
+            };
+            samples.push(ScoreSample {
+                id: Some(id.clone()),
+                prompt_ids: m.tokenizer.encode(q, true).unwrap(),
+                answer_ids: m.tokenizer.encode(&text, false).unwrap(),
+            });
+            texts.push(text);
+        }
+        let graph = Graph::new(&m.config, Level::Block);
+        let method = Method::new(Level::Block, 6, Default::default());
+        let mut manifest = run::manifest_for(&m, graph, method, &samples, serde_json::Value::Null);
+        manifest.model.spec = format!("tiny-llama-{side}");
+        let outcome = run::score_run(
+            &out.join(side),
+            &m,
+            &manifest,
+            &samples,
+            &mut Silent,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        let Outcome::Finished(r) = outcome else {
+            panic!("scoring stopped");
+        };
+        runs.push(*r);
+        sides.push((samples, texts));
+    }
+    let mut cmp = comparison::compare(&runs[0], &runs[1], &Default::default()).unwrap();
+    cmp.base.dir = "base".into();
+    cmp.tuned.dir = "tuned".into();
+    comparison::write(&out, &cmp).unwrap();
+    let mut lines = String::new();
+    for (i, (id, q, reference)) in questions.iter().enumerate() {
+        let answer = |side: usize| {
+            let (samples, texts) = &sides[side];
+            serde_json::json!({
+                "id": id, "prompt": q, "prompt_ids": samples[i].prompt_ids,
+                "answer_ids": samples[i].answer_ids, "text": texts[i], "stop": "end_of_sequence",
+                "grade": circuitdiff::study::grade::grade(&texts[i], reference),
+            })
+        };
+        let line = serde_json::json!({
+            "id": id, "question": q, "reference": reference, "base": answer(0), "tuned": answer(1),
+        });
+        lines.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(out.join("answers.jsonl"), lines).unwrap();
+}
