@@ -44,7 +44,7 @@ pub fn training_ui(ui: &mut Ui, state: &TrainingState) -> bool {
             Some(d) => ui.label(format!(
                 "{} models with a training log in {}",
                 state.logs.len(),
-                d.display()
+                crate::assets::display_path(d).display()
             )),
             None => ui.label("No lab folder: open one whose subfolders hold train_log.csv"),
         };
