@@ -14,7 +14,12 @@ fn demo_reproduces_the_committed_results() {
     assert!(ok, "demo failed: {stderr}");
     for pair in ["grpo", "ppo", "dpo"] {
         assert!(stdout.contains(&format!("base → {pair}")), "{stdout}");
-        for file in ["comparison.json", "report.md", "counts.json", "base/scores.npz"] {
+        for file in [
+            "comparison.json",
+            "report.md",
+            "counts.json",
+            "base/scores.npz",
+        ] {
             assert!(out.join(pair).join(file).is_file(), "{pair}/{file} missing");
         }
     }
@@ -31,10 +36,20 @@ fn demo_reproduces_the_committed_results() {
         }
         assert!(f["n"].as_u64().unwrap() >= 20, "{f}");
         let stats = f["stats"].as_array().unwrap();
-        let names: Vec<&str> = stats.iter().map(|s| s["metric"].as_str().unwrap()).collect();
+        let names: Vec<&str> = stats
+            .iter()
+            .map(|s| s["metric"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["intensity", "entropy", "kurtosis"]);
         for (fs, cs) in stats.iter().zip(c["stats"].as_array().unwrap()) {
-            for key in ["base_mean", "tuned_mean", "mean_diff", "p_value", "ci_low", "ci_high"] {
+            for key in [
+                "base_mean",
+                "tuned_mean",
+                "mean_diff",
+                "p_value",
+                "ci_low",
+                "ci_high",
+            ] {
                 let (a, b) = (fs[key].as_f64().unwrap(), cs[key].as_f64().unwrap());
                 assert!(
                     (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12),
@@ -45,5 +60,8 @@ fn demo_reproduces_the_committed_results() {
         }
     }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    assert!(md.contains("## base → dpo") && md.contains("95 % CI"), "{md}");
+    assert!(
+        md.contains("## base → dpo") && md.contains("95 % CI"),
+        "{md}"
+    );
 }

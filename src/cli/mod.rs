@@ -3,6 +3,7 @@
 mod bars;
 mod bench;
 mod demo;
+mod device;
 mod inspect;
 mod lab;
 mod score;
