@@ -20,7 +20,7 @@ for shape in 512,8,8,8,1376,32000 1024,16,16,4,2816,32000 2048,12,16,16,5632,320
 ids = [(i * 2654435761 >> 7) % 32000 for i in range(t)]
 json.dump([{'id': 's', 'prompt_ids': ids[:t - k], 'answer_ids': ids[t - k:]}], open(sys.argv[1], 'w'))" "$TMP/s.json"
         est=$($BIN inspect "$dir" --seq-len "$t" --json | python3 -c "import json, sys; print(json.load(sys.stdin)['memory']['total'])")
-        kb=$( { /usr/bin/time -f "%M" $BIN score --model "$dir" --samples "$TMP/s.json" --cut "$k" --out "$TMP/run-$t" >/dev/null; } 2>&1 | tail -1)
+        kb=$( { /usr/bin/time -f "%M" $BIN score --model "$dir" --samples "$TMP/s.json" --cut "$k" --out "$TMP/run-${shape//,/-}-$t" >/dev/null; } 2>&1 | tail -1)
         python3 -c "e, m = $est, $kb * 1024; print(f'{\"$shape\":<28} {$t:>6} {e / 2**30:>12.3f} {m / 2**30:>12.3f} {100 * (e - m) / m:>+7.1f}%')"
     done
 done
