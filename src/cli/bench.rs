@@ -1,7 +1,10 @@
 //! `circuitdiff bench`: throughput of the transformer on one model, for BENCHMARKS.md.
 
+use super::device::DeviceArgs;
 use circuitdiff::attribution::{score_sample, Graph, Level};
-use circuitdiff::model::{self, Family, GenerateOptions, Kernels, LoadOptions, ModelConfig};
+use circuitdiff::model::{
+    self, Family, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,10 +17,18 @@ pub struct Args {
     /// Only measure scoring (one sample per repetition), so that the peak RSS is scoring's.
     #[arg(long)]
     score_only: bool,
-    /// Write a random Llama (hidden 512, 8 layers, 8 heads, vocabulary 32000) to this folder
-    /// and exit.
+    /// Write a random Llama (of --random-shape) to this folder and exit.
     #[arg(long)]
     write_random_llama: Option<PathBuf>,
+    /// Shape of the random Llama: hidden size, layers, heads, key/value heads, MLP size,
+    /// vocabulary.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "D,L,H,KV,I,V",
+        default_value = "512,8,8,8,1376,32000"
+    )]
+    random_shape: Vec<usize>,
     /// Sequence length of the forward and differentiable passes.
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
@@ -27,6 +38,8 @@ pub struct Args {
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -57,22 +70,30 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// The random Llama of the scoring benchmark.
-fn random_llama_config() -> ModelConfig {
-    ModelConfig {
+/// A random Llama of `[hidden, layers, heads, kv_heads, intermediate, vocab]`.
+fn random_llama_config(shape: &[usize]) -> anyhow::Result<ModelConfig> {
+    let &[hidden, layers, heads, kv_heads, intermediate, vocab] = shape else {
+        anyhow::bail!("--random-shape takes six numbers: hidden,layers,heads,kv_heads,mlp,vocab");
+    };
+    if heads == 0 || kv_heads == 0 || hidden % heads != 0 || heads % kv_heads != 0 {
+        anyhow::bail!(
+            "--random-shape: heads must divide the hidden size, key/value heads the heads"
+        );
+    }
+    Ok(ModelConfig {
         family: Family::Llama,
-        vocab_size: 32_000,
-        hidden_size: 512,
-        intermediate_size: 1376,
-        num_layers: 8,
-        num_heads: 8,
-        num_kv_heads: 8,
-        head_dim: 64,
+        vocab_size: vocab,
+        hidden_size: hidden,
+        intermediate_size: intermediate,
+        num_layers: layers,
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim: hidden / heads,
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
         rope_scaling: None,
-        max_position_embeddings: 2048,
-        sliding_window: vec![None; 8],
+        max_position_embeddings: 4096,
+        sliding_window: vec![None; layers],
         qkv_bias: false,
         o_bias: false,
         mlp_bias: false,
@@ -80,7 +101,7 @@ fn random_llama_config() -> ModelConfig {
         tie_word_embeddings: false,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
-    }
+    })
 }
 
 /// Floating-point operations of scoring one sample of `t` tokens with `k` scored positions:
@@ -106,18 +127,18 @@ fn score_flops(cfg: &ModelConfig, graph: &Graph, t: usize, k: usize) -> f64 {
     (linear + attention + head) + (linear + 2.0 * attention + head) + product
 }
 
-/// f32 matmul rate (FLOP/s) of this machine at the current thread count, 1024³.
-fn matmul_rate() -> anyhow::Result<f64> {
-    let dev = candle_core::Device::Cpu;
-    let a = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
-    let b = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+/// Matmul rate (FLOP/s) of a 1024³ product on the model's device and dtype (on the CPU: at the
+/// current thread count).
+fn matmul_rate(dev: &candle_core::Device, dtype: candle_core::DType) -> anyhow::Result<f64> {
+    let a = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), dev)?.to_dtype(dtype)?;
+    let b = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), dev)?.to_dtype(dtype)?;
     let secs = time(10, || Ok(a.matmul(&b)?))?;
     Ok(2.0 * 1024f64.powi(3) / secs)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.write_random_llama {
-        let cfg = random_llama_config();
+        let cfg = random_llama_config(&args.random_shape)?;
         let weights = model::random_weights(&cfg, 0, 0.02)?;
         let chars: String = (32u8..127).map(char::from).collect();
         model::write_hf_folder(
@@ -131,7 +152,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let spec = args.model.as_deref().unwrap_or_default();
-    let model = super::bars::load_model(spec, &LoadOptions::default())?;
+    let opts = LoadOptions {
+        plan: Some(ScorePlan::block(args.seq_len)),
+        ..args.device.load_options()?
+    };
+    let model = super::bars::load_model(spec, &opts)?;
     let vocab = model.config.vocab_size as u32;
     // A deterministic token sequence spread over the vocabulary.
     let ids: Vec<u32> = (0..args.seq_len as u32)
@@ -151,7 +176,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         )?)
     })?;
     let flops = score_flops(&model.config, &graph, args.seq_len - 1, k);
-    let rate = matmul_rate()?;
+    let rate = matmul_rate(model.device(), model.dtype())?;
     let scoring = serde_json::json!({
         "score_s_per_sample": score,
         "score_gflop_per_sample": flops / 1e9,

@@ -1,7 +1,8 @@
 //! `circuitdiff inspect MODEL`: what a checkpoint is and what scoring it costs.
 
+use super::device::DtypeArg;
 use anyhow::Context as _;
-use circuitdiff::model::{self, HubOptions};
+use circuitdiff::model::{self, HubOptions, ScorePlan};
 
 /// Describe a model: family, shape, parameters, graph size and scoring memory.
 #[derive(Debug, clap::Args)]
@@ -11,6 +12,11 @@ pub struct Args {
     /// Sequence length (prompt + answer tokens) for the memory estimate.
     #[arg(long, default_value_t = 512)]
     seq_len: usize,
+    /// Estimate the memory of a head-level graph.
+    #[arg(long)]
+    heads: bool,
+    #[command(flatten)]
+    dtype: DtypeArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -26,7 +32,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let mut bar = super::bars::DownloadBar::default();
     let ckpt = model::resolve(&args.model, &hub, Some(&mut bar))?;
-    let info = model::inspect(&args.model, &ckpt, args.seq_len)?;
+    let plan = ScorePlan {
+        heads: args.heads,
+        ..ScorePlan::block(args.seq_len)
+    };
+    let info = model::inspect_plan(&args.model, &ckpt, &plan, args.dtype.dtype())?;
     if args.json {
         println!(
             "{}",
@@ -61,11 +71,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("tied embeddings", c.tie_word_embeddings.to_string()),
         ("graph edges (4L²+3L+1)", info.num_edges.to_string()),
         (
-            "scoring memory (f32)",
+            "scoring memory",
             format!(
-                "{:.2} GiB at {} tokens ({:.2} GiB weights + {:.2} GiB activations)",
+                "{:.2} GiB at {} tokens in {} ({:.2} GiB weights + {:.2} GiB activations)",
                 gib(info.memory.total),
                 info.memory.seq_len,
+                args.dtype.dtype().as_str(),
                 gib(info.memory.weights),
                 gib(info.memory.activations)
             ),

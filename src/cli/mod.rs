@@ -4,6 +4,7 @@ mod bars;
 mod bench;
 mod bench_gui;
 mod demo;
+mod device;
 mod inspect;
 mod lab;
 mod score;

@@ -2,11 +2,12 @@
 //! directory, and compare two run directories sample by sample.
 
 use super::bars::{ctrl_c_token, Bars};
+use super::device::DeviceArgs;
 use anyhow::{bail, Context as _};
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::{Graph, Level};
-use circuitdiff::model::LoadOptions;
+use circuitdiff::model::ScorePlan;
 use circuitdiff::report::comparison;
 use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
 use std::path::PathBuf;
@@ -29,11 +30,13 @@ pub struct ScoreArgs {
     /// Head-level graph (per-head attention sources and q/k/v destinations).
     #[arg(long)]
     heads: bool,
-    /// Compute in f64 (exact checks; slow).
+    /// Compute in f64 (exact checks; slow; overrides --dtype).
     #[arg(long)]
     f64: bool,
     #[command(flatten)]
     metrics: MetricArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Metric choices of method.md §5.
@@ -72,14 +75,21 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     if args.cut == 0 {
         bail!("--cut must be at least 1");
     }
-    let opts = LoadOptions {
-        dtype: if args.f64 {
-            candle_core::DType::F64
-        } else {
-            candle_core::DType::F32
-        },
-        ..LoadOptions::default()
-    };
+    let mut opts = args.device.load_options()?;
+    if args.f64 {
+        opts.dtype = candle_core::DType::F64;
+    }
+    // The longest sequence: the prompt and the first K − 1 answer tokens.
+    let seq_len = samples
+        .iter()
+        .map(|s| s.prompt_ids.len() + args.cut.min(s.answer_ids.len()).max(1) - 1)
+        .max()
+        .unwrap_or(1);
+    opts.plan = Some(ScorePlan {
+        seq_len,
+        scored: args.cut,
+        heads: args.heads,
+    });
     let model = super::bars::load_model(&args.model, &opts)?;
     let level = if args.heads {
         Level::Head

@@ -1,6 +1,7 @@
 //! `circuitdiff study`: the whole study, headless, with a progress bar per stage.
 
 use super::bars::{ctrl_c_token, Bars};
+use super::device::DeviceArgs;
 use super::score::{table, MetricArgs};
 use anyhow::Context as _;
 use circuitdiff::attribution::compare::CompareOptions;
@@ -81,6 +82,8 @@ pub struct Args {
     /// Output directory; re-running the same command continues an interrupted study.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Join study shards and finish the study.
@@ -95,6 +98,8 @@ pub struct MergeArgs {
     /// Output directory of the merged study.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
@@ -104,14 +109,14 @@ fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
     Ok((i.trim().parse()?, n.trim().parse()?))
 }
 
-fn load_options(offline: bool) -> LoadOptions {
-    LoadOptions {
+fn load_options(offline: bool, device: &DeviceArgs) -> anyhow::Result<LoadOptions> {
+    Ok(LoadOptions {
         hub: HubOptions {
             offline,
             ..HubOptions::default()
         },
-        ..LoadOptions::default()
-    }
+        ..device.load_options()?
+    })
 }
 
 pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
@@ -119,7 +124,7 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
     let mut bars = Bars::default();
     let outcome = merge_shards(
         &args.shards,
-        &load_options(args.offline),
+        &load_options(args.offline, &args.device)?,
         &args.out,
         &mut bars,
         &cancel,
@@ -187,7 +192,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut bars = Bars::default();
     let outcome = run_study(
         &cfg,
-        &load_options(args.offline),
+        &load_options(args.offline, &args.device)?,
         &args.out,
         &mut bars,
         &cancel,

@@ -59,12 +59,18 @@ pub enum ModelError {
     #[error("Hugging Face id `{id}`: {message}")]
     Hub { id: String, message: String },
 
-    #[error("{path}: the weights need {:.1} GiB in the compute dtype but only {:.1} GiB of memory is available; use a smaller model or a machine with more memory", *needed as f64 / GIB, *available as f64 / GIB)]
+    #[error("{path}: {plan}, but only {:.1} GiB of memory is available; {fix}", *available as f64 / GIB)]
     TooLarge {
         path: PathBuf,
         needed: u64,
         available: u64,
+        /// What was counted: the weights, and the scoring pass when planned.
+        plan: String,
+        fix: String,
     },
+
+    #[error("device `{spec}`: {message}")]
+    Device { spec: String, message: String },
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

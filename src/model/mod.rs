@@ -3,11 +3,13 @@
 //! attribution needs.
 
 mod config;
+mod device;
 mod error;
 mod generate;
 mod gguf;
 mod inspect;
 mod linear;
+mod memory;
 mod save;
 mod source;
 mod tokenizer;
@@ -15,10 +17,12 @@ mod transformer;
 mod weights;
 
 pub use config::{Family, ModelConfig, RopeScaling};
+pub use device::open_device;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
-pub use inspect::{inspect, MemoryEstimate, ModelInfo};
+pub use inspect::{inspect, inspect_plan, ModelInfo};
 pub use linear::Linear;
+pub use memory::{MemoryEstimate, ScorePlan};
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
 pub use source::{resolve, Checkpoint, DownloadProgress, HubOptions};
 pub use tokenizer::Tokenizer;
@@ -38,6 +42,9 @@ pub struct LoadOptions {
     pub dtype: DType,
     pub device: Device,
     pub hub: HubOptions,
+    /// What will be scored: with a plan, loading refuses a model whose weights plus one scoring
+    /// pass do not fit; without, one whose weights do not.
+    pub plan: Option<ScorePlan>,
 }
 
 impl Default for LoadOptions {
@@ -46,6 +53,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             device: Device::Cpu,
             hub: HubOptions::default(),
+            plan: None,
         }
     }
 }
@@ -85,7 +93,7 @@ impl Model {
         let (config, tokenizer, mut store, files) = match &checkpoint {
             Checkpoint::Folder { dir, weights } => {
                 let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
-                check_fits(&config, opts, dir)?;
+                memory::check_fits(&config, opts, dir)?;
                 let tokenizer = folder_tokenizer(dir, &config)?;
                 let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
                 let mut files = vec![dir.join("config.json")];
@@ -98,7 +106,7 @@ impl Model {
             } => {
                 let mut g = gguf::GgufFile::open(file)?;
                 let config = g.config()?;
-                check_fits(&config, opts, file)?;
+                memory::check_fits(&config, opts, file)?;
                 let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
                 let tensors = g.tensors(&config)?;
                 let store = TensorStore::from_map(tensors, file, opts.dtype, &opts.device);
@@ -347,29 +355,6 @@ fn gguf_tokenizer(
     };
     tokenizer.add_eos_ids(&config.eos_token_ids);
     Ok(tokenizer)
-}
-
-/// Refuse, before reading any weight, a model whose weights alone exceed the memory available
-/// (Linux `MemAvailable`; elsewhere no check).
-fn check_fits(config: &ModelConfig, opts: &LoadOptions, path: &Path) -> Result<()> {
-    if !opts.device.is_cpu() {
-        return Ok(());
-    }
-    let needed = config.num_params() as u64 * opts.dtype.size_in_bytes() as u64;
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find(|l| l.starts_with("MemAvailable:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
-    match available {
-        Some(avail) if needed > avail => Err(ModelError::TooLarge {
-            path: path.to_owned(),
-            needed,
-            available: avail,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// End-of-sequence ids from `generation_config.json`, if the folder has one.

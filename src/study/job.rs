@@ -14,7 +14,7 @@ use crate::attribution::compare::CompareOptions;
 use crate::attribution::metrics::MetricOptions;
 use crate::attribution::{Graph, Level};
 use crate::fsutil::write_atomic;
-use crate::model::{GenerateOptions, LoadOptions, Model};
+use crate::model::{GenerateOptions, LoadOptions, Model, ScorePlan};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
 use crate::report::run::{self, Method, Outcome, ScoreSample};
@@ -205,6 +205,29 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
     write_atomic(path, text.as_bytes()).map_err(io(path))
 }
 
+/// `load` with the plan of scoring `samples` at cut `k`: the longest prompt plus K − 1 answer
+/// tokens, so that a model whose scoring pass would not fit is refused before it is read.
+fn scoring_load(
+    load: &LoadOptions,
+    samples: &[ScoreSample],
+    k: usize,
+    level: Level,
+) -> LoadOptions {
+    let seq_len = samples
+        .iter()
+        .map(|s| s.prompt_ids.len() + k.min(s.answer_ids.len()).max(1) - 1)
+        .max()
+        .unwrap_or(1);
+    LoadOptions {
+        plan: Some(ScorePlan {
+            seq_len,
+            scored: k,
+            heads: level == Level::Head,
+        }),
+        ..load.clone()
+    }
+}
+
 /// Run (or resume) a study into `out`.
 pub fn run_study(
     cfg: &StudyConfig,
@@ -320,7 +343,6 @@ pub fn run_study(
         ("tuned", &cfg.tuned, tuned_ans),
         ("base", &cfg.base, base_ans),
     ] {
-        let model = Model::load(spec, load)?;
         let samples: Vec<ScoreSample> = selection
             .indices
             .iter()
@@ -333,6 +355,7 @@ pub fn run_study(
                 }
             })
             .collect();
+        let model = Model::load(spec, &scoring_load(load, &samples, selection.k, cfg.level))?;
         let mut info = study_info.clone();
         info["template"] = template_for(cfg, &model).name().into();
         let graph = Graph::new(&model.config, cfg.level);

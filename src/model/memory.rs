@@ -1,0 +1,189 @@
+//! Memory planning: what scoring one sequence costs, and whether it fits before any weight is
+//! read.
+//!
+//! The differentiable pass keeps every intermediate tensor of the forward graph alive until the
+//! backward pass ends, and candle's backward pass also keeps, until it returns, the gradient of
+//! every operand that is not itself part of the graph: each broadcast norm weight, rotary table,
+//! attention mask and (detached) softmax maximum gets a full-size gradient. The estimate counts
+//! both, tensor by tensor, from the model code (`transformer.rs`); BENCHMARKS.md compares it with
+//! the measured peak resident memory.
+
+use super::config::ModelConfig;
+use super::error::{ModelError, Result};
+use super::LoadOptions;
+use candle_core::{DType, Device};
+use serde::Serialize;
+use std::path::Path;
+
+/// What will be scored: the longest sequence (prompt + K − 1 answer tokens), the scored
+/// positions K, and the graph level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScorePlan {
+    pub seq_len: usize,
+    pub scored: usize,
+    pub heads: bool,
+}
+
+impl ScorePlan {
+    /// A block-level plan for `seq_len` tokens scoring the last 5 % of them (as `inspect` and
+    /// `bench` do).
+    pub fn block(seq_len: usize) -> Self {
+        Self {
+            seq_len,
+            scored: (seq_len / 20).max(1),
+            heads: false,
+        }
+    }
+}
+
+/// Memory for scoring one sequence, in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryEstimate {
+    pub seq_len: usize,
+    pub compute_dtype_bytes: usize,
+    pub weights: u64,
+    /// The forward graph kept for the backward pass, the gradients alive at its peak, the score
+    /// product and the process itself.
+    pub activations: u64,
+    pub total: u64,
+}
+
+/// The process without any tensor: code, tokenizer and allocator (13 MB measured for `inspect`
+/// of a small model; large vocabularies add tens of MB).
+const RUNTIME_BYTES: u64 = 48 << 20;
+
+impl MemoryEstimate {
+    /// Estimate for `plan` in the compute dtype `dtype`.
+    pub fn new(cfg: &ModelConfig, plan: &ScorePlan, dtype: DType) -> Self {
+        let b = dtype.size_in_bytes();
+        let (t, k) = (plan.seq_len, plan.scored);
+        let (d, i, hd, l) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.head_dim,
+            cfg.num_layers,
+        );
+        let (h, kvh) = (cfg.num_heads, cfg.num_kv_heads);
+        let (q, kv) = (h * hd, kvh * hd);
+        // Residual copies feeding q, k and v: one each, or one per head at head level.
+        let (nq, nkv) = if plan.heads { (h, kvh) } else { (1, 1) };
+        let norms = nq + 2 * nkv + 1;
+        // The slow rms-norm keeps x², x/rms and the scaled output, in f32 inside; below f32 also
+        // the widened input and the narrowed result.
+        let norm = |n: usize| {
+            let inner = if b < 4 { 3 * 4 + b } else { 2 * 4 };
+            n * (inner + b)
+        };
+        // Forward, per token and layer, in bytes. Projections: q and k with their rotary
+        // products (x·cos, −x₂, the rotated half, ·sin, the sum), v (copied to contiguous at
+        // block level), repeated k/v for grouped queries; attention scores: product, scale,
+        // mask, shifted, exp, normalised; merged heads and their contiguous copy; block
+        // outputs, residual sums, MLP gate, up, silu and product.
+        let mut fwd = norms * (b * d + norm(d));
+        fwd += b * (q + kv) * 11 / 2 + b * kv * if plan.heads { 1 } else { 2 };
+        if h != kvh {
+            fwd += 2 * b * q;
+        }
+        fwd += 6 * b * h * t + 2 * b * q + 4 * b * d + 4 * b * i;
+        if plan.heads {
+            fwd += b * h * d;
+        }
+        // Gradients of operands outside the graph, kept to the end: broadcast norm weights,
+        // cos and sin tables, mask and softmax maximum.
+        let mut kept = b * (norms * d + 2 * (q + kv) + 2 * h * t);
+        if cfg.qk_norm {
+            fwd += norm(q) + norm(kv);
+            kept += b * (q + kv);
+        }
+        if cfg.qkv_bias {
+            fwd += b * (q + 2 * kv);
+            kept += b * (q + 2 * kv);
+        }
+        // Per token: every layer's graph and kept gradients, one layer's backward temporaries
+        // (counted as its forward), probes and their gradients, sources and destinations
+        // stacked in f32 for the score product.
+        let destinations = l * norms + 1;
+        let probes = 2 * b * d * destinations;
+        let sources = 1 + l * (1 + if plan.heads { h } else { 1 });
+        let acc = if b < 4 { b + 4 } else { b };
+        let stacks = acc * d * (sources + destinations);
+        let per_token = l * (fwd + kept) + fwd + probes + stacks;
+        // Logits of the K scored positions, widened, log-softmax and its backward.
+        let logits = 6 * 4 * k * cfg.vocab_size;
+        // The allocator's high-water mark exceeds the live tensors (backward temporaries beyond
+        // one layer, fragmentation) by 4–15 % in the measurements: count 10 %.
+        let live = (per_token as u64).saturating_mul(t as u64) + logits as u64;
+        let activations = live.saturating_mul(11) / 10 + RUNTIME_BYTES;
+        let weights = (cfg.num_params() * b) as u64;
+        Self {
+            seq_len: t,
+            compute_dtype_bytes: b,
+            weights,
+            activations,
+            total: weights + activations,
+        }
+    }
+}
+
+/// Refuse, before reading any weight, a model whose weights (and, with a plan, one scoring pass)
+/// exceed the memory available on the CPU (Linux `MemAvailable`; elsewhere, and on GPUs, no
+/// check).
+pub(crate) fn check_fits(cfg: &ModelConfig, opts: &LoadOptions, path: &Path) -> Result<()> {
+    let Some(available) = available(&opts.device) else {
+        return Ok(());
+    };
+    let dtype = opts.dtype.as_str();
+    let smaller = "a smaller model or a machine with more memory";
+    let (needed, plan, fix) = match &opts.plan {
+        Some(plan) => {
+            let e = MemoryEstimate::new(cfg, plan, opts.dtype);
+            let what = format!(
+                "scoring {} tokens in {dtype} needs {:.1} GiB ({:.1} GiB of weights + {:.1} GiB \
+                 for the pass)",
+                plan.seq_len,
+                gib(e.total),
+                gib(e.weights),
+                gib(e.activations)
+            );
+            let fix = format!(
+                "score shorter sequences (a smaller --cut or shorter prompts), run on a GPU \
+                 (--device) with --dtype bf16, or use {smaller}"
+            );
+            (e.total, what, fix)
+        }
+        None => {
+            let weights = cfg.num_params() as u64 * opts.dtype.size_in_bytes() as u64;
+            let what = format!("the weights need {:.1} GiB in {dtype}", gib(weights));
+            (weights, what, format!("use {smaller}"))
+        }
+    };
+    if needed <= available {
+        return Ok(());
+    }
+    Err(ModelError::TooLarge {
+        path: path.to_owned(),
+        needed,
+        available,
+        plan,
+        fix,
+    })
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn available(device: &Device) -> Option<u64> {
+    if !device.is_cpu() {
+        return None;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
