@@ -4,35 +4,12 @@ mod common;
 
 use candle_core::DType;
 use circuitdiff::attribution::{score_sample, Graph, Level};
-use circuitdiff::model::{
-    open_device, Family, LoadOptions, MemoryEstimate, Model, ModelConfig, ScorePlan,
-};
+use circuitdiff::model::{open_device, LoadOptions, MemoryEstimate, Model, ModelConfig, ScorePlan};
 use common::{circuitdiff, Tiny};
 
 /// The random Llama of `circuitdiff bench --write-random-llama` (default --random-shape).
 fn bench_llama() -> ModelConfig {
-    ModelConfig {
-        family: Family::Llama,
-        vocab_size: 32_000,
-        hidden_size: 512,
-        intermediate_size: 1376,
-        num_layers: 8,
-        num_heads: 8,
-        num_kv_heads: 8,
-        head_dim: 64,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 4096,
-        sliding_window: vec![None; 8],
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        tie_word_embeddings: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-    }
+    ModelConfig::llama(32_000, 512, 1376, 8, (8, 8), 4096)
 }
 
 #[test]

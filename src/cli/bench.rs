@@ -2,9 +2,7 @@
 
 use super::device::DeviceArgs;
 use circuitdiff::attribution::{score_sample, Graph, Level};
-use circuitdiff::model::{
-    self, Family, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan,
-};
+use circuitdiff::model::{self, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -80,28 +78,14 @@ fn random_llama_config(shape: &[usize]) -> anyhow::Result<ModelConfig> {
             "--random-shape: heads must divide the hidden size, key/value heads the heads"
         );
     }
-    Ok(ModelConfig {
-        family: Family::Llama,
-        vocab_size: vocab,
-        hidden_size: hidden,
-        intermediate_size: intermediate,
-        num_layers: layers,
-        num_heads: heads,
-        num_kv_heads: kv_heads,
-        head_dim: hidden / heads,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 4096,
-        sliding_window: vec![None; layers],
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        qk_norm: false,
-        tie_word_embeddings: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-    })
+    Ok(ModelConfig::llama(
+        vocab,
+        hidden,
+        intermediate,
+        layers,
+        (heads, kv_heads),
+        4096,
+    ))
 }
 
 /// Floating-point operations of scoring one sample of `t` tokens with `k` scored positions:

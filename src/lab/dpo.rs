@@ -6,7 +6,7 @@ use super::optim::Optimizer;
 use super::policy::{token_logprobs, Policy, SeqBatch};
 use super::rollout::rollouts;
 use super::sft::examples;
-use super::{eval, Result, StageContext};
+use super::{Result, StageContext};
 use crate::model::Model;
 use crate::study::dataset::Question;
 use candle_core::{Device, Tensor};
@@ -170,20 +170,13 @@ pub fn train(
             // Per-token log-ratio to the base on the chosen answers.
             let tokens: usize = idx.iter().map(|&i| pairs[i].chosen.len()).sum();
             let kl = f64::from((&pc - &rc)?.sum_all()?.to_scalar::<f32>()?) / tokens.max(1) as f64;
-            let mut row = vec![
+            let row = vec![
                 ("loss", f64::from(l.loss.to_scalar::<f32>()?)),
                 ("kl", kl),
                 ("margin", l.margin),
                 ("pair_accuracy", l.accuracy),
             ];
-            if cx.eval_due(step) {
-                row.push((
-                    "accuracy",
-                    eval::accuracy(&policy.model, &cx.eval, cx.max_new_tokens)?,
-                ));
-            }
-            log.push(step + 1, &row)?;
-            cx.after_step(step, policy)?;
+            cx.end_step(step, policy, &mut log, row)?;
             step += 1;
         }
     }

@@ -5,7 +5,7 @@ use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, masked_row_mean, token_logprobs, Policy, SeqBatch};
 use super::rollout::{rollouts, Rollout};
-use super::{eval, Result, StageContext};
+use super::{Result, StageContext};
 use crate::model::Model;
 use crate::study::dataset::Question;
 use candle_core::Tensor;
@@ -127,15 +127,8 @@ pub fn train(
             kl = k;
         }
         let reward = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
-        let mut row = vec![("loss", loss), ("reward", reward), ("kl", kl)];
-        if cx.eval_due(step) {
-            row.push((
-                "accuracy",
-                eval::accuracy(&policy.model, &cx.eval, cx.max_new_tokens)?,
-            ));
-        }
-        log.push(step + 1, &row)?;
-        cx.after_step(step, policy)?;
+        let row = vec![("loss", loss), ("reward", reward), ("kl", kl)];
+        cx.end_step(step, policy, &mut log, row)?;
     }
     Ok(())
 }

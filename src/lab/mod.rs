@@ -22,6 +22,7 @@ pub use zoo::{train_zoo, LabConfig, ModelShape, ZooReport, STAGES};
 
 use crate::progress::{CancelToken, Progress};
 use crate::study::dataset::Question;
+use log::TrainLog;
 use policy::Policy;
 use rand::SeedableRng as _;
 use std::path::{Path, PathBuf};
@@ -119,13 +120,25 @@ impl<'a> StageContext<'a> {
 
     /// Whether held-out accuracy is measured after `step` (every `eval_every` steps and at the
     /// end).
-    pub fn eval_due(&self, step: usize) -> bool {
+    fn eval_due(&self, step: usize) -> bool {
         (step + 1).is_multiple_of(self.eval_every) || step + 1 == self.total
     }
 
-    /// Report `step` done; keep an intermediate checkpoint at each of `keep` evenly spaced
-    /// steps before the end.
-    pub fn after_step(&mut self, step: usize, policy: &Policy) -> Result<()> {
+    /// Finish `step`: add the held-out accuracy to `row` when it is due, append the row to the
+    /// log, report progress, and keep an intermediate checkpoint at each of `keep` evenly
+    /// spaced steps before the end.
+    pub fn end_step(
+        &mut self,
+        step: usize,
+        policy: &Policy,
+        log: &mut TrainLog,
+        mut row: Vec<(&str, f64)>,
+    ) -> Result<()> {
+        if self.eval_due(step) {
+            let acc = eval::accuracy(&policy.model, &self.eval, self.max_new_tokens)?;
+            row.push(("accuracy", acc));
+        }
+        log.push(step + 1, &row)?;
         self.progress.set(step as u64 + 1);
         let every = self.total / (self.keep + 1);
         let due = every > 0 && (step + 1).is_multiple_of(every) && (step + 1) / every <= self.keep;

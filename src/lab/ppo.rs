@@ -6,7 +6,7 @@ use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, token_logprobs, Policy, SeqBatch};
 use super::rollout::rollouts;
-use super::{eval, Result, StageContext};
+use super::{Result, StageContext};
 use crate::model::Model;
 use crate::study::dataset::Question;
 use candle_core::{DType, Tensor, Var, D};
@@ -226,14 +226,7 @@ pub fn train(
             row.push(("policy_loss", l.policy));
             row.push(("value_loss", l.value));
         }
-        if cx.eval_due(step) {
-            row.push((
-                "accuracy",
-                eval::accuracy(&policy.model, &cx.eval, cx.max_new_tokens)?,
-            ));
-        }
-        log.push(step + 1, &row)?;
-        cx.after_step(step, policy)?;
+        cx.end_step(step, policy, &mut log, row)?;
     }
     Ok(())
 }

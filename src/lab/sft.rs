@@ -4,7 +4,7 @@ use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, token_logprobs, Policy, SeqBatch};
 use super::task::{prompt_ids, worked_solution};
-use super::{eval, LabError, Result, StageContext};
+use super::{LabError, Result, StageContext};
 use crate::model::Model;
 use crate::study::dataset::Question;
 use candle_core::Tensor;
@@ -74,15 +74,8 @@ pub fn train(
         let loss = sft_loss(&logp, &batch.mask)?;
         opt.step(&loss, step)?;
         let loss = f64::from(loss.to_scalar::<f32>()?);
-        let mut row = vec![("loss", loss)];
-        if cx.eval_due(step) {
-            row.push((
-                "accuracy",
-                eval::accuracy(&policy.model, &cx.eval, cx.max_new_tokens)?,
-            ));
-        }
-        log.push(step + 1, &row)?;
-        cx.after_step(step, policy)?;
+        let row = vec![("loss", loss)];
+        cx.end_step(step, policy, &mut log, row)?;
     }
     Ok(())
 }

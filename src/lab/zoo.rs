@@ -6,7 +6,7 @@ use super::sft::SftConfig;
 use super::task::{eval_questions, tokenizer_json, train_questions, CHAT_TEMPLATE, EVAL_N};
 use super::{dpo, eval, grpo, ppo, sft, LabError, Result, StageContext};
 use crate::fsutil::write_atomic;
-use crate::model::{random_weights, write_hf_folder, Family, ModelConfig};
+use crate::model::{random_weights, write_hf_folder, ModelConfig};
 use crate::progress::{CancelToken, Progress};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,28 +30,14 @@ impl ModelShape {
     /// A Llama configuration of this shape for a vocabulary of `vocab` tokens (`<s>` = 1,
     /// `</s>` = 2, untied embeddings, 128 positions).
     pub fn config(&self, vocab: usize) -> ModelConfig {
-        ModelConfig {
-            family: Family::Llama,
-            vocab_size: vocab,
-            hidden_size: self.hidden,
-            intermediate_size: self.intermediate,
-            num_layers: self.layers,
-            num_heads: self.heads,
-            num_kv_heads: self.kv_heads,
-            head_dim: self.hidden / self.heads.max(1),
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
-            max_position_embeddings: 128,
-            sliding_window: vec![None; self.layers],
-            qkv_bias: false,
-            o_bias: false,
-            mlp_bias: false,
-            qk_norm: false,
-            tie_word_embeddings: false,
-            bos_token_id: Some(1),
-            eos_token_ids: vec![2],
-        }
+        ModelConfig::llama(
+            vocab,
+            self.hidden,
+            self.intermediate,
+            self.layers,
+            (self.heads, self.kv_heads),
+            128,
+        )
     }
 }
 

@@ -212,6 +212,40 @@ impl ModelConfig {
         })
     }
 
+    /// A plain Llama (no biases, untied embeddings, rope θ 10,000, ε 1e-5, `<s>` = 1,
+    /// `</s>` = 2) of the given shape; head size `hidden / heads`.
+    pub fn llama(
+        vocab: usize,
+        hidden: usize,
+        intermediate: usize,
+        layers: usize,
+        (heads, kv_heads): (usize, usize),
+        max_positions: usize,
+    ) -> Self {
+        Self {
+            family: Family::Llama,
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: intermediate,
+            num_layers: layers,
+            num_heads: heads,
+            num_kv_heads: kv_heads,
+            head_dim: hidden / heads.max(1),
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: max_positions,
+            sliding_window: vec![None; layers],
+            qkv_bias: false,
+            o_bias: false,
+            mlp_bias: false,
+            qk_norm: false,
+            tie_word_embeddings: false,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+        }
+    }
+
     /// Number of edges of the block-level graph: 4L² + 3L + 1.
     pub fn num_edges(&self) -> usize {
         let l = self.num_layers;
