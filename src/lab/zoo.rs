@@ -119,7 +119,7 @@ impl LabConfig {
                 temperature: 1.0,
                 epochs: 2,
                 batch: 32,
-                lr: 5e-5,
+                lr: 1e-5,
                 warmup: 10,
                 beta: 0.1,
                 solution_fallback: false,
