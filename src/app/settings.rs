@@ -26,16 +26,20 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
-    /// The devices this build can use.
-    pub fn available() -> Vec<Self> {
-        let mut v = vec![Self::Cpu];
-        if cfg!(feature = "cuda") {
-            v.push(Self::Cuda);
-        }
-        if cfg!(feature = "metal") {
-            v.push(Self::Metal);
-        }
-        v
+    /// The devices this build supports and this machine has (a GPU is listed when its first
+    /// device opens; probed once per process).
+    pub fn available() -> &'static [Self] {
+        static FOUND: std::sync::OnceLock<Vec<DeviceChoice>> = std::sync::OnceLock::new();
+        FOUND.get_or_init(|| {
+            let mut v = vec![Self::Cpu];
+            if cfg!(feature = "cuda") && crate::model::open_device("cuda").is_ok() {
+                v.push(Self::Cuda);
+            }
+            if cfg!(feature = "metal") && crate::model::open_device("metal").is_ok() {
+                v.push(Self::Metal);
+            }
+            v
+        })
     }
 
     pub fn label(self) -> &'static str {

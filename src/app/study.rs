@@ -78,12 +78,12 @@ pub fn config(form: &StudyForm, models: &[String; 2]) -> Result<StudyConfig, Str
 }
 
 fn device(choice: DeviceChoice) -> Result<candle_core::Device, String> {
-    let d = match choice {
-        DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
-        DeviceChoice::Cuda => candle_core::Device::new_cuda(0),
-        DeviceChoice::Metal => candle_core::Device::new_metal(0),
+    let spec = match choice {
+        DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Cuda => "cuda",
+        DeviceChoice::Metal => "metal",
     };
-    d.map_err(|e| format!("{}: {e}", choice.label()))
+    crate::model::open_device(spec).map_err(|e| e.to_string())
 }
 
 impl Running {
@@ -216,7 +216,7 @@ pub fn study_ui(
             ui.end_row();
             ui.label("Device");
             ui.horizontal(|ui| {
-                for d in DeviceChoice::available() {
+                for &d in DeviceChoice::available() {
                     ui.radio_value(&mut form.device, d, d.label());
                 }
             });
