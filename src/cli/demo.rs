@@ -2,7 +2,7 @@
 
 use super::bars::{ctrl_c_token, Bars};
 use anyhow::Context as _;
-use circuitdiff::study::demo::{num, run_demo, verdict};
+use circuitdiff::study::demo::{render, run_demo};
 use std::path::PathBuf;
 
 /// Run the study base → GRPO, base → PPO and base → DPO on the bundled demo zoo (no network)
@@ -29,28 +29,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         eprintln!("stopped; run the same command to continue");
         std::process::exit(130);
     };
-    for p in &summaries {
-        println!(
-            "base → {:<4}  accuracy {:5.1} % → {:5.1} %  ({} pairs, K = {})",
-            p.tuned,
-            100.0 * p.base_accuracy,
-            100.0 * p.tuned_accuracy,
-            p.n,
-            p.k
-        );
-        for m in &p.stats {
-            println!(
-                "    {:<10} Δ {} ({:+.1} %), p = {:.2e}, 95 % CI [{}, {}]: {}",
-                m.metric,
-                num(m.mean_diff),
-                100.0 * m.relative_change,
-                m.p_value,
-                num(m.ci_low),
-                num(m.ci_high),
-                verdict(m)
-            );
-        }
-    }
+    // The same text as summary.md.
+    print!("{}", render(&summaries));
     println!("wrote {}", args.out.join("summary.md").display());
     if args.no_gui {
         return Ok(());

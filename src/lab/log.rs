@@ -54,10 +54,4 @@ impl TrainLog {
         crate::fsutil::write_atomic(&self.path, text.as_bytes())
             .map_err(|e| LabError::io(&self.path, e))
     }
-
-    /// The last value of `column`, if any row has one.
-    pub fn last(&self, column: &str) -> Option<f64> {
-        let i = self.columns.iter().position(|c| c == column)?;
-        self.rows.iter().rev().find_map(|(_, r)| r[i])
-    }
 }

@@ -44,7 +44,7 @@ impl Optimizer {
     }
 
     /// The fraction of the peak learning rate at `step` (0-based).
-    pub fn schedule(&self, step: usize) -> f64 {
+    fn schedule(&self, step: usize) -> f64 {
         if step < self.warmup {
             return (step + 1) as f64 / self.warmup as f64;
         }

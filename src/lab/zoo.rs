@@ -274,14 +274,9 @@ pub fn train_zoo(
         eval_questions: questions.len(),
         accuracy,
         train_seconds: times,
-        threads: rayon_threads(),
+        threads: candle_core::utils::get_num_threads(),
         config: cfg.clone(),
     };
     write_json(&out.join("zoo.json"), &report)?;
     Ok(Some(report))
-}
-
-/// Threads candle's CPU kernels use.
-fn rayon_threads() -> usize {
-    candle_core::utils::get_num_threads()
 }

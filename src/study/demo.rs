@@ -116,7 +116,7 @@ fn headline(cmp: &Comparison) -> Vec<PairedStat> {
 }
 
 /// How a metric moved: up or down when the Wilcoxon test rejects at 5 %, else unchanged.
-pub fn verdict(s: &PairedStat) -> &'static str {
+fn verdict(s: &PairedStat) -> &'static str {
     let significant = s.p_value < 0.05;
     match (significant, s.mean_diff > 0.0) {
         (false, _) => "no significant change",
@@ -126,7 +126,7 @@ pub fn verdict(s: &PairedStat) -> &'static str {
 }
 
 /// Four significant digits, in scientific notation for small magnitudes.
-pub fn num(x: f64) -> String {
+fn num(x: f64) -> String {
     if x != 0.0 && x.abs() < 0.01 {
         format!("{x:+.3e}")
     } else {
