@@ -4,11 +4,6 @@
 use crate::study::demo::PAIRS;
 use std::path::{Path, PathBuf};
 
-/// The assets folder, when one exists.
-pub fn dir() -> Option<PathBuf> {
-    crate::assets::dir()
-}
-
 /// The demo studies that exist, in the order GRPO, PPO, DPO.
 pub fn demo_studies(assets: &Path) -> Vec<(String, PathBuf)> {
     PAIRS

@@ -61,7 +61,7 @@ impl App {
         } else {
             Settings::default()
         };
-        let assets = assets::dir();
+        let assets = crate::assets::dir();
         let demos = assets
             .as_deref()
             .map(assets::demo_studies)
