@@ -74,29 +74,29 @@ pub struct StageContext<'a> {
 }
 
 impl<'a> StageContext<'a> {
-    #[allow(clippy::too_many_arguments)]
+    /// The context of stage `name` (the `index`-th of [`STAGES`]) of the run `cfg` writing into
+    /// `out`.
     pub fn new(
         name: &str,
+        index: usize,
         out: &Path,
-        seed: u64,
-        eval: Vec<Question>,
-        max_new_tokens: usize,
-        eval_every: usize,
-        keep: usize,
+        cfg: &LabConfig,
         progress: &'a mut dyn Progress,
         cancel: &'a CancelToken,
     ) -> Result<Self> {
         let dir = out.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
         Ok(Self {
-            rng: rand::rngs::StdRng::seed_from_u64(seed),
-            eval,
-            max_new_tokens,
+            rng: rand::rngs::StdRng::seed_from_u64(
+                cfg.seed.wrapping_mul(1_000).wrapping_add(index as u64),
+            ),
+            eval: task::eval_questions(cfg.eval_during),
+            max_new_tokens: cfg.max_new_tokens,
             name: name.to_owned(),
             checkpoints: out.join("checkpoints").join(name),
             dir,
-            eval_every: eval_every.max(1),
-            keep,
+            eval_every: cfg.eval_every.max(1),
+            keep: cfg.checkpoints,
             total: 0,
             progress,
             cancel,

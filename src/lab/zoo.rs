@@ -217,17 +217,7 @@ pub fn train_zoo(
             continue;
         }
         let started = Instant::now();
-        let mut cx = StageContext::new(
-            name,
-            out,
-            cfg.seed.wrapping_mul(1_000).wrapping_add(i as u64),
-            eval_questions(cfg.eval_during),
-            cfg.max_new_tokens,
-            cfg.eval_every,
-            cfg.checkpoints,
-            progress,
-            cancel,
-        )?;
+        let mut cx = StageContext::new(name, i, out, cfg, progress, cancel)?;
         let policy = if name == "base" {
             let init = out.join("checkpoints/base/step-000000");
             let tok = tokenizer_json();
