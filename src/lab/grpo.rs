@@ -116,11 +116,17 @@ pub fn train(
             .map(|r| (r.prompt.as_slice(), r.answer.as_slice()))
             .collect();
         let batch = SeqBatch::new(&pairs, &dev, policy.model.dtype())?;
-        let old = token_logprobs(&policy.model, &batch)?.0.detach();
+        let first = token_logprobs(&policy.model, &batch)?.0;
+        let old = first.detach();
         let refp = token_logprobs(reference, &batch)?.0.detach();
         let (mut loss, mut kl) = (0.0, 0.0);
+        // The first epoch reuses the forward pass that gave `old`.
+        let mut fresh = Some(first);
         for _ in 0..cfg.epochs {
-            let (logp, _) = token_logprobs(&policy.model, &batch)?;
+            let logp = match fresh.take() {
+                Some(logp) => logp,
+                None => token_logprobs(&policy.model, &batch)?.0,
+            };
             let (l, k) = grpo_loss(&logp, &old, &refp, &adv, &batch.mask, cfg.clip, cfg.beta)?;
             opt.step(&l, step)?;
             loss = f64::from(l.to_scalar::<f32>()?);

@@ -157,9 +157,9 @@ pub fn train(
             .map(|r| (r.prompt.as_slice(), r.answer.as_slice()))
             .collect();
         let batch = SeqBatch::new(&pairs, &dev, policy.model.dtype())?;
-        let (old, hidden) = token_logprobs(&policy.model, &batch)?;
-        let old = old.detach();
-        let old_values = head.forward(&hidden.detach())?.detach();
+        let first = token_logprobs(&policy.model, &batch)?;
+        let old = first.0.detach();
+        let old_values = head.forward(&first.1.detach())?.detach();
         let refp = token_logprobs(reference, &batch)?.0.detach();
         // Per-token rewards and GAE along each answer, computed on the host.
         let mask = batch.mask.to_vec2::<f32>()?;
@@ -201,8 +201,13 @@ pub fn train(
         let adv = Tensor::from_vec(adv, (b, t), &dev)?;
         let ret = Tensor::from_vec(ret, (b, t), &dev)?;
         let mut last = None;
+        // The first epoch reuses the forward pass that gave `old` and `old_values`.
+        let mut fresh = Some(first);
         for _ in 0..cfg.epochs {
-            let (logp, hidden) = token_logprobs(&policy.model, &batch)?;
+            let (logp, hidden) = match fresh.take() {
+                Some(pass) => pass,
+                None => token_logprobs(&policy.model, &batch)?,
+            };
             let values = head.forward(&hidden.detach())?;
             let l = ppo_loss(
                 &logp,
