@@ -3,10 +3,9 @@
 //!
 //! The differentiable pass keeps every intermediate tensor of the forward graph alive until the
 //! backward pass ends, and candle's backward pass also keeps, until it returns, the gradient of
-//! every operand that is not itself part of the graph: each broadcast norm weight, rotary table,
-//! attention mask and (detached) softmax maximum gets a full-size gradient. The estimate counts
-//! both, tensor by tensor, from the model code (`transformer.rs`); BENCHMARKS.md compares it with
-//! the measured peak resident memory.
+//! every operand that is not itself part of the graph (a broadcast bias gets a full-size
+//! gradient). The estimate counts both, tensor by tensor, from the model code (`transformer.rs`,
+//! `fused.rs`); BENCHMARKS.md compares it with the measured peak resident memory.
 
 use super::config::ModelConfig;
 use super::error::{ModelError, Result};
@@ -68,50 +67,43 @@ impl MemoryEstimate {
         // Residual copies feeding q, k and v: one each, or one per head at head level.
         let (nq, nkv) = if plan.heads { (h, kvh) } else { (1, 1) };
         let norms = nq + 2 * nkv + 1;
-        // The slow rms-norm keeps x², x/rms and the scaled output, in f32 inside; below f32 also
-        // the widened input and the narrowed result.
-        let norm = |n: usize| {
-            let inner = if b < 4 { 3 * 4 + b } else { 2 * 4 };
-            n * (inner + b)
-        };
-        // Forward, per token and layer, in bytes. Projections: q and k with their rotary
-        // products (x·cos, −x₂, the rotated half, ·sin, the sum), v (copied to contiguous at
-        // block level), repeated k/v for grouped queries; attention scores: product, scale,
-        // mask, shifted, exp, normalised; merged heads and their contiguous copy; block
-        // outputs, residual sums, MLP gate, up, silu and product.
-        let mut fwd = norms * (b * d + norm(d));
-        fwd += b * (q + kv) * 11 / 2 + b * kv * if plan.heads { 1 } else { 2 };
+        // Forward, per token and layer, in bytes. A fused kernel with a closed-form backward
+        // (`fused.rs`) keeps its input, its output and the copy that enters the graph. Each
+        // norm: the residual copy, normed and copied; q and k: projected, rotated, copied; v
+        // (copied to contiguous at block level); repeated k/v for grouped queries; attention:
+        // scores, probabilities, copy; merged heads and their contiguous copy; block outputs
+        // and residual sums; MLP gate, up, silu and product.
+        let mut fwd = norms * 3 * b * d;
+        fwd += 3 * b * (q + kv) + b * kv * if plan.heads { 1 } else { 2 };
         if h != kvh {
             fwd += 2 * b * q;
         }
-        fwd += 6 * b * h * t + 2 * b * q + 4 * b * d + 4 * b * i;
+        fwd += 3 * b * h * t + 2 * b * q + 4 * b * d + 4 * b * i;
         if plan.heads {
             fwd += b * h * d;
         }
-        // Gradients of operands outside the graph, kept to the end: broadcast norm weights,
-        // cos and sin tables, mask and softmax maximum.
-        let mut kept = b * (norms * d + 2 * (q + kv) + 2 * h * t);
         if cfg.qk_norm {
-            fwd += norm(q) + norm(kv);
-            kept += b * (q + kv);
+            fwd += 2 * b * (q + kv);
         }
+        // Gradients of operands outside the graph, which candle's backward pass computes in
+        // full and keeps to its end: the q/k/v biases.
+        let mut kept = 0;
         if cfg.qkv_bias {
             fwd += b * (q + 2 * kv);
             kept += b * (q + 2 * kv);
         }
-        // Per token: every layer's graph and kept gradients, one layer's backward temporaries
-        // (counted as its forward), probes and their gradients, sources and destinations
-        // stacked in f32 for the score product.
+        // Per token: every layer's graph and kept gradients, probes and their gradients, sources
+        // and destinations stacked in f32 for the score product.
         let destinations = l * norms + 1;
         let probes = 2 * b * d * destinations;
         let sources = 1 + l * (1 + if plan.heads { h } else { 1 });
         let acc = if b < 4 { b + 4 } else { b };
         let stacks = acc * d * (sources + destinations);
-        let per_token = l * (fwd + kept) + fwd + probes + stacks;
+        let per_token = l * (fwd + kept) + probes + stacks;
         // Logits of the K scored positions, widened, log-softmax and its backward.
         let logits = 6 * 4 * k * cfg.vocab_size;
-        // The allocator's high-water mark exceeds the live tensors (backward temporaries beyond
-        // one layer, fragmentation) by 4–15 % in the measurements: count 10 %.
+        // The allocator's high-water mark exceeds the live tensors (backward temporaries,
+        // fragmentation): count 10 %.
         let live = (per_token as u64).saturating_mul(t as u64) + logits as u64;
         let activations = live.saturating_mul(11) / 10 + RUNTIME_BYTES;
         let weights = (cfg.num_params() * b) as u64;

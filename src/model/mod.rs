@@ -5,6 +5,7 @@
 mod config;
 mod device;
 mod error;
+mod fused;
 mod generate;
 mod gguf;
 mod inspect;
@@ -257,7 +258,7 @@ impl Model {
         }
         let mut sources = Vec::with_capacity(1 + 2 * self.config.num_layers);
         let pass = Pass {
-            kernels: Kernels::Differentiable,
+            kernels: Kernels::FusedGrad,
             probes: Some(&probes),
             cache: None,
             sources: Some(&mut sources),
@@ -266,7 +267,7 @@ impl Model {
         };
         let h = self.net.residual(&x, 0, pass)?;
         let h = h.narrow(1, positions.start, positions.len())?;
-        let logits = self.net.logits(&h, Kernels::Differentiable)?.squeeze(0)?;
+        let logits = self.net.logits(&h, Kernels::FusedGrad)?.squeeze(0)?;
         let mut flat = Vec::with_capacity(sources.len());
         for s in sources {
             let s = s.detach();

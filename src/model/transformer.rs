@@ -1,8 +1,10 @@
 //! The one decoder implementation behind every family and every use.
 //!
-//! Two kinds of kernels: [`Kernels::Fast`] (candle's fused rms-norm, softmax and rotary kernels)
-//! for generation, and [`Kernels::Differentiable`] (their `_slow` twins) for anything that needs
-//! gradients: candle's fused kernels are built without a backward pass and silently cut the graph.
+//! Three kinds of kernels: [`Kernels::Fast`] (candle's fused rms-norm, softmax and rotary
+//! kernels) for generation, [`Kernels::Differentiable`] (their `_slow` twins) for training, and
+//! [`Kernels::FusedGrad`] (the fused kernels with closed-form backward passes, `fused.rs`) for
+//! attribution: candle's fused kernels are built without a backward pass and silently cut the
+//! graph.
 //!
 //! For attribution the same code runs with *probes*: zero-valued variables added to each
 //! destination input (each block's q, k and v inputs separately, each MLP input, and the final
@@ -18,25 +20,40 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 pub enum Kernels {
     /// Fused kernels: fastest, no gradients.
     Fast,
-    /// Composite kernels with exact gradients.
+    /// Composite kernels with exact gradients, for activations and weights alike.
     Differentiable,
+    /// Fused kernels with closed-form backward passes: exact gradients for activations, at a
+    /// fraction of the composite kernels' cost. A norm weight that is a variable (training) takes
+    /// the composite kernel.
+    FusedGrad,
 }
 
 impl Kernels {
     fn rms_norm(self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32),
-            Self::Differentiable => candle_nn::ops::rms_norm_slow(x, w, eps as f32),
+            Self::FusedGrad if !w.track_op() => super::fused::rms_norm(x, w, eps),
+            Self::Differentiable | Self::FusedGrad => {
+                candle_nn::ops::rms_norm_slow(x, w, eps as f32)
+            }
         }
     }
 
-    fn softmax(self, x: &Tensor) -> Result<Tensor> {
+    /// Attention probabilities softmax(scale·qk + mask) over the last dimension.
+    fn attention_probs(self, qk: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+        if self == Self::FusedGrad {
+            return super::fused::attention_softmax(qk, scale, mask);
+        }
+        let mut x = (qk * scale)?;
+        if let Some(m) = mask {
+            x = x.broadcast_add(m)?;
+        }
         match self {
-            Self::Fast => candle_nn::ops::softmax_last_dim(x),
+            Self::Fast => candle_nn::ops::softmax_last_dim(&x),
             // The shift by the row maximum only guards against overflow and cancels out of the
             // result, so it is kept out of the graph: the gradient stays exact and the backward
             // pass skips the maximum's mask computation.
-            Self::Differentiable => {
+            _ => {
                 let max = x.max_keepdim(D::Minus1)?.detach();
                 let e = x.broadcast_sub(&max)?.exp()?;
                 e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
@@ -47,9 +64,10 @@ impl Kernels {
     fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+            Self::FusedGrad if cos.rank() == 2 => super::fused::rope(x, cos, sin),
             // Per-row tables (b, t, half) of a left-padded batch: the same rotation, broadcast
             // over the heads.
-            Self::Differentiable if cos.rank() == 3 => {
+            _ if cos.rank() == 3 => {
                 let widen = |c: &Tensor| Tensor::cat(&[c, c], D::Minus1)?.unsqueeze(1);
                 let (cos, sin) = (widen(cos)?, widen(sin)?);
                 let half = x.dim(D::Minus1)? / 2;
@@ -62,7 +80,7 @@ impl Kernels {
                 )?;
                 x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
             }
-            Self::Differentiable => candle_nn::rotary_emb::rope_slow(x, cos, sin),
+            _ => candle_nn::rotary_emb::rope_slow(x, cos, sin),
         }
     }
 }
@@ -518,11 +536,8 @@ impl Transformer {
         let key = repeat_kv(&key, rep)?;
         let val = repeat_kv(&val, rep)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut att = (q.contiguous()?.matmul(&key.t()?)? * scale)?;
-        if let Some(mask) = self.mask(pos0, t, block.window, pads)? {
-            att = att.broadcast_add(&mask)?;
-        }
-        let att = k.softmax(&att)?;
+        let mask = self.mask(pos0, t, block.window, pads)?;
+        let att = k.attention_probs(&q.contiguous()?.matmul(&key.t()?)?, scale, mask.as_ref())?;
         let z = att
             .matmul(&val)?
             .transpose(1, 2)?
