@@ -4,15 +4,24 @@
 //! differentiable `_slow` twins spend most of the attribution pass outside the matrix products:
 //! each is a chain of elementwise ops, and candle's backward pass also computes a full-size
 //! gradient for every operand outside the graph (norm weights, rotary tables, the attention
-//! mask). Here each op runs its fused kernel forward and takes its gradient from the closed
-//! form, attached to the graph by [`WithGrad`]: gradients reach the activations only (a weight
-//! that is a variable takes the composite path, which computes its gradient as well).
+//! mask). Here each op runs fused forward and takes its gradient from the closed form; gradients
+//! reach the activations only (a weight that is a variable takes the composite path, which
+//! computes its gradient as well).
+//!
+//! On the CPU in f32 and f64, the rms-norm and the attention softmax are custom ops with one-pass
+//! kernels both ways ([`RmsNorm`], [`AttnSoftmax`]). Elsewhere (GPUs, half precision) and for the
+//! rotary embedding, candle's fused kernel runs forward and [`WithGrad`] attaches the backward
+//! pass, written with candle ops, so that every device has it.
 //!
 //! `tests/model_gradients.rs` checks the gradients of the attribution pass against central
 //! finite differences in f64 for every family, `tests/model_parity.rs` against PyTorch autograd.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
+};
+use num_traits::Float;
+use rayon::prelude::*;
 
 /// A backward pass: (input, output, gradient of the output) → gradient of the input.
 type Backward = Box<dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
@@ -98,6 +107,14 @@ fn compute_dtype(dtype: DType) -> DType {
 /// Backward, with r = (mean(x²) + eps)^(−1/2) per row and n the row length:
 /// ∂L/∂x = r·(g⊙w) − x·r³·⟨g⊙w, x⟩/n.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if cpu_kernels(x) {
+        return x.contiguous()?.apply_op2(&w.contiguous()?, RmsNorm { eps });
+    }
+    rms_norm_attached(x, w, eps)
+}
+
+/// [`rms_norm`] on any device: candle's fused kernel forward, the backward in candle ops.
+fn rms_norm_attached(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let y = if x.dtype() == DType::F64 {
         // candle's fused kernel accumulates in f32.
         candle_nn::ops::rms_norm_slow(&x.detach(), w, eps as f32)?
@@ -126,6 +143,21 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 ///
 /// Backward, with p the probabilities: ∂L/∂x = scale·(p⊙g − p·⟨p, g⟩).
 pub(crate) fn attention_softmax(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    if cpu_kernels(x) {
+        let op = AttnSoftmax { scale };
+        let x = x.contiguous()?;
+        match mask {
+            None => return x.apply_op1(op),
+            Some(m) if m.rank() == 2 => return x.apply_op2(&m.contiguous()?, op),
+            Some(_) => {}
+        }
+    }
+    attention_softmax_attached(x, scale, mask)
+}
+
+/// [`attention_softmax`] on any device: candle's fused kernel forward, the backward in candle
+/// ops.
+fn attention_softmax_attached(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
     let mut s = (x.detach() * scale)?;
     if let Some(m) = mask {
         s = s.broadcast_add(m)?;
@@ -151,4 +183,379 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         candle_nn::rotary_emb::rope(&g.contiguous()?, &cos, &neg_sin)
     };
     with_grad(x, &y, "rope-with-grad", Box::new(backward))
+}
+
+/// Whether the one-pass CPU kernels apply: f32 or f64 on the CPU.
+fn cpu_kernels(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Rows of at most this many elements go to one rayon task together.
+const ROWS_PER_TASK_ELEMENTS: usize = 1 << 14;
+
+fn rows_per_task(row: usize) -> usize {
+    (ROWS_PER_TASK_ELEMENTS / row.max(1)).max(1)
+}
+
+/// A kernel's output as CPU storage.
+trait IntoStorage {
+    fn into_storage(self) -> CpuStorage;
+}
+
+impl<T: WithDType> IntoStorage for Vec<T> {
+    fn into_storage(self) -> CpuStorage {
+        T::to_cpu_storage_owned(self)
+    }
+}
+
+/// The contiguous elements of a CPU tensor in f32 or f64.
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("fused kernel: operand is not contiguous"),
+    }
+}
+
+/// `x / sqrt(mean(x²) + eps) · w` over the last dimension, as candle's fused kernel computes it,
+/// in the input's precision; backward by [`RmsNormBackward`].
+struct RmsNorm {
+    eps: f64,
+}
+
+fn rms<T: Float>(x: &[T], eps: f64) -> T {
+    let n = T::from(x.len()).unwrap_or_else(T::one);
+    let ss = x.iter().fold(T::zero(), |a, &v| a + v * v);
+    (ss / n + T::from(eps).unwrap_or_else(T::zero)).sqrt()
+}
+
+fn rms_norm_rows<T: WithDType + Float>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let mut y = vec![T::zero(); x.len()];
+    y.par_chunks_mut(n)
+        .zip(x.par_chunks(n))
+        .with_min_len(rows_per_task(n))
+        .for_each(|(y, x)| {
+            let m = rms(x, eps);
+            for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                *y = x / m * w;
+            }
+        });
+    y
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm-cpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = match s1 {
+            CpuStorage::F32(_) => {
+                rms_norm_rows(slice::<f32>(s1, l1)?, slice(s2, l2)?, self.eps).into_storage()
+            }
+            CpuStorage::F64(_) => {
+                rms_norm_rows(slice::<f64>(s1, l1)?, slice(s2, l2)?, self.eps).into_storage()
+            }
+            _ => candle_core::bail!("rms-norm-cpu: f32 or f64 only"),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = RmsNormBackward { eps: self.eps };
+        let gx = x.detach().apply_op3_no_bwd(w, &g.contiguous()?, &op)?;
+        Ok((Some(gx), None))
+    }
+}
+
+/// ∂L/∂x of [`RmsNorm`] from (x, w, g), one pass per row: with m the row's rms and n its length,
+/// ∂L/∂x = (g⊙w)/m − x·⟨g⊙w, x⟩/(n·m³).
+struct RmsNormBackward {
+    eps: f64,
+}
+
+fn rms_norm_backward_rows<T: WithDType + Float>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let nt = T::from(n).unwrap_or_else(T::one);
+    let mut dx = vec![T::zero(); x.len()];
+    dx.par_chunks_mut(n)
+        .zip(x.par_chunks(n).zip(g.par_chunks(n)))
+        .with_min_len(rows_per_task(n))
+        .for_each(|(dx, (x, g))| {
+            let r = rms(x, eps).recip();
+            let dot = x
+                .iter()
+                .zip(g)
+                .zip(w)
+                .fold(T::zero(), |a, ((&x, &g), &w)| a + g * w * x);
+            let c = r * r * r * dot / nt;
+            for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                *dx = r * g * w - x * c;
+            }
+        });
+    dx
+}
+
+impl CustomOp3 for RmsNormBackward {
+    fn name(&self) -> &'static str {
+        "rms-norm-backward-cpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dx = match s1 {
+            CpuStorage::F32(_) => rms_norm_backward_rows(
+                slice::<f32>(s1, l1)?,
+                slice(s2, l2)?,
+                slice(s3, l3)?,
+                self.eps,
+            )
+            .into_storage(),
+            CpuStorage::F64(_) => rms_norm_backward_rows(
+                slice::<f64>(s1, l1)?,
+                slice(s2, l2)?,
+                slice(s3, l3)?,
+                self.eps,
+            )
+            .into_storage(),
+            _ => candle_core::bail!("rms-norm-backward-cpu: f32 or f64 only"),
+        };
+        Ok((dx, l1.shape().clone()))
+    }
+}
+
+/// softmax(scale·x + mask) over the last dimension of `x` (…, t, s), with an optional additive
+/// mask (t, s); backward by [`SoftmaxBackward`].
+struct AttnSoftmax {
+    scale: f64,
+}
+
+fn softmax_rows<T: WithDType + Float>(x: &[T], mask: Option<&[T]>, s: usize, scale: f64) -> Vec<T> {
+    let scale = T::from(scale).unwrap_or_else(T::one);
+    let t = mask.map_or(1, |m| m.len() / s);
+    let mut p = vec![T::zero(); x.len()];
+    p.par_chunks_mut(s)
+        .zip(x.par_chunks(s))
+        .enumerate()
+        .with_min_len(rows_per_task(s))
+        .for_each(|(row, (p, x))| {
+            let mask = mask.map(|m| &m[(row % t) * s..(row % t + 1) * s]);
+            for (j, (p, &x)) in p.iter_mut().zip(x).enumerate() {
+                *p = scale * x + mask.map_or(T::zero(), |m| m[j]);
+            }
+            let max = p.iter().fold(T::neg_infinity(), |a, &v| Float::max(a, v));
+            let mut sum = T::zero();
+            for p in p.iter_mut() {
+                *p = (*p - max).exp();
+                sum += *p;
+            }
+            for p in p.iter_mut() {
+                *p /= sum;
+            }
+        });
+    p
+}
+
+impl AttnSoftmax {
+    fn run(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        mask: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let s = lx.shape().dims().last().copied().unwrap_or(1);
+        let p = match x {
+            CpuStorage::F32(_) => {
+                let m = mask.map(|(m, l)| slice::<f32>(m, l)).transpose()?;
+                softmax_rows(slice::<f32>(x, lx)?, m, s, self.scale).into_storage()
+            }
+            CpuStorage::F64(_) => {
+                let m = mask.map(|(m, l)| slice::<f64>(m, l)).transpose()?;
+                softmax_rows(slice::<f64>(x, lx)?, m, s, self.scale).into_storage()
+            }
+            _ => candle_core::bail!("attention-softmax-cpu: f32 or f64 only"),
+        };
+        Ok((p, lx.shape().clone()))
+    }
+
+    fn backward(&self, p: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let op = SoftmaxBackward { scale: self.scale };
+        p.detach().apply_op2_no_bwd(&g.contiguous()?, &op)
+    }
+}
+
+impl CustomOp1 for AttnSoftmax {
+    fn name(&self) -> &'static str {
+        "attention-softmax-cpu"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run(x, l, None)
+    }
+
+    fn bwd(&self, _x: &Tensor, p: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        self.backward(p, g).map(Some)
+    }
+}
+
+impl CustomOp2 for AttnSoftmax {
+    fn name(&self) -> &'static str {
+        "attention-softmax-cpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        mask: &CpuStorage,
+        lm: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = lx.dims();
+        if dims.len() < 2 || lm.dims() != &dims[dims.len() - 2..] {
+            candle_core::bail!(
+                "attention-softmax-cpu: mask {:?} does not fit scores {:?}",
+                lm.shape(),
+                lx.shape()
+            );
+        }
+        self.run(x, lx, Some((mask, lm)))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        p: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(self.backward(p, g)?), None))
+    }
+}
+
+/// ∂L/∂x of [`AttnSoftmax`] from (p, g), one pass per row: scale·p⊙(g − ⟨p, g⟩).
+struct SoftmaxBackward {
+    scale: f64,
+}
+
+fn softmax_backward_rows<T: WithDType + Float>(p: &[T], g: &[T], s: usize, scale: f64) -> Vec<T> {
+    let scale = T::from(scale).unwrap_or_else(T::one);
+    let mut dx = vec![T::zero(); p.len()];
+    dx.par_chunks_mut(s)
+        .zip(p.par_chunks(s).zip(g.par_chunks(s)))
+        .with_min_len(rows_per_task(s))
+        .for_each(|(dx, (p, g))| {
+            let dot = p.iter().zip(g).fold(T::zero(), |a, (&p, &g)| a + p * g);
+            for ((dx, &p), &g) in dx.iter_mut().zip(p).zip(g) {
+                *dx = scale * p * (g - dot);
+            }
+        });
+    dx
+}
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax-backward-cpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        p: &CpuStorage,
+        lp: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let s = lp.shape().dims().last().copied().unwrap_or(1);
+        let dx = match p {
+            CpuStorage::F32(_) => {
+                softmax_backward_rows(slice::<f32>(p, lp)?, slice(g, lg)?, s, self.scale)
+                    .into_storage()
+            }
+            CpuStorage::F64(_) => {
+                softmax_backward_rows(slice::<f64>(p, lp)?, slice(g, lg)?, s, self.scale)
+                    .into_storage()
+            }
+            _ => candle_core::bail!("softmax-backward-cpu: f32 or f64 only"),
+        };
+        Ok((dx, lp.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Values and input gradients of `f` under the loss Σ f(x)⊙r, in f64.
+    fn value_and_grad(
+        x: &Tensor,
+        r: &Tensor,
+        f: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let v = Var::from_tensor(x).unwrap();
+        let y = f(v.as_tensor()).unwrap();
+        let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        (flat(&y), flat(grads.get(v.as_tensor()).unwrap()))
+    }
+
+    fn assert_close(a: &[f64], b: &[f64], what: &str) {
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-12 * scale, "{what}: {x} vs {y}");
+        }
+    }
+
+    /// The CPU kernels and the device fallback (candle's fused kernels with the backward in
+    /// candle ops) agree in value and gradient; the CPU kernels are checked against finite
+    /// differences by `tests/model_gradients.rs`.
+    #[test]
+    fn cpu_kernels_equal_the_device_fallback() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
+        let r = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
+        let w = Tensor::randn(1f64, 0.3, 7, &dev).unwrap();
+        let (a, b) = (
+            value_and_grad(&x, &r, |x| rms_norm(x, &w, 1e-5)),
+            value_and_grad(&x, &r, |x| rms_norm_attached(x, &w, 1e-5)),
+        );
+        assert_close(&a.0, &b.0, "rms-norm value");
+        assert_close(&a.1, &b.1, "rms-norm gradient");
+        let causal: Vec<f64> = (0..5 * 7)
+            .map(|i| {
+                if i % 7 <= i / 7 + 2 {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(causal, (5, 7), &dev).unwrap();
+        for m in [None, Some(&mask)] {
+            let (a, b) = (
+                value_and_grad(&x, &r, |x| attention_softmax(x, 0.35, m)),
+                value_and_grad(&x, &r, |x| attention_softmax_attached(x, 0.35, m)),
+            );
+            assert_close(&a.0, &b.0, "softmax value");
+            assert_close(&a.1, &b.1, "softmax gradient");
+        }
+    }
 }

@@ -68,22 +68,24 @@ impl MemoryEstimate {
         let (nq, nkv) = if plan.heads { (h, kvh) } else { (1, 1) };
         let norms = nq + 2 * nkv + 1;
         // Forward, per token and layer, in bytes. A fused kernel with a closed-form backward
-        // (`fused.rs`) keeps its input, its output and the copy that enters the graph. Each
-        // norm: the residual copy, normed and copied; q and k: projected, rotated, copied; v
-        // (copied to contiguous at block level); repeated k/v for grouped queries; attention:
-        // scores, probabilities, copy; merged heads and their contiguous copy; block outputs
-        // and residual sums; MLP gate, up, silu and product.
-        let mut fwd = norms * 3 * b * d;
+        // (`fused.rs`) keeps its input and its output, and where it runs candle's kernel (the
+        // rotary embedding; the norms and the softmax in half precision) also the copy that
+        // enters the graph. Each norm: the residual copy and its normed output; q and k:
+        // projected, rotated, copied; v (copied to contiguous at block level); repeated k/v for
+        // grouped queries; attention: scores and probabilities; merged heads and their
+        // contiguous copy; block outputs and residual sums; MLP gate, up, silu and product.
+        let fused = if b >= 4 { 2 } else { 3 };
+        let mut fwd = norms * fused * b * d;
         fwd += 3 * b * (q + kv) + b * kv * if plan.heads { 1 } else { 2 };
         if h != kvh {
             fwd += 2 * b * q;
         }
-        fwd += 3 * b * h * t + 2 * b * q + 4 * b * d + 4 * b * i;
+        fwd += fused * b * h * t + 2 * b * q + 4 * b * d + 4 * b * i;
         if plan.heads {
             fwd += b * h * d;
         }
         if cfg.qk_norm {
-            fwd += 2 * b * (q + kv);
+            fwd += (fused - 1) * b * (q + kv);
         }
         // Gradients of operands outside the graph, which candle's backward pass computes in
         // full and keeps to its end: the q/k/v biases.
