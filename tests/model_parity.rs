@@ -20,8 +20,8 @@ fn logits_and_probe_gradients_match_transformers() {
             &serde_json::json!({"model": path, "ids": IDS, "loss_from": p0, "targets": targets}),
         );
 
-        // Logits, both kernel sets, against transformers' own forward: |Δ| ≤ 1e-4.
-        for kernels in [Kernels::Fast, Kernels::Differentiable] {
+        // Logits, every kernel set, against transformers' own forward: |Δ| ≤ 1e-4.
+        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
             let ours = model.forward_logits(&IDS, kernels).unwrap();
             let d = max_abs_diff(&ours, &r["logits"]);
             eprintln!("{tiny:?} {kernels:?}: max |Δlogit| = {d:e}");
