@@ -429,6 +429,7 @@ fn regenerate_fixture() {
         let mut manifest = run::manifest_for(&m, graph, method, &samples, serde_json::Value::Null);
         manifest.model.spec = format!("tiny-llama-{side}");
         let outcome = run::score_run(
+            "score",
             &out.join(side),
             &m,
             &manifest,

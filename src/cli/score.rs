@@ -109,7 +109,9 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     }
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    match run::score_run(&args.out, &model, &manifest, &samples, &mut bars, &cancel)? {
+    match run::score_run(
+        "score", &args.out, &model, &manifest, &samples, &mut bars, &cancel,
+    )? {
         Outcome::Cancelled { scored, total } => {
             drop(bars);
             eprintln!("stopped after {scored}/{total} samples; run the same command to resume");

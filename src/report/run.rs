@@ -438,8 +438,10 @@ pub enum Outcome {
 
 /// Score `samples` with `model` into `dir`: each sample's scores are persisted as they complete,
 /// samples already on disk are not recomputed, and the aggregate files are written at the end.
-/// A directory holding a different run (other model, method or samples) is refused.
+/// A directory holding a different run (other model, method or samples) is refused. Progress is
+/// reported as the stage `stage`.
 pub fn score_run(
+    stage: &str,
     dir: &Path,
     model: &Model,
     manifest: &Manifest,
@@ -465,7 +467,7 @@ pub fn score_run(
     } else {
         write_manifest(dir, manifest)?;
     }
-    progress.start("score", samples.len() as u64);
+    progress.start(stage, samples.len() as u64);
     let mut scores = Vec::with_capacity(samples.len());
     for (i, (sample, entry)) in samples.iter().zip(&manifest.samples).enumerate() {
         if let Some(done) = read_sample(dir, i)? {

@@ -362,6 +362,7 @@ pub fn run_study(
         let method = Method::new(cfg.level, selection.k, cfg.metrics.clone());
         let manifest = run::manifest_for(&model, graph, method, &samples, info);
         match run::score_run(
+            &format!("score {side}"),
             &out.join(side),
             &model,
             &manifest,
