@@ -52,8 +52,13 @@ pub struct MemoryEstimate {
 const RUNTIME_BYTES: u64 = 48 << 20;
 
 impl MemoryEstimate {
-    /// Estimate for `plan` in the compute dtype `dtype`.
+    /// Estimate for `plan` in the compute dtype `dtype`, on the CPU.
     pub fn new(cfg: &ModelConfig, plan: &ScorePlan, dtype: DType) -> Self {
+        Self::on(cfg, plan, dtype, &Device::Cpu)
+    }
+
+    /// Estimate for `plan` in the compute dtype `dtype` on `device`.
+    pub fn on(cfg: &ModelConfig, plan: &ScorePlan, dtype: DType, device: &Device) -> Self {
         let b = dtype.size_in_bytes();
         let (t, k) = (plan.seq_len, plan.scored);
         let (d, i, hd, l) = (
@@ -69,12 +74,14 @@ impl MemoryEstimate {
         let norms = nq + 2 * nkv + 1;
         // Forward, per token and layer, in bytes. A fused kernel with a closed-form backward
         // (`fused.rs`) keeps its input and its output, and where it runs candle's kernel (the
-        // rotary embedding; the norms and the softmax in half precision) also the copy that
-        // enters the graph. Each norm: the residual copy and its normed output; q and k:
-        // projected, rotated, copied; v (copied to contiguous at block level); repeated k/v for
-        // grouped queries; attention: scores and probabilities; merged heads and their
-        // contiguous copy; block outputs and residual sums; MLP gate, up, silu and product.
-        let fused = if b >= 4 { 2 } else { 3 };
+        // rotary embedding; the norms and the softmax on GPUs and in half precision) also the
+        // copy that enters the graph. Each norm: the residual copy and its normed output (and
+        // copy); q and k: projected, rotated, copied; v (copied to contiguous at block level);
+        // repeated k/v for grouped queries; attention: scores and probabilities (and copy);
+        // merged heads and their contiguous copy; block outputs and residual sums; MLP gate, up,
+        // silu and product.
+        let cpu_kernels = device.is_cpu() && matches!(dtype, DType::F32 | DType::F64);
+        let fused = if cpu_kernels { 2 } else { 3 };
         let mut fwd = norms * fused * b * d;
         fwd += 3 * b * (q + kv) + b * kv * if plan.heads { 1 } else { 2 };
         if h != kvh {
@@ -120,8 +127,8 @@ impl MemoryEstimate {
 }
 
 /// Refuse, before reading any weight, a model whose weights (and, with a plan, one scoring pass)
-/// exceed the memory available on the CPU (Linux `MemAvailable`; elsewhere, and on GPUs, no
-/// check).
+/// exceed the memory available on the device: Linux's `MemAvailable` on the CPU, the free memory
+/// of a CUDA device; elsewhere (other systems, Metal) nothing is checked.
 pub(crate) fn check_fits(cfg: &ModelConfig, opts: &LoadOptions, path: &Path) -> Result<()> {
     let Some(available) = available(&opts.device) else {
         return Ok(());
@@ -130,7 +137,7 @@ pub(crate) fn check_fits(cfg: &ModelConfig, opts: &LoadOptions, path: &Path) -> 
     let smaller = "a smaller model or a machine with more memory";
     let (needed, plan, fix) = match &opts.plan {
         Some(plan) => {
-            let e = MemoryEstimate::new(cfg, plan, opts.dtype);
+            let e = MemoryEstimate::on(cfg, plan, opts.dtype, &opts.device);
             let what = format!(
                 "scoring {} tokens in {dtype} needs {:.1} GiB ({:.1} GiB of weights + {:.1} GiB \
                  for the pass)",
@@ -168,9 +175,18 @@ fn gib(bytes: u64) -> f64 {
 }
 
 fn available(device: &Device) -> Option<u64> {
-    if !device.is_cpu() {
-        return None;
+    match device {
+        Device::Cpu => cpu_available(),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let (free, _total) = d.cuda_stream().context().mem_get_info().ok()?;
+            Some(free as u64)
+        }
+        _ => None,
     }
+}
+
+fn cpu_available() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kb = meminfo
         .lines()
