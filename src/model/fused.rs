@@ -14,7 +14,8 @@
 //! pass, written with candle ops, so that every device has it.
 //!
 //! `tests/model_gradients.rs` checks the gradients of the attribution pass against central
-//! finite differences in f64 for every family, `tests/model_parity.rs` against PyTorch autograd.
+//! finite differences in f64 for every family, `tests/model_parity.rs` against PyTorch autograd,
+//! and the unit test below holds the CPU kernels and the fallback against each other.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
