@@ -209,6 +209,24 @@ impl<T: WithDType> IntoStorage for Vec<T> {
     }
 }
 
+/// Run a kernel on f32 or f64 storage: `$body` with the type alias `$t` set to the storage's
+/// element type; its `Vec` becomes the output storage.
+macro_rules! by_float {
+    ($storage:expr, $op:literal, |$t:ident| $body:block) => {
+        match $storage {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                $body.into_storage()
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                $body.into_storage()
+            }
+            _ => candle_core::bail!(concat!($op, ": f32 or f64 only")),
+        }
+    };
+}
+
 /// The contiguous elements of a CPU tensor in f32 or f64.
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
@@ -256,15 +274,9 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = match s1 {
-            CpuStorage::F32(_) => {
-                rms_norm_rows(slice::<f32>(s1, l1)?, slice(s2, l2)?, self.eps).into_storage()
-            }
-            CpuStorage::F64(_) => {
-                rms_norm_rows(slice::<f64>(s1, l1)?, slice(s2, l2)?, self.eps).into_storage()
-            }
-            _ => candle_core::bail!("rms-norm-cpu: f32 or f64 only"),
-        };
+        let y = by_float!(s1, "rms-norm-cpu", |T| {
+            rms_norm_rows(slice::<T>(s1, l1)?, slice(s2, l2)?, self.eps)
+        });
         Ok((y, l1.shape().clone()))
     }
 
@@ -323,23 +335,14 @@ impl CustomOp3 for RmsNormBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dx = match s1 {
-            CpuStorage::F32(_) => rms_norm_backward_rows(
-                slice::<f32>(s1, l1)?,
+        let dx = by_float!(s1, "rms-norm-backward-cpu", |T| {
+            rms_norm_backward_rows(
+                slice::<T>(s1, l1)?,
                 slice(s2, l2)?,
                 slice(s3, l3)?,
                 self.eps,
             )
-            .into_storage(),
-            CpuStorage::F64(_) => rms_norm_backward_rows(
-                slice::<f64>(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-                self.eps,
-            )
-            .into_storage(),
-            _ => candle_core::bail!("rms-norm-backward-cpu: f32 or f64 only"),
-        };
+        });
         Ok((dx, l1.shape().clone()))
     }
 }
@@ -384,17 +387,10 @@ impl AttnSoftmax {
         mask: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
         let s = lx.shape().dims().last().copied().unwrap_or(1);
-        let p = match x {
-            CpuStorage::F32(_) => {
-                let m = mask.map(|(m, l)| slice::<f32>(m, l)).transpose()?;
-                softmax_rows(slice::<f32>(x, lx)?, m, s, self.scale).into_storage()
-            }
-            CpuStorage::F64(_) => {
-                let m = mask.map(|(m, l)| slice::<f64>(m, l)).transpose()?;
-                softmax_rows(slice::<f64>(x, lx)?, m, s, self.scale).into_storage()
-            }
-            _ => candle_core::bail!("attention-softmax-cpu: f32 or f64 only"),
-        };
+        let p = by_float!(x, "attention-softmax-cpu", |T| {
+            let m = mask.map(|(m, l)| slice::<T>(m, l)).transpose()?;
+            softmax_rows(slice::<T>(x, lx)?, m, s, self.scale)
+        });
         Ok((p, lx.shape().clone()))
     }
 
@@ -485,17 +481,9 @@ impl CustomOp2 for SoftmaxBackward {
         lg: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let s = lp.shape().dims().last().copied().unwrap_or(1);
-        let dx = match p {
-            CpuStorage::F32(_) => {
-                softmax_backward_rows(slice::<f32>(p, lp)?, slice(g, lg)?, s, self.scale)
-                    .into_storage()
-            }
-            CpuStorage::F64(_) => {
-                softmax_backward_rows(slice::<f64>(p, lp)?, slice(g, lg)?, s, self.scale)
-                    .into_storage()
-            }
-            _ => candle_core::bail!("softmax-backward-cpu: f32 or f64 only"),
-        };
+        let dx = by_float!(p, "softmax-backward-cpu", |T| {
+            softmax_backward_rows(slice::<T>(p, lp)?, slice(g, lg)?, s, self.scale)
+        });
         Ok((dx, lp.shape().clone()))
     }
 }
