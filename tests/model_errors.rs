@@ -88,6 +88,7 @@ fn hub_id_not_cached_while_offline() {
     let hub = HubOptions {
         offline: true,
         cache_dir: Some(cache.path().to_owned()),
+        ..HubOptions::default()
     };
     let e = model::resolve("acme/not-there", &hub, None)
         .unwrap_err()
@@ -116,6 +117,7 @@ fn hub_id_cached_loads_offline() {
         hub: HubOptions {
             offline: true,
             cache_dir: Some(cache.path().to_owned()),
+            ..HubOptions::default()
         },
         ..LoadOptions::default()
     };

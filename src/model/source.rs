@@ -34,6 +34,8 @@ pub struct HubOptions {
     /// Cache directory; default: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
     /// `~/.cache/huggingface/hub`.
     pub cache_dir: Option<PathBuf>,
+    /// The Hub's address (a mirror, say); default: `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: Option<String>,
 }
 
 impl HubOptions {
@@ -42,6 +44,13 @@ impl HubOptions {
             || std::env::var("HF_HUB_OFFLINE")
                 .map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
                 .unwrap_or(false)
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        self.endpoint
+            .clone()
+            .or_else(|| std::env::var("HF_ENDPOINT").ok())
+            .filter(|e| !e.is_empty())
     }
 
     /// The Hub cache directory, resolved the way `huggingface_hub` does.
@@ -182,19 +191,28 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
-struct HubProgress<'a>(&'a mut dyn DownloadProgress);
+/// hf-hub's progress, one `start` per file: hf-hub announces a file once before it opens the
+/// download and again as the body starts (followed by the bytes a resumed download already has).
+struct HubProgress<'a> {
+    inner: &'a mut dyn DownloadProgress,
+    file: Option<String>,
+}
 
 impl hf_hub::api::Progress for HubProgress<'_> {
     fn init(&mut self, size: usize, filename: &str) {
-        self.0.start(filename, size as u64);
+        if self.file.as_deref() != Some(filename) {
+            self.inner.start(filename, size as u64);
+            self.file = Some(filename.to_owned());
+        }
     }
 
     fn update(&mut self, size: usize) {
-        self.0.advance(size as u64);
+        self.inner.advance(size as u64);
     }
 
     fn finish(&mut self) {
-        self.0.finish();
+        self.inner.finish();
+        self.file = None;
     }
 }
 
@@ -219,9 +237,13 @@ fn hub_snapshot(
     let api = if offline {
         None
     } else {
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false);
+        if let Some(endpoint) = opts.endpoint() {
+            builder = builder.with_endpoint(endpoint);
+        }
         Some(
-            hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-                .with_progress(false)
+            builder
                 .build()
                 .map_err(|e| hub_err(e.to_string()))?
                 .repo(repo),
@@ -245,7 +267,7 @@ fn hub_snapshot(
             };
         };
         let got = match progress.as_deref_mut() {
-            Some(p) => api.download_with_progress(file, HubProgress(p)),
+            Some(inner) => api.download_with_progress(file, HubProgress { inner, file: None }),
             None => api.download(file),
         };
         match got {
