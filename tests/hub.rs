@@ -107,6 +107,11 @@ fn size(p: &Path) -> u64 {
 
 #[test]
 fn hub_id_downloads_with_progress_into_the_shared_cache_and_then_loads_offline() {
+    // The only test of this binary: a proxy from the environment must not take local traffic.
+    for var in ["NO_PROXY", "no_proxy"] {
+        let old = std::env::var(var).unwrap_or_default();
+        std::env::set_var(var, format!("{old},127.0.0.1,localhost"));
+    }
     let tmp = tempfile::tempdir().unwrap();
     let folder = Tiny::Qwen2.write(tmp.path());
     let cache = tmp.path().join("hub-cache");
