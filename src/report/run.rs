@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Errors reading or writing a run directory.
+/// Errors reading or writing the report files: a run directory, a comparison, a training log.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{path}: {source}")]

@@ -5,7 +5,8 @@
 //! measured at that step) and are skipped, as are cells that are not numbers.
 
 use super::figures::{LineChart, Series};
-use std::path::{Path, PathBuf};
+use super::run::RunError;
+use std::path::Path;
 
 /// The log file a trained model's folder holds.
 pub const FILE_NAME: &str = "train_log.csv";
@@ -19,21 +20,9 @@ pub struct TrainLog {
     pub columns: Vec<(String, Vec<(f64, f64)>)>,
 }
 
-/// Why a log could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainLogError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 /// Parse the text of a `train_log.csv`.
-pub fn parse(name: &str, text: &str, path: &Path) -> Result<TrainLog, TrainLogError> {
-    let invalid = |message: String| TrainLogError::Invalid {
+pub fn parse(name: &str, text: &str, path: &Path) -> Result<TrainLog, RunError> {
+    let invalid = |message: String| RunError::Invalid {
         path: path.to_owned(),
         message,
     };
@@ -79,10 +68,10 @@ pub fn parse(name: &str, text: &str, path: &Path) -> Result<TrainLog, TrainLogEr
 }
 
 /// Read the logs of every subfolder of `dir` that holds a `train_log.csv`, sorted by name.
-pub fn read_lab(dir: &Path) -> Result<Vec<TrainLog>, TrainLogError> {
+pub fn read_lab(dir: &Path) -> Result<Vec<TrainLog>, RunError> {
     let io = |path: &Path| {
         let path = path.to_owned();
-        move |source| TrainLogError::Io { path, source }
+        move |source| RunError::Io { path, source }
     };
     let mut logs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
