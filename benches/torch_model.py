@@ -31,6 +31,14 @@ def timed(repeat, f):
     return statistics.median(ts)
 
 
+def matmul_gflop_per_s():
+    """Rate of a 1024^3 float32 matmul at the current thread count, as `circuitdiff bench`
+    measures candle's."""
+    a = torch.randn(1024, 1024)
+    b = torch.randn(1024, 1024)
+    return 2 * 1024**3 / timed(10, lambda: a @ b) / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -68,10 +76,12 @@ def main():
         return -(A @ G.T) * mask
 
     s_time = timed(a.repeat, score)
+    where = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+             "matmul_gflop_per_s": matmul_gflop_per_s()}
     if a.score_only:
         print(json.dumps({
             "impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
-            "seq_len": a.seq_len, "score_s_per_sample": s_time,
+            "seq_len": a.seq_len, "score_s_per_sample": s_time, **where,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }, indent=2))
         return
@@ -104,7 +114,7 @@ def main():
         "forward_tokens_per_s": a.seq_len / forward,
         "generation_tokens_per_s": a.gen_tokens / generation,
         "differentiable_pass_s": d,
-        "score_s_per_sample": s_time,
+        "score_s_per_sample": s_time, **where,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }, indent=2))
 

@@ -4,6 +4,7 @@
 //! the transformer (for generation, and differentiably for attribution); [`app`] is the desktop
 //! app, the only module that knows about windows.
 
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod assets;
 pub mod attribution;
@@ -12,4 +13,5 @@ pub mod lab;
 pub mod model;
 pub mod progress;
 pub mod report;
+pub mod runtime;
 pub mod study;

@@ -3,6 +3,7 @@
 use super::device::DeviceArgs;
 use circuitdiff::attribution::{score_sample, Graph, Level};
 use circuitdiff::model::{self, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan};
+use circuitdiff::runtime::CpuInfo;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -10,8 +11,12 @@ use std::time::Instant;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A model folder, a .gguf file, or a Hugging Face id.
-    #[arg(long, required_unless_present = "write_random_llama")]
+    #[arg(long, required_unless_present_any = ["write_random_llama", "cpu"])]
     model: Option<String>,
+    /// Print the CPU this runs on and the matrix kernel candle's matmul uses there (JSON), and
+    /// exit.
+    #[arg(long)]
+    cpu: bool,
     /// Only measure scoring (one sample per repetition), so that the peak RSS is scoring's.
     #[arg(long)]
     score_only: bool,
@@ -121,6 +126,10 @@ fn matmul_rate(dev: &candle_core::Device, dtype: candle_core::DType) -> anyhow::
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.cpu {
+        println!("{}", serde_json::to_string_pretty(&CpuInfo::detect())?);
+        return Ok(());
+    }
     if let Some(dir) = &args.write_random_llama {
         let cfg = random_llama_config(&args.random_shape)?;
         let weights = model::random_weights(&cfg, 0, 0.02)?;
@@ -174,6 +183,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         report["threads"] = candle_core::utils::get_num_threads().into();
         report["seq_len"] = args.seq_len.into();
         report["peak_rss_bytes"] = peak_rss_bytes().into();
+        report["cpu"] = serde_json::to_value(CpuInfo::detect())?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -209,6 +219,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "generated_tokens": generated,
         "differentiable_pass_s": diff,
         "peak_rss_bytes": peak_rss_bytes(),
+        "cpu": CpuInfo::detect(),
     });
     if let (Some(r), Some(s)) = (report.as_object_mut(), scoring.as_object()) {
         r.extend(s.clone());

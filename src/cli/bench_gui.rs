@@ -27,5 +27,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         size: [1280.0, 800.0],
     })?;
     println!("{report}");
+    println!("CPU: {}", circuitdiff::runtime::CpuInfo::detect());
     Ok(())
 }

@@ -32,9 +32,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // The same text as summary.md.
     print!("{}", render(&summaries));
     println!("wrote {}", args.out.join("summary.md").display());
-    if args.no_gui {
+    if args.no_gui || !cfg!(feature = "gui") {
         return Ok(());
     }
+    open_app(&args.out)
+}
+
+/// Open the app on the first pair's study, where there is a display.
+#[cfg(feature = "gui")]
+fn open_app(out: &std::path::Path) -> anyhow::Result<()> {
     if cfg!(target_os = "linux")
         && std::env::var_os("DISPLAY").is_none()
         && std::env::var_os("WAYLAND_DISPLAY").is_none()
@@ -44,7 +50,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     circuitdiff::app::run(circuitdiff::app::Options {
         persist: true,
-        open: Some(args.out.join(circuitdiff::study::demo::PAIRS[0])),
+        open: Some(out.join(circuitdiff::study::demo::PAIRS[0])),
         screenshot: None,
     })
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_app(_: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod bars;
 mod bench;
+#[cfg(feature = "gui")]
 mod bench_gui;
 mod demo;
 mod device;
@@ -11,7 +12,6 @@ mod score;
 mod study;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 
 /// Compare the circuits of a base model and its fine-tuned version. Without a subcommand, open
 /// the desktop app.
@@ -22,14 +22,17 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// App: neither read nor write saved settings.
+    #[cfg(feature = "gui")]
     #[arg(long)]
     no_persist: bool,
     /// App: open this study, comparison or run directory.
+    #[cfg(feature = "gui")]
     #[arg(long)]
-    open: Option<PathBuf>,
+    open: Option<std::path::PathBuf>,
     /// App: save the shown view to this PNG once the results are on screen, then exit.
+    #[cfg(feature = "gui")]
     #[arg(long)]
-    screenshot: Option<PathBuf>,
+    screenshot: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,6 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Bench(bench::Args),
+    #[cfg(feature = "gui")]
     BenchGui(bench_gui::Args),
     Compare(score::CompareArgs),
     Demo(demo::Args),
@@ -50,14 +54,21 @@ enum Command {
 /// Run the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
+        #[cfg(feature = "gui")]
         return circuitdiff::app::run(circuitdiff::app::Options {
             persist: !cli.no_persist,
             open: cli.open,
             screenshot: cli.screenshot,
         });
+        #[cfg(not(feature = "gui"))]
+        anyhow::bail!(
+            "this build has no desktop app (built without the `gui` feature): run a subcommand, \
+             e.g. `circuitdiff demo`, or see `circuitdiff --help`"
+        );
     };
     match command {
         Command::Bench(args) => bench::run(&args),
+        #[cfg(feature = "gui")]
         Command::BenchGui(args) => bench_gui::run(&args),
         Command::Compare(args) => score::compare(&args),
         Command::Demo(args) => demo::run(&args),

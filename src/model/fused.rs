@@ -115,6 +115,10 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 }
 
 /// [`rms_norm`] on any device: candle's fused kernel forward, the backward in candle ops.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the fused kernel runs forward on a detached input; with_grad attaches the gradient"
+)]
 fn rms_norm_attached(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let y = if x.dtype() == DType::F64 {
         // candle's fused kernel accumulates in f32.
@@ -158,6 +162,10 @@ pub(crate) fn attention_softmax(x: &Tensor, scale: f64, mask: Option<&Tensor>) -
 
 /// [`attention_softmax`] on any device: candle's fused kernel forward, the backward in candle
 /// ops.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the fused kernel runs forward on a detached input; with_grad attaches the gradient"
+)]
 fn attention_softmax_attached(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
     let mut s = (x.detach() * scale)?;
     if let Some(m) = mask {
@@ -177,6 +185,10 @@ fn attention_softmax_attached(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> 
 ///
 /// The rotation is orthogonal: its backward pass is the rotation by the opposite angle,
 /// ∂L/∂x = rope(g, cos, −sin).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the fused kernel runs forward on a detached input; with_grad attaches the gradient"
+)]
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let y = candle_nn::rotary_emb::rope(&x.detach().contiguous()?, cos, sin)?;
     let (cos, neg_sin) = (cos.clone(), sin.neg()?);

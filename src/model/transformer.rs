@@ -29,6 +29,7 @@ pub enum Kernels {
 }
 
 impl Kernels {
+    #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn rms_norm(self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32),
@@ -40,6 +41,7 @@ impl Kernels {
     }
 
     /// Attention probabilities softmax(scale·qk + mask) over the last dimension.
+    #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn attention_probs(self, qk: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
         if self == Self::FusedGrad {
             return super::fused::attention_softmax(qk, scale, mask);
@@ -61,6 +63,7 @@ impl Kernels {
         }
     }
 
+    #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),

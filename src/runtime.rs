@@ -1,0 +1,140 @@
+//! Process-wide CPU settings, and the facts about the CPU that the speed of a run depends on.
+//!
+//! The binary calls [`tune`] first thing, for the app and every subcommand alike; a library user
+//! (or a test) that wants the measured speed calls it too, before any thread or tensor exists.
+//! [`CpuInfo`] names the processor and the matrix kernel that candle's CPU matmul (the `gemm`
+//! crate) picks on it, so that every benchmark says where it ran.
+
+use serde::Serialize;
+
+/// candle's elementwise pool spins this many times waiting for work before it parks. candle's
+/// default of 25,000 competes with the matmul workers on a few cores; BENCHMARKS.md has the
+/// sweep that chose this value.
+const BARRIER_POOL_SPIN_LIMIT: &str = "4000";
+
+/// Process-wide settings for candle on the CPU. Call it before any other thread exists.
+///
+/// - `threads`: worker threads for matmuls and elementwise kernels (default: all cores).
+/// - candle's elementwise pool spin limit ([`BARRIER_POOL_SPIN_LIMIT`]); an explicit
+///   `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
+/// - glibc serves large blocks with fresh `mmap`s and returns freed memory to the kernel, so
+///   each of the thousands of activation-sized tensors of a pass is page-faulted anew (12 % of
+///   the time in `perf`, and a 1.7× slower differentiable pass). Freed memory stays in the heap.
+pub fn tune(threads: Option<usize>) {
+    if let Some(n) = threads {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", BARRIER_POOL_SPIN_LIMIT);
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; the caller runs it before any other
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+/// The f32/f64 matrix kernel that candle's CPU matmul runs on this processor.
+///
+/// The `gemm` crate is built with its `x86-v4` feature (see Cargo.toml) and chooses at run time:
+/// AVX-512F when the CPU has it, else AVX2 with FMA, else scalar code. This mirrors that rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatmulKernel {
+    Avx512,
+    Avx2Fma,
+    Neon,
+    Scalar,
+}
+
+impl MatmulKernel {
+    /// The kernel `gemm` selects on the running CPU.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                MatmulKernel::Avx512
+            } else if std::arch::is_x86_feature_detected!("fma") {
+                MatmulKernel::Avx2Fma
+            } else {
+                MatmulKernel::Scalar
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                MatmulKernel::Neon
+            } else {
+                MatmulKernel::Scalar
+            }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            MatmulKernel::Scalar
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulKernel::Avx512 => "avx512",
+            MatmulKernel::Avx2Fma => "avx2-fma",
+            MatmulKernel::Neon => "neon",
+            MatmulKernel::Scalar => "scalar",
+        }
+    }
+}
+
+/// The processor a measurement ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuInfo {
+    /// The model name the OS reports (`/proc/cpuinfo` on Linux), or the architecture.
+    pub model: String,
+    /// Family, model and stepping numbers (Linux), which tell apart virtual CPUs that report
+    /// the same generic name.
+    pub id: Option<String>,
+    /// Logical cores this process may use.
+    pub cores: usize,
+    pub matmul_kernel: MatmulKernel,
+}
+
+impl CpuInfo {
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        // The first processor's value of a `key : value` line.
+        let field = |key: &str| {
+            cpuinfo
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let id = match (field("cpu family"), field("model"), field("stepping")) {
+            (Some(f), Some(m), Some(s)) => Some(format!("family {f} model {m} stepping {s}")),
+            _ => None,
+        };
+        CpuInfo {
+            model: field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+            id,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            matmul_kernel: MatmulKernel::detect(),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.model)?;
+        if let Some(id) = &self.id {
+            write!(f, " ({id})")?;
+        }
+        write!(
+            f,
+            ", {} cores, matmul kernel {}",
+            self.cores,
+            self.matmul_kernel.name()
+        )
+    }
+}

@@ -1,0 +1,134 @@
+//! Pins the study directory of one fixed command on the bundled zoo: its file list, and the
+//! bytes of every file whose content does not depend on floating-point summation order (the
+//! answers, the grades, the counts, the study and run manifests), with the checkout and output
+//! paths replaced by placeholders. A change to how the pipeline names, lays out or writes these
+//! files fails here; the scores and metrics are held by `tests/demo.rs` and `tests/study.rs`
+//! to a tolerance, since their last bits depend on the matrix kernel's blocking, which follows
+//! the CPU's cache sizes.
+
+mod common;
+
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Every file of the study directory, sorted.
+const FILES: [&str; 34] = [
+    "answers.jsonl",
+    "answers/base.jsonl",
+    "answers/tuned.jsonl",
+    "base/manifest.json",
+    "base/metrics.csv",
+    "base/metrics.json",
+    "base/samples/000000.safetensors",
+    "base/samples/000001.safetensors",
+    "base/samples/000002.safetensors",
+    "base/samples/000003.safetensors",
+    "base/scores.npz",
+    "base/scores.safetensors",
+    "comparison.csv",
+    "comparison.json",
+    "counts.json",
+    "figures/cumulative_share.png",
+    "figures/heatmap.png",
+    "figures/length_difference.png",
+    "figures/lengths.png",
+    "figures/per_layer_entropy.png",
+    "figures/per_layer_intensity.png",
+    "figures/per_layer_kurtosis.png",
+    "figures/sorted_abs.png",
+    "report.md",
+    "study.json",
+    "tuned/manifest.json",
+    "tuned/metrics.csv",
+    "tuned/metrics.json",
+    "tuned/samples/000000.safetensors",
+    "tuned/samples/000001.safetensors",
+    "tuned/samples/000002.safetensors",
+    "tuned/samples/000003.safetensors",
+    "tuned/scores.npz",
+    "tuned/scores.safetensors",
+];
+
+/// SHA-256 of the path-normalised files whose bytes are exact on every CPU.
+const EXACT: [(&str, &str); 7] = [
+    (
+        "answers.jsonl",
+        "4d71d165250ed1ad30c79ee3d1202043dcfcf805910242bdb7b420a13a3e9225",
+    ),
+    (
+        "answers/base.jsonl",
+        "4306051e717edcf553c79a42a34d3ef705a86a131c7e1e63892bf1986b9f55b6",
+    ),
+    (
+        "answers/tuned.jsonl",
+        "e38d4380130e6e9f67951a179b7fe85da6f90eef281bc0c1527ee0cc08b9c4b3",
+    ),
+    (
+        "counts.json",
+        "0eb3e1a55ef169472f0808e3ea0cd056de2ac48d232c9c644af3519ce1027e55",
+    ),
+    (
+        "study.json",
+        "6ec5412b17dc6a3f3885f0746c739e2adaddd64b23b3a4b5f71ff1f5bc49f5dd",
+    ),
+    (
+        "base/manifest.json",
+        "abc29ba9936aedb889b701c03a5bc77ed0f70f09dc81ed9214cedc641a962af1",
+    ),
+    (
+        "tuned/manifest.json",
+        "7456042c58f0dff40e214ae94df991336165b87871742efdf65e8565ebd9ea1d",
+    ),
+];
+
+fn files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).unwrap();
+            out.push(rel.to_str().unwrap().replace('\\', "/"));
+        }
+    }
+}
+
+#[test]
+fn fixed_study_writes_the_pinned_files() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let zoo = repo.join("assets/zoo");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let (ok, _, stderr) = common::circuitdiff(&[
+        "study",
+        "--base",
+        zoo.join("base").to_str().unwrap(),
+        "--tuned",
+        zoo.join("grpo").to_str().unwrap(),
+        "--dataset",
+        "builtin:arith?n=12",
+        "--n",
+        "4",
+        "--max-new-tokens",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let mut found = Vec::new();
+    files(&out, &out, &mut found);
+    found.sort();
+    assert_eq!(found, FILES);
+    let mut wrong = Vec::new();
+    for (file, expected) in EXACT {
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        let text = text
+            .replace(out.to_str().unwrap(), "<out>")
+            .replace(repo.to_str().unwrap(), "<repo>");
+        let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
+        if hash != expected {
+            wrong.push(format!("{file}: {hash}"));
+        }
+    }
+    assert!(wrong.is_empty(), "changed bytes:\n{}", wrong.join("\n"));
+}
