@@ -381,6 +381,7 @@ fn the_binary_shows_results_in_a_window_saves_a_png_and_exits() {
 #[test]
 #[ignore = "writes the committed fixture"]
 fn regenerate_fixture() {
+    use circuitdiff::attribution::score::Accumulation;
     use circuitdiff::attribution::{Graph, Level};
     use circuitdiff::model::{self, LoadOptions, Model};
     use circuitdiff::progress::{CancelToken, Silent};
@@ -425,7 +426,12 @@ fn regenerate_fixture() {
             texts.push(text);
         }
         let graph = Graph::new(&m.config, Level::Block);
-        let method = Method::new(Level::Block, 6, Default::default());
+        let method = Method::new(
+            Level::Block,
+            6,
+            Accumulation::for_compute(m.dtype()),
+            Default::default(),
+        );
         let mut manifest = run::manifest_for(&m, graph, method, &samples, serde_json::Value::Null);
         manifest.model.spec = format!("tiny-llama-{side}");
         let outcome = run::score_run(

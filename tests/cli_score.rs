@@ -66,6 +66,7 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
             .unwrap();
     assert_eq!(manifest["method"]["cut"], 3);
     assert_eq!(manifest["method"]["graph_level"], "block");
+    assert_eq!(manifest["method"]["accumulation"], "f32");
     assert_eq!(manifest["num_edges"], 23);
     assert_eq!(manifest["samples"][1]["id"], "q2");
     assert_eq!(manifest["samples"][1]["k"], 2);
@@ -118,6 +119,27 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
         run_b.to_str().unwrap(),
     ]);
     assert!(!ok && stderr.contains("holds a different run"), "{stderr}");
+
+    // An f64 run records its accumulation as f64.
+    let run_f64 = dir.join("run-f64");
+    let (ok, _, stderr) = circuitdiff(&[
+        "score",
+        "--model",
+        base.to_str().unwrap(),
+        "--samples",
+        &file,
+        "--cut",
+        "3",
+        "--f64",
+        "--out",
+        run_f64.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_f64.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["method"]["accumulation"], "f64");
+    assert_eq!(manifest["model"]["compute_dtype"], "f64");
 
     // Compare, paired by id.
     let cmp = dir.join("cmp");

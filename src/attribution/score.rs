@@ -5,6 +5,33 @@ use super::graph::{Graph, Level};
 use crate::model::Model;
 use candle_core::{DType, Tensor, D};
 
+/// The dtype edge scores are accumulated in (method.md §3): f32, or f64 when the model itself
+/// computes in f64. Recorded in every run's manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accumulation {
+    F32,
+    F64,
+}
+
+impl Accumulation {
+    /// The accumulation used for a model computing in `dtype`.
+    pub fn for_compute(dtype: DType) -> Self {
+        if dtype == DType::F64 {
+            Accumulation::F64
+        } else {
+            Accumulation::F32
+        }
+    }
+
+    pub fn dtype(self) -> DType {
+        match self {
+            Accumulation::F32 => DType::F32,
+            Accumulation::F64 => DType::F64,
+        }
+    }
+}
+
 /// Why a sample cannot be scored.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -104,11 +131,7 @@ pub fn score_sample(
             ),
         });
     }
-    let acc = if model.dtype() == DType::F64 {
-        DType::F64
-    } else {
-        DType::F32
-    };
+    let acc = Accumulation::for_compute(model.dtype()).dtype();
     let stack = |ts: &[Tensor]| -> candle_core::Result<Tensor> {
         Tensor::stack(ts, 0)?.flatten_from(1)?.to_dtype(acc)
     };

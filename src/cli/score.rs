@@ -6,6 +6,7 @@ use super::device::DeviceArgs;
 use anyhow::{bail, Context as _};
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::metrics::MetricOptions;
+use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::model::ScorePlan;
 use circuitdiff::report::comparison;
@@ -97,7 +98,12 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
         Level::Block
     };
     let graph = Graph::new(&model.config, level);
-    let method = Method::new(level, args.cut, args.metrics.options());
+    let method = Method::new(
+        level,
+        args.cut,
+        Accumulation::for_compute(model.dtype()),
+        args.metrics.options(),
+    );
     let manifest = run::manifest_for(&model, graph, method, &samples, serde_json::Value::Null);
     let mut ids = std::collections::HashSet::new();
     if let Some(dup) = manifest.samples.iter().find(|s| !ids.insert(&s.id)) {

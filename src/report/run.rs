@@ -12,6 +12,7 @@
 
 use super::npz::{npz_bytes, NpyArray};
 use crate::attribution::metrics::{metrics, MetricOptions, Metrics};
+use crate::attribution::score::Accumulation;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
 use crate::model::Model;
@@ -102,19 +103,24 @@ pub struct Method {
     pub cut: usize,
     /// What happens when an answer is shorter than K.
     pub cut_policy: String,
-    pub accumulation: String,
+    pub accumulation: Accumulation,
     pub metrics: MetricOptions,
 }
 
 impl Method {
-    pub fn new(level: Level, cut: usize, metrics: MetricOptions) -> Self {
+    pub fn new(
+        level: Level,
+        cut: usize,
+        accumulation: Accumulation,
+        metrics: MetricOptions,
+    ) -> Self {
         Self {
             graph_level: level,
             score: "eap-zero-ablation: S[u->v] = -sum_t,i A_u[t,i] G_v[t,i]".into(),
             loss: "self-entropy: mean NLL of the first K answer tokens given the prompt".into(),
             cut,
             cut_policy: "clamp: K = min(cut, answer length), recorded per sample".into(),
-            accumulation: "f32".into(),
+            accumulation,
             metrics,
         }
     }

@@ -12,6 +12,7 @@ use super::prompt::{render, Template};
 use super::select::{select, Candidate, SelectCounts, SelectOptions, Selection};
 use crate::attribution::compare::CompareOptions;
 use crate::attribution::metrics::MetricOptions;
+use crate::attribution::score::Accumulation;
 use crate::attribution::{Graph, Level};
 use crate::fsutil::write_atomic;
 use crate::model::{GenerateOptions, LoadOptions, Model, ScorePlan};
@@ -359,7 +360,12 @@ pub fn run_study(
         let mut info = study_info.clone();
         info["template"] = template_for(cfg, &model).name().into();
         let graph = Graph::new(&model.config, cfg.level);
-        let method = Method::new(cfg.level, selection.k, cfg.metrics.clone());
+        let method = Method::new(
+            cfg.level,
+            selection.k,
+            Accumulation::for_compute(model.dtype()),
+            cfg.metrics.clone(),
+        );
         let manifest = run::manifest_for(&model, graph, method, &samples, info);
         match run::score_run(
             &format!("score {side}"),
