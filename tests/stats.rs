@@ -474,7 +474,7 @@ fn paired_by_hand() {
     // ranks {1.5, 1.5, 3} give R⁺ ∈ {0, 1.5, 1.5, 3, 3, 4.5, 4.5, 6}: ≥ 4.5 in 3 of 8 → p = 0.75.
     assert_eq!(s.wilcoxon_statistic, 1.5);
     assert_eq!(s.p_value, 0.75);
-    assert_eq!(s.p_method, "permutation");
+    assert_eq!(s.p_method, PMethod::Permutation);
     assert!(s.ci_low <= s.mean_diff && s.mean_diff <= s.ci_high);
     // A resample mean lies within [min d, max d].
     assert!(s.ci_low >= -1.0 && s.ci_high <= 2.0, "{s:?}");

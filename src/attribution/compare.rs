@@ -135,8 +135,8 @@ pub struct PairedStat {
     /// Two-sided Wilcoxon p-value; NaN (JSON `null`) when all differences are 0 and n > 13.
     #[serde(with = "nan_as_null")]
     pub p_value: f64,
-    /// `"exact"`, `"permutation"` or `"normal"` (see [`PMethod`]).
-    pub p_method: String,
+    /// How the p-value was obtained.
+    pub p_method: PMethod,
     /// Lower end of the percentile-bootstrap interval of the mean difference.
     pub ci_low: f64,
     /// Upper end of the percentile-bootstrap interval of the mean difference.
@@ -189,7 +189,7 @@ pub fn paired(
         share_tuned_greater: greater as f64 / base.len() as f64,
         wilcoxon_statistic: test.statistic,
         p_value: test.p_value,
-        p_method: test.method.as_str().to_owned(),
+        p_method: test.method,
         ci_low,
         ci_high,
     })

@@ -168,7 +168,7 @@ pub fn to_csv(c: &Comparison) -> String {
             num(s.share_tuned_greater),
             num(s.wilcoxon_statistic),
             num(s.p_value),
-            s.p_method.clone(),
+            s.p_method.as_str().to_owned(),
             num(s.ci_low),
             num(s.ci_high),
         ];

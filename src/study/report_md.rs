@@ -71,7 +71,7 @@ pub fn render(
             100.0 * m.relative_change,
             100.0 * m.share_tuned_greater,
             m.p_value,
-            m.p_method,
+            m.p_method.as_str(),
             m.ci_low,
             m.ci_high
         );
