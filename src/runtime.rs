@@ -41,8 +41,7 @@ pub fn tune(threads: Option<usize>) {
 ///
 /// The `gemm` crate is built with its `x86-v4` feature (see Cargo.toml) and chooses at run time:
 /// AVX-512F when the CPU has it, else AVX2 with FMA, else scalar code. This mirrors that rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     Avx512,
     Avx2Fma,
@@ -84,6 +83,13 @@ impl MatmulKernel {
             MatmulKernel::Neon => "neon",
             MatmulKernel::Scalar => "scalar",
         }
+    }
+}
+
+/// Written as its [`MatmulKernel::name`].
+impl Serialize for MatmulKernel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

@@ -15,6 +15,32 @@ fn samples_file(dir: &Path, samples: &serde_json::Value) -> String {
     p.to_str().unwrap().to_owned()
 }
 
+/// `circuitdiff score --model MODEL --samples SAMPLES --cut CUT [EXTRA…] --out OUT`.
+fn score(
+    model: &str,
+    samples: &str,
+    cut: &str,
+    out: &str,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec![
+        "score",
+        "--model",
+        model,
+        "--samples",
+        samples,
+        "--cut",
+        cut,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out]);
+    circuitdiff(&args)
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn samples() -> serde_json::Value {
     serde_json::json!([
         {"id": "q1", "prompt_ids": [1, 5, 17, 22], "answer_ids": [9, 40, 33, 12, 8]},
@@ -34,17 +60,13 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     let run_b = dir.join("run-base");
     let run_t = dir.join("run-tuned");
     for (model, out) in [(&base, &run_b), (&tuned, &run_t)] {
-        let (ok, stdout, stderr) = circuitdiff(&[
-            "score",
-            "--model",
+        let (ok, stdout, stderr) = score(
             model.to_str().unwrap(),
-            "--samples",
             &file,
-            "--cut",
             "3",
-            "--out",
             out.to_str().unwrap(),
-        ]);
+            &[],
+        );
         assert!(ok, "{stderr}");
         assert!(stdout.contains("scored 4 samples (23 edges)"), "{stdout}");
         assert!(
@@ -61,9 +83,7 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     ] {
         assert!(run_b.join(f).is_file(), "{f} missing");
     }
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_b.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = read_json(&run_b.join("manifest.json"));
     assert_eq!(manifest["method"]["cut"], 3);
     assert_eq!(manifest["method"]["graph_level"], "block");
     assert_eq!(manifest["method"]["accumulation"], "f32");
@@ -89,17 +109,13 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     let before = std::fs::read(run_b.join("scores.safetensors")).unwrap();
     std::fs::remove_file(run_b.join("samples/000002.safetensors")).unwrap();
     std::fs::remove_file(run_b.join("scores.safetensors")).unwrap();
-    let (ok, _, stderr) = circuitdiff(&[
-        "score",
-        "--model",
+    let (ok, _, stderr) = score(
         base.to_str().unwrap(),
-        "--samples",
         &file,
-        "--cut",
         "3",
-        "--out",
         run_b.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert!(ok, "{stderr}");
     assert_eq!(
         std::fs::read(run_b.join("scores.safetensors")).unwrap(),
@@ -107,37 +123,26 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     );
 
     // Another run into the same directory is refused.
-    let (ok, _, stderr) = circuitdiff(&[
-        "score",
-        "--model",
+    let (ok, _, stderr) = score(
         base.to_str().unwrap(),
-        "--samples",
         &file,
-        "--cut",
         "2",
-        "--out",
         run_b.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert!(!ok && stderr.contains("holds a different run"), "{stderr}");
 
     // An f64 run records its accumulation as f64.
     let run_f64 = dir.join("run-f64");
-    let (ok, _, stderr) = circuitdiff(&[
-        "score",
-        "--model",
+    let (ok, _, stderr) = score(
         base.to_str().unwrap(),
-        "--samples",
         &file,
-        "--cut",
         "3",
-        "--f64",
-        "--out",
         run_f64.to_str().unwrap(),
-    ]);
+        &["--f64"],
+    );
     assert!(ok, "{stderr}");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_f64.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = read_json(&run_f64.join("manifest.json"));
     assert_eq!(manifest["method"]["accumulation"], "f64");
     assert_eq!(manifest["model"]["compute_dtype"], "f64");
 
@@ -155,9 +160,7 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
         stdout.contains("4 paired samples") && stdout.contains("kurtosis"),
         "{stdout}"
     );
-    let c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cmp.join("comparison.json")).unwrap())
-            .unwrap();
+    let c = read_json(&cmp.join("comparison.json"));
     assert_eq!(c["n"], 4);
     assert_eq!(c["metrics"].as_array().unwrap().len(), 10);
     assert_eq!(
@@ -174,17 +177,13 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
         &serde_json::json!([samples()[0], samples()[1], {"id": "q9", "prompt_ids": [1, 2], "answer_ids": [3]}]),
     );
     let run_o = dir.join("run-other");
-    let (ok, _, stderr) = circuitdiff(&[
-        "score",
-        "--model",
+    let (ok, _, stderr) = score(
         tuned.to_str().unwrap(),
-        "--samples",
         &other,
-        "--cut",
         "3",
-        "--out",
         run_o.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert!(ok, "{stderr}");
     let (ok, _, stderr) = circuitdiff(&[
         "compare",
@@ -211,34 +210,14 @@ fn score_rejects_bad_sample_files() {
         tmp.path(),
         &serde_json::json!([{"id": "a", "prompt_ids": [1, 2], "answer_ids": []}]),
     );
-    let (ok, _, e) = circuitdiff(&[
-        "score",
-        "--model",
-        m,
-        "--samples",
-        &empty,
-        "--cut",
-        "2",
-        "--out",
-        o,
-    ]);
+    let (ok, _, e) = score(m, &empty, "2", o, &[]);
     assert!(
         !ok && e.contains("sample `a`") && e.contains("empty answer"),
         "{e}"
     );
     let bad = tmp.path().join("bad.json");
     std::fs::write(&bad, "{\"prompt_ids\": 3}").unwrap();
-    let (ok, _, e) = circuitdiff(&[
-        "score",
-        "--model",
-        m,
-        "--samples",
-        bad.to_str().unwrap(),
-        "--cut",
-        "2",
-        "--out",
-        o,
-    ]);
+    let (ok, _, e) = score(m, bad.to_str().unwrap(), "2", o, &[]);
     assert!(
         !ok && e.contains("bad.json") && e.contains("expected a JSON list"),
         "{e}"
@@ -247,17 +226,7 @@ fn score_rejects_bad_sample_files() {
         tmp.path(),
         &serde_json::json!([{"prompt_ids": [1, 2], "answer_ids": [5000]}, {"prompt_ids": [1], "answer_ids": [3]}]),
     );
-    let (ok, _, e) = circuitdiff(&[
-        "score",
-        "--model",
-        m,
-        "--samples",
-        &oov,
-        "--cut",
-        "2",
-        "--out",
-        o,
-    ]);
+    let (ok, _, e) = score(m, &oov, "2", o, &[]);
     assert!(
         !ok && e.contains("5000") && e.contains("outside the vocabulary"),
         "{e}"
