@@ -11,6 +11,7 @@ pub mod attribution;
 pub mod fsutil;
 pub mod lab;
 pub mod model;
+pub mod node;
 pub mod progress;
 pub mod report;
 pub mod runtime;

@@ -7,9 +7,9 @@
 
 mod common;
 
-use circuitdiff::app::circuit::Mode;
 use circuitdiff::app::views::View;
 use circuitdiff::app::{App, Options};
+use circuitdiff::report::circuit::Mode;
 use common::Tiny;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
@@ -125,7 +125,11 @@ fn open_results_switch_modes_slide_select_and_sort() {
     h.get_by_label_contains("Tuned: ");
 
     let circuit = &h.state().results.as_ref().unwrap().circuit;
-    let m1 = circuit.nodes.iter().position(|n| n.name == "m1").unwrap();
+    let m1 = circuit
+        .nodes
+        .iter()
+        .position(|n| n.node == circuitdiff::node::Node::Mlp { layer: 1 })
+        .unwrap();
     let pos = h.state().views.graph.node_screen[m1];
     click_at(&mut h, pos);
     assert_eq!(h.state().views.graph.selected, Some(m1));

@@ -35,12 +35,12 @@ fn graph_names_layout_and_edge_count() {
         3221
     );
     let g = Graph::new(&Tiny::Llama.config(), Level::Block);
-    let names: Vec<_> = g.destinations.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<_> = g.destinations.iter().map(ToString::to_string).collect();
     assert_eq!(
         names,
         ["a0<q>", "a0<k>", "a0<v>", "m0", "a1<q>", "a1<k>", "a1<v>", "m1", "logits"]
     );
-    let src: Vec<_> = g.sources.iter().map(|d| d.name.as_str()).collect();
+    let src: Vec<_> = g.sources.iter().map(ToString::to_string).collect();
     assert_eq!(src, ["input", "a0", "m0", "a1", "m1"]);
     // Study layout: a_l → a_l<q> is not an edge, a_l → m_l is, m0 → a1<k> is.
     assert!(!g.is_edge(1, 0) && g.is_edge(1, 3) && g.is_edge(2, 5) && !g.is_edge(3, 3));
@@ -48,8 +48,8 @@ fn graph_names_layout_and_edge_count() {
     let h = Graph::new(&Tiny::Llama.config(), Level::Head);
     assert_eq!(h.sources.len(), 1 + 2 * (4 + 1));
     assert_eq!(h.destinations.len(), 2 * (4 + 2 + 2 + 1) + 1);
-    assert!(h.destinations.iter().any(|d| d.name == "a1.h1<k>"));
-    assert!(h.sources.iter().any(|d| d.name == "a1.h3"));
+    assert!(h.destinations.iter().any(|d| d.to_string() == "a1.h1<k>"));
+    assert!(h.sources.iter().any(|d| d.to_string() == "a1.h3"));
 }
 
 fn loss_with(model: &Model, patch: Option<(usize, Tensor)>) -> f64 {
@@ -57,7 +57,8 @@ fn loss_with(model: &Model, patch: Option<(usize, Tensor)>) -> f64 {
     let k = ANSWER.len();
     let mut ids = PROMPT.to_vec();
     ids.extend_from_slice(&ANSWER[..k - 1]);
-    let patches: Vec<_> = patch.into_iter().collect();
+    let dests = circuitdiff::node::block_destinations(model.config.num_layers);
+    let patches: Vec<_> = patch.into_iter().map(|(d, x)| (dests[d], x)).collect();
     let t = model
         .trace_patched(&ids, p - 1..p + k - 1, &patches, false)
         .unwrap();
@@ -161,13 +162,13 @@ fn block_scores_are_sums_of_head_scores() {
             let bi = gb
                 .sources
                 .iter()
-                .position(|x| x.name == block_of(&s.name))
+                .position(|x| x.to_string() == block_of(&s.to_string()))
                 .unwrap();
             for (j, d) in gh.destinations.iter().enumerate() {
                 let bj = gb
                     .destinations
                     .iter()
-                    .position(|x| x.name == block_of(&d.name))
+                    .position(|x| x.to_string() == block_of(&d.to_string()))
                     .unwrap();
                 summed[bi * bd + bj] += f64::from(h.dense[i * hd + j]);
             }

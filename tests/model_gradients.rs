@@ -12,8 +12,13 @@ const IDS: [u32; 9] = [5, 17, 22, 9, 40, 33, 12, 8, 27];
 
 fn loss_at(model: &Model, patches: &[(usize, Tensor)], targets: &[u32]) -> f64 {
     let p0 = IDS.len() - targets.len();
+    let dests = circuitdiff::node::block_destinations(model.config.num_layers);
+    let patches: Vec<_> = patches
+        .iter()
+        .map(|(d, x)| (dests[*d], x.clone()))
+        .collect();
     let traced = model
-        .trace_patched(&IDS, p0..IDS.len(), patches, false)
+        .trace_patched(&IDS, p0..IDS.len(), &patches, false)
         .unwrap();
     nll(&traced.logits, targets).to_scalar::<f64>().unwrap()
 }

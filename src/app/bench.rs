@@ -2,9 +2,9 @@
 //! synthetic circuit (random heavy-tailed scores, every edge in the top-k), repainting as fast as
 //! it can without vsync; reports the time between frames and egui's CPU time per frame.
 
-use super::circuit::{Circuit, Mode};
 use super::views::graph::{canvas_ui, GraphState};
 use crate::attribution::{Graph, Level};
+use crate::report::circuit::{Circuit, Mode};
 use rand::{Rng as _, SeedableRng as _};
 use rand_distr::Distribution as _;
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,6 @@
 
 mod assets;
 pub mod bench;
-pub mod circuit;
 mod commands;
 mod export;
 mod models;

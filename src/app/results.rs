@@ -1,7 +1,7 @@
 //! Results the app shows, loaded from a study directory, a `compare` output directory or a
 //! single run directory, with every figure computed once at load time.
 
-use super::circuit::Circuit;
+use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::figures::{self, Heatmap, Histogram, LineChart};
 use crate::report::run::{self, Run};

@@ -1,8 +1,8 @@
 //! Settings kept between runs in eframe's storage (unless `--no-persist`): theme, recent
 //! results and models, the model slots, the study form and view options. Never results.
 
-use super::circuit::Mode;
 use super::views::View;
+use crate::report::circuit::Mode;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

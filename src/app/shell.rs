@@ -1,7 +1,6 @@
 //! The app's state and its `eframe::App` implementation: `logic` drains the jobs and applies
 //! queued commands, `ui` lays out the toolbar, the side panel, the view and the status line.
 
-use super::circuit::Mode;
 use super::commands::Command;
 use super::export::Exporter;
 use super::models::ModelPicker;
@@ -12,6 +11,7 @@ use super::theme::Palette;
 use super::views::{self, View, ViewState};
 use super::worker::{Message, Worker};
 use super::{assets, Options};
+use crate::report::circuit::Mode;
 use egui::Ui;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,7 @@
 //! them, their stable names, and the dense source × destination layout of the study's files.
 
 use crate::model::ModelConfig;
+use crate::node::{self, Destination, Heads, Node};
 use serde::{Deserialize, Serialize};
 
 /// Granularity of the graph.
@@ -16,66 +17,32 @@ pub enum Level {
     Head,
 }
 
-/// A node as a source (output) or destination (input) of edges.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Node {
-    /// Stable name: `input`, `a3`, `m2`, `a3.h5`, `a3<q>`, `a3.h5<q>`, `m2`, `logits`.
-    pub name: String,
-    /// Layer of the node (`None` for `input` and `logits`).
-    pub layer: Option<usize>,
-    /// Position in the residual stream: a source feeds every destination with a larger one.
-    order: usize,
-}
-
-/// The graph of one model at one level.
+/// The graph of one model at one level: its sources and destinations in the study's order
+/// (the rows and columns of the dense layout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "GraphRecord", try_from = "GraphRecord")]
 pub struct Graph {
     pub level: Level,
     pub layers: usize,
     pub sources: Vec<Node>,
-    pub destinations: Vec<Node>,
+    pub destinations: Vec<Destination>,
 }
 
 impl Graph {
     /// The graph of a model's configuration.
     pub fn new(cfg: &ModelConfig, level: Level) -> Self {
-        let l_count = cfg.num_layers;
-        let node = |name: String, layer: Option<usize>, order: usize| Node { name, layer, order };
-        let mut sources = vec![node("input".into(), None, 0)];
-        let mut destinations = Vec::new();
-        for l in 0..l_count {
-            let (attn, mlp) = (1 + 2 * l, 2 + 2 * l);
-            match level {
-                Level::Block => {
-                    sources.push(node(format!("a{l}"), Some(l), attn));
-                    for p in ["q", "k", "v"] {
-                        destinations.push(node(format!("a{l}<{p}>"), Some(l), attn));
-                    }
-                }
-                Level::Head => {
-                    for h in 0..cfg.num_heads {
-                        sources.push(node(format!("a{l}.h{h}"), Some(l), attn));
-                    }
-                    for (p, n) in [
-                        ("q", cfg.num_heads),
-                        ("k", cfg.num_kv_heads),
-                        ("v", cfg.num_kv_heads),
-                    ] {
-                        for h in 0..n {
-                            destinations.push(node(format!("a{l}.h{h}<{p}>"), Some(l), attn));
-                        }
-                    }
-                }
-            }
-            sources.push(node(format!("m{l}"), Some(l), mlp));
-            destinations.push(node(format!("m{l}"), Some(l), mlp));
-        }
-        destinations.push(node("logits".into(), None, 1 + 2 * l_count));
+        let heads = match level {
+            Level::Block => None,
+            Level::Head => Some(Heads {
+                query: cfg.num_heads,
+                kv: cfg.num_kv_heads,
+            }),
+        };
         Self {
             level,
-            layers: l_count,
-            sources,
-            destinations,
+            layers: cfg.num_layers,
+            sources: node::sources(cfg.num_layers, heads),
+            destinations: node::destinations(cfg.num_layers, heads),
         }
     }
 
@@ -86,7 +53,7 @@ impl Graph {
 
     /// Whether source `s` feeds destination `d` (a real edge, not a structural zero).
     pub fn is_edge(&self, s: usize, d: usize) -> bool {
-        self.sources[s].order < self.destinations[d].order
+        self.sources[s].order(self.layers) < self.destinations[d].node().order(self.layers)
     }
 
     /// The real-edge mask, row-major over the dense layout.
@@ -111,7 +78,7 @@ impl Graph {
 
     /// Name of an edge: `m0->a3<q>`.
     pub fn edge_name(&self, s: usize, d: usize) -> String {
-        format!("{}->{}", self.sources[s].name, self.destinations[d].name)
+        format!("{}->{}", self.sources[s], self.destinations[d])
     }
 
     /// The real-edge values of a dense matrix, in edge-id order.
@@ -128,9 +95,97 @@ impl Graph {
     pub fn edges_by_layer(&self) -> Vec<Vec<usize>> {
         let mut groups = vec![Vec::new(); self.layers + 1];
         for (i, (_, d)) in self.edges().into_iter().enumerate() {
-            let g = self.destinations[d].layer.unwrap_or(self.layers);
+            let g = self.destinations[d].node().layer().unwrap_or(self.layers);
             groups[g].push(i);
         }
         groups
+    }
+}
+
+/// A graph as the manifest stores it: each node by name, layer and residual position.
+#[derive(Serialize, Deserialize)]
+struct GraphRecord {
+    level: Level,
+    layers: usize,
+    sources: Vec<NodeRecord>,
+    destinations: Vec<NodeRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NodeRecord {
+    name: String,
+    layer: Option<usize>,
+    order: usize,
+}
+
+impl NodeRecord {
+    fn of(name: String, node: Node, layers: usize) -> Self {
+        Self {
+            name,
+            layer: node.layer(),
+            order: node.order(layers),
+        }
+    }
+
+    /// The identity named, checked against the layer and position recorded beside it.
+    fn parse<T: std::str::FromStr<Err = node::ParseNodeError>>(
+        &self,
+        node_of: impl Fn(&T) -> Node,
+        layers: usize,
+    ) -> Result<T, String> {
+        let id: T = self
+            .name
+            .parse()
+            .map_err(|e: node::ParseNodeError| e.to_string())?;
+        let n = node_of(&id);
+        if n.layer() != self.layer || n.order(layers) != self.order || n.layer() >= Some(layers) {
+            return Err(format!(
+                "graph node '{}' has layer {:?} and position {} in a {layers}-layer graph",
+                self.name, self.layer, self.order
+            ));
+        }
+        Ok(id)
+    }
+}
+
+impl From<Graph> for GraphRecord {
+    fn from(g: Graph) -> Self {
+        let layers = g.layers;
+        Self {
+            level: g.level,
+            layers,
+            sources: g
+                .sources
+                .iter()
+                .map(|&n| NodeRecord::of(n.to_string(), n, layers))
+                .collect(),
+            destinations: g
+                .destinations
+                .iter()
+                .map(|&d| NodeRecord::of(d.to_string(), d.node(), layers))
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<GraphRecord> for Graph {
+    type Error = String;
+
+    fn try_from(r: GraphRecord) -> Result<Self, String> {
+        let layers = r.layers;
+        Ok(Self {
+            level: r.level,
+            layers,
+            sources: r
+                .sources
+                .iter()
+                .map(|n| n.parse(|&n: &Node| n, layers))
+                .collect::<Result<_, _>>()?,
+            destinations: r
+                .destinations
+                .iter()
+                .map(|n| n.parse(|d: &Destination| d.node(), layers))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }

@@ -6,5 +6,5 @@ pub mod graph;
 pub mod metrics;
 pub mod score;
 
-pub use graph::{Graph, Level, Node};
+pub use graph::{Graph, Level};
 pub use score::{score_sample, self_entropy_loss, SampleScores, ScoreError};

@@ -29,6 +29,7 @@ pub use source::{resolve, Checkpoint, DownloadProgress, HubOptions};
 pub use tokenizer::Tokenizer;
 pub use transformer::{Kernels, KvCache};
 
+use crate::node::Destination;
 use candle_core::{DType, Device, Tensor};
 use sha2::Digest as _;
 use std::ops::Range;
@@ -241,7 +242,7 @@ impl Model {
         &self,
         ids: &[u32],
         positions: Range<usize>,
-        patches: &[(usize, Tensor)],
+        patches: &[(Destination, Tensor)],
         heads: bool,
     ) -> candle_core::Result<Traced> {
         let t = ids.len();
@@ -250,11 +251,16 @@ impl Model {
         }
         let x = self.ids_tensor(ids)?;
         let probes = Probes::zeros(&self.config, t, heads, self.dtype(), self.device())?;
-        for (dest, delta) in patches {
-            let Some(var) = probes.vars.get(*dest) else {
-                candle_core::bail!("no destination {dest}");
-            };
-            var.set(&delta.to_dtype(self.dtype())?.unsqueeze(0)?)?;
+        for &(dest, ref delta) in patches {
+            if dest.block_index(self.config.num_layers) >= probes.vars.len() {
+                candle_core::bail!(
+                    "no destination {dest} in a {}-layer model",
+                    self.config.num_layers
+                );
+            }
+            probes
+                .var(dest)
+                .set(&delta.to_dtype(self.dtype())?.unsqueeze(0)?)?;
         }
         let mut sources = Vec::with_capacity(1 + 2 * self.config.num_layers);
         let pass = Pass {
@@ -291,16 +297,16 @@ impl Model {
 pub struct Traced {
     /// Logits (positions, vocab) at the requested positions, differentiable.
     pub logits: Tensor,
-    /// Source activations (t, d) in the study's source order: input, a0, m0, a1, m1, … (with
-    /// heads: input, a0.h0, …, a0.h{H−1}, m0, …).
+    /// Source activations (t, d) in the study's source order ([`crate::node::sources`]): input,
+    /// a0, m0, a1, m1, … (with heads: input, a0.h0, …, a0.h{H−1}, m0, …).
     pub sources: Vec<Tensor>,
     probes: Probes,
 }
 
 impl Traced {
     /// One backward pass of `loss`; returns ∂loss/∂(input of each destination), each (t, d), in
-    /// the study's destination order: a0<q>, a0<k>, a0<v>, m0, a1<q>, …, logits (with heads:
-    /// a0.h0<q> … a0.h{H−1}<q>, a0.h0<k> …, a0.h0<v> …, m0, …).
+    /// the study's destination order ([`crate::node::destinations`]): a0<q>, a0<k>, a0<v>, m0,
+    /// a1<q>, …, logits (with heads: a0.h0<q> … a0.h{H−1}<q>, a0.h0<k> …, a0.h0<v> …, m0, …).
     pub fn gradients(&self, loss: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let grads = loss.backward()?;
         let mut out = Vec::with_capacity(self.probes.vars.len());

@@ -13,6 +13,7 @@
 use super::config::{ModelConfig, RopeScaling};
 use super::linear::Linear;
 use super::weights::TensorStore;
+use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 /// Which kernels a pass uses.
@@ -107,12 +108,12 @@ impl KvCache {
     }
 }
 
-/// Zero variables added to every destination input, in the study's destination order:
-/// `a{l}<q>`, `a{l}<k>`, `a{l}<v>`, `m{l}` for each layer, then `logits`. Each is (1, t, d); with
-/// `heads`, the q probe is (1, heads, t, d) and the k and v probes (1, kv_heads, t, d), one copy
-/// of the residual per head.
+/// Zero variables added to every destination input, one per block-level destination in the
+/// order of [`node::block_destinations`]. Each is (1, t, d); with `heads`, an attention probe
+/// holds one copy of the residual per head of its port, (1, copies, t, d).
 pub(crate) struct Probes {
     pub vars: Vec<Var>,
+    layers: usize,
 }
 
 impl Probes {
@@ -123,28 +124,29 @@ impl Probes {
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
-        let d = cfg.hidden_size;
-        let mut vars = Vec::with_capacity(4 * cfg.num_layers + 1);
-        for _ in 0..cfg.num_layers {
-            for n in [cfg.num_heads, cfg.num_kv_heads, cfg.num_kv_heads] {
-                vars.push(if heads {
-                    Var::zeros((1, n, t, d), dtype, dev)?
-                } else {
-                    Var::zeros((1, t, d), dtype, dev)?
-                });
-            }
-            vars.push(Var::zeros((1, t, d), dtype, dev)?);
-        }
-        vars.push(Var::zeros((1, t, d), dtype, dev)?);
-        Ok(Self { vars })
+        let (d, layers) = (cfg.hidden_size, cfg.num_layers);
+        let counts = Heads {
+            query: cfg.num_heads,
+            kv: cfg.num_kv_heads,
+        };
+        let vars = node::block_destinations(layers)
+            .into_iter()
+            .map(|dest| match dest.port() {
+                Some(_) if heads => Var::zeros((1, dest.copies(counts), t, d), dtype, dev),
+                _ => Var::zeros((1, t, d), dtype, dev),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { vars, layers })
     }
 
-    fn at(&self, layer: usize, slot: usize) -> &Tensor {
-        self.vars[4 * layer + slot].as_tensor()
+    /// The probe variable of a block-level destination.
+    pub fn var(&self, dest: Destination) -> &Var {
+        &self.vars[dest.block_index(self.layers)]
     }
 
-    fn logits(&self) -> &Tensor {
-        self.vars[self.vars.len() - 1].as_tensor()
+    /// The probe of a block-level destination.
+    fn get(&self, dest: Destination) -> &Tensor {
+        self.var(dest).as_tensor()
     }
 }
 
@@ -153,8 +155,8 @@ pub(crate) struct Pass<'a> {
     pub kernels: Kernels,
     pub probes: Option<&'a Probes>,
     pub cache: Option<&'a mut KvCache>,
-    /// Collects source activations (b, t, d): input, then each block's attention and MLP
-    /// outputs.
+    /// Collects source activations (b, t, d) in the order of [`Node::order`]: input, then each
+    /// block's attention and MLP outputs.
     pub sources: Option<&'a mut Vec<Tensor>>,
     /// Collect attention sources per head instead, each (heads, t, d): the part of the block
     /// output that each head contributes through the output projection.
@@ -164,19 +166,154 @@ pub(crate) struct Pass<'a> {
     pub pads: Option<&'a [usize]>,
 }
 
-struct Block {
-    attn_norm: Tensor,
+/// An attention block: its input norm, projections and optional q/k norms.
+struct Attention {
+    norm: Tensor,
     q: Linear,
     k: Linear,
     v: Linear,
     o: Linear,
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
-    mlp_norm: Tensor,
+    window: Option<usize>,
+}
+
+/// A gated MLP block with its input norm.
+struct Mlp {
+    norm: Tensor,
     gate: Linear,
     up: Linear,
     down: Linear,
-    window: Option<usize>,
+}
+
+struct Block {
+    attn: Attention,
+    mlp: Mlp,
+}
+
+/// What every layer of one pass shares, built once per pass: the rotary tables and the
+/// attention mask of each distinct window.
+struct PassTables {
+    cos: Tensor,
+    sin: Tensor,
+    masks: Vec<(Option<usize>, Option<Tensor>)>,
+}
+
+impl PassTables {
+    fn mask(&self, window: Option<usize>) -> Option<&Tensor> {
+        self.masks
+            .iter()
+            .find(|(w, _)| *w == window)
+            .and_then(|(_, m)| m.as_ref())
+    }
+}
+
+impl Attention {
+    /// The normed inputs of the q, k and v paths. With probes each path reads its own copy of
+    /// the residual `h` plus its probe: (b, t, d), or one copy per head (b, n, t, d).
+    fn inputs(
+        &self,
+        h: &Tensor,
+        probes: [Option<&Tensor>; 3],
+        k: Kernels,
+        cfg: &ModelConfig,
+    ) -> Result<[Tensor; 3]> {
+        let eps = cfg.rms_norm_eps;
+        let [Some(pq), Some(pk), Some(pv)] = probes else {
+            let x = k.rms_norm(h, &self.norm, eps)?;
+            return Ok([x.clone(), x.clone(), x]);
+        };
+        let copy = |probe: &Tensor| -> Result<Tensor> {
+            let x = if probe.rank() == 4 {
+                h.unsqueeze(1)?.broadcast_add(probe)?
+            } else {
+                (h + probe)?
+            };
+            k.rms_norm(&x, &self.norm, eps)
+        };
+        Ok([copy(pq)?, copy(pk)?, copy(pv)?])
+    }
+
+    /// The block output (b, t, d) and the merged head outputs `z` (b, t, heads·head_dim) before
+    /// the output projection.
+    fn forward(
+        &self,
+        [xq, xk, xv]: [Tensor; 3],
+        tables: &PassTables,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        k: Kernels,
+        cfg: &ModelConfig,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, t) = (xq.dim(0)?, xq.dim(D::Minus2)?);
+        let hd = cfg.head_dim;
+        // Project to (b, n, t, head_dim): from one input (b, t, d), or from one input per head
+        // (1, n, t, d) when each head has its own probe.
+        let heads = |x: &Tensor, lin: &Linear, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
+            let y = if x.rank() == 4 {
+                lin.forward_heads(x, n)?
+            } else {
+                lin.forward(x)?.reshape((b, t, n, hd))?.transpose(1, 2)?
+            };
+            match norm {
+                Some(w) => k.rms_norm(&y, w, cfg.rms_norm_eps),
+                None => Ok(y),
+            }
+        };
+        let q = heads(&xq, &self.q, cfg.num_heads, self.q_norm.as_ref())?;
+        let key = heads(&xk, &self.k, cfg.num_kv_heads, self.k_norm.as_ref())?;
+        let val = heads(&xv, &self.v, cfg.num_kv_heads, None)?;
+        let q = k.rope(&q, &tables.cos, &tables.sin)?;
+        let mut key = k.rope(&key, &tables.cos, &tables.sin)?;
+        let mut val = val.contiguous()?;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                key = Tensor::cat(&[pk, &key], 2)?;
+                val = Tensor::cat(&[pv, &val], 2)?;
+            }
+            *slot = Some((key.clone(), val.clone()));
+        }
+        let rep = cfg.num_heads / cfg.num_kv_heads;
+        let key = repeat_kv(&key, rep)?;
+        let val = repeat_kv(&val, rep)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mask = tables.mask(self.window);
+        let att = k.attention_probs(&q.contiguous()?.matmul(&key.t()?)?, scale, mask)?;
+        let z = att
+            .matmul(&val)?
+            .transpose(1, 2)?
+            .reshape((b, t, cfg.num_heads * hd))?;
+        Ok((self.o.forward(&z)?, z))
+    }
+
+    /// Per-head contributions (heads, t, d) to the block output, from the merged head outputs
+    /// `z` (1, t, heads·head_dim); they sum to the block output less any o bias.
+    fn head_outputs(&self, z: &Tensor, cfg: &ModelConfig) -> Result<Tensor> {
+        let (n, hd) = (cfg.num_heads, cfg.head_dim);
+        let (_, t, _) = z.dims3()?;
+        let z = z
+            .detach()
+            .reshape((t, n, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let w = self.o.weight().detach();
+        let w = w
+            .reshape((cfg.hidden_size, n, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        z.matmul(&w.transpose(1, 2)?)
+    }
+}
+
+impl Mlp {
+    /// The block output (b, t, d) for residual `h`, read through `probe` when one is given.
+    fn forward(&self, h: &Tensor, probe: Option<&Tensor>, k: Kernels, eps: f64) -> Result<Tensor> {
+        let x = match probe {
+            Some(p) => k.rms_norm(&(h + p)?, &self.norm, eps)?,
+            None => k.rms_norm(h, &self.norm, eps)?,
+        };
+        self.down
+            .forward(&(candle_nn::ops::silu(&self.gate.forward(&x)?)? * self.up.forward(&x)?)?)
+    }
 }
 
 /// The weights of a decoder and its forward pass.
@@ -217,8 +354,8 @@ impl Transformer {
             let gate = lin("mlp.gate_proj", i, d, cfg.mlp_bias)?;
             let up = lin("mlp.up_proj", i, d, cfg.mlp_bias)?;
             let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
-            layers.push(Block {
-                attn_norm: store.take(&format!("{p}.input_layernorm.weight"), &[d])?,
+            let attn = Attention {
+                norm: store.take(&format!("{p}.input_layernorm.weight"), &[d])?,
                 q,
                 k,
                 v,
@@ -233,12 +370,15 @@ impl Transformer {
                     &format!("{p}.self_attn.k_norm.weight"),
                     &[hd],
                 )?,
-                mlp_norm: store.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
+                window: cfg.sliding_window.get(l).copied().flatten(),
+            };
+            let mlp = Mlp {
+                norm: store.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
                 gate,
                 up,
                 down,
-                window: cfg.sliding_window.get(l).copied().flatten(),
-            });
+            };
+            layers.push(Block { attn, mlp });
         }
         let norm = store.take("model.norm.weight", &[d])?;
         let lm_head = if cfg.tie_word_embeddings && !store.contains("lm_head.weight") {
@@ -276,29 +416,27 @@ impl Transformer {
         var("model.embed_tokens.weight".into(), &mut self.embed)?;
         for (l, b) in self.layers.iter_mut().enumerate() {
             let p = format!("model.layers.{l}");
+            let (a, m) = (&mut b.attn, &mut b.mlp);
             for (name, lin) in [
-                ("self_attn.q_proj", &mut b.q),
-                ("self_attn.k_proj", &mut b.k),
-                ("self_attn.v_proj", &mut b.v),
-                ("self_attn.o_proj", &mut b.o),
-                ("mlp.gate_proj", &mut b.gate),
-                ("mlp.up_proj", &mut b.up),
-                ("mlp.down_proj", &mut b.down),
+                ("self_attn.q_proj", &mut a.q),
+                ("self_attn.k_proj", &mut a.k),
+                ("self_attn.v_proj", &mut a.v),
+                ("self_attn.o_proj", &mut a.o),
+                ("mlp.gate_proj", &mut m.gate),
+                ("mlp.up_proj", &mut m.up),
+                ("mlp.down_proj", &mut m.down),
             ] {
                 var(format!("{p}.{name}.weight"), &mut lin.weight)?;
                 if let Some(bias) = lin.bias.as_mut() {
                     var(format!("{p}.{name}.bias"), bias)?;
                 }
             }
-            var(format!("{p}.input_layernorm.weight"), &mut b.attn_norm)?;
-            var(
-                format!("{p}.post_attention_layernorm.weight"),
-                &mut b.mlp_norm,
-            )?;
-            if let Some(n) = b.q_norm.as_mut() {
+            var(format!("{p}.input_layernorm.weight"), &mut a.norm)?;
+            var(format!("{p}.post_attention_layernorm.weight"), &mut m.norm)?;
+            if let Some(n) = a.q_norm.as_mut() {
                 var(format!("{p}.self_attn.q_norm.weight"), n)?;
             }
-            if let Some(n) = b.k_norm.as_mut() {
+            if let Some(n) = a.k_norm.as_mut() {
                 var(format!("{p}.self_attn.k_norm.weight"), n)?;
             }
         }
@@ -395,6 +533,19 @@ impl Transformer {
         m.to_dtype(self.dtype).map(Some)
     }
 
+    /// The rotary tables and the mask of each distinct attention window, for one pass.
+    fn pass_tables(&self, pos0: usize, t: usize, pads: Option<&[usize]>) -> Result<PassTables> {
+        let (cos, sin) = self.rope_tables(pos0, t, pads)?;
+        let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
+        for block in &self.layers {
+            let w = block.attn.window;
+            if masks.iter().all(|(m, _)| *m != w) {
+                masks.push((w, self.mask(pos0, t, w, pads)?));
+            }
+        }
+        Ok(PassTables { cos, sin, masks })
+    }
+
     /// Run the embedding and every block on `ids` (b, t) at positions `pos0..`; returns the final
     /// residual stream (b, t, d), before the final norm.
     pub(crate) fn residual(&self, ids: &Tensor, pos0: usize, mut pass: Pass) -> Result<Tensor> {
@@ -405,147 +556,56 @@ impl Transformer {
             self.embed
                 .index_select(&ids.flatten_all()?, 0)?
                 .reshape((b, t, cfg.hidden_size))?;
-        if let Some(s) = pass.sources.as_deref_mut() {
-            s.push(h.clone());
+        let want_sources = pass.sources.is_some();
+        let mut collect = |node: Node, x: Tensor| {
+            if let Some(s) = pass.sources.as_deref_mut() {
+                debug_assert_eq!(s.len(), node.order(cfg.num_layers), "{node}");
+                s.push(x);
+            }
+        };
+        collect(Node::Input, h.clone());
+        let tables = self.pass_tables(pos0, t, pass.pads)?;
+        if let Some(c) = pass.cache.as_deref_mut() {
+            c.layers.resize(self.layers.len(), None);
         }
-        let (cos, sin) = self.rope_tables(pos0, t, pass.pads)?;
-        for (l, block) in self.layers.iter().enumerate() {
-            let eps = cfg.rms_norm_eps;
-            let (xq, xk, xv) = match pass.probes {
-                Some(p) => {
-                    // Each path reads its own copy of the residual: (b, t, d), or one copy per
-                    // head (b, n, t, d).
-                    let copy = |probe: &Tensor| -> Result<Tensor> {
-                        let x = if probe.rank() == 4 {
-                            h.unsqueeze(1)?.broadcast_add(probe)?
-                        } else {
-                            (&h + probe)?
-                        };
-                        k.rms_norm(&x, &block.attn_norm, eps)
-                    };
-                    (copy(p.at(l, 0))?, copy(p.at(l, 1))?, copy(p.at(l, 2))?)
-                }
-                None => {
-                    let x = k.rms_norm(&h, &block.attn_norm, eps)?;
-                    (x.clone(), x.clone(), x)
-                }
+        for (layer, block) in self.layers.iter().enumerate() {
+            let probe = |port| {
+                pass.probes.map(|p| {
+                    p.get(Destination::Attention {
+                        layer,
+                        head: None,
+                        port,
+                    })
+                })
             };
-            let layer_cache = pass.cache.as_deref_mut().map(|c| {
-                if c.layers.len() < self.layers.len() {
-                    c.layers.resize(self.layers.len(), None);
-                }
-                &mut c.layers[l]
-            });
-            let (a, z) = self.attention(
-                block,
-                &xq,
-                &xk,
-                &xv,
-                pos0,
-                (&cos, &sin),
-                layer_cache,
-                k,
-                pass.pads,
-            )?;
+            let inputs = block.attn.inputs(&h, Port::ALL.map(probe), k, cfg)?;
+            let cache = pass.cache.as_deref_mut().map(|c| &mut c.layers[layer]);
+            let (a, z) = block.attn.forward(inputs, &tables, cache, k, cfg)?;
             h = (h + &a)?;
-            let mlp_in = match pass.probes {
-                Some(p) => (&h + p.at(l, 3))?,
-                None => h.clone(),
-            };
-            let x = k.rms_norm(&mlp_in, &block.mlp_norm, eps)?;
-            let m = block.down.forward(
-                &(candle_nn::ops::silu(&block.gate.forward(&x)?)? * block.up.forward(&x)?)?,
+            let m = block.mlp.forward(
+                &h,
+                pass.probes.map(|p| p.get(Destination::Mlp { layer })),
+                k,
+                cfg.rms_norm_eps,
             )?;
             h = (h + &m)?;
-            if let Some(s) = pass.sources.as_deref_mut() {
-                s.push(if pass.head_sources {
-                    self.head_outputs(block, &z)?
+            if want_sources {
+                let a = if pass.head_sources {
+                    block.attn.head_outputs(&z, cfg)?
                 } else {
                     a
-                });
-                s.push(m);
+                };
+                collect(Node::Attention { layer, head: None }, a);
+                collect(Node::Mlp { layer }, m);
             }
         }
         if let Some(c) = pass.cache {
             c.len = pos0 + t;
         }
         match pass.probes {
-            Some(p) => h + p.logits(),
+            Some(p) => h + p.get(Destination::Logits),
             None => Ok(h),
         }
-    }
-
-    /// Per-head contributions (heads, t, d) to an attention block's output, from the merged
-    /// head outputs `z` (1, t, heads·head_dim); they sum to the block output less any o bias.
-    fn head_outputs(&self, block: &Block, z: &Tensor) -> Result<Tensor> {
-        let (n, hd) = (self.cfg.num_heads, self.cfg.head_dim);
-        let (_, t, _) = z.dims3()?;
-        let z = z
-            .detach()
-            .reshape((t, n, hd))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        let w = block.o.weight().detach();
-        let w = w
-            .reshape((self.cfg.hidden_size, n, hd))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        z.matmul(&w.transpose(1, 2)?)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        block: &Block,
-        xq: &Tensor,
-        xk: &Tensor,
-        xv: &Tensor,
-        pos0: usize,
-        (cos, sin): (&Tensor, &Tensor),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
-        k: Kernels,
-        pads: Option<&[usize]>,
-    ) -> Result<(Tensor, Tensor)> {
-        let cfg = &self.cfg;
-        let (b, t) = (xq.dim(0)?, xq.dim(D::Minus2)?);
-        let hd = cfg.head_dim;
-        // Project to (b, n, t, head_dim): from one input (b, t, d), or from one input per head
-        // (1, n, t, d) when each head has its own probe.
-        let heads = |x: &Tensor, lin: &Linear, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
-            let y = if x.rank() == 4 {
-                lin.forward_heads(x, n)?
-            } else {
-                lin.forward(x)?.reshape((b, t, n, hd))?.transpose(1, 2)?
-            };
-            match norm {
-                Some(w) => k.rms_norm(&y, w, cfg.rms_norm_eps),
-                None => Ok(y),
-            }
-        };
-        let q = heads(xq, &block.q, cfg.num_heads, block.q_norm.as_ref())?;
-        let key = heads(xk, &block.k, cfg.num_kv_heads, block.k_norm.as_ref())?;
-        let val = heads(xv, &block.v, cfg.num_kv_heads, None)?;
-        let q = k.rope(&q, cos, sin)?;
-        let mut key = k.rope(&key, cos, sin)?;
-        let mut val = val.contiguous()?;
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                key = Tensor::cat(&[pk, &key], 2)?;
-                val = Tensor::cat(&[pv, &val], 2)?;
-            }
-            *slot = Some((key.clone(), val.clone()));
-        }
-        let rep = cfg.num_heads / cfg.num_kv_heads;
-        let key = repeat_kv(&key, rep)?;
-        let val = repeat_kv(&val, rep)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mask = self.mask(pos0, t, block.window, pads)?;
-        let att = k.attention_probs(&q.contiguous()?.matmul(&key.t()?)?, scale, mask.as_ref())?;
-        let z = att
-            .matmul(&val)?
-            .transpose(1, 2)?
-            .reshape((b, t, cfg.num_heads * hd))?;
-        Ok((block.o.forward(&z)?, z))
     }
 
     /// Final norm and unembedding of a residual (…, d) → logits (…, vocab).

@@ -114,8 +114,8 @@ pub fn heatmap(run: &Run, title: &str, values: Vec<f32>) -> Heatmap {
         .max(f32::MIN_POSITIVE);
     Heatmap {
         title: title.to_owned(),
-        rows: graph.sources.iter().map(|n| n.name.clone()).collect(),
-        cols: graph.destinations.iter().map(|n| n.name.clone()).collect(),
+        rows: graph.sources.iter().map(ToString::to_string).collect(),
+        cols: graph.destinations.iter().map(ToString::to_string).collect(),
         values,
         mask,
         range,

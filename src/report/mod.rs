@@ -1,6 +1,7 @@
 //! Results on disk: the run directory (manifest, scores, metrics, NumPy export) and the paired
 //! comparison of two runs, figures as data, training logs.
 
+pub mod circuit;
 pub mod comparison;
 pub mod figures;
 pub mod npz;

@@ -7,8 +7,8 @@
 //! as one plain mesh, curves get fewer segments when they are short on screen, and node labels
 //! appear only when there is room for them.
 
-use super::super::circuit::{Circuit, Mode};
 use super::super::theme::Palette;
+use crate::report::circuit::{Bounds, Circuit, Mode, Point};
 use egui::{pos2, vec2, Mesh, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 
 /// Most edges drawn in one frame; the largest visible ones are kept.
@@ -41,7 +41,7 @@ impl GraphState {
         let b = circuit.bounds();
         let zoom = (canvas.width() / b.width()).min(canvas.height() / b.height());
         self.zoom = zoom.max(1e-3);
-        self.offset = canvas.size() / 2.0 - b.center().to_vec2() * self.zoom;
+        self.offset = canvas.size() / 2.0 - vec2(b.center().x, b.center().y) * self.zoom;
         self.canvas = Some(canvas);
     }
 
@@ -50,13 +50,17 @@ impl GraphState {
     }
 
     /// The screen position of a layout position.
-    pub fn to_screen(&self, p: Pos2) -> Pos2 {
-        self.origin() + self.offset + p.to_vec2() * self.zoom
+    pub fn to_screen(&self, p: Point) -> Pos2 {
+        self.origin() + self.offset + vec2(p.x, p.y) * self.zoom
     }
 
     fn to_layout(&self, p: Pos2) -> Pos2 {
         ((p - self.origin() - self.offset) / self.zoom).to_pos2()
     }
+}
+
+fn rect(b: Bounds) -> Rect {
+    Rect::from_min_max(pos2(b.min.x, b.min.y), pos2(b.max.x, b.max.y))
 }
 
 fn segment_distance(p: Pos2, a: Pos2, b: Pos2) -> f32 {
@@ -151,7 +155,7 @@ pub fn canvas_ui(
         if ids.len() >= MAX_DRAWN {
             break;
         }
-        if visible.intersects(circuit.edges[e as usize].bounds()) {
+        if visible.intersects(rect(circuit.edges[e as usize].bounds())) {
             ids.push(e);
         }
     }
@@ -172,7 +176,7 @@ pub fn canvas_ui(
             palette.negative()
         };
         let color = base.gamma_multiply(0.25 + 0.75 * t);
-        let length = (edge.to - edge.from).length() * state.zoom;
+        let length = edge.to.distance(edge.from) * state.zoom;
         let segments = if coarse {
             (length / 48.0).clamp(1.0, 6.0)
         } else {
@@ -226,7 +230,7 @@ pub fn canvas_ui(
             painter.text(
                 p + vec2(0.0, -radius - 2.0),
                 egui::Align2::CENTER_BOTTOM,
-                &node.name,
+                node.node.to_string(),
                 egui::FontId::proportional(11.0),
                 palette.node(),
             );
@@ -261,7 +265,7 @@ pub fn canvas_ui(
     }
     state.hovered = hovered_edge;
     if let Some(i) = hovered_node {
-        let name = &circuit.nodes[i].name;
+        let name = circuit.nodes[i].node;
         response.on_hover_text_at_pointer(format!("{name} (click to list its edges)"));
     } else if let Some(e) = hovered_edge {
         response.on_hover_ui_at_pointer(|ui| edge_tooltip_ui(ui, circuit, e));
@@ -287,10 +291,10 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
     let Some(values) = circuit.values(mode) else {
         return;
     };
-    let name = &circuit.nodes[node].name;
+    let name = circuit.nodes[node].node;
     let (incoming, outgoing) = circuit.edges_of(node, mode);
     ui.horizontal(|ui| {
-        ui.strong(name.as_str());
+        ui.strong(name.to_string());
         if ui.small_button("Clear").clicked() {
             state.selected = None;
         }

@@ -2,9 +2,9 @@
 //! index, diverging colours centred on 0 and saturating at the 2nd–98th percentile; hover names
 //! the cell. Drawn as one texture, so head-level matrices stay cheap.
 
-use super::super::circuit::Mode;
 use super::super::results::Results;
 use super::super::theme::Palette;
+use crate::report::circuit::Mode;
 use crate::report::figures::Heatmap;
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions, Ui};
 use egui_plot::{Plot, PlotImage, PlotPoint};

@@ -1,10 +1,10 @@
 //! The question browser: every question with both answers, their grades and, for the scored
 //! ones, the per-sample metrics and that sample's circuit.
 
-use super::super::circuit::{Circuit, Mode};
 use super::super::results::{AnswerView, Results};
 use super::graph::{canvas_ui, GraphState};
 use crate::attribution::metrics::Metrics;
+use crate::report::circuit::{Circuit, Mode};
 use egui::Ui;
 
 /// Selection and filter of the browser, with the selected sample's circuit.

@@ -1,13 +1,80 @@
-//! The circuit graph as the app draws it: node positions (layers left to right), edge geometry
-//! and the edge scores of base, tuned and their difference, each with its edges ordered by
-//! |score| so that a top-k is a prefix.
+//! The circuit graph as a figure: node positions (layers left to right), edge geometry and the
+//! edge scores of base, tuned and their difference, each with its edges ordered by |score| so
+//! that a top-k is a prefix. The app draws it; nothing here knows about windows.
 //!
 //! Layout units: one unit between consecutive nodes of the residual stream. `input` and
-//! `logits` sit on y = 0, attention above (heads stacked upwards at head level), MLPs below.
+//! `logits` sit on y = 0, attention above (heads stacked upwards at head level; y grows
+//! downwards, as on screen), MLPs below.
 
 use crate::attribution::{Graph, Level};
-use egui::{pos2, Pos2, Rect};
+use crate::node::{Destination, Node, Port};
 use std::sync::OnceLock;
+
+/// A point of the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+impl Point {
+    pub const fn new(x: f32, y: f32) -> Self {
+        Self { x, y }
+    }
+
+    /// Distance to `other`.
+    pub fn distance(self, other: Self) -> f32 {
+        (self.x - other.x).hypot(self.y - other.y)
+    }
+}
+
+/// An axis-aligned box of the layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub min: Point,
+    pub max: Point,
+}
+
+impl Bounds {
+    /// The smallest box holding `points` (an empty box at the origin without points).
+    pub fn of(points: impl IntoIterator<Item = Point>) -> Self {
+        let mut it = points.into_iter();
+        let first = it.next().unwrap_or_default();
+        it.fold(
+            Self {
+                min: first,
+                max: first,
+            },
+            |b, p| Self {
+                min: Point::new(b.min.x.min(p.x), b.min.y.min(p.y)),
+                max: Point::new(b.max.x.max(p.x), b.max.y.max(p.y)),
+            },
+        )
+    }
+
+    /// The box grown by `margin` on every side.
+    pub fn expand(self, margin: f32) -> Self {
+        Self {
+            min: Point::new(self.min.x - margin, self.min.y - margin),
+            max: Point::new(self.max.x + margin, self.max.y + margin),
+        }
+    }
+
+    pub fn width(self) -> f32 {
+        self.max.x - self.min.x
+    }
+
+    pub fn height(self) -> f32 {
+        self.max.y - self.min.y
+    }
+
+    pub fn center(self) -> Point {
+        Point::new(
+            (self.min.x + self.max.x) / 2.0,
+            (self.min.y + self.max.y) / 2.0,
+        )
+    }
+}
 
 /// Which scores the views show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -35,11 +102,11 @@ impl Mode {
     }
 }
 
-/// A node of the drawing.
+/// A node of the drawing: a source, or `logits`.
 #[derive(Debug, Clone)]
 pub struct CircuitNode {
-    pub name: String,
-    pub pos: Pos2,
+    pub node: Node,
+    pub pos: Point,
 }
 
 /// An edge of the drawing: a quadratic curve from `from` through `ctrl` to `to`.
@@ -51,24 +118,25 @@ pub struct CircuitEdge {
     /// Drawing nodes it joins.
     pub from_node: u32,
     pub to_node: u32,
-    pub from: Pos2,
-    pub ctrl: Pos2,
-    pub to: Pos2,
+    pub from: Point,
+    pub ctrl: Point,
+    pub to: Point,
 }
 
 impl CircuitEdge {
     /// Bounding box of the curve (it lies inside the hull of its three points).
-    pub fn bounds(&self) -> Rect {
-        Rect::from_points(&[self.from, self.ctrl, self.to])
+    pub fn bounds(&self) -> Bounds {
+        Bounds::of([self.from, self.ctrl, self.to])
     }
 
     /// The point at parameter `t` ∈ [0, 1].
-    pub fn at(&self, t: f32) -> Pos2 {
+    pub fn at(&self, t: f32) -> Point {
         let u = 1.0 - t;
-        let v = self.from.to_vec2() * (u * u)
-            + self.ctrl.to_vec2() * (2.0 * u * t)
-            + self.to.to_vec2() * (t * t);
-        v.to_pos2()
+        let (a, b, c) = (u * u, 2.0 * u * t, t * t);
+        Point::new(
+            a * self.from.x + b * self.ctrl.x + c * self.to.x,
+            a * self.from.y + b * self.ctrl.y + c * self.to.y,
+        )
     }
 }
 
@@ -83,18 +151,12 @@ pub struct Circuit {
     pub node_spacing: f32,
 }
 
-/// Strip a destination's input port: `a3<q>` → `a3`, `a3.h5<k>` → `a3.h5`.
-fn node_of(dest: &str) -> &str {
-    dest.split('<').next().unwrap_or(dest)
-}
-
-fn port_offset(dest: &str) -> f32 {
-    if dest.ends_with("<q>") {
-        -0.12
-    } else if dest.ends_with("<v>") {
-        0.12
-    } else {
-        0.0
+/// Vertical offset of a destination's port at its node: q above, v below.
+fn port_offset(dest: Destination) -> f32 {
+    match dest.port() {
+        Some(Port::Q) => -0.12,
+        Some(Port::V) => 0.12,
+        Some(Port::K) | None => 0.0,
     }
 }
 
@@ -107,52 +169,49 @@ impl Circuit {
             Level::Head => graph
                 .sources
                 .iter()
-                .filter(|n| n.layer == Some(0) && n.name.starts_with('a'))
+                .filter(|n| matches!(n, Node::Attention { layer: 0, .. }))
                 .count()
                 .max(1),
         };
         let head_step = if heads > 1 { 3.0 / heads as f32 } else { 0.0 };
-        let mut nodes = Vec::new();
-        let mut index = std::collections::HashMap::new();
-        for n in &graph.sources {
-            let pos = match (n.name.as_str(), n.layer) {
-                ("input", _) => pos2(0.0, 0.0),
-                (name, Some(l)) if name.starts_with('m') => pos2(2.0 + 2.0 * l as f32, 1.0),
-                (name, Some(l)) => {
-                    let h = name
-                        .split(".h")
-                        .nth(1)
-                        .and_then(|h| h.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    pos2(1.0 + 2.0 * l as f32, -1.0 - head_step * h as f32)
-                }
-                (_, None) => pos2(0.0, 0.0),
-            };
-            index.insert(n.name.clone(), nodes.len());
-            nodes.push(CircuitNode {
-                name: n.name.clone(),
-                pos,
-            });
-        }
-        index.insert("logits".into(), nodes.len());
-        nodes.push(CircuitNode {
-            name: "logits".into(),
-            pos: pos2(1.0 + 2.0 * graph.layers as f32, 0.0),
-        });
+        let position = |n: Node| match n {
+            Node::Input => Point::new(0.0, 0.0),
+            Node::Attention { layer, head } => Point::new(
+                1.0 + 2.0 * layer as f32,
+                -1.0 - head_step * head.unwrap_or(0) as f32,
+            ),
+            Node::Mlp { layer } => Point::new(2.0 + 2.0 * layer as f32, 1.0),
+            Node::Logits => Point::new(1.0 + 2.0 * graph.layers as f32, 0.0),
+        };
+        let nodes: Vec<CircuitNode> = graph
+            .sources
+            .iter()
+            .copied()
+            .chain([Node::Logits])
+            .map(|node| CircuitNode {
+                node,
+                pos: position(node),
+            })
+            .collect();
+        let index: std::collections::HashMap<Node, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (n.node, i)).collect();
         let port_scale = if heads > 1 { 0.3 } else { 1.0 };
         let edges = graph
             .edges()
             .into_iter()
             .map(|(s, d)| {
-                let dest = &graph.destinations[d].name;
-                let to_node = index.get(node_of(dest)).copied().unwrap_or(0);
+                let dest = graph.destinations[d];
+                let to_node = index.get(&dest.node()).copied().unwrap_or(0);
                 let from_node = s;
                 let from = nodes[from_node].pos;
-                let to = nodes[to_node].pos + egui::vec2(0.0, port_offset(dest) * port_scale);
-                let dx = to.x - from.x;
+                let to = nodes[to_node].pos;
+                let to = Point::new(to.x, to.y + port_offset(dest) * port_scale);
+                let dx = (to.x - from.x).abs();
                 let side = if from.y + to.y > 0.0 { 1.0 } else { -1.0 };
-                let mid = from.lerp(to, 0.5);
-                let ctrl = mid + egui::vec2(0.0, side * 0.22 * dx.abs().sqrt() * dx.abs().min(6.0));
+                let ctrl = Point::new(
+                    (from.x + to.x) / 2.0,
+                    (from.y + to.y) / 2.0 + side * 0.22 * dx.sqrt() * dx.min(6.0),
+                );
                 CircuitEdge {
                     source: s as u32,
                     destination: d as u32,
@@ -230,9 +289,8 @@ impl Circuit {
     }
 
     /// Bounding box of the nodes, in layout units.
-    pub fn bounds(&self) -> Rect {
-        let points: Vec<Pos2> = self.nodes.iter().map(|n| n.pos).collect();
-        Rect::from_points(&points).expand(0.6)
+    pub fn bounds(&self) -> Bounds {
+        Bounds::of(self.nodes.iter().map(|n| n.pos)).expand(0.6)
     }
 }
 
@@ -262,8 +320,9 @@ mod tests {
         for (i, e) in c.edges.iter().enumerate() {
             let name = c.edge_name(i as u32);
             let (src, dst) = name.split_once("->").unwrap();
-            assert_eq!(c.nodes[e.from_node as usize].name, src);
-            assert_eq!(c.nodes[e.to_node as usize].name, node_of(dst));
+            assert_eq!(c.nodes[e.from_node as usize].node.to_string(), src);
+            let dst: Destination = dst.parse().unwrap();
+            assert_eq!(c.nodes[e.to_node as usize].node, dst.node());
             assert!(e.from.x < e.to.x, "{name} goes backwards");
         }
         let order = c.order(Mode::Difference);
@@ -287,12 +346,20 @@ mod tests {
         let graph = Graph::new(&config(2, 4, 2), Level::Head);
         let c = Circuit::new(&graph, vec![1.0; graph.num_edges()], None);
         assert_eq!(c.modes(), [Mode::Base]);
-        let pos = |name: &str| c.nodes.iter().find(|n| n.name == name).unwrap().pos;
+        let pos = |name: &str| {
+            let node: Node = name.parse().unwrap();
+            c.nodes.iter().find(|n| n.node == node).unwrap().pos
+        };
         assert!(pos("a1.h3").y < pos("a1.h0").y);
         assert_eq!(pos("a1.h3").x, pos("a1.h0").x);
         let e = (0..c.edges.len() as u32)
             .find(|&e| c.edge_name(e) == "input->a1.h1<k>")
             .unwrap();
-        assert_eq!(c.nodes[c.edges[e as usize].to_node as usize].name, "a1.h1");
+        assert_eq!(
+            c.nodes[c.edges[e as usize].to_node as usize]
+                .node
+                .to_string(),
+            "a1.h1"
+        );
     }
 }
