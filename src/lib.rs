@@ -15,4 +15,5 @@ pub mod node;
 pub mod progress;
 pub mod report;
 pub mod runtime;
+pub mod side;
 pub mod study;

@@ -144,7 +144,13 @@ fn open_results_switch_modes_slide_select_and_sort() {
         let cmp = r.comparison.as_ref().unwrap();
         order
             .iter()
-            .map(|m| cmp.metrics.iter().find(|s| s.metric == *m).unwrap().p_value)
+            .map(|m| {
+                cmp.metrics
+                    .iter()
+                    .find(|s| s.metric.name() == m)
+                    .unwrap()
+                    .p_value
+            })
             .collect()
     };
     h.get_by_label("p-value").click();

@@ -10,7 +10,7 @@ mod common;
 use circuitdiff::attribution::compare::{
     paired, wilcoxon, CompareError, CompareOptions, PMethod, PairedStat,
 };
-use circuitdiff::attribution::metrics::{metrics, MetricOptions, Metrics};
+use circuitdiff::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
@@ -218,12 +218,14 @@ fn metrics_edge_cases_are_defined() {
 fn metric_names_values_and_options_serde() {
     let m = metrics(&[1.0, -1.0, 2.0, 0.0], &MetricOptions::default());
     let as_json = serde_json::to_value(m).unwrap();
-    for (name, v) in Metrics::NAMES.iter().zip(m.values()) {
-        assert_eq!(m.get(name), Some(v), "get({name})");
+    for (metric, v) in Metric::ALL.into_iter().zip(m.values()) {
+        let name = metric.name();
+        assert_eq!(name.parse::<Metric>(), Ok(metric));
+        assert_eq!(m.get(metric), v, "get({name})");
         assert_eq!(as_json[name].as_f64(), Some(v), "serialised field {name}");
     }
-    assert_eq!(m.get("nope"), None);
-    assert_eq!(as_json.as_object().unwrap().len(), Metrics::NAMES.len());
+    assert!("nope".parse::<Metric>().is_err());
+    assert_eq!(as_json.as_object().unwrap().len(), Metric::ALL.len());
 
     let opts = MetricOptions {
         kurtosis_of_abs: true,
@@ -458,8 +460,8 @@ fn opts(resamples: usize, seed: u64) -> CompareOptions {
 fn paired_by_hand() {
     // d = tuned − base = [1, 0, 2, −1].
     let (base, tuned) = ([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 5.0, 3.0]);
-    let s = paired("intensity", &base, &tuned, &opts(2000, 42)).unwrap();
-    assert_eq!(s.metric, "intensity");
+    let s = paired(Metric::Intensity, &base, &tuned, &opts(2000, 42)).unwrap();
+    assert_eq!(s.metric.name(), "intensity");
     assert_eq!(s.n, 4);
     assert_eq!((s.base_mean, s.tuned_mean, s.mean_diff), (2.5, 3.0, 0.5));
     // Medians: (2 + 3) / 2, sorted tuned [2, 2, 3, 5] → 2.5, sorted d [−1, 0, 1, 2] → 0.5.
@@ -490,9 +492,9 @@ fn bootstrap_is_seeded_and_sensible() {
         .iter()
         .map(|b| b + 1.0 + uniform(&mut rng, 3).iter().sum::<f64>() - 1.5)
         .collect();
-    let a = paired("entropy", &base, &tuned, &opts(10_000, 42)).unwrap();
-    let b = paired("entropy", &base, &tuned, &opts(10_000, 42)).unwrap();
-    let c = paired("entropy", &base, &tuned, &opts(10_000, 43)).unwrap();
+    let a = paired(Metric::Entropy, &base, &tuned, &opts(10_000, 42)).unwrap();
+    let b = paired(Metric::Entropy, &base, &tuned, &opts(10_000, 42)).unwrap();
+    let c = paired(Metric::Entropy, &base, &tuned, &opts(10_000, 43)).unwrap();
     assert_eq!((a.ci_low, a.ci_high), (b.ci_low, b.ci_high), "same seed");
     assert_ne!((a.ci_low, a.ci_high), (c.ci_low, c.ci_high), "other seed");
     assert!(a.ci_low < a.mean_diff && a.mean_diff < a.ci_high, "{a:?}");
@@ -509,7 +511,7 @@ fn bootstrap_is_seeded_and_sensible() {
     assert!(((c.ci_high - c.ci_low) / width - 1.0).abs() < 0.05);
     // A lower confidence gives a narrower interval inside the wider one.
     let narrow = paired(
-        "entropy",
+        Metric::Entropy,
         &base,
         &tuned,
         &CompareOptions {
@@ -527,11 +529,11 @@ fn bootstrap_is_seeded_and_sensible() {
     // (b + 0.5) − b is exactly 0.5 for these b (for b = 0.3 it would not be).
     let base = [1.0, 2.5, -2.0, 5.25, 0.0];
     let tuned: Vec<f64> = base.iter().map(|b| b + 0.5).collect();
-    let s = paired("gini", &base, &tuned, &opts(500, 1)).unwrap();
+    let s = paired(Metric::Gini, &base, &tuned, &opts(500, 1)).unwrap();
     assert_eq!((s.mean_diff, s.ci_low, s.ci_high), (0.5, 0.5, 0.5));
     assert_eq!(s.share_tuned_greater, 1.0);
     // One sample: the interval is the single difference.
-    let s = paired("gini", &[1.0], &[0.25], &opts(100, 1)).unwrap();
+    let s = paired(Metric::Gini, &[1.0], &[0.25], &opts(100, 1)).unwrap();
     assert_eq!((s.ci_low, s.ci_high, s.p_value), (-0.75, -0.75, 1.0));
 }
 
@@ -539,7 +541,7 @@ fn bootstrap_is_seeded_and_sensible() {
 fn nan_fields_serialise_as_null() {
     // base mean 0 → relative change NaN; all 20 differences 0 → p-value NaN (normal method).
     let base = [0.0; 20];
-    let s = paired("kurtosis", &base, &base, &opts(10, 0)).unwrap();
+    let s = paired(Metric::Kurtosis, &base, &base, &opts(10, 0)).unwrap();
     assert!(s.relative_change.is_nan() && s.p_value.is_nan(), "{s:?}");
     assert_eq!((s.wilcoxon_statistic, s.p_method.as_str()), (0.0, "normal"));
     let v = serde_json::to_value(&s).unwrap();
@@ -549,10 +551,16 @@ fn nan_fields_serialise_as_null() {
     );
     let back: PairedStat = serde_json::from_value(v).unwrap();
     assert!(back.relative_change.is_nan() && back.p_value.is_nan());
-    assert_eq!((back.metric.as_str(), back.ci_low), ("kurtosis", 0.0));
+    assert_eq!((back.metric.name(), back.ci_low), ("kurtosis", 0.0));
     // Finite values round-trip (to 1e-15 relative: serde_json's default float parser may be
     // one ulp off).
-    let s = paired("x", &[1.0, 2.0, 4.0], &[2.0, 2.5, 3.0], &opts(50, 0)).unwrap();
+    let s = paired(
+        Metric::Top5,
+        &[1.0, 2.0, 4.0],
+        &[2.0, 2.5, 3.0],
+        &opts(50, 0),
+    )
+    .unwrap();
     let back: PairedStat = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     let (a, b) = (
         serde_json::to_value(&s).unwrap(),
@@ -572,7 +580,7 @@ fn errors_name_the_metric_and_never_panic() {
     let o = CompareOptions::default();
     assert_eq!(o, opts(10_000, 42));
 
-    let e = paired("entropy", &[1.0, 2.0], &[1.0], &o).unwrap_err();
+    let e = paired(Metric::Entropy, &[1.0, 2.0], &[1.0], &o).unwrap_err();
     assert_eq!(
         e,
         CompareError::LengthMismatch {
@@ -583,21 +591,21 @@ fn errors_name_the_metric_and_never_panic() {
     );
     assert!(e.to_string().contains("\"entropy\""), "{e}");
 
-    let e = paired("gini", &[1.0, 2.0], &[1.0, f64::NAN], &o).unwrap_err();
+    let e = paired(Metric::Gini, &[1.0, 2.0], &[1.0, f64::NAN], &o).unwrap_err();
     assert!(
-        matches!(&e, CompareError::NonFinite { metric, side: "tuned", index: 1, .. } if metric == "gini"),
+        matches!(&e, CompareError::NonFinite { metric, side: circuitdiff::side::Side::Tuned, index: 1, .. } if metric == "gini"),
         "{e:?}"
     );
     assert!(
         e.to_string().contains("\"gini\"") && e.to_string().contains("NaN"),
         "{e}"
     );
-    let e = paired("top1", &[f64::INFINITY], &[1.0], &o).unwrap_err();
+    let e = paired(Metric::Top1, &[f64::INFINITY], &[1.0], &o).unwrap_err();
     assert!(
         matches!(
             e,
             CompareError::NonFinite {
-                side: "base",
+                side: circuitdiff::side::Side::Base,
                 index: 0,
                 ..
             }
@@ -605,7 +613,7 @@ fn errors_name_the_metric_and_never_panic() {
         "{e:?}"
     );
 
-    let e = paired("kurtosis", &[], &[], &o).unwrap_err();
+    let e = paired(Metric::Kurtosis, &[], &[], &o).unwrap_err();
     assert_eq!(
         e,
         CompareError::Empty {
@@ -628,7 +636,7 @@ fn errors_name_the_metric_and_never_panic() {
             ..o.clone()
         },
     ] {
-        let e = paired("x", &[1.0], &[2.0], &bad).unwrap_err();
+        let e = paired(Metric::Top5, &[1.0], &[2.0], &bad).unwrap_err();
         assert!(
             matches!(e, CompareError::InvalidOptions(_)),
             "{bad:?}: {e:?}"

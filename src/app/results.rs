@@ -5,8 +5,9 @@ use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::figures::{self, Heatmap, Histogram, LineChart};
 use crate::report::run::{self, Run};
+use crate::side::Side;
 use crate::study::answers::Answer;
-use crate::study::job::Counts;
+use crate::study::dir::{Counts, StudyDir};
 use anyhow::Context as _;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -70,15 +71,6 @@ pub struct Results {
     pub circuit: Circuit,
 }
 
-#[derive(Deserialize)]
-struct AnswersLine {
-    id: String,
-    question: String,
-    reference: String,
-    base: Option<Answer>,
-    tuned: Option<Answer>,
-}
-
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option<T>> {
     if !path.is_file() {
         return Ok(None);
@@ -102,7 +94,7 @@ pub fn short_name(spec: &str) -> String {
 /// Whether `dir` looks like results the app can open.
 pub fn is_results_dir(dir: &Path) -> bool {
     dir.join("manifest.json").is_file()
-        || dir.join("base/manifest.json").is_file()
+        || StudyDir::is_study(dir)
         || dir.join("comparison.json").is_file()
 }
 
@@ -114,10 +106,11 @@ impl Results {
         let comparison: Option<Comparison> = read_json(&dir.join("comparison.json"))?;
         let (base, tuned) = if dir.join("manifest.json").is_file() {
             (run::load(dir)?, None)
-        } else if dir.join("base/manifest.json").is_file() {
+        } else if StudyDir::is_study(dir) {
+            let study = StudyDir::new(dir);
             (
-                run::load(&dir.join("base"))?,
-                Some(run::load(&dir.join("tuned"))?),
+                run::load(&study.run_dir(Side::Base))?,
+                Some(run::load(&study.run_dir(Side::Tuned))?),
             )
         } else if let Some(c) = &comparison {
             let side = |d: &str| {
@@ -138,8 +131,9 @@ impl Results {
                 dir.display()
             );
         };
-        let counts = read_json(&dir.join("counts.json"))?;
-        let questions = read_questions(&dir.join("answers.jsonl"), &base, tuned.as_ref())?;
+        let study = StudyDir::new(dir);
+        let counts = study.read_counts()?;
+        let questions = read_questions(&study, &base, tuned.as_ref())?;
         Ok(Self::from_runs(
             dir, base, tuned, comparison, counts, questions,
         ))
@@ -163,9 +157,9 @@ impl Results {
             chart
         };
         let mut heatmaps = figures::heatmaps(&base, other);
-        let mut runs = vec![("base", &base)];
+        let mut runs = vec![(Side::Base, &base)];
         if let Some(t) = &tuned {
-            runs.push(("tuned", t));
+            runs.push((Side::Tuned, t));
         } else {
             heatmaps.truncate(1);
         }
@@ -174,8 +168,8 @@ impl Results {
             sorted: trim(figures::sorted_abs_curve(&base, other)),
             cumulative: trim(figures::cumulative_share(&base, other)),
             histogram: figures::score_histogram(&runs),
-            per_layer: crate::attribution::metrics::Metrics::NAMES
-                .iter()
+            per_layer: crate::attribution::metrics::Metric::ALL
+                .into_iter()
                 .map(|m| trim(figures::per_layer(&base, other, m)))
                 .collect(),
         };
@@ -222,8 +216,12 @@ impl Results {
     }
 }
 
-/// The questions of `answers.jsonl` (or, without it, the scored samples alone).
-fn read_questions(path: &Path, base: &Run, tuned: Option<&Run>) -> anyhow::Result<Vec<Question>> {
+/// The questions of the study's answer rows (or, without them, the scored samples alone).
+fn read_questions(
+    study: &StudyDir,
+    base: &Run,
+    tuned: Option<&Run>,
+) -> anyhow::Result<Vec<Question>> {
     let index = |run: &Run| -> HashMap<String, usize> {
         run.manifest
             .samples
@@ -234,7 +232,7 @@ fn read_questions(path: &Path, base: &Run, tuned: Option<&Run>) -> anyhow::Resul
     };
     let (bi, ti) = (index(base), tuned.map(index).unwrap_or_default());
     let sample = |id: &str| bi.get(id).map(|&b| (b, ti.get(id).copied()));
-    if !path.is_file() {
+    if !study.rows_path().is_file() {
         return Ok(base
             .manifest
             .samples
@@ -249,21 +247,16 @@ fn read_questions(path: &Path, base: &Run, tuned: Option<&Run>) -> anyhow::Resul
             })
             .collect());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(n, line)| {
-            let a: AnswersLine = serde_json::from_str(line)
-                .with_context(|| format!("{} line {}", path.display(), n + 1))?;
-            Ok(Question {
-                sample: sample(&a.id),
-                base: a.base.as_ref().map(AnswerView::of),
-                tuned: a.tuned.as_ref().map(AnswerView::of),
-                id: a.id,
-                question: a.question,
-                reference: a.reference,
-            })
+    Ok(study
+        .read_rows()?
+        .into_iter()
+        .map(|a| Question {
+            sample: sample(&a.id),
+            base: a.base.as_ref().map(AnswerView::of),
+            tuned: a.tuned.as_ref().map(AnswerView::of),
+            id: a.id,
+            question: a.question,
+            reference: a.reference,
         })
-        .collect()
+        .collect())
 }

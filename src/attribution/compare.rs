@@ -5,6 +5,8 @@
 //! [`wilcoxon`] reproduces `scipy.stats.wilcoxon(x, y)` of SciPy 1.17 with its defaults
 //! (`zero_method="wilcox"`, `correction=False`, `alternative="two-sided"`, `method="auto"`).
 
+use crate::attribution::metrics::Metric;
+use crate::side::Side;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
@@ -57,8 +59,8 @@ pub enum CompareError {
     NonFinite {
         /// The metric compared.
         metric: String,
-        /// `"base"` or `"tuned"`.
-        side: &'static str,
+        /// The side the value belongs to.
+        side: Side,
         /// Index of the offending sample.
         index: usize,
         /// The offending value.
@@ -110,7 +112,7 @@ pub struct Wilcoxon {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairedStat {
     /// Name of the metric.
-    pub metric: String,
+    pub metric: Metric,
     /// Number of pairs.
     pub n: usize,
     /// Mean of the base values.
@@ -150,12 +152,12 @@ pub struct PairedStat {
 /// means with linear interpolation (NumPy's default). Equal inputs and seed give equal intervals
 /// (for one version of `rand`).
 pub fn paired(
-    metric: &str,
+    metric: Metric,
     base: &[f64],
     tuned: &[f64],
     opts: &CompareOptions,
 ) -> Result<PairedStat, CompareError> {
-    validate(metric, base, tuned)?;
+    validate(metric.name(), base, tuned)?;
     if opts.bootstrap_resamples == 0 {
         return Err(CompareError::InvalidOptions(
             "bootstrap_resamples must be at least 1".to_owned(),
@@ -173,7 +175,7 @@ pub fn paired(
     let (ci_low, ci_high) = bootstrap_ci(&diffs, mean_diff, opts);
     let greater = tuned.iter().zip(base).filter(|(t, b)| t > b).count();
     Ok(PairedStat {
-        metric: metric.to_owned(),
+        metric,
         n: base.len(),
         base_mean,
         base_median: median(base),
@@ -223,7 +225,7 @@ fn validate(metric: &str, base: &[f64], tuned: &[f64]) -> Result<(), CompareErro
             metric: metric.to_owned(),
         });
     }
-    for (side, values) in [("base", base), ("tuned", tuned)] {
+    for (side, values) in [(Side::Base, base), (Side::Tuned, tuned)] {
         if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(CompareError::NonFinite {
                 metric: metric.to_owned(),

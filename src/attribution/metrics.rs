@@ -47,41 +47,148 @@ pub struct Metrics {
     pub edges90: f64,
 }
 
-impl Metrics {
-    /// Field names, in the order of [`Metrics::values`].
-    pub const NAMES: [&'static str; 10] = [
-        "intensity",
-        "entropy",
-        "entropy_normalized",
-        "kurtosis",
-        "gini",
-        "top1",
-        "top5",
-        "top10",
-        "edges50",
-        "edges90",
+/// What a larger value of a metric says about a score vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HigherMeans {
+    /// More attribution overall.
+    Stronger,
+    /// Attribution spread over more edges.
+    MoreSpread,
+    /// Attribution held by fewer edges.
+    MoreConcentrated,
+}
+
+impl HigherMeans {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Stronger => "stronger edges",
+            Self::MoreSpread => "more diverse (spread over more edges)",
+            Self::MoreConcentrated => "more concentrated (fewer edges hold the attribution)",
+        }
+    }
+}
+
+/// One metric of a score vector (method.md §5): its name in every file, report and view, its
+/// definition and what a higher value means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Intensity,
+    Entropy,
+    EntropyNormalized,
+    Kurtosis,
+    Gini,
+    Top1,
+    Top5,
+    Top10,
+    Edges50,
+    Edges90,
+}
+
+impl Metric {
+    /// Every metric, in the order of [`Metrics::values`] and of every table.
+    pub const ALL: [Self; 10] = [
+        Self::Intensity,
+        Self::Entropy,
+        Self::EntropyNormalized,
+        Self::Kurtosis,
+        Self::Gini,
+        Self::Top1,
+        Self::Top5,
+        Self::Top10,
+        Self::Edges50,
+        Self::Edges90,
     ];
 
-    /// All values, in the order of [`Metrics::NAMES`].
-    pub fn values(&self) -> [f64; 10] {
-        [
-            self.intensity,
-            self.entropy,
-            self.entropy_normalized,
-            self.kurtosis,
-            self.gini,
-            self.top1,
-            self.top5,
-            self.top10,
-            self.edges50,
-            self.edges90,
-        ]
+    /// The study's headline metrics: activation intensity and diversity.
+    pub const HEADLINE: [Self; 3] = [Self::Intensity, Self::Entropy, Self::Kurtosis];
+
+    /// Name in files, tables and figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Intensity => "intensity",
+            Self::Entropy => "entropy",
+            Self::EntropyNormalized => "entropy_normalized",
+            Self::Kurtosis => "kurtosis",
+            Self::Gini => "gini",
+            Self::Top1 => "top1",
+            Self::Top5 => "top5",
+            Self::Top10 => "top10",
+            Self::Edges50 => "edges50",
+            Self::Edges90 => "edges90",
+        }
     }
 
-    /// The value of the field called `name`, or `None` for an unknown name.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        let i = Self::NAMES.iter().position(|n| *n == name)?;
-        self.values().get(i).copied()
+    /// One-line definition.
+    pub fn definition(self) -> &'static str {
+        match self {
+            Self::Intensity => "activation intensity: mean |s| over the edges",
+            Self::Entropy => "entropy (nats) of the |s| mass distribution, or of a histogram of s",
+            Self::EntropyNormalized => "entropy divided by ln(edges) (or ln(bins))",
+            Self::Kurtosis => "Fisher kurtosis of the scores (population moments)",
+            Self::Gini => "Gini coefficient of |s|",
+            Self::Top1 => "share of Σ|s| held by the largest 1% of edges",
+            Self::Top5 => "share of Σ|s| held by the largest 5% of edges",
+            Self::Top10 => "share of Σ|s| held by the largest 10% of edges",
+            Self::Edges50 => "fewest edges (largest |s| first) holding 50% of Σ|s|",
+            Self::Edges90 => "fewest edges (largest |s| first) holding 90% of Σ|s|",
+        }
+    }
+
+    /// What a higher value means.
+    pub fn higher_means(self) -> HigherMeans {
+        match self {
+            Self::Intensity => HigherMeans::Stronger,
+            Self::Entropy | Self::EntropyNormalized | Self::Edges50 | Self::Edges90 => {
+                HigherMeans::MoreSpread
+            }
+            Self::Kurtosis | Self::Gini | Self::Top1 | Self::Top5 | Self::Top10 => {
+                HigherMeans::MoreConcentrated
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown metric '{s}' (one of {})", names.join(", "))
+            })
+    }
+}
+
+impl Metrics {
+    /// All values, in the order of [`Metric::ALL`].
+    pub fn values(&self) -> [f64; 10] {
+        Metric::ALL.map(|m| self.get(m))
+    }
+
+    /// The value of one metric.
+    pub fn get(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Intensity => self.intensity,
+            Metric::Entropy => self.entropy,
+            Metric::EntropyNormalized => self.entropy_normalized,
+            Metric::Kurtosis => self.kurtosis,
+            Metric::Gini => self.gini,
+            Metric::Top1 => self.top1,
+            Metric::Top5 => self.top5,
+            Metric::Top10 => self.top10,
+            Metric::Edges50 => self.edges50,
+            Metric::Edges90 => self.edges90,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::model::ScorePlan;
 use circuitdiff::report::comparison;
 use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
+use circuitdiff::report::table::Table;
 use std::path::PathBuf;
 
 /// Score token sequences as given (no generation, no filtering) and write a run directory.
@@ -190,23 +191,11 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
 
 /// A plain-text table of a comparison.
 pub fn table(c: &comparison::Comparison) -> String {
-    let mut out = format!(
-        "{} paired samples: base {} vs tuned {}\n{:<20} {:>12} {:>12} {:>11} {:>8} {:>7} {:>10} {:>25}\n",
-        c.n, c.base.model, c.tuned.model, "metric", "base", "tuned", "Δ", "rel.", "up", "p", "95% CI of Δ"
-    );
-    for s in &c.metrics {
-        out.push_str(&format!(
-            "{:<20} {:>12.5} {:>12.5} {:>+11.4} {:>+7.1}% {:>6.0}% {:>10.3e} [{:>+11.4}, {:>+11.4}]\n",
-            s.metric,
-            s.base_mean,
-            s.tuned_mean,
-            s.mean_diff,
-            100.0 * s.relative_change,
-            100.0 * s.share_tuned_greater,
-            s.p_value,
-            s.ci_low,
-            s.ci_high
-        ));
-    }
-    out
+    format!(
+        "{} paired samples: base {} vs tuned {}\n{}",
+        c.n,
+        c.base.model,
+        c.tuned.model,
+        Table::paired(&c.metrics).text()
+    )
 }

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::Level;
 use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions, Sampling};
-use circuitdiff::study::job::{merge_shards, run_study, StudyConfig, StudyOutcome};
+use circuitdiff::study::dir::StudyConfig;
+use circuitdiff::study::job::{merge_shards, run_study, StudyOutcome};
 use circuitdiff::study::prompt::Template;
 use circuitdiff::study::select::{SelectOptions, TBar};
 use std::path::PathBuf;
@@ -216,8 +217,8 @@ fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
             println!(
                 "asked {}, base correct {}, tuned correct {}, both correct {}, after filters {}, scored {} (K = {}, T̄ = {:.1})",
                 counts.asked,
-                counts.base.correct,
-                counts.tuned.correct,
+                counts.models.base.correct,
+                counts.models.tuned.correct,
                 counts.both_correct,
                 counts.after_filters,
                 counts.scored,

@@ -1,9 +1,9 @@
 //! Paired comparison of a base run and a tuned run: samples matched by id, every metric
 //! compared with `attribution::compare::paired`, written as `comparison.json` and `.csv`.
 
-use super::run::{csv_field, Run, RunError};
+use super::run::{Run, RunError};
 use crate::attribution::compare::{paired, CompareOptions, PairedStat};
-use crate::attribution::metrics::Metrics;
+use crate::attribution::metrics::{Metric, Metrics};
 use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -103,11 +103,11 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
         .map(|(i, s)| (i, ti[&s.id]))
         .collect();
     let mut metrics = Vec::new();
-    for (m, name) in Metrics::NAMES.iter().enumerate() {
-        let value = |run: &Run, i: usize| run.metrics.samples[i].metrics.overall.values()[m];
+    for metric in Metric::ALL {
+        let value = |run: &Run, i: usize| run.metrics.samples[i].metrics.overall.get(metric);
         let b: Vec<f64> = pairs.iter().map(|&(i, _)| value(base, i)).collect();
         let t: Vec<f64> = pairs.iter().map(|&(_, j)| value(tuned, j)).collect();
-        metrics.push(paired(name, &b, &t, opts).map_err(|e| RunError::Invalid {
+        metrics.push(paired(metric, &b, &t, opts).map_err(|e| RunError::Invalid {
             path: tuned.dir.clone(),
             message: e.to_string(),
         })?);
@@ -142,40 +142,9 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
     })
 }
 
-/// The comparison as CSV: one row per metric.
+/// The comparison as CSV: one row per metric, every field at full precision.
 pub fn to_csv(c: &Comparison) -> String {
-    let mut out = String::from(
-        "metric,n,base_mean,base_median,tuned_mean,tuned_median,mean_diff,median_diff,relative_change,share_tuned_greater,wilcoxon_statistic,p_value,p_method,ci_low,ci_high\n",
-    );
-    let num = |v: f64| {
-        if v.is_finite() {
-            v.to_string()
-        } else {
-            String::new()
-        }
-    };
-    for s in &c.metrics {
-        let cells = [
-            csv_field(&s.metric),
-            s.n.to_string(),
-            num(s.base_mean),
-            num(s.base_median),
-            num(s.tuned_mean),
-            num(s.tuned_median),
-            num(s.mean_diff),
-            num(s.median_diff),
-            num(s.relative_change),
-            num(s.share_tuned_greater),
-            num(s.wilcoxon_statistic),
-            num(s.p_value),
-            s.p_method.as_str().to_owned(),
-            num(s.ci_low),
-            num(s.ci_high),
-        ];
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
+    super::table::Table::exact(&c.metrics).csv()
 }
 
 /// Write `comparison.json` and `comparison.csv` into `dir`.

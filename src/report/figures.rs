@@ -2,7 +2,8 @@
 //! by the headless renderer (`report::render`) and by the app.
 
 use super::run::Run;
-use crate::attribution::metrics::Metrics;
+use crate::attribution::metrics::Metric;
+use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
 
 /// A signed score matrix, drawn with diverging colours centred on 0.
@@ -19,11 +20,43 @@ pub struct Heatmap {
     pub range: f32,
 }
 
-/// A named curve.
+/// A named curve; a curve of one model of the pair names its side (and takes its colour).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
     pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// The curve of one model of the pair.
+    pub fn of_side(side: Side, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: side.name().to_owned(),
+            side: Some(side),
+            points,
+        }
+    }
+}
+
+/// A named sample of values, of one model of the pair or of something else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
+    pub values: Vec<f64>,
+}
+
+impl Sample {
+    fn named(name: &str, values: Vec<f64>) -> Self {
+        Self {
+            name: name.to_owned(),
+            side: None,
+            values,
+        }
+    }
 }
 
 /// Curves on shared axes.
@@ -42,7 +75,7 @@ pub struct Histogram {
     pub title: String,
     pub x_label: String,
     pub bins: usize,
-    pub series: Vec<(String, Vec<f64>)>,
+    pub series: Vec<Sample>,
 }
 
 /// A histogram's counts: `bins` equal-width bins from `lo`, one count vector per series.
@@ -60,7 +93,7 @@ impl Histogram {
         let all = self
             .series
             .iter()
-            .flat_map(|s| s.1.iter().copied())
+            .flat_map(|s| s.values.iter().copied())
             .filter(|v| v.is_finite());
         let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
         let (lo, hi) = if lo > hi {
@@ -75,9 +108,9 @@ impl Histogram {
         let counts = self
             .series
             .iter()
-            .map(|(_, v)| {
+            .map(|s| {
                 let mut c = vec![0usize; bins];
-                for &x in v.iter().filter(|x| x.is_finite()) {
+                for &x in s.values.iter().filter(|x| x.is_finite()) {
                     c[(((x - lo) / width) as usize).min(bins - 1)] += 1;
                 }
                 c
@@ -150,15 +183,15 @@ fn sorted_abs(run: &Run) -> Vec<f64> {
 
 /// |score| of the mean vector sorted from largest to smallest, both models (log y).
 pub fn sorted_abs_curve(base: &Run, tuned: &Run) -> LineChart {
-    let series = [("base", base), ("tuned", tuned)]
+    let series = PerSide { base, tuned }
         .iter()
-        .map(|(name, run)| Series {
-            name: (*name).into(),
-            points: sorted_abs(run)
+        .map(|(side, run)| {
+            let points = sorted_abs(run)
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| ((i + 1) as f64, v.max(1e-30)))
-                .collect(),
+                .collect();
+            Series::of_side(side, points)
         })
         .collect();
     LineChart {
@@ -172,9 +205,9 @@ pub fn sorted_abs_curve(base: &Run, tuned: &Run) -> LineChart {
 
 /// Cumulative share of total |score| against the share of edges (largest first).
 pub fn cumulative_share(base: &Run, tuned: &Run) -> LineChart {
-    let series = [("base", base), ("tuned", tuned)]
+    let series = PerSide { base, tuned }
         .iter()
-        .map(|(name, run)| {
+        .map(|(side, run)| {
             let v = sorted_abs(run);
             let total: f64 = v.iter().sum::<f64>().max(f64::MIN_POSITIVE);
             let n = v.len().max(1) as f64;
@@ -184,10 +217,7 @@ pub fn cumulative_share(base: &Run, tuned: &Run) -> LineChart {
                 acc += x;
                 points.push(((i + 1) as f64 / n, acc / total));
             }
-            Series {
-                name: (*name).into(),
-                points,
-            }
+            Series::of_side(side, points)
         })
         .collect();
     LineChart {
@@ -200,55 +230,47 @@ pub fn cumulative_share(base: &Run, tuned: &Run) -> LineChart {
 }
 
 /// Histogram of the signed edge scores of each run's mean vector.
-pub fn score_histogram(runs: &[(&str, &Run)]) -> Histogram {
+pub fn score_histogram(runs: &[(Side, &Run)]) -> Histogram {
     Histogram {
         title: "signed edge scores".into(),
         x_label: "score (mean over samples)".into(),
         bins: 60,
         series: runs
             .iter()
-            .map(|(name, run)| {
+            .map(|&(side, run)| {
                 let values = run.manifest.graph.edge_values(&run.mean_scores());
-                (
-                    (*name).to_owned(),
-                    values.into_iter().map(f64::from).collect(),
-                )
+                Sample {
+                    name: side.name().to_owned(),
+                    side: Some(side),
+                    values: values.into_iter().map(f64::from).collect(),
+                }
             })
             .collect(),
     }
 }
 
 /// One metric of the mean vector per destination layer (logits excluded), both models.
-pub fn per_layer(base: &Run, tuned: &Run, metric: &str) -> LineChart {
-    let series = [("base", base), ("tuned", tuned)]
+pub fn per_layer(base: &Run, tuned: &Run, metric: Metric) -> LineChart {
+    let series = PerSide { base, tuned }
         .iter()
-        .map(|(name, run)| {
+        .map(|(side, run)| {
             let layers = &run.metrics.mean.per_layer;
             let n = layers.len().saturating_sub(1);
-            Series {
-                name: (*name).into(),
-                points: layers[..n]
-                    .iter()
-                    .enumerate()
-                    .map(|(l, m)| (l as f64, m.get(metric).unwrap_or(f64::NAN)))
-                    .collect(),
-            }
+            let points = layers[..n]
+                .iter()
+                .enumerate()
+                .map(|(l, m)| (l as f64, m.get(metric)))
+                .collect();
+            Series::of_side(side, points)
         })
         .collect();
     LineChart {
         title: format!("{metric} per layer"),
         x_label: "layer".into(),
-        y_label: metric.into(),
+        y_label: metric.name().into(),
         log_y: false,
         series,
     }
-}
-
-/// The per-layer charts a report shows.
-pub fn per_layer_metrics() -> &'static [&'static str] {
-    const SHOWN: [&str; 3] = ["intensity", "entropy", "kurtosis"];
-    debug_assert!(SHOWN.iter().all(|m| Metrics::NAMES.contains(m)));
-    &SHOWN
 }
 
 /// Token-length histograms: prompt and answer lengths per model, and tuned − base answer
@@ -261,16 +283,19 @@ pub fn length_histograms(lengths: &[(usize, usize, usize)]) -> Vec<Histogram> {
             x_label: "tokens".into(),
             bins: 30,
             series: vec![
-                ("prompt".into(), col(|l| l.0 as f64)),
-                ("base answer".into(), col(|l| l.1 as f64)),
-                ("tuned answer".into(), col(|l| l.2 as f64)),
+                Sample::named("prompt", col(|l| l.0 as f64)),
+                Sample::named("base answer", col(|l| l.1 as f64)),
+                Sample::named("tuned answer", col(|l| l.2 as f64)),
             ],
         },
         Histogram {
             title: "answer length, tuned − base".into(),
             x_label: "tokens".into(),
             bins: 30,
-            series: vec![("tuned − base".into(), col(|l| l.2 as f64 - l.1 as f64))],
+            series: vec![Sample::named(
+                "tuned − base",
+                col(|l| l.2 as f64 - l.1 as f64),
+            )],
         },
     ]
 }

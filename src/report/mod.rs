@@ -7,4 +7,5 @@ pub mod figures;
 pub mod npz;
 pub mod render;
 pub mod run;
+pub mod table;
 pub mod train_log;

@@ -1,6 +1,7 @@
 //! Headless rendering of figure data to PNG (plotters on an RGB buffer, encoded with `image`).
 
 use super::figures::{Heatmap, Histogram, LineChart};
+use crate::attribution::metrics::Metric;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -200,7 +201,7 @@ pub fn histogram_png(h: &Histogram, path: &Path) -> Result<(), RenderError> {
             .y_desc("questions")
             .label_style((FONT, 13))
             .draw()?;
-        for ((name, _), (c, color)) in h
+        for (sample, (c, color)) in h
             .series
             .iter()
             .zip(counts.iter().zip(COLORS.iter().cycle()))
@@ -211,7 +212,7 @@ pub fn histogram_png(h: &Histogram, path: &Path) -> Result<(), RenderError> {
                     let x = lo + i as f64 * width;
                     Rectangle::new([(x, 0.0), (x + width, n as f64)], color.mix(0.45).filled())
                 }))?
-                .label(name.as_str())
+                .label(sample.name.as_str())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.45).filled())
                 });
@@ -256,7 +257,7 @@ pub fn write_comparison_figures(
         "Cumulative share of |score|".into(),
         "cumulative_share.png".into(),
     ));
-    for metric in figures::per_layer_metrics() {
+    for metric in Metric::HEADLINE {
         let name = format!("per_layer_{metric}.png");
         line_png(&figures::per_layer(base, tuned, metric), &dir.join(&name))?;
         written.push((format!("{metric} per layer"), name));

@@ -11,7 +11,7 @@
 //! ```
 
 use super::npz::{npz_bytes, NpyArray};
-use crate::attribution::metrics::{metrics, MetricOptions, Metrics};
+use crate::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
 use crate::attribution::score::Accumulation;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
@@ -369,7 +369,8 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
         samples,
     };
     write_json(&dir.join("metrics.json"), &metrics_file)?;
-    let mut csv = format!("id,loss,k,{}\n", Metrics::NAMES.join(","));
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let mut csv = format!("id,loss,k,{}\n", names.join(","));
     let row = |id: &str, loss: f64, k: String, m: &Metrics| {
         let vals: Vec<String> = m.values().iter().map(|v| v.to_string()).collect();
         format!("{},{loss},{k},{}\n", csv_field(id), vals.join(","))

@@ -110,6 +110,7 @@ pub fn charts(logs: &[TrainLog]) -> Vec<LineChart> {
                     let (_, points) = log.columns.iter().find(|c| c.0 == metric)?;
                     Some(Series {
                         name: log.name.clone(),
+                        side: None,
                         points: points.clone(),
                     })
                 })

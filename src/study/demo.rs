@@ -2,24 +2,22 @@
 //! base → DPO) on the held-out built-in task, and a summary of how intensity, entropy and
 //! kurtosis moved under each algorithm.
 
-use super::job::{run_study, StudyConfig, StudyError, StudyOutcome};
+use super::dir::StudyConfig;
+use super::job::{run_study, StudyError, StudyOutcome};
 use super::select::SelectOptions;
 use crate::attribution::compare::{CompareOptions, PairedStat};
-use crate::attribution::metrics::MetricOptions;
+use crate::attribution::metrics::{Metric, MetricOptions};
 use crate::attribution::Level;
-use crate::fsutil::write_atomic;
 use crate::model::{GenerateOptions, LoadOptions};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::Comparison;
+use crate::report::table::{Cell, Table};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// The fine-tunes compared with the base, each a folder of the zoo and of the demo output.
 pub const PAIRS: [&str; 3] = ["grpo", "ppo", "dpo"];
-
-/// The metrics the summary reports.
-pub const HEADLINE: [&str; 3] = ["intensity", "entropy", "kurtosis"];
 
 /// α of the demo: the zoo's answers are about 25 tokens, so the study's 0.05 would score a
 /// single token; 0.25 covers the first worked step.
@@ -55,7 +53,7 @@ pub fn config(zoo: &Path, tuned: &str) -> StudyConfig {
     }
 }
 
-/// One pair's headline: accuracies and the paired statistics of [`HEADLINE`].
+/// One pair's headline: accuracies and the paired statistics of [`Metric::HEADLINE`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairSummary {
     pub tuned: String,
@@ -91,27 +89,22 @@ pub fn run_demo(
         let acc = |c: usize| c as f64 / counts.asked.max(1) as f64;
         summaries.push(PairSummary {
             tuned: tuned.to_owned(),
-            base_accuracy: acc(counts.base.correct),
-            tuned_accuracy: acc(counts.tuned.correct),
+            base_accuracy: acc(counts.models.base.correct),
+            tuned_accuracy: acc(counts.models.tuned.correct),
             n: cmp.n,
             k: counts.k,
             stats: headline(&cmp),
         });
     }
-    let json =
-        serde_json::to_string_pretty(&summaries).map_err(|e| StudyError::Other(e.to_string()))?;
-    let path = out.join("summary.json");
-    write_atomic(&path, json.as_bytes()).map_err(|source| StudyError::Io { path, source })?;
-    let path = out.join("summary.md");
-    write_atomic(&path, render(&summaries).as_bytes())
-        .map_err(|source| StudyError::Io { path, source })?;
+    super::dir::write_json(&out.join("summary.json"), &summaries)?;
+    super::dir::write_text(&out.join("summary.md"), &render(&summaries))?;
     Ok(Some(summaries))
 }
 
 fn headline(cmp: &Comparison) -> Vec<PairedStat> {
-    HEADLINE
+    Metric::HEADLINE
         .iter()
-        .filter_map(|name| cmp.metrics.iter().find(|m| m.metric == *name).cloned())
+        .filter_map(|&metric| cmp.metrics.iter().find(|m| m.metric == metric).cloned())
         .collect()
 }
 
@@ -122,15 +115,6 @@ fn verdict(s: &PairedStat) -> &'static str {
         (false, _) => "no significant change",
         (true, true) => "rose",
         (true, false) => "fell",
-    }
-}
-
-/// Four significant digits, in scientific notation for small magnitudes.
-fn num(x: f64) -> String {
-    if x != 0.0 && x.abs() < 0.01 {
-        format!("{x:+.3e}")
-    } else {
-        format!("{x:+.4}")
     }
 }
 
@@ -146,29 +130,17 @@ pub fn render(summaries: &[PairSummary]) -> String {
     for p in summaries {
         let _ = writeln!(
             s,
-            "\n## base → {}\n\nAccuracy {:.1} % → {:.1} %; {} paired questions, K = {}.\n\n\
-             | metric | base | tuned | Δ | relative | p | 95 % CI of Δ | |\n|---|---|---|---|---|---|---|---|",
+            "\n## base → {}\n\nAccuracy {:.1} % → {:.1} %; {} paired questions, K = {}.\n",
             p.tuned,
             100.0 * p.base_accuracy,
             100.0 * p.tuned_accuracy,
             p.n,
             p.k
         );
-        for m in &p.stats {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {:+.1} % | {:.2e} | [{}, {}] | {} |",
-                m.metric,
-                num(m.base_mean),
-                num(m.tuned_mean),
-                num(m.mean_diff),
-                100.0 * m.relative_change,
-                m.p_value,
-                num(m.ci_low),
-                num(m.ci_high),
-                verdict(m)
-            );
-        }
+        let mut table = Table::paired(&p.stats);
+        let verdicts = p.stats.iter().map(|m| Cell::Text(verdict(m).into()));
+        table.push_column("verdict", verdicts);
+        s.push_str(&table.markdown());
     }
     s
 }

@@ -5,52 +5,21 @@
 //! directories' per-sample files); re-running the same study on the same directory continues
 //! where it stopped. Progress goes through [`Progress`]; [`CancelToken`] stops between units.
 
-use super::answers::{self, Answer};
+use super::answers::Answer;
 use super::dataset::{self, LoadReport, Question};
+use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
 use super::grade::grade;
 use super::prompt::{render, Template};
-use super::select::{select, Candidate, SelectCounts, SelectOptions, Selection};
-use crate::attribution::compare::CompareOptions;
-use crate::attribution::metrics::MetricOptions;
+use super::select::{select, Candidate, Selection};
 use crate::attribution::score::Accumulation;
 use crate::attribution::{Graph, Level};
-use crate::fsutil::write_atomic;
-use crate::model::{GenerateOptions, LoadOptions, Model, ScorePlan};
+use crate::model::{LoadOptions, Model, ScorePlan};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
-use crate::report::run::{self, Method, Outcome, ScoreSample};
-use serde::{Deserialize, Serialize};
+use crate::report::run::{self, Method, Outcome, Run, ScoreSample};
+use crate::side::{PerSide, Side};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// Everything that defines a study.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StudyConfig {
-    pub base: String,
-    pub tuned: String,
-    /// A JSONL path or `builtin:arith[?…]`.
-    pub dataset: String,
-    pub offset: usize,
-    pub limit: Option<usize>,
-    /// `None`: the tokenizer's chat template when it has one, else the question alone.
-    pub template: Option<Template>,
-    pub generation: GenerateOptions,
-    pub select: SelectOptions,
-    pub level: Level,
-    pub metrics: MetricOptions,
-    pub compare: CompareOptions,
-    /// Questions answered together in one generation batch.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// `(i, n)`: answer only the chunks of `batch` questions whose index is ≡ i (mod n), then
-    /// stop; `merge` joins the shards and finishes the study.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<(usize, usize)>,
-}
-
-fn default_batch() -> usize {
-    8
-}
 
 /// Why a study failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,42 +34,38 @@ pub enum StudyError {
     Select(#[from] super::select::SelectError),
     #[error(transparent)]
     Run(#[from] run::RunError),
-    #[error("{0}")]
-    Other(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    #[error(transparent)]
+    Render(#[from] crate::report::render::RenderError),
+    #[error("{} holds a different study (see its study.json); choose another --out or delete it", dir.display())]
+    DifferentStudy { dir: PathBuf },
+    #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
+    Shard { i: usize, n: usize },
+    #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
+    Vocabularies { base: String, tuned: String },
+    #[error("{spec}: tokenizing question {id}: {message}")]
+    Tokenize {
+        spec: String,
+        id: String,
+        message: String,
     },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StudyError + '_ {
-    move |source| StudyError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Per-model counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelCounts {
-    pub answered: usize,
-    pub correct: usize,
-}
-
-/// `counts.json`: every count on the way from questions to scored samples.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Counts {
-    pub asked: usize,
-    pub dataset: LoadReport,
-    pub base: ModelCounts,
-    pub tuned: ModelCounts,
-    pub both_correct: usize,
-    pub filters: SelectCounts,
-    pub after_filters: usize,
-    pub scored: usize,
-    pub t_bar: f64,
-    pub k: usize,
+    #[error("{spec}: generating for questions {first}…: {source}")]
+    Generate {
+        spec: String,
+        first: String,
+        source: Box<candle_core::Error>,
+    },
+    #[error("{}: not a shard (no --shard)", dir.display())]
+    NotAShard { dir: PathBuf },
+    #[error("{}: a shard of a different study", dir.display())]
+    ShardOfAnotherStudy { dir: PathBuf },
+    #[error("no shard directories given")]
+    NoShards,
+    #[error("the shards {seen:?} do not cover 0..{n} exactly once")]
+    ShardCoverage { seen: Vec<(usize, usize)>, n: usize },
+    #[error("question {id} has no {side} answer in any shard: finish that shard first")]
+    MissingAnswer { id: String, side: Side },
 }
 
 /// How a study ended.
@@ -125,25 +90,27 @@ fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
         })
 }
 
-/// Let `model` answer every question not yet in `path`; returns all answers by id.
+/// Answers by question id.
+type AnswerMap = HashMap<String, Answer>;
+
+/// Let `model` answer every question not yet answered on its side of `dir`; returns all answers
+/// by id, `None` when cancelled.
 fn answer_all(
     cfg: &StudyConfig,
-    side: &str,
+    (dir, side): (&StudyDir, Side),
     model: &Model,
     questions: &[Question],
-    path: &Path,
     progress: &mut dyn Progress,
     cancel: &CancelToken,
-) -> Result<Option<HashMap<String, Answer>>, StudyError> {
-    let mut done: HashMap<String, Answer> = answers::read_and_repair(path)
-        .map_err(io(path))?
+) -> Result<Option<AnswerMap>, StudyError> {
+    let mut done: AnswerMap = dir
+        .read_answers(side)?
         .into_iter()
         .map(|a| (a.id.clone(), a))
         .collect();
     let template = template_for(cfg, model);
     let mut gen = cfg.generation.clone();
     gen.stop_strings.extend(template.stop_strings());
-    let tok = &model.tokenizer;
     progress.start(&format!("answer {side}"), questions.len() as u64);
     // Questions are answered in fixed chunks of `batch` (by position in the question list), and
     // an incomplete chunk is regenerated whole: the batch a question is answered in never depends
@@ -155,29 +122,19 @@ fn answer_all(
             if cancel.is_cancelled() {
                 return Ok(None);
             }
-            let mut prompts = Vec::with_capacity(chunk.len());
-            for q in chunk {
-                let prompt = render(
-                    &template,
-                    &q.question,
-                    tok.chat_template.as_deref(),
-                    tok.bos_token.as_deref(),
-                    tok.eos_token.as_deref(),
-                )?;
-                // A chat template writes its own special tokens.
-                let add_special = template != Template::ChatTemplate;
-                let ids = tok.encode(&prompt, add_special).map_err(|e| {
-                    StudyError::Other(format!("{}: tokenizing question {}: {e}", model.spec, q.id))
-                })?;
-                prompts.push((prompt, ids));
-            }
+            let prompts = chunk
+                .iter()
+                .map(|q| prompt_of(model, &template, q))
+                .collect::<Result<Vec<_>, _>>()?;
             let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.1.clone()).collect();
-            let generated = model.generate_batch(&ids, &gen).map_err(|e| {
-                StudyError::Other(format!(
-                    "{}: generating for questions {}…: {e}",
-                    model.spec, chunk[0].id
-                ))
-            })?;
+            let generated =
+                model
+                    .generate_batch(&ids, &gen)
+                    .map_err(|source| StudyError::Generate {
+                        spec: model.spec.clone(),
+                        first: chunk[0].id.clone(),
+                        source: Box::new(source),
+                    })?;
             for ((q, (prompt, prompt_ids)), g) in chunk.iter().zip(prompts).zip(generated) {
                 if done.contains_key(&q.id) {
                     continue;
@@ -191,7 +148,7 @@ fn answer_all(
                     text: g.text,
                     stop: g.stop,
                 };
-                answers::append(path, &a).map_err(io(path))?;
+                dir.append_answer(side, &a)?;
                 done.insert(q.id.clone(), a);
             }
         }
@@ -201,9 +158,30 @@ fn answer_all(
     Ok(Some(done))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StudyError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| StudyError::Other(e.to_string()))?;
-    write_atomic(path, text.as_bytes()).map_err(io(path))
+/// The prompt of question `q` for `model` and its token ids.
+fn prompt_of(
+    model: &Model,
+    template: &Template,
+    q: &Question,
+) -> Result<(String, Vec<u32>), StudyError> {
+    let tok = &model.tokenizer;
+    let prompt = render(
+        template,
+        &q.question,
+        tok.chat_template.as_deref(),
+        tok.bos_token.as_deref(),
+        tok.eos_token.as_deref(),
+    )?;
+    // A chat template writes its own special tokens.
+    let add_special = *template != Template::ChatTemplate;
+    let ids = tok
+        .encode(&prompt, add_special)
+        .map_err(|e| StudyError::Tokenize {
+            spec: model.spec.clone(),
+            id: q.id.clone(),
+            message: e.to_string(),
+        })?;
+    Ok((prompt, ids))
 }
 
 /// `load` with the plan of scoring `samples` at cut `k`: the longest prompt plus K − 1 answer
@@ -229,73 +207,85 @@ fn scoring_load(
     }
 }
 
-/// Run (or resume) a study into `out`.
-pub fn run_study(
-    cfg: &StudyConfig,
-    load: &LoadOptions,
-    out: &Path,
-    progress: &mut dyn Progress,
-    cancel: &CancelToken,
-) -> Result<StudyOutcome, StudyError> {
-    std::fs::create_dir_all(out.join("answers")).map_err(io(out))?;
-    let config_path = out.join("study.json");
-    if config_path.is_file() {
-        let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
-        let previous: Result<StudyConfig, _> = serde_json::from_str(&text);
-        if previous.ok().as_ref() != Some(cfg) {
-            return Err(StudyError::Other(format!(
-                "{} holds a different study (see its study.json); choose another --out or delete it",
-                out.display()
-            )));
-        }
-    } else {
-        write_json(&config_path, cfg)?;
+/// Stage 1: claim `dir` for `cfg`, or check that it already holds this study.
+fn claim(cfg: &StudyConfig, dir: &StudyDir) -> Result<(), StudyError> {
+    dir.create()?;
+    match dir.read_config()? {
+        Some(previous) if previous == *cfg => Ok(()),
+        Some(_) => Err(StudyError::DifferentStudy {
+            dir: dir.root().to_owned(),
+        }),
+        None => Ok(dir.write_config(cfg)?),
     }
+}
+
+/// Stage 2: the questions of the study (of its shard, for a shard).
+fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyError> {
     let spec = dataset::parse_spec(&cfg.dataset)?;
-    let (mut questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
-    if let Some((i, n)) = cfg.shard {
-        if n == 0 || i >= n {
-            return Err(StudyError::Other(format!(
-                "--shard {i}/{n}: expected i/n with 0 ≤ i < n"
-            )));
-        }
-        let batch = cfg.batch.max(1);
-        questions = questions
-            .into_iter()
-            .enumerate()
-            .filter(|(j, _)| (j / batch) % n == i)
-            .map(|(_, q)| q)
-            .collect();
+    let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
+    let Some((i, n)) = cfg.shard else {
+        return Ok((questions, report));
+    };
+    if n == 0 || i >= n {
+        return Err(StudyError::Shard { i, n });
     }
+    let batch = cfg.batch.max(1);
+    let mine = questions
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| (j / batch) % n == i)
+        .map(|(_, q)| q)
+        .collect();
+    Ok((mine, report))
+}
 
-    // Refuse a pair whose vocabularies differ before any long work.
-    let base_vocab = crate::model::load_tokenizer(&cfg.base, &load.hub)?.vocabulary();
-    if crate::model::load_tokenizer(&cfg.tuned, &load.hub)?.vocabulary() != base_vocab {
-        return Err(StudyError::Other(format!(
-            "{} and {} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer",
-            cfg.base, cfg.tuned
-        )));
-    }
-
-    let mut answers = Vec::new();
-    for (side, spec) in [("base", &cfg.base), ("tuned", &cfg.tuned)] {
-        let model = Model::load(spec, load)?;
-        let path = out.join("answers").join(format!("{side}.jsonl"));
-        match answer_all(cfg, side, &model, &questions, &path, progress, cancel)? {
-            Some(a) => answers.push(a),
-            None => return Ok(StudyOutcome::Cancelled),
-        }
-    }
-    if cfg.shard.is_some() {
-        return Ok(StudyOutcome::ShardAnswered {
-            answered: questions.len(),
+/// Stage 3: refuse a pair whose vocabularies differ before any long work.
+fn check_vocabularies(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
+    let vocab = PerSide::try_from_fn(|side| {
+        crate::model::load_tokenizer(cfg.model(side), &load.hub).map(|t| t.vocabulary())
+    })?;
+    if vocab.base != vocab.tuned {
+        return Err(StudyError::Vocabularies {
+            base: cfg.base.clone(),
+            tuned: cfg.tuned.clone(),
         });
     }
-    let (base_ans, tuned_ans) = (&answers[0], &answers[1]);
+    Ok(())
+}
+
+/// Stage 4: both models answer every question; `None` when cancelled.
+fn answer(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
+    dir: &StudyDir,
+    questions: &[Question],
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<PerSide<AnswerMap>>, StudyError> {
+    let mut answers = PerSide::<Option<AnswerMap>>::default();
+    for side in Side::BOTH {
+        let model = Model::load(cfg.model(side), load)?;
+        match answer_all(cfg, (dir, side), &model, questions, progress, cancel)? {
+            Some(a) => answers[side] = Some(a),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(answers.map(|_, a| a.unwrap_or_default())))
+}
+
+/// Stage 5: grade-based candidates, the per-model counts, and the selection of method.md §4;
+/// `counts.json` is written even when nothing can be selected.
+fn choose(
+    cfg: &StudyConfig,
+    dir: &StudyDir,
+    questions: &[Question],
+    report: LoadReport,
+    answers: &PerSide<AnswerMap>,
+) -> Result<(Selection, Counts), StudyError> {
     let candidates: Vec<Candidate> = questions
         .iter()
         .map(|q| {
-            let (b, t) = (&base_ans[&q.id], &tuned_ans[&q.id]);
+            let (b, t) = (&answers.base[&q.id], &answers.tuned[&q.id]);
             Candidate {
                 base_prompt_len: b.prompt_ids.len(),
                 tuned_prompt_len: t.prompt_ids.len(),
@@ -307,25 +297,30 @@ pub fn run_study(
         })
         .collect();
     // Over the asked questions; an empty answer is never counted as correct.
-    let model_counts = |a: &HashMap<String, Answer>, correct: fn(&Candidate) -> bool| ModelCounts {
+    let models = answers.as_ref().map(|side, a| ModelCounts {
         answered: questions
             .iter()
             .filter(|q| !a[&q.id].answer_ids.is_empty())
             .count(),
-        correct: candidates.iter().filter(|c| correct(c)).count(),
-    };
+        correct: candidates
+            .iter()
+            .filter(|c| match side {
+                Side::Base => c.base_correct,
+                Side::Tuned => c.tuned_correct,
+            })
+            .count(),
+    });
     let mut counts = Counts {
         asked: questions.len(),
         dataset: report,
-        base: model_counts(base_ans, |c| c.base_correct),
-        tuned: model_counts(tuned_ans, |c| c.tuned_correct),
+        models,
         ..Counts::default()
     };
-    write_merged_answers(out, &questions, base_ans, tuned_ans)?;
-    let selection: Selection = match select(&candidates, &cfg.select) {
+    dir.write_rows(questions, answers.as_ref().map(|_, a| a))?;
+    let selection = match select(&candidates, &cfg.select) {
         Ok(s) => s,
         Err(e) => {
-            write_json(&out.join("counts.json"), &counts)?;
+            dir.write_counts(&counts)?;
             return Err(e.into());
         }
     };
@@ -334,21 +329,33 @@ pub fn run_study(
     counts.after_filters = selection.counts.after_length_difference;
     counts.t_bar = selection.t_bar;
     counts.k = selection.k;
+    Ok((selection, counts))
+}
 
+/// Stage 6: score each model on its own answers of the selected questions into its run
+/// directory; `None` when cancelled.
+#[allow(clippy::too_many_arguments)]
+fn score(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
+    dir: &StudyDir,
+    questions: &[Question],
+    answers: &PerSide<AnswerMap>,
+    selection: &Selection,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<PerSide<Run>>, StudyError> {
     let study_info = serde_json::json!({
         "dataset": cfg.dataset, "offset": cfg.offset, "limit": cfg.limit,
         "select": cfg.select, "t_bar": selection.t_bar, "k": selection.k,
     });
-    let mut runs = Vec::new();
-    for (side, spec, ans) in [
-        ("tuned", &cfg.tuned, tuned_ans),
-        ("base", &cfg.base, base_ans),
-    ] {
+    let mut runs = PerSide::<Option<Run>>::default();
+    for side in [Side::Tuned, Side::Base] {
         let samples: Vec<ScoreSample> = selection
             .indices
             .iter()
             .map(|&i| {
-                let a = &ans[&questions[i].id];
+                let a = &answers[side][&questions[i].id];
                 ScoreSample {
                     id: Some(a.id.clone()),
                     prompt_ids: a.prompt_ids.clone(),
@@ -356,7 +363,8 @@ pub fn run_study(
                 }
             })
             .collect();
-        let model = Model::load(spec, &scoring_load(load, &samples, selection.k, cfg.level))?;
+        let plan = scoring_load(load, &samples, selection.k, cfg.level);
+        let model = Model::load(cfg.model(side), &plan)?;
         let mut info = study_info.clone();
         info["template"] = template_for(cfg, &model).name().into();
         let graph = Graph::new(&model.config, cfg.level);
@@ -367,34 +375,45 @@ pub fn run_study(
             cfg.metrics.clone(),
         );
         let manifest = run::manifest_for(&model, graph, method, &samples, info);
+        let task = format!("score {side}");
+        let run_dir = dir.run_dir(side);
         match run::score_run(
-            &format!("score {side}"),
-            &out.join(side),
-            &model,
-            &manifest,
-            &samples,
-            progress,
-            cancel,
+            &task, &run_dir, &model, &manifest, &samples, progress, cancel,
         )? {
-            Outcome::Finished(r) => runs.push(*r),
-            Outcome::Cancelled { .. } => return Ok(StudyOutcome::Cancelled),
+            Outcome::Finished(r) => runs[side] = Some(*r),
+            Outcome::Cancelled { .. } => return Ok(None),
         }
     }
-    let (tuned_run, base_run) = (&runs[0], &runs[1]);
-    counts.scored = base_run.scores.len();
-    let cmp = comparison::compare(base_run, tuned_run, &cfg.compare)?;
-    comparison::write(out, &cmp)?;
-    write_json(&out.join("counts.json"), &counts)?;
-    let figures_dir = out.join("figures");
-    let render_err = |e: crate::report::render::RenderError| StudyError::Other(e.to_string());
+    Ok(match runs {
+        PerSide {
+            base: Some(base),
+            tuned: Some(tuned),
+        } => Some(PerSide { base, tuned }),
+        _ => None,
+    })
+}
+
+/// Stage 7: compare the runs and write the comparison, counts, figures and report.
+fn report(
+    cfg: &StudyConfig,
+    dir: &StudyDir,
+    (questions, answers, selection): (&[Question], &PerSide<AnswerMap>, &Selection),
+    runs: &PerSide<Run>,
+    counts: &mut Counts,
+) -> Result<Comparison, StudyError> {
+    counts.scored = runs.base.scores.len();
+    let cmp = comparison::compare(&runs.base, &runs.tuned, &cfg.compare)?;
+    comparison::write(dir.root(), &cmp)?;
+    dir.write_counts(counts)?;
+    let figures_dir = dir.figures_dir();
     let mut figures =
-        crate::report::render::write_comparison_figures(base_run, tuned_run, &figures_dir)
-            .map_err(render_err)?;
+        crate::report::render::write_comparison_figures(&runs.base, &runs.tuned, &figures_dir)?;
     let lengths: Vec<(usize, usize, usize)> = selection
         .indices
         .iter()
         .map(|&i| {
-            let (b, t) = (&base_ans[&questions[i].id], &tuned_ans[&questions[i].id]);
+            let id = &questions[i].id;
+            let (b, t) = (&answers.base[id], &answers.tuned[id]);
             (b.prompt_ids.len(), b.answer_ids.len(), t.answer_ids.len())
         })
         .collect();
@@ -402,32 +421,45 @@ pub fn run_study(
         .iter()
         .zip(["lengths.png", "length_difference.png"])
     {
-        crate::report::render::histogram_png(h, &figures_dir.join(name)).map_err(render_err)?;
+        crate::report::render::histogram_png(h, &figures_dir.join(name))?;
         figures.push((h.title.clone(), name.to_owned()));
     }
-    let md = super::report_md::render(cfg, &counts, &cmp, &figures);
-    write_atomic(&out.join("report.md"), md.as_bytes()).map_err(io(out))?;
-    Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
+    dir.write_report(&super::report_md::render(cfg, counts, &cmp, &figures))?;
+    Ok(cmp)
 }
 
-/// `answers.jsonl`: one line per question with both models' answers.
-fn write_merged_answers(
+/// Run (or resume) a study into `out`: each stage reads what the previous ones left in the
+/// study directory.
+pub fn run_study(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
     out: &Path,
-    questions: &[Question],
-    base: &HashMap<String, Answer>,
-    tuned: &HashMap<String, Answer>,
-) -> Result<(), StudyError> {
-    let mut text = String::new();
-    for q in questions {
-        let line = serde_json::json!({
-            "id": q.id, "question": q.question, "reference": q.reference,
-            "base": base.get(&q.id), "tuned": tuned.get(&q.id),
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<StudyOutcome, StudyError> {
+    let dir = StudyDir::new(out);
+    // Nothing is written until the questions and both tokenizers are open.
+    let (questions, report_) = questions(cfg)?;
+    check_vocabularies(cfg, load)?;
+    claim(cfg, &dir)?;
+    let Some(answers) = answer(cfg, load, &dir, &questions, progress, cancel)? else {
+        return Ok(StudyOutcome::Cancelled);
+    };
+    if cfg.shard.is_some() {
+        return Ok(StudyOutcome::ShardAnswered {
+            answered: questions.len(),
         });
-        text.push_str(&line.to_string());
-        text.push('\n');
     }
-    let path = out.join("answers.jsonl");
-    write_atomic(&path, text.as_bytes()).map_err(io(&path))
+    let (selection, mut counts) = choose(cfg, &dir, &questions, report_, &answers)?;
+    let scored = score(
+        cfg, load, &dir, &questions, &answers, &selection, progress, cancel,
+    )?;
+    let Some(runs) = scored else {
+        return Ok(StudyOutcome::Cancelled);
+    };
+    let inputs = (&questions[..], &answers, &selection);
+    let cmp = report(cfg, &dir, inputs, &runs, &mut counts)?;
+    Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
 }
 
 /// Join the answers of shard directories (`study --shard i/n`) into `out` and finish the study
@@ -441,66 +473,49 @@ pub fn merge_shards(
 ) -> Result<StudyOutcome, StudyError> {
     let mut config: Option<StudyConfig> = None;
     let mut seen = Vec::new();
-    let mut merged: [HashMap<String, Answer>; 2] = [HashMap::new(), HashMap::new()];
-    for dir in shards {
-        let path = dir.join("study.json");
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let mut cfg: StudyConfig = serde_json::from_str(&text).map_err(|e| {
-            StudyError::Other(format!(
-                "{}: not a study configuration: {e}",
-                path.display()
-            ))
-        })?;
-        let Some((i, n)) = cfg.shard.take() else {
-            return Err(StudyError::Other(format!(
-                "{}: not a shard (no --shard)",
-                dir.display()
-            )));
-        };
+    let mut merged = PerSide::<AnswerMap>::default();
+    for shard in shards {
+        let dir = StudyDir::new(shard);
+        let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
+        let mut cfg = dir.read_config()?.ok_or_else(not_a_shard)?;
+        let (i, n) = cfg.shard.take().ok_or_else(not_a_shard)?;
         match &config {
             None => config = Some(cfg),
             Some(c) if *c != cfg => {
-                return Err(StudyError::Other(format!(
-                    "{}: a shard of a different study",
-                    dir.display()
-                )))
+                return Err(StudyError::ShardOfAnotherStudy { dir: shard.clone() })
             }
             Some(_) => {}
         }
         seen.push((i, n));
-        for (side, map) in ["base", "tuned"].iter().zip(merged.iter_mut()) {
-            let p = dir.join("answers").join(format!("{side}.jsonl"));
-            for a in answers::read_and_repair(&p).map_err(io(&p))? {
-                map.insert(a.id.clone(), a);
+        for side in Side::BOTH {
+            for a in dir.read_answers(side)? {
+                merged[side].insert(a.id.clone(), a);
             }
         }
     }
-    let cfg = config.ok_or_else(|| StudyError::Other("no shard directories given".into()))?;
+    let cfg = config.ok_or(StudyError::NoShards)?;
     seen.sort_unstable();
     seen.dedup();
     let n = seen.first().map_or(0, |s| s.1);
     if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
-        return Err(StudyError::Other(format!(
-            "the shards {seen:?} do not cover 0..{n} exactly once"
-        )));
+        return Err(StudyError::ShardCoverage { seen, n });
     }
-    let spec = dataset::parse_spec(&cfg.dataset)?;
-    let (questions, _) = dataset::load(&spec, cfg.offset, cfg.limit)?;
-    std::fs::create_dir_all(out.join("answers")).map_err(io(out))?;
-    for (side, map) in ["base", "tuned"].iter().zip(&merged) {
-        let p = out.join("answers").join(format!("{side}.jsonl"));
-        let mut text = String::new();
-        for q in &questions {
-            let a = map.get(&q.id).ok_or_else(|| {
-                StudyError::Other(format!(
-                    "question {} has no {side} answer in any shard: finish that shard first",
-                    q.id
-                ))
-            })?;
-            text.push_str(&serde_json::to_string(a).map_err(|e| StudyError::Other(e.to_string()))?);
-            text.push('\n');
-        }
-        write_atomic(&p, text.as_bytes()).map_err(io(&p))?;
+    let (questions, _) = questions(&cfg)?;
+    let dir = StudyDir::new(out);
+    claim(&cfg, &dir)?;
+    for side in Side::BOTH {
+        let answers = questions
+            .iter()
+            .map(|q| {
+                merged[side]
+                    .get(&q.id)
+                    .ok_or_else(|| StudyError::MissingAnswer {
+                        id: q.id.clone(),
+                        side,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        dir.write_answers(side, answers)?;
     }
     run_study(&cfg, load, out, progress, cancel)
 }

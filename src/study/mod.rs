@@ -3,6 +3,7 @@
 pub mod answers;
 pub mod dataset;
 pub mod demo;
+pub mod dir;
 pub mod grade;
 pub mod job;
 mod latex_eval;

@@ -1,7 +1,8 @@
 //! `report.md`: the study's counts, accuracies, method choices and the paired metric table.
 
-use super::job::{Counts, StudyConfig};
+use super::dir::{Counts, StudyConfig};
 use crate::report::comparison::Comparison;
+use crate::report::table::{Cell, Table};
 use std::fmt::Write as _;
 
 fn pct(a: usize, b: usize) -> f64 {
@@ -30,10 +31,10 @@ pub fn render(
     let _ = writeln!(s, "## Counts\n\n| step | questions |\n|---|---|");
     let rows = [
         ("asked", counts.asked),
-        ("base answered", counts.base.answered),
-        ("base correct", counts.base.correct),
-        ("tuned answered", counts.tuned.answered),
-        ("tuned correct", counts.tuned.correct),
+        ("base answered", counts.models.base.answered),
+        ("base correct", counts.models.base.correct),
+        ("tuned answered", counts.models.tuned.answered),
+        ("tuned correct", counts.models.tuned.correct),
         ("both correct", counts.both_correct),
         (
             "equal prompt length",
@@ -55,27 +56,17 @@ pub fn render(
     let _ = writeln!(
         s,
         "\nAccuracy: base {:.1} %, tuned {:.1} %.\n",
-        pct(counts.base.correct, counts.asked),
-        pct(counts.tuned.correct, counts.asked)
+        pct(counts.models.base.correct, counts.asked),
+        pct(counts.models.tuned.correct, counts.asked)
     );
     let _ = writeln!(s, "## Metrics (paired over {} questions)\n", cmp.n);
-    let _ = writeln!(s, "| metric | base | tuned | Δ (tuned − base) | relative | tuned > base | Wilcoxon p | 95 % CI of Δ |\n|---|---|---|---|---|---|---|---|");
-    for m in &cmp.metrics {
-        let _ = writeln!(
-            s,
-            "| {} | {:.5} | {:.5} | {:+.5} | {:+.1} % | {:.0} % | {:.3e} ({}) | [{:+.5}, {:+.5}] |",
-            m.metric,
-            m.base_mean,
-            m.tuned_mean,
-            m.mean_diff,
-            100.0 * m.relative_change,
-            100.0 * m.share_tuned_greater,
-            m.p_value,
-            m.p_method.as_str(),
-            m.ci_low,
-            m.ci_high
-        );
-    }
+    let mut table = Table::paired(&cmp.metrics);
+    let methods = cmp
+        .metrics
+        .iter()
+        .map(|m| Cell::Text(m.p_method.as_str().into()));
+    table.push_column("p method", methods);
+    s.push_str(&table.markdown());
     let _ = writeln!(s, "\n## Figures\n");
     for (caption, file) in figures {
         let _ = writeln!(s, "![{caption}](figures/{file})\n");

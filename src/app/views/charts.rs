@@ -30,8 +30,8 @@ pub fn histogram_ui(ui: &mut Ui, h: &Histogram, height: f32) {
         .y_axis_label("edges")
         .allow_scroll(false)
         .show(ui, |plot_ui| {
-            for (n, ((name, _), counts)) in h.series.iter().zip(&binned.counts).enumerate() {
-                let color = series_color(palette, name, n);
+            for (n, (sample, counts)) in h.series.iter().zip(&binned.counts).enumerate() {
+                let color = series_color(palette, sample.side, n);
                 let bars = counts
                     .iter()
                     .enumerate()
@@ -42,7 +42,7 @@ pub fn histogram_ui(ui: &mut Ui, h: &Histogram, height: f32) {
                             .stroke(egui::Stroke::new(0.5, color))
                     })
                     .collect();
-                plot_ui.bar_chart(BarChart::new(name.as_str(), bars).color(color));
+                plot_ui.bar_chart(BarChart::new(sample.name.as_str(), bars).color(color));
             }
         });
 }

@@ -10,6 +10,7 @@ pub mod training;
 
 use super::theme::Palette;
 use crate::report::figures::LineChart;
+use crate::side::Side;
 use egui::Ui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
@@ -89,11 +90,11 @@ impl ViewState {
 }
 
 /// The colour of a series: base and tuned have theirs, others take the palette in turn.
-pub fn series_color(palette: Palette, name: &str, n: usize) -> egui::Color32 {
-    match name {
-        "base" => palette.base(),
-        "tuned" => palette.tuned(),
-        _ => palette.series(n),
+pub fn series_color(palette: Palette, side: Option<Side>, n: usize) -> egui::Color32 {
+    match side {
+        Some(Side::Base) => palette.base(),
+        Some(Side::Tuned) => palette.tuned(),
+        None => palette.series(n),
     }
 }
 
@@ -124,7 +125,7 @@ pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
                 .collect();
             plot_ui.line(
                 Line::new(s.name.as_str(), PlotPoints::new(points))
-                    .color(series_color(palette, &s.name, n))
+                    .color(series_color(palette, s.side, n))
                     .width(1.5),
             );
         }

@@ -3,7 +3,7 @@
 
 use super::super::results::{AnswerView, Results};
 use super::graph::{canvas_ui, GraphState};
-use crate::attribution::metrics::Metrics;
+use crate::attribution::metrics::Metric;
 use crate::report::circuit::{Circuit, Mode};
 use egui::Ui;
 
@@ -70,7 +70,8 @@ fn metrics_ui(ui: &mut Ui, results: &Results, sample: (usize, Option<usize>)) {
                 })
             };
             let (b, t) = (values(base), values(tuned));
-            for (i, name) in std::iter::once("loss").chain(Metrics::NAMES).enumerate() {
+            let names = Metric::ALL.iter().map(|m| m.name());
+            for (i, name) in std::iter::once("loss").chain(names).enumerate() {
                 ui.label(name);
                 for v in [&b, &t].into_iter().flatten() {
                     ui.monospace(format!("{:.4}", v[i]));

@@ -1,0 +1,302 @@
+//! The study directory: the one owner of its layout and of the files only a study writes.
+//!
+//! ```text
+//! study.json            StudyConfig: what defines the study (a re-run must match it)
+//! answers/<side>.jsonl  Answer per line, appended as each completes
+//! answers.jsonl         AnswerRow per question: both models' answers side by side
+//! counts.json           Counts from questions to scored samples
+//! <side>/               the run directory of each model (report::run)
+//! comparison.json/.csv  the paired comparison (report::comparison)
+//! figures/              PNG figures
+//! report.md             the human-readable report
+//! ```
+
+use super::answers::{self, Answer};
+use super::dataset::{LoadReport, Question};
+use super::prompt::Template;
+use super::select::{SelectCounts, SelectOptions};
+use crate::attribution::compare::CompareOptions;
+use crate::attribution::metrics::MetricOptions;
+use crate::attribution::Level;
+use crate::fsutil::write_atomic;
+use crate::model::GenerateOptions;
+use crate::side::{PerSide, Side};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything that defines a study (`study.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyConfig {
+    pub base: String,
+    pub tuned: String,
+    /// A JSONL path or `builtin:arith[?…]`.
+    pub dataset: String,
+    pub offset: usize,
+    pub limit: Option<usize>,
+    /// `None`: the tokenizer's chat template when it has one, else the question alone.
+    pub template: Option<Template>,
+    pub generation: GenerateOptions,
+    pub select: SelectOptions,
+    pub level: Level,
+    pub metrics: MetricOptions,
+    pub compare: CompareOptions,
+    /// Questions answered together in one generation batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// `(i, n)`: answer only the chunks of `batch` questions whose index is ≡ i (mod n), then
+    /// stop; `merge` joins the shards and finishes the study.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<(usize, usize)>,
+}
+
+fn default_batch() -> usize {
+    8
+}
+
+impl StudyConfig {
+    /// The model spec of one side.
+    pub fn model(&self, side: Side) -> &str {
+        match side {
+            Side::Base => &self.base,
+            Side::Tuned => &self.tuned,
+        }
+    }
+}
+
+/// Per-model counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCounts {
+    pub answered: usize,
+    pub correct: usize,
+}
+
+/// `counts.json`: every count on the way from questions to scored samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub asked: usize,
+    pub dataset: LoadReport,
+    #[serde(flatten)]
+    pub models: PerSide<ModelCounts>,
+    pub both_correct: usize,
+    pub filters: SelectCounts,
+    pub after_filters: usize,
+    pub scored: usize,
+    pub t_bar: f64,
+    pub k: usize,
+}
+
+/// A line of `answers.jsonl`: one question with both models' answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerRow {
+    pub id: String,
+    pub question: String,
+    pub reference: String,
+    pub base: Option<Answer>,
+    pub tuned: Option<Answer>,
+}
+
+impl AnswerRow {
+    pub fn answer(&self, side: Side) -> Option<&Answer> {
+        match side {
+            Side::Base => self.base.as_ref(),
+            Side::Tuned => self.tuned.as_ref(),
+        }
+    }
+}
+
+/// A file of the study directory that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid JSON of this file's kind ({source}); was it written by another version, or damaged? Move it away to start over")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// A study directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyDir {
+    root: PathBuf,
+}
+
+impl StudyDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether `dir` holds a study's run directories.
+    pub fn is_study(dir: &Path) -> bool {
+        Self::new(dir)
+            .run_dir(Side::Base)
+            .join("manifest.json")
+            .is_file()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("study.json")
+    }
+
+    pub fn answers_path(&self, side: Side) -> PathBuf {
+        self.root.join("answers").join(format!("{side}.jsonl"))
+    }
+
+    pub fn rows_path(&self) -> PathBuf {
+        self.root.join("answers.jsonl")
+    }
+
+    pub fn counts_path(&self) -> PathBuf {
+        self.root.join("counts.json")
+    }
+
+    /// The run directory of one model.
+    pub fn run_dir(&self, side: Side) -> PathBuf {
+        self.root.join(side.name())
+    }
+
+    pub fn figures_dir(&self) -> PathBuf {
+        self.root.join("figures")
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.root.join("report.md")
+    }
+
+    /// Create the directory and its `answers/` folder.
+    pub fn create(&self) -> Result<(), DirError> {
+        let answers = self.root.join("answers");
+        std::fs::create_dir_all(&answers).map_err(io(&answers))
+    }
+
+    /// The study's configuration, `None` when it has none yet.
+    pub fn read_config(&self) -> Result<Option<StudyConfig>, DirError> {
+        read_json(&self.config_path())
+    }
+
+    pub fn write_config(&self, cfg: &StudyConfig) -> Result<(), DirError> {
+        write_json(&self.config_path(), cfg)
+    }
+
+    pub fn read_counts(&self) -> Result<Option<Counts>, DirError> {
+        read_json(&self.counts_path())
+    }
+
+    pub fn write_counts(&self, counts: &Counts) -> Result<(), DirError> {
+        write_json(&self.counts_path(), counts)
+    }
+
+    /// The complete answers of one side (a torn last line is cut off, so that appending
+    /// continues cleanly).
+    pub fn read_answers(&self, side: Side) -> Result<Vec<Answer>, DirError> {
+        let path = self.answers_path(side);
+        answers::read_and_repair(&path).map_err(io(&path))
+    }
+
+    /// Append one answer of one side, synced to disk.
+    pub fn append_answer(&self, side: Side, answer: &Answer) -> Result<(), DirError> {
+        let path = self.answers_path(side);
+        answers::append(&path, answer).map_err(io(&path))
+    }
+
+    /// Replace the answers of one side with `answers`, atomically.
+    pub fn write_answers<'a>(
+        &self,
+        side: Side,
+        answers: impl IntoIterator<Item = &'a Answer>,
+    ) -> Result<(), DirError> {
+        let path = self.answers_path(side);
+        let mut text = String::new();
+        for a in answers {
+            text.push_str(&serde_json::to_string(a).map_err(json(&path))?);
+            text.push('\n');
+        }
+        write_atomic(&path, text.as_bytes()).map_err(io(&path))
+    }
+
+    /// Write `answers.jsonl`: a row per question with each side's answer, keys sorted.
+    pub fn write_rows(
+        &self,
+        questions: &[Question],
+        answers: PerSide<&HashMap<String, Answer>>,
+    ) -> Result<(), DirError> {
+        let path = self.rows_path();
+        let mut text = String::new();
+        for q in questions {
+            let row = AnswerRow {
+                id: q.id.clone(),
+                question: q.question.clone(),
+                reference: q.reference.clone(),
+                base: answers.base.get(&q.id).cloned(),
+                tuned: answers.tuned.get(&q.id).cloned(),
+            };
+            // Through a JSON value, whose keys are sorted at every level.
+            let value = serde_json::to_value(&row).map_err(json(&path))?;
+            text.push_str(&value.to_string());
+            text.push('\n');
+        }
+        write_atomic(&path, text.as_bytes()).map_err(io(&path))
+    }
+
+    /// The rows of `answers.jsonl`; empty when the study has none yet.
+    pub fn read_rows(&self) -> Result<Vec<AnswerRow>, DirError> {
+        let path = self.rows_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(json(&path)))
+            .collect()
+    }
+
+    /// Write `report.md`.
+    pub fn write_report(&self, markdown: &str) -> Result<(), DirError> {
+        write_text(&self.report_path(), markdown)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DirError + '_ {
+    move |source| DirError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> DirError + '_ {
+    move |source| DirError::Json {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, DirError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(json(path))
+}
+
+/// Write `value` as pretty JSON, atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DirError> {
+    let text = serde_json::to_string_pretty(value).map_err(json(path))?;
+    write_text(path, &text)
+}
+
+/// Write `text`, atomically.
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), DirError> {
+    write_atomic(path, text.as_bytes()).map_err(io(path))
+}
