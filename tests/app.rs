@@ -10,6 +10,7 @@ mod common;
 use circuitdiff::app::views::View;
 use circuitdiff::app::{App, Options};
 use circuitdiff::report::circuit::Mode;
+use circuitdiff::side::{PerSide, Side};
 use common::Tiny;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
@@ -62,7 +63,7 @@ fn step_until(h: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&Ap
             start.elapsed() < Duration::from_secs(secs),
             "timed out waiting for {what}; status: {:?}; model errors: {:?}",
             h.state().status_text(),
-            h.state().models.slots.each_ref().map(|s| s.error.clone())
+            h.state().models.slots.as_ref().map(|_, s| s.error.clone())
         );
         h.step();
         std::thread::sleep(Duration::from_millis(5));
@@ -173,7 +174,10 @@ fn a_study_starts_on_tiny_models_and_cancels() {
     step_until(&mut h, 60, "the fixture", |a| !a.is_loading());
     {
         let app = h.state_mut();
-        app.settings.models = [base.display().to_string(), tuned.display().to_string()];
+        app.settings.models = PerSide {
+            base: base.display().to_string(),
+            tuned: tuned.display().to_string(),
+        };
         app.settings.study.n = 50;
         app.settings.study.max_new_tokens = 24;
         app.settings.study.dataset = "builtin:arith?n=400".into();
@@ -260,9 +264,12 @@ fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
     };
     drop(&mut h, model.clone());
     step_until(&mut h, 60, "the dropped model's inspection", |a| {
-        a.models.slots[0].info.is_some()
+        a.models.slots[Side::Base].info.is_some()
     });
-    assert_eq!(h.state().settings.models[0], model.display().to_string());
+    assert_eq!(
+        h.state().settings.models[Side::Base],
+        model.display().to_string()
+    );
     assert_eq!(
         h.state().settings.recent_models[0],
         model.display().to_string()

@@ -10,6 +10,7 @@
 mod assets;
 pub mod bench;
 mod commands;
+mod dispatch;
 mod export;
 mod models;
 pub mod results;

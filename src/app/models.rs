@@ -7,11 +7,17 @@ use super::theme::Palette;
 use super::worker::{Message, Stages, Unwound, Worker};
 use crate::model::{self, DownloadProgress, HubOptions, ModelInfo};
 use crate::progress::{CancelToken, Progress};
+use crate::side::{PerSide, Side};
 use egui::Ui;
 use std::time::Duration;
 
-/// The slots' titles.
-pub const SLOTS: [&str; 2] = ["Base model", "Tuned model"];
+/// A slot's title.
+pub fn slot_title(side: Side) -> &'static str {
+    match side {
+        Side::Base => "Base model",
+        Side::Tuned => "Tuned model",
+    }
+}
 
 /// One slot's inspection.
 #[derive(Default)]
@@ -39,7 +45,7 @@ pub enum Vocab {
 /// The picker's state.
 #[derive(Default)]
 pub struct ModelPicker {
-    pub slots: [Slot; 2],
+    pub slots: PerSide<Slot>,
     pub vocab: Vocab,
 }
 
@@ -85,9 +91,9 @@ fn describe_difference(a: &[(String, u32)], b: &[(String, u32)]) -> String {
 }
 
 impl ModelPicker {
-    /// Inspect `spec` in `slot` (resolving, and downloading a Hub id first).
-    pub fn inspect(&mut self, ctx: &egui::Context, slot: usize, spec: String) {
-        let s = &mut self.slots[slot];
+    /// Inspect `spec` in the slot of `side` (resolving, and downloading a Hub id first).
+    pub fn inspect(&mut self, ctx: &egui::Context, side: Side, spec: String) {
+        let s = &mut self.slots[side];
         s.error = None;
         s.download = Stages::default();
         s.info = None;
@@ -114,8 +120,8 @@ impl ModelPicker {
     }
 
     /// Stop a slot's download or inspection.
-    pub fn cancel(&mut self, slot: usize) {
-        if let Some((_, w)) = &self.slots[slot].job {
+    pub fn cancel(&mut self, side: Side) {
+        if let Some((_, w)) = &self.slots[side].job {
             w.cancel();
         }
     }
@@ -123,7 +129,8 @@ impl ModelPicker {
     /// Drain the jobs; returns the specs inspected successfully (for the recent list).
     pub fn logic(&mut self, ctx: &egui::Context) -> Vec<String> {
         let mut inspected = Vec::new();
-        for s in &mut self.slots {
+        for side in Side::BOTH {
+            let s = &mut self.slots[side];
             let Some((spec, worker)) = &mut s.job else {
                 continue;
             };
@@ -158,7 +165,7 @@ impl ModelPicker {
                 }
             }
         } else if matches!(self.vocab, Vocab::Unknown) {
-            if let [Some((a, _)), Some((b, _))] = [&self.slots[0].info, &self.slots[1].info] {
+            if let (Some((a, _)), Some((b, _))) = (&self.slots.base.info, &self.slots.tuned.info) {
                 let (a, b) = (a.clone(), b.clone());
                 let repaint = ctx.clone();
                 if let Ok(w) = Worker::spawn(
@@ -183,11 +190,14 @@ impl ModelPicker {
     }
 
     /// `Ok` when both slots are inspected and their vocabularies agree; else why not.
-    pub fn ready(&self, specs: &[String; 2]) -> Result<(), String> {
-        for (slot, (s, spec)) in self.slots.iter().zip(specs).enumerate() {
-            match &s.info {
-                Some((inspected, _)) if inspected == spec => {}
-                _ => return Err(format!("inspect the {} first", SLOTS[slot].to_lowercase())),
+    pub fn ready(&self, specs: &PerSide<String>) -> Result<(), String> {
+        for side in Side::BOTH {
+            match &self.slots[side].info {
+                Some((inspected, _)) if *inspected == specs[side] => {}
+                _ => {
+                    let title = slot_title(side).to_lowercase();
+                    return Err(format!("inspect the {title} first"));
+                }
             }
         }
         match &self.vocab {
@@ -234,45 +244,43 @@ fn info_ui(ui: &mut Ui, info: &ModelInfo) {
 pub fn models_ui(
     ui: &mut Ui,
     picker: &mut ModelPicker,
-    specs: &mut [String; 2],
+    specs: &mut PerSide<String>,
     recent: &[String],
     demo_pairs: &[(String, std::path::PathBuf, std::path::PathBuf)],
     cmds: &mut Vec<Command>,
 ) {
     let palette = Palette::of(ui.ctx());
-    for (i, slot) in picker.slots.iter_mut().enumerate() {
+    for side in Side::BOTH {
+        let slot = &mut picker.slots[side];
         let r = ui.group(|ui| {
-            ui.strong(SLOTS[i]);
+            ui.strong(slot_title(side));
             ui.add(
-                egui::TextEdit::singleline(&mut specs[i])
+                egui::TextEdit::singleline(&mut specs[side])
                     .hint_text("folder, .gguf / .safetensors, or org/name")
                     .desired_width(f32::INFINITY),
             );
             ui.horizontal(|ui| {
                 if ui.button("Folder…").clicked() {
-                    cmds.push(Command::ChooseModel {
-                        slot: i,
-                        folder: true,
-                    });
+                    cmds.push(Command::ChooseModel { side, folder: true });
                 }
                 if ui.button("File…").clicked() {
                     cmds.push(Command::ChooseModel {
-                        slot: i,
+                        side,
                         folder: false,
                     });
                 }
                 let busy = slot.job.is_some();
                 if ui
                     .add_enabled(
-                        !busy && !specs[i].trim().is_empty(),
+                        !busy && !specs[side].trim().is_empty(),
                         egui::Button::new("Inspect"),
                     )
                     .clicked()
                 {
-                    cmds.push(Command::Inspect(i));
+                    cmds.push(Command::Inspect(side));
                 }
                 if busy && ui.button("Cancel").clicked() {
-                    cmds.push(Command::CancelInspect(i));
+                    cmds.push(Command::CancelInspect(side));
                 }
             });
             if slot.job.is_some() {
@@ -301,7 +309,7 @@ pub fn models_ui(
                 ui.colored_label(palette.error(), e);
             }
             if let Some((spec, info)) = &slot.info {
-                if *spec == specs[i] {
+                if *spec == specs[side] {
                     info_ui(ui, info);
                 }
             }
@@ -325,9 +333,9 @@ pub fn models_ui(
             ui.label("Demo pairs");
             for (label, base, tuned) in demo_pairs {
                 if ui.button(label).clicked() {
-                    for (slot, p) in [base, tuned].into_iter().enumerate() {
+                    for (side, p) in (PerSide { base, tuned }).iter() {
                         cmds.push(Command::SetModel {
-                            slot,
+                            side,
                             spec: p.display().to_string(),
                         });
                     }
@@ -339,10 +347,10 @@ pub fn models_ui(
         egui::CollapsingHeader::new("Recent models").show(ui, |ui| {
             for spec in recent {
                 ui.horizontal(|ui| {
-                    for (slot, label) in ["Base", "Tuned"].into_iter().enumerate() {
+                    for (side, label) in [(Side::Base, "Base"), (Side::Tuned, "Tuned")] {
                         if ui.small_button(label).clicked() {
                             cmds.push(Command::SetModel {
-                                slot,
+                                side,
                                 spec: spec.clone(),
                             });
                         }

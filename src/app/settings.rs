@@ -3,6 +3,7 @@
 
 use super::views::View;
 use crate::report::circuit::Mode;
+use crate::side::PerSide;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ pub const KEY: &str = "circuitdiff-settings";
 /// Storage key of the settings' format version; another version is ignored.
 pub const VERSION_KEY: &str = "circuitdiff-settings-version";
 /// The current format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// How many recent entries are kept.
 const RECENT: usize = 10;
@@ -96,7 +97,7 @@ pub struct Settings {
     /// Model specs inspected, most recent first.
     pub recent_models: Vec<String>,
     /// The base and tuned slots.
-    pub models: [String; 2],
+    pub models: PerSide<String>,
     pub study: StudyForm,
     pub view: View,
     pub mode: Mode,

@@ -12,6 +12,7 @@ use super::views::{self, View, ViewState};
 use super::worker::{Message, Worker};
 use super::{assets, Options};
 use crate::report::circuit::Mode;
+use crate::side::Side;
 use egui::Ui;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -246,22 +247,20 @@ impl App {
                 self.commands.push(Command::OpenResults(path));
                 continue;
             }
-            let slot = pointer
+            let side = pointer
                 .and_then(|p| {
-                    self.models
-                        .slots
-                        .iter()
-                        .position(|s| s.rect.is_some_and(|r| r.contains(p)))
+                    Side::BOTH
+                        .into_iter()
+                        .find(|&s| self.models.slots[s].rect.is_some_and(|r| r.contains(p)))
                 })
                 .or_else(|| {
-                    self.settings
-                        .models
-                        .iter()
-                        .position(|m| m.trim().is_empty())
+                    Side::BOTH
+                        .into_iter()
+                        .find(|&s| self.settings.models[s].trim().is_empty())
                 })
-                .unwrap_or(0);
+                .unwrap_or(Side::Base);
             self.commands.push(Command::SetModel {
-                slot,
+                side,
                 spec: path.display().to_string(),
             });
         }

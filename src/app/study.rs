@@ -7,6 +7,7 @@ use super::worker::{Message, Stages, Worker};
 use crate::attribution::compare::CompareOptions;
 use crate::attribution::Level;
 use crate::model::{GenerateOptions, LoadOptions};
+use crate::side::PerSide;
 use crate::study::dir::StudyConfig;
 use crate::study::job::{run_study, StudyOutcome};
 use crate::study::prompt::Template;
@@ -40,15 +41,15 @@ pub enum Ended {
 }
 
 /// The configuration of the form's study.
-pub fn config(form: &StudyForm, models: &[String; 2]) -> Result<StudyConfig, String> {
+pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig, String> {
     let template = if form.template.trim().is_empty() {
         None
     } else {
         Some(Template::parse(&form.template).map_err(|e| format!("template: {e}"))?)
     };
     Ok(StudyConfig {
-        base: models[0].trim().to_owned(),
-        tuned: models[1].trim().to_owned(),
+        base: models.base.trim().to_owned(),
+        tuned: models.tuned.trim().to_owned(),
         dataset: form.dataset.trim().to_owned(),
         offset: 0,
         limit: None,
@@ -295,7 +296,14 @@ mod tests {
             heads: true,
             ..StudyForm::default()
         };
-        let cfg = config(&form, &["a".into(), " b ".into()]).unwrap();
+        let cfg = config(
+            &form,
+            &PerSide {
+                base: "a".into(),
+                tuned: " b ".into(),
+            },
+        )
+        .unwrap();
         assert_eq!((cfg.base.as_str(), cfg.tuned.as_str()), ("a", "b"));
         assert_eq!(cfg.template, Some(Template::Plain));
         assert_eq!(cfg.select.n, 5);
@@ -304,6 +312,13 @@ mod tests {
             template: "no placeholder".into(),
             ..StudyForm::default()
         };
-        assert!(config(&bad, &["a".into(), "b".into()]).is_err());
+        assert!(config(
+            &bad,
+            &PerSide {
+                base: "a".into(),
+                tuned: "b".into(),
+            }
+        )
+        .is_err());
     }
 }

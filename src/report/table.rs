@@ -20,7 +20,7 @@ pub enum Cell {
     Relative(f64),
     /// A share (a fraction), shown as a percentage.
     Share(f64),
-    /// A p-value.
+    /// A p-value: four decimals, scientific below 1e-3.
     P(f64),
     /// An interval of differences.
     Interval(f64, f64),
@@ -39,8 +39,8 @@ impl Cell {
             Self::Change(v) => value(*v, true),
             Self::Relative(v) if v.is_finite() => format!("{:+.1} %", 100.0 * v),
             Self::Share(v) if v.is_finite() => format!("{:.0} %", 100.0 * v),
-            Self::P(v) if v.is_finite() => format!("{v:.3e}"),
-            Self::Relative(_) | Self::Share(_) | Self::P(_) => "—".into(),
+            Self::P(v) => value(*v, false),
+            Self::Relative(_) | Self::Share(_) => "—".into(),
             Self::Interval(lo, hi) => format!("[{}, {}]", value(*lo, true), value(*hi, true)),
             Self::Exact(v) if v.is_finite() => v.to_string(),
             Self::Exact(_) => String::new(),
@@ -314,6 +314,8 @@ mod tests {
         assert_eq!(Cell::Relative(f64::NAN).text(), "—");
         assert_eq!(Cell::Exact(f64::NAN).text(), "");
         assert_eq!(Cell::Exact(0.1).text(), "0.1");
+        assert_eq!(Cell::P(0.0078).text(), "0.0078");
+        assert_eq!(Cell::P(3.2e-5).text(), "3.200e-5");
     }
 
     #[test]
