@@ -18,36 +18,37 @@ fn default_study_dir() -> PathBuf {
         .join(format!("study-{secs}"))
 }
 
+fn pick_folder(title: &str) -> Option<PathBuf> {
+    rfd::FileDialog::new().set_title(title).pick_folder()
+}
+
+fn pick_file(title: &str, kind: &str, extensions: &[&str]) -> Option<PathBuf> {
+    rfd::FileDialog::new()
+        .set_title(title)
+        .add_filter(kind, extensions)
+        .pick_file()
+}
+
 impl App {
     /// Carry out one command.
     pub(super) fn apply(&mut self, ctx: &egui::Context, cmd: Command) {
         match cmd {
             Command::OpenResults(dir) => self.open_results(ctx, dir),
             Command::ChooseResults => {
-                if let Some(dir) = rfd::FileDialog::new()
-                    .set_title("Open a study, comparison or run folder")
-                    .pick_folder()
-                {
+                if let Some(dir) = pick_folder("Open a study, comparison or run folder") {
                     self.open_results(ctx, dir);
                 }
             }
             Command::ChooseModel { side, folder } => {
-                let dialog = rfd::FileDialog::new().set_title(super::models::slot_title(side));
+                let title = super::models::slot_title(side);
                 let picked = if folder {
-                    dialog.pick_folder()
+                    pick_folder(title)
                 } else {
-                    dialog
-                        .add_filter("Model", &["gguf", "safetensors"])
-                        .pick_file()
+                    pick_file(title, "Model", &["gguf", "safetensors"])
                 };
                 if let Some(p) = picked {
-                    self.apply(
-                        ctx,
-                        Command::SetModel {
-                            side,
-                            spec: p.display().to_string(),
-                        },
-                    );
+                    let spec = p.display().to_string();
+                    self.apply(ctx, Command::SetModel { side, spec });
                 }
             }
             Command::SetModel { side, spec } => {
@@ -60,19 +61,12 @@ impl App {
             }
             Command::CancelInspect(side) => self.models.cancel(side),
             Command::ChooseDataset => {
-                if let Some(p) = rfd::FileDialog::new()
-                    .set_title("Dataset")
-                    .add_filter("JSON lines", &["jsonl", "json"])
-                    .pick_file()
-                {
+                if let Some(p) = pick_file("Dataset", "JSON lines", &["jsonl", "json"]) {
                     self.settings.study.dataset = p.display().to_string();
                 }
             }
             Command::ChooseStudyFolder => {
-                if let Some(p) = rfd::FileDialog::new()
-                    .set_title("Study output folder")
-                    .pick_folder()
-                {
+                if let Some(p) = pick_folder("Study output folder") {
                     self.settings.study.out = p.display().to_string();
                 }
             }
@@ -93,18 +87,12 @@ impl App {
                 }
             }
             Command::ExportAll => {
-                if let Some(dir) = rfd::FileDialog::new()
-                    .set_title("Export all figures into")
-                    .pick_folder()
-                {
+                if let Some(dir) = pick_folder("Export all figures into") {
                     self.export_all(&dir);
                 }
             }
             Command::ChooseLab => {
-                if let Some(dir) = rfd::FileDialog::new()
-                    .set_title("Lab folder (subfolders with train_log.csv)")
-                    .pick_folder()
-                {
+                if let Some(dir) = pick_folder("Lab folder (subfolders with train_log.csv)") {
                     self.views.training.open(&dir);
                     self.settings.lab = Some(dir);
                 }

@@ -9,15 +9,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Which run a side of the comparison is.
+/// Which run one model of the comparison is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Side {
+pub struct RunInfo {
     pub dir: String,
     pub model: String,
     pub fingerprint: String,
 }
 
-impl Side {
+impl RunInfo {
     fn of(run: &Run) -> Self {
         Self {
             dir: run.dir.display().to_string(),
@@ -39,8 +39,8 @@ pub struct MeanVector {
 /// `comparison.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
-    pub base: Side,
-    pub tuned: Side,
+    pub base: RunInfo,
+    pub tuned: RunInfo,
     pub options: CompareOptions,
     pub n: usize,
     /// Paired statistics of each per-sample metric.
@@ -50,8 +50,9 @@ pub struct Comparison {
     pub mean_vectors: Vec<MeanVector>,
 }
 
-/// Pair `base` and `tuned` by sample id and compare every metric.
-pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Comparison, RunError> {
+/// The pairs (base index, tuned index) of the samples both runs scored, in base order; an
+/// error listing the unpaired ids when the runs scored different samples.
+fn pair_by_id(base: &Run, tuned: &Run) -> Result<Vec<(usize, usize)>, RunError> {
     let index = |run: &Run| -> HashMap<String, usize> {
         run.metrics
             .samples
@@ -70,50 +71,41 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
             .collect()
     };
     let (only_base, only_tuned) = (only(base, &ti), only(tuned, &bi));
-    if !only_base.is_empty() || !only_tuned.is_empty() {
-        let list = |v: &[String]| {
-            let shown: Vec<_> = v.iter().take(20).cloned().collect();
-            let more = v.len().saturating_sub(20);
-            format!(
-                "[{}]{}",
-                shown.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            )
+    if only_base.is_empty() && only_tuned.is_empty() {
+        return Ok(base
+            .metrics
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, ti[&s.id]))
+            .collect());
+    }
+    let list = |v: &[String]| {
+        let shown: Vec<_> = v.iter().take(20).cloned().collect();
+        let more = v.len().saturating_sub(20);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
         };
-        return Err(RunError::Invalid {
-            path: tuned.dir.clone(),
-            message: format!(
-                "the runs score different samples, so they cannot be paired: only in {}: {}; only in {}: {}",
-                base.dir.display(),
-                list(&only_base),
-                tuned.dir.display(),
-                list(&only_tuned)
-            ),
-        });
-    }
-    let pairs: Vec<(usize, usize)> = base
-        .metrics
-        .samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (i, ti[&s.id]))
-        .collect();
-    let mut metrics = Vec::new();
-    for metric in Metric::ALL {
-        let value = |run: &Run, i: usize| run.metrics.samples[i].metrics.overall.get(metric);
-        let b: Vec<f64> = pairs.iter().map(|&(i, _)| value(base, i)).collect();
-        let t: Vec<f64> = pairs.iter().map(|&(_, j)| value(tuned, j)).collect();
-        metrics.push(paired(metric, &b, &t, opts).map_err(|e| RunError::Invalid {
-            path: tuned.dir.clone(),
-            message: e.to_string(),
-        })?);
-    }
+        format!("[{}]{more}", shown.join(", "))
+    };
+    Err(RunError::Invalid {
+        path: tuned.dir.clone(),
+        message: format!(
+            "the runs score different samples, so they cannot be paired: only in {}: {}; only in {}: {}",
+            base.dir.display(),
+            list(&only_base),
+            tuned.dir.display(),
+            list(&only_tuned)
+        ),
+    })
+}
+
+/// Metrics of both mean vectors: overall, then per layer when the graphs have as many layers.
+fn mean_vectors(base: &Run, tuned: &Run) -> Vec<MeanVector> {
     let (bm, tm) = (&base.metrics.mean, &tuned.metrics.mean);
-    let mut mean_vectors = vec![MeanVector {
+    let mut out = vec![MeanVector {
         group: "all".into(),
         base: bm.overall,
         tuned: tm.overall,
@@ -121,7 +113,7 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
     if bm.per_layer.len() == tm.per_layer.len() {
         let last = bm.per_layer.len().saturating_sub(1);
         for (l, (b, t)) in bm.per_layer.iter().zip(&tm.per_layer).enumerate() {
-            mean_vectors.push(MeanVector {
+            out.push(MeanVector {
                 group: if l == last {
                     "logits".into()
                 } else {
@@ -132,13 +124,29 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
             });
         }
     }
+    out
+}
+
+/// Pair `base` and `tuned` by sample id and compare every metric.
+pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Comparison, RunError> {
+    let pairs = pair_by_id(base, tuned)?;
+    let mut metrics = Vec::new();
+    for metric in Metric::ALL {
+        let value = |run: &Run, i: usize| run.metrics.samples[i].metrics.overall.get(metric);
+        let b: Vec<f64> = pairs.iter().map(|&(i, _)| value(base, i)).collect();
+        let t: Vec<f64> = pairs.iter().map(|&(_, j)| value(tuned, j)).collect();
+        metrics.push(paired(metric, &b, &t, opts).map_err(|e| RunError::Invalid {
+            path: tuned.dir.clone(),
+            message: e.to_string(),
+        })?);
+    }
     Ok(Comparison {
-        base: Side::of(base),
-        tuned: Side::of(tuned),
+        base: RunInfo::of(base),
+        tuned: RunInfo::of(tuned),
         options: opts.clone(),
         n: pairs.len(),
         metrics,
-        mean_vectors,
+        mean_vectors: mean_vectors(base, tuned),
     })
 }
 
