@@ -2,6 +2,7 @@
 //! (or built from GGUF metadata by [`crate::model::gguf`]).
 
 use super::error::{ModelError, Result};
+use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -95,16 +96,11 @@ impl ModelConfig {
         Self::from_hf_json(&json, path)
     }
 
-    /// Parse the JSON value of a `config.json`; `path` is used in error messages.
+    /// Parse the JSON value of a `config.json`; `path` is used in error messages. Every size is
+    /// checked against [`super::limits`] before anything is built from it.
     pub fn from_hf_json(json: &Value, path: &Path) -> Result<Self> {
         let field = Fields { json, path };
-        let model_type = field.str("model_type")?;
-        let family =
-            Family::from_model_type(&model_type).ok_or_else(|| ModelError::Unsupported {
-                path: path.to_owned(),
-                found: model_type.clone(),
-                hint: "`model_type` in config.json".into(),
-            })?;
+        let family = field.family()?;
         let hidden_act = field.opt_str("hidden_act").unwrap_or_else(|| "silu".into());
         if hidden_act != "silu" {
             return Err(ModelError::config(
@@ -113,102 +109,32 @@ impl ModelConfig {
                 format!("`{hidden_act}` is not supported (only silu)"),
             ));
         }
-        let hidden_size = field.usize("hidden_size")?;
-        let num_heads = field.usize("num_attention_heads")?;
-        let num_kv_heads = field.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
-        let num_layers = field.usize("num_hidden_layers")?;
-        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
-            return Err(ModelError::config(
-                path,
-                "num_key_value_heads",
-                format!("{num_kv_heads} does not divide num_attention_heads {num_heads}"),
-            ));
-        }
-        let head_dim = match field.opt_usize("head_dim")? {
-            Some(d) => d,
-            None if hidden_size % num_heads == 0 => hidden_size / num_heads,
-            None => {
-                return Err(ModelError::config(
-                    path,
-                    "head_dim",
-                    "missing, and hidden_size is not a multiple of num_attention_heads",
-                ))
-            }
-        };
-        // transformers 5 nests rope settings under `rope_parameters`; older files use
-        // top-level `rope_theta` and `rope_scaling`.
-        let rope_params = json.get("rope_parameters").filter(|v| v.is_object());
-        let rope_theta = rope_params
-            .and_then(|p| p.get("rope_theta"))
-            .and_then(Value::as_f64)
-            .or_else(|| json.get("rope_theta").and_then(Value::as_f64))
-            .unwrap_or(10_000.0);
-        let scaling = json
-            .get("rope_scaling")
-            .filter(|v| v.is_object())
-            .or(rope_params);
-        let rope_scaling = match scaling {
-            Some(s) => parse_rope_scaling(s, path)?,
-            None => None,
-        };
-        let max_position_embeddings = field.opt_usize("max_position_embeddings")?.unwrap_or(4096);
-        let window = field.opt_usize("sliding_window")?;
-        let sliding_window = (0..num_layers)
-            .map(|layer| match family {
-                Family::Mistral => window,
-                Family::Qwen2 | Family::Qwen3 => {
-                    let used = json
-                        .get("use_sliding_window")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false);
-                    let from = json
-                        .get("max_window_layers")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0) as usize;
-                    window.filter(|_| used && layer >= from)
-                }
-                Family::Llama => None,
-            })
-            .collect();
-        let attention_bias = json
-            .get("attention_bias")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let eos_token_ids = ids_field(json.get("eos_token_id"));
+        let dims = field.dims()?;
+        let (rope_theta, rope_scaling) = field.rope()?;
+        let attention_bias = field.flag("attention_bias");
         Ok(Self {
             family,
-            vocab_size: field.usize("vocab_size")?,
-            hidden_size,
-            intermediate_size: field.usize("intermediate_size")?,
-            num_layers,
-            num_heads,
-            num_kv_heads,
-            head_dim,
-            rms_norm_eps: json
-                .get("rms_norm_eps")
-                .and_then(Value::as_f64)
-                .unwrap_or(1e-6),
+            vocab_size: dims.vocab,
+            hidden_size: dims.hidden,
+            intermediate_size: dims.intermediate,
+            num_layers: dims.layers,
+            num_heads: dims.heads,
+            num_kv_heads: dims.kv_heads,
+            head_dim: dims.head_dim,
+            rms_norm_eps: field.positive_f64("rms_norm_eps", 1e-6, 1.0)?,
             rope_theta,
             rope_scaling,
-            max_position_embeddings,
-            sliding_window,
+            max_position_embeddings: dims.positions,
+            sliding_window: field.sliding_window(family, dims.layers)?,
             qkv_bias: family == Family::Qwen2 || attention_bias,
             o_bias: matches!(family, Family::Llama | Family::Qwen3) && attention_bias,
-            mlp_bias: family == Family::Llama
-                && json
-                    .get("mlp_bias")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+            mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
             qk_norm: family == Family::Qwen3,
-            tie_word_embeddings: json
-                .get("tie_word_embeddings")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            bos_token_id: json
-                .get("bos_token_id")
-                .and_then(Value::as_u64)
-                .map(|v| v as u32),
-            eos_token_ids,
+            tie_word_embeddings: field.flag("tie_word_embeddings"),
+            bos_token_id: token_ids(path, "bos_token_id", json.get("bos_token_id"), dims.vocab)?
+                .first()
+                .copied(),
+            eos_token_ids: token_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
         })
     }
 
@@ -246,48 +172,76 @@ impl ModelConfig {
         }
     }
 
-    /// Number of edges of the block-level graph: 4L² + 3L + 1.
+    /// Number of edges of the block-level graph: 4L² + 3L + 1 (saturating).
     pub fn num_edges(&self) -> usize {
         let l = self.num_layers;
-        4 * l * l + 3 * l + 1
+        sum(&[prod(&[4, l, l]), prod(&[3, l]), 1])
     }
 
-    /// Number of parameters (embedding counted once when tied).
+    /// Number of parameters (embedding counted once when tied), saturating at `usize::MAX` for
+    /// sizes no machine holds.
     pub fn num_params(&self) -> usize {
-        let (d, hd) = (self.hidden_size, self.head_dim);
-        let (q, kv) = (self.num_heads * hd, self.num_kv_heads * hd);
-        let mut attn = d * q + 2 * d * kv + q * d;
+        let (d, hd, i) = (self.hidden_size, self.head_dim, self.intermediate_size);
+        let (q, kv) = (prod(&[self.num_heads, hd]), prod(&[self.num_kv_heads, hd]));
+        let mut attn = sum(&[prod(&[d, q]), prod(&[2, d, kv]), prod(&[q, d])]);
         if self.qkv_bias {
-            attn += q + 2 * kv;
+            attn = sum(&[attn, q, prod(&[2, kv])]);
         }
         if self.o_bias {
-            attn += d;
+            attn = sum(&[attn, d]);
         }
         if self.qk_norm {
-            attn += 2 * hd;
+            attn = sum(&[attn, prod(&[2, hd])]);
         }
-        let mut mlp = 3 * d * self.intermediate_size;
+        let mut mlp = prod(&[3, d, i]);
         if self.mlp_bias {
-            mlp += 2 * self.intermediate_size + d;
+            mlp = sum(&[mlp, prod(&[2, i]), d]);
         }
-        let per_layer = attn + mlp + 2 * d;
-        let embed = self.vocab_size * d;
+        let per_layer = sum(&[attn, mlp, prod(&[2, d])]);
+        let embed = prod(&[self.vocab_size, d]);
         let head = if self.tie_word_embeddings { 0 } else { embed };
-        embed + head + self.num_layers * per_layer + d
+        sum(&[embed, head, prod(&[self.num_layers, per_layer]), d])
     }
 }
 
-/// `eos_token_id` may be a number or a list of numbers.
-pub(crate) fn ids_field(v: Option<&Value>) -> Vec<u32> {
-    match v {
-        Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|n| n as u32)
-            .collect(),
-        _ => Vec::new(),
-    }
+/// The product of `xs`, saturating.
+fn prod(xs: &[usize]) -> usize {
+    xs.iter().fold(1, |a, &x| a.saturating_mul(x))
+}
+
+/// The sum of `xs`, saturating.
+fn sum(xs: &[usize]) -> usize {
+    xs.iter().fold(0, |a, &x| a.saturating_add(x))
+}
+
+/// A token id field (`bos_token_id`, `eos_token_id`): a number or a list of numbers, each inside
+/// the vocabulary of `vocab` tokens; absent or null is no id.
+pub(crate) fn token_ids(
+    path: &Path,
+    field: &str,
+    v: Option<&Value>,
+    vocab: usize,
+) -> Result<Vec<u32>> {
+    let values = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(one) => vec![one],
+    };
+    values
+        .into_iter()
+        .map(|v| {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| (n as usize) < vocab)
+                .ok_or_else(|| {
+                    ModelError::config(
+                        path,
+                        field,
+                        format!("{v} is not a token id of the vocabulary (vocab_size {vocab})"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
@@ -297,21 +251,39 @@ fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
         .and_then(Value::as_str)
         .unwrap_or("default");
     let num = |k: &str| {
-        s.get(k).and_then(Value::as_f64).ok_or_else(|| {
-            ModelError::config(path, format!("rope_scaling.{k}"), "missing or not a number")
-        })
+        s.get(k)
+            .and_then(Value::as_f64)
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| {
+                ModelError::config(
+                    path,
+                    format!("rope_scaling.{k}"),
+                    "missing or not a positive number",
+                )
+            })
     };
     Ok(match kind {
         "default" => None,
         "linear" => Some(RopeScaling::Linear {
             factor: num("factor")?,
         }),
-        "llama3" => Some(RopeScaling::Llama3 {
-            factor: num("factor")?,
-            low_freq_factor: num("low_freq_factor")?,
-            high_freq_factor: num("high_freq_factor")?,
-            original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
-        }),
+        "llama3" => {
+            let (low_freq_factor, high_freq_factor) =
+                (num("low_freq_factor")?, num("high_freq_factor")?);
+            if high_freq_factor <= low_freq_factor {
+                return Err(ModelError::config(
+                    path,
+                    "rope_scaling.high_freq_factor",
+                    format!("{high_freq_factor} is not above low_freq_factor {low_freq_factor}"),
+                ));
+            }
+            Some(RopeScaling::Llama3 {
+                factor: num("factor")?,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: original_context(s, path)?,
+            })
+        }
         other => {
             return Err(ModelError::config(
                 path,
@@ -322,12 +294,119 @@ fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
     })
 }
 
+/// `rope_scaling.original_max_position_embeddings`: the context the model was trained on.
+fn original_context(s: &Value, path: &Path) -> Result<usize> {
+    let field = "rope_scaling.original_max_position_embeddings";
+    let n = s
+        .get("original_max_position_embeddings")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ModelError::config(path, field, "missing or not a whole number"))?;
+    in_range(path, field, n, 1, MAX_POSITIONS)
+}
+
+/// The fields of a `config.json`, read with the file's path at hand for errors.
 struct Fields<'a> {
     json: &'a Value,
     path: &'a Path,
 }
 
 impl Fields<'_> {
+    fn family(&self) -> Result<Family> {
+        let model_type = self.str("model_type")?;
+        Family::from_model_type(&model_type).ok_or_else(|| ModelError::Unsupported {
+            path: self.path.to_owned(),
+            found: model_type,
+            hint: "`model_type` in config.json".into(),
+        })
+    }
+
+    /// The sizes of the decoder, checked against [`super::limits`].
+    fn dims(&self) -> Result<CheckedDims> {
+        let dims = Dims {
+            vocab: self.u64("vocab_size")?,
+            hidden: self.u64("hidden_size")?,
+            intermediate: self.u64("intermediate_size")?,
+            layers: self.u64("num_hidden_layers")?,
+            heads: self.u64("num_attention_heads")?,
+            kv_heads: self.opt_u64("num_key_value_heads")?,
+            head_dim: self.opt_u64("head_dim")?,
+            positions: self.opt_u64("max_position_embeddings")?.unwrap_or(4096),
+        };
+        dims.check(self.path, &DimNames::hf())
+    }
+
+    /// θ and scaling of the rotary embedding. transformers 5 nests them under `rope_parameters`;
+    /// older files use top-level `rope_theta` and `rope_scaling`.
+    fn rope(&self) -> Result<(f64, Option<RopeScaling>)> {
+        let json = self.json;
+        let rope_params = json.get("rope_parameters").filter(|v| v.is_object());
+        let rope_theta = rope_params
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(Value::as_f64)
+            .or_else(|| json.get("rope_theta").and_then(Value::as_f64))
+            .unwrap_or(10_000.0);
+        if !(rope_theta.is_finite() && rope_theta > 0.0) {
+            return Err(ModelError::config(
+                self.path,
+                "rope_theta",
+                format!("{rope_theta} is not a positive number"),
+            ));
+        }
+        let scaling = json
+            .get("rope_scaling")
+            .filter(|v| v.is_object())
+            .or(rope_params);
+        let rope_scaling = match scaling {
+            Some(s) => parse_rope_scaling(s, self.path)?,
+            None => None,
+        };
+        Ok((rope_theta, rope_scaling))
+    }
+
+    /// The attention window of each of `layers` layers.
+    fn sliding_window(&self, family: Family, layers: usize) -> Result<Vec<Option<usize>>> {
+        let window = self.opt_u64("sliding_window")?;
+        let from = match family {
+            Family::Llama => return Ok(vec![None; layers]),
+            Family::Mistral => 0,
+            Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
+                .json
+                .get("max_window_layers")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            Family::Qwen2 | Family::Qwen3 => return Ok(vec![None; layers]),
+        };
+        let window = window
+            .map(|w| in_range(self.path, "sliding_window", w, 1, MAX_POSITIONS))
+            .transpose()?;
+        Ok((0..layers)
+            .map(|layer| window.filter(|_| layer as u64 >= from))
+            .collect())
+    }
+
+    /// A boolean field; absent or not a boolean is false.
+    fn flag(&self, key: &str) -> bool {
+        self.json.get(key).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// A number in (0, `below`), `default` when absent or not a number.
+    fn positive_f64(&self, key: &str, default: f64, below: f64) -> Result<f64> {
+        let x = self
+            .json
+            .get(key)
+            .and_then(Value::as_f64)
+            .unwrap_or(default);
+        if x.is_finite() && x > 0.0 && x < below {
+            Ok(x)
+        } else {
+            Err(ModelError::config(
+                self.path,
+                key,
+                format!("{x} is outside (0, {below})"),
+            ))
+        }
+    }
+
     fn str(&self, key: &str) -> Result<String> {
         self.opt_str(key)
             .ok_or_else(|| ModelError::config(self.path, key, "missing or not a string"))
@@ -340,15 +419,15 @@ impl Fields<'_> {
             .map(str::to_owned)
     }
 
-    fn usize(&self, key: &str) -> Result<usize> {
-        self.opt_usize(key)?
+    fn u64(&self, key: &str) -> Result<u64> {
+        self.opt_u64(key)?
             .ok_or_else(|| ModelError::config(self.path, key, "missing"))
     }
 
-    fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+    fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
                 ModelError::config(self.path, key, "expected a non-negative integer")
             }),
         }

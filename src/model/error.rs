@@ -50,8 +50,59 @@ pub enum ModelError {
         expected: Vec<usize>,
     },
 
+    #[error("{path}: `{field}` is {value}, outside {min}..={max}; the file is corrupt, or beyond the bounds circuitdiff reads")]
+    OutOfRange {
+        path: PathBuf,
+        field: String,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+
+    #[error("{path}: tensor `{name}` is not part of the model its configuration describes (another family, or more layers than configured)")]
+    ExtraTensor { path: PathBuf, name: String },
+
+    #[error(
+        "{path}: the header lists tensor `{name}` twice; the file is corrupt: download it again"
+    )]
+    DuplicateTensor { path: PathBuf, name: String },
+
+    #[error("{path}: tensor `{name}` is also stored in {first}; the shards overlap: download the model again")]
+    TensorInTwoFiles {
+        path: PathBuf,
+        name: String,
+        first: PathBuf,
+    },
+
+    #[error("{path}: tensors `{name}` and `{other}` share bytes; the header is corrupt: download the file again")]
+    OverlappingTensors {
+        path: PathBuf,
+        name: String,
+        other: String,
+    },
+
+    #[error("{path}: tensor `{name}` holds {dtype} values; model weights must be floats (f16, bf16, f32 or f64)")]
+    TensorDtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+
+    #[error("{path}: not a readable GGUF file ({source}); download it again")]
+    Gguf {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
+
     #[error("{path}: cannot read weights ({message}); the file is truncated or corrupt: download it again")]
     Weights { path: PathBuf, message: String },
+
+    #[error("{path}: {tokens} tokens, but the model's vocabulary has {vocab}; the tokenizer belongs to another model")]
+    TokenizerTooLarge {
+        path: PathBuf,
+        tokens: usize,
+        vocab: usize,
+    },
 
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },

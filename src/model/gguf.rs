@@ -3,7 +3,10 @@
 
 use super::config::{Family, ModelConfig, RopeScaling};
 use super::error::{ModelError, Result};
+use super::gguf_header;
+use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::tokenizer::{GgufBpe, Tokenizer};
+use super::weights::{check_tensors, Stored};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -19,10 +22,11 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
+        gguf_header::check(path)?;
         let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-        let content = Content::read(&mut file).map_err(|e| ModelError::Weights {
+        let content = Content::read(&mut file).map_err(|source| ModelError::Gguf {
             path: path.to_owned(),
-            message: format!("not a readable GGUF file: {e}"),
+            source,
         })?;
         let arch = match content.metadata.get("general.architecture") {
             Some(Value::String(s)) => s.clone(),
@@ -40,6 +44,11 @@ impl GgufFile {
             path: path.to_owned(),
             arch,
         })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn family(&self) -> Result<Family> {
@@ -62,20 +71,21 @@ impl GgufFile {
         self.content.metadata.get(key)
     }
 
-    fn arch_u(&self, key: &str) -> Result<Option<usize>> {
+    fn arch_u(&self, key: &str) -> Result<Option<u64>> {
         let full = format!("{}.{key}", self.arch);
         match self.meta(&full) {
             None => Ok(None),
             Some(v) => v
                 .to_u64()
                 .or_else(|_| v.to_u32().map(u64::from))
-                .or_else(|_| v.to_i32().map(|x| x.max(0) as u64))
-                .map(|x| Some(x as usize))
-                .map_err(|_| ModelError::config(&self.path, full, "not an integer")),
+                .ok()
+                .or_else(|| v.to_i32().ok().and_then(|x| u64::try_from(x).ok()))
+                .map(Some)
+                .ok_or_else(|| ModelError::config(&self.path, full, "not a non-negative integer")),
         }
     }
 
-    fn arch_req(&self, key: &str) -> Result<usize> {
+    fn arch_req(&self, key: &str) -> Result<u64> {
         self.arch_u(key)?.ok_or_else(|| {
             ModelError::config(
                 &self.path,
@@ -85,39 +95,82 @@ impl GgufFile {
         })
     }
 
-    fn arch_f(&self, key: &str) -> Option<f64> {
-        let v = self.meta(&format!("{}.{key}", self.arch))?;
-        v.to_f32().map(f64::from).or_else(|_| v.to_f64()).ok()
+    /// A positive float, `default` when absent.
+    fn arch_f(&self, key: &str, default: f64) -> Result<f64> {
+        let full = format!("{}.{key}", self.arch);
+        let x = match self.meta(&full) {
+            None => default,
+            Some(v) => v
+                .to_f32()
+                .map(f64::from)
+                .or_else(|_| v.to_f64())
+                .unwrap_or(f64::NAN),
+        };
+        if x.is_finite() && x > 0.0 {
+            Ok(x)
+        } else {
+            Err(ModelError::config(
+                &self.path,
+                full,
+                format!("{x} is not a positive number"),
+            ))
+        }
+    }
+
+    /// A token id from the metadata, inside the vocabulary of `vocab` tokens.
+    fn token_id(&self, key: &str, vocab: usize) -> Result<Option<u32>> {
+        match self.meta(key) {
+            None => Ok(None),
+            Some(v) => v
+                .to_u32()
+                .ok()
+                .filter(|&id| (id as usize) < vocab)
+                .map(Some)
+                .ok_or_else(|| {
+                    ModelError::config(
+                        &self.path,
+                        key,
+                        format!("not a token id of the vocabulary ({vocab} tokens)"),
+                    )
+                }),
+        }
+    }
+
+    /// The vocabulary size: the metadata's, else the embedding's rows.
+    fn vocab(&self) -> Result<u64> {
+        if let Some(v) = self.arch_u("vocab_size")? {
+            return Ok(v);
+        }
+        self.content
+            .tensor_infos
+            .get("token_embd.weight")
+            .and_then(|t| t.shape.dims().first())
+            .map(|&rows| rows as u64)
+            .ok_or_else(|| ModelError::config(&self.path, "token_embd.weight", "missing tensor"))
     }
 
     fn meta_u32(&self, key: &str) -> Option<u32> {
         self.meta(key).and_then(|v| v.to_u32().ok())
     }
 
-    /// The configuration the metadata describes.
+    /// The configuration the metadata describes, every size checked against
+    /// [`super::limits`].
     pub fn config(&self) -> Result<ModelConfig> {
         let family = self.family()?;
-        let hidden_size = self.arch_req("embedding_length")?;
-        let num_heads = self.arch_req("attention.head_count")?;
-        let num_kv_heads = self.arch_u("attention.head_count_kv")?.unwrap_or(num_heads);
-        let num_layers = self.arch_req("block_count")?;
-        let head_dim = self
-            .arch_u("attention.key_length")?
-            .unwrap_or(hidden_size / num_heads.max(1));
-        let vocab_size = match self.arch_u("vocab_size")? {
-            Some(v) => v,
-            None => self
-                .content
-                .tensor_infos
-                .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0])
-                .ok_or_else(|| {
-                    ModelError::config(&self.path, "token_embd.weight", "missing tensor")
-                })?,
-        };
+        let dims = Dims {
+            vocab: self.vocab()?,
+            hidden: self.arch_req("embedding_length")?,
+            intermediate: self.arch_req("feed_forward_length")?,
+            layers: self.arch_req("block_count")?,
+            heads: self.arch_req("attention.head_count")?,
+            kv_heads: self.arch_u("attention.head_count_kv")?,
+            head_dim: self.arch_u("attention.key_length")?,
+            positions: self.arch_u("context_length")?.unwrap_or(4096),
+        }
+        .check(&self.path, &DimNames::gguf(&self.arch))?;
         let rope_scaling = match self.meta(&format!("{}.rope.scaling.type", self.arch)) {
             Some(Value::String(s)) if s == "linear" => Some(RopeScaling::Linear {
-                factor: self.arch_f("rope.scaling.factor").unwrap_or(1.0),
+                factor: self.arch_f("rope.scaling.factor", 1.0)?,
             }),
             Some(Value::String(s)) if s != "none" => {
                 return Err(ModelError::config(
@@ -128,37 +181,39 @@ impl GgufFile {
             }
             _ => None,
         };
-        let window = self.arch_u("attention.sliding_window")?;
+        let window = match self.arch_u("attention.sliding_window")? {
+            Some(w) if family == Family::Mistral => Some(in_range(
+                &self.path,
+                &format!("{}.attention.sliding_window", self.arch),
+                w,
+                1,
+                MAX_POSITIONS,
+            )?),
+            _ => None,
+        };
+        let has = |name: &str| self.content.tensor_infos.contains_key(name);
         Ok(ModelConfig {
             family,
-            vocab_size,
-            hidden_size,
-            intermediate_size: self.arch_req("feed_forward_length")?,
-            num_layers,
-            num_heads,
-            num_kv_heads,
-            head_dim,
-            rms_norm_eps: self
-                .arch_f("attention.layer_norm_rms_epsilon")
-                .unwrap_or(1e-5),
-            rope_theta: self.arch_f("rope.freq_base").unwrap_or(10_000.0),
+            vocab_size: dims.vocab,
+            hidden_size: dims.hidden,
+            intermediate_size: dims.intermediate,
+            num_layers: dims.layers,
+            num_heads: dims.heads,
+            num_kv_heads: dims.kv_heads,
+            head_dim: dims.head_dim,
+            rms_norm_eps: self.arch_f("attention.layer_norm_rms_epsilon", 1e-5)?,
+            rope_theta: self.arch_f("rope.freq_base", 10_000.0)?,
             rope_scaling,
-            max_position_embeddings: self.arch_u("context_length")?.unwrap_or(4096),
-            sliding_window: vec![window.filter(|_| family == Family::Mistral); num_layers],
-            qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-            o_bias: self
-                .content
-                .tensor_infos
-                .contains_key("blk.0.attn_output.bias"),
+            max_position_embeddings: dims.positions,
+            sliding_window: vec![window; dims.layers],
+            qkv_bias: has("blk.0.attn_q.bias"),
+            o_bias: has("blk.0.attn_output.bias"),
             mlp_bias: false,
-            qk_norm: self
-                .content
-                .tensor_infos
-                .contains_key("blk.0.attn_q_norm.weight"),
-            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
-            bos_token_id: self.meta_u32("tokenizer.ggml.bos_token_id"),
+            qk_norm: has("blk.0.attn_q_norm.weight"),
+            tie_word_embeddings: !has("output.weight"),
+            bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
             eos_token_ids: self
-                .meta_u32("tokenizer.ggml.eos_token_id")
+                .token_id("tokenizer.ggml.eos_token_id", dims.vocab)?
                 .into_iter()
                 .collect(),
         })
@@ -225,8 +280,16 @@ impl GgufFile {
         )
     }
 
-    /// Every tensor dequantised to f32 under its Hugging Face name.
+    /// Every tensor dequantised to f32 under its Hugging Face name, once the file is checked to
+    /// hold exactly the tensors `cfg` calls for, with their shapes.
     pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
+        let stored = self.content.tensor_infos.iter().map(|(name, info)| Stored {
+            hf_name: hf_name(name),
+            name,
+            shape: info.shape.dims(),
+            file: &self.path,
+        });
+        check_tensors(cfg, &self.path, stored)?;
         let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
         let mut out = HashMap::with_capacity(names.len());
@@ -257,9 +320,11 @@ impl GgufFile {
 /// applies so that its interleaved rotary kernel matches the Hugging Face rotate-half layout.
 fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let dims = t.dims().to_vec();
-    let rows = dims[0];
-    let rest: usize = dims[1..].iter().product();
-    let half = rows / heads / 2;
+    let Some((&rows, rest)) = dims.split_first() else {
+        candle_core::bail!("a scalar where attention rows were expected");
+    };
+    let rest: usize = rest.iter().product();
+    let half = rows / heads.max(1) / 2;
     t.reshape((heads, half, 2, rest))?
         .transpose(1, 2)?
         .contiguous()?

@@ -57,21 +57,22 @@ impl MemoryEstimate {
         Self::on(cfg, plan, dtype, &Device::Cpu)
     }
 
-    /// Estimate for `plan` in the compute dtype `dtype` on `device`.
+    /// Estimate for `plan` in the compute dtype `dtype` on `device`. The arithmetic saturates:
+    /// sizes beyond any machine come out as `u64::MAX` bytes rather than overflowing.
     pub fn on(cfg: &ModelConfig, plan: &ScorePlan, dtype: DType, device: &Device) -> Self {
-        let b = dtype.size_in_bytes();
-        let (t, k) = (plan.seq_len, plan.scored);
+        let b = n(dtype.size_in_bytes());
+        let (t, k) = (n(plan.seq_len), n(plan.scored));
         let (d, i, hd, l) = (
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            cfg.head_dim,
-            cfg.num_layers,
+            n(cfg.hidden_size),
+            n(cfg.intermediate_size),
+            n(cfg.head_dim),
+            n(cfg.num_layers),
         );
-        let (h, kvh) = (cfg.num_heads, cfg.num_kv_heads);
+        let (h, kvh) = (n(cfg.num_heads), n(cfg.num_kv_heads));
         let (q, kv) = (h * hd, kvh * hd);
         // Residual copies feeding q, k and v: one each, or one per head at head level.
-        let (nq, nkv) = if plan.heads { (h, kvh) } else { (1, 1) };
-        let norms = nq + 2 * nkv + 1;
+        let (nq, nkv) = if plan.heads { (h, kvh) } else { (n(1), n(1)) };
+        let norms = nq + n(2) * nkv + n(1);
         // Forward, per token and layer, in bytes. A fused kernel with a closed-form backward
         // (`fused.rs`) keeps its input and its output, and where it runs candle's kernel (the
         // rotary embedding; the norms and the softmax on GPUs and in half precision) also the
@@ -81,48 +82,81 @@ impl MemoryEstimate {
         // merged heads and their contiguous copy; block outputs and residual sums; MLP gate, up,
         // silu and product.
         let cpu_kernels = device.is_cpu() && matches!(dtype, DType::F32 | DType::F64);
-        let fused = if cpu_kernels { 2 } else { 3 };
+        let fused = n(if cpu_kernels { 2 } else { 3 });
         let mut fwd = norms * fused * b * d;
-        fwd += 3 * b * (q + kv) + b * kv * if plan.heads { 1 } else { 2 };
-        if h != kvh {
-            fwd += 2 * b * q;
+        fwd = fwd + n(3) * b * (q + kv) + b * kv * n(if plan.heads { 1 } else { 2 });
+        if cfg.num_heads != cfg.num_kv_heads {
+            fwd = fwd + n(2) * b * q;
         }
-        fwd += fused * b * h * t + 2 * b * q + 4 * b * d + 4 * b * i;
+        fwd = fwd + fused * b * h * t + n(2) * b * q + n(4) * b * d + n(4) * b * i;
         if plan.heads {
-            fwd += b * h * d;
+            fwd = fwd + b * h * d;
         }
         if cfg.qk_norm {
-            fwd += (fused - 1) * b * (q + kv);
+            fwd = fwd + (fused - 1) * b * (q + kv);
         }
         // Gradients of operands outside the graph, which candle's backward pass computes in
         // full and keeps to its end: the q/k/v biases.
-        let mut kept = 0;
+        let mut kept = n(0);
         if cfg.qkv_bias {
-            fwd += b * (q + 2 * kv);
-            kept += b * (q + 2 * kv);
+            fwd = fwd + b * (q + n(2) * kv);
+            kept = b * (q + n(2) * kv);
         }
         // Per token: every layer's graph and kept gradients, probes and their gradients, sources
         // and destinations stacked in f32 for the score product.
-        let destinations = l * norms + 1;
-        let probes = 2 * b * d * destinations;
-        let sources = 1 + l * (1 + if plan.heads { h } else { 1 });
-        let acc = if b < 4 { b + 4 } else { b };
+        let destinations = l * norms + n(1);
+        let probes = n(2) * b * d * destinations;
+        let sources = n(1) + l * (n(1) + if plan.heads { h } else { n(1) });
+        let acc = if b.0 < 4 { b + n(4) } else { b };
         let stacks = acc * d * (sources + destinations);
         let per_token = l * (fwd + kept) + probes + stacks;
         // Logits of the K scored positions, widened, log-softmax and its backward.
-        let logits = 6 * 4 * k * cfg.vocab_size;
+        let logits = n(6 * 4) * k * n(cfg.vocab_size);
         // The allocator's high-water mark exceeds the live tensors (backward temporaries,
         // fragmentation): count 10 %.
-        let live = (per_token as u64).saturating_mul(t as u64) + logits as u64;
-        let activations = live.saturating_mul(11) / 10 + RUNTIME_BYTES;
-        let weights = (cfg.num_params() * b) as u64;
+        let live = per_token * t + logits;
+        // (At most u64::MAX / 10 before the runtime is added: no overflow.)
+        let activations = (live * n(11)).0 / 10 + RUNTIME_BYTES;
+        let weights = (n(cfg.num_params()) * b).0;
         Self {
-            seq_len: t,
-            compute_dtype_bytes: b,
+            seq_len: plan.seq_len,
+            compute_dtype_bytes: dtype.size_in_bytes(),
             weights,
             activations,
-            total: weights + activations,
+            total: weights.saturating_add(activations),
         }
+    }
+}
+
+/// A byte count whose arithmetic saturates at `u64::MAX`, a size no device has.
+#[derive(Debug, Clone, Copy)]
+struct Bytes(u64);
+
+fn n(x: usize) -> Bytes {
+    Bytes(u64::try_from(x).unwrap_or(u64::MAX))
+}
+
+impl std::ops::Add for Bytes {
+    type Output = Self;
+
+    fn add(self, rhs: Self) -> Self {
+        Self(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl std::ops::Sub<u64> for Bytes {
+    type Output = Self;
+
+    fn sub(self, rhs: u64) -> Self {
+        Self(self.0.saturating_sub(rhs))
+    }
+}
+
+impl std::ops::Mul for Bytes {
+    type Output = Self;
+
+    fn mul(self, rhs: Self) -> Self {
+        Self(self.0.saturating_mul(rhs.0))
     }
 }
 
@@ -153,7 +187,7 @@ pub(crate) fn check_fits(cfg: &ModelConfig, opts: &LoadOptions, path: &Path) -> 
             (e.total, what, fix)
         }
         None => {
-            let weights = cfg.num_params() as u64 * opts.dtype.size_in_bytes() as u64;
+            let weights = (n(cfg.num_params()) * n(opts.dtype.size_in_bytes())).0;
             let what = format!("the weights need {:.1} GiB in {dtype}", gib(weights));
             (weights, what, format!("use {smaller}"))
         }

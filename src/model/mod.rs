@@ -8,7 +8,9 @@ mod error;
 mod fused;
 mod generate;
 mod gguf;
+mod gguf_header;
 mod inspect;
+pub mod limits;
 mod linear;
 mod memory;
 mod save;
@@ -98,6 +100,7 @@ impl Model {
                 memory::check_fits(&config, opts, dir)?;
                 let tokenizer = folder_tokenizer(dir, &config)?;
                 let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
+                store.check(&config)?;
                 let mut files = vec![dir.join("config.json")];
                 files.extend(weights.iter().cloned());
                 (config, tokenizer, store, files)
@@ -346,9 +349,23 @@ pub fn load_tokenizer(spec: &str, hub: &HubOptions) -> Result<Tokenizer> {
 
 fn folder_tokenizer(dir: &Path, config: &ModelConfig) -> Result<Tokenizer> {
     let mut tokenizer = Tokenizer::from_folder(dir)?;
-    tokenizer.add_eos_ids(&generation_eos(dir)?);
+    fits_vocabulary(&tokenizer, config, &dir.join("tokenizer.json"))?;
+    tokenizer.add_eos_ids(&generation_eos(dir, config.vocab_size)?);
     tokenizer.add_eos_ids(&config.eos_token_ids);
     Ok(tokenizer)
+}
+
+/// Refuse a tokenizer (read from `path`) with more tokens than the model has embeddings.
+fn fits_vocabulary(tokenizer: &Tokenizer, config: &ModelConfig, path: &Path) -> Result<()> {
+    let n = tokenizer.vocab_size();
+    if n <= config.vocab_size {
+        return Ok(());
+    }
+    Err(ModelError::TokenizerTooLarge {
+        path: path.to_owned(),
+        tokens: n,
+        vocab: config.vocab_size,
+    })
 }
 
 fn gguf_tokenizer(
@@ -360,20 +377,25 @@ fn gguf_tokenizer(
         Some(t) => Tokenizer::from_folder(t.parent().unwrap_or(Path::new(".")))?,
         None => g.tokenizer()?,
     };
+    fits_vocabulary(&tokenizer, config, tokenizer_json.unwrap_or(g.path()))?;
     tokenizer.add_eos_ids(&config.eos_token_ids);
     Ok(tokenizer)
 }
 
-/// End-of-sequence ids from `generation_config.json`, if the folder has one.
-fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
+/// End-of-sequence ids from `generation_config.json`, if the folder has one; each must lie in the
+/// vocabulary of `vocab` tokens.
+fn generation_eos(dir: &Path, vocab: usize) -> Result<Vec<u32>> {
     let path = dir.join("generation_config.json");
     if !path.is_file() {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| ModelError::Json { path, source })?;
-    Ok(config::ids_field(json.get("eos_token_id")))
+        serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    config::token_ids(&path, "eos_token_id", json.get("eos_token_id"), vocab)
 }
 
 /// sha256 over each file's name, size, and first and last MiB (whole file when smaller).

@@ -5,11 +5,12 @@
 //! that keeps it: the file's bytes never sit in memory beside the loaded weights, so loading
 //! peaks at the weights plus one tensor (the page cache holds the file, outside the process).
 
+use super::config::ModelConfig;
 use super::error::{ModelError, Result};
 use candle_core::safetensors::Load as _;
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{TensorInfo, TensorView};
-use std::collections::HashMap;
+use safetensors::tensor::{Dtype, TensorInfo, TensorView};
+use std::collections::{HashMap, HashSet};
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -45,34 +46,59 @@ fn read_header(path: &Path) -> Result<Header> {
     f.read_exact(&mut len)
         .map_err(|_| bad("header too short"))?;
     let n = u64::from_le_bytes(len);
-    if n > 100 << 20 {
+    if n > MAX_HEADER_BYTES || n > file_len.saturating_sub(8) {
         return Err(bad("header length is implausible"));
     }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
+    let mut header = Vec::new();
+    f.take(n)
+        .read_to_end(&mut header)
         .map_err(|_| bad("header truncated"))?;
-    let json: HashMap<String, serde_json::Value> =
+    let Entries(entries) =
         serde_json::from_slice(&header).map_err(|_| bad("header is not JSON"))?;
     let data_start = 8 + n;
-    let mut tensors = Vec::with_capacity(json.len());
-    let mut data_end = 0;
-    for (name, v) in json {
+    let mut tensors: Vec<(String, TensorInfo)> = Vec::with_capacity(entries.len());
+    let mut seen = HashSet::with_capacity(entries.len());
+    for (name, v) in entries {
         if name == "__metadata__" {
             continue;
         }
+        if !seen.insert(name.clone()) {
+            return Err(ModelError::DuplicateTensor {
+                path: path.to_owned(),
+                name,
+            });
+        }
         let info: TensorInfo = serde_json::from_value(v)
             .map_err(|e| bad(&format!("tensor `{name}` in the header: {e}")))?;
+        if !matches!(
+            info.dtype,
+            Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64
+        ) {
+            return Err(ModelError::TensorDtype {
+                path: path.to_owned(),
+                name,
+                dtype: info.dtype.to_string().to_lowercase(),
+            });
+        }
         let (begin, end) = info.data_offsets;
-        let elements: usize = info.shape.iter().product();
-        if end < begin || (end - begin) * 8 != elements * info.dtype.bitsize() {
+        let bits = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.bitsize(), |a, &x| a.checked_mul(x));
+        if end < begin || bits != (end - begin).checked_mul(8) {
             return Err(bad(&format!(
                 "tensor `{name}`: its byte range does not match its shape"
             )));
         }
-        data_end = data_end.max(end as u64);
         tensors.push((name, info));
     }
-    if data_start + data_end != file_len {
+    check_disjoint(path, &tensors)?;
+    let data_end = tensors
+        .iter()
+        .map(|(_, info)| info.data_offsets.1 as u64)
+        .max()
+        .unwrap_or(0);
+    if data_start.checked_add(data_end) != Some(file_len) {
         return Err(bad(&format!(
             "the header describes {} bytes of data, the file holds {}",
             data_end,
@@ -83,6 +109,58 @@ fn read_header(path: &Path) -> Result<Header> {
         tensors,
         data_start,
     })
+}
+
+/// Largest safetensors header read (the header of a 1,000-layer model takes a few hundred KiB).
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// Refuse tensors whose byte ranges overlap.
+fn check_disjoint(path: &Path, tensors: &[(String, TensorInfo)]) -> Result<()> {
+    let mut by_offset: Vec<_> = tensors.iter().collect();
+    by_offset.sort_by_key(|(_, info)| info.data_offsets);
+    for pair in by_offset.windows(2) {
+        if let [(a, a_info), (b, b_info)] = pair {
+            if a_info.data_offsets.1 > b_info.data_offsets.0 {
+                return Err(ModelError::OverlappingTensors {
+                    path: path.to_owned(),
+                    name: a.clone(),
+                    other: b.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entries of a JSON object in file order, repeated keys kept (a map would keep only the
+/// last).
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+
+        d.deserialize_map(Visitor)
+    }
 }
 
 impl TensorStore {
@@ -129,7 +207,13 @@ impl TensorStore {
                     info,
                     data_start: header.data_start,
                 };
-                tensors.insert(name, (entry, file.clone()));
+                if let Some((_, first)) = tensors.insert(name.clone(), (entry, file.clone())) {
+                    return Err(ModelError::TensorInTwoFiles {
+                        path: file.clone(),
+                        name,
+                        first,
+                    });
+                }
             }
         }
         Ok(Self {
@@ -145,16 +229,27 @@ impl TensorStore {
         self.tensors.contains_key(name)
     }
 
+    /// Check, before any tensor is read, that the store holds exactly the tensors `cfg` calls
+    /// for (see [`check_tensors`]).
+    pub fn check(&self, cfg: &ModelConfig) -> Result<()> {
+        let stored = self.tensors.iter().map(|(name, (entry, file))| Stored {
+            hf_name: Some(name.clone()),
+            name,
+            shape: match entry {
+                Entry::Memory(t) => t.dims(),
+                Entry::File { info, .. } => &info.shape,
+            },
+            file,
+        });
+        check_tensors(cfg, &self.origin, stored)
+    }
+
     /// Take a tensor, check its shape, convert it to the compute dtype and move it to the device.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (entry, file) = self
             .tensors
             .remove(name)
-            .ok_or_else(|| ModelError::Missing {
-                path: self.origin.clone(),
-                what: format!("tensor `{name}`"),
-                fix: "the checkpoint does not match its config.json (wrong family or a partial download)".into(),
-            })?;
+            .ok_or_else(|| missing_tensor(&self.origin, name))?;
         let found = match &entry {
             Entry::Memory(t) => t.dims(),
             Entry::File { info, .. } => &info.shape,
@@ -182,6 +277,80 @@ impl TensorStore {
         shape: &[usize],
     ) -> Result<Option<Tensor>> {
         present.then(|| self.take(name, shape)).transpose()
+    }
+}
+
+/// A tensor as a checkpoint stores it.
+pub(crate) struct Stored<'a> {
+    /// Its Hugging Face name; `None` for a tensor that has none (an unknown GGUF tensor).
+    pub hf_name: Option<String>,
+    /// Its name in the file.
+    pub name: &'a str,
+    pub shape: &'a [usize],
+    pub file: &'a Path,
+}
+
+/// Check, before any tensor is read, that a checkpoint holds exactly the tensors `cfg` calls for,
+/// each with its shape. The first tensor at fault (in name order) is named: a missing one, an
+/// extra one (a layer the configuration does not have, a tensor of another family) or one of
+/// another shape. With tied embeddings a separate `lm_head.weight` may be present (it is used);
+/// the rotary `inv_freq` buffers that older checkpoints carry are derived from the
+/// configuration and ignored.
+pub(crate) fn check_tensors<'a>(
+    cfg: &ModelConfig,
+    origin: &Path,
+    stored: impl IntoIterator<Item = Stored<'a>>,
+) -> Result<()> {
+    let mut expected: HashMap<String, Vec<usize>> = cfg.tensor_shapes().into_iter().collect();
+    if cfg.tie_word_embeddings {
+        expected.insert(LM_HEAD.into(), vec![cfg.vocab_size, cfg.hidden_size]);
+    }
+    let mut stored: Vec<Stored<'a>> = stored.into_iter().collect();
+    stored.sort_by(|a, b| a.name.cmp(b.name));
+    for t in stored {
+        let hf = t.hf_name.as_deref();
+        let want = match hf.and_then(|n| expected.remove(n)) {
+            Some(shape) => shape,
+            None if hf.is_some_and(is_rotary_buffer) => continue,
+            None => {
+                return Err(ModelError::ExtraTensor {
+                    path: t.file.to_owned(),
+                    name: t.name.to_owned(),
+                })
+            }
+        };
+        if want != t.shape {
+            return Err(ModelError::Shape {
+                path: t.file.to_owned(),
+                name: t.name.to_owned(),
+                found: t.shape.to_vec(),
+                expected: want,
+            });
+        }
+    }
+    let missing = cfg
+        .tensor_shapes()
+        .into_iter()
+        .find(|(name, _)| expected.contains_key(name));
+    match missing {
+        Some((name, _)) => Err(missing_tensor(origin, &name)),
+        None => Ok(()),
+    }
+}
+
+const LM_HEAD: &str = "lm_head.weight";
+
+/// A rotary embedding's inverse frequencies, which some older checkpoints store per layer.
+fn is_rotary_buffer(name: &str) -> bool {
+    name.starts_with("model.layers.") && name.ends_with(".self_attn.rotary_emb.inv_freq")
+}
+
+fn missing_tensor(origin: &Path, name: &str) -> ModelError {
+    ModelError::Missing {
+        path: origin.to_owned(),
+        what: format!("tensor `{name}`"),
+        fix: "the checkpoint does not match its configuration (wrong family or a partial download)"
+            .into(),
     }
 }
 
