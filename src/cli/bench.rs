@@ -1,5 +1,6 @@
 //! `circuitdiff bench`: throughput of the transformer on one model, for BENCHMARKS.md.
 
+use super::args::at_least;
 use super::device::DeviceArgs;
 use circuitdiff::attribution::{score_sample, Graph, Level};
 use circuitdiff::model::{self, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan};
@@ -29,17 +30,19 @@ pub struct Args {
         long,
         value_delimiter = ',',
         value_name = "D,L,H,KV,I,V",
-        default_value = "512,8,8,8,1376,32000"
+        default_value = "512,8,8,8,1376,32000",
+        value_parser = at_least(1)
     )]
     random_shape: Vec<usize>,
-    /// Sequence length of the forward and differentiable passes.
-    #[arg(long, default_value_t = 256)]
+    /// Sequence length of the forward and differentiable passes (≥ 2: a prompt and an answer
+    /// token).
+    #[arg(long, default_value_t = 256, value_parser = at_least(2))]
     seq_len: usize,
     /// Tokens to generate after a 16-token prompt.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least(1))]
     gen_tokens: usize,
     /// Repetitions; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least(1))]
     repeat: usize,
     #[command(flatten)]
     device: DeviceArgs,

@@ -1,21 +1,22 @@
 //! `circuitdiff bench-gui`: frame time of the circuit graph view (BENCHMARKS.md).
 
+use super::args::at_least;
 use circuitdiff::app::bench::{run as run_bench, BenchOptions};
 
 /// Frame time of the circuit graph with every edge in the top-k, in a window without vsync.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Layers of the synthetic model.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least(1))]
     layers: usize,
     /// Head-level graph with this many attention heads per layer.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least(1))]
     heads: Option<usize>,
-    /// Key/value heads of the head-level graph.
-    #[arg(long, default_value_t = 4)]
+    /// Key/value heads of the head-level graph (they must divide --heads).
+    #[arg(long, default_value_t = 4, value_parser = at_least(1), requires = "heads")]
     kv_heads: usize,
     /// Frames measured after the warm-up.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = at_least(1))]
     frames: usize,
 }
 

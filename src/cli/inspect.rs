@@ -10,7 +10,7 @@ pub struct Args {
     /// A model folder, a .gguf file, or a Hugging Face id (org/name[@revision]).
     model: String,
     /// Sequence length (prompt + answer tokens) for the memory estimate.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::args::at_least(1))]
     seq_len: usize,
     /// Estimate the memory of a head-level graph.
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! `circuitdiff lab`: train the demo model zoo, and measure a model's task accuracy.
 
+use super::args::{at_least, whole_in};
 use super::bars::{ctrl_c_token, Bars};
 use anyhow::Context as _;
 use circuitdiff::lab::task::{eval_questions, EVAL_N};
@@ -40,10 +41,11 @@ struct EvalArgs {
     /// Model folders (or any model spec).
     #[arg(required = true)]
     models: Vec<String>,
-    /// Held-out questions to ask (the first N of `builtin:arith`).
-    #[arg(long, default_value_t = EVAL_N)]
+    /// Held-out questions to ask (the first N of `builtin:arith`, at most the split's size).
+    #[arg(long, default_value_t = EVAL_N, value_parser = whole_in(1, EVAL_N))]
     n: usize,
-    #[arg(long, default_value_t = 40)]
+    /// Maximum new tokens per answer.
+    #[arg(long, default_value_t = 40, value_parser = at_least(1))]
     max_new_tokens: usize,
 }
 

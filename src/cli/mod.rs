@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
+mod args;
 mod bars;
 mod bench;
 #[cfg(feature = "gui")]
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "circuitdiff", version, about)]
 pub struct Cli {
     /// CPU threads for tensor work (default: all cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = args::at_least(1))]
     pub threads: Option<usize>,
     /// App: neither read nor write saved settings.
     #[cfg(feature = "gui")]

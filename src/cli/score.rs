@@ -1,6 +1,7 @@
 //! `circuitdiff score` and `circuitdiff compare`: score given token sequences into a run
 //! directory, and compare two run directories sample by sample.
 
+use super::args::at_least;
 use super::bars::{ctrl_c_token, Bars};
 use super::device::DeviceArgs;
 use anyhow::{bail, Context as _};
@@ -23,8 +24,8 @@ pub struct ScoreArgs {
     /// JSON list of {"prompt_ids": [...], "answer_ids": [...]} (optional "id").
     #[arg(long)]
     samples: PathBuf,
-    /// Cut length K: score the first K answer tokens (clamped to each answer's length).
-    #[arg(long)]
+    /// Cut length K ≥ 1: score the first K answer tokens (clamped to each answer's length).
+    #[arg(long, value_parser = at_least(1))]
     cut: usize,
     /// Output run directory; re-running with the same arguments resumes it.
     #[arg(long)]
@@ -47,9 +48,9 @@ pub struct MetricArgs {
     /// Kurtosis of |s| instead of the signed scores.
     #[arg(long)]
     kurtosis_abs: bool,
-    /// Entropy of a histogram of the scores with this many bins, instead of the entropy of
-    /// the |s| mass distribution.
-    #[arg(long)]
+    /// Entropy of a histogram of the scores with this many bins (≥ 2), instead of the entropy
+    /// of the |s| mass distribution.
+    #[arg(long, value_parser = at_least(2))]
     entropy_bins: Option<usize>,
 }
 
@@ -73,9 +74,6 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     })?;
     if samples.is_empty() {
         bail!("{}: no samples", args.samples.display());
-    }
-    if args.cut == 0 {
-        bail!("--cut must be at least 1");
     }
     let mut opts = args.device.load_options()?;
     if args.f64 {
@@ -161,8 +159,8 @@ pub struct CompareArgs {
     /// Where to write comparison.json and comparison.csv.
     #[arg(long)]
     out: PathBuf,
-    /// Bootstrap resamples for the confidence interval of the mean difference.
-    #[arg(long, default_value_t = 10_000)]
+    /// Bootstrap resamples (≥ 1) for the confidence interval of the mean difference.
+    #[arg(long, default_value_t = 10_000, value_parser = at_least(1))]
     bootstrap: usize,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 42)]
@@ -172,6 +170,7 @@ pub struct CompareArgs {
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let base = run::load(&args.base)?;
     let tuned = run::load(&args.tuned)?;
+    check_pairable(&base, &tuned)?;
     let opts = CompareOptions {
         bootstrap_resamples: args.bootstrap,
         seed: args.seed,
@@ -186,6 +185,53 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     )?;
     print!("{}", table(&c));
     println!("wrote {}", args.out.join("comparison.json").display());
+    Ok(())
+}
+
+/// Refuse two runs whose per-sample metrics are different quantities: runs of other graphs
+/// (level, layers, edges), at another cut K, or with other metric options.
+fn check_pairable(base: &run::Run, tuned: &run::Run) -> anyhow::Result<()> {
+    let (b, t) = (&base.manifest, &tuned.manifest);
+    let entropy = |bins: Option<usize>| bins.map_or("mass".to_owned(), |n| format!("{n} bins"));
+    let sides = [
+        (
+            "graph level",
+            format!("{:?}", b.method.graph_level),
+            format!("{:?}", t.method.graph_level),
+        ),
+        (
+            "layers",
+            b.graph.layers.to_string(),
+            t.graph.layers.to_string(),
+        ),
+        ("edges", b.num_edges.to_string(), t.num_edges.to_string()),
+        ("cut K", b.method.cut.to_string(), t.method.cut.to_string()),
+        (
+            "kurtosis of |s|",
+            b.method.metrics.kurtosis_of_abs.to_string(),
+            t.method.metrics.kurtosis_of_abs.to_string(),
+        ),
+        (
+            "entropy",
+            entropy(b.method.metrics.entropy_bins),
+            entropy(t.method.metrics.entropy_bins),
+        ),
+    ];
+    let differences: Vec<String> = sides
+        .iter()
+        .filter(|(_, b, t)| b != t)
+        .map(|(what, b, t)| format!("{what} {b} vs {t}"))
+        .collect();
+    if !differences.is_empty() {
+        bail!(
+            "the runs cannot be paired: {} (base vs tuned); compare runs of models with the same \
+             graph, scored with the same --heads, --cut, --kurtosis-abs and --entropy-bins; \
+             base run {}, tuned run {}",
+            differences.join(", "),
+            base.dir.display(),
+            tuned.dir.display()
+        );
+    }
     Ok(())
 }
 

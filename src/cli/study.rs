@@ -1,5 +1,6 @@
 //! `circuitdiff study`: the whole study, headless, with a progress bar per stage.
 
+use super::args::{at_least, open_unit, positive_finite, shard, unit_above_zero};
 use super::bars::{ctrl_c_token, Bars};
 use super::device::DeviceArgs;
 use super::score::{table, MetricArgs};
@@ -25,26 +26,26 @@ pub struct Args {
     /// A JSONL file (fields detected per file) or `builtin:arith[?n=200&seed=42&max=99&terms=2&ops=+-]`.
     #[arg(long, default_value = "builtin:arith")]
     dataset: String,
-    /// Skip this many questions of the dataset.
-    #[arg(long, default_value_t = 0)]
+    /// Skip this many questions of the dataset (fewer than it holds).
+    #[arg(long, default_value_t = 0, value_parser = at_least(0))]
     offset: usize,
     /// Ask at most this many questions.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least(1))]
     limit: Option<usize>,
     /// Questions to score after filtering.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least(1))]
     n: usize,
-    /// K = max(⌊α·T̄⌋, 1).
-    #[arg(long, default_value_t = 0.05)]
+    /// K = max(⌊α·T̄⌋, 1), with α in (0, 1).
+    #[arg(long, default_value_t = 0.05, value_parser = open_unit)]
     alpha: f64,
     /// T̄: `min` of the two models' mean answer lengths, or `pooled` mean.
-    #[arg(long, default_value = "min")]
+    #[arg(long, default_value = "min", value_parser = ["min", "pooled"])]
     t_bar: String,
     /// Seed of the question sample and the bootstrap.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Maximum new tokens per answer.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = at_least(1))]
     max_new_tokens: usize,
     /// deepseek-math, mistral, qwen25-math-cot, chat, plain, or a text with {question}
     /// (default: the tokenizer's chat template when it has one, else plain).
@@ -61,11 +62,11 @@ pub struct Args {
     /// Use only the local Hugging Face cache.
     #[arg(long)]
     offline: bool,
-    /// Sample answers at this temperature instead of greedy decoding.
-    #[arg(long)]
+    /// Sample answers at this temperature (> 0) instead of greedy decoding.
+    #[arg(long, value_parser = positive_finite)]
     temperature: Option<f64>,
-    /// Nucleus sampling mass (with --temperature).
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling mass in (0, 1] (with --temperature).
+    #[arg(long, default_value_t = 1.0, value_parser = unit_above_zero, requires = "temperature")]
     top_p: f64,
     /// Extra strings that end an answer.
     #[arg(long)]
@@ -74,12 +75,12 @@ pub struct Args {
     #[arg(long)]
     stop_id: Vec<u32>,
     /// Questions generated together in one batch (the weights are read once per step for all).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least(1))]
     batch: usize,
-    /// Answer only the chunks of --batch questions numbered i, i+n, i+2n, … (`i/n`) and stop;
-    /// `circuitdiff merge` joins the shards and finishes the study.
-    #[arg(long)]
-    shard: Option<String>,
+    /// Answer only the chunks of --batch questions numbered i, i+n, i+2n, … (`i/n`, 0 ≤ i < n)
+    /// and stop; `circuitdiff merge` joins the shards and finishes the study.
+    #[arg(long, value_name = "I/N", value_parser = shard)]
+    shard: Option<(usize, usize)>,
     /// Output directory; re-running the same command continues an interrupted study.
     #[arg(long)]
     out: PathBuf,
@@ -101,13 +102,6 @@ pub struct MergeArgs {
     out: PathBuf,
     #[command(flatten)]
     device: DeviceArgs,
-}
-
-fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
-    let (i, n) = s
-        .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--shard `{s}`: expected i/n, e.g. 0/4"))?;
-    Ok((i.trim().parse()?, n.trim().parse()?))
 }
 
 fn load_options(offline: bool, device: &DeviceArgs) -> anyhow::Result<LoadOptions> {
@@ -138,8 +132,7 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let t_bar = match args.t_bar.as_str() {
         "min" => TBar::MinOfMeans,
-        "pooled" => TBar::Pooled,
-        other => anyhow::bail!("--t-bar `{other}`: expected `min` or `pooled`"),
+        _ => TBar::Pooled,
     };
     let template = args.template.as_deref().map(Template::parse).transpose()?;
     let defaults = SelectOptions::default();
@@ -187,7 +180,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ..CompareOptions::default()
         },
         batch: args.batch,
-        shard: args.shard.as_deref().map(parse_shard).transpose()?,
+        shard: args.shard,
     };
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();

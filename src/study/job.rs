@@ -40,6 +40,12 @@ pub enum StudyError {
     Render(#[from] crate::report::render::RenderError),
     #[error("{} holds a different study (see its study.json); choose another --out or delete it", dir.display())]
     DifferentStudy { dir: PathBuf },
+    #[error("--offset {offset} skips every question: the dataset holds {loaded} (use an offset below {loaded}): {dataset}")]
+    OffsetPastEnd {
+        offset: usize,
+        loaded: usize,
+        dataset: String,
+    },
     #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
     Shard { i: usize, n: usize },
     #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
@@ -223,6 +229,13 @@ fn claim(cfg: &StudyConfig, dir: &StudyDir) -> Result<(), StudyError> {
 fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyError> {
     let spec = dataset::parse_spec(&cfg.dataset)?;
     let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
+    if questions.is_empty() && cfg.offset > 0 {
+        return Err(StudyError::OffsetPastEnd {
+            offset: cfg.offset,
+            loaded: report.loaded,
+            dataset: cfg.dataset.clone(),
+        });
+    }
     let Some((i, n)) = cfg.shard else {
         return Ok((questions, report));
     };

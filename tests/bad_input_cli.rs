@@ -1,0 +1,369 @@
+//! Bad command-line input is refused: every case exits non-zero without a panic, names the flag
+//! (or, for runs that cannot be paired, both run directories) and the allowed values, leaves an
+//! existing `--out` directory byte for byte as it was and creates no new one.
+
+mod common;
+
+use common::{circuitdiff, Tiny};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every file (with its bytes) and folder (`None`) under `dir`, by relative path.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut tree = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+            if path.is_dir() {
+                tree.insert(rel, None);
+                stack.push(path);
+            } else {
+                tree.insert(rel, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    tree
+}
+
+/// One refused command line and what stderr must say. In the arguments `OUT` stands for an
+/// existing output directory, `NEW` for one that does not exist, `SAMPLES` for a valid sample
+/// file.
+type Case = (&'static [&'static str], &'static [&'static str]);
+
+const STUDY: [&str; 7] = [
+    "study",
+    "--base",
+    "assets/zoo/base",
+    "--tuned",
+    "assets/zoo/grpo",
+    "--dataset",
+    "builtin:arith?n=6",
+];
+
+const ALPHA: &str = "'--alpha <ALPHA>': must be a finite number in (0, 1)";
+const TOP_P: &str = "'--top-p <TOP_P>': must be a finite number in (0, 1]";
+const TEMPERATURE: &str = "'--temperature <TEMPERATURE>': must be a finite number > 0";
+const SHARD: &str = "'--shard <I/N>': expected I/N, shard I of N counted from 0 (0 ≤ I < N)";
+const AT_LEAST_1: &str = "must be a whole number ≥ 1";
+const BINS: [&str; 2] = [
+    "'--entropy-bins <ENTROPY_BINS>'",
+    "must be a whole number ≥ 2",
+];
+
+/// Study flags that must be refused, each with what the message must say.
+const STUDY_CASES: &[Case] = &[
+    (&["--alpha", "nan"], &[ALPHA]),
+    (&["--alpha=-1"], &[ALPHA]),
+    (&["--alpha", "0"], &[ALPHA]),
+    (&["--alpha", "1"], &[ALPHA]),
+    (&["--alpha", "inf"], &[ALPHA]),
+    (&["--alpha", "five"], &[ALPHA]),
+    (&["--temperature=-1"], &[TEMPERATURE]),
+    (&["--temperature", "0"], &[TEMPERATURE]),
+    (&["--temperature", "NaN"], &[TEMPERATURE]),
+    (&["--temperature", "1", "--top-p", "2"], &[TOP_P]),
+    (&["--temperature", "1", "--top-p", "0"], &[TOP_P]),
+    (&["--temperature", "1", "--top-p", "nan"], &[TOP_P]),
+    (
+        &["--top-p", "0.9"],
+        &["--top-p", "--temperature <TEMPERATURE>"],
+    ),
+    (&["--batch", "0"], &["'--batch <BATCH>'", AT_LEAST_1]),
+    (&["--n", "0"], &["'--n <N>'", AT_LEAST_1]),
+    (&["--limit", "0"], &["'--limit <LIMIT>'", AT_LEAST_1]),
+    (
+        &["--max-new-tokens", "0"],
+        &["'--max-new-tokens <MAX_NEW_TOKENS>'", AT_LEAST_1],
+    ),
+    (&["--entropy-bins", "0"], &BINS),
+    (&["--entropy-bins", "1"], &BINS),
+    (
+        &["--offset=-1"],
+        &["'--offset <OFFSET>'", "must be a whole number ≥ 0"],
+    ),
+    (
+        &["--offset", "6"],
+        &["--offset 6 skips every question: the dataset holds 6 (use an offset below 6)"],
+    ),
+    (
+        &["--offset", "1000", "--limit", "3"],
+        &["--offset 1000 skips every question"],
+    ),
+    (&["--shard", "1/x"], &[SHARD]),
+    (&["--shard", "4/4"], &[SHARD]),
+    (&["--shard", "1/0"], &[SHARD]),
+    (&["--shard", "2"], &[SHARD]),
+    (
+        &["--t-bar", "mean"],
+        &["'--t-bar <T_BAR>'", "[possible values: min, pooled]"],
+    ),
+    (&["--threads", "0"], &["'--threads <THREADS>'", AT_LEAST_1]),
+];
+
+/// The other subcommands' flags that must be refused.
+const OTHER_CASES: &[Case] = &[
+    (
+        &["--threads", "0", "inspect", "assets/zoo/base"],
+        &["'--threads <THREADS>'", AT_LEAST_1],
+    ),
+    (
+        &["inspect", "assets/zoo/base", "--seq-len", "0"],
+        &["'--seq-len <SEQ_LEN>'", AT_LEAST_1],
+    ),
+    (
+        &["inspect", "assets/zoo/base", "--seq-len", "many"],
+        &["'--seq-len <SEQ_LEN>'", AT_LEAST_1],
+    ),
+    (
+        &[
+            "score",
+            "--model",
+            "assets/zoo/base",
+            "--samples",
+            "SAMPLES",
+            "--cut",
+            "0",
+            "--out",
+            "OUT",
+        ],
+        &["'--cut <CUT>'", AT_LEAST_1],
+    ),
+    (
+        &[
+            "score",
+            "--model",
+            "assets/zoo/base",
+            "--samples",
+            "SAMPLES",
+            "--cut=-2",
+            "--out",
+            "NEW",
+        ],
+        &["'--cut <CUT>'", AT_LEAST_1],
+    ),
+    (
+        &[
+            "score",
+            "--model",
+            "assets/zoo/base",
+            "--samples",
+            "SAMPLES",
+            "--cut",
+            "2",
+            "--entropy-bins",
+            "1",
+            "--out",
+            "OUT",
+        ],
+        &BINS,
+    ),
+    (
+        &[
+            "compare",
+            "assets/demo/grpo/base",
+            "assets/demo/grpo/tuned",
+            "--bootstrap",
+            "0",
+            "--out",
+            "OUT",
+        ],
+        &["'--bootstrap <BOOTSTRAP>'", AT_LEAST_1],
+    ),
+    (
+        &[
+            "compare",
+            "assets/demo/grpo/base",
+            "assets/demo/grpo/tuned",
+            "--bootstrap",
+            "0",
+            "--out",
+            "NEW",
+        ],
+        &["'--bootstrap <BOOTSTRAP>'", AT_LEAST_1],
+    ),
+    (
+        &["lab", "eval", "assets/zoo/base", "--n", "0"],
+        &["'--n <N>'", "must be a whole number from 1 to 500"],
+    ),
+    (
+        &["lab", "eval", "assets/zoo/base", "--n", "501"],
+        &["'--n <N>'", "must be a whole number from 1 to 500"],
+    ),
+    (
+        &["lab", "eval", "assets/zoo/base", "--max-new-tokens", "0"],
+        &["'--max-new-tokens <MAX_NEW_TOKENS>'", AT_LEAST_1],
+    ),
+    (
+        &["bench", "--model", "assets/zoo/base", "--seq-len", "1"],
+        &["'--seq-len <SEQ_LEN>'", "must be a whole number ≥ 2"],
+    ),
+    (
+        &["bench", "--model", "assets/zoo/base", "--repeat", "0"],
+        &["'--repeat <REPEAT>'", AT_LEAST_1],
+    ),
+    (
+        &["bench", "--model", "assets/zoo/base", "--gen-tokens", "0"],
+        &["'--gen-tokens <GEN_TOKENS>'", AT_LEAST_1],
+    ),
+    (
+        &[
+            "bench",
+            "--write-random-llama",
+            "OUT",
+            "--random-shape",
+            "64,0,4,4,128,100",
+        ],
+        &["'--random-shape <D,L,H,KV,I,V>'", AT_LEAST_1],
+    ),
+    (
+        &[
+            "bench",
+            "--write-random-llama",
+            "NEW",
+            "--random-shape",
+            "64,2,4,4,128",
+        ],
+        &["--random-shape takes six numbers"],
+    ),
+    #[cfg(feature = "gui")]
+    (
+        &["bench-gui", "--frames", "0"],
+        &["'--frames <FRAMES>'", AT_LEAST_1],
+    ),
+    #[cfg(feature = "gui")]
+    (
+        &["bench-gui", "--layers", "0"],
+        &["'--layers <LAYERS>'", AT_LEAST_1],
+    ),
+    #[cfg(feature = "gui")]
+    (
+        &["bench-gui", "--kv-heads", "2"],
+        &["--kv-heads", "--heads <HEADS>"],
+    ),
+];
+
+/// Run `args`, with `OUT`, `NEW` and `SAMPLES` filled in; return what is wrong, if anything.
+fn refused(args: &[&str], says: &[&str], dir: &Path) -> Option<String> {
+    let (out, new, samples) = (dir.join("out"), dir.join("new"), dir.join("samples.json"));
+    let args: Vec<&str> = args
+        .iter()
+        .map(|&a| match a {
+            "OUT" => out.to_str().unwrap(),
+            "NEW" => new.to_str().unwrap(),
+            "SAMPLES" => samples.to_str().unwrap(),
+            other => other,
+        })
+        .collect();
+    let before = snapshot(&out);
+    let (ok, _, stderr) = circuitdiff(&args);
+    let mut wrong = Vec::new();
+    if ok {
+        wrong.push("succeeded".to_owned());
+    }
+    if stderr.contains("panicked") {
+        wrong.push("panicked".to_owned());
+    }
+    wrong.extend(
+        says.iter()
+            .filter(|s| !stderr.contains(*s))
+            .map(|s| format!("does not say {s:?}")),
+    );
+    if snapshot(&out) != before {
+        wrong.push("changed the existing output directory".to_owned());
+    }
+    if new.exists() {
+        wrong.push("created the output directory".to_owned());
+        std::fs::remove_dir_all(&new).unwrap();
+    }
+    (!wrong.is_empty()).then(|| format!("{args:?}: {}\n{stderr}", wrong.join("; ")))
+}
+
+/// A temporary folder with an output directory that already holds files, and a sample file.
+fn workspace() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("kept")).unwrap();
+    std::fs::write(out.join("notes.txt"), "written before the command\n").unwrap();
+    std::fs::write(out.join("kept/data.bin"), [0u8, 1, 2, 255]).unwrap();
+    std::fs::write(
+        tmp.path().join("samples.json"),
+        r#"[{"id": "s1", "prompt_ids": [1, 5, 6, 7], "answer_ids": [8, 9, 10]}]"#,
+    )
+    .unwrap();
+    tmp
+}
+
+#[test]
+fn bad_flags_are_refused_naming_the_flag_and_range() {
+    let tmp = workspace();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (flags, says) in STUDY_CASES {
+        for out in ["OUT", "NEW"] {
+            let mut args = STUDY.to_vec();
+            args.extend_from_slice(flags);
+            args.extend(["--out", out]);
+            failures.extend(refused(&args, says, tmp.path()));
+            count += 1;
+        }
+    }
+    for (args, says) in OTHER_CASES {
+        failures.extend(refused(args, says, tmp.path()));
+        count += 1;
+    }
+    assert!(count >= 40, "only {count} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn values_at_the_ends_of_the_ranges_are_accepted() {
+    let (ok, stdout, stderr) = circuitdiff(&["inspect", "assets/zoo/base", "--seq-len", "1"]);
+    assert!(ok && stdout.contains("at 1 tokens"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = circuitdiff(&[
+        "lab",
+        "eval",
+        "assets/zoo/base",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "1",
+    ]);
+    assert!(ok && stdout.contains("(1 questions)"), "{stdout}{stderr}");
+}
+
+#[test]
+fn runs_of_different_graphs_are_not_compared() {
+    let tmp = workspace();
+    let dir = tmp.path();
+    let tiny = Tiny::Llama.write(dir);
+    let samples = dir.join("samples.json");
+    let mut runs = Vec::new();
+    for (model, name) in [
+        (Path::new("assets/zoo/base"), "four"),
+        (tiny.as_path(), "two"),
+    ] {
+        let run = dir.join(name);
+        let (ok, _, stderr) = circuitdiff(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--samples",
+            samples.to_str().unwrap(),
+            "--cut",
+            "2",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        runs.push(run.to_str().unwrap().to_owned());
+    }
+    let layers = "the runs cannot be paired: layers 4 vs 2, edges 77 vs 23 (base vs tuned)";
+    let dirs = format!("base run {}, tuned run {}", runs[0], runs[1]);
+    for out in ["OUT", "NEW"] {
+        let args = ["compare", &runs[0], &runs[1], "--out", out];
+        let failure = refused(&args, &[layers, dirs.as_str()], dir);
+        assert!(failure.is_none(), "{}", failure.unwrap_or_default());
+    }
+}
