@@ -397,6 +397,7 @@ fn the_binary_shows_results_in_a_window_saves_a_png_and_exits() {
 /// short answers, their comparison, and an `answers.jsonl`.
 #[test]
 #[ignore = "writes the committed fixture"]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn regenerate_fixture() {
     use circuitdiff::attribution::score::Accumulation;
     use circuitdiff::attribution::{Graph, Level};

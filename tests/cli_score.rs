@@ -51,6 +51,7 @@ fn samples() -> serde_json::Value {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

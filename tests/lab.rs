@@ -173,6 +173,7 @@ fn descend(
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn each_algorithm_lowers_its_loss_and_checkpoints_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = tiny_model(dir.path());

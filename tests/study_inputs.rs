@@ -79,6 +79,7 @@ fn expression(q: &Question) -> &str {
 // The shared data sets
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn shared_datasets_load_with_detected_fields_and_readme_counts() {
     // (folder, lines in the README table, question field, reference field, first id,
     //  start of the first question, end of the first reference)

@@ -252,68 +252,7 @@ pub fn models_ui(
     let palette = Palette::of(ui.ctx());
     for side in Side::BOTH {
         let slot = &mut picker.slots[side];
-        let r = ui.group(|ui| {
-            ui.strong(slot_title(side));
-            ui.add(
-                egui::TextEdit::singleline(&mut specs[side])
-                    .hint_text("folder, .gguf / .safetensors, or org/name")
-                    .desired_width(f32::INFINITY),
-            );
-            ui.horizontal(|ui| {
-                if ui.button("Folder…").clicked() {
-                    cmds.push(Command::ChooseModel { side, folder: true });
-                }
-                if ui.button("File…").clicked() {
-                    cmds.push(Command::ChooseModel {
-                        side,
-                        folder: false,
-                    });
-                }
-                let busy = slot.job.is_some();
-                if ui
-                    .add_enabled(
-                        !busy && !specs[side].trim().is_empty(),
-                        egui::Button::new("Inspect"),
-                    )
-                    .clicked()
-                {
-                    cmds.push(Command::Inspect(side));
-                }
-                if busy && ui.button("Cancel").clicked() {
-                    cmds.push(Command::CancelInspect(side));
-                }
-            });
-            if slot.job.is_some() {
-                match slot.download.stages.last() {
-                    Some((name, done, total)) => {
-                        let frac = if *total > 0 {
-                            *done as f32 / *total as f32
-                        } else {
-                            0.0
-                        };
-                        ui.add(egui::ProgressBar::new(frac).text(format!(
-                            "{name}: {:.1} / {:.1} MB",
-                            *done as f64 / 1e6,
-                            *total as f64 / 1e6
-                        )));
-                    }
-                    None => {
-                        ui.horizontal(|ui| {
-                            ui.spinner();
-                            ui.label("inspecting…");
-                        });
-                    }
-                }
-            }
-            if let Some(e) = &slot.error {
-                ui.colored_label(palette.error(), e);
-            }
-            if let Some((spec, info)) = &slot.info {
-                if *spec == specs[side] {
-                    info_ui(ui, info);
-                }
-            }
-        });
+        let r = ui.group(|ui| slot_ui(ui, side, slot, &mut specs[side], cmds));
         slot.rect = Some(r.response.rect);
     }
     match &picker.vocab {
@@ -344,23 +283,90 @@ pub fn models_ui(
         });
     }
     if !recent.is_empty() {
-        egui::CollapsingHeader::new("Recent models").show(ui, |ui| {
-            for spec in recent {
+        recent_ui(ui, recent, cmds);
+    }
+}
+
+/// One slot: its spec, the buttons that fill and inspect it, progress, error and details.
+fn slot_ui(ui: &mut Ui, side: Side, slot: &Slot, spec: &mut String, cmds: &mut Vec<Command>) {
+    ui.strong(slot_title(side));
+    ui.add(
+        egui::TextEdit::singleline(spec)
+            .hint_text("folder, .gguf / .safetensors, or org/name")
+            .desired_width(f32::INFINITY),
+    );
+    ui.horizontal(|ui| {
+        if ui.button("Folder…").clicked() {
+            cmds.push(Command::ChooseModel { side, folder: true });
+        }
+        if ui.button("File…").clicked() {
+            cmds.push(Command::ChooseModel {
+                side,
+                folder: false,
+            });
+        }
+        let busy = slot.job.is_some();
+        let can_inspect = !busy && !spec.trim().is_empty();
+        if ui
+            .add_enabled(can_inspect, egui::Button::new("Inspect"))
+            .clicked()
+        {
+            cmds.push(Command::Inspect(side));
+        }
+        if busy && ui.button("Cancel").clicked() {
+            cmds.push(Command::CancelInspect(side));
+        }
+    });
+    if slot.job.is_some() {
+        match slot.download.stages.last() {
+            Some((name, done, total)) => {
+                let frac = if *total > 0 {
+                    *done as f32 / *total as f32
+                } else {
+                    0.0
+                };
+                ui.add(egui::ProgressBar::new(frac).text(format!(
+                    "{name}: {:.1} / {:.1} MB",
+                    *done as f64 / 1e6,
+                    *total as f64 / 1e6
+                )));
+            }
+            None => {
                 ui.horizontal(|ui| {
-                    for (side, label) in [(Side::Base, "Base"), (Side::Tuned, "Tuned")] {
-                        if ui.small_button(label).clicked() {
-                            cmds.push(Command::SetModel {
-                                side,
-                                spec: spec.clone(),
-                            });
-                        }
-                    }
-                    ui.label(super::results::short_name(spec))
-                        .on_hover_text(spec);
+                    ui.spinner();
+                    ui.label("inspecting…");
                 });
             }
-        });
+        }
     }
+    if let Some(e) = &slot.error {
+        ui.colored_label(Palette::of(ui.ctx()).error(), e);
+    }
+    if let Some((inspected, info)) = &slot.info {
+        if inspected == spec {
+            info_ui(ui, info);
+        }
+    }
+}
+
+/// Recently inspected models, each with buttons that put it into a slot.
+fn recent_ui(ui: &mut Ui, recent: &[String], cmds: &mut Vec<Command>) {
+    egui::CollapsingHeader::new("Recent models").show(ui, |ui| {
+        for spec in recent {
+            ui.horizontal(|ui| {
+                for (side, label) in [(Side::Base, "Base"), (Side::Tuned, "Tuned")] {
+                    if ui.small_button(label).clicked() {
+                        cmds.push(Command::SetModel {
+                            side,
+                            spec: spec.clone(),
+                        });
+                    }
+                }
+                ui.label(super::results::short_name(spec))
+                    .on_hover_text(spec);
+            });
+        }
+    });
 }
 
 #[cfg(test)]

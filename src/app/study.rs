@@ -153,89 +153,9 @@ pub fn study_ui(
     cmds: &mut Vec<Command>,
 ) {
     ui.add_enabled_ui(running.is_none(), |ui| {
-        egui::Grid::new("study_form").num_columns(2).show(ui, |ui| {
-            let l = ui.label("Dataset");
-            ui.horizontal(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut form.dataset).desired_width(130.0))
-                    .labelled_by(l.id);
-                if ui.small_button("File…").clicked() {
-                    cmds.push(Command::ChooseDataset);
-                }
-                if ui.small_button("Built-in").clicked() {
-                    form.dataset = "builtin:arith".into();
-                }
-            });
-            ui.end_row();
-            let l = ui.label("Template");
-            let shown = if form.template.is_empty() {
-                "tokenizer default"
-            } else {
-                form.template.as_str()
-            };
-            egui::ComboBox::from_id_salt("template")
-                .selected_text(shown.chars().take(24).collect::<String>())
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut form.template, String::new(), "tokenizer default");
-                    for t in TEMPLATES {
-                        ui.selectable_value(&mut form.template, t.to_owned(), t);
-                    }
-                })
-                .response
-                .labelled_by(l.id);
-            ui.end_row();
-            ui.label("Custom template");
-            ui.add(
-                egui::TextEdit::singleline(&mut form.template)
-                    .hint_text("… {question} …")
-                    .desired_width(170.0),
-            );
-            ui.end_row();
-            let l = ui.label("N");
-            ui.add(egui::DragValue::new(&mut form.n).range(1..=100_000))
-                .labelled_by(l.id);
-            ui.end_row();
-            let l = ui.label("α");
-            ui.add(
-                egui::DragValue::new(&mut form.alpha)
-                    .range(0.001..=1.0)
-                    .speed(0.005),
-            )
-            .labelled_by(l.id);
-            ui.end_row();
-            let l = ui.label("Seed");
-            ui.add(egui::DragValue::new(&mut form.seed))
-                .labelled_by(l.id);
-            ui.end_row();
-            let l = ui.label("Max new tokens");
-            ui.add(egui::DragValue::new(&mut form.max_new_tokens).range(1..=65_536))
-                .labelled_by(l.id);
-            ui.end_row();
-            ui.label("Graph");
-            ui.horizontal(|ui| {
-                ui.radio_value(&mut form.heads, false, "block");
-                ui.radio_value(&mut form.heads, true, "head");
-            });
-            ui.end_row();
-            ui.label("Device");
-            ui.horizontal(|ui| {
-                for &d in DeviceChoice::available() {
-                    ui.radio_value(&mut form.device, d, d.label());
-                }
-            });
-            ui.end_row();
-            ui.label("Output");
-            ui.horizontal(|ui| {
-                ui.add(
-                    egui::TextEdit::singleline(&mut form.out)
-                        .hint_text("new folder")
-                        .desired_width(130.0),
-                );
-                if ui.small_button("Folder…").clicked() {
-                    cmds.push(Command::ChooseStudyFolder);
-                }
-            });
-            ui.end_row();
-        });
+        egui::Grid::new("study_form")
+            .num_columns(2)
+            .show(ui, |ui| form_ui(ui, form, cmds));
     });
     ui.horizontal(|ui| {
         let can_run = running.is_none() && ready.is_ok();
@@ -262,25 +182,120 @@ pub fn study_ui(
         ui.small(why);
     }
     if let Some(r) = running {
-        ui.label(if r.is_cancelling() {
-            "stopping after the current unit…"
-        } else {
-            "running; results below stay dimmed until it ends"
+        progress_ui(ui, r);
+    }
+}
+
+/// The form's rows: dataset and template, then [`sizes_ui`].
+fn form_ui(ui: &mut Ui, form: &mut StudyForm, cmds: &mut Vec<Command>) {
+    let l = ui.label("Dataset");
+    ui.horizontal(|ui| {
+        ui.add(egui::TextEdit::singleline(&mut form.dataset).desired_width(130.0))
+            .labelled_by(l.id);
+        if ui.small_button("File…").clicked() {
+            cmds.push(Command::ChooseDataset);
+        }
+        if ui.small_button("Built-in").clicked() {
+            form.dataset = "builtin:arith".into();
+        }
+    });
+    ui.end_row();
+    let l = ui.label("Template");
+    let shown = if form.template.is_empty() {
+        "tokenizer default"
+    } else {
+        form.template.as_str()
+    };
+    egui::ComboBox::from_id_salt("template")
+        .selected_text(shown.chars().take(24).collect::<String>())
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut form.template, String::new(), "tokenizer default");
+            for t in TEMPLATES {
+                ui.selectable_value(&mut form.template, t.to_owned(), t);
+            }
+        })
+        .response
+        .labelled_by(l.id);
+    ui.end_row();
+    ui.label("Custom template");
+    ui.add(
+        egui::TextEdit::singleline(&mut form.template)
+            .hint_text("… {question} …")
+            .desired_width(170.0),
+    );
+    ui.end_row();
+    sizes_ui(ui, form, cmds);
+}
+
+/// The form's rows from N on: sizes, seed, graph level, device and output folder.
+fn sizes_ui(ui: &mut Ui, form: &mut StudyForm, cmds: &mut Vec<Command>) {
+    let l = ui.label("N");
+    ui.add(egui::DragValue::new(&mut form.n).range(1..=100_000))
+        .labelled_by(l.id);
+    ui.end_row();
+    let l = ui.label("α");
+    ui.add(
+        egui::DragValue::new(&mut form.alpha)
+            .range(0.001..=1.0)
+            .speed(0.005),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
+    let l = ui.label("Seed");
+    ui.add(egui::DragValue::new(&mut form.seed))
+        .labelled_by(l.id);
+    ui.end_row();
+    let l = ui.label("Max new tokens");
+    ui.add(egui::DragValue::new(&mut form.max_new_tokens).range(1..=65_536))
+        .labelled_by(l.id);
+    ui.end_row();
+    ui.label("Graph");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut form.heads, false, "block");
+        ui.radio_value(&mut form.heads, true, "head");
+    });
+    ui.end_row();
+    ui.label("Device");
+    ui.horizontal(|ui| {
+        for &d in DeviceChoice::available() {
+            ui.radio_value(&mut form.device, d, d.label());
+        }
+    });
+    ui.end_row();
+    ui.label("Output");
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(&mut form.out)
+                .hint_text("new folder")
+                .desired_width(130.0),
+        );
+        if ui.small_button("Folder…").clicked() {
+            cmds.push(Command::ChooseStudyFolder);
+        }
+    });
+    ui.end_row();
+}
+
+/// The stages of a running study.
+fn progress_ui(ui: &mut Ui, r: &Running) {
+    ui.label(if r.is_cancelling() {
+        "stopping after the current unit…"
+    } else {
+        "running; results below stay dimmed until it ends"
+    });
+    if r.stages.stages.is_empty() {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("loading models…");
         });
-        if r.stages.stages.is_empty() {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label("loading models…");
-            });
-        }
-        for (name, done, total) in &r.stages.stages {
-            let frac = if *total > 0 {
-                *done as f32 / *total as f32
-            } else {
-                0.0
-            };
-            ui.add(egui::ProgressBar::new(frac).text(format!("{name}: {done} / {total}")));
-        }
+    }
+    for (name, done, total) in &r.stages.stages {
+        let frac = if *total > 0 {
+            *done as f32 / *total as f32
+        } else {
+            0.0
+        };
+        ui.add(egui::ProgressBar::new(frac).text(format!("{name}: {done} / {total}")));
     }
 }
 

@@ -134,18 +134,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(dir) = &args.write_random_llama {
-        let cfg = random_llama_config(&args.random_shape)?;
-        let weights = model::random_weights(&cfg, 0, 0.02)?;
-        let chars: String = (32u8..127).map(char::from).collect();
-        model::write_hf_folder(
-            dir,
-            &cfg,
-            &weights,
-            &model::char_tokenizer_json(&chars),
-            None,
-        )?;
-        println!("wrote {}", dir.display());
-        return Ok(());
+        return write_random_llama(dir, &args.random_shape);
     }
     let spec = args.model.as_deref().unwrap_or_default();
     let opts = LoadOptions {
@@ -190,9 +179,43 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    let forward = time(args.repeat, || {
-        Ok(model.forward_logits(&ids, Kernels::Fast)?)
-    })?;
+    let mut report = model_speeds(args, &model, &ids, p0)?;
+    report["model"] = spec.into();
+    if let (Some(r), Some(s)) = (report.as_object_mut(), scoring.as_object()) {
+        r.extend(s.clone());
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Write a random Llama of `shape` (bench's `--random-shape`) with a character tokenizer.
+fn write_random_llama(dir: &std::path::Path, shape: &[usize]) -> anyhow::Result<()> {
+    let cfg = random_llama_config(shape)?;
+    let weights = model::random_weights(&cfg, 0, 0.02)?;
+    let chars: String = (32u8..127).map(char::from).collect();
+    model::write_hf_folder(
+        dir,
+        &cfg,
+        &weights,
+        &model::char_tokenizer_json(&chars),
+        None,
+    )?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// Forward, generation and differentiable-pass speeds of `model` on `ids` (the last tokens
+/// from `p0` on are the differentiable pass's targets).
+fn model_speeds(
+    args: &Args,
+    model: &model::Model,
+    ids: &[u32],
+    p0: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let forward = time(
+        args.repeat,
+        || Ok(model.forward_logits(ids, Kernels::Fast)?),
+    )?;
     let prompt = &ids[..16.min(ids.len())];
     let opts = GenerateOptions {
         max_new_tokens: args.gen_tokens,
@@ -207,14 +230,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     let targets = ids[p0..].to_vec();
     let diff = time(args.repeat, || {
-        let traced = model.trace(&ids, p0 - 1..args.seq_len - 1)?;
+        let traced = model.trace(ids, p0 - 1..args.seq_len - 1)?;
         let lp = candle_nn::ops::log_softmax(&traced.logits, candle_core::D::Minus1)?;
         let idx = candle_core::Tensor::new(targets.as_slice(), model.device())?.unsqueeze(1)?;
         let loss = (lp.gather(&idx, 1)?.mean_all()? * -1.0)?;
         Ok(traced.gradients(&loss)?)
     })?;
-    let mut report = serde_json::json!({
-        "model": spec,
+    Ok(serde_json::json!({
         "threads": candle_core::utils::get_num_threads(),
         "seq_len": args.seq_len,
         "forward_tokens_per_s": args.seq_len as f64 / forward,
@@ -223,10 +245,5 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "differentiable_pass_s": diff,
         "peak_rss_bytes": peak_rss_bytes(),
         "cpu": CpuInfo::detect(),
-    });
-    if let (Some(r), Some(s)) = (report.as_object_mut(), scoring.as_object()) {
-        r.extend(s.clone());
-    }
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    }))
 }

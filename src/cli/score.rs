@@ -9,7 +9,6 @@ use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
-use circuitdiff::model::ScorePlan;
 use circuitdiff::report::comparison;
 use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
 use circuitdiff::report::table::Table;
@@ -63,33 +62,29 @@ impl MetricArgs {
     }
 }
 
-pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.samples)
-        .with_context(|| format!("reading {}", args.samples.display()))?;
+/// The samples of a `score --samples` file.
+fn read_samples(path: &std::path::Path) -> anyhow::Result<Vec<ScoreSample>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let samples: Vec<ScoreSample> = serde_json::from_str(&text).with_context(|| {
         format!(
             "{}: expected a JSON list of {{\"prompt_ids\": [...], \"answer_ids\": [...]}}",
-            args.samples.display()
+            path.display()
         )
     })?;
     if samples.is_empty() {
-        bail!("{}: no samples", args.samples.display());
+        bail!("{}: no samples", path.display());
     }
+    Ok(samples)
+}
+
+pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
+    let samples = read_samples(&args.samples)?;
     let mut opts = args.device.load_options()?;
     if args.f64 {
         opts.dtype = candle_core::DType::F64;
     }
-    // The longest sequence: the prompt and the first K − 1 answer tokens.
-    let seq_len = samples
-        .iter()
-        .map(|s| s.prompt_ids.len() + args.cut.min(s.answer_ids.len()).max(1) - 1)
-        .max()
-        .unwrap_or(1);
-    opts.plan = Some(ScorePlan {
-        seq_len,
-        scored: args.cut,
-        heads: args.heads,
-    });
+    opts.plan = Some(run::score_plan(&samples, args.cut, args.heads));
     let model = super::bars::load_model(&args.model, &opts)?;
     let level = if args.heads {
         Level::Head
@@ -114,39 +109,35 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     }
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    match run::score_run(
+    let outcome = run::score_run(
         "score", &args.out, &model, &manifest, &samples, &mut bars, &cancel,
-    )? {
+    )?;
+    drop(bars);
+    match outcome {
         Outcome::Cancelled { scored, total } => {
-            drop(bars);
             eprintln!("stopped after {scored}/{total} samples; run the same command to resume");
             std::process::exit(130);
         }
-        Outcome::Finished(r) => {
-            drop(bars);
-            let clamped = r
-                .scores
-                .iter()
-                .zip(&manifest.samples)
-                .filter(|(s, _)| s.k < args.cut)
-                .count();
-            let m = &r.metrics.mean.overall;
-            println!(
-                "scored {} samples ({} edges) into {}",
-                r.scores.len(),
-                manifest.num_edges,
-                args.out.display()
-            );
-            if clamped > 0 {
-                println!("{clamped} answers were shorter than K={} and were scored on their full length (see metrics.csv)", args.cut);
-            }
-            println!(
-                "mean vector: intensity {:.4e}  entropy {:.4} ({:.4} normalised)  kurtosis {:.3}",
-                m.intensity, m.entropy, m.entropy_normalized, m.kurtosis
-            );
-        }
+        Outcome::Finished(r) => print_finished(args, &r, manifest.num_edges),
     }
     Ok(())
+}
+
+fn print_finished(args: &ScoreArgs, r: &run::Run, num_edges: usize) {
+    let clamped = r.scores.iter().filter(|s| s.k < args.cut).count();
+    let m = &r.metrics.mean.overall;
+    println!(
+        "scored {} samples ({num_edges} edges) into {}",
+        r.scores.len(),
+        args.out.display()
+    );
+    if clamped > 0 {
+        println!("{clamped} answers were shorter than K={} and were scored on their full length (see metrics.csv)", args.cut);
+    }
+    println!(
+        "mean vector: intensity {:.4e}  entropy {:.4} ({:.4} normalised)  kurtosis {:.3}",
+        m.intensity, m.entropy, m.entropy_normalized, m.kurtosis
+    );
 }
 
 /// Compare two run directories paired by sample id.

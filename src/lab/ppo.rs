@@ -5,7 +5,7 @@
 use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, token_logprobs, Policy, SeqBatch};
-use super::rollout::rollouts;
+use super::rollout::{rollouts, Rollout};
 use super::{Result, StageContext};
 use crate::model::Model;
 use crate::study::dataset::Question;
@@ -123,6 +123,51 @@ pub fn ppo_loss(
     })
 }
 
+/// Per-token advantages (GAE along each answer of the per-token rewards −β·KL plus the final
+/// reward, whitened over the answer tokens) and returns, each (b, t) row-major; computed on the
+/// host.
+fn advantages(
+    samples: &[Rollout],
+    mask: &[Vec<f32>],
+    kl_tok: &[Vec<f32>],
+    vals: &[Vec<f32>],
+    cfg: &PpoConfig,
+) -> (Vec<f32>, Vec<f32>) {
+    let (b, t) = (mask.len(), mask.first().map_or(0, Vec::len));
+    let (mut adv, mut ret) = (vec![0f32; b * t], vec![0f32; b * t]);
+    for (r, sample) in samples.iter().enumerate() {
+        let cols: Vec<usize> = (0..t).filter(|&j| mask[r][j] > 0.0).collect();
+        let mut rewards: Vec<f64> = cols
+            .iter()
+            .map(|&j| -cfg.beta * f64::from(kl_tok[r][j]))
+            .collect();
+        if let Some(last) = rewards.last_mut() {
+            *last += sample.reward;
+        }
+        let values: Vec<f64> = cols.iter().map(|&j| f64::from(vals[r][j])).collect();
+        let (a, g) = gae(&rewards, &values, cfg.gamma, cfg.lambda);
+        for (k, &j) in cols.iter().enumerate() {
+            adv[r * t + j] = a[k] as f32;
+            ret[r * t + j] = g[k] as f32;
+        }
+    }
+    let n: f32 = mask.iter().flatten().sum::<f32>().max(1.0);
+    let flat_mask: Vec<f32> = mask.concat();
+    let mean = adv.iter().zip(&flat_mask).map(|(a, m)| a * m).sum::<f32>() / n;
+    let var = adv
+        .iter()
+        .zip(&flat_mask)
+        .map(|(a, m)| m * (a - mean).powi(2))
+        .sum::<f32>()
+        / n;
+    let adv = adv
+        .iter()
+        .zip(&flat_mask)
+        .map(|(a, m)| m * (a - mean) / (var.sqrt() + 1e-6))
+        .collect();
+    (adv, ret)
+}
+
 /// Train `policy` with PPO against the frozen `reference`.
 pub fn train(
     policy: &Policy,
@@ -161,43 +206,11 @@ pub fn train(
         let old = first.0.detach();
         let old_values = head.forward(&first.1.detach())?.detach();
         let refp = token_logprobs(reference, &batch)?.0.detach();
-        // Per-token rewards and GAE along each answer, computed on the host.
         let mask = batch.mask.to_vec2::<f32>()?;
+        let (b, t) = (mask.len(), mask.first().map_or(0, Vec::len));
         let kl_tok = (&old - &refp)?.to_vec2::<f32>()?;
         let vals = old_values.to_vec2::<f32>()?;
-        let (b, t) = (mask.len(), mask.first().map_or(0, Vec::len));
-        let (mut adv, mut ret) = (vec![0f32; b * t], vec![0f32; b * t]);
-        for (r, sample) in samples.iter().enumerate() {
-            let cols: Vec<usize> = (0..t).filter(|&j| mask[r][j] > 0.0).collect();
-            let mut rewards: Vec<f64> = cols
-                .iter()
-                .map(|&j| -cfg.beta * f64::from(kl_tok[r][j]))
-                .collect();
-            if let Some(last) = rewards.last_mut() {
-                *last += sample.reward;
-            }
-            let values: Vec<f64> = cols.iter().map(|&j| f64::from(vals[r][j])).collect();
-            let (a, g) = gae(&rewards, &values, cfg.gamma, cfg.lambda);
-            for (k, &j) in cols.iter().enumerate() {
-                adv[r * t + j] = a[k] as f32;
-                ret[r * t + j] = g[k] as f32;
-            }
-        }
-        // Whiten the advantages over the answer tokens.
-        let n: f32 = mask.iter().flatten().sum::<f32>().max(1.0);
-        let flat_mask: Vec<f32> = mask.concat();
-        let mean = adv.iter().zip(&flat_mask).map(|(a, m)| a * m).sum::<f32>() / n;
-        let var = adv
-            .iter()
-            .zip(&flat_mask)
-            .map(|(a, m)| m * (a - mean).powi(2))
-            .sum::<f32>()
-            / n;
-        let adv: Vec<f32> = adv
-            .iter()
-            .zip(&flat_mask)
-            .map(|(a, m)| m * (a - mean) / (var.sqrt() + 1e-6))
-            .collect();
+        let (adv, ret) = advantages(&samples, &mask, &kl_tok, &vals, cfg);
         let adv = Tensor::from_vec(adv, (b, t), &dev)?;
         let ret = Tensor::from_vec(ret, (b, t), &dev)?;
         let mut last = None;

@@ -122,18 +122,8 @@ impl Model {
         if prompts.iter().any(Vec::is_empty) {
             candle_core::bail!("cannot generate from an empty prompt");
         }
-        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
-        // Padding slots are masked out of attention; any valid id serves.
-        let rows: Vec<Vec<u32>> = prompts
-            .iter()
-            .zip(&pads)
-            .map(|(p, &pad)| {
-                std::iter::repeat_n(p[0], pad)
-                    .chain(p.iter().copied())
-                    .collect()
-            })
-            .collect();
+        let (rows, pads) = left_pad(prompts);
+        let width = rows[0].len();
         let mut rngs: Vec<Option<rand::rngs::StdRng>> = (0..prompts.len())
             .map(|r| match opts.sampling {
                 Sampling::Sample { seed, .. } => Some(rand::rngs::StdRng::seed_from_u64(
@@ -178,21 +168,7 @@ impl Model {
                     feed.push(vec![last]);
                     continue;
                 }
-                g.tokens.push(next);
-                g.text = self
-                    .tokenizer
-                    .decode(&g.tokens)
-                    .map_err(|e| candle_core::Error::Msg(format!("decode: {e}")))?;
-                if let Some(cut) = opts
-                    .stop_strings
-                    .iter()
-                    .filter_map(|s| g.text.find(s.as_str()))
-                    .min()
-                {
-                    g.text.truncate(cut);
-                    g.stop = StopReason::StopString;
-                    active[r] = false;
-                }
+                active[r] = self.push_token(g, next, &opts.stop_strings)?;
                 feed.push(vec![next]);
             }
             if !active.iter().any(|&a| a) {
@@ -202,6 +178,42 @@ impl Model {
         }
         Ok(out)
     }
+
+    /// Append `next` to an answer and decode it; `false` when a stop string ends the answer
+    /// (its text is cut there).
+    fn push_token(&self, g: &mut Generation, next: u32, stop_strings: &[String]) -> Result<bool> {
+        g.tokens.push(next);
+        g.text = self
+            .tokenizer
+            .decode(&g.tokens)
+            .map_err(|e| candle_core::Error::Msg(format!("decode: {e}")))?;
+        let cut = stop_strings
+            .iter()
+            .filter_map(|s| g.text.find(s.as_str()))
+            .min();
+        if let Some(cut) = cut {
+            g.text.truncate(cut);
+            g.stop = StopReason::StopString;
+        }
+        Ok(cut.is_none())
+    }
+}
+
+/// Prompts left-padded to one width, and each row's padding. Padding slots are masked out of
+/// attention; any valid id serves (the row's first token).
+fn left_pad(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+    let rows = prompts
+        .iter()
+        .zip(&pads)
+        .map(|(p, &pad)| {
+            std::iter::repeat_n(p[0], pad)
+                .chain(p.iter().copied())
+                .collect()
+        })
+        .collect();
+    (rows, pads)
 }
 
 fn one(mut v: Vec<Generation>) -> Result<Generation> {

@@ -15,7 +15,7 @@ use crate::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
 use crate::attribution::score::Accumulation;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
-use crate::model::Model;
+use crate::model::{Model, ScorePlan};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -500,6 +500,21 @@ pub fn score_run(
         progress.set(i as u64 + 1);
     }
     finish(dir, manifest, scores).map(|r| Outcome::Finished(Box::new(r)))
+}
+
+/// The memory plan of scoring `samples` at cut `k`: the longest prompt plus K − 1 answer
+/// tokens.
+pub fn score_plan(samples: &[ScoreSample], k: usize, heads: bool) -> ScorePlan {
+    let seq_len = samples
+        .iter()
+        .map(|s| s.prompt_ids.len() + k.min(s.answer_ids.len()).max(1) - 1)
+        .max()
+        .unwrap_or(1);
+    ScorePlan {
+        seq_len,
+        scored: k,
+        heads,
+    }
 }
 
 /// The manifest of a scoring run of `samples` with `model`.

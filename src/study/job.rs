@@ -13,7 +13,7 @@ use super::prompt::{render, Template};
 use super::select::{select, Candidate, Selection};
 use crate::attribution::score::Accumulation;
 use crate::attribution::{Graph, Level};
-use crate::model::{LoadOptions, Model, ScorePlan};
+use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample};
@@ -190,29 +190,6 @@ fn prompt_of(
     Ok((prompt, ids))
 }
 
-/// `load` with the plan of scoring `samples` at cut `k`: the longest prompt plus K − 1 answer
-/// tokens, so that a model whose scoring pass would not fit is refused before it is read.
-fn scoring_load(
-    load: &LoadOptions,
-    samples: &[ScoreSample],
-    k: usize,
-    level: Level,
-) -> LoadOptions {
-    let seq_len = samples
-        .iter()
-        .map(|s| s.prompt_ids.len() + k.min(s.answer_ids.len()).max(1) - 1)
-        .max()
-        .unwrap_or(1);
-    LoadOptions {
-        plan: Some(ScorePlan {
-            seq_len,
-            scored: k,
-            heads: level == Level::Head,
-        }),
-        ..load.clone()
-    }
-}
-
 /// Stage 1: claim `dir` for `cfg`, or check that it already holds this study.
 fn claim(cfg: &StudyConfig, dir: &StudyDir) -> Result<(), StudyError> {
     dir.create()?;
@@ -376,8 +353,13 @@ fn score(
                 }
             })
             .collect();
-        let plan = scoring_load(load, &samples, selection.k, cfg.level);
-        let model = Model::load(cfg.model(side), &plan)?;
+        // A model whose scoring pass would not fit is refused before it is read.
+        let plan = run::score_plan(&samples, selection.k, cfg.level == Level::Head);
+        let opts = LoadOptions {
+            plan: Some(plan),
+            ..load.clone()
+        };
+        let model = Model::load(cfg.model(side), &opts)?;
         let mut info = study_info.clone();
         info["template"] = template_for(cfg, &model).name().into();
         let graph = Graph::new(&model.config, cfg.level);

@@ -114,6 +114,68 @@ pub fn canvas_ui(
         state.fit(circuit, canvas);
     }
     state.canvas = Some(canvas);
+    navigate(ui, &response, circuit, state);
+
+    let Some(values) = circuit.values(mode) else {
+        painter.text(
+            canvas.center(),
+            egui::Align2::CENTER_CENTER,
+            "no scores for this mode",
+            egui::FontId::proportional(14.0),
+            palette.node(),
+        );
+        return None;
+    };
+    let pointer = response.hover_pos();
+    let hovered = draw_edges(
+        &painter,
+        palette,
+        circuit,
+        (values, circuit.order(mode)),
+        top_k,
+        state,
+        pointer,
+    );
+    let drawn = state.drawn;
+
+    let hovered_node = draw_nodes(&painter, palette, circuit, state, pointer);
+    if response.clicked() {
+        state.selected = hovered_node;
+    }
+    let hovered_edge = if hovered_node.is_some() {
+        None
+    } else {
+        hovered.map(|h| h.0)
+    };
+    if let Some(e) = hovered_edge {
+        let edge = &circuit.edges[e as usize];
+        let pts: Vec<Pos2> = (0..=16)
+            .map(|i| state.to_screen(edge.at(i as f32 / 16.0)))
+            .collect();
+        painter.add(Shape::line(pts, Stroke::new(2.5, palette.highlight())));
+    }
+    if drawn == MAX_DRAWN {
+        painter.text(
+            canvas.left_bottom() + vec2(6.0, -6.0),
+            egui::Align2::LEFT_BOTTOM,
+            format!("drawing the {MAX_DRAWN} largest visible edges; zoom in for more"),
+            egui::FontId::proportional(12.0),
+            palette.node(),
+        );
+    }
+    state.hovered = hovered_edge;
+    if let Some(i) = hovered_node {
+        let name = circuit.nodes[i].node;
+        response.on_hover_text_at_pointer(format!("{name} (click to list its edges)"));
+    } else if let Some(e) = hovered_edge {
+        response.on_hover_ui_at_pointer(|ui| edge_tooltip_ui(ui, circuit, e));
+    }
+    hovered_edge
+}
+
+/// Pan (drag), zoom around the pointer (scroll or pinch) and fit (double click).
+fn navigate(ui: &Ui, response: &egui::Response, circuit: &Circuit, state: &mut GraphState) {
+    let canvas = response.rect;
     if response.dragged() {
         state.offset += response.drag_delta();
     }
@@ -131,25 +193,26 @@ pub fn canvas_ui(
     if response.double_clicked() {
         state.fit(circuit, canvas);
     }
+}
 
-    let Some(values) = circuit.values(mode) else {
-        painter.text(
-            canvas.center(),
-            egui::Align2::CENTER_CENTER,
-            "no scores for this mode",
-            egui::FontId::proportional(14.0),
-            palette.node(),
-        );
-        return None;
-    };
-    let order = circuit.order(mode);
+/// Draw the top-k visible edges, largest on top; returns the edge under the pointer with its
+/// distance.
+fn draw_edges(
+    painter: &egui::Painter,
+    palette: Palette,
+    circuit: &Circuit,
+    (values, order): (&[f32], &[u32]),
+    top_k: usize,
+    state: &mut GraphState,
+    pointer: Option<Pos2>,
+) -> Option<(u32, f32)> {
     let max = order
         .first()
         .map_or(1.0, |&e| values[e as usize].abs())
         .max(f32::MIN_POSITIVE);
+    let canvas = state.canvas.unwrap_or(Rect::ZERO);
     let visible =
         Rect::from_min_max(state.to_layout(canvas.min), state.to_layout(canvas.max)).expand(0.5);
-    let pointer = response.hover_pos();
     let mut ids = Vec::new();
     for &e in order.iter().take(top_k) {
         if ids.len() >= MAX_DRAWN {
@@ -199,14 +262,23 @@ pub fn canvas_ui(
             shapes.push(Shape::line(points.clone(), Stroke::new(width, color)));
         }
     }
-    let drawn = ids.len();
-    state.drawn = drawn;
+    state.drawn = ids.len();
     if coarse {
         painter.add(Shape::mesh(mesh));
     } else {
         painter.extend(shapes);
     }
+    hovered
+}
 
+/// Draw the nodes (labels when there is room); returns the node under the pointer.
+fn draw_nodes(
+    painter: &egui::Painter,
+    palette: Palette,
+    circuit: &Circuit,
+    state: &mut GraphState,
+    pointer: Option<Pos2>,
+) -> Option<usize> {
     let radius = (state.zoom * circuit.node_spacing * 0.6).clamp(1.5, 9.0);
     let show_labels = state.zoom * circuit.node_spacing * 2.0 > 14.0 && state.zoom > 40.0;
     state.node_screen = circuit
@@ -214,6 +286,7 @@ pub fn canvas_ui(
         .iter()
         .map(|n| state.to_screen(n.pos))
         .collect();
+    let canvas = state.canvas.unwrap_or(Rect::ZERO);
     let mut hovered_node = None;
     for (i, (node, &p)) in circuit.nodes.iter().zip(&state.node_screen).enumerate() {
         if !canvas.expand(radius).contains(p) {
@@ -239,38 +312,7 @@ pub fn canvas_ui(
             hovered_node = Some(i);
         }
     }
-    if response.clicked() {
-        state.selected = hovered_node;
-    }
-    let hovered_edge = if hovered_node.is_some() {
-        None
-    } else {
-        hovered.map(|h| h.0)
-    };
-    if let Some(e) = hovered_edge {
-        let edge = &circuit.edges[e as usize];
-        let pts: Vec<Pos2> = (0..=16)
-            .map(|i| state.to_screen(edge.at(i as f32 / 16.0)))
-            .collect();
-        painter.add(Shape::line(pts, Stroke::new(2.5, palette.highlight())));
-    }
-    if drawn == MAX_DRAWN {
-        painter.text(
-            canvas.left_bottom() + vec2(6.0, -6.0),
-            egui::Align2::LEFT_BOTTOM,
-            format!("drawing the {MAX_DRAWN} largest visible edges; zoom in for more"),
-            egui::FontId::proportional(12.0),
-            palette.node(),
-        );
-    }
-    state.hovered = hovered_edge;
-    if let Some(i) = hovered_node {
-        let name = circuit.nodes[i].node;
-        response.on_hover_text_at_pointer(format!("{name} (click to list its edges)"));
-    } else if let Some(e) = hovered_edge {
-        response.on_hover_ui_at_pointer(|ui| edge_tooltip_ui(ui, circuit, e));
-    }
-    hovered_edge
+    hovered_node
 }
 
 fn edge_tooltip_ui(ui: &mut Ui, circuit: &Circuit, e: u32) {
