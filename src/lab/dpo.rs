@@ -1,7 +1,6 @@
 //! DPO: preference pairs from the base model's own samples (a correct answer chosen over an
 //! incorrect one to the same question) and the DPO loss against the frozen base.
 
-use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{token_logprobs, Policy, SeqBatch};
 use super::rollout::rollouts;
@@ -143,7 +142,7 @@ pub fn train(
     let per_epoch = pairs.len().div_ceil(cfg.batch.max(1));
     let steps = per_epoch * cfg.epochs;
     let mut opt = Optimizer::new(policy.vars(), cfg.lr, cfg.warmup, steps)?;
-    let mut log = TrainLog::new(cx.log_path(), &["margin", "pair_accuracy"]);
+    let mut log = cx.new_log(&["margin", "pair_accuracy"]);
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     cx.begin(steps);
     let mut step = 0;

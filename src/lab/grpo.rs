@@ -1,7 +1,6 @@
 //! GRPO: groups of sampled answers per question, rewards from the grader, group-normalised
 //! advantages, the clipped ratio objective and a KL penalty to the frozen base.
 
-use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, masked_row_mean, token_logprobs, Policy, SeqBatch};
 use super::rollout::{rollouts, Rollout};
@@ -87,7 +86,7 @@ pub fn train(
     cx: &mut StageContext,
 ) -> Result<()> {
     let mut opt = Optimizer::new(policy.vars(), cfg.lr, cfg.warmup, cfg.steps)?;
-    let mut log = TrainLog::new(cx.log_path(), &[]);
+    let mut log = cx.new_log(&[]);
     let dev = policy.model.device().clone();
     cx.begin(cfg.steps);
     for step in 0..cfg.steps {

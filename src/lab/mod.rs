@@ -9,7 +9,6 @@
 pub mod dpo;
 pub mod eval;
 pub mod grpo;
-pub mod log;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
@@ -21,8 +20,8 @@ mod zoo;
 pub use zoo::{train_zoo, LabConfig, ModelShape, ZooReport, STAGES};
 
 use crate::progress::{CancelToken, Progress};
+use crate::report::train_log::{self, TrainLog};
 use crate::study::dataset::Question;
-use log::TrainLog;
 use policy::Policy;
 use rand::SeedableRng as _;
 use std::path::{Path, PathBuf};
@@ -41,6 +40,10 @@ pub enum LabError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Log(#[from] train_log::UnknownColumn),
+    #[error(transparent)]
+    Run(#[from] crate::report::run::RunError),
     #[error("{0}")]
     Other(String),
 }
@@ -105,7 +108,13 @@ impl<'a> StageContext<'a> {
 
     /// The training log of this stage, inside its model folder.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("train_log.csv")
+        self.dir.join(train_log::FILE_NAME)
+    }
+
+    /// An empty training log for this stage with the standard and `extra` columns.
+    pub fn new_log(&self, extra: &[&str]) -> TrainLog {
+        let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        TrainLog::new(&name, extra)
     }
 
     /// A training loop of `total` steps begins.
@@ -139,6 +148,7 @@ impl<'a> StageContext<'a> {
             row.push(("accuracy", acc));
         }
         log.push(step + 1, &row)?;
+        log.write(&self.log_path())?;
         self.progress.set(step as u64 + 1);
         let every = self.total / (self.keep + 1);
         let due = every > 0 && (step + 1).is_multiple_of(every) && (step + 1) / every <= self.keep;

@@ -2,7 +2,6 @@
 //! at the last answer token, a KL penalty to the frozen base at every token), GAE advantages,
 //! and the clipped policy and value losses.
 
-use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, token_logprobs, Policy, SeqBatch};
 use super::rollout::{rollouts, Rollout};
@@ -180,7 +179,7 @@ pub fn train(
     let head = ValueHead::new(policy.model.config.hidden_size, &dev)?;
     let mut opt = Optimizer::new(policy.vars(), cfg.lr, cfg.warmup, cfg.steps)?
         .with_group(head.vars(), cfg.value_lr)?;
-    let mut log = TrainLog::new(cx.log_path(), &["policy_loss", "value_loss"]);
+    let mut log = cx.new_log(&["policy_loss", "value_loss"]);
     cx.begin(cfg.steps);
     for step in 0..cfg.steps {
         if cx.cancelled() {

@@ -1,6 +1,5 @@
 //! Supervised fine-tuning on worked solutions: the base model of the zoo.
 
-use super::log::TrainLog;
 use super::optim::Optimizer;
 use super::policy::{masked_mean, token_logprobs, Policy, SeqBatch};
 use super::task::{prompt_ids, worked_solution};
@@ -57,7 +56,7 @@ pub fn train(
 ) -> Result<()> {
     let data = examples(&policy.model, questions)?;
     let mut opt = Optimizer::new(policy.vars(), cfg.lr, cfg.warmup, cfg.steps)?;
-    let mut log = TrainLog::new(cx.log_path(), &[]);
+    let mut log = cx.new_log(&[]);
     let dev = policy.model.device().clone();
     cx.begin(cfg.steps);
     for step in 0..cfg.steps {

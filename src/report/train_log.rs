@@ -11,60 +11,141 @@ use std::path::Path;
 /// The log file a trained model's folder holds.
 pub const FILE_NAME: &str = "train_log.csv";
 
-/// One model's training log.
+/// The columns every log written by the lab has after `step`, in order; a trainer may add its
+/// own after them.
+pub const STANDARD_COLUMNS: [&str; 4] = ["loss", "reward", "accuracy", "kl"];
+
+/// A value for a column the log does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("train log has no column `{0}`")]
+pub struct UnknownColumn(pub String);
+
+/// One model's training log: `step` and metric columns, a row per logged step, empty cells where
+/// a value was not measured. The lab writes it, the app and the report read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainLog {
     /// The model (its folder's name).
     pub name: String,
-    /// Metric columns, in file order, each with its (step, value) points.
-    pub columns: Vec<(String, Vec<(f64, f64)>)>,
+    /// Metric columns after `step`, in file order.
+    pub columns: Vec<String>,
+    /// Each row's step and a value (or none) per column.
+    pub rows: Vec<(f64, Vec<Option<f64>>)>,
 }
 
-/// Parse the text of a `train_log.csv`.
-pub fn parse(name: &str, text: &str, path: &Path) -> Result<TrainLog, RunError> {
-    let invalid = |message: String| RunError::Invalid {
-        path: path.to_owned(),
-        message,
-    };
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| invalid("empty file; expected a header line `step,…`".into()))?
-        .split(',')
-        .map(str::trim)
-        .collect();
-    if header.first() != Some(&"step") {
-        return Err(invalid(format!(
-            "the first column is `{}`; expected `step`",
-            header.first().unwrap_or(&"")
-        )));
-    }
-    let mut columns: Vec<(String, Vec<(f64, f64)>)> = header[1..]
-        .iter()
-        .map(|h| ((*h).to_owned(), Vec::new()))
-        .collect();
-    for (i, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let step: f64 = cells[0].parse().map_err(|_| {
-            invalid(format!(
-                "line {}: step `{}` is not a number",
-                i + 2,
-                cells[0]
-            ))
-        })?;
-        for (col, cell) in columns.iter_mut().zip(cells.iter().skip(1)) {
-            if let Ok(v) = cell.parse::<f64>() {
-                if v.is_finite() {
-                    col.1.push((step, v));
-                }
-            }
+impl TrainLog {
+    /// An empty log with the standard columns and `extra` ones.
+    pub fn new(name: &str, extra: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            columns: STANDARD_COLUMNS
+                .iter()
+                .chain(extra)
+                .map(|c| (*c).to_owned())
+                .collect(),
+            rows: Vec::new(),
         }
     }
-    columns.retain(|c| !c.1.is_empty());
-    Ok(TrainLog {
-        name: name.to_owned(),
-        columns,
-    })
+
+    /// Record `values` (column, value) at `step`.
+    pub fn push(&mut self, step: usize, values: &[(&str, f64)]) -> Result<(), UnknownColumn> {
+        let mut row = vec![None; self.columns.len()];
+        for (name, v) in values {
+            let i = self
+                .columns
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| UnknownColumn((*name).to_owned()))?;
+            row[i] = Some(*v);
+        }
+        self.rows.push((step as f64, row));
+        Ok(())
+    }
+
+    /// The log as CSV (values to 6 decimals).
+    pub fn to_csv(&self) -> String {
+        let mut text = format!("step,{}\n", self.columns.join(","));
+        for (step, row) in &self.rows {
+            text.push_str(&step.to_string());
+            for v in row {
+                text.push(',');
+                if let Some(v) = v {
+                    text.push_str(&format!("{v:.6}"));
+                }
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Write the log to `path`, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), RunError> {
+        crate::fsutil::write_atomic(path, self.to_csv().as_bytes()).map_err(|source| RunError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The (step, value) points of a column: its finite values.
+    pub fn points(&self, column: &str) -> Vec<(f64, f64)> {
+        let Some(i) = self.columns.iter().position(|c| c == column) else {
+            return Vec::new();
+        };
+        self.rows
+            .iter()
+            .filter_map(|(step, row)| row[i].filter(|v| v.is_finite()).map(|v| (*step, v)))
+            .collect()
+    }
+
+    /// The columns with at least one value, in file order.
+    pub fn metrics(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|c| !self.points(c).is_empty())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Parse the text of a `train_log.csv`; cells that are not numbers count as not measured.
+    pub fn parse(name: &str, text: &str, path: &Path) -> Result<Self, RunError> {
+        let invalid = |message: String| RunError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines
+            .next()
+            .ok_or_else(|| invalid("empty file; expected a header line `step,…`".into()))?
+            .split(',')
+            .map(str::trim)
+            .collect();
+        if header.first() != Some(&"step") {
+            return Err(invalid(format!(
+                "the first column is `{}`; expected `step`",
+                header.first().unwrap_or(&"")
+            )));
+        }
+        let columns: Vec<String> = header[1..].iter().map(|h| (*h).to_owned()).collect();
+        let mut rows = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            let step: f64 = cells[0].parse().map_err(|_| {
+                invalid(format!(
+                    "line {}: step `{}` is not a number",
+                    i + 2,
+                    cells[0]
+                ))
+            })?;
+            let values = (0..columns.len())
+                .map(|c| cells.get(c + 1).and_then(|v| v.parse::<f64>().ok()))
+                .collect();
+            rows.push((step, values));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            columns,
+            rows,
+        })
+    }
 }
 
 /// Read the logs of every subfolder of `dir` that holds a `train_log.csv`, sorted by name.
@@ -80,7 +161,7 @@ pub fn read_lab(dir: &Path) -> Result<Vec<TrainLog>, RunError> {
         if path.is_file() {
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            logs.push(parse(&name, &text, &path)?);
+            logs.push(TrainLog::parse(&name, &text, &path)?);
         }
     }
     logs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -91,8 +172,8 @@ pub fn read_lab(dir: &Path) -> Result<Vec<TrainLog>, RunError> {
 pub fn charts(logs: &[TrainLog]) -> Vec<LineChart> {
     let mut metrics: Vec<&str> = Vec::new();
     for log in logs {
-        for (name, _) in &log.columns {
-            if !metrics.contains(&name.as_str()) {
+        for name in log.metrics() {
+            if !metrics.contains(&name) {
                 metrics.push(name);
             }
         }
@@ -107,11 +188,11 @@ pub fn charts(logs: &[TrainLog]) -> Vec<LineChart> {
             series: logs
                 .iter()
                 .filter_map(|log| {
-                    let (_, points) = log.columns.iter().find(|c| c.0 == metric)?;
-                    Some(Series {
+                    let points = log.points(metric);
+                    (!points.is_empty()).then(|| Series {
                         name: log.name.clone(),
                         side: None,
-                        points: points.clone(),
+                        points,
                     })
                 })
                 .collect(),
@@ -126,14 +207,16 @@ mod tests {
     #[test]
     fn empty_cells_are_skipped_and_extra_columns_kept() {
         let text = "step,loss,reward,accuracy,kl,entropy\n0,2.5,,0.1,,\n10,2.0,0.5,,0.01,3\n20,1.5,0.7,0.3,0.02,x\n";
-        let log = parse("grpo", text, Path::new("grpo/train_log.csv")).unwrap();
-        let names: Vec<&str> = log.columns.iter().map(|c| c.0.as_str()).collect();
-        assert_eq!(names, ["loss", "reward", "accuracy", "kl", "entropy"]);
-        assert_eq!(log.columns[0].1, [(0.0, 2.5), (10.0, 2.0), (20.0, 1.5)]);
-        assert_eq!(log.columns[1].1, [(10.0, 0.5), (20.0, 0.7)]);
-        assert_eq!(log.columns[4].1, [(10.0, 3.0)]);
+        let log = TrainLog::parse("grpo", text, Path::new("grpo/train_log.csv")).unwrap();
+        assert_eq!(
+            log.metrics(),
+            ["loss", "reward", "accuracy", "kl", "entropy"]
+        );
+        assert_eq!(log.points("loss"), [(0.0, 2.5), (10.0, 2.0), (20.0, 1.5)]);
+        assert_eq!(log.points("reward"), [(10.0, 0.5), (20.0, 0.7)]);
+        assert_eq!(log.points("entropy"), [(10.0, 3.0)]);
 
-        let other = parse("ppo", "step,loss\n0,3\n", Path::new("p")).unwrap();
+        let other = TrainLog::parse("ppo", "step,loss\n0,3\n", Path::new("p")).unwrap();
         let charts = charts(&[log, other]);
         assert_eq!(charts.len(), 5);
         assert_eq!(charts[0].series.len(), 2, "loss is logged by both");
@@ -141,8 +224,23 @@ mod tests {
     }
 
     #[test]
+    fn what_the_lab_writes_reads_back() {
+        let mut log = TrainLog::new("ppo", &["value_loss"]);
+        log.push(1, &[("loss", 2.0), ("value_loss", 0.5)]).unwrap();
+        log.push(2, &[("reward", 0.25)]).unwrap();
+        assert!(log.push(3, &[("nope", 1.0)]).is_err());
+        let text = log.to_csv();
+        assert_eq!(
+            text,
+            "step,loss,reward,accuracy,kl,value_loss\n1,2.000000,,,,0.500000\n2,,0.250000,,,\n"
+        );
+        let back = TrainLog::parse("ppo", &text, Path::new("p")).unwrap();
+        assert_eq!(back, log);
+    }
+
+    #[test]
     fn a_header_without_step_is_refused() {
-        let err = parse("x", "loss,step\n1,2\n", Path::new("x.csv")).unwrap_err();
+        let err = TrainLog::parse("x", "loss,step\n1,2\n", Path::new("x.csv")).unwrap_err();
         assert!(err.to_string().contains("expected `step`"), "{err}");
     }
 }
