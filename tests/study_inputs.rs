@@ -331,6 +331,7 @@ fn mixed_file_skips_and_counts_every_bad_line() {
             skipped_missing_fields: 5,
             question_field: "problem".to_owned(),
             reference_field: "solution".to_owned(),
+            ..LoadReport::default()
         }
     );
     let q = |id: &str, question: &str, reference: &str| Question {

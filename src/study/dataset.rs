@@ -4,7 +4,7 @@
 //! A dataset is named by a spec string ([`parse_spec`]): a path to a `.jsonl` file, or
 //! `builtin:arith` with optional parameters (`builtin:arith?n=50&seed=3&max=999&terms=3&ops=+-*`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Question fields tried, in this order, on the first JSON object of a file.
@@ -15,6 +15,14 @@ pub const REFERENCE_FIELDS: [&str; 5] = ["answer", "final_answer", "solution", "
 
 /// Id fields tried, in this order, on every line; without one the 0-based line number is the id.
 pub const ID_FIELDS: [&str; 3] = ["id", "idx", "unique_id"];
+
+/// Longest question kept, in characters (Unicode scalar values): a longer one is skipped before
+/// it is tokenized and counted in [`LoadReport::skipped_too_long`]. Far above any model context.
+pub const MAX_QUESTION_CHARS: usize = 100_000;
+
+/// Longest line read, in bytes (4 MiB): a longer line is skipped without being kept in memory
+/// or parsed, and counted in [`LoadReport::skipped_too_long`].
+pub const MAX_LINE_BYTES: usize = 4 << 20;
 
 /// The operators the built-in arithmetic task can use.
 pub const ARITH_OPS: &str = "+-*";
@@ -43,7 +51,7 @@ pub struct Question {
 /// What [`load_jsonl`] read, and what it skipped and why.
 ///
 /// `lines == loaded + skipped_blank + skipped_invalid_json + skipped_non_utf8 +
-/// skipped_missing_fields` always holds; `loaded` counts the usable questions in the whole file,
+/// skipped_missing_fields + skipped_too_long` always holds; `loaded` counts the usable questions in the whole file,
 /// before `offset` and `limit` are applied (the returned vector has the selected ones).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoadReport {
@@ -61,10 +69,23 @@ pub struct LoadReport {
     /// Valid JSON lines that are not objects, or lack the detected question or reference field
     /// (missing, null, empty, or of the wrong type).
     pub skipped_missing_fields: usize,
+    /// Lines over [`MAX_LINE_BYTES`] bytes, or whose question is over [`MAX_QUESTION_CHARS`]
+    /// characters (left out of `counts.json` when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_too_long: usize,
+    /// Questions whose id an earlier line already had, renamed `<id>#2`, `<id>#3`, …
+    /// (left out of `counts.json` when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub renamed_duplicate_ids: usize,
     /// The detected question field (`question` for the built-in task).
     pub question_field: String,
     /// The detected reference field (`reference` for the built-in task).
     pub reference_field: String,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Everything that can go wrong while reading or naming a dataset.
@@ -105,6 +126,34 @@ pub enum DatasetError {
         path: PathBuf,
     },
 
+    /// A question, reference or id field holding a JSON value of the wrong type.
+    #[error("{path}: line {line}: field `{field}` is {found}; expected {expected}")]
+    FieldType {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The field.
+        field: String,
+        /// The type found, with its article (`a number`, `an object`, …).
+        found: &'static str,
+        /// The type expected (`a string`, `a string or a number`).
+        expected: &'static str,
+    },
+
+    /// Every line that could hold a question is over a length limit.
+    #[error(
+        "{path}: no questions: {count} line(s) are skipped as too long (over {MAX_LINE_BYTES} \
+         bytes, or a question over {MAX_QUESTION_CHARS} characters) and no other line holds \
+         a question"
+    )]
+    TooLong {
+        /// The file.
+        path: PathBuf,
+        /// The lines skipped as too long.
+        count: usize,
+    },
+
     /// A `builtin:` spec that cannot be parsed or whose values are out of range.
     #[error("dataset `{spec}`: {message}")]
     InvalidSpec {
@@ -121,122 +170,254 @@ pub enum DatasetError {
 /// (first of [`REFERENCE_FIELDS`] holding a string or number) are detected on the first line
 /// that is a JSON object; a missing one is a [`DatasetError::NoFields`]. Ids come from the first
 /// of [`ID_FIELDS`] holding a string or number, else the 0-based line number. Lines that are
-/// blank, not UTF-8, not valid JSON, not objects, or lack the detected fields (or hold an empty
-/// string there) are skipped and counted in the [`LoadReport`]. A UTF-8 byte-order mark and
-/// `\r\n` line ends are accepted. `offset` questions are then dropped and at most `limit` kept;
-/// an offset past the end gives an empty vector, not an error.
+/// blank, not UTF-8, not valid JSON, not objects, or lack the detected fields (absent, null, or
+/// an empty string there) are skipped and counted in the [`LoadReport`]; so are lines over
+/// [`MAX_LINE_BYTES`] (never held in memory whole) and questions over [`MAX_QUESTION_CHARS`].
+/// A question field that is not a string, or a reference or id field that is neither a string
+/// nor a number, refuses the file with [`DatasetError::FieldType`]. An id already seen on an
+/// earlier line is made unique as `<id>#2` (`#3`, … for later repeats, skipping suffixes in use)
+/// and counted in [`LoadReport::renamed_duplicate_ids`]. A UTF-8 byte-order mark and `\r\n`
+/// line ends are accepted. `offset` questions are then dropped and at most `limit` kept; an
+/// offset past the end gives an empty vector, not an error.
 ///
 /// # Errors
-/// [`DatasetError::Io`] when the file cannot be read, [`DatasetError::NoFields`] as above, and
-/// [`DatasetError::Empty`] when no line yields a question.
+/// [`DatasetError::Io`] when the file cannot be read, [`DatasetError::NoFields`] and
+/// [`DatasetError::FieldType`] as above, [`DatasetError::TooLong`] when the only lines that
+/// could hold a question are too long, and [`DatasetError::Empty`] when no line yields a
+/// question.
 pub fn load_jsonl(
     path: &Path,
     offset: usize,
     limit: Option<usize>,
 ) -> Result<(Vec<Question>, LoadReport), DatasetError> {
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+    let io = |source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
     let mut report = LoadReport::default();
     let mut fields: Option<(String, String)> = None;
     let mut questions = Vec::new();
-
-    let mut raw_lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if raw_lines.last().is_some_and(|l| l.is_empty()) {
-        raw_lines.pop();
-    }
-    for (number, raw) in raw_lines.into_iter().enumerate() {
+    let mut ids = HashSet::new();
+    let mut buf = Vec::new();
+    let mut number = 0;
+    while let Some(too_long) =
+        read_bounded_line(&mut reader, &mut buf, MAX_LINE_BYTES).map_err(io)?
+    {
         report.lines += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let Ok(text) = std::str::from_utf8(raw) else {
-            report.skipped_non_utf8 += 1;
+        let line = Line {
+            path,
+            number,
+            raw: &buf,
+        };
+        number += 1;
+        if too_long {
+            report.skipped_too_long += 1;
+            continue;
+        }
+        let Some(mut question) = line.question(&mut fields, &mut report)? else {
             continue;
         };
-        let text = if number == 0 {
+        if !ids.insert(question.id.clone()) {
+            question.id = (2..)
+                .map(|k| format!("{}#{k}", question.id))
+                .find(|id| !ids.contains(id))
+                .unwrap_or_default();
+            ids.insert(question.id.clone());
+            report.renamed_duplicate_ids += 1;
+        }
+        questions.push(question);
+    }
+
+    report.loaded = questions.len();
+    if questions.is_empty() && report.skipped_too_long > 0 {
+        return Err(DatasetError::TooLong {
+            path: path.to_path_buf(),
+            count: report.skipped_too_long,
+        });
+    }
+    let (Some((question_field, reference_field)), false) = (fields, questions.is_empty()) else {
+        return Err(DatasetError::Empty {
+            path: path.to_path_buf(),
+        });
+    };
+    report.question_field = question_field;
+    report.reference_field = reference_field;
+    Ok((select(questions, offset, limit), report))
+}
+
+/// Read one line into `buf` without its `\n`, keeping at most `max` bytes: `None` at the end of
+/// the file, else whether the line was longer than `max` (then its bytes are read and dropped,
+/// and `buf` is left empty).
+fn read_bounded_line(
+    reader: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut any = false;
+    let mut too_long = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(too_long));
+        }
+        any = true;
+        let end = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..end.unwrap_or(chunk.len())];
+        if !too_long && buf.len() + part.len() > max {
+            too_long = true;
+            *buf = Vec::new();
+        }
+        if !too_long {
+            buf.extend_from_slice(part);
+        }
+        let used = end.map_or(chunk.len(), |i| i + 1);
+        reader.consume(used);
+        if end.is_some() {
+            return Ok(Some(too_long));
+        }
+    }
+}
+
+/// One line of a JSON Lines file, at most [`MAX_LINE_BYTES`] long.
+struct Line<'a> {
+    path: &'a Path,
+    /// 0-based.
+    number: usize,
+    /// Without its `\n`.
+    raw: &'a [u8],
+}
+
+impl Line<'_> {
+    /// The line's question, or `None` when it is skipped (counted in `report`); detects the
+    /// fields on the first JSON object.
+    fn question(
+        &self,
+        fields: &mut Option<(String, String)>,
+        report: &mut LoadReport,
+    ) -> Result<Option<Question>, DatasetError> {
+        let raw = self.raw.strip_suffix(b"\r").unwrap_or(self.raw);
+        let Ok(text) = std::str::from_utf8(raw) else {
+            report.skipped_non_utf8 += 1;
+            return Ok(None);
+        };
+        let text = if self.number == 0 {
             text.strip_prefix('\u{feff}').unwrap_or(text)
         } else {
             text
         };
         if text.trim().is_empty() {
             report.skipped_blank += 1;
-            continue;
+            return Ok(None);
         }
         let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
             report.skipped_invalid_json += 1;
-            continue;
+            return Ok(None);
         };
         let Some(object) = value.as_object() else {
             report.skipped_missing_fields += 1;
-            continue;
+            return Ok(None);
         };
-        if fields.is_none() {
-            fields = Some(detect_fields(path, object)?);
-        }
-        let Some((question_field, reference_field)) = &fields else {
-            continue;
+        let (question_field, reference_field) = match fields {
+            Some(f) => f,
+            None => fields.insert(self.detect_fields(object)?),
         };
-        let question = object
-            .get(question_field.as_str())
-            .and_then(serde_json::Value::as_str)
-            .filter(|q| !q.trim().is_empty());
-        let reference = object
-            .get(reference_field.as_str())
-            .and_then(json_text)
-            .filter(|r| !r.trim().is_empty());
+        let question = self.field(object, question_field, false)?;
+        let reference = self.field(object, reference_field, true)?;
         let (Some(question), Some(reference)) = (question, reference) else {
             report.skipped_missing_fields += 1;
-            continue;
+            return Ok(None);
         };
-        let id = ID_FIELDS
-            .iter()
-            .find_map(|f| object.get(*f).and_then(json_text))
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| number.to_string());
-        questions.push(Question {
-            id,
-            question: question.to_owned(),
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            report.skipped_too_long += 1;
+            return Ok(None);
+        }
+        let mut id = None;
+        for f in ID_FIELDS {
+            if id.is_none() {
+                id = self.field(object, f, true)?;
+            }
+        }
+        Ok(Some(Question {
+            id: id.unwrap_or_else(|| self.number.to_string()),
+            question,
             reference,
-        });
+        }))
     }
 
-    report.loaded = questions.len();
-    let Some((question_field, reference_field)) = fields else {
-        return Err(DatasetError::Empty {
-            path: path.to_path_buf(),
-        });
-    };
-    if questions.is_empty() {
-        return Err(DatasetError::Empty {
-            path: path.to_path_buf(),
-        });
+    /// The text of `field` (a string, or also a number's JSON text when `numbers`): `None` when
+    /// absent, null or blank, [`DatasetError::FieldType`] for any other type.
+    fn field(
+        &self,
+        object: &serde_json::Map<String, serde_json::Value>,
+        field: &str,
+        numbers: bool,
+    ) -> Result<Option<String>, DatasetError> {
+        let Some(value) = object.get(field).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        match value {
+            serde_json::Value::String(s) => Ok(Some(s.clone()).filter(|s| !s.trim().is_empty())),
+            serde_json::Value::Number(n) if numbers => Ok(Some(n.to_string())),
+            other => Err(DatasetError::FieldType {
+                path: self.path.to_path_buf(),
+                line: self.number + 1,
+                field: field.to_owned(),
+                found: json_type(other),
+                expected: if numbers {
+                    "a string or a number"
+                } else {
+                    "a string"
+                },
+            }),
+        }
     }
-    report.question_field = question_field;
-    report.reference_field = reference_field;
-    Ok((select(questions, offset, limit), report))
+
+    /// The question and reference fields of `object` (the first JSON object of the file):
+    /// [`DatasetError::FieldType`] when no question field is a string but one is present with
+    /// another type (likewise for the reference), else [`DatasetError::NoFields`].
+    fn detect_fields(
+        &self,
+        object: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(String, String), DatasetError> {
+        let question = QUESTION_FIELDS
+            .iter()
+            .find(|f| object.get(**f).is_some_and(serde_json::Value::is_string));
+        let reference = REFERENCE_FIELDS
+            .iter()
+            .find(|f| object.get(**f).and_then(json_text).is_some());
+        if let (Some(q), Some(r)) = (question, reference) {
+            return Ok(((*q).to_owned(), (*r).to_owned()));
+        }
+        if question.is_none() {
+            for f in QUESTION_FIELDS {
+                self.field(object, f, false)?;
+            }
+        }
+        if reference.is_none() {
+            for f in REFERENCE_FIELDS {
+                self.field(object, f, true)?;
+            }
+        }
+        let mut found: Vec<String> = object.keys().cloned().collect();
+        found.sort();
+        Err(DatasetError::NoFields {
+            path: self.path.to_path_buf(),
+            found,
+        })
+    }
 }
 
-/// The question and reference fields of `object`, or [`DatasetError::NoFields`].
-fn detect_fields(
-    path: &Path,
-    object: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(String, String), DatasetError> {
-    let question = QUESTION_FIELDS
-        .iter()
-        .find(|f| object.get(**f).is_some_and(serde_json::Value::is_string));
-    let reference = REFERENCE_FIELDS
-        .iter()
-        .find(|f| object.get(**f).and_then(json_text).is_some());
-    match (question, reference) {
-        (Some(q), Some(r)) => Ok(((*q).to_owned(), (*r).to_owned())),
-        _ => {
-            let mut found: Vec<String> = object.keys().cloned().collect();
-            found.sort();
-            Err(DatasetError::NoFields {
-                path: path.to_path_buf(),
-                found,
-            })
-        }
+/// A JSON value's type, with its article: `a number`, `an object`, …
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

@@ -1,5 +1,6 @@
 //! `report.md`: the study's counts, accuracies, method choices and the paired metric table.
 
+use super::dataset::{LoadReport, MAX_LINE_BYTES, MAX_QUESTION_CHARS};
 use super::dir::{Counts, StudyConfig};
 use crate::report::comparison::Comparison;
 use crate::report::table::{Cell, Table};
@@ -7,6 +8,24 @@ use std::fmt::Write as _;
 
 fn pct(a: usize, b: usize) -> f64 {
     100.0 * a as f64 / b.max(1) as f64
+}
+
+/// The dataset's rows of the counts table, each only when not 0 (a clean dataset adds none).
+fn dataset_rows(s: &mut String, dataset: &LoadReport) {
+    if dataset.skipped_too_long > 0 {
+        let _ = writeln!(
+            s,
+            "| dataset lines skipped as too long (over {MAX_LINE_BYTES} bytes, or a question over {MAX_QUESTION_CHARS} characters) | {} |",
+            dataset.skipped_too_long
+        );
+    }
+    if dataset.renamed_duplicate_ids > 0 {
+        let _ = writeln!(
+            s,
+            "| duplicate ids made unique (`<id>#2`, …) | {} |",
+            dataset.renamed_duplicate_ids
+        );
+    }
 }
 
 /// Render the report.
@@ -29,6 +48,7 @@ pub fn render(
         cfg.level, counts.k, cfg.select.alpha, counts.t_bar, cfg.select.t_bar, cfg.compare.bootstrap_resamples, cfg.compare.seed
     );
     let _ = writeln!(s, "## Counts\n\n| step | questions |\n|---|---|");
+    dataset_rows(&mut s, &counts.dataset);
     let rows = [
         ("asked", counts.asked),
         ("base answered", counts.models.base.answered),
