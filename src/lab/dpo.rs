@@ -132,11 +132,7 @@ pub fn train(
     let dev = policy.model.device().clone();
     let pairs = build_pairs(reference, questions, cfg, cx)?;
     if pairs.is_empty() {
-        return Err(super::LabError::Other(
-            "the base model gave no question both a correct and an incorrect answer, so DPO \
-             has no pairs: sample more questions or answers"
-                .into(),
-        ));
+        return Err(super::LabError::NoPreferencePairs);
     }
     cx.note(&format!("DPO: {} preference pairs", pairs.len()));
     let per_epoch = pairs.len().div_ceil(cfg.batch.max(1));

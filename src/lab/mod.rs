@@ -44,13 +44,35 @@ pub enum LabError {
     Log(#[from] train_log::UnknownColumn),
     #[error(transparent)]
     Run(#[from] crate::report::run::RunError),
-    #[error("{0}")]
-    Other(String),
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{} holds a lab run with other settings ({}): choose another --out", dir.display(), dir.join("lab.json").display())]
+    DifferentLab { dir: PathBuf },
+    #[error("the gradient is not finite (norm {norm}) at step {step}: lower the learning rate")]
+    NonFiniteGradient { norm: f64, step: usize },
+    #[error("the base model gave no question both a correct and an incorrect answer, so DPO has no pairs: sample more questions or answers")]
+    NoPreferencePairs,
+    #[error("a training sequence needs a prompt and an answer")]
+    EmptySequence,
+    #[error("no worked solution for `{0}`")]
+    NoWorkedSolution(String),
+    #[error("cannot tokenize {text:?}: {message}")]
+    Tokenize { text: String, message: String },
 }
 
 impl LabError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub fn json(path: &Path, source: serde_json::Error) -> Self {
+        Self::Json {
             path: path.to_owned(),
             source,
         }

@@ -65,9 +65,7 @@ impl Optimizer {
         }
         let norm = sq.sqrt();
         if !norm.is_finite() {
-            return Err(super::LabError::Other(format!(
-                "the gradient is not finite (norm {norm}) at step {step}: lower the learning rate"
-            )));
+            return Err(super::LabError::NonFiniteGradient { norm, step });
         }
         if norm > self.max_norm {
             let scale = self.max_norm / norm;

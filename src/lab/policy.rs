@@ -21,9 +21,7 @@ impl Policy {
         let params = model.trainable()?;
         let path = dir.join("tokenizer.json");
         let text = std::fs::read_to_string(&path).map_err(|e| LabError::io(&path, e))?;
-        let tokenizer_json = serde_json::from_str(&text).map_err(|e| {
-            LabError::Other(format!("{}: not a tokenizer.json: {e}", path.display()))
-        })?;
+        let tokenizer_json = serde_json::from_str(&text).map_err(|e| LabError::json(&path, e))?;
         Ok(Self {
             model,
             params,
@@ -81,9 +79,7 @@ impl SeqBatch {
             .max()
             .unwrap_or(0);
         if width < 2 || pairs.iter().any(|(p, a)| p.is_empty() || a.is_empty()) {
-            return Err(LabError::Other(
-                "a training sequence needs a prompt and an answer".into(),
-            ));
+            return Err(LabError::EmptySequence);
         }
         let mut rows = Vec::with_capacity(pairs.len());
         let mut pads = Vec::with_capacity(pairs.len());

@@ -35,12 +35,14 @@ pub fn examples(model: &Model, questions: &[Question]) -> Result<Vec<Example>> {
     questions
         .iter()
         .map(|q| {
-            let solution = worked_solution(&q.question).ok_or_else(|| {
-                LabError::Other(format!("no worked solution for `{}`", q.question))
-            })?;
+            let solution = worked_solution(&q.question)
+                .ok_or_else(|| LabError::NoWorkedSolution(q.question.clone()))?;
             let mut answer = tok
                 .encode(&solution, false)
-                .map_err(|e| LabError::Other(format!("cannot tokenize {solution:?}: {e}")))?;
+                .map_err(|e| LabError::Tokenize {
+                    text: solution.clone(),
+                    message: e.to_string(),
+                })?;
             answer.extend(eos);
             Ok((prompt_ids(tok, &q.question)?, answer))
         })

@@ -67,7 +67,10 @@ pub fn prompt_ids(tokenizer: &Tokenizer, question: &str) -> Result<Vec<u32>> {
     )?;
     tokenizer
         .encode(&text, false)
-        .map_err(|e| LabError::Other(format!("cannot tokenize the prompt {text:?}: {e}")))
+        .map_err(|e| LabError::Tokenize {
+            message: e.to_string(),
+            text,
+        })
 }
 
 /// 1 when `answer` is graded correct against the question's reference, else 0.

@@ -172,8 +172,7 @@ pub struct ZooReport {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| LabError::Other(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| LabError::json(path, e))?;
     write_atomic(path, text.as_bytes()).map_err(|e| LabError::io(path, e))
 }
 
@@ -181,7 +180,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| LabError::Other(format!("{}: {e}", path.display()))),
+            .map_err(|e| LabError::json(path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(LabError::io(path, e)),
     }
@@ -200,11 +199,9 @@ pub fn train_zoo(
     let lab_json = out.join("lab.json");
     match read_json::<LabConfig>(&lab_json)? {
         Some(previous) if previous != *cfg => {
-            return Err(LabError::Other(format!(
-                "{} holds a lab run with other settings ({}): choose another --out",
-                out.display(),
-                lab_json.display()
-            )))
+            return Err(LabError::DifferentLab {
+                dir: out.to_owned(),
+            })
         }
         Some(_) => {}
         None => write_json(&lab_json, cfg)?,
