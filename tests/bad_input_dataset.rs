@@ -345,22 +345,7 @@ fn a_clean_report_serialises_without_the_new_counts() {
 
 /// Run `circuitdiff study` of the bundled tiny models on `dataset` into `out`.
 fn study(dataset: &Path, out: &Path) -> (bool, String, String) {
-    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/zoo");
-    common::circuitdiff(&[
-        "study",
-        "--base",
-        zoo.join("base").to_str().unwrap(),
-        "--tuned",
-        zoo.join("grpo").to_str().unwrap(),
-        "--dataset",
-        dataset.to_str().unwrap(),
-        "--n",
-        "4",
-        "--max-new-tokens",
-        "32",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    common::zoo_study(dataset.to_str().expect("utf-8 path"), out)
 }
 
 #[test]

@@ -96,24 +96,9 @@ fn files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 #[test]
 fn fixed_study_writes_the_pinned_files() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let zoo = repo.join("assets/zoo");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    let (ok, _, stderr) = common::circuitdiff(&[
-        "study",
-        "--base",
-        zoo.join("base").to_str().unwrap(),
-        "--tuned",
-        zoo.join("grpo").to_str().unwrap(),
-        "--dataset",
-        "builtin:arith?n=12",
-        "--n",
-        "4",
-        "--max-new-tokens",
-        "32",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = common::zoo_study("builtin:arith?n=12", &out);
     assert!(ok, "{stderr}");
     let mut found = Vec::new();
     files(&out, &out, &mut found);

@@ -161,7 +161,7 @@ pub struct CompareArgs {
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let base = run::load(&args.base)?;
     let tuned = run::load(&args.tuned)?;
-    check_pairable(&base, &tuned)?;
+    comparison::check_pairable(&base, &tuned)?;
     let opts = CompareOptions {
         bootstrap_resamples: args.bootstrap,
         seed: args.seed,
@@ -176,53 +176,6 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     )?;
     print!("{}", table(&c));
     println!("wrote {}", args.out.join("comparison.json").display());
-    Ok(())
-}
-
-/// Refuse two runs whose per-sample metrics are different quantities: runs of other graphs
-/// (level, layers, edges), at another cut K, or with other metric options.
-fn check_pairable(base: &run::Run, tuned: &run::Run) -> anyhow::Result<()> {
-    let (b, t) = (&base.manifest, &tuned.manifest);
-    let entropy = |bins: Option<usize>| bins.map_or("mass".to_owned(), |n| format!("{n} bins"));
-    let sides = [
-        (
-            "graph level",
-            format!("{:?}", b.method.graph_level),
-            format!("{:?}", t.method.graph_level),
-        ),
-        (
-            "layers",
-            b.graph.layers.to_string(),
-            t.graph.layers.to_string(),
-        ),
-        ("edges", b.num_edges.to_string(), t.num_edges.to_string()),
-        ("cut K", b.method.cut.to_string(), t.method.cut.to_string()),
-        (
-            "kurtosis of |s|",
-            b.method.metrics.kurtosis_of_abs.to_string(),
-            t.method.metrics.kurtosis_of_abs.to_string(),
-        ),
-        (
-            "entropy",
-            entropy(b.method.metrics.entropy_bins),
-            entropy(t.method.metrics.entropy_bins),
-        ),
-    ];
-    let differences: Vec<String> = sides
-        .iter()
-        .filter(|(_, b, t)| b != t)
-        .map(|(what, b, t)| format!("{what} {b} vs {t}"))
-        .collect();
-    if !differences.is_empty() {
-        bail!(
-            "the runs cannot be paired: {} (base vs tuned); compare runs of models with the same \
-             graph, scored with the same --heads, --cut, --kurtosis-abs and --entropy-bins; \
-             base run {}, tuned run {}",
-            differences.join(", "),
-            base.dir.display(),
-            tuned.dir.display()
-        );
-    }
     Ok(())
 }
 

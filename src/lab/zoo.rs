@@ -5,7 +5,6 @@ use super::policy::{load_frozen, Policy};
 use super::sft::SftConfig;
 use super::task::{eval_questions, tokenizer_json, train_questions, CHAT_TEMPLATE, EVAL_N};
 use super::{dpo, eval, grpo, ppo, sft, LabError, Result, StageContext};
-use crate::fsutil::write_atomic;
 use crate::model::{random_weights, write_hf_folder, ModelConfig};
 use crate::progress::{CancelToken, Progress};
 use serde::{Deserialize, Serialize};
@@ -172,8 +171,7 @@ pub struct ZooReport {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| LabError::json(path, e))?;
-    write_atomic(path, text.as_bytes()).map_err(|e| LabError::io(path, e))
+    crate::fsutil::write_json(path, value).map_err(|e| LabError::io(path, e))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {

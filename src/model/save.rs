@@ -78,11 +78,7 @@ pub fn write_hf_folder(
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let write = |name: &str, value: &serde_json::Value| {
         let path = dir.join(name);
-        let text = serde_json::to_string_pretty(value).map_err(|source| ModelError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| ModelError::io(&path, e))
+        crate::fsutil::write_json(&path, value).map_err(|e| ModelError::io(&path, e))
     };
     write("config.json", &cfg.to_hf_json())?;
     write("tokenizer.json", tokenizer_json)?;

@@ -127,6 +127,50 @@ fn mean_vectors(base: &Run, tuned: &Run) -> Vec<MeanVector> {
     out
 }
 
+/// Refuse two runs whose per-sample metrics are different quantities: runs of other graphs
+/// (level, layers, edges), at another cut K, or with other metric options.
+pub fn check_pairable(base: &Run, tuned: &Run) -> Result<(), RunError> {
+    let (b, t) = (&base.manifest, &tuned.manifest);
+    let entropy = |bins: Option<usize>| bins.map_or("mass".to_owned(), |n| format!("{n} bins"));
+    let sides = [
+        (
+            "graph level",
+            format!("{:?}", b.method.graph_level),
+            format!("{:?}", t.method.graph_level),
+        ),
+        (
+            "layers",
+            b.graph.layers.to_string(),
+            t.graph.layers.to_string(),
+        ),
+        ("edges", b.num_edges.to_string(), t.num_edges.to_string()),
+        ("cut K", b.method.cut.to_string(), t.method.cut.to_string()),
+        (
+            "kurtosis of |s|",
+            b.method.metrics.kurtosis_of_abs.to_string(),
+            t.method.metrics.kurtosis_of_abs.to_string(),
+        ),
+        (
+            "entropy",
+            entropy(b.method.metrics.entropy_bins),
+            entropy(t.method.metrics.entropy_bins),
+        ),
+    ];
+    let differences: Vec<String> = sides
+        .iter()
+        .filter(|(_, b, t)| b != t)
+        .map(|(what, b, t)| format!("{what} {b} vs {t}"))
+        .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::NotPairable {
+        differences: differences.join(", "),
+        base: base.dir.clone(),
+        tuned: tuned.dir.clone(),
+    })
+}
+
 /// Pair `base` and `tuned` by sample id and compare every metric.
 pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Comparison, RunError> {
     let pairs = pair_by_id(base, tuned)?;
@@ -161,16 +205,8 @@ pub fn write(dir: &Path, c: &Comparison) -> Result<(), RunError> {
         path: dir.to_owned(),
         source,
     })?;
-    let json = serde_json::to_string_pretty(c).map_err(|e| RunError::Invalid {
-        path: dir.join("comparison.json"),
-        message: e.to_string(),
-    })?;
-    for (name, bytes) in [
-        ("comparison.json", json.into_bytes()),
-        ("comparison.csv", to_csv(c).into_bytes()),
-    ] {
-        let path = dir.join(name);
-        write_atomic(&path, &bytes).map_err(|source| RunError::Io { path, source })?;
-    }
-    Ok(())
+    let json = dir.join("comparison.json");
+    crate::fsutil::write_json(&json, c).map_err(|source| RunError::Io { path: json, source })?;
+    let csv = dir.join("comparison.csv");
+    write_atomic(&csv, to_csv(c).as_bytes()).map_err(|source| RunError::Io { path: csv, source })
 }

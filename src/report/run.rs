@@ -31,6 +31,19 @@ pub enum RunError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Two runs whose per-sample metrics are different quantities.
+    #[error(
+        "the runs cannot be paired: {differences} (base vs tuned); compare runs of models with the \
+         same graph, scored with the same --heads, --cut, --kurtosis-abs and --entropy-bins; base \
+         run {}, tuned run {}",
+        base.display(),
+        tuned.display()
+    )]
+    NotPairable {
+        differences: String,
+        base: PathBuf,
+        tuned: PathBuf,
+    },
     #[error(transparent)]
     Score(#[from] crate::attribution::ScoreError),
     #[error(transparent)]
@@ -278,11 +291,7 @@ pub fn read_sample(dir: &Path, index: usize) -> Result<Option<SampleScores>, Run
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| RunError::Invalid {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    write_atomic(path, text.as_bytes()).map_err(io(path))
+    crate::fsutil::write_json(path, value).map_err(io(path))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {

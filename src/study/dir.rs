@@ -292,8 +292,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Dir
 
 /// Write `value` as pretty JSON, atomically.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DirError> {
-    let text = serde_json::to_string_pretty(value).map_err(json(path))?;
-    write_text(path, &text)
+    crate::fsutil::write_json(path, value).map_err(io(path))
 }
 
 /// Write `text`, atomically.

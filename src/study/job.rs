@@ -252,15 +252,15 @@ fn answer(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<PerSide<AnswerMap>>, StudyError> {
-    let mut answers = PerSide::<Option<AnswerMap>>::default();
+    let mut answers = PerSide::<AnswerMap>::default();
     for side in Side::BOTH {
         let model = Model::load(cfg.model(side), load)?;
         match answer_all(cfg, (dir, side), &model, questions, progress, cancel)? {
-            Some(a) => answers[side] = Some(a),
+            Some(a) => answers[side] = a,
             None => return Ok(None),
         }
     }
-    Ok(Some(answers.map(|_, a| a.unwrap_or_default())))
+    Ok(Some(answers))
 }
 
 /// Stage 5: grade-based candidates, the per-model counts, and the selection of method.md §4;

@@ -220,6 +220,27 @@ pub fn circuitdiff(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Run `circuitdiff study` of the bundled tiny base and GRPO models on `dataset` into `out`
+/// (4 scored questions, 32 new tokens); returns (success, stdout, stderr).
+pub fn zoo_study(dataset: &str, out: &Path) -> (bool, String, String) {
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/zoo");
+    circuitdiff(&[
+        "study",
+        "--base",
+        zoo.join("base").to_str().expect("utf-8 path"),
+        "--tuned",
+        zoo.join("grpo").to_str().expect("utf-8 path"),
+        "--dataset",
+        dataset,
+        "--n",
+        "4",
+        "--max-new-tokens",
+        "32",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ])
+}
+
 /// Run a Python snippet in the reference venv; returns its stdout (panics on failure).
 pub fn python_snippet(code: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(python())
