@@ -450,7 +450,7 @@ fn regenerate_fixture() {
             Accumulation::for_compute(m.dtype()),
             Default::default(),
         );
-        let mut manifest = run::manifest_for(&m, graph, method, &samples, serde_json::Value::Null);
+        let mut manifest = run::manifest_for(&m, graph, method, &samples, None);
         manifest.model.spec = format!("tiny-llama-{side}");
         let outcome = run::score_run(
             "score",

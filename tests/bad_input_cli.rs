@@ -367,3 +367,54 @@ fn runs_of_different_graphs_are_not_compared() {
         assert!(failure.is_none(), "{}", failure.unwrap_or_default());
     }
 }
+
+/// The bundled base model cut to its first two layers: the same tokenizer, another graph.
+fn two_layer_copy(dir: &Path) -> PathBuf {
+    let src = Path::new("assets/zoo/base");
+    let dst = dir.join("two-layer");
+    std::fs::create_dir_all(&dst).unwrap();
+    for file in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(src.join(file), dst.join(file)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    config["num_hidden_layers"] = 2.into();
+    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<_> = weights
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.starts_with("model.layers.2.") && !name.starts_with("model.layers.3.")
+        })
+        .collect();
+    safetensors::serialize_to_file(kept, None, &dst.join("model.safetensors")).unwrap();
+    dst
+}
+
+#[test]
+fn a_study_of_two_different_graphs_is_refused_before_it_writes() {
+    let tmp = workspace();
+    let two = two_layer_copy(tmp.path());
+    let says = "the models' circuits are different graphs: base assets/zoo/base (4 layers)";
+    for out in ["OUT", "NEW"] {
+        let args = [
+            "study",
+            "--base",
+            "assets/zoo/base",
+            "--tuned",
+            two.to_str().unwrap(),
+            "--dataset",
+            "builtin:arith?n=4",
+            "--out",
+            out,
+        ];
+        let failure = refused(&args, &[says, "(2 layers)"], tmp.path());
+        assert!(failure.is_none(), "{}", failure.unwrap_or_default());
+    }
+}

@@ -1,6 +1,6 @@
 //! Selection of the both-correct questions, the study's length filters, T̄, K and sampling.
 
-use circuitdiff::study::select::{select, Candidate, SelectError, SelectOptions, TBar};
+use circuitdiff::attribution::select::{select, Candidate, SelectError, SelectOptions, TBar};
 
 fn c(bp: usize, tp: usize, bl: usize, tl: usize, bc: bool, tc: bool) -> Candidate {
     Candidate {

@@ -174,8 +174,8 @@ impl ModelPicker {
                     move |_, _| {
                         let hub = HubOptions::default();
                         let vocab = |spec: &str| {
-                            model::load_tokenizer(spec, &hub)
-                                .map(|t| t.vocabulary())
+                            model::load_without_weights(spec, &hub)
+                                .map(|(_, t)| t.vocabulary())
                                 .map_err(|e| format!("{e:#}"))
                         };
                         let (va, vb) = (vocab(&a)?, vocab(&b)?);

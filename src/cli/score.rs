@@ -98,7 +98,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
         Accumulation::for_compute(model.dtype()),
         args.metrics.options(),
     );
-    let manifest = run::manifest_for(&model, graph, method, &samples, serde_json::Value::Null);
+    let manifest = run::manifest_for(&model, graph, method, &samples, None);
     let mut ids = std::collections::HashSet::new();
     if let Some(dup) = manifest.samples.iter().find(|s| !ids.insert(&s.id)) {
         bail!(

@@ -6,12 +6,12 @@ use super::device::DeviceArgs;
 use super::score::{table, MetricArgs};
 use anyhow::Context as _;
 use circuitdiff::attribution::compare::CompareOptions;
+use circuitdiff::attribution::select::{SelectOptions, TBar};
 use circuitdiff::attribution::Level;
 use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions, Sampling};
 use circuitdiff::study::dir::StudyConfig;
 use circuitdiff::study::job::{merge_shards, run_study, StudyOutcome};
 use circuitdiff::study::prompt::Template;
-use circuitdiff::study::select::{SelectOptions, TBar};
 use std::path::PathBuf;
 
 /// Answer, grade, select, score both models and compare them.

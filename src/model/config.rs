@@ -113,18 +113,9 @@ impl ModelConfig {
         let (rope_theta, rope_scaling) = field.rope()?;
         let attention_bias = field.flag("attention_bias");
         Ok(Self {
-            family,
-            vocab_size: dims.vocab,
-            hidden_size: dims.hidden,
-            intermediate_size: dims.intermediate,
-            num_layers: dims.layers,
-            num_heads: dims.heads,
-            num_kv_heads: dims.kv_heads,
-            head_dim: dims.head_dim,
             rms_norm_eps: field.positive_f64("rms_norm_eps", 1e-6, 1.0)?,
             rope_theta,
             rope_scaling,
-            max_position_embeddings: dims.positions,
             sliding_window: field.sliding_window(family, dims.layers)?,
             qkv_bias: family == Family::Qwen2 || attention_bias,
             o_bias: matches!(family, Family::Llama | Family::Qwen3) && attention_bias,
@@ -135,7 +126,36 @@ impl ModelConfig {
                 .first()
                 .copied(),
             eos_token_ids: token_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
+            ..Self::shaped(family, dims)
         })
+    }
+
+    /// A decoder of `family` with the checked shape `dims` and plain defaults for the rest: no
+    /// biases, no rope scaling, full attention, untied embeddings, rope θ 10,000, ε 1e-5, no
+    /// special tokens.
+    pub(crate) fn shaped(family: Family, dims: CheckedDims) -> Self {
+        Self {
+            family,
+            vocab_size: dims.vocab,
+            hidden_size: dims.hidden,
+            intermediate_size: dims.intermediate,
+            num_layers: dims.layers,
+            num_heads: dims.heads,
+            num_kv_heads: dims.kv_heads,
+            head_dim: dims.head_dim,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: dims.positions,
+            sliding_window: vec![None; dims.layers],
+            qkv_bias: false,
+            o_bias: false,
+            mlp_bias: false,
+            qk_norm: false,
+            tie_word_embeddings: false,
+            bos_token_id: None,
+            eos_token_ids: Vec::new(),
+        }
     }
 
     /// A plain Llama (no biases, untied embeddings, rope θ 10,000, ε 1e-5, `<s>` = 1,
@@ -148,27 +168,20 @@ impl ModelConfig {
         (heads, kv_heads): (usize, usize),
         max_positions: usize,
     ) -> Self {
-        Self {
-            family: Family::Llama,
-            vocab_size: vocab,
-            hidden_size: hidden,
-            intermediate_size: intermediate,
-            num_layers: layers,
-            num_heads: heads,
-            num_kv_heads: kv_heads,
+        let dims = CheckedDims {
+            vocab,
+            hidden,
+            intermediate,
+            layers,
+            heads,
+            kv_heads,
             head_dim: hidden / heads.max(1),
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
-            max_position_embeddings: max_positions,
-            sliding_window: vec![None; layers],
-            qkv_bias: false,
-            o_bias: false,
-            mlp_bias: false,
-            qk_norm: false,
-            tie_word_embeddings: false,
+            positions: max_positions,
+        };
+        Self {
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
+            ..Self::shaped(Family::Llama, dims)
         }
     }
 

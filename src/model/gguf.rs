@@ -193,22 +193,12 @@ impl GgufFile {
         };
         let has = |name: &str| self.content.tensor_infos.contains_key(name);
         Ok(ModelConfig {
-            family,
-            vocab_size: dims.vocab,
-            hidden_size: dims.hidden,
-            intermediate_size: dims.intermediate,
-            num_layers: dims.layers,
-            num_heads: dims.heads,
-            num_kv_heads: dims.kv_heads,
-            head_dim: dims.head_dim,
             rms_norm_eps: self.arch_f("attention.layer_norm_rms_epsilon", 1e-5)?,
             rope_theta: self.arch_f("rope.freq_base", 10_000.0)?,
             rope_scaling,
-            max_position_embeddings: dims.positions,
             sliding_window: vec![window; dims.layers],
             qkv_bias: has("blk.0.attn_q.bias"),
             o_bias: has("blk.0.attn_output.bias"),
-            mlp_bias: false,
             qk_norm: has("blk.0.attn_q_norm.weight"),
             tie_word_embeddings: !has("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
@@ -216,6 +206,7 @@ impl GgufFile {
                 .token_id("tokenizer.ggml.eos_token_id", dims.vocab)?
                 .into_iter()
                 .collect(),
+            ..ModelConfig::shaped(family, dims)
         })
     }
 

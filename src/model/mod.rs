@@ -330,19 +330,23 @@ impl Traced {
     }
 }
 
-/// The tokenizer of a model, without loading its weights (to check that two models share a
-/// vocabulary before any long work).
-pub fn load_tokenizer(spec: &str, hub: &HubOptions) -> Result<Tokenizer> {
+/// The configuration and tokenizer of a model, without loading its weights (to check that two
+/// models share a vocabulary and a graph before any long work).
+pub fn load_without_weights(spec: &str, hub: &HubOptions) -> Result<(ModelConfig, Tokenizer)> {
     match resolve(spec, hub, None)? {
         Checkpoint::Folder { dir, .. } => {
-            folder_tokenizer(&dir, &ModelConfig::from_hf_file(&dir.join("config.json"))?)
+            let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+            let tokenizer = folder_tokenizer(&dir, &config)?;
+            Ok((config, tokenizer))
         }
         Checkpoint::Gguf {
             file,
             tokenizer_json,
         } => {
             let g = gguf::GgufFile::open(&file)?;
-            gguf_tokenizer(&g, tokenizer_json.as_deref(), &g.config()?)
+            let config = g.config()?;
+            let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
+            Ok((config, tokenizer))
         }
     }
 }

@@ -13,6 +13,7 @@
 use super::npz::{npz_bytes, NpyArray};
 use crate::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
 use crate::attribution::score::Accumulation;
+use crate::attribution::select::SelectOptions;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
 use crate::model::{Model, ScorePlan};
@@ -159,9 +160,35 @@ pub struct Manifest {
     pub graph: Graph,
     pub num_edges: usize,
     pub samples: Vec<SampleEntry>,
-    /// Study-level details (dataset, template, filters), when a study wrote the run.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub study: serde_json::Value,
+    /// The study that chose these samples, when a study wrote the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<StudyRecord>,
+}
+
+/// What a study recorded in the manifest of each of its runs: where the questions came from,
+/// the prompt template, and how the samples and K were chosen. Fields in alphabetical order, as
+/// manifests have always listed them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyRecord {
+    /// A JSONL path or `builtin:…`.
+    pub dataset: String,
+    /// The cut length K the selection chose.
+    pub k: usize,
+    pub limit: Option<usize>,
+    pub offset: usize,
+    #[serde(serialize_with = "sorted_keys")]
+    pub select: SelectOptions,
+    /// T̄, the mean answer length K was derived from.
+    pub t_bar: f64,
+    /// The name of the prompt template used with this model (`chat`, `plain`, `custom`, …).
+    pub template: String,
+}
+
+/// The selection options with their keys sorted, as manifests list them.
+fn sorted_keys<S: serde::Serializer>(select: &SelectOptions, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(select)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
 }
 
 /// Metrics of one score vector: overall and per destination layer (`logits` last).
@@ -532,7 +559,7 @@ pub fn manifest_for(
     graph: Graph,
     method: Method,
     samples: &[ScoreSample],
-    study: serde_json::Value,
+    study: Option<StudyRecord>,
 ) -> Manifest {
     Manifest {
         format: 1,

@@ -4,9 +4,9 @@
 
 use super::dir::StudyConfig;
 use super::job::{run_study, StudyError, StudyOutcome};
-use super::select::SelectOptions;
 use crate::attribution::compare::{CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, MetricOptions};
+use crate::attribution::select::SelectOptions;
 use crate::attribution::Level;
 use crate::model::{GenerateOptions, LoadOptions};
 use crate::progress::{CancelToken, Progress};

@@ -14,9 +14,9 @@
 use super::answers::{self, Answer};
 use super::dataset::{LoadReport, Question};
 use super::prompt::Template;
-use super::select::{SelectCounts, SelectOptions};
 use crate::attribution::compare::CompareOptions;
 use crate::attribution::metrics::MetricOptions;
+use crate::attribution::select::{SelectCounts, SelectOptions};
 use crate::attribution::Level;
 use crate::fsutil::write_atomic;
 use crate::model::GenerateOptions;

@@ -10,13 +10,13 @@ use super::dataset::{self, LoadReport, Question};
 use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
 use super::grade::grade;
 use super::prompt::{render, Template};
-use super::select::{select, Candidate, Selection};
 use crate::attribution::score::Accumulation;
+use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::{Graph, Level};
 use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
-use crate::report::run::{self, Method, Outcome, Run, ScoreSample};
+use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
 use crate::side::{PerSide, Side};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ pub enum StudyError {
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
-    Select(#[from] super::select::SelectError),
+    Select(#[from] crate::attribution::select::SelectError),
     #[error(transparent)]
     Run(#[from] run::RunError),
     #[error(transparent)]
@@ -50,6 +50,8 @@ pub enum StudyError {
     Shard { i: usize, n: usize },
     #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
     Vocabularies { base: String, tuned: String },
+    #[error("the models' circuits are different graphs: base {base}, tuned {tuned}; a study pairs the same edges of two checkpoints of one architecture")]
+    Graphs { base: String, tuned: String },
     #[error("{spec}: tokenizing question {id}: {message}")]
     Tokenize {
         spec: String,
@@ -229,18 +231,42 @@ fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyErro
     Ok((mine, report))
 }
 
-/// Stage 3: refuse a pair whose vocabularies differ before any long work.
-fn check_vocabularies(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
-    let vocab = PerSide::try_from_fn(|side| {
-        crate::model::load_tokenizer(cfg.model(side), &load.hub).map(|t| t.vocabulary())
+/// Stage 3: refuse a pair whose vocabularies or graphs differ before any long work.
+fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
+    let heads = PerSide::try_from_fn(|side| {
+        crate::model::load_without_weights(cfg.model(side), &load.hub)
     })?;
-    if vocab.base != vocab.tuned {
+    let [(base_config, base_tokenizer), (tuned_config, tuned_tokenizer)] =
+        [&heads.base, &heads.tuned];
+    if base_tokenizer.vocabulary() != tuned_tokenizer.vocabulary() {
         return Err(StudyError::Vocabularies {
             base: cfg.base.clone(),
             tuned: cfg.tuned.clone(),
         });
     }
+    let graph = |c| Graph::new(c, cfg.level);
+    if graph(base_config) != graph(tuned_config) {
+        return Err(StudyError::Graphs {
+            base: format!("{} ({})", cfg.base, describe_graph(base_config, cfg.level)),
+            tuned: format!(
+                "{} ({})",
+                cfg.tuned,
+                describe_graph(tuned_config, cfg.level)
+            ),
+        });
+    }
     Ok(())
+}
+
+/// A graph's size in words: "4 layers" or "4 layers × 8 heads (2 key/value)".
+fn describe_graph(c: &crate::model::ModelConfig, level: Level) -> String {
+    match level {
+        Level::Block => format!("{} layers", c.num_layers),
+        Level::Head => format!(
+            "{} layers × {} heads ({} key/value)",
+            c.num_layers, c.num_heads, c.num_kv_heads
+        ),
+    }
 }
 
 /// Stage 4: both models answer every question; `None` when cancelled.
@@ -335,10 +361,6 @@ fn score(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<PerSide<Run>>, StudyError> {
-    let study_info = serde_json::json!({
-        "dataset": cfg.dataset, "offset": cfg.offset, "limit": cfg.limit,
-        "select": cfg.select, "t_bar": selection.t_bar, "k": selection.k,
-    });
     let mut runs = PerSide::<Option<Run>>::default();
     for side in [Side::Tuned, Side::Base] {
         let samples: Vec<ScoreSample> = selection
@@ -360,8 +382,15 @@ fn score(
             ..load.clone()
         };
         let model = Model::load(cfg.model(side), &opts)?;
-        let mut info = study_info.clone();
-        info["template"] = template_for(cfg, &model).name().into();
+        let record = StudyRecord {
+            dataset: cfg.dataset.clone(),
+            k: selection.k,
+            limit: cfg.limit,
+            offset: cfg.offset,
+            select: cfg.select.clone(),
+            t_bar: selection.t_bar,
+            template: template_for(cfg, &model).name(),
+        };
         let graph = Graph::new(&model.config, cfg.level);
         let method = Method::new(
             cfg.level,
@@ -369,7 +398,7 @@ fn score(
             Accumulation::for_compute(model.dtype()),
             cfg.metrics.clone(),
         );
-        let manifest = run::manifest_for(&model, graph, method, &samples, info);
+        let manifest = run::manifest_for(&model, graph, method, &samples, Some(record));
         let task = format!("score {side}");
         let run_dir = dir.run_dir(side);
         match run::score_run(
@@ -435,7 +464,7 @@ pub fn run_study(
     let dir = StudyDir::new(out);
     // Nothing is written until the questions and both tokenizers are open.
     let (questions, report_) = questions(cfg)?;
-    check_vocabularies(cfg, load)?;
+    check_pair(cfg, load)?;
     claim(cfg, &dir)?;
     let Some(answers) = answer(cfg, load, &dir, &questions, progress, cancel)? else {
         return Ok(StudyOutcome::Cancelled);

@@ -9,4 +9,3 @@ pub mod job;
 mod latex_eval;
 pub mod prompt;
 mod report_md;
-pub mod select;
