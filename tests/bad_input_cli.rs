@@ -105,6 +105,51 @@ const STUDY_CASES: &[Case] = &[
 /// The other subcommands' flags that must be refused.
 const OTHER_CASES: &[Case] = &[
     (
+        &[
+            "study",
+            "--base",
+            "assets/zoo/base",
+            "--tuned",
+            "assets/zoo/grpo",
+            "--dataset",
+            "builtin:arith?n=6",
+            "--out",
+            "BLOCKED",
+        ],
+        &["out/notes.txt/sub", "Not a directory"],
+    ),
+    (
+        &[
+            "study",
+            "--base",
+            "assets/zoo/base",
+            "--tuned",
+            "assets/zoo/grpo",
+            "--dataset",
+            "BLOCKED",
+            "--out",
+            "NEW",
+        ],
+        &[
+            "out/notes.txt/sub: cannot read the dataset",
+            "Not a directory",
+        ],
+    ),
+    (
+        &[
+            "score",
+            "--model",
+            "assets/zoo/base",
+            "--samples",
+            "BLOCKED",
+            "--cut",
+            "2",
+            "--out",
+            "NEW",
+        ],
+        &["out/notes.txt/sub", "Not a directory"],
+    ),
+    (
         &["--threads", "0", "inspect", "assets/zoo/base"],
         &["'--threads <THREADS>'", AT_LEAST_1],
     ),
@@ -244,15 +289,18 @@ const OTHER_CASES: &[Case] = &[
     ),
 ];
 
-/// Run `args`, with `OUT`, `NEW` and `SAMPLES` filled in; return what is wrong, if anything.
+/// Run `args`, with `OUT`, `NEW`, `SAMPLES` and `BLOCKED` (a path below a regular file) filled
+/// in; return what is wrong, if anything.
 fn refused(args: &[&str], says: &[&str], dir: &Path) -> Option<String> {
     let (out, new, samples) = (dir.join("out"), dir.join("new"), dir.join("samples.json"));
+    let blocked = out.join("notes.txt/sub");
     let args: Vec<&str> = args
         .iter()
         .map(|&a| match a {
             "OUT" => out.to_str().unwrap(),
             "NEW" => new.to_str().unwrap(),
             "SAMPLES" => samples.to_str().unwrap(),
+            "BLOCKED" => blocked.to_str().unwrap(),
             other => other,
         })
         .collect();
@@ -264,6 +312,9 @@ fn refused(args: &[&str], says: &[&str], dir: &Path) -> Option<String> {
     }
     if stderr.contains("panicked") {
         wrong.push("panicked".to_owned());
+    }
+    if let Some(cause) = repeated_cause(&stderr) {
+        wrong.push(format!("says {cause:?} twice"));
     }
     wrong.extend(
         says.iter()
@@ -278,6 +329,18 @@ fn refused(args: &[&str], says: &[&str], dir: &Path) -> Option<String> {
         std::fs::remove_dir_all(&new).unwrap();
     }
     (!wrong.is_empty()).then(|| format!("{args:?}: {}\n{stderr}", wrong.join("; ")))
+}
+
+/// A part of an error line (between `: `) of more than a few words that the line repeats.
+fn repeated_cause(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|line| {
+        let parts: Vec<&str> = line.split(": ").filter(|p| p.len() >= 12).collect();
+        parts
+            .iter()
+            .enumerate()
+            .find(|(i, p)| parts[i + 1..].contains(p))
+            .map(|(_, p)| (*p).to_owned())
+    })
 }
 
 /// A temporary folder with an output directory that already holds files, and a sample file.
@@ -368,10 +431,11 @@ fn runs_of_different_graphs_are_not_compared() {
     }
 }
 
-/// The bundled base model cut to its first two layers: the same tokenizer, another graph.
-fn two_layer_copy(dir: &Path) -> PathBuf {
+/// A copy of the bundled base model in `dir/name` with `config.json` edited by `edit`, keeping
+/// the weights of the layers the edited config has.
+fn edited_copy(dir: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
     let src = Path::new("assets/zoo/base");
-    let dst = dir.join("two-layer");
+    let dst = dir.join(name);
     std::fs::create_dir_all(&dst).unwrap();
     for file in [
         "tokenizer.json",
@@ -382,16 +446,15 @@ fn two_layer_copy(dir: &Path) -> PathBuf {
     }
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
-    config["num_hidden_layers"] = 2.into();
+    edit(&mut config);
     std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    let layers = config["num_hidden_layers"].as_u64().unwrap();
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let weights = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let kept: Vec<_> = weights
         .tensors()
         .into_iter()
-        .filter(|(name, _)| {
-            !name.starts_with("model.layers.2.") && !name.starts_with("model.layers.3.")
-        })
+        .filter(|(name, _)| (layers..4).all(|l| !name.starts_with(&format!("model.layers.{l}."))))
         .collect();
     safetensors::serialize_to_file(kept, None, &dst.join("model.safetensors")).unwrap();
     dst
@@ -400,7 +463,9 @@ fn two_layer_copy(dir: &Path) -> PathBuf {
 #[test]
 fn a_study_of_two_different_graphs_is_refused_before_it_writes() {
     let tmp = workspace();
-    let two = two_layer_copy(tmp.path());
+    let two = edited_copy(tmp.path(), "two-layer", |c| {
+        c["num_hidden_layers"] = 2.into()
+    });
     let says = "the models' circuits are different graphs: base assets/zoo/base (4 layers)";
     for out in ["OUT", "NEW"] {
         let args = [
@@ -417,4 +482,55 @@ fn a_study_of_two_different_graphs_is_refused_before_it_writes() {
         let failure = refused(&args, &[says, "(2 layers)"], tmp.path());
         assert!(failure.is_none(), "{}", failure.unwrap_or_default());
     }
+}
+
+#[test]
+fn a_stop_id_outside_the_vocabulary_is_refused() {
+    let tmp = workspace();
+    let args = [
+        "study",
+        "--base",
+        "assets/zoo/base",
+        "--tuned",
+        "assets/zoo/grpo",
+        "--dataset",
+        "builtin:arith?n=4",
+        "--stop-id",
+        "4000000",
+        "--out",
+        "NEW",
+    ];
+    let says = [
+        "--stop-id 4000000 is not a token of these models",
+        "use an id below",
+    ];
+    let failure = refused(&args, &says, tmp.path());
+    assert!(failure.is_none(), "{}", failure.unwrap_or_default());
+}
+
+#[test]
+fn sequences_beyond_the_context_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let short = edited_copy(tmp.path(), "short", |c| {
+        c["max_position_embeddings"] = 12.into()
+    });
+    let out = tmp.path().join("study");
+    let (ok, _, stderr) = circuitdiff(&[
+        "study",
+        "--base",
+        short.to_str().unwrap(),
+        "--tuned",
+        short.to_str().unwrap(),
+        "--dataset",
+        "builtin:arith?n=4",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let says = "are longer than its context of 12 tokens (max_position_embeddings)";
+    assert!(stderr.contains(says), "ok {ok}: {stderr}");
 }

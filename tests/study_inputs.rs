@@ -887,6 +887,24 @@ fn chat_template_errors_are_clear() {
         );
     }
 
+    // A template that loops for ever, or builds text without end, stops at its budget.
+    let start = std::time::Instant::now();
+    for costly in [
+        "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}{% endfor %}{% endfor %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    ] {
+        let err = chat(costly, "q").expect_err("unbounded template");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--template")
+                && (matches!(err, PromptError::ChatTemplateTooCostly) && msg.contains("steps")
+                    || msg.contains("recursion")),
+            "{costly}: {msg}"
+        );
+    }
+    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
+
     // Fixed templates do not need a chat template.
     assert!(render(&Template::DeepseekMath, "q", None, None, None).is_ok());
 }

@@ -33,9 +33,11 @@ impl Progress for Bars {
     }
 
     fn note(&mut self, text: &str) {
+        // A hidden bar (standard error is not a terminal: a log file, a batch job) prints
+        // nothing, so the line goes straight to standard error.
         match &self.bar {
-            Some(b) => b.println(text),
-            None => eprintln!("{text}"),
+            Some(b) if !b.is_hidden() => b.println(text),
+            _ => eprintln!("{text}"),
         }
     }
 }

@@ -50,6 +50,10 @@ pub enum StudyError {
     Shard { i: usize, n: usize },
     #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
     Vocabularies { base: String, tuned: String },
+    #[error(
+        "--stop-id {id} is not a token of these models (ids 0..{vocab}); use an id below {vocab}"
+    )]
+    StopIdOutsideVocabulary { id: u32, vocab: usize },
     #[error("the models' circuits are different graphs: base {base}, tuned {tuned}; a study pairs the same edges of two checkpoints of one architecture")]
     Graphs { base: String, tuned: String },
     #[error("{spec}: tokenizing question {id}: {message}")]
@@ -163,7 +167,26 @@ fn answer_all(
         finished += chunk.len();
         progress.set(finished as u64);
     }
+    warn_beyond_context(model, &done, progress);
     Ok(Some(done))
+}
+
+/// Say how many of `model`'s sequences (prompt and answer) ran past its context length.
+fn warn_beyond_context(model: &Model, answers: &AnswerMap, progress: &mut dyn Progress) {
+    let context = model.config.max_position_embeddings;
+    let beyond = answers
+        .values()
+        .filter(|a| a.prompt_ids.len() + a.answer_ids.len() > context)
+        .count();
+    if beyond > 0 {
+        progress.note(&format!(
+            "warning: {beyond} of {} prompts and answers of {} are longer than its context of \
+             {context} tokens (max_position_embeddings); its outputs past that length are \
+             unreliable: lower --max-new-tokens or use shorter questions",
+            answers.len(),
+            model.spec
+        ));
+    }
 }
 
 /// The prompt of question `q` for `model` and its token ids.
@@ -243,6 +266,15 @@ fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
             base: cfg.base.clone(),
             tuned: cfg.tuned.clone(),
         });
+    }
+    let vocab = base_config.vocab_size.min(tuned_config.vocab_size);
+    if let Some(&id) = cfg
+        .generation
+        .stop_ids
+        .iter()
+        .find(|&&id| id as usize >= vocab)
+    {
+        return Err(StudyError::StopIdOutsideVocabulary { id, vocab });
     }
     let graph = |c| Graph::new(c, cfg.level);
     if graph(base_config) != graph(tuned_config) {

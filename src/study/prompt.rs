@@ -63,6 +63,14 @@ pub enum PromptError {
     )]
     NoChatTemplate,
 
+    /// The chat template needed more than [`CHAT_TEMPLATE_FUEL`] steps for one prompt.
+    #[error(
+        "the tokenizer's chat template (tokenizer_config.json) did not finish within \
+         {CHAT_TEMPLATE_FUEL} steps for one prompt (it loops too long or builds too much text); \
+         choose another prompt with --template"
+    )]
+    ChatTemplateTooCostly,
+
     /// The chat template does not compile, fails while rendering, or calls `raise_exception`.
     #[error(
         "the tokenizer's chat template (tokenizer_config.json) failed: {message}; choose another \
@@ -183,7 +191,13 @@ pub fn render(
     }
 }
 
-/// Render a Hugging Face chat template with one user message and the generation prompt.
+/// The work one chat-template render may do, in minijinja fuel (about one per instruction and
+/// per 64 bytes of text made): the templates of real models use a few thousand per prompt; this
+/// bounds the time (well under a second) and memory of a template written to loop or grow.
+pub const CHAT_TEMPLATE_FUEL: u64 = 10_000_000;
+
+/// Render a Hugging Face chat template with one user message and the generation prompt, within
+/// [`CHAT_TEMPLATE_FUEL`].
 fn render_chat(
     source: &str,
     question: &str,
@@ -193,10 +207,14 @@ fn render_chat(
     use minijinja::value::Value;
     use std::collections::BTreeMap;
 
-    let failed = |e: minijinja::Error| PromptError::ChatTemplate {
-        message: e.to_string(),
+    let failed = |e: minijinja::Error| match e.kind() {
+        minijinja::ErrorKind::OutOfFuel => PromptError::ChatTemplateTooCostly,
+        _ => PromptError::ChatTemplate {
+            message: e.to_string(),
+        },
     };
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
