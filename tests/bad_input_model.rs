@@ -7,10 +7,10 @@
 
 mod common;
 
-use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use circuitdiff::model::{limits, LoadOptions, MemoryEstimate, Model, ModelConfig, ScorePlan};
-use common::{circuitdiff, Tiny};
+use common::{circuitdiff, gguf_set, tiny_gguf, Tiny};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -183,6 +183,54 @@ const CASES: &[Case] = &[
         expect: &["`sliding_window` is 0"],
         cli: Cli::Inspect,
     },
+    // tokenizer.json: a syntax error in the decoder made the tokenizers library panic (found by
+    // tests/fuzz.rs); a decoder of no known shape is its error.
+    Case {
+        name: "a tokenizer.json with a key that is not a string",
+        make: |d| {
+            let p = Tiny::Llama.write(d);
+            let file = p.join("tokenizer.json");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let broken = text.replacen("\"decoder\": {", "\"decoder\": {7: 1, ", 1);
+            assert_ne!(text, broken, "the tiny tokenizer has a decoder");
+            std::fs::write(&file, broken).unwrap();
+            p
+        },
+        file: "tokenizer.json",
+        expect: &["key must be a string"],
+        cli: Cli::Score,
+    },
+    Case {
+        name: "a tokenizer.json that is not UTF-8",
+        make: |d| {
+            let p = Tiny::Llama.write(d);
+            let file = p.join("tokenizer.json");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let mut bytes = text
+                .replacen("\"decoder\": {", "\"decoder\": {\"\u{1}\": 1, ", 1)
+                .into_bytes();
+            let at = bytes.iter().position(|&b| b == 1).unwrap();
+            bytes[at] = 0x80;
+            std::fs::write(&file, bytes).unwrap();
+            p
+        },
+        file: "tokenizer.json",
+        expect: &["not UTF-8 text"],
+        cli: Cli::Score,
+    },
+    Case {
+        name: "a tokenizer.json whose decoder has no known shape",
+        make: |d| {
+            let p = Tiny::Llama.write(d);
+            edit_json(&p.join("tokenizer.json"), |j| {
+                j["decoder"] = serde_json::json!({"type": 5});
+            });
+            p
+        },
+        file: "tokenizer.json",
+        expect: &["did not match any variant"],
+        cli: Cli::Score,
+    },
     Case {
         name: "a tokenizer larger than the vocabulary",
         make: |d| config(d, |j| j["vocab_size"] = 40.into()),
@@ -333,8 +381,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF alignment zero",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "general.alignment", gguf_file::Value::U32(0))
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "general.alignment", gguf_file::Value::U32(0))
             })
         },
         file: "model.gguf",
@@ -344,8 +392,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF alignment not a power of two",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "general.alignment", gguf_file::Value::U64(48))
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "general.alignment", gguf_file::Value::U64(48))
             })
         },
         file: "model.gguf",
@@ -355,8 +403,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF block count 2^40",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "llama.block_count", gguf_file::Value::U64(1 << 40))
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "llama.block_count", gguf_file::Value::U64(1 << 40))
             })
         },
         file: "model.gguf",
@@ -366,8 +414,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF absurd embedding length",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "llama.embedding_length", gguf_file::Value::U64(HUGE));
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "llama.embedding_length", gguf_file::Value::U64(HUGE));
             })
         },
         file: "model.gguf",
@@ -377,8 +425,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF negative context length",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "llama.context_length", gguf_file::Value::I32(-1))
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "llama.context_length", gguf_file::Value::I32(-1))
             })
         },
         file: "model.gguf",
@@ -388,8 +436,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF key/value heads that do not divide the heads",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "llama.attention.head_count_kv", gguf_file::Value::U32(3));
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "llama.attention.head_count_kv", gguf_file::Value::U32(3));
             })
         },
         file: "model.gguf",
@@ -399,8 +447,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF beginning-of-sequence id outside the vocabulary",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "tokenizer.ggml.bos_token_id", gguf_file::Value::U32(999));
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "tokenizer.ggml.bos_token_id", gguf_file::Value::U32(999));
             })
         },
         file: "model.gguf",
@@ -410,7 +458,7 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF tensor listed twice",
         make: |d| {
-            gguf(d, |_, t| {
+            tiny_gguf(d, |_, t| {
                 t.push(("output_norm.weight".into(), zeros(&[32], DType::F32)));
             })
         },
@@ -421,8 +469,8 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF with fewer blocks in the metadata than in the tensors",
         make: |d| {
-            gguf(d, |m, _| {
-                set(m, "llama.block_count", gguf_file::Value::U32(1))
+            tiny_gguf(d, |m, _| {
+                gguf_set(m, "llama.block_count", gguf_file::Value::U32(1))
             })
         },
         file: "model.gguf",
@@ -432,7 +480,7 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF with a tensor circuitdiff does not use",
         make: |d| {
-            gguf(d, |_, t| {
+            tiny_gguf(d, |_, t| {
                 t.push(("rope_freqs.weight".into(), zeros(&[4], DType::F32)));
             })
         },
@@ -443,7 +491,7 @@ const CASES: &[Case] = &[
     Case {
         name: "GGUF mis-shaped tensor",
         make: |d| {
-            gguf(d, |_, t| {
+            tiny_gguf(d, |_, t| {
                 for (name, w) in t.iter_mut() {
                     if name == "blk.0.ffn_up.weight" {
                         *w = zeros(&[47, 32], DType::F32);
@@ -493,7 +541,7 @@ fn the_unbroken_checkpoints_load() {
         Tiny::Llama.write(dir.path()),
         Tiny::Mistral.write(dir.path()),
         Tiny::Qwen2.write(dir.path()),
-        gguf(&dir.path().join("g"), |_, _| {}),
+        tiny_gguf(&dir.path().join("g"), |_, _| {}),
         header(&dir.path().join("h"), |_| {}),
         header_entries(&dir.path().join("e"), |_| {}),
     ] {
@@ -633,79 +681,4 @@ fn two_shards(dir: &Path) -> PathBuf {
     let index = json!({"metadata": {}, "weight_map": map});
     std::fs::write(p.join("model.safetensors.index.json"), index.to_string()).unwrap();
     p
-}
-
-fn set(meta: &mut Vec<(String, gguf_file::Value)>, key: &str, value: gguf_file::Value) {
-    meta.retain(|(k, _)| k != key);
-    meta.push((key.into(), value));
-}
-
-/// A tiny Llama as `model.gguf` (f32 tensors, the tiny tokenizer.json beside it), with its
-/// metadata and tensors edited before writing.
-fn gguf(
-    dir: &Path,
-    edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>, &mut Vec<(String, Tensor)>),
-) -> PathBuf {
-    use gguf_file::Value as V;
-    let folder = Tiny::LlamaTied.write(dir);
-    let cfg = Tiny::LlamaTied.config();
-    let (d, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let kv = cfg.num_kv_heads * cfg.head_dim;
-    let mut meta: Vec<(String, V)> = vec![
-        ("general.architecture".into(), V::String("llama".into())),
-        ("llama.embedding_length".into(), V::U32(d as u32)),
-        ("llama.feed_forward_length".into(), V::U32(i as u32)),
-        ("llama.block_count".into(), V::U32(cfg.num_layers as u32)),
-        (
-            "llama.attention.head_count".into(),
-            V::U32(cfg.num_heads as u32),
-        ),
-        (
-            "llama.attention.head_count_kv".into(),
-            V::U32(cfg.num_kv_heads as u32),
-        ),
-        ("llama.context_length".into(), V::U32(256)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            V::F32(1e-6),
-        ),
-        ("tokenizer.ggml.bos_token_id".into(), V::U32(1)),
-        ("tokenizer.ggml.eos_token_id".into(), V::U32(2)),
-    ];
-    let mut tensors = vec![
-        ("token_embd.weight".to_owned(), zeros(&[v, d], DType::F32)),
-        ("output_norm.weight".to_owned(), zeros(&[d], DType::F32)),
-    ];
-    for l in 0..cfg.num_layers {
-        for (name, shape) in [
-            ("attn_norm", vec![d]),
-            ("ffn_norm", vec![d]),
-            ("attn_q", vec![d, d]),
-            ("attn_k", vec![kv, d]),
-            ("attn_v", vec![kv, d]),
-            ("attn_output", vec![d, d]),
-            ("ffn_gate", vec![i, d]),
-            ("ffn_up", vec![i, d]),
-            ("ffn_down", vec![d, i]),
-        ] {
-            tensors.push((format!("blk.{l}.{name}.weight"), zeros(&shape, DType::F32)));
-        }
-    }
-    edit(&mut meta, &mut tensors);
-    let q: Vec<(String, QTensor)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap()))
-        .collect();
-    let path = folder.join("model.gguf");
-    let mut f = std::fs::File::create(&path).unwrap();
-    gguf_file::write(
-        &mut f,
-        &meta
-            .iter()
-            .map(|(k, v)| (k.as_str(), v))
-            .collect::<Vec<_>>(),
-        &q.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    path
 }

@@ -4,13 +4,13 @@
 use super::args::at_least;
 use super::bars::{ctrl_c_token, Bars};
 use super::device::DeviceArgs;
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::report::comparison;
-use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
+use circuitdiff::report::run::{self, Method, Outcome};
 use circuitdiff::report::table::Table;
 use std::path::PathBuf;
 
@@ -62,24 +62,8 @@ impl MetricArgs {
     }
 }
 
-/// The samples of a `score --samples` file.
-fn read_samples(path: &std::path::Path) -> anyhow::Result<Vec<ScoreSample>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let samples: Vec<ScoreSample> = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: expected a JSON list of {{\"prompt_ids\": [...], \"answer_ids\": [...]}}",
-            path.display()
-        )
-    })?;
-    if samples.is_empty() {
-        bail!("{}: no samples", path.display());
-    }
-    Ok(samples)
-}
-
 pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
-    let samples = read_samples(&args.samples)?;
+    let samples = run::read_samples(&args.samples)?;
     let mut opts = args.device.load_options()?;
     if args.f64 {
         opts.dtype = candle_core::DType::F64;

@@ -42,6 +42,9 @@ pub const MAX_GGUF_ARRAY: u64 = 4 * MAX_VOCAB as u64;
 /// Most tensors in one GGUF file (a layer has at most 16).
 pub const MAX_GGUF_TENSORS: u64 = 16 * MAX_LAYERS as u64 + 16;
 
+/// Largest `tokenizer.json` read (the largest of real models are tens of MiB).
+pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 /// The names under which a source stores the numbers that size a decoder: `config.json` keys or
 /// GGUF metadata keys.
 pub(crate) struct DimNames {

@@ -2,6 +2,7 @@
 //! `generation_config.json` add (chat template, special tokens, end-of-sequence ids).
 
 use super::error::{ModelError, Result};
+use super::limits::MAX_TOKENIZER_BYTES;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -23,6 +24,39 @@ pub struct Tokenizer {
     prepend_bos: Option<u32>,
 }
 
+/// The bytes of the tokenizer file at `path`, refusing one over [`MAX_TOKENIZER_BYTES`].
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| ModelError::io(path, e))?
+        .len();
+    if size > MAX_TOKENIZER_BYTES {
+        return Err(ModelError::Tokenizer {
+            path: path.to_owned(),
+            message: format!(
+                "{size} bytes, over the limit of {MAX_TOKENIZER_BYTES}: not a tokenizer file"
+            ),
+        });
+    }
+    std::fs::read(path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Parse a `tokenizer.json` document read from `path`. UTF-8 and the JSON syntax are checked
+/// first: the tokenizers library panics on either error inside the decoder instead of returning
+/// an error.
+fn parse(bytes: &[u8], path: &Path) -> Result<tokenizers::Tokenizer> {
+    let failed = |message: String| ModelError::Tokenizer {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| failed(format!("not UTF-8 text: {e}")))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|source| ModelError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse()
+        .map_err(|e: tokenizers::Error| failed(e.to_string()))
+}
+
 impl Tokenizer {
     /// Load `tokenizer.json` (required) and `tokenizer_config.json` (optional) from a folder.
     pub fn from_folder(dir: &Path) -> Result<Self> {
@@ -34,10 +68,7 @@ impl Tokenizer {
                 fix: "copy the model's tokenizer.json into the folder (circuitdiff does not read tokenizer.model files)".into(),
             });
         }
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let inner = parse(&read_bounded(&path)?, &path)?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg = if cfg_path.is_file() {
             let text =
@@ -135,12 +166,7 @@ impl Tokenizer {
                       "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
                       "ignore_merges": false, "vocab": vocab, "merges": spec.merges},
         });
-        let inner = tokenizers::Tokenizer::from_bytes(doc.to_string()).map_err(|e| {
-            ModelError::Tokenizer {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }
-        })?;
+        let inner = parse(doc.to_string().as_bytes(), path)?;
         let text = |id: Option<u32>| id.and_then(|i| spec.tokens.get(i as usize).cloned());
         Ok(Self {
             inner,

@@ -472,6 +472,24 @@ pub struct ScoreSample {
     pub answer_ids: Vec<u32>,
 }
 
+/// Read a `score --samples` file: a JSON list of samples, at least one.
+pub fn read_samples(path: &Path) -> Result<Vec<ScoreSample>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let invalid = |message: String| RunError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let samples: Vec<ScoreSample> = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "expected a JSON list of {{\"prompt_ids\": [...], \"answer_ids\": [...]}}: {e}"
+        ))
+    })?;
+    if samples.is_empty() {
+        return Err(invalid("no samples".into()));
+    }
+    Ok(samples)
+}
+
 /// How a scoring run ended.
 #[derive(Debug)]
 pub enum Outcome {

@@ -2,6 +2,8 @@
 //! folders, and the Python reference (transformers on PyTorch) run in the venv `.ci/run` makes.
 #![allow(dead_code)]
 
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::Tensor;
 use circuitdiff::model::{self, Family, ModelConfig, RopeScaling};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -255,4 +257,84 @@ pub fn python_snippet(code: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn zeros(shape: &[usize]) -> Tensor {
+    candle_core::Tensor::zeros(shape, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap()
+}
+
+/// Set a GGUF metadata entry, replacing any entry of that key.
+pub fn gguf_set(meta: &mut Vec<(String, gguf_file::Value)>, key: &str, value: gguf_file::Value) {
+    meta.retain(|(k, _)| k != key);
+    meta.push((key.into(), value));
+}
+
+/// A tiny Llama as `model.gguf` (f32 tensors, the tiny tokenizer.json beside it), with its
+/// metadata and tensors edited before writing.
+pub fn tiny_gguf(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>, &mut Vec<(String, Tensor)>),
+) -> PathBuf {
+    use gguf_file::Value as V;
+    let folder = Tiny::LlamaTied.write(dir);
+    let cfg = Tiny::LlamaTied.config();
+    let (d, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let kv = cfg.num_kv_heads * cfg.head_dim;
+    let mut meta: Vec<(String, V)> = vec![
+        ("general.architecture".into(), V::String("llama".into())),
+        ("llama.embedding_length".into(), V::U32(d as u32)),
+        ("llama.feed_forward_length".into(), V::U32(i as u32)),
+        ("llama.block_count".into(), V::U32(cfg.num_layers as u32)),
+        (
+            "llama.attention.head_count".into(),
+            V::U32(cfg.num_heads as u32),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            V::U32(cfg.num_kv_heads as u32),
+        ),
+        ("llama.context_length".into(), V::U32(256)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            V::F32(1e-6),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), V::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), V::U32(2)),
+    ];
+    let mut tensors = vec![
+        ("token_embd.weight".to_owned(), zeros(&[v, d])),
+        ("output_norm.weight".to_owned(), zeros(&[d])),
+    ];
+    for l in 0..cfg.num_layers {
+        for (name, shape) in [
+            ("attn_norm", vec![d]),
+            ("ffn_norm", vec![d]),
+            ("attn_q", vec![d, d]),
+            ("attn_k", vec![kv, d]),
+            ("attn_v", vec![kv, d]),
+            ("attn_output", vec![d, d]),
+            ("ffn_gate", vec![i, d]),
+            ("ffn_up", vec![i, d]),
+            ("ffn_down", vec![d, i]),
+        ] {
+            tensors.push((format!("blk.{l}.{name}.weight"), zeros(&shape)));
+        }
+    }
+    edit(&mut meta, &mut tensors);
+    let q: Vec<(String, QTensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap()))
+        .collect();
+    let path = folder.join("model.gguf");
+    let mut f = std::fs::File::create(&path).unwrap();
+    gguf_file::write(
+        &mut f,
+        &meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect::<Vec<_>>(),
+        &q.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    path
 }
