@@ -125,7 +125,9 @@ pub fn write_hf_folder(
         stored.insert(name, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
     }
     let path = dir.join("model.safetensors");
-    let tmp = crate::fsutil::temp_path(&path);
-    candle_core::safetensors::save(&stored, &tmp)?;
-    std::fs::rename(&tmp, &path).map_err(|e| ModelError::io(&path, e))
+    let bytes = safetensors::serialize(&stored, None).map_err(|e| ModelError::Weights {
+        path: path.clone(),
+        message: format!("cannot serialise the weights: {e}"),
+    })?;
+    crate::fsutil::write_atomic(&path, &bytes).map_err(|e| ModelError::io(&path, e))
 }

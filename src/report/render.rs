@@ -54,10 +54,10 @@ fn png(
         root.present().map_err(|e| err(e.to_string()))?;
     }
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| err("buffer size".into()))?;
-    let tmp = crate::fsutil::temp_path(path);
-    img.save_with_format(&tmp, image::ImageFormat::Png)
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
         .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    crate::fsutil::write_atomic(path, png.get_ref()).map_err(|e| err(e.to_string()))
 }
 
 /// Diverging blue–white–red colour of `v` in [−range, range].

@@ -317,6 +317,15 @@ pub fn read_sample(dir: &Path, index: usize) -> Result<Option<SampleScores>, Run
     }))
 }
 
+/// Write `tensors` as a safetensors file at `path`, atomically.
+fn write_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), RunError> {
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| RunError::Invalid {
+        path: path.to_owned(),
+        message: format!("cannot serialise the tensors: {e}"),
+    })?;
+    crate::fsutil::write_atomic(path, &bytes).map_err(io(path))
+}
+
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
     crate::fsutil::write_json(path, value).map_err(io(path))
 }
@@ -373,9 +382,7 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
     .into_iter()
     .collect();
     let path = dir.join("scores.safetensors");
-    let tmp = crate::fsutil::temp_path(&path);
-    candle_core::safetensors::save(&st, &tmp)?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    write_tensors(&path, &st)?;
 
     let npz = npz_bytes(&[
         ("scores", NpyArray::f32(&[ns, nd], &mean)),
