@@ -401,6 +401,30 @@ const CASES: &[Case] = &[
         cli: Cli::Inspect,
     },
     Case {
+        name: "GGUF tensor data past the end of the file",
+        make: |d| {
+            let path = tiny_gguf(d, |_, _| {});
+            let len = std::fs::metadata(&path).unwrap().len();
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(len - 64).unwrap();
+            path
+        },
+        file: "model.gguf",
+        expect: &["run past the end of the file"],
+        cli: Cli::Score,
+    },
+    Case {
+        name: "GGUF tensors sharing bytes",
+        make: |d| {
+            let path = tiny_gguf(d, |_, _| {});
+            gguf_offset(&path, "blk.1.ffn_down.weight", 0);
+            path
+        },
+        file: "model.gguf",
+        expect: &["blk.1.ffn_down.weight", "share bytes"],
+        cli: Cli::Score,
+    },
+    Case {
         name: "GGUF block count 2^40",
         make: |d| {
             tiny_gguf(d, |m, _| {
@@ -681,4 +705,20 @@ fn two_shards(dir: &Path) -> PathBuf {
     let index = json!({"metadata": {}, "weight_map": map});
     std::fs::write(p.join("model.safetensors.index.json"), index.to_string()).unwrap();
     p
+}
+
+/// Set the data offset of the 2-D tensor `name` in the GGUF file at `path`: its entry in the
+/// tensor table is the name, then the dimension count (u32), two dimensions (u64), the type
+/// (u32) and the offset (u64).
+fn gguf_offset(path: &Path, name: &str, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .unwrap()
+        + name.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2);
+    let field = at + 4 + 16 + 4;
+    bytes[field..field + 8].copy_from_slice(&offset.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
 }

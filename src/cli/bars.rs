@@ -99,13 +99,18 @@ impl circuitdiff::model::DownloadProgress for DownloadBar {
     }
 }
 
-/// Load a model, showing Hub downloads as progress bars.
+/// Load a model, showing Hub downloads as progress bars. An error that does not name the model
+/// (most name its file) is prefixed with it.
 pub fn load_model(
     spec: &str,
     opts: &circuitdiff::model::LoadOptions,
 ) -> anyhow::Result<circuitdiff::model::Model> {
-    use anyhow::Context as _;
     let mut bar = DownloadBar::default();
-    circuitdiff::model::Model::load_with_progress(spec, opts, Some(&mut bar))
-        .with_context(|| format!("loading model {spec}"))
+    circuitdiff::model::Model::load_with_progress(spec, opts, Some(&mut bar)).map_err(|e| {
+        if e.to_string().contains(spec) {
+            anyhow::Error::new(e)
+        } else {
+            anyhow::Error::new(e).context(format!("loading model {spec}"))
+        }
+    })
 }

@@ -271,6 +271,55 @@ impl GgufFile {
         )
     }
 
+    /// Refuse tensors whose data is not whole blocks of their type, runs past the end of the
+    /// file, or overlaps another tensor's.
+    fn check_ranges(&self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| ModelError::io(&self.path, e))?
+            .len();
+        let bad = |name: &str, message: String| ModelError::Weights {
+            path: self.path.clone(),
+            message: format!("tensor `{name}`: {message}"),
+        };
+        let mut ranges = Vec::with_capacity(self.content.tensor_infos.len());
+        for (name, info) in &self.content.tensor_infos {
+            let (elements, block) = (info.shape.elem_count(), info.ggml_dtype.block_size());
+            if elements % block != 0 {
+                let dtype = info.ggml_dtype;
+                return Err(bad(
+                    name,
+                    format!("{elements} values are not whole {dtype:?} blocks of {block}"),
+                ));
+            }
+            let bytes = (elements / block) as u64 * info.ggml_dtype.type_size() as u64;
+            let start = self.content.tensor_data_offset.checked_add(info.offset);
+            match start.and_then(|s| s.checked_add(bytes).map(|e| (s, e))) {
+                Some((start, end)) if end <= len => ranges.push((start, end, name)),
+                _ => {
+                    return Err(bad(
+                        name,
+                        format!("its {bytes} bytes run past the end of the file ({len} bytes)"),
+                    ))
+                }
+            }
+        }
+        ranges.sort();
+        for pair in ranges.windows(2) {
+            if let [(_, a_end, a), (b_start, _, b)] = pair {
+                if a_end > b_start {
+                    return Err(ModelError::OverlappingTensors {
+                        path: self.path.clone(),
+                        name: (*a).clone(),
+                        other: (*b).clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every tensor dequantised to f32 under its Hugging Face name, once the file is checked to
     /// hold exactly the tensors `cfg` calls for, with their shapes.
     pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
@@ -281,6 +330,7 @@ impl GgufFile {
             file: &self.path,
         });
         check_tensors(cfg, &self.path, stored)?;
+        self.check_ranges()?;
         let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
         let mut out = HashMap::with_capacity(names.len());
