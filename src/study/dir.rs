@@ -113,6 +113,8 @@ pub enum DirError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{} holds other files ({first}, …) and no study.json: a study writes into a new or empty directory; choose another --out", path.display())]
+    NotEmpty { path: PathBuf, first: String },
     #[error("{path}: not valid JSON of this file's kind ({source}); was it written by another version, or damaged? Move it away to start over")]
     Json {
         path: PathBuf,
@@ -183,8 +185,29 @@ impl StudyDir {
         read_json(&self.config_path())
     }
 
-    pub fn write_config(&self, cfg: &StudyConfig) -> Result<(), DirError> {
-        write_json(&self.config_path(), cfg)
+    /// Make this a study directory of `cfg`: refuse a directory that holds anything but what an
+    /// interrupted first write of `study.json` leaves, then write `study.json`.
+    pub fn start(&self, cfg: &StudyConfig) -> Result<(), DirError> {
+        let path = self.config_path();
+        let ours = format!(
+            ".{}.tmp",
+            path.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        );
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries {
+                let name = entry.map_err(io(&self.root))?.file_name();
+                let name = name.to_string_lossy();
+                if !name.starts_with(&ours) {
+                    return Err(DirError::NotEmpty {
+                        path: self.root.clone(),
+                        first: name.into_owned(),
+                    });
+                }
+            }
+        }
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        write_json(&path, cfg)
     }
 
     pub fn read_counts(&self) -> Result<Option<Counts>, DirError> {

@@ -217,14 +217,16 @@ fn prompt_of(
 
 /// Stage 1: claim `dir` for `cfg`, or check that it already holds this study.
 fn claim(cfg: &StudyConfig, dir: &StudyDir) -> Result<(), StudyError> {
-    dir.create()?;
     match dir.read_config()? {
-        Some(previous) if previous == *cfg => Ok(()),
-        Some(_) => Err(StudyError::DifferentStudy {
-            dir: dir.root().to_owned(),
-        }),
-        None => Ok(dir.write_config(cfg)?),
+        Some(previous) if previous == *cfg => {}
+        Some(_) => {
+            return Err(StudyError::DifferentStudy {
+                dir: dir.root().to_owned(),
+            })
+        }
+        None => dir.start(cfg)?,
     }
+    Ok(dir.create()?)
 }
 
 /// Stage 2: the questions of the study (of its shard, for a shard).
