@@ -4,11 +4,12 @@
 
 use super::commands::Command;
 use super::theme::Palette;
-use super::worker::{Message, Stages, Unwound, Worker};
+use super::worker::{Message, Stages, Worker};
 use crate::model::{self, DownloadProgress, HubOptions, ModelInfo};
 use crate::progress::{CancelToken, Progress};
 use crate::side::{PerSide, Side};
 use egui::Ui;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 /// A slot's title.
@@ -49,8 +50,8 @@ pub struct ModelPicker {
     pub vocab: Vocab,
 }
 
-/// Reports Hub downloads as progress stages; unwinds with [`Unwound`] when cancelled, the only
-/// way out of the download's byte counter (the partial file is resumed next time).
+/// Reports Hub downloads as progress stages, and stops them when the job is cancelled (the
+/// partial file is resumed next time).
 struct DownloadBridge<'a> {
     progress: &'a mut dyn Progress,
     cancel: &'a CancelToken,
@@ -63,15 +64,32 @@ impl DownloadProgress for DownloadBridge<'_> {
         self.progress.start(&format!("download {file}"), size);
     }
 
-    fn advance(&mut self, bytes: u64) {
+    fn advance(&mut self, bytes: u64) -> ControlFlow<()> {
         if self.cancel.is_cancelled() {
-            std::panic::resume_unwind(Box::new(Unwound));
+            return ControlFlow::Break(());
         }
         self.done += bytes;
         self.progress.set(self.done);
+        ControlFlow::Continue(())
     }
 
     fn finish(&mut self) {}
+}
+
+/// Resolve `spec` (downloading a Hub id, stopped by `cancel`) and inspect it.
+fn inspect_job(
+    spec: &str,
+    hub: &HubOptions,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<ModelInfo, String> {
+    let mut bridge = DownloadBridge {
+        progress,
+        cancel,
+        done: 0,
+    };
+    let ckpt = model::resolve(spec, hub, Some(&mut bridge)).map_err(|e| format!("{e:#}"))?;
+    model::inspect(spec, &ckpt, 512).map_err(|e| format!("{e:#}"))
 }
 
 fn describe_difference(a: &[(String, u32)], b: &[(String, u32)]) -> String {
@@ -104,14 +122,7 @@ impl ModelPicker {
             "model-inspect",
             Box::new(move || repaint.request_repaint()),
             move |progress, cancel| {
-                let mut bridge = DownloadBridge {
-                    progress,
-                    cancel,
-                    done: 0,
-                };
-                let ckpt = model::resolve(&job_spec, &HubOptions::default(), Some(&mut bridge))
-                    .map_err(|e| format!("{e:#}"))?;
-                model::inspect(&job_spec, &ckpt, 512).map_err(|e| format!("{e:#}"))
+                inspect_job(&job_spec, &HubOptions::default(), progress, cancel)
             },
         ) {
             Ok(w) => s.job = Some((spec, w)),
@@ -372,6 +383,80 @@ fn recent_ui(ui: &mut Ui, recent: &[String], cmds: &mut Vec<Command>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Instant;
+
+    /// A Hub at a local address whose every file has `size` bytes: the metadata probe
+    /// (`Range: bytes=0-0`) is answered at once, a body 1 KiB every 10 ms until the client
+    /// hangs up.
+    fn slow_hub(size: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut probe = false;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim().is_empty() {
+                    probe |= line.eq_ignore_ascii_case("range: bytes=0-0\r\n");
+                    line.clear();
+                }
+                let len = if probe { 1 } else { size };
+                let head = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {len}\r\nContent-Range: \
+                     bytes 0-{}/{size}\r\netag: \"slow\"\r\nx-repo-commit: {}\r\n\
+                     Connection: close\r\n\r\n",
+                    len - 1,
+                    "0".repeat(40),
+                );
+                let mut left = stream.write_all(head.as_bytes()).map(|_| len);
+                while let Ok(n @ 1..) = left {
+                    let piece = n.min(1024);
+                    left = stream.write_all(&vec![b' '; piece]).map(|_| n - piece);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        addr
+    }
+
+    /// Cancelling the job while it downloads stops the download at the next chunk: the job
+    /// ends with the cancellation, the partial file stays in the cache.
+    #[test]
+    fn a_cancelled_download_job_reports_a_cancellation() {
+        for var in ["NO_PROXY", "no_proxy"] {
+            let old = std::env::var(var).unwrap_or_default();
+            std::env::set_var(var, format!("{old},127.0.0.1,localhost"));
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let hub = HubOptions {
+            cache_dir: Some(cache.path().to_owned()),
+            endpoint: Some(slow_hub(1 << 20)),
+            ..HubOptions::default()
+        };
+        let mut worker = Worker::spawn("test-download", Box::new(|| {}), move |p, cancel| {
+            inspect_job("acme/slow", &hub, p, cancel)
+        })
+        .unwrap();
+        let start = Instant::now();
+        let result = loop {
+            let msgs = worker.poll(Duration::from_millis(5));
+            if msgs.iter().any(|m| matches!(m, Message::Done(1..))) {
+                worker.cancel();
+            }
+            if let Some(Message::Finished(r)) = msgs.into_iter().last() {
+                break r;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "no result");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let e = result.expect_err("the download was not stopped");
+        assert!(e.contains("download of `config.json` cancelled"), "{e}");
+        let part = cache.path().join("models--acme--slow/blobs/slow.part");
+        let kept = std::fs::metadata(&part).unwrap().len();
+        assert!(kept > 0 && kept < 1 << 20, "{kept} bytes kept");
+    }
 
     #[test]
     fn a_vocabulary_difference_names_the_first_token() {

@@ -27,10 +27,6 @@ pub enum Message<T> {
 /// A request to repaint the UI, called after every message.
 pub type Repaint = Box<dyn Fn() + Send>;
 
-/// The payload a job unwinds with to stop inside a callback that cannot return an error (a
-/// download's byte counter); the worker reports it as "cancelled".
-pub struct Unwound;
-
 struct ChannelProgress<T> {
     tx: SyncSender<Message<T>>,
     repaint: Repaint,
@@ -97,9 +93,7 @@ impl<T: Send + 'static> Worker<T> {
                     job(&mut progress, &token)
                 }))
                 .unwrap_or_else(|payload| {
-                    Err(if payload.is::<Unwound>() {
-                        "cancelled".to_owned()
-                    } else if let Some(s) = payload.downcast_ref::<String>() {
+                    Err(if let Some(s) = payload.downcast_ref::<String>() {
                         format!("internal error: {s}")
                     } else if let Some(s) = payload.downcast_ref::<&str>() {
                         format!("internal error: {s}")
@@ -260,13 +254,14 @@ mod tests {
         assert!(t.elapsed() < unit * 2, "drop took {:?}", t.elapsed());
     }
 
+    /// A job that panics ends with an internal error instead of taking the app down.
     #[test]
-    fn an_unwound_job_reports_cancelled() {
+    fn a_panicking_job_reports_an_internal_error() {
         let mut worker = Worker::spawn(
             "test-worker",
             Box::new(|| {}),
             |_: &mut dyn Progress, _: &CancelToken| -> Result<(), String> {
-                std::panic::resume_unwind(Box::new(Unwound))
+                panic!("index out of bounds")
             },
         )
         .unwrap();
@@ -274,7 +269,7 @@ mod tests {
         loop {
             let msgs = worker.poll(Duration::from_millis(5));
             if let Some(Message::Finished(r)) = msgs.into_iter().last() {
-                assert_eq!(r, Err("cancelled".to_owned()));
+                assert_eq!(r, Err("internal error: index out of bounds".to_owned()));
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(5), "no result");

@@ -86,10 +86,11 @@ impl circuitdiff::model::DownloadProgress for DownloadBar {
         self.bar = Some(bar);
     }
 
-    fn advance(&mut self, bytes: u64) {
+    fn advance(&mut self, bytes: u64) -> std::ops::ControlFlow<()> {
         if let Some(b) = &self.bar {
             b.inc(bytes);
         }
+        std::ops::ControlFlow::Continue(())
     }
 
     fn finish(&mut self) {

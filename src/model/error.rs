@@ -110,6 +110,15 @@ pub enum ModelError {
     #[error("Hugging Face id `{id}`: {message}")]
     Hub { id: String, message: String },
 
+    #[error("Hugging Face id `{id}`: download of `{file}` cancelled after {kept} bytes; {part} keeps them and the next download resumes from there")]
+    Cancelled {
+        id: String,
+        file: String,
+        /// Bytes of the file on disk, in `part`.
+        kept: u64,
+        part: PathBuf,
+    },
+
     #[error("{path}: {plan}, but only {:.1} GiB of memory is available; {fix}", *available as f64 / GIB)]
     TooLarge {
         path: PathBuf,

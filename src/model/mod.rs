@@ -4,6 +4,7 @@
 
 mod config;
 mod device;
+mod download;
 mod error;
 mod fused;
 mod generate;
@@ -21,13 +22,14 @@ mod weights;
 
 pub use config::{Family, ModelConfig, RopeScaling};
 pub use device::open_device;
+pub use download::DownloadProgress;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
 pub use inspect::{inspect, inspect_plan, ModelInfo};
 pub use linear::Linear;
 pub use memory::{MemoryEstimate, ScorePlan};
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
-pub use source::{resolve, Checkpoint, DownloadProgress, HubOptions};
+pub use source::{resolve, Checkpoint, HubOptions};
 pub use tokenizer::Tokenizer;
 pub use transformer::{Kernels, KvCache};
 

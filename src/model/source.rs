@@ -1,6 +1,7 @@
 //! Where a model comes from: a local folder, a `.gguf` file, or a Hugging Face Hub id resolved
 //! through the cache that Python tools share.
 
+use super::download::{DownloadProgress, HubRepo, Quiet};
 use super::error::{ModelError, Result};
 use std::path::{Path, PathBuf};
 
@@ -14,16 +15,6 @@ pub enum Checkpoint {
         file: PathBuf,
         tokenizer_json: Option<PathBuf>,
     },
-}
-
-/// Progress of a Hub download, reported per file.
-pub trait DownloadProgress {
-    /// A file of `size` bytes starts downloading.
-    fn start(&mut self, file: &str, size: u64);
-    /// `bytes` more bytes arrived.
-    fn advance(&mut self, bytes: u64);
-    /// The file is complete.
-    fn finish(&mut self);
 }
 
 /// How to reach the Hub.
@@ -191,72 +182,41 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
-/// hf-hub's progress, one `start` per file: hf-hub announces a file once before it opens the
-/// download and again as the body starts (followed by the bytes a resumed download already has).
-struct HubProgress<'a> {
-    inner: &'a mut dyn DownloadProgress,
-    file: Option<String>,
-}
-
-impl hf_hub::api::Progress for HubProgress<'_> {
-    fn init(&mut self, size: usize, filename: &str) {
-        if self.file.as_deref() != Some(filename) {
-            self.inner.start(filename, size as u64);
-            self.file = Some(filename.to_owned());
-        }
-    }
-
-    fn update(&mut self, size: usize) {
-        self.inner.advance(size as u64);
-    }
-
-    fn finish(&mut self) {
-        self.inner.finish();
-        self.file = None;
-    }
-}
-
 /// Resolve a Hub id to its snapshot folder, downloading what the cache lacks unless offline.
 fn hub_snapshot(
     spec: &str,
     opts: &HubOptions,
-    mut progress: Option<&mut dyn DownloadProgress>,
+    progress: Option<&mut dyn DownloadProgress>,
 ) -> Result<Checkpoint> {
-    use hf_hub::{Cache, Repo, RepoType};
-    let (id, revision) = match spec.split_once('@') {
-        Some((id, rev)) => (id.to_owned(), rev.to_owned()),
-        None => (spec.to_owned(), "main".to_owned()),
-    };
-    let repo = Repo::with_revision(id.clone(), RepoType::Model, revision.clone());
-    let cache = Cache::new(opts.cache_dir());
-    let offline = opts.offline();
+    let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
     let hub_err = |message: String| ModelError::Hub {
         id: spec.to_owned(),
         message,
     };
-    let api = if offline {
+    let hub = if opts.offline() {
         None
     } else {
-        let mut builder =
-            hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false);
-        if let Some(endpoint) = opts.endpoint() {
-            builder = builder.with_endpoint(endpoint);
-        }
-        Some(
-            builder
-                .build()
-                .map_err(|e| hub_err(e.to_string()))?
-                .repo(repo),
-        )
+        Some(HubRepo::connect(
+            spec,
+            id,
+            revision,
+            opts.cache_dir(),
+            opts.endpoint(),
+        )?)
+    };
+    let mut quiet = Quiet;
+    let progress: &mut dyn DownloadProgress = match progress {
+        Some(p) => p,
+        None => &mut quiet,
     };
     let repo_dir = opts
         .cache_dir()
         .join(format!("models--{}", id.replace('/', "--")));
     let mut get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
-        if let Some(p) = cached_file(&repo_dir, &revision, file) {
+        if let Some(p) = cached_file(&repo_dir, revision, file) {
             return Ok(Some(p));
         }
-        let Some(api) = &api else {
+        let Some(hub) = &hub else {
             return if required {
                 Err(hub_err(format!(
                     "`{file}` is not in the local cache {} and the Hub is offline; download it once with network access (or unset HF_HUB_OFFLINE)",
@@ -266,14 +226,11 @@ fn hub_snapshot(
                 Ok(None)
             };
         };
-        let got = match progress.as_deref_mut() {
-            Some(inner) => api.download_with_progress(file, HubProgress { inner, file: None }),
-            None => api.download(file),
-        };
-        match got {
-            Ok(p) => Ok(Some(p)),
-            Err(_) if !required => Ok(None),
-            Err(e) => Err(hub_err(format!("cannot download `{file}`: {e}"))),
+        match hub.fetch(file, progress)? {
+            None if required => Err(hub_err(format!(
+                "the repository has no `{file}` at revision `{revision}`; check the id and the revision"
+            ))),
+            found => Ok(found),
         }
     };
     let config = get("config.json", true)?.ok_or_else(|| hub_err("no config.json".into()))?;
