@@ -63,7 +63,11 @@ fn step_until(h: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&Ap
             start.elapsed() < Duration::from_secs(secs),
             "timed out waiting for {what}; status: {:?}; model errors: {:?}",
             h.state().status_text(),
-            h.state().models.slots.as_ref().map(|_, s| s.error.clone())
+            h.state()
+                .models
+                .slots
+                .as_ref()
+                .map(|_, s| s.error.as_ref().map(|e| e.to_string()))
         );
         h.step();
         std::thread::sleep(Duration::from_millis(5));

@@ -130,13 +130,13 @@ impl App {
             return;
         }
         if let Err(why) = self.models.ready(&self.settings.models) {
-            self.set_status(true, why);
+            self.set_status(true, why.to_string());
             return;
         }
         let cfg = match super::study::config(&self.settings.study, &self.settings.models) {
             Ok(c) => c,
             Err(e) => {
-                self.set_status(true, e);
+                self.set_status(true, crate::message::chain(&e));
                 return;
             }
         };
@@ -149,7 +149,7 @@ impl App {
                 self.set_status(false, format!("study running into {}", r.out.display()));
                 self.study = Some(r);
             }
-            Err(e) => self.set_status(true, e),
+            Err(e) => self.set_status(true, crate::message::chain(&e)),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! "Save PNG" queues one view, "Export all figures" every view; `--screenshot` uses the same
 //! queue.
 
+use super::error::AppError;
 use super::views::View;
 use super::worker::{Message, Worker};
 use egui::{ColorImage, Rect};
@@ -24,7 +25,7 @@ struct Current {
 }
 
 /// A finished save: the file and its size in pixels, or what went wrong.
-pub type Saved = Result<(PathBuf, [usize; 2]), String>;
+pub type Saved = Result<(PathBuf, [usize; 2]), AppError>;
 
 /// The export queue.
 pub struct Exporter {
@@ -49,7 +50,11 @@ impl Default for Exporter {
 }
 
 /// Write `image` as a PNG at `path`; a partial file is removed on failure.
-pub fn write_png(image: &ColorImage, path: &Path) -> Result<(), String> {
+pub fn write_png(image: &ColorImage, path: &Path) -> Result<(), AppError> {
+    let failed = |message: String| AppError::Image {
+        path: path.to_owned(),
+        message,
+    };
     let [w, h] = image.size;
     let bytes: Vec<u8> = image
         .pixels
@@ -57,13 +62,15 @@ pub fn write_png(image: &ColorImage, path: &Path) -> Result<(), String> {
         .flat_map(|c| c.to_srgba_unmultiplied())
         .collect();
     let buffer = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
-        .ok_or_else(|| "screenshot has an unexpected size".to_owned())?;
+        .ok_or_else(|| failed("the screenshot has an unexpected size".into()))?;
+    let mut png = std::io::Cursor::new(Vec::new());
     buffer
-        .save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| {
-            std::fs::remove_file(path).ok();
-            format!("{}: {e}", path.display())
-        })
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| failed(e.to_string()))?;
+    crate::fsutil::write_atomic(path, png.get_ref()).map_err(|source| AppError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl Exporter {
@@ -103,7 +110,10 @@ impl Exporter {
                 },
             ) {
                 Ok(w) => self.saving.push(w),
-                Err(e) => done.push(Err(format!("cannot start the PNG writer: {e}"))),
+                Err(source) => done.push(Err(AppError::Spawn {
+                    what: "the PNG writer",
+                    source,
+                })),
             }
         }
         self.saving.retain_mut(|w| {

@@ -11,6 +11,7 @@ mod assets;
 pub mod bench;
 mod commands;
 mod dispatch;
+pub mod error;
 mod export;
 mod models;
 pub mod results;

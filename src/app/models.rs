@@ -3,8 +3,10 @@
 //! inspected; a pair whose vocabularies differ is refused with the reason.
 
 use super::commands::Command;
+use super::error::{AppError, NotReady};
 use super::theme::Palette;
 use super::worker::{Message, Stages, Worker};
+use crate::message;
 use crate::model::{self, DownloadProgress, HubOptions, ModelInfo};
 use crate::progress::{CancelToken, Progress};
 use crate::side::{PerSide, Side};
@@ -27,7 +29,7 @@ pub struct Slot {
     pub info: Option<(String, ModelInfo)>,
     job: Option<(String, Worker<ModelInfo>)>,
     download: Stages,
-    pub error: Option<String>,
+    pub error: Option<AppError>,
     /// Where the slot was drawn (drops over it fill it).
     pub rect: Option<egui::Rect>,
 }
@@ -39,8 +41,10 @@ pub enum Vocab {
     Unknown,
     Checking(Worker<Option<String>>),
     Same,
-    /// Why not.
+    /// How they differ.
     Different(String),
+    /// A tokenizer could not be read.
+    Unreadable(AppError),
 }
 
 /// The picker's state.
@@ -82,14 +86,14 @@ fn inspect_job(
     hub: &HubOptions,
     progress: &mut dyn Progress,
     cancel: &CancelToken,
-) -> Result<ModelInfo, String> {
+) -> Result<ModelInfo, AppError> {
     let mut bridge = DownloadBridge {
         progress,
         cancel,
         done: 0,
     };
-    let ckpt = model::resolve(spec, hub, Some(&mut bridge)).map_err(|e| format!("{e:#}"))?;
-    model::inspect(spec, &ckpt, 512).map_err(|e| format!("{e:#}"))
+    let ckpt = model::resolve(spec, hub, Some(&mut bridge))?;
+    Ok(model::inspect(spec, &ckpt, 512)?)
 }
 
 fn describe_difference(a: &[(String, u32)], b: &[(String, u32)]) -> String {
@@ -126,7 +130,12 @@ impl ModelPicker {
             },
         ) {
             Ok(w) => s.job = Some((spec, w)),
-            Err(e) => s.error = Some(format!("cannot start: {e}")),
+            Err(source) => {
+                s.error = Some(AppError::Spawn {
+                    what: "the model inspection",
+                    source,
+                })
+            }
         }
     }
 
@@ -170,7 +179,8 @@ impl ModelPicker {
                 if let Message::Finished(r) = msg {
                     self.vocab = match r {
                         Ok(None) => Vocab::Same,
-                        Ok(Some(why)) | Err(why) => Vocab::Different(why),
+                        Ok(Some(why)) => Vocab::Different(why),
+                        Err(e) => Vocab::Unreadable(e),
                     };
                     break;
                 }
@@ -185,9 +195,7 @@ impl ModelPicker {
                     move |_, _| {
                         let hub = HubOptions::default();
                         let vocab = |spec: &str| {
-                            model::load_without_weights(spec, &hub)
-                                .map(|(_, t)| t.vocabulary())
-                                .map_err(|e| format!("{e:#}"))
+                            model::load_without_weights(spec, &hub).map(|(_, t)| t.vocabulary())
                         };
                         let (va, vb) = (vocab(&a)?, vocab(&b)?);
                         Ok((va != vb).then(|| describe_difference(&va, &vb)))
@@ -201,20 +209,18 @@ impl ModelPicker {
     }
 
     /// `Ok` when both slots are inspected and their vocabularies agree; else why not.
-    pub fn ready(&self, specs: &PerSide<String>) -> Result<(), String> {
+    pub fn ready(&self, specs: &PerSide<String>) -> Result<(), NotReady> {
         for side in Side::BOTH {
             match &self.slots[side].info {
                 Some((inspected, _)) if *inspected == specs[side] => {}
-                _ => {
-                    let title = slot_title(side).to_lowercase();
-                    return Err(format!("inspect the {title} first"));
-                }
+                _ => return Err(NotReady::NotInspected { side }),
             }
         }
         match &self.vocab {
             Vocab::Same => Ok(()),
-            Vocab::Different(why) => Err(why.clone()),
-            Vocab::Unknown | Vocab::Checking(_) => Err("checking the vocabularies…".into()),
+            Vocab::Different(why) => Err(NotReady::Refused(why.clone())),
+            Vocab::Unreadable(e) => Err(NotReady::Refused(message::chain(e))),
+            Vocab::Unknown | Vocab::Checking(_) => Err(NotReady::Checking),
         }
     }
 }
@@ -272,6 +278,9 @@ pub fn models_ui(
         }
         Vocab::Different(why) => {
             ui.colored_label(palette.error(), format!("Refused: {why}"));
+        }
+        Vocab::Unreadable(e) => {
+            ui.colored_label(palette.error(), format!("Refused: {}", message::chain(e)));
         }
         Vocab::Checking(_) => {
             ui.label("checking the vocabularies…");
@@ -351,7 +360,7 @@ fn slot_ui(ui: &mut Ui, side: Side, slot: &Slot, spec: &mut String, cmds: &mut V
         }
     }
     if let Some(e) = &slot.error {
-        ui.colored_label(Palette::of(ui.ctx()).error(), e);
+        ui.colored_label(Palette::of(ui.ctx()).error(), message::chain(e));
     }
     if let Some((inspected, info)) = &slot.info {
         if inspected == spec {
@@ -452,7 +461,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         };
         let e = result.expect_err("the download was not stopped");
-        assert!(e.contains("download of `config.json` cancelled"), "{e}");
+        assert!(
+            matches!(&e, AppError::Model(model::ModelError::Cancelled { file, .. }) if file == "config.json"),
+            "{e}"
+        );
         let part = cache.path().join("models--acme--slow/blobs/slow.part");
         let kept = std::fs::metadata(&part).unwrap().len();
         assert!(kept > 0 && kept < 1 << 20, "{kept} bytes kept");

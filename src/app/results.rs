@@ -1,6 +1,7 @@
 //! Results the app shows, loaded from a study directory, a `compare` output directory or a
 //! single run directory, with every figure computed once at load time.
 
+use super::error::AppError;
 use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::figures::{self, Heatmap, Histogram, LineChart};
@@ -8,7 +9,6 @@ use crate::report::run::{self, Run};
 use crate::side::Side;
 use crate::study::answers::Answer;
 use crate::study::dir::{Counts, StudyDir};
-use anyhow::Context as _;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -71,12 +71,18 @@ pub struct Results {
     pub circuit: Circuit,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option<T>> {
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AppError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| AppError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = serde_json::from_str(&text).map_err(|source| AppError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(Some(value))
 }
 
@@ -102,7 +108,7 @@ impl Results {
     /// Load a study directory (`base/`, `tuned/`, `comparison.json`, `answers.jsonl`,
     /// `counts.json`), a `compare` output directory (its `comparison.json` names both runs) or a
     /// single run directory.
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(dir: &Path) -> Result<Self, AppError> {
         let comparison: Option<Comparison> = read_json(&dir.join("comparison.json"))?;
         let (base, tuned) = if dir.join("manifest.json").is_file() {
             (run::load(dir)?, None)
@@ -126,10 +132,9 @@ impl Results {
                 Some(run::load(&side(&c.tuned.dir))?),
             )
         } else {
-            anyhow::bail!(
-                "{}: not a study, comparison or run directory (no manifest.json, base/ or comparison.json)",
-                dir.display()
-            );
+            return Err(AppError::NotResults {
+                path: dir.to_owned(),
+            });
         };
         let study = StudyDir::new(dir);
         let counts = study.read_counts()?;
@@ -221,7 +226,7 @@ fn read_questions(
     study: &StudyDir,
     base: &Run,
     tuned: Option<&Run>,
-) -> anyhow::Result<Vec<Question>> {
+) -> Result<Vec<Question>, AppError> {
     let index = |run: &Run| -> HashMap<String, usize> {
         run.manifest
             .samples

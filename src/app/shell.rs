@@ -2,6 +2,7 @@
 //! queued commands, `ui` lays out the toolbar, the side panel, the view and the status line.
 
 use super::commands::Command;
+use super::error::AppError;
 use super::export::Exporter;
 use super::models::ModelPicker;
 use super::results::{self, Results};
@@ -11,6 +12,7 @@ use super::theme::Palette;
 use super::views::{self, View, ViewState};
 use super::worker::{Message, Worker};
 use super::{assets, Options};
+use crate::message;
 use crate::report::circuit::Mode;
 use crate::side::Side;
 use egui::Ui;
@@ -144,10 +146,16 @@ impl App {
         match Worker::spawn(
             "results-loader",
             Box::new(move || repaint.request_repaint()),
-            move |_, _| Results::load(&job_dir).map_err(|e| format!("{e:#}")),
+            move |_, _| Results::load(&job_dir),
         ) {
             Ok(w) => self.loading = Some((dir, w)),
-            Err(e) => self.set_status(true, format!("cannot start loading: {e}")),
+            Err(source) => {
+                let e = AppError::Spawn {
+                    what: "loading the results",
+                    source,
+                };
+                self.set_status(true, message::chain(&e));
+            }
         }
     }
 
@@ -175,7 +183,7 @@ impl App {
                         self.views.reset_for_new_results();
                         self.settings.add_recent_results(dir);
                     }
-                    Err(e) => self.set_status(true, e),
+                    Err(e) => self.set_status(true, message::chain(&e)),
                 }
             }
         }
@@ -192,7 +200,9 @@ impl App {
                 Ended::Cancelled => {
                     self.set_status(false, "study cancelled; Run study continues it")
                 }
-                Ended::Failed(e) => self.set_status(true, format!("study failed: {e}")),
+                Ended::Failed(e) => {
+                    self.set_status(true, format!("study failed: {}", message::chain(&e)))
+                }
             }
         }
         let (show, saved) = self.exporter.logic(ctx);
@@ -209,13 +219,14 @@ impl App {
                     }
                 }
                 Err(e) => {
+                    let text = message::chain(&e);
                     if self.screenshot.is_some() {
                         if let Ok(mut f) = self.failure.lock() {
-                            *f = Some(e.clone());
+                            *f = Some(text.clone());
                         }
                         ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                     }
-                    self.set_status(true, e);
+                    self.set_status(true, text);
                 }
             }
         }

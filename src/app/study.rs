@@ -2,6 +2,7 @@
 //! `circuitdiff study`, reporting per-stage progress and stopping on Cancel.
 
 use super::commands::Command;
+use super::error::{AppError, NotReady};
 use super::settings::{DeviceChoice, StudyForm};
 use super::worker::{Message, Stages, Worker};
 use crate::attribution::compare::CompareOptions;
@@ -37,15 +38,15 @@ pub enum Ended {
     /// Finished: its results are in this directory.
     Finished(PathBuf),
     Cancelled,
-    Failed(String),
+    Failed(AppError),
 }
 
 /// The configuration of the form's study.
-pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig, String> {
+pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig, AppError> {
     let template = if form.template.trim().is_empty() {
         None
     } else {
-        Some(Template::parse(&form.template).map_err(|e| format!("template: {e}"))?)
+        Some(Template::parse(&form.template)?)
     };
     Ok(StudyConfig {
         base: models.base.trim().to_owned(),
@@ -79,13 +80,13 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
     })
 }
 
-fn device(choice: DeviceChoice) -> Result<candle_core::Device, String> {
+fn device(choice: DeviceChoice) -> Result<candle_core::Device, AppError> {
     let spec = match choice {
         DeviceChoice::Cpu => "cpu",
         DeviceChoice::Cuda => "cuda",
         DeviceChoice::Metal => "metal",
     };
-    crate::model::open_device(spec).map_err(|e| e.to_string())
+    Ok(crate::model::open_device(spec)?)
 }
 
 impl Running {
@@ -95,7 +96,7 @@ impl Running {
         cfg: StudyConfig,
         device_choice: DeviceChoice,
         out: PathBuf,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AppError> {
         let load = LoadOptions {
             device: device(device_choice)?,
             ..LoadOptions::default()
@@ -105,11 +106,12 @@ impl Running {
         let worker = Worker::spawn(
             "study",
             Box::new(move || repaint.request_repaint()),
-            move |progress, cancel| {
-                run_study(&cfg, &load, &job_out, progress, cancel).map_err(|e| format!("{e:#}"))
-            },
+            move |progress, cancel| Ok(run_study(&cfg, &load, &job_out, progress, cancel)?),
         )
-        .map_err(|e| format!("cannot start the study: {e}"))?;
+        .map_err(|source| AppError::Spawn {
+            what: "the study",
+            source,
+        })?;
         Ok(Self {
             worker,
             stages: Stages::default(),
@@ -133,9 +135,7 @@ impl Running {
                 return Some(match r {
                     Ok(StudyOutcome::Finished(_)) => Ended::Finished(self.out.clone()),
                     Ok(StudyOutcome::Cancelled) => Ended::Cancelled,
-                    Ok(StudyOutcome::ShardAnswered { .. }) => {
-                        Ended::Failed("a shard study cannot finish here".into())
-                    }
+                    Ok(StudyOutcome::ShardAnswered { .. }) => Ended::Failed(AppError::ShardStudy),
                     Err(e) => Ended::Failed(e),
                 });
             }
@@ -149,7 +149,7 @@ pub fn study_ui(
     ui: &mut Ui,
     form: &mut StudyForm,
     running: Option<&Running>,
-    ready: Result<(), String>,
+    ready: Result<(), NotReady>,
     cmds: &mut Vec<Command>,
 ) {
     ui.add_enabled_ui(running.is_none(), |ui| {
@@ -163,7 +163,7 @@ pub fn study_ui(
             .add_enabled(can_run, egui::Button::new("Run study"))
             .on_disabled_hover_text(match (&ready, running) {
                 (_, Some(_)) => "a study is running".to_owned(),
-                (Err(why), None) => why.clone(),
+                (Err(why), None) => why.to_string(),
                 (Ok(()), None) => String::new(),
             });
         if run.clicked() {
@@ -179,7 +179,7 @@ pub fn study_ui(
         }
     });
     if let (Err(why), None) = (&ready, running) {
-        ui.small(why);
+        ui.small(why.to_string());
     }
     if let Some(r) = running {
         progress_ui(ui, r);

@@ -6,6 +6,7 @@
 //! Dropping a worker cancels the job, hangs up the channel (so a blocked send returns) and
 //! joins the thread.
 
+use super::error::AppError;
 use crate::progress::{CancelToken, Progress};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
@@ -20,8 +21,8 @@ pub enum Message<T> {
     Done(u64),
     /// A line worth showing.
     Note(String),
-    /// The job ended; the error is already formatted for people.
-    Finished(Result<T, String>),
+    /// The job ended.
+    Finished(Result<T, AppError>),
 }
 
 /// A request to repaint the UI, called after every message.
@@ -80,7 +81,7 @@ impl<T: Send + 'static> Worker<T> {
     pub fn spawn(
         name: &str,
         repaint: Repaint,
-        job: impl FnOnce(&mut dyn Progress, &CancelToken) -> Result<T, String> + Send + 'static,
+        job: impl FnOnce(&mut dyn Progress, &CancelToken) -> Result<T, AppError> + Send + 'static,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(16);
         let cancel = CancelToken::new();
@@ -93,13 +94,14 @@ impl<T: Send + 'static> Worker<T> {
                     job(&mut progress, &token)
                 }))
                 .unwrap_or_else(|payload| {
-                    Err(if let Some(s) = payload.downcast_ref::<String>() {
-                        format!("internal error: {s}")
+                    let what = if let Some(s) = payload.downcast_ref::<String>() {
+                        s.clone()
                     } else if let Some(s) = payload.downcast_ref::<&str>() {
-                        format!("internal error: {s}")
+                        (*s).to_owned()
                     } else {
-                        "internal error".to_owned()
-                    })
+                        "a job stopped unexpectedly".to_owned()
+                    };
+                    Err(AppError::Internal(what))
                 });
                 progress.send(Message::Finished(result), false);
             })?;
@@ -206,12 +208,12 @@ mod tests {
                 p.start("slow", 6);
                 for i in 0..6 {
                     if cancel.is_cancelled() {
-                        return Err("cancelled".into());
+                        return Ok(None);
                     }
                     std::thread::sleep(unit);
                     p.set(i + 1);
                 }
-                Ok(42)
+                Ok(Some(42))
             },
         )
         .unwrap();
@@ -230,7 +232,7 @@ mod tests {
             slowest = slowest.max(t.elapsed());
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(result, Some(Ok(42)));
+        assert!(matches!(result, Some(Ok(Some(42)))), "{result:?}");
         assert!(
             slowest < Duration::from_millis(16),
             "a poll took {slowest:?}"
@@ -244,7 +246,7 @@ mod tests {
                 while !cancel.is_cancelled() {
                     std::thread::sleep(unit);
                 }
-                Err::<(), _>("cancelled".into())
+                Ok::<(), AppError>(())
             },
         )
         .unwrap();
@@ -260,7 +262,7 @@ mod tests {
         let mut worker = Worker::spawn(
             "test-worker",
             Box::new(|| {}),
-            |_: &mut dyn Progress, _: &CancelToken| -> Result<(), String> {
+            |_: &mut dyn Progress, _: &CancelToken| -> Result<(), AppError> {
                 panic!("index out of bounds")
             },
         )
@@ -269,7 +271,10 @@ mod tests {
         loop {
             let msgs = worker.poll(Duration::from_millis(5));
             if let Some(Message::Finished(r)) = msgs.into_iter().last() {
-                assert_eq!(r, Err("internal error: index out of bounds".to_owned()));
+                assert!(
+                    matches!(&r, Err(AppError::Internal(s)) if s == "index out of bounds"),
+                    "{r:?}"
+                );
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(5), "no result");

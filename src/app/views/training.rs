@@ -3,6 +3,7 @@
 
 use super::line_chart_ui;
 use crate::report::figures::LineChart;
+use crate::report::run::RunError;
 use crate::report::train_log::{self, TrainLog};
 use egui::Ui;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ pub struct TrainingState {
     pub dir: Option<PathBuf>,
     pub logs: Vec<TrainLog>,
     pub charts: Vec<LineChart>,
-    pub error: Option<String>,
+    pub error: Option<RunError>,
 }
 
 impl TrainingState {
@@ -29,7 +30,7 @@ impl TrainingState {
             Err(e) => {
                 self.logs.clear();
                 self.charts.clear();
-                self.error = Some(format!("{e:#}"));
+                self.error = Some(e);
             }
         }
     }
@@ -50,7 +51,8 @@ pub fn training_ui(ui: &mut Ui, state: &TrainingState) -> bool {
         };
     });
     if let Some(e) = &state.error {
-        ui.colored_label(super::super::theme::Palette::of(ui.ctx()).error(), e);
+        let palette = super::super::theme::Palette::of(ui.ctx());
+        ui.colored_label(palette.error(), crate::message::chain(e));
     }
     if state.charts.is_empty() {
         if state.dir.is_some() && state.error.is_none() {
