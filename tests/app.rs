@@ -287,6 +287,51 @@ fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
 }
 
 #[test]
+fn help_about_and_the_table_explain_themselves() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/grpo");
+    let mut h = harness(Some(demo));
+    step_until(&mut h, 60, "the GRPO demo", |a| a.results.is_some());
+    h.get_by_label("Help").click();
+    h.run_steps(2);
+    h.get_by_label("Guide: views, metrics, node names").click();
+    h.run_steps(3);
+    for heading in ["The study", "Views", "Metrics", "Node names"] {
+        h.get_by_label(heading);
+    }
+    for metric in circuitdiff::attribution::metrics::Metric::ALL {
+        h.get_by_label(metric.definition());
+    }
+    h.get_by_label("Help").click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("About circuitdiff").click_accesskit();
+    h.run_steps(3);
+    h.get_by_label(&format!("circuitdiff {}", env!("CARGO_PKG_VERSION")));
+    let views = &mut h.state_mut().views;
+    (views.help, views.about) = (false, false);
+    h.run_steps(2);
+
+    h.get_by_label("Comparison table").click();
+    h.run_steps(3);
+    let counts = h.state().results.as_ref().unwrap().counts.clone().unwrap();
+    h.get_by_label(&circuitdiff::app::views::table::counts_line(&counts));
+    h.get_by_label_contains("questions asked; accuracy base");
+    let marked = h.query_all_by_label_contains(" *").count();
+    let significant = h
+        .state()
+        .results
+        .as_ref()
+        .unwrap()
+        .comparison
+        .as_ref()
+        .unwrap()
+        .metrics
+        .iter()
+        .filter(|s| s.p_value < 0.05)
+        .count();
+    assert_eq!(marked, significant);
+}
+
+#[test]
 fn snapshots_of_every_view() {
     let mut h = rendering_harness();
     h.state_mut().views.questions.selected = Some(1);

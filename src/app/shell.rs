@@ -280,12 +280,14 @@ impl App {
     fn toolbar_ui(&mut self, ui: &mut Ui) {
         ui.horizontal_wrapped(|ui| {
             for view in View::ALL {
-                ui.selectable_value(&mut self.settings.view, view, view.label());
+                ui.selectable_value(&mut self.settings.view, view, view.label())
+                    .on_hover_text(views::help::describe_view(view));
             }
             ui.separator();
             if let Some(r) = &self.results {
                 for mode in r.circuit.modes() {
-                    ui.selectable_value(&mut self.settings.mode, mode, mode.label());
+                    ui.selectable_value(&mut self.settings.mode, mode, mode.label())
+                        .on_hover_text(views::help::describe_mode(mode));
                 }
                 ui.separator();
             }
@@ -296,8 +298,19 @@ impl App {
                 self.commands.push(Command::ExportAll);
             }
             ui.separator();
-            ui.selectable_value(&mut self.settings.dark, false, "Light");
-            ui.selectable_value(&mut self.settings.dark, true, "Dark");
+            ui.toggle_value(&mut self.settings.dark, "Dark")
+                .on_hover_text("dark theme (off: light)");
+            ui.separator();
+            ui.menu_button("Help", |ui| {
+                if ui.button("Guide: views, metrics, node names").clicked() {
+                    self.views.help = true;
+                    ui.close();
+                }
+                if ui.button("About circuitdiff").clicked() {
+                    self.views.about = true;
+                    ui.close();
+                }
+            });
         });
     }
 
@@ -471,6 +484,16 @@ impl eframe::App for App {
             self.view_rect = ui.max_rect().expand(4.0);
             self.view_ui(ui);
         });
+        egui::Window::new("Guide")
+            .open(&mut self.views.help)
+            .default_pos([380.0, 72.0])
+            .default_size([640.0, 560.0])
+            .show(ui.ctx(), views::help::help_ui);
+        egui::Window::new("About circuitdiff")
+            .open(&mut self.views.about)
+            .default_pos([420.0, 96.0])
+            .resizable(false)
+            .show(ui.ctx(), views::help::about_ui);
         self.exporter.after_frame(ui.ctx(), self.view_rect);
         if !self.commands.is_empty() {
             ui.ctx().request_repaint();

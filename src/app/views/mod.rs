@@ -4,6 +4,7 @@
 pub mod charts;
 pub mod graph;
 pub mod heatmap;
+pub mod help;
 pub mod questions;
 pub mod table;
 pub mod training;
@@ -78,6 +79,10 @@ pub struct ViewState {
     pub table: table::TableState,
     pub questions: questions::QuestionsState,
     pub training: training::TrainingState,
+    /// The Guide window (Help menu) is open.
+    pub help: bool,
+    /// The About window is open.
+    pub about: bool,
 }
 
 impl ViewState {

@@ -2,7 +2,9 @@
 //! up, p-value and bootstrap interval; sortable by any column; copied as CSV or Markdown.
 
 use super::super::results::Results;
-use crate::report::table::Table;
+use crate::report::table::{Cell, Table};
+use crate::side::Side;
+use crate::study::dir::Counts;
 use egui::Ui;
 
 /// Sort order of the table.
@@ -46,12 +48,17 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
         }
         match &results.comparison {
             Some(c) => ui.label(format!(
-                "{} paired samples; Wilcoxon signed-rank p-values, bootstrap intervals ({} resamples)",
-                c.n, c.options.bootstrap_resamples
+                "{} paired samples; Wilcoxon signed-rank p-values, bootstrap intervals ({} resamples); (*) p < {}",
+                c.n,
+                c.options.bootstrap_resamples,
+                alpha(results)
             )),
             None => ui.label("One run: metrics of its mean score vector"),
         };
     });
+    if let Some(counts) = &results.counts {
+        ui.label(counts_line(counts));
+    }
     ui.separator();
     egui::ScrollArea::both().show(ui, |ui| {
         egui::Grid::new("comparison_table")
@@ -79,15 +86,63 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
                 }
                 ui.end_row();
                 for r in &table.rows {
-                    for (i, c) in r.iter().enumerate() {
-                        if i == 0 {
-                            ui.strong(c.text());
-                        } else {
-                            ui.monospace(c.text());
-                        }
+                    for c in r {
+                        cell_ui(ui, c, alpha(results));
                     }
                     ui.end_row();
                 }
             });
     });
+}
+
+/// The significance level the table marks: one minus the interval's confidence.
+fn alpha(results: &Results) -> f64 {
+    results
+        .comparison
+        .as_ref()
+        .map_or(0.05, |c| ((1.0 - c.options.confidence) * 1e6).round() / 1e6)
+}
+
+/// One cell: a metric with its definition on hover, a p-value below `alpha` marked `*`.
+fn cell_ui(ui: &mut Ui, cell: &Cell, alpha: f64) {
+    match cell {
+        Cell::Metric(m) => {
+            ui.strong(cell.text())
+                .on_hover_text(super::help::metric_tooltip(*m));
+        }
+        Cell::P(p) if *p < alpha => {
+            let palette = super::super::theme::Palette::of(ui.ctx());
+            ui.colored_label(
+                palette.highlight(),
+                egui::RichText::new(format!("{} *", cell.text())).monospace(),
+            )
+            .on_hover_text(format!(
+                "p < {alpha}: the change is significant at this level"
+            ));
+        }
+        _ => {
+            ui.monospace(cell.text());
+        }
+    }
+}
+
+/// The counts from questions to scored samples, in one line.
+pub fn counts_line(c: &Counts) -> String {
+    let accuracy = |side: Side| {
+        let m = &c.models[side];
+        if m.answered == 0 {
+            "–".to_owned()
+        } else {
+            format!("{:.1} %", 100.0 * m.correct as f64 / m.answered as f64)
+        }
+    };
+    format!(
+        "{} questions asked; accuracy base {}, tuned {}; {} both correct; {} scored at K = {}",
+        c.asked,
+        accuracy(Side::Base),
+        accuracy(Side::Tuned),
+        c.both_correct,
+        c.scored,
+        c.k
+    )
 }

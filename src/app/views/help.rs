@@ -1,0 +1,121 @@
+//! The Guide window (the study in a paragraph, what each view shows, every metric with its
+//! definition and what higher means, how nodes are named) and the About window.
+
+use super::View;
+use crate::attribution::metrics::Metric;
+use crate::report::circuit::Mode;
+use egui::Ui;
+
+/// The study, as the Guide window opens with it.
+pub const STUDY: &str = "circuitdiff compares the circuits of a base model and its fine-tuned \
+    version. Both models answer the same questions; the questions both answer correctly are \
+    kept. On each kept question, edge attribution patching scores every edge of the residual \
+    stream graph (from the input embeddings through the attention and MLP blocks of each layer to the \
+    logits) with one forward and one backward pass: the score of an edge u -> v is minus the \
+    sum, over positions and dimensions, of u's output times the gradient of the loss at v's \
+    input, the first-order change of the loss (on the model's own first K answer tokens) when \
+    the edge is removed. The \
+    metrics below summarise how strong and how spread those scores are, per question, and the \
+    comparison pairs them question by question (Wilcoxon signed-rank test, bootstrap interval of \
+    the mean difference).";
+
+/// What each view shows.
+pub fn describe_view(view: View) -> &'static str {
+    match view {
+        View::Graph => {
+            "the residual-stream graph, nodes by layer, with the edges of largest |score| drawn; \
+             colour gives the sign, width the magnitude. Click a node to list its edges."
+        }
+        View::Heatmap => {
+            "every edge's score as a cell: sources (rows) against destinations (columns); grey \
+             cells are not edges of the graph"
+        }
+        View::Distributions => {
+            "the sorted |scores| and their cumulative share of the total, base against tuned, \
+             and the histogram of scores"
+        }
+        View::Layers => "each metric computed over the edges into each layer",
+        View::Table => {
+            "every metric for base and tuned, the paired difference, its p-value and interval"
+        }
+        View::Questions => "each question with both models' answers, grades and circuits",
+        View::Training => "the training curves of the models in a lab folder",
+    }
+}
+
+/// What each mode shows.
+pub fn describe_mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Base => "the base model's mean edge scores",
+        Mode::Tuned => "the tuned model's mean edge scores",
+        Mode::Difference => "tuned − base: how each edge's mean score changed",
+    }
+}
+
+/// How nodes are named.
+pub const NODES: &str = "input: the token embeddings (the first source). a3: the attention \
+    block of layer 3 (counted from 0); a3.h5: its head 5 at head level. m3: the MLP block of \
+    layer 3. logits: the output (the last destination). An attention destination has three \
+    inputs, a3<q>, a3<k> and a3<v>, scored separately. An edge is written source -> destination, \
+    e.g. m1 -> a3<v>.";
+
+/// A metric's tooltip: its definition and what a higher value means.
+pub fn metric_tooltip(metric: Metric) -> String {
+    format!(
+        "{}\nhigher means {}",
+        metric.definition(),
+        metric.higher_means().describe()
+    )
+}
+
+/// The Guide window's contents.
+pub fn help_ui(ui: &mut Ui) {
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        ui.heading("The study");
+        ui.label(STUDY);
+        ui.add_space(8.0);
+        ui.heading("Views");
+        egui::Grid::new("help_views").striped(true).show(ui, |ui| {
+            for view in View::ALL {
+                ui.strong(view.label());
+                ui.label(describe_view(view));
+                ui.end_row();
+            }
+            for mode in Mode::ALL {
+                ui.strong(mode.label());
+                ui.label(describe_mode(mode));
+                ui.end_row();
+            }
+        });
+        ui.add_space(8.0);
+        ui.heading("Metrics");
+        egui::Grid::new("help_metrics")
+            .striped(true)
+            .show(ui, |ui| {
+                ui.strong("metric");
+                ui.strong("definition");
+                ui.strong("higher means");
+                ui.end_row();
+                for metric in Metric::ALL {
+                    ui.monospace(metric.name());
+                    ui.label(metric.definition());
+                    ui.label(metric.higher_means().describe());
+                    ui.end_row();
+                }
+            });
+        ui.add_space(8.0);
+        ui.heading("Node names");
+        ui.label(NODES);
+    });
+}
+
+/// The About window's contents.
+pub fn about_ui(ui: &mut Ui) {
+    ui.heading(format!("circuitdiff {}", env!("CARGO_PKG_VERSION")));
+    ui.label(env!("CARGO_PKG_DESCRIPTION"));
+    ui.label(format!("License: {}", env!("CARGO_PKG_LICENSE")));
+    ui.label(
+        "Method: edge attribution patching on the residual-stream graph, after Zhang, Hao, Xu \
+         and Li (arXiv 2509.21044).",
+    );
+}
