@@ -209,8 +209,11 @@ fn a_study_starts_on_tiny_models_and_cancels() {
     step_until(&mut h, 30, "the study to start answering", |a| {
         a.study
             .as_ref()
-            .is_some_and(|s| s.stages.stages.first().is_some_and(|st| st.1 > 0))
+            .is_some_and(|s| s.stages.stages.first().is_some_and(|st| st.done > 0))
     });
+    // The status strip names the stage, its counts, the time so far and the time left.
+    h.get_by_label_contains("study: answer base ");
+    h.get_by_label_contains(" · elapsed ");
     // The UI keeps drawing while the worker answers: no frame waits for it.
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
@@ -329,6 +332,49 @@ fn help_about_and_the_table_explain_themselves() {
         .filter(|s| s.p_value < 0.05)
         .count();
     assert_eq!(marked, significant);
+}
+
+#[test]
+fn without_a_file_dialog_paths_are_typed_and_checked() {
+    let mut h = harness(None);
+    h.state_mut().native_dialogs = false;
+    h.run_steps(2);
+    h.get_by_label("Open results folder…").click();
+    h.run_steps(3);
+    h.get_by_label("No file dialog is available on this desktop: type the path.");
+    let typed = |h: &mut Harness<'_, App>, text: &str| {
+        h.state_mut()
+            .path_prompt
+            .as_mut()
+            .expect("the typed-path window")
+            .text = text.into();
+        h.run_steps(1);
+        h.get_by_label("Use this path").click();
+        h.run_steps(3);
+    };
+    typed(&mut h, "/no/such/folder");
+    h.get_by_label("/no/such/folder: no such folder");
+    assert!(
+        h.state().path_prompt.is_some(),
+        "a refused path keeps the window open"
+    );
+    typed(&mut h, fixture().to_str().unwrap());
+    assert!(h.state().path_prompt.is_none());
+    step_until(&mut h, 60, "the typed folder", |a| {
+        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+    });
+
+    // A model file must exist and be a .gguf or .safetensors file.
+    let pick = circuitdiff::app::paths::Pick::Model {
+        side: circuitdiff::side::Side::Base,
+        folder: false,
+    };
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let refused = pick.check(readme.to_str().unwrap()).unwrap_err();
+    assert!(
+        refused.ends_with("expected a .gguf or .safetensors file"),
+        "{refused}"
+    );
 }
 
 #[test]

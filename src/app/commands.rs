@@ -1,7 +1,7 @@
 //! What panels ask for while drawing: typed events, applied by the shell after the frame
 //! (`dispatch.rs`).
 
-use super::views::View;
+use super::paths::Pick;
 use crate::side::Side;
 use std::path::PathBuf;
 
@@ -10,13 +10,8 @@ use std::path::PathBuf;
 pub enum Command {
     /// Load a study, comparison or run directory.
     OpenResults(PathBuf),
-    /// Ask for a results directory.
-    ChooseResults,
-    /// Ask for a model folder (`folder`) or a `.gguf` / `.safetensors` file for a slot.
-    ChooseModel {
-        side: Side,
-        folder: bool,
-    },
+    /// Ask for a path (a native dialog, or a typed path), then use it.
+    Choose(Pick),
     /// Put a model spec into a slot and inspect it.
     SetModel {
         side: Side,
@@ -25,14 +20,6 @@ pub enum Command {
     /// Inspect the slot's spec (downloading a Hub id).
     Inspect(Side),
     CancelInspect(Side),
-    ChooseDataset,
-    ChooseStudyFolder,
     RunStudy,
     CancelStudy,
-    /// Ask for a file and save the view there.
-    SavePng(View),
-    /// Ask for a folder and save every view there.
-    ExportAll,
-    /// Ask for a lab folder for the training view.
-    ChooseLab,
 }

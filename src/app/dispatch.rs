@@ -2,6 +2,7 @@
 //! exports.
 
 use super::commands::Command;
+use super::paths::{self, Pick};
 use super::shell::App;
 use super::study::Running;
 use super::views::View;
@@ -18,39 +19,16 @@ fn default_study_dir() -> PathBuf {
         .join(format!("study-{secs}"))
 }
 
-fn pick_folder(title: &str) -> Option<PathBuf> {
-    rfd::FileDialog::new().set_title(title).pick_folder()
-}
-
-fn pick_file(title: &str, kind: &str, extensions: &[&str]) -> Option<PathBuf> {
-    rfd::FileDialog::new()
-        .set_title(title)
-        .add_filter(kind, extensions)
-        .pick_file()
-}
-
 impl App {
     /// Carry out one command.
     pub(super) fn apply(&mut self, ctx: &egui::Context, cmd: Command) {
         match cmd {
             Command::OpenResults(dir) => self.open_results(ctx, dir),
-            Command::ChooseResults => {
-                if let Some(dir) = pick_folder("Open a study, comparison or run folder") {
-                    self.open_results(ctx, dir);
-                }
-            }
-            Command::ChooseModel { side, folder } => {
-                let title = super::models::slot_title(side);
-                let picked = if folder {
-                    pick_folder(title)
-                } else {
-                    pick_file(title, "Model", &["gguf", "safetensors"])
-                };
-                if let Some(p) = picked {
-                    let spec = p.display().to_string();
-                    self.apply(ctx, Command::SetModel { side, spec });
-                }
-            }
+            Command::Choose(pick) => match paths::ask(pick, self.native_dialogs) {
+                Ok(Some(path)) => self.chosen(ctx, pick, path),
+                Ok(None) => {}
+                Err(prompt) => self.path_prompt = Some(prompt),
+            },
             Command::SetModel { side, spec } => {
                 self.settings.models[side].clone_from(&spec);
                 self.models.inspect(ctx, side, spec);
@@ -60,42 +38,33 @@ impl App {
                 self.models.inspect(ctx, side, spec);
             }
             Command::CancelInspect(side) => self.models.cancel(side),
-            Command::ChooseDataset => {
-                if let Some(p) = pick_file("Dataset", "JSON lines", &["jsonl", "json"]) {
-                    self.settings.study.dataset = p.display().to_string();
-                }
-            }
-            Command::ChooseStudyFolder => {
-                if let Some(p) = pick_folder("Study output folder") {
-                    self.settings.study.out = p.display().to_string();
-                }
-            }
             Command::RunStudy => self.run_study(ctx),
             Command::CancelStudy => {
                 if let Some(s) = &self.study {
                     s.cancel();
                 }
             }
-            Command::SavePng(view) => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .set_title("Save PNG")
-                    .set_file_name(view.file_name())
-                    .add_filter("PNG", &["png"])
-                    .save_file()
-                {
-                    self.exporter.enqueue(view, path);
-                }
+        }
+    }
+
+    /// Use the path chosen for `pick`.
+    pub(super) fn chosen(&mut self, ctx: &egui::Context, pick: Pick, path: PathBuf) {
+        match pick {
+            Pick::Results => self.open_results(ctx, path),
+            Pick::Model { side, .. } => {
+                let spec = path.display().to_string();
+                self.apply(ctx, Command::SetModel { side, spec });
             }
-            Command::ExportAll => {
-                if let Some(dir) = pick_folder("Export all figures into") {
-                    self.export_all(&dir);
-                }
-            }
-            Command::ChooseLab => {
-                if let Some(dir) = pick_folder("Lab folder (subfolders with train_log.csv)") {
-                    self.views.training.open(&dir);
-                    self.settings.lab = Some(dir);
-                }
+            Pick::Dataset => self.settings.study.dataset = path.display().to_string(),
+            Pick::StudyFolder => self.settings.study.out = path.display().to_string(),
+            Pick::SavePng(view) => self.exporter.enqueue(view, path),
+            Pick::ExportAll => match std::fs::create_dir_all(&path) {
+                Ok(()) => self.export_all(&path),
+                Err(e) => self.set_status(true, format!("{}: {e}", path.display())),
+            },
+            Pick::Lab => {
+                self.views.training.open(&path);
+                self.settings.lab = Some(path);
             }
         }
     }

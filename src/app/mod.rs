@@ -14,6 +14,7 @@ mod dispatch;
 pub mod error;
 mod export;
 mod models;
+pub mod paths;
 pub mod results;
 pub mod settings;
 mod shell;

@@ -4,6 +4,7 @@
 
 use super::commands::Command;
 use super::error::{AppError, NotReady};
+use super::paths::Pick;
 use super::theme::Palette;
 use super::worker::{Message, Stages, Worker};
 use crate::message;
@@ -317,13 +318,13 @@ fn slot_ui(ui: &mut Ui, side: Side, slot: &Slot, spec: &mut String, cmds: &mut V
     );
     ui.horizontal(|ui| {
         if ui.button("Folder…").clicked() {
-            cmds.push(Command::ChooseModel { side, folder: true });
+            cmds.push(Command::Choose(Pick::Model { side, folder: true }));
         }
         if ui.button("File…").clicked() {
-            cmds.push(Command::ChooseModel {
+            cmds.push(Command::Choose(Pick::Model {
                 side,
                 folder: false,
-            });
+            }));
         }
         let busy = slot.job.is_some();
         let can_inspect = !busy && !spec.trim().is_empty();
@@ -339,16 +340,12 @@ fn slot_ui(ui: &mut Ui, side: Side, slot: &Slot, spec: &mut String, cmds: &mut V
     });
     if slot.job.is_some() {
         match slot.download.stages.last() {
-            Some((name, done, total)) => {
-                let frac = if *total > 0 {
-                    *done as f32 / *total as f32
-                } else {
-                    0.0
-                };
-                ui.add(egui::ProgressBar::new(frac).text(format!(
-                    "{name}: {:.1} / {:.1} MB",
-                    *done as f64 / 1e6,
-                    *total as f64 / 1e6
+            Some(stage) => {
+                ui.add(egui::ProgressBar::new(stage.fraction()).text(format!(
+                    "{}: {:.1} / {:.1} MB",
+                    stage.name,
+                    stage.done as f64 / 1e6,
+                    stage.total as f64 / 1e6
                 )));
             }
             None => {

@@ -5,6 +5,7 @@ use super::commands::Command;
 use super::error::AppError;
 use super::export::Exporter;
 use super::models::ModelPicker;
+use super::paths::{Answer, PathPrompt, Pick};
 use super::results::{self, Results};
 use super::settings::Settings;
 use super::study::{Ended, Running};
@@ -50,6 +51,10 @@ pub struct App {
     failure: Arc<Mutex<Option<String>>>,
     view_rect: egui::Rect,
     applied_dark: Option<bool>,
+    /// Whether native file dialogs can be shown (else paths are typed).
+    pub native_dialogs: bool,
+    /// The typed-path window, while one is open.
+    pub path_prompt: Option<PathPrompt>,
 }
 
 impl App {
@@ -90,6 +95,8 @@ impl App {
             failure,
             view_rect: egui::Rect::NOTHING,
             applied_dark: None,
+            native_dialogs: super::paths::native_dialogs(),
+            path_prompt: None,
         };
         let lab = app
             .settings
@@ -292,10 +299,11 @@ impl App {
                 ui.separator();
             }
             if ui.button("Save PNG…").clicked() {
-                self.commands.push(Command::SavePng(self.settings.view));
+                self.commands
+                    .push(Command::Choose(Pick::SavePng(self.settings.view)));
             }
             if ui.button("Export all figures…").clicked() {
-                self.commands.push(Command::ExportAll);
+                self.commands.push(Command::Choose(Pick::ExportAll));
             }
             ui.separator();
             ui.toggle_value(&mut self.settings.dark, "Dark")
@@ -319,7 +327,7 @@ impl App {
             .default_open(true)
             .show(ui, |ui| {
                 if ui.button("Open results folder…").clicked() {
-                    self.commands.push(Command::ChooseResults);
+                    self.commands.push(Command::Choose(Pick::Results));
                 }
                 if !self.demos.is_empty() {
                     ui.horizontal_wrapped(|ui| {
@@ -370,11 +378,35 @@ impl App {
             });
     }
 
+    /// The typed-path window, when a pick needs one.
+    fn path_prompt_ui(&mut self, ctx: &egui::Context) {
+        let Some(prompt) = &mut self.path_prompt else {
+            return;
+        };
+        let mut open = true;
+        let answer = egui::Window::new(prompt.pick.title())
+            .open(&mut open)
+            .collapsible(false)
+            .default_pos([420.0, 120.0])
+            .show(ctx, |ui| super::paths::prompt_ui(ui, prompt))
+            .and_then(|r| r.inner.flatten());
+        match answer {
+            Some(Answer::Open(path)) => {
+                let pick = prompt.pick;
+                self.path_prompt = None;
+                self.chosen(ctx, pick, path);
+            }
+            Some(Answer::Cancel) => self.path_prompt = None,
+            None if !open => self.path_prompt = None,
+            None => {}
+        }
+    }
+
     fn view_ui(&mut self, ui: &mut Ui) {
         let view = self.settings.view;
         if view == View::Training {
             if views::training::training_ui(ui, &self.views.training) {
-                self.commands.push(Command::ChooseLab);
+                self.commands.push(Command::Choose(Pick::Lab));
             }
             return;
         }
@@ -462,6 +494,13 @@ impl eframe::App for App {
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
+            if let Some(r) = &self.study {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(r.status_line());
+                });
+                ui.ctx().request_repaint_after(Duration::from_millis(500));
+            }
             ui.horizontal(|ui| match &self.status {
                 Some(s) if s.error => {
                     ui.colored_label(Palette::of(ui.ctx()).error(), &s.text);
@@ -484,6 +523,7 @@ impl eframe::App for App {
             self.view_rect = ui.max_rect().expand(4.0);
             self.view_ui(ui);
         });
+        self.path_prompt_ui(ui.ctx());
         egui::Window::new("Guide")
             .open(&mut self.views.help)
             .default_pos([380.0, 72.0])

@@ -3,8 +3,9 @@
 
 use super::commands::Command;
 use super::error::{AppError, NotReady};
+use super::paths::Pick;
 use super::settings::{DeviceChoice, StudyForm};
-use super::worker::{Message, Stages, Worker};
+use super::worker::{clock, Message, Stages, Worker};
 use crate::attribution::compare::CompareOptions;
 use crate::attribution::select::SelectOptions;
 use crate::attribution::Level;
@@ -15,7 +16,7 @@ use crate::study::job::{run_study, StudyOutcome};
 use crate::study::prompt::Template;
 use egui::Ui;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Templates offered by name (besides the default and a custom text).
 const TEMPLATES: [&str; 5] = [
@@ -31,6 +32,7 @@ pub struct Running {
     worker: Worker<StudyOutcome>,
     pub stages: Stages,
     pub out: PathBuf,
+    started: Instant,
 }
 
 /// How the last study ended.
@@ -116,11 +118,28 @@ impl Running {
             worker,
             stages: Stages::default(),
             out,
+            started: Instant::now(),
         })
     }
 
     pub fn cancel(&self) {
         self.worker.cancel();
+    }
+
+    /// The status strip's line: the stage, its counts, the time so far and the time left of
+    /// the stage.
+    pub fn status_line(&self) -> String {
+        let elapsed = clock(self.started.elapsed());
+        match self.stages.stages.last() {
+            None => format!("study: loading models · {elapsed}"),
+            Some(s) => {
+                let eta = s.eta().map_or_else(|| "–".to_owned(), clock);
+                format!(
+                    "study: {} {} / {} · elapsed {elapsed} · stage ends in {eta}",
+                    s.name, s.done, s.total
+                )
+            }
+        }
     }
 
     pub fn is_cancelling(&self) -> bool {
@@ -193,7 +212,7 @@ fn form_ui(ui: &mut Ui, form: &mut StudyForm, cmds: &mut Vec<Command>) {
         ui.add(egui::TextEdit::singleline(&mut form.dataset).desired_width(130.0))
             .labelled_by(l.id);
         if ui.small_button("File…").clicked() {
-            cmds.push(Command::ChooseDataset);
+            cmds.push(Command::Choose(Pick::Dataset));
         }
         if ui.small_button("Built-in").clicked() {
             form.dataset = "builtin:arith".into();
@@ -270,7 +289,7 @@ fn sizes_ui(ui: &mut Ui, form: &mut StudyForm, cmds: &mut Vec<Command>) {
                 .desired_width(130.0),
         );
         if ui.small_button("Folder…").clicked() {
-            cmds.push(Command::ChooseStudyFolder);
+            cmds.push(Command::Choose(Pick::StudyFolder));
         }
     });
     ui.end_row();
@@ -289,13 +308,14 @@ fn progress_ui(ui: &mut Ui, r: &Running) {
             ui.label("loading models…");
         });
     }
-    for (name, done, total) in &r.stages.stages {
-        let frac = if *total > 0 {
-            *done as f32 / *total as f32
-        } else {
-            0.0
-        };
-        ui.add(egui::ProgressBar::new(frac).text(format!("{name}: {done} / {total}")));
+    for s in &r.stages.stages {
+        ui.add(
+            egui::ProgressBar::new(s.fraction())
+                .text(format!("{}: {} / {}", s.name, s.done, s.total)),
+        );
+    }
+    for note in &r.stages.notes {
+        ui.small(note);
     }
 }
 

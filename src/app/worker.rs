@@ -155,11 +155,50 @@ impl<T> Drop for Worker<T> {
     }
 }
 
+/// One stage of a job: its name, units done of `total` (0: unknown), and when it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub done: u64,
+    pub total: u64,
+    pub started: Instant,
+}
+
+impl Stage {
+    /// The share done, in [0, 1] (0 while the total is unknown).
+    pub fn fraction(&self) -> f32 {
+        if self.total == 0 {
+            0.0
+        } else {
+            (self.done as f32 / self.total as f32).min(1.0)
+        }
+    }
+
+    /// The time left at the rate so far; `None` before the first unit or with no total.
+    pub fn eta(&self) -> Option<Duration> {
+        if self.done == 0 || self.total == 0 {
+            return None;
+        }
+        let left = self.total.saturating_sub(self.done) as f64 / self.done as f64;
+        Some(self.started.elapsed().mul_f64(left))
+    }
+}
+
+/// A duration as people read it: `42 s`, `3:07`, `1:02:03`.
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{}:{:02}", s / 60, s % 60),
+        _ => format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
+    }
+}
+
 /// Per-stage progress of a job, as the UI shows it.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Stages {
-    /// (name, done, total) in order of start; a repeated stage name gets a ` #2` suffix.
-    pub stages: Vec<(String, u64, u64)>,
+    /// In order of start; a repeated stage name gets a ` #2` suffix.
+    pub stages: Vec<Stage>,
     pub notes: Vec<String>,
 }
 
@@ -171,18 +210,23 @@ impl Stages {
                 let repeats = self
                     .stages
                     .iter()
-                    .filter(|s| s.0 == *name || s.0.starts_with(&format!("{name} #")))
+                    .filter(|s| s.name == *name || s.name.starts_with(&format!("{name} #")))
                     .count();
                 let label = if repeats == 0 {
                     name.clone()
                 } else {
                     format!("{name} #{}", repeats + 1)
                 };
-                self.stages.push((label, 0, *total));
+                self.stages.push(Stage {
+                    name: label,
+                    done: 0,
+                    total: *total,
+                    started: Instant::now(),
+                });
             }
             Message::Done(done) => {
                 if let Some(last) = self.stages.last_mut() {
-                    last.1 = *done;
+                    last.done = *done;
                 }
             }
             Message::Note(text) => self.notes.push(text.clone()),
@@ -237,7 +281,12 @@ mod tests {
             slowest < Duration::from_millis(16),
             "a poll took {slowest:?}"
         );
-        assert_eq!(stages.stages, [("slow".to_owned(), 6, 6)]);
+        let shown: Vec<_> = stages
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.done, s.total))
+            .collect();
+        assert_eq!(shown, [("slow", 6, 6)]);
 
         let worker = Worker::spawn(
             "test-worker",
@@ -292,8 +341,27 @@ mod tests {
             });
         }
         s.apply::<()>(&Message::Done(2));
-        let names: Vec<_> = s.stages.iter().map(|x| x.0.as_str()).collect();
+        let names: Vec<_> = s.stages.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(names, ["answer base", "score", "score #2"]);
-        assert_eq!(s.stages[2].1, 2);
+        assert_eq!(s.stages[2].done, 2);
+    }
+
+    #[test]
+    fn clocks_and_estimates() {
+        assert_eq!(clock(Duration::from_secs(42)), "42 s");
+        assert_eq!(clock(Duration::from_secs(187)), "3:07");
+        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
+        let started = Instant::now() - Duration::from_secs(10);
+        let stage = |done, total| Stage {
+            name: "answer base".into(),
+            done,
+            total,
+            started,
+        };
+        assert_eq!(stage(0, 8).eta(), None);
+        assert_eq!(stage(3, 0).eta(), None);
+        let eta = stage(2, 6).eta().unwrap().as_secs_f64();
+        assert!((19.9..21.0).contains(&eta), "{eta}");
+        assert!((stage(3, 4).fraction() - 0.75).abs() < 1e-6);
     }
 }
