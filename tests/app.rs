@@ -378,6 +378,51 @@ fn without_a_file_dialog_paths_are_typed_and_checked() {
 }
 
 #[test]
+fn the_question_browser_searches_and_moves_with_the_keys() {
+    let mut h = harness(Some(fixture()));
+    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    h.state_mut().settings.view = View::Questions;
+    h.run_steps(3);
+    h.get_by_label("8 of 8 questions; the up and down keys move");
+    h.state_mut().views.questions.search = "Q3".into();
+    h.run_steps(3);
+    h.get_by_label("1 of 8 questions; the up and down keys move");
+    h.state_mut().views.questions.search = "what is 24+".into();
+    h.run_steps(3);
+    h.get_by_label("1 of 8 questions; the up and down keys move");
+    h.get_by_label_contains("q3 (scored) what is 24+26?");
+    h.state_mut().views.questions.search.clear();
+    h.run_steps(2);
+
+    let selected = |h: &Harness<'_, App>| h.state().views.questions.selected;
+    for (key, expect) in [
+        (egui::Key::ArrowDown, Some(0)),
+        (egui::Key::ArrowDown, Some(1)),
+        (egui::Key::ArrowDown, Some(2)),
+        (egui::Key::ArrowUp, Some(1)),
+    ] {
+        h.key_press(key);
+        h.run_steps(2);
+        assert_eq!(selected(&h), expect, "after {key:?}");
+    }
+    h.get_by_label("Question q1");
+    // Each row says in words how the two models did.
+    let r = h.state().results.as_ref().unwrap();
+    let outcomes: Vec<_> = r
+        .questions
+        .iter()
+        .map(circuitdiff::app::views::questions::Outcome::of)
+        .collect();
+    for outcome in &outcomes {
+        let rows = outcomes.iter().filter(|o| *o == outcome).count();
+        let shown = h
+            .query_all_by_label(&format!("{:<10}", outcome.label()))
+            .count();
+        assert_eq!(shown, rows, "{outcome:?}");
+    }
+}
+
+#[test]
 fn snapshots_of_every_view() {
     let mut h = rendering_harness();
     h.state_mut().views.questions.selected = Some(1);

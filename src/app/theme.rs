@@ -96,6 +96,15 @@ impl Palette {
         }
     }
 
+    /// A correct answer.
+    pub fn correct(self) -> Color32 {
+        if self.dark {
+            Color32::from_rgb(110, 210, 120)
+        } else {
+            Color32::from_rgb(30, 130, 50)
+        }
+    }
+
     /// Text of errors.
     pub fn error(self) -> Color32 {
         if self.dark {

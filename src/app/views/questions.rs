@@ -1,27 +1,82 @@
 //! The question browser: every question with both answers, their grades and, for the scored
 //! ones, the per-sample metrics and that sample's circuit.
 
-use super::super::results::{AnswerView, Results};
+use super::super::results::{AnswerView, Question, Results};
+use super::super::theme::Palette;
 use super::graph::{canvas_ui, GraphState};
 use crate::attribution::metrics::Metric;
 use crate::report::circuit::{Circuit, Mode};
-use egui::Ui;
+use crate::report::table::Cell;
+use egui::{Color32, RichText, Ui};
 
-/// Selection and filter of the browser, with the selected sample's circuit.
+/// Selection, search and filter of the browser, with the selected sample's circuit.
 #[derive(Default)]
 pub struct QuestionsState {
     pub selected: Option<usize>,
     pub scored_only: bool,
+    /// Shown: questions whose id or text contains this (any case).
+    pub search: String,
     circuit: Option<(usize, Circuit)>,
     graph: GraphState,
 }
 
-fn mark(a: Option<&AnswerView>) -> &'static str {
-    match a {
-        Some(a) if a.correct => "+",
-        Some(_) => "-",
-        None => "·",
+/// How the two models did on a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    BothRight,
+    BaseOnly,
+    TunedOnly,
+    BothWrong,
+    /// A model has no answer (a single run, or an unanswered question).
+    Incomplete,
+}
+
+impl Outcome {
+    pub fn of(q: &Question) -> Self {
+        match (q.base.as_ref(), q.tuned.as_ref()) {
+            (Some(b), Some(t)) => match (b.correct, t.correct) {
+                (true, true) => Self::BothRight,
+                (true, false) => Self::BaseOnly,
+                (false, true) => Self::TunedOnly,
+                (false, false) => Self::BothWrong,
+            },
+            _ => Self::Incomplete,
+        }
     }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BothRight => "both right",
+            Self::BaseOnly => "base only",
+            Self::TunedOnly => "tuned only",
+            Self::BothWrong => "both wrong",
+            Self::Incomplete => "—",
+        }
+    }
+
+    fn color(self, palette: Palette) -> Color32 {
+        match self {
+            Self::BothRight => palette.correct(),
+            Self::BaseOnly => palette.base(),
+            Self::TunedOnly => palette.tuned(),
+            Self::BothWrong => palette.error(),
+            Self::Incomplete => palette.node(),
+        }
+    }
+}
+
+/// The questions the list shows: matching the search, and scored when `scored_only`.
+pub fn shown(results: &Results, state: &QuestionsState) -> Vec<usize> {
+    let needle = state.search.trim().to_lowercase();
+    (0..results.questions.len())
+        .filter(|&i| {
+            let q = &results.questions[i];
+            (!state.scored_only || q.sample.is_some())
+                && (needle.is_empty()
+                    || q.id.to_lowercase().contains(&needle)
+                    || q.question.to_lowercase().contains(&needle))
+        })
+        .collect()
 }
 
 fn answer_ui(ui: &mut Ui, title: &str, a: Option<&AnswerView>) {
@@ -30,14 +85,20 @@ fn answer_ui(ui: &mut Ui, title: &str, a: Option<&AnswerView>) {
         ui.label("no answer");
         return;
     };
-    ui.label(format!(
-        "{} {} — extracted {}; {} prompt + {} answer tokens",
-        mark(Some(a)),
-        if a.correct { "correct" } else { "wrong" },
-        a.extracted.as_deref().unwrap_or("nothing"),
-        a.prompt_tokens,
-        a.answer_tokens
-    ));
+    let palette = Palette::of(ui.ctx());
+    ui.horizontal_wrapped(|ui| {
+        if a.correct {
+            ui.colored_label(palette.correct(), "correct");
+        } else {
+            ui.colored_label(palette.error(), "wrong");
+        }
+        ui.label(format!(
+            "— extracted {}; {} prompt + {} answer tokens",
+            a.extracted.as_deref().unwrap_or("nothing"),
+            a.prompt_tokens,
+            a.answer_tokens
+        ));
+    });
     egui::ScrollArea::vertical()
         .id_salt(title)
         .max_height(110.0)
@@ -74,75 +135,137 @@ fn metrics_ui(ui: &mut Ui, results: &Results, sample: (usize, Option<usize>)) {
             for (i, name) in std::iter::once("loss").chain(names).enumerate() {
                 ui.label(name);
                 for v in [&b, &t].into_iter().flatten() {
-                    ui.monospace(format!("{:.4}", v[i]));
+                    ui.monospace(Cell::Value(v[i]).text());
                 }
                 ui.end_row();
             }
         });
 }
 
+/// Move the selection with the up and down keys through the shown questions (when no text field has the
+/// keyboard).
+fn navigate(ui: &Ui, shown: &[usize], state: &mut QuestionsState) -> bool {
+    if ui.ctx().memory(|m| m.focused().is_some()) || shown.is_empty() {
+        return false;
+    }
+    let (up, down) = ui.input(|i| {
+        (
+            i.key_pressed(egui::Key::ArrowUp),
+            i.key_pressed(egui::Key::ArrowDown),
+        )
+    });
+    if !up && !down {
+        return false;
+    }
+    let at = state
+        .selected
+        .and_then(|s| shown.iter().position(|&i| i == s));
+    let next = match (at, down) {
+        (None, _) => 0,
+        (Some(p), true) => (p + 1).min(shown.len() - 1),
+        (Some(p), false) => p.saturating_sub(1),
+    };
+    state.selected = Some(shown[next]);
+    true
+}
+
+/// The list: search, filter and one row a question with its outcome in words.
+fn list_ui(ui: &mut Ui, results: &Results, state: &mut QuestionsState) {
+    ui.add(
+        egui::TextEdit::singleline(&mut state.search)
+            .hint_text("search id or text")
+            .desired_width(f32::INFINITY),
+    );
+    ui.checkbox(&mut state.scored_only, "Scored only")
+        .on_hover_text("only the questions the study scored (both models right, then sampled)");
+    let shown = shown(results, state);
+    let moved = navigate(ui, &shown, state);
+    ui.small(format!(
+        "{} of {} questions; the up and down keys move",
+        shown.len(),
+        results.questions.len()
+    ));
+    let palette = Palette::of(ui.ctx());
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for &i in &shown {
+            let q = &results.questions[i];
+            let outcome = Outcome::of(q);
+            let preview: String = q.question.chars().take(40).collect();
+            let row = ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(format!("{:<10}", outcome.label()))
+                        .monospace()
+                        .color(outcome.color(palette)),
+                );
+                let text = format!(
+                    "{}{} {}",
+                    q.id,
+                    if q.sample.is_some() { " (scored)" } else { "" },
+                    preview.replace('\n', " ")
+                );
+                ui.selectable_label(state.selected == Some(i), text)
+            });
+            if row.inner.clicked() {
+                state.selected = Some(i);
+            }
+            if moved && state.selected == Some(i) {
+                row.response.scroll_to_me(None);
+            }
+        }
+    });
+}
+
 /// The browser: a list on the left, the selected question on the right.
 pub fn questions_ui(ui: &mut Ui, results: &Results, mode: Mode, state: &mut QuestionsState) {
     egui::Panel::left("question_list")
-        .default_size(300.0)
+        .default_size(340.0)
         .resizable(true)
-        .show(ui, |ui| {
-            ui.checkbox(&mut state.scored_only, "Scored only");
-            let shown: Vec<usize> = (0..results.questions.len())
-                .filter(|&i| !state.scored_only || results.questions[i].sample.is_some())
-                .collect();
-            let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
-            egui::ScrollArea::vertical().show_rows(ui, row_height, shown.len(), |ui, range| {
-                for &i in &shown[range] {
-                    let q = &results.questions[i];
-                    let preview: String = q.question.chars().take(40).collect();
-                    let text = format!(
-                        "{}{} {}{} {}",
-                        mark(q.base.as_ref()),
-                        mark(q.tuned.as_ref()),
-                        q.id,
-                        if q.sample.is_some() { " *" } else { "" },
-                        preview.replace('\n', " ")
-                    );
-                    if ui
-                        .selectable_label(state.selected == Some(i), text)
-                        .clicked()
-                    {
-                        state.selected = Some(i);
-                    }
-                }
-            });
-        });
+        .show(ui, |ui| list_ui(ui, results, state));
     let Some(q) = state.selected.and_then(|i| results.questions.get(i)) else {
-        ui.label("Select a question (+ or -: base, then tuned, correct or wrong; *: scored)");
+        ui.label("Select a question on the left (the up and down keys move through the list)");
         return;
     };
     let selected = state.selected.unwrap_or_default();
-    egui::ScrollArea::vertical().show(ui, |ui| {
-        ui.heading(format!("Question {}", q.id));
-        ui.label(&q.question);
-        ui.label(format!("Reference: {}", q.reference));
+    // The question, answers and metrics scroll in the upper part; the sample's circuit fills
+    // the rest of the panel.
+    let scored = q.sample.is_some();
+    let upper = if scored {
+        (ui.available_height() * 0.5).max(220.0)
+    } else {
+        f32::INFINITY
+    };
+    egui::ScrollArea::vertical()
+        .max_height(upper)
+        .show(ui, |ui| question_ui(ui, results, q));
+    if !scored {
+        return;
+    }
+    if state.circuit.as_ref().is_none_or(|c| c.0 != selected) {
+        state.circuit = results.sample_circuit(q).map(|c| (selected, c));
+        state.graph = GraphState::default();
+    }
+    if let Some((_, circuit)) = &state.circuit {
         ui.separator();
-        ui.columns(2, |cols| {
-            answer_ui(&mut cols[0], "Base answer", q.base.as_ref());
-            answer_ui(&mut cols[1], "Tuned answer", q.tuned.as_ref());
-        });
-        ui.separator();
-        let Some(sample) = q.sample else {
-            ui.label("Not scored (not in the study's sample)");
-            return;
-        };
-        metrics_ui(ui, results, sample);
-        if state.circuit.as_ref().is_none_or(|c| c.0 != selected) {
-            state.circuit = results.sample_circuit(q).map(|c| (selected, c));
-            state.graph = GraphState::default();
-        }
-        if let Some((_, circuit)) = &state.circuit {
-            ui.strong(format!("Circuit of this sample ({})", mode.label()));
-            let size = egui::vec2(ui.available_width(), 320.0);
-            ui.allocate_ui(size, |ui| {
-                canvas_ui(ui, circuit, mode, 400, &mut state.graph);
-            });
-        }
+        ui.strong(format!("Circuit of this sample ({})", mode.label()));
+        canvas_ui(ui, circuit, mode, 400, &mut state.graph);
+    }
+}
+
+/// The question, both answers and, when scored, the sample's metrics.
+fn question_ui(ui: &mut Ui, results: &Results, q: &Question) {
+    ui.heading(format!("Question {}", q.id));
+    ui.label(&q.question);
+    ui.label(format!("Reference: {}", q.reference));
+    ui.separator();
+    ui.columns(2, |cols| {
+        answer_ui(&mut cols[0], "Base answer", q.base.as_ref());
+        answer_ui(&mut cols[1], "Tuned answer", q.tuned.as_ref());
     });
+    ui.separator();
+    match q.sample {
+        Some(sample) => metrics_ui(ui, results, sample),
+        None => {
+            ui.label("Not scored (not in the study's sample)");
+        }
+    }
 }
