@@ -75,7 +75,7 @@ impl App {
             let shown = if view.needs_results() {
                 self.results.is_some()
             } else {
-                !self.views.training.charts.is_empty()
+                self.views.training.has_charts()
             };
             if shown {
                 self.exporter.enqueue(view, dir.join(view.file_name()));

@@ -405,7 +405,7 @@ impl App {
     fn view_ui(&mut self, ui: &mut Ui) {
         let view = self.settings.view;
         if view == View::Training {
-            if views::training::training_ui(ui, &self.views.training) {
+            if views::training::training_ui(ui, &mut self.views.training) {
                 self.commands.push(Command::Choose(Pick::Lab));
             }
             return;

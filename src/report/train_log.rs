@@ -168,6 +168,50 @@ pub fn read_lab(dir: &Path) -> Result<Vec<TrainLog>, RunError> {
     Ok(logs)
 }
 
+/// The kind of training a log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Supervised fine-tuning: a loss only, no reward and no KL to a reference.
+    Supervised,
+    /// RL (PPO, GRPO) or preference optimisation (DPO): measured against a reference model.
+    Reinforcement,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Supervised => "Supervised fine-tuning",
+            Self::Reinforcement => "RL and preference optimisation",
+        }
+    }
+}
+
+impl TrainLog {
+    /// The stage this log records: reinforcement when it logged a reward or a KL.
+    pub fn stage(&self) -> Stage {
+        if ["reward", "kl"].iter().any(|c| !self.points(c).is_empty()) {
+            Stage::Reinforcement
+        } else {
+            Stage::Supervised
+        }
+    }
+}
+
+/// An exponential moving average of `points` (TensorBoard's smoothing): each value weighs the
+/// running average by `weight` ∈ [0, 1) and itself by 1 − `weight`; 0 leaves the curve as it is.
+pub fn smooth(points: &[(f64, f64)], weight: f64) -> Vec<(f64, f64)> {
+    let weight = weight.clamp(0.0, 0.999);
+    let mut average = None;
+    points
+        .iter()
+        .map(|&(x, y)| {
+            let a = average.map_or(y, |a: f64| weight * a + (1.0 - weight) * y);
+            average = Some(a);
+            (x, a)
+        })
+        .collect()
+}
+
 /// One chart per metric (in order of first appearance), a curve per model that logged it.
 pub fn charts(logs: &[TrainLog]) -> Vec<LineChart> {
     let mut metrics: Vec<&str> = Vec::new();
@@ -242,5 +286,18 @@ mod tests {
     fn a_header_without_step_is_refused() {
         let err = TrainLog::parse("x", "loss,step\n1,2\n", Path::new("x.csv")).unwrap_err();
         assert!(err.to_string().contains("expected `step`"), "{err}");
+    }
+
+    #[test]
+    fn stages_and_smoothing() {
+        let sft = TrainLog::parse("base", "step,loss\n1,3\n2,2\n", Path::new("b")).unwrap();
+        let rl = TrainLog::parse("grpo", "step,loss,kl\n1,0.1,0\n", Path::new("g")).unwrap();
+        assert_eq!(sft.stage(), Stage::Supervised);
+        assert_eq!(rl.stage(), Stage::Reinforcement);
+
+        let points = [(0.0, 0.0), (1.0, 1.0), (2.0, 1.0)];
+        assert_eq!(smooth(&points, 0.0), points);
+        let s = smooth(&points, 0.5);
+        assert_eq!(s, [(0.0, 0.0), (1.0, 0.5), (2.0, 0.75)]);
     }
 }

@@ -13,7 +13,7 @@ use super::theme::Palette;
 use crate::report::figures::LineChart;
 use crate::side::Side;
 use egui::Ui;
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Line, Plot, PlotPoints};
 
 /// The views, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -103,13 +103,53 @@ pub fn series_color(palette: Palette, side: Option<Side>, n: usize) -> egui::Col
     }
 }
 
+/// The step of 1, 2 or 5 times a power of ten nearest to `x` (on a log scale).
+fn nice_step(x: f64) -> f64 {
+    let p = 10f64.powf(x.log10().floor());
+    let m = x / p;
+    p * if m < 2f64.sqrt() {
+        1.0
+    } else if m < 10f64.sqrt() {
+        2.0
+    } else if m < 50f64.sqrt() {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+/// A y axis with about four labelled steps whatever the plot's height and range, each label
+/// with the decimals its step needs (0.05 → two, 0.5 → one).
+pub fn readable_y_axis(plot: Plot<'_>) -> Plot<'_> {
+    plot.y_grid_spacer(egui_plot::uniform_grid_spacer(|input| {
+        // About four steps over the range, and no closer than about 24 points (three times the
+        // grid's smallest spacing), where labels still fit.
+        let span = (input.bounds.1 - input.bounds.0).abs();
+        let mut step = nice_step((span / 4.0).max(f64::MIN_POSITIVE));
+        while step < 3.0 * input.base_step_size {
+            step = nice_step(step * 2.2);
+        }
+        [step / 10.0, step, step * 10.0]
+    }))
+    .y_axis_formatter(|mark, _| {
+        let decimals = (-mark.step_size.log10()).ceil().clamp(0.0, 12.0) as usize;
+        format!("{:.*}", decimals, mark.value)
+    })
+}
+
 /// Draw a line chart in a plot `height` high; `log_y` plots log10 of positive values.
 pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
     let palette = Palette::of(ui.ctx());
-    ui.strong(&chart.title);
-    let mut plot = Plot::new(&chart.title)
+    // The legend sits beside the title, off the data.
+    ui.horizontal(|ui| {
+        ui.strong(&chart.title);
+        for (n, s) in chart.series.iter().enumerate() {
+            let color = series_color(palette, s.side, n);
+            ui.label(egui::RichText::new(&s.name).color(color));
+        }
+    });
+    let plot = Plot::new(&chart.title)
         .height(height)
-        .legend(Legend::default())
         .x_axis_label(chart.x_label.as_str())
         .y_axis_label(if log_y {
             format!("log10 {}", chart.y_label)
@@ -117,6 +157,7 @@ pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
             chart.y_label.clone()
         })
         .allow_scroll(false);
+    let mut plot = readable_y_axis(plot);
     if log_y {
         plot = plot.y_axis_formatter(|mark, _| format!("1e{:.1}", mark.value));
     }

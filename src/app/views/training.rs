@@ -1,19 +1,25 @@
 //! Training curves: every metric of the `train_log.csv` files of a lab directory (the bundled
-//! model zoo, or a folder the user opens) against the step, one curve per model.
+//! model zoo, or a folder the user opens) against the step, one curve per model in one colour
+//! across every chart, supervised and RL stages on their own step axes, with smoothing.
 
-use super::line_chart_ui;
+use super::super::theme::Palette;
+use super::readable_y_axis;
 use crate::report::figures::LineChart;
 use crate::report::run::RunError;
-use crate::report::train_log::{self, TrainLog};
+use crate::report::train_log::{self, Stage, TrainLog};
 use egui::Ui;
+use egui_plot::{Line, Plot, PlotPoints};
 use std::path::{Path, PathBuf};
 
-/// The lab directory shown and its charts.
+/// The lab directory shown, its charts by stage, and the smoothing.
 #[derive(Default)]
 pub struct TrainingState {
     pub dir: Option<PathBuf>,
     pub logs: Vec<TrainLog>,
-    pub charts: Vec<LineChart>,
+    /// Each stage's charts, supervised first.
+    pub stages: Vec<(Stage, Vec<LineChart>)>,
+    /// The weight of the moving average drawn over each curve (0: none).
+    pub smoothing: f64,
     pub error: Option<RunError>,
 }
 
@@ -23,21 +29,44 @@ impl TrainingState {
         self.dir = Some(dir.to_owned());
         match train_log::read_lab(dir) {
             Ok(logs) => {
-                self.charts = train_log::charts(&logs);
+                let mut stages: Vec<Stage> = logs.iter().map(TrainLog::stage).collect();
+                stages.sort();
+                stages.dedup();
+                self.stages = stages
+                    .into_iter()
+                    .map(|stage| {
+                        let of_stage: Vec<TrainLog> = logs
+                            .iter()
+                            .filter(|l| l.stage() == stage)
+                            .cloned()
+                            .collect();
+                        (stage, train_log::charts(&of_stage))
+                    })
+                    .collect();
                 self.logs = logs;
                 self.error = None;
             }
             Err(e) => {
                 self.logs.clear();
-                self.charts.clear();
+                self.stages.clear();
                 self.error = Some(e);
             }
         }
     }
+
+    /// Whether there is a chart to show.
+    pub fn has_charts(&self) -> bool {
+        self.stages.iter().any(|(_, charts)| !charts.is_empty())
+    }
+
+    /// A model's colour: its place among the lab's models.
+    fn color(&self, palette: Palette, model: &str) -> egui::Color32 {
+        palette.series(self.logs.iter().position(|l| l.name == model).unwrap_or(0))
+    }
 }
 
-/// Draw the charts, two a row. Returns true when "Open lab folder…" was clicked.
-pub fn training_ui(ui: &mut Ui, state: &TrainingState) -> bool {
+/// The folder line, the smoothing control and the legend: each model in its colour.
+fn header_ui(ui: &mut Ui, state: &mut TrainingState) -> bool {
     let mut open = false;
     ui.horizontal(|ui| {
         open = ui.button("Open lab folder…").clicked();
@@ -50,26 +79,89 @@ pub fn training_ui(ui: &mut Ui, state: &TrainingState) -> bool {
             None => ui.label("No lab folder: open one whose subfolders hold train_log.csv"),
         };
     });
-    if let Some(e) = &state.error {
-        let palette = super::super::theme::Palette::of(ui.ctx());
-        ui.colored_label(palette.error(), crate::message::chain(e));
+    if state.logs.is_empty() {
+        return open;
     }
-    if state.charts.is_empty() {
+    let palette = Palette::of(ui.ctx());
+    ui.horizontal_wrapped(|ui| {
+        ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99).text("smoothing"))
+            .on_hover_text("moving-average weight; the raw curve stays drawn faintly");
+        ui.separator();
+        for log in &state.logs {
+            let color = state.color(palette, &log.name);
+            ui.label(egui::RichText::new(&log.name).strong().color(color));
+        }
+    });
+    open
+}
+
+/// Draw the charts, two a row, stage by stage. Returns true when "Open lab folder…" was
+/// clicked.
+pub fn training_ui(ui: &mut Ui, state: &mut TrainingState) -> bool {
+    let open = header_ui(ui, state);
+    if let Some(e) = &state.error {
+        ui.colored_label(Palette::of(ui.ctx()).error(), crate::message::chain(e));
+    }
+    if !state.has_charts() {
         if state.dir.is_some() && state.error.is_none() {
             ui.label("No subfolder of this folder holds a train_log.csv");
         }
         return open;
     }
-    let rows = state.charts.len().div_ceil(2) as f32;
-    let height = ((ui.available_height() - 20.0) / rows - 30.0).max(110.0);
+    let count: usize = state.stages.iter().map(|(_, c)| c.len().div_ceil(2)).sum();
+    let headings = 28.0 * state.stages.len() as f32;
+    let height = ((ui.available_height() - headings) / count as f32 - 34.0).max(140.0);
+    let state = &*state;
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for pair in state.charts.chunks(2) {
-            ui.columns(2, |cols| {
-                for (col, chart) in cols.iter_mut().zip(pair) {
-                    line_chart_ui(col, chart, false, height);
-                }
-            });
+        for (stage, charts) in &state.stages {
+            ui.heading(stage.label());
+            for pair in charts.chunks(2) {
+                ui.columns(2, |cols| {
+                    for (col, chart) in cols.iter_mut().zip(pair) {
+                        chart_ui(col, state, *stage, chart, height);
+                    }
+                });
+            }
         }
     });
     open
+}
+
+/// One metric's chart: each model's curve in its colour, smoothed over a faint raw curve.
+fn chart_ui(ui: &mut Ui, state: &TrainingState, stage: Stage, chart: &LineChart, height: f32) {
+    let palette = Palette::of(ui.ctx());
+    ui.strong(&chart.title);
+    let plot = Plot::new((stage, &chart.title))
+        .height(height)
+        .x_axis_label(chart.x_label.as_str())
+        .y_axis_label(chart.y_label.as_str())
+        .allow_scroll(false);
+    readable_y_axis(plot).show(ui, |plot_ui| {
+        for s in &chart.series {
+            let color = state.color(palette, &s.name);
+            let raw: Vec<[f64; 2]> = s.points.iter().map(|&(x, y)| [x, y]).collect();
+            if state.smoothing > 0.0 {
+                plot_ui.line(
+                    Line::new(format!("{} (raw)", s.name), PlotPoints::new(raw))
+                        .color(color.gamma_multiply(0.3))
+                        .width(1.0),
+                );
+                let smooth: Vec<[f64; 2]> = train_log::smooth(&s.points, state.smoothing)
+                    .into_iter()
+                    .map(|(x, y)| [x, y])
+                    .collect();
+                plot_ui.line(
+                    Line::new(s.name.as_str(), PlotPoints::new(smooth))
+                        .color(color)
+                        .width(1.8),
+                );
+            } else {
+                plot_ui.line(
+                    Line::new(s.name.as_str(), PlotPoints::new(raw))
+                        .color(color)
+                        .width(1.5),
+                );
+            }
+        }
+    });
 }
