@@ -110,7 +110,7 @@ fn answer_all(
     cancel: &CancelToken,
 ) -> Result<Option<AnswerMap>, StudyError> {
     let mut done: AnswerMap = dir
-        .read_answers(side)?
+        .read_answers(side, questions)?
         .into_iter()
         .map(|a| (a.id.clone(), a))
         .collect();
@@ -473,6 +473,8 @@ pub fn merge_shards(
         let dir = StudyDir::new(shard);
         let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
         let mut cfg = dir.read_config()?.ok_or_else(not_a_shard)?;
+        // The shard's own questions, which its answer files answer in order.
+        let (mine, _) = questions(&cfg)?;
         let (i, n) = cfg.shard.take().ok_or_else(not_a_shard)?;
         match &config {
             None => config = Some(cfg),
@@ -483,7 +485,7 @@ pub fn merge_shards(
         }
         seen.push((i, n));
         for side in Side::BOTH {
-            for a in dir.read_answers(side)? {
+            for a in dir.read_answers(side, &mine)? {
                 merged[side].insert(a.id.clone(), a);
             }
         }
