@@ -303,6 +303,11 @@ fn damaged_answer_lines_and_sample_files_of_a_study_are_redone() {
         v["id"] = id.into();
         v.to_string()
     };
+    let out_of_vocabulary = |line: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["answer_ids"][0] = 99999.into();
+        v.to_string()
+    };
     // (what replaces line 4 of answers/tuned.jsonl, the reason in the warning)
     let cases = [
         (
@@ -312,6 +317,10 @@ fn damaged_answer_lines_and_sample_files_of_a_study_are_redone() {
         (other_id(&lines[3], "not-a-question"), "`not-a-question`"),
         (lines[1].clone(), "repeated"),
         (String::new(), "not a complete answer"),
+        (
+            out_of_vocabulary(&lines[3]),
+            "token id 99999 is outside the vocabulary",
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (replacement, reason)) in cases.into_iter().enumerate() {

@@ -109,11 +109,9 @@ fn answer_all(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<AnswerMap>, StudyError> {
-    let mut done: AnswerMap = dir
-        .read_answers(side, questions)?
-        .into_iter()
-        .map(|a| (a.id.clone(), a))
-        .collect();
+    let mut read = dir.read_answers(side, questions)?;
+    keep_in_vocabulary(dir, side, model, &mut read)?;
+    let mut done: AnswerMap = read.into_iter().map(|a| (a.id.clone(), a)).collect();
     let template = template_for(cfg, model);
     let mut gen = cfg.generation.clone();
     gen.stop_strings.extend(template.stop_strings());
@@ -162,6 +160,40 @@ fn answer_all(
         progress.set(finished as u64);
     }
     Ok(Some(done))
+}
+
+/// Cut `answers` (read from `side`'s answer file) before the first whose token ids fall outside
+/// `model`'s vocabulary (a damaged line that still parses), with a warning, so that the
+/// questions from there on are answered again.
+fn keep_in_vocabulary(
+    dir: &StudyDir,
+    side: Side,
+    model: &Model,
+    answers: &mut Vec<Answer>,
+) -> Result<(), StudyError> {
+    let vocab = model.config.vocab_size;
+    let outside = |a: &Answer| {
+        a.prompt_ids
+            .iter()
+            .chain(&a.answer_ids)
+            .copied()
+            .find(|&t| t as usize >= vocab)
+    };
+    let Some((j, t)) = answers
+        .iter()
+        .enumerate()
+        .find_map(|(j, a)| outside(a).map(|t| (j, t)))
+    else {
+        return Ok(());
+    };
+    log::warn!(
+        "{}: line {}: token id {t} is outside the vocabulary of {} (size {vocab}); answering again from this question on",
+        dir.answers_path(side).display(),
+        j + 1,
+        model.spec
+    );
+    answers.truncate(j);
+    Ok(dir.write_answers(side, answers.iter())?)
 }
 
 /// The prompt of question `q` for `model` and its token ids.
