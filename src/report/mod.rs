@@ -7,5 +7,6 @@ pub mod figures;
 pub mod npz;
 pub mod render;
 pub mod run;
+pub mod sample_file;
 pub mod table;
 pub mod train_log;

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! DIR/manifest.json            model, method choices, K, graph, samples, software version
-//! DIR/samples/NNNNNN.safetensors   per-sample scores (dense S×D f32), loss, K; written as each
-//!                                  sample completes, so an interrupted run resumes
+//! DIR/samples/NNNNNN.safetensors   per-sample scores (dense S×D f32), loss, K, and in the
+//!                                  metadata id, K, shape, run identity and checksum
+//!                                  (report::sample_file); written as each sample completes, so
+//!                                  an interrupted run resumes, and verified when read
 //! DIR/scores.safetensors       all_scores (N,S,D) f32, scores (S,D) mean, losses (N,)
 //! DIR/scores.npz               the study's layout: scores, all_scores, real_edge_mask, losses
 //! DIR/metrics.json             metrics of the mean vector and of every sample, overall and per layer
@@ -11,14 +13,16 @@
 //! ```
 
 use super::npz::{npz_bytes, NpyArray};
+use super::sample_file::{self, Defect, Expected};
 use crate::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::SelectOptions;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
 use crate::model::{Model, ScorePlan};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -191,6 +195,23 @@ fn sorted_keys<S: serde::Serializer>(select: &SelectOptions, s: S) -> Result<S::
         .serialize(s)
 }
 
+impl Manifest {
+    /// A short hash of what makes two runs' sample files interchangeable (model, method,
+    /// graph), recorded in every sample file so that one of another run is recognised.
+    pub fn identity(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            serde_json::to_vec(&self.model),
+            serde_json::to_vec(&self.method),
+            serde_json::to_vec(&self.graph),
+        ] {
+            // These types always serialise; an error would leave its part out of the hash.
+            h.update(part.unwrap_or_default());
+        }
+        format!("{:x}", h.finalize())[..16].to_owned()
+    }
+}
+
 /// Metrics of one score vector: overall and per destination layer (`logits` last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VectorMetrics {
@@ -264,57 +285,54 @@ pub fn sample_path(dir: &Path, index: usize) -> PathBuf {
     dir.join("samples").join(format!("{index:06}.safetensors"))
 }
 
-/// Persist one sample's scores atomically.
+/// What `manifest` expects of sample `index`'s file.
+fn expected<'a>(
+    dir: &Path,
+    manifest: &'a Manifest,
+    index: usize,
+    run: &'a str,
+) -> Result<Expected<'a>, RunError> {
+    let entry = manifest
+        .samples
+        .get(index)
+        .ok_or_else(|| RunError::Invalid {
+            path: dir.join("manifest.json"),
+            message: format!("lists no sample {index}"),
+        })?;
+    Ok(Expected {
+        id: &entry.id,
+        k: entry.k,
+        shape: manifest.graph.dense_shape(),
+        run,
+    })
+}
+
+/// Persist sample `index`'s scores atomically, with what it is (id, K, shape, run, checksum)
+/// in the file's metadata.
 pub fn write_sample(
     dir: &Path,
     index: usize,
-    graph: &Graph,
+    manifest: &Manifest,
     s: &SampleScores,
 ) -> Result<(), RunError> {
     let path = sample_path(dir, index);
     let parent = path.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let (ns, nd) = graph.dense_shape();
-    let dev = Device::Cpu;
-    let tensors: HashMap<String, Tensor> = [
-        (
-            "scores".to_owned(),
-            Tensor::from_slice(&s.dense, (ns, nd), &dev)?,
-        ),
-        ("loss".to_owned(), Tensor::new(&[s.loss], &dev)?),
-        ("k".to_owned(), Tensor::new(&[s.k as u32], &dev)?),
-    ]
-    .into_iter()
-    .collect();
-    let tmp = crate::fsutil::temp_path(&path);
-    candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))
+    let run = manifest.identity();
+    let e = expected(dir, manifest, index, &run)?;
+    sample_file::write(&path, s, e.id, e.shape, &run).map_err(io(&path))
 }
 
-/// Read one sample's scores, or `None` when it has not been written yet.
-pub fn read_sample(dir: &Path, index: usize) -> Result<Option<SampleScores>, RunError> {
+/// Read and verify sample `index`'s file against `manifest`: `None` when it has not been
+/// written yet, else its scores or why it cannot be used.
+pub fn read_sample(
+    dir: &Path,
+    index: usize,
+    manifest: &Manifest,
+) -> Result<Option<Result<SampleScores, Defect>>, RunError> {
     let path = sample_path(dir, index);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let bad = |message: String| RunError::Invalid {
-        path: path.clone(),
-        message,
-    };
-    let t = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
-        bad(format!(
-            "unreadable sample file ({e}); delete it to recompute"
-        ))
-    })?;
-    let get = |name: &str| {
-        t.get(name)
-            .ok_or_else(|| bad(format!("no `{name}` tensor")))
-    };
-    Ok(Some(SampleScores {
-        dense: get("scores")?.flatten_all()?.to_vec1()?,
-        loss: get("loss")?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0],
-        k: get("k")?.to_vec1::<u32>()?[0] as usize,
-    }))
+    let run = manifest.identity();
+    sample_file::read(&path, &expected(dir, manifest, index, &run)?).map_err(io(&path))
 }
 
 /// Write `tensors` as a safetensors file at `path`, atomically.
@@ -456,10 +474,24 @@ pub fn load(dir: &Path) -> Result<Run, RunError> {
     let metrics: MetricsFile = read_json(&dir.join("metrics.json"))?;
     let mut scores = Vec::with_capacity(manifest.samples.len());
     for i in 0..manifest.samples.len() {
-        scores.push(read_sample(dir, i)?.ok_or_else(|| RunError::Invalid {
+        let invalid = |message: String| RunError::Invalid {
             path: sample_path(dir, i),
-            message: "missing: the run did not finish; re-run it to complete".into(),
-        })?);
+            message,
+        };
+        match read_sample(dir, i, &manifest)? {
+            Some(Ok(s)) => scores.push(s),
+            Some(Err(defect)) => {
+                return Err(invalid(format!(
+                    "{defect}; re-run the command that wrote this run (the same `circuitdiff \
+                     score` or `circuitdiff study` into this directory) to recompute it"
+                )))
+            }
+            None => {
+                return Err(invalid(
+                    "missing: the run did not finish; re-run it to complete".into(),
+                ))
+            }
+        }
     }
     Ok(Run {
         dir: dir.to_owned(),
@@ -505,7 +537,8 @@ pub enum Outcome {
 }
 
 /// Score `samples` with `model` into `dir`: each sample's scores are persisted as they complete,
-/// samples already on disk are not recomputed, and the aggregate files are written at the end.
+/// samples already on disk are not recomputed unless their file fails verification (then with a
+/// warning naming the file and the reason), and the aggregate files are written at the end.
 /// A directory holding a different run (other model, method or samples) is refused. Progress is
 /// reported as the stage `stage`.
 pub fn score_run(
@@ -538,7 +571,7 @@ pub fn score_run(
     progress.start(stage, samples.len() as u64);
     let mut scores = Vec::with_capacity(samples.len());
     for (i, (sample, entry)) in samples.iter().zip(&manifest.samples).enumerate() {
-        if let Some(done) = read_sample(dir, i)? {
+        if let Some(done) = reusable(dir, i, manifest)? {
             scores.push(done);
         } else {
             if cancel.is_cancelled() {
@@ -555,12 +588,32 @@ pub fn score_run(
                 &sample.answer_ids,
                 manifest.method.cut,
             )?;
-            write_sample(dir, i, &manifest.graph, &s)?;
+            write_sample(dir, i, manifest, &s)?;
             scores.push(s);
         }
         progress.set(i as u64 + 1);
     }
     finish(dir, manifest, scores).map(|r| Outcome::Finished(Box::new(r)))
+}
+
+/// Sample `index`'s scores when its file holds them and passes every check; a file that fails
+/// one is reported with a warning, to be recomputed.
+fn reusable(
+    dir: &Path,
+    index: usize,
+    manifest: &Manifest,
+) -> Result<Option<SampleScores>, RunError> {
+    Ok(match read_sample(dir, index, manifest)? {
+        Some(Ok(s)) => Some(s),
+        Some(Err(defect)) => {
+            log::warn!(
+                "{}: {defect}; recomputing",
+                sample_path(dir, index).display()
+            );
+            None
+        }
+        None => None,
+    })
 }
 
 /// The memory plan of scoring `samples` at cut `k`: the longest prompt plus K − 1 answer

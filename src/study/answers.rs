@@ -19,9 +19,12 @@ pub struct Answer {
     pub grade: Grade,
 }
 
-/// Read the complete answers of a file; a torn last line (a process killed mid-write) is cut off
-/// so that appending continues cleanly.
-pub fn read_and_repair(path: &Path) -> std::io::Result<Vec<Answer>> {
+/// Read the answers of a file written for the questions `ids`, in order: answers are appended in
+/// question order, so line j must be the complete answer to question `ids[j]`. From the first
+/// line that is not (torn by a killed process, damaged, an answer to another question or a
+/// repeated one) the file is cut, with a warning naming the file, the line and the reason, so
+/// that those questions are answered again and appending continues cleanly.
+pub fn read_and_repair(path: &Path, ids: &[&str]) -> std::io::Result<Vec<Answer>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -29,16 +32,20 @@ pub fn read_and_repair(path: &Path) -> std::io::Result<Vec<Answer>> {
     };
     let mut answers = Vec::new();
     let mut good = 0;
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        if !line.ends_with(b"\n") {
-            break;
-        }
-        match serde_json::from_slice::<Answer>(line) {
+    for (j, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        match check_line(line, ids.get(j).copied()) {
             Ok(a) => {
                 answers.push(a);
                 good += line.len();
             }
-            Err(_) => break,
+            Err(reason) => {
+                log::warn!(
+                    "{}: line {}: {reason}; answering again from this question on",
+                    path.display(),
+                    j + 1
+                );
+                break;
+            }
         }
     }
     if good < bytes.len() {
@@ -47,6 +54,27 @@ pub fn read_and_repair(path: &Path) -> std::io::Result<Vec<Answer>> {
         f.sync_all()?;
     }
     Ok(answers)
+}
+
+/// The answer on one line of an answers file where question `expected` belongs, or why it is
+/// not that answer.
+fn check_line(line: &[u8], expected: Option<&str>) -> Result<Answer, String> {
+    if !line.ends_with(b"\n") {
+        return Err("incomplete (an interrupted write)".into());
+    }
+    let a: Answer =
+        serde_json::from_slice(line).map_err(|e| format!("not a complete answer ({e})"))?;
+    match expected {
+        Some(id) if a.id == id => Ok(a),
+        Some(id) => Err(format!(
+            "the answer to question `{}` where `{id}` belongs (damaged, repeated, or not of this study)",
+            a.id
+        )),
+        None => Err(format!(
+            "an answer to question `{}` after the study's last question",
+            a.id
+        )),
+    }
 }
 
 /// Append one answer and sync it to disk.

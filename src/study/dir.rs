@@ -218,11 +218,17 @@ impl StudyDir {
         write_json(&self.counts_path(), counts)
     }
 
-    /// The complete answers of one side (a torn last line is cut off, so that appending
-    /// continues cleanly).
-    pub fn read_answers(&self, side: Side) -> Result<Vec<Answer>, DirError> {
+    /// The complete answers of one side to `questions`, which they answer in order; from the
+    /// first line that is not the next question's answer (torn, damaged, or of another
+    /// question) the file is cut with a warning, so that those questions are answered again.
+    pub fn read_answers(
+        &self,
+        side: Side,
+        questions: &[Question],
+    ) -> Result<Vec<Answer>, DirError> {
         let path = self.answers_path(side);
-        answers::read_and_repair(&path).map_err(io(&path))
+        let ids: Vec<&str> = questions.iter().map(|q| q.id.as_str()).collect();
+        answers::read_and_repair(&path, &ids).map_err(io(&path))
     }
 
     /// Append one answer of one side, synced to disk.

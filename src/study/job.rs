@@ -115,11 +115,9 @@ fn answer_all(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<AnswerMap>, StudyError> {
-    let mut done: AnswerMap = dir
-        .read_answers(side)?
-        .into_iter()
-        .map(|a| (a.id.clone(), a))
-        .collect();
+    let mut read = dir.read_answers(side, questions)?;
+    keep_in_vocabulary(dir, side, model, &mut read)?;
+    let mut done: AnswerMap = read.into_iter().map(|a| (a.id.clone(), a)).collect();
     let template = template_for(cfg, model);
     let mut gen = cfg.generation.clone();
     gen.stop_strings.extend(template.stop_strings());
@@ -187,6 +185,40 @@ fn warn_beyond_context(model: &Model, answers: &AnswerMap, progress: &mut dyn Pr
             model.spec
         ));
     }
+}
+
+/// Cut `answers` (read from `side`'s answer file) before the first whose token ids fall outside
+/// `model`'s vocabulary (a damaged line that still parses), with a warning, so that the
+/// questions from there on are answered again.
+fn keep_in_vocabulary(
+    dir: &StudyDir,
+    side: Side,
+    model: &Model,
+    answers: &mut Vec<Answer>,
+) -> Result<(), StudyError> {
+    let vocab = model.config.vocab_size;
+    let outside = |a: &Answer| {
+        a.prompt_ids
+            .iter()
+            .chain(&a.answer_ids)
+            .copied()
+            .find(|&t| t as usize >= vocab)
+    };
+    let Some((j, t)) = answers
+        .iter()
+        .enumerate()
+        .find_map(|(j, a)| outside(a).map(|t| (j, t)))
+    else {
+        return Ok(());
+    };
+    log::warn!(
+        "{}: line {}: token id {t} is outside the vocabulary of {} (size {vocab}); answering again from this question on",
+        dir.answers_path(side).display(),
+        j + 1,
+        model.spec
+    );
+    answers.truncate(j);
+    Ok(dir.write_answers(side, answers.iter())?)
 }
 
 /// The prompt of question `q` for `model` and its token ids.
@@ -536,6 +568,8 @@ pub fn merge_shards(
         let dir = StudyDir::new(shard);
         let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
         let mut cfg = dir.read_config()?.ok_or_else(not_a_shard)?;
+        // The shard's own questions, which its answer files answer in order.
+        let (mine, _) = questions(&cfg)?;
         let (i, n) = cfg.shard.take().ok_or_else(not_a_shard)?;
         match &config {
             None => config = Some(cfg),
@@ -546,7 +580,7 @@ pub fn merge_shards(
         }
         seen.push((i, n));
         for side in Side::BOTH {
-            for a in dir.read_answers(side)? {
+            for a in dir.read_answers(side, &mine)? {
                 merged[side].insert(a.id.clone(), a);
             }
         }
