@@ -13,6 +13,24 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
+/// The first entry of `dir` other than the temporary file an interrupted first write of `file`
+/// leaves; `None` when the directory is absent or holds nothing else (so it can be claimed).
+pub fn foreign_entry(dir: &Path, file: &str) -> std::io::Result<Option<String>> {
+    let ours = format!(".{file}.tmp");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&ours) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 /// Write `bytes` to `path` atomically (temp file, fsync, rename). A write that fails (a full
 /// disk) removes its temporary file and leaves `path` as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -106,6 +106,24 @@ const STUDY_CASES: &[Case] = &[
 const OTHER_CASES: &[Case] = &[
     (
         &[
+            "score",
+            "--model",
+            "assets/zoo/base",
+            "--samples",
+            "SAMPLES",
+            "--cut",
+            "2",
+            "--out",
+            "OUT",
+        ],
+        &[
+            "holds other files",
+            "and no manifest.json",
+            "choose another output directory",
+        ],
+    ),
+    (
+        &[
             "study",
             "--base",
             "assets/zoo/base",

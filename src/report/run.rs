@@ -565,6 +565,15 @@ pub fn score_run(
                 message: "holds a different run (model, method or samples differ); choose another output directory or delete this one".into(),
             });
         }
+    } else if let Some(first) =
+        crate::fsutil::foreign_entry(dir, "manifest.json").map_err(io(dir))?
+    {
+        return Err(RunError::Invalid {
+            path: dir.to_owned(),
+            message: format!(
+                "holds other files ({first}, …) and no manifest.json: a scoring run writes into a new or empty directory; choose another output directory"
+            ),
+        });
     } else {
         write_manifest(dir, manifest)?;
     }

@@ -188,26 +188,16 @@ impl StudyDir {
     /// Make this a study directory of `cfg`: refuse a directory that holds anything but what an
     /// interrupted first write of `study.json` leaves, then write `study.json`.
     pub fn start(&self, cfg: &StudyConfig) -> Result<(), DirError> {
-        let path = self.config_path();
-        let ours = format!(
-            ".{}.tmp",
-            path.file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
-        );
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
-            for entry in entries {
-                let name = entry.map_err(io(&self.root))?.file_name();
-                let name = name.to_string_lossy();
-                if !name.starts_with(&ours) {
-                    return Err(DirError::NotEmpty {
-                        path: self.root.clone(),
-                        first: name.into_owned(),
-                    });
-                }
-            }
+        if let Some(first) =
+            crate::fsutil::foreign_entry(&self.root, "study.json").map_err(io(&self.root))?
+        {
+            return Err(DirError::NotEmpty {
+                path: self.root.clone(),
+                first,
+            });
         }
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        write_json(&path, cfg)
+        write_json(&self.config_path(), cfg)
     }
 
     pub fn read_counts(&self) -> Result<Option<Counts>, DirError> {
