@@ -580,7 +580,7 @@ pub fn score_run(
     progress.start(stage, samples.len() as u64);
     let mut scores = Vec::with_capacity(samples.len());
     for (i, (sample, entry)) in samples.iter().zip(&manifest.samples).enumerate() {
-        if let Some(done) = reusable(dir, i, manifest)? {
+        if let Some(done) = reusable(dir, i, manifest, progress)? {
             scores.push(done);
         } else {
             if cancel.is_cancelled() {
@@ -606,19 +606,20 @@ pub fn score_run(
 }
 
 /// Sample `index`'s scores when its file holds them and passes every check; a file that fails
-/// one is reported with a warning, to be recomputed.
+/// one is reported with a warning (a progress note), to be recomputed.
 fn reusable(
     dir: &Path,
     index: usize,
     manifest: &Manifest,
+    progress: &mut dyn crate::progress::Progress,
 ) -> Result<Option<SampleScores>, RunError> {
     Ok(match read_sample(dir, index, manifest)? {
         Some(Ok(s)) => Some(s),
         Some(Err(defect)) => {
-            log::warn!(
-                "{}: {defect}; recomputing",
+            progress.note(&format!(
+                "warning: {}: {defect}; recomputing",
                 sample_path(dir, index).display()
-            );
+            ));
             None
         }
         None => None,
