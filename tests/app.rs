@@ -90,6 +90,7 @@ fn click_at(h: &mut Harness<'_, App>, pos: egui::Pos2) {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn open_results_switch_modes_slide_select_and_sort() {
     let mut h = harness(None);
     h.state_mut().settings.recent_results = vec![fixture()];
@@ -102,10 +103,22 @@ fn open_results_switch_modes_slide_select_and_sort() {
     assert_eq!(results.circuit.edges.len(), 4 * 16 + 3 * 4 + 1);
     assert_eq!(results.questions.len(), 8);
 
-    for mode in [Mode::Difference, Mode::Tuned, Mode::Base] {
+    for (mode, header) in [
+        (Mode::Difference, "· tuned − base"),
+        (Mode::Tuned, "· tuned model"),
+        (Mode::Base, "· base model"),
+    ] {
         h.get_by_label(mode.label()).click();
         h.run_steps(2);
         assert_eq!(h.state().settings.mode, mode);
+        // The header and the legend say what is shown.
+        h.get_by_label(header);
+        let legend = if mode == Mode::Difference {
+            "tuned > base"
+        } else {
+            "positive"
+        };
+        h.get_by_label(legend);
     }
 
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "top-k edges")
@@ -461,9 +474,14 @@ fn save_png_and_export_all_write_what_is_on_screen() {
     let mut h = rendering_harness();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("heat.png");
+    let shown = (View::Graph, Mode::Tuned);
+    (h.state_mut().settings.view, h.state_mut().settings.mode) = shown;
+    h.run_steps(2);
     h.state_mut().save_png(View::Heatmap, path.clone());
     step_until(&mut h, 60, "the PNG", |a| !a.exporting());
-    assert_eq!(h.state().settings.view, View::Heatmap);
+    h.run_steps(2);
+    let s = &h.state().settings;
+    assert_eq!((s.view, s.mode), shown, "saving leaves the view as it was");
     let img = image::open(&path).unwrap().to_rgba8();
     // The central view of a 1280×800 window at one pixel per point, without the side panel,
     // toolbar and status line.
@@ -481,10 +499,39 @@ fn save_png_and_export_all_write_what_is_on_screen() {
     std::fs::create_dir(&all).unwrap();
     h.state_mut().export_all(&all);
     step_until(&mut h, 120, "every figure", |a| !a.exporting());
+    h.run_steps(2);
+    let s = &h.state().settings;
+    assert_eq!(
+        (s.view, s.mode),
+        shown,
+        "exporting leaves the view as it was"
+    );
+    let mut names = Vec::new();
     for view in View::ALL {
-        let img = image::open(all.join(view.file_name())).unwrap().to_rgba8();
-        assert_eq!(img.dimensions(), size, "{view:?}: the same view area");
-        assert_not_blank(&img);
+        let modes: &[Mode] = if view.depends_on_mode() {
+            &Mode::ALL
+        } else {
+            &[Mode::Tuned]
+        };
+        for &mode in modes {
+            let name = view.file_name_in(mode);
+            let img = image::open(all.join(&name)).unwrap().to_rgba8();
+            assert_eq!(img.dimensions(), size, "{name}: the same view area");
+            assert_not_blank(&img);
+            names.push(name);
+        }
+    }
+    assert!(
+        names.contains(&"graph_difference.png".to_owned()),
+        "{names:?}"
+    );
+    let status = h.state().status_text().unwrap();
+    assert!(
+        status.starts_with(&format!("wrote {} files into ", names.len())),
+        "{status}"
+    );
+    for name in &names {
+        assert!(status.contains(name.as_str()), "{status} lacks {name}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! exports.
 
 use super::commands::Command;
+use super::export::Shot;
 use super::paths::{self, Pick};
 use super::shell::App;
 use super::study::Running;
@@ -57,7 +58,10 @@ impl App {
             }
             Pick::Dataset => self.settings.study.dataset = path.display().to_string(),
             Pick::StudyFolder => self.settings.study.out = path.display().to_string(),
-            Pick::SavePng(view) => self.exporter.enqueue(view, path),
+            Pick::SavePng(view, mode) => {
+                let shown = (self.settings.view, self.settings.mode);
+                self.exporter.enqueue(Shot { view, mode, path }, shown);
+            }
             Pick::ExportAll => match std::fs::create_dir_all(&path) {
                 Ok(()) => self.export_all(&path),
                 Err(e) => self.set_status(true, format!("{}: {e}", path.display())),
@@ -69,23 +73,42 @@ impl App {
         }
     }
 
-    /// Queue every view that has something to show for saving into `dir`.
+    /// Queue every view that has something to show, in every mode it has, for saving into
+    /// `dir`; the view and mode on screen come back afterwards.
     pub fn export_all(&mut self, dir: &std::path::Path) {
+        let shown = (self.settings.view, self.settings.mode);
+        let modes = self
+            .results
+            .as_ref()
+            .map(|r| r.circuit.modes())
+            .unwrap_or_default();
         for view in View::ALL {
-            let shown = if view.needs_results() {
+            let has = if view.needs_results() {
                 self.results.is_some()
             } else {
                 self.views.training.has_charts()
             };
-            if shown {
-                self.exporter.enqueue(view, dir.join(view.file_name()));
+            if !has {
+                continue;
+            }
+            let view_modes = if view.depends_on_mode() {
+                modes.clone()
+            } else {
+                vec![self.settings.mode]
+            };
+            for mode in view_modes {
+                let path = dir.join(view.file_name_in(mode));
+                self.exporter.enqueue(Shot { view, mode, path }, shown);
             }
         }
     }
 
-    /// Queue the view for saving to `path`, as "Save PNG…" does after its dialog.
+    /// Queue the view, in the mode on screen, for saving to `path`, as "Save PNG…" does after
+    /// its dialog.
     pub fn save_png(&mut self, view: View, path: PathBuf) {
-        self.exporter.enqueue(view, path);
+        let shown = (self.settings.view, self.settings.mode);
+        let mode = self.settings.mode;
+        self.exporter.enqueue(Shot { view, mode, path }, shown);
     }
 
     /// Whether PNG exports are queued or being written.

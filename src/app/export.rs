@@ -6,6 +6,7 @@
 use super::error::AppError;
 use super::views::View;
 use super::worker::{Message, Worker};
+use crate::report::circuit::Mode;
 use egui::{ColorImage, Rect};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,29 @@ use std::time::Duration;
 /// Frames drawn with the view shown before the screenshot is taken.
 const SETTLE_FRAMES: u32 = 3;
 
+/// A view in a mode, to be saved to a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shot {
+    pub view: View,
+    pub mode: Mode,
+    pub path: PathBuf,
+}
+
+/// What the shell does with the exporter's frame.
+#[derive(Default)]
+pub struct Frame {
+    /// The view and mode to show while capturing.
+    pub show: Option<(View, Mode)>,
+    /// The saves that finished this frame.
+    pub saved: Vec<Saved>,
+    /// When a batch of shots has ended: the view and mode shown before it, and every file it
+    /// wrote.
+    pub ended: Option<((View, Mode), Vec<PathBuf>)>,
+}
+
 struct Current {
     view: View,
+    mode: Mode,
     path: PathBuf,
     frames: u32,
     /// The view's area when the screenshot was requested.
@@ -29,8 +51,11 @@ pub type Saved = Result<(PathBuf, [usize; 2]), AppError>;
 
 /// The export queue.
 pub struct Exporter {
-    queue: VecDeque<(View, PathBuf)>,
+    queue: VecDeque<Shot>,
     current: Option<Current>,
+    /// The view and mode shown before the batch, restored after it.
+    restore: Option<(View, Mode)>,
+    written: Vec<PathBuf>,
     tx: SyncSender<Arc<ColorImage>>,
     rx: Receiver<Arc<ColorImage>>,
     saving: Vec<Worker<(PathBuf, [usize; 2])>>,
@@ -42,6 +67,8 @@ impl Default for Exporter {
         Self {
             queue: VecDeque::new(),
             current: None,
+            restore: None,
+            written: Vec::new(),
             tx,
             rx,
             saving: Vec::new(),
@@ -74,9 +101,13 @@ pub fn write_png(image: &ColorImage, path: &Path) -> Result<(), AppError> {
 }
 
 impl Exporter {
-    /// Queue a view to be saved to `path`.
-    pub fn enqueue(&mut self, view: View, path: PathBuf) {
-        self.queue.push_back((view, path));
+    /// Queue a shot; `shown` is the view and mode on screen, restored once the batch ends.
+    pub fn enqueue(&mut self, shot: Shot, shown: (View, Mode)) {
+        if !self.busy() {
+            self.restore = Some(shown);
+            self.written.clear();
+        }
+        self.queue.push_back(shot);
     }
 
     /// Whether anything is queued, being captured or being written.
@@ -84,9 +115,9 @@ impl Exporter {
         !self.queue.is_empty() || self.current.is_some() || !self.saving.is_empty()
     }
 
-    /// Per-frame work before drawing: returns the view to show while capturing, and the
-    /// finished saves (path and pixel size, or an error).
-    pub fn logic(&mut self, ctx: &egui::Context) -> (Option<View>, Vec<Saved>) {
+    /// Per-frame work before drawing: the view to show while capturing, the finished saves
+    /// (path and pixel size, or an error), and the end of a batch.
+    pub fn logic(&mut self, ctx: &egui::Context) -> Frame {
         let mut done = Vec::new();
         while let Ok(image) = self.rx.try_recv() {
             let Some(current) = self.current.take_if(|c| c.requested.is_some()) else {
@@ -126,20 +157,35 @@ impl Exporter {
             }
             !finished
         });
+        self.written.extend(
+            done.iter()
+                .filter_map(|s| s.as_ref().ok())
+                .map(|s| s.0.clone()),
+        );
         if self.current.is_none() {
-            if let Some((view, path)) = self.queue.pop_front() {
+            if let Some(shot) = self.queue.pop_front() {
                 self.current = Some(Current {
-                    view,
-                    path,
+                    view: shot.view,
+                    mode: shot.mode,
+                    path: shot.path,
                     frames: 0,
                     requested: None,
                 });
             }
         }
-        if self.busy() {
+        let ended = if self.busy() {
             ctx.request_repaint();
+            None
+        } else {
+            self.restore
+                .take()
+                .map(|shown| (shown, std::mem::take(&mut self.written)))
+        };
+        Frame {
+            show: self.current.as_ref().map(|c| (c.view, c.mode)),
+            saved: done,
+            ended,
         }
-        (self.current.as_ref().map(|c| c.view), done)
     }
 
     /// After a frame that showed the view in `view_rect`: request the screenshot once the view

@@ -3,6 +3,7 @@
 //! is used.
 
 use super::views::View;
+use crate::report::circuit::Mode;
 use crate::side::Side;
 use egui::Ui;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,8 @@ pub enum Pick {
     },
     Dataset,
     StudyFolder,
-    SavePng(View),
+    /// A view in a mode.
+    SavePng(View, Mode),
     ExportAll,
     Lab,
 }
@@ -32,7 +34,7 @@ enum Kind {
     /// An existing file with one of these extensions.
     File(&'static str, &'static [&'static str]),
     /// A new or existing file in an existing folder.
-    Save(&'static str),
+    Save,
     /// A folder that may not exist yet.
     NewFolder,
 }
@@ -49,7 +51,7 @@ impl Pick {
             } => "Tuned model",
             Self::Dataset => "Dataset (JSON lines)",
             Self::StudyFolder => "Study output folder",
-            Self::SavePng(_) => "Save PNG",
+            Self::SavePng(..) => "Save PNG",
             Self::ExportAll => "Export all figures into",
             Self::Lab => "Lab folder (subfolders with train_log.csv)",
         }
@@ -60,7 +62,7 @@ impl Pick {
             Self::Results | Self::Lab | Self::Model { folder: true, .. } => Kind::Folder,
             Self::Model { folder: false, .. } => Kind::File("Model", &["gguf", "safetensors"]),
             Self::Dataset => Kind::File("JSON lines", &["jsonl", "json"]),
-            Self::SavePng(view) => Kind::Save(view.file_name()),
+            Self::SavePng(..) => Kind::Save,
             Self::StudyFolder | Self::ExportAll => Kind::NewFolder,
         }
     }
@@ -71,10 +73,15 @@ impl Pick {
         match self.kind() {
             Kind::Folder | Kind::NewFolder => d.pick_folder(),
             Kind::File(name, extensions) => d.add_filter(name, extensions).pick_file(),
-            Kind::Save(file) => d
-                .set_file_name(file)
-                .add_filter("PNG", &["png"])
-                .save_file(),
+            Kind::Save => {
+                let file = match self {
+                    Self::SavePng(view, mode) => view.file_name_in(mode),
+                    _ => String::new(),
+                };
+                d.set_file_name(file)
+                    .add_filter("PNG", &["png"])
+                    .save_file()
+            }
         }
     }
 
@@ -110,7 +117,7 @@ impl Pick {
                     ));
                 }
             }
-            Kind::Save(_) | Kind::NewFolder => {
+            Kind::Save | Kind::NewFolder => {
                 let parent = match path.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                     _ => PathBuf::from("."),

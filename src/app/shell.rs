@@ -212,11 +212,11 @@ impl App {
                 }
             }
         }
-        let (show, saved) = self.exporter.logic(ctx);
-        if let Some(view) = show {
-            self.settings.view = view;
+        let frame = self.exporter.logic(ctx);
+        if let Some((view, mode)) = frame.show {
+            (self.settings.view, self.settings.mode) = (view, mode);
         }
-        for s in saved {
+        for s in frame.saved {
             match s {
                 Ok((path, [w, h])) => {
                     self.set_status(false, format!("saved {w}×{h} {}", path.display()));
@@ -237,6 +237,12 @@ impl App {
                 }
             }
         }
+        if let Some(((view, mode), written)) = frame.ended {
+            (self.settings.view, self.settings.mode) = (view, mode);
+            if written.len() > 1 {
+                self.set_status(false, wrote_line(&written));
+            }
+        }
     }
 
     fn screenshot_logic(&mut self, ctx: &egui::Context) {
@@ -254,7 +260,8 @@ impl App {
             }
         }
         shot.queued = true;
-        self.exporter.enqueue(self.settings.view, shot.path.clone());
+        let path = shot.path.clone();
+        self.save_png(self.settings.view, path);
     }
 
     fn dropped_files(&mut self, ctx: &egui::Context) {
@@ -299,8 +306,10 @@ impl App {
                 ui.separator();
             }
             if ui.button("Save PNG…").clicked() {
-                self.commands
-                    .push(Command::Choose(Pick::SavePng(self.settings.view)));
+                self.commands.push(Command::Choose(Pick::SavePng(
+                    self.settings.view,
+                    self.settings.mode,
+                )));
             }
             if ui.button("Export all figures…").clicked() {
                 self.commands.push(Command::Choose(Pick::ExportAll));
@@ -422,8 +431,12 @@ impl App {
             });
             return;
         };
+        let mode = self.settings.mode;
         ui.horizontal(|ui| {
             ui.heading(&r.title);
+            if view.depends_on_mode() {
+                ui.heading(format!("· {}", views::help::mode_title(mode)));
+            }
             ui.label(format!(
                 "{} samples, {} edges ({:?} level)",
                 r.base.scores.len(),
@@ -437,12 +450,11 @@ impl App {
         if self.study.is_some() {
             ui.multiply_opacity(0.4);
         }
-        let mode = self.settings.mode;
         match view {
             View::Graph => {
                 ui.horizontal(|ui| {
                     views::graph::top_k_ui(ui, &r.circuit, mode, &mut self.settings.top_k);
-                    views::graph::legend_ui(ui);
+                    views::graph::legend_ui(ui, mode);
                     ui.label(format!("{} edges drawn", self.views.graph.drawn));
                 });
                 egui::Panel::right("node_edges")
@@ -471,6 +483,25 @@ impl App {
             View::Training => {}
         }
     }
+}
+
+/// The status line after an export: how many files, where, and their names.
+fn wrote_line(written: &[PathBuf]) -> String {
+    let dir = written
+        .first()
+        .and_then(|p| p.parent())
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let names: Vec<String> = written
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    format!(
+        "wrote {} files into {dir}: {}",
+        names.len(),
+        names.join(", ")
+    )
 }
 
 impl eframe::App for App {

@@ -364,12 +364,13 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
 }
 
 /// A small legend: the colour of positive and negative scores.
-pub fn legend_ui(ui: &mut Ui) {
+pub fn legend_ui(ui: &mut Ui, mode: Mode) {
     let palette = Palette::of(ui.ctx());
-    for (text, color) in [
-        ("positive", palette.positive()),
-        ("negative", palette.negative()),
-    ] {
+    let (up, down) = match mode {
+        Mode::Difference => ("tuned > base", "tuned < base"),
+        Mode::Base | Mode::Tuned => ("positive", "negative"),
+    };
+    for (text, color) in [(up, palette.positive()), (down, palette.negative())] {
         let (rect, _) = ui.allocate_exact_size(vec2(18.0, 10.0), Sense::hover());
         ui.painter().line_segment(
             [

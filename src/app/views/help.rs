@@ -52,6 +52,15 @@ pub fn describe_mode(mode: Mode) -> &'static str {
     }
 }
 
+/// What a mode shows, in a few words (the views' headers).
+pub fn mode_title(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Base => "base model",
+        Mode::Tuned => "tuned model",
+        Mode::Difference => "tuned − base",
+    }
+}
+
 /// How nodes are named.
 pub const NODES: &str = "input: the token embeddings (the first source). a3: the attention \
     block of layer 3 (counted from 0); a3.h5: its head 5 at head level. m3: the MLP block of \

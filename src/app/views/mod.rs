@@ -10,6 +10,7 @@ pub mod table;
 pub mod training;
 
 use super::theme::Palette;
+use crate::report::circuit::Mode;
 use crate::report::figures::LineChart;
 use crate::side::Side;
 use egui::Ui;
@@ -62,6 +63,22 @@ impl View {
             Self::Table => "comparison_table.png",
             Self::Questions => "questions.png",
             Self::Training => "training.png",
+        }
+    }
+
+    /// Whether the view shows one mode (base, tuned, difference) at a time.
+    pub fn depends_on_mode(self) -> bool {
+        matches!(self, Self::Graph | Self::Heatmap | Self::Questions)
+    }
+
+    /// File name of the view's PNG in `mode`: `graph_difference.png`, or the plain name for a
+    /// view that shows every mode at once.
+    pub fn file_name_in(self, mode: Mode) -> String {
+        if self.depends_on_mode() {
+            let stem = self.file_name().trim_end_matches(".png");
+            format!("{stem}_{}.png", mode.label().to_lowercase())
+        } else {
+            self.file_name().to_owned()
         }
     }
 
