@@ -153,6 +153,14 @@ fn open_results_switch_modes_slide_select_and_sort() {
     assert_eq!(h.state().views.graph.selected, Some(m1));
     h.get_by_label("Incoming edges of m1 (4)");
     h.get_by_label("Outgoing edges of m1 (9)");
+    // Hovering an entry of the edge list highlights that edge in the graph.
+    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let (incoming, _) = circuit.edges_of(m1, Mode::Base);
+    let first = incoming[0];
+    let name = circuit.edge_name(first);
+    h.get_by_label(&name).hover();
+    h.run_steps(2);
+    assert_eq!(h.state().views.graph.highlighted, Some(first), "{name}");
 
     h.get_by_label("Comparison table").click();
     h.run_steps(2);

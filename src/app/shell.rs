@@ -186,6 +186,7 @@ impl App {
                         if !results.circuit.modes().contains(&self.settings.mode) {
                             self.settings.mode = Mode::Base;
                         }
+                        self.settings.top_k = results.circuit.default_top_k(self.settings.mode);
                         self.results = Some(results);
                         self.views.reset_for_new_results();
                         self.settings.add_recent_results(dir);

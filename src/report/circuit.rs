@@ -76,6 +76,12 @@ impl Bounds {
     }
 }
 
+/// The share of the |score| mass the edges drawn at first hold.
+pub const DEFAULT_MASS: f64 = 0.8;
+
+/// The most edges drawn at first.
+pub const DEFAULT_EDGES: usize = 100;
+
 /// Which scores the views show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
@@ -288,6 +294,25 @@ impl Circuit {
         (incoming, outgoing)
     }
 
+    /// How many edges a view draws at first: the fewest that hold [`DEFAULT_MASS`] of the
+    /// |score| mass of `mode`, and at most [`DEFAULT_EDGES`].
+    pub fn default_top_k(&self, mode: Mode) -> usize {
+        let Some(v) = self.values(mode) else {
+            return DEFAULT_EDGES;
+        };
+        let total: f64 = v.iter().map(|x| f64::from(x.abs())).sum();
+        let mut held = 0.0;
+        let mut k = 0;
+        for &e in self.order(mode) {
+            if k >= DEFAULT_EDGES || held >= DEFAULT_MASS * total {
+                break;
+            }
+            held += f64::from(v[e as usize].abs());
+            k += 1;
+        }
+        k.max(1)
+    }
+
     /// Bounding box of the nodes, in layout units.
     pub fn bounds(&self) -> Bounds {
         Bounds::of(self.nodes.iter().map(|n| n.pos)).expand(0.6)
@@ -361,5 +386,25 @@ mod tests {
                 .to_string(),
             "a1.h1"
         );
+    }
+
+    #[test]
+    fn the_default_view_holds_most_of_the_mass_in_few_edges() {
+        let graph = Graph::new(&config(3, 4, 2), Level::Block);
+        let n = graph.num_edges();
+        // One edge holds 90 % of the mass: it alone is drawn.
+        let mut one = vec![0.01; n];
+        one[3] = 0.09 * n as f32;
+        assert_eq!(Circuit::new(&graph, one, None).default_top_k(Mode::Base), 1);
+        // Equal scores: 80 % of the edges, at most the cap.
+        let flat = Circuit::new(&graph, vec![1.0; n], None);
+        let k = flat.default_top_k(Mode::Base);
+        assert_eq!(
+            k,
+            ((DEFAULT_MASS * n as f64).ceil() as usize).min(DEFAULT_EDGES)
+        );
+        let big = Graph::new(&config(12, 4, 2), Level::Block);
+        let wide = Circuit::new(&big, vec![1.0; big.num_edges()], None);
+        assert_eq!(wide.default_top_k(Mode::Base), DEFAULT_EDGES);
     }
 }

@@ -33,6 +33,11 @@ pub struct GraphState {
     pub drawn: usize,
     /// The edge under the pointer in the last frame.
     pub hovered: Option<u32>,
+    /// The edge whose entry in the edge list is under the pointer (set by the list, drawn
+    /// highlighted by the canvas in the same frame).
+    pub list_hovered: Option<u32>,
+    /// The edge drawn highlighted in the last frame (hovered on the canvas or in the list).
+    pub highlighted: Option<u32>,
     canvas: Option<Rect>,
 }
 
@@ -147,7 +152,8 @@ pub fn canvas_ui(
     } else {
         hovered.map(|h| h.0)
     };
-    if let Some(e) = hovered_edge {
+    state.highlighted = state.list_hovered.take().or(hovered_edge);
+    if let Some(e) = state.highlighted {
         let edge = &circuit.edges[e as usize];
         let pts: Vec<Pos2> = (0..=16)
             .map(|i| state.to_screen(edge.at(i as f32 / 16.0)))
@@ -227,8 +233,17 @@ fn draw_edges(
     let mut shapes = Vec::new();
     let mut mesh = Mesh::default();
     let mut points = Vec::with_capacity(16);
-    // Smallest first, so that the largest edges lie on top.
-    for &e in ids.iter().rev() {
+    // Smallest first, so that the largest edges lie on top; with a node selected, its edges
+    // come forward and the others fade.
+    let touches = |e: u32| {
+        let edge = &circuit.edges[e as usize];
+        state
+            .selected
+            .is_none_or(|n| edge.from_node as usize == n || edge.to_node as usize == n)
+    };
+    ids.reverse();
+    ids.sort_by_key(|&e| touches(e));
+    for &e in &ids {
         let edge = &circuit.edges[e as usize];
         let v = values[e as usize];
         let t = v.abs() / max;
@@ -238,7 +253,8 @@ fn draw_edges(
         } else {
             palette.negative()
         };
-        let color = base.gamma_multiply(0.25 + 0.75 * t);
+        let fade = if touches(e) { 1.0 } else { 0.12 };
+        let color = base.gamma_multiply((0.25 + 0.75 * t) * fade);
         let length = edge.to.distance(edge.from) * state.zoom;
         let segments = if coarse {
             (length / 48.0).clamp(1.0, 6.0)
@@ -354,10 +370,13 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
             .show_rows(ui, row_height, list.len(), |ui, rows| {
                 for &e in &list[rows] {
                     let v = values[e as usize];
-                    ui.horizontal(|ui| {
+                    let row = ui.horizontal(|ui| {
                         ui.monospace(format!("{v:+.3e}"));
                         ui.label(circuit.edge_name(e));
                     });
+                    if row.response.contains_pointer() {
+                        state.list_hovered = Some(e);
+                    }
                 }
             });
     }
