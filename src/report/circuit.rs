@@ -166,6 +166,44 @@ fn port_offset(dest: Destination) -> f32 {
     }
 }
 
+/// Where the layers go: left to right in one row up to [`ROW_LAYERS`] layers, and for deeper
+/// models in rows of equal length, one under the other, so that the drawing keeps a shape that
+/// fills a screen (32 layers: three rows of 11) and every node keeps room for its label.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    per_row: usize,
+    /// Vertical distance between the centres of two rows, in layout units.
+    height: f32,
+}
+
+/// The most layers drawn in one row.
+pub const ROW_LAYERS: usize = 12;
+
+impl Rows {
+    fn new(layers: usize, heads: bool) -> Self {
+        let rows = layers.div_ceil(ROW_LAYERS).max(1);
+        Self {
+            per_row: layers.div_ceil(rows).max(1),
+            height: if heads { 8.5 } else { 5.5 },
+        }
+    }
+
+    /// The x of the start of `layer`'s column (its attention node is at +1, its MLP at +2).
+    fn x(self, layer: usize) -> f32 {
+        2.0 * (layer % self.per_row) as f32
+    }
+
+    /// The y of the centre of `layer`'s row.
+    fn y(self, layer: usize) -> f32 {
+        self.height * (layer / self.per_row) as f32
+    }
+
+    /// The centre of the row a point at `y` lies in.
+    fn centre(self, y: f32) -> f32 {
+        (y / self.height).round() * self.height
+    }
+}
+
 impl Circuit {
     /// The circuit of `graph` with edge values (in edge-id order) of base and, when present,
     /// tuned.
@@ -180,14 +218,18 @@ impl Circuit {
                 .max(1),
         };
         let head_step = if heads > 1 { 3.0 / heads as f32 } else { 0.0 };
+        let rows = Rows::new(graph.layers, heads > 1);
         let position = |n: Node| match n {
             Node::Input => Point::new(0.0, 0.0),
             Node::Attention { layer, head } => Point::new(
-                1.0 + 2.0 * layer as f32,
-                -1.0 - head_step * head.unwrap_or(0) as f32,
+                rows.x(layer) + 1.0,
+                rows.y(layer) - 1.0 - head_step * head.unwrap_or(0) as f32,
             ),
-            Node::Mlp { layer } => Point::new(2.0 + 2.0 * layer as f32, 1.0),
-            Node::Logits => Point::new(1.0 + 2.0 * graph.layers as f32, 0.0),
+            Node::Mlp { layer } => Point::new(rows.x(layer) + 2.0, rows.y(layer) + 1.0),
+            Node::Logits => {
+                let last = graph.layers.saturating_sub(1);
+                Point::new(rows.x(last) + 3.0, rows.y(last))
+            }
         };
         let nodes: Vec<CircuitNode> = graph
             .sources
@@ -213,7 +255,12 @@ impl Circuit {
                 let to = nodes[to_node].pos;
                 let to = Point::new(to.x, to.y + port_offset(dest) * port_scale);
                 let dx = (to.x - from.x).abs();
-                let side = if from.y + to.y > 0.0 { 1.0 } else { -1.0 };
+                let centre = rows.centre(from.y);
+                let side = if from.y + to.y > 2.0 * centre {
+                    1.0
+                } else {
+                    -1.0
+                };
                 let ctrl = Point::new(
                     (from.x + to.x) / 2.0,
                     (from.y + to.y) / 2.0 + side * 0.22 * dx.sqrt() * dx.min(6.0),
@@ -348,7 +395,12 @@ mod tests {
             assert_eq!(c.nodes[e.from_node as usize].node.to_string(), src);
             let dst: Destination = dst.parse().unwrap();
             assert_eq!(c.nodes[e.to_node as usize].node, dst.node());
-            assert!(e.from.x < e.to.x, "{name} goes backwards");
+            let (from, to) = (&c.nodes[e.from_node as usize], &c.nodes[e.to_node as usize]);
+            assert!(
+                from.node.order(3) < to.node.order(3),
+                "{name} goes backwards"
+            );
+            assert!(e.from.x < e.to.x, "{name} goes backwards within its row");
         }
         let order = c.order(Mode::Difference);
         let diff = c.values(Mode::Difference).unwrap();
@@ -406,5 +458,32 @@ mod tests {
         let big = Graph::new(&config(12, 4, 2), Level::Block);
         let wide = Circuit::new(&big, vec![1.0; big.num_edges()], None);
         assert_eq!(wide.default_top_k(Mode::Base), DEFAULT_EDGES);
+    }
+
+    #[test]
+    fn deep_models_wrap_into_rows_that_fill_a_screen() {
+        let graph = Graph::new(&config(32, 4, 2), Level::Block);
+        let c = Circuit::new(&graph, vec![1.0; graph.num_edges()], None);
+        let b = c.bounds();
+        let aspect = b.width() / b.height();
+        assert!((1.0..3.0).contains(&aspect), "{aspect}");
+        let pos = |name: &str| {
+            let node: Node = name.parse().unwrap();
+            c.nodes.iter().find(|n| n.node == node).unwrap().pos
+        };
+        // Three rows of 11 layers: a11 starts the second row, under a0.
+        assert_eq!(pos("a11").x, pos("a0").x);
+        assert!(pos("a11").y > pos("m0").y);
+        assert!(pos("logits").y > pos("a22").y - 1.0);
+        // No two nodes share a place.
+        for (i, a) in c.nodes.iter().enumerate() {
+            for b in &c.nodes[i + 1..] {
+                assert!(a.pos.distance(b.pos) > 0.5, "{} and {}", a.node, b.node);
+            }
+        }
+        // Up to 12 layers keep one row.
+        let g12 = Graph::new(&config(12, 4, 2), Level::Block);
+        let one = Circuit::new(&g12, vec![1.0; g12.num_edges()], None);
+        assert!(one.nodes.iter().all(|n| n.pos.y.abs() <= 1.0));
     }
 }

@@ -296,7 +296,9 @@ fn draw_nodes(
     pointer: Option<Pos2>,
 ) -> Option<usize> {
     let radius = (state.zoom * circuit.node_spacing * 0.6).clamp(1.5, 9.0);
-    let show_labels = state.zoom * circuit.node_spacing * 2.0 > 14.0 && state.zoom > 40.0;
+    // A label needs a line of text between rows of nodes and its width between columns (one
+    // layout unit apart).
+    let show_labels = state.zoom * circuit.node_spacing * 2.0 > 13.0 && state.zoom > 22.0;
     state.node_screen = circuit
         .nodes
         .iter()
