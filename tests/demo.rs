@@ -20,6 +20,10 @@ fn demo_reproduces_the_committed_results() {
             "report.md",
             "counts.json",
             "base/scores.npz",
+            "figures/heatmap.png",
+            "figures/heatmap.svg",
+            "figures/circuit_difference.png",
+            "figures/circuit_difference.svg",
         ] {
             assert!(out.join(pair).join(file).is_file(), "{pair}/{file} missing");
         }
@@ -73,7 +77,9 @@ fn demo_reproduces_the_committed_results() {
     }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(
-        md.contains("## base → dpo") && md.contains("95 % CI"),
+        md.contains("## base → dpo")
+            && md.contains("95 % CI")
+            && md.contains("(dpo/figures/circuit_difference.png)"),
         "{md}"
     );
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Every file of the study directory, sorted.
-const FILES: [&str; 34] = [
+const FILES: [&str; 48] = [
     "answers.jsonl",
     "answers/base.jsonl",
     "answers/tuned.jsonl",
@@ -28,14 +28,28 @@ const FILES: [&str; 34] = [
     "comparison.csv",
     "comparison.json",
     "counts.json",
+    "figures/circuit_base.png",
+    "figures/circuit_base.svg",
+    "figures/circuit_difference.png",
+    "figures/circuit_difference.svg",
+    "figures/circuit_tuned.png",
+    "figures/circuit_tuned.svg",
     "figures/cumulative_share.png",
+    "figures/cumulative_share.svg",
     "figures/heatmap.png",
+    "figures/heatmap.svg",
     "figures/length_difference.png",
+    "figures/length_difference.svg",
     "figures/lengths.png",
+    "figures/lengths.svg",
     "figures/per_layer_entropy.png",
+    "figures/per_layer_entropy.svg",
     "figures/per_layer_intensity.png",
+    "figures/per_layer_intensity.svg",
     "figures/per_layer_kurtosis.png",
+    "figures/per_layer_kurtosis.svg",
     "figures/sorted_abs.png",
+    "figures/sorted_abs.svg",
     "report.md",
     "study.json",
     "tuned/manifest.json",
@@ -116,4 +130,40 @@ fn fixed_study_writes_the_pinned_files() {
         }
     }
     assert!(wrong.is_empty(), "changed bytes:\n{}", wrong.join("\n"));
+    svg_figures_name_the_nodes(&out);
+}
+
+/// The 4-layer zoo's SVG figures are well-formed, with the node names, the colour bar and the
+/// saturation value as text, and report.md links each figure as PNG and SVG.
+fn svg_figures_name_the_nodes(out: &Path) {
+    let figures = out.join("figures");
+    let read = |name: &str| std::fs::read_to_string(figures.join(name)).unwrap();
+    for name in FILES.iter().filter_map(|f| f.strip_prefix("figures/")) {
+        if let Some(stem) = name.strip_suffix(".svg") {
+            common::svg_texts(&read(name));
+            let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+            for ext in ["png", "svg"] {
+                let link = format!("(figures/{stem}.{ext})");
+                assert!(report.contains(&link), "report.md lacks {link}");
+            }
+        }
+    }
+    for mode in ["base", "tuned", "difference"] {
+        let texts = common::svg_texts(&read(&format!("circuit_{mode}.svg")));
+        for node in ["input", "a0", "m0", "a3", "m3", "logits"] {
+            assert!(
+                texts.iter().any(|t| t == node),
+                "circuit_{mode}.svg: {node}"
+            );
+        }
+    }
+    let texts = common::svg_texts(&read("heatmap.svg"));
+    let saturation = texts
+        .iter()
+        .filter(|t| t.starts_with("colours saturate at ±"));
+    assert_eq!(saturation.count(), 3, "{texts:?}");
+    assert_eq!(texts.iter().filter(|t| *t == "not an edge").count(), 3);
+    for node in ["a0", "m3", "logits"] {
+        assert!(texts.iter().any(|t| t == node), "heatmap.svg: {node}");
+    }
 }

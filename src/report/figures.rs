@@ -1,6 +1,7 @@
 //! Figures as data (method.md §6): computed once here from run directories and answers, drawn
 //! by the headless renderer (`report::render`) and by the app.
 
+use super::circuit::{Circuit, Mode, Point};
 use super::run::Run;
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
@@ -155,7 +156,21 @@ pub fn heatmap(run: &Run, title: &str, values: Vec<f32>) -> Heatmap {
     }
 }
 
-/// Mean score matrices of base and tuned, and their difference (tuned − base).
+impl Heatmap {
+    /// Give `maps` one colour scale: the largest of their ranges.
+    pub fn share_range(maps: &mut [Heatmap]) {
+        let range = maps
+            .iter()
+            .map(|m| m.range)
+            .fold(f32::MIN_POSITIVE, f32::max);
+        for map in maps {
+            map.range = range;
+        }
+    }
+}
+
+/// Mean score matrices of base and tuned, and their difference (tuned − base); each on its own
+/// colour scale.
 pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
     let (b, t) = (base.mean_scores(), tuned.mean_scores());
     let mut out = vec![
@@ -167,6 +182,15 @@ pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
         out.push(heatmap(base, "tuned − base", diff));
     }
     out
+}
+
+/// [`heatmaps`] with base and tuned on one colour scale, so that their colours compare; the
+/// difference keeps its own (symmetric) scale.
+pub fn comparison_heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
+    let mut maps = heatmaps(base, tuned);
+    let pair = maps.len().min(2);
+    Heatmap::share_range(&mut maps[..pair]);
+    maps
 }
 
 fn sorted_abs(run: &Run) -> Vec<f64> {
@@ -298,4 +322,115 @@ pub fn length_histograms(lengths: &[(usize, usize, usize)]) -> Vec<Histogram> {
             )],
         },
     ]
+}
+
+/// Which edges a circuit graph draws: the fewest, largest first, that hold `share` of the total
+/// |score|, and at most `max` of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeSelection {
+    pub share: f64,
+    pub max: usize,
+}
+
+impl Default for EdgeSelection {
+    fn default() -> Self {
+        Self {
+            share: 0.8,
+            max: 100,
+        }
+    }
+}
+
+impl EdgeSelection {
+    /// How many of `sorted_abs` (|values|, largest first) are drawn.
+    pub fn count(&self, sorted_abs: &[f64]) -> usize {
+        let total: f64 = sorted_abs.iter().sum();
+        let mut acc = 0.0;
+        let mut n = 0;
+        for v in sorted_abs.iter().take(self.max) {
+            if acc >= self.share * total {
+                break;
+            }
+            acc += v;
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A labelled node of a circuit graph, in layout units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphNode {
+    pub name: String,
+    pub pos: Point,
+}
+
+/// A drawn edge of a circuit graph: a quadratic curve from `from` through `ctrl` to `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphEdge {
+    pub name: String,
+    pub from: Point,
+    pub ctrl: Point,
+    pub to: Point,
+    pub value: f32,
+}
+
+/// The circuit graph of one [`Mode`]: every node, and the selected edges, largest |value| first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitGraph {
+    pub title: String,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+    /// Edges of the graph, drawn or not.
+    pub total_edges: usize,
+    /// The share of the total |score| that the drawn edges hold.
+    pub share: f64,
+    /// What a positive and a negative value mean in this mode.
+    pub legend: [&'static str; 2],
+}
+
+/// The circuit graph of `circuit` in `mode` (`None` when the circuit has no values for it).
+pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Option<CircuitGraph> {
+    let values = circuit.values(mode)?;
+    let order = circuit.order(mode);
+    let sorted: Vec<f64> = order
+        .iter()
+        .map(|&e| f64::from(values[e as usize].abs()))
+        .collect();
+    let shown = select.count(&sorted);
+    let total: f64 = sorted.iter().sum();
+    let held: f64 = sorted[..shown].iter().sum();
+    let edges = order[..shown]
+        .iter()
+        .map(|&e| {
+            let edge = &circuit.edges[e as usize];
+            GraphEdge {
+                name: circuit.edge_name(e),
+                from: edge.from,
+                ctrl: edge.ctrl,
+                to: edge.to,
+                value: values[e as usize],
+            }
+        })
+        .collect();
+    let (title, legend) = match mode {
+        Mode::Base => ("circuit: base", ["positive score", "negative score"]),
+        Mode::Tuned => ("circuit: tuned", ["positive score", "negative score"]),
+        Mode::Difference => ("circuit: tuned − base", ["tuned > base", "tuned < base"]),
+    };
+    Some(CircuitGraph {
+        title: title.to_owned(),
+        nodes: circuit
+            .nodes
+            .iter()
+            .map(|n| GraphNode {
+                name: n.node.to_string(),
+                pos: n.pos,
+            })
+            .collect(),
+        edges,
+        total_edges: values.len(),
+        share: if total > 0.0 { held / total } else { 0.0 },
+        legend,
+    })
 }

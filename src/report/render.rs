@@ -1,8 +1,13 @@
-//! Headless rendering of figure data to PNG (plotters on an RGB buffer, encoded with `image`).
+//! Headless rendering of figure data: one drawing function per figure kind, generic over the
+//! plotters backend, so that the same drawing gives a PNG (an RGB buffer at a chosen [`Scale`],
+//! encoded with `image`) and an SVG (text kept as `<text>` elements).
 
-use super::figures::{Heatmap, Histogram, LineChart};
+use super::circuit::{Bounds, Circuit, Mode, Point};
+use super::figures::{self, CircuitGraph, EdgeSelection, Heatmap, Histogram, LineChart};
 use crate::attribution::metrics::Metric;
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// Errors while drawing or writing a figure.
@@ -12,12 +17,73 @@ pub enum RenderError {
     Draw { path: String, message: String },
 }
 
+/// PNG pixels per unit of a figure's base size; the SVG is drawn at the base size. The default
+/// is 2.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scale(pub f64);
+
+impl Default for Scale {
+    fn default() -> Self {
+        Self(2.0)
+    }
+}
+
+/// A figure to draw.
+#[derive(Debug, Clone, Copy)]
+pub enum Figure<'a> {
+    /// Heatmaps side by side, each with its colour bar.
+    Heatmaps(&'a [Heatmap]),
+    Line(&'a LineChart),
+    Histogram(&'a Histogram),
+    Circuit(&'a CircuitGraph),
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
 const FONT: &str = "sans-serif";
 const COLORS: [RGBColor; 3] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
 ];
+/// Ends of the diverging scale: negative, positive.
+const NEGATIVE: RGBColor = RGBColor(33, 102, 172);
+const POSITIVE: RGBColor = RGBColor(178, 24, 43);
+/// Cells of the dense matrix that are not edges: a grey that is on no point of the scale.
+const NON_EDGE: RGBColor = RGBColor(150, 150, 150);
+const HEATMAP_SIZE: (u32, u32) = (470, 540);
+/// Axis labels of a heatmap are at least this far apart (base units).
+const LABEL_GAP: f64 = 11.0;
+
+impl Figure<'_> {
+    /// The size of the SVG, and of the PNG at scale 1.
+    pub fn base_size(&self) -> (u32, u32) {
+        match self {
+            Self::Heatmaps(maps) => (HEATMAP_SIZE.0 * maps.len().max(1) as u32, HEATMAP_SIZE.1),
+            Self::Line(_) | Self::Histogram(_) => (720, 460),
+            Self::Circuit(g) => circuit_size(g),
+        }
+    }
+
+    /// Draw on `root`, every length multiplied by `k`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, k: f64) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        match *self {
+            Self::Heatmaps(maps) => {
+                for (area, map) in root.split_evenly((1, maps.len().max(1))).iter().zip(maps) {
+                    draw_heatmap(area, map, k)?;
+                }
+                Ok(())
+            }
+            Self::Line(chart) => draw_line(root, chart, k),
+            Self::Histogram(h) => draw_histogram(root, h, k),
+            Self::Circuit(g) => draw_circuit(root, g, k),
+        }
+    }
+}
 
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -34,30 +100,64 @@ fn register_font() {
     });
 }
 
-/// Draw into a `w`×`h` RGB canvas and save it as PNG.
-fn png(
-    path: &Path,
-    (w, h): (u32, u32),
-    draw: impl FnOnce(
-        &DrawingArea<BitMapBackend, plotters::coord::Shift>,
-    ) -> Result<(), Box<dyn std::error::Error>>,
-) -> Result<(), RenderError> {
+/// Text of `size` base units at scale `k`.
+fn text(k: f64, size: f64) -> TextStyle<'static> {
+    TextStyle::from((FONT, size * k).into_font())
+}
+
+/// `v` base units at scale `k`, in whole pixels.
+fn px(k: f64, v: f64) -> i32 {
+    (v * k).round() as i32
+}
+
+/// A stroke or margin width: `v` base units at scale `k`, at least one pixel.
+fn upx(k: f64, v: f64) -> u32 {
+    (v * k).round().max(1.0) as u32
+}
+
+/// The figure as PNG bytes, `scale` times its base size.
+pub fn png(figure: Figure, scale: Scale) -> Result<Vec<u8>, String> {
     register_font();
-    let err = |message: String| RenderError::Draw {
-        path: path.display().to_string(),
-        message,
-    };
-    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let (w, h) = figure.base_size();
+    let (w, h) = (upx(scale.0, f64::from(w)), upx(scale.0, f64::from(h)));
+    let mut buf = vec![255u8; w as usize * h as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        draw(&root).map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
+        figure.draw(&root, scale.0).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
     }
-    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| err("buffer size".into()))?;
-    let mut png = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| err(e.to_string()))?;
-    crate::fsutil::write_atomic(path, png.get_ref()).map_err(|e| err(e.to_string()))
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or("buffer size")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
+}
+
+/// The figure as an SVG document at its base size.
+pub fn svg(figure: Figure) -> Result<String, String> {
+    register_font();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, figure.base_size()).into_drawing_area();
+        figure.draw(&root, 1.0).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// Write `dir/<stem>.png` at `scale` and `dir/<stem>.svg`.
+pub fn write(figure: Figure, dir: &Path, stem: &str, scale: Scale) -> Result<(), RenderError> {
+    let save = |name: String, bytes: Result<Vec<u8>, String>| {
+        let path = dir.join(name);
+        let err = |message: String| RenderError::Draw {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes = bytes.map_err(err)?;
+        crate::fsutil::write_atomic(&path, &bytes).map_err(|e| err(e.to_string()))
+    };
+    save(format!("{stem}.png"), png(figure, scale))?;
+    save(format!("{stem}.svg"), svg(figure).map(String::into_bytes))
 }
 
 /// Diverging blue–white–red colour of `v` in [−range, range].
@@ -65,202 +165,526 @@ fn diverging(v: f32, range: f32) -> RGBColor {
     let t = (v / range).clamp(-1.0, 1.0);
     let mix =
         |a: u8, b: u8, s: f32| (f32::from(a) + (f32::from(b) - f32::from(a)) * s).round() as u8;
-    if t < 0.0 {
-        RGBColor(mix(255, 33, -t), mix(255, 102, -t), mix(255, 172, -t))
+    let (end, s) = if t < 0.0 {
+        (NEGATIVE, -t)
     } else {
-        RGBColor(mix(255, 178, t), mix(255, 24, t), mix(255, 43, t))
+        (POSITIVE, t)
+    };
+    RGBColor(mix(255, end.0, s), mix(255, end.1, s), mix(255, end.2, s))
+}
+
+/// A short signed number for axes and colour bars: `1.25e-3`, `0`.
+fn short(v: f32) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.2e}")
     }
 }
 
-/// Heatmaps side by side: x = source index, y = destination index.
-pub fn heatmaps_png(maps: &[Heatmap], path: &Path) -> Result<(), RenderError> {
-    let n = maps.len().max(1) as u32;
-    png(path, (420 * n, 460), |root| {
-        root.fill(&WHITE)?;
-        for (area, map) in root.split_evenly((1, maps.len().max(1))).iter().zip(maps) {
-            let (ns, nd) = (map.rows.len(), map.cols.len());
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("{} (±{:.2e})", map.title, map.range), (FONT, 18))
-                .margin(8)
-                .x_label_area_size(32)
-                .y_label_area_size(40)
-                .build_cartesian_2d(0f64..ns as f64, 0f64..nd as f64)?;
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_desc("source")
-                .y_desc("destination")
-                .label_style((FONT, 12))
-                .draw()?;
-            chart.draw_series((0..ns).flat_map(|s| (0..nd).map(move |d| (s, d))).map(
-                |(s, d)| {
-                    let i = s * nd + d;
-                    let color = if map.mask[i] {
-                        diverging(map.values[i], map.range)
-                    } else {
-                        RGBColor(225, 225, 225)
-                    };
-                    Rectangle::new(
-                        [(s as f64, d as f64), (s as f64 + 1.0, d as f64 + 1.0)],
-                        color.filled(),
-                    )
-                },
-            ))?;
+/// Every `step`-th index of `n` cells of `cell` pixels each, so that labels of `gap` pixels fit.
+fn label_step(cell: f64, gap: f64) -> usize {
+    if cell <= 0.0 {
+        1
+    } else {
+        (gap / cell).ceil().max(1.0) as usize
+    }
+}
+
+/// The plot rectangle of a heatmap panel of `w`×`h` pixels: (x0, y0, x1, y1).
+fn heatmap_plot(k: f64, (w, h): (u32, u32)) -> (i32, i32, i32, i32) {
+    (
+        px(k, 64.0),
+        px(k, 44.0),
+        w as i32 - px(k, 100.0),
+        h as i32 - px(k, 72.0),
+    )
+}
+
+/// One heatmap: sources along x, destinations down y, labelled on both axes (thinned), ticks at
+/// cell centres, and a colour bar with its saturation value.
+fn draw_heatmap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    map: &Heatmap,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (w, _) = area.dim_in_pixel();
+    let centre_top = Pos::new(HPos::Center, VPos::Top);
+    area.draw_text(
+        &map.title,
+        &text(k, 16.0).pos(centre_top),
+        (w as i32 / 2, px(k, 4.0)),
+    )?;
+    let saturation = format!("colours saturate at ±{}", short(map.range));
+    area.draw_text(
+        &saturation,
+        &text(k, 11.0).pos(centre_top),
+        (w as i32 / 2, px(k, 24.0)),
+    )?;
+    let (x0, y0, x1, y1) = heatmap_plot(k, area.dim_in_pixel());
+    let (ns, nd) = (map.rows.len(), map.cols.len());
+    let cw = f64::from(x1 - x0) / ns.max(1) as f64;
+    let ch = f64::from(y1 - y0) / nd.max(1) as f64;
+    let cell_x = |s: usize| x0 + (s as f64 * cw).round() as i32;
+    let cell_y = |d: usize| y0 + (d as f64 * ch).round() as i32;
+    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], NON_EDGE.filled()))?;
+    for s in 0..ns {
+        for d in (0..nd).filter(|&d| map.mask.get(s * nd + d) == Some(&true)) {
+            let color = diverging(map.values[s * nd + d], map.range);
+            let rect = [(cell_x(s), cell_y(d)), (cell_x(s + 1), cell_y(d + 1))];
+            area.draw(&Rectangle::new(rect, color.filled()))?;
         }
-        Ok(())
-    })
+    }
+    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK.stroke_width(1)))?;
+    heatmap_axes(area, map, k, (cw, ch))?;
+    colour_bar(area, map.range, k, (x1 + px(k, 12.0), y0, y1))
+}
+
+/// The heatmap's axis labels and ticks, at every `step`-th cell centre.
+fn heatmap_axes<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    map: &Heatmap,
+    k: f64,
+    (cw, ch): (f64, f64),
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (x0, y0, x1, y1) = heatmap_plot(k, area.dim_in_pixel());
+    let tick = px(k, 4.0);
+    let gap = LABEL_GAP * k;
+    let label = text(k, 10.0);
+    let x_label = label
+        .clone()
+        .transform(FontTransform::Rotate270)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (s, name) in map.rows.iter().enumerate().step_by(label_step(cw, gap)) {
+        let x = x0 + ((s as f64 + 0.5) * cw).round() as i32;
+        area.draw(&PathElement::new([(x, y1), (x, y1 + tick)], BLACK))?;
+        area.draw_text(name, &x_label, (x, y1 + tick + px(k, 2.0)))?;
+    }
+    let y_label = label.pos(Pos::new(HPos::Right, VPos::Center));
+    for (d, name) in map.cols.iter().enumerate().step_by(label_step(ch, gap)) {
+        let y = y0 + ((d as f64 + 0.5) * ch).round() as i32;
+        area.draw(&PathElement::new([(x0 - tick, y), (x0, y)], BLACK))?;
+        area.draw_text(name, &y_label, (x0 - tick - px(k, 2.0), y))?;
+    }
+    let (_, h) = area.dim_in_pixel();
+    let title = text(k, 12.0).pos(Pos::new(HPos::Center, VPos::Bottom));
+    area.draw_text("source", &title, ((x0 + x1) / 2, h as i32 - px(k, 4.0)))?;
+    let vertical = text(k, 12.0)
+        .transform(FontTransform::Rotate270)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    area.draw_text("destination", &vertical, (px(k, 4.0), (y0 + y1) / 2))?;
+    Ok(())
+}
+
+/// A vertical colour bar from +range (top) to −range, its values, and the non-edge swatch.
+fn colour_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    range: f32,
+    k: f64,
+    (bx, top, bottom): (i32, i32, i32),
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let width = px(k, 14.0);
+    let swatch = px(k, 14.0);
+    let bar_bottom = bottom - swatch - px(k, 10.0);
+    let height = f64::from(bar_bottom - top);
+    const STEPS: i32 = 64;
+    for i in 0..STEPS {
+        let (a, b) = (f64::from(i), f64::from(i + 1));
+        let v = range * (1.0 - 2.0 * ((a + 0.5) / f64::from(STEPS)) as f32);
+        let ya = top + (a / f64::from(STEPS) * height).round() as i32;
+        let yb = top + (b / f64::from(STEPS) * height).round() as i32;
+        let rect = [(bx, ya), (bx + width, yb)];
+        area.draw(&Rectangle::new(rect, diverging(v, range).filled()))?;
+    }
+    area.draw(&Rectangle::new(
+        [(bx, top), (bx + width, bar_bottom)],
+        BLACK,
+    ))?;
+    let label = text(k, 10.0).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, v) in [1.0, 0.5, 0.0, -0.5, -1.0].into_iter().enumerate() {
+        let y = top + (i as f64 / 4.0 * height).round() as i32;
+        let tick = [(bx + width, y), (bx + width + px(k, 3.0), y)];
+        area.draw(&PathElement::new(tick, BLACK))?;
+        let value = if v > 0.0 {
+            format!("+{}", short(range * v))
+        } else {
+            short(range * v)
+        };
+        area.draw_text(&value, &label, (bx + width + px(k, 5.0), y))?;
+    }
+    let s = [(bx, bottom - swatch), (bx + width, bottom)];
+    area.draw(&Rectangle::new(s, NON_EDGE.filled()))?;
+    area.draw_text(
+        "not an edge",
+        &label,
+        (bx + width + px(k, 5.0), bottom - swatch / 2),
+    )?;
+    Ok(())
+}
+
+/// The (x, y) range of a line chart's finite points (positive y only on a log scale), widened
+/// where it would be empty.
+fn line_bounds(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
+    let pts = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!chart.log_y || p.1 > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 - x0 < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    if y1 - y0 < 1e-12 * y1.abs().max(1e-12) {
+        y1 = y0 + y0.abs().max(1.0) * 0.1;
+        y0 -= y0.abs().max(1.0) * 0.1;
+    }
+    ((x0, x1), (y0, y1))
 }
 
 /// Curves with a legend.
-pub fn line_png(chart_data: &LineChart, path: &Path) -> Result<(), RenderError> {
-    png(path, (720, 460), |root| {
-        root.fill(&WHITE)?;
-        let pts = chart_data
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter())
-            .filter(|p| p.0.is_finite() && p.1.is_finite());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in pts {
-            if chart_data.log_y && y <= 0.0 {
-                continue;
+fn draw_line<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &LineChart,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let ((x0, x1), (y0, y1)) = line_bounds(data);
+    let mut b = ChartBuilder::on(root);
+    b.caption(&data.title, text(k, 20.0))
+        .margin(upx(k, 12.0))
+        .x_label_area_size(upx(k, 40.0))
+        .y_label_area_size(upx(k, 70.0));
+    macro_rules! body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(data.x_label.as_str())
+                .y_desc(data.y_label.as_str())
+                .label_style(text(k, 13.0))
+                .axis_desc_style(text(k, 14.0))
+                .draw()?;
+            for (s, color) in data.series.iter().zip(COLORS.iter().cycle()) {
+                let style = color.stroke_width(upx(k, 2.0));
+                let points = s
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.1.is_finite() && (!data.log_y || p.1 > 0.0));
+                let len = px(k, 20.0);
+                chart
+                    .draw_series(LineSeries::new(points, style))?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], style));
             }
-            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-        }
-        if x0 > x1 {
-            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-        }
-        if x1 - x0 < 1e-12 {
-            x1 = x0 + 1.0;
-        }
-        if y1 - y0 < 1e-12 * y1.abs().max(1e-12) {
-            y1 = y0 + y0.abs().max(1.0) * 0.1;
-            y0 -= y0.abs().max(1.0) * 0.1;
-        }
-        let mut b = ChartBuilder::on(root);
-        b.caption(&chart_data.title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70);
-        macro_rules! body {
-            ($chart:expr) => {{
-                let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .x_desc(chart_data.x_label.as_str())
-                    .y_desc(chart_data.y_label.as_str())
-                    .label_style((FONT, 13))
-                    .draw()?;
-                for (s, color) in chart_data.series.iter().zip(COLORS.iter().cycle()) {
-                    let color = *color;
-                    let points = s
-                        .points
-                        .iter()
-                        .copied()
-                        .filter(|p| p.1.is_finite() && (!chart_data.log_y || p.1 > 0.0));
-                    chart
-                        .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                        });
-                }
-                chart
-                    .configure_series_labels()
-                    .label_font((FONT, 14))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .draw()?;
-            }};
-        }
-        if chart_data.log_y {
-            body!(b.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
-        } else {
-            body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
-        }
-        Ok(())
-    })
+            series_labels(chart.configure_series_labels(), k)?;
+        }};
+    }
+    if data.log_y {
+        body!(b.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
+    } else {
+        body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
+    }
+    Ok(())
+}
+
+/// A chart's legend box, scaled.
+fn series_labels<'a, 'b, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    mut labels: plotters::chart::SeriesLabelStyle<'a, 'b, DB, CT>,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    labels
+        .label_font(text(k, 14.0))
+        .margin(upx(k, 5.0))
+        .legend_area_size(upx(k, 30.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 /// Overlaid histograms with a common binning.
-pub fn histogram_png(h: &Histogram, path: &Path) -> Result<(), RenderError> {
-    png(path, (720, 460), |root| {
-        root.fill(&WHITE)?;
-        let super::figures::Binned { lo, width, counts } = h.binned();
-        let hi = lo + width * h.bins.max(1) as f64;
-        let top = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&h.title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, 0f64..top * 1.1)?;
+fn draw_histogram<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    h: &Histogram,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let figures::Binned { lo, width, counts } = h.binned();
+    let hi = lo + width * h.bins.max(1) as f64;
+    let top = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption(&h.title, text(k, 20.0))
+        .margin(upx(k, 12.0))
+        .x_label_area_size(upx(k, 40.0))
+        .y_label_area_size(upx(k, 50.0))
+        .build_cartesian_2d(lo..hi, 0f64..top * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc(h.x_label.as_str())
+        .y_desc("questions")
+        .label_style(text(k, 13.0))
+        .axis_desc_style(text(k, 14.0))
+        .draw()?;
+    for (sample, (c, color)) in h
+        .series
+        .iter()
+        .zip(counts.iter().zip(COLORS.iter().cycle()))
+    {
+        let fill = color.mix(0.45).filled();
+        let (a, b) = (px(k, 5.0), px(k, 14.0));
         chart
-            .configure_mesh()
-            .x_desc(h.x_label.as_str())
-            .y_desc("questions")
-            .label_style((FONT, 13))
-            .draw()?;
-        for (sample, (c, color)) in h
-            .series
-            .iter()
-            .zip(counts.iter().zip(COLORS.iter().cycle()))
-        {
-            let color = *color;
-            chart
-                .draw_series(c.iter().enumerate().map(|(i, &n)| {
-                    let x = lo + i as f64 * width;
-                    Rectangle::new([(x, 0.0), (x + width, n as f64)], color.mix(0.45).filled())
-                }))?
-                .label(sample.name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.45).filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+            .draw_series(c.iter().enumerate().map(|(i, &n)| {
+                let x = lo + i as f64 * width;
+                Rectangle::new([(x, 0.0), (x + width, n as f64)], fill)
+            }))?
+            .label(sample.name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - a), (x + b, y + a)], fill));
+    }
+    series_labels(chart.configure_series_labels(), k)
+}
+
+/// Base size of a circuit graph: wide enough for its layers, at least 760 and at most 1800
+/// units.
+fn circuit_size(g: &CircuitGraph) -> (u32, u32) {
+    let span = Bounds::of(g.nodes.iter().map(|n| n.pos)).width();
+    ((140.0 + 26.0 * span).clamp(760.0, 1800.0) as u32, 560)
+}
+
+/// `n` + 1 points along the quadratic curve `from` → `ctrl` → `to`.
+fn curve(from: Point, ctrl: Point, to: Point, n: usize) -> impl Iterator<Item = Point> {
+    (0..=n).map(move |i| {
+        let t = i as f32 / n as f32;
+        let u = 1.0 - t;
+        let (a, b, c) = (u * u, 2.0 * u * t, t * t);
+        Point::new(
+            a * from.x + b * ctrl.x + c * to.x,
+            a * from.y + b * ctrl.y + c * to.y,
+        )
     })
 }
 
-/// Write the comparison figures of two runs into `dir`; returns (caption, file name) pairs.
+/// The circuit graph: every node labelled, the selected edges as curves (width and opacity by
+/// |value|, colour by sign), a title with the mode and what is shown, and a legend.
+fn draw_circuit<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    g: &CircuitGraph,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (w, h) = root.dim_in_pixel();
+    let centre_top = Pos::new(HPos::Center, VPos::Top);
+    root.draw_text(
+        &g.title,
+        &text(k, 18.0).pos(centre_top),
+        (w as i32 / 2, px(k, 6.0)),
+    )?;
+    let shown = format!(
+        "the {} largest of {} edges by |score|, {:.0} % of the total |score|",
+        g.edges.len(),
+        g.total_edges,
+        100.0 * g.share
+    );
+    root.draw_text(
+        &shown,
+        &text(k, 12.0).pos(centre_top),
+        (w as i32 / 2, px(k, 30.0)),
+    )?;
+    let points = g.nodes.iter().map(|n| n.pos);
+    let edge_points = g.edges.iter().flat_map(|e| curve(e.from, e.ctrl, e.to, 8));
+    let bounds = Bounds::of(points.chain(edge_points)).expand(0.3);
+    let (x0, y0, x1, y1) = (
+        f64::from(px(k, 40.0)),
+        f64::from(px(k, 70.0)),
+        f64::from(w) - f64::from(px(k, 40.0)),
+        f64::from(h) - f64::from(px(k, 70.0)),
+    );
+    let at = |p: Point| {
+        let fx = f64::from((p.x - bounds.min.x) / bounds.width().max(1e-6));
+        let fy = f64::from((p.y - bounds.min.y) / bounds.height().max(1e-6));
+        (
+            (x0 + fx * (x1 - x0)).round() as i32,
+            (y0 + fy * (y1 - y0)).round() as i32,
+        )
+    };
+    let max = g
+        .edges
+        .first()
+        .map_or(0.0, |e| e.value.abs())
+        .max(f32::MIN_POSITIVE);
+    for e in g.edges.iter().rev() {
+        let t = f64::from(e.value.abs() / max);
+        let color = if e.value >= 0.0 { POSITIVE } else { NEGATIVE };
+        let style = color
+            .mix(0.25 + 0.7 * t)
+            .stroke_width(upx(k, 0.8 + 4.2 * t));
+        let path: Vec<(i32, i32)> = curve(e.from, e.ctrl, e.to, 24).map(at).collect();
+        root.draw(&PathElement::new(path, style))?;
+    }
+    circuit_nodes(root, g, k, &at)?;
+    circuit_legend(root, g, k)
+}
+
+/// The circuit's nodes and their labels (on a light halo over the edges): attention above, MLPs
+/// below, `input` to the left and `logits` to the right.
+fn circuit_nodes<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    g: &CircuitGraph,
+    k: f64,
+    at: &dyn Fn(Point) -> (i32, i32),
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let r = px(k, 5.0);
+    let label = text(k, 11.0);
+    let last = g.nodes.len().saturating_sub(1);
+    for (i, n) in g.nodes.iter().enumerate() {
+        let (x, y) = at(n.pos);
+        root.draw(&Circle::new((x, y), r, RGBColor(40, 40, 40).filled()))?;
+        root.draw(&Circle::new((x, y), r, WHITE.stroke_width(upx(k, 1.0))))?;
+        let off = r + px(k, 3.0);
+        let (pos, anchor) = if n.pos.y < 0.0 {
+            ((x, y - off), Pos::new(HPos::Center, VPos::Bottom))
+        } else if n.pos.y > 0.0 {
+            ((x, y + off), Pos::new(HPos::Center, VPos::Top))
+        } else if i == last {
+            ((x + off, y), Pos::new(HPos::Left, VPos::Center))
+        } else {
+            ((x - off, y), Pos::new(HPos::Right, VPos::Center))
+        };
+        let style = label.pos(anchor);
+        let (tw, th) = root.estimate_text_size(&n.name, &style)?;
+        let (tw, th) = (tw as i32, th as i32);
+        let left = match anchor.h_pos {
+            HPos::Left => pos.0,
+            HPos::Center => pos.0 - tw / 2,
+            HPos::Right => pos.0 - tw,
+        };
+        let top = match anchor.v_pos {
+            VPos::Top => pos.1,
+            VPos::Center => pos.1 - th / 2,
+            VPos::Bottom => pos.1 - th,
+        };
+        let halo = [(left - 1, top - 1), (left + tw + 1, top + th + 1)];
+        root.draw(&Rectangle::new(halo, WHITE.mix(0.75).filled()))?;
+        root.draw_text(&n.name, &style, pos)?;
+    }
+    Ok(())
+}
+
+/// The colour legend (what each sign means in this mode) and the width rule.
+fn circuit_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    g: &CircuitGraph,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (_, h) = root.dim_in_pixel();
+    let y = h as i32 - px(k, 22.0);
+    let label = text(k, 12.0).pos(Pos::new(HPos::Left, VPos::Center));
+    let mut x = px(k, 40.0);
+    for (name, color) in g.legend.iter().zip([POSITIVE, NEGATIVE]) {
+        let line = [(x, y), (x + px(k, 28.0), y)];
+        root.draw(&PathElement::new(line, color.stroke_width(upx(k, 3.0))))?;
+        root.draw_text(name, &label, (x + px(k, 34.0), y))?;
+        x += px(k, 40.0) + root.estimate_text_size(name, &label)?.0 as i32 + px(k, 20.0);
+    }
+    let rule = "line width and opacity: |score| relative to the largest drawn";
+    root.draw_text(rule, &label, (x, y))?;
+    Ok(())
+}
+
+/// The circuit graphs of base, tuned and tuned − base of two runs of one graph (base alone when
+/// their graphs differ).
+pub fn circuit_graphs(
+    base: &super::run::Run,
+    tuned: &super::run::Run,
+    select: EdgeSelection,
+) -> Vec<(Mode, CircuitGraph)> {
+    let graph = &base.manifest.graph;
+    let edges = |r: &super::run::Run| graph.edge_values(&r.mean_scores());
+    let tuned = (tuned.manifest.graph == *graph).then(|| edges(tuned));
+    let circuit = Circuit::new(graph, edges(base), tuned);
+    circuit
+        .modes()
+        .into_iter()
+        .filter_map(|m| figures::circuit_graph(&circuit, m, select).map(|g| (m, g)))
+        .collect()
+}
+
+/// Write the comparison figures of two runs into `dir`, each as `<stem>.png` (at the default
+/// scale) and `<stem>.svg`; returns (caption, stem) pairs.
 pub fn write_comparison_figures(
     base: &super::run::Run,
     tuned: &super::run::Run,
     dir: &Path,
 ) -> Result<Vec<(String, String)>, RenderError> {
-    use super::figures;
     std::fs::create_dir_all(dir).map_err(|e| RenderError::Draw {
         path: dir.display().to_string(),
         message: e.to_string(),
     })?;
+    let scale = Scale::default();
     let mut written = Vec::new();
-    heatmaps_png(&figures::heatmaps(base, tuned), &dir.join("heatmap.png"))?;
-    written.push((
-        "Mean edge scores (base, tuned, tuned − base)".into(),
-        "heatmap.png".into(),
-    ));
-    line_png(
-        &figures::sorted_abs_curve(base, tuned),
-        &dir.join("sorted_abs.png"),
+    let mut put = |figure: Figure, caption: String, stem: String| {
+        write(figure, dir, &stem, scale)?;
+        written.push((caption, stem));
+        Ok::<_, RenderError>(())
+    };
+    let maps = figures::comparison_heatmaps(base, tuned);
+    let caption = "Mean edge scores (base and tuned on one colour scale; tuned − base)";
+    put(Figure::Heatmaps(&maps), caption.into(), "heatmap".into())?;
+    for (mode, g) in circuit_graphs(base, tuned, EdgeSelection::default()) {
+        let stem = format!("circuit_{}", mode.label().to_lowercase());
+        put(
+            Figure::Circuit(&g),
+            format!("Circuit graph, {}", g.title.replace("circuit: ", "")),
+            stem,
+        )?;
+    }
+    let sorted = figures::sorted_abs_curve(base, tuned);
+    put(
+        Figure::Line(&sorted),
+        "Sorted |score|".into(),
+        "sorted_abs".into(),
     )?;
-    written.push(("Sorted |score|".into(), "sorted_abs.png".into()));
-    line_png(
-        &figures::cumulative_share(base, tuned),
-        &dir.join("cumulative_share.png"),
+    let share = figures::cumulative_share(base, tuned);
+    let caption = "Cumulative share of |score|";
+    put(
+        Figure::Line(&share),
+        caption.into(),
+        "cumulative_share".into(),
     )?;
-    written.push((
-        "Cumulative share of |score|".into(),
-        "cumulative_share.png".into(),
-    ));
     for metric in Metric::HEADLINE {
-        let name = format!("per_layer_{metric}.png");
-        line_png(&figures::per_layer(base, tuned, metric), &dir.join(&name))?;
-        written.push((format!("{metric} per layer"), name));
+        let chart = figures::per_layer(base, tuned, metric);
+        let caption = format!("{metric} per layer");
+        put(Figure::Line(&chart), caption, format!("per_layer_{metric}"))?;
     }
     Ok(written)
 }

@@ -118,7 +118,8 @@ fn verdict(s: &PairedStat) -> &'static str {
     }
 }
 
-/// `summary.md`: per pair, accuracies and how each headline metric moved.
+/// `summary.md`: per pair, accuracies, how each headline metric moved, and links to the pair's
+/// figures and report.
 pub fn render(summaries: &[PairSummary]) -> String {
     let mut s = String::from(
         "# circuitdiff demo: what each fine-tune changed\n\n\
@@ -141,6 +142,16 @@ pub fn render(summaries: &[PairSummary]) -> String {
         let verdicts = p.stats.iter().map(|m| Cell::Text(verdict(m).into()));
         table.push_column("verdict", verdicts);
         s.push_str(&table.markdown());
+        let figures = format!("{}/figures", p.tuned);
+        let _ = writeln!(
+            s,
+            "\n![circuit graph, tuned − base]({figures}/circuit_difference.png)\n\n\
+             Figures: circuit graph of [base]({figures}/circuit_base.svg), \
+             [tuned]({figures}/circuit_tuned.svg) and \
+             [tuned − base]({figures}/circuit_difference.svg); \
+             [mean-score heatmaps]({figures}/heatmap.svg); all of them in [{}/report.md]({}/report.md).",
+            p.tuned, p.tuned
+        );
     }
     s
 }

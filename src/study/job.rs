@@ -16,6 +16,7 @@ use crate::attribution::{Graph, Level};
 use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
+use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
 use crate::side::{PerSide, Side};
 use std::collections::HashMap;
@@ -496,8 +497,7 @@ fn report(
     comparison::write(dir.root(), &cmp)?;
     dir.write_counts(counts)?;
     let figures_dir = dir.figures_dir();
-    let mut figures =
-        crate::report::render::write_comparison_figures(&runs.base, &runs.tuned, &figures_dir)?;
+    let mut figures = draw::write_comparison_figures(&runs.base, &runs.tuned, &figures_dir)?;
     let lengths: Vec<(usize, usize, usize)> = selection
         .indices
         .iter()
@@ -507,12 +507,13 @@ fn report(
             (b.prompt_ids.len(), b.answer_ids.len(), t.answer_ids.len())
         })
         .collect();
-    for (h, name) in crate::report::figures::length_histograms(&lengths)
+    for (h, stem) in crate::report::figures::length_histograms(&lengths)
         .iter()
-        .zip(["lengths.png", "length_difference.png"])
+        .zip(["lengths", "length_difference"])
     {
-        crate::report::render::histogram_png(h, &figures_dir.join(name))?;
-        figures.push((h.title.clone(), name.to_owned()));
+        let figure = draw::Figure::Histogram(h);
+        draw::write(figure, &figures_dir, stem, draw::Scale::default())?;
+        figures.push((h.title.clone(), stem.to_owned()));
     }
     dir.write_report(&super::report_md::render(cfg, counts, &cmp, &figures))?;
     Ok(cmp)

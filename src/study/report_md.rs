@@ -28,7 +28,7 @@ fn dataset_rows(s: &mut String, dataset: &LoadReport) {
     }
 }
 
-/// Render the report.
+/// Render the report; `figures` are (caption, stem) pairs of `figures/<stem>.png` and `.svg`.
 pub fn render(
     cfg: &StudyConfig,
     counts: &Counts,
@@ -88,8 +88,11 @@ pub fn render(
     table.push_column("p method", methods);
     s.push_str(&table.markdown());
     let _ = writeln!(s, "\n## Figures\n");
-    for (caption, file) in figures {
-        let _ = writeln!(s, "![{caption}](figures/{file})\n");
+    for (caption, stem) in figures {
+        let _ = writeln!(
+            s,
+            "![{caption}](figures/{stem}.png)\n\n[{caption} (SVG)](figures/{stem}.svg)\n"
+        );
     }
     s
 }

@@ -338,3 +338,49 @@ pub fn tiny_gguf(
     .unwrap();
     path
 }
+
+/// Check that `svg` is one well-formed `<svg>` element (every tag closed in order, attribute
+/// values quoted) and return the content of its `<text>` elements, trimmed and unescaped. Panics on the
+/// first fault.
+pub fn svg_texts(svg: &str) -> Vec<String> {
+    let body = svg.trim();
+    assert!(
+        body.starts_with("<svg") || body.starts_with("<?xml"),
+        "no <svg>"
+    );
+    assert!(body.ends_with("</svg>"), "does not end with </svg>");
+    let (mut stack, mut texts) = (Vec::<String>::new(), Vec::new());
+    let mut rest = body;
+    while let Some(open) = rest.find('<') {
+        let content = &rest[..open];
+        assert!(
+            !content.contains('>'),
+            "stray '>' before {:?}",
+            &rest[open..]
+        );
+        if stack.last().map(String::as_str) == Some("text") {
+            let text = content.trim().replace("&lt;", "<").replace("&gt;", ">");
+            texts.push(text.replace("&quot;", "\"").replace("&amp;", "&"));
+        }
+        let close = rest[open..].find('>').expect("unclosed tag") + open;
+        let tag = &rest[open + 1..close];
+        assert_eq!(
+            tag.matches('"').count() % 2,
+            0,
+            "unbalanced quotes in <{tag}>"
+        );
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(
+                stack.pop().as_deref(),
+                Some(name.trim()),
+                "</{name}> out of order"
+            );
+        } else if !tag.starts_with('?') && !tag.starts_with('!') && !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().expect("empty tag");
+            stack.push(name.to_owned());
+        }
+        rest = &rest[close + 1..];
+    }
+    assert!(stack.is_empty(), "unclosed elements {stack:?}");
+    texts
+}
