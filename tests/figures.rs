@@ -6,8 +6,9 @@ mod common;
 
 use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::model::ModelConfig;
+use circuitdiff::report::circuit::EdgeSelection;
 use circuitdiff::report::circuit::{Circuit, Mode};
-use circuitdiff::report::figures::{self, CircuitGraph, EdgeSelection, Heatmap};
+use circuitdiff::report::figures::{self, CircuitGraph, Heatmap};
 use circuitdiff::report::render::{self, Figure, Scale};
 use rand::{Rng, SeedableRng};
 

@@ -14,7 +14,7 @@ use super::views::{self, View, ViewState};
 use super::worker::{Message, Worker};
 use super::{assets, Options};
 use crate::message;
-use crate::report::circuit::Mode;
+use crate::report::circuit::{EdgeSelection, Mode};
 use crate::side::Side;
 use egui::Ui;
 use std::path::PathBuf;
@@ -186,7 +186,10 @@ impl App {
                         if !results.circuit.modes().contains(&self.settings.mode) {
                             self.settings.mode = Mode::Base;
                         }
-                        self.settings.top_k = results.circuit.default_top_k(self.settings.mode);
+                        self.settings.top_k = results
+                            .circuit
+                            .selected(self.settings.mode, EdgeSelection::default())
+                            .max(1);
                         self.results = Some(results);
                         self.views.reset_for_new_results();
                         self.settings.add_recent_results(dir);

@@ -76,11 +76,39 @@ impl Bounds {
     }
 }
 
-/// The share of the |score| mass the edges drawn at first hold.
-pub const DEFAULT_MASS: f64 = 0.8;
+/// Which edges a circuit graph draws: the fewest, largest first, that hold `share` of the total
+/// |score|, and at most `max` of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeSelection {
+    pub share: f64,
+    pub max: usize,
+}
 
-/// The most edges drawn at first.
-pub const DEFAULT_EDGES: usize = 100;
+impl Default for EdgeSelection {
+    fn default() -> Self {
+        Self {
+            share: 0.8,
+            max: 100,
+        }
+    }
+}
+
+impl EdgeSelection {
+    /// How many of `sorted_abs` (|values|, largest first) are drawn.
+    pub fn count(&self, sorted_abs: &[f64]) -> usize {
+        let total: f64 = sorted_abs.iter().sum();
+        let mut acc = 0.0;
+        let mut n = 0;
+        for v in sorted_abs.iter().take(self.max) {
+            if acc >= self.share * total {
+                break;
+            }
+            acc += v;
+            n += 1;
+        }
+        n
+    }
+}
 
 /// Which scores the views show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -341,23 +369,17 @@ impl Circuit {
         (incoming, outgoing)
     }
 
-    /// How many edges a view draws at first: the fewest that hold [`DEFAULT_MASS`] of the
-    /// |score| mass of `mode`, and at most [`DEFAULT_EDGES`].
-    pub fn default_top_k(&self, mode: Mode) -> usize {
+    /// How many edges of `mode`, largest first, `select` draws.
+    pub fn selected(&self, mode: Mode, select: EdgeSelection) -> usize {
         let Some(v) = self.values(mode) else {
-            return DEFAULT_EDGES;
+            return 0;
         };
-        let total: f64 = v.iter().map(|x| f64::from(x.abs())).sum();
-        let mut held = 0.0;
-        let mut k = 0;
-        for &e in self.order(mode) {
-            if k >= DEFAULT_EDGES || held >= DEFAULT_MASS * total {
-                break;
-            }
-            held += f64::from(v[e as usize].abs());
-            k += 1;
-        }
-        k.max(1)
+        let sorted: Vec<f64> = self
+            .order(mode)
+            .iter()
+            .map(|&e| f64::from(v[e as usize].abs()))
+            .collect();
+        select.count(&sorted)
     }
 
     /// Bounding box of the nodes, in layout units.
@@ -447,17 +469,21 @@ mod tests {
         // One edge holds 90 % of the mass: it alone is drawn.
         let mut one = vec![0.01; n];
         one[3] = 0.09 * n as f32;
-        assert_eq!(Circuit::new(&graph, one, None).default_top_k(Mode::Base), 1);
+        let select = EdgeSelection::default();
+        assert_eq!(
+            Circuit::new(&graph, one, None).selected(Mode::Base, select),
+            1
+        );
         // Equal scores: 80 % of the edges, at most the cap.
         let flat = Circuit::new(&graph, vec![1.0; n], None);
-        let k = flat.default_top_k(Mode::Base);
+        let k = flat.selected(Mode::Base, select);
         assert_eq!(
             k,
-            ((DEFAULT_MASS * n as f64).ceil() as usize).min(DEFAULT_EDGES)
+            ((select.share * n as f64).ceil() as usize).min(select.max)
         );
         let big = Graph::new(&config(12, 4, 2), Level::Block);
         let wide = Circuit::new(&big, vec![1.0; big.num_edges()], None);
-        assert_eq!(wide.default_top_k(Mode::Base), DEFAULT_EDGES);
+        assert_eq!(wide.selected(Mode::Base, select), select.max);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Figures as data (method.md §6): computed once here from run directories and answers, drawn
 //! by the headless renderer (`report::render`) and by the app.
 
-use super::circuit::{Circuit, Mode, Point};
+use super::circuit::{Circuit, EdgeSelection, Mode, Point};
 use super::run::Run;
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
@@ -324,40 +324,6 @@ pub fn length_histograms(lengths: &[(usize, usize, usize)]) -> Vec<Histogram> {
     ]
 }
 
-/// Which edges a circuit graph draws: the fewest, largest first, that hold `share` of the total
-/// |score|, and at most `max` of them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EdgeSelection {
-    pub share: f64,
-    pub max: usize,
-}
-
-impl Default for EdgeSelection {
-    fn default() -> Self {
-        Self {
-            share: 0.8,
-            max: 100,
-        }
-    }
-}
-
-impl EdgeSelection {
-    /// How many of `sorted_abs` (|values|, largest first) are drawn.
-    pub fn count(&self, sorted_abs: &[f64]) -> usize {
-        let total: f64 = sorted_abs.iter().sum();
-        let mut acc = 0.0;
-        let mut n = 0;
-        for v in sorted_abs.iter().take(self.max) {
-            if acc >= self.share * total {
-                break;
-            }
-            acc += v;
-            n += 1;
-        }
-        n
-    }
-}
-
 /// A labelled node of a circuit graph, in layout units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphNode {
@@ -397,7 +363,7 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
         .iter()
         .map(|&e| f64::from(values[e as usize].abs()))
         .collect();
-    let shown = select.count(&sorted);
+    let shown = circuit.selected(mode, select);
     let total: f64 = sorted.iter().sum();
     let held: f64 = sorted[..shown].iter().sum();
     let edges = order[..shown]

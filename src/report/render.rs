@@ -2,8 +2,9 @@
 //! plotters backend, so that the same drawing gives a PNG (an RGB buffer at a chosen [`Scale`],
 //! encoded with `image`) and an SVG (text kept as `<text>` elements).
 
+use super::circuit::EdgeSelection;
 use super::circuit::{Bounds, Circuit, Mode, Point};
-use super::figures::{self, CircuitGraph, EdgeSelection, Heatmap, Histogram, LineChart};
+use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart};
 use crate::attribution::metrics::Metric;
 use plotters::coord::Shift;
 use plotters::prelude::*;
