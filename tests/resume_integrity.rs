@@ -5,6 +5,7 @@
 
 mod common;
 
+use circuitdiff::study::answers::{self, Answer};
 use common::{circuitdiff, Tiny};
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
@@ -286,6 +287,53 @@ fn study_results(out: &Path) -> Vec<(String, Vec<u8>)> {
     .collect()
 }
 
+/// What replaces line 4 of a study's `answers/tuned.jsonl` in each case, and the reason the
+/// warning must give.
+fn answer_damages(lines: &[String]) -> Vec<(String, &'static str)> {
+    // An edited answer written back with a valid checksum, as a line of this version.
+    let rewritten = |line: &str, edit: &dyn Fn(&mut Answer)| {
+        let mut a: Answer = serde_json::from_str(line).unwrap();
+        edit(&mut a);
+        String::from_utf8(answers::line(&a).unwrap())
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    };
+    let other_id = |line: &str, id: &str| rewritten(line, &|a| a.id = id.into());
+    let out_of_vocabulary = |line: &str| rewritten(line, &|a| a.answer_ids[0] = 99999);
+    // The same line with one letter of its text changed: it still parses.
+    let edited_text = {
+        let mut v: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+        let text = v["text"].as_str().unwrap().to_owned();
+        v["text"] = format!("{text}x").into();
+        v.to_string()
+    };
+    let without_checksum = {
+        let mut v: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+        v.as_object_mut().unwrap().remove("sha256");
+        v.to_string()
+    };
+    // (what replaces line 4 of answers/tuned.jsonl, the reason in the warning)
+    vec![
+        (
+            "{\"id\": \"arith-3\", \"prompt\"".to_owned(),
+            "not a complete answer",
+        ),
+        (other_id(&lines[3], "not-a-question"), "`not-a-question`"),
+        (lines[1].clone(), "repeated"),
+        (String::new(), "not a complete answer"),
+        (
+            out_of_vocabulary(&lines[3]),
+            "token id 99999 is outside the vocabulary",
+        ),
+        (edited_text, "checksum mismatch (damaged)"),
+        (
+            without_checksum,
+            "no checksum (written by an older version)",
+        ),
+    ]
+}
+
 #[test]
 fn damaged_answer_lines_and_sample_files_of_a_study_are_redone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -298,30 +346,7 @@ fn damaged_answer_lines_and_sample_files_of_a_study_are_redone() {
         .lines()
         .map(str::to_owned)
         .collect();
-    let other_id = |line: &str, id: &str| {
-        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["id"] = id.into();
-        v.to_string()
-    };
-    let out_of_vocabulary = |line: &str| {
-        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["answer_ids"][0] = 99999.into();
-        v.to_string()
-    };
-    // (what replaces line 4 of answers/tuned.jsonl, the reason in the warning)
-    let cases = [
-        (
-            "{\"id\": \"arith-3\", \"prompt\"".to_owned(),
-            "not a complete answer",
-        ),
-        (other_id(&lines[3], "not-a-question"), "`not-a-question`"),
-        (lines[1].clone(), "repeated"),
-        (String::new(), "not a complete answer"),
-        (
-            out_of_vocabulary(&lines[3]),
-            "token id 99999 is outside the vocabulary",
-        ),
-    ];
+    let cases = answer_damages(&lines);
     let mut failures = Vec::new();
     for (i, (replacement, reason)) in cases.into_iter().enumerate() {
         let out = tmp.path().join(format!("case{i}"));

@@ -71,11 +71,11 @@ const EXACT: [(&str, &str); 7] = [
     ),
     (
         "answers/base.jsonl",
-        "4306051e717edcf553c79a42a34d3ef705a86a131c7e1e63892bf1986b9f55b6",
+        "cebdc8f0d15b9270f22cb54b9097d14b3a58842df855e72b061b2afacf94a246",
     ),
     (
         "answers/tuned.jsonl",
-        "e38d4380130e6e9f67951a179b7fe85da6f90eef281bc0c1527ee0cc08b9c4b3",
+        "1b1655e1b31fa65b89f24e9922f96d89e85acecab38dbc7c83daef8840e49396",
     ),
     (
         "counts.json",

@@ -1,5 +1,6 @@
-//! Generated answers on disk: one JSON line per answer, appended and synced as each completes,
-//! so that a killed study loses at most the answer in progress.
+//! Generated answers on disk: one JSON line per answer with the SHA-256 of its fields, appended
+//! and synced as each completes, so that a killed study loses at most the answer in progress and
+//! a damaged line is found.
 
 use super::grade::Grade;
 use crate::model::StopReason;
@@ -62,8 +63,16 @@ fn check_line(line: &[u8], expected: Option<&str>) -> Result<Answer, String> {
     if !line.ends_with(b"\n") {
         return Err("incomplete (an interrupted write)".into());
     }
-    let a: Answer =
+    let stored: Stored =
         serde_json::from_slice(line).map_err(|e| format!("not a complete answer ({e})"))?;
+    let a = stored.answer;
+    match stored.sha256 {
+        None => return Err("no checksum (written by an older version)".into()),
+        Some(sum) if sum != checksum(&a).map_err(|e| e.to_string())? => {
+            return Err("checksum mismatch (damaged)".into())
+        }
+        Some(_) => {}
+    }
     match expected {
         Some(id) if a.id == id => Ok(a),
         Some(id) => Err(format!(
@@ -77,10 +86,46 @@ fn check_line(line: &[u8], expected: Option<&str>) -> Result<Answer, String> {
     }
 }
 
+/// An answer as a line of an answers file stores it: its fields and the SHA-256 of their JSON.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    answer: &'a Answer,
+    sha256: String,
+}
+
+/// A line as read back (an older file has no checksum).
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    answer: Answer,
+    sha256: Option<String>,
+}
+
+/// The hex SHA-256 of `answer`'s compact JSON.
+fn checksum(answer: &Answer) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(answer).map_err(std::io::Error::other)?;
+    Ok(Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The line of an answers file that stores `answer`, newline included.
+pub fn line(answer: &Answer) -> std::io::Result<Vec<u8>> {
+    let stored = Line {
+        answer,
+        sha256: checksum(answer)?,
+    };
+    let mut line = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// Append one answer and sync it to disk.
 pub fn append(path: &Path, answer: &Answer) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(answer).map_err(std::io::Error::other)?;
-    line.push(b'\n');
+    let line = line(answer)?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

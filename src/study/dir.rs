@@ -234,12 +234,11 @@ impl StudyDir {
         answers: impl IntoIterator<Item = &'a Answer>,
     ) -> Result<(), DirError> {
         let path = self.answers_path(side);
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         for a in answers {
-            text.push_str(&serde_json::to_string(a).map_err(json(&path))?);
-            text.push('\n');
+            bytes.extend(answers::line(a).map_err(io(&path))?);
         }
-        write_atomic(&path, text.as_bytes()).map_err(io(&path))
+        write_atomic(&path, &bytes).map_err(io(&path))
     }
 
     /// Write `answers.jsonl`: a row per question with each side's answer, keys sorted.
