@@ -125,7 +125,7 @@ impl ModelConfig {
             bos_token_id: token_ids(path, "bos_token_id", json.get("bos_token_id"), dims.vocab)?
                 .first()
                 .copied(),
-            eos_token_ids: token_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
+            eos_token_ids: eos_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
             ..Self::shaped(family, dims)
         })
     }
@@ -227,14 +227,48 @@ fn sum(xs: &[usize]) -> usize {
     xs.iter().fold(0, |a, &x| a.saturating_add(x))
 }
 
-/// A token id field (`bos_token_id`, `eos_token_id`): a number or a list of numbers, each inside
-/// the vocabulary of `vocab` tokens; absent or null is no id.
+/// The token ids of `field` (one id or a list) in `path`: each must be a whole number that
+/// fits a token id, and lie in the vocabulary.
 pub(crate) fn token_ids(
     path: &Path,
     field: &str,
     v: Option<&Value>,
     vocab: usize,
 ) -> Result<Vec<u32>> {
+    let ids = parse_ids(path, field, v)?;
+    match ids.iter().find(|&&n| n as usize >= vocab) {
+        Some(n) => Err(ModelError::config(
+            path,
+            field,
+            format!("{n} is not a token id of the vocabulary (vocab_size {vocab})"),
+        )),
+        None => Ok(ids),
+    }
+}
+
+/// The end-of-sequence ids of `field` in `path`: ids outside the vocabulary (which the model
+/// can never produce) are left out with a warning naming the file; the others stop generation.
+pub(crate) fn eos_ids(
+    path: &Path,
+    field: &str,
+    v: Option<&Value>,
+    vocab: usize,
+) -> Result<Vec<u32>> {
+    let (inside, outside): (Vec<u32>, Vec<u32>) = parse_ids(path, field, v)?
+        .into_iter()
+        .partition(|&n| (n as usize) < vocab);
+    if !outside.is_empty() {
+        log::warn!(
+            "{}: `{field}` {outside:?} outside the vocabulary (vocab_size {vocab}) ignored; \
+             generation stops at {inside:?} and the tokenizer's end tokens",
+            path.display()
+        );
+    }
+    Ok(inside)
+}
+
+/// The whole numbers of `field` (one or a list), each a possible token id.
+fn parse_ids(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
     let values = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a.iter().collect(),
@@ -245,14 +279,7 @@ pub(crate) fn token_ids(
         .map(|v| {
             v.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .filter(|&n| (n as usize) < vocab)
-                .ok_or_else(|| {
-                    ModelError::config(
-                        path,
-                        field,
-                        format!("{v} is not a token id of the vocabulary (vocab_size {vocab})"),
-                    )
-                })
+                .ok_or_else(|| ModelError::config(path, field, format!("{v} is not a token id")))
         })
         .collect()
 }

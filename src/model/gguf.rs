@@ -136,6 +136,26 @@ impl GgufFile {
         }
     }
 
+    /// The end-of-sequence id, left out with a warning when it lies outside the vocabulary.
+    fn eos_ids(&self, vocab: usize) -> Result<Vec<u32>> {
+        const KEY: &str = "tokenizer.ggml.eos_token_id";
+        let Some(v) = self.meta(KEY) else {
+            return Ok(Vec::new());
+        };
+        let id = v
+            .to_u32()
+            .map_err(|_| ModelError::config(&self.path, KEY, "not a token id".to_owned()))?;
+        if (id as usize) < vocab {
+            return Ok(vec![id]);
+        }
+        log::warn!(
+            "{}: `{KEY}` {id} outside the vocabulary ({vocab} tokens) ignored; generation stops \
+             at the tokenizer's end tokens",
+            self.path.display()
+        );
+        Ok(Vec::new())
+    }
+
     /// The vocabulary size: the metadata's, else the embedding's rows.
     fn vocab(&self) -> Result<u64> {
         if let Some(v) = self.arch_u("vocab_size")? {
@@ -202,10 +222,7 @@ impl GgufFile {
             qk_norm: has("blk.0.attn_q_norm.weight"),
             tie_word_embeddings: !has("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
-            eos_token_ids: self
-                .token_id("tokenizer.ggml.eos_token_id", dims.vocab)?
-                .into_iter()
-                .collect(),
+            eos_token_ids: self.eos_ids(dims.vocab)?,
             ..ModelConfig::shaped(family, dims)
         })
     }

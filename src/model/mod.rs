@@ -401,7 +401,7 @@ fn generation_eos(dir: &Path, vocab: usize) -> Result<Vec<u32>> {
             path: path.clone(),
             source,
         })?;
-    config::token_ids(&path, "eos_token_id", json.get("eos_token_id"), vocab)
+    config::eos_ids(&path, "eos_token_id", json.get("eos_token_id"), vocab)
 }
 
 /// sha256 over each file's name, size, and first and last MiB (whole file when smaller).
