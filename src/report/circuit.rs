@@ -110,6 +110,16 @@ impl EdgeSelection {
     }
 }
 
+/// The point at `t` ∈ [0, 1] of the quadratic curve `from` → `ctrl` → `to`.
+pub fn quadratic(from: Point, ctrl: Point, to: Point, t: f32) -> Point {
+    let u = 1.0 - t;
+    let (a, b, c) = (u * u, 2.0 * u * t, t * t);
+    Point::new(
+        a * from.x + b * ctrl.x + c * to.x,
+        a * from.y + b * ctrl.y + c * to.y,
+    )
+}
+
 /// Which scores the views show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
@@ -165,12 +175,7 @@ impl CircuitEdge {
 
     /// The point at parameter `t` ∈ [0, 1].
     pub fn at(&self, t: f32) -> Point {
-        let u = 1.0 - t;
-        let (a, b, c) = (u * u, 2.0 * u * t, t * t);
-        Point::new(
-            a * self.from.x + b * self.ctrl.x + c * self.to.x,
-            a * self.from.y + b * self.ctrl.y + c * self.to.y,
-        )
+        quadratic(self.from, self.ctrl, self.to, t)
     }
 }
 

@@ -2,8 +2,7 @@
 //! plotters backend, so that the same drawing gives a PNG (an RGB buffer at a chosen [`Scale`],
 //! encoded with `image`) and an SVG (text kept as `<text>` elements).
 
-use super::circuit::EdgeSelection;
-use super::circuit::{Bounds, Circuit, Mode, Point};
+use super::circuit::{self, Bounds, Circuit, EdgeSelection, Mode, Point};
 use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart};
 use crate::attribution::metrics::Metric;
 use plotters::coord::Shift;
@@ -476,15 +475,7 @@ fn circuit_size(g: &CircuitGraph) -> (u32, u32) {
 
 /// `n` + 1 points along the quadratic curve `from` → `ctrl` → `to`.
 fn curve(from: Point, ctrl: Point, to: Point, n: usize) -> impl Iterator<Item = Point> {
-    (0..=n).map(move |i| {
-        let t = i as f32 / n as f32;
-        let u = 1.0 - t;
-        let (a, b, c) = (u * u, 2.0 * u * t, t * t);
-        Point::new(
-            a * from.x + b * ctrl.x + c * to.x,
-            a * from.y + b * ctrl.y + c * to.y,
-        )
-    })
+    (0..=n).map(move |i| circuit::quadratic(from, ctrl, to, i as f32 / n as f32))
 }
 
 /// The circuit graph: every node labelled, the selected edges as curves (width and opacity by
