@@ -42,6 +42,29 @@ pub enum Node {
     Logits,
 }
 
+/// What a node is, without its layer and head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeKind {
+    Input,
+    Attention,
+    Mlp,
+    Logits,
+}
+
+impl NodeKind {
+    pub const ALL: [Self; 4] = [Self::Input, Self::Attention, Self::Mlp, Self::Logits];
+
+    /// A word for the kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::Attention => "attention",
+            Self::Mlp => "MLP",
+            Self::Logits => "logits",
+        }
+    }
+}
+
 /// Head counts of a head-level graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heads {
@@ -52,6 +75,16 @@ pub struct Heads {
 }
 
 impl Node {
+    /// What the node is.
+    pub fn kind(self) -> NodeKind {
+        match self {
+            Self::Input => NodeKind::Input,
+            Self::Attention { .. } => NodeKind::Attention,
+            Self::Mlp { .. } => NodeKind::Mlp,
+            Self::Logits => NodeKind::Logits,
+        }
+    }
+
     /// Layer of the node (`None` for `input` and `logits`).
     pub fn layer(self) -> Option<usize> {
         match self {

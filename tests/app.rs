@@ -21,6 +21,11 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/study")
 }
 
+/// The same study on 32-layer models (the depth of the study's models).
+fn fixture32() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/study32")
+}
+
 fn lab() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab")
 }
@@ -31,7 +36,12 @@ fn harness(open: Option<PathBuf>) -> Harness<'static, App> {
 
 /// A harness with the fixture loaded that renders with wgpu.
 fn rendering_harness() -> Harness<'static, App> {
-    let mut h = builder(Some(fixture()), true);
+    rendering_harness_of(fixture())
+}
+
+/// A harness with the study in `dir` loaded that renders with wgpu.
+fn rendering_harness_of(dir: PathBuf) -> Harness<'static, App> {
+    let mut h = builder(Some(dir), true);
     step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
     h.state_mut().views.training.open(&lab());
     h
@@ -49,6 +59,8 @@ fn builder(open: Option<PathBuf>, wgpu: bool) -> Harness<'static, App> {
                 persist: false,
                 open,
                 screenshot: None,
+                view: None,
+                mode: None,
             },
             Default::default(),
         )
@@ -444,16 +456,114 @@ fn the_question_browser_searches_and_moves_with_the_keys() {
 }
 
 #[test]
+fn graph_search_filter_and_heatmap_selection_are_linked() {
+    use egui::accesskit::Role;
+    let mut h = harness(Some(fixture32()));
+    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    // The mode is in the header.
+    h.get_by_label("· base model");
+    h.get_by_label("Difference").click();
+    h.run_steps(3);
+    h.get_by_label("· tuned − base");
+    h.get_by_label("tuned > base");
+
+    // Typing a name finds the nodes that contain it; Enter selects the exact one.
+    let field = h.get_by_role_and_label(Role::TextInput, "Find");
+    field.focus();
+    field.type_text("m12");
+    h.run_steps(2);
+    h.get_by_label("1 found");
+    h.key_press(egui::Key::Enter);
+    h.run_steps(3);
+    let graph = &h.state().views.graph;
+    let r = h.state().results.as_ref().unwrap();
+    let m12 = graph.selected.map(|i| r.circuit.nodes[i].node.to_string());
+    assert_eq!(m12.as_deref(), Some("m12"));
+    h.get_by_label_contains("Incoming edges of m12");
+
+    // Filtering layers and kinds hides nodes and their edges.
+    let drawn_all = h.state().views.graph.drawn;
+    h.state_mut().views.graph.filter.layers = [0, 3];
+    h.run_steps(3);
+    let drawn_few = h.state().views.graph.drawn;
+    assert!(
+        drawn_few < drawn_all,
+        "{drawn_few} edges drawn in layers 0-3 of {drawn_all}"
+    );
+    h.get_by_label("Show all").click();
+    h.run_steps(3);
+    assert_eq!(h.state().views.graph.drawn, drawn_all);
+    h.get_by_label("MLP").click();
+    h.run_steps(3);
+    assert!(h.state().views.graph.drawn < drawn_all);
+    h.get_by_label("MLP").click();
+    h.run_steps(3);
+
+    // The heatmap outlines the selected node and names it.
+    h.get_by_label("Heatmap").click();
+    h.run_steps(3);
+    h.get_by_label_contains("Selected: m12, its column as a source");
+    h.get_by_label_contains("colours saturate at");
+
+    // A click on a cell selects its source in the graph and pins its edge, shown in the
+    // heatmap and in the graph's edge list.
+    let r = h.state().results.as_ref().unwrap();
+    let graph = &r.circuit.graph;
+    let s = graph
+        .sources
+        .iter()
+        .position(|n| n.to_string() == "a5")
+        .unwrap();
+    let d = graph
+        .destinations
+        .iter()
+        .position(|d| d.to_string() == "m20")
+        .unwrap();
+    let (ns, nd) = graph.dense_shape();
+    let matrix = h
+        .state()
+        .views
+        .heatmap
+        .matrix
+        .expect("the matrix on screen");
+    let cell = egui::pos2(
+        matrix.left() + matrix.width() * (s as f32 + 0.5) / ns as f32,
+        matrix.bottom() - matrix.height() * (d as f32 + 0.5) / nd as f32,
+    );
+    click_at(&mut h, cell);
+    h.run_steps(2);
+    h.get_by_label_contains("Selected: a5, its column");
+    h.get_by_label_contains("pinned edge a5->m20");
+    h.get_by_label("Circuit graph").click();
+    h.run_steps(3);
+    h.get_by_label_contains("Pinned edge a5->m20");
+    let r = h.state().results.as_ref().unwrap();
+    let highlighted = h
+        .state()
+        .views
+        .graph
+        .highlighted
+        .map(|e| r.circuit.edge_name(e));
+    assert_eq!(highlighted.as_deref(), Some("a5->m20"));
+}
+
+#[test]
 fn snapshots_of_every_view() {
+    let mut h = rendering_harness_of(fixture32());
+    h.state_mut().views.questions.selected = Some(1);
+    for view in View::ALL {
+        h.state_mut().settings.view = view;
+        h.run_steps(4);
+        h.snapshot(format!("view32_{}", view.slug()));
+    }
+    let mut results = h.take_snapshot_results();
+    drop(h);
     let mut h = rendering_harness();
     h.state_mut().views.questions.selected = Some(1);
     for view in View::ALL {
         h.state_mut().settings.view = view;
         h.run_steps(4);
-        h.snapshot(format!(
-            "view_{}",
-            view.file_name().trim_end_matches(".png")
-        ));
+        h.snapshot(format!("view_{}", view.slug()));
     }
     let app = h.state_mut();
     app.settings.view = View::Graph;
@@ -461,6 +571,7 @@ fn snapshots_of_every_view() {
     app.settings.dark = false;
     h.run_steps(4);
     h.snapshot("graph_difference_light");
+    results.extend(h.take_snapshot_results());
 }
 
 /// The image is not one colour: many distinct colours, and the commonest covers < 99 %.
@@ -588,12 +699,18 @@ fn the_binary_shows_results_in_a_window_saves_a_png_and_exits() {
     assert_not_blank(&img);
 }
 
-/// Writes `tests/fixtures/study`: two tiny 4-layer Llamas (different seeds) scored on eight
-/// short answers, their comparison, and an `answers.jsonl`.
+/// Writes `tests/fixtures/study` and `tests/fixtures/study32`: two tiny Llamas of 4 (and 32)
+/// layers (different seeds) scored on eight (four) short answers, their comparison, and an
+/// `answers.jsonl`.
 #[test]
-#[ignore = "writes the committed fixture"]
-#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+#[ignore = "writes the committed fixtures"]
 fn regenerate_fixture() {
+    write_fixture(&fixture(), 4, 8);
+    write_fixture(&fixture32(), 32, 4);
+}
+
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+fn write_fixture(out: &Path, layers: usize, n: usize) {
     use circuitdiff::attribution::score::Accumulation;
     use circuitdiff::attribution::{Graph, Level};
     use circuitdiff::model::{self, LoadOptions, Model};
@@ -602,11 +719,10 @@ fn regenerate_fixture() {
     use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Tiny::Llama.config();
-    cfg.num_layers = 4;
-    cfg.sliding_window = vec![None; 4];
-    let out = fixture();
-    std::fs::remove_dir_all(&out).ok();
-    let questions: Vec<(String, String, String)> = (0..8)
+    cfg.num_layers = layers;
+    cfg.sliding_window = vec![None; layers];
+    std::fs::remove_dir_all(out).ok();
+    let questions: Vec<(String, String, String)> = (0..n)
         .map(|i| {
             let (a, b) = (3 + 7 * i, 11 + 5 * i);
             (
@@ -666,7 +782,7 @@ fn regenerate_fixture() {
     let mut cmp = comparison::compare(&runs[0], &runs[1], &Default::default()).unwrap();
     cmp.base.dir = "base".into();
     cmp.tuned.dir = "tuned".into();
-    comparison::write(&out, &cmp).unwrap();
+    comparison::write(out, &cmp).unwrap();
     let mut lines = String::new();
     for (i, (id, q, reference)) in questions.iter().enumerate() {
         let answer = |side: usize| {

@@ -38,6 +38,9 @@ pub struct Options {
     pub open: Option<PathBuf>,
     /// Save the shown view to this PNG once the results are on screen, then exit.
     pub screenshot: Option<PathBuf>,
+    /// The view and mode to show first (default: the saved ones).
+    pub view: Option<views::View>,
+    pub mode: Option<crate::report::circuit::Mode>,
 }
 
 /// The app's window options: title, size, drag and drop, wgpu.

@@ -161,7 +161,7 @@ impl Results {
             }
             chart
         };
-        let mut heatmaps = figures::heatmaps(&base, other);
+        let mut heatmaps = figures::comparison_heatmaps(&base, other);
         let mut runs = vec![(Side::Base, &base)];
         if let Some(t) = &tuned {
             runs.push((Side::Tuned, t));

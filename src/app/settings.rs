@@ -103,6 +103,8 @@ pub struct Settings {
     pub mode: Mode,
     pub top_k: usize,
     pub log_y: bool,
+    /// Heatmap colour scales kept across studies.
+    pub heatmap_scale: super::views::heatmap::FixedScale,
     /// The lab folder of the training view (default: the bundled model zoo).
     pub lab: Option<PathBuf>,
 }
@@ -119,6 +121,7 @@ impl Default for Settings {
             mode: Mode::Base,
             top_k: 300,
             log_y: true,
+            heatmap_scale: Default::default(),
             lab: None,
         }
     }

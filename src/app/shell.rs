@@ -64,11 +64,13 @@ impl App {
         options: Options,
         failure: Arc<Mutex<Option<String>>>,
     ) -> Self {
-        let settings = if options.persist {
+        let mut settings = if options.persist {
             cc.storage.and_then(Settings::load).unwrap_or_default()
         } else {
             Settings::default()
         };
+        settings.view = options.view.unwrap_or(settings.view);
+        settings.mode = options.mode.unwrap_or(settings.mode);
         let assets = crate::assets::dir();
         let demos = assets
             .as_deref()
@@ -461,6 +463,7 @@ impl App {
                     views::graph::legend_ui(ui, mode);
                     ui.label(format!("{} edges drawn", self.views.graph.drawn));
                 });
+                ui.horizontal(|ui| views::graph::filter_ui(ui, &r.circuit, &mut self.views.graph));
                 egui::Panel::right("node_edges")
                     .default_size(280.0)
                     .resizable(true)
@@ -475,7 +478,13 @@ impl App {
                     &mut self.views.graph,
                 );
             }
-            View::Heatmap => views::heatmap::heatmap_ui(ui, r, mode, &mut self.views.heatmap),
+            View::Heatmap => views::heatmap::heatmap_ui(
+                ui,
+                r,
+                mode,
+                &mut self.settings.heatmap_scale,
+                (&mut self.views.heatmap, &mut self.views.graph),
+            ),
             View::Distributions => {
                 views::charts::distributions_ui(ui, r, &mut self.settings.log_y);
             }

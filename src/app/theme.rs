@@ -87,12 +87,13 @@ impl Palette {
         }
     }
 
-    /// Cells of a score matrix that are not edges (structural zeros).
+    /// Cells of a score matrix that are not edges (structural zeros): a grey well apart from
+    /// the scale's middle (the panel colour), which every tinted value leaves.
     pub fn structural(self) -> Color32 {
         if self.dark {
-            Color32::from_gray(45)
+            Color32::from_gray(105)
         } else {
-            Color32::from_gray(225)
+            Color32::from_gray(170)
         }
     }
 

@@ -52,6 +52,8 @@ fn open_app(out: &std::path::Path) -> anyhow::Result<()> {
         persist: true,
         open: Some(out.join(circuitdiff::study::demo::PAIRS[0])),
         screenshot: None,
+        view: None,
+        mode: None,
     })
 }
 

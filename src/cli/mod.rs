@@ -34,6 +34,15 @@ pub struct Cli {
     #[cfg(feature = "gui")]
     #[arg(long)]
     screenshot: Option<std::path::PathBuf>,
+    /// App: show this view (graph, heatmap, distributions, per_layer, comparison_table,
+    /// questions, training).
+    #[cfg(feature = "gui")]
+    #[arg(long)]
+    view: Option<circuitdiff::app::views::View>,
+    /// App: show this mode (base, tuned, difference).
+    #[cfg(feature = "gui")]
+    #[arg(long)]
+    mode: Option<circuitdiff::report::circuit::Mode>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,6 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             persist: !cli.no_persist,
             open: cli.open,
             screenshot: cli.screenshot,
+            view: cli.view,
+            mode: cli.mode,
         });
         #[cfg(not(feature = "gui"))]
         anyhow::bail!(

@@ -146,6 +146,18 @@ impl Mode {
     }
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    /// `base`, `tuned` or `difference` (any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.label().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("'{s}' is not a mode (base, tuned, difference)"))
+    }
+}
+
 /// A node of the drawing: a source, or `logits`.
 #[derive(Debug, Clone)]
 pub struct CircuitNode {

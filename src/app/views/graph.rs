@@ -8,6 +8,7 @@
 //! appear only when there is room for them.
 
 use super::super::theme::Palette;
+use crate::node::{Node, NodeKind};
 use crate::report::circuit::{Bounds, Circuit, Mode, Point};
 use egui::{pos2, vec2, Mesh, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 
@@ -36,9 +37,68 @@ pub struct GraphState {
     /// The edge whose entry in the edge list is under the pointer (set by the list, drawn
     /// highlighted by the canvas in the same frame).
     pub list_hovered: Option<u32>,
-    /// The edge drawn highlighted in the last frame (hovered on the canvas or in the list).
+    /// The edge drawn highlighted in the last frame (hovered on the canvas or in the list, or
+    /// else the pinned one).
     pub highlighted: Option<u32>,
+    /// The edge chosen in the heatmap or the edge list, highlighted until another choice.
+    pub pinned: Option<u32>,
+    /// Which nodes are drawn, and which are found by name.
+    pub filter: NodeFilter,
     canvas: Option<Rect>,
+}
+
+/// Which nodes the graph draws (by layer range and kind; an edge is drawn when both its ends
+/// are) and which it marks as found (by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFilter {
+    /// Text to find in node names (case-insensitive); empty finds nothing.
+    pub query: String,
+    /// First and last layer drawn (`input` and `logits` have no layer and pass).
+    pub layers: [usize; 2],
+    /// Kinds drawn, in [`NodeKind::ALL`] order.
+    pub kinds: [bool; 4],
+}
+
+impl Default for NodeFilter {
+    fn default() -> Self {
+        Self {
+            query: String::new(),
+            layers: [0, usize::MAX],
+            kinds: [true; 4],
+        }
+    }
+}
+
+impl NodeFilter {
+    /// Whether `node` is drawn.
+    pub fn passes(&self, node: Node) -> bool {
+        let kind = NodeKind::ALL.iter().position(|&k| k == node.kind());
+        kind.is_some_and(|k| self.kinds[k])
+            && node
+                .layer()
+                .is_none_or(|l| (self.layers[0]..=self.layers[1]).contains(&l))
+    }
+
+    /// Whether `node`'s name contains the query.
+    pub fn finds(&self, node: Node) -> bool {
+        let query = self.query.trim().to_lowercase();
+        !query.is_empty() && node.to_string().to_lowercase().contains(&query)
+    }
+
+    /// Whether anything is hidden.
+    pub fn hides(&self, layers: usize) -> bool {
+        self.kinds.contains(&false) || self.layers[0] > 0 || self.layers[1] + 1 < layers
+    }
+
+    /// The drawing node the query names: the exact name, else the first node found.
+    pub fn first_found(&self, circuit: &Circuit) -> Option<usize> {
+        let query = self.query.trim().to_lowercase();
+        circuit
+            .nodes
+            .iter()
+            .position(|n| n.node.to_string().to_lowercase() == query)
+            .or_else(|| circuit.nodes.iter().position(|n| self.finds(n.node)))
+    }
 }
 
 impl GraphState {
@@ -61,6 +121,15 @@ impl GraphState {
 
     fn to_layout(&self, p: Pos2) -> Pos2 {
         ((p - self.origin() - self.offset) / self.zoom).to_pos2()
+    }
+
+    /// Select drawing node `node` and move it to the middle of the canvas.
+    pub fn select_and_centre(&mut self, circuit: &Circuit, node: usize) {
+        self.selected = Some(node);
+        self.pinned = None;
+        if let (Some(canvas), Some(n)) = (self.canvas, circuit.nodes.get(node)) {
+            self.offset = canvas.size() / 2.0 - vec2(n.pos.x, n.pos.y) * self.zoom;
+        }
     }
 }
 
@@ -101,6 +170,56 @@ pub fn top_k_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, k: &mut usize) {
         circuit.order(mode).get(k.saturating_sub(1)),
     ) {
         ui.label(format!("|score| ≥ {:.3e}", v[e as usize].abs()));
+    }
+}
+
+/// Find a node by name (Enter selects it and moves it to the middle), and filter the drawn
+/// nodes by layer range and kind.
+pub fn filter_ui(ui: &mut Ui, circuit: &Circuit, state: &mut GraphState) {
+    let layers = circuit.graph.layers;
+    let last = layers.saturating_sub(1);
+    let filter = &mut state.filter;
+    filter.layers[1] = filter.layers[1].min(last);
+    filter.layers[0] = filter.layers[0].min(filter.layers[1]);
+    let label = ui.label("Find");
+    let find = ui
+        .add(
+            egui::TextEdit::singleline(&mut filter.query)
+                .hint_text("a3, m12, a3.h5")
+                .desired_width(110.0),
+        )
+        .labelled_by(label.id)
+        .on_hover_text("type part of a node's name; Enter selects the first match");
+    let entered = find.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    let found = circuit
+        .nodes
+        .iter()
+        .filter(|n| filter.finds(n.node))
+        .count();
+    if !filter.query.trim().is_empty() {
+        ui.label(format!("{found} found"));
+    }
+    ui.label("layer range");
+    let [from, to] = &mut filter.layers;
+    ui.add(egui::DragValue::new(from).range(0..=*to))
+        .on_hover_text("first layer drawn");
+    ui.add(egui::DragValue::new(to).range(*from..=last))
+        .on_hover_text("last layer drawn");
+    for (kind, shown) in NodeKind::ALL.iter().zip(&mut filter.kinds) {
+        ui.checkbox(shown, kind.label())
+            .on_hover_text(format!("draw {} nodes and their edges", kind.label()));
+    }
+    if filter.hides(layers) && ui.small_button("Show all").clicked() {
+        let query = std::mem::take(&mut filter.query);
+        *filter = NodeFilter {
+            query,
+            ..NodeFilter::default()
+        };
+    }
+    if entered {
+        if let Some(n) = state.filter.first_found(circuit) {
+            state.select_and_centre(circuit, n);
+        }
     }
 }
 
@@ -146,13 +265,14 @@ pub fn canvas_ui(
     let hovered_node = draw_nodes(&painter, palette, circuit, state, pointer);
     if response.clicked() {
         state.selected = hovered_node;
+        state.pinned = None;
     }
     let hovered_edge = if hovered_node.is_some() {
         None
     } else {
         hovered.map(|h| h.0)
     };
-    state.highlighted = state.list_hovered.take().or(hovered_edge);
+    state.highlighted = state.list_hovered.take().or(hovered_edge).or(state.pinned);
     if let Some(e) = state.highlighted {
         let edge = &circuit.edges[e as usize];
         let pts: Vec<Pos2> = (0..=16)
@@ -224,7 +344,9 @@ fn draw_edges(
         if ids.len() >= MAX_DRAWN {
             break;
         }
-        if visible.intersects(rect(circuit.edges[e as usize].bounds())) {
+        let edge = &circuit.edges[e as usize];
+        let shown = |n: u32| state.filter.passes(circuit.nodes[n as usize].node);
+        if shown(edge.from_node) && shown(edge.to_node) && visible.intersects(rect(edge.bounds())) {
             ids.push(e);
         }
     }
@@ -307,17 +429,21 @@ fn draw_nodes(
     let canvas = state.canvas.unwrap_or(Rect::ZERO);
     let mut hovered_node = None;
     for (i, (node, &p)) in circuit.nodes.iter().zip(&state.node_screen).enumerate() {
-        if !canvas.expand(radius).contains(p) {
+        if !canvas.expand(radius).contains(p) || !state.filter.passes(node.node) {
             continue;
         }
         let selected = state.selected == Some(i);
+        let found = state.filter.finds(node.node);
         let fill = if selected {
             palette.highlight()
         } else {
             palette.node()
         };
         painter.circle_filled(p, radius, fill);
-        if show_labels || selected {
+        if found {
+            painter.circle_stroke(p, radius + 3.0, Stroke::new(2.0, palette.highlight()));
+        }
+        if show_labels || selected || found {
             painter.text(
                 p + vec2(0.0, -radius - 2.0),
                 egui::Align2::CENTER_BOTTOM,
@@ -357,8 +483,16 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
         ui.strong(name.to_string());
         if ui.small_button("Clear").clicked() {
             state.selected = None;
+            state.pinned = None;
         }
     });
+    if let Some(e) = state.pinned {
+        ui.label(format!(
+            "Pinned edge {}: {:+.3e} (click it again to unpin)",
+            circuit.edge_name(e),
+            values[e as usize]
+        ));
+    }
     let row_height = ui.text_style_height(&egui::TextStyle::Body) + 2.0;
     for (title, list, id) in [
         ("Incoming", &incoming, "incoming"),
@@ -374,10 +508,19 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
                     let v = values[e as usize];
                     let row = ui.horizontal(|ui| {
                         ui.monospace(format!("{v:+.3e}"));
-                        ui.label(circuit.edge_name(e));
+                        let name = circuit.edge_name(e);
+                        if state.pinned == Some(e) {
+                            ui.strong(name);
+                        } else {
+                            ui.label(name);
+                        }
                     });
-                    if row.response.contains_pointer() {
+                    let row = row.response.interact(Sense::click());
+                    if row.contains_pointer() {
                         state.list_hovered = Some(e);
+                    }
+                    if row.clicked() {
+                        state.pinned = (state.pinned != Some(e)).then_some(e);
                     }
                 }
             });

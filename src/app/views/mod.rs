@@ -66,6 +66,11 @@ impl View {
         }
     }
 
+    /// The view's name on the command line: the file name's stem (`per_layer`).
+    pub fn slug(self) -> &'static str {
+        self.file_name().trim_end_matches(".png")
+    }
+
     /// Whether the view shows one mode (base, tuned, difference) at a time.
     pub fn depends_on_mode(self) -> bool {
         matches!(self, Self::Graph | Self::Heatmap | Self::Questions)
@@ -75,8 +80,7 @@ impl View {
     /// view that shows every mode at once.
     pub fn file_name_in(self, mode: Mode) -> String {
         if self.depends_on_mode() {
-            let stem = self.file_name().trim_end_matches(".png");
-            format!("{stem}_{}.png", mode.label().to_lowercase())
+            format!("{}_{}.png", self.slug(), mode.label().to_lowercase())
         } else {
             self.file_name().to_owned()
         }
@@ -85,6 +89,20 @@ impl View {
     /// Whether the view shows results (all but the training curves).
     pub fn needs_results(self) -> bool {
         self != Self::Training
+    }
+}
+
+impl std::str::FromStr for View {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.slug() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|v| v.slug()).collect();
+                format!("'{s}' is not a view ({})", names.join(", "))
+            })
     }
 }
 
