@@ -589,36 +589,46 @@ fn assert_not_blank(img: &image::RgbaImage) {
 }
 
 #[test]
-fn save_png_and_export_all_write_what_is_on_screen() {
-    let mut h = rendering_harness();
+fn save_figure_and_export_all_render_every_view() {
+    use circuitdiff::app::figure::Formats;
+    let mut h = harness(Some(fixture32()));
+    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    h.state_mut().views.training.open(&lab());
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("heat.png");
     let shown = (View::Graph, Mode::Tuned);
     (h.state_mut().settings.view, h.state_mut().settings.mode) = shown;
     h.run_steps(2);
-    h.state_mut().save_png(View::Heatmap, path.clone());
-    step_until(&mut h, 60, "the PNG", |a| !a.exporting());
-    h.run_steps(2);
+
+    // The heatmap of the difference, 1600 pixels wide, and as SVG with its names as text.
+    let ctx = h.ctx.clone();
+    let path = tmp.path().join("heat.png");
+    let view = (View::Heatmap, Mode::Difference);
+    h.state_mut()
+        .save_figure(&ctx, view, &path, Formats::default(), 1600);
+    step_until(&mut h, 60, "the figure", |a| !a.exporting());
     let s = &h.state().settings;
     assert_eq!((s.view, s.mode), shown, "saving leaves the view as it was");
     let img = image::open(&path).unwrap().to_rgba8();
-    // The central view of a 1280×800 window at one pixel per point, without the side panel,
-    // toolbar and status line.
-    assert!((700..1280).contains(&img.width()), "{}", img.width());
-    assert!((600..800).contains(&img.height()), "{}", img.height());
+    assert_eq!(img.width(), 1600);
     assert_not_blank(&img);
+    let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
+    let texts = common::svg_texts(&svg);
+    for name in ["input", "a31", "logits", "a31<q>", "not an edge"] {
+        assert!(texts.iter().any(|t| t == name), "{name} not in {texts:?}");
+    }
     let status = h.state().status_text().unwrap().to_owned();
-    assert!(
-        status.contains(&format!("saved {}×{}", img.width(), img.height())),
-        "{status}"
-    );
+    assert!(status.contains("wrote 2 files into"), "{status}");
+    assert!(status.contains("heat.png, heat.svg"), "{status}");
 
-    let size = img.dimensions();
+    // The default PNG width is twice the view's on screen.
+    let default = h.state().default_figure_width(&ctx);
+    assert!((1400..2560).contains(&default), "{default}");
+
+    // Every view in every mode, as PNG and SVG, with the view left as it was.
     let all = tmp.path().join("all");
     std::fs::create_dir(&all).unwrap();
-    h.state_mut().export_all(&all);
+    h.state_mut().export_all(&ctx, &all);
     step_until(&mut h, 120, "every figure", |a| !a.exporting());
-    h.run_steps(2);
     let s = &h.state().settings;
     assert_eq!(
         (s.view, s.mode),
@@ -634,9 +644,11 @@ fn save_png_and_export_all_write_what_is_on_screen() {
         };
         for &mode in modes {
             let name = view.file_name_in(mode);
-            let img = image::open(all.join(&name)).unwrap().to_rgba8();
-            assert_eq!(img.dimensions(), size, "{name}: the same view area");
+            let png = all.join(&name);
+            let img = image::open(&png).unwrap().to_rgba8();
             assert_not_blank(&img);
+            let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
+            assert!(svg.contains("<text"), "{name}: the SVG has text");
             names.push(name);
         }
     }
@@ -646,7 +658,7 @@ fn save_png_and_export_all_write_what_is_on_screen() {
     );
     let status = h.state().status_text().unwrap();
     assert!(
-        status.starts_with(&format!("wrote {} files into ", names.len())),
+        status.starts_with(&format!("wrote {} files into ", 2 * names.len())),
         "{status}"
     );
     for name in &names {

@@ -3,10 +3,13 @@
 
 use super::commands::Command;
 use super::export::Shot;
+use super::figure;
 use super::paths::{self, Pick};
 use super::shell::App;
 use super::study::Running;
 use super::views::View;
+use crate::report::circuit::Mode;
+use crate::report::render::Scale;
 use std::path::PathBuf;
 
 /// Where a study goes when the form names no folder.
@@ -58,12 +61,13 @@ impl App {
             }
             Pick::Dataset => self.settings.study.dataset = path.display().to_string(),
             Pick::StudyFolder => self.settings.study.out = path.display().to_string(),
-            Pick::SavePng(view, mode) => {
-                let shown = (self.settings.view, self.settings.mode);
-                self.exporter.enqueue(Shot { view, mode, path }, shown);
+            Pick::SaveFigure(view, mode) => {
+                let form = self.views.save;
+                let width = form.width.unwrap_or_else(|| self.default_figure_width(ctx));
+                self.save_figure(ctx, (view, mode), &path, form.formats, width);
             }
             Pick::ExportAll => match std::fs::create_dir_all(&path) {
-                Ok(()) => self.export_all(&path),
+                Ok(()) => self.export_all(ctx, &path),
                 Err(e) => self.set_status(true, format!("{}: {e}", path.display())),
             },
             Pick::Lab => {
@@ -73,47 +77,96 @@ impl App {
         }
     }
 
-    /// Queue every view that has something to show, in every mode it has, for saving into
-    /// `dir`; the view and mode on screen come back afterwards.
-    pub fn export_all(&mut self, dir: &std::path::Path) {
-        let shown = (self.settings.view, self.settings.mode);
+    /// Write every view that has something to show, in every mode it has, into `dir`: PNG at
+    /// twice the figure's base size and SVG, on a background thread. The view on screen stays.
+    pub fn export_all(&mut self, ctx: &egui::Context, dir: &std::path::Path) {
         let modes = self
             .results
             .as_ref()
             .map(|r| r.circuit.modes())
             .unwrap_or_default();
+        let src = self.figure_sources();
+        let mut jobs = Vec::new();
         for view in View::ALL {
-            let has = if view.needs_results() {
-                self.results.is_some()
-            } else {
-                self.views.training.has_charts()
-            };
-            if !has {
-                continue;
-            }
             let view_modes = if view.depends_on_mode() {
                 modes.clone()
             } else {
                 vec![self.settings.mode]
             };
             for mode in view_modes {
-                let path = dir.join(view.file_name_in(mode));
-                self.exporter.enqueue(Shot { view, mode, path }, shown);
+                // A view with nothing to draw (no training logs, one run) is left out.
+                if let Ok(data) = figure::figure_of(view, mode, &src) {
+                    jobs.push(figure::Job {
+                        data,
+                        path: dir.join(view.file_name_in(mode)),
+                        formats: figure::Formats::default(),
+                        scale: Scale::default(),
+                    });
+                }
             }
+        }
+        if let Err(e) = self.saver.start(ctx, jobs) {
+            self.set_status(true, crate::message::chain(&e));
         }
     }
 
-    /// Queue the view, in the mode on screen, for saving to `path`, as "Save PNG…" does after
-    /// its dialog.
-    pub fn save_png(&mut self, view: View, path: PathBuf) {
+    /// Write `view`'s figure in `mode` at `path` (its extension set per format), the PNG
+    /// `width` pixels wide, on a background thread.
+    pub fn save_figure(
+        &mut self,
+        ctx: &egui::Context,
+        (view, mode): (View, Mode),
+        path: &std::path::Path,
+        formats: figure::Formats,
+        width: u32,
+    ) {
+        let started = figure::figure_of(view, mode, &self.figure_sources()).and_then(|data| {
+            let base = data.base_size().0.max(1);
+            let job = figure::Job {
+                data,
+                path: path.to_owned(),
+                formats,
+                scale: Scale(f64::from(width.max(1)) / f64::from(base)),
+            };
+            self.saver.start(ctx, vec![job])
+        });
+        if let Err(e) = started {
+            self.set_status(true, crate::message::chain(&e));
+        }
+    }
+
+    /// Twice the view's width on screen, in pixels.
+    pub fn default_figure_width(&self, ctx: &egui::Context) -> u32 {
+        let width = self.view_rect.width() * ctx.pixels_per_point() * 2.0;
+        if width.is_finite() && width >= 1.0 {
+            width.round() as u32
+        } else {
+            2560
+        }
+    }
+
+    /// What the figures are drawn from.
+    pub(super) fn figure_sources(&self) -> figure::Sources<'_> {
+        figure::Sources {
+            results: self.results.as_ref(),
+            views: &self.views,
+            top_k: self.settings.top_k,
+            log_y: self.settings.log_y,
+            heatmap_scale: self.settings.heatmap_scale,
+        }
+    }
+
+    /// Queue a screenshot of the view, in the mode on screen, cropped to the view's area, for
+    /// saving to `path` (`--screenshot`).
+    pub fn screenshot_view(&mut self, view: View, path: PathBuf) {
         let shown = (self.settings.view, self.settings.mode);
         let mode = self.settings.mode;
         self.exporter.enqueue(Shot { view, mode, path }, shown);
     }
 
-    /// Whether PNG exports are queued or being written.
+    /// Whether screenshots or figures are queued or being written.
     pub fn exporting(&self) -> bool {
-        self.exporter.busy()
+        self.exporter.busy() || self.saver.busy()
     }
 
     /// Start the form's study on the two slots' models.

@@ -36,6 +36,9 @@ pub enum AppError {
         path.display()
     )]
     NotResults { path: PathBuf },
+    /// A view has nothing to draw as a figure.
+    #[error("nothing to save: {0}")]
+    NoFigure(&'static str),
     /// A PNG could not be encoded or written.
     #[error("{}: {message}", path.display())]
     Image { path: PathBuf, message: String },

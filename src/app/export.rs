@@ -1,7 +1,7 @@
-//! PNG export of what is on screen: show the view, let it settle for a few frames, take a
-//! viewport screenshot, crop it to the view's area and write the PNG on a background thread.
-//! "Save PNG" queues one view, "Export all figures" every view; `--screenshot` uses the same
-//! queue.
+//! Screenshots of what is on screen (`--screenshot`, for looking at the app itself; figures are
+//! saved by `figure`): show the view, let it settle for a few frames, take a viewport
+//! screenshot, crop it to the view's area and write the PNG on a background thread; the view
+//! and mode shown before come back afterwards.
 
 use super::error::AppError;
 use super::views::View;

@@ -13,6 +13,7 @@ mod commands;
 mod dispatch;
 pub mod error;
 mod export;
+pub mod figure;
 mod models;
 pub mod paths;
 pub mod results;

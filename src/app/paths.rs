@@ -20,8 +20,8 @@ pub enum Pick {
     },
     Dataset,
     StudyFolder,
-    /// A view in a mode.
-    SavePng(View, Mode),
+    /// A view's figure in a mode (PNG and/or SVG).
+    SaveFigure(View, Mode),
     ExportAll,
     Lab,
 }
@@ -51,7 +51,7 @@ impl Pick {
             } => "Tuned model",
             Self::Dataset => "Dataset (JSON lines)",
             Self::StudyFolder => "Study output folder",
-            Self::SavePng(..) => "Save PNG",
+            Self::SaveFigure(..) => "Save figure (the extension is set per format)",
             Self::ExportAll => "Export all figures into",
             Self::Lab => "Lab folder (subfolders with train_log.csv)",
         }
@@ -62,7 +62,7 @@ impl Pick {
             Self::Results | Self::Lab | Self::Model { folder: true, .. } => Kind::Folder,
             Self::Model { folder: false, .. } => Kind::File("Model", &["gguf", "safetensors"]),
             Self::Dataset => Kind::File("JSON lines", &["jsonl", "json"]),
-            Self::SavePng(..) => Kind::Save,
+            Self::SaveFigure(..) => Kind::Save,
             Self::StudyFolder | Self::ExportAll => Kind::NewFolder,
         }
     }
@@ -75,11 +75,11 @@ impl Pick {
             Kind::File(name, extensions) => d.add_filter(name, extensions).pick_file(),
             Kind::Save => {
                 let file = match self {
-                    Self::SavePng(view, mode) => view.file_name_in(mode),
+                    Self::SaveFigure(view, mode) => view.file_name_in(mode),
                     _ => String::new(),
                 };
                 d.set_file_name(file)
-                    .add_filter("PNG", &["png"])
+                    .add_filter("PNG and SVG", &["png", "svg"])
                     .save_file()
             }
         }

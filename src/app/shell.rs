@@ -43,13 +43,14 @@ pub struct App {
     pub models: ModelPicker,
     pub study: Option<Running>,
     pub(super) exporter: Exporter,
+    pub(super) saver: super::figure::Saver,
     pub(super) commands: Vec<Command>,
     status: Option<Status>,
     demos: Vec<(String, PathBuf)>,
     zoo_pairs: Vec<(String, PathBuf, PathBuf)>,
     screenshot: Option<Screenshot>,
     failure: Arc<Mutex<Option<String>>>,
-    view_rect: egui::Rect,
+    pub(super) view_rect: egui::Rect,
     applied_dark: Option<bool>,
     /// Whether native file dialogs can be shown (else paths are typed).
     pub native_dialogs: bool,
@@ -86,6 +87,7 @@ impl App {
             models: ModelPicker::default(),
             study: None,
             exporter: Exporter::default(),
+            saver: Default::default(),
             commands: Vec::new(),
             status: None,
             demos,
@@ -218,6 +220,17 @@ impl App {
                 }
             }
         }
+        self.export_logic(ctx);
+    }
+
+    /// Finished figure saves, and the screenshot queue's frame.
+    fn export_logic(&mut self, ctx: &egui::Context) {
+        for done in self.saver.finished() {
+            match done {
+                Ok(written) => self.set_status(false, wrote_line(&written)),
+                Err(e) => self.set_status(true, message::chain(&e)),
+            }
+        }
         let frame = self.exporter.logic(ctx);
         if let Some((view, mode)) = frame.show {
             (self.settings.view, self.settings.mode) = (view, mode);
@@ -267,7 +280,7 @@ impl App {
         }
         shot.queued = true;
         let path = shot.path.clone();
-        self.save_png(self.settings.view, path);
+        self.screenshot_view(self.settings.view, path);
     }
 
     fn dropped_files(&mut self, ctx: &egui::Context) {
@@ -311,11 +324,12 @@ impl App {
                 }
                 ui.separator();
             }
-            if ui.button("Save PNG…").clicked() {
-                self.commands.push(Command::Choose(Pick::SavePng(
-                    self.settings.view,
-                    self.settings.mode,
-                )));
+            if ui
+                .button("Save figure…")
+                .on_hover_text("the shown view as a figure: PNG at a chosen size, SVG with text")
+                .clicked()
+            {
+                self.views.save.open = true;
             }
             if ui.button("Export all figures…").clicked() {
                 self.commands.push(Command::Choose(Pick::ExportAll));
@@ -391,6 +405,74 @@ impl App {
                     &mut self.commands,
                 );
             });
+    }
+
+    /// The "Save figure" window: formats, the PNG's width (and the height it gives), Save.
+    fn save_window_ui(&mut self, ctx: &egui::Context) {
+        if !self.views.save.open {
+            return;
+        }
+        let (view, mode) = (self.settings.view, self.settings.mode);
+        let base =
+            super::figure::figure_of(view, mode, &self.figure_sources()).map(|d| d.base_size());
+        let default_width = self.default_figure_width(ctx);
+        let mut open = self.views.save.open;
+        let mut save = false;
+        egui::Window::new("Save figure")
+            .open(&mut open)
+            .collapsible(false)
+            .resizable(false)
+            .default_pos([460.0, 80.0])
+            .show(ctx, |ui| {
+                let form = &mut self.views.save;
+                let what = if view.depends_on_mode() {
+                    format!("{} · {}", view.label(), views::help::mode_title(mode))
+                } else {
+                    view.label().to_owned()
+                };
+                ui.strong(what);
+                let (w, h) = match &base {
+                    Ok(size) => *size,
+                    Err(e) => {
+                        ui.colored_label(Palette::of(ui.ctx()).error(), message::chain(e));
+                        return;
+                    }
+                };
+                ui.horizontal(|ui| {
+                    ui.checkbox(&mut form.formats.png, "PNG");
+                    ui.checkbox(&mut form.formats.svg, "SVG")
+                        .on_hover_text("vector drawing; text stays text");
+                });
+                ui.add_enabled_ui(form.formats.png, |ui| {
+                    ui.horizontal(|ui| {
+                        let mut width = form.width.unwrap_or(default_width);
+                        ui.label("PNG width");
+                        if ui
+                            .add(
+                                egui::DragValue::new(&mut width)
+                                    .range(200..=16000)
+                                    .suffix(" px"),
+                            )
+                            .changed()
+                        {
+                            form.width = Some(width);
+                        }
+                        let height = f64::from(width) * f64::from(h) / f64::from(w.max(1));
+                        ui.label(format!("× {} px", height.round()));
+                        if form.width.is_some() && ui.small_button("2× screen").clicked() {
+                            form.width = None;
+                        }
+                    });
+                });
+                ui.label(format!("SVG: {w} × {h}"));
+                let any = form.formats.png || form.formats.svg;
+                save = ui.add_enabled(any, egui::Button::new("Save…")).clicked();
+            });
+        self.views.save.open = open && !save;
+        if save {
+            self.commands
+                .push(Command::Choose(Pick::SaveFigure(view, mode)));
+        }
     }
 
     /// The typed-path window, when a pick needs one.
@@ -578,6 +660,7 @@ impl eframe::App for App {
             .default_pos([420.0, 96.0])
             .resizable(false)
             .show(ui.ctx(), views::help::about_ui);
+        self.save_window_ui(ui.ctx());
         self.exporter.after_frame(ui.ctx(), self.view_rect);
         if !self.commands.is_empty() {
             ui.ctx().request_repaint();

@@ -4,6 +4,7 @@
 
 use super::circuit::{self, Bounds, Circuit, EdgeSelection, Mode, Point};
 use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart};
+use super::table::Table;
 use crate::attribution::metrics::Metric;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -36,6 +37,16 @@ pub enum Figure<'a> {
     Line(&'a LineChart),
     Histogram(&'a Histogram),
     Circuit(&'a CircuitGraph),
+    /// Figures in a grid, `columns` a row, each in a cell the size of the largest.
+    Grid {
+        figures: &'a [Figure<'a>],
+        columns: usize,
+    },
+    /// A table of text under a title: the header row, then the rows.
+    Table {
+        title: &'a str,
+        table: &'a Table,
+    },
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -62,6 +73,21 @@ impl Figure<'_> {
             Self::Heatmaps(maps) => (HEATMAP_SIZE.0 * maps.len().max(1) as u32, HEATMAP_SIZE.1),
             Self::Line(_) | Self::Histogram(_) => (720, 460),
             Self::Circuit(g) => circuit_size(g),
+            Self::Grid { figures, columns } => {
+                let (w, h) = grid_cell(figures);
+                let columns = (*columns).clamp(1, figures.len().max(1));
+                let rows = figures.len().div_ceil(columns).max(1);
+                (w * columns as u32, h * rows as u32)
+            }
+            Self::Table { table, .. } => {
+                let (widths, _) = table_columns(table);
+                let width: f64 = widths.iter().sum::<f64>() + 2.0 * TABLE_MARGIN;
+                let rows = table.rows.len() as f64 + 1.0;
+                (
+                    width.ceil() as u32,
+                    (TABLE_TOP + rows * TABLE_ROW + TABLE_MARGIN).ceil() as u32,
+                )
+            }
         }
     }
 
@@ -81,8 +107,104 @@ impl Figure<'_> {
             Self::Line(chart) => draw_line(root, chart, k),
             Self::Histogram(h) => draw_histogram(root, h, k),
             Self::Circuit(g) => draw_circuit(root, g, k),
+            Self::Grid { figures, columns } => {
+                let columns = columns.clamp(1, figures.len().max(1));
+                let rows = figures.len().div_ceil(columns).max(1);
+                for (area, figure) in root.split_evenly((rows, columns)).iter().zip(figures) {
+                    figure.draw(area, k)?;
+                }
+                Ok(())
+            }
+            Self::Table { title, table } => draw_table(root, title, table, k),
         }
     }
+}
+
+/// The size of a grid's cell: the largest of its figures.
+fn grid_cell(figures: &[Figure]) -> (u32, u32) {
+    figures
+        .iter()
+        .map(Figure::base_size)
+        .fold((1, 1), |(w, h), (fw, fh)| (w.max(fw), h.max(fh)))
+}
+
+/// Text size, row height, margins and the space above the header of a table (base units).
+const TABLE_TEXT: f64 = 13.0;
+const TABLE_ROW: f64 = 22.0;
+const TABLE_MARGIN: f64 = 16.0;
+const TABLE_TOP: f64 = 48.0;
+
+/// The cells' text and each column's width (base units, from the longest text).
+fn table_columns(table: &Table) -> (Vec<f64>, Vec<Vec<String>>) {
+    let rows: Vec<Vec<String>> = std::iter::once(table.columns.clone())
+        .chain(
+            table
+                .rows
+                .iter()
+                .map(|r| r.iter().map(super::table::Cell::text).collect()),
+        )
+        .collect();
+    let widths = (0..table.columns.len())
+        .map(|i| {
+            let chars = rows
+                .iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0);
+            chars as f64 * TABLE_TEXT * 0.55 + 2.0 * TABLE_MARGIN
+        })
+        .collect();
+    (widths, rows)
+}
+
+/// A table: the title, the header row over a rule, the rows on alternating bands; the first
+/// column left-aligned, the others right-aligned.
+fn draw_table<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    table: &Table,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (widths, rows) = table_columns(table);
+    let left = text(k, TABLE_TEXT).pos(Pos::new(HPos::Left, VPos::Center));
+    let right = text(k, TABLE_TEXT).pos(Pos::new(HPos::Right, VPos::Center));
+    root.draw_text(
+        title,
+        &text(k, 18.0).pos(Pos::new(HPos::Left, VPos::Center)),
+        (px(k, TABLE_MARGIN), px(k, TABLE_TOP / 2.0)),
+    )?;
+    let total: f64 = widths.iter().sum();
+    for (r, row) in rows.iter().enumerate() {
+        let top = TABLE_TOP + r as f64 * TABLE_ROW;
+        let y = px(k, top + TABLE_ROW / 2.0);
+        if r % 2 == 0 && r > 0 {
+            let band = [
+                (px(k, TABLE_MARGIN), px(k, top)),
+                (px(k, TABLE_MARGIN + total), px(k, top + TABLE_ROW)),
+            ];
+            root.draw(&Rectangle::new(band, RGBColor(242, 242, 242).filled()))?;
+        }
+        let mut x = TABLE_MARGIN;
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i == 0 {
+                root.draw_text(cell, &left, (px(k, x + TABLE_MARGIN / 2.0), y))?;
+            } else {
+                root.draw_text(cell, &right, (px(k, x + w - TABLE_MARGIN / 2.0), y))?;
+            }
+            x += w;
+        }
+        if r == 0 {
+            let rule = [
+                (px(k, TABLE_MARGIN), px(k, top + TABLE_ROW)),
+                (px(k, TABLE_MARGIN + total), px(k, top + TABLE_ROW)),
+            ];
+            root.draw(&PathElement::new(rule, BLACK.stroke_width(upx(k, 1.0))))?;
+        }
+    }
+    Ok(())
 }
 
 fn register_font() {

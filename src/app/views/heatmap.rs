@@ -22,6 +22,14 @@ pub struct FixedScale {
 }
 
 impl FixedScale {
+    /// The fixed saturation value for `mode`, if any.
+    pub fn range(self, mode: Mode) -> Option<f32> {
+        match mode {
+            Mode::Difference => self.difference,
+            Mode::Base | Mode::Tuned => self.scores,
+        }
+    }
+
     fn of(&mut self, mode: Mode) -> &mut Option<f32> {
         match mode {
             Mode::Difference => &mut self.difference,

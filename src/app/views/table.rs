@@ -16,7 +16,7 @@ pub struct TableState {
 }
 
 /// The table in the shown order: the comparison's paired statistics, or one run's metrics.
-fn table(results: &Results, state: TableState) -> Table {
+pub fn table(results: &Results, state: TableState) -> Table {
     let mut t = match &results.comparison {
         Some(c) => Table::paired(&c.metrics),
         None => Table::single(&results.base.metrics.mean.overall),
