@@ -61,6 +61,7 @@ fn builder(open: Option<PathBuf>, wgpu: bool) -> Harness<'static, App> {
                 screenshot: None,
                 view: None,
                 mode: None,
+                window: None,
             },
             Default::default(),
         )
@@ -791,9 +792,7 @@ fn write_fixture(out: &Path, layers: usize, n: usize) {
         runs.push(*r);
         sides.push((samples, texts));
     }
-    let mut cmp = comparison::compare(&runs[0], &runs[1], &Default::default()).unwrap();
-    cmp.base.dir = "base".into();
-    cmp.tuned.dir = "tuned".into();
+    let cmp = comparison::compare(&runs[0], &runs[1], &Default::default()).unwrap();
     comparison::write(out, &cmp).unwrap();
     let mut lines = String::new();
     for (i, (id, q, reference)) in questions.iter().enumerate() {

@@ -360,5 +360,10 @@ fn tiny_models_run_the_whole_study_on_the_builtin_task() {
         serde_json::from_str(&std::fs::read_to_string(out.join("comparison.json")).unwrap())
             .unwrap();
     assert_eq!(c["n"], 6);
+    // The runs inside the study are recorded relative to it, so that the folder can move.
+    assert_eq!(
+        (&c["base"]["dir"], &c["tuned"]["dir"]),
+        (&"base".into(), &"tuned".into())
+    );
     assert!(out.join("figures/heatmap.png").is_file() && out.join("report.md").is_file());
 }

@@ -1,10 +1,11 @@
 //! Frame-time benchmark of the circuit graph: a window showing only the graph canvas of a
-//! synthetic circuit (random heavy-tailed scores, every edge in the top-k), repainting as fast as
-//! it can without vsync; reports the time between frames and egui's CPU time per frame.
+//! synthetic circuit (random heavy-tailed scores; the default edges, every edge, or nothing for
+//! the baseline), repainting as fast as it can without vsync; reports the time between frames
+//! and egui's CPU time per frame.
 
 use super::views::graph::{canvas_ui, GraphState};
 use crate::attribution::{Graph, Level};
-use crate::report::circuit::{Circuit, Mode};
+use crate::report::circuit::{Circuit, EdgeSelection, Mode};
 use rand::{Rng as _, SeedableRng as _};
 use rand_distr::Distribution as _;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,19 @@ pub struct BenchOptions {
     pub frames: usize,
     /// Window size in points.
     pub size: [f32; 2],
+    pub draw: Draw,
+}
+
+/// What the window draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Draw {
+    /// Nothing: the frame time of an empty window, the baseline.
+    Empty,
+    /// The graph at the app's default settings: the edges that hold 80 % of the |score| mass,
+    /// at most 100.
+    Default,
+    /// The graph with every edge in the top-k (level of detail and culling still apply).
+    AllEdges,
 }
 
 /// Frames drawn before measuring.
@@ -69,6 +83,8 @@ fn process_cpu_secs() -> Option<f64> {
 
 struct BenchApp {
     circuit: Circuit,
+    /// The edges drawn: the default selection or all (set once, as the app does on loading).
+    top_k: usize,
     state: GraphState,
     opts: BenchOptions,
     frame: usize,
@@ -104,8 +120,10 @@ impl eframe::App for BenchApp {
         self.last = Some(now);
         self.frame += 1;
         egui::CentralPanel::default().show(ui, |ui| {
-            let k = self.circuit.edges.len();
-            canvas_ui(ui, &self.circuit, Mode::Difference, k, &mut self.state);
+            if self.opts.draw != Draw::Empty {
+                let k = self.top_k;
+                canvas_ui(ui, &self.circuit, Mode::Difference, k, &mut self.state);
+            }
         });
         if self.intervals.len() >= self.opts.frames {
             let (mut iv, mut cpu) = (self.intervals.clone(), self.cpu.clone());
@@ -140,13 +158,14 @@ impl eframe::App for BenchApp {
 /// Run the benchmark window; returns the report line.
 pub fn run(opts: BenchOptions) -> anyhow::Result<String> {
     let circuit = synthetic_circuit(opts.layers, opts.heads)?;
+    let top_k = match opts.draw {
+        Draw::Default => circuit.selected(Mode::Difference, EdgeSelection::default()),
+        Draw::Empty | Draw::AllEdges => circuit.edges.len(),
+    };
     let report: Arc<Mutex<Option<String>>> = Arc::default();
     let app_report = report.clone();
-    let mut native = super::native_options(false);
-    native.viewport = native
-        .viewport
-        .with_inner_size(opts.size)
-        .with_resizable(false);
+    let mut native = super::native_options(false, Some(opts.size));
+    native.viewport = native.viewport.with_resizable(false);
     native.wgpu_options.surface.present_mode = eframe::wgpu::PresentMode::AutoNoVsync;
     eframe::run_native(
         "circuitdiff-bench",
@@ -154,6 +173,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<String> {
         Box::new(move |_| {
             Ok(Box::new(BenchApp {
                 circuit,
+                top_k,
                 state: GraphState::default(),
                 opts,
                 frame: 0,

@@ -42,15 +42,17 @@ pub struct Options {
     /// The view and mode to show first (default: the saved ones).
     pub view: Option<views::View>,
     pub mode: Option<crate::report::circuit::Mode>,
+    /// The window's size in points (default 1280 × 800).
+    pub window: Option<[f32; 2]>,
 }
 
-/// The app's window options: title, size, drag and drop, wgpu.
-pub fn native_options(persist: bool) -> eframe::NativeOptions {
+/// The app's window options: title, size (default 1280 × 800), drag and drop, wgpu.
+pub fn native_options(persist: bool, size: Option<[f32; 2]>) -> eframe::NativeOptions {
     eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("circuitdiff")
             .with_app_id("circuitdiff")
-            .with_inner_size([1280.0, 800.0])
+            .with_inner_size(size.unwrap_or([1280.0, 800.0]))
             .with_min_inner_size([720.0, 480.0])
             .with_drag_and_drop(true),
         renderer: eframe::Renderer::Wgpu,
@@ -65,7 +67,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let app_failure = failure.clone();
     eframe::run_native(
         "circuitdiff",
-        native_options(options.persist),
+        native_options(options.persist, options.window),
         Box::new(move |cc| Ok(Box::new(App::new(cc, options, app_failure)))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;

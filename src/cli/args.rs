@@ -20,6 +20,21 @@ pub fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + 
     whole_in(min, usize::MAX)
 }
 
+/// A window size `WIDTHxHEIGHT` in points, each from 320 to 10000.
+pub fn window_size(s: &str) -> Result<[f32; 2], String> {
+    let bad = || format!("expected WIDTHxHEIGHT such as 1920x1080, got '{s}'");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let side = |t: &str| {
+        t.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (320..=10_000).contains(v))
+            .map(|v| v as f32)
+            .ok_or_else(bad)
+    };
+    Ok([side(w)?, side(h)?])
+}
+
 /// A finite number strictly between 0 and 1.
 pub fn open_unit(s: &str) -> Result<f64, String> {
     finite_in(s, |v| v > 0.0 && v < 1.0, "in (0, 1)")

@@ -1,9 +1,9 @@
 //! `circuitdiff bench-gui`: frame time of the circuit graph view (BENCHMARKS.md).
 
 use super::args::at_least;
-use circuitdiff::app::bench::{run as run_bench, BenchOptions};
+use circuitdiff::app::bench::{run as run_bench, BenchOptions, Draw};
 
-/// Frame time of the circuit graph with every edge in the top-k, in a window without vsync.
+/// Frame time of the circuit graph in a window without vsync.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Layers of the synthetic model.
@@ -18,6 +18,9 @@ pub struct Args {
     /// Frames measured after the warm-up.
     #[arg(long, default_value_t = 300, value_parser = at_least(1))]
     frames: usize,
+    /// What the window draws: nothing (the baseline), the graph's default edges, or every edge.
+    #[arg(long, value_enum, default_value_t = Draw::Default)]
+    draw: Draw,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -26,6 +29,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         heads: args.heads.map(|h| (h, args.kv_heads)),
         frames: args.frames,
         size: [1280.0, 800.0],
+        draw: args.draw,
     })?;
     println!("{report}");
     println!("CPU: {}", circuitdiff::runtime::CpuInfo::detect());

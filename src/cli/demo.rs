@@ -54,6 +54,7 @@ fn open_app(out: &std::path::Path) -> anyhow::Result<()> {
         screenshot: None,
         view: None,
         mode: None,
+        window: None,
     })
 }
 

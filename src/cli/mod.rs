@@ -43,6 +43,10 @@ pub struct Cli {
     #[cfg(feature = "gui")]
     #[arg(long)]
     mode: Option<circuitdiff::report::circuit::Mode>,
+    /// App: the window's size in points, WIDTHxHEIGHT (default 1280x800).
+    #[cfg(feature = "gui")]
+    #[arg(long, value_parser = args::window_size)]
+    window: Option<[f32; 2]>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             screenshot: cli.screenshot,
             view: cli.view,
             mode: cli.mode,
+            window: cli.window,
         });
         #[cfg(not(feature = "gui"))]
         anyhow::bail!(

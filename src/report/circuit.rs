@@ -200,6 +200,8 @@ pub struct Circuit {
     order: [OnceLock<Vec<u32>>; 3],
     /// Half the vertical distance between neighbouring nodes, in layout units.
     pub node_spacing: f32,
+    /// Attention heads per layer drawn (1 at block level).
+    pub heads: usize,
 }
 
 /// Vertical offset of a destination's port at its node: q above, v below.
@@ -331,6 +333,7 @@ impl Circuit {
             values: [Some(base), tuned, difference],
             order: Default::default(),
             node_spacing: if heads > 1 { head_step / 2.0 } else { 0.5 },
+            heads,
         }
     }
 
@@ -399,6 +402,18 @@ impl Circuit {
         select.count(&sorted)
     }
 
+    /// The label a node keeps when the drawing is too small for one per node: its own name at
+    /// block level; at head level the block's name (`a3`) on the top head of each attention
+    /// block and nothing on the other heads.
+    pub fn block_label(&self, node: usize) -> Option<String> {
+        let n = self.nodes.get(node)?.node;
+        match n.head() {
+            None => Some(n.to_string()),
+            Some(h) if h + 1 == self.heads => Some(n.block().to_string()),
+            Some(_) => None,
+        }
+    }
+
     /// Bounding box of the nodes, in layout units.
     pub fn bounds(&self) -> Bounds {
         Bounds::of(self.nodes.iter().map(|n| n.pos)).expand(0.6)
@@ -417,6 +432,29 @@ mod tests {
             "num_attention_heads": heads, "num_key_value_heads": kv,
         });
         ModelConfig::from_hf_json(&json, std::path::Path::new("config.json")).unwrap()
+    }
+
+    #[test]
+    fn a_head_graph_labels_each_block_once_on_its_top_head() {
+        let graph = Graph::new(&config(3, 4, 2), Level::Head);
+        let c = Circuit::new(&graph, vec![0.0; graph.num_edges()], None);
+        assert_eq!(c.heads, 4);
+        let labels: Vec<String> = (0..c.nodes.len())
+            .filter_map(|i| c.block_label(i))
+            .collect();
+        let expect = ["input", "a0", "m0", "a1", "m1", "a2", "m2", "logits"];
+        assert_eq!(labels, expect);
+        for (i, n) in c.nodes.iter().enumerate() {
+            if c.block_label(i).is_some() && n.node.head().is_some() {
+                // The labelled head is the top one (y grows downwards).
+                let block = n.node.block();
+                let top = c.nodes.iter().filter(|m| m.node.block() == block);
+                assert!(top.clone().all(|m| m.pos.y >= n.pos.y), "{}", n.node);
+            }
+        }
+        let block = Graph::new(&config(3, 4, 2), Level::Block);
+        let c = Circuit::new(&block, vec![0.0; block.num_edges()], None);
+        assert_eq!(c.block_label(1).as_deref(), Some("a0"));
     }
 
     #[test]

@@ -199,14 +199,29 @@ pub fn to_csv(c: &Comparison) -> String {
     super::table::Table::exact(&c.metrics).csv()
 }
 
-/// Write `comparison.json` and `comparison.csv` into `dir`.
+/// Write `comparison.json` and `comparison.csv` into `dir`. A run inside `dir` (a study's
+/// `base/` and `tuned/`) is recorded by its path relative to `dir`, so that the folder can be
+/// moved or shipped; readers resolve a relative path against the comparison's folder.
 pub fn write(dir: &Path, c: &Comparison) -> Result<(), RunError> {
     std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
         path: dir.to_owned(),
         source,
     })?;
+    let relative = |info: &RunInfo| RunInfo {
+        dir: Path::new(&info.dir)
+            .strip_prefix(dir)
+            .ok()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| info.dir.clone(), |p| p.display().to_string()),
+        ..info.clone()
+    };
+    let c = Comparison {
+        base: relative(&c.base),
+        tuned: relative(&c.tuned),
+        ..c.clone()
+    };
     let json = dir.join("comparison.json");
-    crate::fsutil::write_json(&json, c).map_err(|source| RunError::Io { path: json, source })?;
+    crate::fsutil::write_json(&json, &c).map_err(|source| RunError::Io { path: json, source })?;
     let csv = dir.join("comparison.csv");
-    write_atomic(&csv, to_csv(c).as_bytes()).map_err(|source| RunError::Io { path: csv, source })
+    write_atomic(&csv, to_csv(&c).as_bytes()).map_err(|source| RunError::Io { path: csv, source })
 }

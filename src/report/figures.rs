@@ -328,6 +328,9 @@ pub fn length_histograms(lengths: &[(usize, usize, usize)]) -> Vec<Histogram> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphNode {
     pub name: String,
+    /// What the drawing writes beside it (at head level only the block's name, on its top
+    /// head).
+    pub label: Option<String>,
     pub pos: Point,
 }
 
@@ -389,8 +392,10 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
         nodes: circuit
             .nodes
             .iter()
-            .map(|n| GraphNode {
+            .enumerate()
+            .map(|(i, n)| GraphNode {
                 name: n.node.to_string(),
+                label: circuit.block_label(i),
                 pos: n.pos,
             })
             .collect(),

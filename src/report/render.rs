@@ -681,6 +681,9 @@ where
         let (x, y) = at(n.pos);
         root.draw(&Circle::new((x, y), r, RGBColor(40, 40, 40).filled()))?;
         root.draw(&Circle::new((x, y), r, WHITE.stroke_width(upx(k, 1.0))))?;
+        let Some(name) = &n.label else {
+            continue;
+        };
         let off = r + px(k, 3.0);
         let (pos, anchor) = if n.pos.y < 0.0 {
             ((x, y - off), Pos::new(HPos::Center, VPos::Bottom))
@@ -692,7 +695,7 @@ where
             ((x - off, y), Pos::new(HPos::Right, VPos::Center))
         };
         let style = label.pos(anchor);
-        let (tw, th) = root.estimate_text_size(&n.name, &style)?;
+        let (tw, th) = root.estimate_text_size(name, &style)?;
         let (tw, th) = (tw as i32, th as i32);
         let left = match anchor.h_pos {
             HPos::Left => pos.0,
@@ -706,7 +709,7 @@ where
         };
         let halo = [(left - 1, top - 1), (left + tw + 1, top + th + 1)];
         root.draw(&Rectangle::new(halo, WHITE.mix(0.75).filled()))?;
-        root.draw_text(&n.name, &style, pos)?;
+        root.draw_text(name, &style, pos)?;
     }
     Ok(())
 }

@@ -421,6 +421,8 @@ fn draw_nodes(
     // A label needs a line of text between rows of nodes and its width between columns (one
     // layout unit apart).
     let show_labels = state.zoom * circuit.node_spacing * 2.0 > 13.0 && state.zoom > 22.0;
+    // Too small for a label per head: the block's name on each attention block's top head.
+    let block_labels = !show_labels && circuit.heads > 1 && state.zoom > 14.0;
     state.node_screen = circuit
         .nodes
         .iter()
@@ -443,11 +445,18 @@ fn draw_nodes(
         if found {
             painter.circle_stroke(p, radius + 3.0, Stroke::new(2.0, palette.highlight()));
         }
-        if show_labels || selected || found {
+        let label = if show_labels || selected || found {
+            Some(node.node.to_string())
+        } else if block_labels {
+            circuit.block_label(i)
+        } else {
+            None
+        };
+        if let Some(label) = label {
             painter.text(
                 p + vec2(0.0, -radius - 2.0),
                 egui::Align2::CENTER_BOTTOM,
-                node.node.to_string(),
+                label,
                 egui::FontId::proportional(11.0),
                 palette.node(),
             );
