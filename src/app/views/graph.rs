@@ -102,8 +102,18 @@ impl NodeFilter {
 }
 
 impl GraphState {
-    fn fit(&mut self, circuit: &Circuit, canvas: Rect) {
-        let b = circuit.bounds();
+    /// Fit the nodes and the middle of the curves of `shown` (edges drawn) into `canvas`.
+    fn fit(&mut self, circuit: &Circuit, shown: &[u32], canvas: Rect) {
+        let middles = shown
+            .iter()
+            .take(FINE_LIMIT)
+            .map(|&e| circuit.edges[e as usize].at(0.5));
+        let b = Bounds::of(
+            [circuit.bounds().min, circuit.bounds().max]
+                .into_iter()
+                .chain(middles),
+        )
+        .expand(0.2);
         let zoom = (canvas.width() / b.width()).min(canvas.height() / b.height());
         self.zoom = zoom.max(1e-3);
         self.offset = canvas.size() / 2.0 - vec2(b.center().x, b.center().y) * self.zoom;
@@ -234,11 +244,13 @@ pub fn canvas_ui(
     let palette = Palette::of(ui.ctx());
     let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::click_and_drag());
     let canvas = response.rect;
+    let order = circuit.order(mode);
+    let shown = &order[..top_k.min(order.len())];
     if state.zoom <= 0.0 || state.canvas.map(|c| c.size()) != Some(canvas.size()) {
-        state.fit(circuit, canvas);
+        state.fit(circuit, shown, canvas);
     }
     state.canvas = Some(canvas);
-    navigate(ui, &response, circuit, state);
+    navigate(ui, &response, (circuit, shown), state);
 
     let Some(values) = circuit.values(mode) else {
         painter.text(
@@ -300,7 +312,12 @@ pub fn canvas_ui(
 }
 
 /// Pan (drag), zoom around the pointer (scroll or pinch) and fit (double click).
-fn navigate(ui: &Ui, response: &egui::Response, circuit: &Circuit, state: &mut GraphState) {
+fn navigate(
+    ui: &Ui,
+    response: &egui::Response,
+    (circuit, shown): (&Circuit, &[u32]),
+    state: &mut GraphState,
+) {
     let canvas = response.rect;
     if response.dragged() {
         state.offset += response.drag_delta();
@@ -317,7 +334,7 @@ fn navigate(ui: &Ui, response: &egui::Response, circuit: &Circuit, state: &mut G
         }
     }
     if response.double_clicked() {
-        state.fit(circuit, canvas);
+        state.fit(circuit, shown, canvas);
     }
 }
 
