@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Every file of the study directory, sorted.
-const FILES: [&str; 48] = [
+const FILES: [&str; 50] = [
     "answers.jsonl",
     "answers/base.jsonl",
     "answers/tuned.jsonl",
@@ -42,6 +42,8 @@ const FILES: [&str; 48] = [
     "figures/length_difference.svg",
     "figures/lengths.png",
     "figures/lengths.svg",
+    "figures/losses.png",
+    "figures/losses.svg",
     "figures/per_layer_entropy.png",
     "figures/per_layer_entropy.svg",
     "figures/per_layer_intensity.png",

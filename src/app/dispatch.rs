@@ -62,7 +62,7 @@ impl App {
             Pick::Dataset => self.settings.study.dataset = path.display().to_string(),
             Pick::StudyFolder => self.settings.study.out = path.display().to_string(),
             Pick::SaveFigure(view, mode) => {
-                let form = self.views.save;
+                let form = self.save_form;
                 let width = form.width.unwrap_or_else(|| self.default_figure_width(ctx));
                 self.save_figure(ctx, (view, mode), &path, form.formats, width);
             }

@@ -5,14 +5,13 @@
 
 use super::error::AppError;
 use super::views::View;
-use super::worker::{Message, Worker};
+use super::worker::Worker;
 use crate::report::circuit::Mode;
 use egui::{ColorImage, Rect};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Frames drawn with the view shown before the screenshot is taken.
 const SETTLE_FRAMES: u32 = 3;
@@ -147,16 +146,7 @@ impl Exporter {
                 })),
             }
         }
-        self.saving.retain_mut(|w| {
-            let mut finished = false;
-            for msg in w.poll(Duration::from_millis(1)) {
-                if let Message::Finished(r) = msg {
-                    done.push(r);
-                    finished = true;
-                }
-            }
-            !finished
-        });
+        done.extend(super::worker::finished(&mut self.saving));
         self.written.extend(
             done.iter()
                 .filter_map(|s| s.as_ref().ok())

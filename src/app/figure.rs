@@ -7,13 +7,12 @@ use super::results::Results;
 use super::views::heatmap::FixedScale;
 use super::views::training::TrainingState;
 use super::views::{table, View, ViewState};
-use super::worker::{Message, Worker};
+use super::worker::Worker;
 use crate::report::circuit::{EdgeSelection, Mode};
 use crate::report::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart};
 use crate::report::render::{self, Figure, Scale};
 use crate::report::table::Table;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The data of one view's figure, owned, so that it can be drawn on another thread.
 pub enum FigureData {
@@ -189,6 +188,15 @@ impl Default for Formats {
     }
 }
 
+/// The "Save figure" window: open or not, the formats, and the PNG's width in pixels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SaveForm {
+    pub open: bool,
+    pub formats: Formats,
+    /// `None`: twice the view's width on screen.
+    pub width: Option<u32>,
+}
+
 /// Write `data` at `path`'s stem: `.png` at `scale`, `.svg` at the base size; returns the files
 /// and the PNG's pixel size.
 fn write(
@@ -265,17 +273,6 @@ impl Saver {
 
     /// The batches that finished: the files each wrote, or what went wrong.
     pub fn finished(&mut self) -> Vec<Result<Vec<PathBuf>, AppError>> {
-        let mut done = Vec::new();
-        self.running.retain_mut(|w| {
-            let mut finished = false;
-            for msg in w.poll(Duration::from_millis(1)) {
-                if let Message::Finished(r) = msg {
-                    done.push(r);
-                    finished = true;
-                }
-            }
-            !finished
-        });
-        done
+        super::worker::finished(&mut self.running)
     }
 }

@@ -44,6 +44,8 @@ pub struct App {
     pub study: Option<Running>,
     pub(super) exporter: Exporter,
     pub(super) saver: super::figure::Saver,
+    /// The "Save figure" window.
+    pub(super) save_form: super::figure::SaveForm,
     pub(super) commands: Vec<Command>,
     status: Option<Status>,
     demos: Vec<(String, PathBuf)>,
@@ -88,6 +90,7 @@ impl App {
             study: None,
             exporter: Exporter::default(),
             saver: Default::default(),
+            save_form: Default::default(),
             commands: Vec::new(),
             status: None,
             demos,
@@ -329,7 +332,7 @@ impl App {
                 .on_hover_text("the shown view as a figure: PNG at a chosen size, SVG with text")
                 .clicked()
             {
-                self.views.save.open = true;
+                self.save_form.open = true;
             }
             if ui.button("Export all figures…").clicked() {
                 self.commands.push(Command::Choose(Pick::ExportAll));
@@ -409,14 +412,14 @@ impl App {
 
     /// The "Save figure" window: formats, the PNG's width (and the height it gives), Save.
     fn save_window_ui(&mut self, ctx: &egui::Context) {
-        if !self.views.save.open {
+        if !self.save_form.open {
             return;
         }
         let (view, mode) = (self.settings.view, self.settings.mode);
         let base =
             super::figure::figure_of(view, mode, &self.figure_sources()).map(|d| d.base_size());
         let default_width = self.default_figure_width(ctx);
-        let mut open = self.views.save.open;
+        let mut open = self.save_form.open;
         let mut save = false;
         egui::Window::new("Save figure")
             .open(&mut open)
@@ -424,7 +427,7 @@ impl App {
             .resizable(false)
             .default_pos([460.0, 80.0])
             .show(ctx, |ui| {
-                let form = &mut self.views.save;
+                let form = &mut self.save_form;
                 let what = if view.depends_on_mode() {
                     format!("{} · {}", view.label(), views::help::mode_title(mode))
                 } else {
@@ -468,7 +471,7 @@ impl App {
                 let any = form.formats.png || form.formats.svg;
                 save = ui.add_enabled(any, egui::Button::new("Save…")).clicked();
             });
-        self.views.save.open = open && !save;
+        self.save_form.open = open && !save;
         if save {
             self.commands
                 .push(Command::Choose(Pick::SaveFigure(view, mode)));

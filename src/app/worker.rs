@@ -25,6 +25,22 @@ pub enum Message<T> {
     Finished(Result<T, AppError>),
 }
 
+/// The results of the jobs of `workers` that have finished; the others stay.
+pub fn finished<T>(workers: &mut Vec<Worker<T>>) -> Vec<Result<T, AppError>> {
+    let mut done = Vec::new();
+    workers.retain_mut(|w| {
+        let mut finished = false;
+        for msg in w.poll(Duration::from_millis(1)) {
+            if let Message::Finished(r) = msg {
+                done.push(r);
+                finished = true;
+            }
+        }
+        !finished
+    });
+    done
+}
+
 /// A request to repaint the UI, called after every message.
 pub type Repaint = Box<dyn Fn() + Send>;
 

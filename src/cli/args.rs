@@ -21,6 +21,7 @@ pub fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + 
 }
 
 /// A window size `WIDTHxHEIGHT` in points, each from 320 to 10000.
+#[cfg(feature = "gui")]
 pub fn window_size(s: &str) -> Result<[f32; 2], String> {
     let bad = || format!("expected WIDTHxHEIGHT such as 1920x1080, got '{s}'");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;

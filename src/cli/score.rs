@@ -163,13 +163,21 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A plain-text table of a comparison.
+/// A plain-text table of a comparison, with the saturation of its samples and its warning.
 pub fn table(c: &comparison::Comparison) -> String {
-    format!(
+    let mut text = format!(
         "{} paired samples: base {} vs tuned {}\n{}",
         c.n,
         c.base.model,
         c.tuned.model,
         Table::paired(&c.metrics).text()
-    )
+    );
+    if let Some(s) = &c.saturation {
+        text.push_str(&s.line());
+        text.push('\n');
+        if let Some(w) = s.warning() {
+            text.push_str(&format!("warning: {w}\n"));
+        }
+    }
+    text
 }

@@ -2,6 +2,7 @@
 //! compared with `attribution::compare::paired`, written as `comparison.json` and `.csv`.
 
 use super::run::{Run, RunError};
+use super::saturation::Saturation;
 use crate::attribution::compare::{paired, CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, Metrics};
 use crate::fsutil::write_atomic;
@@ -48,6 +49,10 @@ pub struct Comparison {
     /// Metrics of the two mean vectors, overall then per layer (when both graphs have the same
     /// number of layers).
     pub mean_vectors: Vec<MeanVector>,
+    /// Both models' per-sample losses in brief and the share of saturated samples (absent
+    /// from comparisons written before it was recorded).
+    #[serde(default)]
+    pub saturation: Option<Saturation>,
 }
 
 /// The pairs (base index, tuned index) of the samples both runs scored, in base order; an
@@ -191,6 +196,7 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
         n: pairs.len(),
         metrics,
         mean_vectors: mean_vectors(base, tuned),
+        saturation: Some(Saturation::of(base, tuned)),
     })
 }
 

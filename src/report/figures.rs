@@ -273,6 +273,35 @@ pub fn score_histogram(runs: &[(Side, &Run)]) -> Histogram {
     }
 }
 
+/// Histograms of both models' per-sample losses, as log10 of nats per answer token; samples
+/// left of the saturation threshold carry scores that say little (method.md §7).
+pub fn loss_histogram(base: &Run, tuned: &Run) -> Histogram {
+    let threshold = super::saturation::THRESHOLD;
+    Histogram {
+        title: format!(
+            "per-sample loss; saturated left of {:.0} ({:.0e} nats per answer token)",
+            threshold.log10(),
+            threshold
+        ),
+        x_label: "log10 loss (nats per answer token)".into(),
+        bins: 30,
+        series: PerSide { base, tuned }
+            .iter()
+            .map(|(side, run)| Sample {
+                name: side.name().to_owned(),
+                side: Some(side),
+                values: run
+                    .metrics
+                    .samples
+                    .iter()
+                    .map(|s| s.loss.max(f64::MIN_POSITIVE).log10())
+                    .filter(|v| v.is_finite())
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 /// One metric of the mean vector per destination layer (logits excluded), both models.
 pub fn per_layer(base: &Run, tuned: &Run, metric: Metric) -> LineChart {
     let series = PerSide { base, tuned }

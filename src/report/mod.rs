@@ -1,5 +1,5 @@
 //! Results on disk: the run directory (manifest, scores, metrics, NumPy export) and the paired
-//! comparison of two runs, figures as data, training logs.
+//! comparison of two runs with the saturation of their samples, figures as data, training logs.
 
 pub mod circuit;
 pub mod comparison;
@@ -8,5 +8,6 @@ pub mod npz;
 pub mod render;
 pub mod run;
 pub mod sample_file;
+pub mod saturation;
 pub mod table;
 pub mod train_log;

@@ -798,6 +798,9 @@ pub fn write_comparison_figures(
         caption.into(),
         "cumulative_share".into(),
     )?;
+    let losses = figures::loss_histogram(base, tuned);
+    let caption = "Per-sample loss of both models (saturated below 1e-3 nats per answer token)";
+    put(Figure::Histogram(&losses), caption.into(), "losses".into())?;
     for metric in Metric::HEADLINE {
         let chart = figures::per_layer(base, tuned, metric);
         let caption = format!("{metric} per layer");

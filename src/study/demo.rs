@@ -11,6 +11,7 @@ use crate::attribution::Level;
 use crate::model::{GenerateOptions, LoadOptions};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::Comparison;
+use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -62,6 +63,9 @@ pub struct PairSummary {
     pub n: usize,
     pub k: usize,
     pub stats: Vec<PairedStat>,
+    /// Both models' losses and the saturated share of their samples.
+    #[serde(default)]
+    pub saturation: Option<Saturation>,
 }
 
 /// Run the three studies into `out/<pair>/` (each resumable) and write `out/summary.md` and
@@ -94,6 +98,7 @@ pub fn run_demo(
             n: cmp.n,
             k: counts.k,
             stats: headline(&cmp),
+            saturation: cmp.saturation,
         });
     }
     super::dir::write_json(&out.join("summary.json"), &summaries)?;
@@ -142,6 +147,12 @@ pub fn render(summaries: &[PairSummary]) -> String {
         let verdicts = p.stats.iter().map(|m| Cell::Text(verdict(m).into()));
         table.push_column("verdict", verdicts);
         s.push_str(&table.markdown());
+        if let Some(sat) = &p.saturation {
+            let _ = writeln!(s, "\n{}.", sat.line());
+            if let Some(w) = sat.warning() {
+                let _ = writeln!(s, "\n> **Warning**: {w}.");
+            }
+        }
         let figures = format!("{}/figures", p.tuned);
         let _ = writeln!(
             s,

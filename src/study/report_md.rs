@@ -3,6 +3,7 @@
 use super::dataset::{LoadReport, MAX_LINE_BYTES, MAX_QUESTION_CHARS};
 use super::dir::{Counts, StudyConfig};
 use crate::report::comparison::Comparison;
+use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
 use std::fmt::Write as _;
 
@@ -25,6 +26,30 @@ fn dataset_rows(s: &mut String, dataset: &LoadReport) {
             "| duplicate ids made unique (`<id>#2`, …) | {} |",
             dataset.renamed_duplicate_ids
         );
+    }
+}
+
+/// Both models' per-sample losses, the saturated share, and the warning when it is large.
+fn saturation_section(s: &mut String, sat: &Saturation) {
+    let _ = writeln!(
+        s,
+        "\n## Saturation\n\nEAP's gradients vanish as a model's probability of its own tokens \
+         approaches 1 (method.md §7): a sample whose loss is below {:.0e} nats per answer token \
+         counts as saturated.\n\n| model | samples | median loss (nats / token) | saturated |\n|---|---|---|---|",
+        sat.threshold
+    );
+    for (name, l) in [("base", sat.base), ("tuned", sat.tuned)] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} ({:.0} %) |",
+            l.n,
+            Cell::Value(l.median).text(),
+            l.saturated,
+            100.0 * l.share()
+        );
+    }
+    if let Some(w) = sat.warning() {
+        let _ = writeln!(s, "\n> **Warning**: {w}.");
     }
 }
 
@@ -87,6 +112,9 @@ pub fn render(
         .map(|m| Cell::Text(m.p_method.as_str().into()));
     table.push_column("p method", methods);
     s.push_str(&table.markdown());
+    if let Some(sat) = &cmp.saturation {
+        saturation_section(&mut s, sat);
+    }
     let _ = writeln!(s, "\n## Figures\n");
     for (caption, stem) in figures {
         let _ = writeln!(

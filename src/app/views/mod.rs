@@ -118,17 +118,6 @@ pub struct ViewState {
     pub help: bool,
     /// The About window is open.
     pub about: bool,
-    /// The "Save figure" window.
-    pub save: SaveForm,
-}
-
-/// The "Save figure" window: open or not, the formats, and the PNG's width in pixels.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SaveForm {
-    pub open: bool,
-    pub formats: crate::app::figure::Formats,
-    /// `None`: twice the view's width on screen.
-    pub width: Option<u32>,
 }
 
 impl ViewState {

@@ -2,6 +2,8 @@
 //! up, p-value and bootstrap interval; sortable by any column; copied as CSV or Markdown.
 
 use super::super::results::Results;
+use super::super::theme::Palette;
+use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
 use crate::side::Side;
 use crate::study::dir::Counts;
@@ -58,6 +60,14 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
     });
     if let Some(counts) = &results.counts {
         ui.label(counts_line(counts));
+    }
+    if let Some(tuned) = &results.tuned {
+        let sat = Saturation::of(&results.base, tuned);
+        ui.label(sat.line())
+            .on_hover_text("EAP's gradients vanish as a model's probability of its own tokens approaches 1 (method.md section 7)");
+        if let Some(w) = sat.warning() {
+            ui.colored_label(Palette::of(ui.ctx()).error(), format!("Warning: {w}."));
+        }
     }
     ui.separator();
     egui::ScrollArea::both().show(ui, |ui| {
