@@ -91,6 +91,33 @@ pub fn check_sample(
     Ok(())
 }
 
+/// The tokens a sample is scored on (method.md §3): the model reads the prompt followed by the
+/// first K−1 answer tokens and is scored on predicting the first K answer tokens, K being the
+/// cut clamped to the answer length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    pub ids: Vec<u32>,
+    /// The positions whose logits predict the targets.
+    pub positions: std::ops::Range<usize>,
+    /// The first K answer tokens.
+    pub targets: Vec<u32>,
+}
+
+impl Cut {
+    /// The cut of a checked sample (non-empty prompt and answer) at `cut` ≥ 1 tokens.
+    pub fn new(prompt: &[u32], answer: &[u32], cut: usize) -> Self {
+        let k = cut.clamp(1, answer.len());
+        let p = prompt.len();
+        let mut ids = prompt.to_vec();
+        ids.extend_from_slice(&answer[..k - 1]);
+        Self {
+            ids,
+            positions: p - 1..p + k - 1,
+            targets: answer[..k].to_vec(),
+        }
+    }
+}
+
 /// Score every edge of `graph` on one sample: the model reads `prompt` followed by the first
 /// K−1 answer tokens and is scored on predicting the first K answer tokens, where K is `cut`
 /// clamped to the answer length.
@@ -112,13 +139,10 @@ pub fn score_sample(
             message: "cut length K must be at least 1".into(),
         });
     }
-    let k = cut.min(answer.len());
-    let p = prompt.len();
-    let mut ids = prompt.to_vec();
-    ids.extend_from_slice(&answer[..k - 1]);
+    let cut = Cut::new(prompt, answer, cut);
     let heads = graph.level == Level::Head;
-    let traced = model.trace_patched(&ids, p - 1..p + k - 1, &[], heads)?;
-    let loss = self_entropy_loss(&traced.logits, &answer[..k])?;
+    let traced = model.trace_patched(&cut.ids, cut.positions.clone(), &[], heads)?;
+    let loss = self_entropy_loss(&traced.logits, &cut.targets)?;
     let grads = traced.gradients(&loss)?;
     let (ns, nd) = graph.dense_shape();
     if traced.sources.len() != ns || grads.len() != nd {
@@ -149,7 +173,7 @@ pub fn score_sample(
     }
     Ok(SampleScores {
         loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
-        k,
+        k: cut.targets.len(),
         dense,
     })
 }

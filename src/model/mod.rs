@@ -2,6 +2,7 @@
 //! for generation, or run it differentiably to get the activations and gradients that edge
 //! attribution needs.
 
+mod ablate;
 mod config;
 mod device;
 mod download;
@@ -20,6 +21,7 @@ mod tokenizer;
 mod transformer;
 mod weights;
 
+pub use ablate::{CleanPass, EdgeMasks};
 pub use config::{Family, ModelConfig, RopeScaling};
 pub use device::open_device;
 pub use download::DownloadProgress;
@@ -159,6 +161,7 @@ impl Model {
             sources: None,
             head_sources: false,
             pads: None,
+            masks: None,
         };
         let h = self.net.residual(&ids, 0, pass)?;
         self.net.logits(&h, kernels)?.squeeze(0)
@@ -187,6 +190,7 @@ impl Model {
             sources: None,
             head_sources: false,
             pads: Some(pads),
+            masks: None,
         };
         let h = self.net.residual(&x, pos0, pass)?;
         let last = h.narrow(1, t - 1, 1)?;
@@ -214,6 +218,7 @@ impl Model {
             sources: None,
             head_sources: false,
             pads: Some(pads),
+            masks: None,
         };
         let h = self.net.residual(&x, 0, pass)?;
         self.net.normed_and_logits(&h, Kernels::Differentiable)
@@ -275,6 +280,7 @@ impl Model {
             sources: Some(&mut sources),
             head_sources: heads,
             pads: None,
+            masks: None,
         };
         let h = self.net.residual(&x, 0, pass)?;
         let h = h.narrow(1, positions.start, positions.len())?;

@@ -10,6 +10,7 @@
 //! destination input (each block's q, k and v inputs separately, each MLP input, and the final
 //! residual before the norm), so that one backward pass yields ∂L/∂(input of every node).
 
+use super::ablate::EdgeMasks;
 use super::config::{ModelConfig, RopeScaling};
 use super::linear::Linear;
 use super::weights::TensorStore;
@@ -164,6 +165,36 @@ pub(crate) struct Pass<'a> {
     /// Left-padding slots per row of a batch: row r's tokens start at slot `pads[r]`, its
     /// positions count from there, and its padding is never attended to.
     pub pads: Option<&'a [usize]>,
+    /// Edge masks of an ablated batch: every destination reads its masked sum of the sources
+    /// collected so far (needs `sources`).
+    pub masks: Option<&'a EdgeMasks>,
+}
+
+impl Pass<'_> {
+    /// Record a source activation.
+    fn collect(&mut self, node: Node, x: &Tensor, layers: usize) {
+        if let Some(s) = self.sources.as_deref_mut() {
+            debug_assert_eq!(s.len(), node.order(layers), "{node}");
+            s.push(x.clone());
+        }
+    }
+
+    /// The residual copy that destination `dest` reads instead of `h`: `h` plus its probe, or
+    /// its masked sum of sources; `None` when it reads `h` itself.
+    fn copy(&self, dest: Destination, h: &Tensor) -> Result<Option<Tensor>> {
+        if let Some(p) = self.probes {
+            let probe = p.get(dest);
+            return Ok(Some(if probe.rank() == 4 {
+                h.unsqueeze(1)?.broadcast_add(probe)?
+            } else {
+                (h + probe)?
+            }));
+        }
+        match (self.masks, self.sources.as_deref()) {
+            (Some(m), Some(sources)) => m.input(dest, h, sources),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// An attention block: its input norm, projections and optional q/k norms.
@@ -209,29 +240,23 @@ impl PassTables {
 }
 
 impl Attention {
-    /// The normed inputs of the q, k and v paths. With probes each path reads its own copy of
-    /// the residual `h` plus its probe: (b, t, d), or one copy per head (b, n, t, d).
+    /// The normed inputs of the q, k and v paths: each path reads its own residual copy when
+    /// one is given (`h` plus a probe, or a masked sum of sources; (b, t, d), or one copy per
+    /// head (b, n, t, d)), and `h` itself otherwise.
     fn inputs(
         &self,
         h: &Tensor,
-        probes: [Option<&Tensor>; 3],
+        copies: [Option<Tensor>; 3],
         k: Kernels,
         cfg: &ModelConfig,
     ) -> Result<[Tensor; 3]> {
         let eps = cfg.rms_norm_eps;
-        let [Some(pq), Some(pk), Some(pv)] = probes else {
+        if copies.iter().all(Option::is_none) {
             let x = k.rms_norm(h, &self.norm, eps)?;
             return Ok([x.clone(), x.clone(), x]);
-        };
-        let copy = |probe: &Tensor| -> Result<Tensor> {
-            let x = if probe.rank() == 4 {
-                h.unsqueeze(1)?.broadcast_add(probe)?
-            } else {
-                (h + probe)?
-            };
-            k.rms_norm(&x, &self.norm, eps)
-        };
-        Ok([copy(pq)?, copy(pk)?, copy(pv)?])
+        }
+        let [q, key, v] = copies.map(|c| k.rms_norm(c.as_ref().unwrap_or(h), &self.norm, eps));
+        Ok([q?, key?, v?])
     }
 
     /// The block output (b, t, d) and the merged head outputs `z` (b, t, heads·head_dim) before
@@ -305,12 +330,9 @@ impl Attention {
 }
 
 impl Mlp {
-    /// The block output (b, t, d) for residual `h`, read through `probe` when one is given.
-    fn forward(&self, h: &Tensor, probe: Option<&Tensor>, k: Kernels, eps: f64) -> Result<Tensor> {
-        let x = match probe {
-            Some(p) => k.rms_norm(&(h + p)?, &self.norm, eps)?,
-            None => k.rms_norm(h, &self.norm, eps)?,
-        };
+    /// The block output (b, t, d) for the residual copy `x` it reads.
+    fn forward(&self, x: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
+        let x = k.rms_norm(x, &self.norm, eps)?;
         self.down
             .forward(&(candle_nn::ops::silu(&self.gate.forward(&x)?)? * self.up.forward(&x)?)?)
     }
@@ -547,65 +569,71 @@ impl Transformer {
     }
 
     /// Run the embedding and every block on `ids` (b, t) at positions `pos0..`; returns the final
-    /// residual stream (b, t, d), before the final norm.
+    /// residual stream (b, t, d), before the final norm (as the logits read it: with its probe
+    /// or its masked sum of sources).
     pub(crate) fn residual(&self, ids: &Tensor, pos0: usize, mut pass: Pass) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        let h = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
+            b,
+            t,
+            self.cfg.hidden_size,
+        ))?;
+        pass.collect(Node::Input, &h, self.cfg.num_layers);
+        self.blocks(h, 0, pos0, pass)
+    }
+
+    /// Run blocks `first..` on the residual stream `h` (b, t, d) entering block `first`, at
+    /// positions `pos0..`; `pass.sources`, when given, already holds the sources before that
+    /// block. Returns the final residual stream as [`Transformer::residual`] does.
+    pub(crate) fn blocks(
+        &self,
+        mut h: Tensor,
+        first: usize,
+        pos0: usize,
+        mut pass: Pass,
+    ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let k = pass.kernels;
-        let mut h =
-            self.embed
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b, t, cfg.hidden_size))?;
-        let want_sources = pass.sources.is_some();
-        let mut collect = |node: Node, x: Tensor| {
-            if let Some(s) = pass.sources.as_deref_mut() {
-                debug_assert_eq!(s.len(), node.order(cfg.num_layers), "{node}");
-                s.push(x);
-            }
-        };
-        collect(Node::Input, h.clone());
-        let tables = self.pass_tables(pos0, t, pass.pads)?;
+        let tables = self.pass_tables(pos0, h.dim(1)?, pass.pads)?;
         if let Some(c) = pass.cache.as_deref_mut() {
             c.layers.resize(self.layers.len(), None);
         }
-        for (layer, block) in self.layers.iter().enumerate() {
-            let probe = |port| {
-                pass.probes.map(|p| {
-                    p.get(Destination::Attention {
+        for (layer, block) in self.layers.iter().enumerate().skip(first) {
+            let copies = Port::ALL.map(|port| {
+                pass.copy(
+                    Destination::Attention {
                         layer,
                         head: None,
                         port,
-                    })
-                })
-            };
-            let inputs = block.attn.inputs(&h, Port::ALL.map(probe), k, cfg)?;
+                    },
+                    &h,
+                )
+            });
+            let [q, key, v] = copies;
+            let inputs = block.attn.inputs(&h, [q?, key?, v?], k, cfg)?;
             let cache = pass.cache.as_deref_mut().map(|c| &mut c.layers[layer]);
             let (a, z) = block.attn.forward(inputs, &tables, cache, k, cfg)?;
             h = (h + &a)?;
-            let m = block.mlp.forward(
-                &h,
-                pass.probes.map(|p| p.get(Destination::Mlp { layer })),
-                k,
-                cfg.rms_norm_eps,
-            )?;
+            let a = if pass.head_sources && pass.sources.is_some() {
+                block.attn.head_outputs(&z, cfg)?
+            } else {
+                a
+            };
+            pass.collect(Node::Attention { layer, head: None }, &a, cfg.num_layers);
+            let x = pass.copy(Destination::Mlp { layer }, &h)?;
+            let m = block
+                .mlp
+                .forward(x.as_ref().unwrap_or(&h), k, cfg.rms_norm_eps)?;
             h = (h + &m)?;
-            if want_sources {
-                let a = if pass.head_sources {
-                    block.attn.head_outputs(&z, cfg)?
-                } else {
-                    a
-                };
-                collect(Node::Attention { layer, head: None }, a);
-                collect(Node::Mlp { layer }, m);
-            }
+            pass.collect(Node::Mlp { layer }, &m, cfg.num_layers);
         }
-        if let Some(c) = pass.cache {
-            c.len = pos0 + t;
+        if let Some(c) = pass.cache.as_deref_mut() {
+            c.len = pos0 + h.dim(1)?;
         }
-        match pass.probes {
-            Some(p) => h + p.get(Destination::Logits),
-            None => Ok(h),
-        }
+        Ok(match pass.copy(Destination::Logits, &h)? {
+            Some(x) => x,
+            None => h,
+        })
     }
 
     /// Final norm and unembedding of a residual (…, d) → logits (…, vocab).

@@ -3,7 +3,8 @@
 usage: hf_model.py REQUEST.json OUT.safetensors
 
 REQUEST: {"model": dir, "gguf_file": name|null, "dtype": "float32"|"float64",
-          "ids": [...], "loss_from": p, "targets": [...], "generate": n, "prompt": text, "chat": text}
+          "ids": [...], "loss_from": p, "targets": [...], "masks": [...], "generate": n,
+          "prompt": text, "chat": text}
 
 Writes:
   logits            (T, V)  transformers' own forward pass
@@ -14,6 +15,9 @@ Writes:
   source.{i}        (T, d)  source activations: input, a0, m0, a1, m1, ...
   scores            (1+2L, 4L+1)  edge scores S[u->v] = -sum_t,i A_u G_v over real edges
                             (structural zeros elsewhere), accumulated in float64
+  masked_loss       (M,)    with "masks" (M dense (1+2L) x (4L+1) keep matrices): the loss of
+                            the per-path forward whose destination j reads
+                            sum_u masks[i][u][j] * A_u (method.md section 7), in float64
   generated         (n,)    greedy continuation of `ids` by model.generate
   prompt_ids        (T',)   the tokenizer's encoding of `prompt`, when given
   chat_ids          (T'',)  the tokenizer's chat template applied to the user message `chat`
@@ -32,7 +36,10 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
-def per_path_forward(model, ids, dtype):
+def per_path_forward(model, ids, dtype, mask=None):
+    """The per-path forward. Without `mask`, destination j reads the residual stream plus its
+    zero probe; with `mask` (a dense (1+2L) x (4L+1) keep matrix, method.md section 7), it
+    reads sum_u mask[u][j] * A_u over the sources u before it, A_u from this same pass."""
     m = model.model
     cfg = model.config
     T = ids.shape[1]
@@ -43,6 +50,14 @@ def per_path_forward(model, ids, dtype):
     probes = [torch.zeros_like(x, requires_grad=True) for _ in range(4 * nl + 1)]
     sources = [x]
 
+    def inp(j, h):
+        if mask is None:
+            return h + probes[j]
+        out = torch.zeros_like(h)
+        for u, a in enumerate(sources):
+            out = out + mask[u][j] * a
+        return out
+
     def rot(t):
         h = t.shape[-1] // 2
         return torch.cat((-t[..., h:], t[..., :h]), dim=-1)
@@ -51,9 +66,9 @@ def per_path_forward(model, ids, dtype):
     for l, layer in enumerate(m.layers):
         at = layer.self_attn
         hd = at.head_dim
-        nq = layer.input_layernorm(h + probes[4 * l])
-        nk = layer.input_layernorm(h + probes[4 * l + 1])
-        nv = layer.input_layernorm(h + probes[4 * l + 2])
+        nq = layer.input_layernorm(inp(4 * l, h))
+        nk = layer.input_layernorm(inp(4 * l + 1, h))
+        nv = layer.input_layernorm(inp(4 * l + 2, h))
         q = at.q_proj(nq).view(1, T, -1, hd)
         k = at.k_proj(nk).view(1, T, -1, hd)
         v = at.v_proj(nv).view(1, T, -1, hd)
@@ -85,10 +100,11 @@ def per_path_forward(model, ids, dtype):
         z = (p @ v).transpose(1, 2).reshape(1, T, -1)
         a = at.o_proj(z)
         h = h + a
-        mm = layer.mlp(layer.post_attention_layernorm(h + probes[4 * l + 3]))
+        sources.append(a)
+        mm = layer.mlp(layer.post_attention_layernorm(inp(4 * l + 3, h)))
         h = h + mm
-        sources += [a, mm]
-    logits = model.lm_head(m.norm(h + probes[-1]))
+        sources.append(mm)
+    logits = model.lm_head(m.norm(inp(4 * nl, h)))
     return logits[0], probes, sources
 
 
@@ -155,6 +171,14 @@ def main():
         for i, s in enumerate(sources):
             out[f"source.{i}"] = s[0].detach().contiguous()
         out["scores"] = edge_scores(sources, grads, model.config.num_hidden_layers)
+        masked = []
+        with torch.no_grad():
+            for mask in req.get("masks", []):
+                logits, _, _ = per_path_forward(model, ids, dtype, mask)
+                lp = torch.log_softmax(logits[p0:p0 + len(tg)].double(), dim=-1)
+                masked.append(-lp[torch.arange(len(tg)), tg].mean())
+        if masked:
+            out["masked_loss"] = torch.stack(masked).contiguous()
     save_file(out, sys.argv[2])
 
 

@@ -1,0 +1,454 @@
+//! Is the circuit real? (method.md §7): the exact loss change of removing an edge beside EAP's
+//! first-order estimate of it, their agreement, and the faithfulness of the top-k circuits.
+//!
+//! Everything here runs ablated passes of the block-level graph ([`Model::masked_losses`]):
+//! removing edge u→v sets its mask to 0, a circuit keeps its edges at 1 and every other at 0.
+
+use super::graph::{Graph, Level};
+use super::score::{check_sample, Cut, ScoreError};
+use crate::model::{CleanPass, EdgeMasks, Model};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// How many edges get exact effects on a sample, and how the ablated passes are batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExactOptions {
+    /// The top edges by |S| (k of method.md §7; default 32).
+    pub top: usize,
+    /// A seeded random sample of this many other real edges (default 32).
+    pub random: usize,
+    /// Seed of the random sample (combined with the sample's index).
+    pub seed: u64,
+    /// Ablated passes run together in one batch (default 8).
+    pub batch: usize,
+}
+
+impl Default for ExactOptions {
+    fn default() -> Self {
+        Self {
+            top: 32,
+            random: 32,
+            seed: 42,
+            batch: 8,
+        }
+    }
+}
+
+/// Why an edge was given an exact effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeSet {
+    /// One of this model's top edges by |S|.
+    Top,
+    /// One of the other model's top edges (a study measures both models on the union).
+    OtherTop,
+    /// A seeded random sample of the remaining real edges.
+    Random,
+}
+
+/// One edge's EAP score and exact effect on one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeEffect {
+    pub name: String,
+    /// Dense indices of the edge (source row, destination column).
+    pub source: usize,
+    pub destination: usize,
+    pub set: EdgeSet,
+    /// S = −∂L/∂m, EAP's estimate of the effect.
+    pub eap: f64,
+    /// ΔL = L(m = 0) − L(clean).
+    pub exact: f64,
+}
+
+/// The faithfulness curve of one sample: F of the top-k circuit by |S| for k on a log grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// Circuit sizes k, ascending, from 1 to every real edge.
+    pub edges: Vec<usize>,
+    /// F(top-k) = (L(∅) − L(top-k)) / (L(∅) − L(all)) at each k.
+    pub faithfulness: Vec<f64>,
+    /// L(∅): every mask 0 (the logits see nothing).
+    pub loss_empty: f64,
+    /// L(all): the clean loss.
+    pub loss_clean: f64,
+}
+
+/// The faithfulness levels reported as paired metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    K50,
+    K80,
+    K90,
+}
+
+impl Reach {
+    pub const ALL: [Self; 3] = [Self::K50, Self::K80, Self::K90];
+
+    pub fn level(self) -> f64 {
+        match self {
+            Self::K50 => 0.5,
+            Self::K80 => 0.8,
+            Self::K90 => 0.9,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::K50 => "k50",
+            Self::K80 => "k80",
+            Self::K90 => "k90",
+        }
+    }
+}
+
+impl std::fmt::Display for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Curve {
+    /// The fewest edges on the grid whose top-k circuit reaches F ≥ `reach`'s level (every
+    /// real edge when none does).
+    pub fn edges_to(&self, reach: Reach) -> usize {
+        self.edges
+            .iter()
+            .zip(&self.faithfulness)
+            .find(|(_, &f)| f >= reach.level())
+            .or(self.edges.last().zip(self.faithfulness.last()))
+            .map_or(0, |(&k, _)| k)
+    }
+}
+
+/// The circuit sizes of a faithfulness curve over `n` edges: 1, then four points per doubling
+/// (2^(i/4) rounded, distinct), and `n` itself.
+pub fn log_grid(n: usize) -> Vec<usize> {
+    let mut grid: Vec<usize> = (0..)
+        .map(|i| 2f64.powf(f64::from(i) / 4.0).round() as usize)
+        .take_while(|&k| k < n)
+        .collect();
+    grid.dedup();
+    grid.push(n);
+    grid
+}
+
+/// The edges of `graph` ordered by |S| (largest first; ties by dense index).
+pub fn by_magnitude(graph: &Graph, dense: &[f32]) -> Vec<(usize, usize)> {
+    let nd = graph.dense_shape().1;
+    let mut edges = graph.edges();
+    edges.sort_by(|&(a, b), &(c, d)| {
+        let (x, y) = (dense[a * nd + b].abs(), dense[c * nd + d].abs());
+        y.total_cmp(&x).then((a, b).cmp(&(c, d)))
+    });
+    edges
+}
+
+/// A seeded sample of `k` real edges of `graph` outside `exclude` (sorted; all of them when
+/// fewer remain). The same seed gives the same edges for any model of the same graph.
+pub fn random_edges(
+    graph: &Graph,
+    k: usize,
+    seed: u64,
+    exclude: &[(usize, usize)],
+) -> Vec<(usize, usize)> {
+    let pool: Vec<(usize, usize)> = graph
+        .edges()
+        .into_iter()
+        .filter(|e| !exclude.contains(e))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut picked: Vec<(usize, usize)> =
+        rand::seq::index::sample(&mut rng, pool.len(), k.min(pool.len()))
+            .into_iter()
+            .map(|i| pool[i])
+            .collect();
+    picked.sort_unstable();
+    picked
+}
+
+/// An ablation-ready sample: its cut and its clean pass.
+pub struct Ablation<'m> {
+    model: &'m Model,
+    graph: &'m Graph,
+    clean: CleanPass,
+    batch: usize,
+}
+
+impl<'m> Ablation<'m> {
+    /// Run the clean pass of one sample (the same tokens as its EAP scores, method.md §3).
+    pub fn new(
+        model: &'m Model,
+        graph: &'m Graph,
+        id: &str,
+        (prompt, answer): (&[u32], &[u32]),
+        cut: usize,
+        batch: usize,
+    ) -> Result<Self, ScoreError> {
+        check_sample(model, id, prompt, answer)?;
+        let bad = |message: String| ScoreError::Sample {
+            id: id.to_owned(),
+            message,
+        };
+        if graph.level != Level::Block {
+            return Err(bad(
+                "exact effects are computed on the block-level graph; score without --heads".into(),
+            ));
+        }
+        if cut == 0 || batch == 0 {
+            return Err(bad(
+                "the cut length K and the batch must be at least 1".into()
+            ));
+        }
+        let cut = Cut::new(prompt, answer, cut);
+        let clean = model.clean_pass(&cut.ids, cut.positions.clone(), &cut.targets)?;
+        if !clean.loss.is_finite() {
+            return Err(bad(
+                "the clean loss is not finite: check the checkpoint".into()
+            ));
+        }
+        Ok(Self {
+            model,
+            graph,
+            clean,
+            batch,
+        })
+    }
+
+    /// L(clean), from the same kernels as the ablated passes.
+    pub fn clean_loss(&self) -> f64 {
+        self.clean.loss
+    }
+
+    /// The losses of masks built one row per item, in batches; the rows of a batch share the
+    /// clean computation below the first block any of them changes, so items are run in the
+    /// order given (callers sort them by destination).
+    fn losses<T>(
+        &self,
+        items: &[T],
+        fill: f32,
+        mut set: impl FnMut(&mut EdgeMasks, usize, &T),
+    ) -> candle_core::Result<Vec<f64>> {
+        let layers = self.graph.layers;
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(self.batch) {
+            let mut masks = EdgeMasks::filled(chunk.len(), layers, fill);
+            for (row, item) in chunk.iter().enumerate() {
+                set(&mut masks, row, item);
+            }
+            out.extend(self.model.masked_losses(&self.clean, &masks)?);
+        }
+        Ok(out)
+    }
+
+    /// ΔL = L(m_uv = 0) − L(clean) of each edge (dense indices), in the order given.
+    pub fn edge_effects(&self, edges: &[(usize, usize)]) -> candle_core::Result<Vec<f64>> {
+        // Batches of edges into nearby destinations start from the same clean block.
+        let mut order: Vec<usize> = (0..edges.len()).collect();
+        order.sort_by_key(|&i| (edges[i].1, edges[i].0));
+        let sorted: Vec<(usize, usize)> = order.iter().map(|&i| edges[i]).collect();
+        let losses = self.losses(&sorted, 1.0, |m, row, &(s, d)| m.set(row, s, d, 0.0))?;
+        let mut out = vec![0.0; edges.len()];
+        for (&i, l) in order.iter().zip(losses) {
+            out[i] = l - self.clean.loss;
+        }
+        Ok(out)
+    }
+
+    /// The loss of each circuit (a set of dense edges kept; every other edge removed).
+    pub fn circuit_losses(&self, circuits: &[&[(usize, usize)]]) -> candle_core::Result<Vec<f64>> {
+        self.losses(circuits, 0.0, |m, row, circuit| {
+            for &(s, d) in circuit.iter() {
+                m.set(row, s, d, 1.0);
+            }
+        })
+    }
+
+    /// The faithfulness curve of the top-k circuits by |`dense`| over [`log_grid`].
+    pub fn faithfulness(&self, dense: &[f32]) -> candle_core::Result<Curve> {
+        let ranked = by_magnitude(self.graph, dense);
+        let grid = log_grid(ranked.len());
+        let mut circuits: Vec<&[(usize, usize)]> = vec![&[]];
+        circuits.extend(grid.iter().map(|&k| &ranked[..k]));
+        let losses = self.circuit_losses(&circuits)?;
+        let (empty, clean) = (losses[0], self.clean.loss);
+        let span = empty - clean;
+        let faithfulness = losses[1..]
+            .iter()
+            .map(|l| if span == 0.0 { 0.0 } else { (empty - l) / span })
+            .collect();
+        Ok(Curve {
+            edges: grid,
+            faithfulness,
+            loss_empty: empty,
+            loss_clean: clean,
+        })
+    }
+
+    /// Exact effects of `edges` (each with the set it was chosen for) beside their EAP scores.
+    pub fn effects(
+        &self,
+        dense: &[f32],
+        edges: &[((usize, usize), EdgeSet)],
+    ) -> candle_core::Result<Vec<EdgeEffect>> {
+        let nd = self.graph.dense_shape().1;
+        let pairs: Vec<(usize, usize)> = edges.iter().map(|&(e, _)| e).collect();
+        let exact = self.edge_effects(&pairs)?;
+        Ok(edges
+            .iter()
+            .zip(exact)
+            .map(|(&((s, d), set), exact)| EdgeEffect {
+                name: self.graph.edge_name(s, d),
+                source: s,
+                destination: d,
+                set,
+                eap: f64::from(dense[s * nd + d]),
+                exact,
+            })
+            .collect())
+    }
+}
+
+/// The edges of one sample that get exact effects: the top `opts.top` by |S| of this model,
+/// those of `others` (the other model's top edges, in a study), and a seeded sample of
+/// `opts.random` of the remaining real edges (the same for every model of the graph, given
+/// the same `others` ∪ top set).
+pub fn chosen_edges(
+    graph: &Graph,
+    top: &[(usize, usize)],
+    others: &[(usize, usize)],
+    random: usize,
+    seed: u64,
+) -> Vec<((usize, usize), EdgeSet)> {
+    let mut chosen: Vec<((usize, usize), EdgeSet)> =
+        top.iter().map(|&e| (e, EdgeSet::Top)).collect();
+    chosen.extend(
+        others
+            .iter()
+            .filter(|e| !top.contains(e))
+            .map(|&e| (e, EdgeSet::OtherTop)),
+    );
+    let taken: Vec<(usize, usize)> = chosen.iter().map(|&(e, _)| e).collect();
+    chosen.extend(
+        random_edges(graph, random, seed, &taken)
+            .into_iter()
+            .map(|e| (e, EdgeSet::Random)),
+    );
+    chosen
+}
+
+/// Agreement of EAP scores with exact effects over a set of edges (method.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub n: usize,
+    /// Pearson correlation; `None` when either side has no variance.
+    pub pearson: Option<f64>,
+    /// Spearman rank correlation (average ranks for ties); `None` likewise.
+    pub spearman: Option<f64>,
+    /// Share of edges where S and ΔL have the same sign (zero counting as its own sign).
+    pub sign_agreement: f64,
+    /// Median of |S − ΔL| / |ΔL| over edges with ΔL ≠ 0; `None` when there are none.
+    pub median_relative_error: Option<f64>,
+}
+
+impl Agreement {
+    /// The agreement of `(eap, exact)` pairs.
+    pub fn of(pairs: &[(f64, f64)]) -> Self {
+        let (s, x): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let same = pairs
+            .iter()
+            .filter(|(a, b)| a.signum() == b.signum() || (*a == 0.0 && *b == 0.0))
+            .count();
+        let mut rel: Vec<f64> = pairs
+            .iter()
+            .filter(|(_, b)| *b != 0.0)
+            .map(|(a, b)| (a - b).abs() / b.abs())
+            .collect();
+        rel.sort_by(f64::total_cmp);
+        let median = match rel.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(rel[n / 2]),
+            n => Some((rel[n / 2 - 1] + rel[n / 2]) / 2.0),
+        };
+        Self {
+            n: pairs.len(),
+            pearson: pearson(&s, &x),
+            spearman: pearson(&ranks(&s), &ranks(&x)),
+            sign_agreement: if pairs.is_empty() {
+                0.0
+            } else {
+                same as f64 / pairs.len() as f64
+            },
+            median_relative_error: median,
+        }
+    }
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    if x.len() < 2 {
+        return None;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// Ranks from 1, ties sharing their average rank.
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut out = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_grid_runs_from_one_edge_to_all() {
+        assert_eq!(log_grid(1), vec![1]);
+        assert_eq!(log_grid(10), vec![1, 2, 3, 4, 5, 6, 7, 8, 10]);
+        let g = log_grid(4000);
+        assert_eq!((g[0], *g.last().unwrap()), (1, 4000));
+        assert!(g.windows(2).all(|w| w[0] < w[1]));
+        assert!(g.len() < 50, "{}", g.len());
+    }
+
+    #[test]
+    fn agreement_of_known_pairs() {
+        let a = Agreement::of(&[(1.0, 2.0), (2.0, 4.0), (3.0, 6.0), (-1.0, 1.0)]);
+        assert_eq!(a.n, 4);
+        assert_eq!(a.sign_agreement, 0.75);
+        // Ranks of x: 2, 3, 4, 1; of y: 2, 3, 4, 1 (the −1 pairs with the smallest y).
+        assert!((a.spearman.unwrap() - 1.0).abs() < 1e-12);
+        // |S − ΔL| / |ΔL|: 0.5, 0.5, 0.5, 2 → median 0.5.
+        assert_eq!(a.median_relative_error, Some(0.5));
+        let flat = Agreement::of(&[(1.0, 0.0), (1.0, 0.0)]);
+        assert_eq!((flat.pearson, flat.median_relative_error), (None, None));
+    }
+
+    #[test]
+    fn ties_share_their_average_rank() {
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+    }
+}
