@@ -163,13 +163,13 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     );
     let c = read_json(&cmp.join("comparison.json"));
     assert_eq!(c["n"], 4);
-    assert_eq!(c["metrics"].as_array().unwrap().len(), 10);
+    assert_eq!(c["metrics"].as_array().unwrap().len(), 11);
     assert_eq!(
         std::fs::read_to_string(cmp.join("comparison.csv"))
             .unwrap()
             .lines()
             .count(),
-        11
+        12
     );
 
     // Runs over different samples cannot be paired: the error lists the ids.

@@ -65,11 +65,12 @@ fn integers(rng: &mut StdRng, n: usize, lo: i32, hi: i32) -> Vec<f64> {
 fn metrics_by_hand_small_vector() {
     // s = [1, −1, 2, 0]; |s| sorted = [2, 1, 1, 0], Σ|s| = 4, n = 4.
     let s = [1.0_f32, -1.0, 2.0, 0.0];
-    let m = metrics(&s, &MetricOptions::default());
+    let m = metrics(&s, 0.5, &MetricOptions::default());
     let ln2 = std::f64::consts::LN_2;
     let tol = 1e-12;
-    // intensity = 4 / 4.
+    // intensity = 4 / 4; relative to the loss 0.5: 2.
     assert_close("intensity", m.intensity, 1.0, tol);
+    assert_close("relative_intensity", m.relative_intensity, 2.0, tol);
     // p = [.5, .25, .25, 0]: H = .5 ln 2 + 2 · .25 ln 4 = 1.5 ln 2; / ln 4 = 0.75.
     assert_close("entropy", m.entropy, 1.5 * ln2, tol);
     assert_close("entropy_normalized", m.entropy_normalized, 0.75, tol);
@@ -89,13 +90,19 @@ fn metrics_by_hand_small_vector() {
         kurtosis_of_abs: true,
         entropy_bins: None,
     };
-    assert_close("kurtosis of |s|", metrics(&s, &abs).kurtosis, -1.0, tol);
+    assert_close(
+        "kurtosis of |s|",
+        metrics(&s, 0.5, &abs).kurtosis,
+        -1.0,
+        tol,
+    );
 
     // 3 bins over [−1, 2], edges −1, 0, 1, 2 (last bin closed): counts [1, 1, 2]:
     // H = 1.5 ln 2, normalised by ln 3. 2 bins, edges −1, .5, 2: counts [2, 2]: ln 2, 1.
     let hist = |bins| {
         metrics(
             &s,
+            0.5,
             &MetricOptions {
                 kurtosis_of_abs: false,
                 entropy_bins: Some(bins),
@@ -123,8 +130,9 @@ fn metrics_by_hand_ramp_and_spike() {
     let ramp: Vec<f32> = (1..=100)
         .map(|k| if k % 2 == 0 { k as f32 } else { -(k as f32) })
         .collect();
-    let m = metrics(&ramp, &MetricOptions::default());
+    let m = metrics(&ramp, 2.0, &MetricOptions::default());
     assert_close("ramp intensity", m.intensity, 50.5, tol);
+    assert_close("ramp relative_intensity", m.relative_intensity, 25.25, tol);
     // Gini of 1..n is (n − 1) / (3n) = 0.33.
     assert_close("ramp gini", m.gini, 0.33, tol);
     // Top 1, 5, 10 edges: 100; 100 + … + 96 = 490; 91 + … + 100 = 955.
@@ -138,7 +146,7 @@ fn metrics_by_hand_ramp_and_spike() {
     // One edge of 100 among 100: all mass on one edge.
     let mut spike = vec![0.0_f32; 100];
     spike[17] = -100.0;
-    let m = metrics(&spike, &MetricOptions::default());
+    let m = metrics(&spike, 1.0, &MetricOptions::default());
     assert_close("spike intensity", m.intensity, 1.0, tol);
     assert_close("spike entropy", m.entropy, 0.0, tol);
     // Gini of one non-zero among n = (n − 1) / n.
@@ -154,6 +162,7 @@ fn metrics_by_hand_ramp_and_spike() {
 fn metrics_edge_cases_are_defined() {
     let zero = Metrics {
         intensity: 0.0,
+        relative_intensity: 0.0,
         entropy: 0.0,
         entropy_normalized: 0.0,
         kurtosis: 0.0,
@@ -175,26 +184,49 @@ fn metrics_edge_cases_are_defined() {
             entropy_bins: Some(7),
         },
     ] {
-        assert_eq!(metrics(&[], &opts), zero, "empty, {opts:?}");
-        assert_eq!(metrics(&[0.0; 9], &opts), zero, "all zero, {opts:?}");
+        assert_eq!(metrics(&[], 1.0, &opts), zero, "empty, {opts:?}");
+        assert_eq!(metrics(&[0.0; 9], 1.0, &opts), zero, "all zero, {opts:?}");
         assert_eq!(
-            metrics(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], &opts),
+            metrics(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], 1.0, &opts),
             zero,
             "all non-finite, {opts:?}"
         );
         // Non-finite values are skipped.
         assert_eq!(
-            metrics(&[1.0, f32::NAN, -1.0, 2.0, f32::INFINITY, 0.0], &opts),
-            metrics(&[1.0, -1.0, 2.0, 0.0], &opts),
+            metrics(&[1.0, f32::NAN, -1.0, 2.0, f32::INFINITY, 0.0], 1.0, &opts),
+            metrics(&[1.0, -1.0, 2.0, 0.0], 1.0, &opts),
             "NaN/inf skipped, {opts:?}"
         );
-        for v in metrics(&[3.0, 3.0, 3.0], &opts).values() {
+        for v in metrics(&[3.0, 3.0, 3.0], 1.0, &opts).values() {
             assert!(v.is_finite(), "constant vector gives {v}");
         }
+        // A loss of 0 (a saturated sample), a negative or a non-finite loss: relative intensity
+        // 0, every other metric as with any loss.
+        let with_loss = |loss| metrics(&[1.0, -1.0, 2.0, 0.0], loss, &opts);
+        for loss in [0.0, -0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let m = with_loss(loss);
+            assert_eq!(m.relative_intensity, 0.0, "loss {loss}, {opts:?}");
+            assert_eq!(
+                Metrics {
+                    relative_intensity: 0.0,
+                    ..with_loss(1.0)
+                },
+                m,
+                "loss {loss}, {opts:?}"
+            );
+        }
+        // A tiny positive loss divides like any other, unless the quotient overflows.
+        assert_close(
+            "relative_intensity at 1e-300, / 1e300",
+            with_loss(1e-300).relative_intensity / 1e300,
+            1.0,
+            1e-12,
+        );
+        assert_eq!(with_loss(f64::from_bits(1)).relative_intensity, 0.0);
     }
     // A constant vector: zero variance → kurtosis 0 (SciPy: NaN), Gini 0, entropy ln 3 (mass)
     // and 1 normalised; ⌈3%⌉ = 1 edge holds 1/3; 4.5 reached at 2 edges, 8.1 at 3.
-    let m = metrics(&[3.0, 3.0, 3.0], &MetricOptions::default());
+    let m = metrics(&[3.0, 3.0, 3.0], 1.0, &MetricOptions::default());
     assert_eq!(m.kurtosis, 0.0);
     assert_close("constant gini", m.gini, 0.0, 1e-15);
     assert_close("constant entropy", m.entropy, 3f64.ln(), 1e-12);
@@ -207,16 +239,16 @@ fn metrics_edge_cases_are_defined() {
     assert_close("constant top1", m.top1, 1.0 / 3.0, 1e-15);
     assert_eq!((m.edges50, m.edges90), (2.0, 3.0));
     // One value: nothing to spread or normalise.
-    let m = metrics(&[-5.0], &MetricOptions::default());
+    let m = metrics(&[-5.0], 4.0, &MetricOptions::default());
     assert_eq!(
         m.values(),
-        [5.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        [5.0, 1.25, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     );
 }
 
 #[test]
 fn metric_names_values_and_options_serde() {
-    let m = metrics(&[1.0, -1.0, 2.0, 0.0], &MetricOptions::default());
+    let m = metrics(&[1.0, -1.0, 2.0, 0.0], 0.5, &MetricOptions::default());
     let as_json = serde_json::to_value(m).unwrap();
     for (metric, v) in Metric::ALL.into_iter().zip(m.values()) {
         let name = metric.name();
@@ -226,6 +258,22 @@ fn metric_names_values_and_options_serde() {
     }
     assert!("nope".parse::<Metric>().is_err());
     assert_eq!(as_json.as_object().unwrap().len(), Metric::ALL.len());
+    assert_eq!(
+        Metric::ALL[..2],
+        [Metric::Intensity, Metric::RelativeIntensity]
+    );
+
+    // Metrics written before relative intensity existed read it as 0.
+    let mut old = as_json.clone();
+    old.as_object_mut().unwrap().remove("relative_intensity");
+    let back: Metrics = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        back,
+        Metrics {
+            relative_intensity: 0.0,
+            ..m
+        }
+    );
 
     let opts = MetricOptions {
         kurtosis_of_abs: true,
@@ -284,9 +332,10 @@ fn metrics_match_scipy() {
     let mut worst = 0.0_f64;
     for (name, v, bins) in &cases {
         let want = &r["metrics"][name];
-        let m = metrics(v, &MetricOptions::default());
+        let m = metrics(v, 1.0, &MetricOptions::default());
         let m_abs = metrics(
             v,
+            1.0,
             &MetricOptions {
                 kurtosis_of_abs: true,
                 entropy_bins: Some(*bins),

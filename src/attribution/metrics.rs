@@ -1,10 +1,12 @@
 //! Metrics of one edge-score vector (method.md §5): intensity, entropy, kurtosis, Gini and
-//! concentration of |s|.
+//! concentration of |s|; and relative intensity (method.md §7, "Saturation"), the intensity
+//! divided by the loss L of the sample the vector was scored on.
 //!
 //! Everything is accumulated in `f64`. Non-finite scores (NaN, ±∞) are skipped: every metric is
 //! computed over the finite values only, and `n` below means their number. No input panics:
-//! an empty (or all non-finite) vector and an all-zero vector give 0 for every metric, and a
-//! vector with zero variance gives kurtosis 0 (SciPy would return NaN).
+//! an empty (or all non-finite) vector and an all-zero vector give 0 for every metric, a
+//! vector with zero variance gives kurtosis 0 (SciPy would return NaN), and a loss that is 0,
+//! negative or not finite gives relative intensity 0 (see [`relative_intensity`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,13 @@ pub struct MetricOptions {
 pub struct Metrics {
     /// Activation intensity: mean |s|.
     pub intensity: f64,
+    /// Relative intensity: `intensity / L`, L the loss (per answer token) of the scored sample,
+    /// or the mean of the samples' losses for a mean vector; scale-free across models of
+    /// different confidence. 0 when L is not a positive finite number (see
+    /// [`relative_intensity`]). Absent from files written before it existed (read as 0; a run's
+    /// loader derives it again from `intensity` and the stored losses).
+    #[serde(default)]
+    pub relative_intensity: f64,
     /// Entropy in nats (mass or histogram entropy, see [`MetricOptions::entropy_bins`]).
     pub entropy: f64,
     /// `entropy / ln(n)` (histogram entropy: `/ ln(bins)`); 0 when the divisor is 0.
@@ -74,6 +83,7 @@ impl HigherMeans {
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Intensity,
+    RelativeIntensity,
     Entropy,
     EntropyNormalized,
     Kurtosis,
@@ -87,8 +97,9 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of [`Metrics::values`] and of every table.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Intensity,
+        Self::RelativeIntensity,
         Self::Entropy,
         Self::EntropyNormalized,
         Self::Kurtosis,
@@ -107,6 +118,7 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Self::Intensity => "intensity",
+            Self::RelativeIntensity => "relative_intensity",
             Self::Entropy => "entropy",
             Self::EntropyNormalized => "entropy_normalized",
             Self::Kurtosis => "kurtosis",
@@ -123,6 +135,7 @@ impl Metric {
     pub fn definition(self) -> &'static str {
         match self {
             Self::Intensity => "activation intensity: mean |s| over the edges",
+            Self::RelativeIntensity => "mean |s| divided by the sample's loss L (per answer token)",
             Self::Entropy => "entropy (nats) of the |s| mass distribution, or of a histogram of s",
             Self::EntropyNormalized => "entropy divided by ln(edges) (or ln(bins))",
             Self::Kurtosis => "Fisher kurtosis of the scores (population moments)",
@@ -138,7 +151,7 @@ impl Metric {
     /// What a higher value means.
     pub fn higher_means(self) -> HigherMeans {
         match self {
-            Self::Intensity => HigherMeans::Stronger,
+            Self::Intensity | Self::RelativeIntensity => HigherMeans::Stronger,
             Self::Entropy | Self::EntropyNormalized | Self::Edges50 | Self::Edges90 => {
                 HigherMeans::MoreSpread
             }
@@ -171,7 +184,7 @@ impl std::str::FromStr for Metric {
 
 impl Metrics {
     /// All values, in the order of [`Metric::ALL`].
-    pub fn values(&self) -> [f64; 10] {
+    pub fn values(&self) -> [f64; Metric::ALL.len()] {
         Metric::ALL.map(|m| self.get(m))
     }
 
@@ -179,6 +192,7 @@ impl Metrics {
     pub fn get(&self, metric: Metric) -> f64 {
         match metric {
             Metric::Intensity => self.intensity,
+            Metric::RelativeIntensity => self.relative_intensity,
             Metric::Entropy => self.entropy,
             Metric::EntropyNormalized => self.entropy_normalized,
             Metric::Kurtosis => self.kurtosis,
@@ -192,8 +206,24 @@ impl Metrics {
     }
 }
 
-/// Metrics of `scores` (finite values only; see the module docs for the edge cases).
-pub fn metrics(scores: &[f32], opts: &MetricOptions) -> Metrics {
+/// Relative intensity (method.md §7): `intensity / loss`, where `loss` is the sample's loss per
+/// answer token. A saturated sample's loss approaches 0 and its scores with it, so the ratio
+/// compares models of different confidence on one scale. Defined as 0 when `loss` is 0,
+/// negative or not finite (a loss per token is never negative), so that no sample divides by 0,
+/// and when the quotient overflows (a loss below ~1e-300).
+pub fn relative_intensity(intensity: f64, loss: f64) -> f64 {
+    let r = intensity / loss;
+    if loss.is_finite() && loss > 0.0 && r.is_finite() {
+        r
+    } else {
+        0.0
+    }
+}
+
+/// Metrics of `scores` (finite values only; see the module docs for the edge cases), scored on
+/// a sample whose loss per answer token is `loss` (for a mean vector: the mean of the samples'
+/// losses), which only [`Metrics::relative_intensity`] uses.
+pub fn metrics(scores: &[f32], loss: f64, opts: &MetricOptions) -> Metrics {
     let signed: Vec<f64> = scores
         .iter()
         .filter(|s| s.is_finite())
@@ -214,8 +244,10 @@ pub fn metrics(scores: &[f32], opts: &MetricOptions) -> Metrics {
     } else {
         fisher_kurtosis(&signed)
     };
+    let intensity = if n == 0 { 0.0 } else { total / n as f64 };
     Metrics {
-        intensity: if n == 0 { 0.0 } else { total / n as f64 },
+        intensity,
+        relative_intensity: relative_intensity(intensity, loss),
         entropy,
         entropy_normalized,
         kurtosis,

@@ -231,3 +231,57 @@ pub fn write(dir: &Path, c: &Comparison) -> Result<(), RunError> {
     let csv = dir.join("comparison.csv");
     write_atomic(&csv, to_csv(&c).as_bytes()).map_err(|source| RunError::Io { path: csv, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Drop every trace of relative intensity: the stat of that metric and the field of every
+    /// metrics object, as in a file written before it existed.
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Array(items) => {
+                items.retain(|i| i["metric"] != "relative_intensity");
+                items.iter_mut().for_each(strip);
+            }
+            Value::Object(map) => {
+                map.remove("relative_intensity");
+                map.values_mut().for_each(strip);
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn an_old_comparison_without_relative_intensity_loads() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/study/comparison.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let now: Comparison = serde_json::from_str(&text).unwrap();
+        let names: Vec<Metric> = now.metrics.iter().map(|s| s.metric).collect();
+        assert_eq!(names, Metric::ALL);
+
+        let mut old: Value = serde_json::from_str(&text).unwrap();
+        strip(&mut old);
+        assert!(!old.to_string().contains("relative_intensity"));
+        let old: Comparison = serde_json::from_value(old).unwrap();
+        assert_eq!(old.metrics.len(), Metric::ALL.len() - 1);
+        assert!(old
+            .metrics
+            .iter()
+            .all(|s| s.metric != Metric::RelativeIntensity));
+        for v in &old.mean_vectors {
+            assert_eq!(
+                (v.base.relative_intensity, v.tuned.relative_intensity),
+                (0.0, 0.0)
+            );
+        }
+        assert_eq!(
+            old.mean_vectors[0].base.intensity,
+            now.mean_vectors[0].base.intensity
+        );
+    }
+}

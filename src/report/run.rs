@@ -14,7 +14,7 @@
 
 use super::npz::{npz_bytes, NpyArray};
 use super::sample_file::{self, Defect, Expected};
-use crate::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
+use crate::attribution::metrics::{metrics, relative_intensity, Metric, MetricOptions, Metrics};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::SelectOptions;
 use crate::attribution::{Graph, Level, SampleScores};
@@ -220,21 +220,36 @@ pub struct VectorMetrics {
 }
 
 impl VectorMetrics {
-    pub fn of(graph: &Graph, dense: &[f32], opts: &MetricOptions) -> Self {
+    /// Metrics of the dense score matrix `dense`, scored at `loss` per answer token (for the
+    /// mean vector: [`mean_loss`] of the samples).
+    pub fn of(graph: &Graph, dense: &[f32], loss: f64, opts: &MetricOptions) -> Self {
         let edges = graph.edge_values(dense);
         let per_layer = graph
             .edges_by_layer()
             .iter()
             .map(|ids| {
                 let v: Vec<f32> = ids.iter().map(|&i| edges[i]).collect();
-                metrics(&v, opts)
+                metrics(&v, loss, opts)
             })
             .collect();
         Self {
-            overall: metrics(&edges, opts),
+            overall: metrics(&edges, loss, opts),
             per_layer,
         }
     }
+
+    /// Set every relative intensity from its intensity and `loss`, as [`metrics`] does.
+    fn derive_relative_intensity(&mut self, loss: f64) {
+        for m in std::iter::once(&mut self.overall).chain(&mut self.per_layer) {
+            m.relative_intensity = relative_intensity(m.intensity, loss);
+        }
+    }
+}
+
+/// The loss of a mean score vector: the mean of the samples' losses (0 without samples).
+pub fn mean_loss(losses: impl ExactSizeIterator<Item = f64>) -> f64 {
+    let n = losses.len();
+    losses.sum::<f64>() / n.max(1) as f64
 }
 
 /// One sample's results.
@@ -251,9 +266,27 @@ pub struct SampleMetrics {
 pub struct MetricsFile {
     pub options: MetricOptions,
     pub num_edges: usize,
-    /// Metrics of the mean score vector.
+    /// Metrics of the mean score vector (its loss: [`MetricsFile::mean_loss`]).
     pub mean: VectorMetrics,
     pub samples: Vec<SampleMetrics>,
+}
+
+impl MetricsFile {
+    /// The loss of the mean vector: the mean of the samples' losses.
+    pub fn mean_loss(&self) -> f64 {
+        mean_loss(self.samples.iter().map(|s| s.loss))
+    }
+
+    /// Set every relative intensity from the stored intensities and losses. Relative intensity
+    /// is a function of the two, so this changes nothing in a file that records it and fills it
+    /// in for a file written before it existed (where it reads as 0).
+    pub fn derive_relative_intensity(&mut self) {
+        let loss = self.mean_loss();
+        self.mean.derive_relative_intensity(loss);
+        for s in &mut self.samples {
+            s.metrics.derive_relative_intensity(s.loss);
+        }
+    }
 }
 
 /// A complete run: manifest, scores and metrics.
@@ -420,13 +453,14 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
             id: e.id.clone(),
             loss: s.loss,
             k: s.k,
-            metrics: VectorMetrics::of(graph, &s.dense, opts),
+            metrics: VectorMetrics::of(graph, &s.dense, s.loss, opts),
         })
         .collect();
+    let mean_loss = mean_loss(samples.iter().map(|s| s.loss));
     let metrics_file = MetricsFile {
         options: opts.clone(),
         num_edges: graph.num_edges(),
-        mean: VectorMetrics::of(graph, &mean, opts),
+        mean: VectorMetrics::of(graph, &mean, mean_loss, opts),
         samples,
     };
     write_json(&dir.join("metrics.json"), &metrics_file)?;
@@ -439,7 +473,6 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
     for s in &metrics_file.samples {
         csv.push_str(&row(&s.id, s.loss, s.k.to_string(), &s.metrics.overall));
     }
-    let mean_loss = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / n.max(1) as f64;
     csv.push_str(&row(
         "mean",
         mean_loss,
@@ -471,7 +504,8 @@ pub fn load(dir: &Path) -> Result<Run, RunError> {
         path: dir.to_owned(),
         message: "no manifest.json: not a circuitdiff run directory".into(),
     })?;
-    let metrics: MetricsFile = read_json(&dir.join("metrics.json"))?;
+    let mut metrics: MetricsFile = read_json(&dir.join("metrics.json"))?;
+    metrics.derive_relative_intensity();
     let mut scores = Vec::with_capacity(manifest.samples.len());
     for i in 0..manifest.samples.len() {
         let invalid = |message: String| RunError::Invalid {
@@ -667,5 +701,83 @@ pub fn manifest_for(
             .collect(),
         method,
         study,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `metrics.json` as written before relative intensity existed: two samples, one layer.
+    const OLD_METRICS_JSON: &str = r#"{
+      "options": {"kurtosis_of_abs": false, "entropy_bins": null},
+      "num_edges": 3,
+      "mean": {
+        "overall": {"intensity": 0.6, "entropy": 1.0, "entropy_normalized": 0.9,
+          "kurtosis": -1.5, "gini": 0.2, "top1": 0.4, "top5": 0.4, "top10": 0.4,
+          "edges50": 2.0, "edges90": 3.0},
+        "per_layer": [{"intensity": 0.3, "entropy": 0.0, "entropy_normalized": 0.0,
+          "kurtosis": 0.0, "gini": 0.0, "top1": 1.0, "top5": 1.0, "top10": 1.0,
+          "edges50": 1.0, "edges90": 1.0}]
+      },
+      "samples": [
+        {"id": "q0", "loss": 2.0, "k": 3, "metrics": {
+          "overall": {"intensity": 0.5, "entropy": 1.0, "entropy_normalized": 0.9,
+            "kurtosis": -1.5, "gini": 0.2, "top1": 0.4, "top5": 0.4, "top10": 0.4,
+            "edges50": 2.0, "edges90": 3.0},
+          "per_layer": [{"intensity": 0.25, "entropy": 0.0, "entropy_normalized": 0.0,
+            "kurtosis": 0.0, "gini": 0.0, "top1": 1.0, "top5": 1.0, "top10": 1.0,
+            "edges50": 1.0, "edges90": 1.0}]}},
+        {"id": "q1", "loss": 0.0, "k": 3, "metrics": {
+          "overall": {"intensity": 0.7, "entropy": 1.0, "entropy_normalized": 0.9,
+            "kurtosis": -1.5, "gini": 0.2, "top1": 0.4, "top5": 0.4, "top10": 0.4,
+            "edges50": 2.0, "edges90": 3.0},
+          "per_layer": [{"intensity": 0.35, "entropy": 0.0, "entropy_normalized": 0.0,
+            "kurtosis": 0.0, "gini": 0.0, "top1": 1.0, "top5": 1.0, "top10": 1.0,
+            "edges50": 1.0, "edges90": 1.0}]}}
+      ]
+    }"#;
+
+    #[test]
+    fn an_old_metrics_file_loads_and_gains_relative_intensity() {
+        let mut file: MetricsFile = serde_json::from_str(OLD_METRICS_JSON).unwrap();
+        assert_eq!(file.mean.overall.relative_intensity, 0.0);
+        assert_eq!(file.samples[0].metrics.overall.relative_intensity, 0.0);
+        let before = file.clone();
+
+        file.derive_relative_intensity();
+        // Sample q0: loss 2; q1: loss 0 (saturated), so 0; the mean vector: mean loss 1.
+        assert_eq!(file.mean_loss(), 1.0);
+        let relative = |m: &VectorMetrics| {
+            std::iter::once(&m.overall)
+                .chain(&m.per_layer)
+                .map(|m| m.relative_intensity)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(relative(&file.mean), [0.6, 0.3]);
+        assert_eq!(relative(&file.samples[0].metrics), [0.25, 0.125]);
+        assert_eq!(relative(&file.samples[1].metrics), [0.0, 0.0]);
+        // Nothing else changes.
+        let strip = |mut f: MetricsFile| {
+            f.mean.derive_relative_intensity(0.0);
+            for s in &mut f.samples {
+                s.metrics.derive_relative_intensity(0.0);
+            }
+            f
+        };
+        assert_eq!(strip(file.clone()), before);
+
+        // Written again, the field is there, and deriving it once more changes no bit.
+        let json = serde_json::to_string(&file).unwrap();
+        assert!(json.contains("\"relative_intensity\":0.125"), "{json}");
+        let mut again: MetricsFile = serde_json::from_str(&json).unwrap();
+        again.derive_relative_intensity();
+        assert_eq!(again, file);
+    }
+
+    #[test]
+    fn the_mean_loss_of_no_samples_is_zero() {
+        assert_eq!(mean_loss(std::iter::empty()), 0.0);
+        assert_eq!(mean_loss([1.0, 2.0, 4.5].into_iter()), 2.5);
     }
 }

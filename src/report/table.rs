@@ -282,23 +282,27 @@ mod tests {
 
     #[test]
     fn one_value_three_renderings() {
-        let t = Table::single(&metrics(&[1.0, -2.0, 0.5], &Default::default()));
+        let t = Table::single(&metrics(&[1.0, -2.0, 0.5], 0.5, &Default::default()));
         let csv = t.csv();
-        assert_eq!(csv.lines().count(), 11);
+        assert_eq!(csv.lines().count(), 12);
         assert!(csv.starts_with("Metric,Base,Tuned"), "{csv}");
+        let mut rows = csv.lines().skip(1);
         assert!(
-            csv.lines()
-                .nth(1)
+            rows.next().unwrap().starts_with("intensity,1.1667,,"),
+            "{csv}"
+        );
+        assert!(
+            rows.next()
                 .unwrap()
-                .starts_with("intensity,1.1667,,"),
+                .starts_with("relative_intensity,2.3333,,"),
             "{csv}"
         );
         let md = t.markdown();
-        assert_eq!(md.lines().count(), 12);
+        assert_eq!(md.lines().count(), 13);
         assert!(md.lines().nth(1).unwrap().starts_with("| --- |"), "{md}");
         let text = t.text();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 11);
+        assert_eq!(lines.len(), 12);
         // Right-aligned values end in the same column.
         let end = |l: &str, v: &str| l.find(v).map(|i| l[..i].chars().count() + v.len());
         assert_eq!(end(lines[0], "Base"), end(lines[1], "1.1667"), "{text}");

@@ -35,7 +35,9 @@ fn saturation_section(s: &mut String, sat: &Saturation) {
         s,
         "\n## Saturation\n\nEAP's gradients vanish as a model's probability of its own tokens \
          approaches 1 (method.md §7): a sample whose loss is below {:.0e} nats per answer token \
-         counts as saturated.\n\n| model | samples | median loss (nats / token) | saturated |\n|---|---|---|---|",
+         counts as saturated. The metric `relative_intensity` above divides each sample's \
+         intensity by its loss, which puts models of different confidence on one scale.\n\n\
+         | model | samples | median loss (nats / token) | saturated |\n|---|---|---|---|",
         sat.threshold
     );
     for (name, l) in [("base", sat.base), ("tuned", sat.tuned)] {
