@@ -575,6 +575,66 @@ fn snapshots_of_every_view() {
     results.extend(h.take_snapshot_results());
 }
 
+#[test]
+fn the_faithfulness_view_says_which_conclusions_hold() {
+    use circuitdiff::app::figure::Formats;
+    let mut h = harness(Some(fixture32()));
+    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    h.get_by_label("Faithfulness").click();
+    h.run_steps(3);
+    h.get_by_label_contains("EAP vs exact effects, base: Pearson");
+    h.get_by_label_contains("EAP vs exact effects, tuned: Pearson");
+    h.get_by_label_contains("Edges for faithfulness, base vs tuned: k50");
+    h.get_by_label_contains("Median loss per answer token");
+    let v = h
+        .state()
+        .results
+        .as_ref()
+        .unwrap()
+        .comparison
+        .as_ref()
+        .unwrap();
+    let verdicts = v.validation.as_ref().unwrap().robustness.len();
+    assert_eq!(verdicts, 3);
+    let shown = h.query_all_by_label_contains("robust").count();
+    // The three verdicts, and the summary line naming the robust and the other conclusions.
+    assert!(shown > verdicts, "{shown}");
+
+    // Saved as a figure: both scatters, the curves and the loss histogram, as text in the SVG.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("faith.png");
+    let ctx = h.ctx.clone();
+    let view = (View::Faithfulness, Mode::Tuned);
+    h.state_mut()
+        .save_figure(&ctx, view, &path, Formats::default(), 1200);
+    step_until(&mut h, 60, "the figure", |a| !a.exporting());
+    assert_not_blank(&image::open(&path).unwrap().to_rgba8());
+    let texts = common::svg_texts(&std::fs::read_to_string(path.with_extension("svg")).unwrap());
+    for t in [
+        "EAP score S",
+        "top 32 edges",
+        "random edges",
+        "exact = EAP",
+        "faithfulness F",
+    ] {
+        assert!(texts.iter().any(|x| x == t), "{t} not in {texts:?}");
+    }
+
+    // Results without exact effects say how to get them.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("study");
+    common::copy_dir(&fixture(), &copy);
+    let path = copy.join("comparison.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c.as_object_mut().unwrap().remove("validation");
+    std::fs::write(&path, c.to_string()).unwrap();
+    let mut h = harness(Some(copy));
+    step_until(&mut h, 60, "the copy", |a| a.results.is_some());
+    h.state_mut().settings.view = View::Faithfulness;
+    h.run_steps(3);
+    h.get_by_label_contains("These results hold no exact effects");
+}
+
 /// The image is not one colour: many distinct colours, and the commonest covers < 99 %.
 fn assert_not_blank(img: &image::RgbaImage) {
     let mut counts = std::collections::HashMap::new();
@@ -724,12 +784,15 @@ fn regenerate_fixture() {
 
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn write_fixture(out: &Path, layers: usize, n: usize) {
+    use circuitdiff::attribution::exact::ExactOptions;
     use circuitdiff::attribution::score::Accumulation;
     use circuitdiff::attribution::{Graph, Level};
     use circuitdiff::model::{self, LoadOptions, Model};
     use circuitdiff::progress::{CancelToken, Silent};
     use circuitdiff::report::comparison;
     use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
+    use circuitdiff::report::validation::{self, Validation};
+    use circuitdiff::side::PerSide;
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Tiny::Llama.config();
     cfg.num_layers = layers;
@@ -747,6 +810,7 @@ fn write_fixture(out: &Path, layers: usize, n: usize) {
         .collect();
     let mut runs = Vec::new();
     let mut sides = Vec::new();
+    let mut models = Vec::new();
     for (side, seed) in [("base", 7), ("tuned", 9)] {
         let dir = tmp.path().join(side);
         let weights = model::random_weights(&cfg, seed, 0.2).unwrap();
@@ -791,8 +855,37 @@ fn write_fixture(out: &Path, layers: usize, n: usize) {
         };
         runs.push(*r);
         sides.push((samples, texts));
+        models.push(m);
     }
-    let cmp = comparison::compare(&runs[0], &runs[1], &Default::default()).unwrap();
+    // Exact effects of every question (method.md §7), as a study checks its pairs.
+    let opts = ExactOptions::default();
+    let chosen: Vec<usize> = (0..n).collect();
+    let check = |i: usize| {
+        validation::check_run(
+            "exact",
+            &models[i],
+            &runs[i],
+            Some(&runs[1 - i]),
+            &sides[i].0,
+            &chosen,
+            &opts,
+            &mut Silent,
+            &CancelToken::new(),
+        )
+        .unwrap()
+        .unwrap()
+    };
+    let (base, tuned) = (check(0), check(1));
+    let mut cmp = comparison::compare(&runs[0], &runs[1], &Default::default()).unwrap();
+    cmp.validation = Some(Validation::of(
+        PerSide {
+            base: &base[..],
+            tuned: &tuned[..],
+        },
+        opts,
+        &Default::default(),
+        &Default::default(),
+    ));
     comparison::write(out, &cmp).unwrap();
     let mut lines = String::new();
     for (i, (id, q, reference)) in questions.iter().enumerate() {

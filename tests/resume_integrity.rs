@@ -12,19 +12,6 @@ use safetensors::SafeTensors;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let dest = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &dest);
-        } else {
-            std::fs::copy(&path, &dest).unwrap();
-        }
-    }
-}
-
 /// `circuitdiff ARGS`; a panic counts as a failure.
 fn run(args: &[&str]) -> (bool, String, String) {
     let (ok, stdout, stderr) = circuitdiff(args);
@@ -238,7 +225,7 @@ fn damaged_sample_files_are_recomputed_on_resume_and_refused_by_compare() {
     let mut failures = Vec::new();
     for (how, reason) in cases {
         let case = dir.join(format!("{how:?}"));
-        copy_dir(&clean, &case);
+        common::copy_dir(&clean, &case);
         let file = case.join("samples/000002.safetensors");
         damage(&file, how, &others);
         let mut fail = |what: &str, e: &str| failures.push(format!("{how:?}: {what}\n{e}"));
@@ -350,7 +337,7 @@ fn damaged_answer_lines_and_sample_files_of_a_study_are_redone() {
     let mut failures = Vec::new();
     for (i, (replacement, reason)) in cases.into_iter().enumerate() {
         let out = tmp.path().join(format!("case{i}"));
-        copy_dir(&clean, &out);
+        common::copy_dir(&clean, &out);
         let mut damaged = lines.clone();
         damaged[3] = replacement;
         let path = out.join("answers/tuned.jsonl");

@@ -12,10 +12,14 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Every file of the study directory, sorted.
-const FILES: [&str; 50] = [
+const FILES: [&str; 62] = [
     "answers.jsonl",
     "answers/base.jsonl",
     "answers/tuned.jsonl",
+    "base/exact/000000.json",
+    "base/exact/000001.json",
+    "base/exact/000002.json",
+    "base/exact/000003.json",
     "base/manifest.json",
     "base/metrics.csv",
     "base/metrics.json",
@@ -36,6 +40,10 @@ const FILES: [&str; 50] = [
     "figures/circuit_tuned.svg",
     "figures/cumulative_share.png",
     "figures/cumulative_share.svg",
+    "figures/exact_vs_eap.png",
+    "figures/exact_vs_eap.svg",
+    "figures/faithfulness.png",
+    "figures/faithfulness.svg",
     "figures/heatmap.png",
     "figures/heatmap.svg",
     "figures/length_difference.png",
@@ -54,6 +62,10 @@ const FILES: [&str; 50] = [
     "figures/sorted_abs.svg",
     "report.md",
     "study.json",
+    "tuned/exact/000000.json",
+    "tuned/exact/000001.json",
+    "tuned/exact/000002.json",
+    "tuned/exact/000003.json",
     "tuned/manifest.json",
     "tuned/metrics.csv",
     "tuned/metrics.json",
@@ -85,7 +97,7 @@ const EXACT: [(&str, &str); 7] = [
     ),
     (
         "study.json",
-        "6ec5412b17dc6a3f3885f0746c739e2adaddd64b23b3a4b5f71ff1f5bc49f5dd",
+        "5c6cceff6aa9483ea32b86899160b03cac8567d72a4b7d22a0771440d00acb29",
     ),
     (
         "base/manifest.json",

@@ -9,7 +9,7 @@ use super::views::training::TrainingState;
 use super::views::{table, View, ViewState};
 use super::worker::Worker;
 use crate::report::circuit::{EdgeSelection, Mode};
-use crate::report::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart};
+use crate::report::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::render::{self, Figure, Scale};
 use crate::report::table::Table;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 pub enum FigureData {
     Circuit(CircuitGraph),
     Heatmap(Heatmap),
-    /// Line charts then histograms, in a grid of `columns`.
+    /// Scatter charts, line charts then histograms, in a grid of `columns`.
     Charts {
+        scatters: Vec<Scatter>,
         lines: Vec<LineChart>,
         histograms: Vec<Histogram>,
         columns: usize,
@@ -37,13 +38,15 @@ impl FigureData {
             Self::Circuit(g) => f(Figure::Circuit(g)),
             Self::Heatmap(map) => f(Figure::Heatmaps(std::slice::from_ref(map))),
             Self::Charts {
+                scatters,
                 lines,
                 histograms,
                 columns,
             } => {
-                let figures: Vec<Figure> = lines
+                let figures: Vec<Figure> = scatters
                     .iter()
-                    .map(Figure::Line)
+                    .map(Figure::Scatter)
+                    .chain(lines.iter().map(Figure::Line))
                     .chain(histograms.iter().map(Figure::Histogram))
                     .collect();
                 f(Figure::Grid {
@@ -113,12 +116,14 @@ fn results_figure(
             let mut sorted = f.sorted.clone();
             sorted.log_y = src.log_y;
             FigureData::Charts {
+                scatters: Vec::new(),
                 lines: vec![sorted, f.cumulative.clone()],
                 histograms: vec![f.histogram.clone()],
                 columns: 1,
             }
         }
         View::Layers => FigureData::Charts {
+            scatters: Vec::new(),
             lines: f.per_layer.clone(),
             histograms: Vec::new(),
             columns: 2,
@@ -127,6 +132,17 @@ fn results_figure(
             title: format!("{}: paired comparison", r.title),
             table: table::table(r, src.views.table),
         },
+        View::Faithfulness => {
+            let (scatters, curves) = f.exact.clone().ok_or(AppError::NoFigure(
+                "these results hold no exact effects (run the study with exact effects on)",
+            ))?;
+            FigureData::Charts {
+                scatters,
+                lines: vec![curves],
+                histograms: f.losses.clone().into_iter().collect(),
+                columns: 2,
+            }
+        }
         View::Questions => {
             // The selected question, else the first scored one.
             let q = src
@@ -166,6 +182,7 @@ fn training_figure(state: &TrainingState) -> Result<FigureData, AppError> {
         return Err(AppError::NoFigure("no training logs are open"));
     }
     Ok(FigureData::Charts {
+        scatters: Vec::new(),
         lines,
         histograms: Vec::new(),
         columns: 2,

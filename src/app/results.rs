@@ -4,7 +4,7 @@
 use super::error::AppError;
 use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
-use crate::report::figures::{self, Heatmap, Histogram, LineChart};
+use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
 use crate::side::Side;
 use crate::study::answers::Answer;
@@ -54,6 +54,11 @@ pub struct Figures {
     pub cumulative: LineChart,
     pub histogram: Histogram,
     pub per_layer: Vec<LineChart>,
+    /// Both models' per-sample losses (a pair's results only).
+    pub losses: Option<Histogram>,
+    /// The check of EAP (method.md §7): each model's EAP-vs-exact scatter and the faithfulness
+    /// curves, when the comparison holds one.
+    pub exact: Option<(Vec<Scatter>, LineChart)>,
 }
 
 /// Everything loaded from one results directory.
@@ -177,6 +182,11 @@ impl Results {
                 .into_iter()
                 .map(|m| trim(figures::per_layer(&base, other, m)))
                 .collect(),
+            losses: tuned.as_ref().map(|t| figures::loss_histogram(&base, t)),
+            exact: comparison
+                .as_ref()
+                .and_then(|c| c.validation.as_ref())
+                .map(|v| (figures::exact_scatter(v), figures::faithfulness_curves(v))),
         };
         let graph = &base.manifest.graph;
         let edges = |r: &Run| graph.edge_values(&r.mean_scores());

@@ -66,6 +66,12 @@ pub struct StudyForm {
     pub seed: u64,
     pub max_new_tokens: usize,
     pub heads: bool,
+    /// Pairs that get exact edge effects and faithfulness curves (method.md §7), unless
+    /// `exact_all`; 0 turns the check off.
+    pub exact_samples: usize,
+    pub exact_all: bool,
+    /// Top edges by |S| (and as many random ones) per checked pair.
+    pub exact_top: usize,
     pub device: DeviceChoice,
     /// Output folder; empty: a new folder under the app's data folder.
     pub out: String,
@@ -81,6 +87,9 @@ impl Default for StudyForm {
             seed: 42,
             max_new_tokens: 512,
             heads: false,
+            exact_samples: 20,
+            exact_all: false,
+            exact_top: 32,
             device: DeviceChoice::Cpu,
             out: String::new(),
         }

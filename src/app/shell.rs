@@ -575,6 +575,7 @@ impl App {
             }
             View::Layers => views::charts::per_layer_ui(ui, r),
             View::Table => views::table::table_ui(ui, r, &mut self.views.table),
+            View::Faithfulness => views::faithfulness::faithfulness_ui(ui, r),
             View::Questions => {
                 views::questions::questions_ui(ui, r, mode, &mut self.views.questions);
             }

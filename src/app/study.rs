@@ -7,9 +7,11 @@ use super::paths::Pick;
 use super::settings::{DeviceChoice, StudyForm};
 use super::worker::{clock, Message, Stages, Worker};
 use crate::attribution::compare::CompareOptions;
+use crate::attribution::exact::ExactOptions;
 use crate::attribution::select::SelectOptions;
 use crate::attribution::Level;
 use crate::model::{GenerateOptions, LoadOptions};
+use crate::report::validation::{ExactConfig, SampleCount};
 use crate::side::PerSide;
 use crate::study::dir::StudyConfig;
 use crate::study::job::{run_study, StudyOutcome};
@@ -79,6 +81,19 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
         },
         batch: 8,
         shard: None,
+        exact: ExactConfig {
+            samples: if form.exact_all {
+                SampleCount::All
+            } else {
+                SampleCount::Count(form.exact_samples)
+            },
+            options: ExactOptions {
+                top: form.exact_top,
+                random: form.exact_top,
+                seed: form.seed,
+                ..ExactOptions::default()
+            },
+        },
     })
 }
 
@@ -274,6 +289,7 @@ fn sizes_ui(ui: &mut Ui, form: &mut StudyForm, cmds: &mut Vec<Command>) {
         ui.radio_value(&mut form.heads, true, "head");
     });
     ui.end_row();
+    exact_ui(ui, form);
     ui.label("Device");
     ui.horizontal(|ui| {
         for &d in DeviceChoice::available() {
@@ -292,6 +308,27 @@ fn sizes_ui(ui: &mut Ui, form: &mut StudyForm, cmds: &mut Vec<Command>) {
             cmds.push(Command::Choose(Pick::StudyFolder));
         }
     });
+    ui.end_row();
+}
+
+/// The rows of the check of EAP against exact effects.
+fn exact_ui(ui: &mut Ui, form: &mut StudyForm) {
+    let l = ui.label("Exact effects")
+        .on_hover_text("pairs whose top and random edges get exact effects and a faithfulness curve (method.md §7); 0: none");
+    ui.horizontal(|ui| {
+        ui.add_enabled(
+            !form.exact_all,
+            egui::DragValue::new(&mut form.exact_samples).range(0..=100_000),
+        )
+        .labelled_by(l.id);
+        ui.checkbox(&mut form.exact_all, "all");
+    });
+    ui.end_row();
+    let l = ui
+        .label("Exact top k")
+        .on_hover_text("top edges by |S| per pair, and as many random other edges");
+    ui.add(egui::DragValue::new(&mut form.exact_top).range(1..=4096))
+        .labelled_by(l.id);
     ui.end_row();
 }
 

@@ -108,11 +108,12 @@ pub struct Wilcoxon {
     pub method: PMethod,
 }
 
-/// Paired comparison of one metric, base vs tuned.
+/// Paired comparison of one metric, base vs tuned: a metric of score vectors ([`Metric`]) or
+/// another per-sample quantity (such as a faithfulness level's circuit size).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairedStat {
-    /// Name of the metric.
-    pub metric: Metric,
+pub struct PairedStat<M = Metric> {
+    /// The metric.
+    pub metric: M,
     /// Number of pairs.
     pub n: usize,
     /// Mean of the base values.
@@ -145,19 +146,19 @@ pub struct PairedStat {
     pub ci_high: f64,
 }
 
-/// Compare `base` and `tuned` (paired by index) for the metric called `metric`.
+/// Compare `base` and `tuned` (paired by index) for `metric`.
 ///
 /// The bootstrap draws `opts.bootstrap_resamples` resamples of the differences with replacement
 /// from `StdRng::seed_from_u64(opts.seed)` and takes the (1 ± confidence)/2 quantiles of their
 /// means with linear interpolation (NumPy's default). Equal inputs and seed give equal intervals
 /// (for one version of `rand`).
-pub fn paired(
-    metric: Metric,
+pub fn paired<M: std::fmt::Display>(
+    metric: M,
     base: &[f64],
     tuned: &[f64],
     opts: &CompareOptions,
-) -> Result<PairedStat, CompareError> {
-    validate(metric.name(), base, tuned)?;
+) -> Result<PairedStat<M>, CompareError> {
+    validate(&metric.to_string(), base, tuned)?;
     if opts.bootstrap_resamples == 0 {
         return Err(CompareError::InvalidOptions(
             "bootstrap_resamples must be at least 1".to_owned(),

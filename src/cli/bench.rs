@@ -2,6 +2,7 @@
 
 use super::args::at_least;
 use super::device::DeviceArgs;
+use circuitdiff::attribution::exact::{by_magnitude, chosen_edges, Ablation};
 use circuitdiff::attribution::{score_sample, Graph, Level};
 use circuitdiff::model::{self, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan};
 use circuitdiff::runtime::CpuInfo;
@@ -21,6 +22,16 @@ pub struct Args {
     /// Only measure scoring (one sample per repetition), so that the peak RSS is scoring's.
     #[arg(long)]
     score_only: bool,
+    /// Measure exact edge effects (--exact-top top edges and as many random ones) and a
+    /// faithfulness curve on one sample beside its scoring pass, with each one's peak RSS.
+    #[arg(long, conflicts_with = "score_only")]
+    exact_only: bool,
+    /// Top edges (and as many random ones) whose exact effects --exact-only measures.
+    #[arg(long, default_value_t = 32, value_parser = at_least(1))]
+    exact_top: usize,
+    /// Ablated passes per batch for --exact-only.
+    #[arg(long, default_value_t = 8, value_parser = at_least(1))]
+    exact_batch: usize,
     /// Write a random Llama (of --random-shape) to this folder and exit.
     #[arg(long)]
     write_random_llama: Option<PathBuf>,
@@ -74,6 +85,18 @@ pub fn peak_rss_bytes() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Start a new peak-RSS measurement: hand the memory freed so far back to the system, then
+/// clear this process's high-water mark (Linux; elsewhere nothing happens).
+fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    // Writing 5 to clear_refs resets VmHWM to the current RSS.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// A random Llama of `[hidden, layers, heads, kv_heads, intermediate, vocab]`.
@@ -150,6 +173,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let k = (args.seq_len / 20).max(1);
     let p0 = args.seq_len - k;
     let graph = Graph::new(&model.config, Level::Block);
+    if args.exact_only {
+        return exact(args, &model, &graph, (&ids[..p0], &ids[p0..]), k);
+    }
     let score = time(args.repeat, || {
         Ok(score_sample(
             &model,
@@ -184,6 +210,59 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if let (Some(r), Some(s)) = (report.as_object_mut(), scoring.as_object()) {
         r.extend(s.clone());
     }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Exact effects of 2 × `--exact-top` edges and the faithfulness curve of one sample beside
+/// its scoring pass: times and each one's peak RSS (the model's weights included in both).
+fn exact(
+    args: &Args,
+    model: &model::Model,
+    graph: &Graph,
+    (prompt, answer): (&[u32], &[u32]),
+    k: usize,
+) -> anyhow::Result<()> {
+    reset_peak_rss();
+    let score = time(args.repeat, || {
+        Ok(score_sample(model, graph, "bench", prompt, answer, k)?)
+    })?;
+    let peak_score = peak_rss_bytes();
+    let s = score_sample(model, graph, "bench", prompt, answer, k)?;
+    let top: Vec<(usize, usize)> = by_magnitude(graph, &s.dense)
+        .into_iter()
+        .take(args.exact_top)
+        .collect();
+    let edges = chosen_edges(graph, &top, &[], args.exact_top, 42);
+    reset_peak_rss();
+    let ablation = || Ablation::new(model, graph, "bench", (prompt, answer), k, args.exact_batch);
+    let effects = time(args.repeat, || Ok(ablation()?.effects(&s.dense, &edges)?))?;
+    let peak_exact = peak_rss_bytes();
+    reset_peak_rss();
+    let mut circuits = 0;
+    let curve = time(args.repeat, || {
+        let c = ablation()?.faithfulness(&s.dense)?;
+        circuits = c.edges.len() + 1;
+        Ok(())
+    })?;
+    let peak_curve = peak_rss_bytes();
+    let report = serde_json::json!({
+        "model": args.model,
+        "threads": candle_core::utils::get_num_threads(),
+        "seq_len": args.seq_len,
+        "edges": edges.len(),
+        "score_s_per_sample": score,
+        "exact_s_per_sample": effects,
+        "exact_over_score": effects / score,
+        "faithfulness_s_per_sample": curve,
+        "faithfulness_circuits": circuits,
+        "faithfulness_over_score": curve / score,
+        "peak_rss_score_bytes": peak_score,
+        "peak_rss_exact_bytes": peak_exact,
+        "peak_rss_faithfulness_bytes": peak_curve,
+        "exact_over_score_peak_rss": peak_exact as f64 / peak_score as f64,
+        "cpu": CpuInfo::detect(),
+    });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

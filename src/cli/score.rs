@@ -6,12 +6,14 @@ use super::bars::{ctrl_c_token, Bars};
 use super::device::DeviceArgs;
 use anyhow::bail;
 use circuitdiff::attribution::compare::CompareOptions;
+use circuitdiff::attribution::exact::ExactOptions;
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::report::comparison;
 use circuitdiff::report::run::{self, Method, Outcome};
 use circuitdiff::report::table::Table;
+use circuitdiff::report::validation::{self, ExactConfig, SampleCount};
 use std::path::PathBuf;
 
 /// Score token sequences as given (no generation, no filtering) and write a run directory.
@@ -38,7 +40,42 @@ pub struct ScoreArgs {
     #[command(flatten)]
     metrics: MetricArgs,
     #[command(flatten)]
+    exact: ExactArgs,
+    #[command(flatten)]
     device: DeviceArgs,
+}
+
+/// The check of EAP against exact edge effects (method.md §7).
+#[derive(Debug, clap::Args)]
+pub struct ExactArgs {
+    /// Samples that get exact edge effects and a faithfulness curve: a number (a seeded sample
+    /// of the scored samples; 0: none) or `all` [default: 20 in `study`, 0 in `score`].
+    #[arg(long, value_name = "N|all")]
+    exact_samples: Option<SampleCount>,
+    /// Top edges by |S| per checked sample whose exact effect is computed.
+    #[arg(long, default_value_t = 32, value_parser = at_least(1))]
+    exact_top: usize,
+    /// Random other real edges per checked sample (seeded).
+    #[arg(long, default_value_t = 32, value_parser = at_least(0))]
+    exact_random: usize,
+    /// Ablated passes run together in one batch (more: faster, more memory).
+    #[arg(long, default_value_t = 8, value_parser = at_least(1))]
+    exact_batch: usize,
+}
+
+impl ExactArgs {
+    /// The check's settings, with `samples` when none are given and `seed`.
+    pub fn config(&self, samples: SampleCount, seed: u64) -> ExactConfig {
+        ExactConfig {
+            samples: self.exact_samples.unwrap_or(samples),
+            options: ExactOptions {
+                top: self.exact_top,
+                random: self.exact_random,
+                seed,
+                batch: self.exact_batch,
+            },
+        }
+    }
 }
 
 /// Metric choices of method.md §5.
@@ -63,6 +100,9 @@ impl MetricArgs {
 }
 
 pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
+    if args.heads && args.exact.config(SampleCount::Count(0), 0).samples != SampleCount::Count(0) {
+        bail!("--exact-samples: exact effects are computed on the block-level graph; score without --heads, or drop --exact-samples");
+    }
     let samples = run::read_samples(&args.samples)?;
     let mut opts = args.device.load_options()?;
     if args.f64 {
@@ -102,8 +142,47 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
             eprintln!("stopped after {scored}/{total} samples; run the same command to resume");
             std::process::exit(130);
         }
-        Outcome::Finished(r) => print_finished(args, &r, manifest.num_edges),
+        Outcome::Finished(r) => {
+            print_finished(args, &r, manifest.num_edges);
+            check(args, &model, &r, &samples)?;
+        }
     }
+    Ok(())
+}
+
+/// Exact effects of the chosen samples into `RUN/exact/` and `RUN/validation.json`.
+fn check(
+    args: &ScoreArgs,
+    model: &circuitdiff::model::Model,
+    r: &run::Run,
+    samples: &[run::ScoreSample],
+) -> anyhow::Result<()> {
+    let cfg = args.exact.config(SampleCount::Count(0), 42);
+    let chosen = cfg.chosen(r.scores.len());
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let cancel = ctrl_c_token();
+    let mut bars = Bars::default();
+    let checks = validation::check_run(
+        "exact effects",
+        model,
+        r,
+        None,
+        samples,
+        &chosen,
+        &cfg.options,
+        &mut bars,
+        &cancel,
+    )?;
+    drop(bars);
+    let Some(checks) = checks else {
+        eprintln!("stopped; run the same command to resume");
+        std::process::exit(130);
+    };
+    let summary = validation::RunCheck::of(&checks);
+    validation::write_run_check(&args.out, &summary)?;
+    println!("EAP vs exact effects: {}", summary.line());
     Ok(())
 }
 
@@ -177,6 +256,12 @@ pub fn table(c: &comparison::Comparison) -> String {
         text.push('\n');
         if let Some(w) = s.warning() {
             text.push_str(&format!("warning: {w}\n"));
+        }
+    }
+    if let Some(v) = &c.validation {
+        for line in v.brief().lines() {
+            text.push_str(&line);
+            text.push('\n');
         }
     }
     text

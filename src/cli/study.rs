@@ -3,12 +3,13 @@
 use super::args::{at_least, open_unit, positive_finite, shard, unit_above_zero};
 use super::bars::{ctrl_c_token, Bars};
 use super::device::DeviceArgs;
-use super::score::{table, MetricArgs};
+use super::score::{table, ExactArgs, MetricArgs};
 use anyhow::Context as _;
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::select::{SelectOptions, TBar};
 use circuitdiff::attribution::Level;
 use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions, Sampling};
+use circuitdiff::report::validation::ExactConfig;
 use circuitdiff::study::dir::StudyConfig;
 use circuitdiff::study::job::{merge_shards, run_study, StudyOutcome};
 use circuitdiff::study::prompt::Template;
@@ -59,6 +60,8 @@ pub struct Args {
     no_length_filters: bool,
     #[command(flatten)]
     metrics: MetricArgs,
+    #[command(flatten)]
+    exact: ExactArgs,
     /// Use only the local Hugging Face cache.
     #[arg(long)]
     offline: bool,
@@ -181,6 +184,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         },
         batch: args.batch,
         shard: args.shard,
+        exact: args.exact.config(ExactConfig::default().samples, args.seed),
     };
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();

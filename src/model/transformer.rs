@@ -10,9 +10,9 @@
 //! destination input (each block's q, k and v inputs separately, each MLP input, and the final
 //! residual before the norm), so that one backward pass yields ∂L/∂(input of every node).
 
-use super::ablate::EdgeMasks;
 use super::config::{ModelConfig, RopeScaling};
 use super::linear::Linear;
+use super::masks::EdgeMasks;
 use super::weights::TensorStore;
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};

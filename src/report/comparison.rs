@@ -3,6 +3,7 @@
 
 use super::run::{Run, RunError};
 use super::saturation::Saturation;
+use super::validation::Validation;
 use crate::attribution::compare::{paired, CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, Metrics};
 use crate::fsutil::write_atomic;
@@ -53,6 +54,10 @@ pub struct Comparison {
     /// from comparisons written before it was recorded).
     #[serde(default)]
     pub saturation: Option<Saturation>,
+    /// The check of EAP against exact effects on a subset of the pairs (method.md §7): absent
+    /// when the study asked for none, and from comparisons of runs (`compare`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
 }
 
 /// The pairs (base index, tuned index) of the samples both runs scored, in base order; an
@@ -197,6 +202,7 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
         metrics,
         mean_vectors: mean_vectors(base, tuned),
         saturation: Some(Saturation::of(base, tuned)),
+        validation: None,
     })
 }
 

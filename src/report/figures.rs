@@ -3,6 +3,7 @@
 
 use super::circuit::{Circuit, EdgeSelection, Mode, Point};
 use super::run::Run;
+use super::validation::Validation;
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,16 @@ pub struct LineChart {
     pub x_label: String,
     pub y_label: String,
     pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+/// Points on shared axes (one colour per series), with the diagonal y = x: estimates against
+/// the values they estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scatter {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
     pub series: Vec<Series>,
 }
 
@@ -433,4 +444,73 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
         share: if total > 0.0 { held / total } else { 0.0 },
         legend,
     })
+}
+
+/// EAP's score against the exact effect of the checked edges, one chart per model: its top
+/// edges and the random ones, with the diagonal where the estimate is exact (method.md §7).
+pub fn exact_scatter(v: &Validation) -> Vec<Scatter> {
+    v.runs
+        .iter()
+        .map(|(side, r)| Scatter {
+            title: format!(
+                "{side}: EAP vs exact, Pearson {}",
+                r.agreement
+                    .pearson
+                    .map_or("—".to_owned(), |p| format!("{p:.2}"))
+            ),
+            x_label: "EAP score S".into(),
+            y_label: "exact effect ΔL (nats)".into(),
+            series: vec![
+                Series {
+                    name: format!("top {} edges", v.options.top),
+                    side: None,
+                    points: r.top.clone(),
+                },
+                Series {
+                    name: "random edges".into(),
+                    side: None,
+                    points: r.random.clone(),
+                },
+            ],
+        })
+        .collect()
+}
+
+/// Faithfulness of the top-k circuit against log10 k: the median over the checked samples of
+/// each model (every sample's curve has the same grid: the graphs are the same).
+pub fn faithfulness_curves(v: &Validation) -> LineChart {
+    let series = v
+        .runs
+        .iter()
+        .map(|(side, r)| {
+            let grid = r.curves.first().map_or(&[][..], |c| &c.edges[..]);
+            let points = grid
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| {
+                    let mut f: Vec<f64> = r
+                        .curves
+                        .iter()
+                        .filter_map(|c| c.faithfulness.get(i).copied())
+                        .collect();
+                    f.sort_by(f64::total_cmp);
+                    (
+                        (k as f64).log10(),
+                        f.get(f.len() / 2).copied().unwrap_or(f64::NAN),
+                    )
+                })
+                .collect();
+            Series::of_side(side, points)
+        })
+        .collect();
+    LineChart {
+        title: format!(
+            "faithfulness of the top-k circuit (median of {} samples)",
+            v.runs.base.curves.len()
+        ),
+        x_label: "log10 k (edges kept, largest |S| first)".into(),
+        y_label: "faithfulness F".into(),
+        log_y: false,
+        series,
+    }
 }

@@ -11,3 +11,4 @@ pub mod sample_file;
 pub mod saturation;
 pub mod table;
 pub mod train_log;
+pub mod validation;

@@ -3,7 +3,7 @@
 //! encoded with `image`) and an SVG (text kept as `<text>` elements).
 
 use super::circuit::{self, Bounds, Circuit, EdgeSelection, Mode, Point};
-use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart};
+use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart, Scatter};
 use super::table::Table;
 use crate::attribution::metrics::Metric;
 use plotters::coord::Shift;
@@ -35,6 +35,7 @@ pub enum Figure<'a> {
     /// Heatmaps side by side, each with its colour bar.
     Heatmaps(&'a [Heatmap]),
     Line(&'a LineChart),
+    Scatter(&'a Scatter),
     Histogram(&'a Histogram),
     Circuit(&'a CircuitGraph),
     /// Figures in a grid, `columns` a row, each in a cell the size of the largest.
@@ -57,6 +58,8 @@ const COLORS: [RGBColor; 3] = [
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
 ];
+/// Scatter series: sets of edges of one model, in none of the models' colours.
+const POINT_COLORS: [RGBColor; 2] = [RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
 /// Ends of the diverging scale: negative, positive.
 const NEGATIVE: RGBColor = RGBColor(33, 102, 172);
 const POSITIVE: RGBColor = RGBColor(178, 24, 43);
@@ -72,6 +75,7 @@ impl Figure<'_> {
         match self {
             Self::Heatmaps(maps) => (HEATMAP_SIZE.0 * maps.len().max(1) as u32, HEATMAP_SIZE.1),
             Self::Line(_) | Self::Histogram(_) => (720, 460),
+            Self::Scatter(_) => (560, 520),
             Self::Circuit(g) => circuit_size(g),
             Self::Grid { figures, columns } => {
                 let (w, h) = grid_cell(figures);
@@ -105,6 +109,7 @@ impl Figure<'_> {
                 Ok(())
             }
             Self::Line(chart) => draw_line(root, chart, k),
+            Self::Scatter(chart) => draw_scatter(root, chart, k),
             Self::Histogram(h) => draw_histogram(root, h, k),
             Self::Circuit(g) => draw_circuit(root, g, k),
             Self::Grid { figures, columns } => {
@@ -545,6 +550,59 @@ where
     Ok(())
 }
 
+/// Points of each series over the diagonal y = x, on equal axes.
+fn draw_scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &Scatter,
+    k: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let points = data.series.iter().flat_map(|s| s.points.iter());
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for &(x, y) in points.filter(|p| p.0.is_finite() && p.1.is_finite()) {
+        (lo, hi) = (lo.min(x.min(y)), hi.max(x.max(y)));
+    }
+    if lo > hi {
+        (lo, hi) = (-1.0, 1.0);
+    }
+    let pad = (hi - lo).max(1e-12) * 0.05;
+    let (lo, hi) = (lo - pad, hi + pad);
+    let mut chart = ChartBuilder::on(root)
+        .caption(&data.title, text(k, 18.0))
+        .margin(upx(k, 12.0))
+        .x_label_area_size(upx(k, 40.0))
+        .y_label_area_size(upx(k, 70.0))
+        .build_cartesian_2d(lo..hi, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc(data.x_label.as_str())
+        .y_desc(data.y_label.as_str())
+        .label_style(text(k, 13.0))
+        .axis_desc_style(text(k, 14.0))
+        .draw()?;
+    let diagonal = BLACK.mix(0.5).stroke_width(upx(k, 1.0));
+    chart
+        .draw_series(LineSeries::new([(lo, lo), (hi, hi)], diagonal))?
+        .label("exact = EAP")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], diagonal));
+    for (s, color) in data.series.iter().zip(POINT_COLORS.iter().cycle()) {
+        let style = color.mix(0.6).filled();
+        let r = upx(k, 3.0);
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .filter(|p| p.0.is_finite() && p.1.is_finite())
+                    .map(|&p| Circle::new(p, r, style)),
+            )?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| Circle::new((x + 10, y), r, style));
+    }
+    series_labels(chart.configure_series_labels(), k)
+}
+
 /// Overlaid histograms with a common binning.
 fn draw_histogram<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -754,6 +812,39 @@ pub fn circuit_graphs(
         .into_iter()
         .filter_map(|m| figures::circuit_graph(&circuit, m, select).map(|g| (m, g)))
         .collect()
+}
+
+/// Write the figures of a study's check of EAP into `dir` (as
+/// [`write_comparison_figures`] does): the EAP-vs-exact scatter of each model and the
+/// faithfulness curves.
+pub fn write_validation_figures(
+    v: &super::validation::Validation,
+    dir: &Path,
+) -> Result<Vec<(String, String)>, RenderError> {
+    let scatters = figures::exact_scatter(v);
+    let grid: Vec<Figure> = scatters.iter().map(Figure::Scatter).collect();
+    let curves = figures::faithfulness_curves(v);
+    let scale = Scale::default();
+    let mut written = Vec::new();
+    for (figure, caption, stem) in [
+        (
+            Figure::Grid {
+                figures: &grid,
+                columns: 2,
+            },
+            "EAP score against the exact effect of removing each checked edge",
+            "exact_vs_eap",
+        ),
+        (
+            Figure::Line(&curves),
+            "Faithfulness of the top-k circuits (median over the checked samples)",
+            "faithfulness",
+        ),
+    ] {
+        write(figure, dir, stem, scale)?;
+        written.push((caption.to_owned(), stem.to_owned()));
+    }
+    Ok(written)
 }
 
 /// Write the comparison figures of two runs into `dir`, each as `<stem>.png` (at the default

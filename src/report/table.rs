@@ -3,6 +3,7 @@
 
 use super::run::csv_field;
 use crate::attribution::compare::PairedStat;
+use crate::attribution::exact::Reach;
 use crate::attribution::metrics::{Metric, Metrics};
 
 /// One cell: a value with its meaning, formatted by the renderer.
@@ -98,17 +99,35 @@ pub const PAIRED_COLUMNS: [&str; 8] = [
     "95 % CI of Δ",
 ];
 
+/// What names a row of paired statistics: a metric of score vectors, or another per-sample
+/// quantity.
+pub trait RowName {
+    fn cell(&self) -> Cell;
+}
+
+impl RowName for Metric {
+    fn cell(&self) -> Cell {
+        Cell::Metric(*self)
+    }
+}
+
+impl RowName for Reach {
+    fn cell(&self) -> Cell {
+        Cell::Text(self.name().to_owned())
+    }
+}
+
 impl Table {
     /// The paired statistics as people read them: means, mean difference, relative change,
     /// share of pairs where tuned is greater, Wilcoxon p-value and bootstrap interval.
-    pub fn paired(stats: &[PairedStat]) -> Self {
+    pub fn paired<M: RowName>(stats: &[PairedStat<M>]) -> Self {
         Self {
             columns: PAIRED_COLUMNS.map(str::to_owned).to_vec(),
             rows: stats
                 .iter()
                 .map(|s| {
                     vec![
-                        Cell::Metric(s.metric),
+                        s.metric.cell(),
                         Cell::Value(s.base_mean),
                         Cell::Value(s.tuned_mean),
                         Cell::Change(s.mean_diff),

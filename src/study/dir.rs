@@ -20,6 +20,7 @@ use crate::attribution::select::{SelectCounts, SelectOptions};
 use crate::attribution::Level;
 use crate::fsutil::write_atomic;
 use crate::model::GenerateOptions;
+use crate::report::validation::ExactConfig;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -48,6 +49,10 @@ pub struct StudyConfig {
     /// stop; `merge` joins the shards and finishes the study.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<(usize, usize)>,
+    /// Exact edge effects and faithfulness curves of a seeded subset of the pairs (method.md
+    /// §7).
+    #[serde(default)]
+    pub exact: ExactConfig,
 }
 
 fn default_batch() -> usize {

@@ -18,6 +18,7 @@ use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
 use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
+use crate::report::validation::{self, SampleCheck, Validation};
 use crate::side::{PerSide, Side};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -430,18 +431,7 @@ fn score(
 ) -> Result<Option<PerSide<Run>>, StudyError> {
     let mut runs = PerSide::<Option<Run>>::default();
     for side in [Side::Tuned, Side::Base] {
-        let samples: Vec<ScoreSample> = selection
-            .indices
-            .iter()
-            .map(|&i| {
-                let a = &answers[side][&questions[i].id];
-                ScoreSample {
-                    id: Some(a.id.clone()),
-                    prompt_ids: a.prompt_ids.clone(),
-                    answer_ids: a.answer_ids.clone(),
-                }
-            })
-            .collect();
+        let samples = score_samples(side, questions, answers, selection);
         // A model whose scoring pass would not fit is refused before it is read.
         let plan = run::score_plan(&samples, selection.k, cfg.level == Level::Head);
         let opts = LoadOptions {
@@ -484,20 +474,107 @@ fn score(
     })
 }
 
-/// Stage 7: compare the runs and write the comparison, counts, figures and report.
+/// The samples `side` is scored on: its own answers to the selected questions.
+fn score_samples(
+    side: Side,
+    questions: &[Question],
+    answers: &PerSide<AnswerMap>,
+    selection: &Selection,
+) -> Vec<ScoreSample> {
+    selection
+        .indices
+        .iter()
+        .map(|&i| {
+            let a = &answers[side][&questions[i].id];
+            ScoreSample {
+                id: Some(a.id.clone()),
+                prompt_ids: a.prompt_ids.clone(),
+                answer_ids: a.answer_ids.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Stage 7 (method.md §7): exact effects and faithfulness curves of a seeded subset of the
+/// pairs, for both models on the same questions and edges (the union of their top edges and a
+/// shared random sample), written into each run's `exact/`; empty checks when the study asks
+/// for none or is head-level, `None` when cancelled.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
+    questions: &[Question],
+    answers: &PerSide<AnswerMap>,
+    selection: &Selection,
+    runs: &PerSide<Run>,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<PerSide<Vec<SampleCheck>>>, StudyError> {
+    let chosen = cfg.exact.chosen(runs.base.scores.len());
+    let mut checks = PerSide::<Vec<SampleCheck>>::default();
+    if chosen.is_empty() || cfg.level == Level::Head {
+        if cfg.level == Level::Head {
+            progress.note("exact effects are computed on block-level studies: skipped (no --heads to check EAP)");
+        }
+        return Ok(Some(checks));
+    }
+    for side in [Side::Base, Side::Tuned] {
+        let other = match side {
+            Side::Base => &runs.tuned,
+            Side::Tuned => &runs.base,
+        };
+        let samples = score_samples(side, questions, answers, selection);
+        let plan = run::score_plan(&samples, selection.k, false);
+        let opts = LoadOptions {
+            plan: Some(plan),
+            ..load.clone()
+        };
+        let model = Model::load(cfg.model(side), &opts)?;
+        let task = format!("exact effects {side}");
+        let done = validation::check_run(
+            &task,
+            &model,
+            &runs[side],
+            Some(other),
+            &samples,
+            &chosen,
+            &cfg.exact.options,
+            progress,
+            cancel,
+        )?;
+        match done {
+            Some(c) => checks[side] = c,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(checks))
+}
+
+/// Stage 8: compare the runs and write the comparison, counts, figures and report.
 fn report(
     cfg: &StudyConfig,
     dir: &StudyDir,
     (questions, answers, selection): (&[Question], &PerSide<AnswerMap>, &Selection),
-    runs: &PerSide<Run>,
+    (runs, checks): (&PerSide<Run>, &PerSide<Vec<SampleCheck>>),
     counts: &mut Counts,
 ) -> Result<Comparison, StudyError> {
     counts.scored = runs.base.scores.len();
-    let cmp = comparison::compare(&runs.base, &runs.tuned, &cfg.compare)?;
+    let mut cmp = comparison::compare(&runs.base, &runs.tuned, &cfg.compare)?;
+    if !checks.base.is_empty() {
+        cmp.validation = Some(Validation::of(
+            checks.as_ref().map(|_, c| c.as_slice()),
+            cfg.exact.options,
+            &cfg.metrics,
+            &cfg.compare,
+        ));
+    }
     comparison::write(dir.root(), &cmp)?;
     dir.write_counts(counts)?;
     let figures_dir = dir.figures_dir();
     let mut figures = draw::write_comparison_figures(&runs.base, &runs.tuned, &figures_dir)?;
+    if let Some(v) = &cmp.validation {
+        figures.extend(draw::write_validation_figures(v, &figures_dir)?);
+    }
     let lengths: Vec<(usize, usize, usize)> = selection
         .indices
         .iter()
@@ -549,7 +626,13 @@ pub fn run_study(
         return Ok(StudyOutcome::Cancelled);
     };
     let inputs = (&questions[..], &answers, &selection);
-    let cmp = report(cfg, &dir, inputs, &runs, &mut counts)?;
+    let Some(checks) = check(
+        cfg, load, &questions, &answers, &selection, &runs, progress, cancel,
+    )?
+    else {
+        return Ok(StudyOutcome::Cancelled);
+    };
+    let cmp = report(cfg, &dir, inputs, (&runs, &checks), &mut counts)?;
     Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
 }
 

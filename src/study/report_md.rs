@@ -5,6 +5,7 @@ use super::dir::{Counts, StudyConfig};
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
+use crate::report::validation::Validation;
 use std::fmt::Write as _;
 
 fn pct(a: usize, b: usize) -> f64 {
@@ -52,6 +53,79 @@ fn saturation_section(s: &mut String, sat: &Saturation) {
     }
     if let Some(w) = sat.warning() {
         let _ = writeln!(s, "\n> **Warning**: {w}.");
+    }
+}
+
+/// The check of EAP against exact effects: agreement, robustness of each headline conclusion,
+/// and the circuit sizes that reach a faithfulness level, paired.
+fn validation_section(s: &mut String, v: &Validation) {
+    let o = &v.options;
+    let _ = writeln!(
+        s,
+        "\n## Is the circuit real? Exact effects and faithfulness\n\n\
+         EAP's score S of an edge is a first-order estimate of the loss change ΔL of removing it \
+         (method.md §7). For {} of the paired questions (seeded), both models removed each of \
+         their top {} edges by |S|, the other model's top {}, and {} random other edges, one at \
+         a time; and every top-k circuit on a log grid of k was run alone (every other edge \
+         removed).\n\n\
+         | model | edges | n | Pearson | Spearman | same sign | median abs(S − ΔL) / abs(ΔL) |\n\
+         |---|---|---|---|---|---|---|",
+        v.runs.base.samples.len(),
+        o.top,
+        o.top,
+        o.random
+    );
+    let corr = |c: Option<f64>| c.map_or("—".to_owned(), |c| format!("{c:.3}"));
+    for (side, r) in v.runs.iter() {
+        for (set, a) in [
+            ("top and random", &r.agreement),
+            ("top", &r.agreement_top),
+            ("random", &r.agreement_random),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {side} | {set} | {} | {} | {} | {:.0} % | {} |",
+                a.n,
+                corr(a.pearson),
+                corr(a.spearman),
+                100.0 * a.sign_agreement,
+                a.median_relative_error
+                    .map_or("—".to_owned(), |e| format!("{:.0} %", 100.0 * e))
+            );
+        }
+    }
+    if !v.robustness.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Which conclusions survive\n\nThe headline metrics over each question's \
+             shared edge set (the union of both models' top {} edges), from the EAP scores and \
+             from the exact effects, paired over the questions. A conclusion is robust when Δ \
+             has the same sign and its 95 % interval excludes 0 for both, or for neither.\n\n\
+             | metric | Δ from EAP | 95 % CI | Δ from exact effects | 95 % CI | verdict |\n\
+             |---|---|---|---|---|---|",
+            o.top
+        );
+        for r in &v.robustness {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.metric,
+                Cell::Relative(r.eap.relative_change).text(),
+                Cell::Interval(r.eap.ci_low, r.eap.ci_high).text(),
+                Cell::Relative(r.exact.relative_change).text(),
+                Cell::Interval(r.exact.ci_low, r.exact.ci_high).text(),
+                r.verdict.describe()
+            );
+        }
+    }
+    if !v.reach.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Faithfulness\n\nF(C) = (L(∅) − L(C)) / (L(∅) − L(all)); k50, k80, k90 are \
+             the fewest edges (largest |S| first, on the grid of the curves: four points per \
+             doubling) whose circuit reaches F ≥ 0.5, 0.8, 0.9.\n"
+        );
+        s.push_str(&Table::paired(&v.reach).markdown());
     }
 }
 
@@ -116,6 +190,9 @@ pub fn render(
     s.push_str(&table.markdown());
     if let Some(sat) = &cmp.saturation {
         saturation_section(&mut s, sat);
+    }
+    if let Some(v) = &cmp.validation {
+        validation_section(&mut s, v);
     }
     let _ = writeln!(s, "\n## Figures\n");
     for (caption, stem) in figures {

@@ -164,6 +164,20 @@ pub fn run_reference(script: &str, request: &serde_json::Value) -> Vec<u8> {
     std::fs::read(&out).expect("read reference output")
 }
 
+/// Copy the folder `from` with everything in it to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
 /// Run a reference script that writes safetensors; returns its tensors.
 pub fn reference(
     script: &str,

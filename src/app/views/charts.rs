@@ -15,11 +15,11 @@ pub fn distributions_ui(ui: &mut Ui, results: &Results, log_y: &mut bool) {
     let f = &results.figures;
     line_chart_ui(ui, &f.sorted, *log_y, height);
     line_chart_ui(ui, &f.cumulative, false, height);
-    histogram_ui(ui, &f.histogram, height);
+    histogram_ui(ui, &f.histogram, height, "edges");
 }
 
-/// Overlaid bar charts of a histogram's series.
-pub fn histogram_ui(ui: &mut Ui, h: &Histogram, height: f32) {
+/// Overlaid bar charts of a histogram's series; `y_label` names what is counted.
+pub fn histogram_ui(ui: &mut Ui, h: &Histogram, height: f32, y_label: &str) {
     let palette = Palette::of(ui.ctx());
     ui.strong(&h.title);
     let binned = h.binned();
@@ -27,7 +27,7 @@ pub fn histogram_ui(ui: &mut Ui, h: &Histogram, height: f32) {
         .height(height)
         .legend(Legend::default())
         .x_axis_label(h.x_label.as_str())
-        .y_axis_label("edges")
+        .y_axis_label(y_label)
         .allow_scroll(false)
         .show(ui, |plot_ui| {
             for (n, (sample, counts)) in h.series.iter().zip(&binned.counts).enumerate() {

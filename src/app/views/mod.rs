@@ -2,6 +2,7 @@
 //! state and line-chart drawing.
 
 pub mod charts;
+pub mod faithfulness;
 pub mod graph;
 pub mod heatmap;
 pub mod help;
@@ -25,17 +26,19 @@ pub enum View {
     Distributions,
     Layers,
     Table,
+    Faithfulness,
     Questions,
     Training,
 }
 
 impl View {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Graph,
         Self::Heatmap,
         Self::Distributions,
         Self::Layers,
         Self::Table,
+        Self::Faithfulness,
         Self::Questions,
         Self::Training,
     ];
@@ -48,6 +51,7 @@ impl View {
             Self::Distributions => "Edge distributions",
             Self::Layers => "Per layer",
             Self::Table => "Comparison table",
+            Self::Faithfulness => "Faithfulness",
             Self::Questions => "Questions",
             Self::Training => "Training",
         }
@@ -61,6 +65,7 @@ impl View {
             Self::Distributions => "distributions.png",
             Self::Layers => "per_layer.png",
             Self::Table => "comparison_table.png",
+            Self::Faithfulness => "faithfulness.png",
             Self::Questions => "questions.png",
             Self::Training => "training.png",
         }

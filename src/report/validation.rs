@@ -1,0 +1,517 @@
+//! Is the circuit real? (method.md §7) The check of EAP on the models at hand: exact effects of
+//! each chosen sample's top and random edges, faithfulness curves, and which conclusions of a
+//! comparison hold for the exact effects too.
+//!
+//! ```text
+//! RUN/exact/NNNNNN.json   one model's exact effects and faithfulness curve on sample NNNNNN,
+//!                         written as each sample completes (an interrupted run resumes)
+//! RUN/validation.json     (`score`) the run's agreement and curves
+//! comparison.json         (`study`) `validation`: both runs', the robustness of each headline
+//!                         conclusion, and k50/k80/k90 paired
+//! ```
+
+use super::run::{Run, RunError, ScoreSample};
+use crate::attribution::compare::{paired, CompareOptions, PairedStat};
+use crate::attribution::exact::{
+    by_magnitude, chosen_edges, Ablation, Agreement, Curve, EdgeEffect, EdgeSet, ExactOptions,
+    Reach,
+};
+use crate::attribution::metrics::{metrics, Metric, MetricOptions};
+use crate::fsutil::write_atomic;
+use crate::model::Model;
+use crate::progress::{CancelToken, Progress};
+use crate::side::PerSide;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How many scored samples get exact effects: all of them, or a seeded sample of a number
+/// (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleCount {
+    All,
+    Count(usize),
+}
+
+impl std::fmt::Display for SampleCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for SampleCount {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            n => n
+                .parse()
+                .map(Self::Count)
+                .map_err(|_| format!("'{s}': expected a number of samples or `all`")),
+        }
+    }
+}
+
+impl Serialize for SampleCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::All => s.serialize_str("all"),
+            Self::Count(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SampleCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(Self::Count(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The check's settings: which samples, which edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExactConfig {
+    pub samples: SampleCount,
+    #[serde(flatten)]
+    pub options: ExactOptions,
+}
+
+impl Default for ExactConfig {
+    /// A study's default: a seeded 20 of the paired samples, 32 top and 32 random edges each.
+    fn default() -> Self {
+        Self {
+            samples: SampleCount::Count(20),
+            options: ExactOptions::default(),
+        }
+    }
+}
+
+impl ExactConfig {
+    /// The indices (ascending) of the samples of `n` that get exact effects: all, or a sample
+    /// drawn with the options' seed (the same for both models of a study).
+    pub fn chosen(&self, n: usize) -> Vec<usize> {
+        let count = match self.samples {
+            SampleCount::All => n,
+            SampleCount::Count(c) => c.min(n),
+        };
+        if count == n {
+            return (0..n).collect();
+        }
+        let mut rng = StdRng::seed_from_u64(self.options.seed);
+        let mut picked = rand::seq::index::sample(&mut rng, n, count).into_vec();
+        picked.sort_unstable();
+        picked
+    }
+}
+
+/// One model's exact effects and faithfulness curve on one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleCheck {
+    /// The sample's index in the run.
+    pub index: usize,
+    pub id: String,
+    pub options: ExactOptions,
+    pub effects: Vec<EdgeEffect>,
+    pub curve: Curve,
+}
+
+impl SampleCheck {
+    fn edges(&self) -> Vec<((usize, usize), EdgeSet)> {
+        self.effects
+            .iter()
+            .map(|e| ((e.source, e.destination), e.set))
+            .collect()
+    }
+
+    /// (EAP, exact) of the edges chosen for this model: its own top edges and the random ones.
+    fn own_pairs(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.effects
+            .iter()
+            .filter(|e| e.set != EdgeSet::OtherTop)
+            .map(|e| (e.eap, e.exact))
+    }
+}
+
+/// Where sample `index`'s check of a run lives.
+pub fn sample_path(run_dir: &Path, index: usize) -> PathBuf {
+    run_dir.join("exact").join(format!("{index:06}.json"))
+}
+
+/// The top edges by |S| of sample `index` of `run`.
+fn top_edges(run: &Run, index: usize, k: usize) -> Vec<(usize, usize)> {
+    let mut ranked = by_magnitude(&run.manifest.graph, &run.scores[index].dense);
+    ranked.truncate(k);
+    ranked
+}
+
+/// Check the samples `chosen` of `run` (scored by `model` on `samples`): exact effects of each
+/// sample's top edges, of `other`'s top edges on the same sample when given (a study measures
+/// both models on the union), and of a seeded random sample of the rest, and the sample's
+/// faithfulness curve. Files already written with the same edges are read back; `None` when
+/// cancelled.
+#[allow(clippy::too_many_arguments)]
+pub fn check_run(
+    stage: &str,
+    model: &Model,
+    run: &Run,
+    other: Option<&Run>,
+    samples: &[ScoreSample],
+    chosen: &[usize],
+    opts: &ExactOptions,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<Vec<SampleCheck>>, RunError> {
+    let graph = &run.manifest.graph;
+    progress.start(stage, chosen.len() as u64);
+    let mut out = Vec::with_capacity(chosen.len());
+    for (done, &i) in chosen.iter().enumerate() {
+        let id = &run.manifest.samples[i].id;
+        let others = match other {
+            Some(o) => {
+                let j = o
+                    .manifest
+                    .samples
+                    .iter()
+                    .position(|s| s.id == *id)
+                    .ok_or_else(|| RunError::Invalid {
+                        path: o.dir.clone(),
+                        message: format!("no sample `{id}` to pair with {}", run.dir.display()),
+                    })?;
+                top_edges(o, j, opts.top)
+            }
+            None => Vec::new(),
+        };
+        let top = top_edges(run, i, opts.top);
+        let seed = opts.seed.wrapping_add(i as u64);
+        let edges = chosen_edges(graph, &top, &others, opts.random, seed);
+        let path = sample_path(&run.dir, i);
+        let kept = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<SampleCheck>(&b).ok())
+            .filter(|c| c.options == *opts && c.id == *id && c.edges() == edges);
+        let check = match kept {
+            Some(c) => c,
+            None => {
+                if cancel.is_cancelled() {
+                    return Ok(None);
+                }
+                let s = &samples[i];
+                let dense = &run.scores[i].dense;
+                let ablation = Ablation::new(
+                    model,
+                    graph,
+                    id,
+                    (&s.prompt_ids, &s.answer_ids),
+                    run.manifest.method.cut,
+                    opts.batch,
+                )?;
+                let check = SampleCheck {
+                    index: i,
+                    id: id.clone(),
+                    options: *opts,
+                    effects: ablation.effects(dense, &edges)?,
+                    curve: ablation.faithfulness(dense)?,
+                };
+                write_json(&path, &check)?;
+                check
+            }
+        };
+        out.push(check);
+        progress.set(done as u64 + 1);
+    }
+    Ok(Some(out))
+}
+
+/// Write a run's check to `RUN/validation.json`.
+pub fn write_run_check(run_dir: &Path, check: &RunCheck) -> Result<(), RunError> {
+    write_json(&run_dir.join("validation.json"), check)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+    let io = |source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let json = serde_json::to_vec_pretty(value).map_err(|e| RunError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &json).map_err(io)
+}
+
+/// One model's check over its chosen samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCheck {
+    /// The checked samples' ids.
+    pub samples: Vec<String>,
+    /// EAP vs exact over every sample's top and random edges, pooled.
+    pub agreement: Agreement,
+    /// Over the top edges only, and over the random edges only.
+    pub agreement_top: Agreement,
+    pub agreement_random: Agreement,
+    /// Per sample, over its top and random edges.
+    pub per_sample: Vec<Agreement>,
+    /// (EAP, exact) of every pooled top edge, and of every random edge: the scatter.
+    pub top: Vec<(f64, f64)>,
+    pub random: Vec<(f64, f64)>,
+    /// Each sample's faithfulness curve.
+    pub curves: Vec<Curve>,
+}
+
+impl RunCheck {
+    pub fn of(checks: &[SampleCheck]) -> Self {
+        let of_set = |set: EdgeSet| -> Vec<(f64, f64)> {
+            checks
+                .iter()
+                .flat_map(|c| c.effects.iter())
+                .filter(|e| e.set == set)
+                .map(|e| (e.eap, e.exact))
+                .collect()
+        };
+        let (top, random) = (of_set(EdgeSet::Top), of_set(EdgeSet::Random));
+        let pooled: Vec<(f64, f64)> = checks.iter().flat_map(SampleCheck::own_pairs).collect();
+        Self {
+            samples: checks.iter().map(|c| c.id.clone()).collect(),
+            agreement: Agreement::of(&pooled),
+            agreement_top: Agreement::of(&top),
+            agreement_random: Agreement::of(&random),
+            per_sample: checks
+                .iter()
+                .map(|c| Agreement::of(&c.own_pairs().collect::<Vec<_>>()))
+                .collect(),
+            top,
+            random,
+            curves: checks.iter().map(|c| c.curve.clone()).collect(),
+        }
+    }
+
+    /// Each sample's circuit size reaching `reach`.
+    pub fn reach(&self, reach: Reach) -> Vec<f64> {
+        self.curves
+            .iter()
+            .map(|c| c.edges_to(reach) as f64)
+            .collect()
+    }
+}
+
+/// The agreement in one line.
+fn agreement_line(a: &Agreement, samples: usize) -> String {
+    let corr = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
+    format!(
+        "Pearson {}, Spearman {}, same sign {:.0} %, median |S − ΔL| / |ΔL| {} ({} edges of {samples} samples)",
+        corr(a.pearson),
+        corr(a.spearman),
+        100.0 * a.sign_agreement,
+        a.median_relative_error
+            .map_or("—".to_owned(), |v| format!("{:.0} %", 100.0 * v)),
+        a.n,
+    )
+}
+
+impl RunCheck {
+    /// One line: the agreement in brief.
+    pub fn line(&self) -> String {
+        agreement_line(&self.agreement, self.samples.len())
+    }
+}
+
+/// Whether a conclusion of the EAP metrics holds for the exact effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Same sign of Δ, and the intervals both exclude 0 or both include it.
+    Robust,
+    /// Δ has the other sign over the exact effects.
+    Flips,
+    /// Same sign, but one interval excludes 0 and the other does not.
+    SignificanceDiffers,
+}
+
+impl Verdict {
+    pub fn of(eap: &PairedStat, exact: &PairedStat) -> Self {
+        let excludes = |s: &PairedStat| s.ci_low > 0.0 || s.ci_high < 0.0;
+        if eap.mean_diff.signum() != exact.mean_diff.signum() {
+            Self::Flips
+        } else if excludes(eap) != excludes(exact) {
+            Self::SignificanceDiffers
+        } else {
+            Self::Robust
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Robust => "robust",
+            Self::Flips => "not robust: the direction flips",
+            Self::SignificanceDiffers => "not robust: significant for one and not the other",
+        }
+    }
+}
+
+/// One headline metric over each question's shared edge set (the union of both models' top
+/// edges), from EAP scores and from exact effects, paired over the questions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Robustness {
+    pub metric: Metric,
+    pub eap: PairedStat,
+    pub exact: PairedStat,
+    pub verdict: Verdict,
+}
+
+/// The study's check of EAP on its pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub options: ExactOptions,
+    pub runs: PerSide<RunCheck>,
+    /// The headline metrics over the shared edge sets; empty when fewer than two questions
+    /// were checked.
+    pub robustness: Vec<Robustness>,
+    /// k50, k80, k90 paired over the checked questions.
+    pub reach: Vec<PairedStat<Reach>>,
+}
+
+impl Validation {
+    /// Pair both models' checks of the same questions (same order).
+    pub fn of(
+        checks: PerSide<&[SampleCheck]>,
+        options: ExactOptions,
+        metric_opts: &MetricOptions,
+        compare: &CompareOptions,
+    ) -> Self {
+        let runs = checks.map(|_, c| RunCheck::of(c));
+        let shared = |c: &SampleCheck, metric: Metric, exact: bool| -> f64 {
+            let values: Vec<f32> = c
+                .effects
+                .iter()
+                .filter(|e| e.set != EdgeSet::Random)
+                .map(|e| (if exact { e.exact } else { e.eap }) as f32)
+                .collect();
+            metrics(&values, c.curve.loss_clean, metric_opts).get(metric)
+        };
+        let stat = |metric: Metric, exact: bool| {
+            let [b, t] = [checks.base, checks.tuned].map(|cs| {
+                cs.iter()
+                    .map(|c| shared(c, metric, exact))
+                    .collect::<Vec<f64>>()
+            });
+            paired(metric, &b, &t, compare).ok()
+        };
+        let robustness = Metric::HEADLINE
+            .into_iter()
+            .filter_map(|metric| {
+                let (eap, exact) = (stat(metric, false)?, stat(metric, true)?);
+                Some(Robustness {
+                    metric,
+                    verdict: Verdict::of(&eap, &exact),
+                    eap,
+                    exact,
+                })
+            })
+            .collect();
+        let reach = Reach::ALL
+            .into_iter()
+            .filter_map(|r| paired(r, &runs.base.reach(r), &runs.tuned.reach(r), compare).ok())
+            .collect();
+        Self {
+            options,
+            runs,
+            robustness,
+            reach,
+        }
+    }
+
+    /// The check in brief, without its points and curves.
+    pub fn brief(&self) -> Brief {
+        Brief {
+            samples: self.runs.base.samples.len(),
+            agreement: self.runs.as_ref().map(|_, r| r.agreement),
+            robustness: self.robustness.clone(),
+            reach: self.reach.clone(),
+        }
+    }
+}
+
+/// A study's check in brief (the demo's summary): agreement, verdicts, faithfulness levels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Brief {
+    /// Questions checked.
+    pub samples: usize,
+    pub agreement: PerSide<Agreement>,
+    pub robustness: Vec<Robustness>,
+    pub reach: Vec<PairedStat<Reach>>,
+}
+
+impl Brief {
+    /// The check in a few lines of text (the CLI's summary and the demo's).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .agreement
+            .iter()
+            .map(|(side, a)| {
+                format!(
+                    "EAP vs exact effects, {side}: {}",
+                    agreement_line(a, self.samples)
+                )
+            })
+            .collect();
+        let list = |robust: bool| -> String {
+            let names: Vec<String> = self
+                .robustness
+                .iter()
+                .filter(|r| (r.verdict == Verdict::Robust) == robust)
+                .map(|r| match r.verdict {
+                    Verdict::Robust => r.metric.name().to_owned(),
+                    v => format!("{} ({})", r.metric.name(), v.describe()),
+                })
+                .collect();
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        };
+        if !self.robustness.is_empty() {
+            out.push(format!(
+                "On the shared top edges, robust to EAP's approximation: {}; not robust: {}",
+                list(true),
+                list(false)
+            ));
+        }
+        if !self.reach.is_empty() {
+            let reach: Vec<String> = self
+                .reach
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {:.1} vs {:.1} (p = {})",
+                        r.metric,
+                        r.base_mean,
+                        r.tuned_mean,
+                        crate::report::table::Cell::P(r.p_value).text()
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "Edges for faithfulness, base vs tuned: {}",
+                reach.join(", ")
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,180 @@
+//! The check of EAP against exact effects (method.md §7) as a study and `score` run it: a
+//! seeded subset of the pairs, the same questions and edges for both models, written as each
+//! sample completes and resumed, summarised in the comparison, the report and the figures.
+
+mod common;
+
+use circuitdiff::attribution::exact::Ablation;
+use circuitdiff::attribution::{Graph, Level};
+use circuitdiff::model::{LoadOptions, Model};
+use common::{circuitdiff, zoo_study, Tiny};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The names of a check file's edges of one set.
+fn edges(check: &Value, sets: &[&str]) -> BTreeSet<String> {
+    check["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| sets.contains(&e["set"].as_str().unwrap()))
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let (ok, stdout, e) = zoo_study("builtin:arith?n=12", &out);
+    assert!(ok, "{e}");
+    assert!(
+        stdout.contains("EAP vs exact effects, base: Pearson")
+            && stdout.contains("robust to EAP's approximation"),
+        "{stdout}"
+    );
+    let c = read_json(&out.join("comparison.json"));
+    let v = &c["validation"];
+    let n = c["n"].as_u64().unwrap() as usize;
+    assert_eq!(v["runs"]["base"]["samples"], v["runs"]["tuned"]["samples"]);
+    assert_eq!(v["runs"]["base"]["samples"].as_array().unwrap().len(), n);
+    assert_eq!(v["robustness"].as_array().unwrap().len(), 3);
+    let reach: Vec<&str> = v["reach"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(reach, ["k50", "k80", "k90"]);
+
+    // The same questions and edges on both sides: the union of both top sets, one random set.
+    let names = files(&out.join("base/exact"));
+    assert_eq!(names, files(&out.join("tuned/exact")));
+    assert_eq!(names.len(), n);
+    for name in &names {
+        let b = read_json(&out.join("base/exact").join(name));
+        let t = read_json(&out.join("tuned/exact").join(name));
+        assert_eq!(b["id"], t["id"]);
+        let union = ["top", "other_top"];
+        assert_eq!(edges(&b, &union), edges(&t, &union), "{name}");
+        assert_eq!(edges(&b, &["random"]), edges(&t, &["random"]), "{name}");
+        assert_eq!(edges(&b, &["top"]).len(), 32);
+        assert_eq!(edges(&b, &["random"]).len(), 32);
+        // F(all) = 1: the last circuit keeps every edge.
+        let f = b["curve"]["faithfulness"].as_array().unwrap();
+        let last = f.last().unwrap().as_f64().unwrap();
+        assert!((last - 1.0).abs() < 1e-3, "{name}: F(all) = {last}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Is the circuit real?")
+            && report.contains("| k50 |")
+            && report.contains("figures/exact_vs_eap.png")
+            && report.contains("figures/faithfulness.svg"),
+        "{report}"
+    );
+    for f in ["exact_vs_eap.png", "exact_vs_eap.svg", "faithfulness.png"] {
+        assert!(out.join("figures").join(f).is_file(), "{f}");
+    }
+
+    // A lost check file is computed again; the others are read back unchanged.
+    let lost = out.join("tuned/exact").join(&names[0]);
+    let kept = std::fs::read(out.join("base/exact").join(&names[1])).unwrap();
+    let comparison = std::fs::read(out.join("comparison.json")).unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    std::fs::remove_file(out.join("comparison.json")).unwrap();
+    let (ok, _, e) = zoo_study("builtin:arith?n=12", &out);
+    assert!(ok, "{e}");
+    assert!(lost.is_file());
+    assert_eq!(
+        std::fs::read(out.join("base/exact").join(&names[1])).unwrap(),
+        kept
+    );
+    assert!(
+        std::fs::read(out.join("comparison.json")).unwrap() == comparison,
+        "the comparison changed on resuming"
+    );
+}
+
+#[test]
+fn score_writes_exact_effects_equal_to_ablating_the_model_directly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model_dir = Tiny::Qwen2.write(dir);
+    let samples = serde_json::json!([
+        {"id": "q1", "prompt_ids": [1, 5, 17, 22], "answer_ids": [9, 40, 33, 12, 8]},
+        {"id": "q2", "prompt_ids": [1, 7, 7, 30, 11], "answer_ids": [3, 4]}
+    ]);
+    let file = dir.join("samples.json");
+    std::fs::write(&file, samples.to_string()).unwrap();
+    let out = dir.join("run");
+    let score = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "--model",
+            model_dir.to_str().unwrap(),
+            "--samples",
+            file.to_str().unwrap(),
+            "--cut",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        circuitdiff(&args)
+    };
+    let (ok, stdout, e) = score(&out, &["--exact-samples", "all", "--exact-top", "4"]);
+    assert!(ok, "{e}");
+    assert!(stdout.contains("EAP vs exact effects: Pearson"), "{stdout}");
+    let summary = read_json(&out.join("validation.json"));
+    assert_eq!(summary["samples"], serde_json::json!(["q1", "q2"]));
+
+    let model = Model::load(model_dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let g = Graph::new(&model.config, Level::Block);
+    for (i, s) in samples.as_array().unwrap().iter().enumerate() {
+        let ids = |k: &str| -> Vec<u32> { serde_json::from_value(s[k].clone()).unwrap() };
+        let (prompt, answer) = (ids("prompt_ids"), ids("answer_ids"));
+        let ab = Ablation::new(&model, &g, "x", (&prompt, &answer), 3, 8).unwrap();
+        let check = read_json(&out.join(format!("exact/{i:06}.json")));
+        let effects = check["effects"].as_array().unwrap();
+        // Four top edges and 4 random ones (the default random count is 32: all that remain).
+        assert_eq!(edges(&check, &["top"]).len(), 4);
+        assert_eq!(
+            effects.len(),
+            g.num_edges().min(4 + 32),
+            "sample {i}: every edge is top or random"
+        );
+        for e in effects {
+            let edge = (
+                e["source"].as_u64().unwrap() as usize,
+                e["destination"].as_u64().unwrap() as usize,
+            );
+            let want = ab.edge_effects(&[edge]).unwrap()[0];
+            let got = e["exact"].as_f64().unwrap();
+            // One pass, or a batch of eight: the same up to the f32 rounding of the losses.
+            assert!((got - want).abs() <= 1e-6 * ab.clean_loss(), "{e}: {want}");
+        }
+    }
+
+    // No check unless asked; none at head level.
+    let plain = dir.join("plain");
+    let (ok, _, e) = score(&plain, &[]);
+    assert!(ok, "{e}");
+    assert!(!plain.join("exact").exists() && !plain.join("validation.json").exists());
+    let (ok, _, e) = score(&dir.join("heads"), &["--heads", "--exact-samples", "1"]);
+    assert!(!ok && e.contains("block-level graph"), "{e}");
+}
