@@ -355,11 +355,21 @@ impl Verdict {
         }
     }
 
+    /// "robust", or why not.
     pub fn describe(self) -> &'static str {
         match self {
             Self::Robust => "robust",
             Self::Flips => "not robust: the direction flips",
             Self::SignificanceDiffers => "not robust: significant for one and not the other",
+        }
+    }
+
+    /// Why a conclusion is not robust, in a few words (empty when it is).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Robust => "",
+            Self::Flips => "the direction flips",
+            Self::SignificanceDiffers => "significant for one and not the other",
         }
     }
 }
@@ -477,7 +487,7 @@ impl Brief {
                 .filter(|r| (r.verdict == Verdict::Robust) == robust)
                 .map(|r| match r.verdict {
                     Verdict::Robust => r.metric.name().to_owned(),
-                    v => format!("{} ({})", r.metric.name(), v.describe()),
+                    v => format!("{} ({})", r.metric.name(), v.reason()),
                 })
                 .collect();
             if names.is_empty() {
