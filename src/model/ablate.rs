@@ -2,19 +2,24 @@
 //! sources, `in_v = Σ_{u<v} m_uv · A_u`, through the per-path copies. All masks at 1 is the
 //! clean model; a batch runs one set of masks per row.
 //!
-//! A batch starts at the first block that any of its masks touches, from the clean pass's
-//! residual stream there: everything below is the clean computation, kept once per sample.
+//! A batch starts at the first node (attention block, MLP or logits) whose input any of its
+//! masks changes, from the clean pass's residual stream there: everything below is the clean
+//! computation, kept once per sample.
 
 use super::masks::EdgeMasks;
 use super::transformer::{Kernels, Pass};
 use super::Model;
-use crate::node::Node;
 use candle_core::{DType, Result, Tensor, D};
 use std::ops::Range;
 
+/// The kernels of ablated passes: the scoring pass's (nothing tracks a gradient here, and
+/// they run in f64 too), shared by a sample's clean and ablated passes so that their losses
+/// differ by the ablation alone.
+const KERNELS: Kernels = Kernels::FusedGrad;
+
 fn ablation_pass<'a>(sources: &'a mut Vec<Tensor>, masks: Option<&'a EdgeMasks>) -> Pass<'a> {
     Pass {
-        kernels: Kernels::FusedGrad,
+        kernels: KERNELS,
         probes: None,
         cache: None,
         sources: Some(sources),
@@ -37,8 +42,8 @@ pub struct CleanPass {
 
 impl Model {
     /// The clean pass of `ids`, whose loss is the mean negative log-probability of `targets`
-    /// at logit positions `positions` (the loss of method.md §3), with the scoring pass's kernels
-    /// (nothing here tracks a gradient).
+    /// at logit positions `positions` (the loss of method.md §3), with the kernels of the
+    /// ablated passes.
     pub fn clean_pass(
         &self,
         ids: &[u32],
@@ -70,7 +75,7 @@ impl Model {
     /// The loss of each row of `masks` on `clean`'s sample (a row with every mask at 1 gives
     /// the clean loss).
     pub fn masked_losses(&self, clean: &CleanPass, masks: &EdgeMasks) -> Result<Vec<f64>> {
-        let Some(first) = masks.first_block() else {
+        let Some(first) = masks.first_changed() else {
             return Ok(vec![clean.loss; masks.rows()]);
         };
         let layers = self.config.num_layers;
@@ -80,13 +85,9 @@ impl Model {
                 masks.layers()
             );
         }
-        // The residual stream entering block `first`, summed in the order the clean pass
-        // added the sources, so that it is the clean pass's own value.
-        let before = Node::Attention {
-            layer: first,
-            head: None,
-        }
-        .order(layers);
+        // The residual stream entering node `first`, summed in the order the clean pass added
+        // the sources, so that it is the clean pass's own value.
+        let before = first.order(layers);
         let mut sources: Vec<Tensor> = clean.sources[..before].to_vec();
         let mut h = sources[0].clone();
         for s in &sources[1..] {
@@ -104,10 +105,7 @@ impl Model {
     fn losses_of(&self, clean: &CleanPass, h: &Tensor) -> Result<Vec<f64>> {
         let p = &clean.positions;
         let h = h.narrow(1, p.start, p.len())?;
-        let logits = self
-            .net
-            .logits(&h, Kernels::FusedGrad)?
-            .to_dtype(DType::F64)?;
+        let logits = self.net.logits(&h, KERNELS)?.to_dtype(DType::F64)?;
         let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let rows = lp.dim(0)?;
         let idx = Tensor::new(clean.targets.as_slice(), lp.device())?

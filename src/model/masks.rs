@@ -1,7 +1,7 @@
 //! Edge masks (method.md §7): every destination input written as a masked sum of its
 //! sources, `in_v = Σ_{u<v} m_uv · A_u`, one set of masks per row of a batch.
 
-use crate::node::{self, Destination};
+use crate::node::{self, Destination, Node};
 use candle_core::{Result, Tensor};
 
 /// Block-level edge masks for a batch of passes: row r keeps the fraction
@@ -59,14 +59,14 @@ impl EdgeMasks {
             .order(self.layers)
     }
 
-    /// The first block that some row's masks change (the logits count as block L); `None`
-    /// when every mask is 1.
-    pub(crate) fn first_block(&self) -> Option<usize> {
+    /// The first node whose input some row's masks change (an attention block, an MLP or the
+    /// logits); `None` when every mask is 1.
+    pub(crate) fn first_changed(&self) -> Option<Node> {
         let dests = node::block_destinations(self.layers);
         dests.iter().enumerate().find_map(|(d, dest)| {
             let n = self.inputs_of(d);
             let touched = (0..self.rows).any(|r| (0..n).any(|u| self.get(r, u, d) != 1.0));
-            touched.then(|| dest.node().layer().unwrap_or(self.layers))
+            touched.then(|| dest.node())
         })
     }
 

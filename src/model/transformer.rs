@@ -579,47 +579,37 @@ impl Transformer {
             self.cfg.hidden_size,
         ))?;
         pass.collect(Node::Input, &h, self.cfg.num_layers);
-        self.blocks(h, 0, pos0, pass)
+        let first = Node::Attention {
+            layer: 0,
+            head: None,
+        };
+        self.blocks(h, first, pos0, pass)
     }
 
-    /// Run blocks `first..` on the residual stream `h` (b, t, d) entering block `first`, at
-    /// positions `pos0..`; `pass.sources`, when given, already holds the sources before that
-    /// block. Returns the final residual stream as [`Transformer::residual`] does.
+    /// Run the nodes from `first` on (an attention block, an MLP, or the logits alone) on the
+    /// residual stream `h` (b, t, d) entering it, at positions `pos0..`; `pass.sources`, when
+    /// given, already holds the sources before `first` (from an MLP on, its layer's attention
+    /// output, which is not computed again). Returns the final residual stream as
+    /// [`Transformer::residual`] does.
     pub(crate) fn blocks(
         &self,
         mut h: Tensor,
-        first: usize,
+        first: Node,
         pos0: usize,
         mut pass: Pass,
     ) -> Result<Tensor> {
+        let start = first.layer().unwrap_or(self.layers.len());
+        let from_mlp = matches!(first, Node::Mlp { .. });
         let cfg = &self.cfg;
         let k = pass.kernels;
         let tables = self.pass_tables(pos0, h.dim(1)?, pass.pads)?;
         if let Some(c) = pass.cache.as_deref_mut() {
             c.layers.resize(self.layers.len(), None);
         }
-        for (layer, block) in self.layers.iter().enumerate().skip(first) {
-            let copies = Port::ALL.map(|port| {
-                pass.copy(
-                    Destination::Attention {
-                        layer,
-                        head: None,
-                        port,
-                    },
-                    &h,
-                )
-            });
-            let [q, key, v] = copies;
-            let inputs = block.attn.inputs(&h, [q?, key?, v?], k, cfg)?;
-            let cache = pass.cache.as_deref_mut().map(|c| &mut c.layers[layer]);
-            let (a, z) = block.attn.forward(inputs, &tables, cache, k, cfg)?;
-            h = (h + &a)?;
-            let a = if pass.head_sources && pass.sources.is_some() {
-                block.attn.head_outputs(&z, cfg)?
-            } else {
-                a
-            };
-            pass.collect(Node::Attention { layer, head: None }, &a, cfg.num_layers);
+        for (layer, block) in self.layers.iter().enumerate().skip(start) {
+            if !(from_mlp && layer == start) {
+                self.attention(block, layer, &mut h, &tables, &mut pass)?;
+            }
             let x = pass.copy(Destination::Mlp { layer }, &h)?;
             let m = block
                 .mlp
@@ -634,6 +624,41 @@ impl Transformer {
             Some(x) => x,
             None => h,
         })
+    }
+
+    /// Layer `layer`'s attention block on the residual stream `h`, added to it in place.
+    fn attention(
+        &self,
+        block: &Block,
+        layer: usize,
+        h: &mut Tensor,
+        tables: &PassTables,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let k = pass.kernels;
+        let copies = Port::ALL.map(|port| {
+            pass.copy(
+                Destination::Attention {
+                    layer,
+                    head: None,
+                    port,
+                },
+                h,
+            )
+        });
+        let [q, key, v] = copies;
+        let inputs = block.attn.inputs(h, [q?, key?, v?], k, cfg)?;
+        let cache = pass.cache.as_deref_mut().map(|c| &mut c.layers[layer]);
+        let (a, z) = block.attn.forward(inputs, tables, cache, k, cfg)?;
+        *h = (&*h + &a)?;
+        let a = if pass.head_sources && pass.sources.is_some() {
+            block.attn.head_outputs(&z, cfg)?
+        } else {
+            a
+        };
+        pass.collect(Node::Attention { layer, head: None }, &a, cfg.num_layers);
+        Ok(())
     }
 
     /// Final norm and unembedding of a residual (…, d) → logits (…, vocab).
