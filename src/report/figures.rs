@@ -81,6 +81,34 @@ pub struct Scatter {
     pub series: Vec<Series>,
 }
 
+impl Scatter {
+    /// The ranges of x and of y over the finite points, each padded by 5 % ((−1, 1) when
+    /// there are none): each axis fits its own values, so that estimates far smaller than
+    /// what they estimate still spread out.
+    pub fn bounds(&self) -> ((f64, f64), (f64, f64)) {
+        let points = self.series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in points.filter(|p| p.0.is_finite() && p.1.is_finite()) {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+        let pad = |lo: f64, hi: f64| {
+            if lo > hi {
+                return (-1.0, 1.0);
+            }
+            let p = (hi - lo).max(1e-12 * hi.abs().max(1e-12)) * 0.05;
+            (lo - p, hi + p)
+        };
+        (pad(x0, x1), pad(y0, y1))
+    }
+
+    /// The stretch of the diagonal y = x inside [`Scatter::bounds`], if any.
+    pub fn diagonal(&self) -> Option<(f64, f64)> {
+        let ((x0, x1), (y0, y1)) = self.bounds();
+        let (lo, hi) = (x0.max(y0), x1.min(y1));
+        (lo < hi).then_some((lo, hi))
+    }
+}
+
 /// Overlaid histograms of several samples of values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
@@ -512,5 +540,38 @@ pub fn faithfulness_curves(v: &Validation) -> LineChart {
         y_label: "faithfulness F".into(),
         log_y: false,
         series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scatter_fits_each_axis_and_clips_the_diagonal() {
+        let s = Scatter {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            series: vec![Series {
+                name: "top".into(),
+                side: None,
+                points: vec![(-0.01, 0.0), (0.01, 5.0), (f64::NAN, 9.0)],
+            }],
+        };
+        let ((x0, x1), (y0, y1)) = s.bounds();
+        assert!((x0 + 0.011).abs() < 1e-12 && (x1 - 0.011).abs() < 1e-12);
+        assert!((y0 + 0.25).abs() < 1e-12 && (y1 - 5.25).abs() < 1e-12);
+        let (lo, hi) = s.diagonal().unwrap();
+        assert!((lo + 0.011).abs() < 1e-12 && (hi - 0.011).abs() < 1e-12);
+        let far = Scatter {
+            series: vec![Series {
+                name: "far".into(),
+                side: None,
+                points: vec![(0.0, 10.0), (1.0, 11.0)],
+            }],
+            ..s
+        };
+        assert_eq!(far.diagonal(), None);
     }
 }

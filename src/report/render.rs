@@ -550,7 +550,8 @@ where
     Ok(())
 }
 
-/// Points of each series over the diagonal y = x, on equal axes.
+/// Points of each series, each axis fitted to its values, and the part of the diagonal y = x
+/// that falls inside both.
 fn draw_scatter<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     data: &Scatter,
@@ -559,22 +560,13 @@ fn draw_scatter<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let points = data.series.iter().flat_map(|s| s.points.iter());
-    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-    for &(x, y) in points.filter(|p| p.0.is_finite() && p.1.is_finite()) {
-        (lo, hi) = (lo.min(x.min(y)), hi.max(x.max(y)));
-    }
-    if lo > hi {
-        (lo, hi) = (-1.0, 1.0);
-    }
-    let pad = (hi - lo).max(1e-12) * 0.05;
-    let (lo, hi) = (lo - pad, hi + pad);
+    let ((x0, x1), (y0, y1)) = data.bounds();
     let mut chart = ChartBuilder::on(root)
         .caption(&data.title, text(k, 18.0))
         .margin(upx(k, 12.0))
         .x_label_area_size(upx(k, 40.0))
         .y_label_area_size(upx(k, 70.0))
-        .build_cartesian_2d(lo..hi, lo..hi)?;
+        .build_cartesian_2d(x0..x1, y0..y1)?;
     chart
         .configure_mesh()
         .x_desc(data.x_label.as_str())
@@ -583,10 +575,12 @@ where
         .axis_desc_style(text(k, 14.0))
         .draw()?;
     let diagonal = BLACK.mix(0.5).stroke_width(upx(k, 1.0));
-    chart
-        .draw_series(LineSeries::new([(lo, lo), (hi, hi)], diagonal))?
-        .label("exact = EAP")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], diagonal));
+    if let Some((lo, hi)) = data.diagonal() {
+        chart
+            .draw_series(LineSeries::new([(lo, lo), (hi, hi)], diagonal))?
+            .label("exact = EAP")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], diagonal));
+    }
     for (s, color) in data.series.iter().zip(POINT_COLORS.iter().cycle()) {
         let style = color.mix(0.6).filled();
         let r = upx(k, 3.0);

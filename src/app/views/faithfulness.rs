@@ -101,7 +101,8 @@ fn point_color(palette: Palette, n: usize) -> egui::Color32 {
     palette.series(2 + 2 * n)
 }
 
-/// Points of each series over the diagonal y = x.
+/// Points of each series, each axis fitted to its values, and the part of the diagonal y = x
+/// inside them.
 fn scatter_ui(ui: &mut Ui, s: &Scatter, height: f32) {
     let palette = Palette::of(ui.ctx());
     ui.horizontal(|ui| {
@@ -111,20 +112,13 @@ fn scatter_ui(ui: &mut Ui, s: &Scatter, height: f32) {
         }
     });
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
-    let (lo, hi) = s
-        .series
-        .iter()
-        .flat_map(|x| x.points.iter().filter(finite))
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &(x, y)| {
-            (lo.min(x.min(y)), hi.max(x.max(y)))
-        });
     let plot = Plot::new(&s.title)
         .height(height)
         .x_axis_label(s.x_label.as_str())
         .y_axis_label(s.y_label.as_str())
         .allow_scroll(false);
     readable_y_axis(plot).show(ui, |plot_ui| {
-        if lo < hi {
+        if let Some((lo, hi)) = s.diagonal() {
             plot_ui.line(
                 Line::new("exact = EAP", PlotPoints::new(vec![[lo, lo], [hi, hi]]))
                     .color(palette.structural())
