@@ -227,6 +227,9 @@ impl ModelPicker {
 }
 
 fn info_ui(ui: &mut Ui, info: &ModelInfo) {
+    if let Some(adapter) = &info.adapter {
+        ui.label(adapter.describe());
+    }
     let c = &info.config;
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     egui::Grid::new(("model_info", &info.spec)).show(ui, |ui| {

@@ -1,7 +1,7 @@
 //! `circuitdiff bench`: throughput of the transformer on one model, for BENCHMARKS.md.
 
 use super::args::at_least;
-use super::device::DeviceArgs;
+use super::device::{AdapterBaseArg, DeviceArgs};
 use circuitdiff::attribution::exact::{by_magnitude, chosen_edges, Ablation};
 use circuitdiff::attribution::{score_sample, Graph, Level};
 use circuitdiff::model::{self, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan};
@@ -12,7 +12,7 @@ use std::time::Instant;
 /// Measure forward, generation, differentiable-pass and scoring speed on a model.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A model folder, a .gguf file, or a Hugging Face id.
+    /// A model folder, a .gguf file, a Hugging Face id, or a PEFT LoRA adapter folder.
     #[arg(long, required_unless_present_any = ["write_random_llama", "cpu"])]
     model: Option<String>,
     /// Print the CPU this runs on and the matrix kernel candle's matmul uses there (JSON), and
@@ -57,6 +57,8 @@ pub struct Args {
     repeat: usize,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -162,6 +164,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let spec = args.model.as_deref().unwrap_or_default();
     let opts = LoadOptions {
         plan: Some(ScorePlan::block(args.seq_len)),
+        hub: args.adapter.hub(false),
         ..args.device.load_options()?
     };
     let model = super::bars::load_model(spec, &opts)?;

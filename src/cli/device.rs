@@ -1,7 +1,7 @@
-//! `--device` and `--dtype`, shared by the commands that load a model.
+//! `--device`, `--dtype` and `--adapter-base`, shared by the commands that load a model.
 
 use candle_core::DType;
-use circuitdiff::model::{open_device, LoadOptions};
+use circuitdiff::model::{open_device, HubOptions, LoadOptions};
 
 /// Where and in which precision the model runs.
 #[derive(Debug, clap::Args)]
@@ -39,5 +39,26 @@ impl DeviceArgs {
             dtype: self.dtype.dtype(),
             ..LoadOptions::default()
         })
+    }
+}
+
+/// The base model of LoRA adapters.
+#[derive(Debug, clap::Args)]
+pub struct AdapterBaseArg {
+    /// The base model (folder, .gguf or Hugging Face id) of every MODEL that is a PEFT LoRA
+    /// adapter folder, instead of the `base_model_name_or_path` of its adapter_config.json;
+    /// models that are not adapters ignore it.
+    #[arg(long, value_name = "MODEL")]
+    adapter_base: Option<String>,
+}
+
+impl AdapterBaseArg {
+    /// How to resolve model specs: the Hub (only its cache when `offline`) and this base.
+    pub fn hub(&self, offline: bool) -> HubOptions {
+        HubOptions {
+            offline,
+            adapter_base: self.adapter_base.clone(),
+            ..HubOptions::default()
+        }
     }
 }

@@ -1,13 +1,14 @@
 //! `circuitdiff inspect MODEL`: what a checkpoint is and what scoring it costs.
 
-use super::device::DtypeArg;
+use super::device::{AdapterBaseArg, DtypeArg};
 use anyhow::Context as _;
-use circuitdiff::model::{self, HubOptions, ScorePlan};
+use circuitdiff::model::{self, ScorePlan};
 
 /// Describe a model: family, shape, parameters, graph size and scoring memory.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A model folder, a .gguf file, or a Hugging Face id (org/name[@revision]).
+    /// A model folder, a .gguf file, a Hugging Face id (org/name[@revision]), or a PEFT LoRA
+    /// adapter folder.
     model: String,
     /// Sequence length (prompt + answer tokens) for the memory estimate.
     #[arg(long, default_value_t = 512, value_parser = super::args::at_least(1))]
@@ -23,13 +24,12 @@ pub struct Args {
     /// Use only the local Hugging Face cache.
     #[arg(long)]
     offline: bool,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let hub = HubOptions {
-        offline: args.offline,
-        ..HubOptions::default()
-    };
+    let hub = args.adapter.hub(args.offline);
     let mut bar = super::bars::DownloadBar::default();
     let ckpt = model::resolve(&args.model, &hub, Some(&mut bar))?;
     let plan = ScorePlan {
@@ -46,9 +46,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let c = &info.config;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let adapter = info.adapter.as_ref().map(|a| ("adapter", a.describe()));
     let rows = [
         ("model", info.spec.clone()),
         ("source", info.source.clone()),
+    ]
+    .into_iter()
+    .chain(adapter)
+    .chain([
         ("family", c.family.name().to_owned()),
         ("layers", c.num_layers.to_string()),
         ("hidden size", c.hidden_size.to_string()),
@@ -81,7 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 gib(info.memory.activations)
             ),
         ),
-    ];
+    ]);
     for (k, v) in rows {
         println!("{k:<24} {v}");
     }

@@ -2,6 +2,7 @@
 
 use super::args::{at_least, whole_in};
 use super::bars::{ctrl_c_token, Bars};
+use super::device::AdapterBaseArg;
 use anyhow::Context as _;
 use circuitdiff::lab::task::{eval_questions, EVAL_N};
 use circuitdiff::lab::{eval, train_zoo, LabConfig};
@@ -38,7 +39,7 @@ struct TrainArgs {
 
 #[derive(Debug, clap::Args)]
 struct EvalArgs {
-    /// Model folders (or any model spec).
+    /// Model folders (or any model spec, PEFT LoRA adapter folders included).
     #[arg(required = true)]
     models: Vec<String>,
     /// Held-out questions to ask (the first N of `builtin:arith`, at most the split's size).
@@ -47,6 +48,8 @@ struct EvalArgs {
     /// Maximum new tokens per answer.
     #[arg(long, default_value_t = 40, value_parser = at_least(1))]
     max_new_tokens: usize,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -85,9 +88,12 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
     let questions = eval_questions(args.n);
+    let opts = LoadOptions {
+        hub: args.adapter.hub(false),
+        ..LoadOptions::default()
+    };
     for spec in &args.models {
-        let model = Model::load(spec, &LoadOptions::default())
-            .with_context(|| format!("loading {spec}"))?;
+        let model = Model::load(spec, &opts).with_context(|| format!("loading {spec}"))?;
         let acc = eval::accuracy(&model, &questions, args.max_new_tokens)
             .with_context(|| format!("evaluating {spec}"))?;
         println!("{spec}\t{acc:.4}\t({} questions)", questions.len());

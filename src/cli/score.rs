@@ -3,7 +3,7 @@
 
 use super::args::at_least;
 use super::bars::{ctrl_c_token, Bars};
-use super::device::DeviceArgs;
+use super::device::{AdapterBaseArg, DeviceArgs};
 use anyhow::bail;
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::exact::ExactOptions;
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 /// Score token sequences as given (no generation, no filtering) and write a run directory.
 #[derive(Debug, clap::Args)]
 pub struct ScoreArgs {
-    /// A model folder, a .gguf file, or a Hugging Face id.
+    /// A model folder, a .gguf file, a Hugging Face id, or a PEFT LoRA adapter folder.
     #[arg(long)]
     model: String,
     /// JSON list of {"prompt_ids": [...], "answer_ids": [...]} (optional "id").
@@ -43,6 +43,8 @@ pub struct ScoreArgs {
     exact: ExactArgs,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
 }
 
 /// The check of EAP against exact edge effects (method.md §7).
@@ -105,6 +107,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     }
     let samples = run::read_samples(&args.samples)?;
     let mut opts = args.device.load_options()?;
+    opts.hub = args.adapter.hub(false);
     if args.f64 {
         opts.dtype = candle_core::DType::F64;
     }

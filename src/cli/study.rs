@@ -2,7 +2,7 @@
 
 use super::args::{at_least, open_unit, positive_finite, shard, unit_above_zero};
 use super::bars::{ctrl_c_token, Bars};
-use super::device::DeviceArgs;
+use super::device::{AdapterBaseArg, DeviceArgs};
 use super::score::{table, ExactArgs, MetricArgs};
 use anyhow::Context as _;
 use circuitdiff::attribution::compare::CompareOptions;
@@ -21,7 +21,7 @@ pub struct Args {
     /// The base model: folder, .gguf or Hugging Face id.
     #[arg(long)]
     base: String,
-    /// The fine-tuned model.
+    /// The fine-tuned model (also a PEFT LoRA adapter folder).
     #[arg(long)]
     tuned: String,
     /// A JSONL file (fields detected per file) or `builtin:arith[?n=200&seed=42&max=99&terms=2&ops=+-]`.
@@ -89,6 +89,8 @@ pub struct Args {
     out: PathBuf,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
 }
 
 /// Join study shards and finish the study.
@@ -105,14 +107,13 @@ pub struct MergeArgs {
     out: PathBuf,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
 }
 
-fn load_options(offline: bool, device: &DeviceArgs) -> anyhow::Result<LoadOptions> {
+fn load_options(hub: HubOptions, device: &DeviceArgs) -> anyhow::Result<LoadOptions> {
     Ok(LoadOptions {
-        hub: HubOptions {
-            offline,
-            ..HubOptions::default()
-        },
+        hub,
         ..device.load_options()?
     })
 }
@@ -122,7 +123,7 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
     let mut bars = Bars::default();
     let outcome = merge_shards(
         &args.shards,
-        &load_options(args.offline, &args.device)?,
+        &load_options(args.adapter.hub(args.offline), &args.device)?,
         &args.out,
         &mut bars,
         &cancel,
@@ -190,7 +191,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut bars = Bars::default();
     let outcome = run_study(
         &cfg,
-        &load_options(args.offline, &args.device)?,
+        &load_options(args.adapter.hub(args.offline), &args.device)?,
         &args.out,
         &mut bars,
         &cancel,

@@ -129,6 +129,40 @@ pub enum ModelError {
         fix: String,
     },
 
+    #[error("{path}: {what}: circuitdiff merges plain LoRA adapters only. {fix}")]
+    AdapterUnsupported {
+        path: PathBuf,
+        what: String,
+        fix: String,
+    },
+
+    #[error("{path}: target module `{module}` is not a linear layer of the families circuitdiff reads (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head); the adapter was trained for another architecture")]
+    AdapterTarget { path: PathBuf, module: String },
+
+    #[error("{path}: tensor `{name}` has rank {found}, but adapter_config.json sets r = {expected} for `{module}` (`r`, `rank_pattern`); the weights and the configuration belong to different adapters")]
+    AdapterRank {
+        path: PathBuf,
+        name: String,
+        module: String,
+        found: usize,
+        expected: usize,
+    },
+
+    #[error("{path}: tensor `{name}`: {message}")]
+    AdapterTensor {
+        path: PathBuf,
+        name: String,
+        message: String,
+    },
+
+    #[error("{adapter}: cannot load its base model `{base}`: {source}. {fix}")]
+    AdapterBase {
+        adapter: PathBuf,
+        base: String,
+        source: Box<ModelError>,
+        fix: String,
+    },
+
     #[error("device `{spec}`: {message}")]
     Device { spec: String, message: String },
 

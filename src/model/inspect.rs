@@ -1,6 +1,7 @@
 //! What `circuitdiff inspect` reports about a checkpoint, computed from its configuration and
 //! file headers without loading the weights.
 
+use super::adapter::AdapterInfo;
 use super::config::ModelConfig;
 use super::error::Result;
 use super::gguf::GgufFile;
@@ -22,6 +23,10 @@ pub struct ModelInfo {
     pub num_params: usize,
     pub num_edges: usize,
     pub memory: MemoryEstimate,
+    /// The LoRA adapter, when the checkpoint is one (configuration, dtype and sizes are its
+    /// base's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterInfo>,
 }
 
 /// Describe a resolved checkpoint; `seq_len` sizes the memory estimate (f32 compute, block
@@ -38,19 +43,18 @@ pub fn inspect_plan(
     plan: &ScorePlan,
     dtype: DType,
 ) -> Result<ModelInfo> {
-    let (config, checkpoint_dtype, source) = match ckpt {
-        Checkpoint::Folder { dir, weights } => {
-            let cfg = ModelConfig::from_hf_file(&dir.join("config.json"))?;
-            let dtype = match weights.first() {
-                Some(w) => safetensors_dtype(w)?,
-                None => "unknown".into(),
-            };
-            (cfg, dtype, dir.display().to_string())
-        }
-        Checkpoint::Gguf { file, .. } => {
-            let g = GgufFile::open(file)?;
-            (g.config()?, g.quantization(), file.display().to_string())
-        }
+    let (config, checkpoint_dtype) = describe(ckpt)?;
+    let (source, adapter) = match ckpt {
+        Checkpoint::Folder { dir, .. } => (dir.display().to_string(), None),
+        Checkpoint::Gguf { file, .. } => (file.display().to_string(), None),
+        Checkpoint::Adapter {
+            adapter,
+            base_spec,
+            base,
+        } => (
+            adapter.dir.display().to_string(),
+            Some(adapter.info(base_spec, super::fingerprint(&base.files())?)),
+        ),
     };
     let memory = MemoryEstimate::new(&config, plan, dtype);
     Ok(ModelInfo {
@@ -61,5 +65,30 @@ pub fn inspect_plan(
         checkpoint_dtype,
         config,
         memory,
+        adapter,
     })
+}
+
+/// A checkpoint's configuration and the dtype of its stored weights (an adapter's: its base's,
+/// the adapter checked against it).
+fn describe(ckpt: &Checkpoint) -> Result<(ModelConfig, String)> {
+    match ckpt {
+        Checkpoint::Folder { dir, weights } => {
+            let cfg = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+            let dtype = match weights.first() {
+                Some(w) => safetensors_dtype(w)?,
+                None => "unknown".into(),
+            };
+            Ok((cfg, dtype))
+        }
+        Checkpoint::Gguf { file, .. } => {
+            let g = GgufFile::open(file)?;
+            Ok((g.config()?, g.quantization()))
+        }
+        Checkpoint::Adapter { adapter, base, .. } => {
+            let (cfg, dtype) = describe(base)?;
+            adapter.check(&cfg)?;
+            Ok((cfg, dtype))
+        }
+    }
 }

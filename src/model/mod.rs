@@ -1,8 +1,9 @@
-//! Checkpoints and the transformer: load a model from a folder, a `.gguf` file or the Hub, run it
-//! for generation, or run it differentiably to get the activations and gradients that edge
-//! attribution needs.
+//! Checkpoints and the transformer: load a model from a folder, a `.gguf` file, the Hub or a
+//! PEFT LoRA adapter on any of them, run it for generation, or run it differentiably to get the
+//! activations and gradients that edge attribution needs.
 
 mod ablate;
+mod adapter;
 mod config;
 mod device;
 mod download;
@@ -23,6 +24,7 @@ mod transformer;
 mod weights;
 
 pub use ablate::CleanPass;
+pub use adapter::{AdapterInfo, LoraAdapter};
 pub use config::{Family, ModelConfig, RopeScaling};
 pub use device::open_device;
 pub use download::DownloadProgress;
@@ -77,8 +79,10 @@ pub struct Model {
     /// The checkpoint on disk.
     pub checkpoint: Checkpoint,
     /// A fingerprint of config and weight files (sha256 over their sizes, config bytes and the
-    /// first and last MiB of each weight file).
+    /// first and last MiB of each weight file), the adapter's as well as the base's.
     pub fingerprint: String,
+    /// The LoRA adapter merged into the weights, when the spec is an adapter.
+    pub adapter: Option<AdapterInfo>,
     net: Transformer,
 }
 
@@ -100,33 +104,19 @@ impl Model {
 
     /// Load a resolved checkpoint.
     pub fn from_checkpoint(spec: &str, checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Self> {
-        let (config, tokenizer, mut store, files) = match &checkpoint {
-            Checkpoint::Folder { dir, weights } => {
-                let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
-                memory::check_fits(&config, opts, dir)?;
-                let tokenizer = folder_tokenizer(dir, &config)?;
-                let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
-                store.check(&config)?;
-                let mut files = vec![dir.join("config.json")];
-                files.extend(weights.iter().cloned());
-                (config, tokenizer, store, files)
-            }
-            Checkpoint::Gguf {
-                file,
-                tokenizer_json,
-            } => {
-                let mut g = gguf::GgufFile::open(file)?;
-                let config = g.config()?;
-                memory::check_fits(&config, opts, file)?;
-                let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
-                let tensors = g.tensors(&config)?;
-                let store = TensorStore::from_map(tensors, file, opts.dtype, &opts.device);
-                (config, tokenizer, store, vec![file.clone()])
-            }
-        };
+        let (config, tokenizer, mut store) = open(&checkpoint, opts)?;
         let net = Transformer::from_store(&config, &mut store, opts.dtype, &opts.device)?;
+        let adapter = match &checkpoint {
+            Checkpoint::Adapter {
+                adapter,
+                base_spec,
+                base,
+            } => Some(adapter.info(base_spec, fingerprint(&base.files())?)),
+            Checkpoint::Folder { .. } | Checkpoint::Gguf { .. } => None,
+        };
         Ok(Self {
-            fingerprint: fingerprint(&files)?,
+            fingerprint: fingerprint(&checkpoint.files())?,
+            adapter,
             config,
             tokenizer,
             spec: spec.to_owned(),
@@ -340,25 +330,89 @@ impl Traced {
     }
 }
 
+/// Configuration, tokenizer and the store of the weights of a checkpoint (an adapter merged into
+/// them), checked against each other.
+fn open(
+    checkpoint: &Checkpoint,
+    opts: &LoadOptions,
+) -> Result<(ModelConfig, Tokenizer, TensorStore)> {
+    match checkpoint {
+        Checkpoint::Folder { dir, weights } => {
+            let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+            memory::check_fits(&config, opts, dir)?;
+            let tokenizer = folder_tokenizer(dir, &config)?;
+            let store = TensorStore::from_safetensors(weights, dir, opts.dtype, &opts.device)?;
+            store.check(&config)?;
+            Ok((config, tokenizer, store))
+        }
+        Checkpoint::Gguf {
+            file,
+            tokenizer_json,
+        } => {
+            let mut g = gguf::GgufFile::open(file)?;
+            let config = g.config()?;
+            memory::check_fits(&config, opts, file)?;
+            let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
+            let tensors = g.tensors(&config)?;
+            let store = TensorStore::from_map(tensors, file, opts.dtype, &opts.device);
+            Ok((config, tokenizer, store))
+        }
+        Checkpoint::Adapter { adapter, base, .. } => {
+            let (config, tokenizer, mut store) = open(base, opts)?;
+            adapter.merge(&config, &mut store)?;
+            let tokenizer = adapter_tokenizer(adapter, base, &config)?.unwrap_or(tokenizer);
+            Ok((config, tokenizer, store))
+        }
+    }
+}
+
 /// The configuration and tokenizer of a model, without loading its weights (to check that two
-/// models share a vocabulary and a graph before any long work).
+/// models share a vocabulary and a graph before any long work). An adapter is checked against
+/// its base's configuration.
 pub fn load_without_weights(spec: &str, hub: &HubOptions) -> Result<(ModelConfig, Tokenizer)> {
-    match resolve(spec, hub, None)? {
+    heads(&resolve(spec, hub, None)?)
+}
+
+fn heads(checkpoint: &Checkpoint) -> Result<(ModelConfig, Tokenizer)> {
+    match checkpoint {
         Checkpoint::Folder { dir, .. } => {
             let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
-            let tokenizer = folder_tokenizer(&dir, &config)?;
+            let tokenizer = folder_tokenizer(dir, &config)?;
             Ok((config, tokenizer))
         }
         Checkpoint::Gguf {
             file,
             tokenizer_json,
         } => {
-            let g = gguf::GgufFile::open(&file)?;
+            let g = gguf::GgufFile::open(file)?;
             let config = g.config()?;
             let tokenizer = gguf_tokenizer(&g, tokenizer_json.as_deref(), &config)?;
             Ok((config, tokenizer))
         }
+        Checkpoint::Adapter { adapter, base, .. } => {
+            let (config, tokenizer) = heads(base)?;
+            adapter.check(&config)?;
+            let tokenizer = adapter_tokenizer(adapter, base, &config)?.unwrap_or(tokenizer);
+            Ok((config, tokenizer))
+        }
     }
+}
+
+/// An adapter's own tokenizer, when its folder has one (TRL saves it there), with the
+/// end-of-sequence ids of its base's generation config; `None`: the base's tokenizer.
+fn adapter_tokenizer(
+    adapter: &LoraAdapter,
+    base: &Checkpoint,
+    config: &ModelConfig,
+) -> Result<Option<Tokenizer>> {
+    let Some(dir) = adapter.tokenizer_dir() else {
+        return Ok(None);
+    };
+    let mut tokenizer = folder_tokenizer(dir, config)?;
+    if let Checkpoint::Folder { dir: base_dir, .. } = base {
+        tokenizer.add_eos_ids(&generation_eos(base_dir, config.vocab_size)?);
+    }
+    Ok(Some(tokenizer))
 }
 
 fn folder_tokenizer(dir: &Path, config: &ModelConfig) -> Result<Tokenizer> {

@@ -1,12 +1,13 @@
 //! Where a model comes from: a local folder, a `.gguf` file, or a Hugging Face Hub id resolved
-//! through the cache that Python tools share.
+//! through the cache that Python tools share; or a PEFT LoRA adapter folder on such a base.
 
+use super::adapter::{self, LoraAdapter};
 use super::download::{DownloadProgress, HubRepo, Quiet};
 use super::error::{ModelError, Result};
 use std::path::{Path, PathBuf};
 
 /// A checkpoint on local disk, ready to be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Checkpoint {
     /// A Hugging Face folder (also what a Hub id resolves to).
     Folder { dir: PathBuf, weights: Vec<PathBuf> },
@@ -15,9 +16,38 @@ pub enum Checkpoint {
         file: PathBuf,
         tokenizer_json: Option<PathBuf>,
     },
+    /// A PEFT LoRA adapter folder, merged into the weights of its base checkpoint at load.
+    Adapter {
+        adapter: Box<LoraAdapter>,
+        /// The base's spec: `--adapter-base`, else the adapter's `base_model_name_or_path` (a
+        /// path relative to the adapter folder when it exists there).
+        base_spec: String,
+        /// Never an adapter itself.
+        base: Box<Checkpoint>,
+    },
 }
 
-/// How to reach the Hub.
+impl Checkpoint {
+    /// The files a model's fingerprint covers: configuration and weights (of the base and the
+    /// adapter, for an adapter).
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self {
+            Self::Folder { dir, weights } => {
+                let mut files = vec![dir.join("config.json")];
+                files.extend(weights.iter().cloned());
+                files
+            }
+            Self::Gguf { file, .. } => vec![file.clone()],
+            Self::Adapter { adapter, base, .. } => {
+                let mut files = base.files();
+                files.extend(adapter.files());
+                files
+            }
+        }
+    }
+}
+
+/// How model specs are resolved: where the Hub and its cache are, and the base of LoRA adapters.
 #[derive(Debug, Clone, Default)]
 pub struct HubOptions {
     /// Never touch the network; use only what the cache holds (also `HF_HUB_OFFLINE=1`).
@@ -27,6 +57,10 @@ pub struct HubOptions {
     pub cache_dir: Option<PathBuf>,
     /// The Hub's address (a mirror, say); default: `HF_ENDPOINT`, else `https://huggingface.co`.
     pub endpoint: Option<String>,
+    /// The base model of LoRA adapter folders (`--adapter-base`), instead of the
+    /// `base_model_name_or_path` of their `adapter_config.json`; specs that are not adapters
+    /// ignore it.
+    pub adapter_base: Option<String>,
 }
 
 impl HubOptions {
@@ -67,15 +101,27 @@ impl HubOptions {
 }
 
 /// Resolve a model spec: an existing folder, `.gguf` file or `.safetensors` file, or a Hub id
-/// `org/name` with an optional `@revision`.
+/// `org/name` with an optional `@revision`. A folder with `adapter_config.json` is a PEFT LoRA
+/// adapter: its base is resolved too.
 pub fn resolve(
     spec: &str,
     hub: &HubOptions,
     progress: Option<&mut dyn DownloadProgress>,
 ) -> Result<Checkpoint> {
+    resolve_spec(spec, hub, progress, None)
+}
+
+/// [`resolve`]; `base_of`: the configuration of the adapter whose base `spec` is (an adapter is
+/// then refused).
+fn resolve_spec(
+    spec: &str,
+    hub: &HubOptions,
+    progress: Option<&mut dyn DownloadProgress>,
+    base_of: Option<&Path>,
+) -> Result<Checkpoint> {
     let path = Path::new(spec);
     if path.is_dir() {
-        return folder(path);
+        return folder_or_adapter(path, hub, progress, base_of);
     }
     if path.is_file() {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -87,7 +133,10 @@ pub fn resolve(
                     tokenizer_json: tok.is_file().then_some(tok),
                 })
             }
-            "safetensors" | "json" => folder(path.parent().unwrap_or(Path::new("."))),
+            "safetensors" | "json" => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                folder_or_adapter(dir, hub, progress, base_of)
+            }
             _ => Err(ModelError::NotAModel {
                 path: path.to_owned(),
             }),
@@ -122,6 +171,75 @@ fn looks_like_hub_id(spec: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     ok(org) && ok(name)
+}
+
+/// A folder: a PEFT adapter (it holds `adapter_config.json`) on its base, else a model folder.
+/// `base_of`: the configuration of the adapter whose base the folder is (it may not be one).
+fn folder_or_adapter(
+    dir: &Path,
+    hub: &HubOptions,
+    progress: Option<&mut dyn DownloadProgress>,
+    base_of: Option<&Path>,
+) -> Result<Checkpoint> {
+    if !adapter::is_adapter(dir) {
+        return folder(dir);
+    }
+    if let Some(config) = base_of {
+        return Err(ModelError::AdapterUnsupported {
+            path: config.to_owned(),
+            what: format!("its base {} is itself an adapter", dir.display()),
+            fix: "Merge that adapter into its own base first (PEFT's merge_and_unload) and pass \
+                  the merged folder as the base"
+                .into(),
+        });
+    }
+    let lora = LoraAdapter::open(dir)?;
+    let config = dir.join(adapter::CONFIG_FILE);
+    let (base_spec, fix) = match (&hub.adapter_base, &lora.base) {
+        (Some(spec), _) => (spec.clone(), "Check the model given to --adapter-base"),
+        (None, Some(named)) => (
+            locate_base(dir, named),
+            "Pass the base model with --adapter-base MODEL, or correct \
+             `base_model_name_or_path` in adapter_config.json",
+        ),
+        (None, None) => {
+            return Err(ModelError::Missing {
+                path: config,
+                what: "`base_model_name_or_path`".into(),
+                fix: "pass the base model with --adapter-base MODEL".into(),
+            })
+        }
+    };
+    let base = match resolve_spec(&base_spec, hub, progress, Some(&config)) {
+        Ok(base) => base,
+        Err(e @ (ModelError::Cancelled { .. } | ModelError::AdapterUnsupported { .. })) => {
+            return Err(e)
+        }
+        Err(e) => {
+            return Err(ModelError::AdapterBase {
+                adapter: config,
+                base: base_spec,
+                source: Box::new(e),
+                fix: fix.into(),
+            })
+        }
+    };
+    Ok(Checkpoint::Adapter {
+        adapter: Box::new(lora),
+        base_spec,
+        base: Box::new(base),
+    })
+}
+
+/// An adapter's `base_model_name_or_path` as a spec: the path relative to the adapter folder
+/// when it exists there, else as written (a Hub id, or a path from where it was trained).
+fn locate_base(dir: &Path, named: &str) -> String {
+    let beside = dir.join(named);
+    if beside.exists() {
+        beside.display().to_string()
+    } else {
+        named.to_owned()
+    }
 }
 
 /// The weight files of a folder: `model.safetensors`, or the shards its index lists.

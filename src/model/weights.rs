@@ -134,7 +134,7 @@ fn check_disjoint(path: &Path, tensors: &[(String, TensorInfo)]) -> Result<()> {
 
 /// The entries of a JSON object in file order, repeated keys kept (a map would keep only the
 /// last).
-struct Entries(Vec<(String, serde_json::Value)>);
+pub(crate) struct Entries(pub Vec<(String, serde_json::Value)>);
 
 impl<'de> serde::Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -227,6 +227,44 @@ impl TensorStore {
     /// Whether a tensor of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+    }
+
+    /// The compute dtype that [`TensorStore::take`] converts to.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Every tensor's name and shape, in no particular order.
+    pub fn shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.tensors.iter().map(|(name, (entry, _))| {
+            let shape: &[usize] = match entry {
+                Entry::Memory(t) => t.dims(),
+                Entry::File { info, .. } => &info.shape,
+            };
+            (name.as_str(), shape)
+        })
+    }
+
+    /// A tensor as stored (its own dtype, on the CPU for file entries), left in the store.
+    pub fn read(&self, name: &str) -> Result<Tensor> {
+        match self.tensors.get(name) {
+            Some((Entry::Memory(t), _)) => Ok(t.clone()),
+            Some((Entry::File { info, data_start }, file)) => {
+                read_tensor(file, name, info.clone(), *data_start)
+            }
+            None => Err(missing_tensor(&self.origin, name)),
+        }
+    }
+
+    /// Put `tensor` under `name` in memory, replacing what was there (its file is kept for error
+    /// messages; a new name is attributed to `file`).
+    pub fn put(&mut self, name: &str, tensor: Tensor, file: &Path) {
+        let file = self
+            .tensors
+            .remove(name)
+            .map_or_else(|| file.to_owned(), |(_, f)| f);
+        self.tensors
+            .insert(name.to_owned(), (Entry::Memory(tensor), file));
     }
 
     /// Check, before any tensor is read, that the store holds exactly the tensors `cfg` calls

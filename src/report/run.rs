@@ -19,7 +19,7 @@ use crate::attribution::score::Accumulation;
 use crate::attribution::select::SelectOptions;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
-use crate::model::{Model, ScorePlan};
+use crate::model::{AdapterInfo, Model, ScorePlan};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -90,6 +90,10 @@ pub struct ModelEntry {
     pub num_kv_heads: usize,
     pub vocab_size: usize,
     pub compute_dtype: String,
+    /// The LoRA adapter merged into the weights: its folder, base and the base's fingerprint,
+    /// rank, α, rsLoRA and the layers it changes (absent for a plain model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterInfo>,
 }
 
 impl ModelEntry {
@@ -105,6 +109,7 @@ impl ModelEntry {
             num_kv_heads: c.num_kv_heads,
             vocab_size: c.vocab_size,
             compute_dtype: format!("{:?}", model.dtype()).to_lowercase(),
+            adapter: model.adapter.clone(),
         }
     }
 }
