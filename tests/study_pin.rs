@@ -105,7 +105,7 @@ const EXACT: [(&str, &str); 7] = [
     ),
     (
         "tuned/manifest.json",
-        "7456042c58f0dff40e214ae94df991336165b87871742efdf65e8565ebd9ea1d",
+        "60fe1357773ac185fa27bf0fe7cccb336ad71ff1430cd020376162a938740ea7",
     ),
 ];
 

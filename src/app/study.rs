@@ -94,6 +94,7 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
                 ..ExactOptions::default()
             },
         },
+        adapter_base: None,
     })
 }
 

@@ -198,6 +198,19 @@ pub fn paired<M: std::fmt::Display>(
     })
 }
 
+/// The mean of `values` and its percentile-bootstrap interval, drawn as [`paired`] draws the
+/// interval of a mean difference (same resamples, seed and confidence).
+pub fn mean_interval(
+    metric: &str,
+    values: &[f64],
+    opts: &CompareOptions,
+) -> Result<(f64, f64, f64), CompareError> {
+    validate(metric, values, values)?;
+    let center = mean(values);
+    let (low, high) = bootstrap_ci(values, center, opts);
+    Ok((center, low, high))
+}
+
 /// Two-sided Wilcoxon signed-rank test of the differences `x − y`, as
 /// `scipy.stats.wilcoxon(x, y)` with SciPy 1.17's defaults.
 ///

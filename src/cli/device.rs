@@ -53,6 +53,11 @@ pub struct AdapterBaseArg {
 }
 
 impl AdapterBaseArg {
+    /// The base given, if any.
+    pub fn base(&self) -> Option<String> {
+        self.adapter_base.clone()
+    }
+
     /// How to resolve model specs: the Hub (only its cache when `offline`) and this base.
     pub fn hub(&self, offline: bool) -> HubOptions {
         HubOptions {

@@ -11,6 +11,7 @@ mod inspect;
 mod lab;
 mod score;
 mod study;
+mod trajectory;
 
 use clap::{Parser, Subcommand};
 
@@ -35,7 +36,7 @@ pub struct Cli {
     #[arg(long)]
     screenshot: Option<std::path::PathBuf>,
     /// App: show this view (graph, heatmap, distributions, per_layer, comparison_table,
-    /// questions, training).
+    /// faithfulness, questions, training, trajectory).
     #[cfg(feature = "gui")]
     #[arg(long)]
     view: Option<circuitdiff::app::views::View>,
@@ -63,6 +64,7 @@ enum Command {
     Merge(study::MergeArgs),
     Score(score::ScoreArgs),
     Study(Box<study::Args>),
+    Trajectory(Box<trajectory::Args>),
 }
 
 /// Run the chosen subcommand.
@@ -94,5 +96,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => study::merge(&args),
         Command::Score(args) => score::score(&args),
         Command::Study(args) => study::run(&args),
+        Command::Trajectory(args) => trajectory::run(&args),
     }
 }

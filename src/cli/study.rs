@@ -13,6 +13,7 @@ use circuitdiff::report::validation::ExactConfig;
 use circuitdiff::study::dir::StudyConfig;
 use circuitdiff::study::job::{merge_shards, run_study, StudyOutcome};
 use circuitdiff::study::prompt::Template;
+use circuitdiff::study::trajectory_dir::TrajectoryDir;
 use std::path::PathBuf;
 
 /// Answer, grade, select, score both models and compare them.
@@ -24,6 +25,30 @@ pub struct Args {
     /// The fine-tuned model (also a PEFT LoRA adapter folder).
     #[arg(long)]
     tuned: String,
+    #[command(flatten)]
+    questions: QuestionArgs,
+    #[command(flatten)]
+    exact: ExactArgs,
+    /// Use only the local Hugging Face cache.
+    #[arg(long)]
+    offline: bool,
+    /// Answer only the chunks of --batch questions numbered i, i+n, i+2n, … (`i/n`, 0 ≤ i < n)
+    /// and stop; `circuitdiff merge` joins the shards and finishes the study.
+    #[arg(long, value_name = "I/N", value_parser = shard)]
+    shard: Option<(usize, usize)>,
+    /// Output directory; re-running the same command continues an interrupted study.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    adapter: AdapterBaseArg,
+}
+
+/// The questions, their answers, the selection and the graph: what a study and a trajectory
+/// share.
+#[derive(Debug, clap::Args)]
+pub struct QuestionArgs {
     /// A JSONL file (fields detected per file) or `builtin:arith[?n=200&seed=42&max=99&terms=2&ops=+-]`.
     #[arg(long, default_value = "builtin:arith")]
     dataset: String,
@@ -60,11 +85,6 @@ pub struct Args {
     no_length_filters: bool,
     #[command(flatten)]
     metrics: MetricArgs,
-    #[command(flatten)]
-    exact: ExactArgs,
-    /// Use only the local Hugging Face cache.
-    #[arg(long)]
-    offline: bool,
     /// Sample answers at this temperature (> 0) instead of greedy decoding.
     #[arg(long, value_parser = positive_finite)]
     temperature: Option<f64>,
@@ -80,23 +100,73 @@ pub struct Args {
     /// Questions generated together in one batch (the weights are read once per step for all).
     #[arg(long, default_value_t = 8, value_parser = at_least(1))]
     batch: usize,
-    /// Answer only the chunks of --batch questions numbered i, i+n, i+2n, … (`i/n`, 0 ≤ i < n)
-    /// and stop; `circuitdiff merge` joins the shards and finishes the study.
-    #[arg(long, value_name = "I/N", value_parser = shard)]
-    shard: Option<(usize, usize)>,
-    /// Output directory; re-running the same command continues an interrupted study.
-    #[arg(long)]
-    out: PathBuf,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    adapter: AdapterBaseArg,
 }
 
-/// Join study shards and finish the study.
+impl QuestionArgs {
+    /// The study of `base` and `tuned` these arguments describe (no exact check, no shard).
+    pub fn config(&self, base: &str, tuned: &str) -> anyhow::Result<StudyConfig> {
+        let args = self;
+        let t_bar = match args.t_bar.as_str() {
+            "min" => TBar::MinOfMeans,
+            _ => TBar::Pooled,
+        };
+        let template = args.template.as_deref().map(Template::parse).transpose()?;
+        let defaults = SelectOptions::default();
+        Ok(StudyConfig {
+            base: base.to_owned(),
+            tuned: tuned.to_owned(),
+            dataset: args.dataset.clone(),
+            offset: args.offset,
+            limit: args.limit,
+            template,
+            generation: GenerateOptions {
+                max_new_tokens: args.max_new_tokens,
+                sampling: match args.temperature {
+                    Some(temperature) => Sampling::Sample {
+                        temperature,
+                        top_p: args.top_p,
+                        seed: args.seed,
+                    },
+                    None => Sampling::Greedy,
+                },
+                stop_ids: args.stop_id.clone(),
+                stop_strings: args.stop.clone(),
+            },
+            select: SelectOptions {
+                n: args.n,
+                seed: args.seed,
+                alpha: args.alpha,
+                t_bar,
+                equal_prompt_length: !args.no_length_filters,
+                pair_mean_window: defaults
+                    .pair_mean_window
+                    .filter(|_| !args.no_length_filters),
+                max_relative_length_difference: defaults
+                    .max_relative_length_difference
+                    .filter(|_| !args.no_length_filters),
+            },
+            level: if args.heads {
+                Level::Head
+            } else {
+                Level::Block
+            },
+            metrics: args.metrics.options(),
+            compare: CompareOptions {
+                seed: args.seed,
+                ..CompareOptions::default()
+            },
+            batch: args.batch,
+            shard: None,
+            exact: ExactConfig::default(),
+            adapter_base: None,
+        })
+    }
+}
+
+/// Join study or trajectory shards and finish the study or trajectory.
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
-    /// Shard directories written by `study --shard i/n`.
+    /// Shard directories written by `study --shard i/n` or `trajectory --shard i/n`.
     #[arg(required = true)]
     shards: Vec<PathBuf>,
     /// Use only the local Hugging Face cache.
@@ -111,7 +181,7 @@ pub struct MergeArgs {
     adapter: AdapterBaseArg,
 }
 
-fn load_options(hub: HubOptions, device: &DeviceArgs) -> anyhow::Result<LoadOptions> {
+pub(super) fn load_options(hub: HubOptions, device: &DeviceArgs) -> anyhow::Result<LoadOptions> {
     Ok(LoadOptions {
         hub,
         ..device.load_options()?
@@ -119,73 +189,26 @@ fn load_options(hub: HubOptions, device: &DeviceArgs) -> anyhow::Result<LoadOpti
 }
 
 pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
+    let load = load_options(args.adapter.hub(args.offline), &args.device)?;
+    if args.shards.iter().any(|s| TrajectoryDir::is_trajectory(s)) {
+        return super::trajectory::merge(&args.shards, &load, &args.out);
+    }
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    let outcome = merge_shards(
-        &args.shards,
-        &load_options(args.adapter.hub(args.offline), &args.device)?,
-        &args.out,
-        &mut bars,
-        &cancel,
-    )
-    .with_context(|| format!("merging into {}", args.out.display()))?;
+    let outcome = merge_shards(&args.shards, &load, &args.out, &mut bars, &cancel)
+        .with_context(|| format!("merging into {}", args.out.display()))?;
     drop(bars);
     finish(outcome, &args.out)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let t_bar = match args.t_bar.as_str() {
-        "min" => TBar::MinOfMeans,
-        _ => TBar::Pooled,
-    };
-    let template = args.template.as_deref().map(Template::parse).transpose()?;
-    let defaults = SelectOptions::default();
     let cfg = StudyConfig {
-        base: args.base.clone(),
-        tuned: args.tuned.clone(),
-        dataset: args.dataset.clone(),
-        offset: args.offset,
-        limit: args.limit,
-        template,
-        generation: GenerateOptions {
-            max_new_tokens: args.max_new_tokens,
-            sampling: match args.temperature {
-                Some(temperature) => Sampling::Sample {
-                    temperature,
-                    top_p: args.top_p,
-                    seed: args.seed,
-                },
-                None => Sampling::Greedy,
-            },
-            stop_ids: args.stop_id.clone(),
-            stop_strings: args.stop.clone(),
-        },
-        select: SelectOptions {
-            n: args.n,
-            seed: args.seed,
-            alpha: args.alpha,
-            t_bar,
-            equal_prompt_length: !args.no_length_filters,
-            pair_mean_window: defaults
-                .pair_mean_window
-                .filter(|_| !args.no_length_filters),
-            max_relative_length_difference: defaults
-                .max_relative_length_difference
-                .filter(|_| !args.no_length_filters),
-        },
-        level: if args.heads {
-            Level::Head
-        } else {
-            Level::Block
-        },
-        metrics: args.metrics.options(),
-        compare: CompareOptions {
-            seed: args.seed,
-            ..CompareOptions::default()
-        },
-        batch: args.batch,
         shard: args.shard,
-        exact: args.exact.config(ExactConfig::default().samples, args.seed),
+        exact: args
+            .exact
+            .config(ExactConfig::default().samples, args.questions.seed),
+        adapter_base: args.adapter.base(),
+        ..args.questions.config(&args.base, &args.tuned)?
     };
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();

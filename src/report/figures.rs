@@ -29,15 +29,24 @@ pub struct Series {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub side: Option<Side>,
     pub points: Vec<(f64, f64)>,
+    /// An interval (low, high) around each point, drawn as a shaded band; empty for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub band: Vec<(f64, f64)>,
 }
 
 impl Series {
     /// The curve of one model of the pair.
     pub fn of_side(side: Side, points: Vec<(f64, f64)>) -> Self {
+        Self::named(side.name(), Some(side), points)
+    }
+
+    /// A curve without a band.
+    pub fn named(name: &str, side: Option<Side>, points: Vec<(f64, f64)>) -> Self {
         Self {
-            name: side.name().to_owned(),
-            side: Some(side),
+            name: name.to_owned(),
+            side,
             points,
+            band: Vec::new(),
         }
     }
 }
@@ -489,16 +498,8 @@ pub fn exact_scatter(v: &Validation) -> Vec<Scatter> {
             x_label: "EAP score S".into(),
             y_label: "exact effect ΔL (nats)".into(),
             series: vec![
-                Series {
-                    name: format!("top {} edges", v.options.top),
-                    side: None,
-                    points: r.top.clone(),
-                },
-                Series {
-                    name: "random edges".into(),
-                    side: None,
-                    points: r.random.clone(),
-                },
+                Series::named(&format!("top {} edges", v.options.top), None, r.top.clone()),
+                Series::named("random edges", None, r.random.clone()),
             ],
         })
         .collect()
@@ -553,11 +554,11 @@ mod tests {
             title: String::new(),
             x_label: String::new(),
             y_label: String::new(),
-            series: vec![Series {
-                name: "top".into(),
-                side: None,
-                points: vec![(-0.01, 0.0), (0.01, 5.0), (f64::NAN, 9.0)],
-            }],
+            series: vec![Series::named(
+                "top",
+                None,
+                vec![(-0.01, 0.0), (0.01, 5.0), (f64::NAN, 9.0)],
+            )],
         };
         let ((x0, x1), (y0, y1)) = s.bounds();
         assert!((x0 + 0.011).abs() < 1e-12 && (x1 - 0.011).abs() < 1e-12);
@@ -565,11 +566,7 @@ mod tests {
         let (lo, hi) = s.diagonal().unwrap();
         assert!((lo + 0.011).abs() < 1e-12 && (hi - 0.011).abs() < 1e-12);
         let far = Scatter {
-            series: vec![Series {
-                name: "far".into(),
-                side: None,
-                points: vec![(0.0, 10.0), (1.0, 11.0)],
-            }],
+            series: vec![Series::named("far", None, vec![(0.0, 10.0), (1.0, 11.0)])],
             ..s
         };
         assert_eq!(far.diagonal(), None);

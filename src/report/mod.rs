@@ -11,4 +11,5 @@ pub mod sample_file;
 pub mod saturation;
 pub mod table;
 pub mod train_log;
+pub mod trajectory;
 pub mod validation;

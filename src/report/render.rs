@@ -464,10 +464,15 @@ fn line_bounds(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
     let pts = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter())
+        .flat_map(|s| {
+            let band = s.points.iter().zip(&s.band);
+            let lows = band.clone().map(|(p, b)| (p.0, b.0));
+            let highs = band.map(|(p, b)| (p.0, b.1));
+            s.points.iter().copied().chain(lows).chain(highs)
+        })
         .filter(|p| p.0.is_finite() && p.1.is_finite() && (!chart.log_y || p.1 > 0.0));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
+    for (x, y) in pts {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if x0 > x1 {
@@ -509,6 +514,12 @@ where
                 .axis_desc_style(text(k, 14.0))
                 .draw()?;
             for (s, color) in data.series.iter().zip(COLORS.iter().cycle()) {
+                if !s.band.is_empty() {
+                    chart.draw_series(std::iter::once(Polygon::new(
+                        band_outline(s),
+                        color.mix(0.2).filled(),
+                    )))?;
+                }
                 let style = color.stroke_width(upx(k, 2.0));
                 let points = s
                     .points
@@ -530,6 +541,20 @@ where
         body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
     }
     Ok(())
+}
+
+/// The outline of a series' band: along the lows, back along the highs (finite ones only).
+fn band_outline(s: &figures::Series) -> Vec<(f64, f64)> {
+    let band: Vec<(f64, (f64, f64))> = s
+        .points
+        .iter()
+        .zip(&s.band)
+        .filter(|(p, b)| p.0.is_finite() && b.0.is_finite() && b.1.is_finite())
+        .map(|(p, b)| (p.0, *b))
+        .collect();
+    let lows = band.iter().map(|&(x, (lo, _))| (x, lo));
+    let highs = band.iter().rev().map(|&(x, (_, hi))| (x, hi));
+    lows.chain(highs).collect()
 }
 
 /// A chart's legend box, scaled.
@@ -837,6 +862,34 @@ pub fn write_validation_figures(
     ] {
         write(figure, dir, stem, scale)?;
         written.push((caption.to_owned(), stem.to_owned()));
+    }
+    Ok(written)
+}
+
+/// Write the figures of a trajectory into `dir` (as [`write_comparison_figures`] does): each
+/// headline metric over the steps with its interval, and the trainer's reward, accuracy, KL and
+/// loss with the question set's accuracy on the same step axis.
+pub fn write_trajectory_figures(
+    t: &super::trajectory::Trajectory,
+    log: Option<&super::train_log::TrainLog>,
+    dir: &Path,
+) -> Result<Vec<(String, String)>, RenderError> {
+    std::fs::create_dir_all(dir).map_err(|e| RenderError::Draw {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let scale = Scale::default();
+    let mut written = Vec::new();
+    for metric in Metric::ALL {
+        let chart = super::trajectory::metric_chart(t, metric);
+        let stem = format!("trajectory_{metric}");
+        write(Figure::Line(&chart), dir, &stem, scale)?;
+        written.push((chart.title, stem));
+    }
+    for chart in super::trajectory::training_charts(t, log) {
+        let stem = format!("training_{}", chart.y_label);
+        write(Figure::Line(&chart), dir, &stem, scale)?;
+        written.push((chart.title, stem));
     }
     Ok(written)
 }

@@ -184,7 +184,44 @@ fn encode(
     .map(|(name, t)| t.map(|t| (name, t)))
     .collect::<Result<Vec<_>, _>>()
     .map_err(std::io::Error::other)?;
-    safetensors::serialize(tensors, Some(header.to_map())).map_err(std::io::Error::other)
+    let bytes =
+        safetensors::serialize(tensors, Some(header.to_map())).map_err(std::io::Error::other)?;
+    Ok(sorted_header(bytes))
+}
+
+/// The file with its header's entries, and its metadata's, in name order: safetensors writes
+/// metadata in a hash map's order, which differs from run to run, and a sample's file should
+/// be the same bytes whenever it holds the same scores. The sorted header has the same length,
+/// so the data stays where it is.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    let Some(len) = bytes.get(..8).map(|b| {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(b);
+        u64::from_le_bytes(n) as usize
+    }) else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    let Ok(mut entries) = serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(header)
+    else {
+        return bytes;
+    };
+    if let Some(meta) = entries.get_mut("__metadata__") {
+        if let Ok(sorted) = serde_json::from_value::<BTreeMap<String, String>>(meta.clone()) {
+            *meta = serde_json::to_value(sorted).unwrap_or_default();
+        }
+    }
+    match serde_json::to_vec(&entries) {
+        Ok(mut text) if text.len() <= len => {
+            text.resize(len, b' ');
+            bytes[8..8 + len].copy_from_slice(&text);
+            bytes
+        }
+        _ => bytes,
+    }
 }
 
 /// Write the sample `s` to `path` atomically.
@@ -262,4 +299,29 @@ fn decode(bytes: &[u8], expected: &Expected<'_>) -> Result<SampleScores, Defect>
         return Err(Defect::NotFinite);
     }
     Ok(SampleScores { loss, k, dense })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_the_same_bytes_every_time_and_reads_back() {
+        let s = SampleScores {
+            loss: 0.25,
+            k: 3,
+            dense: vec![0.5, -1.0, 0.0, 2.0],
+        };
+        let first = encode(&s, "q1", (2, 2), "run-id").unwrap();
+        for _ in 0..8 {
+            assert_eq!(encode(&s, "q1", (2, 2), "run-id").unwrap(), first);
+        }
+        let expected = Expected {
+            id: "q1",
+            k: 3,
+            shape: (2, 2),
+            run: "run-id",
+        };
+        assert_eq!(decode(&first, &expected), Ok(s));
+    }
 }

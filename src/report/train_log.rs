@@ -6,7 +6,9 @@
 
 use super::figures::{LineChart, Series};
 use super::run::RunError;
-use std::path::Path;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// The log file a trained model's folder holds.
 pub const FILE_NAME: &str = "train_log.csv";
@@ -148,6 +150,124 @@ impl TrainLog {
     }
 }
 
+/// Where a training run logged its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "path")]
+pub enum LogSource {
+    /// A TRL/transformers `trainer_state.json` (its `log_history`).
+    TrainerState(PathBuf),
+    /// The lab's `train_log.csv`.
+    LabCsv(PathBuf),
+}
+
+impl LogSource {
+    /// The log a file is, by its name: `*.json` a trainer state, anything else a CSV.
+    pub fn of_file(path: &Path) -> Self {
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::TrainerState(path.to_owned())
+        } else {
+            Self::LabCsv(path.to_owned())
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::TrainerState(p) | Self::LabCsv(p) => p,
+        }
+    }
+}
+
+impl LogSource {
+    /// Read the log: a trainer state's `log_history`, or a CSV.
+    pub fn read(&self) -> Result<TrainLog, RunError> {
+        let path = self.path();
+        let text = std::fs::read_to_string(path).map_err(|source| RunError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        match self {
+            Self::TrainerState(_) => TrainLog::from_trainer_state(&name, &text, path),
+            Self::LabCsv(_) => TrainLog::parse(&name, &text, path),
+        }
+    }
+}
+
+impl TrainLog {
+    /// The `log_history` of a TRL/transformers `trainer_state.json`: a row per entry with a
+    /// `step`, a column per numeric key (the lab's standard columns first when present, then the
+    /// others by name). Entries logged at the same step (training metrics, then an evaluation)
+    /// are joined into one row.
+    pub fn from_trainer_state(name: &str, text: &str, path: &Path) -> Result<Self, RunError> {
+        let invalid = |message: String| RunError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let state: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("not a trainer state (JSON: {e})")))?;
+        let history = state
+            .get("log_history")
+            .and_then(|h| h.as_array())
+            .ok_or_else(|| {
+                invalid("no `log_history` list: is this a trainer_state.json?".into())
+            })?;
+        let mut by_step: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
+        for (i, entry) in history.iter().enumerate() {
+            let Some(fields) = entry.as_object() else {
+                return Err(invalid(format!("log_history[{i}] is not an object")));
+            };
+            let Some(step) = fields.get("step").and_then(serde_json::Value::as_u64) else {
+                continue;
+            };
+            let row = by_step.entry(step).or_default();
+            for (key, v) in fields {
+                if let (false, Some(v)) = (key == "step", v.as_f64()) {
+                    row.insert(key.clone(), v);
+                }
+            }
+        }
+        let mut columns: Vec<String> = STANDARD_COLUMNS
+            .iter()
+            .filter(|c| by_step.values().any(|r| r.contains_key(**c)))
+            .map(|c| (*c).to_owned())
+            .collect();
+        let others: std::collections::BTreeSet<&String> = by_step
+            .values()
+            .flat_map(|r| r.keys())
+            .filter(|k| !STANDARD_COLUMNS.contains(&k.as_str()))
+            .collect();
+        columns.extend(others.into_iter().cloned());
+        let rows = by_step
+            .iter()
+            .map(|(step, r)| {
+                let values = columns.iter().map(|c| r.get(c).copied()).collect();
+                (*step as f64, values)
+            })
+            .collect();
+        Ok(Self {
+            name: name.to_owned(),
+            columns,
+            rows,
+        })
+    }
+
+    /// Each column's last finite value logged at or before `step`.
+    pub fn at_step(&self, step: f64) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (_, row) in self.rows.iter().filter(|(s, _)| *s <= step) {
+            for (c, v) in self.columns.iter().zip(row) {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    out.insert(c.clone(), v);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Read the logs of every subfolder of `dir` that holds a `train_log.csv`, sorted by name.
 pub fn read_lab(dir: &Path) -> Result<Vec<TrainLog>, RunError> {
     let io = |path: &Path| {
@@ -233,11 +353,7 @@ pub fn charts(logs: &[TrainLog]) -> Vec<LineChart> {
                 .iter()
                 .filter_map(|log| {
                     let points = log.points(metric);
-                    (!points.is_empty()).then(|| Series {
-                        name: log.name.clone(),
-                        side: None,
-                        points,
-                    })
+                    (!points.is_empty()).then(|| Series::named(&log.name, None, points))
                 })
                 .collect(),
         })
@@ -280,6 +396,38 @@ mod tests {
         );
         let back = TrainLog::parse("ppo", &text, Path::new("p")).unwrap();
         assert_eq!(back, log);
+    }
+
+    #[test]
+    fn a_trainer_state_reads_as_a_log_by_step() {
+        let text = r#"{"global_step": 20, "log_history": [
+            {"step": 10, "loss": 0.5, "reward": 0.25, "kl": 0.01, "epoch": 0.1, "rewards/accuracy_reward/mean": 0.25},
+            {"step": 20, "loss": 0.4, "reward": 0.5, "kl": 0.02, "epoch": 0.2},
+            {"step": 20, "eval_loss": 0.45},
+            {"train_runtime": 12.5, "step": 20, "note": "text"},
+            {"total_flos": 1}
+        ]}"#;
+        let log = TrainLog::from_trainer_state("run", text, Path::new("s.json")).unwrap();
+        assert_eq!(
+            log.columns,
+            [
+                "loss",
+                "reward",
+                "kl",
+                "epoch",
+                "eval_loss",
+                "rewards/accuracy_reward/mean",
+                "train_runtime"
+            ]
+        );
+        assert_eq!(log.points("reward"), [(10.0, 0.25), (20.0, 0.5)]);
+        assert_eq!(log.points("eval_loss"), [(20.0, 0.45)]);
+        let at = log.at_step(15.0);
+        assert_eq!(at["reward"], 0.25);
+        assert!(!at.contains_key("eval_loss"));
+        assert_eq!(log.at_step(25.0)["rewards/accuracy_reward/mean"], 0.25);
+        let err = TrainLog::from_trainer_state("x", "{}", Path::new("s.json")).unwrap_err();
+        assert!(err.to_string().contains("log_history"), "{err}");
     }
 
     #[test]

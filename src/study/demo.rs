@@ -1,9 +1,12 @@
 //! The embedded default: the study on the demo zoo's three pairs (base → GRPO, base → PPO,
-//! base → DPO) on the held-out built-in task, and a summary of how intensity, entropy and
-//! kurtosis moved under each algorithm.
+//! base → DPO) on the held-out built-in task, a summary of how intensity, entropy and
+//! kurtosis moved under each algorithm, and the GRPO run's trajectory along its checkpoints.
 
 use super::dir::StudyConfig;
 use super::job::{run_study, StudyError, StudyOutcome};
+use super::ladder::Rung;
+use super::trajectory::{run_trajectory, TrajectoryOutcome};
+use super::trajectory_dir::TrajectoryConfig;
 use crate::attribution::compare::{CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, MetricOptions};
 use crate::attribution::select::SelectOptions;
@@ -13,7 +16,9 @@ use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
-use crate::report::validation::{Brief, ExactConfig, Validation};
+use crate::report::train_log::LogSource;
+use crate::report::trajectory::{AnswerSource, QuestionSet};
+use crate::report::validation::{Brief, ExactConfig, SampleCount, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,7 +61,44 @@ pub fn config(zoo: &Path, tuned: &str) -> StudyConfig {
         batch: 32,
         shard: None,
         exact: ExactConfig::default(),
+        adapter_base: None,
     }
+}
+
+/// The fine-tune whose training run the demo follows, and the demo folder of its trajectory.
+pub const TRAJECTORY: (&str, &str) = ("grpo", "grpo_trajectory");
+
+/// The demo's trajectory: the pair's study settings along the zoo's ladder of `tuned` (the
+/// base, the kept checkpoints, the final model), each checkpoint scored on its own answers.
+pub fn trajectory_config(zoo: &Path, tuned: &str) -> Result<TrajectoryConfig, StudyError> {
+    let found =
+        super::ladder::discover(&[zoo.join(tuned).display().to_string()], None, None, None)?;
+    let shown = |p: &str| {
+        crate::assets::display_path(Path::new(p))
+            .display()
+            .to_string()
+    };
+    let checkpoints = found
+        .rungs
+        .into_iter()
+        .map(|r| Rung {
+            spec: shown(&r.spec),
+            ..r
+        })
+        .collect();
+    let train_log = found
+        .log
+        .map(|l| LogSource::LabCsv(crate::assets::display_path(l.path())));
+    let mut study = config(zoo, tuned);
+    study.exact.samples = SampleCount::Count(0);
+    Ok(TrajectoryConfig {
+        checkpoints,
+        answers: AnswerSource::Own,
+        questions: QuestionSet::Ends,
+        train_log,
+        shard: None,
+        study,
+    })
 }
 
 /// One pair's headline: accuracies and the paired statistics of [`Metric::HEADLINE`].
@@ -109,6 +151,18 @@ pub fn run_demo(
             check: cmp.validation.as_ref().map(Validation::brief),
             saturation: cmp.saturation,
         });
+    }
+    let (tuned, folder) = TRAJECTORY;
+    progress.note(&format!("trajectory: base → {tuned} along its checkpoints"));
+    let outcome = run_trajectory(
+        &trajectory_config(zoo, tuned)?,
+        &LoadOptions::default(),
+        &out.join(folder),
+        progress,
+        cancel,
+    )?;
+    if !matches!(outcome, TrajectoryOutcome::Finished(_)) {
+        return Ok(None);
     }
     super::dir::write_json(&out.join("summary.json"), &summaries)?;
     super::dir::write_text(&out.join("summary.md"), &render(&summaries))?;
@@ -179,5 +233,14 @@ pub fn render(summaries: &[PairSummary]) -> String {
             p.tuned, p.tuned
         );
     }
+    let (tuned, folder) = TRAJECTORY;
+    let _ = writeln!(
+        s,
+        "\n## base → {tuned}, checkpoint by checkpoint\n\n\
+         The same study along the {tuned} run's kept checkpoints, one fixed question set (those \
+         the base and the final model both answer correctly) scored at every step beside the \
+         trainer's reward: [{folder}/report.md]({folder}/report.md).\n\n\
+         ![entropy over training]({folder}/figures/trajectory_entropy.png)"
+    );
     s
 }

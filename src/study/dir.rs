@@ -53,6 +53,10 @@ pub struct StudyConfig {
     /// §7).
     #[serde(default)]
     pub exact: ExactConfig,
+    /// The base model of every checkpoint that is a LoRA adapter, instead of the one its
+    /// adapter_config.json names (`--adapter-base`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_base: Option<String>,
 }
 
 fn default_batch() -> usize {
@@ -60,6 +64,15 @@ fn default_batch() -> usize {
 }
 
 impl StudyConfig {
+    /// `load` with the study's adapter base, when it records one.
+    pub fn load_options(&self, load: &crate::model::LoadOptions) -> crate::model::LoadOptions {
+        let mut load = load.clone();
+        if self.adapter_base.is_some() {
+            load.hub.adapter_base.clone_from(&self.adapter_base);
+        }
+        load
+    }
+
     /// The model spec of one side.
     pub fn model(&self, side: Side) -> &str {
         match side {
@@ -221,15 +234,7 @@ impl StudyDir {
         side: Side,
         questions: &[Question],
     ) -> Result<Vec<Answer>, DirError> {
-        let path = self.answers_path(side);
-        let ids: Vec<&str> = questions.iter().map(|q| q.id.as_str()).collect();
-        answers::read_and_repair(&path, &ids).map_err(io(&path))
-    }
-
-    /// Append one answer of one side, synced to disk.
-    pub fn append_answer(&self, side: Side, answer: &Answer) -> Result<(), DirError> {
-        let path = self.answers_path(side);
-        answers::append(&path, answer).map_err(io(&path))
+        read_answers(&self.answers_path(side), questions)
     }
 
     /// Replace the answers of one side with `answers`, atomically.
@@ -238,12 +243,7 @@ impl StudyDir {
         side: Side,
         answers: impl IntoIterator<Item = &'a Answer>,
     ) -> Result<(), DirError> {
-        let path = self.answers_path(side);
-        let mut bytes = Vec::new();
-        for a in answers {
-            bytes.extend(answers::line(a).map_err(io(&path))?);
-        }
-        write_atomic(&path, &bytes).map_err(io(&path))
+        write_answers(&self.answers_path(side), answers)
     }
 
     /// Write `answers.jsonl`: a row per question with each side's answer, keys sorted.
@@ -288,6 +288,30 @@ impl StudyDir {
     pub fn write_report(&self, markdown: &str) -> Result<(), DirError> {
         write_text(&self.report_path(), markdown)
     }
+}
+
+/// The complete answers of an answers file to `questions`, which it answers in order (see
+/// [`StudyDir::read_answers`]).
+pub fn read_answers(path: &Path, questions: &[Question]) -> Result<Vec<Answer>, DirError> {
+    let ids: Vec<&str> = questions.iter().map(|q| q.id.as_str()).collect();
+    answers::read_and_repair(path, &ids).map_err(io(path))
+}
+
+/// Append one answer to an answers file, synced to disk.
+pub fn append_answer(path: &Path, answer: &Answer) -> Result<(), DirError> {
+    answers::append(path, answer).map_err(io(path))
+}
+
+/// Replace the answers of an answers file with `answers`, atomically.
+pub fn write_answers<'a>(
+    path: &Path,
+    answers: impl IntoIterator<Item = &'a Answer>,
+) -> Result<(), DirError> {
+    let mut bytes = Vec::new();
+    for a in answers {
+        bytes.extend(answers::line(a).map_err(io(path))?);
+    }
+    write_atomic(path, &bytes).map_err(io(path))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DirError + '_ {

@@ -7,7 +7,7 @@
 
 use super::answers::Answer;
 use super::dataset::{self, LoadReport, Question};
-use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
+use super::dir::{self, Counts, DirError, ModelCounts, StudyConfig, StudyDir};
 use super::grade::grade;
 use super::prompt::{render, Template};
 use crate::attribution::score::Accumulation;
@@ -42,6 +42,10 @@ pub enum StudyError {
     Render(#[from] crate::report::render::RenderError),
     #[error("{} holds a different study (see its study.json); choose another --out or delete it", dir.display())]
     DifferentStudy { dir: PathBuf },
+    #[error("{} holds a different trajectory (see its trajectory.json: other checkpoints or settings); choose another --out or delete it", dir.display())]
+    DifferentTrajectory { dir: PathBuf },
+    #[error(transparent)]
+    Ladder(#[from] super::ladder::LadderError),
     #[error("--offset {offset} skips every question: the dataset holds {loaded} (use an offset below {loaded}): {dataset}")]
     OffsetPastEnd {
         offset: usize,
@@ -94,7 +98,7 @@ pub enum StudyOutcome {
 }
 
 /// The template a model is prompted with.
-fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
+pub(super) fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
     cfg.template
         .clone()
         .unwrap_or(if model.tokenizer.chat_template.is_some() {
@@ -105,25 +109,26 @@ fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
 }
 
 /// Answers by question id.
-type AnswerMap = HashMap<String, Answer>;
+pub(super) type AnswerMap = HashMap<String, Answer>;
 
-/// Let `model` answer every question not yet answered on its side of `dir`; returns all answers
-/// by id, `None` when cancelled.
-fn answer_all(
+/// Let `model` answer every question not yet answered in the answers file `file` (which
+/// answers `questions` in order); returns all answers by id, `None` when cancelled. Progress is
+/// reported as the stage `answer <who>`.
+pub(super) fn answer_all(
     cfg: &StudyConfig,
-    (dir, side): (&StudyDir, Side),
+    (file, who): (&Path, &str),
     model: &Model,
     questions: &[Question],
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<AnswerMap>, StudyError> {
-    let mut read = dir.read_answers(side, questions)?;
-    keep_in_vocabulary(dir, side, model, &mut read)?;
+    let mut read = dir::read_answers(file, questions)?;
+    keep_in_vocabulary(file, model, &mut read)?;
     let mut done: AnswerMap = read.into_iter().map(|a| (a.id.clone(), a)).collect();
     let template = template_for(cfg, model);
     let mut gen = cfg.generation.clone();
     gen.stop_strings.extend(template.stop_strings());
-    progress.start(&format!("answer {side}"), questions.len() as u64);
+    progress.start(&format!("answer {who}"), questions.len() as u64);
     // Questions are answered in fixed chunks of `batch` (by position in the question list), and
     // an incomplete chunk is regenerated whole: the batch a question is answered in never depends
     // on what an interrupted run had already finished.
@@ -160,7 +165,7 @@ fn answer_all(
                     text: g.text,
                     stop: g.stop,
                 };
-                dir.append_answer(side, &a)?;
+                dir::append_answer(file, &a)?;
                 done.insert(q.id.clone(), a);
             }
         }
@@ -189,12 +194,11 @@ fn warn_beyond_context(model: &Model, answers: &AnswerMap, progress: &mut dyn Pr
     }
 }
 
-/// Cut `answers` (read from `side`'s answer file) before the first whose token ids fall outside
-/// `model`'s vocabulary (a damaged line that still parses), with a warning, so that the
+/// Cut `answers` (read from the answers file `file`) before the first whose token ids fall
+/// outside `model`'s vocabulary (a damaged line that still parses), with a warning, so that the
 /// questions from there on are answered again.
 fn keep_in_vocabulary(
-    dir: &StudyDir,
-    side: Side,
+    file: &Path,
     model: &Model,
     answers: &mut Vec<Answer>,
 ) -> Result<(), StudyError> {
@@ -215,16 +219,16 @@ fn keep_in_vocabulary(
     };
     log::warn!(
         "{}: line {}: token id {t} is outside the vocabulary of {} (size {vocab}); answering again from this question on",
-        dir.answers_path(side).display(),
+        file.display(),
         j + 1,
         model.spec
     );
     answers.truncate(j);
-    Ok(dir.write_answers(side, answers.iter())?)
+    Ok(dir::write_answers(file, answers.iter())?)
 }
 
 /// The prompt of question `q` for `model` and its token ids.
-fn prompt_of(
+pub(super) fn prompt_of(
     model: &Model,
     template: &Template,
     q: &Question,
@@ -264,7 +268,7 @@ fn claim(cfg: &StudyConfig, dir: &StudyDir) -> Result<(), StudyError> {
 }
 
 /// Stage 2: the questions of the study (of its shard, for a shard).
-fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyError> {
+pub(super) fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyError> {
     let spec = dataset::parse_spec(&cfg.dataset)?;
     let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
     if questions.is_empty() && cfg.offset > 0 {
@@ -349,7 +353,15 @@ fn answer(
     let mut answers = PerSide::<AnswerMap>::default();
     for side in Side::BOTH {
         let model = Model::load(cfg.model(side), load)?;
-        match answer_all(cfg, (dir, side), &model, questions, progress, cancel)? {
+        let file = dir.answers_path(side);
+        match answer_all(
+            cfg,
+            (&file, side.name()),
+            &model,
+            questions,
+            progress,
+            cancel,
+        )? {
             Some(a) => answers[side] = a,
             None => return Ok(None),
         }
@@ -605,6 +617,7 @@ pub fn run_study(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<StudyOutcome, StudyError> {
+    let load = &cfg.load_options(load);
     let dir = StudyDir::new(out);
     // Nothing is written until the questions and both tokenizers are open.
     let (questions, report_) = questions(cfg)?;

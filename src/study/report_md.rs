@@ -2,9 +2,12 @@
 
 use super::dataset::{LoadReport, MAX_LINE_BYTES, MAX_QUESTION_CHARS};
 use super::dir::{Counts, StudyConfig};
+use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts};
+use crate::attribution::metrics::Metric;
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
+use crate::report::trajectory::Trajectory;
 use crate::report::validation::Validation;
 use std::fmt::Write as _;
 
@@ -194,6 +197,12 @@ pub fn render(
     if let Some(v) = &cmp.validation {
         validation_section(&mut s, v);
     }
+    figures_section(&mut s, figures);
+    s
+}
+
+/// The figures' section: each PNG with a link to its SVG.
+fn figures_section(s: &mut String, figures: &[(String, String)]) {
     let _ = writeln!(s, "\n## Figures\n");
     for (caption, stem) in figures {
         let _ = writeln!(
@@ -201,5 +210,128 @@ pub fn render(
             "![{caption}](figures/{stem}.png)\n\n[{caption} (SVG)](figures/{stem}.svg)\n"
         );
     }
+}
+
+/// One row per checkpoint: step, model, the set's accuracy, the mean loss, the trainer's reward,
+/// accuracy and KL where logged, and each headline metric with its interval and its change from
+/// the first checkpoint.
+fn checkpoint_table(s: &mut String, t: &Trajectory) {
+    let mut header = "| step | model | set accuracy | mean loss |".to_owned();
+    let mut rule = "|---|---|---|---|".to_owned();
+    let train_cols: Vec<&str> = ["reward", "accuracy", "kl"]
+        .into_iter()
+        .filter(|c| t.points.iter().any(|p| p.train.contains_key(*c)))
+        .collect();
+    for c in &train_cols {
+        header.push_str(&format!(" trainer {c} |"));
+        rule.push_str("---|");
+    }
+    for m in Metric::HEADLINE {
+        header.push_str(&format!(" {m} | {m} − first (p) |"));
+        rule.push_str("---|---|");
+    }
+    let _ = writeln!(s, "{header}\n{rule}");
+    for p in &t.points {
+        let mut row = format!(
+            "| {} | `{}` | {} | {} |",
+            p.step,
+            p.model,
+            p.accuracy
+                .map_or("—".to_owned(), |a| format!("{:.1} %", 100.0 * a)),
+            Cell::Value(p.mean_loss).text()
+        );
+        for c in &train_cols {
+            let v = p
+                .train
+                .get(*c)
+                .map_or("—".to_owned(), |v| Cell::Value(*v).text());
+            row.push_str(&format!(" {v} |"));
+        }
+        for m in Metric::HEADLINE {
+            let level = p.level(m).map_or("—".to_owned(), |l| {
+                format!(
+                    "{} {}",
+                    Cell::Value(l.mean).text(),
+                    Cell::Interval(l.ci_low, l.ci_high).text()
+                )
+            });
+            let change = p.change(m).map_or("—".to_owned(), |c| {
+                format!(
+                    "{} {} (p {})",
+                    Cell::Change(c.mean_diff).text(),
+                    Cell::Interval(c.ci_low, c.ci_high).text(),
+                    Cell::P(c.p_value).text()
+                )
+            });
+            row.push_str(&format!(" {level} | {change} |"));
+        }
+        let _ = writeln!(s, "{row}");
+    }
+}
+
+/// `report.md` of a trajectory: the checkpoints, the question set, each headline metric at
+/// every checkpoint with its interval and its paired change from the first, the trainer's log
+/// at each step, and the figures.
+pub fn render_trajectory(
+    cfg: &TrajectoryConfig,
+    counts: &TrajectoryCounts,
+    t: &Trajectory,
+    figures: &[(String, String)],
+) -> String {
+    let mut s = String::new();
+    let study = &cfg.study;
+    let _ = writeln!(s, "# circuitdiff trajectory\n");
+    let _ = writeln!(
+        s,
+        "- {} checkpoints from step {} to step {}\n- dataset: `{}` (offset {}, limit {:?})\n- question set: {} ({}); {}",
+        t.points.len(),
+        t.points.first().map_or(0, |p| p.step),
+        t.points.last().map_or(0, |p| p.step),
+        study.dataset,
+        study.offset,
+        study.limit,
+        t.questions.describe(),
+        t.n,
+        t.answers.describe(),
+    );
+    let _ = writeln!(
+        s,
+        "- graph: {:?} level; loss on the first K = {} answer tokens (α = {}, T̄ = {:.2}); {} bootstrap resamples, seed {}, {:.0} % intervals",
+        study.level, counts.k, study.select.alpha, counts.t_bar, study.compare.bootstrap_resamples, study.compare.seed, 100.0 * study.compare.confidence
+    );
+    if let Some(log) = &cfg.train_log {
+        let _ = writeln!(
+            s,
+            "- trainer's log: `{}` (as `train_log.csv`)",
+            log.path().display()
+        );
+    }
+    let _ = writeln!(s, "\n## Counts\n\n| step | questions |\n|---|---|");
+    dataset_rows(&mut s, &counts.dataset);
+    for (k, v) in [
+        ("asked", counts.asked),
+        ("first checkpoint correct", counts.first.correct),
+        ("last checkpoint correct", counts.last.correct),
+        (
+            "in the set before the length filters",
+            counts.filters.both_correct,
+        ),
+        (
+            "after the length filters",
+            counts.filters.after_length_difference,
+        ),
+        ("sampled and scored at every checkpoint", counts.scored),
+    ] {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+    let _ = writeln!(s, "\n## Checkpoints\n");
+    checkpoint_table(&mut s, t);
+    let _ = writeln!(
+        s,
+        "\nEach level is the mean over the question set with its bootstrap interval; each change \
+         is paired question by question against the first checkpoint (mean difference, its \
+         interval, and the Wilcoxon signed-rank p-value). Every metric is in `summary.csv`."
+    );
+    figures_section(&mut s, figures);
     s
 }

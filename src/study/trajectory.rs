@@ -1,0 +1,445 @@
+//! A trajectory: the study's method along a training run. One fixed question set (by default
+//! the questions the first and the last checkpoint both answer correctly) is scored at every
+//! checkpoint, each metric is paired against the first checkpoint, and the trainer's log is
+//! read beside it.
+//!
+//! The folder's layout is in [`super::trajectory_dir`].
+//!
+//! Every answer and every sample's scores are written as they complete, so that a re-run
+//! continues where the last one stopped; `--shard i/n` takes the checkpoints numbered i, i+n, …
+//! (each shard answers the two ends too, to choose the same questions), and `merge` joins the
+//! shards and finishes.
+
+use super::dataset::{LoadReport, Question};
+use super::dir::{self, ModelCounts};
+use super::job::{self, AnswerMap, StudyError};
+use super::ladder;
+use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
+use crate::attribution::score::Accumulation;
+use crate::attribution::select::{select, Candidate, Selection};
+use crate::attribution::{Graph, Level};
+use crate::model::{LoadOptions, Model, ScorePlan};
+use crate::progress::{CancelToken, Progress};
+use crate::report::render as draw;
+use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
+use crate::report::train_log::LogSource;
+use crate::report::trajectory::{self as summary, AnswerSource, QuestionSet, Trajectory};
+use std::path::{Path, PathBuf};
+
+/// How a trajectory ended.
+#[derive(Debug)]
+pub enum TrajectoryOutcome {
+    Finished(Box<Trajectory>),
+    /// A shard scored its checkpoints; `merge` continues.
+    ShardScored {
+        checkpoints: usize,
+    },
+    Cancelled,
+}
+
+/// Refuse checkpoints whose vocabularies or graphs differ from the first's before any long
+/// work.
+fn check_ladder(cfg: &TrajectoryConfig, load: &LoadOptions) -> Result<(), StudyError> {
+    let first = &cfg.checkpoints[0].spec;
+    let (first_config, first_tok) = crate::model::load_without_weights(first, &load.hub)?;
+    let graph = Graph::new(&first_config, cfg.study.level);
+    for r in &cfg.checkpoints[1..] {
+        let (config, tok) = crate::model::load_without_weights(&r.spec, &load.hub)?;
+        if tok.vocabulary() != first_tok.vocabulary() {
+            return Err(StudyError::Vocabularies {
+                base: first.clone(),
+                tuned: r.spec.clone(),
+            });
+        }
+        if Graph::new(&config, cfg.study.level) != graph {
+            return Err(StudyError::Graphs {
+                base: first.clone(),
+                tuned: r.spec.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The two ends answer every question; `None` when cancelled.
+fn answer_ends(
+    cfg: &TrajectoryConfig,
+    load: &LoadOptions,
+    dir: &TrajectoryDir,
+    questions: &[Question],
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<[AnswerMap; 2]>, StudyError> {
+    let mut ends = [AnswerMap::new(), AnswerMap::new()];
+    for (slot, j) in [0, cfg.last()].into_iter().enumerate() {
+        let rung = &cfg.checkpoints[j];
+        let model = Model::load(&rung.spec, load)?;
+        let who = format!("step {}", rung.step);
+        let file = dir.answers_path(j);
+        match job::answer_all(
+            &cfg.study,
+            (&file, &who),
+            &model,
+            questions,
+            progress,
+            cancel,
+        )? {
+            Some(a) => ends[slot] = a,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(ends))
+}
+
+/// The fixed question set: the study's selection (length filters, sample size, K) over the
+/// questions the ends answered correctly (or the first alone, for [`QuestionSet::First`]).
+fn choose(
+    cfg: &TrajectoryConfig,
+    questions: &[Question],
+    report: LoadReport,
+    [first, last]: &[AnswerMap; 2],
+) -> Result<(Selection, TrajectoryCounts), StudyError> {
+    let later = match cfg.questions {
+        QuestionSet::Ends => last,
+        QuestionSet::First => first,
+    };
+    let correct = |a: &super::answers::Answer| a.grade.correct && !a.answer_ids.is_empty();
+    let candidates: Vec<Candidate> = questions
+        .iter()
+        .map(|q| {
+            let (b, t) = (&first[&q.id], &later[&q.id]);
+            Candidate {
+                base_prompt_len: b.prompt_ids.len(),
+                tuned_prompt_len: t.prompt_ids.len(),
+                base_answer_len: b.answer_ids.len(),
+                tuned_answer_len: t.answer_ids.len(),
+                base_correct: correct(b),
+                tuned_correct: correct(t),
+            }
+        })
+        .collect();
+    let counts_of = |a: &AnswerMap| ModelCounts {
+        answered: questions
+            .iter()
+            .filter(|q| !a[&q.id].answer_ids.is_empty())
+            .count(),
+        correct: questions.iter().filter(|q| correct(&a[&q.id])).count(),
+    };
+    let selection = select(&candidates, &cfg.study.select)?;
+    let counts = TrajectoryCounts {
+        asked: questions.len(),
+        dataset: report,
+        first: counts_of(first),
+        last: counts_of(last),
+        filters: selection.counts.clone(),
+        scored: selection.indices.len(),
+        t_bar: selection.t_bar,
+        k: selection.k,
+    };
+    Ok((selection, counts))
+}
+
+/// What one checkpoint is scored on, and its answers to the set when it gave them.
+struct Scoring<'a> {
+    questions: &'a [Question],
+    selection: &'a Selection,
+    ends: &'a [AnswerMap; 2],
+}
+
+impl Scoring<'_> {
+    fn selected(&self) -> Vec<Question> {
+        self.selection
+            .indices
+            .iter()
+            .map(|&i| self.questions[i].clone())
+            .collect()
+    }
+
+    fn samples(&self, answers: &AnswerMap) -> Vec<ScoreSample> {
+        self.selection
+            .indices
+            .iter()
+            .map(|&i| {
+                let a = &answers[&self.questions[i].id];
+                ScoreSample {
+                    id: Some(a.id.clone()),
+                    prompt_ids: a.prompt_ids.clone(),
+                    answer_ids: a.answer_ids.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1.
+    fn plan(&self, heads: bool) -> ScorePlan {
+        let longest = self
+            .samples(&self.ends[0])
+            .iter()
+            .map(|s| s.prompt_ids.len())
+            .max()
+            .unwrap_or(1);
+        ScorePlan {
+            seq_len: longest + self.selection.k.max(1) - 1,
+            scored: self.selection.k,
+            heads,
+        }
+    }
+}
+
+/// Answer (when scored on its own answers) and score checkpoint `j`; `None` when cancelled.
+fn score_checkpoint(
+    cfg: &TrajectoryConfig,
+    load: &LoadOptions,
+    dir: &TrajectoryDir,
+    (j, scoring): (usize, &Scoring),
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<Run>, StudyError> {
+    let rung = &cfg.checkpoints[j];
+    let opts = LoadOptions {
+        plan: Some(scoring.plan(cfg.study.level == Level::Head)),
+        ..load.clone()
+    };
+    let model = Model::load(&rung.spec, &opts)?;
+    let who = format!("step {}", rung.step);
+    let answers = match (cfg.answers, j) {
+        (AnswerSource::First, _) | (_, 0) => scoring.ends[0].clone(),
+        (AnswerSource::Own, j) if j == cfg.last() => scoring.ends[1].clone(),
+        (AnswerSource::Own, j) => {
+            let file = dir.answers_path(j);
+            let set = scoring.selected();
+            match job::answer_all(&cfg.study, (&file, &who), &model, &set, progress, cancel)? {
+                Some(a) => a,
+                None => return Ok(None),
+            }
+        }
+    };
+    let samples = scoring.samples(&answers);
+    let k = scoring.selection.k;
+    let record = StudyRecord {
+        dataset: cfg.study.dataset.clone(),
+        k,
+        limit: cfg.study.limit,
+        offset: cfg.study.offset,
+        select: cfg.study.select.clone(),
+        t_bar: scoring.selection.t_bar,
+        template: job::template_for(&cfg.study, &model).name(),
+    };
+    let graph = Graph::new(&model.config, cfg.study.level);
+    let method = Method::new(
+        cfg.study.level,
+        k,
+        Accumulation::for_compute(model.dtype()),
+        cfg.study.metrics.clone(),
+    );
+    let manifest = run::manifest_for(&model, graph, method, &samples, Some(record));
+    let task = format!("score {who}");
+    match run::score_run(
+        &task,
+        &dir.run_dir(j),
+        &model,
+        &manifest,
+        &samples,
+        progress,
+        cancel,
+    )? {
+        Outcome::Finished(r) => Ok(Some(*r)),
+        Outcome::Cancelled { .. } => Ok(None),
+    }
+}
+
+/// The share of the set checkpoint `j` answered correctly: from its answers file, when it
+/// answered the set (always at the ends; between them when scored on its own answers).
+fn accuracy(
+    cfg: &TrajectoryConfig,
+    dir: &TrajectoryDir,
+    j: usize,
+    scoring: &Scoring,
+) -> Result<Option<f64>, StudyError> {
+    let set = scoring.selected();
+    let answers: AnswerMap = if j == 0 || j == cfg.last() {
+        scoring.ends[usize::from(j != 0)].clone()
+    } else if cfg.answers == AnswerSource::Own {
+        dir::read_answers(&dir.answers_path(j), &set)?
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect()
+    } else {
+        return Ok(None);
+    };
+    let correct = set
+        .iter()
+        .filter(|q| answers.get(&q.id).is_some_and(|a| a.grade.correct))
+        .count();
+    Ok(Some(correct as f64 / set.len().max(1) as f64))
+}
+
+/// Pair every checkpoint with the first, read the trainer's log, write the summary, figures and
+/// report.
+fn finish(
+    cfg: &TrajectoryConfig,
+    dir: &TrajectoryDir,
+    runs: &[Run],
+    scoring: &Scoring,
+    counts: &TrajectoryCounts,
+) -> Result<Trajectory, StudyError> {
+    let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
+    if let Some(log) = &log {
+        log.write(&dir.root().join(summary::TRAIN_LOG))?;
+    }
+    let mut points = Vec::with_capacity(runs.len());
+    for (j, run) in runs.iter().enumerate() {
+        points.push(summary::point(
+            (cfg.checkpoints[j].step, &TrajectoryDir::run_rel(j)),
+            run,
+            &runs[0],
+            accuracy(cfg, dir, j, scoring)?,
+            log.as_ref(),
+            &cfg.study.compare,
+        )?);
+    }
+    let t = Trajectory {
+        n: counts.scored,
+        k: counts.k,
+        answers: cfg.answers,
+        questions: cfg.questions,
+        options: cfg.study.compare.clone(),
+        points,
+    };
+    summary::write(dir.root(), &t)?;
+    dir::write_json(&dir.root().join("counts.json"), counts)?;
+    let figures = draw::write_trajectory_figures(&t, log.as_ref(), &dir.figures_dir())?;
+    let report = super::report_md::render_trajectory(cfg, counts, &t, &figures);
+    dir::write_text(&dir.root().join("report.md"), &report)?;
+    Ok(t)
+}
+
+/// Run (or resume) a trajectory into `out`.
+pub fn run_trajectory(
+    cfg: &TrajectoryConfig,
+    load: &LoadOptions,
+    out: &Path,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrajectoryOutcome, StudyError> {
+    ladder::check(&cfg.checkpoints)?;
+    let load = &cfg.study.load_options(load);
+    let dir = TrajectoryDir::new(out);
+    let (questions, report) = job::questions(&cfg.study)?;
+    check_ladder(cfg, load)?;
+    dir.claim(cfg)?;
+    let Some(ends) = answer_ends(cfg, load, &dir, &questions, progress, cancel)? else {
+        return Ok(TrajectoryOutcome::Cancelled);
+    };
+    let (selection, counts) = choose(cfg, &questions, report, &ends)?;
+    let scoring = Scoring {
+        questions: &questions,
+        selection: &selection,
+        ends: &ends,
+    };
+    let mut runs = Vec::new();
+    for j in (0..cfg.checkpoints.len()).filter(|&j| cfg.owns(j)) {
+        match score_checkpoint(cfg, load, &dir, (j, &scoring), progress, cancel)? {
+            Some(r) => runs.push(r),
+            None => return Ok(TrajectoryOutcome::Cancelled),
+        }
+    }
+    if cfg.shard.is_some() {
+        return Ok(TrajectoryOutcome::ShardScored {
+            checkpoints: runs.len(),
+        });
+    }
+    let t = finish(cfg, &dir, &runs, &scoring, &counts)?;
+    Ok(TrajectoryOutcome::Finished(Box::new(t)))
+}
+
+/// Copy `from` into `to` (files at any depth), each file written atomically.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), StudyError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| dir::DirError::Io { path, source }
+    };
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let path = entry.map_err(io(from))?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            crate::fsutil::write_atomic(&target, &bytes).map_err(io(&target))?;
+        }
+    }
+    Ok(())
+}
+
+/// Join trajectory shards (`trajectory --shard i/n`) into `out` and finish there: each
+/// checkpoint's answers and run directory come from the shard that owns it, the ends' answers
+/// from the first shard.
+pub fn merge_trajectory(
+    shards: &[PathBuf],
+    load: &LoadOptions,
+    out: &Path,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrajectoryOutcome, StudyError> {
+    let mut config: Option<TrajectoryConfig> = None;
+    let mut owner: Vec<Option<PathBuf>> = Vec::new();
+    let mut seen = Vec::new();
+    for shard in shards {
+        let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
+        let mut cfg = TrajectoryDir::new(shard)
+            .read_config()?
+            .ok_or_else(not_a_shard)?;
+        let (i, n) = cfg.shard.ok_or_else(not_a_shard)?;
+        owner.resize(cfg.checkpoints.len(), None);
+        for j in (0..cfg.checkpoints.len()).filter(|&j| cfg.owns(j)) {
+            owner[j] = Some(shard.clone());
+        }
+        cfg.shard = None;
+        match &config {
+            None => config = Some(cfg),
+            Some(c) if *c != cfg => {
+                return Err(StudyError::ShardOfAnotherStudy { dir: shard.clone() })
+            }
+            Some(_) => {}
+        }
+        seen.push((i, n));
+    }
+    let cfg = config.ok_or(StudyError::NoShards)?;
+    seen.sort_unstable();
+    seen.dedup();
+    let n = seen.first().map_or(0, |s| s.1);
+    if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
+        return Err(StudyError::ShardCoverage { seen, n });
+    }
+    let dir = TrajectoryDir::new(out);
+    dir.claim(&cfg)?;
+    for (j, from) in owner.iter().enumerate() {
+        let Some(from) = from else { continue };
+        let from = TrajectoryDir::new(from);
+        let ends_from = TrajectoryDir::new(&shards[0]);
+        let answers_from = if j == 0 || j == cfg.last() {
+            &ends_from
+        } else {
+            &from
+        };
+        let answers = answers_from.answers_path(j);
+        if answers.is_file() {
+            let bytes = std::fs::read(&answers).map_err(|source| dir::DirError::Io {
+                path: answers.clone(),
+                source,
+            })?;
+            crate::fsutil::write_atomic(&dir.answers_path(j), &bytes).map_err(|source| {
+                dir::DirError::Io {
+                    path: dir.answers_path(j),
+                    source,
+                }
+            })?;
+        }
+        if from.run_dir(j).is_dir() {
+            copy_tree(&from.run_dir(j), &dir.run_dir(j))?;
+        }
+    }
+    run_trajectory(&cfg, load, out, progress, cancel)
+}
