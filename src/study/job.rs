@@ -649,6 +649,36 @@ pub fn run_study(
     Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
 }
 
+/// Keep the first shard's configuration (its shard cleared) in `config`; refuse a shard of
+/// another configuration.
+pub(super) fn same_config<C: PartialEq>(
+    config: &mut Option<C>,
+    cfg: C,
+    shard: &Path,
+) -> Result<(), StudyError> {
+    match config {
+        None => *config = Some(cfg),
+        Some(c) if *c != cfg => {
+            return Err(StudyError::ShardOfAnotherStudy {
+                dir: shard.to_owned(),
+            })
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Refuse shards `(i, n)` that do not cover 0..n exactly once (repeats of a shard are allowed).
+pub(super) fn check_coverage(mut seen: Vec<(usize, usize)>) -> Result<(), StudyError> {
+    seen.sort_unstable();
+    seen.dedup();
+    let n = seen.first().map_or(0, |s| s.1);
+    if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
+        return Err(StudyError::ShardCoverage { seen, n });
+    }
+    Ok(())
+}
+
 /// Join the answers of shard directories (`study --shard i/n`) into `out` and finish the study
 /// there. The shards must be of one study and cover every i of 0..n.
 pub fn merge_shards(
@@ -668,13 +698,7 @@ pub fn merge_shards(
         // The shard's own questions, which its answer files answer in order.
         let (mine, _) = questions(&cfg)?;
         let (i, n) = cfg.shard.take().ok_or_else(not_a_shard)?;
-        match &config {
-            None => config = Some(cfg),
-            Some(c) if *c != cfg => {
-                return Err(StudyError::ShardOfAnotherStudy { dir: shard.clone() })
-            }
-            Some(_) => {}
-        }
+        same_config(&mut config, cfg, shard)?;
         seen.push((i, n));
         for side in Side::BOTH {
             for a in dir.read_answers(side, &mine)? {
@@ -683,12 +707,7 @@ pub fn merge_shards(
         }
     }
     let cfg = config.ok_or(StudyError::NoShards)?;
-    seen.sort_unstable();
-    seen.dedup();
-    let n = seen.first().map_or(0, |s| s.1);
-    if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
-        return Err(StudyError::ShardCoverage { seen, n });
-    }
+    check_coverage(seen)?;
     let (questions, _) = questions(&cfg)?;
     let dir = StudyDir::new(out);
     claim(&cfg, &dir)?;

@@ -397,22 +397,11 @@ pub fn merge_trajectory(
             owner[j] = Some(shard.clone());
         }
         cfg.shard = None;
-        match &config {
-            None => config = Some(cfg),
-            Some(c) if *c != cfg => {
-                return Err(StudyError::ShardOfAnotherStudy { dir: shard.clone() })
-            }
-            Some(_) => {}
-        }
+        job::same_config(&mut config, cfg, shard)?;
         seen.push((i, n));
     }
     let cfg = config.ok_or(StudyError::NoShards)?;
-    seen.sort_unstable();
-    seen.dedup();
-    let n = seen.first().map_or(0, |s| s.1);
-    if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
-        return Err(StudyError::ShardCoverage { seen, n });
-    }
+    job::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
     dir.claim(&cfg)?;
     for (j, from) in owner.iter().enumerate() {
