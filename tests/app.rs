@@ -26,6 +26,13 @@ fn fixture32() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/study32")
 }
 
+/// A trajectory of the demo zoo's GRPO run (four checkpoints, eight questions), written by
+/// `circuitdiff trajectory assets/zoo/grpo --limit 48 --n 8 --alpha 0.99 --max-new-tokens 40
+/// --batch 16` without its figures.
+fn trajectory_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trajectory")
+}
+
 fn lab() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab")
 }
@@ -550,9 +557,11 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
 
 #[test]
 fn snapshots_of_every_view() {
+    // The trajectory view has its own fixture, below.
+    let study_views = || View::ALL.into_iter().filter(|&v| v != View::Trajectory);
     let mut h = rendering_harness_of(fixture32());
     h.state_mut().views.questions.selected = Some(1);
-    for view in View::ALL {
+    for view in study_views() {
         h.state_mut().settings.view = view;
         h.run_steps(4);
         h.snapshot(format!("view32_{}", view.slug()));
@@ -561,7 +570,7 @@ fn snapshots_of_every_view() {
     drop(h);
     let mut h = rendering_harness();
     h.state_mut().views.questions.selected = Some(1);
-    for view in View::ALL {
+    for view in study_views() {
         h.state_mut().settings.view = view;
         h.run_steps(4);
         h.snapshot(format!("view_{}", view.slug()));
@@ -573,6 +582,129 @@ fn snapshots_of_every_view() {
     h.run_steps(4);
     h.snapshot("graph_difference_light");
     results.extend(h.take_snapshot_results());
+    drop(h);
+    let mut h = rendering_harness_of(trajectory_fixture());
+    assert_eq!(h.state().settings.view, View::Trajectory);
+    h.run_steps(4);
+    h.snapshot("view_trajectory");
+    results.extend(h.take_snapshot_results());
+}
+
+/// A trajectory opens in its view; choosing an earlier checkpoint makes the other views show it
+/// against the first (the first alone at step 0), and the view saves as a figure of every curve.
+#[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
+    use circuitdiff::app::figure::Formats;
+    let title = |h: &Harness<'_, App>| {
+        let r = h.state().results.as_ref();
+        r.map(|r| r.title.clone()).unwrap_or_default()
+    };
+    let mut h = harness(Some(fixture()));
+    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    assert_eq!(h.state().settings.view, View::Graph);
+    // A dropped trajectory folder opens, in its own view, at its last checkpoint.
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(trajectory_fixture())));
+    h.step();
+    step_until(&mut h, 60, "the trajectory", |a| {
+        a.trajectory.data.is_some()
+    });
+    assert_eq!(h.state().settings.view, View::Trajectory);
+    assert_eq!(title(&h), "step 0 (base) -> step 120 (grpo)");
+    assert_eq!(h.state().trajectory.shown, 3);
+    h.get_by_label_contains("Trajectory trajectory");
+    h.get_by_label_contains("4 checkpoints, 8 questions, K = 24");
+    h.get_by_label_contains("step 120 (grpo)");
+    for metric in ["intensity", "entropy", "kurtosis"] {
+        assert!(
+            h.query_all_by_label(metric).count() >= 2,
+            "{metric}: its toggle and its chart's name"
+        );
+    }
+    h.get_by_label("reward over training");
+    h.get_by_label("accuracy over training");
+
+    // An earlier checkpoint: the graph shows step 80 against step 0.
+    h.get_by_label("Previous").click();
+    h.run_steps(2);
+    step_until(&mut h, 60, "step 80's pair", |a| a.trajectory.shown == 2);
+    assert_eq!(h.state().trajectory.selected, 2);
+    assert_eq!(title(&h), "step 0 (base) -> step 80 (step-000080)");
+    h.get_by_label_contains("step 80 (step-000080)");
+    h.get_by_label("Circuit graph").click();
+    h.run_steps(3);
+    h.get_by_label("step 0 (base) -> step 80 (step-000080)");
+    let r = h.state().results.as_ref().unwrap();
+    let models = (
+        r.base.manifest.model.spec.clone(),
+        r.tuned.as_ref().unwrap().manifest.model.spec.clone(),
+    );
+    assert_eq!(
+        models,
+        (
+            "assets/zoo/base".to_owned(),
+            "assets/zoo/checkpoints/grpo/step-000080".to_owned()
+        )
+    );
+    assert_eq!(r.circuit.modes(), Mode::ALL.to_vec());
+    let q = &r.questions[0];
+    assert!(
+        q.base.is_some() && q.tuned.is_some(),
+        "both checkpoints' answers"
+    );
+    assert!(q.question.contains("What is"), "{}", q.question);
+
+    // Step 0 alone: one run, the base mode only.
+    h.get_by_label("Trajectory").click();
+    h.run_steps(2);
+    for _ in 0..2 {
+        h.get_by_label("Previous").click();
+        h.run_steps(2);
+    }
+    step_until(&mut h, 60, "step 0 alone", |a| a.trajectory.shown == 0);
+    let r = h.state().results.as_ref().unwrap();
+    assert!(r.tuned.is_none() && r.comparison.is_none());
+    assert_eq!(r.circuit.modes(), vec![Mode::Base]);
+    assert_eq!(h.state().settings.mode, Mode::Base);
+    assert_eq!(title(&h), "step 0 (base)");
+
+    // Saved as a figure: the chosen metrics and the training curves, as text in the SVG.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("trajectory.png");
+    let ctx = h.ctx.clone();
+    h.state_mut().save_figure(
+        &ctx,
+        (View::Trajectory, Mode::Base),
+        &path,
+        Formats::default(),
+        1200,
+    );
+    step_until(&mut h, 60, "the figure", |a| !a.exporting());
+    let img = image::open(&path).unwrap().to_rgba8();
+    assert_eq!(img.width(), 1200);
+    assert_not_blank(&img);
+    let texts = common::svg_texts(&std::fs::read_to_string(path.with_extension("svg")).unwrap());
+    for t in [
+        "intensity over training (mean, 95 % CI)",
+        "entropy over training (mean, 95 % CI)",
+        "kurtosis over training (mean, 95 % CI)",
+        "reward over training",
+        "accuracy over training",
+    ] {
+        assert!(texts.iter().any(|x| x == t), "{t} not in {texts:?}");
+    }
+
+    // Other results close the trajectory; its view then says how to open one.
+    h.get_by_label("study").click();
+    step_until(&mut h, 60, "the study", |a| {
+        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+    });
+    assert!(h.state().trajectory.data.is_none());
+    h.state_mut().settings.view = View::Trajectory;
+    h.run_steps(2);
+    h.get_by_label_contains("No trajectory open");
 }
 
 #[test]
@@ -697,7 +829,8 @@ fn save_figure_and_export_all_render_every_view() {
         "exporting leaves the view as it was"
     );
     let mut names = Vec::new();
-    for view in View::ALL {
+    // No trajectory is open: its view has no figure and is left out.
+    for view in View::ALL.into_iter().filter(|&v| v != View::Trajectory) {
         let modes: &[Mode] = if view.depends_on_mode() {
             &Mode::ALL
         } else {

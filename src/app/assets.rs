@@ -1,7 +1,9 @@
 //! The bundled demo data, read from disk (found by [`crate::assets::dir`]): `demo/<pair>`
-//! (study directories) and `zoo/<name>` (model folders with their training logs).
+//! (study directories), `demo/<tuned>_trajectory` (the trajectory of one fine-tune's
+//! checkpoints) and `zoo/<name>` (model folders with their training logs).
 
-use crate::study::demo::PAIRS;
+use crate::study::demo::{PAIRS, TRAJECTORY};
+use crate::study::trajectory_dir::TrajectoryDir;
 use std::path::{Path, PathBuf};
 
 /// The demo studies that exist, in the order GRPO, PPO, DPO.
@@ -11,6 +13,13 @@ pub fn demo_studies(assets: &Path) -> Vec<(String, PathBuf)> {
         .map(|name| ((*name).to_owned(), assets.join("demo").join(name)))
         .filter(|(_, dir)| dir.join("comparison.json").is_file())
         .collect()
+}
+
+/// The demo trajectory's name (its fine-tune) and folder, when it exists.
+pub fn demo_trajectory(assets: &Path) -> Option<(String, PathBuf)> {
+    let (tuned, folder) = TRAJECTORY;
+    let dir = assets.join("demo").join(folder);
+    TrajectoryDir::is_trajectory(&dir).then(|| (tuned.to_owned(), dir))
 }
 
 /// The zoo's demo pairs whose folders exist: (label, base, tuned).
@@ -36,6 +45,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path();
         assert!(demo_studies(a).is_empty() && zoo_pairs(a).is_empty());
+        assert_eq!(demo_trajectory(a), None);
+        let t = a.join("demo").join(TRAJECTORY.1);
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("trajectory.json"), "{}").unwrap();
+        assert_eq!(demo_trajectory(a), Some((TRAJECTORY.0.to_owned(), t)));
         for name in ["dpo", "grpo"] {
             let d = a.join("demo").join(name);
             std::fs::create_dir_all(&d).unwrap();

@@ -22,4 +22,6 @@ pub enum Command {
     CancelInspect(Side),
     RunStudy,
     CancelStudy,
+    /// Show the open trajectory's checkpoint (its index) against the first.
+    SelectCheckpoint(usize),
 }

@@ -48,6 +48,11 @@ impl App {
                     s.cancel();
                 }
             }
+            Command::SelectCheckpoint(j) => {
+                if let Err(e) = self.trajectory.select(ctx, j) {
+                    self.set_status(true, crate::message::chain(&e));
+                }
+            }
         }
     }
 
@@ -149,6 +154,7 @@ impl App {
     pub(super) fn figure_sources(&self) -> figure::Sources<'_> {
         figure::Sources {
             results: self.results.as_ref(),
+            trajectory: &self.trajectory,
             views: &self.views,
             top_k: self.settings.top_k,
             log_y: self.settings.log_y,

@@ -32,10 +32,20 @@ pub enum AppError {
         source: serde_json::Error,
     },
     #[error(
-        "{}: not a study, comparison or run directory (no manifest.json, base/ or comparison.json)",
+        "{}: not a study, comparison, run or trajectory directory (no manifest.json, base/, \
+         comparison.json or trajectory.json)",
         path.display()
     )]
     NotResults { path: PathBuf },
+    /// A trajectory folder without its summary: still running, or stopped before the end.
+    #[error(
+        "{}: the trajectory has no summary.json with checkpoints yet; finish it with \
+         `circuitdiff trajectory` (it resumes)",
+        path.display()
+    )]
+    UnfinishedTrajectory { path: PathBuf },
+    #[error("the trajectory has no checkpoint {index}")]
+    NoCheckpoint { index: usize },
     /// A view has nothing to draw as a figure.
     #[error("nothing to save: {0}")]
     NoFigure(&'static str),

@@ -4,6 +4,7 @@
 
 use super::error::AppError;
 use super::results::Results;
+use super::trajectory::TrajectoryState;
 use super::views::heatmap::FixedScale;
 use super::views::training::TrainingState;
 use super::views::{table, View, ViewState};
@@ -67,6 +68,7 @@ impl FigureData {
 /// What the figures are drawn from besides the results.
 pub struct Sources<'a> {
     pub results: Option<&'a Results>,
+    pub trajectory: &'a TrajectoryState,
     pub views: &'a ViewState,
     pub top_k: usize,
     pub log_y: bool,
@@ -77,6 +79,7 @@ pub struct Sources<'a> {
 pub fn figure_of(view: View, mode: Mode, src: &Sources) -> Result<FigureData, AppError> {
     match (view, src.results) {
         (View::Training, _) => training_figure(&src.views.training),
+        (View::Trajectory, _) => trajectory_figure(src.trajectory),
         (_, Some(r)) => results_figure(view, mode, r, src),
         (_, None) => Err(AppError::NoFigure("no results are open")),
     }
@@ -162,6 +165,7 @@ fn results_figure(
             FigureData::Circuit(g)
         }
         View::Training => training_figure(&src.views.training)?,
+        View::Trajectory => trajectory_figure(src.trajectory)?,
     })
 }
 
@@ -181,6 +185,27 @@ fn training_figure(state: &TrainingState) -> Result<FigureData, AppError> {
     if lines.is_empty() {
         return Err(AppError::NoFigure("no training logs are open"));
     }
+    Ok(FigureData::Charts {
+        scatters: Vec::new(),
+        lines,
+        histograms: Vec::new(),
+        columns: 2,
+    })
+}
+
+/// The trajectory's chosen metrics over the steps with their intervals, then its training
+/// curves, two a row.
+fn trajectory_figure(state: &TrajectoryState) -> Result<FigureData, AppError> {
+    let data = state
+        .data
+        .as_ref()
+        .ok_or(AppError::NoFigure("no trajectory is open"))?;
+    let lines = state
+        .metrics
+        .iter()
+        .filter_map(|&m| data.metric_chart(m).cloned())
+        .chain(data.training.iter().cloned())
+        .collect();
     Ok(FigureData::Charts {
         scatters: Vec::new(),
         lines,

@@ -1,6 +1,7 @@
 //! The desktop app (eframe + egui on wgpu): pick two models, run a study in the background, and
 //! look at the results: circuit graph, heatmap, edge distributions, per-layer metrics,
-//! comparison table, question browser and training curves, each saved as PNG from the screen.
+//! comparison table, question browser, training curves and a training run's trajectory, each
+//! saved as a figure.
 //!
 //! The shell (`shell.rs`) owns the state and implements `eframe::App`: `logic` drains the
 //! background jobs and applies the commands the panels queued during the previous frame, `ui`
@@ -21,6 +22,7 @@ pub mod settings;
 mod shell;
 mod study;
 mod theme;
+pub mod trajectory;
 pub mod views;
 pub mod worker;
 
@@ -35,7 +37,7 @@ use std::sync::{Arc, Mutex};
 pub struct Options {
     /// Read and write settings in eframe's storage (`--no-persist` turns it off).
     pub persist: bool,
-    /// A results directory to open instead of the demo or the most recent one.
+    /// A results (or trajectory) directory to open instead of the demo or the most recent one.
     pub open: Option<PathBuf>,
     /// Save the shown view to this PNG once the results are on screen, then exit.
     pub screenshot: Option<PathBuf>,

@@ -42,7 +42,7 @@ enum Kind {
 impl Pick {
     pub fn title(self) -> &'static str {
         match self {
-            Self::Results => "Open a study, comparison or run folder",
+            Self::Results => "Open a study, comparison, run or trajectory folder",
             Self::Model {
                 side: Side::Base, ..
             } => "Base model",

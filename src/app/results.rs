@@ -12,6 +12,7 @@ use crate::study::dir::{Counts, StudyDir};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One model's answer to a question, as the question browser shows it.
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ pub struct AnswerView {
 }
 
 impl AnswerView {
-    fn of(a: &Answer) -> Self {
+    pub(super) fn of(a: &Answer) -> Self {
         Self {
             text: a.text.clone(),
             extracted: a.grade.extracted.clone(),
@@ -66,8 +67,9 @@ pub struct Results {
     pub dir: PathBuf,
     /// "base -> tuned", or the model of a single run.
     pub title: String,
-    pub base: Run,
-    pub tuned: Option<Run>,
+    /// The runs, shared with a trajectory's checkpoints when the results are a pair of them.
+    pub base: Arc<Run>,
+    pub tuned: Option<Arc<Run>>,
     pub comparison: Option<Comparison>,
     pub counts: Option<Counts>,
     pub questions: Vec<Question>,
@@ -102,11 +104,12 @@ pub fn short_name(spec: &str) -> String {
     }
 }
 
-/// Whether `dir` looks like results the app can open.
+/// Whether `dir` looks like results the app can open (a trajectory's folder among them).
 pub fn is_results_dir(dir: &Path) -> bool {
     dir.join("manifest.json").is_file()
         || StudyDir::is_study(dir)
         || dir.join("comparison.json").is_file()
+        || crate::study::trajectory_dir::TrajectoryDir::is_trajectory(dir)
 }
 
 impl Results {
@@ -116,12 +119,12 @@ impl Results {
     pub fn load(dir: &Path) -> Result<Self, AppError> {
         let comparison: Option<Comparison> = read_json(&dir.join("comparison.json"))?;
         let (base, tuned) = if dir.join("manifest.json").is_file() {
-            (run::load(dir)?, None)
+            (Arc::new(run::load(dir)?), None)
         } else if StudyDir::is_study(dir) {
             let study = StudyDir::new(dir);
             (
-                run::load(&study.run_dir(Side::Base))?,
-                Some(run::load(&study.run_dir(Side::Tuned))?),
+                Arc::new(run::load(&study.run_dir(Side::Base))?),
+                Some(Arc::new(run::load(&study.run_dir(Side::Tuned))?)),
             )
         } else if let Some(c) = &comparison {
             let side = |d: &str| {
@@ -133,8 +136,8 @@ impl Results {
                 }
             };
             (
-                run::load(&side(&c.base.dir))?,
-                Some(run::load(&side(&c.tuned.dir))?),
+                Arc::new(run::load(&side(&c.base.dir))?),
+                Some(Arc::new(run::load(&side(&c.tuned.dir))?)),
             )
         } else {
             return Err(AppError::NotResults {
@@ -143,7 +146,7 @@ impl Results {
         };
         let study = StudyDir::new(dir);
         let counts = study.read_counts()?;
-        let questions = read_questions(&study, &base, tuned.as_ref())?;
+        let questions = read_questions(&study, &base, tuned.as_deref())?;
         Ok(Self::from_runs(
             dir, base, tuned, comparison, counts, questions,
         ))
@@ -152,13 +155,13 @@ impl Results {
     /// Assemble results from loaded parts, computing the figures.
     pub fn from_runs(
         dir: &Path,
-        base: Run,
-        tuned: Option<Run>,
+        base: Arc<Run>,
+        tuned: Option<Arc<Run>>,
         comparison: Option<Comparison>,
         counts: Option<Counts>,
         questions: Vec<Question>,
     ) -> Self {
-        let other = tuned.as_ref().unwrap_or(&base);
+        let other: &Run = tuned.as_deref().unwrap_or(&base);
         let single = tuned.is_none();
         let trim = |mut chart: LineChart| {
             if single {
@@ -167,8 +170,8 @@ impl Results {
             chart
         };
         let mut heatmaps = figures::comparison_heatmaps(&base, other);
-        let mut runs = vec![(Side::Base, &base)];
-        if let Some(t) = &tuned {
+        let mut runs: Vec<(Side, &Run)> = vec![(Side::Base, &base)];
+        if let Some(t) = tuned.as_deref() {
             runs.push((Side::Tuned, t));
         } else {
             heatmaps.truncate(1);
@@ -191,7 +194,7 @@ impl Results {
         let graph = &base.manifest.graph;
         let edges = |r: &Run| graph.edge_values(&r.mean_scores());
         let tuned_edges = tuned
-            .as_ref()
+            .as_deref()
             .filter(|t| t.manifest.graph == *graph)
             .map(edges);
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);

@@ -10,6 +10,7 @@ use super::results::{self, Results};
 use super::settings::Settings;
 use super::study::{Ended, Running};
 use super::theme::Palette;
+use super::trajectory::{self, Opened, TrajectoryState};
 use super::views::{self, View, ViewState};
 use super::worker::{Message, Worker};
 use super::{assets, Options};
@@ -38,7 +39,12 @@ pub struct App {
     pub settings: Settings,
     persist: bool,
     pub results: Option<Results>,
-    loading: Option<(PathBuf, Worker<Results>)>,
+    loading: Option<(PathBuf, Worker<Opened>)>,
+    /// The open trajectory; its chosen checkpoint's pair with the first is `results`.
+    pub trajectory: TrajectoryState,
+    /// Whether the command line chose the view (an opened trajectory then does not switch
+    /// to its own).
+    view_given: bool,
     pub views: ViewState,
     pub models: ModelPicker,
     pub study: Option<Running>,
@@ -49,6 +55,8 @@ pub struct App {
     pub(super) commands: Vec<Command>,
     status: Option<Status>,
     demos: Vec<(String, PathBuf)>,
+    /// The bundled trajectory's name and folder, when it is there.
+    demo_trajectory: Option<(String, PathBuf)>,
     zoo_pairs: Vec<(String, PathBuf, PathBuf)>,
     screenshot: Option<Screenshot>,
     failure: Arc<Mutex<Option<String>>>,
@@ -72,6 +80,7 @@ impl App {
         } else {
             Settings::default()
         };
+        let view_given = options.view.is_some();
         settings.view = options.view.unwrap_or(settings.view);
         settings.mode = options.mode.unwrap_or(settings.mode);
         let assets = crate::assets::dir();
@@ -79,12 +88,15 @@ impl App {
             .as_deref()
             .map(assets::demo_studies)
             .unwrap_or_default();
+        let demo_trajectory = assets.as_deref().and_then(assets::demo_trajectory);
         let zoo_pairs = assets.as_deref().map(assets::zoo_pairs).unwrap_or_default();
         let mut app = Self {
             settings,
             persist: options.persist,
             results: None,
             loading: None,
+            trajectory: TrajectoryState::default(),
+            view_given,
             views: ViewState::default(),
             models: ModelPicker::default(),
             study: None,
@@ -94,6 +106,7 @@ impl App {
             commands: Vec::new(),
             status: None,
             demos,
+            demo_trajectory,
             zoo_pairs,
             screenshot: options.screenshot.map(|path| Screenshot {
                 path,
@@ -160,7 +173,7 @@ impl App {
         match Worker::spawn(
             "results-loader",
             Box::new(move || repaint.request_repaint()),
-            move |_, _| Results::load(&job_dir),
+            move |_, _| trajectory::open(&job_dir),
         ) {
             Ok(w) => self.loading = Some((dir, w)),
             Err(source) => {
@@ -171,6 +184,47 @@ impl App {
                 self.set_status(true, message::chain(&e));
             }
         }
+    }
+
+    /// Show what `dir` opened as: results, or a trajectory (then in its own view unless the
+    /// command line chose one).
+    fn opened(&mut self, dir: PathBuf, opened: Opened) {
+        let name = dir.file_name().unwrap_or(dir.as_os_str());
+        self.set_status(false, format!("opened {}", name.to_string_lossy()));
+        let results = match opened {
+            Opened::Results(results) => {
+                self.trajectory.close();
+                results
+            }
+            Opened::Trajectory(data, results) => {
+                self.trajectory.open(data);
+                if !self.view_given {
+                    self.settings.view = View::Trajectory;
+                }
+                results
+            }
+        };
+        self.view_given = false;
+        self.show_results(*results, true);
+        self.settings.add_recent_results(dir);
+    }
+
+    /// Make `results` the app's: `fresh` ones (another folder) reset the views and the number
+    /// of edges drawn; another checkpoint of the same trajectory keeps them.
+    fn show_results(&mut self, results: Results, fresh: bool) {
+        if !results.circuit.modes().contains(&self.settings.mode) {
+            self.settings.mode = Mode::Base;
+        }
+        if fresh {
+            self.settings.top_k = results
+                .circuit
+                .selected(self.settings.mode, EdgeSelection::default())
+                .max(1);
+            self.views.reset_for_new_results();
+        } else {
+            self.views.reset_for_same_graph();
+        }
+        self.results = Some(results);
     }
 
     fn drain_jobs(&mut self, ctx: &egui::Context) {
@@ -187,22 +241,15 @@ impl App {
             if let Some(r) = finished {
                 self.loading = None;
                 match r {
-                    Ok(results) => {
-                        let name = dir.file_name().unwrap_or(dir.as_os_str());
-                        self.set_status(false, format!("opened {}", name.to_string_lossy()));
-                        if !results.circuit.modes().contains(&self.settings.mode) {
-                            self.settings.mode = Mode::Base;
-                        }
-                        self.settings.top_k = results
-                            .circuit
-                            .selected(self.settings.mode, EdgeSelection::default())
-                            .max(1);
-                        self.results = Some(results);
-                        self.views.reset_for_new_results();
-                        self.settings.add_recent_results(dir);
-                    }
+                    Ok(opened) => self.opened(dir, opened),
                     Err(e) => self.set_status(true, message::chain(&e)),
                 }
+            }
+        }
+        for pair in self.trajectory.logic(ctx) {
+            match pair {
+                Ok(results) => self.show_results(results, false),
+                Err(e) => self.set_status(true, message::chain(&e)),
             }
         }
         for spec in self.models.logic(ctx) {
@@ -371,6 +418,18 @@ impl App {
                         }
                     });
                 }
+                if let Some((name, dir)) = &self.demo_trajectory {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label("Demo trajectory");
+                        if ui
+                            .button(name)
+                            .on_hover_text(format!("base -> {name} at each kept checkpoint"))
+                            .clicked()
+                        {
+                            self.commands.push(Command::OpenResults(dir.clone()));
+                        }
+                    });
+                }
                 for dir in &self.settings.recent_results {
                     let name = dir
                         .file_name()
@@ -502,12 +561,22 @@ impl App {
         }
     }
 
+    /// The views that show no results: the training curves and the trajectory.
+    fn resultless_view_ui(&mut self, ui: &mut Ui, view: View) {
+        let command = match view {
+            View::Training => views::training::training_ui(ui, &mut self.views.training)
+                .then_some(Command::Choose(Pick::Lab)),
+            View::Trajectory => views::trajectory::trajectory_ui(ui, &mut self.trajectory)
+                .map(Command::SelectCheckpoint),
+            _ => None,
+        };
+        self.commands.extend(command);
+    }
+
     fn view_ui(&mut self, ui: &mut Ui) {
         let view = self.settings.view;
-        if view == View::Training {
-            if views::training::training_ui(ui, &mut self.views.training) {
-                self.commands.push(Command::Choose(Pick::Lab));
-            }
+        if !view.needs_results() {
+            self.resultless_view_ui(ui, view);
             return;
         }
         let Some(r) = &self.results else {
@@ -579,7 +648,7 @@ impl App {
             View::Questions => {
                 views::questions::questions_ui(ui, r, mode, &mut self.views.questions);
             }
-            View::Training => {}
+            View::Training | View::Trajectory => {}
         }
     }
 }

@@ -45,6 +45,12 @@ pub fn describe_view(view: View) -> &'static str {
         }
         View::Questions => "each question with both models' answers, grades and circuits",
         View::Training => "the training curves of the models in a lab folder",
+        View::Trajectory => {
+            "a training run checkpoint by checkpoint (`circuitdiff trajectory`): each metric's \
+             mean over one question set with its interval, beside the trainer's reward and \
+             accuracy, on one step axis. Choose a checkpoint with the slider or a click in a \
+             plot: the other views then show it against the first checkpoint."
+        }
     }
 }
 

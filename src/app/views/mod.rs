@@ -9,13 +9,14 @@ pub mod help;
 pub mod questions;
 pub mod table;
 pub mod training;
+pub mod trajectory;
 
 use super::theme::Palette;
 use crate::report::circuit::Mode;
-use crate::report::figures::LineChart;
+use crate::report::figures::{LineChart, Series};
 use crate::side::Side;
 use egui::Ui;
-use egui_plot::{Line, Plot, PlotPoints};
+use egui_plot::{FilledArea, Line, Plot, PlotPoints, VLine};
 
 /// The views, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -29,10 +30,11 @@ pub enum View {
     Faithfulness,
     Questions,
     Training,
+    Trajectory,
 }
 
 impl View {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Graph,
         Self::Heatmap,
         Self::Distributions,
@@ -41,6 +43,7 @@ impl View {
         Self::Faithfulness,
         Self::Questions,
         Self::Training,
+        Self::Trajectory,
     ];
 
     /// The tab's label.
@@ -54,6 +57,7 @@ impl View {
             Self::Faithfulness => "Faithfulness",
             Self::Questions => "Questions",
             Self::Training => "Training",
+            Self::Trajectory => "Trajectory",
         }
     }
 
@@ -68,6 +72,7 @@ impl View {
             Self::Faithfulness => "faithfulness.png",
             Self::Questions => "questions.png",
             Self::Training => "training.png",
+            Self::Trajectory => "trajectory.png",
         }
     }
 
@@ -91,9 +96,9 @@ impl View {
         }
     }
 
-    /// Whether the view shows results (all but the training curves).
+    /// Whether the view shows results (all but the training curves and the trajectory).
     pub fn needs_results(self) -> bool {
-        self != Self::Training
+        !matches!(self, Self::Training | Self::Trajectory)
     }
 }
 
@@ -131,6 +136,14 @@ impl ViewState {
         self.graph = graph::GraphState::default();
         self.heatmap = heatmap::HeatmapState::default();
         self.questions = questions::QuestionsState::default();
+    }
+
+    /// Forget what depends on the previous results' scores, keeping the graph's framing,
+    /// selection and filter and the chosen question: the new results have the same graph and
+    /// questions (another checkpoint of a trajectory).
+    pub fn reset_for_same_graph(&mut self) {
+        self.heatmap = heatmap::HeatmapState::default();
+        self.questions.forget_circuit();
     }
 }
 
@@ -179,8 +192,19 @@ pub fn readable_y_axis(plot: Plot<'_>) -> Plot<'_> {
 
 /// Draw a line chart in a plot `height` high; `log_y` plots log10 of positive values.
 pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
+    chart_header_ui(ui, chart);
+    let style = ChartStyle {
+        log_y,
+        height,
+        ..ChartStyle::default()
+    };
+    chart_plot_ui(ui, chart, &style);
+}
+
+/// A chart's title with its series' names beside it, each in its colour (the legend, off the
+/// data).
+pub fn chart_header_ui(ui: &mut Ui, chart: &LineChart) {
     let palette = Palette::of(ui.ctx());
-    // The legend sits beside the title, off the data.
     ui.horizontal(|ui| {
         ui.strong(&chart.title);
         for (n, s) in chart.series.iter().enumerate() {
@@ -188,8 +212,49 @@ pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
             ui.label(egui::RichText::new(&s.name).color(color));
         }
     });
-    let plot = Plot::new(&chart.title)
-        .height(height)
+}
+
+/// How a chart's plot is drawn besides its data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChartStyle {
+    /// Plot log10 of positive values.
+    pub log_y: bool,
+    pub height: f32,
+    /// Plots that share their x axis: the link group and the x range they start at.
+    pub shared_x: Option<(egui::Id, [f64; 2])>,
+    /// A vertical marker at this x.
+    pub marker: Option<f64>,
+}
+
+/// `y` on the plot's scale (log10 with `log_y`); `None` where the point `(x, y)` cannot be drawn.
+fn plotted(x: f64, y: f64, log_y: bool) -> Option<f64> {
+    let ok = x.is_finite() && y.is_finite() && (!log_y || y > 0.0);
+    ok.then(|| if log_y { y.log10() } else { y })
+}
+
+/// A series' band, on the plot's scale: x, low and high of each point where all are drawable.
+fn band_points(s: &Series, log_y: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    if s.band.len() != s.points.len() {
+        return out;
+    }
+    for (&(x, _), &(lo, hi)) in s.points.iter().zip(&s.band) {
+        if let (Some(lo), Some(hi)) = (plotted(x, lo, log_y), plotted(x, hi, log_y)) {
+            out.0.push(x);
+            out.1.push(lo);
+            out.2.push(hi);
+        }
+    }
+    out
+}
+
+/// Draw a chart's plot: each series with its band (a translucent area), and the marker.
+/// Returns the x clicked, if the plot was clicked.
+pub fn chart_plot_ui(ui: &mut Ui, chart: &LineChart, style: &ChartStyle) -> Option<f64> {
+    let palette = Palette::of(ui.ctx());
+    let log_y = style.log_y;
+    let mut plot = Plot::new(&chart.title)
+        .height(style.height)
         .x_axis_label(chart.x_label.as_str())
         .y_axis_label(if log_y {
             format!("log10 {}", chart.y_label)
@@ -197,23 +262,54 @@ pub fn line_chart_ui(ui: &mut Ui, chart: &LineChart, log_y: bool, height: f32) {
             chart.y_label.clone()
         })
         .allow_scroll(false);
+    if let Some((group, [lo, hi])) = style.shared_x {
+        // The same y-axis width in every plot lines up their step axes.
+        plot = plot
+            .link_axis(group, [true, false])
+            .link_cursor(group, [true, false])
+            .default_x_bounds(lo, hi)
+            .y_axis_min_width(64.0);
+    }
     let mut plot = readable_y_axis(plot);
     if log_y {
         plot = plot.y_axis_formatter(|mark, _| format!("1e{:.1}", mark.value));
     }
     plot.show(ui, |plot_ui| {
         for (n, s) in chart.series.iter().enumerate() {
+            let color = series_color(palette, s.side, n);
+            let (xs, lows, highs) = band_points(s, log_y);
+            // A mesh between the interval's ends: egui_plot's `Polygon` fills convex shapes
+            // only, and a band seldom is one.
+            if xs.len() > 1 {
+                plot_ui.add(
+                    FilledArea::new(format!("{} interval", s.name), &xs, &lows, &highs)
+                        .fill_color(color.gamma_multiply(0.22))
+                        .allow_hover(false),
+                );
+            }
             let points: Vec<[f64; 2]> = s
                 .points
                 .iter()
-                .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
-                .map(|&(x, y)| [x, if log_y { y.log10() } else { y }])
+                .filter_map(|&(x, y)| Some([x, plotted(x, y, log_y)?]))
                 .collect();
             plot_ui.line(
                 Line::new(s.name.as_str(), PlotPoints::new(points))
-                    .color(series_color(palette, s.side, n))
+                    .color(color)
                     .width(1.5),
             );
         }
-    });
+        if let Some(x) = style.marker {
+            plot_ui.vline(
+                VLine::new("chosen", x)
+                    .color(palette.highlight())
+                    .width(1.5),
+            );
+        }
+        let clicked = plot_ui.response().clicked();
+        plot_ui
+            .pointer_coordinate()
+            .filter(|_| clicked)
+            .map(|p| p.x)
+    })
+    .inner
 }

@@ -20,6 +20,14 @@ pub struct QuestionsState {
     graph: GraphState,
 }
 
+impl QuestionsState {
+    /// Forget the selected sample's circuit (the results' scores changed), keeping the
+    /// selection, search and framing.
+    pub fn forget_circuit(&mut self) {
+        self.circuit = None;
+    }
+}
+
 /// How the two models did on a question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
