@@ -27,7 +27,7 @@ pub struct Cli {
     #[cfg(feature = "gui")]
     #[arg(long)]
     no_persist: bool,
-    /// App: open this study, comparison or run directory.
+    /// App: open this study, trajectory, comparison or run directory.
     #[cfg(feature = "gui")]
     #[arg(long)]
     open: Option<std::path::PathBuf>,
