@@ -9,6 +9,7 @@ mod demo;
 mod device;
 mod inspect;
 mod lab;
+mod questions;
 mod score;
 mod study;
 mod trajectory;

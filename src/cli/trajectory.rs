@@ -4,7 +4,7 @@
 use super::args::{at_least, shard};
 use super::bars::{ctrl_c_token, Bars};
 use super::device::{AdapterBaseArg, DeviceArgs};
-use super::study::{load_options, QuestionArgs};
+use super::questions::{load_options, QuestionArgs};
 use anyhow::Context as _;
 use circuitdiff::attribution::metrics::Metric;
 use circuitdiff::model::LoadOptions;

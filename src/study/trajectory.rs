@@ -37,6 +37,17 @@ pub enum TrajectoryOutcome {
     Cancelled,
 }
 
+/// Claim `dir` for `cfg`; refuse a folder that holds another trajectory.
+fn claim(dir: &TrajectoryDir, cfg: &TrajectoryConfig) -> Result<(), StudyError> {
+    if dir.claim(cfg)? {
+        Ok(())
+    } else {
+        Err(StudyError::DifferentTrajectory {
+            dir: dir.root().to_owned(),
+        })
+    }
+}
+
 /// Refuse checkpoints whose vocabularies or graphs differ from the first's before any long
 /// work.
 fn check_ladder(cfg: &TrajectoryConfig, load: &LoadOptions) -> Result<(), StudyError> {
@@ -327,7 +338,7 @@ pub fn run_trajectory(
     let dir = TrajectoryDir::new(out);
     let (questions, report) = job::questions(&cfg.study)?;
     check_ladder(cfg, load)?;
-    dir.claim(cfg)?;
+    claim(&dir, cfg)?;
     let Some(ends) = answer_ends(cfg, load, &dir, &questions, progress, cancel)? else {
         return Ok(TrajectoryOutcome::Cancelled);
     };
@@ -403,7 +414,7 @@ pub fn merge_trajectory(
     let cfg = config.ok_or(StudyError::NoShards)?;
     job::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
-    dir.claim(&cfg)?;
+    claim(&dir, &cfg)?;
     for (j, from) in owner.iter().enumerate() {
         let Some(from) = from else { continue };
         let from = TrajectoryDir::new(from);

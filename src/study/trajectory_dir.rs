@@ -13,8 +13,7 @@
 //! ```
 
 use super::dataset::LoadReport;
-use super::dir::{self, ModelCounts, StudyConfig};
-use super::job::StudyError;
+use super::dir::{self, DirError, ModelCounts, StudyConfig};
 use super::ladder::Rung;
 use crate::attribution::select::SelectCounts;
 use crate::report::train_log::LogSource;
@@ -105,43 +104,39 @@ impl TrajectoryDir {
         self.root.join("figures")
     }
 
-    pub fn read_config(&self) -> Result<Option<TrajectoryConfig>, StudyError> {
+    pub fn read_config(&self) -> Result<Option<TrajectoryConfig>, DirError> {
         let path = self.config_path();
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(serde_json::from_str(&text).map_err(|source| {
-                dir::DirError::Json {
+                DirError::Json {
                     path: path.clone(),
                     source,
                 }
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(dir::DirError::Io { path, source }.into()),
+            Err(source) => Err(DirError::Io { path, source }),
         }
     }
 
-    /// Claim the folder for `cfg`, or check that it already holds this trajectory.
-    pub(super) fn claim(&self, cfg: &TrajectoryConfig) -> Result<(), StudyError> {
+    /// Claim the folder for `cfg`, or check that it already holds this trajectory: `false`
+    /// when it holds another one (nothing is written then).
+    pub(super) fn claim(&self, cfg: &TrajectoryConfig) -> Result<bool, DirError> {
         match self.read_config()? {
             Some(previous) if previous == *cfg => {}
-            Some(_) => {
-                return Err(StudyError::DifferentTrajectory {
-                    dir: self.root.clone(),
-                })
-            }
+            Some(_) => return Ok(false),
             None => {
                 if let Some(first) = crate::fsutil::foreign_entry(&self.root, "trajectory.json")
-                    .map_err(|source| dir::DirError::Io {
+                    .map_err(|source| DirError::Io {
                         path: self.root.clone(),
                         source,
                     })?
                 {
-                    return Err(dir::DirError::NotEmpty {
+                    return Err(DirError::NotEmpty {
                         path: self.root.clone(),
                         first,
-                    }
-                    .into());
+                    });
                 }
-                std::fs::create_dir_all(&self.root).map_err(|source| dir::DirError::Io {
+                std::fs::create_dir_all(&self.root).map_err(|source| DirError::Io {
                     path: self.root.clone(),
                     source,
                 })?;
@@ -149,10 +144,10 @@ impl TrajectoryDir {
             }
         }
         let answers = self.root.join("answers");
-        std::fs::create_dir_all(&answers).map_err(|source| dir::DirError::Io {
+        std::fs::create_dir_all(&answers).map_err(|source| DirError::Io {
             path: answers,
             source,
         })?;
-        Ok(())
+        Ok(true)
     }
 }
