@@ -866,6 +866,14 @@ pub fn write_validation_figures(
     Ok(written)
 }
 
+/// Create the folder figures are written into.
+fn create_dir(dir: &Path) -> Result<(), RenderError> {
+    std::fs::create_dir_all(dir).map_err(|e| RenderError::Draw {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Write the figures of a trajectory into `dir` (as [`write_comparison_figures`] does): each
 /// headline metric over the steps with its interval, and the trainer's reward, accuracy, KL and
 /// loss with the question set's accuracy on the same step axis.
@@ -874,10 +882,7 @@ pub fn write_trajectory_figures(
     log: Option<&super::train_log::TrainLog>,
     dir: &Path,
 ) -> Result<Vec<(String, String)>, RenderError> {
-    std::fs::create_dir_all(dir).map_err(|e| RenderError::Draw {
-        path: dir.display().to_string(),
-        message: e.to_string(),
-    })?;
+    create_dir(dir)?;
     let scale = Scale::default();
     let mut written = Vec::new();
     for metric in Metric::ALL {
@@ -901,10 +906,7 @@ pub fn write_comparison_figures(
     tuned: &super::run::Run,
     dir: &Path,
 ) -> Result<Vec<(String, String)>, RenderError> {
-    std::fs::create_dir_all(dir).map_err(|e| RenderError::Draw {
-        path: dir.display().to_string(),
-        message: e.to_string(),
-    })?;
+    create_dir(dir)?;
     let scale = Scale::default();
     let mut written = Vec::new();
     let mut put = |figure: Figure, caption: String, stem: String| {

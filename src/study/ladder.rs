@@ -149,36 +149,10 @@ pub fn discover(
 ) -> Result<Ladder, LadderError> {
     let mut ladder = match paths {
         [] => return Err(LadderError::Empty),
-        [one] if Path::new(one).is_dir() && !is_checkpoint(Path::new(one)) => {
-            let dir = Path::new(one);
-            if let Some(l) = trl_run(dir)? {
-                l
-            } else if let Some(l) = lab_stage(dir)? {
-                l
-            } else {
-                let found = numbered(dir, "step-")?;
-                if found.is_empty() {
-                    return Err(LadderError::NoCheckpoints {
-                        dir: dir.to_owned(),
-                    });
-                }
-                Ladder {
-                    rungs: found.iter().map(|(n, p)| rung(*n, p)).collect(),
-                    log: None,
-                }
-            }
+        [one] if Path::new(one).is_dir() => {
+            folder(Path::new(one))?.unwrap_or_else(|| listed(paths))
         }
-        _ => Ladder {
-            rungs: paths
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Rung {
-                    step: step_of(Path::new(p)).unwrap_or(i as u64),
-                    spec: p.clone(),
-                })
-                .collect(),
-            log: None,
-        },
+        _ => listed(paths),
     };
     if let Some(first) = first {
         ladder.rungs.insert(
@@ -227,12 +201,47 @@ pub fn check(rungs: &[Rung]) -> Result<(), LadderError> {
     Ok(())
 }
 
-/// Whether a folder is itself a checkpoint (a model or an adapter), not a folder of them.
-fn is_checkpoint(dir: &Path) -> bool {
-    ["config.json", "adapter_config.json"]
+/// The ladder a single folder holds (a TRL run, a lab stage, a folder of `step-N/`); `None`
+/// when the folder is itself a checkpoint (a model or an adapter that is not a lab stage).
+fn folder(dir: &Path) -> Result<Option<Ladder>, LadderError> {
+    let stage = lab_stage(dir)?;
+    let model = ["config.json", "adapter_config.json"]
         .iter()
-        .any(|f| dir.join(f).is_file())
-        && lab_stage(dir).ok().flatten().is_none()
+        .any(|f| dir.join(f).is_file());
+    if model && stage.is_none() {
+        return Ok(None);
+    }
+    if let Some(l) = trl_run(dir)? {
+        return Ok(Some(l));
+    }
+    if stage.is_some() {
+        return Ok(stage);
+    }
+    let found = numbered(dir, "step-")?;
+    if found.is_empty() {
+        return Err(LadderError::NoCheckpoints {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(Some(Ladder {
+        rungs: found.iter().map(|(n, p)| rung(*n, p)).collect(),
+        log: None,
+    }))
+}
+
+/// Each path a checkpoint, at the step its name ends in, else at its place in the list.
+fn listed(paths: &[String]) -> Ladder {
+    Ladder {
+        rungs: paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Rung {
+                step: step_of(Path::new(p)).unwrap_or(i as u64),
+                spec: p.clone(),
+            })
+            .collect(),
+        log: None,
+    }
 }
 
 #[cfg(test)]

@@ -181,12 +181,27 @@ impl Scoring<'_> {
             .collect()
     }
 
+    /// The share of the set that `answers` answer correctly.
+    fn accuracy(&self, answers: &AnswerMap) -> f64 {
+        let indices = &self.selection.indices;
+        let correct = indices
+            .iter()
+            .filter(|&&i| {
+                answers
+                    .get(&self.questions[i].id)
+                    .is_some_and(|a| a.grade.correct)
+            })
+            .count();
+        correct as f64 / indices.len().max(1) as f64
+    }
+
     /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1.
     fn plan(&self, heads: bool) -> ScorePlan {
         let longest = self
-            .samples(&self.ends[0])
+            .selection
+            .indices
             .iter()
-            .map(|s| s.prompt_ids.len())
+            .map(|&i| self.ends[0][&self.questions[i].id].prompt_ids.len())
             .max()
             .unwrap_or(1);
         ScorePlan {
@@ -197,6 +212,10 @@ impl Scoring<'_> {
     }
 }
 
+/// A checkpoint's scored run, and the share of the set it answered correctly when it answered
+/// it (always at the ends; between them when scored on its own answers).
+type Scored = (Run, Option<f64>);
+
 /// Answer (when scored on its own answers) and score checkpoint `j`; `None` when cancelled.
 fn score_checkpoint(
     cfg: &TrajectoryConfig,
@@ -205,7 +224,7 @@ fn score_checkpoint(
     (j, scoring): (usize, &Scoring),
     progress: &mut dyn Progress,
     cancel: &CancelToken,
-) -> Result<Option<Run>, StudyError> {
+) -> Result<Option<Scored>, StudyError> {
     let rung = &cfg.checkpoints[j];
     let opts = LoadOptions {
         plan: Some(scoring.plan(cfg.study.level == Level::Head)),
@@ -213,19 +232,25 @@ fn score_checkpoint(
     };
     let model = Model::load(&rung.spec, &opts)?;
     let who = format!("step {}", rung.step);
-    let answers = match (cfg.answers, j) {
-        (AnswerSource::First, _) | (_, 0) => scoring.ends[0].clone(),
-        (AnswerSource::Own, j) if j == cfg.last() => scoring.ends[1].clone(),
-        (AnswerSource::Own, j) => {
-            let file = dir.answers_path(j);
-            let set = scoring.selected();
-            match job::answer_all(&cfg.study, (&file, &who), &model, &set, progress, cancel)? {
-                Some(a) => a,
-                None => return Ok(None),
-            }
-        }
+    let answered;
+    let own: Option<&AnswerMap> = if j == 0 {
+        Some(&scoring.ends[0])
+    } else if j == cfg.last() {
+        Some(&scoring.ends[1])
+    } else if cfg.answers == AnswerSource::Own {
+        let file = dir.answers_path(j);
+        let set = scoring.selected();
+        answered = job::answer_all(&cfg.study, (&file, &who), &model, &set, progress, cancel)?;
+        let Some(a) = &answered else { return Ok(None) };
+        Some(a)
+    } else {
+        None
     };
-    let samples = scoring.samples(&answers);
+    let scored_on = match (cfg.answers, own) {
+        (AnswerSource::Own, Some(own)) => own,
+        _ => &scoring.ends[0],
+    };
+    let samples = scoring.samples(scored_on);
     let k = scoring.selection.k;
     let record = StudyRecord {
         dataset: cfg.study.dataset.clone(),
@@ -254,35 +279,9 @@ fn score_checkpoint(
         progress,
         cancel,
     )? {
-        Outcome::Finished(r) => Ok(Some(*r)),
+        Outcome::Finished(r) => Ok(Some((*r, own.map(|a| scoring.accuracy(a))))),
         Outcome::Cancelled { .. } => Ok(None),
     }
-}
-
-/// The share of the set checkpoint `j` answered correctly: from its answers file, when it
-/// answered the set (always at the ends; between them when scored on its own answers).
-fn accuracy(
-    cfg: &TrajectoryConfig,
-    dir: &TrajectoryDir,
-    j: usize,
-    scoring: &Scoring,
-) -> Result<Option<f64>, StudyError> {
-    let set = scoring.selected();
-    let answers: AnswerMap = if j == 0 || j == cfg.last() {
-        scoring.ends[usize::from(j != 0)].clone()
-    } else if cfg.answers == AnswerSource::Own {
-        dir::read_answers(&dir.answers_path(j), &set)?
-            .into_iter()
-            .map(|a| (a.id.clone(), a))
-            .collect()
-    } else {
-        return Ok(None);
-    };
-    let correct = set
-        .iter()
-        .filter(|q| answers.get(&q.id).is_some_and(|a| a.grade.correct))
-        .count();
-    Ok(Some(correct as f64 / set.len().max(1) as f64))
 }
 
 /// Pair every checkpoint with the first, read the trainer's log, write the summary, figures and
@@ -290,21 +289,20 @@ fn accuracy(
 fn finish(
     cfg: &TrajectoryConfig,
     dir: &TrajectoryDir,
-    runs: &[Run],
-    scoring: &Scoring,
+    scored: &[Scored],
     counts: &TrajectoryCounts,
 ) -> Result<Trajectory, StudyError> {
     let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
     if let Some(log) = &log {
         log.write(&dir.root().join(summary::TRAIN_LOG))?;
     }
-    let mut points = Vec::with_capacity(runs.len());
-    for (j, run) in runs.iter().enumerate() {
+    let mut points = Vec::with_capacity(scored.len());
+    for (j, (run, accuracy)) in scored.iter().enumerate() {
         points.push(summary::point(
             (cfg.checkpoints[j].step, &TrajectoryDir::run_rel(j)),
             run,
-            &runs[0],
-            accuracy(cfg, dir, j, scoring)?,
+            &scored[0].0,
+            *accuracy,
             log.as_ref(),
             &cfg.study.compare,
         )?);
@@ -348,28 +346,35 @@ pub fn run_trajectory(
         selection: &selection,
         ends: &ends,
     };
-    let mut runs = Vec::new();
+    let mut scored = Vec::new();
     for j in (0..cfg.checkpoints.len()).filter(|&j| cfg.owns(j)) {
         match score_checkpoint(cfg, load, &dir, (j, &scoring), progress, cancel)? {
-            Some(r) => runs.push(r),
+            Some(s) => scored.push(s),
             None => return Ok(TrajectoryOutcome::Cancelled),
         }
     }
     if cfg.shard.is_some() {
         return Ok(TrajectoryOutcome::ShardScored {
-            checkpoints: runs.len(),
+            checkpoints: scored.len(),
         });
     }
-    let t = finish(cfg, &dir, &runs, &scoring, &counts)?;
+    let t = finish(cfg, &dir, &scored, &counts)?;
     Ok(TrajectoryOutcome::Finished(Box::new(t)))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> dir::DirError {
+    let path = path.to_owned();
+    move |source| dir::DirError::Io { path, source }
+}
+
+/// Copy the file `from` to `to`, written atomically.
+fn copy_file(from: &Path, to: &Path) -> Result<(), StudyError> {
+    let bytes = std::fs::read(from).map_err(io(from))?;
+    Ok(crate::fsutil::write_atomic(to, &bytes).map_err(io(to))?)
 }
 
 /// Copy `from` into `to` (files at any depth), each file written atomically.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), StudyError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| dir::DirError::Io { path, source }
-    };
     std::fs::create_dir_all(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let path = entry.map_err(io(from))?.path();
@@ -377,8 +382,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), StudyError> {
         if path.is_dir() {
             copy_tree(&path, &target)?;
         } else {
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            crate::fsutil::write_atomic(&target, &bytes).map_err(io(&target))?;
+            copy_file(&path, &target)?;
         }
     }
     Ok(())
@@ -415,10 +419,10 @@ pub fn merge_trajectory(
     job::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
     claim(&dir, &cfg)?;
+    let ends_from = TrajectoryDir::new(&shards[0]);
     for (j, from) in owner.iter().enumerate() {
         let Some(from) = from else { continue };
         let from = TrajectoryDir::new(from);
-        let ends_from = TrajectoryDir::new(&shards[0]);
         let answers_from = if j == 0 || j == cfg.last() {
             &ends_from
         } else {
@@ -426,16 +430,7 @@ pub fn merge_trajectory(
         };
         let answers = answers_from.answers_path(j);
         if answers.is_file() {
-            let bytes = std::fs::read(&answers).map_err(|source| dir::DirError::Io {
-                path: answers.clone(),
-                source,
-            })?;
-            crate::fsutil::write_atomic(&dir.answers_path(j), &bytes).map_err(|source| {
-                dir::DirError::Io {
-                    path: dir.answers_path(j),
-                    source,
-                }
-            })?;
+            copy_file(&answers, &dir.answers_path(j))?;
         }
         if from.run_dir(j).is_dir() {
             copy_tree(&from.run_dir(j), &dir.run_dir(j))?;
