@@ -42,6 +42,14 @@ impl Kernels {
         }
     }
 
+    /// The gated activation silu(gate)⊙up of an MLP.
+    fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::FusedGrad => super::fused::swiglu(gate, up),
+            Self::Fast | Self::Differentiable => candle_nn::ops::silu(gate)? * up,
+        }
+    }
+
     /// Attention probabilities softmax(scale·qk + mask) over the last dimension.
     #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn attention_probs(self, qk: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
@@ -334,7 +342,7 @@ impl Mlp {
     fn forward(&self, x: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
         let x = k.rms_norm(x, &self.norm, eps)?;
         self.down
-            .forward(&(candle_nn::ops::silu(&self.gate.forward(&x)?)? * self.up.forward(&x)?)?)
+            .forward(&k.gated(&self.gate.forward(&x)?, &self.up.forward(&x)?)?)
     }
 }
 
