@@ -12,6 +12,8 @@
 //! (`.ci/setup` installs them), not root (slurmd starts the jobs as their user), or a munged that
 //! does not start.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -562,31 +564,14 @@ fn sharded_slurm_jobs_equal_one_run_also_after_a_cancelled_task() {
     let (array, merge) = cluster.submit("trajectory", 2, &work, &[], &trajectory_args());
     let states = cluster.wait(&[&array, &merge], &work);
     assert_completed(&states, &work);
-    let files = all_files(&whole);
-    assert!(files.iter().any(|f| f == "summary.json"), "{files:?}");
-    assert_eq!(files, all_files(&work.join("trajectory")));
-    let files: Vec<&str> = files.iter().map(String::as_str).collect();
-    same_files(&whole, &work.join("trajectory"), &files);
+    let files = common::relative_files(&whole);
+    assert!(
+        files.iter().any(|f| f == Path::new("summary.json")),
+        "{files:?}"
+    );
+    common::assert_same_files(&whole, &work.join("trajectory"));
     eprintln!(
         "SLURM test done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// The relative paths of every file below `root`, sorted.
-fn all_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::circuitdiff;
+use common::{assert_same_files, circuitdiff};
 use rand::{Rng as _, SeedableRng as _};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,39 +120,6 @@ fn run_ok(a: &[String]) -> String {
     let (ok, stdout, stderr) = circuitdiff(&refs);
     assert!(ok, "circuitdiff {}: {stderr}", a.join(" "));
     stdout
-}
-
-/// Every file below `dir`, by relative path.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn assert_same_files(a: &Path, b: &Path) {
-    let (fa, fb) = (files(a), files(b));
-    let names = |f: &BTreeMap<PathBuf, Vec<u8>>| f.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(&fa), names(&fb), "{} vs {}", a.display(), b.display());
-    for (name, bytes) in &fa {
-        assert!(
-            *bytes == fb[name],
-            "{} differs between {} and {}",
-            name.display(),
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 /// Score `checkpoint` alone (`circuitdiff score`) on the samples that the trajectory in `whole`

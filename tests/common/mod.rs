@@ -398,3 +398,43 @@ pub fn svg_texts(svg: &str) -> Vec<String> {
     assert!(stack.is_empty(), "unclosed elements {stack:?}");
     texts
 }
+
+/// The paths, relative to `root`, of every file below it, sorted.
+pub fn relative_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `a` and `b` hold the same files, byte for byte.
+pub fn assert_same_files(a: &Path, b: &Path) {
+    let names = relative_files(a);
+    assert_eq!(
+        names,
+        relative_files(b),
+        "{} vs {}",
+        a.display(),
+        b.display()
+    );
+    for name in &names {
+        let read = |d: &Path| std::fs::read(d.join(name)).unwrap();
+        assert!(
+            read(a) == read(b),
+            "{} differs between {} and {}",
+            name.display(),
+            a.display(),
+            b.display()
+        );
+    }
+}
