@@ -9,6 +9,7 @@
 use super::masks::EdgeMasks;
 use super::transformer::{Kernels, Pass};
 use super::Model;
+use crate::node::Node;
 use candle_core::{DType, Result, Tensor, D};
 use std::ops::Range;
 
@@ -57,19 +58,22 @@ impl Model {
                 ids.len()
             );
         }
-        let ids = self.ids_tensor(ids)?;
-        let mut sources = Vec::with_capacity(1 + 2 * self.config.num_layers);
-        let h = self
-            .net
-            .residual(&ids, 0, ablation_pass(&mut sources, None))?;
-        let mut clean = CleanPass {
-            positions,
-            targets: targets.to_vec(),
-            sources,
-            loss: 0.0,
-        };
-        clean.loss = self.losses_of(&clean, &h)?[0];
-        Ok(clean)
+        // On a worker of candle's thread pool, as scoring (see `score_sample`).
+        self.device().with_context(|| {
+            let ids = self.ids_tensor(ids)?;
+            let mut sources = Vec::with_capacity(1 + 2 * self.config.num_layers);
+            let h = self
+                .net
+                .residual(&ids, 0, ablation_pass(&mut sources, None))?;
+            let mut clean = CleanPass {
+                positions,
+                targets: targets.to_vec(),
+                sources,
+                loss: 0.0,
+            };
+            clean.loss = self.losses_of(&clean, &h)?[0];
+            Ok(clean)
+        })
     }
 
     /// The loss of each row of `masks` on `clean`'s sample (a row with every mask at 1 gives
@@ -85,6 +89,19 @@ impl Model {
                 masks.layers()
             );
         }
+        // On a worker of candle's thread pool, as scoring (see `score_sample`).
+        self.device()
+            .with_context(|| self.ablated_losses(clean, masks, first))
+    }
+
+    /// [`Model::masked_losses`] run from node `first`, the first whose inputs a mask changes.
+    fn ablated_losses(
+        &self,
+        clean: &CleanPass,
+        masks: &EdgeMasks,
+        first: Node,
+    ) -> Result<Vec<f64>> {
+        let layers = self.config.num_layers;
         // The residual stream entering node `first`, summed in the order the clean pass added
         // the sources, so that it is the clean pass's own value.
         let before = first.order(layers);

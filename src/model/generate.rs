@@ -109,7 +109,20 @@ impl Model {
         self.run_batch(prompts, opts, true, Some(seeds))
     }
 
+    /// Generation runs on a worker of candle's thread pool, as scoring does (see
+    /// `score_sample`): each step's kernels then start on warm threads.
     fn run_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+        eos: bool,
+        seeds: Option<&[u64]>,
+    ) -> Result<Vec<Generation>> {
+        self.device()
+            .with_context(|| self.generate_rows(prompts, opts, eos, seeds))
+    }
+
+    fn generate_rows(
         &self,
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
