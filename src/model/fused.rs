@@ -684,26 +684,11 @@ impl CustomOp2 for SoftmaxBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-
-    /// Values and input gradients of `f` under the loss Σ f(x)⊙r, in f64.
-    fn value_and_grad(
-        x: &Tensor,
-        r: &Tensor,
-        f: impl Fn(&Tensor) -> Result<Tensor>,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let v = Var::from_tensor(x).unwrap();
-        let y = f(v.as_tensor()).unwrap();
-        let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        (flat(&y), flat(grads.get(v.as_tensor()).unwrap()))
-    }
+    use crate::model::test_support::value_and_grad;
+    use candle_core::Device;
 
     fn assert_close(a: &[f64], b: &[f64], what: &str) {
-        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-12 * scale, "{what}: {x} vs {y}");
-        }
+        crate::model::test_support::assert_close(a, b, 1e-12, what);
     }
 
     /// The CPU kernels and the device fallback (candle's fused kernels with the backward in

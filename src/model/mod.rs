@@ -19,6 +19,8 @@ mod masks;
 mod memory;
 mod save;
 mod source;
+#[cfg(test)]
+mod test_support;
 mod tokenizer;
 mod transformer;
 mod weights;
