@@ -8,12 +8,12 @@
 //! reach the activations only (a weight that is a variable takes the composite path, which
 //! computes its gradient as well).
 //!
-//! On the CPU in f32 and f64, the rms-norm, the attention softmax and the MLP's gated activation
-//! are custom ops with one-pass kernels both ways ([`RmsNorm`], [`AttnSoftmax`], [`SwiGlu`]);
-//! their f32 exponential is a polynomial that compiles to the CPU's widest vector instructions
-//! (chosen at run time by `pulp`). Elsewhere (GPUs, half precision) and for the
-//! rotary embedding, candle's fused kernel runs forward and [`WithGrad`] attaches the backward
-//! pass, written with candle ops, so that every device has it.
+//! On the CPU in f32 and f64, the rms-norm and the MLP's gated activation are custom ops with
+//! one-pass kernels both ways ([`RmsNorm`], [`SwiGlu`]), and the attention core is one op
+//! (`attention.rs`) whose softmax rows are here; their f32 exponential is a polynomial that
+//! compiles to the CPU's widest vector instructions (chosen at run time by `pulp`). Elsewhere
+//! (GPUs, half precision), candle's fused kernel runs forward and [`WithGrad`] attaches the
+//! backward pass, written with candle ops, so that every device has it.
 //!
 //! `tests/model_gradients.rs` checks the gradients of the attribution pass against central
 //! finite differences in f64 for every family, `tests/model_parity.rs` against PyTorch autograd,
@@ -21,7 +21,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
 };
 use num_traits::Float;
 use rayon::prelude::*;
@@ -149,26 +149,11 @@ fn rms_norm_attached(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 /// query-key products `x`; `mask` is additive and broadcast against `x`.
 ///
 /// Backward, with p the probabilities: ∂L/∂x = scale·(p⊙g − p·⟨p, g⟩).
-pub(crate) fn attention_softmax(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
-    if cpu_kernels(x) {
-        let op = AttnSoftmax { scale };
-        let x = x.contiguous()?;
-        match mask {
-            None => return x.apply_op1(op),
-            Some(m) if m.rank() == 2 => return x.apply_op2(&m.contiguous()?, op),
-            Some(_) => {}
-        }
-    }
-    attention_softmax_attached(x, scale, mask)
-}
-
-/// [`attention_softmax`] on any device: candle's fused kernel forward, the backward in candle
-/// ops.
 #[expect(
     clippy::disallowed_methods,
     reason = "the fused kernel runs forward on a detached input; with_grad attaches the gradient"
 )]
-fn attention_softmax_attached(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn attention_softmax(x: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
     let mut s = (x.detach() * scale)?;
     if let Some(m) = mask {
         s = s.broadcast_add(m)?;
@@ -211,7 +196,7 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 }
 
 /// Whether the one-pass CPU kernels apply: f32 or f64 on the CPU.
-fn cpu_kernels(x: &Tensor) -> bool {
+pub(super) fn cpu_kernels(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
@@ -219,7 +204,7 @@ fn cpu_kernels(x: &Tensor) -> bool {
 /// one rayon task together.
 const ROWS_PER_TASK_ELEMENTS: usize = 1 << 14;
 
-fn rows_per_task(row: usize) -> usize {
+pub(super) fn rows_per_task(row: usize) -> usize {
     (ROWS_PER_TASK_ELEMENTS / row.max(1)).max(1)
 }
 
@@ -378,7 +363,7 @@ struct SwiGlu;
 /// The exponential the one-pass kernels use: in f32 a polynomial in plain arithmetic, which
 /// the compiler turns into vector instructions (libm's `expf` is one scalar call per element);
 /// in f64 the standard library's.
-trait KernelExp: Float {
+pub(super) trait KernelExp: Float {
     fn kernel_exp(self) -> Self;
 }
 
@@ -531,153 +516,36 @@ impl CustomOp3 for SwiGluBackward {
     }
 }
 
-/// softmax(scale·x + mask) over the last dimension of `x` (…, t, s), with an optional additive
-/// mask (t, s); backward by [`SoftmaxBackward`].
-struct AttnSoftmax {
-    scale: f64,
-}
-
-fn softmax_rows<T: WithDType + KernelExp>(
-    x: &[T],
-    mask: Option<&[T]>,
-    s: usize,
-    scale: f64,
-) -> Vec<T> {
-    let scale = T::from(scale).unwrap_or_else(T::one);
-    let t = mask.map_or(1, |m| m.len() / s);
-    let mut p = vec![T::zero(); x.len()];
-    p.par_chunks_mut(s)
-        .zip(x.par_chunks(s))
-        .enumerate()
-        .with_min_len(rows_per_task(s))
-        .for_each(|(row, (p, x))| {
-            let mask = mask.map(|m| &m[(row % t) * s..(row % t + 1) * s]);
-            for (j, (p, &x)) in p.iter_mut().zip(x).enumerate() {
-                *p = scale * x + mask.map_or(T::zero(), |m| m[j]);
+/// softmax(scale·x + mask) of one row of scores `x`, in place, with the row's additive mask.
+pub(super) fn softmax_row<T: WithDType + KernelExp>(x: &mut [T], mask: Option<&[T]>, scale: T) {
+    match mask {
+        Some(m) => x.iter_mut().zip(m).for_each(|(x, &m)| *x = scale * *x + m),
+        None => x.iter_mut().for_each(|x| *x = scale * *x),
+    }
+    let max = x.iter().fold(T::neg_infinity(), |a, &v| Float::max(a, v));
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            for x in x.iter_mut() {
+                *x = (*x - max).kernel_exp();
             }
-            let max = p.iter().fold(T::neg_infinity(), |a, &v| Float::max(a, v));
-            pulp::Arch::new().dispatch(
-                #[inline(always)]
-                || {
-                    for p in p.iter_mut() {
-                        *p = (*p - max).kernel_exp();
-                    }
-                },
-            );
-            let sum = p.iter().fold(T::zero(), |a, &v| a + v);
-            for p in p.iter_mut() {
-                *p /= sum;
-            }
-        });
-    p
-}
-
-impl AttnSoftmax {
-    fn run(
-        &self,
-        x: &CpuStorage,
-        lx: &Layout,
-        mask: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let s = lx.shape().dims().last().copied().unwrap_or(1);
-        let p = by_float!(x, "attention-softmax-cpu", |T| {
-            let m = mask.map(|(m, l)| slice::<T>(m, l)).transpose()?;
-            softmax_rows(slice::<T>(x, lx)?, m, s, self.scale)
-        });
-        Ok((p, lx.shape().clone()))
-    }
-
-    fn backward(&self, p: &Tensor, g: &Tensor) -> Result<Tensor> {
-        let op = SoftmaxBackward { scale: self.scale };
-        p.detach().apply_op2_no_bwd(&g.contiguous()?, &op)
+        },
+    );
+    let sum = x.iter().fold(T::zero(), |a, &v| a + v);
+    for x in x.iter_mut() {
+        *x /= sum;
     }
 }
 
-impl CustomOp1 for AttnSoftmax {
-    fn name(&self) -> &'static str {
-        "attention-softmax-cpu"
-    }
-
-    fn cpu_fwd(&self, x: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.run(x, l, None)
-    }
-
-    fn bwd(&self, _x: &Tensor, p: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        self.backward(p, g).map(Some)
-    }
-}
-
-impl CustomOp2 for AttnSoftmax {
-    fn name(&self) -> &'static str {
-        "attention-softmax-cpu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        lx: &Layout,
-        mask: &CpuStorage,
-        lm: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let dims = lx.dims();
-        if dims.len() < 2 || lm.dims() != &dims[dims.len() - 2..] {
-            candle_core::bail!(
-                "attention-softmax-cpu: mask {:?} does not fit scores {:?}",
-                lm.shape(),
-                lx.shape()
-            );
-        }
-        self.run(x, lx, Some((mask, lm)))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _mask: &Tensor,
-        p: &Tensor,
-        g: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(self.backward(p, g)?), None))
-    }
-}
-
-/// ∂L/∂x of [`AttnSoftmax`] from (p, g), one pass per row: scale·p⊙(g − ⟨p, g⟩).
-struct SoftmaxBackward {
-    scale: f64,
-}
-
-fn softmax_backward_rows<T: WithDType + Float>(p: &[T], g: &[T], s: usize, scale: f64) -> Vec<T> {
-    let scale = T::from(scale).unwrap_or_else(T::one);
-    let mut dx = vec![T::zero(); p.len()];
-    dx.par_chunks_mut(s)
-        .zip(p.par_chunks(s).zip(g.par_chunks(s)))
-        .with_min_len(rows_per_task(s))
-        .for_each(|(dx, (p, g))| {
-            let dot = p.iter().zip(g).fold(T::zero(), |a, (&p, &g)| a + p * g);
-            for ((dx, &p), &g) in dx.iter_mut().zip(p).zip(g) {
-                *dx = scale * p * (g - dot);
-            }
-        });
-    dx
-}
-
-impl CustomOp2 for SoftmaxBackward {
-    fn name(&self) -> &'static str {
-        "softmax-backward-cpu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        p: &CpuStorage,
-        lp: &Layout,
-        g: &CpuStorage,
-        lg: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let s = lp.shape().dims().last().copied().unwrap_or(1);
-        let dx = by_float!(p, "softmax-backward-cpu", |T| {
-            softmax_backward_rows(slice::<T>(p, lp)?, slice(g, lg)?, s, self.scale)
-        });
-        Ok((dx, lp.shape().clone()))
+/// The gradient of the scores of one row of [`softmax_row`] from its probabilities `p` and
+/// the gradient `g` of them, in place of `g`: scale·p⊙(g − ⟨p, g⟩).
+pub(super) fn softmax_backward_row<T: Float>(p: &[T], g: &mut [T], scale: T) {
+    let dot = p
+        .iter()
+        .zip(g.iter())
+        .fold(T::zero(), |a, (&p, &g)| a + p * g);
+    for (g, &p) in g.iter_mut().zip(p) {
+        *g = scale * p * (*g - dot);
     }
 }
 
@@ -706,24 +574,6 @@ mod tests {
         );
         assert_close(&a.0, &b.0, "rms-norm value");
         assert_close(&a.1, &b.1, "rms-norm gradient");
-        let causal: Vec<f64> = (0..5 * 7)
-            .map(|i| {
-                if i % 7 <= i / 7 + 2 {
-                    0.0
-                } else {
-                    f64::NEG_INFINITY
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(causal, (5, 7), &dev).unwrap();
-        for m in [None, Some(&mask)] {
-            let (a, b) = (
-                value_and_grad(&x, &r, |x| attention_softmax(x, 0.35, m)),
-                value_and_grad(&x, &r, |x| attention_softmax_attached(x, 0.35, m)),
-            );
-            assert_close(&a.0, &b.0, "softmax value");
-            assert_close(&a.1, &b.1, "softmax gradient");
-        }
         // The gated activation, differentiated with respect to the gate and to the up input.
         let other = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
         let x = (x * 4.0).unwrap();

@@ -221,37 +221,143 @@ fn cpu_matmul(
     })
 }
 
-/// One matrix of a batched operand: its slice from the layout's offset, the batch stride (0
-/// for a single matrix) and the row and column strides.
-struct Strided<'a, T> {
-    data: &'a [T],
-    batch: usize,
-    rows: usize,
-    cols: usize,
+/// A matrix read through strides: element (i, j) at `data[i·rs + j·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
 }
 
-impl<'a, T> Strided<'a, T> {
-    /// `data` under layout `l` of a (r, c) or (b, r, c) operand; fails unless every element
-    /// the strides reach lies inside `data`.
-    fn new(data: &'a [T], l: &Layout, (b, r, c): (usize, usize, usize)) -> Result<Self> {
-        let s = l.stride();
-        let (batch, rows, cols) = match *s {
-            [rows, cols] => (0, rows, cols),
-            [batch, rows, cols] => (batch, rows, cols),
-            _ => candle_core::bail!("matmul operand of rank {}", s.len()),
-        };
-        let data = data.get(l.start_offset()..).unwrap_or_default();
-        let reach = |n: usize, stride: usize| n.saturating_sub(1) * stride;
-        if b * r * c > 0 && reach(b, batch) + reach(r, rows) + reach(c, cols) >= data.len() {
-            candle_core::bail!("matmul operand strides {s:?} reach past its storage");
-        }
-        Ok(Self {
+impl<'a, T> MatRef<'a, T> {
+    /// The row-major (rows, cols) matrix at the start of `data`.
+    pub fn rows(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
             data,
-            batch,
             rows,
             cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transposed view.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether every element the strides reach lies inside `data`.
+    fn fits(&self) -> bool {
+        self.rows * self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+
+    /// Matrix `i` of a (b, rows, cols) operand under layout `l` over `data`.
+    fn of_batch(data: &'a [T], l: &Layout, (rows, cols): (usize, usize), i: usize) -> Result<Self> {
+        let (batch, rs, cs) = match *l.stride() {
+            [rs, cs] => (0, rs, cs),
+            [batch, rs, cs] => (batch, rs, cs),
+            ref s => candle_core::bail!("matmul operand of rank {}", s.len()),
+        };
+        let data = data.get(l.start_offset() + i * batch..).unwrap_or_default();
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
         })
     }
+}
+
+/// `dst = a · b`, or `dst += a · b` when `read_dst`, for `dst` the row-major (a.rows, b.cols)
+/// matrix, through `gemm`; f32 and f64 only.
+///
+/// # Safety
+/// `dst` is valid for writes of a.rows·b.cols elements, and initialised when `read_dst`.
+unsafe fn gemm_raw<T: WithDType>(
+    dst: *mut T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    read_dst: bool,
+    parallelism: gemm::Parallelism,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if !matches!(T::DTYPE, candle_core::DType::F32 | candle_core::DType::F64) {
+        candle_core::bail!("gemm product: f32 or f64 only, not {:?}", T::DTYPE);
+    }
+    if b.rows != k || !a.fits() || !b.fits() {
+        candle_core::bail!(
+            "gemm product: operands ({m}, {k}) and ({}, {n}) do not fit together or reach past \
+             their storage",
+            b.rows
+        );
+    }
+    if m * n == 0 {
+        return Ok(());
+    }
+    // SAFETY: the checks above keep every element the strides reach inside each operand; the
+    // caller guarantees the destination; gemm supports f32 and f64, and with `read_dst` false
+    // it writes every output element without reading it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            read_dst,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            if read_dst { T::one() } else { T::zero() },
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, on the calling thread, for `dst` the
+/// row-major (a.rows, b.cols) matrix: the products of work that is already split across
+/// threads (the attention core's heads).
+pub(super) fn product<T: WithDType>(
+    dst: &mut [T],
+    a: MatRef<T>,
+    b: MatRef<T>,
+    accumulate: bool,
+) -> Result<()> {
+    if dst.len() != a.rows * b.cols {
+        candle_core::bail!(
+            "gemm product: {} output elements for a ({}, {}) product",
+            dst.len(),
+            a.rows,
+            b.cols
+        );
+    }
+    if a.cols == 0 {
+        if !accumulate {
+            dst.fill(T::zero());
+        }
+        return Ok(());
+    }
+    // SAFETY: `dst` holds exactly a.rows·b.cols initialised elements.
+    unsafe { gemm_raw(dst.as_mut_ptr(), a, b, accumulate, gemm::Parallelism::None) }
 }
 
 fn gemm_into<T: WithDType>(
@@ -261,11 +367,13 @@ fn gemm_into<T: WithDType>(
     l2: &Layout,
     (b, m, n, k): Bmnk,
 ) -> Result<Vec<T>> {
-    let a = Strided::new(lhs, l1, (b, m, k))?;
-    let w = Strided::new(rhs, l2, (b, k, n))?;
     let len = b * m * n;
     let mut out: Vec<T> = Vec::with_capacity(len);
     if len == 0 {
+        return Ok(out);
+    }
+    if k == 0 {
+        out.resize(len, T::zero());
         return Ok(out);
     }
     let threads = candle_core::utils::get_num_threads();
@@ -275,36 +383,13 @@ fn gemm_into<T: WithDType>(
         gemm::Parallelism::None
     };
     for i in 0..b {
-        // SAFETY: `Strided::new` checked that every element the strides reach lies inside
-        // each operand; the output has room for b·m·n elements, matrix `i` at i·m·n with
-        // row stride n; with `read_dst` false gemm writes every output element without
-        // reading it, so the capacity is initialised when its length is set below. T is f32
-        // or f64 (the only dtypes `cpu_matmul` passes), which gemm supports.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr().add(i * m * n),
-                1,
-                n as isize,
-                false,
-                a.data.as_ptr().add(i * a.batch),
-                a.cols as isize,
-                a.rows as isize,
-                w.data.as_ptr().add(i * w.batch),
-                w.cols as isize,
-                w.rows as isize,
-                T::zero(),
-                T::one(),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        let a = MatRef::of_batch(lhs, l1, (m, k), i)?;
+        let w = MatRef::of_batch(rhs, l2, (k, n), i)?;
+        // SAFETY: the output has room for b·m·n elements, matrix `i` at i·m·n.
+        unsafe { gemm_raw(out.as_mut_ptr().add(i * m * n), a, w, false, parallelism)? };
     }
-    // SAFETY: gemm wrote all `len` elements above.
+    // SAFETY: gemm wrote all `len` elements above (with `read_dst` false, every element of
+    // each matrix).
     unsafe { out.set_len(len) };
     Ok(out)
 }

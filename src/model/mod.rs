@@ -4,6 +4,7 @@
 
 mod ablate;
 mod adapter;
+mod attention;
 mod config;
 mod device;
 mod download;

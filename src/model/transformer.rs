@@ -2,9 +2,9 @@
 //!
 //! Three kinds of kernels: [`Kernels::Fast`] (candle's fused rms-norm, softmax and rotary
 //! kernels) for generation, [`Kernels::Differentiable`] (their `_slow` twins) for training, and
-//! [`Kernels::FusedGrad`] (the fused kernels with closed-form backward passes, `fused.rs`) for
-//! attribution: candle's fused kernels are built without a backward pass and silently cut the
-//! graph.
+//! [`Kernels::FusedGrad`] (the fused kernels with closed-form backward passes, `fused.rs`, and
+//! on the CPU the whole attention core as one op, `attention.rs`) for attribution: candle's
+//! fused kernels are built without a backward pass and silently cut the graph.
 //!
 //! For attribution the same code runs with *probes*: zero-valued variables added to each
 //! destination input (each block's q, k and v inputs separately, each MLP input, and the final
@@ -279,22 +279,40 @@ impl Attention {
     ) -> Result<(Tensor, Tensor)> {
         let (b, t) = (xq.dim(0)?, xq.dim(D::Minus2)?);
         let hd = cfg.head_dim;
-        // Project to (b, n, t, head_dim): from one input (b, t, d), or from one input per head
-        // (1, n, t, d) when each head has its own probe.
-        let heads = |x: &Tensor, lin: &Linear, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
-            let y = if x.rank() == 4 {
-                lin.forward_heads(x, n)?
-            } else {
-                lin.forward(x)?.reshape((b, t, n, hd))?.transpose(1, 2)?
-            };
-            match norm {
-                Some(w) => k.rms_norm(&y, w, cfg.rms_norm_eps),
-                None => Ok(y),
+        // Project from one input (b, t, d) to (b, t, n·head_dim), or from one input per head
+        // (1, n, t, d), when each head has its own probe, to (1, n, t, head_dim); q/k norms
+        // apply per head.
+        let project = |x: &Tensor, lin: &Linear, n: usize, norm: Option<&Tensor>| {
+            let eps = cfg.rms_norm_eps;
+            match (x.rank(), norm) {
+                (4, None) => lin.forward_heads(x, n),
+                (4, Some(w)) => k.rms_norm(&lin.forward_heads(x, n)?, w, eps),
+                (_, None) => lin.forward(x),
+                (_, Some(w)) => k
+                    .rms_norm(&lin.forward(x)?.reshape((b, t, n, hd))?, w, eps)?
+                    .reshape((b, t, n * hd)),
             }
         };
-        let q = heads(&xq, &self.q, cfg.num_heads, self.q_norm.as_ref())?;
-        let key = heads(&xk, &self.k, cfg.num_kv_heads, self.k_norm.as_ref())?;
-        let val = heads(&xv, &self.v, cfg.num_kv_heads, None)?;
+        let (nq, nkv) = (cfg.num_heads, cfg.num_kv_heads);
+        let q = project(&xq, &self.q, nq, self.q_norm.as_ref())?;
+        let key = project(&xk, &self.k, nkv, self.k_norm.as_ref())?;
+        let val = project(&xv, &self.v, nkv, None)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mask = tables.mask(self.window);
+        if k == Kernels::FusedGrad && cache.is_none() {
+            let (cos, sin) = (&tables.cos, &tables.sin);
+            let core =
+                super::attention::attention(&q, &key, &val, (nq, nkv), cos, sin, mask, scale)?;
+            if let Some(z) = core {
+                return Ok((self.o.forward(&z)?, z));
+            }
+        }
+        // The composite path, on (b, n, t, head_dim).
+        let heads = |y: Tensor, n: usize| match y.rank() {
+            4 => Ok(y),
+            _ => y.reshape((b, t, n, hd))?.transpose(1, 2),
+        };
+        let (q, key, val) = (heads(q, nq)?, heads(key, nkv)?, heads(val, nkv)?);
         let q = k.rope(&q, &tables.cos, &tables.sin)?;
         let mut key = k.rope(&key, &tables.cos, &tables.sin)?;
         let mut val = val.contiguous()?;
@@ -308,8 +326,6 @@ impl Attention {
         let rep = cfg.num_heads / cfg.num_kv_heads;
         let key = repeat_kv(&key, rep)?;
         let val = repeat_kv(&val, rep)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mask = tables.mask(self.window);
         let att = k.attention_probs(&q.contiguous()?.matmul(&key.t()?)?, scale, mask)?;
         let z = att
             .matmul(&val)?

@@ -1,0 +1,545 @@
+//! The attention core of the attribution pass as one op on the CPU: the rotary embedding of
+//! queries and keys, grouped-query scores, the masked softmax and the weighted sum of values,
+//! with the head outputs merged, forward and backward in closed form.
+//!
+//! Written with candle ops, the core is about twenty nodes per layer (reshapes, transposes,
+//! copies, the key/value repeat, two products, rope and softmax), and candle's backward pass
+//! gives each a zero-filled gradient and a sum, and each product the gradients of both of its
+//! operands through transposed copies. Here the forward pass keeps the rotated queries and keys
+//! and the probabilities, and the backward pass is, per head with P the probabilities, S the
+//! scaled scores and dz the gradient of the head's output:
+//!
+//! dP = dz·vᵀ, dS = scale·P⊙(dP − ⟨P, dP⟩ per row), dq = rope⁻¹(dS·k), dk = rope⁻¹(dSᵀ·q),
+//! dv = Pᵀ·dz,
+//!
+//! with the key and value gradients summed over the query heads that share them. Heads run in
+//! parallel, each product on one thread. Elsewhere (GPUs, half precision, per-row rotary tables
+//! of a padded batch, a key/value cache) the composite path runs, which `tests/model_parity.rs`
+//! and `tests/model_gradients.rs` also cover; the unit test below holds the two together.
+
+use super::fused::{cpu_kernels, rows_per_task, softmax_backward_row, softmax_row, KernelExp};
+use super::linear::{product, MatRef};
+use candle_core::{
+    CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
+use num_traits::Float;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// The merged head outputs z (b, t, heads·head_dim) of
+/// softmax(scale·rope(q)·rope(k)ᵀ + mask)·v for `q` with `heads` = (query heads, key/value
+/// heads) and `k`, `v` with the second, each either (b, t, n·head_dim) as the projections give
+/// it or (b, n, t, head_dim), in any layout; rotary tables (t, head_dim/2) and an additive mask
+/// (t, t). `None` where the op does not apply and the caller takes the composite path.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the operands and parameters of one attention"
+)]
+pub(super) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    (nq, nkv): (usize, usize),
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Option<Tensor>> {
+    let (Some(qd), Some(kd), Some(vd)) = (
+        head_dims(q.dims(), nq),
+        head_dims(k.dims(), nkv),
+        head_dims(v.dims(), nkv),
+    ) else {
+        return Ok(None);
+    };
+    let [b, _, t, hd] = qd;
+    let applies = cpu_kernels(q)
+        && [k, v, cos, sin].iter().all(|x| x.dtype() == q.dtype())
+        && kd == [b, nkv, t, hd]
+        && vd == kd
+        && nq % nkv == 0
+        && hd % 2 == 0
+        && cos.dims() == [t, hd / 2]
+        && sin.dims() == [t, hd / 2]
+        && mask.is_none_or(|m| m.dtype() == q.dtype() && m.dims() == [t, t]);
+    if !applies {
+        return Ok(None);
+    }
+    let op = AttentionCore {
+        heads: (nq, nkv),
+        cos: cos.contiguous()?,
+        sin: sin.contiguous()?,
+        mask: mask.map(Tensor::contiguous).transpose()?,
+        scale,
+        saved: OnceLock::new(),
+    };
+    q.apply_op3(k, v, op).map(Some)
+}
+
+/// (b, n, t, head_dim) of an operand of `n` heads given as (b, t, n·head_dim) or as
+/// (b, n, t, head_dim); `None` for any other shape, or no heads.
+fn head_dims(dims: &[usize], n: usize) -> Option<[usize; 4]> {
+    match *dims {
+        [b, t, w] if n > 0 && w % n == 0 => Some([b, n, t, w / n]),
+        [b, m, t, hd] if m == n && n > 0 => Some([b, n, t, hd]),
+        _ => None,
+    }
+}
+
+/// The op behind [`attention`]; the forward pass keeps what the backward pass reads.
+struct AttentionCore {
+    heads: (usize, usize),
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+    scale: f64,
+    saved: OnceLock<Saved>,
+}
+
+/// The rotated queries (b, heads, t, hd) and keys (b, kv_heads, t, hd) and the probabilities
+/// (b, heads, t, t) of a forward pass.
+struct Saved {
+    q: CpuStorage,
+    k: CpuStorage,
+    p: CpuStorage,
+}
+
+/// Sizes of one call: batch, query heads, key/value heads, positions, head dimension.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    nq: usize,
+    nkv: usize,
+    t: usize,
+    hd: usize,
+}
+
+impl Dims {
+    fn of(q: &Shape, (nq, nkv): (usize, usize)) -> Result<Self> {
+        let Some([b, _, t, hd]) = head_dims(q.dims(), nq) else {
+            candle_core::bail!("attention core: a query of shape {q:?} for {nq} heads");
+        };
+        Ok(Self { b, nq, nkv, t, hd })
+    }
+
+    /// The key/value head of query head `h` (of a batch row's heads).
+    fn kv_of(&self, h: usize) -> usize {
+        h / (self.nq / self.nkv)
+    }
+}
+
+/// An operand of `n` heads read through its layout as (b, n, t, hd): head `i` of the flattened
+/// (b·n) heads as a (t, hd) matrix.
+struct Heads<'a, T> {
+    data: &'a [T],
+    offset: usize,
+    stride: [usize; 4],
+    n: usize,
+}
+
+impl<'a, T> Heads<'a, T> {
+    fn new(s: &'a CpuStorage, l: &Layout, n: usize) -> Result<Self>
+    where
+        T: WithDType,
+    {
+        let (dims, stride) = match (head_dims(l.dims(), n), l.stride()) {
+            (Some(dims), &[sb, st, sc]) => (dims, [sb, dims[3] * sc, st, sc]),
+            (Some(dims), &[sb, sh, st, sc]) => (dims, [sb, sh, st, sc]),
+            _ => candle_core::bail!(
+                "attention core: an operand of shape {:?} for {n} heads",
+                l.dims()
+            ),
+        };
+        let data = s.as_slice::<T>()?;
+        let reach: usize = dims
+            .iter()
+            .zip(stride)
+            .map(|(&n, s)| n.saturating_sub(1) * s)
+            .sum();
+        if dims.contains(&0) || l.start_offset() + reach >= data.len() {
+            candle_core::bail!("attention core: an empty operand, or strides past its storage");
+        }
+        Ok(Self {
+            data,
+            offset: l.start_offset(),
+            stride,
+            n,
+        })
+    }
+
+    fn head(&self, i: usize, t: usize, hd: usize) -> MatRef<'a, T> {
+        let [sb, sh, st, sd] = self.stride;
+        let start = self.offset + (i / self.n) * sb + (i % self.n) * sh;
+        MatRef {
+            data: self.data.get(start..).unwrap_or_default(),
+            rows: t,
+            cols: hd,
+            rs: st,
+            cs: sd,
+        }
+    }
+}
+
+/// Rotate the (t, hd) matrix `x` into `out` (row-major) by the rotary tables, halves
+/// convention: (x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin); `inverse` rotates back (−sin).
+fn rotate<T: Float>(out: &mut [T], x: MatRef<T>, cos: &[T], sin: &[T], inverse: bool) {
+    let half = x.cols / 2;
+    for (i, row) in out.chunks_exact_mut(x.cols).enumerate() {
+        let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
+        let at = |j: usize| x.data[i * x.rs + j * x.cs];
+        for j in 0..half {
+            let (x1, x2) = (at(j), at(j + half));
+            let s = if inverse { -s[j] } else { s[j] };
+            row[j] = x1 * c[j] - x2 * s;
+            row[j + half] = x2 * c[j] + x1 * s;
+        }
+    }
+}
+
+/// Heads (b, n, t, hd) merged into rows (b, t, n·hd): out[b, i, h·hd + j] = x[b, h, i, j].
+fn merge_heads<T: Copy + Send + Sync>(x: &[T], n: usize, t: usize, hd: usize) -> Vec<T> {
+    let mut out = x.to_vec();
+    out.par_chunks_mut(n * hd)
+        .enumerate()
+        .with_min_len(rows_per_task(n * hd))
+        .for_each(|(row, out)| {
+            let (b, i) = (row / t, row % t);
+            for (h, out) in out.chunks_exact_mut(hd).enumerate() {
+                out.copy_from_slice(&x[((b * n + h) * t + i) * hd..][..hd]);
+            }
+        });
+    out
+}
+
+/// Sums of each `group` consecutive matrices of `len` elements of `parts`.
+fn sum_groups<T: WithDType>(parts: Vec<T>, group: usize, len: usize) -> Vec<T> {
+    if group == 1 {
+        return parts;
+    }
+    let mut out = vec![T::zero(); parts.len() / group];
+    out.par_chunks_mut(len)
+        .zip(parts.par_chunks(group * len))
+        .for_each(|(out, parts)| {
+            for part in parts.chunks_exact(len) {
+                out.iter_mut().zip(part).for_each(|(o, &p)| *o += p);
+            }
+        });
+    out
+}
+
+/// The contiguous f32 or f64 elements of a tensor on the CPU.
+fn elements<T: WithDType>(x: &Tensor) -> Result<Vec<T>> {
+    x.flatten_all()?.to_vec1::<T>()
+}
+
+impl AttentionCore {
+    fn forward<T: WithDType + KernelExp>(
+        &self,
+        (sq, lq): (&CpuStorage, &Layout),
+        (sk, lk): (&CpuStorage, &Layout),
+        (sv, lv): (&CpuStorage, &Layout),
+    ) -> Result<(Vec<T>, Saved)> {
+        let d = Dims::of(lq.shape(), self.heads)?;
+        let Dims { b, nq, nkv, t, hd } = d;
+        let (cos, sin) = (elements::<T>(&self.cos)?, elements::<T>(&self.sin)?);
+        let mask = self.mask.as_ref().map(elements::<T>).transpose()?;
+        let (q, k, v) = (
+            Heads::<T>::new(sq, lq, nq)?,
+            Heads::<T>::new(sk, lk, nkv)?,
+            Heads::<T>::new(sv, lv, nkv)?,
+        );
+        let mut kr = vec![T::zero(); b * nkv * t * hd];
+        kr.par_chunks_mut(t * hd)
+            .enumerate()
+            .for_each(|(i, out)| rotate(out, k.head(i, t, hd), &cos, &sin, false));
+        let mut qr = vec![T::zero(); b * nq * t * hd];
+        let mut p = vec![T::zero(); b * nq * t * t];
+        let mut zh = vec![T::zero(); b * nq * t * hd];
+        let scale = T::from(self.scale).unwrap_or_else(T::one);
+        qr.par_chunks_mut(t * hd)
+            .zip(p.par_chunks_mut(t * t))
+            .zip(zh.par_chunks_mut(t * hd))
+            .enumerate()
+            .try_for_each(|(i, ((qr, p), z))| {
+                rotate(qr, q.head(i, t, hd), &cos, &sin, false);
+                let g = (i / nq) * nkv + d.kv_of(i % nq);
+                let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
+                product(p, MatRef::rows(qr, t, hd), key.t(), false)?;
+                for (r, row) in p.chunks_exact_mut(t).enumerate() {
+                    softmax_row(row, mask.as_ref().map(|m| &m[r * t..][..t]), scale);
+                }
+                product(z, MatRef::rows(p, t, t), v.head(g, t, hd), false)
+            })?;
+        let z = merge_heads(&zh, nq, t, hd);
+        let saved = Saved {
+            q: T::to_cpu_storage_owned(qr),
+            k: T::to_cpu_storage_owned(kr),
+            p: T::to_cpu_storage_owned(p),
+        };
+        Ok((z, saved))
+    }
+
+    /// The gradients of q, k and v (each contiguous, in the shape of its operand) from the
+    /// gradient `dz` of the merged output.
+    fn backward<T: WithDType + Float>(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        dz: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let saved = self.saved.get().ok_or_else(|| {
+            candle_core::Error::Msg("attention core: backward pass before the forward pass".into())
+        })?;
+        let d = Dims::of(q.shape(), self.heads)?;
+        let Dims { b, nq, nkv, t, hd } = d;
+        let (cos, sin) = (elements::<T>(&self.cos)?, elements::<T>(&self.sin)?);
+        let dz = dz.contiguous()?;
+        let (dz_storage, dz_layout) = dz.storage_and_layout();
+        let (v_storage, v_layout) = v.storage_and_layout();
+        let (Storage::Cpu(dz_s), Storage::Cpu(v_s)) = (&*dz_storage, &*v_storage) else {
+            candle_core::bail!("attention core: CPU tensors only");
+        };
+        let dz_all = &dz_s.as_slice::<T>()?[dz_layout.start_offset()..];
+        let v_heads = Heads::<T>::new(v_s, v_layout, nkv)?;
+        let (qr, kr, p) = (
+            saved.q.as_slice::<T>()?,
+            saved.k.as_slice::<T>()?,
+            saved.p.as_slice::<T>()?,
+        );
+        let scale = T::from(self.scale).unwrap_or_else(T::one);
+        // Per query head: dq, and its share of dk and dv.
+        let mut dq = vec![T::zero(); b * nq * t * hd];
+        let mut dk_part = vec![T::zero(); b * nq * t * hd];
+        let mut dv_part = vec![T::zero(); b * nq * t * hd];
+        dq.par_chunks_mut(t * hd)
+            .zip(dk_part.par_chunks_mut(t * hd))
+            .zip(dv_part.par_chunks_mut(t * hd))
+            .enumerate()
+            .try_for_each(|(i, ((dq, dk), dv))| {
+                let (bi, h) = (i / nq, i % nq);
+                let g = bi * nkv + d.kv_of(h);
+                let dzh = MatRef {
+                    data: dz_all.get((bi * t * nq + h) * hd..).unwrap_or_default(),
+                    rows: t,
+                    cols: hd,
+                    rs: nq * hd,
+                    cs: 1,
+                };
+                let ph = MatRef::rows(&p[i * t * t..][..t * t], t, t);
+                let mut ds = vec![T::zero(); t * t];
+                product(&mut ds, dzh, v_heads.head(g, t, hd).t(), false)?;
+                for (prow, dsrow) in ph.data.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+                    softmax_backward_row(prow, dsrow, scale);
+                }
+                product(dv, ph.t(), dzh, false)?;
+                let ds = MatRef::rows(&ds, t, t);
+                let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
+                let mut rotated = vec![T::zero(); t * hd];
+                product(&mut rotated, ds, key, false)?;
+                rotate(dq, MatRef::rows(&rotated, t, hd), &cos, &sin, true);
+                product(
+                    dk,
+                    ds.t(),
+                    MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
+                    false,
+                )
+            })?;
+        // The shares of the query heads of each key/value head summed; the keys' gradient
+        // then rotates back.
+        let dk_rotated = sum_groups(dk_part, nq / nkv, t * hd);
+        let mut dk = vec![T::zero(); b * nkv * t * hd];
+        dk.par_chunks_mut(t * hd)
+            .zip(dk_rotated.par_chunks(t * hd))
+            .for_each(|(dk, r)| rotate(dk, MatRef::rows(r, t, hd), &cos, &sin, true));
+        let dv = sum_groups(dv_part, nq / nkv, t * hd);
+        // Each gradient in its operand's shape: heads merged into rows for a (b, t, n·hd) one.
+        let shaped = |g: Vec<T>, x: &Tensor, n: usize| {
+            let g = if x.rank() == 3 {
+                merge_heads(&g, n, t, hd)
+            } else {
+                g
+            };
+            Tensor::from_vec(g, x.shape(), x.device())
+        };
+        Ok((shaped(dq, q, nq)?, shaped(dk, k, nkv)?, shaped(dv, v, nkv)?))
+    }
+}
+
+impl CustomOp3 for AttentionCore {
+    fn name(&self) -> &'static str {
+        "attention-core-cpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let args = ((s1, l1), (s2, l2), (s3, l3));
+        let (z, saved) = match s1 {
+            CpuStorage::F32(_) => {
+                let (z, saved) = self.forward::<f32>(args.0, args.1, args.2)?;
+                (CpuStorage::F32(z), saved)
+            }
+            CpuStorage::F64(_) => {
+                let (z, saved) = self.forward::<f64>(args.0, args.1, args.2)?;
+                (CpuStorage::F64(z), saved)
+            }
+            _ => candle_core::bail!("attention-core-cpu: f32 or f64 only"),
+        };
+        if self.saved.set(saved).is_err() {
+            candle_core::bail!("attention-core-cpu: one op ran forward twice");
+        }
+        let Dims { b, nq, t, hd, .. } = Dims::of(l1.shape(), self.heads)?;
+        Ok((z, Shape::from((b, t, nq * hd))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        dz: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dq, dk, dv) = match q.dtype() {
+            DType::F32 => self.backward::<f32>([q, k, v], dz)?,
+            DType::F64 => self.backward::<f64>([q, k, v], dz)?,
+            d => candle_core::bail!("attention-core-cpu: f32 or f64 only, not {d:?}"),
+        };
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_support::{assert_close, value_and_grad};
+    use candle_core::{Device, D};
+
+    /// The core written with candle's differentiable ops.
+    fn composite(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: Option<&Tensor>,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let (b, nq, t, hd) = q.dims4()?;
+        let rep = nq / k.dim(1)?;
+        let q = candle_nn::rotary_emb::rope_slow(&q.contiguous()?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_slow(&k.contiguous()?, cos, sin)?;
+        let repeat = |x: &Tensor| -> Result<Tensor> {
+            let (b, n, t, hd) = x.dims4()?;
+            Tensor::cat(&vec![x; rep], 2)?.reshape((b, n * rep, t, hd))
+        };
+        let (k, v) = (repeat(&k)?, repeat(&v.contiguous()?)?);
+        let mut s = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(m) = mask {
+            s = s.broadcast_add(m)?;
+        }
+        let e = s
+            .broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?
+            .exp()?;
+        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+        p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nq * hd))
+    }
+
+    /// The op equals the composite in value and in the gradient of each of q, k and v: grouped
+    /// and plain heads, with and without a (windowed causal) mask, a batch of two, operands as
+    /// the projections give them (b, t, n·hd) and per head (b, n, t, hd), contiguous and
+    /// through a transposed layout, in f64 and f32.
+    #[test]
+    fn the_attention_core_equals_the_composite() {
+        let dev = Device::Cpu;
+        let (b, t, hd) = (2, 6, 8);
+        for dtype in [DType::F64, DType::F32] {
+            let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+            let rand = |s: &[usize]| {
+                let x = Tensor::randn(0f64, 1.0, s, &dev).unwrap();
+                x.to_dtype(dtype).unwrap()
+            };
+            let angles: Vec<f64> = (0..t * hd / 2)
+                .map(|i| (i / (hd / 2)) as f64 * 0.7f64.powi((i % (hd / 2)) as i32))
+                .collect();
+            let angles = Tensor::from_vec(angles, (t, hd / 2), &dev).unwrap();
+            let cos = angles.cos().unwrap().to_dtype(dtype).unwrap();
+            let sin = angles.sin().unwrap().to_dtype(dtype).unwrap();
+            let window: Vec<f64> = (0..t * t)
+                .map(|i| {
+                    let (r, c) = (i / t, i % t);
+                    if c <= r && r - c < 4 {
+                        0.0
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
+            let window = Tensor::from_vec(window, (t, t), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            for (nq, nkv) in [(4, 2), (3, 3)] {
+                // q as a projection gives it, (b, t, heads·hd); k per head, (b, heads, t, hd);
+                // v per head through a transposed layout of (b, t, heads, hd).
+                let q = rand(&[b, t, nq * hd]);
+                let k = rand(&[b, nkv, t, hd]);
+                let v = rand(&[b, t, nkv, hd]);
+                let r = rand(&[b, t, nq * hd]);
+                for mask in [None, Some(&window)] {
+                    let what = format!("{dtype:?} {nq}/{nkv} heads, mask {}", mask.is_some());
+                    let run = |q: &Tensor, k: &Tensor, v: &Tensor, fused: bool| {
+                        let v = v.transpose(1, 2)?;
+                        if fused {
+                            let z = attention(q, k, &v, (nq, nkv), &cos, &sin, mask, 0.4)?;
+                            Ok(z.expect("the op applies"))
+                        } else {
+                            let q = q.reshape((b, t, nq, hd))?.transpose(1, 2)?;
+                            composite(&q, k, &v, (&cos, &sin), mask, 0.4)
+                        }
+                    };
+                    for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
+                        let with = |x: &Tensor, fused: bool| match name {
+                            "q" => run(x, &k, &v, fused),
+                            "k" => run(&q, x, &v, fused),
+                            _ => run(&q, &k, x, fused),
+                        };
+                        let (y, g) = value_and_grad(x, &r, |x| with(x, true));
+                        let (y0, g0) = value_and_grad(x, &r, |x| with(x, false));
+                        assert_close(&y, &y0, tol, &format!("{what}: value"));
+                        assert_close(&g, &g0, tol, &format!("{what}: gradient of {name}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the op does not apply it says so, and the caller takes the composite path.
+    #[test]
+    fn the_attention_core_declines_what_it_does_not_cover() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((1, 2, 3, 4), DType::F32, &dev).unwrap();
+        let tables = Tensor::zeros((3, 2), DType::F32, &dev).unwrap();
+        let per_row = Tensor::zeros((1, 3, 2), DType::F32, &dev).unwrap();
+        let mask = Tensor::zeros((3, 5), DType::F32, &dev).unwrap();
+        let half = x.to_dtype(DType::F16).unwrap();
+        let half_tables = tables.to_dtype(DType::F16).unwrap();
+        let run = |x: &Tensor, heads, tables: &Tensor, mask| {
+            attention(x, x, x, heads, tables, tables, mask, 1.0)
+                .unwrap()
+                .is_some()
+        };
+        assert!(run(&x, (2, 2), &tables, None));
+        assert!(!run(&x, (2, 2), &per_row, None));
+        assert!(!run(&x, (2, 2), &tables, Some(&mask)));
+        assert!(!run(&half, (2, 2), &half_tables, None));
+        assert!(!run(&x, (3, 3), &tables, None));
+        let rows = Tensor::zeros((1, 3, 8), DType::F32, &dev).unwrap();
+        assert!(run(&rows, (2, 2), &tables, None));
+        assert!(!run(&rows, (3, 3), &tables, None));
+    }
+}
