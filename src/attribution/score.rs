@@ -160,12 +160,8 @@ pub fn score_sample(
                 ),
             });
         }
-        let stack = |ts: &[Tensor]| -> candle_core::Result<Tensor> {
-            Tensor::stack(ts, 0)?.flatten_from(1)?.to_dtype(acc)
-        };
-        let a = stack(&traced.sources)?;
-        let g = stack(&grads)?;
-        Ok((loss, a.matmul(&g.t()?)?.neg()?))
+        let s = crate::model::inner_products(&traced.sources, &grads, acc)?;
+        Ok((loss, s.neg()?))
     })?;
     let mut dense: Vec<f32> = s.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     for (i, v) in dense.iter_mut().enumerate() {

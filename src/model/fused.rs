@@ -568,9 +568,13 @@ mod tests {
         let x = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
         let r = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
         let w = Tensor::randn(1f64, 0.3, 7, &dev).unwrap();
+        // candle's composite rms-norm takes its epsilon as an f32: one that f32 holds exactly
+        // keeps the two paths equal to rounding (1e-5 would differ by 2.5e-13 inside the root,
+        // up to 1e-12 relative on a row of small values).
+        const EPS: f64 = 1.0 / 65536.0;
         let (a, b) = (
-            value_and_grad(&x, &r, |x| rms_norm(x, &w, 1e-5)),
-            value_and_grad(&x, &r, |x| rms_norm_attached(x, &w, 1e-5)),
+            value_and_grad(&x, &r, |x| rms_norm(x, &w, EPS)),
+            value_and_grad(&x, &r, |x| rms_norm_attached(x, &w, EPS)),
         );
         assert_close(&a.0, &b.0, "rms-norm value");
         assert_close(&a.1, &b.1, "rms-norm gradient");

@@ -34,7 +34,7 @@ pub use download::DownloadProgress;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
 pub use inspect::{inspect, inspect_plan, ModelInfo};
-pub use linear::Linear;
+pub use linear::{inner_products, Linear};
 pub use masks::EdgeMasks;
 pub use memory::{MemoryEstimate, ScorePlan};
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
