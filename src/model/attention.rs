@@ -22,6 +22,7 @@ use super::linear::{product, MatRef};
 use candle_core::{
     CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
 };
+use gemm::Parallelism;
 use num_traits::Float;
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -264,11 +265,23 @@ impl AttentionCore {
                 rotate(qr, q.head(i, t, hd), &cos, &sin, false);
                 let g = (i / nq) * nkv + d.kv_of(i % nq);
                 let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
-                product(p, MatRef::rows(qr, t, hd), key.t(), false)?;
+                product(
+                    p,
+                    MatRef::rows(qr, t, hd),
+                    key.t(),
+                    false,
+                    Parallelism::None,
+                )?;
                 for (r, row) in p.chunks_exact_mut(t).enumerate() {
                     softmax_row(row, mask.as_ref().map(|m| &m[r * t..][..t]), scale);
                 }
-                product(z, MatRef::rows(p, t, t), v.head(g, t, hd), false)
+                product(
+                    z,
+                    MatRef::rows(p, t, t),
+                    v.head(g, t, hd),
+                    false,
+                    Parallelism::None,
+                )
             })?;
         let z = merge_heads(&zh, nq, t, hd);
         let saved = Saved {
@@ -326,21 +339,28 @@ impl AttentionCore {
                 };
                 let ph = MatRef::rows(&p[i * t * t..][..t * t], t, t);
                 let mut ds = vec![T::zero(); t * t];
-                product(&mut ds, dzh, v_heads.head(g, t, hd).t(), false)?;
+                product(
+                    &mut ds,
+                    dzh,
+                    v_heads.head(g, t, hd).t(),
+                    false,
+                    Parallelism::None,
+                )?;
                 for (prow, dsrow) in ph.data.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
                     softmax_backward_row(prow, dsrow, scale);
                 }
-                product(dv, ph.t(), dzh, false)?;
+                product(dv, ph.t(), dzh, false, Parallelism::None)?;
                 let ds = MatRef::rows(&ds, t, t);
                 let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
                 let mut rotated = vec![T::zero(); t * hd];
-                product(&mut rotated, ds, key, false)?;
+                product(&mut rotated, ds, key, false, Parallelism::None)?;
                 rotate(dq, MatRef::rows(&rotated, t, hd), &cos, &sin, true);
                 product(
                     dk,
                     ds.t(),
                     MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
                     false,
+                    Parallelism::None,
                 )
             })?;
         // The shares of the query heads of each key/value head summed; the keys' gradient

@@ -410,7 +410,7 @@ fn sigmoid<T: KernelExp>(g: T) -> T {
     (T::one() + (-g).kernel_exp()).recip()
 }
 
-fn swiglu_elements<T: WithDType + KernelExp>(g: &[T], u: &[T]) -> Vec<T> {
+pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: &[T], u: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); g.len()];
     y.par_chunks_mut(ROWS_PER_TASK_ELEMENTS)
         .zip(
@@ -466,7 +466,11 @@ impl CustomOp2 for SwiGlu {
 /// (g, u, dy) in one pass, stacked as (2, …).
 struct SwiGluBackward;
 
-fn swiglu_backward_elements<T: WithDType + KernelExp>(g: &[T], u: &[T], dy: &[T]) -> Vec<T> {
+pub(super) fn swiglu_backward_elements<T: WithDType + KernelExp>(
+    g: &[T],
+    u: &[T],
+    dy: &[T],
+) -> Vec<T> {
     let n = g.len();
     let mut out = vec![T::zero(); 2 * n];
     let (dg, du) = out.split_at_mut(n);

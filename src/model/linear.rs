@@ -334,14 +334,41 @@ unsafe fn gemm_raw<T: WithDType>(
     Ok(())
 }
 
-/// `dst = a · b`, or `dst += a · b` when `accumulate`, on the calling thread, for `dst` the
-/// row-major (a.rows, b.cols) matrix: the products of work that is already split across
+/// The split of one product across candle's threads (`None` on one thread).
+pub(super) fn pool_parallelism() -> gemm::Parallelism {
+    match candle_core::utils::get_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `a · b` into a new row-major (a.rows, b.cols) matrix, split across candle's threads, the
+/// output not zero-filled first.
+pub(super) fn matmul<T: WithDType>(a: MatRef<T>, b: MatRef<T>) -> Result<Vec<T>> {
+    let len = a.rows * b.cols;
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    if a.cols == 0 {
+        out.resize(len, T::zero());
+        return Ok(out);
+    }
+    // SAFETY: `out` has room for the a.rows·b.cols elements, which gemm writes without reading
+    // them (`read_dst` false), so they are initialised when the length is set.
+    unsafe {
+        gemm_raw(out.as_mut_ptr(), a, b, false, pool_parallelism())?;
+        out.set_len(len);
+    }
+    Ok(out)
+}
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, for `dst` the row-major (a.rows, b.cols)
+/// matrix, with `parallelism` `None` for the products of work that is already split across
 /// threads (the attention core's heads).
 pub(super) fn product<T: WithDType>(
     dst: &mut [T],
     a: MatRef<T>,
     b: MatRef<T>,
     accumulate: bool,
+    parallelism: gemm::Parallelism,
 ) -> Result<()> {
     if dst.len() != a.rows * b.cols {
         candle_core::bail!(
@@ -358,7 +385,7 @@ pub(super) fn product<T: WithDType>(
         return Ok(());
     }
     // SAFETY: `dst` holds exactly a.rows·b.cols initialised elements.
-    unsafe { gemm_raw(dst.as_mut_ptr(), a, b, accumulate, gemm::Parallelism::None) }
+    unsafe { gemm_raw(dst.as_mut_ptr(), a, b, accumulate, parallelism) }
 }
 
 fn gemm_into<T: WithDType>(
@@ -377,12 +404,7 @@ fn gemm_into<T: WithDType>(
         out.resize(len, T::zero());
         return Ok(out);
     }
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism = pool_parallelism();
     for i in 0..b {
         let a = MatRef::of_batch(lhs, l1, (m, k), i)?;
         let w = MatRef::of_batch(rhs, l2, (k, n), i)?;
@@ -467,6 +489,7 @@ fn chunked_inner_products<T: WithDType>(a: &[Tensor], b: &[Tensor]) -> Result<Te
                 MatRef::rows(&ma, na, w),
                 MatRef::rows(&mb, nb, w).t(),
                 false,
+                gemm::Parallelism::None,
             )?;
             Ok::<_, candle_core::Error>(out)
         })

@@ -18,6 +18,7 @@ pub mod limits;
 mod linear;
 mod masks;
 mod memory;
+mod mlp;
 mod save;
 mod source;
 #[cfg(test)]

@@ -357,6 +357,11 @@ impl Mlp {
     /// The block output (b, t, d) for the residual copy `x` it reads.
     fn forward(&self, x: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
         let x = k.rms_norm(x, &self.norm, eps)?;
+        if k == Kernels::FusedGrad {
+            if let Some(y) = super::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
+                return Ok(y);
+            }
+        }
         self.down
             .forward(&k.gated(&self.gate.forward(&x)?, &self.up.forward(&x)?)?)
     }
