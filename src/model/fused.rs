@@ -9,9 +9,11 @@
 //! computes its gradient as well).
 //!
 //! On the CPU in f32 and f64, the rms-norm and the MLP's gated activation are custom ops with
-//! one-pass kernels both ways ([`RmsNorm`], [`SwiGlu`]), and the attention core is one op
-//! (`attention.rs`) whose softmax rows are here; their f32 exponential is a polynomial that
-//! compiles to the CPU's widest vector instructions (chosen at run time by `pulp`). Elsewhere
+//! one-pass kernels both ways ([`RmsNorm`], [`SwiGlu`]; the activation as an op of its own for
+//! MLPs with biases, and inside the whole MLP's op, `mlp.rs`, otherwise), and the attention
+//! core is one op (`attention.rs`) whose softmax rows are here; their f32 exponential is a
+//! polynomial that compiles to the CPU's widest vector instructions (chosen at run time by
+//! `pulp`). Elsewhere
 //! (GPUs, half precision), candle's fused kernel runs forward and [`WithGrad`] attaches the
 //! backward pass, written with candle ops, so that every device has it.
 //!
