@@ -17,7 +17,9 @@
 //! of a padded batch, a key/value cache) the composite path runs, which `tests/model_parity.rs`
 //! and `tests/model_gradients.rs` also cover; the unit test below holds the two together.
 
-use super::fused::{cpu_kernels, rows_per_task, softmax_backward_row, softmax_row, KernelExp};
+use super::fused::{
+    cpu_kernels, rows_per_task, softmax_backward_row, softmax_row, storage_slice, KernelExp,
+};
 use super::linear::{product, MatRef};
 use candle_core::{
     CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
@@ -307,11 +309,11 @@ impl AttentionCore {
         let (cos, sin) = (elements::<T>(&self.cos)?, elements::<T>(&self.sin)?);
         let dz = dz.contiguous()?;
         let (dz_storage, dz_layout) = dz.storage_and_layout();
+        let dz_all = storage_slice::<T>(&dz_storage, dz_layout)?;
         let (v_storage, v_layout) = v.storage_and_layout();
-        let (Storage::Cpu(dz_s), Storage::Cpu(v_s)) = (&*dz_storage, &*v_storage) else {
+        let Storage::Cpu(v_s) = &*v_storage else {
             candle_core::bail!("attention core: CPU tensors only");
         };
-        let dz_all = &dz_s.as_slice::<T>()?[dz_layout.start_offset()..];
         let v_heads = Heads::<T>::new(v_s, v_layout, nkv)?;
         let (qr, kr, p) = (
             saved.q.as_slice::<T>()?,
@@ -398,14 +400,13 @@ impl CustomOp3 for AttentionCore {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let args = ((s1, l1), (s2, l2), (s3, l3));
         let (z, saved) = match s1 {
             CpuStorage::F32(_) => {
-                let (z, saved) = self.forward::<f32>(args.0, args.1, args.2)?;
+                let (z, saved) = self.forward::<f32>((s1, l1), (s2, l2), (s3, l3))?;
                 (CpuStorage::F32(z), saved)
             }
             CpuStorage::F64(_) => {
-                let (z, saved) = self.forward::<f64>(args.0, args.1, args.2)?;
+                let (z, saved) = self.forward::<f64>((s1, l1), (s2, l2), (s3, l3))?;
                 (CpuStorage::F64(z), saved)
             }
             _ => candle_core::bail!("attention-core-cpu: f32 or f64 only"),

@@ -23,7 +23,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType, D,
 };
 use num_traits::Float;
 use rayon::prelude::*;
@@ -244,6 +244,15 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("fused kernel: operand is not contiguous"),
+    }
+}
+
+/// The contiguous elements of a tensor's storage on the CPU, read through its guard
+/// ([`Tensor::storage_and_layout`]).
+pub(super) fn storage_slice<'a, T: WithDType>(s: &'a Storage, l: &Layout) -> Result<&'a [T]> {
+    match s {
+        Storage::Cpu(c) => slice(c, l),
+        _ => candle_core::bail!("fused kernel: CPU tensors only"),
     }
 }
 

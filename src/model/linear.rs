@@ -10,6 +10,7 @@
 //! ([`candle_core::Var`], see `Model::trainable`) takes candle's stock matmul instead, whose
 //! backward fills in the weight's gradient too.
 
+use super::fused::storage_slice;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -457,13 +458,7 @@ fn chunked_inner_products<T: WithDType>(a: &[Tensor], b: &[Tensor]) -> Result<Te
     let guards: Vec<_> = a.iter().chain(b).map(Tensor::storage_and_layout).collect();
     let slices = guards
         .iter()
-        .map(|(s, l)| match &**s {
-            candle_core::Storage::Cpu(c) => {
-                let all = c.as_slice::<T>()?;
-                Ok(&all[l.start_offset()..][..l.shape().elem_count()])
-            }
-            _ => candle_core::bail!("inner products: CPU tensors only"),
-        })
+        .map(|(s, l)| storage_slice::<T>(s, l))
         .collect::<Result<Vec<&[T]>>>()?;
     let (sa, sb) = slices.split_at(a.len());
     let len = sa[0].len();

@@ -14,10 +14,12 @@
 //! take the composite path, which `tests/model_parity.rs` and `tests/model_gradients.rs` also
 //! cover; the unit test below holds the two together.
 
-use super::fused::{cpu_kernels, swiglu_backward_elements, swiglu_elements, KernelExp};
+use super::fused::{
+    cpu_kernels, storage_slice, swiglu_backward_elements, swiglu_elements, KernelExp,
+};
 use super::linear::{matmul, pool_parallelism, product, Linear, MatRef};
 use candle_core::{
-    CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, StorageRef, Tensor, WithDType,
+    CpuStorage, CustomOp1, DType, Layout, Result, Shape, StorageRef, Tensor, WithDType,
 };
 use std::sync::OnceLock;
 
@@ -61,26 +63,9 @@ struct GatedMlp {
     saved: OnceLock<CpuStorage>,
 }
 
-/// The elements of contiguous CPU tensors, from their storage guards.
-fn cpu_slices<'a, T: WithDType, const N: usize>(
-    guards: &'a [(StorageRef<'_>, &Layout); N],
-) -> Result<[&'a [T]; N]> {
-    let slices = guards
-        .iter()
-        .map(|(s, l)| match &**s {
-            Storage::Cpu(c) => {
-                Ok(&c.as_slice::<T>()?[l.start_offset()..][..l.shape().elem_count()])
-            }
-            _ => candle_core::bail!("gated MLP: CPU tensors only"),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    slices
-        .try_into()
-        .map_err(|_| candle_core::Error::Msg("gated MLP: operand count".into()))
-}
-
 impl GatedMlp {
-    /// The storage guards of the three weights, each (out, in) and contiguous.
+    /// The storage guards of the three weights, each (out, in) and contiguous, to read with
+    /// [`storage_slice`].
     fn weights(&self) -> [(StorageRef<'_>, &Layout); 3] {
         [&self.gate, &self.up, &self.down].map(Tensor::storage_and_layout)
     }
@@ -92,8 +77,12 @@ impl GatedMlp {
     ) -> Result<(Vec<T>, Vec<T>)> {
         let rows = x.len() / hidden;
         let inter = self.gate.dim(0)?;
-        let guards = self.weights();
-        let [wg, wu, wd] = cpu_slices::<T, 3>(&guards)?;
+        let [wg, wu, wd] = &self.weights();
+        let (wg, wu, wd) = (
+            storage_slice::<T>(&wg.0, wg.1)?,
+            storage_slice::<T>(&wu.0, wu.1)?,
+            storage_slice::<T>(&wd.0, wd.1)?,
+        );
         let x = MatRef::rows(x, rows, hidden);
         let mut gu = matmul(x, MatRef::rows(wg, inter, hidden).t())?;
         gu.extend(matmul(x, MatRef::rows(wu, inter, hidden).t())?);
@@ -114,10 +103,14 @@ impl GatedMlp {
         let hidden = x.dim(candle_core::D::Minus1)?;
         let rows = x.elem_count() / hidden;
         let dy = dy.contiguous()?;
-        let guards = self.weights();
-        let [wg, wu, wd] = cpu_slices::<T, 3>(&guards)?;
-        let dy_guard = [dy.storage_and_layout()];
-        let [dy] = cpu_slices::<T, 1>(&dy_guard)?;
+        let [wg, wu, wd] = &self.weights();
+        let (wg, wu, wd) = (
+            storage_slice::<T>(&wg.0, wg.1)?,
+            storage_slice::<T>(&wu.0, wu.1)?,
+            storage_slice::<T>(&wd.0, wd.1)?,
+        );
+        let (dy_storage, dy_layout) = dy.storage_and_layout();
+        let dy = storage_slice::<T>(&dy_storage, dy_layout)?;
         let gu = saved.as_slice::<T>()?;
         let (g, u) = gu.split_at(rows * inter);
         let da = matmul(
