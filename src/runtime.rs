@@ -7,14 +7,16 @@
 
 use serde::Serialize;
 
-/// candle's elementwise pool spins this many times waiting for work before it parks. candle's
-/// default of 25,000 competes with the matmul workers on a few cores; BENCHMARKS.md has the
-/// sweep that chose this value.
+/// candle's CPU pool, which also runs the attribution pass's kernels (`model/pool.rs`), spins
+/// this many times waiting for work before it parks. With the whole pass on that pool, limits
+/// from 2,000 to 200,000 measure the same (BENCHMARKS.md); a short spin gives the cores back
+/// sooner to other work, such as the app's interface. (When the pass's kernels ran on rayon's
+/// pool, candle's default of 25,000 competed with rayon's workers on a few cores.)
 const BARRIER_POOL_SPIN_LIMIT: &str = "4000";
 
 /// Process-wide settings for candle on the CPU. Call it before any other thread exists.
 ///
-/// - `threads`: worker threads for matmuls and elementwise kernels (default: all cores).
+/// - `threads`: threads for the CPU kernels, candle's and the pass's (default: all cores).
 /// - candle's elementwise pool spin limit ([`BARRIER_POOL_SPIN_LIMIT`]); an explicit
 ///   `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
 /// - glibc serves large blocks with fresh `mmap`s and returns freed memory to the kernel, so

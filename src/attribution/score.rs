@@ -2,7 +2,7 @@
 //! answer, one forward and one backward pass, and every edge score from one matrix product.
 
 use super::graph::{Graph, Level};
-use crate::model::Model;
+use crate::model::{inner_products, Model};
 use candle_core::{DType, Tensor, D};
 
 /// The dtype edge scores are accumulated in (method.md §3): f32, or f64 when the model itself
@@ -142,10 +142,8 @@ pub fn score_sample(
     let cut = Cut::new(prompt, answer, cut);
     let (ns, nd) = graph.dense_shape();
     let acc = Accumulation::for_compute(model.dtype()).dtype();
-    // The pass runs on a worker of candle's thread pool, so that each of its thousands of
-    // parallel kernels starts on a warm thread instead of waking the pool from outside
-    // (BENCHMARKS.md: 13 % faster on two cores).
-    let (loss, s) = model.device().with_context(|| {
+    // The pass's activations and gradients are dropped as soon as the scores exist.
+    let (loss, s) = {
         let heads = graph.level == Level::Head;
         let traced = model.trace_patched(&cut.ids, cut.positions.clone(), &[], heads)?;
         let loss = self_entropy_loss(&traced.logits, &cut.targets)?;
@@ -160,9 +158,8 @@ pub fn score_sample(
                 ),
             });
         }
-        let s = crate::model::inner_products(&traced.sources, &grads, acc)?;
-        Ok((loss, s.neg()?))
-    })?;
+        (loss, inner_products(&traced.sources, &grads, acc)?.neg()?)
+    };
     let mut dense: Vec<f32> = s.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     for (i, v) in dense.iter_mut().enumerate() {
         if !graph.is_edge(i / nd, i % nd) {

@@ -20,13 +20,13 @@
 use super::fused::{
     cpu_kernels, rows_per_task, softmax_backward_row, softmax_row, storage_slice, KernelExp,
 };
-use super::linear::{product, MatRef};
+use super::linear::product;
+use super::matrix::MatRef;
+use super::pool;
 use candle_core::{
     CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
 };
-use gemm::Parallelism;
 use num_traits::Float;
-use rayon::prelude::*;
 use std::sync::OnceLock;
 
 /// The merged head outputs z (b, t, heads·head_dim) of
@@ -199,18 +199,23 @@ fn rotate<T: Float>(out: &mut [T], x: MatRef<T>, cos: &[T], sin: &[T], inverse: 
     }
 }
 
+/// One head's index and its three outputs, one pool task of the forward or backward pass.
+type HeadOutputs<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a mut [T]));
+
 /// Heads (b, n, t, hd) merged into rows (b, t, n·hd): out[b, i, h·hd + j] = x[b, h, i, j].
 fn merge_heads<T: Copy + Send + Sync>(x: &[T], n: usize, t: usize, hd: usize) -> Vec<T> {
     let mut out = x.to_vec();
-    out.par_chunks_mut(n * hd)
-        .enumerate()
-        .with_min_len(rows_per_task(n * hd))
-        .for_each(|(row, out)| {
+    let rows = rows_per_task(n * hd);
+    let tasks = out.chunks_mut(rows * n * hd).enumerate().collect();
+    pool::for_each(tasks, |(task, out): (usize, &mut [T])| {
+        for (r, out) in out.chunks_exact_mut(n * hd).enumerate() {
+            let row = task * rows + r;
             let (b, i) = (row / t, row % t);
             for (h, out) in out.chunks_exact_mut(hd).enumerate() {
                 out.copy_from_slice(&x[((b * n + h) * t + i) * hd..][..hd]);
             }
-        });
+        }
+    });
     out
 }
 
@@ -220,13 +225,12 @@ fn sum_groups<T: WithDType>(parts: Vec<T>, group: usize, len: usize) -> Vec<T> {
         return parts;
     }
     let mut out = vec![T::zero(); parts.len() / group];
-    out.par_chunks_mut(len)
-        .zip(parts.par_chunks(group * len))
-        .for_each(|(out, parts)| {
-            for part in parts.chunks_exact(len) {
-                out.iter_mut().zip(part).for_each(|(o, &p)| *o += p);
-            }
-        });
+    let tasks = out.chunks_mut(len).zip(parts.chunks(group * len)).collect();
+    pool::for_each(tasks, |(out, parts): (&mut [T], &[T])| {
+        for part in parts.chunks_exact(len) {
+            out.iter_mut().zip(part).for_each(|(o, &p)| *o += p);
+        }
+    });
     out
 }
 
@@ -252,39 +256,31 @@ impl AttentionCore {
             Heads::<T>::new(sv, lv, nkv)?,
         );
         let mut kr = vec![T::zero(); b * nkv * t * hd];
-        kr.par_chunks_mut(t * hd)
-            .enumerate()
-            .for_each(|(i, out)| rotate(out, k.head(i, t, hd), &cos, &sin, false));
+        pool::for_each(
+            kr.chunks_mut(t * hd).enumerate().collect(),
+            |(i, out): (usize, &mut [T])| rotate(out, k.head(i, t, hd), &cos, &sin, false),
+        );
         let mut qr = vec![T::zero(); b * nq * t * hd];
         let mut p = vec![T::zero(); b * nq * t * t];
         let mut zh = vec![T::zero(); b * nq * t * hd];
         let scale = T::from(self.scale).unwrap_or_else(T::one);
-        qr.par_chunks_mut(t * hd)
-            .zip(p.par_chunks_mut(t * t))
-            .zip(zh.par_chunks_mut(t * hd))
-            .enumerate()
-            .try_for_each(|(i, ((qr, p), z))| {
+        let heads = qr
+            .chunks_mut(t * hd)
+            .zip(p.chunks_mut(t * t))
+            .zip(zh.chunks_mut(t * hd));
+        pool::try_map(
+            heads.enumerate().collect(),
+            |(i, ((qr, p), z)): HeadOutputs<T>| {
                 rotate(qr, q.head(i, t, hd), &cos, &sin, false);
                 let g = (i / nq) * nkv + d.kv_of(i % nq);
                 let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
-                product(
-                    p,
-                    MatRef::rows(qr, t, hd),
-                    key.t(),
-                    false,
-                    Parallelism::None,
-                )?;
+                product(p, MatRef::rows(qr, t, hd), key.t(), false)?;
                 for (r, row) in p.chunks_exact_mut(t).enumerate() {
                     softmax_row(row, mask.as_ref().map(|m| &m[r * t..][..t]), scale);
                 }
-                product(
-                    z,
-                    MatRef::rows(p, t, t),
-                    v.head(g, t, hd),
-                    false,
-                    Parallelism::None,
-                )
-            })?;
+                product(z, MatRef::rows(p, t, t), v.head(g, t, hd), false)
+            },
+        )?;
         let z = merge_heads(&zh, nq, t, hd);
         let saved = Saved {
             q: T::to_cpu_storage_owned(qr),
@@ -325,11 +321,13 @@ impl AttentionCore {
         let mut dq = vec![T::zero(); b * nq * t * hd];
         let mut dk_part = vec![T::zero(); b * nq * t * hd];
         let mut dv_part = vec![T::zero(); b * nq * t * hd];
-        dq.par_chunks_mut(t * hd)
-            .zip(dk_part.par_chunks_mut(t * hd))
-            .zip(dv_part.par_chunks_mut(t * hd))
-            .enumerate()
-            .try_for_each(|(i, ((dq, dk), dv))| {
+        let heads = dq
+            .chunks_mut(t * hd)
+            .zip(dk_part.chunks_mut(t * hd))
+            .zip(dv_part.chunks_mut(t * hd));
+        pool::try_map(
+            heads.enumerate().collect(),
+            |(i, ((dq, dk), dv)): HeadOutputs<T>| {
                 let (bi, h) = (i / nq, i % nq);
                 let g = bi * nkv + d.kv_of(h);
                 let dzh = MatRef {
@@ -341,37 +339,34 @@ impl AttentionCore {
                 };
                 let ph = MatRef::rows(&p[i * t * t..][..t * t], t, t);
                 let mut ds = vec![T::zero(); t * t];
-                product(
-                    &mut ds,
-                    dzh,
-                    v_heads.head(g, t, hd).t(),
-                    false,
-                    Parallelism::None,
-                )?;
+                product(&mut ds, dzh, v_heads.head(g, t, hd).t(), false)?;
                 for (prow, dsrow) in ph.data.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
                     softmax_backward_row(prow, dsrow, scale);
                 }
-                product(dv, ph.t(), dzh, false, Parallelism::None)?;
+                product(dv, ph.t(), dzh, false)?;
                 let ds = MatRef::rows(&ds, t, t);
                 let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
                 let mut rotated = vec![T::zero(); t * hd];
-                product(&mut rotated, ds, key, false, Parallelism::None)?;
+                product(&mut rotated, ds, key, false)?;
                 rotate(dq, MatRef::rows(&rotated, t, hd), &cos, &sin, true);
                 product(
                     dk,
                     ds.t(),
                     MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
                     false,
-                    Parallelism::None,
                 )
-            })?;
+            },
+        )?;
         // The shares of the query heads of each key/value head summed; the keys' gradient
         // then rotates back.
         let dk_rotated = sum_groups(dk_part, nq / nkv, t * hd);
         let mut dk = vec![T::zero(); b * nkv * t * hd];
-        dk.par_chunks_mut(t * hd)
-            .zip(dk_rotated.par_chunks(t * hd))
-            .for_each(|(dk, r)| rotate(dk, MatRef::rows(r, t, hd), &cos, &sin, true));
+        pool::for_each(
+            dk.chunks_mut(t * hd)
+                .zip(dk_rotated.chunks(t * hd))
+                .collect(),
+            |(dk, r): (&mut [T], &[T])| rotate(dk, MatRef::rows(r, t, hd), &cos, &sin, true),
+        );
         let dv = sum_groups(dv_part, nq / nkv, t * hd);
         // Each gradient in its operand's shape: heads merged into rows for a (b, t, n·hd) one.
         let shaped = |g: Vec<T>, x: &Tensor, n: usize| {

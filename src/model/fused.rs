@@ -21,12 +21,13 @@
 //! finite differences in f64 for every family, `tests/model_parity.rs` against PyTorch autograd,
 //! and the unit test below holds the CPU kernels and the fallback against each other.
 
+use super::matrix::MatRef;
+use super::pool;
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType, D,
 };
 use num_traits::Float;
-use rayon::prelude::*;
 
 /// A backward pass: (input, output, gradient of the output) → gradient of the input.
 type Backward = Box<dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
@@ -203,7 +204,7 @@ pub(super) fn cpu_kernels(x: &Tensor) -> bool {
 }
 
 /// Rows of at most this many elements (or this many elements of an elementwise kernel) go to
-/// one rayon task together.
+/// one task of the [`pool`] together.
 const ROWS_PER_TASK_ELEMENTS: usize = 1 << 14;
 
 pub(super) fn rows_per_task(row: usize) -> usize {
@@ -247,6 +248,13 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     }
 }
 
+/// A contiguous operand as the matrix of rows of its last dimension.
+fn rows<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<MatRef<'a, T>> {
+    let data = slice(s, l)?;
+    let cols = l.dims().last().copied().unwrap_or(1);
+    Ok(MatRef::rows(data, data.len() / cols.max(1), cols))
+}
+
 /// The contiguous elements of a tensor's storage on the CPU, read through its guard
 /// ([`Tensor::storage_and_layout`]).
 pub(super) fn storage_slice<'a, T: WithDType>(s: &'a Storage, l: &Layout) -> Result<&'a [T]> {
@@ -271,15 +279,18 @@ fn rms<T: Float>(x: &[T], eps: f64) -> T {
 fn rms_norm_rows<T: WithDType + Float>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
     let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(n)
-        .zip(x.par_chunks(n))
-        .with_min_len(rows_per_task(n))
-        .for_each(|(y, x)| {
-            let m = rms(x, eps);
-            for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-                *y = x / m * w;
+    let task = rows_per_task(n) * n;
+    pool::for_each(
+        y.chunks_mut(task).zip(x.chunks(task)).collect(),
+        |(y, x): (&mut [T], &[T])| {
+            for (y, x) in y.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                let m = rms(x, eps);
+                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x / m * w;
+                }
             }
-        });
+        },
+    );
     y
 }
 
@@ -324,10 +335,13 @@ fn rms_norm_backward_rows<T: WithDType + Float>(x: &[T], w: &[T], g: &[T], eps: 
     let n = w.len();
     let nt = T::from(n).unwrap_or_else(T::one);
     let mut dx = vec![T::zero(); x.len()];
-    dx.par_chunks_mut(n)
-        .zip(x.par_chunks(n).zip(g.par_chunks(n)))
-        .with_min_len(rows_per_task(n))
-        .for_each(|(dx, (x, g))| {
+    let task = rows_per_task(n) * n;
+    let tasks = dx.chunks_mut(task).zip(x.chunks(task).zip(g.chunks(task)));
+    pool::for_each(tasks.collect(), |(dx, (x, g)): (&mut [T], (&[T], &[T]))| {
+        let rows = dx
+            .chunks_exact_mut(n)
+            .zip(x.chunks_exact(n).zip(g.chunks_exact(n)));
+        for (dx, (x, g)) in rows {
             let r = rms(x, eps).recip();
             let dot = x
                 .iter()
@@ -338,7 +352,8 @@ fn rms_norm_backward_rows<T: WithDType + Float>(x: &[T], w: &[T], g: &[T], eps: 
             for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
                 *dx = r * g * w - x * c;
             }
-        });
+        }
+    });
     dx
 }
 
@@ -421,14 +436,16 @@ fn sigmoid<T: KernelExp>(g: T) -> T {
     (T::one() + (-g).kernel_exp()).recip()
 }
 
-pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: &[T], u: &[T]) -> Vec<T> {
-    let mut y = vec![T::zero(); g.len()];
-    y.par_chunks_mut(ROWS_PER_TASK_ELEMENTS)
-        .zip(
-            g.par_chunks(ROWS_PER_TASK_ELEMENTS)
-                .zip(u.par_chunks(ROWS_PER_TASK_ELEMENTS)),
-        )
-        .for_each(|(y, (g, u))| {
+/// silu(g)⊙u for the (rows, cols) matrices `g` and `u` (rows of each contiguous, perhaps the
+/// two halves of one matrix's rows), as a contiguous (rows, cols) matrix.
+pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: MatRef<T>, u: MatRef<T>) -> Vec<T> {
+    let cols = g.cols;
+    let mut y = vec![T::zero(); g.rows * cols];
+    let task = rows_per_task(cols);
+    let tasks = y.chunks_mut(task * cols.max(1)).enumerate().collect();
+    pool::for_each(tasks, |(i, y): (usize, &mut [T])| {
+        for (r, y) in y.chunks_exact_mut(cols).enumerate() {
+            let (g, u) = (g.row(i * task + r), u.row(i * task + r));
             pulp::Arch::new().dispatch(
                 #[inline(always)]
                 || {
@@ -437,7 +454,8 @@ pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: &[T], u: &[T]) -> Vec
                     }
                 },
             )
-        });
+        }
+    });
     y
 }
 
@@ -454,7 +472,7 @@ impl CustomOp2 for SwiGlu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let y = by_float!(s1, "swiglu-cpu", |T| {
-            swiglu_elements(slice::<T>(s1, l1)?, slice(s2, l2)?)
+            swiglu_elements(rows::<T>(s1, l1)?, rows(s2, l2)?)
         });
         Ok((y, l1.shape().clone()))
     }
@@ -478,33 +496,41 @@ impl CustomOp2 for SwiGlu {
 struct SwiGluBackward;
 
 pub(super) fn swiglu_backward_elements<T: WithDType + KernelExp>(
-    g: &[T],
-    u: &[T],
+    g: MatRef<T>,
+    u: MatRef<T>,
     dy: &[T],
 ) -> Vec<T> {
-    let n = g.len();
+    let (n, cols) = (g.rows * g.cols, g.cols);
     let mut out = vec![T::zero(); 2 * n];
     let (dg, du) = out.split_at_mut(n);
-    dg.par_chunks_mut(ROWS_PER_TASK_ELEMENTS)
-        .zip(du.par_chunks_mut(ROWS_PER_TASK_ELEMENTS))
-        .zip(g.par_chunks(ROWS_PER_TASK_ELEMENTS))
-        .zip(
-            u.par_chunks(ROWS_PER_TASK_ELEMENTS)
-                .zip(dy.par_chunks(ROWS_PER_TASK_ELEMENTS)),
-        )
-        .for_each(|(((dg, du), g), (u, dy))| {
+    let task = rows_per_task(cols) * cols.max(1);
+    let tasks = dg
+        .chunks_mut(task)
+        .zip(du.chunks_mut(task))
+        .zip(dy.chunks(task))
+        .enumerate();
+    type Task<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a [T]));
+    pool::for_each(tasks.collect(), |(i, ((dg, du), dy)): Task<T>| {
+        let rows = dg
+            .chunks_exact_mut(cols)
+            .zip(du.chunks_exact_mut(cols))
+            .zip(dy.chunks_exact(cols));
+        for (r, ((dg, du), dy)) in rows.enumerate() {
+            let row = i * (task / cols.max(1)) + r;
+            let (g, u) = (g.row(row), u.row(row));
             pulp::Arch::new().dispatch(
                 #[inline(always)]
                 || {
-                    let rows = dg.iter_mut().zip(du).zip(g).zip(u).zip(dy);
-                    for ((((dg, du), &g), &u), &dy) in rows {
+                    let elements = dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(dy);
+                    for ((((dg, du), &g), &u), &dy) in elements {
                         let s = sigmoid(g);
                         *dg = dy * u * s * (T::one() + g * (T::one() - s));
                         *du = dy * g * s;
                     }
                 },
             )
-        });
+        }
+    });
     out
 }
 
@@ -523,7 +549,7 @@ impl CustomOp3 for SwiGluBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let both = by_float!(s1, "swiglu-backward-cpu", |T| {
-            swiglu_backward_elements(slice::<T>(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)
+            swiglu_backward_elements(rows::<T>(s1, l1)?, rows(s2, l2)?, slice(s3, l3)?)
         });
         let mut dims = vec![2];
         dims.extend_from_slice(l1.dims());

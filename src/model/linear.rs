@@ -11,9 +11,11 @@
 //! backward fills in the weight's gradient too.
 
 use super::fused::storage_slice;
+use super::matrix::MatRef;
+use super::pool;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
+use std::ops::Range;
 
 /// `y = x · Wᵀ (+ b)` with `W` of shape (out, in).
 #[derive(Debug, Clone)]
@@ -223,74 +225,24 @@ fn cpu_matmul(
     })
 }
 
-/// A matrix read through strides: element (i, j) at `data[i·rs + j·cs]`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct MatRef<'a, T> {
-    pub data: &'a [T],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a, T> MatRef<'a, T> {
-    /// The row-major (rows, cols) matrix at the start of `data`.
-    pub fn rows(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transposed view.
-    pub fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    /// Whether every element the strides reach lies inside `data`.
-    fn fits(&self) -> bool {
-        self.rows * self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-
-    /// Matrix `i` of a (b, rows, cols) operand under layout `l` over `data`.
-    fn of_batch(data: &'a [T], l: &Layout, (rows, cols): (usize, usize), i: usize) -> Result<Self> {
-        let (batch, rs, cs) = match *l.stride() {
-            [rs, cs] => (0, rs, cs),
-            [batch, rs, cs] => (batch, rs, cs),
-            ref s => candle_core::bail!("matmul operand of rank {}", s.len()),
-        };
-        let data = data.get(l.start_offset() + i * batch..).unwrap_or_default();
-        Ok(Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        })
-    }
-}
-
-/// `dst = a · b`, or `dst += a · b` when `read_dst`, for `dst` the row-major (a.rows, b.cols)
-/// matrix, through `gemm`; f32 and f64 only.
+/// `dst = a · b`, or `dst += a · b` when `read_dst`, for `dst` the (a.rows, b.cols) matrix with
+/// rows `dst_rs` elements apart, through `gemm`; f32 and f64 only. The output's columns are split into up to `parts`
+/// blocks (one per thread of the [`pool`] for the callers here), each block one gemm call on
+/// one thread of the pool: gemm copies (packs) the part
+/// of `b` that its block reads, so each part of a weight is packed once, by the thread that
+/// uses it. (gemm's own split divides the rows of `a` among its threads instead, which packs all
+/// of `b` either on one thread while the others wait or on every thread.) Inside work that is
+/// already on the pool the product runs on its caller's thread.
 ///
 /// # Safety
-/// `dst` is valid for writes of a.rows·b.cols elements, and initialised when `read_dst`.
+/// `dst` is valid for writes of that matrix (dst_rs ≥ b.cols), and initialised when `read_dst`.
 unsafe fn gemm_raw<T: WithDType>(
     dst: *mut T,
+    dst_rs: usize,
     a: MatRef<T>,
     b: MatRef<T>,
     read_dst: bool,
-    parallelism: gemm::Parallelism,
+    parts: usize,
 ) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if !matches!(T::DTYPE, candle_core::DType::F32 | candle_core::DType::F64) {
@@ -306,17 +258,70 @@ unsafe fn gemm_raw<T: WithDType>(
     if m * n == 0 {
         return Ok(());
     }
-    // SAFETY: the checks above keep every element the strides reach inside each operand; the
-    // caller guarantees the destination; gemm supports f32 and f64, and with `read_dst` false
-    // it writes every output element without reading it.
+    let parts = parts.min(n / SPLIT_COLUMNS).max(1);
+    let width = n.div_ceil(parts).next_multiple_of(SPLIT_COLUMNS);
+    let dst = SendPtr(dst);
+    let blocks = (0..n).step_by(width).map(|j| j..n.min(j + width)).collect();
+    pool::for_each(blocks, |cols: Range<usize>| {
+        let block = MatRef {
+            data: &b.data[cols.start * b.cs..],
+            cols: cols.len(),
+            ..b
+        };
+        // SAFETY: the blocks' columns are disjoint, so no two threads write one element; each
+        // block lies inside `dst` and inside `b` (its first column is the start of its data, and
+        // it reaches no further than b's last column did).
+        unsafe { gemm_block(dst.at(cols.start), dst_rs, a, block, read_dst) };
+    });
+    Ok(())
+}
+
+/// The narrowest block of columns [`gemm_raw`] gives a thread: a multiple of the widest SIMD
+/// vector of f32 (AVX-512), so that every block but the last fills gemm's kernels.
+const SPLIT_COLUMNS: usize = 16;
+
+/// A pointer that threads writing disjoint parts of one buffer share.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: used only where each thread writes elements no other thread touches.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as for Send.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer `offset` elements on.
+    ///
+    /// # Safety
+    /// As for `pointer::add`.
+    unsafe fn at(self, offset: usize) -> *mut T {
+        // SAFETY: the caller's.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// One gemm call on this thread: `dst = a · b` (or `+=` when `read_dst`) for `dst` (a.rows,
+/// b.cols) with rows `dst_rs` elements apart.
+///
+/// # Safety
+/// The operands passed [`gemm_raw`]'s checks; `dst` is valid for writes of that matrix and
+/// initialised when `read_dst`.
+unsafe fn gemm_block<T: WithDType>(
+    dst: *mut T,
+    dst_rs: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    read_dst: bool,
+) {
+    // SAFETY: the caller's; gemm supports f32 and f64, and with `read_dst` false it writes
+    // every output element without reading it.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
+            a.rows,
+            b.cols,
+            a.cols,
             dst,
             1,
-            n as isize,
+            dst_rs as isize,
             read_dst,
             a.data.as_ptr(),
             a.cs as isize,
@@ -329,22 +334,12 @@ unsafe fn gemm_raw<T: WithDType>(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
-    Ok(())
 }
 
-/// The split of one product across candle's threads (`None` on one thread).
-pub(super) fn pool_parallelism() -> gemm::Parallelism {
-    match candle_core::utils::get_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
-/// `a · b` into a new row-major (a.rows, b.cols) matrix, split across candle's threads, the
-/// output not zero-filled first.
+/// `a · b` into a new row-major (a.rows, b.cols) matrix, the output not zero-filled first.
 pub(super) fn matmul<T: WithDType>(a: MatRef<T>, b: MatRef<T>) -> Result<Vec<T>> {
     let len = a.rows * b.cols;
     let mut out: Vec<T> = Vec::with_capacity(len);
@@ -355,21 +350,19 @@ pub(super) fn matmul<T: WithDType>(a: MatRef<T>, b: MatRef<T>) -> Result<Vec<T>>
     // SAFETY: `out` has room for the a.rows·b.cols elements, which gemm writes without reading
     // them (`read_dst` false), so they are initialised when the length is set.
     unsafe {
-        gemm_raw(out.as_mut_ptr(), a, b, false, pool_parallelism())?;
+        gemm_raw(out.as_mut_ptr(), b.cols, a, b, false, pool::threads())?;
         out.set_len(len);
     }
     Ok(out)
 }
 
 /// `dst = a · b`, or `dst += a · b` when `accumulate`, for `dst` the row-major (a.rows, b.cols)
-/// matrix, with `parallelism` `None` for the products of work that is already split across
-/// threads (the attention core's heads).
+/// matrix.
 pub(super) fn product<T: WithDType>(
     dst: &mut [T],
     a: MatRef<T>,
     b: MatRef<T>,
     accumulate: bool,
-    parallelism: gemm::Parallelism,
 ) -> Result<()> {
     if dst.len() != a.rows * b.cols {
         candle_core::bail!(
@@ -379,14 +372,34 @@ pub(super) fn product<T: WithDType>(
             b.cols
         );
     }
+    product_rows(dst, b.cols, a, b, accumulate)
+}
+
+/// [`product`] into the (a.rows, b.cols) matrix at the start of `dst` whose rows lie `dst_rs`
+/// elements apart (columns of a wider matrix).
+pub(super) fn product_rows<T: WithDType>(
+    dst: &mut [T],
+    dst_rs: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    accumulate: bool,
+) -> Result<()> {
+    let (m, n) = (a.rows, b.cols);
+    if dst_rs < n || (m > 0 && dst.len() < (m - 1) * dst_rs + n) {
+        candle_core::bail!(
+            "gemm product: {} output elements do not hold ({m}, {n}) with rows {dst_rs} apart",
+            dst.len()
+        );
+    }
     if a.cols == 0 {
         if !accumulate {
-            dst.fill(T::zero());
+            dst.chunks_mut(dst_rs)
+                .for_each(|row| row[..n].fill(T::zero()));
         }
         return Ok(());
     }
-    // SAFETY: `dst` holds exactly a.rows·b.cols initialised elements.
-    unsafe { gemm_raw(dst.as_mut_ptr(), a, b, accumulate, parallelism) }
+    // SAFETY: `dst` holds the (m, n) matrix with rows dst_rs apart, initialised.
+    unsafe { gemm_raw(dst.as_mut_ptr(), dst_rs, a, b, accumulate, pool::threads()) }
 }
 
 fn gemm_into<T: WithDType>(
@@ -405,12 +418,20 @@ fn gemm_into<T: WithDType>(
         out.resize(len, T::zero());
         return Ok(out);
     }
-    let parallelism = pool_parallelism();
     for i in 0..b {
         let a = MatRef::of_batch(lhs, l1, (m, k), i)?;
         let w = MatRef::of_batch(rhs, l2, (k, n), i)?;
         // SAFETY: the output has room for b·m·n elements, matrix `i` at i·m·n.
-        unsafe { gemm_raw(out.as_mut_ptr().add(i * m * n), a, w, false, parallelism)? };
+        unsafe {
+            gemm_raw(
+                out.as_mut_ptr().add(i * m * n),
+                n,
+                a,
+                w,
+                false,
+                pool::threads(),
+            )?
+        };
     }
     // SAFETY: gemm wrote all `len` elements above (with `read_dst` false, every element of
     // each matrix).
@@ -466,35 +487,32 @@ fn chunked_inner_products<T: WithDType>(a: &[Tensor], b: &[Tensor]) -> Result<Te
         candle_core::bail!("inner products: operands of different sizes");
     }
     let (na, nb) = (sa.len(), sb.len());
-    let sum = (0..len.div_ceil(INNER_PRODUCT_CHUNK))
-        .into_par_iter()
-        .map(|c| {
-            let range = c * INNER_PRODUCT_CHUNK..len.min((c + 1) * INNER_PRODUCT_CHUNK);
-            let stack = |xs: &[&[T]]| {
-                let mut m = Vec::with_capacity(xs.len() * range.len());
-                xs.iter()
-                    .for_each(|x| m.extend_from_slice(&x[range.clone()]));
-                m
-            };
-            let (ma, mb) = (stack(sa), stack(sb));
-            let mut out = vec![T::zero(); na * nb];
-            let w = range.len();
-            product(
-                &mut out,
-                MatRef::rows(&ma, na, w),
-                MatRef::rows(&mb, nb, w).t(),
-                false,
-                gemm::Parallelism::None,
-            )?;
-            Ok::<_, candle_core::Error>(out)
-        })
-        .try_reduce(
-            || vec![T::zero(); na * nb],
-            |mut x, y| {
-                x.iter_mut().zip(&y).for_each(|(x, &y)| *x += y);
-                Ok(x)
-            },
+    let chunks = (0..len)
+        .step_by(INNER_PRODUCT_CHUNK)
+        .map(|c| c..len.min(c + INNER_PRODUCT_CHUNK))
+        .collect();
+    let parts = pool::try_map(chunks, |range: Range<usize>| {
+        let stack = |xs: &[&[T]]| {
+            let mut m = Vec::with_capacity(xs.len() * range.len());
+            xs.iter()
+                .for_each(|x| m.extend_from_slice(&x[range.clone()]));
+            m
+        };
+        let (ma, mb) = (stack(sa), stack(sb));
+        let mut out = vec![T::zero(); na * nb];
+        let w = range.len();
+        product(
+            &mut out,
+            MatRef::rows(&ma, na, w),
+            MatRef::rows(&mb, nb, w).t(),
+            false,
         )?;
+        Ok::<_, candle_core::Error>(out)
+    })?;
+    let mut sum = vec![T::zero(); na * nb];
+    for part in parts {
+        sum.iter_mut().zip(&part).for_each(|(x, &y)| *x += y);
+    }
     Tensor::from_vec(sum, (na, nb), &candle_core::Device::Cpu)
 }
 
@@ -543,6 +561,63 @@ mod tests {
         assert_eq!(inner_products(&a, &[], DType::F32).unwrap().dims(), [7, 0]);
         let other = Tensor::zeros(len + 1, DType::F32, &dev).unwrap();
         assert!(inner_products(&a, &[other], DType::F32).is_err());
+    }
+
+    /// A product split into blocks of columns equals the plain sum of products, written and
+    /// accumulated, for splits into up to five blocks (a last block narrower than the others,
+    /// and fewer columns than blocks), from a transposed operand, into rows that lie further
+    /// apart than their length (leaving the elements between them alone), f32 and f64.
+    #[test]
+    fn products_split_by_columns_equal_the_plain_product() {
+        fn check<T: WithDType>(tol: f64) {
+            let (m, k) = (7, 13);
+            for n in [1, 16, 33, 100] {
+                let a: Vec<T> = (0..m * k)
+                    .map(|i| T::from_f64((i % 7) as f64 - 3.0))
+                    .collect();
+                let b: Vec<T> = (0..k * n)
+                    .map(|i| T::from_f64((i % 5) as f64 * 0.5))
+                    .collect();
+                let (a, b) = (MatRef::rows(&a, m, k), MatRef::rows(&b, n, k).t());
+                let want = |init: f64, i: usize, j: usize| {
+                    let dot: f64 = (0..k)
+                        .map(|l| {
+                            a.data[i * a.rs + l * a.cs].to_f64()
+                                * b.data[l * b.rs + j * b.cs].to_f64()
+                        })
+                        .sum();
+                    init + dot
+                };
+                for (parts, read_dst, gap) in
+                    (1..=5).flat_map(|p| [(p, false, 0), (p, true, 0), (p, false, 3), (p, true, 3)])
+                {
+                    let (init, rs) = (if read_dst { 2.0 } else { f64::NAN }, n + gap);
+                    // Elements between the rows (`gap` of them) hold -1 and must keep it.
+                    let mut dst: Vec<T> = (0..m * rs)
+                        .map(|e| T::from_f64(if e % rs < n { init } else { -1.0 }))
+                        .collect();
+                    // SAFETY: `dst` holds the (m, n) matrix with rows rs apart, initialised.
+                    unsafe { gemm_raw(dst.as_mut_ptr(), rs, a, b, read_dst, parts).unwrap() };
+                    let base = if read_dst { init } else { 0.0 };
+                    for (e, &got) in dst.iter().enumerate() {
+                        let w = if e % rs < n {
+                            want(base, e / rs, e % rs)
+                        } else {
+                            -1.0
+                        };
+                        assert!(
+                            (got.to_f64() - w).abs() <= tol * w.abs().max(1.0),
+                            "{:?} n {n}, {parts} parts, read_dst {read_dst}, gap {gap}: element \
+                             {e} is {} instead of {w}",
+                            T::DTYPE,
+                            got.to_f64()
+                        );
+                    }
+                }
+            }
+        }
+        check::<f32>(1e-6);
+        check::<f64>(1e-14);
     }
 
     /// The product through `gemm` agrees with candle's matmul, in value and input gradient,

@@ -17,7 +17,8 @@
 use super::fused::{
     cpu_kernels, storage_slice, swiglu_backward_elements, swiglu_elements, KernelExp,
 };
-use super::linear::{matmul, pool_parallelism, product, Linear, MatRef};
+use super::linear::{matmul, product, product_rows, Linear};
+use super::matrix::MatRef;
 use candle_core::{
     CpuStorage, CustomOp1, DType, Layout, Result, Shape, StorageRef, Tensor, WithDType,
 };
@@ -54,8 +55,8 @@ pub(super) fn gated_mlp(
     x.contiguous()?.apply_op1(op).map(Some)
 }
 
-/// The op behind [`gated_mlp`]; the forward pass keeps the gate and up projections, stacked
-/// as (2, rows, intermediate).
+/// The op behind [`gated_mlp`]; the forward pass keeps the gate and up projections side by
+/// side, as the (rows, 2·intermediate) matrix [G | U].
 struct GatedMlp {
     gate: Tensor,
     up: Tensor,
@@ -84,9 +85,20 @@ impl GatedMlp {
             storage_slice::<T>(&wd.0, wd.1)?,
         );
         let x = MatRef::rows(x, rows, hidden);
-        let mut gu = matmul(x, MatRef::rows(wg, inter, hidden).t())?;
-        gu.extend(matmul(x, MatRef::rows(wu, inter, hidden).t())?);
-        let (g, u) = gu.split_at(rows * inter);
+        // Both products write into one allocation, zeroed by the allocator's fresh pages.
+        let mut gu = vec![T::zero(); rows * 2 * inter];
+        product_rows(
+            &mut gu,
+            2 * inter,
+            x,
+            MatRef::rows(wg, inter, hidden).t(),
+            false,
+        )?;
+        if rows > 0 {
+            let up = &mut gu[inter..];
+            product_rows(up, 2 * inter, x, MatRef::rows(wu, inter, hidden).t(), false)?;
+        }
+        let (g, u) = halves(&gu, rows, inter);
         let a = swiglu_elements(g, u);
         let y = matmul(
             MatRef::rows(&a, rows, inter),
@@ -111,8 +123,7 @@ impl GatedMlp {
         );
         let (dy_storage, dy_layout) = dy.storage_and_layout();
         let dy = storage_slice::<T>(&dy_storage, dy_layout)?;
-        let gu = saved.as_slice::<T>()?;
-        let (g, u) = gu.split_at(rows * inter);
+        let (g, u) = halves(saved.as_slice::<T>()?, rows, inter);
         let da = matmul(
             MatRef::rows(dy, rows, hidden),
             MatRef::rows(wd, hidden, inter),
@@ -128,10 +139,21 @@ impl GatedMlp {
             MatRef::rows(du, rows, inter),
             MatRef::rows(wu, inter, hidden),
             true,
-            pool_parallelism(),
         )?;
         Tensor::from_vec(dx, x.shape(), x.device())
     }
+}
+
+/// The gate and up projections G and U in the kept (rows, 2·intermediate) matrix [G | U].
+fn halves<T>(gu: &[T], rows: usize, inter: usize) -> (MatRef<'_, T>, MatRef<'_, T>) {
+    let half = |data| MatRef {
+        data,
+        rows,
+        cols: inter,
+        rs: 2 * inter,
+        cs: 1,
+    };
+    (half(gu), half(gu.get(inter..).unwrap_or_default()))
 }
 
 impl CustomOp1 for GatedMlp {

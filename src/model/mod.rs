@@ -17,8 +17,10 @@ mod inspect;
 pub mod limits;
 mod linear;
 mod masks;
+mod matrix;
 mod memory;
 mod mlp;
+mod pool;
 mod save;
 mod source;
 #[cfg(test)]
