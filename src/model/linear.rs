@@ -226,13 +226,15 @@ fn cpu_matmul(
 }
 
 /// `dst = a · b`, or `dst += a · b` when `read_dst`, for `dst` the (a.rows, b.cols) matrix with
-/// rows `dst_rs` elements apart, through `gemm`; f32 and f64 only. The output's columns are split into up to `parts`
-/// blocks (one per thread of the [`pool`] for the callers here), each block one gemm call on
-/// one thread of the pool: gemm copies (packs) the part
-/// of `b` that its block reads, so each part of a weight is packed once, by the thread that
-/// uses it. (gemm's own split divides the rows of `a` among its threads instead, which packs all
-/// of `b` either on one thread while the others wait or on every thread.) Inside work that is
-/// already on the pool the product runs on its caller's thread.
+/// rows `dst_rs` elements apart, through `gemm`; f32 and f64 only.
+///
+/// The output's columns are split into up to `parts` blocks (one per thread of the [`pool`] for
+/// the callers here), each block one gemm call on one thread of the pool: gemm copies (packs)
+/// the part of `b` that its block reads, so each part of a weight is packed once, by the thread
+/// that uses it. (gemm's own split divides the rows of `a` among its threads instead, which
+/// packs all of `b` either on one thread while the others wait or on every thread.) A product
+/// too small for gemm to split, and one inside work that is already on the pool, runs on its
+/// caller's thread.
 ///
 /// # Safety
 /// `dst` is valid for writes of that matrix (dst_rs ≥ b.cols), and initialised when `read_dst`.
@@ -258,7 +260,13 @@ unsafe fn gemm_raw<T: WithDType>(
     if m * n == 0 {
         return Ok(());
     }
-    let parts = parts.min(n / SPLIT_COLUMNS).max(1);
+    // Below gemm's own threshold for threads (48·48·256 multiply-adds) a product runs on one.
+    let small = m.saturating_mul(n).saturating_mul(k) < gemm::get_threading_threshold();
+    let parts = if small {
+        1
+    } else {
+        parts.min(n / SPLIT_COLUMNS).max(1)
+    };
     let width = n.div_ceil(parts).next_multiple_of(SPLIT_COLUMNS);
     let dst = SendPtr(dst);
     let blocks = (0..n).step_by(width).map(|j| j..n.min(j + width)).collect();
@@ -570,7 +578,8 @@ mod tests {
     #[test]
     fn products_split_by_columns_equal_the_plain_product() {
         fn check<T: WithDType>(tol: f64) {
-            let (m, k) = (7, 13);
+            // Large enough for gemm's threshold of threads where n > 16.
+            let (m, k) = (64, 300);
             for n in [1, 16, 33, 100] {
                 let a: Vec<T> = (0..m * k)
                     .map(|i| T::from_f64((i % 7) as f64 - 3.0))
