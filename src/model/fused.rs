@@ -441,11 +441,11 @@ fn sigmoid<T: KernelExp>(g: T) -> T {
 pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: MatRef<T>, u: MatRef<T>) -> Vec<T> {
     let cols = g.cols;
     let mut y = vec![T::zero(); g.rows * cols];
-    let task = rows_per_task(cols);
-    let tasks = y.chunks_mut(task * cols.max(1)).enumerate().collect();
+    let per_task = rows_per_task(cols);
+    let tasks = y.chunks_mut(per_task * cols.max(1)).enumerate().collect();
     pool::for_each(tasks, |(i, y): (usize, &mut [T])| {
         for (r, y) in y.chunks_exact_mut(cols).enumerate() {
-            let (g, u) = (g.row(i * task + r), u.row(i * task + r));
+            let (g, u) = (g.row(i * per_task + r), u.row(i * per_task + r));
             pulp::Arch::new().dispatch(
                 #[inline(always)]
                 || {
@@ -503,7 +503,8 @@ pub(super) fn swiglu_backward_elements<T: WithDType + KernelExp>(
     let (n, cols) = (g.rows * g.cols, g.cols);
     let mut out = vec![T::zero(); 2 * n];
     let (dg, du) = out.split_at_mut(n);
-    let task = rows_per_task(cols) * cols.max(1);
+    let per_task = rows_per_task(cols);
+    let task = per_task * cols.max(1);
     let tasks = dg
         .chunks_mut(task)
         .zip(du.chunks_mut(task))
@@ -516,7 +517,7 @@ pub(super) fn swiglu_backward_elements<T: WithDType + KernelExp>(
             .zip(du.chunks_exact_mut(cols))
             .zip(dy.chunks_exact(cols));
         for (r, ((dg, du), dy)) in rows.enumerate() {
-            let row = i * (task / cols.max(1)) + r;
+            let row = i * per_task + r;
             let (g, u) = (g.row(row), u.row(row));
             pulp::Arch::new().dispatch(
                 #[inline(always)]

@@ -271,15 +271,13 @@ unsafe fn gemm_raw<T: WithDType>(
     let dst = SendPtr(dst);
     let blocks = (0..n).step_by(width).map(|j| j..n.min(j + width)).collect();
     pool::for_each(blocks, |cols: Range<usize>| {
-        let block = MatRef {
-            data: &b.data[cols.start * b.cs..],
-            cols: cols.len(),
-            ..b
-        };
+        let start = cols.start;
+        let block = b.columns(cols);
+        debug_assert!(block.fits());
         // SAFETY: the blocks' columns are disjoint, so no two threads write one element; each
         // block lies inside `dst` and inside `b` (its first column is the start of its data, and
         // it reaches no further than b's last column did).
-        unsafe { gemm_block(dst.at(cols.start), dst_rs, a, block, read_dst) };
+        unsafe { gemm_block(dst.at(start), dst_rs, a, block, read_dst) };
     });
     Ok(())
 }

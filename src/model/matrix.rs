@@ -31,6 +31,15 @@ impl<'a, T> MatRef<'a, T> {
         &self.data[i * self.rs..][..self.cols]
     }
 
+    /// Columns `cols` of the matrix (its data from the first of them on; none past the end).
+    pub fn columns(&self, cols: std::ops::Range<usize>) -> Self {
+        Self {
+            data: self.data.get(cols.start * self.cs..).unwrap_or_default(),
+            cols: cols.len(),
+            ..*self
+        }
+    }
+
     /// The transposed view.
     pub fn t(self) -> Self {
         Self {

@@ -94,10 +94,8 @@ impl GatedMlp {
             MatRef::rows(wg, inter, hidden).t(),
             false,
         )?;
-        if rows > 0 {
-            let up = &mut gu[inter..];
-            product_rows(up, 2 * inter, x, MatRef::rows(wu, inter, hidden).t(), false)?;
-        }
+        let up = gu.get_mut(inter..).unwrap_or_default();
+        product_rows(up, 2 * inter, x, MatRef::rows(wu, inter, hidden).t(), false)?;
         let (g, u) = halves(&gu, rows, inter);
         let a = swiglu_elements(g, u);
         let y = matmul(
@@ -146,14 +144,8 @@ impl GatedMlp {
 
 /// The gate and up projections G and U in the kept (rows, 2·intermediate) matrix [G | U].
 fn halves<T>(gu: &[T], rows: usize, inter: usize) -> (MatRef<'_, T>, MatRef<'_, T>) {
-    let half = |data| MatRef {
-        data,
-        rows,
-        cols: inter,
-        rs: 2 * inter,
-        cs: 1,
-    };
-    (half(gu), half(gu.get(inter..).unwrap_or_default()))
+    let both = MatRef::rows(gu, rows, 2 * inter);
+    (both.columns(0..inter), both.columns(inter..2 * inter))
 }
 
 impl CustomOp1 for GatedMlp {
