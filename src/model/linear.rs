@@ -576,14 +576,15 @@ mod tests {
     #[test]
     fn products_split_by_columns_equal_the_plain_product() {
         fn check<T: WithDType>(tol: f64) {
-            // Large enough for gemm's threshold of threads where n > 16.
+            // Large enough for gemm's threshold of threads where n > 16; every row of `a` and
+            // every column of `b` differs from the others (k is not a multiple of 7 or 11).
             let (m, k) = (64, 300);
             for n in [1, 16, 33, 100] {
                 let a: Vec<T> = (0..m * k)
                     .map(|i| T::from_f64((i % 7) as f64 - 3.0))
                     .collect();
                 let b: Vec<T> = (0..k * n)
-                    .map(|i| T::from_f64((i % 5) as f64 * 0.5))
+                    .map(|i| T::from_f64((i % 11) as f64 * 0.5))
                     .collect();
                 let (a, b) = (MatRef::rows(&a, m, k), MatRef::rows(&b, n, k).t());
                 let want = |init: f64, i: usize, j: usize| {
