@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Scoring time per sample and peak RSS, circuitdiff beside plain PyTorch in the same run, for
 # SmolLM2-135M and a random Llama (hidden 512, 8 layers, 8 heads, vocabulary 32000), 256 tokens,
-# 1 and 2 threads. Each measurement is its own process so that its peak RSS is its own; each
-# time is the median of 10 repetitions after one warm-up. Ends with a Markdown table for
-# BENCHMARKS.md that names the CPU and both matmul rates.
+# 1 and 2 threads, and the pass's weight products run alone (their rate on weights streamed from
+# memory, and their share of the pass's time). Each measurement is its own process so that its
+# peak RSS is its own; each time is the median of 10 repetitions after one warm-up. Ends with a
+# Markdown table for BENCHMARKS.md that names the CPU and both matmul rates.
 # usage: benches/score.sh            (BIN=path/to/circuitdiff to measure another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +36,9 @@ print(f"\nCPU: {cpu['model']} ({cpu.get('id')}), {cpu['cores']} cores; candle ma
       f"PyTorch {torch['torch']} CPU capability {torch['cpu_capability']}\n")
 print("| model | threads | circuitdiff s/sample | PyTorch s/sample | ratio | GFLOP/sample "
       "| circuitdiff GFLOP/s | candle matmul GFLOP/s | share of matmul rate "
+      "| weight products alone: share of matmul rate | weight products' share of the pass "
       "| PyTorch matmul GFLOP/s | candle / PyTorch matmul | peak RSS circuitdiff / PyTorch |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, label in [("smollm2", "SmolLM2-135M"), ("llama", "random Llama 512×8")]:
     for t in (1, 2):
         c, p = load(f"{name}-{t}-circuitdiff"), load(f"{name}-{t}-pytorch")
@@ -44,6 +46,8 @@ for name, label in [("smollm2", "SmolLM2-135M"), ("llama", "random Llama 512×8"
               f"| {c['score_s_per_sample'] / p['score_s_per_sample']:.2f} "
               f"| {c['score_gflop_per_sample']:.1f} | {c['score_gflop_per_s']:.1f} "
               f"| {c['matmul_gflop_per_s']:.1f} | {100 * c['share_of_matmul_rate']:.0f} % "
+              f"| {100 * c['weight_products_share_of_matmul_rate']:.0f} % "
+              f"| {100 * c['weight_products_share_of_score_time']:.0f} % "
               f"| {p['matmul_gflop_per_s']:.1f} "
               f"| {100 * c['matmul_gflop_per_s'] / p['matmul_gflop_per_s']:.0f} % "
               f"| {c['peak_rss_bytes'] / 1e9:.2f} / {p['peak_rss_bytes'] / 1e9:.2f} GB |")

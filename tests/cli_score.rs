@@ -233,3 +233,29 @@ fn score_rejects_bad_sample_files() {
         "{e}"
     );
 }
+
+/// `bench --score-only` sets the pass beside its weight products run alone: each projection's
+/// forward product and its input gradient's, 4·rows·(the projections' weights) operations.
+#[test]
+fn bench_sets_the_pass_beside_its_weight_products() {
+    let (ok, out, err) = circuitdiff(&[
+        "bench",
+        "--model",
+        "assets/zoo/base",
+        "--score-only",
+        "--seq-len",
+        "33",
+        "--repeat",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let num = |key: &str| r[key].as_f64().unwrap_or_else(|| panic!("no {key} in {r}"));
+    // The zoo's base: hidden 128, 4 layers, 4 query and 2 key/value heads of 32, MLP 384.
+    let (d, layers, hd, heads, kv, mlp) = (128.0, 4.0, 32.0, 4.0, 2.0, 384.0);
+    let weights = layers * (d * (heads + 2.0 * kv) * hd + heads * hd * d + 3.0 * d * mlp);
+    let flops = num("weight_products_gflop_per_s") * num("weight_products_s_per_sample") * 1e9;
+    assert!((flops / (4.0 * 32.0 * weights) - 1.0).abs() < 1e-9, "{r}");
+    let share = num("weight_products_share_of_score_time");
+    assert!(share > 0.0 && share.is_finite(), "{r}");
+}

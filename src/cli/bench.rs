@@ -190,6 +190,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         )?)
     })?;
     let flops = score_flops(&model.config, &graph, args.seq_len - 1, k);
+    let mut product_flops = 0.0;
+    let products = time(args.repeat, || {
+        product_flops = model.weight_products(args.seq_len - 1)?;
+        Ok(())
+    })?;
     let rate = matmul_rate(model.device(), model.dtype())?;
     let scoring = serde_json::json!({
         "score_s_per_sample": score,
@@ -197,6 +202,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "score_gflop_per_s": flops / score / 1e9,
         "matmul_gflop_per_s": rate / 1e9,
         "share_of_matmul_rate": flops / score / rate,
+        "weight_products_s_per_sample": products,
+        "weight_products_gflop_per_s": product_flops / products / 1e9,
+        "weight_products_share_of_matmul_rate": product_flops / products / rate,
+        "weight_products_share_of_score_time": products / score,
     });
     if args.score_only {
         let mut report = scoring;

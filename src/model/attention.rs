@@ -13,20 +13,23 @@
 //! dv = Pᵀ·dz,
 //!
 //! with the key and value gradients summed over the query heads that share them. Heads run in
-//! parallel, each product on one thread. Elsewhere (GPUs, half precision, per-row rotary tables
+//! parallel, each product on one thread. The products with the scores go by blocks of rows (and
+//! of keys), each reaching only the keys its rows see: under a causal mask that skips about half
+//! of them, and of the softmax. Elsewhere (GPUs, half precision, per-row rotary tables
 //! of a padded batch, a key/value cache) the composite path runs, which `tests/model_parity.rs`
 //! and `tests/model_gradients.rs` also cover; the unit test below holds the two together.
 
 use super::fused::{
     cpu_kernels, rows_per_task, softmax_backward_row, softmax_row, storage_slice, KernelExp,
 };
-use super::linear::product;
+use super::linear::{product, product_rows};
 use super::matrix::MatRef;
 use super::pool;
 use candle_core::{
     CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
 };
 use num_traits::Float;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 /// The merged head outputs z (b, t, heads·head_dim) of
@@ -183,6 +186,107 @@ impl<'a, T> Heads<'a, T> {
     }
 }
 
+/// Rows, and keys, of the scores that one product computes: a block of rows reads the keys up
+/// to the furthest one any of its rows sees, so that under a causal mask about half of every
+/// product of the scores is skipped.
+const BLOCK: usize = 64;
+
+/// Which keys the rows of a (t, t) additive mask see (those whose mask is finite), in blocks of
+/// [`BLOCK`] rows and of as many keys.
+struct Visible {
+    /// Per row: one past the last key it sees (t for a row that sees none, which is then
+    /// computed in full, as without blocks).
+    reach: Vec<usize>,
+}
+
+impl Visible {
+    fn of<T: Float>(mask: Option<&[T]>, t: usize) -> Self {
+        let reach = match mask {
+            Some(m) => m
+                .chunks_exact(t.max(1))
+                .map(|row| row.iter().rposition(|m| m.is_finite()).map_or(t, |j| j + 1))
+                .collect(),
+            None => vec![t; t],
+        };
+        Self { reach }
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let t = self.reach.len();
+        (0..t).step_by(BLOCK).map(move |s| s..t.min(s + BLOCK))
+    }
+
+    /// Blocks of rows, each with one past the furthest key any of its rows sees.
+    fn rows(&self) -> impl Iterator<Item = (Range<usize>, usize)> + '_ {
+        self.blocks().map(|rows| {
+            let seen = self.reach[rows.clone()].iter().copied().max().unwrap_or(0);
+            (rows, seen)
+        })
+    }
+
+    /// Blocks of keys, each with the first row that sees any of them (t when none does).
+    fn keys(&self) -> impl Iterator<Item = (Range<usize>, usize)> + '_ {
+        let t = self.reach.len();
+        self.blocks().map(move |keys| {
+            let first = self.reach.iter().position(|&r| r > keys.start);
+            (keys, first.unwrap_or(t))
+        })
+    }
+}
+
+/// One head's operands in the backward pass, each (t, hd) but the probabilities P (t, t): the
+/// rotated queries and keys, the values and the gradient dz of the head's output.
+struct HeadOperands<'a, T> {
+    p: MatRef<'a, T>,
+    query: MatRef<'a, T>,
+    key: MatRef<'a, T>,
+    value: MatRef<'a, T>,
+    dz: MatRef<'a, T>,
+}
+
+impl Visible {
+    /// The gradients of one head, [dS·k, dSᵀ·q, Pᵀ·dz] (those of the rotated queries and keys,
+    /// and of the values), each (t, hd), for dS = scale·P⊙(dP − ⟨P, dP⟩ per row), dP = dz·vᵀ.
+    /// dS goes by blocks of rows, each up to its reach (past it P, and so dS, is 0); dk and dv
+    /// by blocks of keys, each from the first row that sees the block on.
+    fn head_gradients<T: WithDType + Float>(
+        &self,
+        h: &HeadOperands<T>,
+        scale: T,
+        [dq, dk, dv]: [&mut [T]; 3],
+    ) -> Result<()> {
+        let (t, hd) = (h.p.rows, h.key.cols);
+        let mut ds = vec![T::zero(); t * t];
+        for (rows, seen) in self.rows() {
+            let (r0, keys) = (rows.start, 0..seen);
+            let dp = &mut ds[r0 * t..];
+            let dz = h.dz.row_block(rows.clone());
+            product_rows(dp, t, dz, h.value.row_block(keys.clone()).t(), false)?;
+            for r in rows.clone() {
+                let (p, g) = (&h.p.data[r * t..][..seen], &mut ds[r * t..][..seen]);
+                softmax_backward_row(p, g, scale);
+            }
+            let dsr = MatRef::rows(&ds[r0 * t..], rows.len(), t).columns(keys.clone());
+            let dq = &mut dq[r0 * hd..rows.end * hd];
+            product(dq, dsr, h.key.row_block(keys), false)?;
+        }
+        let ds = MatRef::rows(&ds, t, t);
+        for (keys, first) in self.keys() {
+            let (out, seen) = (keys.start * hd..keys.end * hd, first..t);
+            let pt = h.p.row_block(seen.clone()).columns(keys.clone()).t();
+            product(
+                &mut dv[out.clone()],
+                pt,
+                h.dz.row_block(seen.clone()),
+                false,
+            )?;
+            let dst = ds.row_block(seen.clone()).columns(keys).t();
+            product(&mut dk[out], dst, h.query.row_block(seen), false)?;
+        }
+        Ok(())
+    }
+}
+
 /// Rotate the (t, hd) matrix `x` into `out` (row-major) by the rotary tables, halves
 /// convention: (x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin); `inverse` rotates back (−sin).
 fn rotate<T: Float>(out: &mut [T], x: MatRef<T>, cos: &[T], sin: &[T], inverse: bool) {
@@ -264,6 +368,7 @@ impl AttentionCore {
         let mut p = vec![T::zero(); b * nq * t * t];
         let mut zh = vec![T::zero(); b * nq * t * hd];
         let scale = T::from(self.scale).unwrap_or_else(T::one);
+        let visible = Visible::of(mask.as_deref(), t);
         let heads = qr
             .chunks_mut(t * hd)
             .zip(p.chunks_mut(t * t))
@@ -273,12 +378,24 @@ impl AttentionCore {
             |(i, ((qr, p), z)): HeadOutputs<T>| {
                 rotate(qr, q.head(i, t, hd), &cos, &sin, false);
                 let g = (i / nq) * nkv + d.kv_of(i % nq);
+                let query = MatRef::rows(qr, t, hd);
                 let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
-                product(p, MatRef::rows(qr, t, hd), key.t(), false)?;
-                for (r, row) in p.chunks_exact_mut(t).enumerate() {
-                    softmax_row(row, mask.as_ref().map(|m| &m[r * t..][..t]), scale);
+                let value = v.head(g, t, hd);
+                // Keys past a block's reach keep probability 0 (the buffer starts zeroed).
+                for (rows, seen) in visible.rows() {
+                    let (r0, keys) = (rows.start, 0..seen);
+                    let scores = &mut p[r0 * t..];
+                    let query = query.row_block(rows.clone());
+                    product_rows(scores, t, query, key.row_block(keys.clone()).t(), false)?;
+                    for r in rows.clone() {
+                        let m = mask.as_ref().map(|m| &m[r * t..][..seen]);
+                        softmax_row(&mut p[r * t..][..seen], m, scale);
+                    }
+                    let probs = MatRef::rows(&p[r0 * t..], rows.len(), t).columns(keys.clone());
+                    let z = &mut z[r0 * hd..rows.end * hd];
+                    product(z, probs, value.row_block(keys), false)?;
                 }
-                product(z, MatRef::rows(p, t, t), v.head(g, t, hd), false)
+                Ok::<_, candle_core::Error>(())
             },
         )?;
         let z = merge_heads(&zh, nq, t, hd);
@@ -317,6 +434,8 @@ impl AttentionCore {
             saved.p.as_slice::<T>()?,
         );
         let scale = T::from(self.scale).unwrap_or_else(T::one);
+        let mask = self.mask.as_ref().map(elements::<T>).transpose()?;
+        let visible = Visible::of(mask.as_deref(), t);
         // Per query head: dq, and its share of dk and dv.
         let mut dq = vec![T::zero(); b * nq * t * hd];
         let mut dk_part = vec![T::zero(); b * nq * t * hd];
@@ -337,24 +456,16 @@ impl AttentionCore {
                     rs: nq * hd,
                     cs: 1,
                 };
-                let ph = MatRef::rows(&p[i * t * t..][..t * t], t, t);
-                let mut ds = vec![T::zero(); t * t];
-                product(&mut ds, dzh, v_heads.head(g, t, hd).t(), false)?;
-                for (prow, dsrow) in ph.data.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
-                    softmax_backward_row(prow, dsrow, scale);
-                }
-                product(dv, ph.t(), dzh, false)?;
-                let ds = MatRef::rows(&ds, t, t);
-                let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
+                let head = HeadOperands {
+                    p: MatRef::rows(&p[i * t * t..][..t * t], t, t),
+                    query: MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
+                    key: MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd),
+                    value: v_heads.head(g, t, hd),
+                    dz: dzh,
+                };
                 let mut rotated = vec![T::zero(); t * hd];
-                product(&mut rotated, ds, key, false)?;
-                rotate(dq, MatRef::rows(&rotated, t, hd), &cos, &sin, true);
-                product(
-                    dk,
-                    ds.t(),
-                    MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
-                    false,
-                )
+                let gradients = visible.head_gradients(&head, scale, [&mut rotated, dk, dv]);
+                gradients.map(|()| rotate(dq, MatRef::rows(&rotated, t, hd), &cos, &sin, true))
             },
         )?;
         // The shares of the query heads of each key/value head summed; the keys' gradient
@@ -472,8 +583,9 @@ mod tests {
     #[test]
     fn the_attention_core_equals_the_composite() {
         let dev = Device::Cpu;
-        let (b, t, hd) = (2, 6, 8);
-        for dtype in [DType::F64, DType::F32] {
+        let (b, hd) = (2, 8);
+        // 150 tokens: blocks of rows and keys, the last one partial.
+        for (t, dtype) in [(6, DType::F64), (6, DType::F32), (150, DType::F64)] {
             let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
             let rand = |s: &[usize]| {
                 let x = Tensor::randn(0f64, 1.0, s, &dev).unwrap();
@@ -485,20 +597,22 @@ mod tests {
             let angles = Tensor::from_vec(angles, (t, hd / 2), &dev).unwrap();
             let cos = angles.cos().unwrap().to_dtype(dtype).unwrap();
             let sin = angles.sin().unwrap().to_dtype(dtype).unwrap();
-            let window: Vec<f64> = (0..t * t)
-                .map(|i| {
-                    let (r, c) = (i / t, i % t);
-                    if c <= r && r - c < 4 {
-                        0.0
-                    } else {
-                        f64::NEG_INFINITY
-                    }
-                })
-                .collect();
-            let window = Tensor::from_vec(window, (t, t), &dev)
-                .unwrap()
-                .to_dtype(dtype)
-                .unwrap();
+            // Causal, attending to at most the `w` latest keys.
+            let causal = |w: usize| {
+                let m: Vec<f64> = (0..t * t)
+                    .map(|i| {
+                        let (r, c) = (i / t, i % t);
+                        if c <= r && r - c < w {
+                            0.0
+                        } else {
+                            f64::NEG_INFINITY
+                        }
+                    })
+                    .collect();
+                let m = Tensor::from_vec(m, (t, t), &dev).unwrap();
+                m.to_dtype(dtype).unwrap()
+            };
+            let (window, full) = (causal(4), causal(t));
             for (nq, nkv) in [(4, 2), (3, 3)] {
                 // q as a projection gives it, (b, t, heads·hd); k per head, (b, heads, t, hd);
                 // v per head through a transposed layout of (b, t, heads, hd).
@@ -506,8 +620,12 @@ mod tests {
                 let k = rand(&[b, nkv, t, hd]);
                 let v = rand(&[b, t, nkv, hd]);
                 let r = rand(&[b, t, nq * hd]);
-                for mask in [None, Some(&window)] {
-                    let what = format!("{dtype:?} {nq}/{nkv} heads, mask {}", mask.is_some());
+                for (mask, kind) in [
+                    (None, "none"),
+                    (Some(&window), "window"),
+                    (Some(&full), "causal"),
+                ] {
+                    let what = format!("{dtype:?} t {t}, {nq}/{nkv} heads, mask {kind}");
                     let run = |q: &Tensor, k: &Tensor, v: &Tensor, fused: bool| {
                         let v = v.transpose(1, 2)?;
                         if fused {

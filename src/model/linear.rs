@@ -178,11 +178,26 @@ impl CustomOp2 for InputGradMatmul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad_x = match grad.device() {
-            candle_core::Device::Cpu => grad.contiguous()?.apply_op2_no_bwd(w, &GradTimesWeight)?,
-            _ => grad.broadcast_matmul(w)?,
-        };
-        Ok((Some(grad_x), None))
+        Ok((Some(input_gradient(grad, w)?), None))
+    }
+}
+
+/// `grad · w`, the input gradient of [`InputGradMatmul`] for its output's gradient `grad`.
+fn input_gradient(grad: &Tensor, w: &Tensor) -> Result<Tensor> {
+    match grad.device() {
+        candle_core::Device::Cpu => grad.contiguous()?.apply_op2_no_bwd(w, &GradTimesWeight),
+        _ => grad.broadcast_matmul(w),
+    }
+}
+
+impl Linear {
+    /// The two products an attribution pass computes with this weight, and nothing else: the
+    /// forward `x · Wᵀ` for `x` (rows, in) and the input gradient's `g · W` for `g` (rows, out),
+    /// with the pass's kernels.
+    pub(super) fn pass_products(&self, x: &Tensor, g: &Tensor) -> Result<()> {
+        x.apply_op2_no_bwd(&self.weight, &InputGradMatmul)?;
+        input_gradient(g, &self.weight)?;
+        Ok(())
     }
 }
 

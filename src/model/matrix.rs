@@ -40,6 +40,15 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Rows `rows` of the matrix (its data from the first of them on; none past the end).
+    pub fn row_block(&self, rows: std::ops::Range<usize>) -> Self {
+        Self {
+            data: self.data.get(rows.start * self.rs..).unwrap_or_default(),
+            rows: rows.len(),
+            ..*self
+        }
+    }
+
     /// The transposed view.
     pub fn t(self) -> Self {
         Self {

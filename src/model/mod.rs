@@ -302,6 +302,35 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The weight products of one attribution pass of `rows` tokens, and nothing else: every
+    /// layer projection's forward product and its input gradient's product, in the order of
+    /// the pass and with its kernels, on constant inputs. Returns their floating-point
+    /// operations. `bench` sets a pass's time beside these products' own: the products stream
+    /// every weight from memory, which the 1024³ product that the matmul rate is measured on
+    /// does not.
+    pub fn weight_products(&self, rows: usize) -> candle_core::Result<f64> {
+        let mut inputs: Vec<Tensor> = Vec::new();
+        let mut input = |n: usize| -> candle_core::Result<Tensor> {
+            match inputs.iter().find(|x| x.dim(1).ok() == Some(n)) {
+                Some(x) => Ok(x.clone()),
+                None => {
+                    let x = Tensor::ones((rows, n), self.dtype(), self.device())?;
+                    inputs.push(x.clone());
+                    Ok(x)
+                }
+            }
+        };
+        let mut flops = 0.0;
+        for lin in self.net.projections() {
+            let (out, inp) = lin.weight().dims2()?;
+            lin.pass_products(&input(inp)?, &input(out)?)?;
+            flops += 4.0 * (rows * out * inp) as f64;
+        }
+        Ok(flops)
+    }
+}
+
 /// The result of [`Model::trace`].
 pub struct Traced {
     /// Logits (positions, vocab) at the requested positions, differentiable.

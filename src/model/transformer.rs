@@ -453,6 +453,15 @@ impl Transformer {
         self.dtype
     }
 
+    /// The projections of every layer in the order a pass reaches them: q, k, v, o, gate, up,
+    /// down.
+    pub(super) fn projections(&self) -> impl Iterator<Item = &Linear> {
+        self.layers.iter().flat_map(|b| {
+            let (a, m) = (&b.attn, &b.mlp);
+            [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+        })
+    }
+
     /// Turn every weight into a trainable variable, in place, and return the variables under
     /// their Hugging Face names (the names of [`ModelConfig::tensor_shapes`]). With tied
     /// embeddings the unembedding shares the embedding's variable.
