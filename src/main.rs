@@ -6,6 +6,7 @@ use clap::Parser as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    circuitdiff::runtime::run_on_huge_pages();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = cli::Cli::parse();
     circuitdiff::runtime::tune(args.threads);

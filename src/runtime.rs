@@ -39,6 +39,48 @@ pub fn tune(threads: Option<usize>) {
     }
 }
 
+/// The glibc tunable that has malloc back its heap with transparent huge pages.
+const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb";
+
+/// Run this program again, in place of this process (same pid, arguments and environment), with
+/// glibc's malloc backing its heap with transparent huge pages (`GLIBC_TUNABLES` gets
+/// `glibc.malloc.hugetlb=1`); returns at once where the tunable is set already, or when the
+/// program cannot be run again (this process then goes on as it is). Call it first thing in
+/// `main`: glibc reads its tunables only when a process starts.
+///
+/// An attribution pass reads every weight twice (forward and backward) and hundreds of
+/// megabytes of activations; on 4 KiB pages most of those reads miss the TLB, and the weight
+/// products spend more time copying the weights into gemm's panels than multiplying
+/// (BENCHMARKS.md: 1.3–1.5× faster scoring on 2 MiB pages). The kernel gives huge pages only to
+/// memory advised for them (`madvise`, the default setting of transparent huge pages), which the
+/// tunable makes glibc do for all the heap; glibc before 2.35 ignores it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn run_on_huge_pages() {
+    use std::os::unix::process::CommandExt as _;
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if tunables.contains(HUGE_PAGE_TUNABLE) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let tunables = match tunables.as_str() {
+        "" => format!("{HUGE_PAGE_TUNABLE}=1"),
+        t => format!("{t}:{HUGE_PAGE_TUNABLE}=1"),
+    };
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    // `exec` returns only when it fails.
+    let _failed = cmd.args(args).env("GLIBC_TUNABLES", tunables).exec();
+}
+
+/// Elsewhere the allocator is left as it is.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn run_on_huge_pages() {}
+
 /// The f32/f64 matrix kernel that candle's CPU matmul runs on this processor.
 ///
 /// The `gemm` crate is built with its `x86-v4` feature (see Cargo.toml) and chooses at run time:
@@ -106,6 +148,9 @@ pub struct CpuInfo {
     /// Logical cores this process may use.
     pub cores: usize,
     pub matmul_kernel: MatmulKernel,
+    /// Whether malloc's heap is on transparent huge pages: the tunable of
+    /// [`run_on_huge_pages`] set to 1, and the kernel's setting `always` or `madvise`.
+    pub heap_huge_pages: bool,
 }
 
 impl CpuInfo {
@@ -128,8 +173,21 @@ impl CpuInfo {
             id,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             matmul_kernel: MatmulKernel::detect(),
+            heap_huge_pages: heap_huge_pages(),
         }
     }
+}
+
+fn heap_huge_pages() -> bool {
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let advised = tunables
+        .split(':')
+        .any(|t| t == format!("{HUGE_PAGE_TUNABLE}=1"));
+    let kernel =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    cfg!(all(target_os = "linux", target_env = "gnu"))
+        && advised
+        && (kernel.contains("[always]") || kernel.contains("[madvise]"))
 }
 
 impl std::fmt::Display for CpuInfo {
@@ -143,6 +201,10 @@ impl std::fmt::Display for CpuInfo {
             ", {} cores, matmul kernel {}",
             self.cores,
             self.matmul_kernel.name()
-        )
+        )?;
+        if self.heap_huge_pages {
+            write!(f, ", heap on huge pages")?;
+        }
+        Ok(())
     }
 }

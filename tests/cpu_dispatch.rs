@@ -22,10 +22,13 @@ fn run(cpu: Option<&str>, args: &[&str]) -> String {
             c
         }
     };
-    // Two threads, so the emulated run goes through the parallel kernels as well.
+    // Two threads, so the emulated run goes through the parallel kernels as well. The huge-page
+    // tunable set, so that the binary does not run itself again (`runtime::run_on_huge_pages`):
+    // QEMU hands an exec to the host, which would run it natively.
     let out = cmd
         .args(args)
         .env("RAYON_NUM_THREADS", "2")
+        .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
         .output()
         .unwrap_or_else(|e| {
             panic!("run {cpu:?}: {e} (the fallback test needs qemu-user; .ci/setup installs it)")
@@ -117,4 +120,25 @@ fn fallback_kernels_are_taken_without_avx512_and_agree() {
             "{cpu}: scores differ by {worst} (max |S| {max})"
         );
     }
+}
+
+/// The binary runs itself again with glibc's heap on transparent huge pages
+/// (`runtime::run_on_huge_pages`), and says so wherever the kernel allows them.
+#[test]
+fn the_binary_puts_its_heap_on_huge_pages() {
+    let out = Command::new(BIN)
+        .args(["bench", "--cpu"])
+        .env_remove("GLIBC_TUNABLES")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let allowed = thp.contains("[always]") || thp.contains("[madvise]");
+    assert_eq!(info["heap_huge_pages"], allowed, "{info} with {thp:?}");
 }
