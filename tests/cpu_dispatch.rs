@@ -13,22 +13,27 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_circuitdiff");
 
 /// Run the binary, natively (`cpu` None) or under `qemu-x86_64 -cpu CPU`; returns stdout.
+/// Natively it runs with glibc's tunables unset, as a user would start it; under QEMU with the
+/// huge-page tunable set to 0, so that it does not run itself again
+/// (`runtime::run_on_huge_pages`): QEMU hands an exec to the host, which would run it natively.
 fn run(cpu: Option<&str>, args: &[&str]) -> String {
     let mut cmd = match cpu {
-        None => Command::new(BIN),
+        None => {
+            let mut c = Command::new(BIN);
+            c.env_remove("GLIBC_TUNABLES");
+            c
+        }
         Some(cpu) => {
             let mut c = Command::new("qemu-x86_64");
-            c.args(["-cpu", cpu, BIN]);
+            c.args(["-cpu", cpu, BIN])
+                .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0");
             c
         }
     };
-    // Two threads, so the emulated run goes through the parallel kernels as well. The huge-page
-    // tunable set, so that the binary does not run itself again (`runtime::run_on_huge_pages`):
-    // QEMU hands an exec to the host, which would run it natively.
+    // Two threads, so the emulated run goes through the parallel kernels as well.
     let out = cmd
         .args(args)
         .env("RAYON_NUM_THREADS", "2")
-        .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
         .output()
         .unwrap_or_else(|e| {
             panic!("run {cpu:?}: {e} (the fallback test needs qemu-user; .ci/setup installs it)")
@@ -126,17 +131,7 @@ fn fallback_kernels_are_taken_without_avx512_and_agree() {
 /// (`runtime::run_on_huge_pages`), and says so wherever the kernel allows them.
 #[test]
 fn the_binary_puts_its_heap_on_huge_pages() {
-    let out = Command::new(BIN)
-        .args(["bench", "--cpu"])
-        .env_remove("GLIBC_TUNABLES")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&run(None, &["bench", "--cpu"])).unwrap();
     let thp =
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     let allowed = thp.contains("[always]") || thp.contains("[madvise]");

@@ -108,6 +108,7 @@ struct Saved {
     q: CpuStorage,
     k: CpuStorage,
     p: CpuStorage,
+    visible: Visible,
 }
 
 /// Sizes of one call: batch, query heads, key/value heads, positions, head dimension.
@@ -232,19 +233,7 @@ impl Visible {
             (keys, first.unwrap_or(t))
         })
     }
-}
 
-/// One head's operands in the backward pass, each (t, hd) but the probabilities P (t, t): the
-/// rotated queries and keys, the values and the gradient dz of the head's output.
-struct HeadOperands<'a, T> {
-    p: MatRef<'a, T>,
-    query: MatRef<'a, T>,
-    key: MatRef<'a, T>,
-    value: MatRef<'a, T>,
-    dz: MatRef<'a, T>,
-}
-
-impl Visible {
     /// The gradients of one head, [dS·k, dSᵀ·q, Pᵀ·dz] (those of the rotated queries and keys,
     /// and of the values), each (t, hd), for dS = scale·P⊙(dP − ⟨P, dP⟩ per row), dP = dz·vᵀ.
     /// dS goes by blocks of rows, each up to its reach (past it P, and so dS, is 0); dk and dv
@@ -285,6 +274,16 @@ impl Visible {
         }
         Ok(())
     }
+}
+
+/// One head's operands in the backward pass, each (t, hd) but the probabilities P (t, t): the
+/// rotated queries and keys, the values and the gradient dz of the head's output.
+struct HeadOperands<'a, T> {
+    p: MatRef<'a, T>,
+    query: MatRef<'a, T>,
+    key: MatRef<'a, T>,
+    value: MatRef<'a, T>,
+    dz: MatRef<'a, T>,
 }
 
 /// Rotate the (t, hd) matrix `x` into `out` (row-major) by the rotary tables, halves
@@ -403,6 +402,7 @@ impl AttentionCore {
             q: T::to_cpu_storage_owned(qr),
             k: T::to_cpu_storage_owned(kr),
             p: T::to_cpu_storage_owned(p),
+            visible,
         };
         Ok((z, saved))
     }
@@ -434,8 +434,7 @@ impl AttentionCore {
             saved.p.as_slice::<T>()?,
         );
         let scale = T::from(self.scale).unwrap_or_else(T::one);
-        let mask = self.mask.as_ref().map(elements::<T>).transpose()?;
-        let visible = Visible::of(mask.as_deref(), t);
+        let visible = &saved.visible;
         // Per query head: dq, and its share of dk and dv.
         let mut dq = vec![T::zero(); b * nq * t * hd];
         let mut dk_part = vec![T::zero(); b * nq * t * hd];

@@ -300,9 +300,7 @@ impl Model {
             probes,
         })
     }
-}
 
-impl Model {
     /// The weight products of one attribution pass of `rows` tokens, and nothing else: every
     /// layer projection's forward product and its input gradient's product, in the order of
     /// the pass and with its kernels, on constant inputs. Returns their floating-point
