@@ -12,10 +12,12 @@
 //! dP = dz·vᵀ, dS = scale·P⊙(dP − ⟨P, dP⟩ per row), dq = rope⁻¹(dS·k), dk = rope⁻¹(dSᵀ·q),
 //! dv = Pᵀ·dz,
 //!
-//! with the key and value gradients summed over the query heads that share them. Heads run in
-//! parallel, each product on one thread. The products with the scores go by blocks of rows (and
-//! of keys), each reaching only the keys its rows see: under a causal mask that skips about half
-//! of them, and of the softmax. Elsewhere (GPUs, half precision, per-row rotary tables
+//! with the key and value gradients summed over the query heads that share them. The products
+//! with the scores go by blocks of rows (and of keys), each reaching only the keys its rows see:
+//! under a causal mask that skips about half of them, and of the softmax. Each block of each
+//! head is one task on the pool (each product on one thread), the costliest first; the key and
+//! value gradients go by blocks of keys of each key/value head, summed over its query heads
+//! within the task. Elsewhere (GPUs, half precision, per-row rotary tables
 //! of a padded batch, a key/value cache) the composite path runs, which `tests/model_parity.rs`
 //! and `tests/model_gradients.rs` also cover; the unit test below holds the two together.
 
@@ -233,47 +235,6 @@ impl Visible {
             (keys, first.unwrap_or(t))
         })
     }
-
-    /// The gradients of one head, [dS·k, dSᵀ·q, Pᵀ·dz] (those of the rotated queries and keys,
-    /// and of the values), each (t, hd), for dS = scale·P⊙(dP − ⟨P, dP⟩ per row), dP = dz·vᵀ.
-    /// dS goes by blocks of rows, each up to its reach (past it P, and so dS, is 0); dk and dv
-    /// by blocks of keys, each from the first row that sees the block on.
-    fn head_gradients<T: WithDType + Float>(
-        &self,
-        h: &HeadOperands<T>,
-        scale: T,
-        [dq, dk, dv]: [&mut [T]; 3],
-    ) -> Result<()> {
-        let (t, hd) = (h.p.rows, h.key.cols);
-        let mut ds = vec![T::zero(); t * t];
-        for (rows, seen) in self.rows() {
-            let (r0, keys) = (rows.start, 0..seen);
-            let dp = &mut ds[r0 * t..];
-            let dz = h.dz.row_block(rows.clone());
-            product_rows(dp, t, dz, h.value.row_block(keys.clone()).t(), false)?;
-            for r in rows.clone() {
-                let (p, g) = (&h.p.data[r * t..][..seen], &mut ds[r * t..][..seen]);
-                softmax_backward_row(p, g, scale);
-            }
-            let dsr = MatRef::rows(&ds[r0 * t..], rows.len(), t).columns(keys.clone());
-            let dq = &mut dq[r0 * hd..rows.end * hd];
-            product(dq, dsr, h.key.row_block(keys), false)?;
-        }
-        let ds = MatRef::rows(&ds, t, t);
-        for (keys, first) in self.keys() {
-            let (out, seen) = (keys.start * hd..keys.end * hd, first..t);
-            let pt = h.p.row_block(seen.clone()).columns(keys.clone()).t();
-            product(
-                &mut dv[out.clone()],
-                pt,
-                h.dz.row_block(seen.clone()),
-                false,
-            )?;
-            let dst = ds.row_block(seen.clone()).columns(keys).t();
-            product(&mut dk[out], dst, h.query.row_block(seen), false)?;
-        }
-        Ok(())
-    }
 }
 
 /// One head's operands in the backward pass, each (t, hd) but the probabilities P (t, t): the
@@ -284,6 +245,97 @@ struct HeadOperands<'a, T> {
     key: MatRef<'a, T>,
     value: MatRef<'a, T>,
     dz: MatRef<'a, T>,
+}
+
+/// One pool task: a block of rows (or of keys) of one head of the flattened (b·n) heads, the
+/// block's reach as [`Visible`] gives it, and the block's rows of each of `N` outputs.
+struct Task<'a, T, const N: usize> {
+    head: usize,
+    block: Range<usize>,
+    reach: usize,
+    out: [&'a mut [T]; N],
+}
+
+/// The tasks of every block of every one of `heads` heads: each takes its block's rows of every
+/// output (output i holds `t` rows of `widths[i]` elements per head, heads one after another).
+/// The costliest (by `cost` of a block and its reach) go first, so that the pool's threads end
+/// together.
+fn tasks<'a, T, const N: usize>(
+    blocks: &[(Range<usize>, usize)],
+    (heads, t): (usize, usize),
+    outputs: [&'a mut [T]; N],
+    widths: [usize; N],
+    cost: impl Fn(&Range<usize>, usize) -> usize,
+) -> Vec<Task<'a, T, N>> {
+    let mut parts: Vec<_> = outputs
+        .into_iter()
+        .zip(widths)
+        .map(|(o, w)| {
+            let w = w.max(1);
+            o.chunks_mut(t * w)
+                .flat_map(move |head| head.chunks_mut(BLOCK * w))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(heads * blocks.len());
+    for head in 0..heads {
+        for (block, reach) in blocks {
+            out.push(Task {
+                head,
+                block: block.clone(),
+                reach: *reach,
+                out: std::array::from_fn(|i| parts[i].next().unwrap_or_default()),
+            });
+        }
+    }
+    out.sort_by_key(|task| std::cmp::Reverse(cost(&task.block, task.reach)));
+    out
+}
+
+/// A block of rows of one head's gradients: dS = scale·P⊙(dP − ⟨P, dP⟩ per row) for
+/// dP = dz·vᵀ into `ds` (the block's rows of the head's (t, t) dS; past `seen` P, and so dS,
+/// is 0), and the queries' gradient rope⁻¹(dS·k) into `dq`; `cos` and `sin` from the block's
+/// first row on.
+fn row_gradients<T: WithDType + Float>(
+    h: &HeadOperands<T>,
+    (rows, seen): (Range<usize>, usize),
+    scale: T,
+    [ds, dq]: [&mut [T]; 2],
+    (cos, sin): (&[T], &[T]),
+) -> Result<()> {
+    let (n, t, hd) = (rows.len(), h.p.cols, h.key.cols);
+    let dz = h.dz.row_block(rows.clone());
+    product_rows(ds, t, dz, h.value.row_block(0..seen).t(), false)?;
+    for (r, g) in ds.chunks_exact_mut(t).enumerate() {
+        softmax_backward_row(&h.p.row(rows.start + r)[..seen], &mut g[..seen], scale);
+    }
+    let mut rotated = vec![T::zero(); n * hd];
+    let dsr = MatRef::rows(ds, n, t).columns(0..seen);
+    product(&mut rotated, dsr, h.key.row_block(0..seen), false)?;
+    rotate(dq, MatRef::rows(&rotated, n, hd), cos, sin, true);
+    Ok(())
+}
+
+/// A block of keys of one key/value head's gradients, summed over the query heads `group` that
+/// share it (each with its (t, t) dS), each read from the first row that sees the block (`first`) on: the values'
+/// Pᵀ·dz into `dv` and the keys' rope⁻¹(dSᵀ·q) into `dk`; `cos` and `sin` from the block's
+/// first key on.
+fn key_gradients<'a, T: WithDType + Float + 'a>(
+    group: impl Iterator<Item = (HeadOperands<'a, T>, MatRef<'a, T>)>,
+    (keys, first): (Range<usize>, usize),
+    [dk, dv]: [&mut [T]; 2],
+    (cos, sin): (&[T], &[T]),
+) -> Result<()> {
+    let (n, hd) = (keys.len(), dk.len() / keys.len().max(1));
+    let mut rotated = vec![T::zero(); n * hd];
+    for (i, (h, ds)) in group.enumerate() {
+        let seen = first..h.p.rows;
+        let pt = h.p.row_block(seen.clone()).columns(keys.clone()).t();
+        product(dv, pt, h.dz.row_block(seen.clone()), i > 0)?;
+        let dst = ds.row_block(seen.clone()).columns(keys.clone()).t();
+        product(&mut rotated, dst, h.query.row_block(seen), i > 0)?;
+    }
+    rotate(dk, MatRef::rows(&rotated, n, hd), cos, sin, true);
+    Ok(())
 }
 
 /// Rotate the (t, hd) matrix `x` into `out` (row-major) by the rotary tables, halves
@@ -302,9 +354,6 @@ fn rotate<T: Float>(out: &mut [T], x: MatRef<T>, cos: &[T], sin: &[T], inverse: 
     }
 }
 
-/// One head's index and its three outputs, one pool task of the forward or backward pass.
-type HeadOutputs<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a mut [T]));
-
 /// Heads (b, n, t, hd) merged into rows (b, t, n·hd): out[b, i, h·hd + j] = x[b, h, i, j].
 fn merge_heads<T: Copy + Send + Sync>(x: &[T], n: usize, t: usize, hd: usize) -> Vec<T> {
     let mut out = x.to_vec();
@@ -322,24 +371,36 @@ fn merge_heads<T: Copy + Send + Sync>(x: &[T], n: usize, t: usize, hd: usize) ->
     out
 }
 
-/// Sums of each `group` consecutive matrices of `len` elements of `parts`.
-fn sum_groups<T: WithDType>(parts: Vec<T>, group: usize, len: usize) -> Vec<T> {
-    if group == 1 {
-        return parts;
-    }
-    let mut out = vec![T::zero(); parts.len() / group];
-    let tasks = out.chunks_mut(len).zip(parts.chunks(group * len)).collect();
-    pool::for_each(tasks, |(out, parts): (&mut [T], &[T])| {
-        for part in parts.chunks_exact(len) {
-            out.iter_mut().zip(part).for_each(|(o, &p)| *o += p);
-        }
-    });
-    out
-}
-
 /// The contiguous f32 or f64 elements of a tensor on the CPU.
 fn elements<T: WithDType>(x: &Tensor) -> Result<Vec<T>> {
     x.flatten_all()?.to_vec1::<T>()
+}
+
+/// The rotary tables, each (t, hd/2), as rows of f32 or f64.
+struct Rotary<T> {
+    cos: Vec<T>,
+    sin: Vec<T>,
+    half: usize,
+}
+
+impl<T: WithDType> Rotary<T> {
+    fn of(op: &AttentionCore, hd: usize) -> Result<Self> {
+        let (cos, sin) = (elements(&op.cos)?, elements(&op.sin)?);
+        Ok(Self {
+            cos,
+            sin,
+            half: hd / 2,
+        })
+    }
+
+    /// The tables from position `row` on, as [`rotate`] reads them for a block from that row.
+    fn from(&self, row: usize) -> (&[T], &[T]) {
+        let at = row * self.half;
+        (
+            self.cos.get(at..).unwrap_or_default(),
+            self.sin.get(at..).unwrap_or_default(),
+        )
+    }
 }
 
 impl AttentionCore {
@@ -351,52 +412,59 @@ impl AttentionCore {
     ) -> Result<(Vec<T>, Saved)> {
         let d = Dims::of(lq.shape(), self.heads)?;
         let Dims { b, nq, nkv, t, hd } = d;
-        let (cos, sin) = (elements::<T>(&self.cos)?, elements::<T>(&self.sin)?);
+        let rotary = Rotary::<T>::of(self, hd)?;
         let mask = self.mask.as_ref().map(elements::<T>).transpose()?;
         let (q, k, v) = (
             Heads::<T>::new(sq, lq, nq)?,
             Heads::<T>::new(sk, lk, nkv)?,
             Heads::<T>::new(sv, lv, nkv)?,
         );
+        let visible = Visible::of(mask.as_deref(), t);
         let mut kr = vec![T::zero(); b * nkv * t * hd];
+        let all: Vec<_> = visible.blocks().map(|rows| (rows, t)).collect();
+        let rotations = tasks(&all, (b * nkv, t), [&mut kr], [hd], |_, _| 0);
         pool::for_each(
-            kr.chunks_mut(t * hd).enumerate().collect(),
-            |(i, out): (usize, &mut [T])| rotate(out, k.head(i, t, hd), &cos, &sin, false),
+            rotations,
+            |Task {
+                 head,
+                 block,
+                 out: [kr],
+                 ..
+             }| {
+                let (c, s) = rotary.from(block.start);
+                rotate(kr, k.head(head, t, hd).row_block(block), c, s, false);
+            },
         );
         let mut qr = vec![T::zero(); b * nq * t * hd];
+        // Keys past a block's reach keep probability 0 (the buffer starts zeroed).
         let mut p = vec![T::zero(); b * nq * t * t];
         let mut zh = vec![T::zero(); b * nq * t * hd];
         let scale = T::from(self.scale).unwrap_or_else(T::one);
-        let visible = Visible::of(mask.as_deref(), t);
-        let heads = qr
-            .chunks_mut(t * hd)
-            .zip(p.chunks_mut(t * t))
-            .zip(zh.chunks_mut(t * hd));
-        pool::try_map(
-            heads.enumerate().collect(),
-            |(i, ((qr, p), z)): HeadOutputs<T>| {
-                rotate(qr, q.head(i, t, hd), &cos, &sin, false);
-                let g = (i / nq) * nkv + d.kv_of(i % nq);
-                let query = MatRef::rows(qr, t, hd);
-                let key = MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd);
-                let value = v.head(g, t, hd);
-                // Keys past a block's reach keep probability 0 (the buffer starts zeroed).
-                for (rows, seen) in visible.rows() {
-                    let (r0, keys) = (rows.start, 0..seen);
-                    let scores = &mut p[r0 * t..];
-                    let query = query.row_block(rows.clone());
-                    product_rows(scores, t, query, key.row_block(keys.clone()).t(), false)?;
-                    for r in rows.clone() {
-                        let m = mask.as_ref().map(|m| &m[r * t..][..seen]);
-                        softmax_row(&mut p[r * t..][..seen], m, scale);
-                    }
-                    let probs = MatRef::rows(&p[r0 * t..], rows.len(), t).columns(keys.clone());
-                    let z = &mut z[r0 * hd..rows.end * hd];
-                    product(z, probs, value.row_block(keys), false)?;
-                }
-                Ok::<_, candle_core::Error>(())
-            },
-        )?;
+        let blocks: Vec<_> = visible.rows().collect();
+        let outputs = [&mut qr[..], &mut p[..], &mut zh[..]];
+        let work = tasks(&blocks, (b * nq, t), outputs, [hd, t, hd], |rows, seen| {
+            rows.len() * seen
+        });
+        pool::try_map(work, |task: Task<T, 3>| {
+            let Task {
+                head: i,
+                block: rows,
+                reach: seen,
+                out: [qr, p, z],
+            } = task;
+            let (r0, n) = (rows.start, rows.len());
+            let (c, s) = rotary.from(r0);
+            rotate(qr, q.head(i, t, hd).row_block(rows), c, s, false);
+            let g = (i / nq) * nkv + d.kv_of(i % nq);
+            let key = MatRef::rows(&kr[g * t * hd..][..seen * hd], seen, hd);
+            product_rows(p, t, MatRef::rows(qr, n, hd), key.t(), false)?;
+            for (r, row) in p.chunks_exact_mut(t).enumerate() {
+                let m = mask.as_ref().map(|m| &m[(r0 + r) * t..][..seen]);
+                softmax_row(&mut row[..seen], m, scale);
+            }
+            let probs = MatRef::rows(p, n, t).columns(0..seen);
+            product(z, probs, v.head(g, t, hd).row_block(0..seen), false)
+        })?;
         let z = merge_heads(&zh, nq, t, hd);
         let saved = Saved {
             q: T::to_cpu_storage_owned(qr),
@@ -408,7 +476,8 @@ impl AttentionCore {
     }
 
     /// The gradients of q, k and v (each contiguous, in the shape of its operand) from the
-    /// gradient `dz` of the merged output.
+    /// gradient `dz` of the merged output: dS and the queries' gradient by blocks of rows of
+    /// each query head, then the keys' and values' by blocks of keys of each key/value head.
     fn backward<T: WithDType + Float>(
         &self,
         [q, k, v]: [&Tensor; 3],
@@ -419,7 +488,7 @@ impl AttentionCore {
         })?;
         let d = Dims::of(q.shape(), self.heads)?;
         let Dims { b, nq, nkv, t, hd } = d;
-        let (cos, sin) = (elements::<T>(&self.cos)?, elements::<T>(&self.sin)?);
+        let rotary = Rotary::<T>::of(self, hd)?;
         let dz = dz.contiguous()?;
         let (dz_storage, dz_layout) = dz.storage_and_layout();
         let dz_all = storage_slice::<T>(&dz_storage, dz_layout)?;
@@ -428,56 +497,60 @@ impl AttentionCore {
             candle_core::bail!("attention core: CPU tensors only");
         };
         let v_heads = Heads::<T>::new(v_s, v_layout, nkv)?;
-        let (qr, kr, p) = (
-            saved.q.as_slice::<T>()?,
-            saved.k.as_slice::<T>()?,
-            saved.p.as_slice::<T>()?,
-        );
+        let [qr, kr, p] = [&saved.q, &saved.k, &saved.p].map(CpuStorage::as_slice::<T>);
+        let (qr, kr, p) = (qr?, kr?, p?);
         let scale = T::from(self.scale).unwrap_or_else(T::one);
-        let visible = &saved.visible;
-        // Per query head: dq, and its share of dk and dv.
-        let mut dq = vec![T::zero(); b * nq * t * hd];
-        let mut dk_part = vec![T::zero(); b * nq * t * hd];
-        let mut dv_part = vec![T::zero(); b * nq * t * hd];
-        let heads = dq
-            .chunks_mut(t * hd)
-            .zip(dk_part.chunks_mut(t * hd))
-            .zip(dv_part.chunks_mut(t * hd));
-        pool::try_map(
-            heads.enumerate().collect(),
-            |(i, ((dq, dk), dv)): HeadOutputs<T>| {
-                let (bi, h) = (i / nq, i % nq);
-                let g = bi * nkv + d.kv_of(h);
-                let dzh = MatRef {
+        let operands = |i: usize| {
+            let (bi, h) = (i / nq, i % nq);
+            let g = bi * nkv + d.kv_of(h);
+            HeadOperands {
+                p: MatRef::rows(&p[i * t * t..][..t * t], t, t),
+                query: MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
+                key: MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd),
+                value: v_heads.head(g, t, hd),
+                dz: MatRef {
                     data: dz_all.get((bi * t * nq + h) * hd..).unwrap_or_default(),
                     rows: t,
                     cols: hd,
                     rs: nq * hd,
                     cs: 1,
-                };
-                let head = HeadOperands {
-                    p: MatRef::rows(&p[i * t * t..][..t * t], t, t),
-                    query: MatRef::rows(&qr[i * t * hd..][..t * hd], t, hd),
-                    key: MatRef::rows(&kr[g * t * hd..][..t * hd], t, hd),
-                    value: v_heads.head(g, t, hd),
-                    dz: dzh,
-                };
-                let mut rotated = vec![T::zero(); t * hd];
-                let gradients = visible.head_gradients(&head, scale, [&mut rotated, dk, dv]);
-                gradients.map(|()| rotate(dq, MatRef::rows(&rotated, t, hd), &cos, &sin, true))
-            },
-        )?;
-        // The shares of the query heads of each key/value head summed; the keys' gradient
-        // then rotates back.
-        let dk_rotated = sum_groups(dk_part, nq / nkv, t * hd);
+                },
+            }
+        };
+        let mut ds = vec![T::zero(); b * nq * t * t];
+        let mut dq = vec![T::zero(); b * nq * t * hd];
+        let blocks: Vec<_> = saved.visible.rows().collect();
+        let outputs = [&mut ds[..], &mut dq[..]];
+        let work = tasks(&blocks, (b * nq, t), outputs, [t, hd], |rows, seen| {
+            rows.len() * seen
+        });
+        pool::try_map(work, |task: Task<T, 2>| {
+            let tables = rotary.from(task.block.start);
+            row_gradients(
+                &operands(task.head),
+                (task.block, task.reach),
+                scale,
+                task.out,
+                tables,
+            )
+        })?;
         let mut dk = vec![T::zero(); b * nkv * t * hd];
-        pool::for_each(
-            dk.chunks_mut(t * hd)
-                .zip(dk_rotated.chunks(t * hd))
-                .collect(),
-            |(dk, r): (&mut [T], &[T])| rotate(dk, MatRef::rows(r, t, hd), &cos, &sin, true),
-        );
-        let dv = sum_groups(dv_part, nq / nkv, t * hd);
+        let mut dv = vec![T::zero(); b * nkv * t * hd];
+        let blocks: Vec<_> = saved.visible.keys().collect();
+        let outputs = [&mut dk[..], &mut dv[..]];
+        let work = tasks(&blocks, (b * nkv, t), outputs, [hd, hd], |keys, first| {
+            keys.len() * (t - first)
+        });
+        let group = nq / nkv;
+        pool::try_map(work, |task: Task<T, 2>| {
+            let (bi, j) = (task.head / nkv, task.head % nkv);
+            let heads = (j * group..(j + 1) * group).map(|h| {
+                let i = bi * nq + h;
+                (operands(i), MatRef::rows(&ds[i * t * t..][..t * t], t, t))
+            });
+            let tables = rotary.from(task.block.start);
+            key_gradients(heads, (task.block, task.reach), task.out, tables)
+        })?;
         // Each gradient in its operand's shape: heads merged into rows for a (b, t, n·hd) one.
         let shaped = |g: Vec<T>, x: &Tensor, n: usize| {
             let g = if x.rank() == 3 {

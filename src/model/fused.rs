@@ -270,10 +270,52 @@ struct RmsNorm {
     eps: f64,
 }
 
+#[inline(always)]
 fn rms<T: Float>(x: &[T], eps: f64) -> T {
     let n = T::from(x.len()).unwrap_or_else(T::one);
-    let ss = x.iter().fold(T::zero(), |a, &v| a + v * v);
-    (ss / n + T::from(eps).unwrap_or_else(T::zero)).sqrt()
+    (dot(x, x) / n + T::from(eps).unwrap_or_else(T::zero)).sqrt()
+}
+
+/// Partial sums that [`dot`] and [`dot3`] keep: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// ⟨a, b⟩ in [`LANES`] interleaved partial sums, an order that the compiler turns into vector
+/// instructions (a single running sum it may not reorder, and leaves scalar). Inline it into
+/// code that `pulp` dispatches, so that it is compiled for the CPU's vector width.
+#[inline(always)]
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = (ca.remainder().iter().zip(cb.remainder())).fold(T::zero(), |s, (&a, &b)| s + a * b);
+    let mut acc = [T::zero(); LANES];
+    for (a, b) in ca.zip(cb) {
+        for ((acc, &a), &b) in acc.iter_mut().zip(a).zip(b) {
+            *acc = *acc + a * b;
+        }
+    }
+    acc.iter().fold(tail, |s, &a| s + a)
+}
+
+/// Σ a⊙b⊙c in the order of [`dot`].
+#[inline(always)]
+fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let tail = (ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .zip(cc.remainder()))
+    .fold(T::zero(), |s, ((&a, &b), &c)| s + a * b * c);
+    let mut acc = [T::zero(); LANES];
+    for ((a, b), c) in ca.zip(cb).zip(cc) {
+        for (((acc, &a), &b), &c) in acc.iter_mut().zip(a).zip(b).zip(c) {
+            *acc = *acc + a * b * c;
+        }
+    }
+    acc.iter().fold(tail, |s, &a| s + a)
 }
 
 fn rms_norm_rows<T: WithDType + Float>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
@@ -283,12 +325,17 @@ fn rms_norm_rows<T: WithDType + Float>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     pool::for_each(
         y.chunks_mut(task).zip(x.chunks(task)).collect(),
         |(y, x): (&mut [T], &[T])| {
-            for (y, x) in y.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                let m = rms(x, eps);
-                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-                    *y = x / m * w;
-                }
-            }
+            pulp::Arch::new().dispatch(
+                #[inline(always)]
+                || {
+                    for (y, x) in y.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                        let m = rms(x, eps);
+                        for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                            *y = x / m * w;
+                        }
+                    }
+                },
+            )
         },
     );
     y
@@ -341,18 +388,18 @@ fn rms_norm_backward_rows<T: WithDType + Float>(x: &[T], w: &[T], g: &[T], eps: 
         let rows = dx
             .chunks_exact_mut(n)
             .zip(x.chunks_exact(n).zip(g.chunks_exact(n)));
-        for (dx, (x, g)) in rows {
-            let r = rms(x, eps).recip();
-            let dot = x
-                .iter()
-                .zip(g)
-                .zip(w)
-                .fold(T::zero(), |a, ((&x, &g), &w)| a + g * w * x);
-            let c = r * r * r * dot / nt;
-            for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
-                *dx = r * g * w - x * c;
-            }
-        }
+        pulp::Arch::new().dispatch(
+            #[inline(always)]
+            || {
+                for (dx, (x, g)) in rows {
+                    let r = rms(x, eps).recip();
+                    let c = r * r * r * dot3(x, g, w) / nt;
+                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                        *dx = r * g * w - x * c;
+                    }
+                }
+            },
+        )
     });
     dx
 }
@@ -412,7 +459,8 @@ impl KernelExp for f32 {
         // vector code.
         const ROUND: f32 = 12_582_912.0;
         let x = self.clamp(LOW, HIGH);
-        let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+        let k = x * std::f32::consts::LOG2_E + ROUND;
+        let n = k - ROUND;
         // ln 2 in two parts, so that n·ln 2 is exact in the first.
         let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
         let p = 1.987_569_1e-4;
@@ -422,7 +470,10 @@ impl KernelExp for f32 {
         let p = p * r + 1.666_666_5e-1;
         let p = p * r + 0.5;
         let e = p * r * r + r + 1.0;
-        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        // k's low mantissa bits hold n (two's complement): biased and shifted into the
+        // exponent field in integer arithmetic, they give 2ⁿ. This vectorizes, where the cast
+        // `n as i32` (saturating, per lane) does not.
+        let scale = f32::from_bits(k.to_bits().wrapping_add(127) << 23);
         if self < LOW {
             0.0
         } else {
@@ -560,35 +611,59 @@ impl CustomOp3 for SwiGluBackward {
 
 /// softmax(scale·x + mask) of one row of scores `x`, in place, with the row's additive mask.
 pub(super) fn softmax_row<T: WithDType + KernelExp>(x: &mut [T], mask: Option<&[T]>, scale: T) {
-    match mask {
-        Some(m) => x.iter_mut().zip(m).for_each(|(x, &m)| *x = scale * *x + m),
-        None => x.iter_mut().for_each(|x| *x = scale * *x),
-    }
-    let max = x.iter().fold(T::neg_infinity(), |a, &v| Float::max(a, v));
     pulp::Arch::new().dispatch(
         #[inline(always)]
         || {
-            for x in x.iter_mut() {
+            match mask {
+                Some(m) => x.iter_mut().zip(m).for_each(|(x, &m)| *x = scale * *x + m),
+                None => x.iter_mut().for_each(|x| *x = scale * *x),
+            }
+            let mut lanes = [T::neg_infinity(); LANES];
+            let rows = x.chunks_exact(LANES);
+            let tail = rows
+                .remainder()
+                .iter()
+                .fold(T::neg_infinity(), |a, &v| Float::max(a, v));
+            for row in rows {
+                lanes
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(a, &v)| *a = Float::max(*a, v));
+            }
+            let max = lanes.iter().fold(tail, |a, &v| Float::max(a, v));
+            let mut lanes = [T::zero(); LANES];
+            let mut rows = x.chunks_exact_mut(LANES);
+            for row in &mut rows {
+                for (a, x) in lanes.iter_mut().zip(row) {
+                    *x = (*x - max).kernel_exp();
+                    *a += *x;
+                }
+            }
+            let mut sum = T::zero();
+            for x in rows.into_remainder() {
                 *x = (*x - max).kernel_exp();
+                sum += *x;
+            }
+            let sum = lanes.iter().fold(sum, |s, &a| s + a);
+            for x in x.iter_mut() {
+                *x /= sum;
             }
         },
     );
-    let sum = x.iter().fold(T::zero(), |a, &v| a + v);
-    for x in x.iter_mut() {
-        *x /= sum;
-    }
 }
 
 /// The gradient of the scores of one row of [`softmax_row`] from its probabilities `p` and
 /// the gradient `g` of them, in place of `g`: scale·p⊙(g − ⟨p, g⟩).
 pub(super) fn softmax_backward_row<T: Float>(p: &[T], g: &mut [T], scale: T) {
-    let dot = p
-        .iter()
-        .zip(g.iter())
-        .fold(T::zero(), |a, (&p, &g)| a + p * g);
-    for (g, &p) in g.iter_mut().zip(p) {
-        *g = scale * p * (*g - dot);
-    }
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            let dot = dot(p, g);
+            for (g, &p) in g.iter_mut().zip(p) {
+                *g = scale * p * (*g - dot);
+            }
+        },
+    );
 }
 
 #[cfg(test)]
@@ -604,12 +679,13 @@ mod tests {
     /// The CPU kernels and the device fallback (candle's fused kernels with the backward in
     /// candle ops) agree in value and gradient; the CPU kernels are checked against finite
     /// differences by `tests/model_gradients.rs`.
+    /// Rows of 37: two blocks of the kernels' partial sums and a remainder.
     #[test]
     fn cpu_kernels_equal_the_device_fallback() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
-        let r = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
-        let w = Tensor::randn(1f64, 0.3, 7, &dev).unwrap();
+        let x = Tensor::randn(0f64, 1.0, (2, 3, 5, 37), &dev).unwrap();
+        let r = Tensor::randn(0f64, 1.0, (2, 3, 5, 37), &dev).unwrap();
+        let w = Tensor::randn(1f64, 0.3, 37, &dev).unwrap();
         // candle's composite rms-norm takes its epsilon as an f32: one that f32 holds exactly
         // keeps the two paths equal to rounding (1e-5 would differ by 2.5e-13 inside the root,
         // up to 1e-12 relative on a row of small values).
@@ -621,7 +697,7 @@ mod tests {
         assert_close(&a.0, &b.0, "rms-norm value");
         assert_close(&a.1, &b.1, "rms-norm gradient");
         // The gated activation, differentiated with respect to the gate and to the up input.
-        let other = Tensor::randn(0f64, 1.0, (2, 3, 5, 7), &dev).unwrap();
+        let other = Tensor::randn(0f64, 1.0, (2, 3, 5, 37), &dev).unwrap();
         let x = (x * 4.0).unwrap();
         for x_is_gate in [true, false] {
             let gated = |x: &Tensor, fused: bool| {

@@ -362,18 +362,38 @@ unsafe fn gemm_block<T: WithDType>(
 
 /// `a · b` into a new row-major (a.rows, b.cols) matrix, the output not zero-filled first.
 pub(super) fn matmul<T: WithDType>(a: MatRef<T>, b: MatRef<T>) -> Result<Vec<T>> {
-    let len = a.rows * b.cols;
+    matmul_beside(a, &[b])
+}
+
+/// The products `a · b` of every `b` side by side, [a·b₀ | a·b₁ | …], in a new row-major matrix
+/// of a.rows rows, the output not zero-filled first.
+pub(super) fn matmul_beside<T: WithDType>(a: MatRef<T>, bs: &[MatRef<T>]) -> Result<Vec<T>> {
+    let width: usize = bs.iter().map(|b| b.cols).sum();
+    let len = a.rows * width;
     let mut out: Vec<T> = Vec::with_capacity(len);
-    if a.cols == 0 {
+    if a.cols == 0 || len == 0 {
         out.resize(len, T::zero());
         return Ok(out);
     }
-    // SAFETY: `out` has room for the a.rows·b.cols elements, which gemm writes without reading
-    // them (`read_dst` false), so they are initialised when the length is set.
-    unsafe {
-        gemm_raw(out.as_mut_ptr(), b.cols, a, b, false, pool::threads())?;
-        out.set_len(len);
+    let mut start = 0;
+    for b in bs {
+        // SAFETY: `out` has room for the a.rows rows of `width` elements; this product's
+        // columns start at `start` of each row and end at or before its `width`.
+        unsafe {
+            gemm_raw(
+                out.as_mut_ptr().add(start),
+                width,
+                a,
+                *b,
+                false,
+                pool::threads(),
+            )?
+        };
+        start += b.cols;
     }
+    // SAFETY: the products' columns tile every row, and gemm writes each element without
+    // reading it (`read_dst` false), so all `len` elements are initialised.
+    unsafe { out.set_len(len) };
     Ok(out)
 }
 

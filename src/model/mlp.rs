@@ -17,7 +17,7 @@
 use super::fused::{
     cpu_kernels, storage_slice, swiglu_backward_elements, swiglu_elements, KernelExp,
 };
-use super::linear::{matmul, product, product_rows, Linear};
+use super::linear::{matmul, matmul_beside, product, Linear};
 use super::matrix::MatRef;
 use candle_core::{
     CpuStorage, CustomOp1, DType, Layout, Result, Shape, StorageRef, Tensor, WithDType,
@@ -85,17 +85,8 @@ impl GatedMlp {
             storage_slice::<T>(&wd.0, wd.1)?,
         );
         let x = MatRef::rows(x, rows, hidden);
-        // Both products write into one allocation, zeroed by the allocator's fresh pages.
-        let mut gu = vec![T::zero(); rows * 2 * inter];
-        product_rows(
-            &mut gu,
-            2 * inter,
-            x,
-            MatRef::rows(wg, inter, hidden).t(),
-            false,
-        )?;
-        let up = gu.get_mut(inter..).unwrap_or_default();
-        product_rows(up, 2 * inter, x, MatRef::rows(wu, inter, hidden).t(), false)?;
+        let weights = [wg, wu].map(|w| MatRef::rows(w, inter, hidden).t());
+        let gu = matmul_beside(x, &weights)?;
         let (g, u) = halves(&gu, rows, inter);
         let a = swiglu_elements(g, u);
         let y = matmul(
