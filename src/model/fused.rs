@@ -119,6 +119,18 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     rms_norm_attached(x, w, eps)
 }
 
+/// [`rms_norm`] of `x + p` (`p` of `x`'s shape; a destination's copy of the residual stream
+/// plus its probe) as one op on the CPU, the sum formed row by row: one node of candle's graph
+/// where the sum and the norm were two, so that its backward pass keeps one gradient (a
+/// zero-filled tensor and a sum) fewer. Both `x` and `p` get the input's gradient.
+pub(crate) fn rms_norm_of_sum(x: &Tensor, p: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if cpu_kernels(x) && p.shape() == x.shape() && p.dtype() == x.dtype() {
+        let (x, p) = (x.contiguous()?, p.contiguous()?);
+        return x.apply_op3(&p, &w.contiguous()?, RmsNormOfSum { eps });
+    }
+    rms_norm(&(x + p)?, w, eps)
+}
+
 /// [`rms_norm`] on any device: candle's fused kernel forward, the backward in candle ops.
 #[expect(
     clippy::disallowed_methods,
@@ -318,27 +330,57 @@ fn dot3<T: Float>(a: &[T], b: &[T], c: &[T]) -> T {
     acc.iter().fold(tail, |s, &a| s + a)
 }
 
-fn rms_norm_rows<T: WithDType + Float>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
+/// The rows that a norm reads: those of `x`, or of the sum `x + p`, formed a row at a time.
+#[derive(Clone, Copy)]
+struct Summands<'a, T> {
+    x: &'a [T],
+    p: Option<&'a [T]>,
+}
+
+impl<'a, T: Float> Summands<'a, T> {
+    fn of(x: &'a [T], p: Option<&'a [T]>) -> Self {
+        Self { x, p }
+    }
+
+    /// Row `i` of `n` elements: x's own, or the sum written into `scratch` (n elements).
+    #[inline(always)]
+    fn row<'s>(&self, i: usize, n: usize, scratch: &'s mut [T]) -> &'s [T]
+    where
+        'a: 's,
+    {
+        let x = &self.x[i * n..][..n];
+        let Some(p) = self.p else {
+            return x;
+        };
+        let sums = scratch.iter_mut().zip(x).zip(&p[i * n..][..n]);
+        sums.for_each(|((s, &x), &p)| *s = x + p);
+        scratch
+    }
+
+    /// A row's scratch space: none where there is nothing to add.
+    fn scratch(&self, n: usize) -> Vec<T> {
+        vec![T::zero(); if self.p.is_some() { n } else { 0 }]
+    }
+}
+
+fn rms_norm_rows<T: WithDType + Float>(x: Summands<T>, w: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
-    let mut y = vec![T::zero(); x.len()];
-    let task = rows_per_task(n) * n;
-    pool::for_each(
-        y.chunks_mut(task).zip(x.chunks(task)).collect(),
-        |(y, x): (&mut [T], &[T])| {
-            pulp::Arch::new().dispatch(
-                #[inline(always)]
-                || {
-                    for (y, x) in y.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                        let m = rms(x, eps);
-                        for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-                            *y = x / m * w;
-                        }
+    let per_task = rows_per_task(n);
+    pool::filled(x.x.len(), per_task * n.max(1), |i, [y]| {
+        let mut scratch = x.scratch(n);
+        pulp::Arch::new().dispatch(
+            #[inline(always)]
+            || {
+                for (r, y) in y.chunks_exact_mut(n).enumerate() {
+                    let x = x.row(i * per_task + r, n, &mut scratch);
+                    let m = rms(x, eps);
+                    for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                        *y = x / m * w;
                     }
-                },
-            )
-        },
-    );
-    y
+                }
+            },
+        )
+    })
 }
 
 impl CustomOp2 for RmsNorm {
@@ -353,10 +395,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = by_float!(s1, "rms-norm-cpu", |T| {
-            rms_norm_rows(slice::<T>(s1, l1)?, slice(s2, l2)?, self.eps)
-        });
-        Ok((y, l1.shape().clone()))
+        norm_storage(self.eps, (s1, l1), None, (s2, l2))
     }
 
     fn bwd(
@@ -366,47 +405,68 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = RmsNormBackward { eps: self.eps };
-        let gx = x.detach().apply_op3_no_bwd(w, &g.contiguous()?, &op)?;
-        Ok((Some(gx), None))
+        Ok((Some(norm_gradient(self.eps, x, None, w, g)?), None))
     }
 }
 
-/// ∂L/∂x of [`RmsNorm`] from (x, w, g), one pass per row: with m the row's rms and n its length,
-/// ∂L/∂x = (g⊙w)/m − x·⟨g⊙w, x⟩/(n·m³).
-struct RmsNormBackward {
+/// The forward pass of [`RmsNorm`] or [`RmsNormOfSum`] on storages: the norm of `x`, or of
+/// `x + p`, by the weight `w`.
+fn norm_storage(
+    eps: f64,
+    (sx, lx): (&CpuStorage, &Layout),
+    p: Option<(&CpuStorage, &Layout)>,
+    (sw, lw): (&CpuStorage, &Layout),
+) -> Result<(CpuStorage, Shape)> {
+    let y = by_float!(sx, "rms-norm-cpu", |T| {
+        let p = p.map(|(s, l)| slice::<T>(s, l)).transpose()?;
+        rms_norm_rows(Summands::of(slice(sx, lx)?, p), slice(sw, lw)?, eps)
+    });
+    Ok((y, lx.shape().clone()))
+}
+
+/// The input gradient of [`RmsNorm`] or [`RmsNormOfSum`] (contiguous operands on the CPU)
+/// from the output's gradient `g`, by [`rms_norm_backward_rows`].
+fn norm_gradient(
+    eps: f64,
+    x: &Tensor,
+    p: Option<&Tensor>,
+    w: &Tensor,
+    g: &Tensor,
+) -> Result<Tensor> {
+    fn rows<T: WithDType + Float>(
+        eps: f64,
+        [x, p, w, g]: [Option<(candle_core::StorageRef<'_>, &Layout)>; 4],
+    ) -> Result<Vec<T>> {
+        fn read<'a, T: WithDType>(
+            o: &'a Option<(candle_core::StorageRef<'_>, &Layout)>,
+        ) -> Result<Option<&'a [T]>> {
+            o.as_ref()
+                .map(|(s, l)| storage_slice::<T>(s, l))
+                .transpose()
+        }
+        let (Some(x), p, Some(w), Some(g)) = (read(&x)?, read(&p)?, read(&w)?, read(&g)?) else {
+            candle_core::bail!("rms-norm backward: an operand is missing");
+        };
+        Ok(rms_norm_backward_rows(Summands::of(x, p), w, g, eps))
+    }
+    let g = g.contiguous()?;
+    let guards = [Some(x), p, Some(w), Some(&g)].map(|t| t.map(Tensor::storage_and_layout));
+    match x.dtype() {
+        DType::F32 => Tensor::from_vec(rows::<f32>(eps, guards)?, x.shape(), x.device()),
+        DType::F64 => Tensor::from_vec(rows::<f64>(eps, guards)?, x.shape(), x.device()),
+        d => candle_core::bail!("rms-norm backward: f32 or f64 only, not {d:?}"),
+    }
+}
+
+/// [`RmsNorm`] of the sum of its first two operands (contiguous, of one shape), the weight
+/// third; backward by [`RmsNormBackward`], the same gradient for both summands.
+struct RmsNormOfSum {
     eps: f64,
 }
 
-fn rms_norm_backward_rows<T: WithDType + Float>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
-    let n = w.len();
-    let nt = T::from(n).unwrap_or_else(T::one);
-    let mut dx = vec![T::zero(); x.len()];
-    let task = rows_per_task(n) * n;
-    let tasks = dx.chunks_mut(task).zip(x.chunks(task).zip(g.chunks(task)));
-    pool::for_each(tasks.collect(), |(dx, (x, g)): (&mut [T], (&[T], &[T]))| {
-        let rows = dx
-            .chunks_exact_mut(n)
-            .zip(x.chunks_exact(n).zip(g.chunks_exact(n)));
-        pulp::Arch::new().dispatch(
-            #[inline(always)]
-            || {
-                for (dx, (x, g)) in rows {
-                    let r = rms(x, eps).recip();
-                    let c = r * r * r * dot3(x, g, w) / nt;
-                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
-                        *dx = r * g * w - x * c;
-                    }
-                }
-            },
-        )
-    });
-    dx
-}
-
-impl CustomOp3 for RmsNormBackward {
+impl CustomOp3 for RmsNormOfSum {
     fn name(&self) -> &'static str {
-        "rms-norm-backward-cpu"
+        "rms-norm-of-sum-cpu"
     }
 
     fn cpu_fwd(
@@ -418,16 +478,52 @@ impl CustomOp3 for RmsNormBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dx = by_float!(s1, "rms-norm-backward-cpu", |T| {
-            rms_norm_backward_rows(
-                slice::<T>(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-                self.eps,
-            )
-        });
-        Ok((dx, l1.shape().clone()))
+        norm_storage(self.eps, (s1, l1), Some((s2, l2)), (s3, l3))
     }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gx = norm_gradient(self.eps, x, Some(p), w, g)?;
+        Ok((Some(gx.clone()), Some(gx), None))
+    }
+}
+
+/// ∂L/∂x of [`RmsNorm`] from (x, w, g), one pass per row: with m the row's rms and n its length,
+/// ∂L/∂x = (g⊙w)/m − x·⟨g⊙w, x⟩/(n·m³); x is the sum of its summands for [`RmsNormOfSum`].
+fn rms_norm_backward_rows<T: WithDType + Float>(
+    x: Summands<T>,
+    w: &[T],
+    g: &[T],
+    eps: f64,
+) -> Vec<T> {
+    let n = w.len();
+    let nt = T::from(n).unwrap_or_else(T::one);
+    let per_task = rows_per_task(n);
+    let task = per_task * n.max(1);
+    pool::filled(x.x.len(), task, |i, [dx]| {
+        let g = &g[i * task..][..dx.len()];
+        let mut scratch = x.scratch(n);
+        let rows = dx.chunks_exact_mut(n).zip(g.chunks_exact(n)).enumerate();
+        pulp::Arch::new().dispatch(
+            #[inline(always)]
+            || {
+                for (r, (dx, g)) in rows {
+                    let x = x.row(i * per_task + r, n, &mut scratch);
+                    let r = rms(x, eps).recip();
+                    let c = r * r * r * dot3(x, g, w) / nt;
+                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                        *dx = r * g * w - x * c;
+                    }
+                }
+            },
+        )
+    })
 }
 
 /// silu(g)⊙u elementwise, one pass; backward by [`SwiGluBackward`].
@@ -491,10 +587,8 @@ fn sigmoid<T: KernelExp>(g: T) -> T {
 /// two halves of one matrix's rows), as a contiguous (rows, cols) matrix.
 pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: MatRef<T>, u: MatRef<T>) -> Vec<T> {
     let cols = g.cols;
-    let mut y = vec![T::zero(); g.rows * cols];
     let per_task = rows_per_task(cols);
-    let tasks = y.chunks_mut(per_task * cols.max(1)).enumerate().collect();
-    pool::for_each(tasks, |(i, y): (usize, &mut [T])| {
+    pool::filled(g.rows * cols, per_task * cols.max(1), |i, [y]| {
         for (r, y) in y.chunks_exact_mut(cols).enumerate() {
             let (g, u) = (g.row(i * per_task + r), u.row(i * per_task + r));
             pulp::Arch::new().dispatch(
@@ -506,8 +600,7 @@ pub(super) fn swiglu_elements<T: WithDType + KernelExp>(g: MatRef<T>, u: MatRef<
                 },
             )
         }
-    });
-    y
+    })
 }
 
 impl CustomOp2 for SwiGlu {
@@ -552,17 +645,10 @@ pub(super) fn swiglu_backward_elements<T: WithDType + KernelExp>(
     dy: &[T],
 ) -> Vec<T> {
     let (n, cols) = (g.rows * g.cols, g.cols);
-    let mut out = vec![T::zero(); 2 * n];
-    let (dg, du) = out.split_at_mut(n);
     let per_task = rows_per_task(cols);
     let task = per_task * cols.max(1);
-    let tasks = dg
-        .chunks_mut(task)
-        .zip(du.chunks_mut(task))
-        .zip(dy.chunks(task))
-        .enumerate();
-    type Task<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a [T]));
-    pool::for_each(tasks.collect(), |(i, ((dg, du), dy)): Task<T>| {
+    pool::filled(n, task, |i, [dg, du]| {
+        let dy = &dy[i * task..][..dg.len()];
         let rows = dg
             .chunks_exact_mut(cols)
             .zip(du.chunks_exact_mut(cols))
@@ -582,8 +668,7 @@ pub(super) fn swiglu_backward_elements<T: WithDType + KernelExp>(
                 },
             )
         }
-    });
-    out
+    })
 }
 
 impl CustomOp3 for SwiGluBackward {
@@ -679,7 +764,8 @@ mod tests {
     /// The CPU kernels and the device fallback (candle's fused kernels with the backward in
     /// candle ops) agree in value and gradient; the CPU kernels are checked against finite
     /// differences by `tests/model_gradients.rs`.
-    /// Rows of 37: two blocks of the kernels' partial sums and a remainder.
+    /// Rows of 37: two blocks of the kernels' partial sums and a remainder. The norm of a sum
+    /// against the norm of the sum formed first.
     #[test]
     fn cpu_kernels_equal_the_device_fallback() {
         let dev = Device::Cpu;
@@ -696,6 +782,24 @@ mod tests {
         );
         assert_close(&a.0, &b.0, "rms-norm value");
         assert_close(&a.1, &b.1, "rms-norm gradient");
+        // The norm of a sum, differentiated with respect to each summand.
+        let p = Tensor::randn(0f64, 0.5, (2, 3, 5, 37), &dev).unwrap();
+        for x_first in [true, false] {
+            let of_sum = |y: &Tensor, fused: bool| {
+                let (a, b) = if x_first { (y, &p) } else { (&p, y) };
+                if fused {
+                    rms_norm_of_sum(a, b, &w, EPS)
+                } else {
+                    rms_norm_attached(&(a + b)?, &w, EPS)
+                }
+            };
+            let (a, b) = (
+                value_and_grad(&x, &r, |x| of_sum(x, true)),
+                value_and_grad(&x, &r, |x| of_sum(x, false)),
+            );
+            assert_close(&a.0, &b.0, "rms-norm of a sum: value");
+            assert_close(&a.1, &b.1, "rms-norm of a sum: gradient");
+        }
         // The gated activation, differentiated with respect to the gate and to the up input.
         let other = Tensor::randn(0f64, 1.0, (2, 3, 5, 37), &dev).unwrap();
         let x = (x * 4.0).unwrap();

@@ -14,6 +14,7 @@
 //! pool they are running on.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 thread_local! {
@@ -47,6 +48,50 @@ pub(crate) fn for_each<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync) {
             f(item);
         }
     });
+}
+
+/// A new vector of `N` parts of `len` elements each, written by `f` on the pool: task `i` gets
+/// chunk `i` (elements `i·chunk..`, the last chunk shorter) of every part, zero-filled by the
+/// task itself just before. The allocator would zero-fill the whole vector on the calling
+/// thread while the pool's others wait; here each thread fills what it writes next, in cache.
+pub(crate) fn filled<T, const N: usize>(
+    len: usize,
+    chunk: usize,
+    f: impl Fn(usize, [&mut [T]; N]) + Sync,
+) -> Vec<T>
+where
+    T: num_traits::Zero + Copy + Send + Sync,
+{
+    let mut out: Vec<T> = Vec::with_capacity(N * len);
+    let spare = out
+        .spare_capacity_mut()
+        .get_mut(..N * len)
+        .unwrap_or_default();
+    let mut parts = spare
+        .chunks_mut(len.max(1))
+        .map(|p| p.chunks_mut(chunk.max(1)));
+    let mut parts: [_; N] = std::array::from_fn(|_| parts.next());
+    let tasks: Vec<_> = (0..len.div_ceil(chunk.max(1)))
+        .map(|i| {
+            let chunks = parts
+                .each_mut()
+                .map(|p| p.as_mut().and_then(Iterator::next));
+            (i, chunks.map(Option::unwrap_or_default))
+        })
+        .collect();
+    for_each(tasks, |(i, chunks): (usize, [&mut [MaybeUninit<T>]; N])| {
+        let chunks = chunks.map(|c| {
+            c.fill(MaybeUninit::new(T::zero()));
+            // SAFETY: every element of `c` was written on the line above, and MaybeUninit<T>
+            // has T's layout.
+            unsafe { &mut *(std::ptr::from_mut(c) as *mut [T]) }
+        });
+        f(i, chunks);
+    });
+    // SAFETY: the tasks' chunks tile the N·len elements and every task ran (for_each runs each
+    // item once, or the panic of one unwinds past this line), zero-filling its chunks.
+    unsafe { out.set_len(N * len) };
+    out
 }
 
 /// Marks this thread as running pool work until dropped (also when the work panics), and

@@ -42,6 +42,14 @@ impl Kernels {
         }
     }
 
+    /// [`Kernels::rms_norm`] of `x + p` (`p` of `x`'s shape).
+    fn rms_norm_of_sum(self, x: &Tensor, p: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        match self {
+            Self::FusedGrad if !w.track_op() => super::fused::rms_norm_of_sum(x, p, w, eps),
+            _ => self.rms_norm(&(x + p)?, w, eps),
+        }
+    }
+
     /// The gated activation silu(gate)⊙up of an MLP.
     fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         match self {
@@ -178,7 +186,7 @@ pub(crate) struct Pass<'a> {
     pub masks: Option<&'a EdgeMasks>,
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
     /// Record a source activation.
     fn collect(&mut self, node: Node, x: &Tensor, layers: usize) {
         if let Some(s) = self.sources.as_deref_mut() {
@@ -187,20 +195,45 @@ impl Pass<'_> {
         }
     }
 
-    /// The residual copy that destination `dest` reads instead of `h`: `h` plus its probe, or
-    /// its masked sum of sources; `None` when it reads `h` itself.
-    fn copy(&self, dest: Destination, h: &Tensor) -> Result<Option<Tensor>> {
+    /// What destination `dest` reads, given the residual stream `h` that reaches it.
+    fn input(&self, dest: Destination, h: &Tensor) -> Result<Input<'a>> {
         if let Some(p) = self.probes {
-            let probe = p.get(dest);
-            return Ok(Some(if probe.rank() == 4 {
-                h.unsqueeze(1)?.broadcast_add(probe)?
-            } else {
-                (h + probe)?
-            }));
+            return Ok(Input::Probed(p.get(dest)));
         }
-        match (self.masks, self.sources.as_deref()) {
-            (Some(m), Some(sources)) => m.input(dest, h, sources),
-            _ => Ok(None),
+        Ok(match (self.masks, self.sources.as_deref()) {
+            (Some(m), Some(sources)) => {
+                m.input(dest, h, sources)?.map_or(Input::Stream, Input::Own)
+            }
+            _ => Input::Stream,
+        })
+    }
+}
+
+/// What a destination reads: the residual stream itself, the stream plus the destination's
+/// probe (of the stream's shape, or one copy per head), or a tensor of its own (its masked sum
+/// of sources).
+enum Input<'a> {
+    Stream,
+    Probed(&'a Tensor),
+    Own(Tensor),
+}
+
+impl Input<'_> {
+    /// The tensor read, given the residual stream `h`.
+    fn tensor(self, h: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Stream => Ok(h.clone()),
+            Self::Probed(p) if p.rank() == 4 => h.unsqueeze(1)?.broadcast_add(p),
+            Self::Probed(p) => h + p,
+            Self::Own(x) => Ok(x),
+        }
+    }
+
+    /// The tensor read, normed by `w`; a probe of the stream's shape is added inside the norm.
+    fn normed(self, h: &Tensor, w: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
+        match self {
+            Self::Probed(p) if p.rank() == h.rank() => k.rms_norm_of_sum(h, p, w, eps),
+            input => k.rms_norm(&input.tensor(h)?, w, eps),
         }
     }
 }
@@ -248,22 +281,22 @@ impl PassTables {
 }
 
 impl Attention {
-    /// The normed inputs of the q, k and v paths: each path reads its own residual copy when
-    /// one is given (`h` plus a probe, or a masked sum of sources; (b, t, d), or one copy per
-    /// head (b, n, t, d)), and `h` itself otherwise.
+    /// The normed inputs of the q, k and v paths, each from what its path reads (`h` itself,
+    /// `h` plus a probe, or a masked sum of sources; (b, t, d), or one copy per head
+    /// (b, n, t, d)).
     fn inputs(
         &self,
         h: &Tensor,
-        copies: [Option<Tensor>; 3],
+        reads: [Input; 3],
         k: Kernels,
         cfg: &ModelConfig,
     ) -> Result<[Tensor; 3]> {
         let eps = cfg.rms_norm_eps;
-        if copies.iter().all(Option::is_none) {
+        if reads.iter().all(|r| matches!(r, Input::Stream)) {
             let x = k.rms_norm(h, &self.norm, eps)?;
             return Ok([x.clone(), x.clone(), x]);
         }
-        let [q, key, v] = copies.map(|c| k.rms_norm(c.as_ref().unwrap_or(h), &self.norm, eps));
+        let [q, key, v] = reads.map(|r| r.normed(h, &self.norm, k, eps));
         Ok([q?, key?, v?])
     }
 
@@ -354,9 +387,9 @@ impl Attention {
 }
 
 impl Mlp {
-    /// The block output (b, t, d) for the residual copy `x` it reads.
-    fn forward(&self, x: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
-        let x = k.rms_norm(x, &self.norm, eps)?;
+    /// The block output (b, t, d) for what it reads, `input`, from the residual stream `h`.
+    fn forward(&self, h: &Tensor, input: Input, k: Kernels, eps: f64) -> Result<Tensor> {
+        let x = input.normed(h, &self.norm, k, eps)?;
         if k == Kernels::FusedGrad {
             if let Some(y) = super::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
                 return Ok(y);
@@ -648,20 +681,15 @@ impl Transformer {
             if !(from_mlp && layer == start) {
                 self.attention(block, layer, &mut h, &tables, &mut pass)?;
             }
-            let x = pass.copy(Destination::Mlp { layer }, &h)?;
-            let m = block
-                .mlp
-                .forward(x.as_ref().unwrap_or(&h), k, cfg.rms_norm_eps)?;
+            let input = pass.input(Destination::Mlp { layer }, &h)?;
+            let m = block.mlp.forward(&h, input, k, cfg.rms_norm_eps)?;
             h = (h + &m)?;
             pass.collect(Node::Mlp { layer }, &m, cfg.num_layers);
         }
         if let Some(c) = pass.cache.as_deref_mut() {
             c.len = pos0 + h.dim(1)?;
         }
-        Ok(match pass.copy(Destination::Logits, &h)? {
-            Some(x) => x,
-            None => h,
-        })
+        pass.input(Destination::Logits, &h)?.tensor(&h)
     }
 
     /// Layer `layer`'s attention block on the residual stream `h`, added to it in place.
@@ -675,8 +703,8 @@ impl Transformer {
     ) -> Result<()> {
         let cfg = &self.cfg;
         let k = pass.kernels;
-        let copies = Port::ALL.map(|port| {
-            pass.copy(
+        let reads = Port::ALL.map(|port| {
+            pass.input(
                 Destination::Attention {
                     layer,
                     head: None,
@@ -685,7 +713,7 @@ impl Transformer {
                 h,
             )
         });
-        let [q, key, v] = copies;
+        let [q, key, v] = reads;
         let inputs = block.attn.inputs(h, [q?, key?, v?], k, cfg)?;
         let cache = pass.cache.as_deref_mut().map(|c| &mut c.layers[layer]);
         let (a, z) = block.attn.forward(inputs, tables, cache, k, cfg)?;
