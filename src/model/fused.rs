@@ -277,7 +277,7 @@ pub(super) fn storage_slice<'a, T: WithDType>(s: &'a Storage, l: &Layout) -> Res
 }
 
 /// `x / sqrt(mean(x²) + eps) · w` over the last dimension, as candle's fused kernel computes it,
-/// in the input's precision; backward by [`RmsNormBackward`].
+/// in the input's precision; backward by [`norm_gradient`].
 struct RmsNorm {
     eps: f64,
 }
@@ -433,33 +433,38 @@ fn norm_gradient(
     w: &Tensor,
     g: &Tensor,
 ) -> Result<Tensor> {
+    /// The storage guard of a tensor and its layout.
+    type Guard<'a> = (candle_core::StorageRef<'a>, &'a Layout);
     fn rows<T: WithDType + Float>(
         eps: f64,
-        [x, p, w, g]: [Option<(candle_core::StorageRef<'_>, &Layout)>; 4],
+        [x, w, g]: &[Guard<'_>; 3],
+        p: Option<&Guard<'_>>,
     ) -> Result<Vec<T>> {
-        fn read<'a, T: WithDType>(
-            o: &'a Option<(candle_core::StorageRef<'_>, &Layout)>,
-        ) -> Result<Option<&'a [T]>> {
-            o.as_ref()
-                .map(|(s, l)| storage_slice::<T>(s, l))
-                .transpose()
-        }
-        let (Some(x), p, Some(w), Some(g)) = (read(&x)?, read(&p)?, read(&w)?, read(&g)?) else {
-            candle_core::bail!("rms-norm backward: an operand is missing");
-        };
-        Ok(rms_norm_backward_rows(Summands::of(x, p), w, g, eps))
+        let p = p.map(|(s, l)| storage_slice::<T>(s, l)).transpose()?;
+        let x = Summands::of(storage_slice(&x.0, x.1)?, p);
+        let (w, g) = (storage_slice(&w.0, w.1)?, storage_slice(&g.0, g.1)?);
+        Ok(rms_norm_backward_rows(x, w, g, eps))
     }
     let g = g.contiguous()?;
-    let guards = [Some(x), p, Some(w), Some(&g)].map(|t| t.map(Tensor::storage_and_layout));
+    let guards = [x, w, &g].map(Tensor::storage_and_layout);
+    let p = p.map(Tensor::storage_and_layout);
     match x.dtype() {
-        DType::F32 => Tensor::from_vec(rows::<f32>(eps, guards)?, x.shape(), x.device()),
-        DType::F64 => Tensor::from_vec(rows::<f64>(eps, guards)?, x.shape(), x.device()),
+        DType::F32 => Tensor::from_vec(
+            rows::<f32>(eps, &guards, p.as_ref())?,
+            x.shape(),
+            x.device(),
+        ),
+        DType::F64 => Tensor::from_vec(
+            rows::<f64>(eps, &guards, p.as_ref())?,
+            x.shape(),
+            x.device(),
+        ),
         d => candle_core::bail!("rms-norm backward: f32 or f64 only, not {d:?}"),
     }
 }
 
 /// [`RmsNorm`] of the sum of its first two operands (contiguous, of one shape), the weight
-/// third; backward by [`RmsNormBackward`], the same gradient for both summands.
+/// third; backward by [`norm_gradient`], the same gradient for both summands.
 struct RmsNormOfSum {
     eps: f64,
 }
