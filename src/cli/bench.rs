@@ -66,15 +66,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time<T>(repeat: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<f64> {
+fn time<T>(repeat: usize, f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<f64> {
+    Ok(time_beside(repeat, f, || Ok(0.0))?.0)
+}
+
+/// The median time of `f` over `repeat` runs after a warm-up, as [`time`], and the median of
+/// what `between` measures after each timed run (outside its time).
+fn time_beside<T>(
+    repeat: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+    mut between: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<(f64, f64)> {
     f()?;
     let mut times = Vec::with_capacity(repeat);
+    let mut others = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
         f()?;
         times.push(t.elapsed().as_secs_f64());
+        others.push(between()?);
     }
-    Ok(median(times))
+    Ok((median(times), median(others)))
 }
 
 /// Peak resident set size of this process in bytes (Linux), or 0.
@@ -144,13 +156,27 @@ fn score_flops(cfg: &ModelConfig, graph: &Graph, t: usize, k: usize) -> f64 {
     (linear + attention + head) + (linear + 2.0 * attention + head) + product
 }
 
-/// Matmul rate (FLOP/s) of a 1024³ product on the model's device and dtype (on the CPU: at the
-/// current thread count).
-fn matmul_rate(dev: &candle_core::Device, dtype: candle_core::DType) -> anyhow::Result<f64> {
-    let a = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), dev)?.to_dtype(dtype)?;
-    let b = candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), dev)?.to_dtype(dtype)?;
-    let secs = time(10, || Ok(a.matmul(&b)?))?;
-    Ok(2.0 * 1024f64.powi(3) / secs)
+/// The operands of a 1024³ product on the model's device and dtype, whose rate the scoring pass
+/// is set beside.
+struct MatmulRate {
+    a: candle_core::Tensor,
+    b: candle_core::Tensor,
+}
+
+impl MatmulRate {
+    fn new(dev: &candle_core::Device, dtype: candle_core::DType) -> anyhow::Result<Self> {
+        let operand = || candle_core::Tensor::randn(0f32, 1.0, (1024, 1024), dev)?.to_dtype(dtype);
+        Ok(Self {
+            a: operand()?,
+            b: operand()?,
+        })
+    }
+
+    /// FLOP/s of the product, the median of 10 (on the CPU: at the current thread count).
+    fn measure(&self) -> anyhow::Result<f64> {
+        let secs = time(10, || Ok(self.a.matmul(&self.b)?))?;
+        Ok(2.0 * 1024f64.powi(3) / secs)
+    }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -179,23 +205,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.exact_only {
         return exact(args, &model, &graph, (&ids[..p0], &ids[p0..]), k);
     }
-    let score = time(args.repeat, || {
-        Ok(score_sample(
-            &model,
-            &graph,
-            "bench",
-            &ids[..p0],
-            &ids[p0..],
-            k,
-        )?)
-    })?;
+    // The matmul rate is measured between the scoring runs, so that the pass and the rate it is
+    // set beside see the same clock and the same neighbours on the machine.
+    let matmul = MatmulRate::new(model.device(), model.dtype())?;
+    let sample = || score_sample(&model, &graph, "bench", &ids[..p0], &ids[p0..], k);
+    let (score, rate) = time_beside(args.repeat, || Ok(sample()?), || matmul.measure())?;
     let flops = score_flops(&model.config, &graph, args.seq_len - 1, k);
     let mut product_flops = 0.0;
     let products = time(args.repeat, || {
         product_flops = model.weight_products(args.seq_len - 1)?;
         Ok(())
     })?;
-    let rate = matmul_rate(model.device(), model.dtype())?;
     let scoring = serde_json::json!({
         "score_s_per_sample": score,
         "score_gflop_per_sample": flops / 1e9,

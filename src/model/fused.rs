@@ -28,6 +28,7 @@ use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType, D,
 };
 use num_traits::Float;
+use std::sync::{Arc, Mutex};
 
 /// A backward pass: (input, output, gradient of the output) → gradient of the input.
 type Backward = Box<dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
@@ -114,7 +115,9 @@ fn compute_dtype(dtype: DType) -> DType {
 /// ∂L/∂x = r·(g⊙w) − x·r³·⟨g⊙w, x⟩/n.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     if cpu_kernels(x) {
-        return x.contiguous()?.apply_op2(&w.contiguous()?, RmsNorm { eps });
+        return x
+            .contiguous()?
+            .apply_op2(&w.contiguous()?, RmsNorm { eps, tap: None });
     }
     rms_norm_attached(x, w, eps)
 }
@@ -126,9 +129,53 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 pub(crate) fn rms_norm_of_sum(x: &Tensor, p: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     if cpu_kernels(x) && p.shape() == x.shape() && p.dtype() == x.dtype() {
         let (x, p) = (x.contiguous()?, p.contiguous()?);
-        return x.apply_op3(&p, &w.contiguous()?, RmsNormOfSum { eps });
+        return x.apply_op3(&p, &w.contiguous()?, RmsNormOfSum { eps, tap: None });
     }
     rms_norm(&(x + p)?, w, eps)
+}
+
+/// The gradient of a norm's input, kept by the norm's backward pass for whoever reads it: the
+/// attribution pass's destinations read theirs here, where a probe variable added to each
+/// input would cost a zero-filled tensor forward, and a zero-filled gradient and a sum
+/// backward.
+#[derive(Default)]
+pub(crate) struct GradTap(Mutex<Option<Tensor>>);
+
+impl GradTap {
+    fn put(&self, g: Tensor) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
+    }
+
+    /// The gradient of the last backward pass through the norm, taken out (`None` before one).
+    pub(crate) fn take(&self) -> Option<Tensor> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// [`rms_norm`] of `x`, or of `x + patch` (a constant of `x`'s shape), whose backward pass
+/// keeps the gradient of that input in `tap`; on the CPU in f32 and f64 for a weight that is not
+/// a variable, `None` elsewhere. `x` must be part of the differentiable graph (the tap is
+/// filled only by a backward pass that reaches the norm).
+pub(crate) fn rms_norm_tapped(
+    x: &Tensor,
+    patch: Option<&Tensor>,
+    w: &Tensor,
+    eps: f64,
+    tap: &Arc<GradTap>,
+) -> Result<Option<Tensor>> {
+    let fits = |p: &Tensor| p.shape() == x.shape() && p.dtype() == x.dtype();
+    if !cpu_kernels(x) || w.track_op() || !patch.is_none_or(fits) {
+        return Ok(None);
+    }
+    if !x.track_op() {
+        candle_core::bail!("a tapped rms-norm: its input is outside the differentiable graph");
+    }
+    let (x, w, tap) = (x.contiguous()?, w.contiguous()?, Some(Arc::clone(tap)));
+    let y = match patch {
+        Some(p) => x.apply_op3(&p.contiguous()?, &w, RmsNormOfSum { eps, tap })?,
+        None => x.apply_op2(&w, RmsNorm { eps, tap })?,
+    };
+    Ok(Some(y))
 }
 
 /// [`rms_norm`] on any device: candle's fused kernel forward, the backward in candle ops.
@@ -280,6 +327,7 @@ pub(super) fn storage_slice<'a, T: WithDType>(s: &'a Storage, l: &Layout) -> Res
 /// in the input's precision; backward by [`norm_gradient`].
 struct RmsNorm {
     eps: f64,
+    tap: Option<Arc<GradTap>>,
 }
 
 #[inline(always)]
@@ -405,8 +453,17 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(norm_gradient(self.eps, x, None, w, g)?), None))
+        let gx = norm_gradient(self.eps, x, None, w, g)?;
+        Ok((Some(kept(self.tap.as_deref(), gx)), None))
     }
+}
+
+/// `g`, also put into `tap` where there is one.
+fn kept(tap: Option<&GradTap>, g: Tensor) -> Tensor {
+    if let Some(tap) = tap {
+        tap.put(g.clone());
+    }
+    g
 }
 
 /// The forward pass of [`RmsNorm`] or [`RmsNormOfSum`] on storages: the norm of `x`, or of
@@ -464,9 +521,11 @@ fn norm_gradient(
 }
 
 /// [`RmsNorm`] of the sum of its first two operands (contiguous, of one shape), the weight
-/// third; backward by [`norm_gradient`], the same gradient for both summands.
+/// third; backward by [`norm_gradient`], the same gradient for both summands (for the second
+/// only where it is part of the graph: a constant patch gets none).
 struct RmsNormOfSum {
     eps: f64,
+    tap: Option<Arc<GradTap>>,
 }
 
 impl CustomOp3 for RmsNormOfSum {
@@ -494,8 +553,12 @@ impl CustomOp3 for RmsNormOfSum {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let gx = norm_gradient(self.eps, x, Some(p), w, g)?;
-        Ok((Some(gx.clone()), Some(gx), None))
+        let gx = kept(
+            self.tap.as_deref(),
+            norm_gradient(self.eps, x, Some(p), w, g)?,
+        );
+        let gp = p.track_op().then(|| gx.clone());
+        Ok((Some(gx), gp, None))
     }
 }
 
@@ -805,6 +868,25 @@ mod tests {
             assert_close(&a.0, &b.0, "rms-norm of a sum: value");
             assert_close(&a.1, &b.1, "rms-norm of a sum: gradient");
         }
+        // A tapped norm, with and without a patch: its value and gradient, the gradient also in
+        // its tap; an input outside the graph is refused.
+        let tap = Arc::new(GradTap::default());
+        for patch in [Some(&p), None] {
+            let tapped = value_and_grad(&x, &r, |x| {
+                let y = rms_norm_tapped(x, patch, &w, EPS, &tap)?;
+                Ok(y.expect("the CPU kernel applies"))
+            });
+            let composite = value_and_grad(&x, &r, |x| match patch {
+                Some(p) => rms_norm_attached(&(x + p)?, &w, EPS),
+                None => rms_norm_attached(x, &w, EPS),
+            });
+            assert_close(&tapped.0, &composite.0, "tapped rms-norm: value");
+            assert_close(&tapped.1, &composite.1, "tapped rms-norm: gradient");
+            let kept = tap.take().expect("the backward pass filled the tap");
+            let kept = kept.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            assert_close(&kept, &composite.1, "tapped rms-norm: the tap's gradient");
+        }
+        assert!(rms_norm_tapped(&x, None, &w, EPS, &tap).is_err());
         // The gated activation, differentiated with respect to the gate and to the up input.
         let other = Tensor::randn(0f64, 1.0, (2, 3, 5, 37), &dev).unwrap();
         let x = (x * 4.0).unwrap();

@@ -50,7 +50,7 @@ use candle_core::{DType, Device, Tensor};
 use sha2::Digest as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use transformer::{Pass, Probes, Transformer};
+use transformer::{Pass, Probe, Probes, Transformer};
 use weights::TensorStore;
 
 /// How to load a model.
@@ -258,17 +258,17 @@ impl Model {
             candle_core::bail!("logit positions {positions:?} outside a sequence of {t} tokens");
         }
         let x = self.ids_tensor(ids)?;
-        let probes = Probes::zeros(&self.config, t, heads, self.dtype(), self.device())?;
+        let taps = self.net.taps_gradients();
+        let mut probes =
+            Probes::zeros(&self.config, t, (heads, taps), self.dtype(), self.device())?;
         for &(dest, ref delta) in patches {
-            if dest.block_index(self.config.num_layers) >= probes.vars.len() {
+            if dest.block_index(self.config.num_layers) >= probes.all().len() {
                 candle_core::bail!(
                     "no destination {dest} in a {}-layer model",
                     self.config.num_layers
                 );
             }
-            probes
-                .var(dest)
-                .set(&delta.to_dtype(self.dtype())?.unsqueeze(0)?)?;
+            probes.patch(dest, delta.to_dtype(self.dtype())?.unsqueeze(0)?)?;
         }
         let mut sources = Vec::with_capacity(1 + 2 * self.config.num_layers);
         let pass = Pass {
@@ -344,12 +344,26 @@ impl Traced {
     /// the study's destination order ([`crate::node::destinations`]): a0<q>, a0<k>, a0<v>, m0,
     /// a1<q>, …, logits (with heads: a0.h0<q> … a0.h{H−1}<q>, a0.h0<k> …, a0.h0<v> …, m0, …).
     pub fn gradients(&self, loss: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let probes = self.probes.all();
+        // A tap holds what the last backward pass through its norm left.
+        for p in probes {
+            if let Probe::Tap { tap, .. } = p {
+                tap.take();
+            }
+        }
         let grads = loss.backward()?;
-        let mut out = Vec::with_capacity(self.probes.vars.len());
-        for v in &self.probes.vars {
-            let g = match grads.get(v.as_tensor()) {
-                Some(g) => g.squeeze(0)?,
-                None => v.as_tensor().zeros_like()?.squeeze(0)?,
+        let mut out = Vec::with_capacity(probes.len());
+        for p in probes {
+            let g = match p {
+                Probe::Var(v) => match grads.get(v.as_tensor()) {
+                    Some(g) => g.squeeze(0)?,
+                    None => v.as_tensor().zeros_like()?.squeeze(0)?,
+                },
+                Probe::Tap { tap, .. } => match tap.take() {
+                    Some(g) => g.squeeze(0)?,
+                    // The input source is (t, d), as every destination input.
+                    None => self.sources[0].zeros_like()?,
+                },
             };
             if g.rank() == 3 {
                 for h in g.chunk(g.dim(0)?, 0)? {

@@ -6,16 +6,19 @@
 //! on the CPU the whole attention core as one op, `attention.rs`) for attribution: candle's
 //! fused kernels are built without a backward pass and silently cut the graph.
 //!
-//! For attribution the same code runs with *probes*: zero-valued variables added to each
-//! destination input (each block's q, k and v inputs separately, each MLP input, and the final
-//! residual before the norm), so that one backward pass yields ∂L/∂(input of every node).
+//! For attribution the same code runs with *probes* on every destination input (each block's
+//! q, k and v inputs separately, each MLP input, and the final residual before the norm), so
+//! that one backward pass yields ∂L/∂(input of every node): a zero-valued variable added to the
+//! input, or, on the CPU, the input's norm keeping its gradient itself (a tap, [`Probe`]).
 
 use super::config::{ModelConfig, RopeScaling};
+use super::fused::GradTap;
 use super::linear::Linear;
 use super::masks::EdgeMasks;
 use super::weights::TensorStore;
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
+use std::sync::Arc;
 
 /// Which kernels a pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,22 @@ impl Kernels {
             Self::Differentiable | Self::FusedGrad => {
                 candle_nn::ops::rms_norm_slow(x, w, eps as f32)
             }
+        }
+    }
+
+    /// [`Kernels::rms_norm`] of `x` (plus `patch`) keeping its input's gradient in `tap`:
+    /// the fused kernels only; `None` where they do not apply.
+    fn rms_norm_tapped(
+        self,
+        x: &Tensor,
+        patch: Option<&Tensor>,
+        w: &Tensor,
+        eps: f64,
+        tap: &Arc<GradTap>,
+    ) -> Result<Option<Tensor>> {
+        match self {
+            Self::FusedGrad => super::fused::rms_norm_tapped(x, patch, w, eps, tap),
+            Self::Fast | Self::Differentiable => Ok(None),
         }
     }
 
@@ -125,19 +144,37 @@ impl KvCache {
     }
 }
 
-/// Zero variables added to every destination input, one per block-level destination in the
-/// order of [`node::block_destinations`]. Each is (1, t, d); with `heads`, an attention probe
-/// holds one copy of the residual per head of its port, (1, copies, t, d).
+/// What one pass adds to every destination input, one probe per block-level destination in the
+/// order of [`node::block_destinations`].
 pub(crate) struct Probes {
-    pub vars: Vec<Var>,
+    probes: Vec<Probe>,
     layers: usize,
+    /// Whether some probe is a [`Probe::Tap`]: the embedded input is then made a variable, so
+    /// that candle records the pass for its backward pass (a tap adds nothing to the graph).
+    tapped: bool,
+}
+
+/// A destination input's probe: what tells the gradient of that input.
+pub(crate) enum Probe {
+    /// A variable (1, t, d) added to the input, zero or a patch; with per-head probes, one copy
+    /// per head of its port, (1, copies, t, d). Its gradient is the input's.
+    Var(Var),
+    /// The input's norm keeps the input's gradient itself ([`super::fused::rms_norm_tapped`]), with
+    /// `patch` (1, t, d) added to the input where there is one: on the CPU, for a
+    /// destination with a norm of its own (a block's q, k and v inputs, its MLP input).
+    Tap {
+        tap: Arc<GradTap>,
+        patch: Option<Tensor>,
+    },
 }
 
 impl Probes {
+    /// Zero probes for a pass of `t` positions; `taps` where every norm of the pass can keep
+    /// its input's gradient (the CPU in f32 or f64, norm weights that are not variables).
     pub fn zeros(
         cfg: &ModelConfig,
         t: usize,
-        heads: bool,
+        (heads, taps): (bool, bool),
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
@@ -146,24 +183,58 @@ impl Probes {
             query: cfg.num_heads,
             kv: cfg.num_kv_heads,
         };
-        let vars = node::block_destinations(layers)
+        let probes: Vec<Probe> = node::block_destinations(layers)
             .into_iter()
-            .map(|dest| match dest.port() {
-                Some(_) if heads => Var::zeros((1, dest.copies(counts), t, d), dtype, dev),
-                _ => Var::zeros((1, t, d), dtype, dev),
+            .map(|dest| {
+                Ok(match dest.port() {
+                    Some(_) if heads => {
+                        Probe::Var(Var::zeros((1, dest.copies(counts), t, d), dtype, dev)?)
+                    }
+                    _ if taps && dest != Destination::Logits => Probe::Tap {
+                        tap: Arc::default(),
+                        patch: None,
+                    },
+                    _ => Probe::Var(Var::zeros((1, t, d), dtype, dev)?),
+                })
             })
             .collect::<Result<_>>()?;
-        Ok(Self { vars, layers })
+        let tapped = probes.iter().any(|p| matches!(p, Probe::Tap { .. }));
+        Ok(Self {
+            probes,
+            layers,
+            tapped,
+        })
     }
 
-    /// The probe variable of a block-level destination.
-    pub fn var(&self, dest: Destination) -> &Var {
-        &self.vars[dest.block_index(self.layers)]
+    /// Shift destination `dest`'s input by `delta` (1, t, d), or (1, copies, t, d) for a
+    /// per-head probe.
+    pub fn patch(&mut self, dest: Destination, delta: Tensor) -> Result<()> {
+        match &mut self.probes[dest.block_index(self.layers)] {
+            Probe::Var(v) => v.set(&delta),
+            Probe::Tap { patch, .. } => {
+                *patch = Some(delta);
+                Ok(())
+            }
+        }
+    }
+
+    /// The probes in block-destination order.
+    pub fn all(&self) -> &[Probe] {
+        &self.probes
     }
 
     /// The probe of a block-level destination.
-    fn get(&self, dest: Destination) -> &Tensor {
-        self.var(dest).as_tensor()
+    fn get(&self, dest: Destination) -> &Probe {
+        &self.probes[dest.block_index(self.layers)]
+    }
+
+    /// The embedded input `h` as the pass starts from it: a variable where a tap needs the
+    /// pass recorded.
+    fn root(&self, h: Tensor) -> Result<Tensor> {
+        if self.tapped {
+            return Ok(Var::from_tensor(&h)?.as_tensor().clone());
+        }
+        Ok(h)
     }
 }
 
@@ -209,30 +280,44 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// What a destination reads: the residual stream itself, the stream plus the destination's
-/// probe (of the stream's shape, or one copy per head), or a tensor of its own (its masked sum
-/// of sources).
+/// What a destination reads: the residual stream itself, the stream with the destination's
+/// probe, or a tensor of its own (its masked sum of sources).
 enum Input<'a> {
     Stream,
-    Probed(&'a Tensor),
+    Probed(&'a Probe),
     Own(Tensor),
 }
 
 impl Input<'_> {
-    /// The tensor read, given the residual stream `h`.
+    /// The tensor read, given the residual stream `h`: with a probe variable added (of the
+    /// stream's shape, or one copy per head). A tap keeps its gradient in a norm, so that a
+    /// destination without one never has a tap ([`Probes::zeros`]).
     fn tensor(self, h: &Tensor) -> Result<Tensor> {
         match self {
             Self::Stream => Ok(h.clone()),
-            Self::Probed(p) if p.rank() == 4 => h.unsqueeze(1)?.broadcast_add(p),
-            Self::Probed(p) => h + p,
+            Self::Probed(Probe::Var(p)) if p.rank() == 4 => h.unsqueeze(1)?.broadcast_add(p),
+            Self::Probed(Probe::Var(p)) => h + p.as_tensor(),
+            Self::Probed(Probe::Tap { .. }) => {
+                candle_core::bail!("a tapped destination read without its norm")
+            }
             Self::Own(x) => Ok(x),
         }
     }
 
-    /// The tensor read, normed by `w`; a probe of the stream's shape is added inside the norm.
+    /// The tensor read, normed by `w`: a probe of the stream's shape is added inside the norm,
+    /// a tap's patch too, the tap keeping the gradient.
     fn normed(self, h: &Tensor, w: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
         match self {
-            Self::Probed(p) if p.rank() == h.rank() => k.rms_norm_of_sum(h, p, w, eps),
+            Self::Probed(Probe::Tap { tap, patch }) => k
+                .rms_norm_tapped(h, patch.as_ref(), w, eps, tap)?
+                .ok_or_else(|| {
+                    candle_core::Error::Msg(
+                        "a tapped destination outside the CPU's fused rms-norm".into(),
+                    )
+                }),
+            Self::Probed(Probe::Var(p)) if p.rank() == h.rank() => {
+                k.rms_norm_of_sum(h, p.as_tensor(), w, eps)
+            }
             input => k.rms_norm(&input.tensor(h)?, w, eps),
         }
     }
@@ -486,6 +571,15 @@ impl Transformer {
         self.dtype
     }
 
+    /// Whether every norm of an attribution pass can keep its input's gradient (a
+    /// [`Probe::Tap`]): the fused norm runs, on the CPU in f32 or f64, with weights that are not
+    /// variables.
+    pub(super) fn taps_gradients(&self) -> bool {
+        self.device.is_cpu()
+            && matches!(self.dtype, DType::F32 | DType::F64)
+            && !self.norm.is_variable()
+    }
+
     /// The projections of every layer in the order a pass reaches them: q, k, v, o, gate, up,
     /// down.
     pub(super) fn projections(&self) -> impl Iterator<Item = &Linear> {
@@ -649,6 +743,10 @@ impl Transformer {
             t,
             self.cfg.hidden_size,
         ))?;
+        let h = match pass.probes {
+            Some(p) => p.root(h)?,
+            None => h,
+        };
         pass.collect(Node::Input, &h, self.cfg.num_layers);
         let first = Node::Attention {
             layer: 0,
