@@ -3,8 +3,9 @@
 # SmolLM2-135M and a random Llama (hidden 512, 8 layers, 8 heads, vocabulary 32000), 256 tokens,
 # 1 and 2 threads, and the pass's weight products run alone (their rate on weights streamed from
 # memory, and their share of the pass's time). Each measurement is its own process so that its
-# peak RSS is its own; each time is the median of 10 repetitions after one warm-up. Ends with a
-# Markdown table for BENCHMARKS.md that names the CPU and both matmul rates.
+# peak RSS is its own; each time is the median of 10 repetitions after one warm-up, and each
+# matmul rate the median of those measured after each repetition. Ends with a Markdown table for
+# BENCHMARKS.md that names the CPU and both matmul rates.
 # usage: benches/score.sh            (BIN=path/to/circuitdiff to measure another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."

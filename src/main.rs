@@ -10,12 +10,6 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = cli::Cli::parse();
     circuitdiff::runtime::tune(args.threads);
-    if let Ok(v) = std::env::var("CD_LHS") {
-        gemm::set_lhs_packing_threshold_single_thread(v.parse().unwrap());
-    }
-    if let Ok(v) = std::env::var("CD_RHS") {
-        gemm::set_rhs_packing_threshold(v.parse().unwrap());
-    }
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
