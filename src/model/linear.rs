@@ -285,6 +285,7 @@ unsafe fn gemm_raw<T: WithDType>(
     let width = n.div_ceil(parts).next_multiple_of(SPLIT_COLUMNS);
     let dst = SendPtr(dst);
     let blocks = (0..n).step_by(width).map(|j| j..n.min(j + width)).collect();
+    let by_columns = m <= FEW_ROWS && b.rs == 1 && b.cs != 1 && !read_dst;
     pool::for_each(blocks, |cols: Range<usize>| {
         let start = cols.start;
         let block = b.columns(cols);
@@ -292,9 +293,69 @@ unsafe fn gemm_raw<T: WithDType>(
         // SAFETY: the blocks' columns are disjoint, so no two threads write one element; each
         // block lies inside `dst` and inside `b` (its first column is the start of its data, and
         // it reaches no further than b's last column did).
-        unsafe { gemm_block(dst.at(start), dst_rs, a, block, read_dst) };
+        unsafe {
+            if by_columns {
+                gemm_block_by_columns(dst.at(start), dst_rs, a, block);
+            } else {
+                gemm_block(dst.at(start), dst_rs, a, block, read_dst);
+            }
+        };
     });
     Ok(())
+}
+
+/// A product of at most this many rows whose right operand is a weight read as its transpose
+/// (its columns contiguous) goes through [`gemm_block_by_columns`]: in the attribution pass, the
+/// head's forward product, a dozen scored positions against the whole unembedding.
+const FEW_ROWS: usize = 16;
+
+/// [`gemm_block`] (`dst = a · b`) for `a` of few rows and `b` with contiguous columns, through
+/// a column-major scratch matrix: gemm then reads `b` as it lies, where for a row-major output it
+/// would first copy `b` into its panels by a strided gather, for a dozen multiply-adds per
+/// element copied (BENCHMARKS.md); the scratch is then written into `dst` a column at a time.
+///
+/// # Safety
+/// As for [`gemm_block`], with `read_dst` false.
+unsafe fn gemm_block_by_columns<T: WithDType>(
+    dst: *mut T,
+    dst_rs: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
+) {
+    let (m, n) = (a.rows, b.cols);
+    let mut scratch: Vec<T> = Vec::with_capacity(m * n);
+    // SAFETY: the caller's operands; the scratch holds the (m, n) matrix column-major (element
+    // (i, j) at j·m + i), and with `read_dst` false gemm writes every element of it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            a.cols,
+            scratch.as_mut_ptr(),
+            m as isize,
+            1,
+            false,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        scratch.set_len(m * n);
+    }
+    for (j, column) in scratch.chunks_exact(m.max(1)).enumerate() {
+        for (i, &x) in column.iter().enumerate() {
+            // SAFETY: (i, j) lies inside the caller's (m, n) matrix with rows dst_rs apart.
+            unsafe { *dst.add(i * dst_rs + j) = x };
+        }
+    }
 }
 
 /// The narrowest block of columns [`gemm_raw`] gives a thread: a multiple of the widest SIMD
@@ -607,14 +668,24 @@ mod tests {
     /// A product split into blocks of columns equals the plain sum of products, written and
     /// accumulated, for splits into up to five blocks (a last block narrower than the others,
     /// and fewer columns than blocks), from a transposed operand, into rows that lie further
-    /// apart than their length (leaving the elements between them alone), f32 and f64.
+    /// apart than their length (leaving the elements between them alone), with many rows and
+    /// with few ([`FEW_ROWS`]), f32 and f64.
     #[test]
     fn products_split_by_columns_equal_the_plain_product() {
         fn check<T: WithDType>(tol: f64) {
             // Large enough for gemm's threshold of threads where n > 16; every row of `a` and
             // every column of `b` differs from the others (k is not a multiple of 7 or 11).
-            let (m, k) = (64, 300);
-            for n in [1, 16, 33, 100] {
+            // Few rows (5) take the column-major path where the output is not read.
+            let k = 300;
+            for (m, n) in [
+                (64, 1),
+                (64, 16),
+                (64, 33),
+                (64, 100),
+                (5, 1),
+                (5, 33),
+                (5, 400),
+            ] {
                 let a: Vec<T> = (0..m * k)
                     .map(|i| T::from_f64((i % 7) as f64 - 3.0))
                     .collect();

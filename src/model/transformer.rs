@@ -159,9 +159,10 @@ pub(crate) enum Probe {
     /// A variable (1, t, d) added to the input, zero or a patch; with per-head probes, one copy
     /// per head of its port, (1, copies, t, d). Its gradient is the input's.
     Var(Var),
-    /// The input's norm keeps the input's gradient itself ([`super::fused::rms_norm_tapped`]), with
-    /// `patch` (1, t, d) added to the input where there is one: on the CPU, for a
-    /// destination with a norm of its own (a block's q, k and v inputs, its MLP input).
+    /// The input's norm keeps the input's gradient itself
+    /// ([`super::fused::rms_norm_tapped`]), with `patch` (1, t, d) added to the input where
+    /// there is one: on the CPU, for a destination with a norm of its own (a block's q, k and v
+    /// inputs, its MLP input).
     Tap {
         tap: Arc<GradTap>,
         patch: Option<Tensor>,
@@ -209,12 +210,14 @@ impl Probes {
     /// Shift destination `dest`'s input by `delta` (1, t, d), or (1, copies, t, d) for a
     /// per-head probe.
     pub fn patch(&mut self, dest: Destination, delta: Tensor) -> Result<()> {
-        match &mut self.probes[dest.block_index(self.layers)] {
-            Probe::Var(v) => v.set(&delta),
-            Probe::Tap { patch, .. } => {
+        let layers = self.layers;
+        match self.probes.get_mut(dest.block_index(layers)) {
+            Some(Probe::Var(v)) => v.set(&delta),
+            Some(Probe::Tap { patch, .. }) => {
                 *patch = Some(delta);
                 Ok(())
             }
+            None => candle_core::bail!("no destination {dest} in a {layers}-layer model"),
         }
     }
 
