@@ -297,7 +297,7 @@ unsafe fn gemm_raw<T: WithDType>(
             if by_columns {
                 gemm_block_by_columns(dst.at(start), dst_rs, a, block);
             } else {
-                gemm_block(dst.at(start), dst_rs, a, block, read_dst);
+                gemm_block(dst.at(start), (1, dst_rs), a, block, read_dst);
             }
         };
     });
@@ -327,27 +327,7 @@ unsafe fn gemm_block_by_columns<T: WithDType>(
     // SAFETY: the caller's operands; the scratch holds the (m, n) matrix column-major (element
     // (i, j) at j·m + i), and with `read_dst` false gemm writes every element of it.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            a.cols,
-            scratch.as_mut_ptr(),
-            m as isize,
-            1,
-            false,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+        gemm_block(scratch.as_mut_ptr(), (m, 1), a, b, false);
         scratch.set_len(m * n);
     }
     for (j, column) in scratch.chunks_exact(m.max(1)).enumerate() {
@@ -381,15 +361,15 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// One gemm call on this thread: `dst = a · b` (or `+=` when `read_dst`) for `dst` (a.rows,
-/// b.cols) with rows `dst_rs` elements apart.
+/// One gemm call on this thread: `dst = a · b` (or `+=` when `read_dst`) for `dst` the (a.rows,
+/// b.cols) matrix whose element (i, j) lies at i·rs + j·cs for `(cs, rs)`.
 ///
 /// # Safety
 /// The operands passed [`gemm_raw`]'s checks; `dst` is valid for writes of that matrix and
 /// initialised when `read_dst`.
 unsafe fn gemm_block<T: WithDType>(
     dst: *mut T,
-    dst_rs: usize,
+    (dst_cs, dst_rs): (usize, usize),
     a: MatRef<T>,
     b: MatRef<T>,
     read_dst: bool,
@@ -402,7 +382,7 @@ unsafe fn gemm_block<T: WithDType>(
             b.cols,
             a.cols,
             dst,
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             read_dst,
             a.data.as_ptr(),
