@@ -45,22 +45,6 @@ impl Kernels {
         }
     }
 
-    /// [`Kernels::rms_norm`] of `x` (plus `patch`) keeping its input's gradient in `tap`:
-    /// the fused kernels only; `None` where they do not apply.
-    fn rms_norm_tapped(
-        self,
-        x: &Tensor,
-        patch: Option<&Tensor>,
-        w: &Tensor,
-        eps: f64,
-        tap: &Arc<GradTap>,
-    ) -> Result<Option<Tensor>> {
-        match self {
-            Self::FusedGrad => super::fused::rms_norm_tapped(x, patch, w, eps, tap),
-            Self::Fast | Self::Differentiable => Ok(None),
-        }
-    }
-
     /// [`Kernels::rms_norm`] of `x + p` (`p` of `x`'s shape).
     fn rms_norm_of_sum(self, x: &Tensor, p: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         match self {
@@ -149,9 +133,6 @@ impl KvCache {
 pub(crate) struct Probes {
     probes: Vec<Probe>,
     layers: usize,
-    /// Whether some probe is a [`Probe::Tap`]: the embedded input is then made a variable, so
-    /// that candle records the pass for its backward pass (a tap adds nothing to the graph).
-    tapped: bool,
 }
 
 /// A destination input's probe: what tells the gradient of that input.
@@ -199,12 +180,7 @@ impl Probes {
                 })
             })
             .collect::<Result<_>>()?;
-        let tapped = probes.iter().any(|p| matches!(p, Probe::Tap { .. }));
-        Ok(Self {
-            probes,
-            layers,
-            tapped,
-        })
+        Ok(Self { probes, layers })
     }
 
     /// Shift destination `dest`'s input by `delta` (1, t, d), or (1, copies, t, d) for a
@@ -231,10 +207,11 @@ impl Probes {
         &self.probes[dest.block_index(self.layers)]
     }
 
-    /// The embedded input `h` as the pass starts from it: a variable where a tap needs the
-    /// pass recorded.
+    /// The embedded input `h` as the pass starts from it: a variable where some probe is a
+    /// [`Probe::Tap`], so that candle records the pass for its backward pass (a tap adds
+    /// nothing to the graph).
     fn root(&self, h: Tensor) -> Result<Tensor> {
-        if self.tapped {
+        if self.probes.iter().any(|p| matches!(p, Probe::Tap { .. })) {
             return Ok(Var::from_tensor(&h)?.as_tensor().clone());
         }
         Ok(h)
@@ -311,13 +288,19 @@ impl Input<'_> {
     /// a tap's patch too, the tap keeping the gradient.
     fn normed(self, h: &Tensor, w: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
         match self {
-            Self::Probed(Probe::Tap { tap, patch }) => k
-                .rms_norm_tapped(h, patch.as_ref(), w, eps, tap)?
-                .ok_or_else(|| {
+            Self::Probed(Probe::Tap { tap, patch }) => {
+                let y = match k {
+                    Kernels::FusedGrad => {
+                        super::fused::rms_norm_tapped(h, patch.as_ref(), w, eps, tap)?
+                    }
+                    Kernels::Fast | Kernels::Differentiable => None,
+                };
+                y.ok_or_else(|| {
                     candle_core::Error::Msg(
                         "a tapped destination outside the CPU's fused rms-norm".into(),
                     )
-                }),
+                })
+            }
             Self::Probed(Probe::Var(p)) if p.rank() == h.rank() => {
                 k.rms_norm_of_sum(h, p.as_tensor(), w, eps)
             }
