@@ -286,6 +286,7 @@ unsafe fn gemm_raw<T: WithDType>(
     let dst = SendPtr(dst);
     let blocks = (0..n).step_by(width).map(|j| j..n.min(j + width)).collect();
     let by_columns = m <= FEW_ROWS && b.rs == 1 && b.cs != 1 && !read_dst;
+    let conflicting = m > FEW_ROWS && conflicting_columns(b);
     pool::for_each(blocks, |cols: Range<usize>| {
         let start = cols.start;
         let block = b.columns(cols);
@@ -296,12 +297,82 @@ unsafe fn gemm_raw<T: WithDType>(
         unsafe {
             if by_columns {
                 gemm_block_by_columns(dst.at(start), dst_rs, a, block);
+            } else if conflicting {
+                gemm_block_spaced(dst.at(start), dst_rs, a, block, read_dst);
             } else {
                 gemm_block(dst.at(start), (1, dst_rs), a, block, read_dst);
             }
         };
     });
     Ok(())
+}
+
+/// Whether `b`'s columns are contiguous and a whole number of KiB apart. For a product with a
+/// row-major output gemm copies such a `b` into its panels by reading 64 columns at once; at
+/// those strides the 64 lie in one or two of the L1 cache's 64 sets and evict each other, and
+/// the product runs 1.2–1.5× slower (BENCHMARKS.md). In f32 every weight read as its transpose
+/// whose input width is a multiple of 256 is one (most models': 512, 1024, 1536, 3584, 4096), and
+/// so are the keys of the attention core where the key heads are that wide together.
+fn conflicting_columns<T>(b: MatRef<T>) -> bool {
+    b.rs == 1
+        && b.rows > 0
+        && b.cols > 1
+        && (b.cs * std::mem::size_of::<T>()).is_multiple_of(CONFLICT_STRIDE)
+}
+
+/// The column stride in bytes (and its multiples) at which [`conflicting_columns`] copies `b`.
+const CONFLICT_STRIDE: usize = 1024;
+
+/// Rows of `b` (the product's inner dimension) that [`gemm_block_spaced`] copies at a time: the
+/// depth gemm itself takes at a time, so that no copy is larger than what gemm packs at once.
+const SPACED_DEPTH: usize = 512;
+
+/// [`gemm_block`] with a row-major output for `b` whose columns [conflict](conflicting_columns):
+/// `b` is copied, `SPACED_DEPTH` rows at a time, into a scratch matrix whose columns lie a cache
+/// line further apart (64 bytes more than a whole number of KiB: their lines then fall into
+/// every set), and gemm reads the copy. The copy costs a read and a write of `b`; the conflicts
+/// cost more (BENCHMARKS.md).
+///
+/// # Safety
+/// As for [`gemm_block`] with `(cs, rs)` = `(1, dst_rs)`.
+unsafe fn gemm_block_spaced<T: WithDType>(
+    dst: *mut T,
+    dst_rs: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    read_dst: bool,
+) {
+    let pad = 64 / std::mem::size_of::<T>();
+    let mut scratch: Vec<T> = Vec::with_capacity(b.cols * (a.cols.min(SPACED_DEPTH) + pad));
+    for (i, start) in (0..a.cols).step_by(SPACED_DEPTH).enumerate() {
+        let depth = start..a.cols.min(start + SPACED_DEPTH);
+        let rows = b.row_block(depth.clone());
+        let cs = rows.rows + pad;
+        scratch.clear();
+        for j in 0..rows.cols {
+            scratch.extend_from_slice(&rows.data[j * rows.cs..][..rows.rows]);
+            scratch.resize((j + 1) * cs, T::zero());
+        }
+        let spaced = MatRef {
+            data: &scratch,
+            rows: rows.rows,
+            cols: rows.cols,
+            rs: 1,
+            cs,
+        };
+        // SAFETY: the caller's output; `a`'s columns `depth` against the copy of `b`'s rows
+        // `depth`, which holds them at (k, j) = k + j·cs; after the first depth the output holds
+        // the sum so far and is read.
+        unsafe {
+            gemm_block(
+                dst,
+                (1, dst_rs),
+                a.columns(depth),
+                spaced,
+                read_dst || i > 0,
+            )
+        };
+    }
 }
 
 /// A product of at most this many rows whose right operand is a weight read as its transpose
@@ -655,16 +726,21 @@ mod tests {
         fn check<T: WithDType>(tol: f64) {
             // Large enough for gemm's threshold of threads where n > 16; every row of `a` and
             // every column of `b` differs from the others (k is not a multiple of 7 or 11).
-            // Few rows (5) take the column-major path where the output is not read.
-            let k = 300;
-            for (m, n) in [
-                (64, 1),
-                (64, 16),
-                (64, 33),
-                (64, 100),
-                (5, 1),
-                (5, 33),
-                (5, 400),
+            // Few rows (5) take the column-major path where the output is not read. A depth of
+            // 5 KiB of elements puts b's columns a whole number of KiB apart: more than 16 rows
+            // then take the spaced copy, in three depths (two for f64).
+            let spaced = 5 * 1024 / std::mem::size_of::<T>();
+            for (m, n, k) in [
+                (64, 1, 300),
+                (64, 16, 300),
+                (64, 33, 300),
+                (64, 100, 300),
+                (5, 1, 300),
+                (5, 33, 300),
+                (5, 400, 300),
+                (64, 33, spaced),
+                (20, 100, spaced),
+                (5, 33, spaced),
             ] {
                 let a: Vec<T> = (0..m * k)
                     .map(|i| T::from_f64((i % 7) as f64 - 3.0))
@@ -673,6 +749,7 @@ mod tests {
                     .map(|i| T::from_f64((i % 11) as f64 * 0.5))
                     .collect();
                 let (a, b) = (MatRef::rows(&a, m, k), MatRef::rows(&b, n, k).t());
+                assert_eq!(conflicting_columns(b), k == spaced && n > 1);
                 let want = |init: f64, i: usize, j: usize| {
                     let dot: f64 = (0..k)
                         .map(|l| {
