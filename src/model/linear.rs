@@ -309,7 +309,7 @@ unsafe fn gemm_raw<T: WithDType>(
 
 /// Whether `b`'s columns are contiguous and a whole number of KiB apart. For a product with a
 /// row-major output gemm copies such a `b` into its panels by reading 64 columns at once; at
-/// those strides the 64 lie in one or two of the L1 cache's 64 sets and evict each other, and
+/// those strides the 64 lie in at most four of the L1 cache's 64 sets and evict each other, and
 /// the product runs 1.2–1.5× slower (BENCHMARKS.md). In f32 every weight read as its transpose
 /// whose input width is a multiple of 256 is one (most models': 512, 1024, 1536, 3584, 4096), and
 /// so are the keys of the attention core where the key heads are that wide together.
