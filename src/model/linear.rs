@@ -324,14 +324,19 @@ fn conflicting_columns<T>(b: MatRef<T>) -> bool {
 const CONFLICT_STRIDE: usize = 1024;
 
 /// Rows of `b` (the product's inner dimension) that [`gemm_block_spaced`] copies at a time: the
-/// depth gemm itself takes at a time, so that no copy is larger than what gemm packs at once.
+/// depth gemm itself takes at a time.
 const SPACED_DEPTH: usize = 512;
 
+/// Columns of `b` that [`gemm_block_spaced`] copies at a time: with [`SPACED_DEPTH`] a copy of
+/// 2 MiB in f32, whatever the product's width (a transposed unembedding has 10⁵ columns), and
+/// wide enough that gemm's copy of `a`, made again for each block, costs little beside it.
+const SPACED_COLUMNS: usize = 1024;
+
 /// [`gemm_block`] with a row-major output for `b` whose columns [conflict](conflicting_columns):
-/// `b` is copied, `SPACED_DEPTH` rows at a time, into a scratch matrix whose columns lie a cache
-/// line further apart (64 bytes more than a whole number of KiB: their lines then fall into
-/// every set), and gemm reads the copy. The copy costs a read and a write of `b`; the conflicts
-/// cost more (BENCHMARKS.md).
+/// each block of up to [`SPACED_DEPTH`] rows by [`SPACED_COLUMNS`] columns of `b` is copied into
+/// a scratch matrix whose columns lie a cache line further apart (64 bytes more than a whole
+/// number of KiB: their lines then fall into every set), and gemm reads the copy. The copy costs
+/// a read and a write of `b`; the conflicts cost more (BENCHMARKS.md).
 ///
 /// # Safety
 /// As for [`gemm_block`] with `(cs, rs)` = `(1, dst_rs)`.
@@ -343,35 +348,39 @@ unsafe fn gemm_block_spaced<T: WithDType>(
     read_dst: bool,
 ) {
     let pad = 64 / std::mem::size_of::<T>();
-    let mut scratch: Vec<T> = Vec::with_capacity(b.cols * (a.cols.min(SPACED_DEPTH) + pad));
-    for (i, start) in (0..a.cols).step_by(SPACED_DEPTH).enumerate() {
-        let depth = start..a.cols.min(start + SPACED_DEPTH);
-        let rows = b.row_block(depth.clone());
-        let cs = rows.rows + pad;
-        scratch.clear();
-        for j in 0..rows.cols {
-            scratch.extend_from_slice(&rows.data[j * rows.cs..][..rows.rows]);
-            scratch.resize((j + 1) * cs, T::zero());
+    let (depth, width) = (a.cols.min(SPACED_DEPTH), b.cols.min(SPACED_COLUMNS));
+    let mut scratch: Vec<T> = Vec::with_capacity(width * (depth + pad));
+    for start in (0..b.cols).step_by(SPACED_COLUMNS) {
+        let columns = b.columns(start..b.cols.min(start + SPACED_COLUMNS));
+        for (i, first) in (0..a.cols).step_by(SPACED_DEPTH).enumerate() {
+            let depth = first..a.cols.min(first + SPACED_DEPTH);
+            let block = columns.row_block(depth.clone());
+            let cs = block.rows + pad;
+            scratch.clear();
+            for j in 0..block.cols {
+                scratch.extend_from_slice(&block.data[j * block.cs..][..block.rows]);
+                scratch.resize((j + 1) * cs, T::zero());
+            }
+            let spaced = MatRef {
+                data: &scratch,
+                rows: block.rows,
+                cols: block.cols,
+                rs: 1,
+                cs,
+            };
+            // SAFETY: the caller's output, from its column `start` on; `a`'s columns `depth`
+            // against the copy of the block, which holds it at (k, j) = k + j·cs; after the
+            // first depth the output holds the sum so far and is read.
+            unsafe {
+                gemm_block(
+                    dst.add(start),
+                    (1, dst_rs),
+                    a.columns(depth),
+                    spaced,
+                    read_dst || i > 0,
+                )
+            };
         }
-        let spaced = MatRef {
-            data: &scratch,
-            rows: rows.rows,
-            cols: rows.cols,
-            rs: 1,
-            cs,
-        };
-        // SAFETY: the caller's output; `a`'s columns `depth` against the copy of `b`'s rows
-        // `depth`, which holds them at (k, j) = k + j·cs; after the first depth the output holds
-        // the sum so far and is read.
-        unsafe {
-            gemm_block(
-                dst,
-                (1, dst_rs),
-                a.columns(depth),
-                spaced,
-                read_dst || i > 0,
-            )
-        };
     }
 }
 
@@ -728,7 +737,8 @@ mod tests {
             // every column of `b` differs from the others (k is not a multiple of 7 or 11).
             // Few rows (5) take the column-major path where the output is not read. A depth of
             // 5 KiB of elements puts b's columns a whole number of KiB apart: more than 16 rows
-            // then take the spaced copy, in three depths (two for f64).
+            // then take the spaced copy, in three depths (two for f64), and in two blocks of
+            // columns where they are more than SPACED_COLUMNS on one thread.
             let spaced = 5 * 1024 / std::mem::size_of::<T>();
             for (m, n, k) in [
                 (64, 1, 300),
@@ -740,6 +750,7 @@ mod tests {
                 (5, 400, 300),
                 (64, 33, spaced),
                 (20, 100, spaced),
+                (20, SPACED_COLUMNS + 40, spaced),
                 (5, 33, spaced),
             ] {
                 let a: Vec<T> = (0..m * k)
