@@ -31,6 +31,35 @@ pub fn foreign_entry(dir: &Path, file: &str) -> std::io::Result<Option<String>> 
     Ok(None)
 }
 
+/// Remove from `dir` the temporary files that writers other than this process left there: a
+/// run killed between writing a file's temporary sibling and renaming it into place. For a
+/// directory one process writes at a time (a run's output being resumed); an absent `dir` holds
+/// none.
+pub fn remove_stale_temps(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let ours = format!(".tmp{}", std::process::id());
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with('.')
+            && !name.ends_with(&ours)
+            && name.rsplit_once(".tmp").is_some_and(|(file, pid)| {
+                file.len() > 1 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+            });
+        if stale && entry.file_type()?.is_file() {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` atomically (temp file, fsync, rename). A write that fails (a full
 /// disk) removes its temporary file and leaves `path` as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -53,4 +82,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = temp_path(&dir.path().join("b.json"));
+        let keep = [
+            "a.safetensors",
+            ".hidden",
+            ".a.tmp",
+            ".a.tmpx1",
+            "notes.tmp12",
+        ];
+        for name in keep
+            .iter()
+            .chain(&[".a.safetensors.tmp4725", ".c.json.tmp1"])
+        {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::write(&ours, b"x").unwrap();
+        remove_stale_temps(dir.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+        want.push(ours.file_name().unwrap().to_string_lossy().into_owned());
+        want.sort();
+        assert_eq!(left, want);
+        remove_stale_temps(&dir.path().join("absent")).unwrap();
+    }
 }

@@ -255,6 +255,24 @@ fn damaged_sample_files_are_recomputed_on_resume_and_refused_by_compare() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // A run killed between writing a sample's temporary file and renaming it into place: the
+    // resumed run scores the sample again and removes what the killed one left.
+    let killed = dir.join("killed");
+    common::copy_dir(&clean, &killed);
+    std::fs::remove_file(killed.join("samples/000001.safetensors")).unwrap();
+    let left = killed.join("samples/.000001.safetensors.tmp4194305");
+    std::fs::write(&left, b"half a file").unwrap();
+    let (ok, _, e) = score(&base, &samples, &killed, &[]);
+    assert!(ok, "{e}");
+    assert!(!left.exists(), "{} is still there", left.display());
+    assert_eq!(
+        common::relative_files(&killed),
+        common::relative_files(&clean)
+    );
+    let (ok, _, e) = compare(&killed, &others.tuned, &dir.join("cmp-killed"));
+    assert!(ok, "{e}");
+    assert_eq!(results(&killed, &dir.join("cmp-killed")), expected);
 }
 
 /// The answers of one side and the results of a study.

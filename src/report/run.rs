@@ -604,6 +604,10 @@ pub fn score_run(
                 message: "holds a different run (model, method or samples differ); choose another output directory or delete this one".into(),
             });
         }
+        // A run killed mid-write left its temporary files; this one writes its own.
+        for d in [dir.to_owned(), dir.join("samples")] {
+            crate::fsutil::remove_stale_temps(&d).map_err(io(&d))?;
+        }
     } else if let Some(first) =
         crate::fsutil::foreign_entry(dir, "manifest.json").map_err(io(dir))?
     {
