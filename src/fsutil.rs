@@ -13,6 +13,14 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
+/// The process id in the name of a temporary file as [`temp_path`] names them,
+/// `.{file}.tmp{pid}`; `None` for any other name.
+fn temp_writer(name: &str) -> Option<&str> {
+    let (file, pid) = name.strip_prefix('.')?.rsplit_once(".tmp")?;
+    let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    (!file.is_empty() && digits).then_some(pid)
+}
+
 /// The first entry of `dir` other than the temporary file an interrupted first write of `file`
 /// leaves; `None` when the directory is absent or holds nothing else (so it can be claimed).
 pub fn foreign_entry(dir: &Path, file: &str) -> std::io::Result<Option<String>> {
@@ -41,15 +49,11 @@ pub fn remove_stale_temps(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let ours = format!(".tmp{}", std::process::id());
+    let ours = std::process::id().to_string();
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with('.')
-            && !name.ends_with(&ours)
-            && name.rsplit_once(".tmp").is_some_and(|(file, pid)| {
-                file.len() > 1 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-            });
+        let stale = temp_writer(&name).is_some_and(|pid| pid != ours);
         if stale && entry.file_type()?.is_file() {
             match std::fs::remove_file(entry.path()) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

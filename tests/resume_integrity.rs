@@ -273,6 +273,20 @@ fn damaged_sample_files_are_recomputed_on_resume_and_refused_by_compare() {
     let (ok, _, e) = compare(&killed, &others.tuned, &dir.join("cmp-killed"));
     assert!(ok, "{e}");
     assert_eq!(results(&killed, &dir.join("cmp-killed")), expected);
+
+    // Killed while writing the manifest of a new directory: the next run claims the directory
+    // and removes the half manifest.
+    let claimed = dir.join("claimed");
+    std::fs::create_dir(&claimed).unwrap();
+    let left = claimed.join(".manifest.json.tmp4194305");
+    std::fs::write(&left, b"{").unwrap();
+    let (ok, _, e) = score(&base, &samples, &claimed, &[]);
+    assert!(ok, "{e}");
+    assert!(!left.exists(), "{} is still there", left.display());
+    assert_eq!(
+        common::relative_files(&claimed),
+        common::relative_files(&clean)
+    );
 }
 
 /// The answers of one side and the results of a study.

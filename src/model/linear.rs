@@ -348,8 +348,8 @@ unsafe fn gemm_block_spaced<T: WithDType>(
     read_dst: bool,
 ) {
     let pad = 64 / std::mem::size_of::<T>();
-    let (depth, width) = (a.cols.min(SPACED_DEPTH), b.cols.min(SPACED_COLUMNS));
-    let mut scratch: Vec<T> = Vec::with_capacity(width * (depth + pad));
+    let mut scratch: Vec<T> =
+        Vec::with_capacity(b.cols.min(SPACED_COLUMNS) * (a.cols.min(SPACED_DEPTH) + pad));
     for start in (0..b.cols).step_by(SPACED_COLUMNS) {
         let columns = b.columns(start..b.cols.min(start + SPACED_COLUMNS));
         for (i, first) in (0..a.cols).step_by(SPACED_DEPTH).enumerate() {

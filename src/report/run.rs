@@ -604,10 +604,6 @@ pub fn score_run(
                 message: "holds a different run (model, method or samples differ); choose another output directory or delete this one".into(),
             });
         }
-        // A run killed mid-write left its temporary files; this one writes its own.
-        for d in [dir.to_owned(), dir.join("samples")] {
-            crate::fsutil::remove_stale_temps(&d).map_err(io(&d))?;
-        }
     } else if let Some(first) =
         crate::fsutil::foreign_entry(dir, "manifest.json").map_err(io(dir))?
     {
@@ -619,6 +615,11 @@ pub fn score_run(
         });
     } else {
         write_manifest(dir, manifest)?;
+    }
+    // A run killed mid-write (of a sample, or of the manifest of a directory it was claiming)
+    // left its temporary files; this one writes its own.
+    for d in [dir.to_owned(), dir.join("samples")] {
+        crate::fsutil::remove_stale_temps(&d).map_err(io(&d))?;
     }
     progress.start(stage, samples.len() as u64);
     let mut scores = Vec::with_capacity(samples.len());
