@@ -20,7 +20,8 @@ impl Port {
     /// In the study's destination order.
     pub const ALL: [Self; 3] = [Self::Q, Self::K, Self::V];
 
-    fn letter(self) -> char {
+    /// `q`, `k` or `v`.
+    pub fn letter(self) -> char {
         match self {
             Self::Q => 'q',
             Self::K => 'k',

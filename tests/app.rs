@@ -555,6 +555,54 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
     assert_eq!(highlighted.as_deref(), Some("a5->m20"));
 }
 
+/// At 1280×800 the 32-layer graph is drawn in layers with nothing clipped: every node and
+/// every label inside the canvas, no two labels overlapping, every drawn edge with an arrowhead
+/// at its destination, and the line above saying what share of the |score| the edges hold.
+#[test]
+fn a_deep_graph_is_layered_unclipped_and_directed() {
+    let mut h = harness(Some(fixture32()));
+    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    h.run_steps(3);
+    h.get_by_label_contains("showing 100 of 4193 edges, ");
+    h.get_by_label_contains("% of |score| mass; 80 % takes ");
+    let graph = &h.state().views.graph;
+    let r = h.state().results.as_ref().unwrap();
+    let canvas = graph.canvas().expect("the canvas on screen");
+    assert!(canvas.width() > 500.0 && canvas.height() > 500.0, "{canvas:?}");
+    for (i, p) in graph.node_screen.iter().enumerate() {
+        assert!(canvas.contains(*p), "{} at {p:?}", r.circuit.nodes[i].node);
+    }
+    // Every layer is labelled at this size (one row of text a layer fits), inside the canvas.
+    assert_eq!(graph.labels.len(), r.circuit.nodes.len());
+    for (i, rect) in &graph.labels {
+        let name = r.circuit.nodes[*i].node;
+        assert!(canvas.contains_rect(*rect), "{name}'s label {rect:?} outside {canvas:?}");
+        for (j, other) in &graph.labels {
+            assert!(i == j || !rect.intersects(*other), "{name} over {}", r.circuit.nodes[*j].node);
+        }
+    }
+    // Layers go up the screen: input at the bottom, logits at the top.
+    let y = |name: &str| {
+        let i = r.circuit.nodes.iter().position(|n| n.node.to_string() == name);
+        graph.node_screen[i.unwrap()].y
+    };
+    assert!(y("input") > y("a0") && y("a0") > y("a15") && y("a15") > y("logits"));
+    assert_eq!(y("a7"), y("m7"));
+    // Every drawn edge has its arrowhead, nearer its destination than its source.
+    assert_eq!(graph.drawn, 100);
+    assert_eq!(graph.arrows.len(), graph.drawn);
+    for &(e, tip) in &graph.arrows {
+        let edge = &r.circuit.edges[e as usize];
+        let from = graph.node_screen[edge.from_node as usize];
+        let to = graph.node_screen[edge.to_node as usize];
+        assert!(
+            tip.distance(to) < 12.0 && tip.distance(to) < tip.distance(from),
+            "{}: tip {tip:?}, from {from:?}, to {to:?}",
+            r.circuit.edge_name(e)
+        );
+    }
+}
+
 #[test]
 fn snapshots_of_every_view() {
     // The trajectory view has its own fixture, below.

@@ -59,6 +59,27 @@ impl FigureData {
         }
     }
 
+    /// Put the pair of models before every title of the figure, so that saved figures of two
+    /// studies tell apart (a table's title names the pair already).
+    fn name_pair(&mut self, pair: &str) {
+        let put = |title: &mut String| *title = figures::titled(pair, title);
+        match self {
+            Self::Circuit(g) => put(&mut g.title),
+            Self::Heatmap(map) => put(&mut map.title),
+            Self::Charts {
+                scatters,
+                lines,
+                histograms,
+                ..
+            } => {
+                scatters.iter_mut().for_each(|c| put(&mut c.title));
+                lines.iter_mut().for_each(|c| put(&mut c.title));
+                histograms.iter_mut().for_each(|c| put(&mut c.title));
+            }
+            Self::Table { .. } => {}
+        }
+    }
+
     /// The figure's size in base units (the SVG's size; the PNG's at scale 1).
     pub fn base_size(&self) -> (u32, u32) {
         self.with(|f| f.base_size())
@@ -80,7 +101,11 @@ pub fn figure_of(view: View, mode: Mode, src: &Sources) -> Result<FigureData, Ap
     match (view, src.results) {
         (View::Training, _) => training_figure(&src.views.training),
         (View::Trajectory, _) => trajectory_figure(src.trajectory),
-        (_, Some(r)) => results_figure(view, mode, r, src),
+        (_, Some(r)) => {
+            let mut data = results_figure(view, mode, r, src)?;
+            data.name_pair(&r.title);
+            Ok(data)
+        }
         (_, None) => Err(AppError::NoFigure("no results are open")),
     }
 }

@@ -95,13 +95,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, App
 
 /// A short name of a model spec: the last path component, or the Hub id.
 pub fn short_name(spec: &str) -> String {
-    let p = Path::new(spec);
-    if p.is_absolute() || spec.starts_with('.') {
-        p.file_name()
-            .map_or_else(|| spec.to_owned(), |n| n.to_string_lossy().into_owned())
-    } else {
-        spec.to_owned()
-    }
+    figures::model_name(spec)
 }
 
 /// Whether `dir` looks like results the app can open (a trajectory's folder among them).

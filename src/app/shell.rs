@@ -612,7 +612,7 @@ impl App {
         }
         match view {
             View::Graph => {
-                ui.horizontal(|ui| {
+                ui.horizontal_wrapped(|ui| {
                     views::graph::top_k_ui(ui, &r.circuit, mode, &mut self.settings.top_k);
                     views::graph::legend_ui(ui, mode);
                     ui.label(format!("{} edges drawn", self.views.graph.drawn));

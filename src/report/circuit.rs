@@ -1,13 +1,11 @@
-//! The circuit graph as a figure: node positions (layers left to right), edge geometry and the
-//! edge scores of base, tuned and their difference, each with its edges ordered by |score| so
-//! that a top-k is a prefix. The app draws it; nothing here knows about windows.
-//!
-//! Layout units: one unit between consecutive nodes of the residual stream. `input` and
-//! `logits` sit on y = 0, attention above (heads stacked upwards at head level; y grows
-//! downwards, as on screen), MLPs below.
+//! The circuit graph as a figure: node positions (the layered layout of [`super::layout`]:
+//! layers from the bottom up), edge geometry and the edge scores of base, tuned and their
+//! difference, each with its edges ordered by |score| so that a top-k is a prefix. The app and
+//! the headless renderer draw it; nothing here knows about windows.
 
+pub use super::layout::{LabelSide, Layout};
 use crate::attribution::{Graph, Level};
-use crate::node::{Destination, Node, Port};
+use crate::node::Node;
 use std::sync::OnceLock;
 
 /// A point of the layout.
@@ -202,53 +200,8 @@ pub struct Circuit {
     pub node_spacing: f32,
     /// Attention heads per layer drawn (1 at block level).
     pub heads: usize,
-}
-
-/// Vertical offset of a destination's port at its node: q above, v below.
-fn port_offset(dest: Destination) -> f32 {
-    match dest.port() {
-        Some(Port::Q) => -0.12,
-        Some(Port::V) => 0.12,
-        Some(Port::K) | None => 0.0,
-    }
-}
-
-/// Where the layers go: left to right in one row up to [`ROW_LAYERS`] layers, and for deeper
-/// models in rows of equal length, one under the other, so that the drawing keeps a shape that
-/// fills a screen (32 layers: three rows of 11) and every node keeps room for its label.
-#[derive(Debug, Clone, Copy)]
-struct Rows {
-    per_row: usize,
-    /// Vertical distance between the centres of two rows, in layout units.
-    height: f32,
-}
-
-/// The most layers drawn in one row.
-pub const ROW_LAYERS: usize = 12;
-
-impl Rows {
-    fn new(layers: usize, heads: bool) -> Self {
-        let rows = layers.div_ceil(ROW_LAYERS).max(1);
-        Self {
-            per_row: layers.div_ceil(rows).max(1),
-            height: if heads { 8.5 } else { 5.5 },
-        }
-    }
-
-    /// The x of the start of `layer`'s column (its attention node is at +1, its MLP at +2).
-    fn x(self, layer: usize) -> f32 {
-        2.0 * (layer % self.per_row) as f32
-    }
-
-    /// The y of the centre of `layer`'s row.
-    fn y(self, layer: usize) -> f32 {
-        self.height * (layer / self.per_row) as f32
-    }
-
-    /// The centre of the row a point at `y` lies in.
-    fn centre(self, y: f32) -> f32 {
-        (y / self.height).round() * self.height
-    }
+    /// Where the nodes, ports and labels go.
+    pub layout: Layout,
 }
 
 impl Circuit {
@@ -264,20 +217,7 @@ impl Circuit {
                 .count()
                 .max(1),
         };
-        let head_step = if heads > 1 { 3.0 / heads as f32 } else { 0.0 };
-        let rows = Rows::new(graph.layers, heads > 1);
-        let position = |n: Node| match n {
-            Node::Input => Point::new(0.0, 0.0),
-            Node::Attention { layer, head } => Point::new(
-                rows.x(layer) + 1.0,
-                rows.y(layer) - 1.0 - head_step * head.unwrap_or(0) as f32,
-            ),
-            Node::Mlp { layer } => Point::new(rows.x(layer) + 2.0, rows.y(layer) + 1.0),
-            Node::Logits => {
-                let last = graph.layers.saturating_sub(1);
-                Point::new(rows.x(last) + 3.0, rows.y(last))
-            }
-        };
+        let layout = Layout::new(graph.layers, heads);
         let nodes: Vec<CircuitNode> = graph
             .sources
             .iter()
@@ -285,12 +225,11 @@ impl Circuit {
             .chain([Node::Logits])
             .map(|node| CircuitNode {
                 node,
-                pos: position(node),
+                pos: layout.position(node),
             })
             .collect();
         let index: std::collections::HashMap<Node, usize> =
             nodes.iter().enumerate().map(|(i, n)| (n.node, i)).collect();
-        let port_scale = if heads > 1 { 0.3 } else { 1.0 };
         let edges = graph
             .edges()
             .into_iter()
@@ -299,26 +238,15 @@ impl Circuit {
                 let to_node = index.get(&dest.node()).copied().unwrap_or(0);
                 let from_node = s;
                 let from = nodes[from_node].pos;
-                let to = nodes[to_node].pos;
-                let to = Point::new(to.x, to.y + port_offset(dest) * port_scale);
-                let dx = (to.x - from.x).abs();
-                let centre = rows.centre(from.y);
-                let side = if from.y + to.y > 2.0 * centre {
-                    1.0
-                } else {
-                    -1.0
-                };
-                let ctrl = Point::new(
-                    (from.x + to.x) / 2.0,
-                    (from.y + to.y) / 2.0 + side * 0.22 * dx.sqrt() * dx.min(6.0),
-                );
+                let to = layout.port(dest);
+                let rows = layout.row(dest.node()) - layout.row(nodes[from_node].node);
                 CircuitEdge {
                     source: s as u32,
                     destination: d as u32,
                     from_node: from_node as u32,
                     to_node: to_node as u32,
                     from,
-                    ctrl,
+                    ctrl: layout.control(from, to, rows),
                     to,
                 }
             })
@@ -332,8 +260,9 @@ impl Circuit {
             edges,
             values: [Some(base), tuned, difference],
             order: Default::default(),
-            node_spacing: if heads > 1 { head_step / 2.0 } else { 0.5 },
+            node_spacing: layout.node_spacing(),
             heads,
+            layout,
         }
     }
 
@@ -402,9 +331,37 @@ impl Circuit {
         select.count(&sorted)
     }
 
+    /// The share of the total |score| of `mode` that its `k` largest edges hold (0 without
+    /// values or scores).
+    pub fn share(&self, mode: Mode, k: usize) -> f64 {
+        let Some(v) = self.values(mode) else {
+            return 0.0;
+        };
+        let abs = |e: &u32| f64::from(v[*e as usize].abs());
+        let total: f64 = v.iter().map(|x| f64::from(x.abs())).sum();
+        let held: f64 = self.order(mode).iter().take(k).map(abs).sum();
+        if total > 0.0 {
+            held / total
+        } else {
+            0.0
+        }
+    }
+
+    /// How many of the largest edges of `mode` it takes to hold `share` of the total |score|,
+    /// with no cap.
+    pub fn edges_for_share(&self, mode: Mode, share: f64) -> usize {
+        self.selected(
+            mode,
+            EdgeSelection {
+                share,
+                max: usize::MAX,
+            },
+        )
+    }
+
     /// The label a node keeps when the drawing is too small for one per node: its own name at
-    /// block level; at head level the block's name (`a3`) on the top head of each attention
-    /// block and nothing on the other heads.
+    /// block level; at head level the block's name (`a3`) on the outermost head of each
+    /// attention block and nothing on the other heads.
     pub fn block_label(&self, node: usize) -> Option<String> {
         let n = self.nodes.get(node)?.node;
         match n.head() {
@@ -424,6 +381,7 @@ impl Circuit {
 mod tests {
     use super::*;
     use crate::model::ModelConfig;
+    use crate::node::Destination;
 
     fn config(layers: usize, heads: usize, kv: usize) -> ModelConfig {
         let json = serde_json::json!({
@@ -446,10 +404,10 @@ mod tests {
         assert_eq!(labels, expect);
         for (i, n) in c.nodes.iter().enumerate() {
             if c.block_label(i).is_some() && n.node.head().is_some() {
-                // The labelled head is the top one (y grows downwards).
+                // The labelled head is the outermost one, its label outside the column.
                 let block = n.node.block();
-                let top = c.nodes.iter().filter(|m| m.node.block() == block);
-                assert!(top.clone().all(|m| m.pos.y >= n.pos.y), "{}", n.node);
+                let heads = c.nodes.iter().filter(|m| m.node.block() == block);
+                assert!(heads.clone().all(|m| m.pos.x >= n.pos.x), "{}", n.node);
             }
         }
         let block = Graph::new(&config(3, 4, 2), Level::Block);
@@ -477,7 +435,11 @@ mod tests {
                 from.node.order(3) < to.node.order(3),
                 "{name} goes backwards"
             );
-            assert!(e.from.x < e.to.x, "{name} goes backwards within its row");
+            // Upwards, or along a row from attention to MLP: never down.
+            assert!(e.to.y <= e.from.y + 0.5, "{name} goes down");
+            if from.node.layer().is_some() && from.node.layer() == to.node.layer() {
+                assert!(e.from.x < e.to.x, "{name} goes backwards within its row");
+            }
         }
         let order = c.order(Mode::Difference);
         let diff = c.values(Mode::Difference).unwrap();
@@ -496,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn heads_are_stacked_and_keys_join_their_head() {
+    fn heads_lie_side_by_side_and_keys_join_their_head() {
         let graph = Graph::new(&config(2, 4, 2), Level::Head);
         let c = Circuit::new(&graph, vec![1.0; graph.num_edges()], None);
         assert_eq!(c.modes(), [Mode::Base]);
@@ -504,8 +466,8 @@ mod tests {
             let node: Node = name.parse().unwrap();
             c.nodes.iter().find(|n| n.node == node).unwrap().pos
         };
-        assert!(pos("a1.h3").y < pos("a1.h0").y);
-        assert_eq!(pos("a1.h3").x, pos("a1.h0").x);
+        assert!(pos("a1.h3").x < pos("a1.h0").x);
+        assert_eq!(pos("a1.h3").y, pos("a1.h0").y);
         let e = (0..c.edges.len() as u32)
             .find(|&e| c.edge_name(e) == "input->a1.h1<k>")
             .unwrap();
@@ -542,29 +504,60 @@ mod tests {
     }
 
     #[test]
-    fn deep_models_wrap_into_rows_that_fill_a_screen() {
+    fn the_share_shown_is_the_mass_of_the_largest_edges() {
+        let graph = Graph::new(&config(3, 4, 2), Level::Block);
+        let n = graph.num_edges();
+        // Values 1..=n: the top two hold (n + n - 1) / (n (n + 1) / 2).
+        let values: Vec<f32> = (1..=n).map(|i| i as f32).collect();
+        let c = Circuit::new(&graph, values, None);
+        let total = (n * (n + 1) / 2) as f64;
+        let want = (2 * n - 1) as f64 / total;
+        assert!((c.share(Mode::Base, 2) - want).abs() < 1e-12);
+        assert!((c.share(Mode::Base, n) - 1.0).abs() < 1e-12);
+        assert_eq!(c.share(Mode::Tuned, 2), 0.0);
+        // 80 % of the mass: the fewest largest edges whose sum reaches 0.8 · total.
+        let mut acc = 0.0;
+        let need = (1..=n)
+            .rev()
+            .position(|v| {
+                acc += v as f64;
+                acc >= 0.8 * total
+            })
+            .unwrap()
+            + 1;
+        assert_eq!(c.edges_for_share(Mode::Base, 0.8), need);
+    }
+
+    #[test]
+    fn deep_models_keep_one_layer_a_row_from_input_up_to_logits() {
         let graph = Graph::new(&config(32, 4, 2), Level::Block);
         let c = Circuit::new(&graph, vec![1.0; graph.num_edges()], None);
-        let b = c.bounds();
-        let aspect = b.width() / b.height();
-        assert!((1.0..3.0).contains(&aspect), "{aspect}");
         let pos = |name: &str| {
             let node: Node = name.parse().unwrap();
             c.nodes.iter().find(|n| n.node == node).unwrap().pos
         };
-        // Three rows of 11 layers: a11 starts the second row, under a0.
-        assert_eq!(pos("a11").x, pos("a0").x);
-        assert!(pos("a11").y > pos("m0").y);
-        assert!(pos("logits").y > pos("a22").y - 1.0);
+        // No wrapping: every layer above the one before, attention left of its MLP.
+        for l in 1..32 {
+            let (a, below) = (pos(&format!("a{l}")), pos(&format!("a{}", l - 1)));
+            assert!(a.y < below.y, "a{l}");
+            assert_eq!(a.x, below.x);
+            assert!(a.x < pos(&format!("m{l}")).x);
+        }
+        assert!(pos("input").y > pos("a0").y && pos("logits").y < pos("m31").y);
+        // A screen-filling shape once the edges' bows are counted.
+        let b = Bounds::of(
+            c.nodes
+                .iter()
+                .map(|n| n.pos)
+                .chain(c.edges.iter().map(|e| e.at(0.5))),
+        );
+        let aspect = b.width() / b.height();
+        assert!((0.6..1.6).contains(&aspect), "{aspect}");
         // No two nodes share a place.
         for (i, a) in c.nodes.iter().enumerate() {
             for b in &c.nodes[i + 1..] {
-                assert!(a.pos.distance(b.pos) > 0.5, "{} and {}", a.node, b.node);
+                assert!(a.pos.distance(b.pos) > 0.9, "{} and {}", a.node, b.node);
             }
         }
-        // Up to 12 layers keep one row.
-        let g12 = Graph::new(&config(12, 4, 2), Level::Block);
-        let one = Circuit::new(&g12, vec![1.0; g12.num_edges()], None);
-        assert!(one.nodes.iter().all(|n| n.pos.y.abs() <= 1.0));
     }
 }

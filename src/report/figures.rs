@@ -1,7 +1,7 @@
 //! Figures as data (method.md §6): computed once here from run directories and answers, drawn
 //! by the headless renderer (`report::render`) and by the app.
 
-use super::circuit::{Circuit, EdgeSelection, Mode, Point};
+use super::circuit::{Circuit, EdgeSelection, LabelSide, Mode, Point};
 use super::run::Run;
 use super::validation::Validation;
 use crate::attribution::metrics::Metric;
@@ -401,6 +401,32 @@ pub fn length_histograms(lengths: &[(usize, usize, usize)]) -> Vec<Histogram> {
     ]
 }
 
+/// A model's name in titles: the last component of a local path (`assets/zoo/grpo` → `grpo`),
+/// or a Hub id (`org/name`) as it is.
+pub fn model_name(spec: &str) -> String {
+    let p = std::path::Path::new(spec);
+    let local = p.is_absolute() || spec.starts_with('.') || spec.matches('/').count() > 1;
+    match p.file_name() {
+        Some(name) if local => name.to_string_lossy().into_owned(),
+        _ => spec.to_owned(),
+    }
+}
+
+/// The pair of two runs as figure titles name it: `base -> grpo`.
+pub fn pair_title(base: &Run, tuned: &Run) -> String {
+    format!(
+        "{} -> {}",
+        model_name(&base.manifest.model.spec),
+        model_name(&tuned.manifest.model.spec)
+    )
+}
+
+/// A saved figure's title: the pair it is of, then what it shows (`base -> grpo · tuned −
+/// base`).
+pub fn titled(pair: &str, what: &str) -> String {
+    format!("{pair} · {what}")
+}
+
 /// A labelled node of a circuit graph, in layout units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphNode {
@@ -409,6 +435,8 @@ pub struct GraphNode {
     /// head).
     pub label: Option<String>,
     pub pos: Point,
+    /// Where the label goes.
+    pub side: LabelSide,
 }
 
 /// A drawn edge of a circuit graph: a quadratic curve from `from` through `ctrl` to `to`.
@@ -419,6 +447,9 @@ pub struct GraphEdge {
     pub ctrl: Point,
     pub to: Point,
     pub value: f32,
+    /// The centre of its destination node (`to` is the q, k or v port of an attention input,
+    /// else the centre too).
+    pub dest: Point,
 }
 
 /// The circuit graph of one [`Mode`]: every node, and the selected edges, largest |value| first.
@@ -431,6 +462,8 @@ pub struct CircuitGraph {
     pub total_edges: usize,
     /// The share of the total |score| that the drawn edges hold.
     pub share: f64,
+    /// The share the default selection aims for, and how many edges it takes to hold it.
+    pub target: (f64, usize),
     /// What a positive and a negative value mean in this mode.
     pub legend: [&'static str; 2],
 }
@@ -456,6 +489,7 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
                 ctrl: edge.ctrl,
                 to: edge.to,
                 value: values[e as usize],
+                dest: circuit.nodes[edge.to_node as usize].pos,
             }
         })
         .collect();
@@ -474,11 +508,16 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
                 name: n.node.to_string(),
                 label: circuit.block_label(i),
                 pos: n.pos,
+                side: LabelSide::of(n.node),
             })
             .collect(),
         edges,
         total_edges: values.len(),
         share: if total > 0.0 { held / total } else { 0.0 },
+        target: {
+            let share = EdgeSelection::default().share;
+            (share, circuit.edges_for_share(mode, share))
+        },
         legend,
     })
 }

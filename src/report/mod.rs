@@ -4,6 +4,7 @@
 pub mod circuit;
 pub mod comparison;
 pub mod figures;
+pub mod layout;
 pub mod npz;
 pub mod render;
 pub mod run;

@@ -328,8 +328,10 @@ fn heatmap_plot(k: f64, (w, h): (u32, u32)) -> (i32, i32, i32, i32) {
     )
 }
 
-/// One heatmap: sources along x, destinations down y, labelled on both axes (thinned), ticks at
-/// cell centres, and a colour bar with its saturation value.
+/// One heatmap, the study's orientation as the app draws it: x = source index from left to
+/// right, y = destination index from the bottom up (`a0<q>` at the bottom, `logits` at the top),
+/// labelled on both axes (thinned), ticks at cell centres, and a colour bar with its saturation
+/// value.
 fn draw_heatmap<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     map: &Heatmap,
@@ -356,12 +358,13 @@ where
     let cw = f64::from(x1 - x0) / ns.max(1) as f64;
     let ch = f64::from(y1 - y0) / nd.max(1) as f64;
     let cell_x = |s: usize| x0 + (s as f64 * cw).round() as i32;
-    let cell_y = |d: usize| y0 + (d as f64 * ch).round() as i32;
+    // Destination d's row, counted from the bottom.
+    let cell_y = |d: usize| y1 - (d as f64 * ch).round() as i32;
     area.draw(&Rectangle::new([(x0, y0), (x1, y1)], NON_EDGE.filled()))?;
     for s in 0..ns {
         for d in (0..nd).filter(|&d| map.mask.get(s * nd + d) == Some(&true)) {
             let color = diverging(map.values[s * nd + d], map.range);
-            let rect = [(cell_x(s), cell_y(d)), (cell_x(s + 1), cell_y(d + 1))];
+            let rect = [(cell_x(s), cell_y(d + 1)), (cell_x(s + 1), cell_y(d))];
             area.draw(&Rectangle::new(rect, color.filled()))?;
         }
     }
@@ -395,7 +398,7 @@ where
     }
     let y_label = label.pos(Pos::new(HPos::Right, VPos::Center));
     for (d, name) in map.cols.iter().enumerate().step_by(label_step(ch, gap)) {
-        let y = y0 + ((d as f64 + 0.5) * ch).round() as i32;
+        let y = y1 - ((d as f64 + 0.5) * ch).round() as i32;
         area.draw(&PathElement::new([(x0 - tick, y), (x0, y)], BLACK))?;
         area.draw_text(name, &y_label, (x0 - tick - px(k, 2.0), y))?;
     }
@@ -665,11 +668,21 @@ where
     series_labels(chart.configure_series_labels(), k)
 }
 
-/// Base size of a circuit graph: wide enough for its layers, at least 760 and at most 1800
-/// units.
+/// Base size of a circuit graph: high enough for a line of text a layer (22 units a row, at
+/// least 560 and at most 1400), and as wide as the drawing's shape asks (at least 760 and at
+/// most 1800).
 fn circuit_size(g: &CircuitGraph) -> (u32, u32) {
-    let span = Bounds::of(g.nodes.iter().map(|n| n.pos)).width();
-    ((140.0 + 26.0 * span).clamp(760.0, 1800.0) as u32, 560)
+    let b = circuit_bounds(g);
+    let h = (150.0 + 22.0 * b.height()).clamp(560.0, 1400.0);
+    let w = (80.0 + (h - 150.0) * b.width() / b.height().max(1e-3)).clamp(760.0, 1800.0);
+    (w as u32, h as u32)
+}
+
+/// The box of a circuit graph's nodes and drawn edges, in layout units.
+fn circuit_bounds(g: &CircuitGraph) -> Bounds {
+    let points = g.nodes.iter().map(|n| n.pos);
+    let edge_points = g.edges.iter().flat_map(|e| curve(e.from, e.ctrl, e.to, 8));
+    Bounds::of(points.chain(edge_points)).expand(0.3)
 }
 
 /// `n` + 1 points along the quadratic curve `from` → `ctrl` → `to`.
@@ -694,25 +707,17 @@ where
         &text(k, 18.0).pos(centre_top),
         (w as i32 / 2, px(k, 6.0)),
     )?;
-    let shown = format!(
-        "the {} largest of {} edges by |score|, {:.0} % of the total |score|",
-        g.edges.len(),
-        g.total_edges,
-        100.0 * g.share
-    );
     root.draw_text(
-        &shown,
+        &shown_line(g),
         &text(k, 12.0).pos(centre_top),
         (w as i32 / 2, px(k, 30.0)),
     )?;
-    let points = g.nodes.iter().map(|n| n.pos);
-    let edge_points = g.edges.iter().flat_map(|e| curve(e.from, e.ctrl, e.to, 8));
-    let bounds = Bounds::of(points.chain(edge_points)).expand(0.3);
+    let bounds = circuit_bounds(g);
     let (x0, y0, x1, y1) = (
-        f64::from(px(k, 40.0)),
-        f64::from(px(k, 70.0)),
-        f64::from(w) - f64::from(px(k, 40.0)),
-        f64::from(h) - f64::from(px(k, 70.0)),
+        f64::from(px(k, 60.0)),
+        f64::from(px(k, 64.0)),
+        f64::from(w) - f64::from(px(k, 60.0)),
+        f64::from(h) - f64::from(px(k, 60.0)),
     );
     let at = |p: Point| {
         let fx = f64::from((p.x - bounds.min.x) / bounds.width().max(1e-6));
@@ -730,18 +735,84 @@ where
     for e in g.edges.iter().rev() {
         let t = f64::from(e.value.abs() / max);
         let color = if e.value >= 0.0 { POSITIVE } else { NEGATIVE };
-        let style = color
-            .mix(0.25 + 0.7 * t)
-            .stroke_width(upx(k, 0.8 + 4.2 * t));
-        let path: Vec<(i32, i32)> = curve(e.from, e.ctrl, e.to, 24).map(at).collect();
-        root.draw(&PathElement::new(path, style))?;
+        let color = color.mix(0.25 + 0.7 * t);
+        let width = 0.8 + 4.2 * t;
+        let head = arrowhead(e, &at, k, width);
+        let mut path: Vec<(i32, i32)> = curve(e.from, e.ctrl, e.to, 24).map(at).collect();
+        if let Some(end) = path.last_mut() {
+            *end = head[0];
+        }
+        root.draw(&PathElement::new(path, color.stroke_width(upx(k, width))))?;
+        root.draw(&Polygon::new(head.to_vec(), color.filled()))?;
     }
     circuit_nodes(root, g, k, &at)?;
     circuit_legend(root, g, k)
 }
 
-/// The circuit's nodes and their labels (on a light halo over the edges): attention above, MLPs
-/// below, `input` to the left and `logits` to the right.
+/// What a circuit graph draws: "the 100 largest of 4193 edges by |score|, 26 % of the total
+/// |score|", and when that is short of the default share, how many edges hold it.
+fn shown_line(g: &CircuitGraph) -> String {
+    let mut line = format!(
+        "the {} largest of {} edges by |score|, {:.0} % of the total |score|",
+        g.edges.len(),
+        g.total_edges,
+        100.0 * g.share
+    );
+    let (target, need) = g.target;
+    if g.share < target {
+        line += &format!("; {:.0} % takes {need} edges", 100.0 * target);
+    }
+    line
+}
+
+/// The arrowhead of edge `e` (drawn `width` base units wide), in pixels: its tip on the rim of
+/// the destination node, where the q, k or v port is for an attention input, where the curve
+/// arrives for any other; pointing along the curve's last stretch.
+fn arrowhead(
+    e: &figures::GraphEdge,
+    at: &dyn Fn(Point) -> (i32, i32),
+    k: f64,
+    width: f64,
+) -> [(i32, i32); 3] {
+    let f = |p: Point| {
+        let (x, y) = at(p);
+        (f64::from(x), f64::from(y))
+    };
+    let unit = |(x, y): (f64, f64)| {
+        let n = x.hypot(y).max(1e-9);
+        (x / n, y / n)
+    };
+    let (centre, port) = (f(e.dest), f(e.to));
+    let back = f(if e.ctrl.distance(e.to) > 1e-4 {
+        e.ctrl
+    } else {
+        e.from
+    });
+    let rim = (NODE_RADIUS + 1.5) * k;
+    let out = if e.to.distance(e.dest) > 1e-4 {
+        unit((port.0 - centre.0, port.1 - centre.1))
+    } else {
+        let (x, y) = unit((centre.0 - back.0, centre.1 - back.1));
+        (-x, -y)
+    };
+    let tip = (centre.0 + out.0 * rim, centre.1 + out.1 * rim);
+    let (ux, uy) = unit((tip.0 - back.0, tip.1 - back.1));
+    let len = (4.5 + 1.2 * width).min(11.0) * k;
+    let base = (tip.0 - ux * len, tip.1 - uy * len);
+    let (sx, sy) = (-uy * len * 0.45, ux * len * 0.45);
+    let round = |(x, y): (f64, f64)| (x.round() as i32, y.round() as i32);
+    [
+        round(tip),
+        round((base.0 + sx, base.1 + sy)),
+        round((base.0 - sx, base.1 - sy)),
+    ]
+}
+
+/// A node's radius in a saved circuit graph (base units).
+const NODE_RADIUS: f64 = 5.0;
+
+/// The circuit's nodes and their labels (on a light halo over the edges), each on its
+/// [`LabelSide`](circuit::LabelSide).
 fn circuit_nodes<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     g: &CircuitGraph,
@@ -751,10 +822,9 @@ fn circuit_nodes<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let r = px(k, 5.0);
+    let r = px(k, NODE_RADIUS);
     let label = text(k, 11.0);
-    let last = g.nodes.len().saturating_sub(1);
-    for (i, n) in g.nodes.iter().enumerate() {
+    for n in &g.nodes {
         let (x, y) = at(n.pos);
         root.draw(&Circle::new((x, y), r, RGBColor(40, 40, 40).filled()))?;
         root.draw(&Circle::new((x, y), r, WHITE.stroke_width(upx(k, 1.0))))?;
@@ -762,14 +832,11 @@ where
             continue;
         };
         let off = r + px(k, 3.0);
-        let (pos, anchor) = if n.pos.y < 0.0 {
-            ((x, y - off), Pos::new(HPos::Center, VPos::Bottom))
-        } else if n.pos.y > 0.0 {
-            ((x, y + off), Pos::new(HPos::Center, VPos::Top))
-        } else if i == last {
-            ((x + off, y), Pos::new(HPos::Left, VPos::Center))
-        } else {
-            ((x - off, y), Pos::new(HPos::Right, VPos::Center))
+        let (pos, anchor) = match n.side {
+            circuit::LabelSide::Above => ((x, y - off), Pos::new(HPos::Center, VPos::Bottom)),
+            circuit::LabelSide::Below => ((x, y + off), Pos::new(HPos::Center, VPos::Top)),
+            circuit::LabelSide::Right => ((x + off, y), Pos::new(HPos::Left, VPos::Center)),
+            circuit::LabelSide::Left => ((x - off, y), Pos::new(HPos::Right, VPos::Center)),
         };
         let style = label.pos(anchor);
         let (tw, th) = root.estimate_text_size(name, &style)?;
@@ -812,6 +879,9 @@ where
     }
     let rule = "line width and opacity: |score| relative to the largest drawn";
     root.draw_text(rule, &label, (x, y))?;
+    let arrows = "input at the bottom, logits at the top; arrows point into the destination, \
+        q, k and v entering an attention block at its lower left, bottom and lower right";
+    root.draw_text(arrows, &label, (px(k, 40.0), y - px(k, 18.0)))?;
     Ok(())
 }
 
@@ -914,35 +984,43 @@ pub fn write_comparison_figures(
         written.push((caption, stem));
         Ok::<_, RenderError>(())
     };
-    let maps = figures::comparison_heatmaps(base, tuned);
+    // Every figure's title names the pair, so that the figures of two studies tell apart.
+    let pair = figures::pair_title(base, tuned);
+    let titled = |mut chart: LineChart| {
+        chart.title = figures::titled(&pair, &chart.title);
+        chart
+    };
+    let mut maps = figures::comparison_heatmaps(base, tuned);
+    for map in &mut maps {
+        map.title = figures::titled(&pair, &map.title);
+    }
     let caption = "Mean edge scores (base and tuned on one colour scale; tuned − base)";
     put(Figure::Heatmaps(&maps), caption.into(), "heatmap".into())?;
-    for (mode, g) in circuit_graphs(base, tuned, EdgeSelection::default()) {
+    for (mode, mut g) in circuit_graphs(base, tuned, EdgeSelection::default()) {
         let stem = format!("circuit_{}", mode.label().to_lowercase());
-        put(
-            Figure::Circuit(&g),
-            format!("Circuit graph, {}", g.title.replace("circuit: ", "")),
-            stem,
-        )?;
+        let caption = format!("Circuit graph, {}", g.title.replace("circuit: ", ""));
+        g.title = figures::titled(&pair, &g.title);
+        put(Figure::Circuit(&g), caption, stem)?;
     }
-    let sorted = figures::sorted_abs_curve(base, tuned);
+    let sorted = titled(figures::sorted_abs_curve(base, tuned));
     put(
         Figure::Line(&sorted),
         "Sorted |score|".into(),
         "sorted_abs".into(),
     )?;
-    let share = figures::cumulative_share(base, tuned);
+    let share = titled(figures::cumulative_share(base, tuned));
     let caption = "Cumulative share of |score|";
     put(
         Figure::Line(&share),
         caption.into(),
         "cumulative_share".into(),
     )?;
-    let losses = figures::loss_histogram(base, tuned);
+    let mut losses = figures::loss_histogram(base, tuned);
+    losses.title = figures::titled(&pair, &losses.title);
     let caption = "Per-sample loss of both models (saturated below 1e-3 nats per answer token)";
     put(Figure::Histogram(&losses), caption.into(), "losses".into())?;
     for metric in Metric::HEADLINE {
-        let chart = figures::per_layer(base, tuned, metric);
+        let chart = titled(figures::per_layer(base, tuned, metric));
         let caption = format!("{metric} per layer");
         put(Figure::Line(&chart), caption, format!("per_layer_{metric}"))?;
     }

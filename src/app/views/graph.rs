@@ -9,8 +9,9 @@
 
 use super::super::theme::Palette;
 use crate::node::{Node, NodeKind};
-use crate::report::circuit::{Bounds, Circuit, Mode, Point};
-use egui::{pos2, vec2, Mesh, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
+use crate::report::circuit::{Bounds, Circuit, CircuitEdge, EdgeSelection, LabelSide, Mode, Point};
+use crate::report::layout::ROW;
+use egui::{pos2, vec2, Color32, Mesh, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 
 /// Most edges drawn in one frame; the largest visible ones are kept.
 pub const MAX_DRAWN: usize = 6000;
@@ -18,6 +19,12 @@ pub const MAX_DRAWN: usize = 6000;
 /// Up to this many edges are drawn as anti-aliased strokes; more as one mesh of plain quads
 /// with fewer segments per curve (the software renderer's cost is in the triangles).
 pub const FINE_LIMIT: usize = 1500;
+
+/// Screen room kept free around the fitted drawing for the labels of its outermost nodes.
+const LABEL_ROOM: Vec2 = vec2(30.0, 14.0);
+
+/// Height a node label needs between rows, in points (11-point text and a gap).
+const LABEL_HEIGHT: f32 = 15.0;
 
 /// Pan, zoom and selection of one graph canvas.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +51,10 @@ pub struct GraphState {
     pub pinned: Option<u32>,
     /// Which nodes are drawn, and which are found by name.
     pub filter: NodeFilter,
+    /// The node labels drawn in the last frame: drawing node and screen rectangle.
+    pub labels: Vec<(usize, Rect)>,
+    /// The arrowheads drawn in the last frame: edge and the screen point of its tip.
+    pub arrows: Vec<(u32, Pos2)>,
     canvas: Option<Rect>,
 }
 
@@ -114,10 +125,17 @@ impl GraphState {
                 .chain(middles),
         )
         .expand(0.2);
-        let zoom = (canvas.width() / b.width()).min(canvas.height() / b.height());
+        // Room for the labels beside the outermost nodes and above and below the ends.
+        let inner = canvas.shrink2(LABEL_ROOM);
+        let zoom = (inner.width() / b.width()).min(inner.height() / b.height());
         self.zoom = zoom.max(1e-3);
         self.offset = canvas.size() / 2.0 - vec2(b.center().x, b.center().y) * self.zoom;
         self.canvas = Some(canvas);
+    }
+
+    /// The canvas' screen rectangle in the last frame.
+    pub fn canvas(&self) -> Option<Rect> {
+        self.canvas
     }
 
     fn origin(&self) -> Pos2 {
@@ -166,11 +184,13 @@ fn add_quads(mesh: &mut Mesh, points: &[Pos2], width: f32, color: egui::Color32)
     }
 }
 
-/// The top-k slider; `k` is clamped to the number of edges.
+/// The top-k slider; `k` is clamped to the number of edges. Beside it, what the drawn edges
+/// hold: their share of the total |score|, and how many edges the default share (80 %) takes
+/// when fewer are drawn.
 pub fn top_k_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, k: &mut usize) {
     let n = circuit.edges.len().max(1);
     *k = (*k).clamp(1, n);
-    ui.add(
+    let slider = ui.add(
         egui::Slider::new(k, 1..=n)
             .logarithmic(true)
             .text("top-k edges"),
@@ -179,8 +199,33 @@ pub fn top_k_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, k: &mut usize) {
         circuit.values(mode),
         circuit.order(mode).get(k.saturating_sub(1)),
     ) {
-        ui.label(format!("|score| ≥ {:.3e}", v[e as usize].abs()));
+        slider.on_hover_text(format!(
+            "the edges of largest |score| are drawn, down to |score| = {:.3e}",
+            v[e as usize].abs()
+        ));
     }
+    ui.label(share_line(circuit, mode, *k, true));
+}
+
+/// "showing 100 of 4193 edges, 26 % of the |score| mass; 80 % takes 1460 edges", and ": slide
+/// for more" beside a `slider`.
+pub fn share_line(circuit: &Circuit, mode: Mode, k: usize, slider: bool) -> String {
+    let n = circuit.edges.len();
+    let share = circuit.share(mode, k);
+    let mut line = format!(
+        "showing {} of {n} edges, {:.0} % of |score| mass",
+        k.min(n),
+        100.0 * share
+    );
+    let target = EdgeSelection::default().share;
+    if share < target {
+        let need = circuit.edges_for_share(mode, target);
+        line += &format!("; {:.0} % takes {need} edges", 100.0 * target);
+        if slider {
+            line += ": slide for more";
+        }
+    }
+    line
 }
 
 /// Find a node by name (Enter selects it and moves it to the middle), and filter the drawn
@@ -287,10 +332,20 @@ pub fn canvas_ui(
     state.highlighted = state.list_hovered.take().or(hovered_edge).or(state.pinned);
     if let Some(e) = state.highlighted {
         let edge = &circuit.edges[e as usize];
-        let pts: Vec<Pos2> = (0..=16)
+        let mut pts: Vec<Pos2> = (0..=16)
             .map(|i| state.to_screen(edge.at(i as f32 / 16.0)))
             .collect();
+        let (tip, dir) = arrow(circuit, edge, state, node_radius(circuit, state.zoom));
+        if let Some(end) = pts.last_mut() {
+            *end = tip;
+        }
         painter.add(Shape::line(pts, Stroke::new(2.5, palette.highlight())));
+        let head = arrowhead(tip, dir, 2.5).to_vec();
+        painter.add(Shape::convex_polygon(
+            head,
+            palette.highlight(),
+            Stroke::NONE,
+        ));
     }
     if drawn == MAX_DRAWN {
         painter.text(
@@ -368,6 +423,8 @@ fn draw_edges(
         }
     }
     let coarse = ids.len() > FINE_LIMIT;
+    let radius = node_radius(circuit, state.zoom);
+    state.arrows.clear();
     let mut hovered: Option<(u32, f32)> = None;
     let mut shapes = Vec::new();
     let mut mesh = Mesh::default();
@@ -394,14 +451,21 @@ fn draw_edges(
         };
         let fade = if touches(e) { 1.0 } else { 0.12 };
         let color = base.gamma_multiply((0.25 + 0.75 * t) * fade);
-        let length = edge.to.distance(edge.from) * state.zoom;
-        let segments = if coarse {
-            (length / 48.0).clamp(1.0, 6.0)
+        let length = (edge.ctrl.distance(edge.from) + edge.to.distance(edge.ctrl)) * state.zoom;
+        // A straight edge needs one segment, a bowed one more the longer it is.
+        let segments = if edge.ctrl.distance(edge.at(0.5)) < 1e-3 {
+            1.0
+        } else if coarse {
+            (length / 40.0).clamp(2.0, 8.0)
         } else {
-            (length / 24.0).clamp(1.0, 12.0)
+            (length / 16.0).clamp(2.0, 24.0)
         } as usize;
         points.clear();
         points.extend((0..=segments).map(|i| state.to_screen(edge.at(i as f32 / segments as f32))));
+        let (tip, dir) = arrow(circuit, edge, state, radius);
+        if let Some(end) = points.last_mut() {
+            *end = tip;
+        }
         if let Some(p) = pointer {
             let d = points
                 .windows(2)
@@ -411,10 +475,18 @@ fn draw_edges(
                 hovered = Some((e, d));
             }
         }
+        let head = arrowhead(tip, dir, width);
+        state.arrows.push((e, tip));
         if coarse {
             add_quads(&mut mesh, &points, width.max(1.0), color);
+            let i = mesh.vertices.len() as u32;
+            for p in head {
+                mesh.colored_vertex(p, color);
+            }
+            mesh.add_triangle(i, i + 1, i + 2);
         } else {
             shapes.push(Shape::line(points.clone(), Stroke::new(width, color)));
+            shapes.push(Shape::convex_polygon(head.to_vec(), color, Stroke::NONE));
         }
     }
     state.drawn = ids.len();
@@ -426,7 +498,126 @@ fn draw_edges(
     hovered
 }
 
-/// Draw the nodes (labels when there is room); returns the node under the pointer.
+/// A node's radius on screen at `zoom`.
+fn node_radius(circuit: &Circuit, zoom: f32) -> f32 {
+    (zoom * circuit.node_spacing * 0.6).clamp(1.5, 9.0)
+}
+
+/// The tip of an edge's arrowhead and the direction it points, on screen: on the rim of the
+/// destination node, where its port is for an attention input (q at the lower left, k below,
+/// v at the lower right), where the curve arrives for any other.
+fn arrow(circuit: &Circuit, edge: &CircuitEdge, state: &GraphState, radius: f32) -> (Pos2, Vec2) {
+    let node = circuit.nodes[edge.to_node as usize].pos;
+    let centre = state.to_screen(node);
+    let back = state.to_screen(if edge.ctrl.distance(edge.to) > 1e-4 {
+        edge.ctrl
+    } else {
+        edge.from
+    });
+    let rim = radius + 1.5;
+    let port = edge.to.distance(node) > 1e-4;
+    let tip = if port {
+        let out = vec2(edge.to.x - node.x, edge.to.y - node.y).normalized();
+        centre + out * rim
+    } else {
+        centre - (centre - back).normalized() * rim
+    };
+    (tip, (tip - back).normalized())
+}
+
+/// The triangle of an arrowhead at `tip` pointing along `dir`, sized to a line `width` wide.
+fn arrowhead(tip: Pos2, dir: Vec2, width: f32) -> [Pos2; 3] {
+    let len = (5.0 + 1.5 * width).min(13.0);
+    let base = tip - dir * len;
+    let side = dir.rot90() * (len * 0.45);
+    [tip, base + side, base - side]
+}
+
+/// Which nodes are labelled at the present zoom: every `layers`-th layer (so that labels of
+/// neighbouring rows never meet; `input` and `logits` always), each head or only the outermost
+/// head of each block at head level.
+#[derive(Debug, Clone, Copy)]
+struct LabelRule {
+    layers: usize,
+    heads: bool,
+}
+
+impl LabelRule {
+    fn at(circuit: &Circuit, zoom: f32) -> Self {
+        let row = (zoom * ROW).max(1e-3);
+        Self {
+            layers: (LABEL_HEIGHT / row).ceil().max(1.0) as usize,
+            // A head's label ("a12.h3") needs about 40 points between neighbouring heads.
+            heads: zoom * circuit.layout.head_step > 40.0,
+        }
+    }
+
+    fn label(self, circuit: &Circuit, i: usize) -> Option<String> {
+        let node = circuit.nodes[i].node;
+        if node.layer().is_some_and(|l| l % self.layers != 0) {
+            return None;
+        }
+        if circuit.heads > 1 && !self.heads {
+            return circuit.block_label(i);
+        }
+        Some(node.to_string())
+    }
+}
+
+/// Draw `label` beside the node at `p` on its side, over a faint backing that keeps it
+/// readable over edges; returns its rectangle.
+fn draw_label(
+    painter: &egui::Painter,
+    palette: Palette,
+    (p, radius): (Pos2, f32),
+    side: LabelSide,
+    label: String,
+) -> Rect {
+    let gap = radius + 3.0;
+    let (at, align) = match side {
+        LabelSide::Left => (p - vec2(gap, 0.0), egui::Align2::RIGHT_CENTER),
+        LabelSide::Right => (p + vec2(gap, 0.0), egui::Align2::LEFT_CENTER),
+        LabelSide::Below => (p + vec2(0.0, gap), egui::Align2::CENTER_TOP),
+        LabelSide::Above => (p - vec2(0.0, gap), egui::Align2::CENTER_BOTTOM),
+    };
+    let galley = painter.layout_no_wrap(label, egui::FontId::proportional(11.0), palette.node());
+    let rect = align.anchor_size(at, galley.size());
+    let backing = if palette.dark {
+        Color32::from_black_alpha(150)
+    } else {
+        Color32::from_white_alpha(190)
+    };
+    painter.rect_filled(rect.expand(1.0), 2.0, backing);
+    painter.galley(rect.min, galley, palette.node());
+    rect
+}
+
+/// The letters q, k and v at the ports of an attention node, when there is room for them.
+fn draw_ports(
+    painter: &egui::Painter,
+    palette: Palette,
+    (circuit, state): (&Circuit, &GraphState),
+    node: Node,
+    radius: f32,
+) {
+    let Node::Attention { layer, head } = node else {
+        return;
+    };
+    for port in crate::node::Port::ALL {
+        let dest = crate::node::Destination::Attention { layer, head, port };
+        let (at, centre) = (circuit.layout.port(dest), circuit.layout.position(node));
+        let out = vec2(at.x - centre.x, at.y - centre.y).normalized();
+        painter.text(
+            state.to_screen(centre) + out * (radius + 8.0),
+            egui::Align2::CENTER_CENTER,
+            port.letter(),
+            egui::FontId::proportional(9.0),
+            palette.node().gamma_multiply(0.8),
+        );
+    }
+}
+
+/// Draw the nodes (labels where there is room); returns the node under the pointer.
 fn draw_nodes(
     painter: &egui::Painter,
     palette: Palette,
@@ -434,12 +625,10 @@ fn draw_nodes(
     state: &mut GraphState,
     pointer: Option<Pos2>,
 ) -> Option<usize> {
-    let radius = (state.zoom * circuit.node_spacing * 0.6).clamp(1.5, 9.0);
-    // A label needs a line of text between rows of nodes and its width between columns (one
-    // layout unit apart).
-    let show_labels = state.zoom * circuit.node_spacing * 2.0 > 13.0 && state.zoom > 22.0;
-    // Too small for a label per head: the block's name on each attention block's top head.
-    let block_labels = !show_labels && circuit.heads > 1 && state.zoom > 14.0;
+    let radius = node_radius(circuit, state.zoom);
+    let rule = LabelRule::at(circuit, state.zoom);
+    // The ports' letters need room between the node and the next row.
+    let ports = state.zoom * ROW > 4.0 * radius + 24.0;
     state.node_screen = circuit
         .nodes
         .iter()
@@ -447,6 +636,7 @@ fn draw_nodes(
         .collect();
     let canvas = state.canvas.unwrap_or(Rect::ZERO);
     let mut hovered_node = None;
+    let mut labels = Vec::new();
     for (i, (node, &p)) in circuit.nodes.iter().zip(&state.node_screen).enumerate() {
         if !canvas.expand(radius).contains(p) || !state.filter.passes(node.node) {
             continue;
@@ -462,26 +652,23 @@ fn draw_nodes(
         if found {
             painter.circle_stroke(p, radius + 3.0, Stroke::new(2.0, palette.highlight()));
         }
-        let label = if show_labels || selected || found {
+        if ports {
+            draw_ports(painter, palette, (circuit, state), node.node, radius);
+        }
+        let label = if selected || found {
             Some(node.node.to_string())
-        } else if block_labels {
-            circuit.block_label(i)
         } else {
-            None
+            rule.label(circuit, i)
         };
         if let Some(label) = label {
-            painter.text(
-                p + vec2(0.0, -radius - 2.0),
-                egui::Align2::CENTER_BOTTOM,
-                label,
-                egui::FontId::proportional(11.0),
-                palette.node(),
-            );
+            let side = LabelSide::of(node.node);
+            labels.push((i, draw_label(painter, palette, (p, radius), side, label)));
         }
         if pointer.is_some_and(|q| q.distance(p) <= radius + 3.0) {
             hovered_node = Some(i);
         }
     }
+    state.labels = labels;
     hovered_node
 }
 

@@ -23,12 +23,18 @@ pub const STUDY: &str = "circuitdiff compares the circuits of a base model and i
 pub fn describe_view(view: View) -> &'static str {
     match view {
         View::Graph => {
-            "the residual-stream graph, nodes by layer, with the edges of largest |score| drawn; \
-             colour gives the sign, width the magnitude. Click a node to list its edges."
+            "the residual-stream graph, one row a layer from input at the bottom to logits at \
+             the top, each layer's attention block on the left and its MLP on the right, with \
+             the edges of largest |score| drawn (the line above the graph says what share of \
+             the total |score| they hold); colour gives the sign, width the magnitude, and an \
+             arrow points into each edge's destination: q, k and v enter an attention block at \
+             its lower left, bottom and lower right. Click a node to list its edges."
         }
         View::Heatmap => {
-            "every edge's score as a cell: sources (rows) against destinations (columns); grey \
-             cells are not edges of the graph"
+            "every edge's score as a cell, the study's orientation: x = source index, from \
+             input at the left through a0, m0, a1, … to the last MLP at the right; y = \
+             destination index, from a0<q> at the bottom up to logits at the top. Grey cells \
+             are not edges of the graph. Saved figures and reports draw it the same way."
         }
         View::Distributions => {
             "the sorted |scores| and their cumulative share of the total, base against tuned, \
@@ -95,38 +101,35 @@ pub fn help_ui(ui: &mut Ui) {
         ui.label(STUDY);
         ui.add_space(8.0);
         ui.heading("Views");
-        egui::Grid::new("help_views").striped(true).show(ui, |ui| {
-            for view in View::ALL {
-                ui.strong(view.label());
-                ui.label(describe_view(view));
-                ui.end_row();
-            }
-            for mode in Mode::ALL {
-                ui.strong(mode.label());
-                ui.label(describe_mode(mode));
-                ui.end_row();
-            }
-        });
+        // One wrapped paragraph a row (a grid would not wrap its long cells and would run past
+        // the window's edge).
+        for view in View::ALL {
+            described(ui, view.label(), &[describe_view(view)]);
+        }
+        for mode in Mode::ALL {
+            described(ui, mode.label(), &[describe_mode(mode)]);
+        }
         ui.add_space(8.0);
         ui.heading("Metrics");
-        egui::Grid::new("help_metrics")
-            .striped(true)
-            .show(ui, |ui| {
-                ui.strong("metric");
-                ui.strong("definition");
-                ui.strong("higher means");
-                ui.end_row();
-                for metric in Metric::ALL {
-                    ui.monospace(metric.name());
-                    ui.label(metric.definition());
-                    ui.label(metric.higher_means().describe());
-                    ui.end_row();
-                }
-            });
+        for metric in Metric::ALL {
+            let higher = format!("Higher means {}.", metric.higher_means().describe());
+            described(ui, metric.name(), &[metric.definition(), &higher]);
+        }
         ui.add_space(8.0);
         ui.heading("Node names");
         ui.label(NODES);
     });
+}
+
+/// A name in bold and what it is, wrapped to the window's width.
+fn described(ui: &mut Ui, name: &str, texts: &[&str]) {
+    ui.horizontal_wrapped(|ui| {
+        ui.strong(format!("{name}:"));
+        for text in texts {
+            ui.label(*text);
+        }
+    });
+    ui.add_space(2.0);
 }
 
 /// The About window's contents.

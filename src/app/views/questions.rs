@@ -3,11 +3,19 @@
 
 use super::super::results::{AnswerView, Question, Results};
 use super::super::theme::Palette;
-use super::graph::{canvas_ui, GraphState};
+use super::graph::{canvas_ui, share_line, GraphState};
 use crate::attribution::metrics::Metric;
-use crate::report::circuit::{Circuit, Mode};
+use crate::report::circuit::{Circuit, EdgeSelection, Mode};
 use crate::report::table::Cell;
 use egui::{Color32, RichText, Ui};
+
+/// The edges a sample's circuit draws: the fewest, largest first, that hold 80 % of its
+/// |score|, at most 60 (the circuit shares the panel with the question, so fewer than the
+/// graph view's 100 keep a deep model's circuit readable).
+pub const SAMPLE_EDGES: EdgeSelection = EdgeSelection {
+    share: 0.8,
+    max: 60,
+};
 
 /// Selection, search and filter of the browser, with the selected sample's circuit.
 #[derive(Default)]
@@ -238,7 +246,7 @@ pub fn questions_ui(ui: &mut Ui, results: &Results, mode: Mode, state: &mut Ques
     // the rest of the panel.
     let scored = q.sample.is_some();
     let upper = if scored {
-        (ui.available_height() * 0.5).max(220.0)
+        (ui.available_height() * 0.42).max(200.0)
     } else {
         f32::INFINITY
     };
@@ -254,8 +262,12 @@ pub fn questions_ui(ui: &mut Ui, results: &Results, mode: Mode, state: &mut Ques
     }
     if let Some((_, circuit)) = &state.circuit {
         ui.separator();
-        ui.strong(format!("Circuit of this sample ({})", mode.label()));
-        canvas_ui(ui, circuit, mode, 400, &mut state.graph);
+        let k = circuit.selected(mode, SAMPLE_EDGES).max(1);
+        ui.horizontal_wrapped(|ui| {
+            ui.strong(format!("Circuit of this sample ({})", mode.label()));
+            ui.label(share_line(circuit, mode, k, false));
+        });
+        canvas_ui(ui, circuit, mode, k, &mut state.graph);
     }
 }
 

@@ -70,10 +70,14 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
         }
     }
     ui.separator();
-    egui::ScrollArea::both().show(ui, |ui| {
+    // Wider than the view (a narrow window, many columns): it scrolls sideways, its scroll bar
+    // always shown so that the columns past the edge are not missed.
+    let visible = egui::scroll_area::ScrollBarVisibility::AlwaysVisible;
+    let scroll = egui::ScrollArea::both().scroll_bar_visibility(visible);
+    scroll.show(ui, |ui| {
         egui::Grid::new("comparison_table")
             .striped(true)
-            .spacing([18.0, 6.0])
+            .spacing([12.0, 6.0])
             .show(ui, |ui| {
                 for (i, name) in table.columns.iter().enumerate() {
                     ui.horizontal(|ui| {
