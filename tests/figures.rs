@@ -160,3 +160,46 @@ fn a_32_layer_heatmap_has_labels_a_colour_bar_and_its_saturation() {
         "{drawn} of {labels} labels"
     );
 }
+
+/// The y of every SVG `<text>` whose content is `content` (escaped as the SVG writes it).
+fn text_ys(svg: &str, content: &str) -> Vec<f64> {
+    svg.split("<text ")
+        .skip(1)
+        .filter_map(|t| {
+            let (tag, rest) = t.split_once('>')?;
+            let body = rest.split("</text>").next()?.trim();
+            let y = tag.split(" y=\"").nth(1)?.split('"').next()?;
+            (body == content).then(|| y.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// Saved heatmaps run as the app's: destination 0 (`a0<q>`) at the bottom, `logits` at the top,
+/// `input` the first source on the left.
+#[test]
+fn a_saved_heatmap_puts_the_first_destination_at_the_bottom() {
+    let maps = heatmaps();
+    let svg = render::svg(Figure::Heatmaps(&maps)).unwrap();
+    let (first, last) = (text_ys(&svg, "a0&lt;q&gt;"), text_ys(&svg, "logits"));
+    assert_eq!((first.len(), last.len()), (3, 3));
+    for (a0, logits) in first.iter().zip(&last) {
+        assert!(a0 > logits, "a0<q> at y = {a0}, logits at y = {logits}");
+    }
+}
+
+/// A saved circuit says how much of the |score| it leaves out, and draws an arrowhead per edge.
+#[test]
+fn a_saved_circuit_says_what_share_it_shows_and_points_its_edges() {
+    let g = circuit_graph(Mode::Base);
+    assert!(g.share < g.target.0 && g.target.1 > g.edges.len());
+    let svg = render::svg(Figure::Circuit(&g)).unwrap();
+    let texts = common::svg_texts(&svg);
+    let line = format!(
+        "the 100 largest of 4193 edges by |score|, {:.0} % of the total |score|; 80 % takes {} edges",
+        100.0 * g.share,
+        g.target.1
+    );
+    assert!(texts.contains(&line), "{texts:?}");
+    // One filled triangle an edge.
+    assert_eq!(svg.matches("<polygon").count(), g.edges.len());
+}

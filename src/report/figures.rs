@@ -588,6 +588,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn titles_name_the_pair_by_short_model_names() {
+        assert_eq!(model_name("assets/zoo/grpo"), "grpo");
+        assert_eq!(model_name("/models/base/"), "base");
+        assert_eq!(model_name("./tuned"), "tuned");
+        assert_eq!(
+            model_name("HuggingFaceTB/SmolLM2-135M-Instruct"),
+            "HuggingFaceTB/SmolLM2-135M-Instruct"
+        );
+        assert_eq!(
+            titled("base -> grpo", "tuned − base"),
+            "base -> grpo · tuned − base"
+        );
+    }
+
+    #[test]
     fn a_scatter_fits_each_axis_and_clips_the_diagonal() {
         let s = Scatter {
             title: String::new(),
