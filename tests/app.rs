@@ -603,6 +603,59 @@ fn a_deep_graph_is_layered_unclipped_and_directed() {
     }
 }
 
+/// The rectangle of the window titled `title`, in the last frame.
+fn window_rect(h: &Harness<'_, App>, title: &str) -> egui::Rect {
+    h.ctx
+        .memory(|m| m.area_rect(egui::Id::unique(Some(title))))
+        .unwrap_or_else(|| panic!("no window {title}"))
+}
+
+/// At 1280×800 the Guide, the Save figure window and its typed-path window lie inside the
+/// screen with their text wrapped inside them.
+#[test]
+fn the_guide_and_the_save_windows_fit_a_small_screen() {
+    let mut h = rendering_harness_of(fixture32());
+    h.state_mut().native_dialogs = false;
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1280.0, 800.0));
+    h.state_mut().views.help = true;
+    h.run_steps(4);
+    let guide = window_rect(&h, "Guide");
+    assert!(screen.contains_rect(guide), "{guide:?}");
+    // Its paragraphs wrap inside it (those on screen: the rest scroll).
+    let texts = View::ALL
+        .map(circuitdiff::app::views::help::describe_view)
+        .into_iter()
+        .chain(circuitdiff::attribution::metrics::Metric::ALL.map(|m| m.definition()));
+    for text in texts {
+        let r = h.get_by_label(text).rect();
+        if r.top() < guide.bottom() {
+            assert!(r.right() <= guide.right(), "{text} past the Guide's edge");
+        }
+    }
+    h.snapshot("window_guide");
+    h.state_mut().views.help = false;
+    h.get_by_label("Save figure…").click();
+    h.run_steps(4);
+    let save = window_rect(&h, "Save figure");
+    assert!(screen.contains_rect(save), "{save:?}");
+    h.get_by_label("Save…").click();
+    h.run_steps(4);
+    h.get_by_label("No file dialog is available on this desktop: type the path.");
+    let title = circuitdiff::app::paths::Pick::SaveFigure(View::Graph, Mode::Base).title();
+    let prompt = window_rect(&h, title);
+    assert!(screen.contains_rect(prompt), "{prompt:?}");
+    // The title, which says how the file is named, is whole: the window is wider than the
+    // title's text with the close button beside it.
+    let font = egui::TextStyle::Heading.resolve(&h.ctx.global_style());
+    let text = h.ctx.fonts_mut(|f| {
+        f.layout_no_wrap(title.to_owned(), font, egui::Color32::WHITE)
+            .size()
+            .x
+    });
+    assert!(prompt.width() > text + 40.0, "{text} in {prompt:?}");
+    h.snapshot("window_save_path");
+}
+
 #[test]
 fn snapshots_of_every_view() {
     // The trajectory view has its own fixture, below.
@@ -854,7 +907,14 @@ fn save_figure_and_export_all_render_every_view() {
     assert_not_blank(&img);
     let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
     let texts = common::svg_texts(&svg);
-    for name in ["input", "a31", "logits", "a31<q>", "not an edge"] {
+    for name in [
+        "input",
+        "a31",
+        "logits",
+        "a31<q>",
+        "not an edge",
+        "tiny-llama-base -> tiny-llama-tuned · tuned − base",
+    ] {
         assert!(texts.iter().any(|t| t == name), "{name} not in {texts:?}");
     }
     let status = h.state().status_text().unwrap().to_owned();

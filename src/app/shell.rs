@@ -547,6 +547,9 @@ impl App {
             .open(&mut open)
             .collapsible(false)
             .default_pos([420.0, 120.0])
+            // Wide enough for the longest title ("Save figure (the extension is set per
+            // format)") and the path field.
+            .min_width(480.0)
             .show(ctx, |ui| super::paths::prompt_ui(ui, prompt))
             .and_then(|r| r.inner.flatten());
         match answer {

@@ -879,8 +879,8 @@ where
     }
     let rule = "line width and opacity: |score| relative to the largest drawn";
     root.draw_text(rule, &label, (x, y))?;
-    let arrows = "input at the bottom, logits at the top; arrows point into the destination, \
-        q, k and v entering an attention block at its lower left, bottom and lower right";
+    let arrows = "arrows point into the destination; q, k and v enter an attention block at its \
+        lower left, bottom and lower right";
     root.draw_text(arrows, &label, (px(k, 40.0), y - px(k, 18.0)))?;
     Ok(())
 }
