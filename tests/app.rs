@@ -568,7 +568,10 @@ fn a_deep_graph_is_layered_unclipped_and_directed() {
     let graph = &h.state().views.graph;
     let r = h.state().results.as_ref().unwrap();
     let canvas = graph.canvas().expect("the canvas on screen");
-    assert!(canvas.width() > 500.0 && canvas.height() > 500.0, "{canvas:?}");
+    assert!(
+        canvas.width() > 500.0 && canvas.height() > 500.0,
+        "{canvas:?}"
+    );
     for (i, p) in graph.node_screen.iter().enumerate() {
         assert!(canvas.contains(*p), "{} at {p:?}", r.circuit.nodes[i].node);
     }
@@ -576,14 +579,25 @@ fn a_deep_graph_is_layered_unclipped_and_directed() {
     assert_eq!(graph.labels.len(), r.circuit.nodes.len());
     for (i, rect) in &graph.labels {
         let name = r.circuit.nodes[*i].node;
-        assert!(canvas.contains_rect(*rect), "{name}'s label {rect:?} outside {canvas:?}");
+        assert!(
+            canvas.contains_rect(*rect),
+            "{name}'s label {rect:?} outside {canvas:?}"
+        );
         for (j, other) in &graph.labels {
-            assert!(i == j || !rect.intersects(*other), "{name} over {}", r.circuit.nodes[*j].node);
+            assert!(
+                i == j || !rect.intersects(*other),
+                "{name} over {}",
+                r.circuit.nodes[*j].node
+            );
         }
     }
     // Layers go up the screen: input at the bottom, logits at the top.
     let y = |name: &str| {
-        let i = r.circuit.nodes.iter().position(|n| n.node.to_string() == name);
+        let i = r
+            .circuit
+            .nodes
+            .iter()
+            .position(|n| n.node.to_string() == name);
         graph.node_screen[i.unwrap()].y
     };
     assert!(y("input") > y("a0") && y("a0") > y("a15") && y("a15") > y("logits"));

@@ -606,7 +606,9 @@ fn draw_ports(
     for port in crate::node::Port::ALL {
         let dest = crate::node::Destination::Attention { layer, head, port };
         let (at, centre) = (circuit.layout.port(dest), circuit.layout.position(node));
-        let out = vec2(at.x - centre.x, at.y - centre.y).normalized();
+        // Turned downwards, clear of the label beside the node.
+        let out =
+            (vec2(at.x - centre.x, at.y - centre.y).normalized() + vec2(0.0, 0.8)).normalized();
         painter.text(
             state.to_screen(centre) + out * (radius + 8.0),
             egui::Align2::CENTER_CENTER,

@@ -73,7 +73,14 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
     // Wider than the view (a narrow window, many columns): it scrolls sideways, its scroll bar
     // always shown so that the columns past the edge are not missed.
     let visible = egui::scroll_area::ScrollBarVisibility::AlwaysVisible;
-    let scroll = egui::ScrollArea::both().scroll_bar_visibility(visible);
+    let right = egui::Margin {
+        right: 12,
+        bottom: 8,
+        ..egui::Margin::ZERO
+    };
+    let scroll = egui::ScrollArea::both()
+        .scroll_bar_visibility(visible)
+        .content_margin(right);
     scroll.show(ui, |ui| {
         egui::Grid::new("comparison_table")
             .striped(true)
