@@ -393,6 +393,32 @@ fn navigate(
     }
 }
 
+/// Fill `points` with the screen polyline of `edge` ending at its arrowhead's tip (fewer
+/// segments when `coarse`); returns the tip and the direction the arrowhead points.
+fn polyline(
+    circuit: &Circuit,
+    edge: &CircuitEdge,
+    (state, radius, coarse): (&GraphState, f32, bool),
+    points: &mut Vec<Pos2>,
+) -> (Pos2, Vec2) {
+    let length = (edge.ctrl.distance(edge.from) + edge.to.distance(edge.ctrl)) * state.zoom;
+    // A straight edge needs one segment, a bowed one more the longer it is.
+    let segments = if edge.ctrl.distance(edge.at(0.5)) < 1e-3 {
+        1.0
+    } else if coarse {
+        (length / 40.0).clamp(2.0, 8.0)
+    } else {
+        (length / 16.0).clamp(2.0, 24.0)
+    } as usize;
+    points.clear();
+    points.extend((0..=segments).map(|i| state.to_screen(edge.at(i as f32 / segments as f32))));
+    let (tip, dir) = arrow(circuit, edge, state, radius);
+    if let Some(end) = points.last_mut() {
+        *end = tip;
+    }
+    (tip, dir)
+}
+
 /// Draw the top-k visible edges, largest on top; returns the edge under the pointer with its
 /// distance.
 fn draw_edges(
@@ -451,21 +477,7 @@ fn draw_edges(
         };
         let fade = if touches(e) { 1.0 } else { 0.12 };
         let color = base.gamma_multiply((0.25 + 0.75 * t) * fade);
-        let length = (edge.ctrl.distance(edge.from) + edge.to.distance(edge.ctrl)) * state.zoom;
-        // A straight edge needs one segment, a bowed one more the longer it is.
-        let segments = if edge.ctrl.distance(edge.at(0.5)) < 1e-3 {
-            1.0
-        } else if coarse {
-            (length / 40.0).clamp(2.0, 8.0)
-        } else {
-            (length / 16.0).clamp(2.0, 24.0)
-        } as usize;
-        points.clear();
-        points.extend((0..=segments).map(|i| state.to_screen(edge.at(i as f32 / segments as f32))));
-        let (tip, dir) = arrow(circuit, edge, state, radius);
-        if let Some(end) = points.last_mut() {
-            *end = tip;
-        }
+        let (tip, dir) = polyline(circuit, edge, (state, radius, coarse), &mut points);
         if let Some(p) = pointer {
             let d = points
                 .windows(2)
