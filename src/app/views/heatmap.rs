@@ -140,7 +140,9 @@ pub fn heatmap_ui(
     let size = ui.available_size();
     let response = ui
         .horizontal(|ui| {
-            let plot = vec2((size.x - BAR_WIDTH).max(100.0), size.y);
+            // The row puts its item spacing between the plot and the bar.
+            let gap = ui.spacing().item_spacing.x;
+            let plot = vec2((size.x - BAR_WIDTH - gap).max(100.0), size.y);
             let response = matrix_ui(ui, map, (texture, plot), circuit, graph, palette);
             colour_bar_ui(ui, mode, range, size.y, palette);
             response
