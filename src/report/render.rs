@@ -732,12 +732,13 @@ where
         .first()
         .map_or(0.0, |e| e.value.abs())
         .max(f32::MIN_POSITIVE);
+    let r = node_radius(g, &at, k);
     for e in g.edges.iter().rev() {
         let t = f64::from(e.value.abs() / max);
         let color = if e.value >= 0.0 { POSITIVE } else { NEGATIVE };
         let color = color.mix(0.25 + 0.7 * t);
         let width = 0.8 + 4.2 * t;
-        let head = arrowhead(e, &at, k, width);
+        let head = arrowhead(e, &at, (k, r), width);
         let mut path: Vec<(i32, i32)> = curve(e.from, e.ctrl, e.to, 24).map(at).collect();
         if let Some(end) = path.last_mut() {
             *end = head[0];
@@ -745,7 +746,7 @@ where
         root.draw(&PathElement::new(path, color.stroke_width(upx(k, width))))?;
         root.draw(&Polygon::new(head.to_vec(), color.filled()))?;
     }
-    circuit_nodes(root, g, k, &at)?;
+    circuit_nodes(root, g, (k, r), &at)?;
     circuit_legend(root, g, k)
 }
 
@@ -771,7 +772,7 @@ fn shown_line(g: &CircuitGraph) -> String {
 fn arrowhead(
     e: &figures::GraphEdge,
     at: &dyn Fn(Point) -> (i32, i32),
-    k: f64,
+    (k, radius): (f64, f64),
     width: f64,
 ) -> [(i32, i32); 3] {
     let f = |p: Point| {
@@ -788,7 +789,7 @@ fn arrowhead(
     } else {
         e.from
     });
-    let rim = (NODE_RADIUS + 1.5) * k;
+    let rim = radius + 1.5 * k;
     let out = if e.to.distance(e.dest) > 1e-4 {
         unit((port.0 - centre.0, port.1 - centre.1))
     } else {
@@ -808,21 +809,34 @@ fn arrowhead(
     ]
 }
 
-/// A node's radius in a saved circuit graph (base units).
+/// A node's radius in a saved circuit graph (base units), where its neighbours leave room.
 const NODE_RADIUS: f64 = 5.0;
+
+/// The nodes' radius in pixels: [`NODE_RADIUS`], or less where the nodes of one row (the heads
+/// of a layer) lie closer than 2.5 radii.
+fn node_radius(g: &CircuitGraph, at: &dyn Fn(Point) -> (i32, i32), k: f64) -> f64 {
+    let mut nearest = f64::INFINITY;
+    for (i, a) in g.nodes.iter().enumerate() {
+        for b in g.nodes[i + 1..].iter().filter(|b| b.pos.y == a.pos.y) {
+            let (p, q) = (at(a.pos), at(b.pos));
+            nearest = nearest.min(f64::from(p.0 - q.0).hypot(f64::from(p.1 - q.1)));
+        }
+    }
+    (NODE_RADIUS * k).min(nearest / 2.5).max(k)
+}
 
 /// The circuit's nodes and their labels (on a light halo over the edges), each on its
 /// [`LabelSide`](circuit::LabelSide).
 fn circuit_nodes<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     g: &CircuitGraph,
-    k: f64,
+    (k, radius): (f64, f64),
     at: &dyn Fn(Point) -> (i32, i32),
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
-    let r = px(k, NODE_RADIUS);
+    let r = radius.round() as i32;
     let label = text(k, 11.0);
     for n in &g.nodes {
         let (x, y) = at(n.pos);
