@@ -652,6 +652,7 @@ fn the_guide_and_the_save_windows_fit_a_small_screen() {
     h.run_steps(4);
     let save = window_rect(&h, "Save figure");
     assert!(screen.contains_rect(save), "{save:?}");
+    h.snapshot("window_save");
     h.get_by_label("Save…").click();
     h.run_steps(4);
     h.get_by_label("No file dialog is available on this desktop: type the path.");
