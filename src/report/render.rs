@@ -1008,11 +1008,15 @@ pub fn write_comparison_figures(
     for map in &mut maps {
         map.title = figures::titled(&pair, &map.title);
     }
-    let caption = "Mean edge scores (base and tuned on one colour scale; tuned − base)";
+    let caption = "Mean edge scores, x = source index from the left, y = destination index from \
+        the bottom (base and tuned on one colour scale; tuned − base)";
     put(Figure::Heatmaps(&maps), caption.into(), "heatmap".into())?;
     for (mode, mut g) in circuit_graphs(base, tuned, EdgeSelection::default()) {
         let stem = format!("circuit_{}", mode.label().to_lowercase());
-        let caption = format!("Circuit graph, {}", g.title.replace("circuit: ", ""));
+        let caption = format!(
+            "Circuit graph, {}: layers from input at the bottom to logits at the top",
+            g.title.replace("circuit: ", "")
+        );
         g.title = figures::titled(&pair, &g.title);
         put(Figure::Circuit(&g), caption, stem)?;
     }
