@@ -183,7 +183,8 @@ fn results_figure(
             let circuit = r
                 .sample_circuit(q)
                 .ok_or(AppError::NoFigure("this question was not scored"))?;
-            let mut g = figures::circuit_graph(&circuit, mode, EdgeSelection::default()).ok_or(
+            let select = super::views::questions::SAMPLE_EDGES;
+            let mut g = figures::circuit_graph(&circuit, mode, select).ok_or(
                 AppError::NoFigure("this question has no scores for this mode"),
             )?;
             g.title = format!("{}, question {}", g.title, q.id);
