@@ -760,7 +760,9 @@ fn shown_line(g: &CircuitGraph) -> String {
         100.0 * g.share
     );
     let (target, need) = g.target;
-    if g.share < target {
+    if need == 0 {
+        line = format!("{} edges; every score is 0", g.total_edges);
+    } else if g.share < target {
         line += &format!("; {:.0} % takes {need} edges", 100.0 * target);
     }
     line

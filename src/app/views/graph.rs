@@ -211,6 +211,9 @@ pub fn top_k_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, k: &mut usize) {
 /// for more" beside a `slider`.
 pub fn share_line(circuit: &Circuit, mode: Mode, k: usize, slider: bool) -> String {
     let n = circuit.edges.len();
+    if circuit.share(mode, n) == 0.0 {
+        return format!("showing {} of {n} edges; every score is 0", k.min(n));
+    }
     let share = circuit.share(mode, k);
     let mut line = format!(
         "showing {} of {n} edges, {:.0} % of |score| mass",
@@ -771,5 +774,43 @@ pub fn legend_ui(ui: &mut Ui, mode: Mode) {
             Stroke::new(3.0, color),
         );
         ui.label(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribution::{Graph, Level};
+    use crate::model::ModelConfig;
+
+    #[test]
+    fn the_share_line_says_what_is_drawn_and_what_the_default_share_takes() {
+        let graph = Graph::new(
+            &ModelConfig::llama(64, 64, 128, 3, (4, 4), 64),
+            Level::Block,
+        );
+        let n = graph.num_edges();
+        // Values 1..=n: the top 2 hold (2n − 1) / (n (n + 1) / 2) of the mass.
+        let values: Vec<f32> = (1..=n).map(|i| i as f32).collect();
+        let c = Circuit::new(&graph, values, None);
+        let share = 100.0 * (2 * n - 1) as f64 / (n * (n + 1) / 2) as f64;
+        let need = c.edges_for_share(Mode::Base, 0.8);
+        assert_eq!(
+            share_line(&c, Mode::Base, 2, true),
+            format!(
+                "showing 2 of {n} edges, {share:.0} % of |score| mass; 80 % takes {need} edges: \
+                 slide for more"
+            )
+        );
+        assert!(!share_line(&c, Mode::Base, 2, false).contains("slide"));
+        assert_eq!(
+            share_line(&c, Mode::Base, n, true),
+            format!("showing {n} of {n} edges, 100 % of |score| mass")
+        );
+        let zero = Circuit::new(&graph, vec![0.0; n], None);
+        assert_eq!(
+            share_line(&zero, Mode::Base, 2, true),
+            format!("showing 2 of {n} edges; every score is 0")
+        );
     }
 }
