@@ -6,7 +6,9 @@ use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
-use crate::side::Side;
+use crate::report::span::{ScoredSpan, DEFAULT_MIN_K};
+use crate::model::Tokenizer;
+use crate::side::{PerSide, Side};
 use crate::study::answers::Answer;
 use crate::study::dir::{Counts, StudyDir};
 use serde::Deserialize;
@@ -22,18 +24,53 @@ pub struct AnswerView {
     pub correct: bool,
     pub prompt_tokens: usize,
     pub answer_tokens: usize,
+    /// The answer tokens the study scored (its first K), when the question was scored.
+    pub scored: Option<ScoredTokens>,
+}
+
+/// The first answer tokens a sample's loss covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoredTokens {
+    /// How many: min(K, answer length).
+    pub k: usize,
+    /// Their text, when the model's tokenizer could be read to decode them.
+    pub text: Option<String>,
 }
 
 impl AnswerView {
-    pub(super) fn of(a: &Answer) -> Self {
+    /// The view of `a`; `scored`: the tokens scored and the tokenizer to decode them with.
+    pub(super) fn of(a: &Answer, scored: Option<(usize, Option<&Tokenizer>)>) -> Self {
         Self {
             text: a.text.clone(),
             extracted: a.grade.extracted.clone(),
             correct: a.grade.correct,
             prompt_tokens: a.prompt_ids.len(),
             answer_tokens: a.answer_ids.len(),
+            scored: scored.map(|(k, tokenizer)| ScoredTokens {
+                k,
+                text: tokenizer.and_then(|t| t.decode(&a.answer_ids[..k.min(a.answer_ids.len())]).ok()),
+            }),
         }
     }
+
+    /// The length in bytes of the start of `text` that the scored tokens make up, when their
+    /// decoded text begins it (what the question browser highlights).
+    pub fn scored_prefix_len(&self) -> Option<usize> {
+        let scored = self.scored.as_ref()?.text.as_deref()?;
+        self.text.starts_with(scored).then_some(scored.len())
+    }
+}
+
+/// The tokenizer of the model `run` scored, from the local files or cache only (`None` when it
+/// is not found: the browser then says how many tokens were scored without marking them).
+fn run_tokenizer(run: &Run) -> Option<Tokenizer> {
+    let hub = crate::model::HubOptions {
+        offline: true,
+        ..Default::default()
+    };
+    crate::model::load_without_weights(&run.manifest.model.spec, &hub)
+        .map(|(_, t)| t)
+        .ok()
 }
 
 /// A question of the study and, when it was scored, its sample in each run.
@@ -113,6 +150,15 @@ pub fn is_results_dir(dir: &Path) -> bool {
 }
 
 impl Results {
+    /// The answer tokens scored: as the comparison recorded them, else as the base run's
+    /// manifest says (warned about below the default threshold).
+    pub fn span(&self) -> ScoredSpan {
+        self.comparison
+            .as_ref()
+            .and_then(|c| c.span)
+            .unwrap_or_else(|| ScoredSpan::of(&self.base, DEFAULT_MIN_K))
+    }
+
     /// Load a study directory (`base/`, `tuned/`, `comparison.json`, `answers.jsonl`,
     /// `counts.json`), a `compare` output directory (its `comparison.json` names both runs) or a
     /// single run directory.
@@ -250,6 +296,19 @@ fn read_questions(
     };
     let (bi, ti) = (index(base), tuned.map(index).unwrap_or_default());
     let sample = |id: &str| bi.get(id).map(|&b| (b, ti.get(id).copied()));
+    let tokenizers = PerSide {
+        base: run_tokenizer(base),
+        tuned: tuned.and_then(run_tokenizer),
+    };
+    // Tokens scored of a question's answer by one side: that sample's K.
+    let scored = |side: Side, id: &str| {
+        let (run, index) = match side {
+            Side::Base => (base, &bi),
+            Side::Tuned => (tuned?, &ti),
+        };
+        let k = run.manifest.samples[*index.get(id)?].k;
+        Some((k, tokenizers[side].as_ref()))
+    };
     if !study.rows_path().is_file() {
         return Ok(base
             .manifest
@@ -270,8 +329,14 @@ fn read_questions(
         .into_iter()
         .map(|a| Question {
             sample: sample(&a.id),
-            base: a.base.as_ref().map(AnswerView::of),
-            tuned: a.tuned.as_ref().map(AnswerView::of),
+            base: a
+                .base
+                .as_ref()
+                .map(|b| AnswerView::of(b, scored(Side::Base, &a.id))),
+            tuned: a
+                .tuned
+                .as_ref()
+                .map(|t| AnswerView::of(t, scored(Side::Tuned, &a.id))),
             id: a.id,
             question: a.question,
             reference: a.reference,
