@@ -113,6 +113,9 @@ pub struct Results {
     pub figures: Figures,
     /// The circuit of the mean score vectors.
     pub circuit: Circuit,
+    /// Base and tuned scored every sample alike (the same model given twice, say): tuned −
+    /// base is 0 everywhere.
+    pub identical: bool,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AppError> {
@@ -243,6 +246,10 @@ impl Results {
             .as_deref()
             .filter(|t| t.manifest.graph == *graph)
             .map(edges);
+        let identical = tuned.as_deref().is_some_and(|t| {
+            t.scores.len() == base.scores.len()
+                && t.scores.iter().zip(&base.scores).all(|(t, b)| t.dense == b.dense)
+        });
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);
         let title = match &tuned {
             Some(t) => format!(
@@ -262,6 +269,7 @@ impl Results {
             questions,
             figures,
             circuit,
+            identical,
         }
     }
 

@@ -607,6 +607,12 @@ impl App {
                 ui.spinner();
             }
         });
+        if r.identical && mode == Mode::Difference && view.depends_on_mode() {
+            ui.colored_label(
+                Palette::of(ui.ctx()).highlight(),
+                crate::report::figures::NO_DIFFERENCE,
+            );
+        }
         if self.study.is_some() {
             ui.multiply_opacity(0.4);
         }

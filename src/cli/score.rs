@@ -275,6 +275,9 @@ pub fn table(c: &comparison::Comparison) -> String {
         Table::paired(&c.metrics).text()
     );
     text.push_str(&span_lines(c.span.as_ref()));
+    if c.identical {
+        text.push_str(&format!("{}\n", circuitdiff::report::figures::NO_DIFFERENCE));
+    }
     if let Some(s) = &c.saturation {
         text.push_str(&s.line());
         text.push('\n');

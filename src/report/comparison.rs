@@ -63,6 +63,10 @@ pub struct Comparison {
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span: Option<ScoredSpan>,
+    /// Every paired sample's scores are equal (the same model given twice, say): every
+    /// difference is 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identical: bool,
 }
 
 /// The pairs (base index, tuned index) of the samples both runs scored, in base order; an
@@ -212,6 +216,9 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
             n: pairs.len(),
             ..ScoredSpan::of(base, DEFAULT_MIN_K)
         }),
+        identical: pairs
+            .iter()
+            .all(|&(i, j)| base.scores[i].dense == tuned.scores[j].dense),
     })
 }
 

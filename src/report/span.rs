@@ -155,3 +155,56 @@ impl ScoredSpan {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn derived(k: usize, t_bar: f64) -> ScoredSpan {
+        ScoredSpan {
+            k,
+            source: KSource::Derived { alpha: 0.05, t_bar },
+            n: 20,
+            shorter: 0,
+            min_k: DEFAULT_MIN_K,
+        }
+    }
+
+    #[test]
+    fn the_line_states_k_alpha_t_bar_and_n() {
+        assert_eq!(
+            derived(1, 23.4).line(),
+            "scored: K = 1 answer token (⌊α·T̄⌋, α = 0.05, T̄ = 23.4), n = 20 questions"
+        );
+        let cut = ScoredSpan {
+            source: KSource::Cut { t_bar: 9.0 },
+            shorter: 3,
+            ..derived(8, 9.0)
+        };
+        assert_eq!(
+            cut.line(),
+            "scored: K = 8 answer tokens (--cut, T̄ = 9.0), n = 20 questions; 3 answers shorter \
+             than K scored whole"
+        );
+    }
+
+    /// Below the threshold the warning names the α that reaches it: ⌊0.18 · 23.4⌋ = 4, while
+    /// ⌊0.17 · 23.4⌋ = 3; with answers shorter than the threshold no α can.
+    #[test]
+    fn a_short_span_warns_with_the_fix() {
+        let w = derived(1, 23.4).warning().unwrap();
+        assert!(w.starts_with("K = 1 is below 4"), "{w}");
+        assert!(w.contains("--alpha (≥ 0.18 for K ≥ 4, now 0.05)"), "{w}");
+        assert!(w.contains("--cut 4"), "{w}");
+        assert!(w.contains("longer answers"), "{w}");
+        let w = derived(1, 3.0).warning().unwrap();
+        assert!(!w.contains("a larger --alpha"), "{w}");
+        assert!(w.contains("--cut 4"), "{w}");
+        assert_eq!(derived(4, 80.0).warning(), None);
+        let strict = ScoredSpan {
+            min_k: 8,
+            ..derived(4, 80.0)
+        };
+        assert!(strict.warning().unwrap().contains("≥ 0.1 for K ≥ 8"));
+    }
+}

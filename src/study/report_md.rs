@@ -195,6 +195,9 @@ pub fn render(
     if let Some(span) = &cmp.span {
         span_section(&mut s, span);
     }
+    if cmp.identical {
+        let _ = writeln!(s, "**{}**.\n", crate::report::figures::NO_DIFFERENCE);
+    }
     let _ = writeln!(s, "## Metrics (paired over {} questions)\n", cmp.n);
     let mut table = Table::paired(&cmp.metrics);
     let methods = cmp
