@@ -277,14 +277,25 @@ fn random_llama_of_a_small_vocabulary_scores() {
     assert_eq!(vocab, 64);
     let samples = samples_file(dir.path(), &samples());
     let out = dir.path().join("run");
-    let exact = ["--exact-samples", "2", "--exact-top", "4", "--exact-random", "4"];
+    let exact = [
+        "--exact-samples",
+        "2",
+        "--exact-top",
+        "4",
+        "--exact-random",
+        "4",
+    ];
     let (ok, stdout, err) = score(model, &samples, "2", out.to_str().unwrap(), &exact);
     assert!(ok, "{err}");
     assert!(stdout.contains("scored 4 samples"), "{stdout}");
     // Scoring and the exact effects share one Ctrl-C handler, and standard error (a pipe, as
     // in a log file) gets plain progress lines.
     assert!(!err.contains("Ctrl-C"), "{err}");
-    for line in ["score: 4 to do", "score: 4/4 (100 %)", "exact effects: 2/2 (100 %)"] {
+    for line in [
+        "score: 4 to do",
+        "score: 4/4 (100 %)",
+        "exact effects: 2/2 (100 %)",
+    ] {
         assert!(err.contains(line), "no `{line}` in {err}");
     }
     let tiny = dir.path().join("llama3");

@@ -65,7 +65,10 @@ fn readme_smollm2_recipe_gets_answers_right_and_scores_four_tokens() {
     let k = counts["k"].as_u64().unwrap();
     assert!(correct > 0, "{counts}");
     assert!(k >= 4, "{counts}");
-    assert!(stdout.contains(&format!("scored: K = {k} answer tokens")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("scored: K = {k} answer tokens")),
+        "{stdout}"
+    );
     assert!(!stdout.contains("warning: K ="), "{stdout}");
     // One model as both: answered and scored once, and the difference said to be none.
     for stage in ["answer base: 16 to do", "score base: "] {

@@ -36,7 +36,10 @@ fn a_failed_study_is_replaced_by_its_retry() {
     assert!(!ok, "{err}");
     assert!(err.contains("no question was answered correctly"), "{err}");
     let failed = std::fs::read_to_string(out.join("failed.txt")).unwrap();
-    assert!(failed.contains("no question was answered correctly"), "{failed}");
+    assert!(
+        failed.contains("no question was answered correctly"),
+        "{failed}"
+    );
     // The same command again is a retry of the same study (and fails the same way).
     let (ok, _, err) = study(&out, "1");
     assert!(!ok && !err.contains("holds a different study"), "{err}");

@@ -2,12 +2,12 @@
 //! single run directory, with every figure computed once at load time.
 
 use super::error::AppError;
+use crate::model::Tokenizer;
 use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
 use crate::report::span::{ScoredSpan, DEFAULT_MIN_K};
-use crate::model::Tokenizer;
 use crate::side::{PerSide, Side};
 use crate::study::answers::Answer;
 use crate::study::dir::{Counts, StudyDir};
@@ -48,7 +48,8 @@ impl AnswerView {
             answer_tokens: a.answer_ids.len(),
             scored: scored.map(|(k, tokenizer)| ScoredTokens {
                 k,
-                text: tokenizer.and_then(|t| t.decode(&a.answer_ids[..k.min(a.answer_ids.len())]).ok()),
+                text: tokenizer
+                    .and_then(|t| t.decode(&a.answer_ids[..k.min(a.answer_ids.len())]).ok()),
             }),
         }
     }
@@ -248,7 +249,10 @@ impl Results {
             .map(edges);
         let identical = tuned.as_deref().is_some_and(|t| {
             t.scores.len() == base.scores.len()
-                && t.scores.iter().zip(&base.scores).all(|(t, b)| t.dense == b.dense)
+                && t.scores
+                    .iter()
+                    .zip(&base.scores)
+                    .all(|(t, b)| t.dense == b.dense)
         });
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);
         let title = match &tuned {
@@ -350,4 +354,37 @@ fn read_questions(
             reference: a.reference,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scored tokens' text begins the answer and is what the browser marks; without a
+    /// tokenizer only their count is known.
+    #[test]
+    fn an_answer_knows_its_scored_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = crate::model::char_tokenizer_json("0123456789+= ");
+        std::fs::write(dir.path().join("tokenizer.json"), json.to_string()).unwrap();
+        let tokenizer = Tokenizer::from_folder(dir.path()).unwrap();
+        let text = "12 + 5 = 17";
+        let answer = Answer {
+            id: "q".into(),
+            prompt: String::new(),
+            prompt_ids: vec![1],
+            answer_ids: tokenizer.encode(text, false).unwrap(),
+            text: text.into(),
+            stop: crate::model::StopReason::EndOfSequence,
+            grade: crate::study::grade::grade(text, "17"),
+        };
+        let view = AnswerView::of(&answer, Some((4, Some(&tokenizer))));
+        let scored = view.scored.as_ref().unwrap();
+        assert_eq!((scored.k, scored.text.as_deref()), (4, Some("12 +")));
+        assert_eq!(view.scored_prefix_len(), Some(4));
+        let counted = AnswerView::of(&answer, Some((4, None)));
+        assert_eq!(counted.scored_prefix_len(), None);
+        assert_eq!(counted.scored.map(|s| s.k), Some(4));
+        assert_eq!(AnswerView::of(&answer, None).scored, None);
+    }
 }

@@ -30,7 +30,9 @@ impl PlainLines {
         let now = std::time::Instant::now();
         let due = done == 1
             || done >= self.total
-            || self.last.is_none_or(|t| now.duration_since(t) >= PLAIN_EVERY);
+            || self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= PLAIN_EVERY);
         if !due || done == 0 {
             return None;
         }

@@ -276,7 +276,10 @@ pub fn table(c: &comparison::Comparison) -> String {
     );
     text.push_str(&span_lines(c.span.as_ref()));
     if c.identical {
-        text.push_str(&format!("{}\n", circuitdiff::report::figures::NO_DIFFERENCE));
+        text.push_str(&format!(
+            "{}\n",
+            circuitdiff::report::figures::NO_DIFFERENCE
+        ));
     }
     if let Some(s) = &c.saturation {
         text.push_str(&s.line());

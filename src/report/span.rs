@@ -88,7 +88,7 @@ impl ScoredSpan {
     }
 
     /// One line for tables, reports and views, e.g.
-    /// "scored: K = 1 answer token (⌊α·T̄⌋, α = 0.05, T̄ = 23.4), n = 20 questions".
+    /// "scored: K = 1 answer token (α = 0.05 × T̄ = 23.4), n = 20 questions".
     pub fn line(&self) -> String {
         format!("scored: {}", self.describe())
     }
@@ -98,7 +98,7 @@ impl ScoredSpan {
         let tokens = if self.k == 1 { "token" } else { "tokens" };
         let how = match self.source {
             KSource::Derived { alpha, t_bar } => {
-                format!(" (⌊α·T̄⌋, α = {alpha}, T̄ = {t_bar:.1})")
+                format!(" (α = {alpha} × T̄ = {t_bar:.1})")
             }
             KSource::Cut { t_bar } => format!(" (--cut, T̄ = {t_bar:.1})"),
             KSource::Given => " (--cut)".to_owned(),
@@ -130,7 +130,8 @@ impl ScoredSpan {
         let fix = match self.source {
             KSource::Derived { alpha, t_bar } => {
                 // ⌊α·T̄⌋ ≥ min_k from α ≥ min_k / T̄, rounded up to two decimals.
-                let needed = (100.0 * self.min_k as f64 / t_bar.max(f64::MIN_POSITIVE)).ceil() / 100.0;
+                let needed =
+                    (100.0 * self.min_k as f64 / t_bar.max(f64::MIN_POSITIVE)).ceil() / 100.0;
                 if needed < 1.0 {
                     format!(
                         "a larger --alpha (≥ {needed} for K ≥ {min}, now {alpha}), --cut {min}, \
@@ -146,7 +147,10 @@ impl ScoredSpan {
                 }
             }
             KSource::Cut { .. } | KSource::Given => {
-                format!("a larger --cut (≥ {}), or a task with longer answers", self.min_k)
+                format!(
+                    "a larger --cut (≥ {}), or a task with longer answers",
+                    self.min_k
+                )
             }
         };
         Some(format!(
@@ -174,7 +178,7 @@ mod tests {
     fn the_line_states_k_alpha_t_bar_and_n() {
         assert_eq!(
             derived(1, 23.4).line(),
-            "scored: K = 1 answer token (⌊α·T̄⌋, α = 0.05, T̄ = 23.4), n = 20 questions"
+            "scored: K = 1 answer token (α = 0.05 × T̄ = 23.4), n = 20 questions"
         );
         let cut = ScoredSpan {
             source: KSource::Cut { t_bar: 9.0 },

@@ -601,14 +601,18 @@ fn check(
     if same {
         checks.tuned = checks.base.clone();
         for c in &checks.tuned {
-            let [from, to] = [&runs.base, &runs.tuned].map(|r| validation::sample_path(&r.dir, c.index));
+            let [from, to] =
+                [&runs.base, &runs.tuned].map(|r| validation::sample_path(&r.dir, c.index));
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| DirError::Io {
                     path: parent.to_owned(),
                     source,
                 })?;
             }
-            std::fs::copy(&from, &to).map_err(|source| DirError::Io { path: to.clone(), source })?;
+            std::fs::copy(&from, &to).map_err(|source| DirError::Io {
+                path: to.clone(),
+                source,
+            })?;
         }
     }
     Ok(Some(checks))
@@ -679,7 +683,14 @@ pub fn run_study(
     check_pair(cfg, load)?;
     let same = same_model(cfg, load)?;
     claim(cfg, &dir, progress)?;
-    let done = run_claimed(cfg, (load, same), &dir, (questions, report_), progress, cancel);
+    let done = run_claimed(
+        cfg,
+        (load, same),
+        &dir,
+        (questions, report_),
+        progress,
+        cancel,
+    );
     if let Err(e) = &done {
         // A retry of other settings may then take the directory.
         if let Err(marking) = dir.mark_failed(&e.to_string()) {

@@ -148,7 +148,10 @@ fn scored_legend(ui: &mut Ui, a: &AnswerView, scored: &ScoredTokens) {
             "The loss, and with it every edge score of this sample, covers only these first K \
              answer tokens (method.md section 3)",
         );
-        let of = format!("(K = {}: the first {} of {} answer tokens)", scored.k, scored.k, a.answer_tokens);
+        let of = format!(
+            "(K = {}: the first {} of {} answer tokens)",
+            scored.k, scored.k, a.answer_tokens
+        );
         match (&scored.text, a.scored_prefix_len()) {
             (_, Some(_)) => ui.label(of),
             (Some(text), None) => ui.label(format!("{of}: {text:?}")),
