@@ -662,12 +662,7 @@ impl App {
                 ui.spinner();
             }
         });
-        if r.identical && mode == Mode::Difference && view.depends_on_mode() {
-            ui.colored_label(
-                Palette::of(ui.ctx()).highlight(),
-                crate::report::figures::NO_DIFFERENCE,
-            );
-        }
+        no_difference_ui(ui, r, view, mode);
         if self.study.is_some() {
             ui.multiply_opacity(0.4);
         }
@@ -809,5 +804,15 @@ impl eframe::App for App {
 
     fn persist_egui_memory(&self) -> bool {
         self.persist
+    }
+}
+
+/// Say that tuned − base is 0 everywhere where a view of the difference shows it.
+fn no_difference_ui(ui: &mut Ui, results: &Results, view: View, mode: Mode) {
+    if results.identical && mode == Mode::Difference && view.depends_on_mode() {
+        ui.colored_label(
+            Palette::of(ui.ctx()).highlight(),
+            crate::report::figures::NO_DIFFERENCE,
+        );
     }
 }

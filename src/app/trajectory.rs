@@ -117,11 +117,11 @@ impl TrajectoryResults {
             .collect::<Result<Vec<_>, _>>()?;
         let mut asked = dataset_questions(folder.read_config()?.as_ref());
         let mut answers = Vec::new();
-        for j in 0..summary.points.len() {
+        for (j, run) in runs.iter().enumerate() {
             let mut by_id = HashMap::new();
             // Tokens scored per answer (the browser counts them; a trajectory's checkpoints
             // are not decoded).
-            let scored: HashMap<&str, usize> = runs[j]
+            let scored: HashMap<&str, usize> = run
                 .manifest
                 .samples
                 .iter()
