@@ -447,17 +447,11 @@ impl App {
         }
         ui.label("Your recent results");
         for dir in own {
-            // The folder with its parent: `circuitdiff-demo/grpo`, not a bare `grpo`.
-            let name: PathBuf = dir
-                .iter()
-                .rev()
-                .take(2)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let name = dir
+                .file_name()
+                .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
             if ui
-                .link(name.display().to_string())
+                .link(name)
                 .on_hover_text(dir.display().to_string())
                 .clicked()
             {
