@@ -55,6 +55,8 @@ fn the_table_states_k_and_warns_when_it_is_small() {
     h.run_steps(2);
     // The fixture's runs were scored with a given cut of 6.
     h.get_by_label("scored: K = 6 answer tokens (--cut), n = 8 questions");
+    // Beside every view's title too.
+    h.get_by_label("K = 6 answer tokens scored");
     assert!(h.query_by_label_contains("Warning: K =").is_none());
     let short = ScoredSpan {
         k: 1,
@@ -76,6 +78,7 @@ fn the_table_states_k_and_warns_when_it_is_small() {
     }
     h.run_steps(2);
     h.get_by_label("scored: K = 1 answer token (α = 0.05 × T̄ = 23.4), n = 8 questions");
+    h.get_by_label("K = 1 of T̄ = 23.4 answer tokens scored");
     h.get_by_label_contains(
         "Warning: K = 1 is below 4: each circuit explains only its first answer token",
     );

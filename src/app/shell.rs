@@ -652,6 +652,7 @@ impl App {
                 r.circuit.edges.len(),
                 r.base.manifest.graph.level
             ));
+            span_label(ui, r);
             if self.loading.is_some() {
                 ui.spinner();
             }
@@ -809,4 +810,24 @@ fn no_difference_ui(ui: &mut Ui, results: &Results, view: View, mode: Mode) {
             crate::report::figures::NO_DIFFERENCE,
         );
     }
+}
+
+/// The scored span in brief beside every view's title ("K = 5 of T̄ = 23.8 answer tokens
+/// scored"), in the warning colour when K is below the threshold; the whole line on hover.
+fn span_label(ui: &mut Ui, results: &Results) {
+    let span = results.span();
+    let t_bar = match span.source {
+        crate::report::span::KSource::Derived { t_bar, .. }
+        | crate::report::span::KSource::Cut { t_bar } => format!(" of T̄ = {t_bar:.1}"),
+        crate::report::span::KSource::Given => String::new(),
+    };
+    let text = format!("K = {}{t_bar} answer tokens scored", span.k);
+    let label = match span.warning() {
+        Some(_) => ui.colored_label(Palette::of(ui.ctx()).error(), text),
+        None => ui.label(text),
+    };
+    label.on_hover_text(match span.warning() {
+        Some(w) => format!("{}\n{w}", span.line()),
+        None => span.line(),
+    });
 }
