@@ -259,3 +259,52 @@ fn bench_sets_the_pass_beside_its_weight_products() {
     let share = num("weight_products_share_of_score_time");
     assert!(share > 0.0 && share.is_finite(), "{r}");
 }
+
+/// `bench --write-random-llama` writes a tokenizer no larger than the model's vocabulary at any
+/// size, so that `score` accepts the model it wrote (a 64-token vocabulary once got a 98-token
+/// tokenizer); a vocabulary with no room for a character is refused.
+#[test]
+fn random_llama_of_a_small_vocabulary_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("llama64");
+    let model = model.to_str().unwrap();
+    let shape = ["--random-shape", "32,2,4,2,48,64"];
+    let (ok, _, err) =
+        circuitdiff(&[&["bench", "--write-random-llama", model], &shape[..]].concat());
+    assert!(ok, "{err}");
+    let tokenizer = read_json(&Path::new(model).join("tokenizer.json"));
+    let vocab = tokenizer["model"]["vocab"].as_object().unwrap().len();
+    assert_eq!(vocab, 64);
+    let samples = samples_file(dir.path(), &samples());
+    let out = dir.path().join("run");
+    let exact = [
+        "--exact-samples",
+        "2",
+        "--exact-top",
+        "4",
+        "--exact-random",
+        "4",
+    ];
+    let (ok, stdout, err) = score(model, &samples, "2", out.to_str().unwrap(), &exact);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("scored 4 samples"), "{stdout}");
+    // Scoring and the exact effects share one Ctrl-C handler, and standard error (a pipe, as
+    // in a log file) gets plain progress lines.
+    assert!(!err.contains("Ctrl-C"), "{err}");
+    for line in [
+        "score: 4 to do",
+        "score: 4/4 (100 %)",
+        "exact effects: 2/2 (100 %)",
+    ] {
+        assert!(err.contains(line), "no `{line}` in {err}");
+    }
+    let tiny = dir.path().join("llama3");
+    let (ok, _, err) = circuitdiff(&[
+        "bench",
+        "--write-random-llama",
+        tiny.to_str().unwrap(),
+        "--random-shape",
+        "32,2,4,2,48,3",
+    ]);
+    assert!(!ok && err.contains("use at least 4"), "{err}");
+}

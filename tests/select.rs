@@ -57,6 +57,17 @@ fn filters_counts_t_bar_and_k() {
     )
     .unwrap();
     assert_eq!(s.k, 1);
+
+    // A cut gives K itself, whatever α; T̄ is still the pairs' (86, pooled).
+    let s = select(
+        &cands,
+        &SelectOptions {
+            cut: Some(12),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!((s.t_bar, s.k), (86.0, 12));
 }
 
 #[test]

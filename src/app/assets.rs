@@ -22,6 +22,48 @@ pub fn demo_trajectory(assets: &Path) -> Option<(String, PathBuf)> {
     TrajectoryDir::is_trajectory(&dir).then(|| (tuned.to_owned(), dir))
 }
 
+/// The name of the file with which `circuitdiff demo` marks its output folder.
+const DEMO_SUMMARY: &str = "summary.json";
+
+/// What a folder `circuitdiff demo` wrote holds (the bundled `demo/` or a user's run): each
+/// pair's study, then the trajectory, as (name, folder); empty for any other folder.
+pub fn demo_folder(dir: &Path) -> Vec<(String, PathBuf)> {
+    if !dir.join(DEMO_SUMMARY).is_file() {
+        return Vec::new();
+    }
+    let mut entries: Vec<(String, PathBuf)> = PAIRS
+        .iter()
+        .map(|name| ((*name).to_owned(), dir.join(name)))
+        .filter(|(_, d)| crate::study::dir::StudyDir::is_study(d))
+        .collect();
+    let (tuned, folder) = TRAJECTORY;
+    let trajectory = dir.join(folder);
+    if TrajectoryDir::is_trajectory(&trajectory) {
+        entries.push((format!("{tuned} trajectory"), trajectory));
+    }
+    entries
+}
+
+/// The folder `circuitdiff demo` wrote that is `dir` or holds it, with what it holds.
+pub fn demo_run_of(dir: &Path) -> Option<(PathBuf, Vec<(String, PathBuf)>)> {
+    [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| (d.to_owned(), demo_folder(d)))
+        .find(|(_, entries)| !entries.is_empty())
+}
+
+/// The results to show for `dir`: `dir` itself, or the first study of a folder `demo` wrote.
+pub fn results_to_open(dir: &Path) -> PathBuf {
+    if super::results::is_results_dir(dir) {
+        return dir.to_owned();
+    }
+    demo_folder(dir)
+        .into_iter()
+        .next()
+        .map_or_else(|| dir.to_owned(), |(_, first)| first)
+}
+
 /// The zoo's demo pairs whose folders exist: (label, base, tuned).
 pub fn zoo_pairs(assets: &Path) -> Vec<(String, PathBuf, PathBuf)> {
     let zoo = assets.join("zoo");
@@ -65,5 +107,32 @@ mod tests {
         let pairs = zoo_pairs(a);
         assert_eq!(pairs.len(), 1);
         assert_eq!(pairs[0].0, "base -> ppo");
+    }
+
+    /// A folder `demo` wrote opens on its first study, and it is found from any of its
+    /// studies; a folder without the demo's summary is none.
+    #[test]
+    fn a_demo_run_opens_on_its_first_study() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("circuitdiff-demo");
+        for name in ["ppo", "dpo"] {
+            let m = run.join(name).join("base");
+            std::fs::create_dir_all(&m).unwrap();
+            std::fs::write(m.join("manifest.json"), "{}").unwrap();
+        }
+        let t = run.join(TRAJECTORY.1);
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("trajectory.json"), "{}").unwrap();
+        assert!(demo_folder(&run).is_empty());
+        assert_eq!(results_to_open(&run), run);
+        std::fs::write(run.join(DEMO_SUMMARY), "[]").unwrap();
+        let names: Vec<String> = demo_folder(&run).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["ppo", "dpo", "grpo trajectory"]);
+        assert_eq!(results_to_open(&run), run.join("ppo"));
+        assert_eq!(results_to_open(&run.join("dpo")), run.join("dpo"));
+        for dir in [&run, &run.join("dpo"), &t] {
+            assert_eq!(demo_run_of(dir).map(|r| r.0), Some(run.clone()), "{dir:?}");
+        }
+        assert_eq!(demo_run_of(tmp.path()), None);
     }
 }

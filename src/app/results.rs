@@ -2,11 +2,13 @@
 //! single run directory, with every figure computed once at load time.
 
 use super::error::AppError;
+use crate::model::Tokenizer;
 use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
-use crate::side::Side;
+use crate::report::span::{ScoredSpan, DEFAULT_MIN_K};
+use crate::side::{PerSide, Side};
 use crate::study::answers::Answer;
 use crate::study::dir::{Counts, StudyDir};
 use serde::Deserialize;
@@ -22,18 +24,54 @@ pub struct AnswerView {
     pub correct: bool,
     pub prompt_tokens: usize,
     pub answer_tokens: usize,
+    /// The answer tokens the study scored (its first K), when the question was scored.
+    pub scored: Option<ScoredTokens>,
+}
+
+/// The first answer tokens a sample's loss covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoredTokens {
+    /// How many: min(K, answer length).
+    pub k: usize,
+    /// Their text, when the model's tokenizer could be read to decode them.
+    pub text: Option<String>,
 }
 
 impl AnswerView {
-    pub(super) fn of(a: &Answer) -> Self {
+    /// The view of `a`; `scored`: the tokens scored and the tokenizer to decode them with.
+    pub(super) fn of(a: &Answer, scored: Option<(usize, Option<&Tokenizer>)>) -> Self {
         Self {
             text: a.text.clone(),
             extracted: a.grade.extracted.clone(),
             correct: a.grade.correct,
             prompt_tokens: a.prompt_ids.len(),
             answer_tokens: a.answer_ids.len(),
+            scored: scored.map(|(k, tokenizer)| ScoredTokens {
+                k,
+                text: tokenizer
+                    .and_then(|t| t.decode(&a.answer_ids[..k.min(a.answer_ids.len())]).ok()),
+            }),
         }
     }
+
+    /// The length in bytes of the start of `text` that the scored tokens make up, when their
+    /// decoded text begins it (what the question browser highlights).
+    pub fn scored_prefix_len(&self) -> Option<usize> {
+        let scored = self.scored.as_ref()?.text.as_deref()?;
+        self.text.starts_with(scored).then_some(scored.len())
+    }
+}
+
+/// The tokenizer of the model `run` scored, from the local files or cache only (`None` when it
+/// is not found: the browser then says how many tokens were scored without marking them).
+fn run_tokenizer(run: &Run) -> Option<Tokenizer> {
+    let hub = crate::model::HubOptions {
+        offline: true,
+        ..Default::default()
+    };
+    crate::model::load_without_weights(&run.manifest.model.spec, &hub)
+        .map(|(_, t)| t)
+        .ok()
 }
 
 /// A question of the study and, when it was scored, its sample in each run.
@@ -76,6 +114,9 @@ pub struct Results {
     pub figures: Figures,
     /// The circuit of the mean score vectors.
     pub circuit: Circuit,
+    /// Base and tuned scored every sample alike (the same model given twice, say): tuned −
+    /// base is 0 everywhere.
+    pub identical: bool,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AppError> {
@@ -107,6 +148,15 @@ pub fn is_results_dir(dir: &Path) -> bool {
 }
 
 impl Results {
+    /// The answer tokens scored: as the comparison recorded them, else as the base run's
+    /// manifest says (warned about below the default threshold).
+    pub fn span(&self) -> ScoredSpan {
+        self.comparison
+            .as_ref()
+            .and_then(|c| c.span)
+            .unwrap_or_else(|| ScoredSpan::of(&self.base, DEFAULT_MIN_K))
+    }
+
     /// Load a study directory (`base/`, `tuned/`, `comparison.json`, `answers.jsonl`,
     /// `counts.json`), a `compare` output directory (its `comparison.json` names both runs) or a
     /// single run directory.
@@ -191,6 +241,13 @@ impl Results {
             .as_deref()
             .filter(|t| t.manifest.graph == *graph)
             .map(edges);
+        let identical = tuned.as_deref().is_some_and(|t| {
+            t.scores.len() == base.scores.len()
+                && t.scores
+                    .iter()
+                    .zip(&base.scores)
+                    .all(|(t, b)| t.dense == b.dense)
+        });
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);
         let title = match &tuned {
             Some(t) => format!(
@@ -210,6 +267,7 @@ impl Results {
             questions,
             figures,
             circuit,
+            identical,
         }
     }
 
@@ -244,6 +302,19 @@ fn read_questions(
     };
     let (bi, ti) = (index(base), tuned.map(index).unwrap_or_default());
     let sample = |id: &str| bi.get(id).map(|&b| (b, ti.get(id).copied()));
+    let tokenizers = PerSide {
+        base: run_tokenizer(base),
+        tuned: tuned.and_then(run_tokenizer),
+    };
+    // Tokens scored of a question's answer by one side: that sample's K.
+    let scored = |side: Side, id: &str| {
+        let (run, index) = match side {
+            Side::Base => (base, &bi),
+            Side::Tuned => (tuned?, &ti),
+        };
+        let k = run.manifest.samples[*index.get(id)?].k;
+        Some((k, tokenizers[side].as_ref()))
+    };
     if !study.rows_path().is_file() {
         return Ok(base
             .manifest
@@ -264,11 +335,50 @@ fn read_questions(
         .into_iter()
         .map(|a| Question {
             sample: sample(&a.id),
-            base: a.base.as_ref().map(AnswerView::of),
-            tuned: a.tuned.as_ref().map(AnswerView::of),
+            base: a
+                .base
+                .as_ref()
+                .map(|b| AnswerView::of(b, scored(Side::Base, &a.id))),
+            tuned: a
+                .tuned
+                .as_ref()
+                .map(|t| AnswerView::of(t, scored(Side::Tuned, &a.id))),
             id: a.id,
             question: a.question,
             reference: a.reference,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scored tokens' text begins the answer and is what the browser marks; without a
+    /// tokenizer only their count is known.
+    #[test]
+    fn an_answer_knows_its_scored_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = crate::model::char_tokenizer_json("0123456789+= ");
+        std::fs::write(dir.path().join("tokenizer.json"), json.to_string()).unwrap();
+        let tokenizer = Tokenizer::from_folder(dir.path()).unwrap();
+        let text = "12 + 5 = 17";
+        let answer = Answer {
+            id: "q".into(),
+            prompt: String::new(),
+            prompt_ids: vec![1],
+            answer_ids: tokenizer.encode(text, false).unwrap(),
+            text: text.into(),
+            stop: crate::model::StopReason::EndOfSequence,
+            grade: crate::study::grade::grade(text, "17"),
+        };
+        let view = AnswerView::of(&answer, Some((4, Some(&tokenizer))));
+        let scored = view.scored.as_ref().unwrap();
+        assert_eq!((scored.k, scored.text.as_deref()), (4, Some("12 +")));
+        assert_eq!(view.scored_prefix_len(), Some(4));
+        let counted = AnswerView::of(&answer, Some((4, None)));
+        assert_eq!(counted.scored_prefix_len(), None);
+        assert_eq!(counted.scored.map(|s| s.k), Some(4));
+        assert_eq!(AnswerView::of(&answer, None).scored, None);
+    }
 }

@@ -58,6 +58,9 @@ pub struct App {
     /// The bundled trajectory's name and folder, when it is there.
     demo_trajectory: Option<(String, PathBuf)>,
     zoo_pairs: Vec<(String, PathBuf, PathBuf)>,
+    /// The user's own `circuitdiff demo` folder the shown results belong to, with its studies
+    /// and trajectory (not the bundled copy).
+    pub demo_run: Option<(PathBuf, Vec<(String, PathBuf)>)>,
     screenshot: Option<Screenshot>,
     failure: Arc<Mutex<Option<String>>>,
     pub(super) view_rect: egui::Rect,
@@ -108,6 +111,7 @@ impl App {
             demos,
             demo_trajectory,
             zoo_pairs,
+            demo_run: None,
             screenshot: options.screenshot.map(|path| Screenshot {
                 path,
                 queued: false,
@@ -140,6 +144,12 @@ impl App {
         if let Some(dir) = start {
             app.open_results(&cc.egui_ctx, dir);
         }
+        // eframe restores a saved window size over the one it is given (with or without
+        // --no-persist): the size asked for on the command line is set again.
+        if let Some([w, h]) = options.window {
+            cc.egui_ctx
+                .send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(w, h)));
+        }
         app
     }
 
@@ -168,6 +178,8 @@ impl App {
 
     /// Start loading `dir` in the background; the current results stay until it is done.
     pub(super) fn open_results(&mut self, ctx: &egui::Context, dir: PathBuf) {
+        // A folder `demo` wrote opens on its first study.
+        let dir = assets::results_to_open(&dir);
         let repaint = ctx.clone();
         let job_dir = dir.clone();
         match Worker::spawn(
@@ -205,6 +217,14 @@ impl App {
             }
         };
         self.view_given = false;
+        let bundled = crate::assets::dir().map(|a| a.join("demo"));
+        self.demo_run = assets::demo_run_of(&dir).filter(|(run, _)| Some(run) != bundled.as_ref());
+        let specs = [
+            &results.base,
+            results.tuned.as_ref().unwrap_or(&results.base),
+        ]
+        .map(|r| r.manifest.model.spec.clone());
+        self.views.training.open_models(&specs);
         self.show_results(*results, true);
         self.settings.add_recent_results(dir);
     }
@@ -401,6 +421,45 @@ impl App {
         });
     }
 
+    /// The user's own results, apart from the bundled demo: the `demo` run the shown results
+    /// belong to, then the recent results folders.
+    fn own_results_ui(&mut self, ui: &mut Ui) {
+        if let Some((run, entries)) = &self.demo_run {
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Your demo run")
+                    .on_hover_text(run.display().to_string());
+                for (name, dir) in entries {
+                    if ui.button(name).clicked() {
+                        self.commands.push(Command::OpenResults(dir.clone()));
+                    }
+                }
+            });
+        }
+        let bundled = crate::assets::dir().map(|a| a.join("demo"));
+        let own: Vec<&PathBuf> = self
+            .settings
+            .recent_results
+            .iter()
+            .filter(|d| bundled.as_ref().is_none_or(|b| !d.starts_with(b)))
+            .collect();
+        if own.is_empty() {
+            return;
+        }
+        ui.label("Your recent results");
+        for dir in own {
+            let name = dir
+                .file_name()
+                .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+            if ui
+                .link(name)
+                .on_hover_text(dir.display().to_string())
+                .clicked()
+            {
+                self.commands.push(Command::OpenResults(dir.clone()));
+            }
+        }
+    }
+
     fn sidebar_ui(&mut self, ui: &mut Ui) {
         egui::CollapsingHeader::new("Results")
             .default_open(true)
@@ -410,7 +469,8 @@ impl App {
                 }
                 if !self.demos.is_empty() {
                     ui.horizontal_wrapped(|ui| {
-                        ui.label("Demo studies");
+                        ui.label("Bundled demo studies")
+                            .on_hover_text("the copies shipped with circuitdiff (assets/demo)");
                         for (name, dir) in &self.demos {
                             if ui.button(name).clicked() {
                                 self.commands.push(Command::OpenResults(dir.clone()));
@@ -420,7 +480,7 @@ impl App {
                 }
                 if let Some((name, dir)) = &self.demo_trajectory {
                     ui.horizontal_wrapped(|ui| {
-                        ui.label("Demo trajectory");
+                        ui.label("Bundled demo trajectory");
                         if ui
                             .button(name)
                             .on_hover_text(format!("base -> {name} at each kept checkpoint"))
@@ -430,18 +490,7 @@ impl App {
                         }
                     });
                 }
-                for dir in &self.settings.recent_results {
-                    let name = dir
-                        .file_name()
-                        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-                    if ui
-                        .link(name)
-                        .on_hover_text(dir.display().to_string())
-                        .clicked()
-                    {
-                        self.commands.push(Command::OpenResults(dir.clone()));
-                    }
-                }
+                self.own_results_ui(ui);
             });
         egui::CollapsingHeader::new("Models")
             .default_open(true)
@@ -606,10 +655,12 @@ impl App {
                 r.circuit.edges.len(),
                 r.base.manifest.graph.level
             ));
+            span_label(ui, r);
             if self.loading.is_some() {
                 ui.spinner();
             }
         });
+        no_difference_ui(ui, r, view, mode);
         if self.study.is_some() {
             ui.multiply_opacity(0.4);
         }
@@ -752,4 +803,34 @@ impl eframe::App for App {
     fn persist_egui_memory(&self) -> bool {
         self.persist
     }
+}
+
+/// Say that tuned − base is 0 everywhere where a view of the difference shows it.
+fn no_difference_ui(ui: &mut Ui, results: &Results, view: View, mode: Mode) {
+    if results.identical && mode == Mode::Difference && view.depends_on_mode() {
+        ui.colored_label(
+            Palette::of(ui.ctx()).highlight(),
+            crate::report::figures::NO_DIFFERENCE,
+        );
+    }
+}
+
+/// The scored span in brief beside every view's title ("K = 5 of T̄ = 23.8 answer tokens
+/// scored"), in the warning colour when K is below the threshold; the whole line on hover.
+fn span_label(ui: &mut Ui, results: &Results) {
+    let span = results.span();
+    let t_bar = match span.source {
+        crate::report::span::KSource::Derived { t_bar, .. }
+        | crate::report::span::KSource::Cut { t_bar } => format!(" of T̄ = {t_bar:.1}"),
+        crate::report::span::KSource::Given => String::new(),
+    };
+    let text = format!("K = {}{t_bar} answer tokens scored", span.k);
+    let label = match span.warning() {
+        Some(_) => ui.colored_label(Palette::of(ui.ctx()).error(), text),
+        None => ui.label(text),
+    };
+    label.on_hover_text(match span.warning() {
+        Some(w) => format!("{}\n{w}", span.line()),
+        None => span.line(),
+    });
 }

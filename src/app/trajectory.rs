@@ -117,14 +117,25 @@ impl TrajectoryResults {
             .collect::<Result<Vec<_>, _>>()?;
         let mut asked = dataset_questions(folder.read_config()?.as_ref());
         let mut answers = Vec::new();
-        for j in 0..summary.points.len() {
+        for (j, run) in runs.iter().enumerate() {
             let mut by_id = HashMap::new();
+            // Tokens scored per answer (the browser counts them; a trajectory's checkpoints
+            // are not decoded).
+            let scored: HashMap<&str, usize> = run
+                .manifest
+                .samples
+                .iter()
+                .map(|s| (s.id.as_str(), s.k))
+                .collect();
             for a in read_answers(&folder.answers_path(j))? {
                 asked.entry(a.id.clone()).or_insert_with(|| Asked {
                     question: a.prompt.clone(),
                     reference: a.grade.reference.clone(),
                 });
-                by_id.insert(a.id.clone(), AnswerView::of(&a));
+                by_id.insert(
+                    a.id.clone(),
+                    AnswerView::of(&a, scored.get(a.id.as_str()).map(|&k| (k, None))),
+                );
             }
             answers.push(by_id);
         }

@@ -25,6 +25,9 @@ pub struct SelectOptions {
     pub seed: u64,
     /// K = max(⌊α·T̄⌋, 1).
     pub alpha: f64,
+    /// K itself, instead of ⌊α·T̄⌋ (`--cut`); answers shorter than K are scored whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<usize>,
     pub t_bar: TBar,
     /// Keep only questions whose prompts have the same length under both models.
     pub equal_prompt_length: bool,
@@ -40,6 +43,7 @@ impl Default for SelectOptions {
             n: 100,
             seed: 42,
             alpha: 0.05,
+            cut: None,
             t_bar: TBar::MinOfMeans,
             equal_prompt_length: true,
             pair_mean_window: Some((0.5, 1.5)),
@@ -124,7 +128,10 @@ pub fn select(candidates: &[Candidate], opts: &SelectOptions) -> Result<Selectio
         TBar::MinOfMeans => base_mean.min(tuned_mean),
         TBar::Pooled => (base_mean + tuned_mean) / 2.0,
     };
-    let k = ((opts.alpha * t_bar).floor() as usize).max(1);
+    let k = opts
+        .cut
+        .unwrap_or((opts.alpha * t_bar).floor() as usize)
+        .max(1);
 
     let mut kept = both;
     if opts.equal_prompt_length {

@@ -4,10 +4,53 @@
 use circuitdiff::progress::{CancelToken, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// One bar per stage, with counts, rate and ETA.
+/// One bar per stage, with counts, rate and ETA; where standard error is not a terminal (a
+/// log file, nohup, a batch job), where indicatif hides its bars, plain lines instead.
 #[derive(Default)]
 pub struct Bars {
     bar: Option<ProgressBar>,
+    plain: Option<PlainLines>,
+}
+
+/// Least time between two plain progress lines of a stage (its first and last unit are always
+/// written).
+const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Progress as plain lines: "score base: 3/20 (15 %), 12 s, eta 1 min 8 s".
+struct PlainLines {
+    stage: String,
+    total: u64,
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+}
+
+impl PlainLines {
+    /// The line of `done` units, when one is due.
+    fn line(&mut self, done: u64) -> Option<String> {
+        let now = std::time::Instant::now();
+        let due = done == 1
+            || done >= self.total
+            || self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= PLAIN_EVERY);
+        if !due || done == 0 {
+            return None;
+        }
+        self.last = Some(now);
+        let elapsed = now.duration_since(self.started);
+        let eta = elapsed.mul_f64(self.total.saturating_sub(done) as f64 / done as f64);
+        let secs = |d: std::time::Duration| {
+            indicatif::HumanDuration(std::time::Duration::from_secs(d.as_secs())).to_string()
+        };
+        Some(format!(
+            "{}: {done}/{} ({:.0} %), {} elapsed, eta {}",
+            self.stage,
+            self.total,
+            100.0 * done as f64 / self.total.max(1) as f64,
+            secs(elapsed),
+            secs(eta)
+        ))
+    }
 }
 
 impl Progress for Bars {
@@ -23,12 +66,24 @@ impl Progress for Bars {
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(stage.to_owned());
+        self.plain = bar.is_hidden().then(|| {
+            eprintln!("{stage}: {total} to do");
+            PlainLines {
+                stage: stage.to_owned(),
+                total,
+                started: std::time::Instant::now(),
+                last: None,
+            }
+        });
         self.bar = Some(bar);
     }
 
     fn set(&mut self, done: u64) {
         if let Some(b) = &self.bar {
             b.set_position(done);
+        }
+        if let Some(line) = self.plain.as_mut().and_then(|p| p.line(done)) {
+            eprintln!("{line}");
         }
     }
 
@@ -50,21 +105,28 @@ impl Drop for Bars {
     }
 }
 
-/// A cancel token set by the first Ctrl-C; a second Ctrl-C ends the process at once.
+/// The process's cancel token, set by the first Ctrl-C; a second Ctrl-C ends the process at
+/// once. The handler is installed on the first call; every later call (every phase of a
+/// command) shares its token.
 pub fn ctrl_c_token() -> CancelToken {
-    let token = CancelToken::new();
-    let t = token.clone();
-    let handler = ctrlc::set_handler(move || {
-        if t.is_cancelled() {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after the current unit of work (Ctrl-C again to quit now)");
-        t.cancel();
-    });
-    if let Err(e) = handler {
-        log::warn!("Ctrl-C handler not installed: {e}");
-    }
-    token
+    static TOKEN: std::sync::OnceLock<CancelToken> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let token = CancelToken::new();
+            let t = token.clone();
+            let handler = ctrlc::set_handler(move || {
+                if t.is_cancelled() {
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping after the current unit of work (Ctrl-C again to quit now)");
+                t.cancel();
+            });
+            if let Err(e) = handler {
+                log::warn!("Ctrl-C handler not installed: {e}");
+            }
+            token
+        })
+        .clone()
 }
 
 /// A byte-count bar for Hugging Face Hub downloads.

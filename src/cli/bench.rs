@@ -299,11 +299,24 @@ fn exact(
     Ok(())
 }
 
-/// Write a random Llama of `shape` (bench's `--random-shape`) with a character tokenizer.
+/// Write a random Llama of `shape` (bench's `--random-shape`) with a character tokenizer of at
+/// most its vocabulary: three special tokens and the first printable ASCII characters.
 fn write_random_llama(dir: &std::path::Path, shape: &[usize]) -> anyhow::Result<()> {
     let cfg = random_llama_config(shape)?;
+    /// `<unk>`, `<s>` and `</s>`.
+    const SPECIALS: usize = 3;
+    anyhow::ensure!(
+        cfg.vocab_size > SPECIALS,
+        "--random-shape: a vocabulary of {} has no room for a character beside the tokenizer's \
+         {SPECIALS} special tokens; use at least {}",
+        cfg.vocab_size,
+        SPECIALS + 1
+    );
     let weights = model::random_weights(&cfg, 0, 0.02)?;
-    let chars: String = (32u8..127).map(char::from).collect();
+    let chars: String = (32u8..127)
+        .map(char::from)
+        .take(cfg.vocab_size - SPECIALS)
+        .collect();
     model::write_hf_folder(
         dir,
         &cfg,

@@ -18,7 +18,8 @@ pub struct Args {
     no_gui: bool,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<()> {
+/// Run the demo; the app it opens gets `window` as its size.
+pub fn run(args: &Args, window: Option<[f32; 2]>) -> anyhow::Result<()> {
     let assets = circuitdiff::assets::require().map_err(anyhow::Error::msg)?;
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
@@ -35,12 +36,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.no_gui {
         return Ok(());
     }
-    open_app(&args.out)
+    open_app(&args.out, window)
 }
 
-/// Open the app on the first pair's study, where there is a display.
+/// Open the app on the demo's folder (its first pair's study, the others a click away), where
+/// there is a display.
 #[cfg(feature = "gui")]
-fn open_app(out: &std::path::Path) -> anyhow::Result<()> {
+fn open_app(out: &std::path::Path, window: Option<[f32; 2]>) -> anyhow::Result<()> {
     if cfg!(target_os = "linux")
         && std::env::var_os("DISPLAY").is_none()
         && std::env::var_os("WAYLAND_DISPLAY").is_none()
@@ -50,16 +52,16 @@ fn open_app(out: &std::path::Path) -> anyhow::Result<()> {
     }
     circuitdiff::app::run(circuitdiff::app::Options {
         persist: true,
-        open: Some(out.join(circuitdiff::study::demo::PAIRS[0])),
+        open: Some(out.to_owned()),
         screenshot: None,
         view: None,
         mode: None,
-        window: None,
+        window,
     })
 }
 
 /// A build without the app writes the reports only.
 #[cfg(not(feature = "gui"))]
-fn open_app(_: &std::path::Path) -> anyhow::Result<()> {
+fn open_app(_: &std::path::Path, _: Option<[f32; 2]>) -> anyhow::Result<()> {
     Ok(())
 }

@@ -45,9 +45,10 @@ pub struct Cli {
     #[cfg(feature = "gui")]
     #[arg(long)]
     mode: Option<circuitdiff::report::circuit::Mode>,
-    /// App: the window's size in points, WIDTHxHEIGHT (default 1280x800).
+    /// App: the window's size in points, WIDTHxHEIGHT (default 1280x800); also the size of
+    /// the app `demo` opens.
     #[cfg(feature = "gui")]
-    #[arg(long, value_parser = args::window_size)]
+    #[arg(long, global = true, value_parser = args::window_size)]
     window: Option<[f32; 2]>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -91,7 +92,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "gui")]
         Command::BenchGui(args) => bench_gui::run(&args),
         Command::Compare(args) => score::compare(&args),
-        Command::Demo(args) => demo::run(&args),
+        #[cfg(feature = "gui")]
+        Command::Demo(args) => demo::run(&args, cli.window),
+        #[cfg(not(feature = "gui"))]
+        Command::Demo(args) => demo::run(&args, None),
         Command::Inspect(args) => inspect::run(&args),
         Command::Lab(args) => lab::run(&args),
         Command::Merge(args) => study::merge(&args),

@@ -31,6 +31,12 @@ pub struct QuestionArgs {
     /// K = max(⌊α·T̄⌋, 1), with α in (0, 1).
     #[arg(long, default_value_t = 0.05, value_parser = open_unit)]
     alpha: f64,
+    /// Score the first K answer tokens, this K, instead of K = max(⌊α·T̄⌋, 1).
+    #[arg(long, value_parser = at_least(1))]
+    cut: Option<usize>,
+    /// Warn when K, the answer tokens scored, is below this.
+    #[arg(long, default_value_t = circuitdiff::report::span::DEFAULT_MIN_K, value_parser = at_least(1))]
+    min_k_warning: usize,
     /// T̄: `min` of the two models' mean answer lengths, or `pooled` mean.
     #[arg(long, default_value = "min", value_parser = ["min", "pooled"])]
     t_bar: String,
@@ -103,6 +109,7 @@ impl QuestionArgs {
                 n: args.n,
                 seed: args.seed,
                 alpha: args.alpha,
+                cut: args.cut,
                 t_bar,
                 equal_prompt_length: !args.no_length_filters,
                 pair_mean_window: defaults
@@ -126,6 +133,7 @@ impl QuestionArgs {
             shard: None,
             exact: ExactConfig::default(),
             adapter_base: None,
+            min_k_warning: args.min_k_warning,
         })
     }
 }

@@ -12,6 +12,7 @@ use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::report::comparison;
 use circuitdiff::report::run::{self, Method, Outcome};
+use circuitdiff::report::span::ScoredSpan;
 use circuitdiff::report::table::Table;
 use circuitdiff::report::validation::{self, ExactConfig, SampleCount};
 use std::path::PathBuf;
@@ -147,7 +148,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
         }
         Outcome::Finished(r) => {
             print_finished(args, &r, manifest.num_edges);
-            check(args, &model, &r, &samples)?;
+            check(args, &model, &r, &samples, &cancel)?;
         }
     }
     Ok(())
@@ -159,13 +160,13 @@ fn check(
     model: &circuitdiff::model::Model,
     r: &run::Run,
     samples: &[run::ScoreSample],
+    cancel: &circuitdiff::progress::CancelToken,
 ) -> anyhow::Result<()> {
     let cfg = args.exact.config(SampleCount::Count(0), 42);
     let chosen = cfg.chosen(r.scores.len());
     if chosen.is_empty() {
         return Ok(());
     }
-    let cancel = ctrl_c_token();
     let mut bars = Bars::default();
     let checks = validation::check_run(
         "exact effects",
@@ -176,7 +177,7 @@ fn check(
         &chosen,
         &cfg.options,
         &mut bars,
-        &cancel,
+        cancel,
     )?;
     drop(bars);
     let Some(checks) = checks else {
@@ -222,6 +223,9 @@ pub struct CompareArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Warn when K, the answer tokens scored, is below this.
+    #[arg(long, default_value_t = circuitdiff::report::span::DEFAULT_MIN_K, value_parser = at_least(1))]
+    min_k_warning: usize,
 }
 
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
@@ -233,7 +237,10 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..CompareOptions::default()
     };
-    let c = comparison::compare(&base, &tuned, &opts)?;
+    let mut c = comparison::compare(&base, &tuned, &opts)?;
+    if let Some(span) = &mut c.span {
+        span.min_k = args.min_k_warning;
+    }
     comparison::write(&args.out, &c)?;
     circuitdiff::report::render::write_comparison_figures(
         &base,
@@ -245,6 +252,19 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The scored span's line and its warning, each ending in a newline (nothing for a comparison
+/// written before the span was recorded).
+pub fn span_lines(span: Option<&ScoredSpan>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let mut text = format!("{}\n", span.line());
+    if let Some(w) = span.warning() {
+        text.push_str(&format!("warning: {w}\n"));
+    }
+    text
+}
+
 /// A plain-text table of a comparison, with the saturation of its samples and its warning.
 pub fn table(c: &comparison::Comparison) -> String {
     let mut text = format!(
@@ -254,6 +274,13 @@ pub fn table(c: &comparison::Comparison) -> String {
         c.tuned.model,
         Table::paired(&c.metrics).text()
     );
+    text.push_str(&span_lines(c.span.as_ref()));
+    if c.identical {
+        text.push_str(&format!(
+            "{}\n",
+            circuitdiff::report::figures::NO_DIFFERENCE
+        ));
+    }
     if let Some(s) = &c.saturation {
         text.push_str(&s.line());
         text.push('\n');

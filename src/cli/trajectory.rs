@@ -129,6 +129,7 @@ fn finish(outcome: TrajectoryOutcome, out: &Path) -> anyhow::Result<()> {
         }
         TrajectoryOutcome::Finished(t) => {
             print!("{}", table(&t));
+            print!("{}", super::score::span_lines(t.span.as_ref()));
             println!("wrote {}", out.join("report.md").display());
         }
     }

@@ -507,6 +507,12 @@ fn generation_eos(dir: &Path, vocab: usize) -> Result<Vec<u32>> {
     config::eos_ids(&path, "eos_token_id", json.get("eos_token_id"), vocab)
 }
 
+/// The fingerprint [`Model::load`] gives `spec` (its `fingerprint`), without reading the
+/// weights: two specs with the same fingerprint are the same model.
+pub fn fingerprint_of(spec: &str, hub: &HubOptions) -> Result<String> {
+    fingerprint(&resolve(spec, hub, None)?.files())
+}
+
 /// sha256 over each file's name, size, and first and last MiB (whole file when smaller).
 fn fingerprint(files: &[PathBuf]) -> Result<String> {
     use std::io::{Read as _, Seek as _, SeekFrom};

@@ -3,6 +3,7 @@
 
 use super::run::{Run, RunError};
 use super::saturation::Saturation;
+use super::span::{ScoredSpan, DEFAULT_MIN_K};
 use super::validation::Validation;
 use crate::attribution::compare::{paired, CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, Metrics};
@@ -58,6 +59,14 @@ pub struct Comparison {
     /// when the study asked for none, and from comparisons of runs (`compare`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<Validation>,
+    /// The answer tokens scored (method.md §8): absent from comparisons written before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<ScoredSpan>,
+    /// Every paired sample's scores are equal (the same model given twice, say): every
+    /// difference is 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identical: bool,
 }
 
 /// The pairs (base index, tuned index) of the samples both runs scored, in base order; an
@@ -203,6 +212,13 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
         mean_vectors: mean_vectors(base, tuned),
         saturation: Some(Saturation::of(base, tuned)),
         validation: None,
+        span: Some(ScoredSpan {
+            n: pairs.len(),
+            ..ScoredSpan::of(base, DEFAULT_MIN_K)
+        }),
+        identical: pairs
+            .iter()
+            .all(|&(i, j)| base.scores[i].dense == tuned.scores[j].dense),
     })
 }
 

@@ -22,6 +22,27 @@ pub struct Heatmap {
     pub range: f32,
 }
 
+/// What a figure of tuned − base says instead of a colour scale when every difference is 0
+/// (the same model given twice, say): a scale of ±1e-38 would mean nothing.
+pub const NO_DIFFERENCE: &str = "no difference: the two models' scores are identical";
+
+impl Heatmap {
+    /// Whether every real edge's value is 0 (a difference of identical scores).
+    pub fn is_zero(&self) -> bool {
+        self.values
+            .iter()
+            .zip(&self.mask)
+            .all(|(&v, &real)| !real || v == 0.0)
+    }
+}
+
+impl CircuitGraph {
+    /// Whether the graph draws no nonzero edge (a difference of identical scores).
+    pub fn is_zero(&self) -> bool {
+        self.edges.iter().all(|e| e.value == 0.0)
+    }
+}
+
 /// A named curve; a curve of one model of the pair names its side (and takes its colour).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {

@@ -10,6 +10,7 @@ pub mod render;
 pub mod run;
 pub mod sample_file;
 pub mod saturation;
+pub mod span;
 pub mod table;
 pub mod train_log;
 pub mod trajectory;

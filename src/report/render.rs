@@ -347,7 +347,11 @@ where
         &text(k, 16.0).pos(centre_top),
         (w as i32 / 2, px(k, 4.0)),
     )?;
-    let saturation = format!("colours saturate at ±{}", short(map.range));
+    let saturation = if map.is_zero() {
+        figures::NO_DIFFERENCE.to_owned()
+    } else {
+        format!("colours saturate at ±{}", short(map.range))
+    };
     area.draw_text(
         &saturation,
         &text(k, 11.0).pos(centre_top),
@@ -893,7 +897,11 @@ where
         root.draw_text(name, &label, (x + px(k, 34.0), y))?;
         x += px(k, 40.0) + root.estimate_text_size(name, &label)?.0 as i32 + px(k, 20.0);
     }
-    let rule = "line width and opacity: |score| relative to the largest drawn";
+    let rule = if g.is_zero() {
+        figures::NO_DIFFERENCE
+    } else {
+        "line width and opacity: |score| relative to the largest drawn"
+    };
     root.draw_text(rule, &label, (x, y))?;
     let arrows = "arrows point into the destination; q, k and v enter an attention block at its \
         lower left, bottom and lower right";

@@ -494,6 +494,20 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
     })
 }
 
+/// Write the run `manifest` into `dir` with `scores` computed already (by a model with the same
+/// fingerprint: the same model given twice), each sample's file as [`score_run`] writes it.
+pub fn write_run(
+    dir: &Path,
+    manifest: &Manifest,
+    scores: Vec<SampleScores>,
+) -> Result<Run, RunError> {
+    write_manifest(dir, manifest)?;
+    for (i, s) in scores.iter().enumerate() {
+        write_sample(dir, i, manifest, s)?;
+    }
+    finish(dir, manifest, scores)
+}
+
 /// Quote a CSV field when it needs it.
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {

@@ -120,6 +120,10 @@ pub struct Trajectory {
     pub questions: QuestionSet,
     pub options: CompareOptions,
     pub points: Vec<Point>,
+    /// The answer tokens scored at every checkpoint (method.md §8): absent from trajectories
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<super::span::ScoredSpan>,
 }
 
 pub const SUMMARY: &str = "summary.json";
@@ -324,6 +328,7 @@ mod tests {
             questions: QuestionSet::Ends,
             options: CompareOptions::default(),
             points: vec![point(0, 1.0), point(40, 2.0)],
+            span: None,
         };
         let c = metric_chart(&t, Metric::Entropy);
         assert_eq!(c.series[0].points, [(0.0, 1.0), (40.0, 2.0)]);

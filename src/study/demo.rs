@@ -15,6 +15,7 @@ use crate::model::{GenerateOptions, LoadOptions};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
+use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
 use crate::report::train_log::LogSource;
 use crate::report::trajectory::{AnswerSource, QuestionSet};
@@ -62,6 +63,7 @@ pub fn config(zoo: &Path, tuned: &str) -> StudyConfig {
         shard: None,
         exact: ExactConfig::default(),
         adapter_base: None,
+        min_k_warning: crate::report::span::DEFAULT_MIN_K,
     }
 }
 
@@ -116,6 +118,9 @@ pub struct PairSummary {
     /// The check of EAP against exact effects, in brief.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Brief>,
+    /// The answer tokens scored: K, T̄ and how K was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<ScoredSpan>,
 }
 
 /// Run the three studies into `out/<pair>/` (each resumable) and write `out/summary.md` and
@@ -150,6 +155,7 @@ pub fn run_demo(
             stats: headline(&cmp),
             check: cmp.validation.as_ref().map(Validation::brief),
             saturation: cmp.saturation,
+            span: cmp.span,
         });
     }
     let (tuned, folder) = TRAJECTORY;
@@ -167,6 +173,16 @@ pub fn run_demo(
     super::dir::write_json(&out.join("summary.json"), &summaries)?;
     super::dir::write_text(&out.join("summary.md"), &render(&summaries))?;
     Ok(Some(summaries))
+}
+
+/// The scored span's line and its warning, when the summary records them.
+fn span_lines(s: &mut String, span: Option<&ScoredSpan>) {
+    if let Some(span) = span {
+        let _ = writeln!(s, "Scored: {}.\n", span.describe());
+        if let Some(w) = span.warning() {
+            let _ = writeln!(s, "> **Warning**: {w}.\n");
+        }
+    }
 }
 
 fn headline(cmp: &Comparison) -> Vec<PairedStat> {
@@ -206,6 +222,7 @@ pub fn render(summaries: &[PairSummary]) -> String {
             p.n,
             p.k
         );
+        span_lines(&mut s, p.span.as_ref());
         let mut table = Table::paired(&p.stats);
         let verdicts = p.stats.iter().map(|m| Cell::Text(verdict(m).into()));
         table.push_column("verdict", verdicts);

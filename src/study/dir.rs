@@ -9,6 +9,7 @@
 //! comparison.json/.csv  the paired comparison (report::comparison)
 //! figures/              PNG figures
 //! report.md             the human-readable report
+//! failed.txt            the error a failed study stopped with (until it is retried)
 //! ```
 
 use super::answers::{self, Answer};
@@ -57,10 +58,25 @@ pub struct StudyConfig {
     /// adapter_config.json names (`--adapter-base`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_base: Option<String>,
+    /// The report warns when K is below this (method.md §8); left out of `study.json` at its
+    /// default.
+    #[serde(
+        default = "default_min_k_warning",
+        skip_serializing_if = "is_default_min_k_warning"
+    )]
+    pub min_k_warning: usize,
 }
 
 fn default_batch() -> usize {
     8
+}
+
+fn default_min_k_warning() -> usize {
+    crate::report::span::DEFAULT_MIN_K
+}
+
+fn is_default_min_k_warning(k: &usize) -> bool {
+    *k == crate::report::span::DEFAULT_MIN_K
 }
 
 impl StudyConfig {
@@ -190,6 +206,65 @@ impl StudyDir {
 
     pub fn report_path(&self) -> PathBuf {
         self.root.join("report.md")
+    }
+
+    /// Where a failed study leaves its error.
+    pub fn failed_path(&self) -> PathBuf {
+        self.root.join("failed.txt")
+    }
+
+    /// Record that the study stopped with `error`: a study of other settings may then replace
+    /// it ([`StudyDir::clear`]).
+    pub fn mark_failed(&self, error: &str) -> Result<(), DirError> {
+        let path = self.failed_path();
+        write_atomic(&path, format!("{error}\n").as_bytes()).map_err(io(&path))
+    }
+
+    /// The error the study stopped with, when it failed and was not retried since.
+    pub fn failure(&self) -> Option<String> {
+        std::fs::read_to_string(self.failed_path())
+            .ok()
+            .map(|e| e.trim_end().to_owned())
+    }
+
+    /// Forget a failure (the study is retried).
+    pub fn clear_failure(&self) -> Result<(), DirError> {
+        let path = self.failed_path();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove every file and folder of the study's layout (nothing else), leaving the
+    /// directory as a new study finds it.
+    pub fn clear(&self) -> Result<(), DirError> {
+        let files = [
+            self.config_path(),
+            self.rows_path(),
+            self.counts_path(),
+            self.root.join("comparison.json"),
+            self.root.join("comparison.csv"),
+            self.report_path(),
+            self.failed_path(),
+        ];
+        let folders = [
+            self.root.join("answers"),
+            self.run_dir(Side::Base),
+            self.run_dir(Side::Tuned),
+            self.figures_dir(),
+        ];
+        let missing_ok = |path: &Path, r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
+            _ => Ok(()),
+        };
+        for f in &files {
+            missing_ok(f, std::fs::remove_file(f))?;
+        }
+        for d in &folders {
+            missing_ok(d, std::fs::remove_dir_all(d))?;
+        }
+        Ok(())
     }
 
     /// Create the directory and its `answers/` folder.

@@ -253,14 +253,23 @@ pub(super) fn prompt_of(
     Ok((prompt, ids))
 }
 
-/// Stage 1: claim `dir` for `cfg`, or check that it already holds this study.
-fn claim(cfg: &StudyConfig, dir: &StudyDir) -> Result<(), StudyError> {
+/// Stage 1: claim `dir` for `cfg`, or check that it already holds this study. A study of other
+/// settings that failed there is replaced (what it wrote is removed), with a note.
+fn claim(cfg: &StudyConfig, dir: &StudyDir, progress: &mut dyn Progress) -> Result<(), StudyError> {
     match dir.read_config()? {
-        Some(previous) if previous == *cfg => {}
+        Some(previous) if previous == *cfg => dir.clear_failure()?,
         Some(_) => {
-            return Err(StudyError::DifferentStudy {
-                dir: dir.root().to_owned(),
-            })
+            let Some(error) = dir.failure() else {
+                return Err(StudyError::DifferentStudy {
+                    dir: dir.root().to_owned(),
+                });
+            };
+            progress.note(&format!(
+                "replacing the failed study of other settings in {} (it stopped with: {error})",
+                dir.root().display()
+            ));
+            dir.clear()?;
+            dir.start(cfg)?;
         }
         None => dir.start(cfg)?,
     }
@@ -341,17 +350,17 @@ fn describe_graph(c: &crate::model::ModelConfig, level: Level) -> String {
     }
 }
 
-/// Stage 4: both models answer every question; `None` when cancelled.
+/// Stage 4: both models answer every question (one, when they are the same: `same`); `None`
+/// when cancelled.
 fn answer(
-    cfg: &StudyConfig,
-    load: &LoadOptions,
+    (cfg, load, same): (&StudyConfig, &LoadOptions, bool),
     dir: &StudyDir,
     questions: &[Question],
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<PerSide<AnswerMap>>, StudyError> {
     let mut answers = PerSide::<AnswerMap>::default();
-    for side in Side::BOTH {
+    for &side in sides(same) {
         let model = Model::load(cfg.model(side), load)?;
         let file = dir.answers_path(side);
         match answer_all(
@@ -366,7 +375,30 @@ fn answer(
             None => return Ok(None),
         }
     }
+    if same {
+        answers.tuned = answers.base.clone();
+        dir.write_answers(Side::Tuned, questions.iter().map(|q| &answers.base[&q.id]))?;
+    }
     Ok(Some(answers))
+}
+
+/// Whether base and tuned are the same model (the same fingerprint): it then answers, is
+/// scored and is checked once, and its results serve both sides.
+fn same_model(cfg: &StudyConfig, load: &LoadOptions) -> Result<bool, StudyError> {
+    if cfg.base == cfg.tuned {
+        return Ok(true);
+    }
+    let fingerprint = |side| crate::model::fingerprint_of(cfg.model(side), &load.hub);
+    Ok(fingerprint(Side::Base)? == fingerprint(Side::Tuned)?)
+}
+
+/// The sides that do the work: the base alone when the two are the same model.
+fn sides(same: bool) -> &'static [Side] {
+    if same {
+        &[Side::Base]
+    } else {
+        &Side::BOTH
+    }
 }
 
 /// Stage 5: grade-based candidates, the per-model counts, and the selection of method.md §4;
@@ -432,8 +464,7 @@ fn choose(
 /// directory; `None` when cancelled.
 #[allow(clippy::too_many_arguments)]
 fn score(
-    cfg: &StudyConfig,
-    load: &LoadOptions,
+    (cfg, load, same): (&StudyConfig, &LoadOptions, bool),
     dir: &StudyDir,
     questions: &[Question],
     answers: &PerSide<AnswerMap>,
@@ -442,7 +473,7 @@ fn score(
     cancel: &CancelToken,
 ) -> Result<Option<PerSide<Run>>, StudyError> {
     let mut runs = PerSide::<Option<Run>>::default();
-    for side in [Side::Tuned, Side::Base] {
+    for &side in sides(same).iter().rev() {
         let samples = score_samples(side, questions, answers, selection);
         // A model whose scoring pass would not fit is refused before it is read.
         let plan = run::score_plan(&samples, selection.k, cfg.level == Level::Head);
@@ -476,6 +507,15 @@ fn score(
             Outcome::Finished(r) => runs[side] = Some(*r),
             Outcome::Cancelled { .. } => return Ok(None),
         }
+    }
+    if let (true, Some(base)) = (same, &runs.base) {
+        let mut manifest = base.manifest.clone();
+        manifest.model.spec.clone_from(&cfg.tuned);
+        runs.tuned = Some(run::write_run(
+            &dir.run_dir(Side::Tuned),
+            &manifest,
+            base.scores.clone(),
+        )?);
     }
     Ok(match runs {
         PerSide {
@@ -513,8 +553,7 @@ fn score_samples(
 /// for none or is head-level, `None` when cancelled.
 #[allow(clippy::too_many_arguments)]
 fn check(
-    cfg: &StudyConfig,
-    load: &LoadOptions,
+    (cfg, load, same): (&StudyConfig, &LoadOptions, bool),
     questions: &[Question],
     answers: &PerSide<AnswerMap>,
     selection: &Selection,
@@ -530,7 +569,7 @@ fn check(
         }
         return Ok(Some(checks));
     }
-    for side in [Side::Base, Side::Tuned] {
+    for &side in sides(same) {
         let other = match side {
             Side::Base => &runs.tuned,
             Side::Tuned => &runs.base,
@@ -559,6 +598,23 @@ fn check(
             None => return Ok(None),
         }
     }
+    if same {
+        checks.tuned = checks.base.clone();
+        for c in &checks.tuned {
+            let [from, to] =
+                [&runs.base, &runs.tuned].map(|r| validation::sample_path(&r.dir, c.index));
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| DirError::Io {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            std::fs::copy(&from, &to).map_err(|source| DirError::Io {
+                path: to.clone(),
+                source,
+            })?;
+        }
+    }
     Ok(Some(checks))
 }
 
@@ -572,6 +628,9 @@ fn report(
 ) -> Result<Comparison, StudyError> {
     counts.scored = runs.base.scores.len();
     let mut cmp = comparison::compare(&runs.base, &runs.tuned, &cfg.compare)?;
+    if let Some(span) = &mut cmp.span {
+        span.min_k = cfg.min_k_warning;
+    }
     if !checks.base.is_empty() {
         cmp.validation = Some(Validation::of(
             checks.as_ref().map(|_, c| c.as_slice()),
@@ -622,8 +681,39 @@ pub fn run_study(
     // Nothing is written until the questions and both tokenizers are open.
     let (questions, report_) = questions(cfg)?;
     check_pair(cfg, load)?;
-    claim(cfg, &dir)?;
-    let Some(answers) = answer(cfg, load, &dir, &questions, progress, cancel)? else {
+    let same = same_model(cfg, load)?;
+    claim(cfg, &dir, progress)?;
+    let done = run_claimed(
+        cfg,
+        (load, same),
+        &dir,
+        (questions, report_),
+        progress,
+        cancel,
+    );
+    if let Err(e) = &done {
+        // A retry of other settings may then take the directory.
+        if let Err(marking) = dir.mark_failed(&e.to_string()) {
+            log::warn!("{marking}");
+        }
+    }
+    done
+}
+
+/// The stages of a study after its directory is claimed: answer, select, score, check, report.
+fn run_claimed(
+    cfg: &StudyConfig,
+    (load, same): (&LoadOptions, bool),
+    dir: &StudyDir,
+    (questions, report_): (Vec<Question>, LoadReport),
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<StudyOutcome, StudyError> {
+    if same {
+        progress.note("base and tuned are the same model (one fingerprint): it answers and is scored once, for both sides");
+    }
+    let work = (cfg, load, same);
+    let Some(answers) = answer(work, dir, &questions, progress, cancel)? else {
         return Ok(StudyOutcome::Cancelled);
     };
     if cfg.shard.is_some() {
@@ -631,21 +721,21 @@ pub fn run_study(
             answered: questions.len(),
         });
     }
-    let (selection, mut counts) = choose(cfg, &dir, &questions, report_, &answers)?;
+    let (selection, mut counts) = choose(cfg, dir, &questions, report_, &answers)?;
     let scored = score(
-        cfg, load, &dir, &questions, &answers, &selection, progress, cancel,
+        work, dir, &questions, &answers, &selection, progress, cancel,
     )?;
     let Some(runs) = scored else {
         return Ok(StudyOutcome::Cancelled);
     };
     let inputs = (&questions[..], &answers, &selection);
     let Some(checks) = check(
-        cfg, load, &questions, &answers, &selection, &runs, progress, cancel,
+        work, &questions, &answers, &selection, &runs, progress, cancel,
     )?
     else {
         return Ok(StudyOutcome::Cancelled);
     };
-    let cmp = report(cfg, &dir, inputs, (&runs, &checks), &mut counts)?;
+    let cmp = report(cfg, dir, inputs, (&runs, &checks), &mut counts)?;
     Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
 }
 
@@ -710,7 +800,7 @@ pub fn merge_shards(
     check_coverage(seen)?;
     let (questions, _) = questions(&cfg)?;
     let dir = StudyDir::new(out);
-    claim(&cfg, &dir)?;
+    claim(&cfg, &dir, progress)?;
     for side in Side::BOTH {
         let answers = questions
             .iter()

@@ -6,6 +6,7 @@ use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts};
 use crate::attribution::metrics::Metric;
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
+use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
 use crate::report::trajectory::Trajectory;
 use crate::report::validation::Validation;
@@ -30,6 +31,14 @@ fn dataset_rows(s: &mut String, dataset: &LoadReport) {
             "| duplicate ids made unique (`<id>#2`, …) | {} |",
             dataset.renamed_duplicate_ids
         );
+    }
+}
+
+/// The answer tokens every score covers (method.md §8), and the warning when they are few.
+fn span_section(s: &mut String, span: &ScoredSpan) {
+    let _ = writeln!(s, "**Scored**: {}.\n", span.describe());
+    if let Some(w) = span.warning() {
+        let _ = writeln!(s, "> **Warning**: {w}.\n");
     }
 }
 
@@ -183,6 +192,12 @@ pub fn render(
         pct(counts.models.base.correct, counts.asked),
         pct(counts.models.tuned.correct, counts.asked)
     );
+    if let Some(span) = &cmp.span {
+        span_section(&mut s, span);
+    }
+    if cmp.identical {
+        let _ = writeln!(s, "**{}**.\n", crate::report::figures::NO_DIFFERENCE);
+    }
     let _ = writeln!(s, "## Metrics (paired over {} questions)\n", cmp.n);
     let mut table = Table::paired(&cmp.metrics);
     let methods = cmp
@@ -324,7 +339,11 @@ pub fn render_trajectory(
     ] {
         let _ = writeln!(s, "| {k} | {v} |");
     }
-    let _ = writeln!(s, "\n## Checkpoints\n");
+    let _ = writeln!(s);
+    if let Some(span) = &t.span {
+        span_section(&mut s, span);
+    }
+    let _ = writeln!(s, "## Checkpoints\n");
     checkpoint_table(&mut s, t);
     let _ = writeln!(
         s,

@@ -314,6 +314,13 @@ fn finish(
         questions: cfg.questions,
         options: cfg.study.compare.clone(),
         points,
+        span: Some(crate::report::span::ScoredSpan::chosen(
+            counts.k,
+            counts.t_bar,
+            &cfg.study.select,
+            counts.scored,
+            cfg.study.min_k_warning,
+        )),
     };
     summary::write(dir.root(), &t)?;
     dir::write_json(&dir.root().join("counts.json"), counts)?;

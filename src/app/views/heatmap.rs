@@ -293,7 +293,11 @@ fn scale_ui(ui: &mut Ui, map: &Heatmap, mode: Mode, fixed: &mut FixedScale) {
             Mode::Base | Mode::Tuned => "base and tuned on one scale",
         };
         let range = value.unwrap_or(study);
-        ui.label(format!("{shared}; colours saturate at ±{}", sci(range)));
+        if map.is_zero() && mode == Mode::Difference {
+            ui.label(crate::report::figures::NO_DIFFERENCE);
+        } else {
+            ui.label(format!("{shared}; colours saturate at ±{}", sci(range)));
+        }
         let mut on = value.is_some();
         if ui
             .checkbox(&mut on, "fixed scale")

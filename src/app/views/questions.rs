@@ -1,7 +1,7 @@
 //! The question browser: every question with both answers, their grades and, for the scored
 //! ones, the per-sample metrics and that sample's circuit.
 
-use super::super::results::{AnswerView, Question, Results};
+use super::super::results::{AnswerView, Question, Results, ScoredTokens};
 use super::super::theme::Palette;
 use super::graph::{canvas_ui, share_line, GraphState};
 use crate::attribution::metrics::Metric;
@@ -115,12 +115,57 @@ fn answer_ui(ui: &mut Ui, title: &str, a: Option<&AnswerView>) {
             a.answer_tokens
         ));
     });
+    if let Some(scored) = &a.scored {
+        scored_legend(ui, a, scored);
+    }
     egui::ScrollArea::vertical()
         .id_salt(title)
         .max_height(110.0)
         .show(ui, |ui| {
-            ui.add(egui::Label::new(egui::RichText::new(&a.text).monospace()).wrap());
+            ui.add(egui::Label::new(answer_text(ui, a)).wrap());
         });
+}
+
+/// The answer's text in monospace, its scored tokens (when their text begins it) on the
+/// highlight colour.
+fn answer_text(ui: &Ui, a: &AnswerView) -> egui::text::LayoutJob {
+    let palette = Palette::of(ui.ctx());
+    let font = egui::TextStyle::Monospace.resolve(ui.style());
+    let plain = egui::TextFormat::simple(font.clone(), ui.visuals().text_color());
+    let marked = egui::TextFormat {
+        background: palette.highlight().gamma_multiply(0.35),
+        underline: egui::Stroke::new(1.5, palette.highlight()),
+        ..plain.clone()
+    };
+    let mut job = egui::text::LayoutJob::default();
+    let at = a.scored_prefix_len().unwrap_or(0);
+    job.append(&a.text[..at], 0.0, marked);
+    job.append(&a.text[at..], 0.0, plain);
+    job
+}
+
+/// The legend of the marks: how many tokens were scored, and their text when it could not be
+/// marked in the answer.
+fn scored_legend(ui: &mut Ui, a: &AnswerView, scored: &ScoredTokens) {
+    let palette = Palette::of(ui.ctx());
+    ui.horizontal_wrapped(|ui| {
+        let swatch = RichText::new(" scored tokens ")
+            .monospace()
+            .background_color(palette.highlight().gamma_multiply(0.35));
+        ui.label(swatch).on_hover_text(
+            "The loss, and with it every edge score of this sample, covers only these first K \
+             answer tokens (method.md section 3)",
+        );
+        let of = format!(
+            "(K = {}: the first {} of {} answer tokens)",
+            scored.k, scored.k, a.answer_tokens
+        );
+        match (&scored.text, a.scored_prefix_len()) {
+            (_, Some(_)) => ui.label(of),
+            (Some(text), None) => ui.label(format!("{of}: {text:?}")),
+            (None, None) => ui.label(format!("{of}; the tokenizer was not found to mark them")),
+        };
+    });
 }
 
 fn metrics_ui(ui: &mut Ui, results: &Results, sample: (usize, Option<usize>)) {

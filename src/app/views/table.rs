@@ -4,6 +4,7 @@
 use super::super::results::Results;
 use super::super::theme::Palette;
 use crate::report::saturation::Saturation;
+use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
 use crate::side::Side;
 use crate::study::dir::Counts;
@@ -61,6 +62,7 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
     if let Some(counts) = &results.counts {
         ui.label(counts_line(counts));
     }
+    span_ui(ui, &results.span());
     if let Some(tuned) = &results.tuned {
         let sat = Saturation::of(&results.base, tuned);
         ui.label(sat.line())
@@ -144,6 +146,17 @@ fn cell_ui(ui: &mut Ui, cell: &Cell, alpha: f64) {
         _ => {
             ui.monospace(cell.text());
         }
+    }
+}
+
+/// The scored span in one line, and its warning when K is small (method.md §8).
+pub fn span_ui(ui: &mut Ui, span: &ScoredSpan) {
+    ui.label(span.line()).on_hover_text(
+        "Every edge score is the gradient of the loss over the first K tokens of each answer \
+         (method.md section 3): the circuit explains those tokens only",
+    );
+    if let Some(w) = span.warning() {
+        ui.colored_label(Palette::of(ui.ctx()).error(), format!("Warning: {w}."));
     }
 }
 

@@ -6,15 +6,18 @@ use super::super::theme::Palette;
 use super::readable_y_axis;
 use crate::report::figures::LineChart;
 use crate::report::run::RunError;
-use crate::report::train_log::{self, Stage, TrainLog};
+use crate::report::train_log::{self, LogSource, Stage, TrainLog};
 use egui::Ui;
 use egui_plot::{Line, Plot, PlotPoints};
 use std::path::{Path, PathBuf};
 
-/// The lab directory shown, its charts by stage, and the smoothing.
+/// The lab directory shown (or the models of the shown results), its charts by stage, and the
+/// smoothing.
 #[derive(Default)]
 pub struct TrainingState {
     pub dir: Option<PathBuf>,
+    /// The model specs of the shown results whose own logs are shown (when no lab folder is).
+    pub models: Vec<String>,
     pub logs: Vec<TrainLog>,
     /// Each stage's charts, supervised first.
     pub stages: Vec<(Stage, Vec<LineChart>)>,
@@ -27,7 +30,27 @@ impl TrainingState {
     /// Read the logs of `dir` (each subfolder with a `train_log.csv`).
     pub fn open(&mut self, dir: &Path) {
         self.dir = Some(dir.to_owned());
-        match train_log::read_lab(dir) {
+        self.models.clear();
+        self.set(train_log::read_lab(dir));
+    }
+
+    /// Show the training logs of the models `specs` (the shown results' base and tuned): each
+    /// model folder's `train_log.csv` or `trainer_state.json`; none when no folder holds one.
+    pub fn open_models(&mut self, specs: &[String]) {
+        self.dir = None;
+        self.models = specs.to_vec();
+        self.models.dedup();
+        let logs = self
+            .models
+            .iter()
+            .filter_map(|spec| model_log(spec))
+            .map(|source| source.read())
+            .collect();
+        self.set(logs);
+    }
+
+    fn set(&mut self, logs: Result<Vec<TrainLog>, RunError>) {
+        match logs {
             Ok(logs) => {
                 let mut stages: Vec<Stage> = logs.iter().map(TrainLog::stage).collect();
                 stages.sort();
@@ -65,6 +88,24 @@ impl TrainingState {
     }
 }
 
+/// The trainer's log in the folder of the model `spec`: `train_log.csv` (the lab's) or
+/// `trainer_state.json` (TRL's). A path the bundled demo recorded (`assets/zoo/…`) is looked up
+/// in the assets directory.
+fn model_log(spec: &str) -> Option<LogSource> {
+    let path = Path::new(spec);
+    let folder = if path.is_dir() {
+        path.to_owned()
+    } else {
+        let rest = path.strip_prefix("assets").ok()?;
+        crate::assets::dir()?.join(rest)
+    };
+    ["train_log.csv", "trainer_state.json"]
+        .into_iter()
+        .map(|name| folder.join(name))
+        .find(|f| f.is_file())
+        .map(|f| LogSource::of_file(&f))
+}
+
 /// The folder line, the smoothing control and the legend: each model in its colour.
 fn header_ui(ui: &mut Ui, state: &mut TrainingState) -> bool {
     let mut open = false;
@@ -75,6 +116,14 @@ fn header_ui(ui: &mut Ui, state: &mut TrainingState) -> bool {
                 "{} models with a training log in {}",
                 state.logs.len(),
                 crate::assets::display_path(d).display()
+            )),
+            None if !state.models.is_empty() && state.logs.is_empty() => ui.label(
+                "No training logs for these results: neither model's folder holds a \
+                 train_log.csv or trainer_state.json (open a lab folder to see others)",
+            ),
+            None if !state.models.is_empty() => ui.label(format!(
+                "The training logs of these results' models ({})",
+                state.models.join(", ")
             )),
             None => ui.label("No lab folder: open one whose subfolders hold train_log.csv"),
         };
