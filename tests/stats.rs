@@ -502,6 +502,7 @@ fn opts(resamples: usize, seed: u64) -> CompareOptions {
         bootstrap_resamples: resamples,
         confidence: 0.95,
         seed,
+        ..CompareOptions::default()
     }
 }
 

@@ -13,3 +13,4 @@ pub mod table;
 pub mod train_log;
 pub mod trajectory;
 pub mod validation;
+pub mod verdict;

@@ -307,6 +307,7 @@ fn finish(
             &cfg.study.compare,
         )?);
     }
+    let family = summary::adjust_family(&mut points, cfg.study.compare.correction);
     let t = Trajectory {
         n: counts.scored,
         k: counts.k,
@@ -314,6 +315,7 @@ fn finish(
         questions: cfg.questions,
         options: cfg.study.compare.clone(),
         points,
+        family,
     };
     summary::write(dir.root(), &t)?;
     dir::write_json(&dir.root().join("counts.json"), counts)?;
