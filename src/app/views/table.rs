@@ -53,12 +53,17 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
         match &results.comparison {
             Some(c) => ui
                 .label(format!(
-                    "{} paired samples; Wilcoxon signed-rank p-values, bootstrap intervals ({} resamples); (*) adjusted p < {} (significance level)",
+                    "{} pairs; (*) adjusted p < {}",
                     c.n,
-                    c.options.bootstrap_resamples,
                     significance_level(results)
                 ))
-                .on_hover_text(format!("adjusted p: {}", family(c))),
+                .on_hover_text(format!(
+                    "p-value: Wilcoxon signed-rank; adjusted p: {}, marked below the \
+                     significance level {}; intervals: percentile bootstrap ({} resamples)",
+                    family(c),
+                    significance_level(results),
+                    c.options.bootstrap_resamples
+                )),
             None => ui.label("One run: metrics of its mean score vector"),
         };
     });

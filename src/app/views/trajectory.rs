@@ -199,7 +199,7 @@ fn metric_header_ui(ui: &mut Ui, data: &TrajectoryResults, metric: Metric, j: us
         return;
     };
     let confidence = Cell::Share(data.summary.options.confidence).text();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.strong(metric.name())
             .on_hover_text(help::metric_tooltip(metric));
         if let Some(l) = p.level(metric) {
@@ -212,7 +212,7 @@ fn metric_header_ui(ui: &mut Ui, data: &TrajectoryResults, metric: Metric, j: us
         }
         if let Some(c) = p.change(metric) {
             ui.label(format!(
-                "change {} [{}, {}], p {}, adjusted p {}",
+                "change {} [{}, {}], p {} (adjusted {})",
                 short(c.mean_diff, true),
                 short(c.ci_low, true),
                 short(c.ci_high, true),
