@@ -163,23 +163,10 @@ fn score_alone(whole: &Path, j: usize, checkpoint: &Path) -> PathBuf {
     alone
 }
 
-#[test]
-fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    write_run(&run);
-    let whole = tmp.path().join("whole");
-    let stdout = run_ok(&args(&run, &whole, &[]));
-    assert!(stdout.contains("at each of 4 checkpoints"), "{stdout}");
-
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(whole.join("summary.json")).unwrap()).unwrap();
+/// Every metric of every later checkpoint against the first is one family, Holm-adjusted, and
+/// the summary names it.
+fn assert_one_family(summary: &serde_json::Value) {
     let points = summary["points"].as_array().unwrap();
-    let steps: Vec<u64> = points.iter().map(|p| p["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, [0, 10, 20, 30]);
-    assert!(points[0]["vs_first"].as_array().unwrap().is_empty());
-    assert_eq!(points[3]["vs_first"].as_array().unwrap().len(), 11);
-    // One family: every metric of every later checkpoint against the first, Holm-adjusted.
     let stats: Vec<&serde_json::Value> = points
         .iter()
         .flat_map(|p| p["vs_first"].as_array().unwrap())
@@ -200,6 +187,25 @@ fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
             raw.iter().filter(|p| !p.is_nan()).count()
         )
     );
+}
+
+#[test]
+fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    write_run(&run);
+    let whole = tmp.path().join("whole");
+    let stdout = run_ok(&args(&run, &whole, &[]));
+    assert!(stdout.contains("at each of 4 checkpoints"), "{stdout}");
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(whole.join("summary.json")).unwrap()).unwrap();
+    let points = summary["points"].as_array().unwrap();
+    let steps: Vec<u64> = points.iter().map(|p| p["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 10, 20, 30]);
+    assert!(points[0]["vs_first"].as_array().unwrap().is_empty());
+    assert_eq!(points[3]["vs_first"].as_array().unwrap().len(), 11);
+    assert_one_family(&summary);
     // The trainer's log at each checkpoint's step.
     assert_eq!(points[2]["train"]["reward"].as_f64(), Some(0.5));
     assert!(points[0]["train"].as_object().unwrap().is_empty());

@@ -98,7 +98,7 @@ impl Verdict {
             );
         }
         // NaN (no test could be made) is not significant either.
-        if !(eap.p_adjusted < level) {
+        if eap.p_adjusted.is_nan() || eap.p_adjusted >= level {
             return (
                 Self::NotSignificant,
                 format!("EAP's Δ has adjusted p {p}, not below {level}: nothing to confirm"),
