@@ -1,13 +1,13 @@
 //! Is the circuit real? (method.md §7) The check of EAP on the models at hand: exact effects of
-//! each chosen sample's top and random edges, faithfulness curves, and which conclusions of a
-//! comparison hold for the exact effects too.
+//! each chosen sample's top and random edges (every edge, on a small graph), faithfulness
+//! curves, and the verdict of the exact effects on each headline conclusion (method.md §8).
 //!
 //! ```text
 //! RUN/exact/NNNNNN.json   one model's exact effects and faithfulness curve on sample NNNNNN,
 //!                         written as each sample completes (an interrupted run resumes)
 //! RUN/validation.json     (`score`) the run's agreement and curves
-//! comparison.json         (`study`) `validation`: both runs', the robustness of each headline
-//!                         conclusion, and k50/k80/k90 paired
+//! comparison.json         (`study`) `validation`: both runs', the verdict on each headline
+//!                         conclusion, and k50/k80/k90, CPR and CMD paired
 //! ```
 
 use super::run::{Run, RunError, ScoreSample};
