@@ -158,12 +158,46 @@ fn score_writes_a_resumable_run_and_compare_pairs_runs() {
     ]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("4 paired samples") && stdout.contains("kurtosis"),
+        stdout.contains("4 paired samples")
+            && stdout.contains("kurtosis")
+            && stdout.contains("adjusted p")
+            && stdout
+                .contains("adjusted p: Holm–Bonferroni over the 11 metrics of this comparison"),
         "{stdout}"
     );
     let c = read_json(&cmp.join("comparison.json"));
     assert_eq!(c["n"], 4);
     assert_eq!(c["metrics"].as_array().unwrap().len(), 11);
+    assert_eq!(c["options"]["correction"], "holm");
+    // Benjamini–Hochberg on request, recorded in the comparison; its adjusted p-values are
+    // never above Holm's.
+    let bh = dir.join("cmp-bh");
+    let (ok, _, stderr) = circuitdiff(&[
+        "compare",
+        run_b.to_str().unwrap(),
+        run_t.to_str().unwrap(),
+        "--out",
+        bh.to_str().unwrap(),
+        "--correction",
+        "bh",
+    ]);
+    assert!(ok, "{stderr}");
+    let b = read_json(&bh.join("comparison.json"));
+    assert_eq!(b["options"]["correction"], "benjamini_hochberg");
+    assert!(b["family"]
+        .as_str()
+        .unwrap()
+        .starts_with("Benjamini–Hochberg over the 11 metrics"));
+    for (h, f) in c["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["metrics"].as_array().unwrap())
+    {
+        if let (Some(h), Some(f)) = (h["p_adjusted"].as_f64(), f["p_adjusted"].as_f64()) {
+            assert!(f <= h + 1e-15, "BH {f} vs Holm {h}");
+        }
+    }
     assert_eq!(
         std::fs::read_to_string(cmp.join("comparison.csv"))
             .unwrap()

@@ -97,7 +97,7 @@ const EXACT: [(&str, &str); 7] = [
     ),
     (
         "study.json",
-        "5c6cceff6aa9483ea32b86899160b03cac8567d72a4b7d22a0771440d00acb29",
+        "69e61def867508ce44e86bb1bfc5520c496a30d280b9dee0e263082896eab44a",
     ),
     (
         "base/manifest.json",

@@ -163,6 +163,32 @@ fn score_alone(whole: &Path, j: usize, checkpoint: &Path) -> PathBuf {
     alone
 }
 
+/// Every metric of every later checkpoint against the first is one family, Holm-adjusted, and
+/// the summary names it.
+fn assert_one_family(summary: &serde_json::Value) {
+    let points = summary["points"].as_array().unwrap();
+    let stats: Vec<&serde_json::Value> = points
+        .iter()
+        .flat_map(|p| p["vs_first"].as_array().unwrap())
+        .collect();
+    let raw: Vec<f64> = stats
+        .iter()
+        .map(|s| s["p_value"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let want = circuitdiff::attribution::correction::Correction::Holm.adjust(&raw);
+    for (s, w) in stats.iter().zip(want) {
+        let got = s["p_adjusted"].as_f64().unwrap_or(f64::NAN);
+        assert!((got.is_nan() && w.is_nan()) || got == w, "{got} vs {w}");
+    }
+    assert_eq!(
+        summary["family"],
+        format!(
+            "Holm–Bonferroni over the {} tests of this trajectory (11 metrics at each of 3 checkpoints against the first)",
+            raw.iter().filter(|p| !p.is_nan()).count()
+        )
+    );
+}
+
 #[test]
 fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -179,6 +205,7 @@ fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
     assert_eq!(steps, [0, 10, 20, 30]);
     assert!(points[0]["vs_first"].as_array().unwrap().is_empty());
     assert_eq!(points[3]["vs_first"].as_array().unwrap().len(), 11);
+    assert_one_family(&summary);
     // The trainer's log at each checkpoint's step.
     assert_eq!(points[2]["train"]["reward"].as_f64(), Some(0.5));
     assert!(points[0]["train"].as_object().unwrap().is_empty());

@@ -36,15 +36,48 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
+/// k50/k80/k90 and CPR/CMD paired; every verdict judged on all 77 edges of the zoo's graph and
+/// inconclusive on four questions; the comparison's family named.
+fn assert_summaries(c: &Value) {
+    let v = &c["validation"];
+    let reach: Vec<&str> = v["reach"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(reach, ["k50", "k80", "k90"]);
+    let areas: Vec<&str> = v["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(areas, ["cpr", "cmd"]);
+    assert_eq!(v["scope"], serde_json::json!({"kind": "all", "edges": 77}));
+    for r in v["robustness"].as_array().unwrap() {
+        assert_eq!(r["verdict"], "inconclusive", "{r}");
+        assert!(r["eap"]["p_adjusted"].as_f64().unwrap() >= r["eap"]["p_value"].as_f64().unwrap());
+    }
+    assert!(c["family"]
+        .as_str()
+        .unwrap()
+        .starts_with("Holm–Bonferroni over the 11 metrics"));
+}
+
 #[test]
 fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
     let (ok, stdout, e) = zoo_study("builtin:arith?n=12", &out);
     assert!(ok, "{e}");
+    // The zoo's graph is small (77 edges): every edge gets its exact effect, and the verdicts
+    // are judged on all of them; four questions are too few to tell.
     assert!(
         stdout.contains("EAP vs exact effects, base: Pearson")
-            && stdout.contains("robust to EAP's approximation"),
+            && stdout.contains("Verdicts on all 77 edges over 4 checked questions")
+            && stdout.contains("intensity: inconclusive (only 4 questions were checked")
+            && !stdout.contains("robust"),
         "{stdout}"
     );
     let c = read_json(&out.join("comparison.json"));
@@ -53,15 +86,10 @@ fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
     assert_eq!(v["runs"]["base"]["samples"], v["runs"]["tuned"]["samples"]);
     assert_eq!(v["runs"]["base"]["samples"].as_array().unwrap().len(), n);
     assert_eq!(v["robustness"].as_array().unwrap().len(), 3);
-    let reach: Vec<&str> = v["reach"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["metric"].as_str().unwrap())
-        .collect();
-    assert_eq!(reach, ["k50", "k80", "k90"]);
+    assert_summaries(&c);
 
-    // The same questions and edges on both sides: the union of both top sets, one random set.
+    // The same questions and edges on both sides: the union of both top sets, then every
+    // other edge.
     let names = files(&out.join("base/exact"));
     assert_eq!(names, files(&out.join("tuned/exact")));
     assert_eq!(names.len(), n);
@@ -71,9 +99,10 @@ fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
         assert_eq!(b["id"], t["id"]);
         let union = ["top", "other_top"];
         assert_eq!(edges(&b, &union), edges(&t, &union), "{name}");
-        assert_eq!(edges(&b, &["random"]), edges(&t, &["random"]), "{name}");
+        assert_eq!(edges(&b, &["rest"]), edges(&t, &["rest"]), "{name}");
         assert_eq!(edges(&b, &["top"]).len(), 32);
-        assert_eq!(edges(&b, &["random"]).len(), 32);
+        assert_eq!(edges(&b, &["top", "other_top", "rest"]).len(), 77);
+        assert!(edges(&b, &["random"]).is_empty());
         // F(all) = 1: the last circuit keeps every edge.
         let f = b["curve"]["faithfulness"].as_array().unwrap();
         let last = f.last().unwrap().as_f64().unwrap();
@@ -83,6 +112,10 @@ fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
     assert!(
         report.contains("## Is the circuit real?")
             && report.contains("| k50 |")
+            && report.contains("| CPR |")
+            && report.contains("**inconclusive**")
+            && !report.contains("Some(")
+            && !report.contains("MinOfMeans")
             && report.contains("figures/exact_vs_eap.png")
             && report.contains("figures/faithfulness.svg"),
         "{report}"
@@ -151,13 +184,9 @@ fn score_writes_exact_effects_equal_to_ablating_the_model_directly() {
         let ab = Ablation::new(&model, &g, "x", (&prompt, &answer), 3, 8).unwrap();
         let check = read_json(&out.join(format!("exact/{i:06}.json")));
         let effects = check["effects"].as_array().unwrap();
-        // Four top edges and 4 random ones (the default random count is 32: all that remain).
+        // A small graph: four top edges and every other one.
         assert_eq!(edges(&check, &["top"]).len(), 4);
-        assert_eq!(
-            effects.len(),
-            g.num_edges().min(4 + 32),
-            "sample {i}: every edge is top or random"
-        );
+        assert_eq!(effects.len(), g.num_edges(), "sample {i}: every edge");
         for e in effects {
             let edge = (
                 e["source"].as_u64().unwrap() as usize,
@@ -169,6 +198,27 @@ fn score_writes_exact_effects_equal_to_ablating_the_model_directly() {
             assert!((got - want).abs() <= 1e-6 * ab.clean_loss(), "{e}: {want}");
         }
     }
+
+    // Above the all-edges threshold: the top edges and a random sample of 5 others.
+    let sampled = dir.join("sampled");
+    let (ok, _, e) = score(
+        &sampled,
+        &[
+            "--exact-samples",
+            "all",
+            "--exact-top",
+            "4",
+            "--exact-random",
+            "5",
+            "--exact-all-edges-max",
+            "0",
+        ],
+    );
+    assert!(ok, "{e}");
+    let check = read_json(&sampled.join("exact/000000.json"));
+    assert_eq!(edges(&check, &["top"]).len(), 4);
+    assert_eq!(edges(&check, &["random"]).len(), 5);
+    assert!(edges(&check, &["rest"]).is_empty());
 
     // No check unless asked; none at head level.
     let plain = dir.join("plain");

@@ -5,6 +5,7 @@
 //! [`wilcoxon`] reproduces `scipy.stats.wilcoxon(x, y)` of SciPy 1.17 with its defaults
 //! (`zero_method="wilcox"`, `correction=False`, `alternative="two-sided"`, `method="auto"`).
 
+use crate::attribution::correction::Correction;
 use crate::attribution::metrics::Metric;
 use crate::side::Side;
 use rand::rngs::StdRng;
@@ -21,6 +22,10 @@ pub struct CompareOptions {
     pub confidence: f64,
     /// Seed of the bootstrap's `StdRng` (default 42).
     pub seed: u64,
+    /// How the p-values of a family of tests are adjusted (default Holm–Bonferroni; absent
+    /// from options recorded before the correction existed, which read as the default).
+    #[serde(default)]
+    pub correction: Correction,
 }
 
 impl Default for CompareOptions {
@@ -29,7 +34,17 @@ impl Default for CompareOptions {
             bootstrap_resamples: 10_000,
             confidence: 0.95,
             seed: 42,
+            correction: Correction::Holm,
         }
+    }
+}
+
+impl CompareOptions {
+    /// The significance level that conclusions test adjusted p-values against: one minus
+    /// the confidence of the intervals (0.05 by default), so that a mark and an interval
+    /// speak at one level.
+    pub fn significance_level(&self) -> f64 {
+        ((1.0 - self.confidence) * 1e6).round() / 1e6
     }
 }
 
@@ -140,6 +155,11 @@ pub struct PairedStat<M = Metric> {
     pub p_value: f64,
     /// How the p-value was obtained.
     pub p_method: PMethod,
+    /// The p-value adjusted for its family of tests ([`adjust`]); equal to `p_value` for a
+    /// test of its own, NaN (JSON `null`) when `p_value` is, and when read from a file written
+    /// before the adjustment was recorded.
+    #[serde(with = "nan_as_null", default = "not_adjusted")]
+    pub p_adjusted: f64,
     /// Lower end of the percentile-bootstrap interval of the mean difference.
     pub ci_low: f64,
     /// Upper end of the percentile-bootstrap interval of the mean difference.
@@ -193,9 +213,31 @@ pub fn paired<M: std::fmt::Display>(
         wilcoxon_statistic: test.statistic,
         p_value: test.p_value,
         p_method: test.method,
+        p_adjusted: test.p_value,
         ci_low,
         ci_high,
     })
+}
+
+/// Adjust the p-values of `stats`, one family of tests, with `correction`: each statistic's
+/// `p_adjusted` is set from every `p_value` of the family. Returns the family's size (the
+/// tests with a p-value).
+pub fn adjust<'a, M: 'a>(
+    stats: impl IntoIterator<Item = &'a mut PairedStat<M>>,
+    correction: Correction,
+) -> usize {
+    let mut family: Vec<&mut PairedStat<M>> = stats.into_iter().collect();
+    let raw: Vec<f64> = family.iter().map(|s| s.p_value).collect();
+    for (s, p) in family.iter_mut().zip(correction.adjust(&raw)) {
+        s.p_adjusted = p;
+    }
+    raw.iter().filter(|p| !p.is_nan()).count()
+}
+
+/// What a statistic read from a file without an adjusted p-value holds: NaN, not a number
+/// that could be mistaken for one.
+fn not_adjusted() -> f64 {
+    f64::NAN
 }
 
 /// The mean of `values` and its percentile-bootstrap interval, drawn as [`paired`] draws the

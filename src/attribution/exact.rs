@@ -22,6 +22,18 @@ pub struct ExactOptions {
     pub seed: u64,
     /// Ablated passes run together in one batch (default 8).
     pub batch: usize,
+    /// A graph with at most this many real edges gets the exact effect of every edge on a
+    /// checked sample instead of its top and random ones (default 500; 0: never). Options
+    /// recorded before this existed read as the default.
+    #[serde(default = "default_all_edges_max")]
+    pub all_edges_max: usize,
+}
+
+/// The default of [`ExactOptions::all_edges_max`].
+pub const ALL_EDGES_MAX: usize = 500;
+
+fn default_all_edges_max() -> usize {
+    ALL_EDGES_MAX
 }
 
 impl Default for ExactOptions {
@@ -31,8 +43,30 @@ impl Default for ExactOptions {
             random: 32,
             seed: 42,
             batch: 8,
+            all_edges_max: ALL_EDGES_MAX,
         }
     }
+}
+
+impl ExactOptions {
+    /// Which edges besides the top ones get exact effects on `graph`: every other real edge
+    /// when the graph has at most [`ExactOptions::all_edges_max`], else a random sample.
+    pub fn others(&self, graph: &Graph) -> Others {
+        if graph.num_edges() <= self.all_edges_max {
+            Others::All
+        } else {
+            Others::Random(self.random)
+        }
+    }
+}
+
+/// The edges that get exact effects besides the top ones by |S|.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Others {
+    /// A seeded random sample of this many other real edges.
+    Random(usize),
+    /// Every other real edge (a small graph: the check covers all of it).
+    All,
 }
 
 /// Why an edge was given an exact effect.
@@ -45,6 +79,8 @@ pub enum EdgeSet {
     OtherTop,
     /// A seeded random sample of the remaining real edges.
     Random,
+    /// Every remaining real edge, when the graph is small enough to check all of them.
+    Rest,
 }
 
 /// One edge's EAP score and exact effect on one sample.
@@ -109,7 +145,65 @@ impl std::fmt::Display for Reach {
     }
 }
 
+/// MIB's faithfulness summaries of a curve (Mueller et al. 2025; method.md §8), over the edge
+/// fractions x of [`AREA_FRACTIONS_PER_MILLE`] by the trapezoid rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Area {
+    /// Circuit performance ratio: ∫ f dx, the area under the curve (higher: a small circuit
+    /// does more of the model's work).
+    Cpr,
+    /// Circuit–model difference: ∫ |1 − f| dx, the area between the curve and 1 (lower: the
+    /// circuits stay closer to the whole model).
+    Cmd,
+}
+
+impl Area {
+    pub const ALL: [Self; 2] = [Self::Cpr, Self::Cmd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpr => "CPR",
+            Self::Cmd => "CMD",
+        }
+    }
+}
+
+impl std::fmt::Display for Area {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The trapezoid rule of `g` over the points `(x, y)`, x ascending.
+fn trapezoid(points: &[(f64, f64)], g: impl Fn(f64) -> f64) -> f64 {
+    points
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) * (g(w[0].1) + g(w[1].1)) / 2.0)
+        .sum()
+}
+
 impl Curve {
+    /// F at circuit size `k`, when the grid holds it.
+    pub fn at(&self, k: usize) -> Option<f64> {
+        let i = self.edges.iter().position(|&e| e == k)?;
+        self.faithfulness.get(i).copied()
+    }
+
+    /// `area` of the curve; `None` when its grid lacks a size k(x) (a curve written before
+    /// the summaries existed).
+    pub fn area(&self, area: Area) -> Option<f64> {
+        let n = *self.edges.last()?;
+        let points = AREA_FRACTIONS_PER_MILLE
+            .iter()
+            .map(|&x| Some((x as f64 / 1000.0, self.at(edges_at_fraction(x, n))?)))
+            .collect::<Option<Vec<(f64, f64)>>>()?;
+        Some(match area {
+            Area::Cpr => trapezoid(&points, |f| f),
+            Area::Cmd => trapezoid(&points, |f| (1.0 - f).abs()),
+        })
+    }
+
     /// The fewest edges on the grid whose top-k circuit reaches F ≥ `reach`'s level (every
     /// real edge when none does).
     pub fn edges_to(&self, reach: Reach) -> usize {
@@ -120,6 +214,30 @@ impl Curve {
             .or(self.edges.last().zip(self.faithfulness.last()))
             .map_or(0, |(&k, _)| k)
     }
+}
+
+/// The edge fractions x of MIB's faithfulness summaries (method.md §8), in thousandths:
+/// 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.
+pub const AREA_FRACTIONS_PER_MILLE: [usize; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+/// The circuit size k(x) = max(1, ⌈x·n⌉) of the fraction x = `per_mille`/1000 of `n` edges, in
+/// integers (no rounding of x·n).
+pub fn edges_at_fraction(per_mille: usize, n: usize) -> usize {
+    (per_mille * n).div_ceil(1000).max(1)
+}
+
+/// The circuit sizes of a faithfulness curve over `n` edges: [`log_grid`] and the sizes k(x)
+/// of MIB's edge fractions ([`edges_at_fraction`]), ascending and distinct.
+pub fn curve_grid(n: usize) -> Vec<usize> {
+    let mut grid = log_grid(n);
+    grid.extend(
+        AREA_FRACTIONS_PER_MILLE
+            .iter()
+            .map(|&x| edges_at_fraction(x, n)),
+    );
+    grid.sort_unstable();
+    grid.dedup();
+    grid
 }
 
 /// The circuit sizes of a faithfulness curve over `n` edges: 1, then four points per doubling
@@ -265,10 +383,10 @@ impl<'m> Ablation<'m> {
         })
     }
 
-    /// The faithfulness curve of the top-k circuits by |`dense`| over [`log_grid`].
+    /// The faithfulness curve of the top-k circuits by |`dense`| over [`curve_grid`].
     pub fn faithfulness(&self, dense: &[f32]) -> candle_core::Result<Curve> {
         let ranked = by_magnitude(self.graph, dense);
-        let grid = log_grid(ranked.len());
+        let grid = curve_grid(ranked.len());
         let mut circuits: Vec<&[(usize, usize)]> = vec![&[]];
         circuits.extend(grid.iter().map(|&k| &ranked[..k]));
         let losses = self.circuit_losses(&circuits)?;
@@ -310,15 +428,15 @@ impl<'m> Ablation<'m> {
     }
 }
 
-/// The edges of one sample that get exact effects: the top `opts.top` by |S| of this model,
-/// those of `others` (the other model's top edges, in a study), and a seeded sample of
-/// `opts.random` of the remaining real edges (the same for every model of the graph, given
-/// the same `others` ∪ top set).
+/// The edges of one sample that get exact effects: the top edges by |S| of this model,
+/// those of `others` (the other model's top edges, in a study), and either every remaining
+/// real edge or a seeded sample of them (the same for every model of the graph, given the
+/// same `others` ∪ top set).
 pub fn chosen_edges(
     graph: &Graph,
     top: &[(usize, usize)],
     others: &[(usize, usize)],
-    random: usize,
+    rest: Others,
     seed: u64,
 ) -> Vec<((usize, usize), EdgeSet)> {
     let mut chosen: Vec<((usize, usize), EdgeSet)> =
@@ -330,11 +448,20 @@ pub fn chosen_edges(
             .map(|&e| (e, EdgeSet::OtherTop)),
     );
     let taken: Vec<(usize, usize)> = chosen.iter().map(|&(e, _)| e).collect();
-    chosen.extend(
-        random_edges(graph, random, seed, &taken)
-            .into_iter()
-            .map(|e| (e, EdgeSet::Random)),
-    );
+    match rest {
+        Others::Random(k) => chosen.extend(
+            random_edges(graph, k, seed, &taken)
+                .into_iter()
+                .map(|e| (e, EdgeSet::Random)),
+        ),
+        Others::All => chosen.extend(
+            graph
+                .edges()
+                .into_iter()
+                .filter(|e| !taken.contains(e))
+                .map(|e| (e, EdgeSet::Rest)),
+        ),
+    }
     chosen
 }
 
@@ -432,6 +559,56 @@ mod tests {
         assert_eq!((g[0], *g.last().unwrap()), (1, 4000));
         assert!(g.windows(2).all(|w| w[0] < w[1]));
         assert!(g.len() < 50, "{}", g.len());
+    }
+
+    /// k(x) = max(1, ⌈x·n⌉) in integers: 0.1 · 77 = 7.7 → 8, 0.2 · 500 = 100 exactly.
+    #[test]
+    fn edge_fractions_round_up() {
+        assert_eq!(edges_at_fraction(1, 77), 1);
+        assert_eq!(edges_at_fraction(100, 77), 8);
+        assert_eq!(edges_at_fraction(200, 500), 100);
+        assert_eq!(edges_at_fraction(1000, 77), 77);
+        let g = curve_grid(77);
+        assert!(g.windows(2).all(|w| w[0] < w[1]), "{g:?}");
+        for x in AREA_FRACTIONS_PER_MILLE {
+            assert!(g.contains(&edges_at_fraction(x, 77)), "{g:?}");
+        }
+    }
+
+    /// Over 100 edges the fractions give k = 1, 1, 1, 1, 2, 5, 10, 20, 50, 100, and F(k) =
+    /// k/50 except F(50) = 1.2 (an overshoot) and F(100) = 1, so f = 0.02, 0.02, 0.02, 0.02,
+    /// 0.04, 0.1, 0.2, 0.4, 1.2, 1. By hand, Σ Δx · (f_i + f_{i+1}) / 2 = 0.00002 + 0.00006 +
+    /// 0.0001 + 0.0003 + 0.0021 + 0.0075 + 0.03 + 0.24 + 0.55 = 0.83008, and with |1 − f|:
+    /// 0.00098 + 0.00294 + 0.0049 + 0.0097 + 0.0279 + 0.0425 + 0.07 + 0.12 + 0.05 = 0.32892
+    /// (`numpy.trapezoid` agrees). Tolerance 1e-12.
+    #[test]
+    fn cpr_and_cmd_by_hand() {
+        let edges = curve_grid(100);
+        let faithfulness = edges
+            .iter()
+            .map(|&k| match k {
+                50 => 1.2,
+                100 => 1.0,
+                k => k as f64 / 50.0,
+            })
+            .collect();
+        let c = Curve {
+            edges,
+            faithfulness,
+            loss_empty: 5.0,
+            loss_clean: 1.0,
+        };
+        assert!((c.area(Area::Cpr).unwrap() - 0.83008).abs() < 1e-12);
+        assert!((c.area(Area::Cmd).unwrap() - 0.32892).abs() < 1e-12);
+        let old = Curve {
+            edges: log_grid(100),
+            ..c
+        };
+        assert_eq!(
+            old.area(Area::Cpr),
+            None,
+            "the log grid lacks k = 20 and 50"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the samples and K to score, metrics of score vectors and the paired comparison of two models.
 
 pub mod compare;
+pub mod correction;
 pub mod exact;
 pub mod graph;
 pub mod metrics;

@@ -2,7 +2,7 @@
 
 use super::args::at_least;
 use super::device::{AdapterBaseArg, DeviceArgs};
-use circuitdiff::attribution::exact::{by_magnitude, chosen_edges, Ablation};
+use circuitdiff::attribution::exact::{by_magnitude, chosen_edges, Ablation, Others};
 use circuitdiff::attribution::{score_sample, Graph, Level};
 use circuitdiff::model::{self, GenerateOptions, Kernels, LoadOptions, ModelConfig, ScorePlan};
 use circuitdiff::runtime::CpuInfo;
@@ -265,7 +265,7 @@ fn exact(
         .into_iter()
         .take(args.exact_top)
         .collect();
-    let edges = chosen_edges(graph, &top, &[], args.exact_top, 42);
+    let edges = chosen_edges(graph, &top, &[], Others::Random(args.exact_top), 42);
     reset_peak_rss();
     let ablation = || Ablation::new(model, graph, "bench", (prompt, answer), k, args.exact_batch);
     let effects = time(args.repeat, || Ok(ablation()?.effects(&s.dense, &edges)?))?;

@@ -70,6 +70,8 @@ pub struct QuestionArgs {
     /// Extra token ids that end an answer (besides the tokenizer's end-of-sequence ids).
     #[arg(long)]
     stop_id: Vec<u32>,
+    #[command(flatten)]
+    correction: super::score::CorrectionArg,
     /// Questions generated together in one batch (the weights are read once per step for all).
     #[arg(long, default_value_t = 8, value_parser = at_least(1))]
     batch: usize,
@@ -127,6 +129,7 @@ impl QuestionArgs {
             metrics: args.metrics.options(),
             compare: CompareOptions {
                 seed: args.seed,
+                correction: args.correction.correction,
                 ..CompareOptions::default()
             },
             batch: args.batch,

@@ -6,7 +6,8 @@ use super::bars::{ctrl_c_token, Bars};
 use super::device::{AdapterBaseArg, DeviceArgs};
 use anyhow::bail;
 use circuitdiff::attribution::compare::CompareOptions;
-use circuitdiff::attribution::exact::ExactOptions;
+use circuitdiff::attribution::correction::Correction;
+use circuitdiff::attribution::exact::{ExactOptions, ALL_EDGES_MAX};
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
@@ -64,6 +65,11 @@ pub struct ExactArgs {
     /// Ablated passes run together in one batch (more: faster, more memory).
     #[arg(long, default_value_t = 8, value_parser = at_least(1))]
     exact_batch: usize,
+    /// A graph with at most this many real edges gets the exact effect of every edge on each
+    /// checked sample (instead of its top and random ones), so that the verdicts are judged on
+    /// the headline metrics' own edges; 0: never.
+    #[arg(long, default_value_t = ALL_EDGES_MAX, value_name = "N")]
+    exact_all_edges_max: usize,
 }
 
 impl ExactArgs {
@@ -76,6 +82,7 @@ impl ExactArgs {
                 random: self.exact_random,
                 seed,
                 batch: self.exact_batch,
+                all_edges_max: self.exact_all_edges_max,
             },
         }
     }
@@ -226,6 +233,17 @@ pub struct CompareArgs {
     /// Warn when K, the answer tokens scored, is below this.
     #[arg(long, default_value_t = circuitdiff::report::span::DEFAULT_MIN_K, value_parser = at_least(1))]
     min_k_warning: usize,
+    #[command(flatten)]
+    correction: CorrectionArg,
+}
+
+/// How the p-values of a family of tests are adjusted (method.md §8).
+#[derive(Debug, clap::Args)]
+pub struct CorrectionArg {
+    /// Correction for multiple comparisons over the metrics of a comparison (and the
+    /// checkpoints of a trajectory): `holm` (Holm–Bonferroni) or `bh` (Benjamini–Hochberg).
+    #[arg(long, default_value = "holm", value_name = "holm|bh")]
+    pub correction: Correction,
 }
 
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
@@ -235,6 +253,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let opts = CompareOptions {
         bootstrap_resamples: args.bootstrap,
         seed: args.seed,
+        correction: args.correction.correction,
         ..CompareOptions::default()
     };
     let mut c = comparison::compare(&base, &tuned, &opts)?;
@@ -281,6 +300,15 @@ pub fn table(c: &comparison::Comparison) -> String {
             circuitdiff::report::figures::NO_DIFFERENCE
         ));
     }
+    text.push_str(&format!(
+        "adjusted p: {}; conclusions read it at the significance level {}\n",
+        if c.family.is_empty() {
+            "not recorded in these results"
+        } else {
+            &c.family
+        },
+        c.options.significance_level()
+    ));
     if let Some(s) = &c.saturation {
         text.push_str(&s.line());
         text.push('\n');

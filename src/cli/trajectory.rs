@@ -147,7 +147,12 @@ fn table(t: &Trajectory) -> String {
         "accuracy"
     );
     for m in Metric::HEADLINE {
-        s.push_str(&format!(" {:>12} {:>12}", m.name(), "change"));
+        s.push_str(&format!(
+            " {:>12} {:>12} {:>10}",
+            m.name(),
+            "change",
+            "adjusted p"
+        ));
     }
     s.push('\n');
     for p in &t.points {
@@ -157,12 +162,20 @@ fn table(t: &Trajectory) -> String {
         s.push_str(&format!("{:>8} {acc:>9}", p.step));
         for m in Metric::HEADLINE {
             let level = p.level(m).map_or(f64::NAN, |l| l.mean);
-            let change = p
-                .change(m)
-                .map_or("—".to_owned(), |c| Cell::Change(c.mean_diff).text());
-            s.push_str(&format!(" {:>12} {change:>12}", Cell::Value(level).text()));
+            let (change, adjusted) =
+                p.change(m).map_or(("—".to_owned(), "—".to_owned()), |c| {
+                    (
+                        Cell::Change(c.mean_diff).text(),
+                        Cell::AdjustedP(c.p_adjusted).text(),
+                    )
+                });
+            s.push_str(&format!(
+                " {:>12} {change:>12} {adjusted:>10}",
+                Cell::Value(level).text()
+            ));
         }
         s.push('\n');
     }
+    s.push_str(&format!("adjusted p: {}\n", t.family));
     s
 }

@@ -5,7 +5,7 @@ use super::run::{Run, RunError};
 use super::saturation::Saturation;
 use super::span::{ScoredSpan, DEFAULT_MIN_K};
 use super::validation::Validation;
-use crate::attribution::compare::{paired, CompareOptions, PairedStat};
+use crate::attribution::compare::{adjust, paired, CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, Metrics};
 use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -46,8 +46,13 @@ pub struct Comparison {
     pub tuned: RunInfo,
     pub options: CompareOptions,
     pub n: usize,
-    /// Paired statistics of each per-sample metric.
+    /// Paired statistics of each per-sample metric, their p-values adjusted as one family.
     pub metrics: Vec<PairedStat>,
+    /// The family of tests the adjusted p-values are corrected over, in words ("Holm–Bonferroni
+    /// over the 11 metrics of this comparison"); empty in comparisons written before it was
+    /// recorded.
+    #[serde(default)]
+    pub family: String,
     /// Metrics of the two mean vectors, overall then per layer (when both graphs have the same
     /// number of layers).
     pub mean_vectors: Vec<MeanVector>,
@@ -203,12 +208,16 @@ pub fn compare(base: &Run, tuned: &Run, opts: &CompareOptions) -> Result<Compari
             message: e.to_string(),
         })?);
     }
+    let size = adjust(&mut metrics, opts.correction);
     Ok(Comparison {
         base: RunInfo::of(base),
         tuned: RunInfo::of(tuned),
         options: opts.clone(),
         n: pairs.len(),
         metrics,
+        family: opts
+            .correction
+            .family(&format!("the {size} metrics of this comparison")),
         mean_vectors: mean_vectors(base, tuned),
         saturation: Some(Saturation::of(base, tuned)),
         validation: None,

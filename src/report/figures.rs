@@ -4,6 +4,7 @@
 use super::circuit::{Circuit, EdgeSelection, LabelSide, Mode, Point};
 use super::run::Run;
 use super::validation::Validation;
+use super::verdict::EdgeScope;
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
@@ -544,7 +545,7 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
 }
 
 /// EAP's score against the exact effect of the checked edges, one chart per model: its top
-/// edges and the random ones, with the diagonal where the estimate is exact (method.md §7).
+/// edges and the random ones (or every other edge, when all were checked), with the diagonal where the estimate is exact (method.md §7).
 pub fn exact_scatter(v: &Validation) -> Vec<Scatter> {
     v.runs
         .iter()
@@ -559,7 +560,14 @@ pub fn exact_scatter(v: &Validation) -> Vec<Scatter> {
             y_label: "exact effect ΔL (nats)".into(),
             series: vec![
                 Series::named(&format!("top {} edges", v.options.top), None, r.top.clone()),
-                Series::named("random edges", None, r.random.clone()),
+                Series::named(
+                    match v.scope {
+                        EdgeScope::All { .. } => "every other edge",
+                        EdgeScope::TopUnion { .. } => "random edges",
+                    },
+                    None,
+                    r.random.clone(),
+                ),
             ],
         })
         .collect()

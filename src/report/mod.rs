@@ -15,3 +15,4 @@ pub mod table;
 pub mod train_log;
 pub mod trajectory;
 pub mod validation;
+pub mod verdict;

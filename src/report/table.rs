@@ -3,7 +3,7 @@
 
 use super::run::csv_field;
 use crate::attribution::compare::PairedStat;
-use crate::attribution::exact::Reach;
+use crate::attribution::exact::{Area, Reach};
 use crate::attribution::metrics::{Metric, Metrics};
 
 /// One cell: a value with its meaning, formatted by the renderer.
@@ -23,6 +23,9 @@ pub enum Cell {
     Share(f64),
     /// A p-value: four decimals, scientific below 1e-3.
     P(f64),
+    /// A p-value adjusted for its family of tests, formatted like [`Cell::P`]: what
+    /// significance marks and conclusions read.
+    AdjustedP(f64),
     /// An interval of differences.
     Interval(f64, f64),
     /// A value at full precision (machine-readable files); empty when not finite.
@@ -40,7 +43,7 @@ impl Cell {
             Self::Change(v) => value(*v, true),
             Self::Relative(v) if v.is_finite() => format!("{:+.1} %", 100.0 * v),
             Self::Share(v) if v.is_finite() => format!("{:.0} %", 100.0 * v),
-            Self::P(v) => value(*v, false),
+            Self::P(v) | Self::AdjustedP(v) => value(*v, false),
             Self::Relative(_) | Self::Share(_) => "—".into(),
             Self::Interval(lo, hi) => format!("[{}, {}]", value(*lo, true), value(*hi, true)),
             Self::Exact(v) if v.is_finite() => v.to_string(),
@@ -58,6 +61,7 @@ impl Cell {
             | Self::Relative(v)
             | Self::Share(v)
             | Self::P(v)
+            | Self::AdjustedP(v)
             | Self::Exact(v) => *v,
             Self::Interval(lo, _) => *lo,
         }
@@ -88,7 +92,7 @@ pub struct Table {
 }
 
 /// The columns of [`Table::paired`], in display order.
-pub const PAIRED_COLUMNS: [&str; 8] = [
+pub const PAIRED_COLUMNS: [&str; 9] = [
     "Metric",
     "Base",
     "Tuned",
@@ -96,6 +100,7 @@ pub const PAIRED_COLUMNS: [&str; 8] = [
     "Relative change",
     "Tuned > base",
     "p-value",
+    "adjusted p",
     "95 % CI of Δ",
 ];
 
@@ -117,9 +122,16 @@ impl RowName for Reach {
     }
 }
 
+impl RowName for Area {
+    fn cell(&self) -> Cell {
+        Cell::Text(self.name().to_owned())
+    }
+}
+
 impl Table {
     /// The paired statistics as people read them: means, mean difference, relative change,
-    /// share of pairs where tuned is greater, Wilcoxon p-value and bootstrap interval.
+    /// share of pairs where tuned is greater, Wilcoxon p-value, the p-value adjusted for its
+    /// family and the bootstrap interval.
     pub fn paired<M: RowName>(stats: &[PairedStat<M>]) -> Self {
         Self {
             columns: PAIRED_COLUMNS.map(str::to_owned).to_vec(),
@@ -134,6 +146,7 @@ impl Table {
                         Cell::Relative(s.relative_change),
                         Cell::Share(s.share_tuned_greater),
                         Cell::P(s.p_value),
+                        Cell::AdjustedP(s.p_adjusted),
                         Cell::Interval(s.ci_low, s.ci_high),
                     ]
                 })
@@ -172,6 +185,7 @@ impl Table {
             "share_tuned_greater",
             "wilcoxon_statistic",
             "p_value",
+            "p_adjusted",
             "p_method",
             "ci_low",
             "ci_high",
@@ -194,6 +208,7 @@ impl Table {
                             s.share_tuned_greater,
                             s.wilcoxon_statistic,
                             s.p_value,
+                            s.p_adjusted,
                         ]
                         .map(Cell::Exact),
                     );

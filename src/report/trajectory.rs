@@ -6,7 +6,8 @@ use super::comparison;
 use super::figures::{LineChart, Series};
 use super::run::{Run, RunError};
 use super::train_log::TrainLog;
-use crate::attribution::compare::{mean_interval, CompareOptions, PairedStat};
+use crate::attribution::compare::{adjust, mean_interval, CompareOptions, PairedStat};
+use crate::attribution::correction::Correction;
 use crate::attribution::metrics::Metric;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -124,6 +125,26 @@ pub struct Trajectory {
     /// written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span: Option<super::span::ScoredSpan>,
+    /// The family of tests the adjusted p-values are corrected over, in words: every metric of
+    /// every checkpoint against the first (see [`adjust_family`]); empty in summaries written
+    /// before it was recorded.
+    #[serde(default)]
+    pub family: String,
+}
+
+/// Adjust the p-values of every checkpoint's tests against the first as one family (every
+/// metric at every later checkpoint) with `correction`; the family in words.
+pub fn adjust_family(points: &mut [Point], correction: Correction) -> String {
+    let later = points.iter().filter(|p| !p.vs_first.is_empty()).count();
+    let size = adjust(
+        points.iter_mut().flat_map(|p| p.vs_first.iter_mut()),
+        correction,
+    );
+    let tests: usize = points.iter().map(|p| p.vs_first.len()).sum();
+    let metrics = tests.checked_div(later).unwrap_or(0);
+    correction.family(&format!(
+        "the {size} tests of this trajectory ({metrics} metrics at each of {later} checkpoints against the first)"
+    ))
 }
 
 pub const SUMMARY: &str = "summary.json";
@@ -212,14 +233,14 @@ pub fn read(dir: &Path) -> Result<Option<Trajectory>, RunError> {
 /// first checkpoint, every field at full precision.
 pub fn to_csv(t: &Trajectory) -> String {
     let mut text = String::from(
-        "step,model,accuracy,mean_loss,metric,mean,ci_low,ci_high,mean_diff,diff_ci_low,diff_ci_high,p_value\n",
+        "step,model,accuracy,mean_loss,metric,mean,ci_low,ci_high,mean_diff,diff_ci_low,diff_ci_high,p_value,p_adjusted\n",
     );
     let opt = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
     for p in &t.points {
         for l in &p.levels {
             let c = p.change(l.metric);
             text.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 p.step,
                 super::run::csv_field(&p.model),
                 opt(p.accuracy),
@@ -232,6 +253,7 @@ pub fn to_csv(t: &Trajectory) -> String {
                 opt(c.map(|c| c.ci_low)),
                 opt(c.map(|c| c.ci_high)),
                 opt(c.map(|c| c.p_value).filter(|p| p.is_finite())),
+                opt(c.map(|c| c.p_adjusted).filter(|p| p.is_finite())),
             ));
         }
     }
@@ -329,6 +351,7 @@ mod tests {
             options: CompareOptions::default(),
             points: vec![point(0, 1.0), point(40, 2.0)],
             span: None,
+            family: String::new(),
         };
         let c = metric_chart(&t, Metric::Entropy);
         assert_eq!(c.series[0].points, [(0.0, 1.0), (40.0, 2.0)]);

@@ -1,20 +1,21 @@
 //! Is the circuit real? (method.md §7) The check of EAP on the models at hand: exact effects of
-//! each chosen sample's top and random edges, faithfulness curves, and which conclusions of a
-//! comparison hold for the exact effects too.
+//! each chosen sample's top and random edges (every edge, on a small graph), faithfulness
+//! curves, and the verdict of the exact effects on each headline conclusion (method.md §8).
 //!
 //! ```text
 //! RUN/exact/NNNNNN.json   one model's exact effects and faithfulness curve on sample NNNNNN,
 //!                         written as each sample completes (an interrupted run resumes)
 //! RUN/validation.json     (`score`) the run's agreement and curves
-//! comparison.json         (`study`) `validation`: both runs', the robustness of each headline
-//!                         conclusion, and k50/k80/k90 paired
+//! comparison.json         (`study`) `validation`: both runs', the verdict on each headline
+//!                         conclusion, and k50/k80/k90, CPR and CMD paired
 //! ```
 
 use super::run::{Run, RunError, ScoreSample};
-use crate::attribution::compare::{paired, CompareOptions, PairedStat};
+pub use super::verdict::{EdgeScope, Robustness, Verdict};
+use crate::attribution::compare::{adjust, paired, CompareOptions, PairedStat};
 use crate::attribution::exact::{
-    by_magnitude, chosen_edges, Ablation, Agreement, Curve, EdgeEffect, EdgeSet, ExactOptions,
-    Reach,
+    by_magnitude, chosen_edges, curve_grid, Ablation, Agreement, Area, Curve, EdgeEffect, EdgeSet,
+    ExactOptions, Reach,
 };
 use crate::attribution::metrics::{metrics, Metric, MetricOptions};
 use crate::fsutil::write_atomic;
@@ -136,12 +137,29 @@ impl SampleCheck {
             .collect()
     }
 
-    /// (EAP, exact) of the edges chosen for this model: its own top edges and the random ones.
+    /// Whether every real edge of the graph got its exact effect (the curve's last circuit
+    /// holds every real edge).
+    pub fn covers_all(&self) -> bool {
+        self.curve.edges.last() == Some(&self.effects.len())
+    }
+
+    /// (EAP, exact) of the edges chosen for this model: every edge when the check covers
+    /// all, else its own top edges and the random ones.
     fn own_pairs(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let all = self.covers_all();
         self.effects
             .iter()
-            .filter(|e| e.set != EdgeSet::OtherTop)
+            .filter(move |e| all || e.set != EdgeSet::OtherTop)
             .map(|e| (e.eap, e.exact))
+    }
+
+    /// The effects a verdict is judged on: every edge when the check covers all, else the
+    /// union of both models' top edges.
+    fn scoped(&self) -> impl Iterator<Item = &EdgeEffect> + '_ {
+        let all = self.covers_all();
+        self.effects
+            .iter()
+            .filter(move |e| all || matches!(e.set, EdgeSet::Top | EdgeSet::OtherTop))
     }
 }
 
@@ -196,12 +214,15 @@ pub fn check_run(
         };
         let top = top_edges(run, i, opts.top);
         let seed = opts.seed.wrapping_add(i as u64);
-        let edges = chosen_edges(graph, &top, &others, opts.random, seed);
+        let edges = chosen_edges(graph, &top, &others, opts.others(graph), seed);
         let path = sample_path(&run.dir, i);
+        let grid = curve_grid(graph.num_edges());
         let kept = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<SampleCheck>(&b).ok())
-            .filter(|c| c.options == *opts && c.id == *id && c.edges() == edges);
+            .filter(|c| {
+                c.options == *opts && c.id == *id && c.edges() == edges && c.curve.edges == grid
+            });
         let check = match kept {
             Some(c) => c,
             None => {
@@ -260,14 +281,16 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
 pub struct RunCheck {
     /// The checked samples' ids.
     pub samples: Vec<String>,
-    /// EAP vs exact over every sample's top and random edges, pooled.
+    /// EAP vs exact over every sample's top and random edges (every edge, when the check
+    /// covers all), pooled.
     pub agreement: Agreement,
-    /// Over the top edges only, and over the random edges only.
+    /// Over the top edges only, and over the other edges only (random, or all the rest).
     pub agreement_top: Agreement,
     pub agreement_random: Agreement,
-    /// Per sample, over its top and random edges.
+    /// Per sample, over its top and random edges (or every edge).
     pub per_sample: Vec<Agreement>,
-    /// (EAP, exact) of every pooled top edge, and of every random edge: the scatter.
+    /// (EAP, exact) of every pooled top edge, and of every other edge (random, or all the
+    /// rest): the scatter.
     pub top: Vec<(f64, f64)>,
     pub random: Vec<(f64, f64)>,
     /// Each sample's faithfulness curve.
@@ -276,15 +299,16 @@ pub struct RunCheck {
 
 impl RunCheck {
     pub fn of(checks: &[SampleCheck]) -> Self {
-        let of_set = |set: EdgeSet| -> Vec<(f64, f64)> {
+        let of_sets = |sets: &[EdgeSet]| -> Vec<(f64, f64)> {
             checks
                 .iter()
                 .flat_map(|c| c.effects.iter())
-                .filter(|e| e.set == set)
+                .filter(|e| sets.contains(&e.set))
                 .map(|e| (e.eap, e.exact))
                 .collect()
         };
-        let (top, random) = (of_set(EdgeSet::Top), of_set(EdgeSet::Random));
+        let top = of_sets(&[EdgeSet::Top]);
+        let random = of_sets(&[EdgeSet::Random, EdgeSet::Rest]);
         let pooled: Vec<(f64, f64)> = checks.iter().flat_map(SampleCheck::own_pairs).collect();
         Self {
             samples: checks.iter().map(|c| c.id.clone()).collect(),
@@ -307,6 +331,11 @@ impl RunCheck {
             .iter()
             .map(|c| c.edges_to(reach) as f64)
             .collect()
+    }
+
+    /// Each sample's `area` (CPR or CMD); `None` when a curve lacks the sizes it needs.
+    pub fn area(&self, area: Area) -> Option<Vec<f64>> {
+        self.curves.iter().map(|c| c.area(area)).collect()
     }
 }
 
@@ -331,69 +360,105 @@ impl RunCheck {
     }
 }
 
-/// Whether a conclusion of the EAP metrics holds for the exact effects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Same sign of Δ, and the intervals both exclude 0 or both include it.
-    Robust,
-    /// Δ has the other sign over the exact effects.
-    Flips,
-    /// Same sign, but one interval excludes 0 and the other does not.
-    SignificanceDiffers,
-}
-
-impl Verdict {
-    pub fn of(eap: &PairedStat, exact: &PairedStat) -> Self {
-        let excludes = |s: &PairedStat| s.ci_low > 0.0 || s.ci_high < 0.0;
-        if eap.mean_diff.signum() != exact.mean_diff.signum() {
-            Self::Flips
-        } else if excludes(eap) != excludes(exact) {
-            Self::SignificanceDiffers
-        } else {
-            Self::Robust
-        }
-    }
-
-    /// "robust", or why not.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Robust => "robust",
-            Self::Flips => "not robust: the direction flips",
-            Self::SignificanceDiffers => "not robust: significant for one and not the other",
-        }
-    }
-
-    /// Why a conclusion is not robust, in a few words (empty when it is).
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Robust => "",
-            Self::Flips => "the direction flips",
-            Self::SignificanceDiffers => "significant for one and not the other",
-        }
-    }
-}
-
-/// One headline metric over each question's shared edge set (the union of both models' top
-/// edges), from EAP scores and from exact effects, paired over the questions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Robustness {
-    pub metric: Metric,
-    pub eap: PairedStat,
-    pub exact: PairedStat,
-    pub verdict: Verdict,
-}
-
 /// The study's check of EAP on its pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
     pub options: ExactOptions,
     pub runs: PerSide<RunCheck>,
-    /// The headline metrics over the shared edge sets; empty when fewer than two questions
-    /// were checked.
+    /// The edges the verdicts' metrics are computed over.
+    pub scope: EdgeScope,
+    /// EAP vs exact over the verdicts' edges, pooled over the checked questions, per model.
+    pub scope_agreement: PerSide<Agreement>,
+    /// The significance level the verdicts read adjusted p-values against.
+    pub significance_level: f64,
+    /// The family EAP's p-values of the verdicts are adjusted over, in words.
+    pub family: String,
+    /// The headline metrics over the verdicts' edges, with their verdicts; empty when fewer
+    /// than two questions were checked.
     pub robustness: Vec<Robustness>,
     /// k50, k80, k90 paired over the checked questions.
     pub reach: Vec<PairedStat<Reach>>,
+    /// CPR and CMD paired over the checked questions (with k50, k80, k90 one family).
+    pub areas: Vec<PairedStat<Area>>,
+    /// The family the faithfulness summaries' p-values are adjusted over, in words.
+    pub faithfulness_family: String,
+}
+
+/// The headline metrics over each question's scoped edges, from EAP and from exact effects,
+/// with their verdicts; each side's p-values adjusted over the headline metrics.
+fn robustness(
+    checks: PerSide<&[SampleCheck]>,
+    metric_opts: &MetricOptions,
+    compare: &CompareOptions,
+) -> Vec<Robustness> {
+    let value = |c: &SampleCheck, metric: Metric, exact: bool| -> f64 {
+        let values: Vec<f32> = c
+            .scoped()
+            .map(|e| (if exact { e.exact } else { e.eap }) as f32)
+            .collect();
+        metrics(&values, c.curve.loss_clean, metric_opts).get(metric)
+    };
+    let family = |exact: bool| -> Vec<PairedStat> {
+        let mut stats: Vec<PairedStat> = Metric::HEADLINE
+            .into_iter()
+            .filter_map(|metric| {
+                let [b, t] = [checks.base, checks.tuned].map(|cs| {
+                    cs.iter()
+                        .map(|c| value(c, metric, exact))
+                        .collect::<Vec<_>>()
+                });
+                paired(metric, &b, &t, compare).ok()
+            })
+            .collect();
+        adjust(&mut stats, compare.correction);
+        stats
+    };
+    let (eap, exact) = (family(false), family(true));
+    let level = compare.significance_level();
+    eap.into_iter()
+        .filter_map(|eap| {
+            let exact = exact.iter().find(|x| x.metric == eap.metric)?.clone();
+            let (verdict, reason) = Verdict::of(&eap, &exact, level);
+            Some(Robustness {
+                metric: eap.metric,
+                eap,
+                exact,
+                verdict,
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// k50, k80, k90 and CPR, CMD paired over the checked questions, their p-values adjusted as
+/// one family; the family's size.
+fn faithfulness_stats(
+    runs: &PerSide<RunCheck>,
+    compare: &CompareOptions,
+) -> (Vec<PairedStat<Reach>>, Vec<PairedStat<Area>>, usize) {
+    let mut reach: Vec<PairedStat<Reach>> = Reach::ALL
+        .into_iter()
+        .filter_map(|r| paired(r, &runs.base.reach(r), &runs.tuned.reach(r), compare).ok())
+        .collect();
+    let mut areas: Vec<PairedStat<Area>> = Area::ALL
+        .into_iter()
+        .filter_map(|a| paired(a, &runs.base.area(a)?, &runs.tuned.area(a)?, compare).ok())
+        .collect();
+    let raw: Vec<f64> = reach
+        .iter()
+        .map(|s| s.p_value)
+        .chain(areas.iter().map(|s| s.p_value))
+        .collect();
+    let adjusted = compare.correction.adjust(&raw);
+    let slots = reach
+        .iter_mut()
+        .map(|s| &mut s.p_adjusted)
+        .chain(areas.iter_mut().map(|s| &mut s.p_adjusted));
+    for (slot, p) in slots.zip(adjusted) {
+        *slot = p;
+    }
+    let size = raw.iter().filter(|p| !p.is_nan()).count();
+    (reach, areas, size)
 }
 
 impl Validation {
@@ -405,44 +470,38 @@ impl Validation {
         compare: &CompareOptions,
     ) -> Self {
         let runs = checks.map(|_, c| RunCheck::of(c));
-        let shared = |c: &SampleCheck, metric: Metric, exact: bool| -> f64 {
-            let values: Vec<f32> = c
-                .effects
+        let all = checks.base.first().filter(|c| c.covers_all());
+        let scope = match all {
+            Some(c) => EdgeScope::All {
+                edges: c.effects.len(),
+            },
+            None => EdgeScope::TopUnion { top: options.top },
+        };
+        let scope_agreement = checks.map(|_, cs| {
+            let pairs: Vec<(f64, f64)> = cs
                 .iter()
-                .filter(|e| e.set != EdgeSet::Random)
-                .map(|e| (if exact { e.exact } else { e.eap }) as f32)
+                .flat_map(|c| c.scoped().map(|e| (e.eap, e.exact)))
                 .collect();
-            metrics(&values, c.curve.loss_clean, metric_opts).get(metric)
-        };
-        let stat = |metric: Metric, exact: bool| {
-            let [b, t] = [checks.base, checks.tuned].map(|cs| {
-                cs.iter()
-                    .map(|c| shared(c, metric, exact))
-                    .collect::<Vec<f64>>()
-            });
-            paired(metric, &b, &t, compare).ok()
-        };
-        let robustness = Metric::HEADLINE
-            .into_iter()
-            .filter_map(|metric| {
-                let (eap, exact) = (stat(metric, false)?, stat(metric, true)?);
-                Some(Robustness {
-                    metric,
-                    verdict: Verdict::of(&eap, &exact),
-                    eap,
-                    exact,
-                })
-            })
-            .collect();
-        let reach = Reach::ALL
-            .into_iter()
-            .filter_map(|r| paired(r, &runs.base.reach(r), &runs.tuned.reach(r), compare).ok())
-            .collect();
+            Agreement::of(&pairs)
+        });
+        let robustness = robustness(checks, metric_opts, compare);
+        let (reach, areas, size) = faithfulness_stats(&runs, compare);
+        let correction = compare.correction;
         Self {
             options,
             runs,
+            scope,
+            scope_agreement,
+            significance_level: compare.significance_level(),
+            family: correction.family(&format!(
+                "the {} headline metrics of EAP's scores on these edges and questions",
+                robustness.len()
+            )),
             robustness,
             reach,
+            areas,
+            faithfulness_family: correction
+                .family(&format!("the {size} faithfulness summaries of this check")),
         }
     }
 
@@ -451,23 +510,65 @@ impl Validation {
         Brief {
             samples: self.runs.base.samples.len(),
             agreement: self.runs.as_ref().map(|_, r| r.agreement),
+            scope: self.scope,
+            scope_agreement: self.scope_agreement,
+            significance_level: self.significance_level,
+            family: self.family.clone(),
             robustness: self.robustness.clone(),
             reach: self.reach.clone(),
+            areas: self.areas.clone(),
+            faithfulness_family: self.faithfulness_family.clone(),
         }
     }
 }
 
-/// A study's check in brief (the demo's summary): agreement, verdicts, faithfulness levels.
+/// A study's check in brief (the demo's summary): agreement, verdicts, faithfulness levels
+/// and summaries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Brief {
     /// Questions checked.
     pub samples: usize,
     pub agreement: PerSide<Agreement>,
+    pub scope: EdgeScope,
+    pub scope_agreement: PerSide<Agreement>,
+    pub significance_level: f64,
+    pub family: String,
     pub robustness: Vec<Robustness>,
     pub reach: Vec<PairedStat<Reach>>,
+    pub areas: Vec<PairedStat<Area>>,
+    pub faithfulness_family: String,
+}
+
+/// Pearson, Spearman and the same-sign share, in a few words.
+fn correlations(a: &Agreement) -> String {
+    let corr = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
+    format!(
+        "Pearson {}, Spearman {}, same sign {:.0} %",
+        corr(a.pearson),
+        corr(a.spearman),
+        100.0 * a.sign_agreement
+    )
 }
 
 impl Brief {
+    /// The verdicts' heading: the edges, the questions, the agreement there and the family.
+    pub fn verdicts_heading(&self) -> String {
+        let agreement: Vec<String> = self
+            .scope_agreement
+            .iter()
+            .map(|(side, a)| format!("{side} {}", correlations(a)))
+            .collect();
+        format!(
+            "Verdicts on {} over {} checked questions, where EAP and the exact effects agree \
+             with {}; EAP's p adjusted by {}, significance level {}",
+            self.scope,
+            self.samples,
+            agreement.join("; "),
+            self.family,
+            self.significance_level
+        )
+    }
+
     /// The check in a few lines of text (the CLI's summary and the demo's).
     pub fn lines(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -480,48 +581,45 @@ impl Brief {
                 )
             })
             .collect();
-        let list = |robust: bool| -> String {
-            let names: Vec<String> = self
-                .robustness
-                .iter()
-                .filter(|r| (r.verdict == Verdict::Robust) == robust)
-                .map(|r| match r.verdict {
-                    Verdict::Robust => r.metric.name().to_owned(),
-                    v => format!("{} ({})", r.metric.name(), v.reason()),
-                })
-                .collect();
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        };
         if !self.robustness.is_empty() {
-            out.push(format!(
-                "On the shared top edges, robust to EAP's approximation: {}; not robust: {}",
-                list(true),
-                list(false)
-            ));
+            out.push(self.verdicts_heading());
+            out.extend(
+                self.robustness
+                    .iter()
+                    .map(|r| format!("{}: {} ({})", r.metric, r.verdict, r.reason)),
+            );
         }
-        if !self.reach.is_empty() {
-            let reach: Vec<String> = self
-                .reach
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{} {:.1} vs {:.1} (p = {})",
-                        r.metric,
-                        r.base_mean,
-                        r.tuned_mean,
-                        crate::report::table::Cell::P(r.p_value).text()
-                    )
-                })
-                .collect();
+        let paired = |name: String, s: (f64, f64, f64, f64)| {
+            format!(
+                "{name} {} vs {} (p = {}, adjusted p = {})",
+                crate::report::table::Cell::Value(s.0).text(),
+                crate::report::table::Cell::Value(s.1).text(),
+                crate::report::table::Cell::P(s.2).text(),
+                crate::report::table::Cell::AdjustedP(s.3).text()
+            )
+        };
+        let parts: Vec<String> = self
+            .reach
+            .iter()
+            .map(|r| paired(r.metric.to_string(), summary(r)))
+            .chain(
+                self.areas
+                    .iter()
+                    .map(|a| paired(a.metric.to_string(), summary(a))),
+            )
+            .collect();
+        if !parts.is_empty() {
             out.push(format!(
-                "Edges for faithfulness, base vs tuned: {}",
-                reach.join(", ")
+                "Edges for faithfulness, base vs tuned: {}; adjusted by {}",
+                parts.join(", "),
+                self.faithfulness_family
             ));
         }
         out
     }
+}
+
+/// Base mean, tuned mean, p and adjusted p of a paired statistic.
+fn summary<M>(s: &PairedStat<M>) -> (f64, f64, f64, f64) {
+    (s.base_mean, s.tuned_mean, s.p_value, s.p_adjusted)
 }

@@ -115,6 +115,10 @@ pub struct PairSummary {
     /// Both models' losses and the saturated share of their samples.
     #[serde(default)]
     pub saturation: Option<Saturation>,
+    /// The family the stats' adjusted p-values are corrected over (all the comparison's
+    /// metrics, not only these), in words; empty in summaries written before it existed.
+    #[serde(default)]
+    pub family: String,
     /// The check of EAP against exact effects, in brief.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Brief>,
@@ -153,6 +157,7 @@ pub fn run_demo(
             n: cmp.n,
             k: counts.k,
             stats: headline(&cmp),
+            family: cmp.family.clone(),
             check: cmp.validation.as_ref().map(Validation::brief),
             saturation: cmp.saturation,
             span: cmp.span,
@@ -192,9 +197,10 @@ fn headline(cmp: &Comparison) -> Vec<PairedStat> {
         .collect()
 }
 
-/// How a metric moved: up or down when the Wilcoxon test rejects at 5 %, else unchanged.
-fn verdict(s: &PairedStat) -> &'static str {
-    let significant = s.p_value < 0.05;
+/// How a metric moved: up or down when its adjusted p is below the significance level of the
+/// demo's comparisons, else unchanged.
+fn change(s: &PairedStat) -> &'static str {
+    let significant = s.p_adjusted < CompareOptions::default().significance_level();
     match (significant, s.mean_diff > 0.0) {
         (false, _) => "no significant change",
         (true, true) => "rose",
@@ -209,8 +215,10 @@ pub fn render(summaries: &[PairSummary]) -> String {
         "# circuitdiff demo: what each fine-tune changed\n\n\
          Block-level edge attribution on the held-out built-in task (`builtin:arith`), each \
          fine-tune against the SFT base of the demo zoo, paired over the questions both models \
-         answered correctly. p: two-sided Wilcoxon signed-rank; CI: bootstrap 95 % interval of \
-         the mean difference.\n",
+         answered correctly. p: two-sided Wilcoxon signed-rank; adjusted p: corrected for \
+         multiple comparisons over all the metrics of each comparison (named under each table); \
+         a change is read from the adjusted p at the significance level 0.05; CI: bootstrap \
+         95 % interval of the mean difference.\n",
     );
     for p in summaries {
         let _ = writeln!(
@@ -224,9 +232,12 @@ pub fn render(summaries: &[PairSummary]) -> String {
         );
         span_lines(&mut s, p.span.as_ref());
         let mut table = Table::paired(&p.stats);
-        let verdicts = p.stats.iter().map(|m| Cell::Text(verdict(m).into()));
-        table.push_column("verdict", verdicts);
+        let changes = p.stats.iter().map(|m| Cell::Text(change(m).into()));
+        table.push_column("change (adjusted p)", changes);
         s.push_str(&table.markdown());
+        if !p.family.is_empty() {
+            let _ = writeln!(s, "\nAdjusted p: {}.", p.family);
+        }
         if let Some(sat) = &p.saturation {
             let _ = writeln!(s, "\n{}.", sat.line());
             if let Some(w) = sat.warning() {

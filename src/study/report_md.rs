@@ -4,13 +4,40 @@ use super::dataset::{LoadReport, MAX_LINE_BYTES, MAX_QUESTION_CHARS};
 use super::dir::{Counts, StudyConfig};
 use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts};
 use crate::attribution::metrics::Metric;
+use crate::attribution::select::TBar;
+use crate::attribution::Level;
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
 use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
 use crate::report::trajectory::Trajectory;
 use crate::report::validation::Validation;
+use crate::report::verdict::{EdgeScope, MIN_CHECKED_QUESTIONS};
 use std::fmt::Write as _;
+
+/// The graph's level in words.
+fn level_words(level: Level) -> &'static str {
+    match level {
+        Level::Block => "block level",
+        Level::Head => "head level",
+    }
+}
+
+/// How T̄ was computed, in words.
+fn t_bar_words(t_bar: TBar) -> &'static str {
+    match t_bar {
+        TBar::MinOfMeans => "the smaller of the two models' mean answer lengths",
+        TBar::Pooled => "the mean answer length over both models",
+    }
+}
+
+/// The question limit in words.
+fn limit_words(limit: Option<usize>) -> String {
+    limit.map_or_else(
+        || "no limit".to_owned(),
+        |n| format!("at most {n} questions"),
+    )
+}
 
 fn pct(a: usize, b: usize) -> f64 {
     100.0 * a as f64 / b.max(1) as f64
@@ -68,31 +95,44 @@ fn saturation_section(s: &mut String, sat: &Saturation) {
     }
 }
 
-/// The check of EAP against exact effects: agreement, robustness of each headline conclusion,
-/// and the circuit sizes that reach a faithfulness level, paired.
-fn validation_section(s: &mut String, v: &Validation) {
+/// How the checked edges were chosen, in a sentence.
+fn checked_edges(v: &Validation) -> String {
     let o = &v.options;
+    match v.scope {
+        EdgeScope::All { edges } => format!(
+            "the graph has {edges} edges (at most {}), so both models removed every edge, one \
+             at a time",
+            o.all_edges_max
+        ),
+        EdgeScope::TopUnion { .. } => format!(
+            "both models removed each of their top {} edges by |S|, the other model's top {}, \
+             and {} random other edges, one at a time",
+            o.top, o.top, o.random
+        ),
+    }
+}
+
+/// The agreement of EAP with the exact effects, per model and edge set.
+fn agreement_table(s: &mut String, v: &Validation) {
     let _ = writeln!(
         s,
-        "\n## Is the circuit real? Exact effects and faithfulness\n\n\
-         EAP's score S of an edge is a first-order estimate of the loss change ΔL of removing it \
-         (method.md §7). For {} of the paired questions (seeded), both models removed each of \
-         their top {} edges by |S|, the other model's top {}, and {} random other edges, one at \
-         a time; and every top-k circuit on a log grid of k was run alone (every other edge \
-         removed).\n\n\
-         | model | edges | n | Pearson | Spearman | same sign | median abs(S − ΔL) / abs(ΔL) |\n\
-         |---|---|---|---|---|---|---|",
-        v.runs.base.samples.len(),
-        o.top,
-        o.top,
-        o.random
+        "| model | edges | n | Pearson | Spearman | same sign | median abs(S − ΔL) / abs(ΔL) |\n\
+         |---|---|---|---|---|---|---|"
     );
     let corr = |c: Option<f64>| c.map_or("—".to_owned(), |c| format!("{c:.3}"));
+    let others = match v.scope {
+        EdgeScope::All { .. } => "all the rest",
+        EdgeScope::TopUnion { .. } => "random",
+    };
+    let pooled = match v.scope {
+        EdgeScope::All { .. } => "all",
+        EdgeScope::TopUnion { .. } => "top and random",
+    };
     for (side, r) in v.runs.iter() {
         for (set, a) in [
-            ("top and random", &r.agreement),
+            (pooled, &r.agreement),
             ("top", &r.agreement_top),
-            ("random", &r.agreement_random),
+            (others, &r.agreement_random),
         ] {
             let _ = writeln!(
                 s,
@@ -106,38 +146,81 @@ fn validation_section(s: &mut String, v: &Validation) {
             );
         }
     }
-    if !v.robustness.is_empty() {
+}
+
+/// The verdict on each headline metric, with its reason, edge set and question count.
+fn verdicts(s: &mut String, v: &Validation) {
+    let level = v.significance_level;
+    let _ = writeln!(
+        s,
+        "\n### Which conclusions the exact effects confirm\n\n{}.\n\n\
+         The headline metrics over {}, from the EAP scores and from the exact effects, paired \
+         over the same {} questions. A change is *confirmed* when EAP's adjusted p is below \
+         {level} and the exact-effect Δ has the same sign with its interval excluding 0; \
+         *contradicted* when the signs differ; *not confirmed* when EAP's change is \
+         significant and the exact one is not; *not significant* when EAP's adjusted p is not \
+         below {level} (nothing to confirm); *inconclusive* with fewer than {} checked \
+         questions (method.md §8).\n\n\
+         | metric | Δ from EAP | 95 % CI | p | adjusted p | Δ from exact effects | 95 % CI | p | adjusted p | verdict | reason |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|",
+        v.brief().verdicts_heading(),
+        v.scope,
+        v.runs.base.samples.len(),
+        MIN_CHECKED_QUESTIONS
+    );
+    for r in &v.robustness {
+        let stat = |p: &crate::attribution::compare::PairedStat| {
+            format!(
+                "{} | {} | {} | {}",
+                Cell::Change(p.mean_diff).text(),
+                Cell::Interval(p.ci_low, p.ci_high).text(),
+                Cell::P(p.p_value).text(),
+                Cell::AdjustedP(p.p_adjusted).text()
+            )
+        };
         let _ = writeln!(
             s,
-            "\n### Which conclusions survive\n\nThe headline metrics over each question's \
-             shared edge set (the union of both models' top {} edges), from the EAP scores and \
-             from the exact effects, paired over the questions. A conclusion is robust when Δ \
-             has the same sign and its 95 % interval excludes 0 for both, or for neither.\n\n\
-             | metric | Δ from EAP | 95 % CI | Δ from exact effects | 95 % CI | verdict |\n\
-             |---|---|---|---|---|---|",
-            o.top
+            "| {} | {} | {} | **{}** | {} |",
+            r.metric,
+            stat(&r.eap),
+            stat(&r.exact),
+            r.verdict,
+            r.reason
         );
-        for r in &v.robustness {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} |",
-                r.metric,
-                Cell::Relative(r.eap.relative_change).text(),
-                Cell::Interval(r.eap.ci_low, r.eap.ci_high).text(),
-                Cell::Relative(r.exact.relative_change).text(),
-                Cell::Interval(r.exact.ci_low, r.exact.ci_high).text(),
-                r.verdict.describe()
-            );
-        }
     }
-    if !v.reach.is_empty() {
+}
+
+/// The check of EAP against exact effects: agreement, the verdict on each headline
+/// conclusion, and the faithfulness levels and summaries, paired.
+fn validation_section(s: &mut String, v: &Validation) {
+    let _ = writeln!(
+        s,
+        "\n## Is the circuit real? Exact effects and faithfulness\n\n\
+         EAP's score S of an edge is a first-order estimate of the loss change ΔL of removing it \
+         (method.md §7). For {} of the paired questions (seeded), {}; and every top-k circuit on \
+         a grid of k was run alone (every other edge removed).\n",
+        v.runs.base.samples.len(),
+        checked_edges(v)
+    );
+    agreement_table(s, v);
+    if !v.robustness.is_empty() {
+        verdicts(s, v);
+    }
+    if !v.reach.is_empty() || !v.areas.is_empty() {
         let _ = writeln!(
             s,
             "\n### Faithfulness\n\nF(C) = (L(∅) − L(C)) / (L(∅) − L(all)); k50, k80, k90 are \
              the fewest edges (largest |S| first, on the grid of the curves: four points per \
-             doubling) whose circuit reaches F ≥ 0.5, 0.8, 0.9.\n"
+             doubling and MIB's edge fractions) whose circuit reaches F ≥ 0.5, 0.8, 0.9. CPR = \
+             ∫ f dx and CMD = ∫ abs(1 − f) dx (MIB, Mueller et al. 2025), f(x) = F of the top \
+             max(1, ⌈x·|E|⌉) edges, by the trapezoid rule over x = 0.001, 0.002, 0.005, 0.01, \
+             0.02, 0.05, 0.1, 0.2, 0.5, 1: a higher CPR and a lower CMD mean a smaller circuit \
+             does the model's work. Adjusted p: {}.\n",
+            v.faithfulness_family
         );
-        s.push_str(&Table::paired(&v.reach).markdown());
+        let mut table = Table::paired(&v.reach);
+        table.rows.extend(Table::paired(&v.areas).rows);
+        s.push_str(&table.markdown());
     }
 }
 
@@ -152,13 +235,17 @@ pub fn render(
     let _ = writeln!(s, "# circuitdiff study\n");
     let _ = writeln!(
         s,
-        "- base: `{}`\n- tuned: `{}`\n- dataset: `{}` (offset {}, limit {:?})",
-        cfg.base, cfg.tuned, cfg.dataset, cfg.offset, cfg.limit
+        "- base: `{}`\n- tuned: `{}`\n- dataset: `{}` (offset {}, {})",
+        cfg.base,
+        cfg.tuned,
+        cfg.dataset,
+        cfg.offset,
+        limit_words(cfg.limit)
     );
     let _ = writeln!(
         s,
-        "- graph: {:?} level; loss on the first K = {} answer tokens (α = {}, T̄ = {:.2}, {:?}); {} bootstrap resamples, seed {}\n",
-        cfg.level, counts.k, cfg.select.alpha, counts.t_bar, cfg.select.t_bar, cfg.compare.bootstrap_resamples, cfg.compare.seed
+        "- graph: {}; loss on the first K = {} answer tokens (cut fraction α = {}, T̄ = {:.2}, {}); {} bootstrap resamples, seed {}\n",
+        level_words(cfg.level), counts.k, cfg.select.alpha, counts.t_bar, t_bar_words(cfg.select.t_bar), cfg.compare.bootstrap_resamples, cfg.compare.seed
     );
     let _ = writeln!(s, "## Counts\n\n| step | questions |\n|---|---|");
     dataset_rows(&mut s, &counts.dataset);
@@ -206,6 +293,13 @@ pub fn render(
         .map(|m| Cell::Text(m.p_method.as_str().into()));
     table.push_column("p method", methods);
     s.push_str(&table.markdown());
+    let _ = writeln!(
+        s,
+        "\np-value: two-sided Wilcoxon signed-rank; adjusted p: {}; conclusions read the \
+         adjusted p at the significance level {}.",
+        family_text(&cmp.family),
+        cmp.options.significance_level()
+    );
     if let Some(sat) = &cmp.saturation {
         saturation_section(&mut s, sat);
     }
@@ -214,6 +308,15 @@ pub fn render(
     }
     figures_section(&mut s, figures);
     s
+}
+
+/// The family of tests adjusted p-values are corrected over, or that none was recorded.
+fn family_text(family: &str) -> &str {
+    if family.is_empty() {
+        "not recorded in these results"
+    } else {
+        family
+    }
 }
 
 /// The figures' section: each PNG with a link to its SVG.
@@ -242,7 +345,7 @@ fn checkpoint_table(s: &mut String, t: &Trajectory) {
         rule.push_str("---|");
     }
     for m in Metric::HEADLINE {
-        header.push_str(&format!(" {m} | {m} − first (p) |"));
+        header.push_str(&format!(" {m} | {m} − first (p, adjusted p) |"));
         rule.push_str("---|---|");
     }
     let _ = writeln!(s, "{header}\n{rule}");
@@ -272,10 +375,11 @@ fn checkpoint_table(s: &mut String, t: &Trajectory) {
             });
             let change = p.change(m).map_or("—".to_owned(), |c| {
                 format!(
-                    "{} {} (p {})",
+                    "{} {} (p {}, adjusted p {})",
                     Cell::Change(c.mean_diff).text(),
                     Cell::Interval(c.ci_low, c.ci_high).text(),
-                    Cell::P(c.p_value).text()
+                    Cell::P(c.p_value).text(),
+                    Cell::AdjustedP(c.p_adjusted).text()
                 )
             });
             row.push_str(&format!(" {level} | {change} |"));
@@ -298,21 +402,21 @@ pub fn render_trajectory(
     let _ = writeln!(s, "# circuitdiff trajectory\n");
     let _ = writeln!(
         s,
-        "- {} checkpoints from step {} to step {}\n- dataset: `{}` (offset {}, limit {:?})\n- question set: {} ({}); {}",
+        "- {} checkpoints from step {} to step {}\n- dataset: `{}` (offset {}, {})\n- question set: {} ({}); {}",
         t.points.len(),
         t.points.first().map_or(0, |p| p.step),
         t.points.last().map_or(0, |p| p.step),
         study.dataset,
         study.offset,
-        study.limit,
+        limit_words(study.limit),
         t.questions.describe(),
         t.n,
         t.answers.describe(),
     );
     let _ = writeln!(
         s,
-        "- graph: {:?} level; loss on the first K = {} answer tokens (α = {}, T̄ = {:.2}); {} bootstrap resamples, seed {}, {:.0} % intervals",
-        study.level, counts.k, study.select.alpha, counts.t_bar, study.compare.bootstrap_resamples, study.compare.seed, 100.0 * study.compare.confidence
+        "- graph: {}; loss on the first K = {} answer tokens (cut fraction α = {}, T̄ = {:.2}); {} bootstrap resamples, seed {}, {:.0} % intervals",
+        level_words(study.level), counts.k, study.select.alpha, counts.t_bar, study.compare.bootstrap_resamples, study.compare.seed, 100.0 * study.compare.confidence
     );
     if let Some(log) = &cfg.train_log {
         let _ = writeln!(
@@ -349,7 +453,9 @@ pub fn render_trajectory(
         s,
         "\nEach level is the mean over the question set with its bootstrap interval; each change \
          is paired question by question against the first checkpoint (mean difference, its \
-         interval, and the Wilcoxon signed-rank p-value). Every metric is in `summary.csv`."
+         interval, and the Wilcoxon signed-rank p-value). Adjusted p: {}. Every metric is in \
+         `summary.csv`.",
+        family_text(&t.family)
     );
     figures_section(&mut s, figures);
     s

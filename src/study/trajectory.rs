@@ -307,6 +307,7 @@ fn finish(
             &cfg.study.compare,
         )?);
     }
+    let family = summary::adjust_family(&mut points, cfg.study.compare.correction);
     let t = Trajectory {
         n: counts.scored,
         k: counts.k,
@@ -321,6 +322,7 @@ fn finish(
             counts.scored,
             cfg.study.min_k_warning,
         )),
+        family,
     };
     summary::write(dir.root(), &t)?;
     dir::write_json(&dir.root().join("counts.json"), counts)?;

@@ -2,8 +2,10 @@
 
 Usage: stats.py REQUEST.json RESULT.json
 
-REQUEST: {"metrics": [{"name", "values", "bins"?}], "wilcoxon": [{"name", "x", "y"}]}
-RESULT:  {"versions": {...}, "metrics": {name: {...}}, "wilcoxon": {name: {"statistic", "pvalue"}}}
+REQUEST: {"metrics": [{"name", "values", "bins"?}], "wilcoxon": [{"name", "x", "y"}],
+          "adjust": [{"name", "p"}]}
+RESULT:  {"versions": {...}, "metrics": {name: {...}}, "wilcoxon": {name: {"statistic", "pvalue"}},
+          "adjust": {name: {"bh", "holm"}}}
 NaN is written as null.
 """
 
@@ -50,6 +52,18 @@ def metric_reference(values, bins):
     return {k: finite_or_none(v) for k, v in out.items()}
 
 
+def holm(p):
+    """Holm–Bonferroni adjusted p-values, with NumPy: (m − j)·p(j) in sorted order, made
+    monotone by a running maximum and capped at 1."""
+    p = np.asarray(p, dtype=np.float64)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
 def main():
     with open(sys.argv[1]) as f:
         request = json.load(f)
@@ -67,6 +81,13 @@ def main():
         result["wilcoxon"][item["name"]] = {
             "statistic": finite_or_none(res.statistic),
             "pvalue": finite_or_none(res.pvalue),
+        }
+    result["adjust"] = {}
+    for item in request.get("adjust", []):
+        p = np.asarray(item["p"], dtype=np.float64)
+        result["adjust"][item["name"]] = {
+            "bh": [float(v) for v in stats.false_discovery_control(p, method="bh")],
+            "holm": [float(v) for v in holm(p)],
         }
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)

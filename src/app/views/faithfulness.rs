@@ -9,6 +9,7 @@ use super::charts::histogram_ui;
 use super::{line_chart_ui, readable_y_axis};
 use crate::report::figures::Scatter;
 use crate::report::saturation::Saturation;
+use crate::report::table::Cell;
 use crate::report::validation::{Validation, Verdict};
 use egui::Ui;
 use egui_plot::{Line, Plot, PlotPoints, Points};
@@ -57,7 +58,8 @@ pub fn faithfulness_ui(ui: &mut Ui, r: &Results) {
     });
 }
 
-/// The agreement of each model and the verdict on each headline metric.
+/// The agreement of each model, the verdict on each headline metric with its reason, edge
+/// set and question count, and the faithfulness levels and summaries paired.
 fn summary_ui(ui: &mut Ui, v: &Validation) {
     let palette = Palette::of(ui.ctx());
     let brief = v.brief();
@@ -71,7 +73,12 @@ fn summary_ui(ui: &mut Ui, v: &Validation) {
         .striped(true)
         .spacing([18.0, 4.0])
         .show(ui, |ui| {
-            for h in ["metric", "Δ from EAP", "Δ from exact effects", "verdict"] {
+            for h in [
+                "metric",
+                "Δ from EAP (adjusted p)",
+                "Δ from exact effects (adjusted p)",
+                "verdict",
+            ] {
                 ui.strong(h);
             }
             ui.end_row();
@@ -80,16 +87,19 @@ fn summary_ui(ui: &mut Ui, v: &Validation) {
                     .on_hover_text(super::help::metric_tooltip(r.metric));
                 for s in [&r.eap, &r.exact] {
                     ui.monospace(format!(
-                        "{} {}",
-                        crate::report::table::Cell::Relative(s.relative_change).text(),
-                        crate::report::table::Cell::Interval(s.ci_low, s.ci_high).text()
+                        "{} {} ({})",
+                        Cell::Change(s.mean_diff).text(),
+                        Cell::Interval(s.ci_low, s.ci_high).text(),
+                        Cell::AdjustedP(s.p_adjusted).text()
                     ));
                 }
                 let color = match r.verdict {
-                    Verdict::Robust => palette.highlight(),
-                    _ => palette.error(),
+                    Verdict::Confirmed => palette.highlight(),
+                    Verdict::Contradicted | Verdict::NotConfirmed => palette.error(),
+                    Verdict::NotSignificant | Verdict::Inconclusive => palette.structural(),
                 };
-                ui.colored_label(color, r.verdict.describe());
+                ui.colored_label(color, r.verdict.word())
+                    .on_hover_text(&r.reason);
                 ui.end_row();
             }
         });

@@ -42,12 +42,13 @@ pub fn describe_view(view: View) -> &'static str {
         }
         View::Layers => "each metric computed over the edges into each layer",
         View::Table => {
-            "every metric for base and tuned, the paired difference, its p-value and interval"
+            "every metric for base and tuned, the paired difference, its p-value, the p-value \
+             adjusted for the comparison's family of tests, and its interval"
         }
         View::Faithfulness => {
             "whether EAP's scores hold for these models: each checked edge's score against the \
              exact loss change of removing it, the faithfulness of the top-k circuits, both \
-             models' per-sample losses, and which conclusions survive the exact effects"
+             models' per-sample losses, and whether the exact effects confirm each conclusion"
         }
         View::Questions => "each question with both models' answers, grades and circuits",
         View::Training => "the training curves of the models in a lab folder",

@@ -3,6 +3,8 @@
 
 use super::super::results::Results;
 use super::super::theme::Palette;
+use crate::attribution::compare::CompareOptions;
+use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
 use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
@@ -50,12 +52,19 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
             ui.ctx().copy_text(table.markdown());
         }
         match &results.comparison {
-            Some(c) => ui.label(format!(
-                "{} paired samples; Wilcoxon signed-rank p-values, bootstrap intervals ({} resamples); (*) p < {}",
-                c.n,
-                c.options.bootstrap_resamples,
-                alpha(results)
-            )),
+            Some(c) => ui
+                .label(format!(
+                    "{} pairs; (*) adjusted p < {}",
+                    c.n,
+                    significance_level(results)
+                ))
+                .on_hover_text(format!(
+                    "p-value: Wilcoxon signed-rank; adjusted p: {}, marked below the \
+                     significance level {}; intervals: percentile bootstrap ({} resamples)",
+                    family(c),
+                    significance_level(results),
+                    c.options.bootstrap_resamples
+                )),
             None => ui.label("One run: metrics of its mean score vector"),
         };
     });
@@ -110,7 +119,7 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
                 ui.end_row();
                 for r in &table.rows {
                     for c in r {
-                        cell_ui(ui, c, alpha(results));
+                        cell_ui(ui, c, significance_level(results));
                     }
                     ui.end_row();
                 }
@@ -119,28 +128,39 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
 }
 
 /// The significance level the table marks: one minus the interval's confidence.
-fn alpha(results: &Results) -> f64 {
-    results
-        .comparison
-        .as_ref()
-        .map_or(0.05, |c| ((1.0 - c.options.confidence) * 1e6).round() / 1e6)
+fn significance_level(results: &Results) -> f64 {
+    results.comparison.as_ref().map_or_else(
+        || CompareOptions::default().significance_level(),
+        |c| c.options.significance_level(),
+    )
 }
 
-/// One cell: a metric with its definition on hover, a p-value below `alpha` marked `*`.
-fn cell_ui(ui: &mut Ui, cell: &Cell, alpha: f64) {
+/// The family of tests the comparison's adjusted p-values are corrected over.
+fn family(c: &Comparison) -> &str {
+    if c.family.is_empty() {
+        "no correction recorded in these results"
+    } else {
+        &c.family
+    }
+}
+
+/// One cell: a metric with its definition on hover, an adjusted p-value below the
+/// significance `level` marked `*`.
+fn cell_ui(ui: &mut Ui, cell: &Cell, level: f64) {
     match cell {
         Cell::Metric(m) => {
             ui.strong(cell.text())
                 .on_hover_text(super::help::metric_tooltip(*m));
         }
-        Cell::P(p) if *p < alpha => {
+        Cell::AdjustedP(p) if *p < level => {
             let palette = super::super::theme::Palette::of(ui.ctx());
             ui.colored_label(
                 palette.highlight(),
                 egui::RichText::new(format!("{} *", cell.text())).monospace(),
             )
             .on_hover_text(format!(
-                "p < {alpha}: the change is significant at this level"
+                "adjusted p < {level}: the change is significant at this significance level \
+                 after the correction for multiple comparisons"
             ));
         }
         _ => {

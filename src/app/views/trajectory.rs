@@ -199,7 +199,7 @@ fn metric_header_ui(ui: &mut Ui, data: &TrajectoryResults, metric: Metric, j: us
         return;
     };
     let confidence = Cell::Share(data.summary.options.confidence).text();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.strong(metric.name())
             .on_hover_text(help::metric_tooltip(metric));
         if let Some(l) = p.level(metric) {
@@ -212,19 +212,30 @@ fn metric_header_ui(ui: &mut Ui, data: &TrajectoryResults, metric: Metric, j: us
         }
         if let Some(c) = p.change(metric) {
             ui.label(format!(
-                "change {} [{}, {}], p {}",
+                "change {} [{}, {}], p {} (adjusted {})",
                 short(c.mean_diff, true),
                 short(c.ci_low, true),
                 short(c.ci_high, true),
-                short(c.p_value, false)
+                short(c.p_value, false),
+                short(c.p_adjusted, false)
             ))
             .on_hover_text(format!(
                 "mean paired difference from {} over the question set, its {confidence} \
-                 interval and the Wilcoxon signed-rank p-value",
-                data.label(0)
+                 interval, the Wilcoxon signed-rank p-value and the adjusted p-value ({})",
+                data.label(0),
+                family(&data.summary)
             ));
         }
     });
+}
+
+/// The family the trajectory's adjusted p-values are corrected over, in words.
+fn family(t: &crate::report::trajectory::Trajectory) -> String {
+    if t.family.is_empty() {
+        "no correction recorded in this summary".to_owned()
+    } else {
+        t.family.clone()
+    }
 }
 
 #[cfg(test)]
