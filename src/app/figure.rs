@@ -127,7 +127,7 @@ fn results_figure(
         }
         View::Layers => FigureData::Charts {
             scatters: Vec::new(),
-            lines: f.per_layer.clone(),
+            lines: super::views::charts::per_layer_charts(r, mode).to_vec(),
             histograms: Vec::new(),
             columns: 2,
         },
@@ -135,6 +135,17 @@ fn results_figure(
             title: format!("{}: paired comparison", r.title),
             table: table::table(r, src.views.table),
         },
+        View::Edges => {
+            let changes = r
+                .edges
+                .as_ref()
+                .and_then(|e| e.as_ref().ok())
+                .ok_or(AppError::NoFigure("these results have no tested edges"))?;
+            FigureData::Table {
+                title: format!("{}: most changed edges", r.title),
+                table: super::views::edges::table(changes, src.views.edges),
+            }
+        }
         View::Faithfulness => {
             let (scatters, curves) = f.exact.clone().ok_or(AppError::NoFigure(
                 "these results hold no exact effects (run the study with exact effects on)",
@@ -193,8 +204,8 @@ fn training_figure(state: &TrainingState) -> Result<FigureData, AppError> {
     })
 }
 
-/// The trajectory's chosen metrics over the steps with their intervals, then its training
-/// curves, two a row.
+/// The trajectory's chosen metrics over the steps (their paired change from the first
+/// checkpoint, or their levels) with their intervals, then its training curves, two a row.
 fn trajectory_figure(state: &TrajectoryState) -> Result<FigureData, AppError> {
     let data = state
         .data
@@ -203,7 +214,7 @@ fn trajectory_figure(state: &TrajectoryState) -> Result<FigureData, AppError> {
     let lines = state
         .metrics
         .iter()
-        .filter_map(|&m| data.metric_chart(m).cloned())
+        .filter_map(|&m| data.metric_chart(m, state.levels).cloned())
         .chain(data.training.iter().cloned())
         .collect();
     Ok(FigureData::Charts {

@@ -3,7 +3,9 @@
 
 use super::error::AppError;
 use crate::report::circuit::Circuit;
+use crate::attribution::metrics::Metric;
 use crate::report::comparison::Comparison;
+use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
 use crate::side::Side;
@@ -54,7 +56,10 @@ pub struct Figures {
     pub sorted: LineChart,
     pub cumulative: LineChart,
     pub histogram: Histogram,
+    /// Each metric per layer: both models' means with their intervals.
     pub per_layer: Vec<LineChart>,
+    /// Each metric per layer as the paired difference tuned − base (a pair's results only).
+    pub per_layer_difference: Vec<LineChart>,
     /// Both models' per-sample losses (a pair's results only).
     pub losses: Option<Histogram>,
     /// The check of EAP (method.md §7): each model's EAP-vs-exact scatter and the faithfulness
@@ -76,6 +81,9 @@ pub struct Results {
     pub figures: Figures,
     /// The circuit of the mean score vectors.
     pub circuit: Circuit,
+    /// The edges whose importance changed most, or why they could not be tested (a pair's
+    /// results only).
+    pub edges: Option<Result<EdgeChanges, String>>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AppError> {
@@ -176,15 +184,25 @@ impl Results {
         } else {
             heatmaps.truncate(1);
         }
+        let opts = comparison
+            .as_ref()
+            .map(|c| c.options.clone())
+            .unwrap_or_default();
         let figures = Figures {
             heatmaps,
             sorted: trim(figures::sorted_abs_curve(&base, other)),
             cumulative: trim(figures::cumulative_share(&base, other)),
             histogram: figures::score_histogram(&runs),
-            per_layer: crate::attribution::metrics::Metric::ALL
+            per_layer: Metric::ALL
                 .into_iter()
-                .map(|m| trim(figures::per_layer(&base, other, m)))
+                .map(|m| trim(figures::per_layer(&base, other, m, &opts)))
                 .collect(),
+            per_layer_difference: tuned.as_deref().map_or_else(Vec::new, |t| {
+                Metric::ALL
+                    .into_iter()
+                    .filter_map(|m| figures::per_layer_difference(&base, t, m, &opts))
+                    .collect()
+            }),
             losses: tuned.as_ref().map(|t| figures::loss_histogram(&base, t)),
             exact: comparison
                 .as_ref()
@@ -198,6 +216,12 @@ impl Results {
             .filter(|t| t.manifest.graph == *graph)
             .map(edges);
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);
+        let edge_changes = tuned
+            .as_deref()
+            .filter(|t| t.manifest.graph == *graph)
+            .map(|t| {
+                EdgeChanges::of_runs(&base, t, &opts, edge_change::TOP).map_err(|e| e.to_string())
+            });
         let title = match &tuned {
             Some(t) => format!(
                 "{} -> {}",
@@ -216,6 +240,7 @@ impl Results {
             questions,
             figures,
             circuit,
+            edges: edge_changes,
         }
     }
 

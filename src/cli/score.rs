@@ -238,6 +238,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     circuitdiff::report::render::write_comparison_figures(
         &base,
         &tuned,
+        &opts,
         &args.out.join("figures"),
     )?;
     print!("{}", table(&c));

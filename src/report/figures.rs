@@ -4,6 +4,7 @@
 use super::circuit::{Circuit, EdgeSelection, Mode, Point};
 use super::run::Run;
 use super::validation::Validation;
+use crate::attribution::compare::{mean_interval, CompareOptions};
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
@@ -217,7 +218,8 @@ impl Heatmap {
     }
 }
 
-/// Mean score matrices of base and tuned, and their difference (tuned − base); each on its own
+/// Mean score matrices of base and tuned, and their changes in [`Mode`] order: the signed
+/// difference (tuned − base) and the change in importance (|tuned| − |base|); each on its own
 /// colour scale.
 pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
     let (b, t) = (base.mean_scores(), tuned.mean_scores());
@@ -226,8 +228,14 @@ pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
         heatmap(tuned, "tuned", t.clone()),
     ];
     if b.len() == t.len() {
-        let diff = t.iter().zip(&b).map(|(t, b)| t - b).collect();
-        out.push(heatmap(base, "tuned − base", diff));
+        for mode in [Mode::Difference, Mode::ImportanceChange] {
+            let change = t
+                .iter()
+                .zip(&b)
+                .filter_map(|(&t, &b)| mode.value(b, Some(t)))
+                .collect();
+            out.push(heatmap(base, mode.quantity(), change));
+        }
     }
     out
 }
@@ -350,28 +358,113 @@ pub fn loss_histogram(base: &Run, tuned: &Run) -> Histogram {
     }
 }
 
-/// One metric of the mean vector per destination layer (logits excluded), both models.
-pub fn per_layer(base: &Run, tuned: &Run, metric: Metric) -> LineChart {
+/// Most bootstrap resamples of a figure's bands (the comparison's seed and confidence): enough
+/// for a band's ends, and cheap enough to draw every metric at every layer when results open.
+pub const BAND_RESAMPLES: usize = 1_000;
+
+/// `opts` with at most [`BAND_RESAMPLES`] resamples.
+fn band_options(opts: &CompareOptions) -> CompareOptions {
+    CompareOptions {
+        bootstrap_resamples: opts.bootstrap_resamples.min(BAND_RESAMPLES),
+        ..opts.clone()
+    }
+}
+
+/// The mean of `values` at `x` and its bootstrap band (NaN where it has none: no values, or a
+/// value that is not finite).
+fn point_with_band(x: f64, values: &[f64], opts: &CompareOptions) -> ((f64, f64), (f64, f64)) {
+    match mean_interval("per layer", values, opts) {
+        Ok((mean, low, high)) => ((x, mean), (low, high)),
+        Err(_) => ((x, f64::NAN), (f64::NAN, f64::NAN)),
+    }
+}
+
+/// Destination layers drawn per layer: every layer but `logits`.
+fn layers(run: &Run) -> usize {
+    run.metrics.mean.per_layer.len().saturating_sub(1)
+}
+
+/// One metric per destination layer (logits excluded), both models: the mean over the questions
+/// of each question's value, with its bootstrap interval as a band.
+pub fn per_layer(base: &Run, tuned: &Run, metric: Metric, opts: &CompareOptions) -> LineChart {
+    let opts = band_options(opts);
     let series = PerSide { base, tuned }
         .iter()
         .map(|(side, run)| {
-            let layers = &run.metrics.mean.per_layer;
-            let n = layers.len().saturating_sub(1);
-            let points = layers[..n]
-                .iter()
-                .enumerate()
-                .map(|(l, m)| (l as f64, m.get(metric)))
-                .collect();
-            Series::of_side(side, points)
+            let (points, band) = (0..layers(run))
+                .map(|l| {
+                    let values: Vec<f64> = run
+                        .metrics
+                        .samples
+                        .iter()
+                        .filter_map(|s| s.metrics.per_layer.get(l).map(|m| m.get(metric)))
+                        .collect();
+                    point_with_band(l as f64, &values, &opts)
+                })
+                .unzip();
+            Series {
+                band,
+                ..Series::of_side(side, points)
+            }
         })
         .collect();
     LineChart {
-        title: format!("{metric} per layer"),
+        title: format!(
+            "{metric} per layer (mean over questions, {:.0} % CI)",
+            100.0 * opts.confidence
+        ),
         x_label: "layer".into(),
         y_label: metric.name().into(),
         log_y: false,
         series,
     }
+}
+
+/// One metric per destination layer as the paired difference tuned − base: the mean over the
+/// questions (paired by id) of each question's difference, its bootstrap interval as a band,
+/// and the zero line. `None` when the runs cannot be paired.
+pub fn per_layer_difference(
+    base: &Run,
+    tuned: &Run,
+    metric: Metric,
+    opts: &CompareOptions,
+) -> Option<LineChart> {
+    let pairs = super::comparison::pair_by_id(base, tuned).ok()?;
+    let opts = band_options(opts);
+    let value = |run: &Run, i: usize, l: usize| {
+        run.metrics.samples[i]
+            .metrics
+            .per_layer
+            .get(l)
+            .map_or(f64::NAN, |m| m.get(metric))
+    };
+    let n = layers(base).min(layers(tuned));
+    let (points, band) = (0..n)
+        .map(|l| {
+            let d: Vec<f64> = pairs
+                .iter()
+                .map(|&(i, j)| value(tuned, j, l) - value(base, i, l))
+                .collect();
+            point_with_band(l as f64, &d, &opts)
+        })
+        .unzip();
+    let zero = (0..n).map(|l| (l as f64, 0.0)).collect();
+    Some(LineChart {
+        title: format!(
+            "{metric} per layer, tuned − base (paired mean, {:.0} % CI)",
+            100.0 * opts.confidence
+        ),
+        x_label: "layer".into(),
+        y_label: format!("Δ {metric}"),
+        log_y: false,
+        series: vec![
+            Series {
+                band,
+                ..Series::named("tuned − base", None, points)
+            },
+            Series::named("no change", None, zero),
+        ],
+    })
 }
 
 /// Token-length histograms: prompt and answer lengths per model, and tuned − base answer
@@ -459,13 +552,8 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
             }
         })
         .collect();
-    let (title, legend) = match mode {
-        Mode::Base => ("circuit: base", ["positive score", "negative score"]),
-        Mode::Tuned => ("circuit: tuned", ["positive score", "negative score"]),
-        Mode::Difference => ("circuit: tuned − base", ["tuned > base", "tuned < base"]),
-    };
     Some(CircuitGraph {
-        title: title.to_owned(),
+        title: format!("circuit: {}", mode.quantity()),
         nodes: circuit
             .nodes
             .iter()
@@ -479,7 +567,7 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
         edges,
         total_edges: values.len(),
         share: if total > 0.0 { held / total } else { 0.0 },
-        legend,
+        legend: mode.legend(),
     })
 }
 

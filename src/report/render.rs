@@ -5,6 +5,7 @@
 use super::circuit::{self, Bounds, Circuit, EdgeSelection, Mode, Point};
 use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart, Scatter};
 use super::table::Table;
+use crate::attribution::compare::CompareOptions;
 use crate::attribution::metrics::Metric;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -875,7 +876,9 @@ fn create_dir(dir: &Path) -> Result<(), RenderError> {
 }
 
 /// Write the figures of a trajectory into `dir` (as [`write_comparison_figures`] does): each
-/// headline metric over the steps with its interval, and the trainer's reward, accuracy, KL and
+/// metric over the steps as its paired change from the first checkpoint with the paired
+/// interval (`trajectory_<metric>`) and as its level with the level's interval
+/// (`trajectory_<metric>_levels`), and the trainer's reward, accuracy, KL and
 /// loss with the question set's accuracy on the same step axis.
 pub fn write_trajectory_figures(
     t: &super::trajectory::Trajectory,
@@ -886,10 +889,15 @@ pub fn write_trajectory_figures(
     let scale = Scale::default();
     let mut written = Vec::new();
     for metric in Metric::ALL {
-        let chart = super::trajectory::metric_chart(t, metric);
-        let stem = format!("trajectory_{metric}");
-        write(Figure::Line(&chart), dir, &stem, scale)?;
-        written.push((chart.title, stem));
+        let change = super::trajectory::difference_chart(t, metric);
+        let levels = super::trajectory::metric_chart(t, metric);
+        for (chart, stem) in [
+            (change, format!("trajectory_{metric}")),
+            (levels, format!("trajectory_{metric}_levels")),
+        ] {
+            write(Figure::Line(&chart), dir, &stem, scale)?;
+            written.push((chart.title, stem));
+        }
     }
     for chart in super::trajectory::training_charts(t, log) {
         let stem = format!("training_{}", chart.y_label);
@@ -904,6 +912,7 @@ pub fn write_trajectory_figures(
 pub fn write_comparison_figures(
     base: &super::run::Run,
     tuned: &super::run::Run,
+    opts: &CompareOptions,
     dir: &Path,
 ) -> Result<Vec<(String, String)>, RenderError> {
     create_dir(dir)?;
@@ -914,11 +923,17 @@ pub fn write_comparison_figures(
         written.push((caption, stem));
         Ok::<_, RenderError>(())
     };
-    let maps = figures::comparison_heatmaps(base, tuned);
+    let mut maps = figures::comparison_heatmaps(base, tuned);
+    let importance = maps.split_off(maps.len().min(3));
     let caption = "Mean edge scores (base and tuned on one colour scale; tuned − base)";
     put(Figure::Heatmaps(&maps), caption.into(), "heatmap".into())?;
+    if !importance.is_empty() {
+        let caption = "Change in importance of each edge, |tuned| − |base| of the mean scores";
+        let stem = format!("heatmap_{}", Mode::ImportanceChange.slug());
+        put(Figure::Heatmaps(&importance), caption.into(), stem)?;
+    }
     for (mode, g) in circuit_graphs(base, tuned, EdgeSelection::default()) {
-        let stem = format!("circuit_{}", mode.label().to_lowercase());
+        let stem = format!("circuit_{}", mode.slug());
         put(
             Figure::Circuit(&g),
             format!("Circuit graph, {}", g.title.replace("circuit: ", "")),
@@ -942,9 +957,13 @@ pub fn write_comparison_figures(
     let caption = "Per-sample loss of both models (saturated below 1e-3 nats per answer token)";
     put(Figure::Histogram(&losses), caption.into(), "losses".into())?;
     for metric in Metric::HEADLINE {
-        let chart = figures::per_layer(base, tuned, metric);
-        let caption = format!("{metric} per layer");
+        let chart = figures::per_layer(base, tuned, metric, opts);
+        let caption = format!("{metric} per layer (mean over questions with its interval)");
         put(Figure::Line(&chart), caption, format!("per_layer_{metric}"))?;
+        if let Some(chart) = figures::per_layer_difference(base, tuned, metric, opts) {
+            let caption = format!("{metric} per layer, paired difference tuned − base");
+            put(Figure::Line(&chart), caption, format!("per_layer_{metric}_difference"))?;
+        }
     }
     Ok(written)
 }

@@ -5,6 +5,7 @@ use super::dir::{Counts, StudyConfig};
 use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts};
 use crate::attribution::metrics::Metric;
 use crate::report::comparison::Comparison;
+use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::saturation::Saturation;
 use crate::report::table::{Cell, Table};
 use crate::report::trajectory::Trajectory;
@@ -136,7 +137,7 @@ fn validation_section(s: &mut String, v: &Validation) {
 pub fn render(
     cfg: &StudyConfig,
     counts: &Counts,
-    cmp: &Comparison,
+    (cmp, edges): (&Comparison, &EdgeChanges),
     figures: &[(String, String)],
 ) -> String {
     let mut s = String::new();
@@ -197,8 +198,32 @@ pub fn render(
     if let Some(v) = &cmp.validation {
         validation_section(&mut s, v);
     }
+    edge_section(&mut s, edges);
     figures_section(&mut s, figures);
     s
+}
+
+/// Rows of the most-changed-edges table in the report.
+const EDGE_ROWS: usize = 20;
+
+/// The edges whose importance changed most: what was tested, how many changed, the top rows.
+fn edge_section(s: &mut String, edges: &EdgeChanges) {
+    let _ = writeln!(
+        s,
+        "\n## Most changed edges\n\nΔ = S̄_tuned − S̄_base is the signed change of an edge's \
+         mean score (which way it pushes); Δ|S| = |S̄_tuned| − |S̄_base| is the change in its \
+         importance (method.md §8): an edge whose score goes from −3.1e-3 to −1.4e-3 has Δ > 0 \
+         and Δ|S| < 0. The test is on the importance: {}. {}.\n\nThe {} edges with the smallest \
+         adjusted p (then the largest per-question Δ|S|); the first {} of them are in \
+         `most_changed_edges.csv`.\n",
+        edge_change::TESTED,
+        edges.summary_count(),
+        EDGE_ROWS.min(edges.edges.len()),
+        edges.edges.len()
+    );
+    let mut table = edges.table();
+    table.rows.truncate(EDGE_ROWS);
+    s.push_str(&table.markdown());
 }
 
 /// The figures' section: each PNG with a link to its SVG.

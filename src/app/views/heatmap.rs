@@ -25,14 +25,14 @@ impl FixedScale {
     /// The fixed saturation value for `mode`, if any.
     pub fn range(self, mode: Mode) -> Option<f32> {
         match mode {
-            Mode::Difference => self.difference,
+            Mode::Difference | Mode::ImportanceChange => self.difference,
             Mode::Base | Mode::Tuned => self.scores,
         }
     }
 
     fn of(&mut self, mode: Mode) -> &mut Option<f32> {
         match mode {
-            Mode::Difference => &mut self.difference,
+            Mode::Difference | Mode::ImportanceChange => &mut self.difference,
             Mode::Base | Mode::Tuned => &mut self.scores,
         }
     }
@@ -108,11 +108,7 @@ pub fn heatmap_ui(
     fixed: &mut FixedScale,
     (state, graph): (&mut HeatmapState, &mut GraphState),
 ) {
-    let index = match mode {
-        Mode::Base => 0,
-        Mode::Tuned => 1,
-        Mode::Difference => 2,
-    };
+    let index = Mode::ALL.iter().position(|&m| m == mode).unwrap_or(0);
     let Some(map) = results.figures.heatmaps.get(index) else {
         ui.label("These results hold one run: only the base heatmap exists");
         return;
@@ -287,7 +283,7 @@ fn scale_ui(ui: &mut Ui, map: &Heatmap, mode: Mode, fixed: &mut FixedScale) {
     ui.horizontal(|ui| {
         ui.strong(format!("{} · mean score per edge", map.title));
         let shared = match mode {
-            Mode::Difference => "symmetric around 0",
+            Mode::Difference | Mode::ImportanceChange => "symmetric around 0",
             Mode::Base | Mode::Tuned => "base and tuned on one scale",
         };
         let range = value.unwrap_or(study);
@@ -369,9 +365,10 @@ fn colour_bar_ui(ui: &mut Ui, mode: Mode, range: f32, height: f32, palette: Pale
             text,
         );
     }
-    let top = match mode {
-        Mode::Difference => "tuned - base",
-        Mode::Base | Mode::Tuned => "score",
+    let top = if mode.is_change() {
+        mode.quantity()
+    } else {
+        "score"
     };
     painter.text(
         egui::pos2(bar.left(), rect.top() + 8.0),
