@@ -4,7 +4,7 @@
 use super::circuit::{Circuit, EdgeSelection, Mode, Point};
 use super::run::Run;
 use super::validation::Validation;
-use crate::attribution::compare::{mean_interval, CompareOptions};
+use crate::attribution::compare::{mean_intervals, CompareOptions};
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
@@ -370,13 +370,20 @@ fn band_options(opts: &CompareOptions) -> CompareOptions {
     }
 }
 
-/// The mean of `values` at `x` and its bootstrap band (NaN where it has none: no values, or a
-/// value that is not finite).
-fn point_with_band(x: f64, values: &[f64], opts: &CompareOptions) -> ((f64, f64), (f64, f64)) {
-    match mean_interval("per layer", values, opts) {
-        Ok((mean, low, high)) => ((x, mean), (low, high)),
-        Err(_) => ((x, f64::NAN), (f64::NAN, f64::NAN)),
-    }
+/// The mean of each layer's values at x = its layer and its bootstrap band (NaN where it has
+/// none: no values, or a value that is not finite).
+fn points_with_bands(
+    per_layer: &[Vec<f64>],
+    opts: &CompareOptions,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    mean_intervals("per layer", per_layer, opts)
+        .into_iter()
+        .enumerate()
+        .map(|(l, r)| match r {
+            Ok((mean, low, high)) => ((l as f64, mean), (low, high)),
+            Err(_) => ((l as f64, f64::NAN), (f64::NAN, f64::NAN)),
+        })
+        .unzip()
 }
 
 /// Destination layers drawn per layer: every layer but `logits`.
@@ -391,17 +398,16 @@ pub fn per_layer(base: &Run, tuned: &Run, metric: Metric, opts: &CompareOptions)
     let series = PerSide { base, tuned }
         .iter()
         .map(|(side, run)| {
-            let (points, band) = (0..layers(run))
+            let values: Vec<Vec<f64>> = (0..layers(run))
                 .map(|l| {
-                    let values: Vec<f64> = run
-                        .metrics
+                    run.metrics
                         .samples
                         .iter()
                         .filter_map(|s| s.metrics.per_layer.get(l).map(|m| m.get(metric)))
-                        .collect();
-                    point_with_band(l as f64, &values, &opts)
+                        .collect()
                 })
-                .unzip();
+                .collect();
+            let (points, band) = points_with_bands(&values, &opts);
             Series {
                 band,
                 ..Series::of_side(side, points)
@@ -439,15 +445,15 @@ pub fn per_layer_difference(
             .map_or(f64::NAN, |m| m.get(metric))
     };
     let n = layers(base).min(layers(tuned));
-    let (points, band) = (0..n)
+    let differences: Vec<Vec<f64>> = (0..n)
         .map(|l| {
-            let d: Vec<f64> = pairs
+            pairs
                 .iter()
                 .map(|&(i, j)| value(tuned, j, l) - value(base, i, l))
-                .collect();
-            point_with_band(l as f64, &d, &opts)
+                .collect()
         })
-        .unzip();
+        .collect();
+    let (points, band) = points_with_bands(&differences, &opts);
     let zero = (0..n).map(|l| (l as f64, 0.0)).collect();
     Some(LineChart {
         title: format!(

@@ -105,7 +105,11 @@ fn header_ui(ui: &mut Ui, columns: &[String], state: &mut EdgesState) {
                 }
             }
             if state.sort == Some(i) {
-                ui.label(if state.descending { "↓" } else { "↑" });
+                ui.label(if state.descending {
+                    "(descending)"
+                } else {
+                    "(ascending)"
+                });
             }
         });
     }
