@@ -134,8 +134,16 @@ fn open_results_switch_modes_slide_select_and_sort() {
             "· tuned − base",
             ["tuned > base (signed score)", "tuned < base (signed score)"],
         ),
-        (Mode::Tuned, "· tuned model", ["positive score", "negative score"]),
-        (Mode::Base, "· base model", ["positive score", "negative score"]),
+        (
+            Mode::Tuned,
+            "· tuned model",
+            ["positive score", "negative score"],
+        ),
+        (
+            Mode::Base,
+            "· base model",
+            ["positive score", "negative score"],
+        ),
     ] {
         h.get_by_label(mode.label()).click();
         h.run_steps(2);
@@ -255,7 +263,11 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     assert_eq!(changes.n, r.base.scores.len());
     h.get_by_label_contains("edges changed in importance at a false-discovery rate of 5 %");
     h.get_by_label_contains("Wilcoxon signed-rank test over the paired questions");
-    for column in ["Δ (tuned − base)", "Δ|S| (|tuned| − |base|)", "BH-adjusted p"] {
+    for column in [
+        "Δ (tuned − base)",
+        "Δ|S| (|tuned| − |base|)",
+        "BH-adjusted p",
+    ] {
         h.get_by_label(column);
     }
     let shown = |h: &Harness<'_, App>| -> Vec<String> {
@@ -272,7 +284,12 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     let delta = |name: &String| {
         let r = h.state().results.as_ref().unwrap();
         let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
-        changes.edges.iter().find(|c| c.edge == *name).unwrap().delta_abs
+        changes
+            .edges
+            .iter()
+            .find(|c| c.edge == *name)
+            .unwrap()
+            .delta_abs
     };
     let deltas: Vec<f64> = sorted.iter().map(delta).collect();
     assert!(deltas.windows(2).all(|w| w[0] <= w[1]), "{deltas:?}");

@@ -135,17 +135,7 @@ fn results_figure(
             title: format!("{}: paired comparison", r.title),
             table: table::table(r, src.views.table),
         },
-        View::Edges => {
-            let changes = r
-                .edges
-                .as_ref()
-                .and_then(|e| e.as_ref().ok())
-                .ok_or(AppError::NoFigure("these results have no tested edges"))?;
-            FigureData::Table {
-                title: format!("{}: most changed edges", r.title),
-                table: super::views::edges::table(changes, src.views.edges),
-            }
-        }
+        View::Edges => edges_figure(r, src)?,
         View::Faithfulness => {
             let (scatters, curves) = f.exact.clone().ok_or(AppError::NoFigure(
                 "these results hold no exact effects (run the study with exact effects on)",
@@ -177,6 +167,19 @@ fn results_figure(
         }
         View::Training => training_figure(&src.views.training)?,
         View::Trajectory => trajectory_figure(src.trajectory)?,
+    })
+}
+
+/// The most changed edges as a table, in the shown order.
+fn edges_figure(r: &Results, src: &Sources) -> Result<FigureData, AppError> {
+    let changes = r
+        .edges
+        .as_ref()
+        .and_then(|e| e.as_ref().ok())
+        .ok_or(AppError::NoFigure("these results have no tested edges"))?;
+    Ok(FigureData::Table {
+        title: format!("{}: most changed edges", r.title),
+        table: super::views::edges::table(changes, src.views.edges),
     })
 }
 

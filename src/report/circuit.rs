@@ -178,10 +178,7 @@ impl Mode {
     pub fn legend(self) -> [&'static str; 2] {
         match self {
             Self::Base | Self::Tuned => ["positive score", "negative score"],
-            Self::Difference => [
-                "tuned > base (signed score)",
-                "tuned < base (signed score)",
-            ],
+            Self::Difference => ["tuned > base (signed score)", "tuned < base (signed score)"],
             Self::ImportanceChange => ["more important in tuned", "less important in tuned"],
         }
     }
@@ -322,6 +319,21 @@ impl Rows {
     }
 }
 
+/// The values of every mode in [`Mode`] order, from base's and tuned's.
+fn mode_values(base: Vec<f32>, tuned: Option<Vec<f32>>) -> [Option<Vec<f32>>; 4] {
+    let change = |mode: Mode| -> Option<Vec<f32>> {
+        let t = tuned.as_ref()?;
+        Some(
+            t.iter()
+                .zip(&base)
+                .filter_map(|(&t, &b)| mode.value(b, Some(t)))
+                .collect(),
+        )
+    };
+    let (difference, importance) = (change(Mode::Difference), change(Mode::ImportanceChange));
+    [Some(base), tuned, difference, importance]
+}
+
 impl Circuit {
     /// The circuit of `graph` with edge values (in edge-id order) of base and, when present,
     /// tuned.
@@ -394,20 +406,11 @@ impl Circuit {
                 }
             })
             .collect();
-        let change = |mode: Mode| {
-            tuned.as_ref().map(|t| {
-                t.iter()
-                    .zip(&base)
-                    .filter_map(|(&t, &b)| mode.value(b, Some(t)))
-                    .collect()
-            })
-        };
-        let (difference, importance) = (change(Mode::Difference), change(Mode::ImportanceChange));
         Self {
             graph: graph.clone(),
             nodes,
             edges,
-            values: [Some(base), tuned, difference, importance],
+            values: mode_values(base, tuned),
             order: Default::default(),
             node_spacing: if heads > 1 { head_step / 2.0 } else { 0.5 },
             heads,
@@ -587,10 +590,16 @@ mod tests {
         assert!((value(Mode::ImportanceChange, 0) + 1.7e-3).abs() < 1e-9);
         let describe = |mode: Mode, e: usize| mode.describe(value(mode, e));
         assert_eq!(describe(Mode::Difference, 0), "tuned > base (signed score)");
-        assert_eq!(describe(Mode::ImportanceChange, 0), "less important in tuned");
+        assert_eq!(
+            describe(Mode::ImportanceChange, 0),
+            "less important in tuned"
+        );
         // A sign flip to a larger magnitude: tuned < base, yet more important.
         assert_eq!(describe(Mode::Difference, 1), "tuned < base (signed score)");
-        assert_eq!(describe(Mode::ImportanceChange, 1), "more important in tuned");
+        assert_eq!(
+            describe(Mode::ImportanceChange, 1),
+            "more important in tuned"
+        );
         // Ordered by |Δ|S||: the two changed edges first.
         assert_eq!(&c.order(Mode::ImportanceChange)[..2], [0, 1]);
         for m in Mode::ALL {

@@ -99,7 +99,9 @@ impl EdgeChanges {
     ) -> Result<Self, CompareError> {
         let edges = base.first().map_or(0, Vec::len);
         let column = |s: &[Vec<f32>], e: usize| -> Vec<f64> {
-            s.iter().map(|v| f64::from(v.get(e).copied().unwrap_or(0.0))).collect()
+            s.iter()
+                .map(|v| f64::from(v.get(e).copied().unwrap_or(0.0)))
+                .collect()
         };
         let mut p = Vec::with_capacity(edges);
         let mut paired = Vec::with_capacity(edges);
@@ -318,10 +320,14 @@ mod tests {
             bootstrap_resamples: 100,
             ..CompareOptions::default()
         };
-        let c = EdgeChanges::of_samples(|e| format!("e{e}"), (&base, &tuned), &opts, edges)
-            .unwrap();
+        let c =
+            EdgeChanges::of_samples(|e| format!("e{e}"), (&base, &tuned), &opts, edges).unwrap();
         let raw = [0.977_966_308_593_75, 3.051_757_812_5e-4, 6.103_515_625e-5];
-        let adjusted = [0.977_966_308_593_75, 3.814_697_265_625e-4, 1.525_878_906_25e-4];
+        let adjusted = [
+            0.977_966_308_593_75,
+            3.814_697_265_625e-4,
+            1.525_878_906_25e-4,
+        ];
         for e in 0..edges {
             let r = c.edges.iter().find(|r| r.id == e).unwrap();
             let k = [0, 1, 2, 2, 1][e];
@@ -362,8 +368,7 @@ mod tests {
             bootstrap_resamples: 500,
             ..CompareOptions::default()
         };
-        let c =
-            EdgeChanges::of_samples(|e| format!("e{e}"), (&base, &tuned), &opts, 400).unwrap();
+        let c = EdgeChanges::of_samples(|e| format!("e{e}"), (&base, &tuned), &opts, 400).unwrap();
         assert_eq!((c.n, c.tested, c.edges.len()), (40, 400, 400));
         let found: Vec<usize> = c
             .edges

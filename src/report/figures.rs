@@ -370,12 +370,12 @@ fn band_options(opts: &CompareOptions) -> CompareOptions {
     }
 }
 
+/// Points (x, y), or a band's (low, high) at each point.
+type Pairs = Vec<(f64, f64)>;
+
 /// The mean of each layer's values at x = its layer and its bootstrap band (NaN where it has
 /// none: no values, or a value that is not finite).
-fn points_with_bands(
-    per_layer: &[Vec<f64>],
-    opts: &CompareOptions,
-) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn points_with_bands(per_layer: &[Vec<f64>], opts: &CompareOptions) -> (Pairs, Pairs) {
     mean_intervals("per layer", per_layer, opts)
         .into_iter()
         .enumerate()

@@ -962,7 +962,11 @@ pub fn write_comparison_figures(
         put(Figure::Line(&chart), caption, format!("per_layer_{metric}"))?;
         if let Some(chart) = figures::per_layer_difference(base, tuned, metric, opts) {
             let caption = format!("{metric} per layer, paired difference tuned − base");
-            put(Figure::Line(&chart), caption, format!("per_layer_{metric}_difference"))?;
+            put(
+                Figure::Line(&chart),
+                caption,
+                format!("per_layer_{metric}_difference"),
+            )?;
         }
     }
     Ok(written)

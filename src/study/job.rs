@@ -586,7 +586,8 @@ fn report(
     dir.write_edge_changes(&edges)?;
     dir.write_counts(counts)?;
     let figures_dir = dir.figures_dir();
-    let mut figures = draw::write_comparison_figures(&runs.base, &runs.tuned, &cfg.compare, &figures_dir)?;
+    let mut figures =
+        draw::write_comparison_figures(&runs.base, &runs.tuned, &cfg.compare, &figures_dir)?;
     if let Some(v) = &cmp.validation {
         figures.extend(draw::write_validation_figures(v, &figures_dir)?);
     }

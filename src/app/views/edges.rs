@@ -34,9 +34,10 @@ pub fn table(changes: &EdgeChanges, state: EdgesState) -> Table {
 pub fn edges_ui(
     ui: &mut Ui,
     results: &Results,
-    (state, graph): (&mut EdgesState, &mut GraphState),
+    views: &mut super::ViewState,
     commands: &mut Vec<Command>,
 ) {
+    let (state, graph) = (&mut views.edges, &mut views.graph);
     let changes = match &results.edges {
         Some(Ok(c)) => c,
         Some(Err(e)) => {

@@ -156,9 +156,15 @@ pub fn heatmap_ui(
     let edge = edge_of(circuit, s, d).filter(|_| map.mask[i]);
     let clicked = response.response.clicked();
     let text = if edge.is_some() {
+        let v = map.values[i];
+        let what = if mode.is_change() {
+            format!(", {}", mode.describe(v))
+        } else {
+            String::new()
+        };
         format!(
-            "{}->{}: {:+.4e} (click to select {} in the graph and pin this edge)",
-            map.rows[s], map.cols[d], map.values[i], map.rows[s]
+            "{}->{}: {v:+.4e}{what} (click to select {} in the graph and pin this edge)",
+            map.rows[s], map.cols[d], map.rows[s]
         )
     } else {
         format!("{} does not feed {}", map.rows[s], map.cols[d])

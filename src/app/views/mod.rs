@@ -86,7 +86,7 @@ impl View {
         self.file_name().trim_end_matches(".png")
     }
 
-    /// Whether the view shows one mode (base, tuned, difference) at a time.
+    /// Whether the view shows one mode (base, tuned, a change) at a time.
     pub fn depends_on_mode(self) -> bool {
         matches!(self, Self::Graph | Self::Heatmap | Self::Questions)
     }
