@@ -423,6 +423,13 @@ mod tests {
         assert!(e.delta > 0.0, "{e:?}");
         assert!(e.delta_abs < 0.0 && e.paired_delta_abs < 0.0, "{e:?}");
         assert!((e.delta_abs - (1.4e-3 - 3.1e-3)).abs() < 1e-9);
+        // In Markdown the |s of Δ|S| are escaped: every line has the table's 10 cell borders.
+        let md = c.table().markdown();
+        assert!(md.contains("Δ\\|S\\| (\\|tuned\\| − \\|base\\|)"), "{md}");
+        for line in md.lines() {
+            let borders = line.matches('|').count() - line.matches("\\|").count();
+            assert_eq!(borders, 10, "{line}");
+        }
         let csv = c.exact_table().csv();
         assert!(csv.starts_with("edge,base_mean,tuned_mean,delta,delta_abs,"));
         assert_eq!(csv.lines().count(), 3);

@@ -511,6 +511,7 @@ where
                 .configure_mesh()
                 .x_desc(data.x_label.as_str())
                 .y_desc(data.y_label.as_str())
+                .y_label_formatter(&|v| axis_number(*v))
                 .label_style(text(k, 13.0))
                 .axis_desc_style(text(k, 14.0))
                 .draw()?;
@@ -542,6 +543,20 @@ where
         body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
     }
     Ok(())
+}
+
+/// A tick value of a value axis: scientific with two digits below 1e-3 and from 1e4 on (so
+/// that ticks 1e-5 apart stay apart), else as short as it reads.
+fn axis_number(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".to_owned()
+    } else if !(1e-3..1e4).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
 }
 
 /// The outline of a series' band: along the lows, back along the highs (finite ones only).

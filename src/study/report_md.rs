@@ -213,9 +213,12 @@ fn edge_section(s: &mut String, edges: &EdgeChanges) {
         "\n## Most changed edges\n\nΔ = S̄_tuned − S̄_base is the signed change of an edge's \
          mean score (which way it pushes); Δ|S| = |S̄_tuned| − |S̄_base| is the change in its \
          importance (method.md §8): an edge whose score goes from −3.1e-3 to −1.4e-3 has Δ > 0 \
-         and Δ|S| < 0. The test is on the importance: {}. {}.\n\nThe {} edges with the smallest \
-         adjusted p (then the largest per-question Δ|S|); the first {} of them are in \
-         `most_changed_edges.csv`.\n",
+         and Δ|S| < 0. The test is on the importance: {}. {}.\n\nThe first {} of the {} edges \
+         with the smallest adjusted p (then the largest per-question Δ|S|) that \
+         `most_changed_edges.csv` lists. Δ|S| is the change of the mean scores' magnitudes (as \
+         the Importance change figures draw it); the tested quantity is the per-question Δ|S|, \
+         the mean over the questions of |S_tuned| − |S_base|, with its bootstrap interval; the \
+         two differ where an edge's score changes sign from question to question.\n",
         edge_change::TESTED,
         edges.summary_count(),
         EDGE_ROWS.min(edges.edges.len()),
