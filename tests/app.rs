@@ -263,11 +263,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     assert_eq!(changes.n, r.base.scores.len());
     h.get_by_label_contains("edges changed in importance at a false-discovery rate of 5 %");
     h.get_by_label_contains("Wilcoxon signed-rank test over the paired questions");
-    for column in [
-        "Δ (tuned − base)",
-        "Δ|S| (|tuned| − |base|)",
-        "BH-adjusted p",
-    ] {
+    for column in circuitdiff::report::edge_change::COLUMNS {
         h.get_by_label(column);
     }
     let shown = |h: &Harness<'_, App>| -> Vec<String> {
@@ -278,7 +274,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     };
     let first = shown(&h);
     assert_eq!(first[0], changes.edges[0].edge);
-    h.get_by_label("Δ|S| (|tuned| − |base|)").click();
+    h.get_by_label("Δ|S|").click();
     h.run_steps(2);
     let sorted = shown(&h);
     let delta = |name: &String| {
@@ -310,7 +306,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     h.get_by_label("Difference").click();
     h.run_steps(2);
     h.get_by_label_contains("Paired difference tuned − base per layer");
-    h.get_by_label("intensity per layer, tuned − base (paired mean, 95 % CI)");
+    h.get_by_label("Δ intensity per layer (95 % CI)");
     let r = h.state().results.as_ref().unwrap();
     let chart = &r.figures.per_layer_difference[0];
     assert_eq!(chart.series[1].name, "no change");
@@ -679,6 +675,17 @@ fn snapshots_of_every_view() {
         h.run_steps(4);
         h.snapshot(format!("view32_{}", view.slug()));
     }
+    // The modes of change where they change a view: the circuit's importance change, and the
+    // per-layer paired differences.
+    for (view, mode) in [
+        (View::Graph, Mode::ImportanceChange),
+        (View::Layers, Mode::Difference),
+    ] {
+        (h.state_mut().settings.view, h.state_mut().settings.mode) = (view, mode);
+        h.run_steps(4);
+        h.snapshot(format!("view32_{}_{}", view.slug(), mode.slug()));
+    }
+    h.state_mut().settings.mode = Mode::Base;
     let mut results = h.take_snapshot_results();
     drop(h);
     let mut h = rendering_harness();

@@ -22,6 +22,36 @@ pub const FDR: f64 = 0.05;
 pub const TESTED: &str = "Wilcoxon signed-rank test over the paired questions of each edge's \
     importance |S| (tuned against base), Benjamini–Hochberg FDR across all edges";
 
+/// The columns of [`EdgeChanges::table`] and what each holds.
+pub const COLUMNS: [&str; 9] = [
+    "Edge",
+    "Base mean",
+    "Tuned mean",
+    "Δ",
+    "Δ|S|",
+    "p",
+    "p (BH)",
+    "Δ|S| per question",
+    "95 % CI",
+];
+
+/// What each of [`COLUMNS`] holds.
+pub const COLUMN_HELP: [&str; 9] = [
+    "source -> destination",
+    "the base model's mean score S over the questions",
+    "the tuned model's mean score S over the questions",
+    "tuned − base of the mean scores: the signed change (which way the edge pushes)",
+    "|tuned| − |base| of the mean scores: the change in importance (positive: more important in \
+     tuned)",
+    "Wilcoxon signed-rank p-value of |S_tuned| against |S_base|, paired over the questions",
+    "the p-value adjusted by Benjamini–Hochberg across every edge tested (FDR)",
+    "the tested quantity: the mean over the questions of |S_tuned| − |S_base|",
+    "percentile-bootstrap interval of the per-question Δ|S|",
+];
+
+/// The column of [`COLUMNS`] holding the adjusted p.
+pub const ADJUSTED_COLUMN: usize = 6;
+
 /// One edge's change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeChange {
@@ -181,22 +211,11 @@ impl EdgeChanges {
         })
     }
 
-    /// The table as people read it: edge, both means, Δ, Δ|S|, the tested per-question Δ|S|
-    /// with its interval, raw and adjusted p.
+    /// The table as people read it: edge, both means, Δ, Δ|S|, raw and adjusted p, and the
+    /// tested per-question Δ|S| with its interval (the columns of [`COLUMNS`]).
     pub fn table(&self) -> Table {
-        let columns = [
-            "Edge",
-            "Base mean S",
-            "Tuned mean S",
-            "Δ (tuned − base)",
-            "Δ|S| (|tuned| − |base|)",
-            "Δ|S| per question",
-            "95 % CI of Δ|S| per question",
-            "p-value",
-            "BH-adjusted p",
-        ];
         Table {
-            columns: columns.map(str::to_owned).to_vec(),
+            columns: COLUMNS.map(str::to_owned).to_vec(),
             rows: self
                 .edges
                 .iter()
@@ -207,10 +226,10 @@ impl EdgeChanges {
                         Cell::Change(c.tuned_mean),
                         Cell::Change(c.delta),
                         Cell::Change(c.delta_abs),
-                        Cell::Change(c.paired_delta_abs),
-                        Cell::Interval(c.ci_low, c.ci_high),
                         Cell::P(c.p_value),
                         Cell::P(c.p_adjusted),
+                        Cell::Change(c.paired_delta_abs),
+                        Cell::Interval(c.ci_low, c.ci_high),
                     ]
                 })
                 .collect(),
@@ -425,7 +444,7 @@ mod tests {
         assert!((e.delta_abs - (1.4e-3 - 3.1e-3)).abs() < 1e-9);
         // In Markdown the |s of Δ|S| are escaped: every line has the table's 10 cell borders.
         let md = c.table().markdown();
-        assert!(md.contains("Δ\\|S\\| (\\|tuned\\| − \\|base\\|)"), "{md}");
+        assert!(md.contains("| Δ\\|S\\| | p |"), "{md}");
         for line in md.lines() {
             let borders = line.matches('|').count() - line.matches("\\|").count();
             assert_eq!(borders, 10, "{line}");

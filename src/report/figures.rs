@@ -456,10 +456,7 @@ pub fn per_layer_difference(
     let (points, band) = points_with_bands(&differences, &opts);
     let zero = (0..n).map(|l| (l as f64, 0.0)).collect();
     Some(LineChart {
-        title: format!(
-            "{metric} per layer, tuned − base (paired mean, {:.0} % CI)",
-            100.0 * opts.confidence
-        ),
+        title: format!("Δ {metric} per layer ({:.0} % CI)", 100.0 * opts.confidence),
         x_label: "layer".into(),
         y_label: format!("Δ {metric}"),
         log_y: false,

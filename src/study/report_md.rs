@@ -218,7 +218,8 @@ fn edge_section(s: &mut String, edges: &EdgeChanges) {
          `most_changed_edges.csv` lists. Δ|S| is the change of the mean scores' magnitudes (as \
          the Importance change figures draw it); the tested quantity is the per-question Δ|S|, \
          the mean over the questions of |S_tuned| − |S_base|, with its bootstrap interval; the \
-         two differ where an edge's score changes sign from question to question.\n",
+         two differ where an edge's score changes sign from question to question. p is the \
+         Wilcoxon p-value, p (BH) the Benjamini–Hochberg adjusted one.\n",
         edge_change::TESTED,
         edges.summary_count(),
         EDGE_ROWS.min(edges.edges.len()),

@@ -8,7 +8,7 @@ use super::super::paths::Pick;
 use super::super::results::Results;
 use super::super::theme::Palette;
 use super::graph::GraphState;
-use crate::report::edge_change::{EdgeChanges, FDR, TESTED};
+use crate::report::edge_change::{EdgeChanges, ADJUSTED_COLUMN, COLUMN_HELP, FDR, TESTED};
 use crate::report::table::{Cell, Table};
 use egui::Ui;
 use std::collections::HashMap;
@@ -67,10 +67,9 @@ pub fn edges_ui(
         ui.label(changes.summary_count());
     });
     ui.label(format!(
-        "{TESTED}. Δ|S| = |tuned| − |base| of the mean scores: positive is more important in \
-         tuned, negative less important (Δ is the signed change). The {} edges with the \
-         smallest adjusted p; (*) adjusted p < {FDR}. Click an edge to pin it in the graph and \
-         the heatmap.",
+        "{TESTED}. Δ = tuned − base, Δ|S| = |tuned| − |base| of the mean scores (positive: more \
+         important in tuned); each column explained on hover. The {} edges with the smallest \
+         adjusted p; (*) adjusted p < {FDR}. Click an edge to pin it in the graph and heatmap.",
         changes.edges.len()
     ));
     ui.separator();
@@ -97,7 +96,8 @@ pub fn edges_ui(
 fn header_ui(ui: &mut Ui, columns: &[String], state: &mut EdgesState) {
     for (i, name) in columns.iter().enumerate() {
         ui.horizontal(|ui| {
-            if ui.button(name).clicked() {
+            let help = COLUMN_HELP.get(i).copied().unwrap_or_default();
+            if ui.button(name).on_hover_text(help).clicked() {
                 if state.sort == Some(i) {
                     state.descending = !state.descending;
                 } else {
@@ -125,7 +125,6 @@ fn row_ui(
     graph: &mut GraphState,
 ) {
     let circuit = &results.circuit;
-    let last = row.len().saturating_sub(1);
     for (i, cell) in row.iter().enumerate() {
         match cell {
             Cell::Text(name) => {
@@ -138,7 +137,7 @@ fn row_ui(
                         .map(|e| e.from_node as usize);
                 }
             }
-            Cell::P(p) if i == last && *p < FDR => {
+            Cell::P(p) if i == ADJUSTED_COLUMN && *p < FDR => {
                 let palette = Palette::of(ui.ctx());
                 ui.colored_label(
                     palette.highlight(),
