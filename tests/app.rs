@@ -317,6 +317,21 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
         .iter()
         .zip(&chart.series[0].band)
         .all(|(p, b)| b.0 <= p.1 && p.1 <= b.1));
+    // Layer 1's point is the mean over the questions, paired by id, of tuned − base.
+    let metric = circuitdiff::attribution::metrics::Metric::ALL[0];
+    let tuned = r.tuned.as_ref().unwrap();
+    let diffs: Vec<f64> = r
+        .base
+        .metrics
+        .samples
+        .iter()
+        .map(|b| {
+            let t = tuned.metrics.samples.iter().find(|t| t.id == b.id).unwrap();
+            t.metrics.per_layer[1].get(metric) - b.metrics.per_layer[1].get(metric)
+        })
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    assert!((chart.series[0].points[1].1 - mean).abs() <= 1e-12 * mean.abs().max(1e-12));
 }
 
 #[test]

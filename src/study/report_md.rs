@@ -359,7 +359,10 @@ pub fn render_trajectory(
         s,
         "\nEach level is the mean over the question set with its bootstrap interval; each change \
          is paired question by question against the first checkpoint (mean difference, its \
-         interval, and the Wilcoxon signed-rank p-value). Every metric is in `summary.csv`."
+         interval, and the Wilcoxon signed-rank p-value). Every metric is in `summary.csv`. The \
+         figures `trajectory_<metric>` draw the paired change from the first checkpoint with its \
+         paired interval (bands of levels overlap where the paired change is clear); \
+         `trajectory_<metric>_levels` draw the levels."
     );
     figures_section(&mut s, figures);
     s
