@@ -597,7 +597,7 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
     h.get_by_label("Difference").click();
     h.run_steps(3);
     h.get_by_label("· tuned − base");
-    h.get_by_label("tuned > base");
+    h.get_by_label("tuned > base (signed score)");
 
     // Typing a name finds the nodes that contain it; Enter selects the exact one.
     let field = h.get_by_role_and_label(Role::TextInput, "Find");
@@ -976,7 +976,8 @@ fn save_figure_and_export_all_render_every_view() {
     let all = tmp.path().join("all");
     std::fs::create_dir(&all).unwrap();
     h.state_mut().export_all(&ctx, &all);
-    step_until(&mut h, 120, "every figure", |a| !a.exporting());
+    // Four modes of three views and the edge table: give a busy machine time.
+    step_until(&mut h, 240, "every figure", |a| !a.exporting());
     let s = &h.state().settings;
     assert_eq!(
         (s.view, s.mode),
