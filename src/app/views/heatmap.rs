@@ -129,6 +129,10 @@ pub fn heatmap_ui(
     let Some((_, _, _, texture)) = &state.texture else {
         return;
     };
+    if mode.is_change() {
+        let [up, down] = mode.legend();
+        ui.label(format!("{}: + {up}, − {down}", mode.quantity()));
+    }
     selection_line(ui, &results.circuit, graph);
     let circuit = &results.circuit;
     let (ns, nd) = (map.rows.len(), map.cols.len());
@@ -371,10 +375,10 @@ fn colour_bar_ui(ui: &mut Ui, mode: Mode, range: f32, height: f32, palette: Pale
             text,
         );
     }
-    let top = if mode.is_change() {
-        mode.quantity()
-    } else {
-        "score"
+    let top = match mode {
+        Mode::Difference => "tuned − base",
+        Mode::ImportanceChange => "Δ|S|",
+        Mode::Base | Mode::Tuned => "score",
     };
     painter.text(
         egui::pos2(bar.left(), rect.top() + 8.0),
