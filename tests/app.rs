@@ -123,22 +123,36 @@ fn open_results_switch_modes_slide_select_and_sort() {
     assert_eq!(results.circuit.edges.len(), 4 * 16 + 3 * 4 + 1);
     assert_eq!(results.questions.len(), 8);
 
-    for (mode, header) in [
-        (Mode::Difference, "· tuned − base"),
-        (Mode::Tuned, "· tuned model"),
-        (Mode::Base, "· base model"),
+    for (mode, header, legend) in [
+        (
+            Mode::ImportanceChange,
+            "· importance change, |tuned| − |base|",
+            ["more important in tuned", "less important in tuned"],
+        ),
+        (
+            Mode::Difference,
+            "· tuned − base",
+            ["tuned > base (signed score)", "tuned < base (signed score)"],
+        ),
+        (
+            Mode::Tuned,
+            "· tuned model",
+            ["positive score", "negative score"],
+        ),
+        (
+            Mode::Base,
+            "· base model",
+            ["positive score", "negative score"],
+        ),
     ] {
         h.get_by_label(mode.label()).click();
         h.run_steps(2);
         assert_eq!(h.state().settings.mode, mode);
         // The header and the legend say what is shown.
         h.get_by_label(header);
-        let legend = if mode == Mode::Difference {
-            "tuned > base"
-        } else {
-            "positive"
-        };
-        h.get_by_label(legend);
+        for entry in legend {
+            h.get_by_label(entry);
+        }
     }
 
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "top-k edges")
@@ -208,6 +222,116 @@ fn open_results_switch_modes_slide_select_and_sort() {
     let down = p_values(&h);
     assert!(down.windows(2).all(|w| w[0] >= w[1]), "{down:?}");
     assert_ne!(up, down);
+}
+
+/// The change in importance: its mode in the graph, heatmap and edge list; the most changed
+/// edges with their tests, sorted and pinned; the per-layer view following the Difference mode.
+#[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+fn importance_change_most_changed_edges_and_per_layer_differences() {
+    let mut h = harness(Some(fixture()));
+    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    h.get_by_label("Importance change").click();
+    h.run_steps(2);
+    assert_eq!(h.state().settings.mode, Mode::ImportanceChange);
+    h.get_by_label("less important in tuned");
+    // The mode's values are |tuned| − |base| of the mean scores.
+    let r = h.state().results.as_ref().unwrap();
+    let c = &r.circuit;
+    let (b, t, d) = (
+        c.values(Mode::Base).unwrap(),
+        c.values(Mode::Tuned).unwrap(),
+        c.values(Mode::ImportanceChange).unwrap(),
+    );
+    for e in 0..b.len() {
+        assert_eq!(d[e], t[e].abs() - b[e].abs());
+    }
+    // A node's edge list says which quantity it lists.
+    h.state_mut().views.graph.selected = Some(2);
+    h.run_steps(2);
+    h.get_by_label("|tuned| − |base|: + more important in tuned, − less important in tuned");
+    h.get_by_label("Heatmap").click();
+    h.run_steps(2);
+    h.get_by_label_contains("|tuned| − |base| · mean score per edge");
+
+    // The most changed edges: what is tested, how many changed, sortable, pinned by a click.
+    h.get_by_label("Changed edges").click();
+    h.run_steps(2);
+    let r = h.state().results.as_ref().unwrap();
+    let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(changes.tested, r.circuit.edges.len());
+    assert_eq!(changes.n, r.base.scores.len());
+    h.get_by_label_contains("edges changed in importance at a false-discovery rate of 5 %");
+    h.get_by_label_contains("Wilcoxon signed-rank test over the paired questions");
+    for column in circuitdiff::report::edge_change::COLUMNS {
+        h.get_by_label(column);
+    }
+    let shown = |h: &Harness<'_, App>| -> Vec<String> {
+        let r = h.state().results.as_ref().unwrap();
+        let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
+        let table = circuitdiff::app::views::edges::table(changes, h.state().views.edges);
+        table.rows.iter().map(|row| row[0].text()).collect()
+    };
+    let first = shown(&h);
+    assert_eq!(first[0], changes.edges[0].edge);
+    h.get_by_label("Δ|S|").click();
+    h.run_steps(2);
+    let sorted = shown(&h);
+    let delta = |name: &String| {
+        let r = h.state().results.as_ref().unwrap();
+        let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
+        changes
+            .edges
+            .iter()
+            .find(|c| c.edge == *name)
+            .unwrap()
+            .delta_abs
+    };
+    let deltas: Vec<f64> = sorted.iter().map(delta).collect();
+    assert!(deltas.windows(2).all(|w| w[0] <= w[1]), "{deltas:?}");
+    let name = sorted[0].clone();
+    h.get_by_label(&name).click();
+    h.run_steps(2);
+    let r = h.state().results.as_ref().unwrap();
+    let pinned = h.state().views.graph.pinned.map(|e| r.circuit.edge_name(e));
+    assert_eq!(pinned.as_deref(), Some(name.as_str()));
+
+    // Per layer: both models' levels in Base, the paired difference with its zero line in
+    // Difference.
+    h.get_by_label("Per layer").click();
+    h.get_by_label("Base").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Mean over the questions per layer");
+    h.get_by_label("intensity per layer (mean over questions, 95 % CI)");
+    h.get_by_label("Difference").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Paired difference tuned − base per layer");
+    h.get_by_label("Δ intensity per layer (95 % CI)");
+    let r = h.state().results.as_ref().unwrap();
+    let chart = &r.figures.per_layer_difference[0];
+    assert_eq!(chart.series[1].name, "no change");
+    assert!(chart.series[1].points.iter().all(|p| p.1 == 0.0));
+    assert_eq!(chart.series[0].band.len(), chart.series[0].points.len());
+    assert!(chart.series[0]
+        .points
+        .iter()
+        .zip(&chart.series[0].band)
+        .all(|(p, b)| b.0 <= p.1 && p.1 <= b.1));
+    // Layer 1's point is the mean over the questions, paired by id, of tuned − base.
+    let metric = circuitdiff::attribution::metrics::Metric::ALL[0];
+    let tuned = r.tuned.as_ref().unwrap();
+    let diffs: Vec<f64> = r
+        .base
+        .metrics
+        .samples
+        .iter()
+        .map(|b| {
+            let t = tuned.metrics.samples.iter().find(|t| t.id == b.id).unwrap();
+            t.metrics.per_layer[1].get(metric) - b.metrics.per_layer[1].get(metric)
+        })
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    assert!((chart.series[0].points[1].1 - mean).abs() <= 1e-12 * mean.abs().max(1e-12));
 }
 
 #[test]
@@ -474,7 +598,7 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
     h.get_by_label("Difference").click();
     h.run_steps(3);
     h.get_by_label("· tuned − base");
-    h.get_by_label("tuned > base");
+    h.get_by_label("tuned > base (signed score)");
 
     // Typing a name finds the nodes that contain it; Enter selects the exact one.
     let field = h.get_by_role_and_label(Role::TextInput, "Find");
@@ -683,6 +807,17 @@ fn snapshots_of_every_view() {
         h.run_steps(4);
         h.snapshot(format!("view32_{}", view.slug()));
     }
+    // The modes of change where they change a view: the circuit's importance change, and the
+    // per-layer paired differences.
+    for (view, mode) in [
+        (View::Graph, Mode::ImportanceChange),
+        (View::Layers, Mode::Difference),
+    ] {
+        (h.state_mut().settings.view, h.state_mut().settings.mode) = (view, mode);
+        h.run_steps(4);
+        h.snapshot(format!("view32_{}_{}", view.slug(), mode.slug()));
+    }
+    h.state_mut().settings.mode = Mode::Base;
     let mut results = h.take_snapshot_results();
     drop(h);
     let mut h = rendering_harness();
@@ -787,30 +922,50 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
     assert_eq!(h.state().settings.mode, Mode::Base);
     assert_eq!(title(&h), "step 0 (base)");
 
-    // Saved as a figure: the chosen metrics and the training curves, as text in the SVG.
+    // Saved as a figure: the chosen metrics (their paired change from the first checkpoint by
+    // default, their levels on request) and the training curves, as text in the SVG.
+    assert!(!h.state().trajectory.levels);
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("trajectory.png");
-    let ctx = h.ctx.clone();
-    h.state_mut().save_figure(
-        &ctx,
-        (View::Trajectory, Mode::Base),
-        &path,
-        Formats::default(),
-        1200,
-    );
-    step_until(&mut h, 60, "the figure", |a| !a.exporting());
-    let img = image::open(&path).unwrap().to_rgba8();
-    assert_eq!(img.width(), 1200);
-    assert_not_blank(&img);
-    let texts = common::svg_texts(&std::fs::read_to_string(path.with_extension("svg")).unwrap());
-    for t in [
-        "intensity over training (mean, 95 % CI)",
-        "entropy over training (mean, 95 % CI)",
-        "kurtosis over training (mean, 95 % CI)",
-        "reward over training",
-        "accuracy over training",
+    for (levels, titles) in [
+        (
+            false,
+            [
+                "intensity: change from step 0 (paired mean, 95 % CI)",
+                "kurtosis: change from step 0 (paired mean, 95 % CI)",
+            ],
+        ),
+        (
+            true,
+            [
+                "intensity over training (mean, 95 % CI)",
+                "kurtosis over training (mean, 95 % CI)",
+            ],
+        ),
     ] {
-        assert!(texts.iter().any(|x| x == t), "{t} not in {texts:?}");
+        if levels {
+            h.get_by_label("Levels").click();
+            h.run_steps(2);
+            assert!(h.state().trajectory.levels);
+        }
+        let path = tmp.path().join(format!("trajectory_{levels}.png"));
+        let ctx = h.ctx.clone();
+        h.state_mut().save_figure(
+            &ctx,
+            (View::Trajectory, Mode::Base),
+            &path,
+            Formats::default(),
+            1200,
+        );
+        step_until(&mut h, 60, "the figure", |a| !a.exporting());
+        let img = image::open(&path).unwrap().to_rgba8();
+        assert_eq!(img.width(), 1200);
+        assert_not_blank(&img);
+        let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
+        let texts = common::svg_texts(&svg);
+        let training = ["reward over training", "accuracy over training"];
+        for t in titles.into_iter().chain(training) {
+            assert!(texts.iter().any(|x| x == t), "{t} not in {texts:?}");
+        }
     }
 
     // Other results close the trajectory; its view then says how to open one.
@@ -957,7 +1112,8 @@ fn save_figure_and_export_all_render_every_view() {
     let all = tmp.path().join("all");
     std::fs::create_dir(&all).unwrap();
     h.state_mut().export_all(&ctx, &all);
-    step_until(&mut h, 120, "every figure", |a| !a.exporting());
+    // Four modes of three views and the edge table: give a busy machine time.
+    step_until(&mut h, 240, "every figure", |a| !a.exporting());
     let s = &h.state().settings;
     assert_eq!(
         (s.view, s.mode),

@@ -75,7 +75,7 @@ fn a_32_layer_circuit_names_every_node_and_says_its_mode() {
         assert_eq!(g.edges.len(), 100, "top 100 bind at 32 layers");
         assert!(g.share > 0.0 && g.share < 0.8);
         let figure = Figure::Circuit(&g);
-        keep(figure, &format!("circuit_{}", mode.label().to_lowercase()));
+        keep(figure, &format!("circuit_{}", mode.slug()));
         let texts = common::svg_texts(&render::svg(figure).unwrap());
         for name in ["input", "a0", "m0", "a31", "m31", "logits"] {
             assert!(
@@ -87,18 +87,18 @@ fn a_32_layer_circuit_names_every_node_and_says_its_mode() {
             .iter()
             .filter(|t| t.starts_with('a') || t.starts_with('m'));
         assert_eq!(nodes.filter(|t| t.len() <= 3).count(), 64);
-        let legend = if mode == Mode::Difference {
-            ["tuned > base", "tuned < base"]
-        } else {
-            ["positive score", "negative score"]
+        let legend = match mode {
+            Mode::Difference => ["tuned > base (signed score)", "tuned < base (signed score)"],
+            Mode::ImportanceChange => ["more important in tuned", "less important in tuned"],
+            Mode::Base | Mode::Tuned => ["positive score", "negative score"],
         };
         for l in legend {
             assert!(texts.iter().any(|t| t == l), "{l} missing in {mode:?}");
         }
-        let title = if mode == Mode::Difference {
-            "circuit: tuned − base"
-        } else {
-            &g.title
+        let title = match mode {
+            Mode::Difference => "circuit: tuned − base",
+            Mode::ImportanceChange => "circuit: |tuned| − |base|",
+            Mode::Base | Mode::Tuned => &g.title,
         };
         assert!(texts.iter().any(|t| t == title), "{texts:?}");
     }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Every file of the study directory, sorted.
-const FILES: [&str; 62] = [
+const FILES: [&str; 73] = [
     "answers.jsonl",
     "answers/base.jsonl",
     "answers/tuned.jsonl",
@@ -36,6 +36,8 @@ const FILES: [&str; 62] = [
     "figures/circuit_base.svg",
     "figures/circuit_difference.png",
     "figures/circuit_difference.svg",
+    "figures/circuit_importance_change.png",
+    "figures/circuit_importance_change.svg",
     "figures/circuit_tuned.png",
     "figures/circuit_tuned.svg",
     "figures/cumulative_share.png",
@@ -46,6 +48,8 @@ const FILES: [&str; 62] = [
     "figures/faithfulness.svg",
     "figures/heatmap.png",
     "figures/heatmap.svg",
+    "figures/heatmap_importance_change.png",
+    "figures/heatmap_importance_change.svg",
     "figures/length_difference.png",
     "figures/length_difference.svg",
     "figures/lengths.png",
@@ -54,12 +58,19 @@ const FILES: [&str; 62] = [
     "figures/losses.svg",
     "figures/per_layer_entropy.png",
     "figures/per_layer_entropy.svg",
+    "figures/per_layer_entropy_difference.png",
+    "figures/per_layer_entropy_difference.svg",
     "figures/per_layer_intensity.png",
     "figures/per_layer_intensity.svg",
+    "figures/per_layer_intensity_difference.png",
+    "figures/per_layer_intensity_difference.svg",
     "figures/per_layer_kurtosis.png",
     "figures/per_layer_kurtosis.svg",
+    "figures/per_layer_kurtosis_difference.png",
+    "figures/per_layer_kurtosis_difference.svg",
     "figures/sorted_abs.png",
     "figures/sorted_abs.svg",
+    "most_changed_edges.csv",
     "report.md",
     "study.json",
     "tuned/exact/000000.json",
@@ -162,7 +173,7 @@ fn svg_figures_name_the_nodes(out: &Path) {
             }
         }
     }
-    for mode in ["base", "tuned", "difference"] {
+    for mode in ["base", "tuned", "difference", "importance_change"] {
         let texts = common::svg_texts(&read(&format!("circuit_{mode}.svg")));
         for node in ["input", "a0", "m0", "a3", "m3", "logits"] {
             assert!(

@@ -71,6 +71,7 @@ impl App {
                 let width = form.width.unwrap_or_else(|| self.default_figure_width(ctx));
                 self.save_figure(ctx, (view, mode), &path, form.formats, width);
             }
+            Pick::SaveEdges => self.save_edges(&path),
             Pick::ExportAll => match std::fs::create_dir_all(&path) {
                 Ok(()) => self.export_all(ctx, &path),
                 Err(e) => self.set_status(true, format!("{}: {e}", path.display())),
@@ -79,6 +80,24 @@ impl App {
                 self.views.training.open(&path);
                 self.settings.lab = Some(path);
             }
+        }
+    }
+
+    /// Write the most changed edges of the open results as CSV at `path`.
+    fn save_edges(&mut self, path: &std::path::Path) {
+        let changes = self
+            .results
+            .as_ref()
+            .and_then(|r| r.edges.as_ref())
+            .and_then(|e| e.as_ref().ok());
+        let Some(changes) = changes else {
+            self.set_status(true, "these results have no tested edges".to_owned());
+            return;
+        };
+        let csv = changes.exact_table().csv();
+        match crate::fsutil::write_atomic(path, csv.as_bytes()) {
+            Ok(()) => self.set_status(false, format!("wrote {}", path.display())),
+            Err(e) => self.set_status(true, format!("{}: {e}", path.display())),
         }
     }
 

@@ -152,7 +152,7 @@ fn results_figure(
         }
         View::Layers => FigureData::Charts {
             scatters: Vec::new(),
-            lines: f.per_layer.clone(),
+            lines: super::views::charts::per_layer_charts(r, mode).to_vec(),
             histograms: Vec::new(),
             columns: 2,
         },
@@ -160,6 +160,7 @@ fn results_figure(
             title: format!("{}: paired comparison", r.title),
             table: table::table(r, src.views.table),
         },
+        View::Edges => edges_figure(r, src)?,
         View::Faithfulness => {
             let (scatters, curves) = f.exact.clone().ok_or(AppError::NoFigure(
                 "these results hold no exact effects (run the study with exact effects on)",
@@ -195,6 +196,19 @@ fn results_figure(
     })
 }
 
+/// The most changed edges as a table, in the shown order.
+fn edges_figure(r: &Results, src: &Sources) -> Result<FigureData, AppError> {
+    let changes = r
+        .edges
+        .as_ref()
+        .and_then(|e| e.as_ref().ok())
+        .ok_or(AppError::NoFigure("these results have no tested edges"))?;
+    Ok(FigureData::Table {
+        title: format!("{}: most changed edges", r.title),
+        table: super::views::edges::table(changes, src.views.edges),
+    })
+}
+
 /// Every chart of the training view, stage by stage, two a row.
 fn training_figure(state: &TrainingState) -> Result<FigureData, AppError> {
     let lines: Vec<LineChart> = state
@@ -219,8 +233,8 @@ fn training_figure(state: &TrainingState) -> Result<FigureData, AppError> {
     })
 }
 
-/// The trajectory's chosen metrics over the steps with their intervals, then its training
-/// curves, two a row.
+/// The trajectory's chosen metrics over the steps (their paired change from the first
+/// checkpoint, or their levels) with their intervals, then its training curves, two a row.
 fn trajectory_figure(state: &TrajectoryState) -> Result<FigureData, AppError> {
     let data = state
         .data
@@ -229,7 +243,7 @@ fn trajectory_figure(state: &TrajectoryState) -> Result<FigureData, AppError> {
     let lines = state
         .metrics
         .iter()
-        .filter_map(|&m| data.metric_chart(m).cloned())
+        .filter_map(|&m| data.metric_chart(m, state.levels).cloned())
         .chain(data.training.iter().cloned())
         .collect();
     Ok(FigureData::Charts {

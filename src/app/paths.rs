@@ -5,6 +5,7 @@
 use super::views::View;
 use crate::report::circuit::Mode;
 use crate::side::Side;
+use crate::study::dir::EDGE_CHANGES;
 use egui::Ui;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub enum Pick {
     StudyFolder,
     /// A view's figure in a mode (PNG and/or SVG).
     SaveFigure(View, Mode),
+    /// The most changed edges as CSV.
+    SaveEdges,
     ExportAll,
     Lab,
 }
@@ -52,6 +55,7 @@ impl Pick {
             Self::Dataset => "Dataset (JSON lines)",
             Self::StudyFolder => "Study output folder",
             Self::SaveFigure(..) => "Save figure (the extension is set per format)",
+            Self::SaveEdges => "Save the most changed edges (CSV)",
             Self::ExportAll => "Export all figures into",
             Self::Lab => "Lab folder (subfolders with train_log.csv)",
         }
@@ -62,7 +66,7 @@ impl Pick {
             Self::Results | Self::Lab | Self::Model { folder: true, .. } => Kind::Folder,
             Self::Model { folder: false, .. } => Kind::File("Model", &["gguf", "safetensors"]),
             Self::Dataset => Kind::File("JSON lines", &["jsonl", "json"]),
-            Self::SaveFigure(..) => Kind::Save,
+            Self::SaveFigure(..) | Self::SaveEdges => Kind::Save,
             Self::StudyFolder | Self::ExportAll => Kind::NewFolder,
         }
     }
@@ -74,12 +78,14 @@ impl Pick {
             Kind::Folder | Kind::NewFolder => d.pick_folder(),
             Kind::File(name, extensions) => d.add_filter(name, extensions).pick_file(),
             Kind::Save => {
-                let file = match self {
-                    Self::SaveFigure(view, mode) => view.file_name_in(mode),
-                    _ => String::new(),
+                let (file, filter, extensions): (String, &str, &[&str]) = match self {
+                    Self::SaveFigure(view, mode) => {
+                        (view.file_name_in(mode), "PNG and SVG", &["png", "svg"])
+                    }
+                    _ => (EDGE_CHANGES.to_owned(), "CSV", &["csv"]),
                 };
                 d.set_file_name(file)
-                    .add_filter("PNG and SVG", &["png", "svg"])
+                    .add_filter(filter, extensions)
                     .save_file()
             }
         }

@@ -3,8 +3,10 @@
 
 use super::error::AppError;
 use crate::model::Tokenizer;
+use crate::attribution::metrics::Metric;
 use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
+use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
 use crate::report::span::{ScoredSpan, DEFAULT_MIN_K};
@@ -92,7 +94,10 @@ pub struct Figures {
     pub sorted: LineChart,
     pub cumulative: LineChart,
     pub histogram: Histogram,
+    /// Each metric per layer: both models' means with their intervals.
     pub per_layer: Vec<LineChart>,
+    /// Each metric per layer as the paired difference tuned − base (a pair's results only).
+    pub per_layer_difference: Vec<LineChart>,
     /// Both models' per-sample losses (a pair's results only).
     pub losses: Option<Histogram>,
     /// The check of EAP (method.md §7): each model's EAP-vs-exact scatter and the faithfulness
@@ -117,6 +122,9 @@ pub struct Results {
     /// Base and tuned scored every sample alike (the same model given twice, say): tuned −
     /// base is 0 everywhere.
     pub identical: bool,
+    /// The edges whose importance changed most, or why they could not be tested (a pair's
+    /// results only).
+    pub edges: Option<Result<EdgeChanges, String>>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AppError> {
@@ -220,15 +228,25 @@ impl Results {
         } else {
             heatmaps.truncate(1);
         }
+        let opts = comparison
+            .as_ref()
+            .map(|c| c.options.clone())
+            .unwrap_or_default();
         let figures = Figures {
             heatmaps,
             sorted: trim(figures::sorted_abs_curve(&base, other)),
             cumulative: trim(figures::cumulative_share(&base, other)),
             histogram: figures::score_histogram(&runs),
-            per_layer: crate::attribution::metrics::Metric::ALL
+            per_layer: Metric::ALL
                 .into_iter()
-                .map(|m| trim(figures::per_layer(&base, other, m)))
+                .map(|m| trim(figures::per_layer(&base, other, m, &opts)))
                 .collect(),
+            per_layer_difference: tuned.as_deref().map_or_else(Vec::new, |t| {
+                Metric::ALL
+                    .into_iter()
+                    .filter_map(|m| figures::per_layer_difference(&base, t, m, &opts))
+                    .collect()
+            }),
             losses: tuned.as_ref().map(|t| figures::loss_histogram(&base, t)),
             exact: comparison
                 .as_ref()
@@ -249,6 +267,12 @@ impl Results {
                     .all(|(t, b)| t.dense == b.dense)
         });
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);
+        let edge_changes = tuned
+            .as_deref()
+            .filter(|t| t.manifest.graph == *graph)
+            .map(|t| {
+                EdgeChanges::of_runs(&base, t, &opts, edge_change::TOP).map_err(|e| e.to_string())
+            });
         let title = match &tuned {
             Some(t) => format!(
                 "{} -> {}",
@@ -268,6 +292,7 @@ impl Results {
             figures,
             circuit,
             identical,
+            edges: edge_changes,
         }
     }
 

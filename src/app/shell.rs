@@ -696,8 +696,9 @@ impl App {
             View::Distributions => {
                 views::charts::distributions_ui(ui, r, &mut self.settings.log_y);
             }
-            View::Layers => views::charts::per_layer_ui(ui, r),
+            View::Layers => views::charts::per_layer_ui(ui, r, mode),
             View::Table => views::table::table_ui(ui, r, &mut self.views.table),
+            View::Edges => views::edges::edges_ui(ui, r, &mut self.views, &mut self.commands),
             View::Faithfulness => views::faithfulness::faithfulness_ui(ui, r),
             View::Questions => {
                 views::questions::questions_ui(ui, r, mode, &mut self.views.questions);

@@ -39,6 +39,9 @@ pub struct TrajectoryResults {
     /// Every metric's mean over the steps with its interval as a band, in the order of
     /// [`Metric::ALL`].
     pub metric_charts: Vec<LineChart>,
+    /// Every metric's paired change from the first checkpoint over the steps with its paired
+    /// interval as a band, in the order of [`Metric::ALL`].
+    pub difference_charts: Vec<LineChart>,
     /// The trainer's reward, accuracy, KL and loss, and the question set's accuracy.
     pub training: Vec<LineChart>,
 }
@@ -151,6 +154,10 @@ impl TrajectoryResults {
                 .into_iter()
                 .map(|m| summary::metric_chart(&summary, m))
                 .collect(),
+            difference_charts: Metric::ALL
+                .into_iter()
+                .map(|m| summary::difference_chart(&summary, m))
+                .collect(),
             training: summary::training_charts(&summary, log.as_ref()),
             summary,
             runs,
@@ -169,10 +176,14 @@ impl TrajectoryResults {
         self.summary.points.get(j)
     }
 
-    /// The curve of `metric`.
-    pub fn metric_chart(&self, metric: Metric) -> Option<&LineChart> {
+    /// The curve of `metric`: its levels, or its paired change from the first checkpoint.
+    pub fn metric_chart(&self, metric: Metric, levels: bool) -> Option<&LineChart> {
         let i = Metric::ALL.iter().position(|&m| m == metric)?;
-        self.metric_charts.get(i)
+        if levels {
+            self.metric_charts.get(i)
+        } else {
+            self.difference_charts.get(i)
+        }
     }
 
     /// The checkpoint nearest to `step`.
@@ -274,6 +285,9 @@ pub struct TrajectoryState {
     pub shown: usize,
     /// The metrics whose curves are drawn.
     pub metrics: Vec<Metric>,
+    /// Draw each metric's level with its interval instead of its paired change from the first
+    /// checkpoint.
+    pub levels: bool,
     job: Option<PairJob>,
 }
 
@@ -284,6 +298,7 @@ impl Default for TrajectoryState {
             selected: 0,
             shown: 0,
             metrics: Metric::HEADLINE.to_vec(),
+            levels: false,
             job: None,
         }
     }

@@ -253,6 +253,45 @@ pub fn mean_interval(
     Ok((center, low, high))
 }
 
+/// [`mean_interval`] of many samples at once: the resample indices are drawn once per sample
+/// length and shared, so that each interval equals the one [`mean_interval`] gives alone (the
+/// same seed draws the same indices) at the cost of one draw for all. Each sample keeps its own
+/// result (an empty sample or one with a value that is not finite is an error alone).
+pub fn mean_intervals(
+    metric: &str,
+    samples: &[Vec<f64>],
+    opts: &CompareOptions,
+) -> Vec<Result<(f64, f64, f64), CompareError>> {
+    let mut draws: std::collections::HashMap<usize, Vec<u32>> = std::collections::HashMap::new();
+    samples
+        .iter()
+        .map(|values| {
+            validate(metric, values, values)?;
+            let n = values.len();
+            let indices = draws.entry(n).or_insert_with(|| {
+                let mut rng = StdRng::seed_from_u64(opts.seed);
+                (0..opts.bootstrap_resamples * n)
+                    .map(|_| rng.random_range(0..n) as u32)
+                    .collect()
+            });
+            let center = mean(values);
+            let centered: Vec<f64> = values.iter().map(|v| v - center).collect();
+            let mut means: Vec<f64> = indices
+                .chunks(n)
+                .map(|draw| {
+                    let sum: f64 = draw
+                        .iter()
+                        .map(|&i| centered.get(i as usize).copied().unwrap_or(0.0))
+                        .sum();
+                    center + sum / n as f64
+                })
+                .collect();
+            Ok((center, interval_of(&mut means, opts)))
+        })
+        .map(|r| r.map(|(center, (low, high))| (center, low, high)))
+        .collect()
+}
+
 /// Two-sided Wilcoxon signed-rank test of the differences `x − y`, as
 /// `scipy.stats.wilcoxon(x, y)` with SciPy 1.17's defaults.
 ///
@@ -407,11 +446,16 @@ fn bootstrap_ci(diffs: &[f64], center: f64, opts: &CompareOptions) -> (f64, f64)
             center + sum / n as f64
         })
         .collect();
+    interval_of(&mut means, opts)
+}
+
+/// The (1 ± confidence)/2 quantiles of resample `means` (sorted here).
+fn interval_of(means: &mut [f64], opts: &CompareOptions) -> (f64, f64) {
     means.sort_by(f64::total_cmp);
     let alpha = 1.0 - opts.confidence;
     (
-        quantile_sorted(&means, alpha / 2.0),
-        quantile_sorted(&means, 1.0 - alpha / 2.0),
+        quantile_sorted(means, alpha / 2.0),
+        quantile_sorted(means, 1.0 - alpha / 2.0),
     )
 }
 

@@ -41,7 +41,7 @@ pub struct Cli {
     #[cfg(feature = "gui")]
     #[arg(long)]
     view: Option<circuitdiff::app::views::View>,
-    /// App: show this mode (base, tuned, difference).
+    /// App: show this mode (base, tuned, difference, importance_change).
     #[cfg(feature = "gui")]
     #[arg(long)]
     mode: Option<circuitdiff::report::circuit::Mode>,

@@ -4,7 +4,7 @@
 use super::args::at_least;
 use super::bars::{ctrl_c_token, Bars};
 use super::device::{AdapterBaseArg, DeviceArgs};
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::correction::Correction;
 use circuitdiff::attribution::exact::{ExactOptions, ALL_EDGES_MAX};
@@ -12,6 +12,7 @@ use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
 use circuitdiff::report::comparison;
+use circuitdiff::report::edge_change::{self, EdgeChanges};
 use circuitdiff::report::run::{self, Method, Outcome};
 use circuitdiff::report::span::ScoredSpan;
 use circuitdiff::report::table::Table;
@@ -221,7 +222,7 @@ pub struct CompareArgs {
     base: PathBuf,
     /// The tuned model's run directory.
     tuned: PathBuf,
-    /// Where to write comparison.json and comparison.csv.
+    /// Where to write comparison.json, comparison.csv, most_changed_edges.csv and figures/.
     #[arg(long)]
     out: PathBuf,
     /// Bootstrap resamples (≥ 1) for the confidence interval of the mean difference.
@@ -261,9 +262,14 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         span.min_k = args.min_k_warning;
     }
     comparison::write(&args.out, &c)?;
+    let edges = EdgeChanges::of_runs(&base, &tuned, &opts, edge_change::TOP)?;
+    let csv = args.out.join(circuitdiff::study::dir::EDGE_CHANGES);
+    circuitdiff::fsutil::write_atomic(&csv, edges.exact_table().csv().as_bytes())
+        .with_context(|| csv.display().to_string())?;
     circuitdiff::report::render::write_comparison_figures(
         &base,
         &tuned,
+        &opts,
         &args.out.join("figures"),
     )?;
     print!("{}", table(&c));

@@ -124,18 +124,81 @@ pub enum Mode {
     #[default]
     Base,
     Tuned,
-    /// Tuned − base.
+    /// Tuned − base: the signed change, which way an edge pushes.
     Difference,
+    /// |tuned| − |base| (Δ|S|, method.md §8): whether an edge matters more or less.
+    ImportanceChange,
 }
 
 impl Mode {
-    pub const ALL: [Self; 3] = [Self::Base, Self::Tuned, Self::Difference];
+    pub const ALL: [Self; 4] = [
+        Self::Base,
+        Self::Tuned,
+        Self::Difference,
+        Self::ImportanceChange,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::Base => "Base",
             Self::Tuned => "Tuned",
             Self::Difference => "Difference",
+            Self::ImportanceChange => "Importance change",
+        }
+    }
+
+    /// The mode's name in file names and on the command line: `importance_change`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Tuned => "tuned",
+            Self::Difference => "difference",
+            Self::ImportanceChange => "importance_change",
+        }
+    }
+
+    /// Whether the mode shows a change from base to tuned rather than one model's scores.
+    pub fn is_change(self) -> bool {
+        matches!(self, Self::Difference | Self::ImportanceChange)
+    }
+
+    /// The quantity in a few symbols: `tuned − base`, `|tuned| − |base|`.
+    pub fn quantity(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Tuned => "tuned",
+            Self::Difference => "tuned − base",
+            Self::ImportanceChange => "|tuned| − |base|",
+        }
+    }
+
+    /// What a positive and a negative value mean in this mode (the legend's two entries).
+    pub fn legend(self) -> [&'static str; 2] {
+        match self {
+            Self::Base | Self::Tuned => ["positive score", "negative score"],
+            Self::Difference => ["tuned > base (signed score)", "tuned < base (signed score)"],
+            Self::ImportanceChange => ["more important in tuned", "less important in tuned"],
+        }
+    }
+
+    /// The legend's entry of `value`: the first for ≥ 0, the second below.
+    pub fn describe(self, value: f32) -> &'static str {
+        let [up, down] = self.legend();
+        if value >= 0.0 {
+            up
+        } else {
+            down
+        }
+    }
+
+    /// The value of an edge scored `base` and `tuned` in this mode (`None` for a change
+    /// without a tuned score).
+    pub fn value(self, base: f32, tuned: Option<f32>) -> Option<f32> {
+        match self {
+            Self::Base => Some(base),
+            Self::Tuned => tuned,
+            Self::Difference => tuned.map(|t| t - base),
+            Self::ImportanceChange => tuned.map(|t| t.abs() - base.abs()),
         }
     }
 
@@ -147,12 +210,17 @@ impl Mode {
 impl std::str::FromStr for Mode {
     type Err = String;
 
-    /// `base`, `tuned` or `difference` (any case).
+    /// `base`, `tuned`, `difference` or `importance_change` (any case; `-` or a space for
+    /// `_`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().replace(['-', ' '], "_");
         Self::ALL
             .into_iter()
-            .find(|m| m.label().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("'{s}' is not a mode (base, tuned, difference)"))
+            .find(|m| m.slug().eq_ignore_ascii_case(&s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|m| m.slug()).collect();
+                format!("'{s}' is not a mode ({})", names.join(", "))
+            })
     }
 }
 
@@ -194,14 +262,29 @@ pub struct Circuit {
     pub graph: Graph,
     pub nodes: Vec<CircuitNode>,
     pub edges: Vec<CircuitEdge>,
-    values: [Option<Vec<f32>>; 3],
-    order: [OnceLock<Vec<u32>>; 3],
+    values: [Option<Vec<f32>>; 4],
+    order: [OnceLock<Vec<u32>>; 4],
     /// Half the vertical distance between neighbouring nodes, in layout units.
     pub node_spacing: f32,
     /// Attention heads per layer drawn (1 at block level).
     pub heads: usize,
     /// Where the nodes, ports and labels go.
     pub layout: Layout,
+}
+
+/// The values of every mode in [`Mode`] order, from base's and tuned's.
+fn mode_values(base: Vec<f32>, tuned: Option<Vec<f32>>) -> [Option<Vec<f32>>; 4] {
+    let change = |mode: Mode| -> Option<Vec<f32>> {
+        let t = tuned.as_ref()?;
+        Some(
+            t.iter()
+                .zip(&base)
+                .filter_map(|(&t, &b)| mode.value(b, Some(t)))
+                .collect(),
+        )
+    };
+    let (difference, importance) = (change(Mode::Difference), change(Mode::ImportanceChange));
+    [Some(base), tuned, difference, importance]
 }
 
 impl Circuit {
@@ -251,14 +334,11 @@ impl Circuit {
                 }
             })
             .collect();
-        let difference = tuned
-            .as_ref()
-            .map(|t| t.iter().zip(&base).map(|(t, b)| t - b).collect());
         Self {
             graph: graph.clone(),
             nodes,
             edges,
-            values: [Some(base), tuned, difference],
+            values: mode_values(base, tuned),
             order: Default::default(),
             node_spacing: layout.node_spacing(),
             heads,
@@ -455,6 +535,40 @@ mod tests {
         assert!(incoming
             .windows(2)
             .all(|w| base[w[0] as usize] >= base[w[1] as usize]));
+    }
+
+    #[test]
+    fn an_edge_whose_negative_score_halves_is_less_important_not_tuned_greater() {
+        let graph = Graph::new(&config(2, 4, 2), Level::Block);
+        let n = graph.num_edges();
+        let (mut base, mut tuned) = (vec![0.0_f32; n], vec![0.0_f32; n]);
+        (base[0], tuned[0]) = (-3.1e-3, -1.4e-3);
+        (base[1], tuned[1]) = (1.0e-3, -2.0e-3);
+        let c = Circuit::new(&graph, base, Some(tuned));
+        assert_eq!(c.modes(), Mode::ALL);
+        let value = |mode: Mode, e: usize| c.values(mode).unwrap()[e];
+        // Signed: tuned > base. Importance: 1.4e-3 − 3.1e-3 < 0, less important.
+        assert!((value(Mode::Difference, 0) - 1.7e-3).abs() < 1e-9);
+        assert!((value(Mode::ImportanceChange, 0) + 1.7e-3).abs() < 1e-9);
+        let describe = |mode: Mode, e: usize| mode.describe(value(mode, e));
+        assert_eq!(describe(Mode::Difference, 0), "tuned > base (signed score)");
+        assert_eq!(
+            describe(Mode::ImportanceChange, 0),
+            "less important in tuned"
+        );
+        // A sign flip to a larger magnitude: tuned < base, yet more important.
+        assert_eq!(describe(Mode::Difference, 1), "tuned < base (signed score)");
+        assert_eq!(
+            describe(Mode::ImportanceChange, 1),
+            "more important in tuned"
+        );
+        // Ordered by |Δ|S||: the two changed edges first.
+        assert_eq!(&c.order(Mode::ImportanceChange)[..2], [0, 1]);
+        for m in Mode::ALL {
+            assert_eq!(m.slug().parse::<Mode>(), Ok(m));
+            assert_eq!(m.label().parse::<Mode>(), Ok(m));
+        }
+        assert!("importance-change".parse::<Mode>() == Ok(Mode::ImportanceChange));
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct Comparison {
 
 /// The pairs (base index, tuned index) of the samples both runs scored, in base order; an
 /// error listing the unpaired ids when the runs scored different samples.
-fn pair_by_id(base: &Run, tuned: &Run) -> Result<Vec<(usize, usize)>, RunError> {
+pub(crate) fn pair_by_id(base: &Run, tuned: &Run) -> Result<Vec<(usize, usize)>, RunError> {
     let index = |run: &Run| -> HashMap<String, usize> {
         run.metrics
             .samples

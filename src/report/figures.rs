@@ -5,6 +5,7 @@ use super::circuit::{Circuit, EdgeSelection, LabelSide, Mode, Point};
 use super::run::Run;
 use super::validation::Validation;
 use super::verdict::EdgeScope;
+use crate::attribution::compare::{mean_intervals, CompareOptions};
 use crate::attribution::metrics::Metric;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
@@ -239,7 +240,8 @@ impl Heatmap {
     }
 }
 
-/// Mean score matrices of base and tuned, and their difference (tuned − base); each on its own
+/// Mean score matrices of base and tuned, and their changes in [`Mode`] order: the signed
+/// difference (tuned − base) and the change in importance (|tuned| − |base|); each on its own
 /// colour scale.
 pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
     let (b, t) = (base.mean_scores(), tuned.mean_scores());
@@ -248,8 +250,14 @@ pub fn heatmaps(base: &Run, tuned: &Run) -> Vec<Heatmap> {
         heatmap(tuned, "tuned", t.clone()),
     ];
     if b.len() == t.len() {
-        let diff = t.iter().zip(&b).map(|(t, b)| t - b).collect();
-        out.push(heatmap(base, "tuned − base", diff));
+        for mode in [Mode::Difference, Mode::ImportanceChange] {
+            let change = t
+                .iter()
+                .zip(&b)
+                .filter_map(|(&t, &b)| mode.value(b, Some(t)))
+                .collect();
+            out.push(heatmap(base, mode.quantity(), change));
+        }
     }
     out
 }
@@ -372,28 +380,116 @@ pub fn loss_histogram(base: &Run, tuned: &Run) -> Histogram {
     }
 }
 
-/// One metric of the mean vector per destination layer (logits excluded), both models.
-pub fn per_layer(base: &Run, tuned: &Run, metric: Metric) -> LineChart {
+/// Most bootstrap resamples of a figure's bands (the comparison's seed and confidence): enough
+/// for a band's ends, and cheap enough to draw every metric at every layer when results open.
+pub const BAND_RESAMPLES: usize = 1_000;
+
+/// `opts` with at most [`BAND_RESAMPLES`] resamples.
+fn band_options(opts: &CompareOptions) -> CompareOptions {
+    CompareOptions {
+        bootstrap_resamples: opts.bootstrap_resamples.min(BAND_RESAMPLES),
+        ..opts.clone()
+    }
+}
+
+/// Points (x, y), or a band's (low, high) at each point.
+type Pairs = Vec<(f64, f64)>;
+
+/// The mean of each layer's values at x = its layer and its bootstrap band (NaN where it has
+/// none: no values, or a value that is not finite).
+fn points_with_bands(per_layer: &[Vec<f64>], opts: &CompareOptions) -> (Pairs, Pairs) {
+    mean_intervals("per layer", per_layer, opts)
+        .into_iter()
+        .enumerate()
+        .map(|(l, r)| match r {
+            Ok((mean, low, high)) => ((l as f64, mean), (low, high)),
+            Err(_) => ((l as f64, f64::NAN), (f64::NAN, f64::NAN)),
+        })
+        .unzip()
+}
+
+/// Destination layers drawn per layer: every layer but `logits`.
+fn layers(run: &Run) -> usize {
+    run.metrics.mean.per_layer.len().saturating_sub(1)
+}
+
+/// One metric per destination layer (logits excluded), both models: the mean over the questions
+/// of each question's value, with its bootstrap interval as a band.
+pub fn per_layer(base: &Run, tuned: &Run, metric: Metric, opts: &CompareOptions) -> LineChart {
+    let opts = band_options(opts);
     let series = PerSide { base, tuned }
         .iter()
         .map(|(side, run)| {
-            let layers = &run.metrics.mean.per_layer;
-            let n = layers.len().saturating_sub(1);
-            let points = layers[..n]
-                .iter()
-                .enumerate()
-                .map(|(l, m)| (l as f64, m.get(metric)))
+            let values: Vec<Vec<f64>> = (0..layers(run))
+                .map(|l| {
+                    run.metrics
+                        .samples
+                        .iter()
+                        .filter_map(|s| s.metrics.per_layer.get(l).map(|m| m.get(metric)))
+                        .collect()
+                })
                 .collect();
-            Series::of_side(side, points)
+            let (points, band) = points_with_bands(&values, &opts);
+            Series {
+                band,
+                ..Series::of_side(side, points)
+            }
         })
         .collect();
     LineChart {
-        title: format!("{metric} per layer"),
+        title: format!(
+            "{metric} per layer (mean over questions, {:.0} % CI)",
+            100.0 * opts.confidence
+        ),
         x_label: "layer".into(),
         y_label: metric.name().into(),
         log_y: false,
         series,
     }
+}
+
+/// One metric per destination layer as the paired difference tuned − base: the mean over the
+/// questions (paired by id) of each question's difference, its bootstrap interval as a band,
+/// and the zero line. `None` when the runs cannot be paired.
+pub fn per_layer_difference(
+    base: &Run,
+    tuned: &Run,
+    metric: Metric,
+    opts: &CompareOptions,
+) -> Option<LineChart> {
+    let pairs = super::comparison::pair_by_id(base, tuned).ok()?;
+    let opts = band_options(opts);
+    let value = |run: &Run, i: usize, l: usize| {
+        run.metrics.samples[i]
+            .metrics
+            .per_layer
+            .get(l)
+            .map_or(f64::NAN, |m| m.get(metric))
+    };
+    let n = layers(base).min(layers(tuned));
+    let differences: Vec<Vec<f64>> = (0..n)
+        .map(|l| {
+            pairs
+                .iter()
+                .map(|&(i, j)| value(tuned, j, l) - value(base, i, l))
+                .collect()
+        })
+        .collect();
+    let (points, band) = points_with_bands(&differences, &opts);
+    let zero = (0..n).map(|l| (l as f64, 0.0)).collect();
+    Some(LineChart {
+        title: format!("Δ {metric} per layer ({:.0} % CI)", 100.0 * opts.confidence),
+        x_label: "layer".into(),
+        y_label: format!("Δ {metric}"),
+        log_y: false,
+        series: vec![
+            Series {
+                band,
+                ..Series::named("tuned − base", None, points)
+            },
+            Series::named("no change", None, zero),
+        ],
+    })
 }
 
 /// Token-length histograms: prompt and answer lengths per model, and tuned − base answer
@@ -515,13 +611,8 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
             }
         })
         .collect();
-    let (title, legend) = match mode {
-        Mode::Base => ("circuit: base", ["positive score", "negative score"]),
-        Mode::Tuned => ("circuit: tuned", ["positive score", "negative score"]),
-        Mode::Difference => ("circuit: tuned − base", ["tuned > base", "tuned < base"]),
-    };
     Some(CircuitGraph {
-        title: title.to_owned(),
+        title: format!("circuit: {}", mode.quantity()),
         nodes: circuit
             .nodes
             .iter()
@@ -540,7 +631,7 @@ pub fn circuit_graph(circuit: &Circuit, mode: Mode, select: EdgeSelection) -> Op
             let share = EdgeSelection::default().share;
             (share, circuit.edges_for_share(mode, share))
         },
-        legend,
+        legend: mode.legend(),
     })
 }
 

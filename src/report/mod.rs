@@ -3,6 +3,7 @@
 
 pub mod circuit;
 pub mod comparison;
+pub mod edge_change;
 pub mod figures;
 pub mod layout;
 pub mod npz;

@@ -5,6 +5,7 @@
 use super::circuit::{self, Bounds, Circuit, EdgeSelection, Mode, Point};
 use super::figures::{self, CircuitGraph, Heatmap, Histogram, LineChart, Scatter};
 use super::table::Table;
+use crate::attribution::compare::CompareOptions;
 use crate::attribution::metrics::Metric;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -517,6 +518,7 @@ where
                 .configure_mesh()
                 .x_desc(data.x_label.as_str())
                 .y_desc(data.y_label.as_str())
+                .y_label_formatter(&|v| axis_number(*v))
                 .label_style(text(k, 13.0))
                 .axis_desc_style(text(k, 14.0))
                 .draw()?;
@@ -548,6 +550,20 @@ where
         body!(b.build_cartesian_2d(x0..x1, y0..y1)?);
     }
     Ok(())
+}
+
+/// A tick value of a value axis: scientific with two digits below 1e-3 and from 1e4 on (so
+/// that ticks 1e-5 apart stay apart), else as short as it reads.
+fn axis_number(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".to_owned()
+    } else if !(1e-3..1e4).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
 }
 
 /// The outline of a series' band: along the lows, back along the highs (finite ones only).
@@ -969,7 +985,9 @@ fn create_dir(dir: &Path) -> Result<(), RenderError> {
 }
 
 /// Write the figures of a trajectory into `dir` (as [`write_comparison_figures`] does): each
-/// headline metric over the steps with its interval, and the trainer's reward, accuracy, KL and
+/// metric over the steps as its paired change from the first checkpoint with the paired
+/// interval (`trajectory_<metric>`) and as its level with the level's interval
+/// (`trajectory_<metric>_levels`), and the trainer's reward, accuracy, KL and
 /// loss with the question set's accuracy on the same step axis.
 pub fn write_trajectory_figures(
     t: &super::trajectory::Trajectory,
@@ -980,10 +998,15 @@ pub fn write_trajectory_figures(
     let scale = Scale::default();
     let mut written = Vec::new();
     for metric in Metric::ALL {
-        let chart = super::trajectory::metric_chart(t, metric);
-        let stem = format!("trajectory_{metric}");
-        write(Figure::Line(&chart), dir, &stem, scale)?;
-        written.push((chart.title, stem));
+        let change = super::trajectory::difference_chart(t, metric);
+        let levels = super::trajectory::metric_chart(t, metric);
+        for (chart, stem) in [
+            (change, format!("trajectory_{metric}")),
+            (levels, format!("trajectory_{metric}_levels")),
+        ] {
+            write(Figure::Line(&chart), dir, &stem, scale)?;
+            written.push((chart.title, stem));
+        }
     }
     for chart in super::trajectory::training_charts(t, log) {
         let stem = format!("training_{}", chart.y_label);
@@ -998,6 +1021,7 @@ pub fn write_trajectory_figures(
 pub fn write_comparison_figures(
     base: &super::run::Run,
     tuned: &super::run::Run,
+    opts: &CompareOptions,
     dir: &Path,
 ) -> Result<Vec<(String, String)>, RenderError> {
     create_dir(dir)?;
@@ -1018,11 +1042,18 @@ pub fn write_comparison_figures(
     for map in &mut maps {
         map.title = figures::titled(&pair, &map.title);
     }
+    let importance = maps.split_off(maps.len().min(3));
     let caption = "Mean edge scores, x = source index from the left, y = destination index from \
         the bottom (base and tuned on one colour scale; tuned − base)";
     put(Figure::Heatmaps(&maps), caption.into(), "heatmap".into())?;
+    if !importance.is_empty() {
+        let caption = "Change in importance of each edge, |tuned| − |base| of the mean scores, \
+            x = source index from the left, y = destination index from the bottom";
+        let stem = format!("heatmap_{}", Mode::ImportanceChange.slug());
+        put(Figure::Heatmaps(&importance), caption.into(), stem)?;
+    }
     for (mode, mut g) in circuit_graphs(base, tuned, EdgeSelection::default()) {
-        let stem = format!("circuit_{}", mode.label().to_lowercase());
+        let stem = format!("circuit_{}", mode.slug());
         let caption = format!(
             "Circuit graph, {}: layers from input at the bottom to logits at the top",
             g.title.replace("circuit: ", "")
@@ -1048,9 +1079,17 @@ pub fn write_comparison_figures(
     let caption = "Per-sample loss of both models (saturated below 1e-3 nats per answer token)";
     put(Figure::Histogram(&losses), caption.into(), "losses".into())?;
     for metric in Metric::HEADLINE {
-        let chart = titled(figures::per_layer(base, tuned, metric));
-        let caption = format!("{metric} per layer");
+        let chart = titled(figures::per_layer(base, tuned, metric, opts));
+        let caption = format!("{metric} per layer (mean over questions with its interval)");
         put(Figure::Line(&chart), caption, format!("per_layer_{metric}"))?;
+        if let Some(chart) = figures::per_layer_difference(base, tuned, metric, opts).map(titled) {
+            let caption = format!("{metric} per layer, paired difference tuned − base");
+            put(
+                Figure::Line(&chart),
+                caption,
+                format!("per_layer_{metric}_difference"),
+            )?;
+        }
     }
     Ok(written)
 }

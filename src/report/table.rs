@@ -250,12 +250,14 @@ impl Table {
         });
     }
 
-    /// A Markdown table.
+    /// A Markdown table; a `|` inside a header or cell (`Δ|S|`) is escaped.
     pub fn markdown(&self) -> String {
-        let mut out = format!("| {} |\n", self.columns.join(" | "));
+        let escape = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        let header: Vec<String> = self.columns.iter().map(|c| escape(c)).collect();
+        let mut out = format!("| {} |\n", header.join(" | "));
         out.push_str(&format!("|{}\n", " --- |".repeat(self.columns.len())));
         for row in &self.rows {
-            let cells: Vec<String> = row.iter().map(|c| c.text().replace('\n', " ")).collect();
+            let cells: Vec<String> = row.iter().map(|c| escape(&c.text())).collect();
             out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         out

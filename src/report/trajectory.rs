@@ -285,6 +285,46 @@ pub fn metric_chart(t: &Trajectory, metric: Metric) -> LineChart {
     }
 }
 
+/// A metric over the steps as its paired change from the first checkpoint: at each checkpoint
+/// the mean over the question set of each question's difference from the first, with the
+/// paired bootstrap interval as a band (0 at the first checkpoint), and the zero line.
+pub fn difference_chart(t: &Trajectory, metric: Metric) -> LineChart {
+    let mut points = Vec::new();
+    let mut band = Vec::new();
+    for (i, p) in t.points.iter().enumerate() {
+        let x = p.step as f64;
+        match p.change(metric) {
+            Some(c) => {
+                points.push((x, c.mean_diff));
+                band.push((c.ci_low, c.ci_high));
+            }
+            None if i == 0 => {
+                points.push((x, 0.0));
+                band.push((0.0, 0.0));
+            }
+            None => {}
+        }
+    }
+    let zero: Vec<(f64, f64)> = t.points.iter().map(|p| (p.step as f64, 0.0)).collect();
+    let first = t.points.first().map_or(0, |p| p.step);
+    LineChart {
+        title: format!(
+            "{metric}: change from step {first} (paired mean, {:.0} % CI)",
+            t.options.confidence * 100.0
+        ),
+        x_label: "step".into(),
+        y_label: format!("Δ {metric}"),
+        log_y: false,
+        series: vec![
+            Series {
+                band,
+                ..Series::named(&format!("Δ {metric}"), None, points)
+            },
+            Series::named("no change", None, zero),
+        ],
+    }
+}
+
 /// The trainer's reward and accuracy (and the question set's accuracy at each checkpoint) on
 /// the same step axis as the metrics: one chart per quantity that has values.
 pub fn training_charts(t: &Trajectory, log: Option<&TrainLog>) -> Vec<LineChart> {
@@ -358,6 +398,29 @@ mod tests {
         assert_eq!(c.series[0].band, [(0.9, 1.2), (1.9, 2.2)]);
         let csv = to_csv(&t);
         assert_eq!(csv.lines().count(), 3);
+        let mut t = t;
+        let opts = CompareOptions {
+            bootstrap_resamples: 200,
+            ..CompareOptions::default()
+        };
+        let change = crate::attribution::compare::paired(
+            Metric::Entropy,
+            &[1.0, 2.0, 3.0],
+            &[1.5, 2.0, 4.0],
+            &opts,
+        )
+        .unwrap();
+        t.points[1].vs_first = vec![change.clone()];
+        let d = difference_chart(&t, Metric::Entropy);
+        // The first checkpoint is 0 with no width; the second its paired mean difference
+        // (0.5 + 0 + 1) / 3 with the paired interval, not the levels' intervals.
+        assert_eq!(d.series[0].points, [(0.0, 0.0), (40.0, 0.5)]);
+        assert_eq!(
+            d.series[0].band,
+            [(0.0, 0.0), (change.ci_low, change.ci_high)]
+        );
+        assert!(change.ci_low >= 0.0 && change.ci_high <= 1.0);
+        assert_eq!(d.series[1].points, [(0.0, 0.0), (40.0, 0.0)]);
         assert!(csv
             .lines()
             .nth(2)

@@ -7,6 +7,7 @@
 //! counts.json           Counts from questions to scored samples
 //! <side>/               the run directory of each model (report::run)
 //! comparison.json/.csv  the paired comparison (report::comparison)
+//! most_changed_edges.csv  the edges whose importance changed most (report::edge_change)
 //! figures/              PNG figures
 //! report.md             the human-readable report
 //! failed.txt            the error a failed study stopped with (until it is retried)
@@ -156,6 +157,9 @@ pub enum DirError {
     },
 }
 
+/// The file name of the most changed edges, in a study and where the app saves them.
+pub const EDGE_CHANGES: &str = "most_changed_edges.csv";
+
 /// A study directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StudyDir {
@@ -198,6 +202,19 @@ impl StudyDir {
     /// The run directory of one model.
     pub fn run_dir(&self, side: Side) -> PathBuf {
         self.root.join(side.name())
+    }
+
+    /// The most changed edges (`report::edge_change`), as CSV.
+    pub fn edge_changes_path(&self) -> PathBuf {
+        self.root.join(EDGE_CHANGES)
+    }
+
+    /// Write the most changed edges as CSV, every field at full precision.
+    pub fn write_edge_changes(
+        &self,
+        changes: &crate::report::edge_change::EdgeChanges,
+    ) -> Result<(), DirError> {
+        write_text(&self.edge_changes_path(), &changes.exact_table().csv())
     }
 
     pub fn figures_dir(&self) -> PathBuf {

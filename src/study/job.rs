@@ -16,6 +16,7 @@ use crate::attribution::{Graph, Level};
 use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
+use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
 use crate::report::validation::{self, SampleCheck, Validation};
@@ -640,9 +641,12 @@ fn report(
         ));
     }
     comparison::write(dir.root(), &cmp)?;
+    let edges = EdgeChanges::of_runs(&runs.base, &runs.tuned, &cfg.compare, edge_change::TOP)?;
+    dir.write_edge_changes(&edges)?;
     dir.write_counts(counts)?;
     let figures_dir = dir.figures_dir();
-    let mut figures = draw::write_comparison_figures(&runs.base, &runs.tuned, &figures_dir)?;
+    let mut figures =
+        draw::write_comparison_figures(&runs.base, &runs.tuned, &cfg.compare, &figures_dir)?;
     if let Some(v) = &cmp.validation {
         figures.extend(draw::write_validation_figures(v, &figures_dir)?);
     }
@@ -663,7 +667,8 @@ fn report(
         draw::write(figure, &figures_dir, stem, draw::Scale::default())?;
         figures.push((h.title.clone(), stem.to_owned()));
     }
-    dir.write_report(&super::report_md::render(cfg, counts, &cmp, &figures))?;
+    let report = super::report_md::render(cfg, counts, (&cmp, &edges), &figures);
+    dir.write_report(&report)?;
     Ok(cmp)
 }
 

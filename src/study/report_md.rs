@@ -7,6 +7,7 @@ use crate::attribution::metrics::Metric;
 use crate::attribution::select::TBar;
 use crate::attribution::Level;
 use crate::report::comparison::Comparison;
+use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::saturation::Saturation;
 use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
@@ -228,7 +229,7 @@ fn validation_section(s: &mut String, v: &Validation) {
 pub fn render(
     cfg: &StudyConfig,
     counts: &Counts,
-    cmp: &Comparison,
+    (cmp, edges): (&Comparison, &EdgeChanges),
     figures: &[(String, String)],
 ) -> String {
     let mut s = String::new();
@@ -306,6 +307,7 @@ pub fn render(
     if let Some(v) = &cmp.validation {
         validation_section(&mut s, v);
     }
+    edge_section(&mut s, edges);
     figures_section(&mut s, figures);
     s
 }
@@ -317,6 +319,33 @@ fn family_text(family: &str) -> &str {
     } else {
         family
     }
+}
+
+/// Rows of the most-changed-edges table in the report.
+const EDGE_ROWS: usize = 20;
+
+/// The edges whose importance changed most: what was tested, how many changed, the top rows.
+fn edge_section(s: &mut String, edges: &EdgeChanges) {
+    let _ = writeln!(
+        s,
+        "\n## Most changed edges\n\nΔ = S̄_tuned − S̄_base is the signed change of an edge's \
+         mean score (which way it pushes); Δ|S| = |S̄_tuned| − |S̄_base| is the change in its \
+         importance (method.md §8): an edge whose score goes from −3.1e-3 to −1.4e-3 has Δ > 0 \
+         and Δ|S| < 0. The test is on the importance: {}. {}.\n\nThe first {} of the {} edges \
+         with the smallest adjusted p (then the largest per-question Δ|S|) that \
+         `most_changed_edges.csv` lists. Δ|S| is the change of the mean scores' magnitudes (as \
+         the Importance change figures draw it); the tested quantity is the per-question Δ|S|, \
+         the mean over the questions of |S_tuned| − |S_base|, with its bootstrap interval; the \
+         two differ where an edge's score changes sign from question to question. p is the \
+         Wilcoxon p-value, p (BH) the Benjamini–Hochberg adjusted one.\n",
+        edge_change::TESTED,
+        edges.summary_count(),
+        EDGE_ROWS.min(edges.edges.len()),
+        edges.edges.len()
+    );
+    let mut table = edges.table();
+    table.rows.truncate(EDGE_ROWS);
+    s.push_str(&table.markdown());
 }
 
 /// The figures' section: each PNG with a link to its SVG.
@@ -454,7 +483,9 @@ pub fn render_trajectory(
         "\nEach level is the mean over the question set with its bootstrap interval; each change \
          is paired question by question against the first checkpoint (mean difference, its \
          interval, and the Wilcoxon signed-rank p-value). Adjusted p: {}. Every metric is in \
-         `summary.csv`.",
+         `summary.csv`. The figures `trajectory_<metric>` draw the paired change from the first \
+         checkpoint with its paired interval (bands of levels overlap where the paired change is \
+         clear); `trajectory_<metric>_levels` draw the levels.",
         family_text(&t.family)
     );
     figures_section(&mut s, figures);

@@ -4,7 +4,8 @@
 use super::super::results::Results;
 use super::super::theme::Palette;
 use super::{line_chart_ui, series_color};
-use crate::report::figures::Histogram;
+use crate::report::circuit::Mode;
+use crate::report::figures::{Histogram, LineChart};
 use egui::Ui;
 use egui_plot::{Bar, BarChart, Legend, Plot};
 
@@ -47,11 +48,36 @@ pub fn histogram_ui(ui: &mut Ui, h: &Histogram, height: f32, y_label: &str) {
         });
 }
 
-/// Every metric per destination layer, two charts a row.
-pub fn per_layer_ui(ui: &mut Ui, results: &Results) {
-    let charts = &results.figures.per_layer;
+/// The per-layer charts of `mode`: the paired differences tuned − base in a mode of change
+/// (when the results are a pair), else both models' levels.
+pub fn per_layer_charts(results: &Results, mode: Mode) -> &[LineChart] {
+    let f = &results.figures;
+    if shows_difference(results, mode) {
+        &f.per_layer_difference
+    } else {
+        &f.per_layer
+    }
+}
+
+/// Whether the per-layer view shows differences in `mode`.
+fn shows_difference(results: &Results, mode: Mode) -> bool {
+    mode.is_change() && !results.figures.per_layer_difference.is_empty()
+}
+
+/// Every metric per destination layer, two charts a row, with their intervals: both models'
+/// levels, or in a mode of change the paired difference tuned − base and the zero line.
+pub fn per_layer_ui(ui: &mut Ui, results: &Results, mode: Mode) {
+    let charts = per_layer_charts(results, mode);
+    ui.label(if shows_difference(results, mode) {
+        "Paired difference tuned − base per layer: the mean over the questions of each \
+         question's difference, with its bootstrap interval (the band); the line at 0 is no \
+         change. Base or Tuned shows both models' levels."
+    } else {
+        "Mean over the questions per layer with its bootstrap interval (the band). Difference \
+         shows the paired difference tuned − base."
+    });
     let height =
-        ((ui.available_height() - 40.0) / charts.len().div_ceil(2) as f32 - 30.0).max(90.0);
+        ((ui.available_height() - 60.0) / charts.len().div_ceil(2) as f32 - 30.0).max(90.0);
     egui::ScrollArea::vertical().show(ui, |ui| {
         for pair in charts.chunks(2) {
             ui.columns(2, |cols| {

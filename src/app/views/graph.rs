@@ -693,7 +693,13 @@ fn edge_tooltip_ui(ui: &mut Ui, circuit: &Circuit, e: u32) {
     ui.strong(circuit.edge_name(e));
     for mode in Mode::ALL {
         if let Some(v) = circuit.values(mode) {
-            ui.label(format!("{}: {:+.4e}", mode.label(), v[e as usize]));
+            let v = v[e as usize];
+            let what = if mode.is_change() {
+                format!(" ({})", mode.describe(v))
+            } else {
+                String::new()
+            };
+            ui.label(format!("{}: {v:+.4e}{what}", mode.label()));
         }
     }
 }
@@ -722,6 +728,10 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
             circuit.edge_name(e),
             values[e as usize]
         ));
+    }
+    if mode.is_change() {
+        let [up, down] = mode.legend();
+        ui.label(format!("{}: + {up}, − {down}", mode.quantity()));
     }
     let row_height = ui.text_style_height(&egui::TextStyle::Body) + 2.0;
     for (title, list, id) in [
@@ -757,13 +767,10 @@ pub fn node_edges_ui(ui: &mut Ui, circuit: &Circuit, mode: Mode, state: &mut Gra
     }
 }
 
-/// A small legend: the colour of positive and negative scores.
+/// A small legend: what the colour of a positive and of a negative value means in `mode`.
 pub fn legend_ui(ui: &mut Ui, mode: Mode) {
     let palette = Palette::of(ui.ctx());
-    let (up, down) = match mode {
-        Mode::Difference => ("tuned > base", "tuned < base"),
-        Mode::Base | Mode::Tuned => ("positive", "negative"),
-    };
+    let [up, down] = mode.legend();
     for (text, color) in [(up, palette.positive()), (down, palette.negative())] {
         let (rect, _) = ui.allocate_exact_size(vec2(18.0, 10.0), Sense::hover());
         ui.painter().line_segment(

@@ -25,14 +25,14 @@ impl FixedScale {
     /// The fixed saturation value for `mode`, if any.
     pub fn range(self, mode: Mode) -> Option<f32> {
         match mode {
-            Mode::Difference => self.difference,
+            Mode::Difference | Mode::ImportanceChange => self.difference,
             Mode::Base | Mode::Tuned => self.scores,
         }
     }
 
     fn of(&mut self, mode: Mode) -> &mut Option<f32> {
         match mode {
-            Mode::Difference => &mut self.difference,
+            Mode::Difference | Mode::ImportanceChange => &mut self.difference,
             Mode::Base | Mode::Tuned => &mut self.scores,
         }
     }
@@ -108,11 +108,7 @@ pub fn heatmap_ui(
     fixed: &mut FixedScale,
     (state, graph): (&mut HeatmapState, &mut GraphState),
 ) {
-    let index = match mode {
-        Mode::Base => 0,
-        Mode::Tuned => 1,
-        Mode::Difference => 2,
-    };
+    let index = Mode::ALL.iter().position(|&m| m == mode).unwrap_or(0);
     let Some(map) = results.figures.heatmaps.get(index) else {
         ui.label("These results hold one run: only the base heatmap exists");
         return;
@@ -133,6 +129,10 @@ pub fn heatmap_ui(
     let Some((_, _, _, texture)) = &state.texture else {
         return;
     };
+    if mode.is_change() {
+        let [up, down] = mode.legend();
+        ui.label(format!("{}: + {up}, − {down}", mode.quantity()));
+    }
     selection_line(ui, &results.circuit, graph);
     let circuit = &results.circuit;
     let (ns, nd) = (map.rows.len(), map.cols.len());
@@ -162,9 +162,15 @@ pub fn heatmap_ui(
     let edge = edge_of(circuit, s, d).filter(|_| map.mask[i]);
     let clicked = response.response.clicked();
     let text = if edge.is_some() {
+        let v = map.values[i];
+        let what = if mode.is_change() {
+            format!(", {}", mode.describe(v))
+        } else {
+            String::new()
+        };
         format!(
-            "{}->{}: {:+.4e} (click to select {} in the graph and pin this edge)",
-            map.rows[s], map.cols[d], map.values[i], map.rows[s]
+            "{}->{}: {v:+.4e}{what} (click to select {} in the graph and pin this edge)",
+            map.rows[s], map.cols[d], map.rows[s]
         )
     } else {
         format!("{} does not feed {}", map.rows[s], map.cols[d])
@@ -289,7 +295,7 @@ fn scale_ui(ui: &mut Ui, map: &Heatmap, mode: Mode, fixed: &mut FixedScale) {
     ui.horizontal(|ui| {
         ui.strong(format!("{} · mean score per edge", map.title));
         let shared = match mode {
-            Mode::Difference => "symmetric around 0",
+            Mode::Difference | Mode::ImportanceChange => "symmetric around 0",
             Mode::Base | Mode::Tuned => "base and tuned on one scale",
         };
         let range = value.unwrap_or(study);
@@ -376,7 +382,8 @@ fn colour_bar_ui(ui: &mut Ui, mode: Mode, range: f32, height: f32, palette: Pale
         );
     }
     let top = match mode {
-        Mode::Difference => "tuned - base",
+        Mode::Difference => "tuned − base",
+        Mode::ImportanceChange => "Δ|S|",
         Mode::Base | Mode::Tuned => "score",
     };
     painter.text(

@@ -45,6 +45,11 @@ pub fn describe_view(view: View) -> &'static str {
             "every metric for base and tuned, the paired difference, its p-value, the p-value \
              adjusted for the comparison's family of tests, and its interval"
         }
+        View::Edges => {
+            "the edges whose importance |S| changed most: both models' mean scores, the signed \
+             change, the change in importance, a paired test per edge over the questions \
+             (Wilcoxon) with the Benjamini–Hochberg false-discovery rate across edges"
+        }
         View::Faithfulness => {
             "whether EAP's scores hold for these models: each checked edge's score against the \
              exact loss change of removing it, the faithfulness of the top-k circuits, both \
@@ -66,7 +71,14 @@ pub fn describe_mode(mode: Mode) -> &'static str {
     match mode {
         Mode::Base => "the base model's mean edge scores",
         Mode::Tuned => "the tuned model's mean edge scores",
-        Mode::Difference => "tuned − base: how each edge's mean score changed",
+        Mode::Difference => {
+            "tuned − base: how each edge's mean score changed, with its sign (which way the \
+             edge pushes)"
+        }
+        Mode::ImportanceChange => {
+            "|tuned| − |base| (Δ|S|): whether each edge matters more (positive) or less \
+             (negative) in the tuned model, whatever its sign"
+        }
     }
 }
 
@@ -76,6 +88,7 @@ pub fn mode_title(mode: Mode) -> &'static str {
         Mode::Base => "base model",
         Mode::Tuned => "tuned model",
         Mode::Difference => "tuned − base",
+        Mode::ImportanceChange => "importance change, |tuned| − |base|",
     }
 }
 

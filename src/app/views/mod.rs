@@ -2,6 +2,7 @@
 //! state and line-chart drawing.
 
 pub mod charts;
+pub mod edges;
 pub mod faithfulness;
 pub mod graph;
 pub mod heatmap;
@@ -27,6 +28,7 @@ pub enum View {
     Distributions,
     Layers,
     Table,
+    Edges,
     Faithfulness,
     Questions,
     Training,
@@ -34,12 +36,13 @@ pub enum View {
 }
 
 impl View {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Graph,
         Self::Heatmap,
         Self::Distributions,
         Self::Layers,
         Self::Table,
+        Self::Edges,
         Self::Faithfulness,
         Self::Questions,
         Self::Training,
@@ -54,6 +57,7 @@ impl View {
             Self::Distributions => "Edge distributions",
             Self::Layers => "Per layer",
             Self::Table => "Comparison table",
+            Self::Edges => "Changed edges",
             Self::Faithfulness => "Faithfulness",
             Self::Questions => "Questions",
             Self::Training => "Training",
@@ -69,6 +73,7 @@ impl View {
             Self::Distributions => "distributions.png",
             Self::Layers => "per_layer.png",
             Self::Table => "comparison_table.png",
+            Self::Edges => "changed_edges.png",
             Self::Faithfulness => "faithfulness.png",
             Self::Questions => "questions.png",
             Self::Training => "training.png",
@@ -81,7 +86,7 @@ impl View {
         self.file_name().trim_end_matches(".png")
     }
 
-    /// Whether the view shows one mode (base, tuned, difference) at a time.
+    /// Whether the view shows one mode (base, tuned, a change) at a time.
     pub fn depends_on_mode(self) -> bool {
         matches!(self, Self::Graph | Self::Heatmap | Self::Questions)
     }
@@ -90,7 +95,7 @@ impl View {
     /// view that shows every mode at once.
     pub fn file_name_in(self, mode: Mode) -> String {
         if self.depends_on_mode() {
-            format!("{}_{}.png", self.slug(), mode.label().to_lowercase())
+            format!("{}_{}.png", self.slug(), mode.slug())
         } else {
             self.file_name().to_owned()
         }
@@ -122,6 +127,7 @@ pub struct ViewState {
     pub graph: graph::GraphState,
     pub heatmap: heatmap::HeatmapState,
     pub table: table::TableState,
+    pub edges: edges::EdgesState,
     pub questions: questions::QuestionsState,
     pub training: training::TrainingState,
     /// The Guide window (Help menu) is open.
@@ -135,6 +141,7 @@ impl ViewState {
     pub fn reset_for_new_results(&mut self) {
         self.graph = graph::GraphState::default();
         self.heatmap = heatmap::HeatmapState::default();
+        self.edges = edges::EdgesState::default();
         self.questions = questions::QuestionsState::default();
     }
 

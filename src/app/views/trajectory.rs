@@ -24,6 +24,19 @@ pub fn trajectory_ui(ui: &mut Ui, state: &mut TrajectoryState) -> Option<usize> 
     };
     let mut chosen = header_ui(ui, &data, state);
     metric_picker_ui(ui, &mut state.metrics);
+    ui.horizontal(|ui| {
+        ui.label("Curves");
+        ui.selectable_value(&mut state.levels, false, "Change from first")
+            .on_hover_text(
+                "each metric's mean paired difference from the first checkpoint, question by \
+                 question, with its paired interval (the band); 0 is no change",
+            );
+        ui.selectable_value(&mut state.levels, true, "Levels")
+            .on_hover_text(
+                "each metric's mean over the question set with its own interval; overlapping \
+                 bands do not mean the paired change is insignificant",
+            );
+    });
     if let Some(j) = charts_ui(ui, &data, state) {
         chosen = Some(j);
     }
@@ -155,7 +168,7 @@ fn charts_ui(ui: &mut Ui, data: &TrajectoryResults, state: &TrajectoryState) -> 
     let metrics: Vec<(Metric, &LineChart)> = state
         .metrics
         .iter()
-        .filter_map(|&m| Some((m, data.metric_chart(m)?)))
+        .filter_map(|&m| Some((m, data.metric_chart(m, state.levels)?)))
         .collect();
     let rows = metrics.len().max(data.training.len()).max(1);
     let height = (ui.available_height() / rows as f32 - 30.0).max(110.0);
@@ -204,7 +217,8 @@ fn metric_header_ui(ui: &mut Ui, data: &TrajectoryResults, metric: Metric, j: us
             .on_hover_text(help::metric_tooltip(metric));
         if let Some(l) = p.level(metric) {
             ui.label(short(l.mean, false)).on_hover_text(format!(
-                "mean over the question set at step {}, {confidence} interval [{}, {}] (the band)",
+                "mean over the question set at step {}, {confidence} interval [{}, {}] (the band \
+                 of Levels)",
                 p.step,
                 short(l.ci_low, false),
                 short(l.ci_high, false)
@@ -221,7 +235,8 @@ fn metric_header_ui(ui: &mut Ui, data: &TrajectoryResults, metric: Metric, j: us
             ))
             .on_hover_text(format!(
                 "mean paired difference from {} over the question set, its {confidence} \
-                 interval, the Wilcoxon signed-rank p-value and the adjusted p-value ({})",
+                 interval (the band of Change from first), the Wilcoxon signed-rank p-value and the \
+                 adjusted p-value ({})",
                 data.label(0),
                 family(&data.summary)
             ));
