@@ -2,8 +2,8 @@
 //! single run directory, with every figure computed once at load time.
 
 use super::error::AppError;
-use crate::model::Tokenizer;
 use crate::attribution::metrics::Metric;
+use crate::model::Tokenizer;
 use crate::report::circuit::Circuit;
 use crate::report::comparison::Comparison;
 use crate::report::edge_change::{self, EdgeChanges};

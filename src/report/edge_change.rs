@@ -10,6 +10,7 @@ use super::comparison::pair_by_id;
 use super::run::{Run, RunError};
 use super::table::{Cell, Table};
 use crate::attribution::compare::{mean_intervals, wilcoxon, CompareError, CompareOptions};
+use crate::attribution::correction::Correction;
 use serde::{Deserialize, Serialize};
 
 /// Edges kept in the table (and in `most_changed_edges.csv`), each with its interval.
@@ -91,25 +92,15 @@ pub struct EdgeChanges {
     pub edges: Vec<EdgeChange>,
 }
 
-/// Benjamini–Hochberg adjusted p-values (method.md §8), in the order of `p`: with the m values
-/// sorted p(1) ≤ … ≤ p(m), p̃(i) = min over j ≥ i of min(1, m·p(j)/j). A NaN p-value (no
-/// difference to test) counts as 1 and stays in the family.
+/// Benjamini–Hochberg adjusted p-values of the per-edge tests (method.md §8), in the order of
+/// `p`. An edge with nothing to test (every difference 0: a NaN p-value) counts as p = 1 and
+/// stays in the family, so that it still counts among the tests.
 fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
-    let m = p.len();
-    let clean: Vec<f64> = p
+    let p: Vec<f64> = p
         .iter()
         .map(|&v| if v.is_nan() { 1.0 } else { v })
         .collect();
-    let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&a, &b| clean[a].total_cmp(&clean[b]));
-    let mut adjusted = vec![1.0; m];
-    let mut running = 1.0_f64;
-    for (rank, &i) in order.iter().enumerate().rev() {
-        let v = (m as f64 * clean[i] / (rank + 1) as f64).min(1.0);
-        running = running.min(v);
-        adjusted[i] = running;
-    }
-    adjusted
+    Correction::BenjaminiHochberg.adjust(&p)
 }
 
 /// Mean of `values` as f64.
