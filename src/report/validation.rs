@@ -559,8 +559,8 @@ impl Brief {
             .map(|(side, a)| format!("{side} {}", correlations(a)))
             .collect();
         format!(
-            "Verdicts on {} over {} checked questions, where EAP and the exact effects agree \
-             with {}; EAP's p adjusted by {}, significance level {}",
+            "Verdicts on {} over {} checked questions (EAP against the exact effects on these \
+             edges: {}); EAP's p adjusted by {}, significance level {}",
             self.scope,
             self.samples,
             agreement.join("; "),
