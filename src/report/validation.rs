@@ -583,11 +583,12 @@ impl Brief {
             .collect();
         if !self.robustness.is_empty() {
             out.push(self.verdicts_heading());
-            out.extend(
-                self.robustness
-                    .iter()
-                    .map(|r| format!("{}: {} ({})", r.metric, r.verdict, r.reason)),
-            );
+            out.extend(self.robustness.iter().map(|r| {
+                format!(
+                    "{} on {}, {} questions: {} ({})",
+                    r.metric, self.scope, r.eap.n, r.verdict, r.reason
+                )
+            }));
         }
         let paired = |name: String, s: (f64, f64, f64, f64)| {
             format!(
