@@ -76,7 +76,7 @@ fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
     assert!(
         stdout.contains("EAP vs exact effects, base: Pearson")
             && stdout.contains("Verdicts on all 77 edges over 4 checked questions")
-            && stdout.contains("intensity: inconclusive (only 4 questions were checked")
+            && stdout.contains("intensity on all 77 edges, 4 questions: inconclusive (only 4 questions were checked")
             && !stdout.contains("robust"),
         "{stdout}"
     );

@@ -559,8 +559,8 @@ impl Brief {
             .map(|(side, a)| format!("{side} {}", correlations(a)))
             .collect();
         format!(
-            "Verdicts on {} over {} checked questions, where EAP and the exact effects agree \
-             with {}; EAP's p adjusted by {}, significance level {}",
+            "Verdicts on {} over {} checked questions (EAP against the exact effects on these \
+             edges: {}); EAP's p adjusted by {}, significance level {}",
             self.scope,
             self.samples,
             agreement.join("; "),
@@ -583,11 +583,12 @@ impl Brief {
             .collect();
         if !self.robustness.is_empty() {
             out.push(self.verdicts_heading());
-            out.extend(
-                self.robustness
-                    .iter()
-                    .map(|r| format!("{}: {} ({})", r.metric, r.verdict, r.reason)),
-            );
+            out.extend(self.robustness.iter().map(|r| {
+                format!(
+                    "{} on {}, {} questions: {} ({})",
+                    r.metric, self.scope, r.eap.n, r.verdict, r.reason
+                )
+            }));
         }
         let paired = |name: String, s: (f64, f64, f64, f64)| {
             format!(
