@@ -18,6 +18,7 @@ use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
 use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
+use crate::report::span::ScoredSpan;
 use crate::report::validation::{self, SampleCheck, Validation};
 use crate::side::{PerSide, Side};
 use std::collections::HashMap;
@@ -722,6 +723,17 @@ fn run_claimed(
         });
     }
     let (selection, mut counts) = choose(cfg, dir, &questions, report_, &answers)?;
+    // Said before the scoring, which takes long, as well as in the report.
+    let span = ScoredSpan::chosen(
+        selection.k,
+        selection.t_bar,
+        &cfg.select,
+        selection.indices.len(),
+        cfg.min_k_warning,
+    );
+    if let Some(w) = span.warning() {
+        progress.note(&format!("warning: {w}"));
+    }
     let scored = score(
         work, dir, &questions, &answers, &selection, progress, cancel,
     )?;
