@@ -19,6 +19,7 @@ use crate::report::comparison::{self, Comparison};
 use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
+use crate::report::span::ScoredSpan;
 use crate::report::validation::{self, SampleCheck, Validation};
 use crate::side::{PerSide, Side};
 use std::collections::HashMap;
@@ -727,6 +728,17 @@ fn run_claimed(
         });
     }
     let (selection, mut counts) = choose(cfg, dir, &questions, report_, &answers)?;
+    // Said before the scoring, which takes long, as well as in the report.
+    let span = ScoredSpan::chosen(
+        selection.k,
+        selection.t_bar,
+        &cfg.select,
+        selection.indices.len(),
+        cfg.min_k_warning,
+    );
+    if let Some(w) = span.warning() {
+        progress.note(&format!("warning: {w}"));
+    }
     let scored = score(
         work, dir, &questions, &answers, &selection, progress, cancel,
     )?;
