@@ -16,7 +16,7 @@ pub struct Bars {
 /// written).
 const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Progress as plain lines: "score base: 3/20 (15 %), 12 s, eta 1 min 8 s".
+/// Progress as plain lines: "score base: 3/20 (15 %), 12 seconds elapsed, eta 68 seconds".
 struct PlainLines {
     stage: String,
     total: u64,
