@@ -127,6 +127,16 @@ pub struct Results {
     pub edges: Option<Result<EdgeChanges, String>>,
 }
 
+/// Whether two runs scored every sample alike (the same model given twice, say).
+fn same_scores(base: &Run, tuned: &Run) -> bool {
+    tuned.scores.len() == base.scores.len()
+        && tuned
+            .scores
+            .iter()
+            .zip(&base.scores)
+            .all(|(t, b)| t.dense == b.dense)
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AppError> {
     if !path.is_file() {
         return Ok(None);
@@ -259,13 +269,7 @@ impl Results {
             .as_deref()
             .filter(|t| t.manifest.graph == *graph)
             .map(edges);
-        let identical = tuned.as_deref().is_some_and(|t| {
-            t.scores.len() == base.scores.len()
-                && t.scores
-                    .iter()
-                    .zip(&base.scores)
-                    .all(|(t, b)| t.dense == b.dense)
-        });
+        let identical = tuned.as_deref().is_some_and(|t| same_scores(&base, t));
         let circuit = Circuit::new(graph, edges(&base), tuned_edges);
         let edge_changes = tuned
             .as_deref()

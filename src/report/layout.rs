@@ -9,8 +9,73 @@
 //! screen, so the upper layers have the more negative y. Edges between two nodes of one column
 //! bow outwards (the further apart, the wider), so that they pass beside the nodes they skip.
 
-use super::circuit::Point;
 use crate::node::{Destination, Node, Port};
+
+/// A point of the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+impl Point {
+    pub const fn new(x: f32, y: f32) -> Self {
+        Self { x, y }
+    }
+
+    /// Distance to `other`.
+    pub fn distance(self, other: Self) -> f32 {
+        (self.x - other.x).hypot(self.y - other.y)
+    }
+}
+
+/// An axis-aligned box of the layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub min: Point,
+    pub max: Point,
+}
+
+impl Bounds {
+    /// The smallest box holding `points` (an empty box at the origin without points).
+    pub fn of(points: impl IntoIterator<Item = Point>) -> Self {
+        let mut it = points.into_iter();
+        let first = it.next().unwrap_or_default();
+        it.fold(
+            Self {
+                min: first,
+                max: first,
+            },
+            |b, p| Self {
+                min: Point::new(b.min.x.min(p.x), b.min.y.min(p.y)),
+                max: Point::new(b.max.x.max(p.x), b.max.y.max(p.y)),
+            },
+        )
+    }
+
+    /// The box grown by `margin` on every side.
+    pub fn expand(self, margin: f32) -> Self {
+        Self {
+            min: Point::new(self.min.x - margin, self.min.y - margin),
+            max: Point::new(self.max.x + margin, self.max.y + margin),
+        }
+    }
+
+    pub fn width(self) -> f32 {
+        self.max.x - self.min.x
+    }
+
+    pub fn height(self) -> f32 {
+        self.max.y - self.min.y
+    }
+
+    pub fn center(self) -> Point {
+        Point::new(
+            (self.min.x + self.max.x) / 2.0,
+            (self.min.y + self.max.y) / 2.0,
+        )
+    }
+}
 
 /// Vertical distance between the rows of consecutive layers.
 pub const ROW: f32 = 1.0;

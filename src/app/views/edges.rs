@@ -78,7 +78,12 @@ pub fn edges_ui(
             .striped(true)
             .spacing([14.0, 4.0])
             .show(ui, |ui| {
-                header_ui(ui, &table.columns, state);
+                super::table::sort_header_ui(
+                    ui,
+                    &table.columns,
+                    &COLUMN_HELP,
+                    (&mut state.sort, &mut state.descending),
+                );
                 let ids: HashMap<&str, u32> = changes
                     .edges
                     .iter()
@@ -90,31 +95,6 @@ pub fn edges_ui(
                 }
             });
     });
-}
-
-/// The column headers; a click sorts by the column (again: reverses).
-fn header_ui(ui: &mut Ui, columns: &[String], state: &mut EdgesState) {
-    for (i, name) in columns.iter().enumerate() {
-        ui.horizontal(|ui| {
-            let help = COLUMN_HELP.get(i).copied().unwrap_or_default();
-            if ui.button(name).on_hover_text(help).clicked() {
-                if state.sort == Some(i) {
-                    state.descending = !state.descending;
-                } else {
-                    state.sort = Some(i);
-                    state.descending = false;
-                }
-            }
-            if state.sort == Some(i) {
-                ui.label(if state.descending {
-                    "(descending)"
-                } else {
-                    "(ascending)"
-                });
-            }
-        });
-    }
-    ui.end_row();
 }
 
 /// One edge's row: its name pins it; the adjusted p below the FDR is marked.

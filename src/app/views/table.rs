@@ -97,26 +97,12 @@ pub fn table_ui(ui: &mut Ui, results: &Results, state: &mut TableState) {
             .striped(true)
             .spacing([12.0, 6.0])
             .show(ui, |ui| {
-                for (i, name) in table.columns.iter().enumerate() {
-                    ui.horizontal(|ui| {
-                        if ui.button(name).clicked() {
-                            if state.sort == Some(i) {
-                                state.descending = !state.descending;
-                            } else {
-                                state.sort = Some(i);
-                                state.descending = false;
-                            }
-                        }
-                        if state.sort == Some(i) {
-                            ui.label(if state.descending {
-                                "(descending)"
-                            } else {
-                                "(ascending)"
-                            });
-                        }
-                    });
-                }
-                ui.end_row();
+                sort_header_ui(
+                    ui,
+                    &table.columns,
+                    &[],
+                    (&mut state.sort, &mut state.descending),
+                );
                 for r in &table.rows {
                     for c in r {
                         cell_ui(ui, c, significance_level(results));
@@ -199,4 +185,38 @@ pub fn counts_line(c: &Counts) -> String {
         c.scored,
         c.k
     )
+}
+
+/// The column headers of a sortable grid, ending its row: a click sorts by the column (again:
+/// reverses it); `help` holds each column's hover text, where it has one.
+pub(super) fn sort_header_ui(
+    ui: &mut Ui,
+    columns: &[String],
+    help: &[&str],
+    (sort, descending): (&mut Option<usize>, &mut bool),
+) {
+    for (i, name) in columns.iter().enumerate() {
+        ui.horizontal(|ui| {
+            let mut button = ui.button(name);
+            if let Some(text) = help.get(i) {
+                button = button.on_hover_text(*text);
+            }
+            if button.clicked() {
+                if *sort == Some(i) {
+                    *descending = !*descending;
+                } else {
+                    *sort = Some(i);
+                    *descending = false;
+                }
+            }
+            if *sort == Some(i) {
+                ui.label(if *descending {
+                    "(descending)"
+                } else {
+                    "(ascending)"
+                });
+            }
+        });
+    }
+    ui.end_row();
 }
