@@ -88,10 +88,16 @@ fn one_model_as_base_and_tuned_is_answered_and_scored_once() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains(no_difference));
     // The figures of tuned − base say so instead of a colour scale of ±1e-38.
-    for figure in ["heatmap.svg", "circuit_difference.svg"] {
+    for figure in [
+        "heatmap.svg",
+        "heatmap_importance_change.svg",
+        "circuit_difference.svg",
+        "circuit_importance_change.svg",
+    ] {
         let svg = std::fs::read_to_string(out.join("figures").join(figure)).unwrap();
         let said = svg.contains("no difference: the two models&apos; scores are identical");
         assert!(said, "{figure}");
+        assert!(!svg.contains("e-38"), "{figure} labels a scale of zeros");
     }
     let comparison = std::fs::read_to_string(out.join("comparison.json")).unwrap();
     assert!(comparison.contains("\"identical\": true"), "{comparison}");

@@ -446,6 +446,10 @@ where
     ))?;
     let label = text(k, 10.0).pos(Pos::new(HPos::Left, VPos::Center));
     for (i, v) in [1.0, 0.5, 0.0, -0.5, -1.0].into_iter().enumerate() {
+        // A map of zeros (identical models) has no scale to label but its 0.
+        if range <= f32::MIN_POSITIVE && v != 0.0 {
+            continue;
+        }
         let y = top + (i as f64 / 4.0 * height).round() as i32;
         let tick = [(bx + width, y), (bx + width + px(k, 3.0), y)];
         area.draw(&PathElement::new(tick, BLACK))?;

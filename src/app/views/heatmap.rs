@@ -299,7 +299,7 @@ fn scale_ui(ui: &mut Ui, map: &Heatmap, mode: Mode, fixed: &mut FixedScale) {
             Mode::Base | Mode::Tuned => "base and tuned on one scale",
         };
         let range = value.unwrap_or(study);
-        if map.is_zero() && mode == Mode::Difference {
+        if map.is_zero() && mode.is_change() {
             ui.label(crate::report::figures::NO_DIFFERENCE);
         } else {
             ui.label(format!("{shared}; colours saturate at ±{}", sci(range)));
@@ -362,7 +362,13 @@ fn colour_bar_ui(ui: &mut Ui, mode: Mode, range: f32, height: f32, palette: Pale
     }
     let text = ui.visuals().text_color();
     let font = egui::FontId::proportional(11.0);
-    for k in [1.0f32, 0.5, 0.0, -0.5, -1.0] {
+    // A map of zeros (identical models) has no scale to label but its 0.
+    let ticks: &[f32] = if range <= f32::MIN_POSITIVE {
+        &[0.0]
+    } else {
+        &[1.0, 0.5, 0.0, -0.5, -1.0]
+    };
+    for &k in ticks {
         let y = bar.center().y - k * bar.height() / 2.0;
         painter.line_segment(
             [egui::pos2(bar.right(), y), egui::pos2(bar.right() + 4.0, y)],
