@@ -149,3 +149,37 @@ fn a_second_writer_is_refused_naming_the_first_and_a_killed_writers_lock_is_take
 fn relative_files_or_none(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
+
+/// The study the app's worker runs (the library's `run_study`) is refused with the lock's
+/// error while another writer holds the folder, before it writes anything there.
+#[test]
+fn a_study_into_a_locked_folder_is_refused_naming_the_holder() {
+    use circuitdiff::lock::{DirLock, LockError};
+    use circuitdiff::study::job::{run_study, StudyError};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let held = DirLock::acquire(&out).unwrap();
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/zoo");
+    let cfg = circuitdiff::study::demo::config(&zoo, "grpo");
+    let refused = run_study(
+        &cfg,
+        &circuitdiff::model::LoadOptions::default(),
+        &out,
+        &mut circuitdiff::progress::Silent,
+        &circuitdiff::progress::CancelToken::new(),
+    )
+    .unwrap_err();
+    let StudyError::Lock(LockError::Held { holder, .. }) = &refused else {
+        panic!("{refused}");
+    };
+    assert_eq!(holder.pid, Some(std::process::id()));
+    assert!(
+        refused
+            .to_string()
+            .contains("is being written by another circuitdiff process"),
+        "{refused}"
+    );
+    assert_eq!(relative_files(&out), [PathBuf::from(LOCK_FILE)]);
+    drop(held);
+    assert!(!out.exists());
+}
