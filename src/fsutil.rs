@@ -22,7 +22,8 @@ fn temp_writer(name: &str) -> Option<&str> {
 }
 
 /// The first entry of `dir` other than the temporary file an interrupted first write of `file`
-/// leaves; `None` when the directory is absent or holds nothing else (so it can be claimed).
+/// leaves and the folder's lock file ([`crate::lock::LOCK_FILE`]); `None` when the directory is
+/// absent or holds nothing else (so it can be claimed).
 pub fn foreign_entry(dir: &Path, file: &str) -> std::io::Result<Option<String>> {
     let ours = format!(".{file}.tmp");
     let entries = match std::fs::read_dir(dir) {
@@ -32,7 +33,7 @@ pub fn foreign_entry(dir: &Path, file: &str) -> std::io::Result<Option<String>> 
     };
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&ours) {
+        if !name.starts_with(&ours) && name != crate::lock::LOCK_FILE {
             return Ok(Some(name));
         }
     }

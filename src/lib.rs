@@ -10,6 +10,7 @@ pub mod assets;
 pub mod attribution;
 pub mod fsutil;
 pub mod lab;
+pub mod lock;
 pub mod message;
 pub mod model;
 pub mod node;

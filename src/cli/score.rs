@@ -11,6 +11,7 @@ use circuitdiff::attribution::exact::{ExactOptions, ALL_EDGES_MAX};
 use circuitdiff::attribution::metrics::MetricOptions;
 use circuitdiff::attribution::score::Accumulation;
 use circuitdiff::attribution::{Graph, Level};
+use circuitdiff::lock::DirLock;
 use circuitdiff::report::comparison;
 use circuitdiff::report::edge_change::{self, EdgeChanges};
 use circuitdiff::report::run::{self, Method, Outcome};
@@ -115,12 +116,26 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
         bail!("--exact-samples: exact effects are computed on the block-level graph; score without --heads, or drop --exact-samples");
     }
     let samples = run::read_samples(&args.samples)?;
+    // Held until the run and its exact effects are written: a second writer into the same
+    // directory is refused before it loads a model.
+    let lock = DirLock::acquire(&args.out)?;
+    let finished = score_locked(args, &samples)?;
+    drop(lock);
+    if !finished {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// Score `samples` into the locked run directory, then their exact effects; `false` when
+/// stopped by Ctrl-C (said on stderr).
+fn score_locked(args: &ScoreArgs, samples: &[run::ScoreSample]) -> anyhow::Result<bool> {
     let mut opts = args.device.load_options()?;
     opts.hub = args.adapter.hub(false);
     if args.f64 {
         opts.dtype = candle_core::DType::F64;
     }
-    opts.plan = Some(run::score_plan(&samples, args.cut, args.heads));
+    opts.plan = Some(run::score_plan(samples, args.cut, args.heads));
     let model = super::bars::load_model(&args.model, &opts)?;
     let level = if args.heads {
         Level::Head
@@ -134,7 +149,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
         Accumulation::for_compute(model.dtype()),
         args.metrics.options(),
     );
-    let manifest = run::manifest_for(&model, graph, method, &samples, None);
+    let manifest = run::manifest_for(&model, graph, method, samples, None);
     let mut ids = std::collections::HashSet::new();
     if let Some(dup) = manifest.samples.iter().find(|s| !ids.insert(&s.id)) {
         bail!(
@@ -146,34 +161,34 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
     let outcome = run::score_run(
-        "score", &args.out, &model, &manifest, &samples, &mut bars, &cancel,
+        "score", &args.out, &model, &manifest, samples, &mut bars, &cancel,
     )?;
     drop(bars);
     match outcome {
         Outcome::Cancelled { scored, total } => {
             eprintln!("stopped after {scored}/{total} samples; run the same command to resume");
-            std::process::exit(130);
+            Ok(false)
         }
         Outcome::Finished(r) => {
             print_finished(args, &r, manifest.num_edges);
-            check(args, &model, &r, &samples, &cancel)?;
+            check(args, &model, &r, samples, &cancel)
         }
     }
-    Ok(())
 }
 
-/// Exact effects of the chosen samples into `RUN/exact/` and `RUN/validation.json`.
+/// Exact effects of the chosen samples into `RUN/exact/` and `RUN/validation.json`; `false`
+/// when stopped by Ctrl-C.
 fn check(
     args: &ScoreArgs,
     model: &circuitdiff::model::Model,
     r: &run::Run,
     samples: &[run::ScoreSample],
     cancel: &circuitdiff::progress::CancelToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let cfg = args.exact.config(SampleCount::Count(0), 42);
     let chosen = cfg.chosen(r.scores.len());
     if chosen.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let mut bars = Bars::default();
     let checks = validation::check_run(
@@ -190,12 +205,12 @@ fn check(
     drop(bars);
     let Some(checks) = checks else {
         eprintln!("stopped; run the same command to resume");
-        std::process::exit(130);
+        return Ok(false);
     };
     let summary = validation::RunCheck::of(&checks);
     validation::write_run_check(&args.out, &summary)?;
     println!("EAP vs exact effects: {}", summary.line());
-    Ok(())
+    Ok(true)
 }
 
 fn print_finished(args: &ScoreArgs, r: &run::Run, num_edges: usize) {
@@ -261,6 +276,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     if let Some(span) = &mut c.span {
         span.min_k = args.min_k_warning;
     }
+    let _lock = DirLock::acquire(&args.out)?;
     comparison::write(&args.out, &c)?;
     let edges = EdgeChanges::of_runs(&base, &tuned, &opts, edge_change::TOP)?;
     let csv = args.out.join(circuitdiff::study::dir::EDGE_CHANGES);

@@ -44,6 +44,8 @@ pub enum LabError {
     Log(#[from] train_log::UnknownColumn),
     #[error(transparent)]
     Run(#[from] crate::report::run::RunError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("{}: {source}", path.display())]
     Json {
         path: PathBuf,

@@ -193,7 +193,7 @@ pub fn train_zoo(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<ZooReport>> {
-    std::fs::create_dir_all(out).map_err(|e| LabError::io(out, e))?;
+    let _lock = crate::lock::DirLock::acquire(out)?;
     let lab_json = out.join("lab.json");
     match read_json::<LabConfig>(&lab_json)? {
         Some(previous) if previous != *cfg => {

@@ -13,6 +13,7 @@ use super::prompt::{render, Template};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::{Graph, Level};
+use crate::lock::DirLock;
 use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
@@ -40,6 +41,8 @@ pub enum StudyError {
     Run(#[from] run::RunError),
     #[error(transparent)]
     Dir(#[from] DirError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error(transparent)]
     Render(#[from] crate::report::render::RenderError),
     #[error("{} holds a different study (see its study.json); choose another --out or delete it", dir.display())]
@@ -684,21 +687,41 @@ pub fn run_study(
 ) -> Result<StudyOutcome, StudyError> {
     let load = &cfg.load_options(load);
     let dir = StudyDir::new(out);
-    // Nothing is written until the questions and both tokenizers are open.
-    let (questions, report_) = questions(cfg)?;
+    let (opened, _lock) = open_and_claim(cfg, load, &dir, progress)?;
+    run_marked(cfg, load, &dir, opened, progress, cancel)
+}
+
+/// The questions of a study and whether its two sides are one model.
+type Opened = ((Vec<Question>, LoadReport), bool);
+
+/// Open the questions and both tokenizers (nothing is written until they are), then lock the
+/// study directory for this process and claim it for `cfg`.
+fn open_and_claim(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
+    dir: &StudyDir,
+    progress: &mut dyn Progress,
+) -> Result<(Opened, DirLock), StudyError> {
+    let questions = questions(cfg)?;
     check_pair(cfg, load)?;
     let same = same_model(cfg, load)?;
-    claim(cfg, &dir, progress)?;
-    let done = run_claimed(
-        cfg,
-        (load, same),
-        &dir,
-        (questions, report_),
-        progress,
-        cancel,
-    );
+    let lock = DirLock::acquire(dir.root())?;
+    claim(cfg, dir, progress)?;
+    Ok(((questions, same), lock))
+}
+
+/// [`run_claimed`], recording its error in the directory so that a retry of other settings
+/// may take it.
+fn run_marked(
+    cfg: &StudyConfig,
+    load: &LoadOptions,
+    dir: &StudyDir,
+    (questions, same): Opened,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<StudyOutcome, StudyError> {
+    let done = run_claimed(cfg, (load, same), dir, questions, progress, cancel);
     if let Err(e) = &done {
-        // A retry of other settings may then take the directory.
         if let Err(marking) = dir.mark_failed(&e.to_string()) {
             log::warn!("{marking}");
         }
@@ -815,9 +838,10 @@ pub fn merge_shards(
     }
     let cfg = config.ok_or(StudyError::NoShards)?;
     check_coverage(seen)?;
-    let (questions, _) = questions(&cfg)?;
+    let load = &cfg.load_options(load);
     let dir = StudyDir::new(out);
-    claim(&cfg, &dir, progress)?;
+    let (opened, _lock) = open_and_claim(&cfg, load, &dir, progress)?;
+    let ((questions, _), _) = &opened;
     for side in Side::BOTH {
         let answers = questions
             .iter()
@@ -832,5 +856,5 @@ pub fn merge_shards(
             .collect::<Result<Vec<_>, _>>()?;
         dir.write_answers(side, answers)?;
     }
-    run_study(&cfg, load, out, progress, cancel)
+    run_marked(&cfg, load, &dir, opened, progress, cancel)
 }

@@ -18,6 +18,7 @@ use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::{Graph, Level};
+use crate::lock::DirLock;
 use crate::model::{LoadOptions, Model, ScorePlan};
 use crate::progress::{CancelToken, Progress};
 use crate::report::render as draw;
@@ -340,13 +341,38 @@ pub fn run_trajectory(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<TrajectoryOutcome, StudyError> {
-    ladder::check(&cfg.checkpoints)?;
-    let load = &cfg.study.load_options(load);
     let dir = TrajectoryDir::new(out);
-    let (questions, report) = job::questions(&cfg.study)?;
-    check_ladder(cfg, load)?;
-    claim(&dir, cfg)?;
-    let Some(ends) = answer_ends(cfg, load, &dir, &questions, progress, cancel)? else {
+    let (opened, _lock) = open_and_claim(cfg, load, &dir)?;
+    run_claimed(cfg, load, &dir, opened, progress, cancel)
+}
+
+/// Check the ladder and open the questions (nothing is written until they are), then lock the
+/// folder for this process and claim it for `cfg`.
+fn open_and_claim(
+    cfg: &TrajectoryConfig,
+    load: &LoadOptions,
+    dir: &TrajectoryDir,
+) -> Result<((Vec<Question>, LoadReport), DirLock), StudyError> {
+    ladder::check(&cfg.checkpoints)?;
+    let questions = job::questions(&cfg.study)?;
+    check_ladder(cfg, &cfg.study.load_options(load))?;
+    let lock = DirLock::acquire(dir.root())?;
+    claim(dir, cfg)?;
+    Ok((questions, lock))
+}
+
+/// The stages of a trajectory after its folder is claimed: answer the ends, select, score
+/// every checkpoint of its shard, summarise.
+fn run_claimed(
+    cfg: &TrajectoryConfig,
+    load: &LoadOptions,
+    dir: &TrajectoryDir,
+    (questions, report): (Vec<Question>, LoadReport),
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrajectoryOutcome, StudyError> {
+    let load = &cfg.study.load_options(load);
+    let Some(ends) = answer_ends(cfg, load, dir, &questions, progress, cancel)? else {
         return Ok(TrajectoryOutcome::Cancelled);
     };
     let (selection, counts) = choose(cfg, &questions, report, &ends)?;
@@ -357,7 +383,7 @@ pub fn run_trajectory(
     };
     let mut scored = Vec::new();
     for j in (0..cfg.checkpoints.len()).filter(|&j| cfg.owns(j)) {
-        match score_checkpoint(cfg, load, &dir, (j, &scoring), progress, cancel)? {
+        match score_checkpoint(cfg, load, dir, (j, &scoring), progress, cancel)? {
             Some(s) => scored.push(s),
             None => return Ok(TrajectoryOutcome::Cancelled),
         }
@@ -367,7 +393,7 @@ pub fn run_trajectory(
             checkpoints: scored.len(),
         });
     }
-    let t = finish(cfg, &dir, &scored, &counts)?;
+    let t = finish(cfg, dir, &scored, &counts)?;
     Ok(TrajectoryOutcome::Finished(Box::new(t)))
 }
 
@@ -427,7 +453,7 @@ pub fn merge_trajectory(
     let cfg = config.ok_or(StudyError::NoShards)?;
     job::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
-    claim(&dir, &cfg)?;
+    let (opened, _lock) = open_and_claim(&cfg, load, &dir)?;
     let ends_from = TrajectoryDir::new(&shards[0]);
     for (j, from) in owner.iter().enumerate() {
         let Some(from) = from else { continue };
@@ -445,5 +471,5 @@ pub fn merge_trajectory(
             copy_tree(&from.run_dir(j), &dir.run_dir(j))?;
         }
     }
-    run_trajectory(&cfg, load, out, progress, cancel)
+    run_claimed(&cfg, load, &dir, opened, progress, cancel)
 }
