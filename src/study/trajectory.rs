@@ -22,7 +22,7 @@ use crate::model::{LoadOptions, Model, ScorePlan};
 use crate::progress::{CancelToken, Progress};
 use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
-use crate::report::train_log::LogSource;
+use crate::report::train_log::{LogSource, TrainLog};
 use crate::report::trajectory::{self as summary, AnswerSource, QuestionSet, Trajectory};
 use std::path::{Path, PathBuf};
 
@@ -284,16 +284,15 @@ fn score_checkpoint(
     }
 }
 
-/// Pair every checkpoint with the first, read the trainer's log, write the summary, figures and
-/// report.
+/// Pair every checkpoint with the first, write the trainer's log (read before any checkpoint was
+/// scored), the summary, figures and report.
 fn finish(
     cfg: &TrajectoryConfig,
     dir: &TrajectoryDir,
-    scored: &[Scored],
+    (scored, log): (&[Scored], Option<&TrainLog>),
     counts: &TrajectoryCounts,
 ) -> Result<Trajectory, StudyError> {
-    let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
-    if let Some(log) = &log {
+    if let Some(log) = log {
         log.write(&dir.root().join(summary::TRAIN_LOG))?;
     }
     let mut points = Vec::with_capacity(scored.len());
@@ -303,7 +302,7 @@ fn finish(
             run,
             &scored[0].0,
             *accuracy,
-            log.as_ref(),
+            log,
             &cfg.study.compare,
         )?);
     }
@@ -326,7 +325,7 @@ fn finish(
     };
     summary::write(dir.root(), &t)?;
     dir::write_json(&dir.root().join("counts.json"), counts)?;
-    let figures = draw::write_trajectory_figures(&t, log.as_ref(), &dir.figures_dir())?;
+    let figures = draw::write_trajectory_figures(&t, log, &dir.figures_dir())?;
     let report = super::report_md::render_trajectory(cfg, counts, &t, &figures);
     dir::write_text(&dir.root().join("report.md"), &report)?;
     Ok(t)
@@ -341,6 +340,8 @@ pub fn run_trajectory(
     cancel: &CancelToken,
 ) -> Result<TrajectoryOutcome, StudyError> {
     ladder::check(&cfg.checkpoints)?;
+    // A log that cannot be read fails now, not after every checkpoint was scored.
+    let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
     let load = &cfg.study.load_options(load);
     let dir = TrajectoryDir::new(out);
     let (questions, report) = job::questions(&cfg.study)?;
@@ -367,7 +368,7 @@ pub fn run_trajectory(
             checkpoints: scored.len(),
         });
     }
-    let t = finish(cfg, &dir, &scored, &counts)?;
+    let t = finish(cfg, &dir, (&scored, log.as_ref()), &counts)?;
     Ok(TrajectoryOutcome::Finished(Box::new(t)))
 }
 
