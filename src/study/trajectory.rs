@@ -195,8 +195,10 @@ impl Scoring<'_> {
         correct as f64 / indices.len().max(1) as f64
     }
 
-    /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1.
-    fn plan(&self, heads: bool) -> ScorePlan {
+    /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1,
+    /// K clamped (as scoring clamps it) to the longest answer, `max_new_tokens` tokens.
+    fn plan(&self, heads: bool, max_new_tokens: usize) -> ScorePlan {
+        let k = self.selection.k.min(max_new_tokens).max(1);
         let longest = self
             .selection
             .indices
@@ -205,8 +207,8 @@ impl Scoring<'_> {
             .max()
             .unwrap_or(1);
         ScorePlan {
-            seq_len: longest + self.selection.k.max(1) - 1,
-            scored: self.selection.k,
+            seq_len: longest + k - 1,
+            scored: k,
             heads,
         }
     }
@@ -227,7 +229,10 @@ fn score_checkpoint(
 ) -> Result<Option<Scored>, StudyError> {
     let rung = &cfg.checkpoints[j];
     let opts = LoadOptions {
-        plan: Some(scoring.plan(cfg.study.level == Level::Head)),
+        plan: Some(scoring.plan(
+            cfg.study.level == Level::Head,
+            cfg.study.generation.max_new_tokens,
+        )),
         ..load.clone()
     };
     let model = Model::load(&rung.spec, &opts)?;
