@@ -91,6 +91,13 @@ const STUDY_CASES: &[Case] = &[
         &["--offset", "1000", "--limit", "3"],
         &["--offset 1000 skips every question"],
     ),
+    (
+        &["--stop", ""],
+        &[
+            "'--stop <STOP>'",
+            "must not be empty: an empty stop string would end every answer",
+        ],
+    ),
     (&["--shard", "1/x"], &[SHARD]),
     (&["--shard", "4/4"], &[SHARD]),
     (&["--shard", "1/0"], &[SHARD]),
