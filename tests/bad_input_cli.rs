@@ -91,6 +91,13 @@ const STUDY_CASES: &[Case] = &[
         &["--offset", "1000", "--limit", "3"],
         &["--offset 1000 skips every question"],
     ),
+    (
+        &["--stop", ""],
+        &[
+            "'--stop <STOP>'",
+            "must not be empty: an empty stop string would end every answer",
+        ],
+    ),
     (&["--shard", "1/x"], &[SHARD]),
     (&["--shard", "4/4"], &[SHARD]),
     (&["--shard", "1/0"], &[SHARD]),
@@ -430,6 +437,58 @@ fn values_at_the_ends_of_the_ranges_are_accepted() {
         "1",
     ]);
     assert!(ok && stdout.contains("(1 questions)"), "{stdout}{stderr}");
+}
+
+/// The largest `--cut` plans, as it scores, K clamped to each answer's length: `score` scores
+/// what the answer's length scores, and a study and a trajectory run.
+#[test]
+fn the_largest_cut_is_planned_clamped_to_the_answers() {
+    let tmp = workspace();
+    let dir = tmp.path();
+    let samples = dir.join("samples.json");
+    let mut scores = Vec::new();
+    for cut in [usize::MAX.to_string(), "3".to_owned()] {
+        let run = dir.join(format!("cut-{cut}"));
+        let (ok, _, stderr) = circuitdiff(&[
+            "score",
+            "--model",
+            "assets/zoo/base",
+            "--samples",
+            samples.to_str().unwrap(),
+            "--cut",
+            &cut,
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert!(ok, "--cut {cut}: {stderr}");
+        scores.push(std::fs::read(run.join("scores.npz")).unwrap());
+    }
+    assert!(scores[0] == scores[1], "the answer has 3 tokens");
+    let mut args = STUDY.to_vec();
+    let out = dir.join("study");
+    let max = usize::MAX.to_string();
+    args.extend(["--cut", &max, "--out", out.to_str().unwrap()]);
+    let (ok, _, stderr) = circuitdiff(&args);
+    assert!(ok, "{stderr}");
+    let out = dir.join("trajectory");
+    let (ok, _, stderr) = circuitdiff(&[
+        "trajectory",
+        "assets/zoo/base",
+        "assets/zoo/grpo",
+        "--steps",
+        "0,10",
+        "--limit",
+        "24",
+        "--n",
+        "5",
+        "--max-new-tokens",
+        "32",
+        "--cut",
+        &max,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
 }
 
 #[test]

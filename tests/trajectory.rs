@@ -318,3 +318,53 @@ fn a_ladder_that_cannot_be_followed_is_refused_before_any_work() {
         "nothing is written before the ladder is checked"
     );
 }
+
+#[test]
+fn a_trainer_log_with_nan_is_read_before_any_checkpoint_is_scored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    write_run(&run);
+    let state = run.join("checkpoint-30/trainer_state.json");
+
+    // Not a trainer state: refused before the first checkpoint is loaded, naming the file.
+    std::fs::write(&state, "{\"log_history\": [").unwrap();
+    let out = tmp.path().join("bad");
+    let refs = args(&run, &out, &[]);
+    let (ok, _, e) = circuitdiff(&refs.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && e.contains("trainer_state.json"), "{e}");
+    assert!(!out.exists(), "nothing is written before the log is read");
+
+    // As HF's Trainer writes a diverged run: bare NaN and Infinity are values not measured.
+    std::fs::write(
+        &state,
+        r#"{"global_step": 30, "log_history": [
+            {"step": 10, "loss": NaN, "reward": 0.25},
+            {"step": 20, "loss": 0.5, "reward": -Infinity, "grad_norm": Infinity},
+            {"step": 30, "loss": 0.25, "reward": 0.75, "grad_norm": 1.5}
+        ]}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    run_ok(&args(&run, &out, &[]));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let train: Vec<&serde_json::Value> = summary["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["train"])
+        .collect();
+    assert_eq!(train[1]["loss"].as_f64(), None, "NaN is not measured");
+    assert_eq!(train[2]["loss"].as_f64(), Some(0.5));
+    assert_eq!(
+        train[2]["reward"].as_f64(),
+        Some(0.25),
+        "the last finite value"
+    );
+    assert_eq!(train[3]["grad_norm"].as_f64(), Some(1.5));
+    let csv = std::fs::read_to_string(out.join("train_log.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "step,loss,reward,grad_norm\n10,,0.250000,\n20,0.500000,,\n30,0.250000,0.750000,1.500000\n"
+    );
+}

@@ -143,6 +143,33 @@ fn a_study_checks_eap_on_the_same_questions_and_edges_for_both_models() {
     );
 }
 
+/// A damaged exact file of the run `out` (one number changed, still valid JSON) is recomputed
+/// when `score` resumes it, with a warning naming it, and the check is the undamaged one.
+fn a_damaged_exact_file_is_recomputed(
+    out: &Path,
+    score: impl Fn(&Path, &[&str]) -> (bool, String, String),
+) {
+    let damaged = out.join("exact/000001.json");
+    let (before, summary_before) = (
+        std::fs::read(&damaged).unwrap(),
+        std::fs::read(out.join("validation.json")).unwrap(),
+    );
+    let mut check = read_json(&damaged);
+    let exact = check["effects"][0]["exact"].as_f64().unwrap();
+    check["effects"][0]["exact"] = serde_json::json!(exact + 1.0);
+    std::fs::write(&damaged, serde_json::to_vec_pretty(&check).unwrap()).unwrap();
+    let (ok, _, e) = score(out, &["--exact-samples", "all", "--exact-top", "4"]);
+    assert!(ok, "{e}");
+    let warning = format!(
+        "{}: checksum mismatch (damaged); recomputing",
+        damaged.display()
+    );
+    assert!(e.contains(&warning), "{e}");
+    assert!(!e.contains("000000.json"), "the intact file is reused: {e}");
+    assert!(std::fs::read(&damaged).unwrap() == before);
+    assert!(std::fs::read(out.join("validation.json")).unwrap() == summary_before);
+}
+
 #[test]
 fn score_writes_exact_effects_equal_to_ablating_the_model_directly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -198,6 +225,8 @@ fn score_writes_exact_effects_equal_to_ablating_the_model_directly() {
             assert!((got - want).abs() <= 1e-6 * ab.clean_loss(), "{e}: {want}");
         }
     }
+
+    a_damaged_exact_file_is_recomputed(&out, score);
 
     // Above the all-edges threshold: the top edges and a random sample of 5 others.
     let sampled = dir.join("sampled");

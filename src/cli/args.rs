@@ -59,6 +59,15 @@ fn finite_in(s: &str, inside: impl Fn(f64) -> bool, range: &str) -> Result<f64, 
     }
 }
 
+/// A stop string (`--stop`): any text but the empty one, which would end every answer at once.
+pub fn stop_string(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty: an empty stop string would end every answer at once".to_owned())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
 /// `--shard I/N`: shard `I` of `N`, counted from 0.
 pub fn shard(s: &str) -> Result<(usize, usize), String> {
     let parsed = s

@@ -1,7 +1,7 @@
 //! What `study` and `trajectory` share: the questions, their answers, the selection and the
 //! graph, and the load options of their models.
 
-use super::args::{at_least, open_unit, positive_finite, unit_above_zero};
+use super::args::{at_least, open_unit, positive_finite, stop_string, unit_above_zero};
 use super::device::DeviceArgs;
 use super::score::MetricArgs;
 use circuitdiff::attribution::compare::CompareOptions;
@@ -65,7 +65,7 @@ pub struct QuestionArgs {
     #[arg(long, default_value_t = 1.0, value_parser = unit_above_zero, requires = "temperature")]
     top_p: f64,
     /// Extra strings that end an answer.
-    #[arg(long)]
+    #[arg(long, value_parser = stop_string)]
     stop: Vec<String>,
     /// Extra token ids that end an answer (besides the tokenizer's end-of-sequence ids).
     #[arg(long)]

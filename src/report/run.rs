@@ -684,17 +684,18 @@ fn reusable(
     })
 }
 
-/// The memory plan of scoring `samples` at cut `k`: the longest prompt plus K − 1 answer
-/// tokens.
+/// The memory plan of scoring `samples` at cut `k`, clamped to each sample's answer length as
+/// scoring clamps it: the longest prompt plus K − 1 answer tokens, and the largest K.
 pub fn score_plan(samples: &[ScoreSample], k: usize, heads: bool) -> ScorePlan {
+    let clamped = |s: &ScoreSample| k.min(s.answer_ids.len()).max(1);
     let seq_len = samples
         .iter()
-        .map(|s| s.prompt_ids.len() + k.min(s.answer_ids.len()).max(1) - 1)
+        .map(|s| s.prompt_ids.len() + clamped(s) - 1)
         .max()
         .unwrap_or(1);
     ScorePlan {
         seq_len,
-        scored: k,
+        scored: samples.iter().map(clamped).max().unwrap_or(1),
         heads,
     }
 }

@@ -206,7 +206,7 @@ impl TrainLog {
             path: path.to_owned(),
             message,
         };
-        let state: serde_json::Value = serde_json::from_str(text)
+        let state: serde_json::Value = serde_json::from_str(&non_finite_as_null(text))
             .map_err(|e| invalid(format!("not a trainer state (JSON: {e})")))?;
         let history = state
             .get("log_history")
@@ -266,6 +266,38 @@ impl TrainLog {
         }
         out
     }
+}
+
+/// `text` with the bare `NaN`, `Infinity` and `-Infinity` that Python's `json` writes for
+/// non-finite numbers (and so HF's Trainer, in a diverged `log_history`) replaced by `null`
+/// outside strings: JSON has no such numbers, and a value that is not finite was not measured.
+fn non_finite_as_null(text: &str) -> std::borrow::Cow<'_, str> {
+    const TOKENS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !TOKENS.iter().any(|t| text.contains(t)) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string {
+            if let Some(t) = TOKENS.iter().find(|t| rest.starts_with(**t)) {
+                out.push_str("null");
+                rest = &rest[t.len()..];
+                continue;
+            }
+        }
+        if in_string && escaped {
+            escaped = false;
+        } else if in_string && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            in_string = !in_string;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
 }
 
 /// Read the logs of every subfolder of `dir` that holds a `train_log.csv`, sorted by name.
@@ -428,6 +460,24 @@ mod tests {
         assert_eq!(log.at_step(25.0)["rewards/accuracy_reward/mean"], 0.25);
         let err = TrainLog::from_trainer_state("x", "{}", Path::new("s.json")).unwrap_err();
         assert!(err.to_string().contains("log_history"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_values_of_a_trainer_state_are_not_measured() {
+        // As Python's `json.dumps` writes a diverged run; the strings keep their words.
+        let text = r#"{"log_history": [
+            {"step": 10, "loss": NaN, "reward": 0.25, "note": "NaN \" Infinity"},
+            {"step": 20, "loss": 0.5, "reward": -Infinity, "kl": Infinity},
+            {"step": 30, "loss": 0.25, "reward": 1.5, "kl": 0.125}
+        ]}"#;
+        let log = TrainLog::from_trainer_state("run", text, Path::new("s.json")).unwrap();
+        assert_eq!(log.columns, ["loss", "reward", "kl"]);
+        assert_eq!(log.points("loss"), [(20.0, 0.5), (30.0, 0.25)]);
+        assert_eq!(log.points("reward"), [(10.0, 0.25), (30.0, 1.5)]);
+        assert_eq!(log.rows[1].1, [Some(0.5), None, None]);
+        assert_eq!(log.at_step(20.0)["reward"], 0.25);
+        let kept = non_finite_as_null(r#"{"a": "NaN", "b": NaN}"#);
+        assert_eq!(kept, r#"{"a": "NaN", "b": null}"#);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::side::PerSide;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// How many scored samples get exact effects: all of them, or a seeded sample of a number
@@ -163,6 +164,45 @@ impl SampleCheck {
     }
 }
 
+/// A sample's check as its file holds it: the check's fields and the SHA-256 of the check's
+/// compact JSON, which a resumed run verifies before it reuses the file.
+#[derive(Serialize, Deserialize)]
+struct CheckFile {
+    #[serde(flatten)]
+    check: SampleCheck,
+    sha256: String,
+}
+
+impl CheckFile {
+    fn of(check: &SampleCheck) -> Result<Self, serde_json::Error> {
+        let bytes = serde_json::to_vec(check)?;
+        Ok(Self {
+            check: check.clone(),
+            sha256: format!("{:x}", Sha256::digest(&bytes)),
+        })
+    }
+}
+
+/// The check in the file at `path` when it holds one whose checksum matches; a file that does not
+/// (damaged, or of an older format) is reported with a warning (a progress note), to be
+/// recomputed. `None` too when there is no file.
+fn read_check(path: &Path, progress: &mut dyn Progress) -> Option<SampleCheck> {
+    let bytes = std::fs::read(path).ok()?;
+    let defect = match serde_json::from_slice::<CheckFile>(&bytes) {
+        Ok(file) => match CheckFile::of(&file.check) {
+            Ok(fresh) if fresh.sha256 == file.sha256 => return Some(file.check),
+            Ok(_) => "checksum mismatch (damaged)".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => format!("not an exact-effect file ({e})"),
+    };
+    progress.note(&format!(
+        "warning: {}: {defect}; recomputing",
+        path.display()
+    ));
+    None
+}
+
 /// Where sample `index`'s check of a run lives.
 pub fn sample_path(run_dir: &Path, index: usize) -> PathBuf {
     run_dir.join("exact").join(format!("{index:06}.json"))
@@ -217,12 +257,9 @@ pub fn check_run(
         let edges = chosen_edges(graph, &top, &others, opts.others(graph), seed);
         let path = sample_path(&run.dir, i);
         let grid = curve_grid(graph.num_edges());
-        let kept = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<SampleCheck>(&b).ok())
-            .filter(|c| {
-                c.options == *opts && c.id == *id && c.edges() == edges && c.curve.edges == grid
-            });
+        let kept = read_check(&path, progress).filter(|c| {
+            c.options == *opts && c.id == *id && c.edges() == edges && c.curve.edges == grid
+        });
         let check = match kept {
             Some(c) => c,
             None => {
@@ -246,7 +283,11 @@ pub fn check_run(
                     effects: ablation.effects(dense, &edges)?,
                     curve: ablation.faithfulness(dense)?,
                 };
-                write_json(&path, &check)?;
+                let file = CheckFile::of(&check).map_err(|e| RunError::Invalid {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                write_json(&path, &file)?;
                 check
             }
         };

@@ -23,7 +23,7 @@ use crate::model::{LoadOptions, Model, ScorePlan};
 use crate::progress::{CancelToken, Progress};
 use crate::report::render as draw;
 use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
-use crate::report::train_log::LogSource;
+use crate::report::train_log::{LogSource, TrainLog};
 use crate::report::trajectory::{self as summary, AnswerSource, QuestionSet, Trajectory};
 use std::path::{Path, PathBuf};
 
@@ -196,8 +196,10 @@ impl Scoring<'_> {
         correct as f64 / indices.len().max(1) as f64
     }
 
-    /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1.
-    fn plan(&self, heads: bool) -> ScorePlan {
+    /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1,
+    /// K clamped (as scoring clamps it) to the longest answer, `max_new_tokens` tokens.
+    fn plan(&self, heads: bool, max_new_tokens: usize) -> ScorePlan {
+        let k = self.selection.k.min(max_new_tokens).max(1);
         let longest = self
             .selection
             .indices
@@ -206,8 +208,8 @@ impl Scoring<'_> {
             .max()
             .unwrap_or(1);
         ScorePlan {
-            seq_len: longest + self.selection.k.max(1) - 1,
-            scored: self.selection.k,
+            seq_len: longest + k - 1,
+            scored: k,
             heads,
         }
     }
@@ -228,7 +230,10 @@ fn score_checkpoint(
 ) -> Result<Option<Scored>, StudyError> {
     let rung = &cfg.checkpoints[j];
     let opts = LoadOptions {
-        plan: Some(scoring.plan(cfg.study.level == Level::Head)),
+        plan: Some(scoring.plan(
+            cfg.study.level == Level::Head,
+            cfg.study.generation.max_new_tokens,
+        )),
         ..load.clone()
     };
     let model = Model::load(&rung.spec, &opts)?;
@@ -285,16 +290,15 @@ fn score_checkpoint(
     }
 }
 
-/// Pair every checkpoint with the first, read the trainer's log, write the summary, figures and
-/// report.
+/// Pair every checkpoint with the first, write the trainer's log (read before any checkpoint was
+/// scored), the summary, figures and report.
 fn finish(
     cfg: &TrajectoryConfig,
     dir: &TrajectoryDir,
-    scored: &[Scored],
+    (scored, log): (&[Scored], Option<&TrainLog>),
     counts: &TrajectoryCounts,
 ) -> Result<Trajectory, StudyError> {
-    let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
-    if let Some(log) = &log {
+    if let Some(log) = log {
         log.write(&dir.root().join(summary::TRAIN_LOG))?;
     }
     let mut points = Vec::with_capacity(scored.len());
@@ -304,7 +308,7 @@ fn finish(
             run,
             &scored[0].0,
             *accuracy,
-            log.as_ref(),
+            log,
             &cfg.study.compare,
         )?);
     }
@@ -327,7 +331,7 @@ fn finish(
     };
     summary::write(dir.root(), &t)?;
     dir::write_json(&dir.root().join("counts.json"), counts)?;
-    let figures = draw::write_trajectory_figures(&t, log.as_ref(), &dir.figures_dir())?;
+    let figures = draw::write_trajectory_figures(&t, log, &dir.figures_dir())?;
     let report = super::report_md::render_trajectory(cfg, counts, &t, &figures);
     dir::write_text(&dir.root().join("report.md"), &report)?;
     Ok(t)
@@ -352,14 +356,20 @@ fn open_and_claim(
     cfg: &TrajectoryConfig,
     load: &LoadOptions,
     dir: &TrajectoryDir,
-) -> Result<((Vec<Question>, LoadReport), DirLock), StudyError> {
+) -> Result<(Opened, DirLock), StudyError> {
     ladder::check(&cfg.checkpoints)?;
-    let questions = job::questions(&cfg.study)?;
+    // A log that cannot be read fails now, not after every checkpoint was scored.
+    let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
+    let (questions, report) = job::questions(&cfg.study)?;
     check_ladder(cfg, &cfg.study.load_options(load))?;
     let lock = DirLock::acquire(dir.root())?;
     claim(dir, cfg)?;
-    Ok((questions, lock))
+    Ok(((questions, report, log), lock))
 }
+
+/// What a trajectory reads before it writes: the questions, how their file was read, and the
+/// trainer's log.
+type Opened = (Vec<Question>, LoadReport, Option<TrainLog>);
 
 /// The stages of a trajectory after its folder is claimed: answer the ends, select, score
 /// every checkpoint of its shard, summarise.
@@ -367,7 +377,7 @@ fn run_claimed(
     cfg: &TrajectoryConfig,
     load: &LoadOptions,
     dir: &TrajectoryDir,
-    (questions, report): (Vec<Question>, LoadReport),
+    (questions, report, log): Opened,
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<TrajectoryOutcome, StudyError> {
@@ -393,7 +403,7 @@ fn run_claimed(
             checkpoints: scored.len(),
         });
     }
-    let t = finish(cfg, dir, &scored, &counts)?;
+    let t = finish(cfg, dir, (&scored, log.as_ref()), &counts)?;
     Ok(TrajectoryOutcome::Finished(Box::new(t)))
 }
 
