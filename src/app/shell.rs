@@ -806,9 +806,9 @@ impl eframe::App for App {
     }
 }
 
-/// Say that tuned − base is 0 everywhere where a view of the difference shows it.
+/// Say that tuned − base is 0 everywhere where a view of a change shows it.
 fn no_difference_ui(ui: &mut Ui, results: &Results, view: View, mode: Mode) {
-    if results.identical && mode == Mode::Difference && view.depends_on_mode() {
+    if results.identical && mode.is_change() && view.depends_on_mode() {
         ui.colored_label(
             Palette::of(ui.ctx()).highlight(),
             crate::report::figures::NO_DIFFERENCE,

@@ -267,28 +267,13 @@ pub fn mean_intervals(
         .iter()
         .map(|values| {
             validate(metric, values, values)?;
-            let n = values.len();
-            let indices = draws.entry(n).or_insert_with(|| {
-                let mut rng = StdRng::seed_from_u64(opts.seed);
-                (0..opts.bootstrap_resamples * n)
-                    .map(|_| rng.random_range(0..n) as u32)
-                    .collect()
-            });
+            let indices = draws
+                .entry(values.len())
+                .or_insert_with(|| resample_indices(values.len(), opts));
             let center = mean(values);
-            let centered: Vec<f64> = values.iter().map(|v| v - center).collect();
-            let mut means: Vec<f64> = indices
-                .chunks(n)
-                .map(|draw| {
-                    let sum: f64 = draw
-                        .iter()
-                        .map(|&i| centered.get(i as usize).copied().unwrap_or(0.0))
-                        .sum();
-                    center + sum / n as f64
-                })
-                .collect();
-            Ok((center, interval_of(&mut means, opts)))
+            let (low, high) = interval_over(values, center, indices, opts);
+            Ok((center, low, high))
         })
-        .map(|r| r.map(|(center, (low, high))| (center, low, high)))
         .collect()
 }
 
@@ -435,13 +420,34 @@ fn enumerated_p(doubled_ranks: &[usize], r_plus2: usize) -> f64 {
 /// means are formed as `center + mean(d − center)`, so constant differences give exactly
 /// `center` at both ends.
 fn bootstrap_ci(diffs: &[f64], center: f64, opts: &CompareOptions) -> (f64, f64) {
-    let centered: Vec<f64> = diffs.iter().map(|d| d - center).collect();
-    let n = centered.len();
+    interval_over(diffs, center, &resample_indices(diffs.len(), opts), opts)
+}
+
+/// The indices of `opts.bootstrap_resamples` resamples of `n` values, `n` a resample, drawn in
+/// order from the seed.
+fn resample_indices(n: usize, opts: &CompareOptions) -> Vec<u32> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut means: Vec<f64> = (0..opts.bootstrap_resamples)
-        .map(|_| {
-            let sum: f64 = (0..n)
-                .map(|_| centered.get(rng.random_range(0..n)).copied().unwrap_or(0.0))
+    (0..opts.bootstrap_resamples * n)
+        .map(|_| rng.random_range(0..n) as u32)
+        .collect()
+}
+
+/// The percentile interval of the mean of `values` (whose mean is `center`) over the resamples
+/// of [`resample_indices`].
+fn interval_over(
+    values: &[f64],
+    center: f64,
+    indices: &[u32],
+    opts: &CompareOptions,
+) -> (f64, f64) {
+    let n = values.len();
+    let centered: Vec<f64> = values.iter().map(|v| v - center).collect();
+    let mut means: Vec<f64> = indices
+        .chunks(n.max(1))
+        .map(|draw| {
+            let sum: f64 = draw
+                .iter()
+                .map(|&i| centered.get(i as usize).copied().unwrap_or(0.0))
                 .sum();
             center + sum / n as f64
         })

@@ -17,6 +17,16 @@ pub enum Level {
     Head,
 }
 
+impl Level {
+    /// The level in words: "block level" or "head level".
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Block => "block level",
+            Self::Head => "head level",
+        }
+    }
+}
+
 /// The graph of one model at one level: its sources and destinations in the study's order
 /// (the rows and columns of the dense layout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,6 +17,16 @@ pub enum TBar {
     Pooled,
 }
 
+impl TBar {
+    /// How T̄ is computed, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::MinOfMeans => "the smaller of the two models' mean answer lengths",
+            Self::Pooled => "the mean answer length over both models",
+        }
+    }
+}
+
 /// Selection parameters; defaults are the study's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelectOptions {

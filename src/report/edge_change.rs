@@ -50,9 +50,6 @@ pub const COLUMN_HELP: [&str; 9] = [
     "percentile-bootstrap interval of the per-question Δ|S|",
 ];
 
-/// The column of [`COLUMNS`] holding the adjusted p.
-pub const ADJUSTED_COLUMN: usize = 6;
-
 /// One edge's change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeChange {
@@ -218,7 +215,7 @@ impl EdgeChanges {
                         Cell::Change(c.delta),
                         Cell::Change(c.delta_abs),
                         Cell::P(c.p_value),
-                        Cell::P(c.p_adjusted),
+                        Cell::AdjustedP(c.p_adjusted),
                         Cell::Change(c.paired_delta_abs),
                         Cell::Interval(c.ci_low, c.ci_high),
                     ]

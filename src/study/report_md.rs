@@ -4,8 +4,6 @@ use super::dataset::{LoadReport, MAX_LINE_BYTES, MAX_QUESTION_CHARS};
 use super::dir::{Counts, StudyConfig};
 use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts};
 use crate::attribution::metrics::Metric;
-use crate::attribution::select::TBar;
-use crate::attribution::Level;
 use crate::report::comparison::Comparison;
 use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::saturation::Saturation;
@@ -15,22 +13,6 @@ use crate::report::trajectory::Trajectory;
 use crate::report::validation::Validation;
 use crate::report::verdict::{EdgeScope, MIN_CHECKED_QUESTIONS};
 use std::fmt::Write as _;
-
-/// The graph's level in words.
-fn level_words(level: Level) -> &'static str {
-    match level {
-        Level::Block => "block level",
-        Level::Head => "head level",
-    }
-}
-
-/// How T̄ was computed, in words.
-fn t_bar_words(t_bar: TBar) -> &'static str {
-    match t_bar {
-        TBar::MinOfMeans => "the smaller of the two models' mean answer lengths",
-        TBar::Pooled => "the mean answer length over both models",
-    }
-}
 
 /// The question limit in words.
 fn limit_words(limit: Option<usize>) -> String {
@@ -246,7 +228,7 @@ pub fn render(
     let _ = writeln!(
         s,
         "- graph: {}; loss on the first K = {} answer tokens (cut fraction α = {}, T̄ = {:.2}, {}); {} bootstrap resamples, seed {}\n",
-        level_words(cfg.level), counts.k, cfg.select.alpha, counts.t_bar, t_bar_words(cfg.select.t_bar), cfg.compare.bootstrap_resamples, cfg.compare.seed
+        cfg.level.words(), counts.k, cfg.select.alpha, counts.t_bar, cfg.select.t_bar.words(), cfg.compare.bootstrap_resamples, cfg.compare.seed
     );
     let _ = writeln!(s, "## Counts\n\n| step | questions |\n|---|---|");
     dataset_rows(&mut s, &counts.dataset);
@@ -445,7 +427,7 @@ pub fn render_trajectory(
     let _ = writeln!(
         s,
         "- graph: {}; loss on the first K = {} answer tokens (cut fraction α = {}, T̄ = {:.2}); {} bootstrap resamples, seed {}, {:.0} % intervals",
-        level_words(study.level), counts.k, study.select.alpha, counts.t_bar, study.compare.bootstrap_resamples, study.compare.seed, 100.0 * study.compare.confidence
+        study.level.words(), counts.k, study.select.alpha, counts.t_bar, study.compare.bootstrap_resamples, study.compare.seed, 100.0 * study.compare.confidence
     );
     if let Some(log) = &cfg.train_log {
         let _ = writeln!(

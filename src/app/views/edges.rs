@@ -8,7 +8,7 @@ use super::super::paths::Pick;
 use super::super::results::Results;
 use super::super::theme::Palette;
 use super::graph::GraphState;
-use crate::report::edge_change::{EdgeChanges, ADJUSTED_COLUMN, COLUMN_HELP, FDR, TESTED};
+use crate::report::edge_change::{EdgeChanges, COLUMN_HELP, FDR, TESTED};
 use crate::report::table::{Cell, Table};
 use egui::Ui;
 use std::collections::HashMap;
@@ -105,7 +105,7 @@ fn row_ui(
     graph: &mut GraphState,
 ) {
     let circuit = &results.circuit;
-    for (i, cell) in row.iter().enumerate() {
+    for cell in row {
         match cell {
             Cell::Text(name) => {
                 let id = ids.get(name.as_str()).copied();
@@ -117,7 +117,7 @@ fn row_ui(
                         .map(|e| e.from_node as usize);
                 }
             }
-            Cell::P(p) if i == ADJUSTED_COLUMN && *p < FDR => {
+            Cell::AdjustedP(p) if *p < FDR => {
                 let palette = Palette::of(ui.ctx());
                 ui.colored_label(
                     palette.highlight(),
