@@ -151,10 +151,12 @@ impl TrajectoryDir {
             Some(previous) if previous == *cfg => {}
             Some(_) => return Ok(false),
             None => {
-                if let Some(first) = crate::fsutil::foreign_entry(&self.root, CONFIG)
-                    .map_err(|source| DirError::Io {
-                        path: self.root.clone(),
-                        source,
+                if let Some(first) =
+                    crate::fsutil::foreign_entry(&self.root, CONFIG).map_err(|source| {
+                        DirError::Io {
+                            path: self.root.clone(),
+                            source,
+                        }
                     })?
                 {
                     return Err(DirError::NotEmpty {
