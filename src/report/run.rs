@@ -660,6 +660,21 @@ mod tests {
     }
 
     #[test]
+    fn a_samples_file_with_an_id_twice_is_refused_naming_it() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("samples.json");
+        let one = r#"{"prompt_ids": [1], "answer_ids": [2]}"#;
+        // The first sample's id is its position, 0, which the second names again.
+        let text = format!(r#"[{one}, {{"id": "0", "prompt_ids": [1], "answer_ids": [2]}}]"#);
+        std::fs::write(&path, text).unwrap();
+        let err = read_samples(&path).unwrap_err().to_string();
+        assert!(err.contains("samples.json") && err.contains("sample id `0` appears twice"));
+        std::fs::write(&path, format!("[{one}, {one}]")).unwrap();
+        let read = read_samples(&path).unwrap();
+        assert_eq!([read[0].id_at(0), read[1].id_at(1)], ["0", "1"]);
+    }
+
+    #[test]
     fn the_mean_loss_of_no_samples_is_zero() {
         assert_eq!(mean_loss(std::iter::empty()), 0.0);
         assert_eq!(mean_loss([1.0, 2.0, 4.5].into_iter()), 2.5);

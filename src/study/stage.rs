@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The template a model is prompted with.
-pub(super) fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
+fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
     cfg.template
         .clone()
         .unwrap_or(if model.tokenizer.chat_template.is_some() {
@@ -172,7 +172,7 @@ fn prompt_of(
     Ok((prompt, ids))
 }
 
-/// Stage 2: the questions of the study (of its shard, for a shard).
+/// The questions of a study or a trajectory (of its shard, for a shard): the study's stage 2.
 pub(super) fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyError> {
     let spec = dataset::parse_spec(&cfg.dataset)?;
     let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
