@@ -8,6 +8,7 @@
 pub mod app;
 pub mod assets;
 pub mod attribution;
+pub mod engine;
 pub mod fsutil;
 pub mod lab;
 pub mod lock;

@@ -1210,13 +1210,15 @@ fn regenerate_fixture() {
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn write_fixture(out: &Path, layers: usize, n: usize) {
     use circuitdiff::attribution::exact::ExactOptions;
-    use circuitdiff::attribution::score::Accumulation;
-    use circuitdiff::attribution::{Graph, Level};
+    use circuitdiff::attribution::Level;
+    use circuitdiff::engine::check::check_run;
+    use circuitdiff::engine::score::{score_run, Outcome};
+    use circuitdiff::engine::spec::RunSpec;
     use circuitdiff::model::{self, LoadOptions, Model};
     use circuitdiff::progress::{CancelToken, Silent};
     use circuitdiff::report::comparison;
-    use circuitdiff::report::run::{self, Method, Outcome, ScoreSample};
-    use circuitdiff::report::validation::{self, Validation};
+    use circuitdiff::report::run::ScoreSample;
+    use circuitdiff::report::validation::Validation;
     use circuitdiff::side::PerSide;
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Tiny::Llama.config();
@@ -1256,16 +1258,10 @@ fn write_fixture(out: &Path, layers: usize, n: usize) {
             });
             texts.push(text);
         }
-        let graph = Graph::new(&m.config, Level::Block);
-        let method = Method::new(
-            Level::Block,
-            6,
-            Accumulation::for_compute(m.dtype()),
-            Default::default(),
-        );
-        let mut manifest = run::manifest_for(&m, graph, method, &samples, None);
+        let spec = RunSpec::new(Level::Block, 6, Default::default());
+        let mut manifest = spec.manifest(&m, &samples, None);
         manifest.model.spec = format!("tiny-llama-{side}");
-        let outcome = run::score_run(
+        let outcome = score_run(
             "score",
             &out.join(side),
             &m,
@@ -1286,7 +1282,7 @@ fn write_fixture(out: &Path, layers: usize, n: usize) {
     let opts = ExactOptions::default();
     let chosen: Vec<usize> = (0..n).collect();
     let check = |i: usize| {
-        validation::check_run(
+        check_run(
             "exact",
             &models[i],
             &runs[i],

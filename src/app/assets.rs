@@ -2,46 +2,32 @@
 //! (study directories), `demo/<tuned>_trajectory` (the trajectory of one fine-tune's
 //! checkpoints) and `zoo/<name>` (model folders with their training logs).
 
-use crate::study::demo::{PAIRS, TRAJECTORY};
+use crate::study::demo_dir::{DemoDir, PAIRS, TRAJECTORY};
+use crate::study::dir::StudyDir;
+use crate::study::kind::Kind;
 use crate::study::trajectory_dir::TrajectoryDir;
 use std::path::{Path, PathBuf};
 
 /// The demo studies that exist, in the order GRPO, PPO, DPO.
 pub fn demo_studies(assets: &Path) -> Vec<(String, PathBuf)> {
+    let demo = DemoDir::new(assets.join("demo"));
     PAIRS
         .iter()
-        .map(|name| ((*name).to_owned(), assets.join("demo").join(name)))
-        .filter(|(_, dir)| dir.join("comparison.json").is_file())
+        .map(|name| ((*name).to_owned(), demo.study_dir(name)))
+        .filter(|(_, dir)| StudyDir::new(dir).comparison_path().is_file())
         .collect()
 }
 
 /// The demo trajectory's name (its fine-tune) and folder, when it exists.
 pub fn demo_trajectory(assets: &Path) -> Option<(String, PathBuf)> {
-    let (tuned, folder) = TRAJECTORY;
-    let dir = assets.join("demo").join(folder);
-    TrajectoryDir::is_trajectory(&dir).then(|| (tuned.to_owned(), dir))
+    let dir = DemoDir::new(assets.join("demo")).trajectory_dir();
+    TrajectoryDir::is_trajectory(&dir).then(|| (TRAJECTORY.0.to_owned(), dir))
 }
-
-/// The name of the file with which `circuitdiff demo` marks its output folder.
-const DEMO_SUMMARY: &str = "summary.json";
 
 /// What a folder `circuitdiff demo` wrote holds (the bundled `demo/` or a user's run): each
 /// pair's study, then the trajectory, as (name, folder); empty for any other folder.
 pub fn demo_folder(dir: &Path) -> Vec<(String, PathBuf)> {
-    if !dir.join(DEMO_SUMMARY).is_file() {
-        return Vec::new();
-    }
-    let mut entries: Vec<(String, PathBuf)> = PAIRS
-        .iter()
-        .map(|name| ((*name).to_owned(), dir.join(name)))
-        .filter(|(_, d)| crate::study::dir::StudyDir::is_study(d))
-        .collect();
-    let (tuned, folder) = TRAJECTORY;
-    let trajectory = dir.join(folder);
-    if TrajectoryDir::is_trajectory(&trajectory) {
-        entries.push((format!("{tuned} trajectory"), trajectory));
-    }
-    entries
+    DemoDir::new(dir).entries()
 }
 
 /// The folder `circuitdiff demo` wrote that is `dir` or holds it, with what it holds.
@@ -55,7 +41,7 @@ pub fn demo_run_of(dir: &Path) -> Option<(PathBuf, Vec<(String, PathBuf)>)> {
 
 /// The results to show for `dir`: `dir` itself, or the first study of a folder `demo` wrote.
 pub fn results_to_open(dir: &Path) -> PathBuf {
-    if super::results::is_results_dir(dir) {
+    if Kind::detect(dir).is_some_and(Kind::is_results) {
         return dir.to_owned();
     }
     demo_folder(dir)
@@ -90,12 +76,12 @@ mod tests {
         assert_eq!(demo_trajectory(a), None);
         let t = a.join("demo").join(TRAJECTORY.1);
         std::fs::create_dir_all(&t).unwrap();
-        std::fs::write(t.join("trajectory.json"), "{}").unwrap();
+        std::fs::write(TrajectoryDir::new(&t).config_path(), "{}").unwrap();
         assert_eq!(demo_trajectory(a), Some((TRAJECTORY.0.to_owned(), t)));
         for name in ["dpo", "grpo"] {
             let d = a.join("demo").join(name);
             std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("comparison.json"), "{}").unwrap();
+            std::fs::write(StudyDir::new(&d).comparison_path(), "{}").unwrap();
         }
         let names: Vec<String> = demo_studies(a).into_iter().map(|x| x.0).collect();
         assert_eq!(names, ["grpo", "dpo"]);
@@ -118,14 +104,14 @@ mod tests {
         for name in ["ppo", "dpo"] {
             let m = run.join(name).join("base");
             std::fs::create_dir_all(&m).unwrap();
-            std::fs::write(m.join("manifest.json"), "{}").unwrap();
+            std::fs::write(crate::report::run::RunDir::new(&m).manifest_path(), "{}").unwrap();
         }
         let t = run.join(TRAJECTORY.1);
         std::fs::create_dir_all(&t).unwrap();
-        std::fs::write(t.join("trajectory.json"), "{}").unwrap();
+        std::fs::write(TrajectoryDir::new(&t).config_path(), "{}").unwrap();
         assert!(demo_folder(&run).is_empty());
         assert_eq!(results_to_open(&run), run);
-        std::fs::write(run.join(DEMO_SUMMARY), "[]").unwrap();
+        std::fs::write(DemoDir::new(&run).summary_path(), "[]").unwrap();
         let names: Vec<String> = demo_folder(&run).into_iter().map(|e| e.0).collect();
         assert_eq!(names, ["ppo", "dpo", "grpo trajectory"]);
         assert_eq!(results_to_open(&run), run.join("ppo"));

@@ -5,7 +5,7 @@ use super::error::AppError;
 use crate::attribution::metrics::Metric;
 use crate::model::Tokenizer;
 use crate::report::circuit::Circuit;
-use crate::report::comparison::Comparison;
+use crate::report::comparison::{self, Comparison};
 use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::figures::{self, Heatmap, Histogram, LineChart, Scatter};
 use crate::report::run::{self, Run};
@@ -13,6 +13,7 @@ use crate::report::span::{ScoredSpan, DEFAULT_MIN_K};
 use crate::side::{PerSide, Side};
 use crate::study::answers::Answer;
 use crate::study::dir::{Counts, StudyDir};
+use crate::study::kind::Kind;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -157,12 +158,9 @@ pub fn short_name(spec: &str) -> String {
     figures::model_name(spec)
 }
 
-/// Whether `dir` looks like results the app can open (a trajectory's folder among them).
+/// Whether `dir` is results the app can open (a trajectory's folder among them).
 pub fn is_results_dir(dir: &Path) -> bool {
-    dir.join("manifest.json").is_file()
-        || StudyDir::is_study(dir)
-        || dir.join("comparison.json").is_file()
-        || crate::study::trajectory_dir::TrajectoryDir::is_trajectory(dir)
+    Kind::detect(dir).is_some_and(Kind::is_results)
 }
 
 impl Results {
@@ -179,16 +177,17 @@ impl Results {
     /// `counts.json`), a `compare` output directory (its `comparison.json` names both runs) or a
     /// single run directory.
     pub fn load(dir: &Path) -> Result<Self, AppError> {
-        let comparison: Option<Comparison> = read_json(&dir.join("comparison.json"))?;
-        let (base, tuned) = if dir.join("manifest.json").is_file() {
+        let comparison: Option<Comparison> = read_json(&comparison::path(dir))?;
+        let kind = Kind::detect(dir);
+        let (base, tuned) = if kind == Some(Kind::Run) {
             (Arc::new(run::load(dir)?), None)
-        } else if StudyDir::is_study(dir) {
+        } else if kind == Some(Kind::Study) {
             let study = StudyDir::new(dir);
             (
                 Arc::new(run::load(&study.run_dir(Side::Base))?),
                 Some(Arc::new(run::load(&study.run_dir(Side::Tuned))?)),
             )
-        } else if let Some(c) = &comparison {
+        } else if let (Some(Kind::Comparison), Some(c)) = (kind, &comparison) {
             let side = |d: &str| {
                 let p = Path::new(d);
                 if p.is_absolute() {

@@ -14,6 +14,7 @@ use crate::report::train_log::LogSource;
 use crate::report::trajectory::{self as summary, Point, Trajectory};
 use crate::study::answers::Answer;
 use crate::study::dataset;
+use crate::study::kind::Kind;
 use crate::study::trajectory_dir::{TrajectoryConfig, TrajectoryDir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ pub enum Opened {
 
 /// Load a trajectory, study, comparison or run folder.
 pub fn open(dir: &Path) -> Result<Opened, AppError> {
-    if TrajectoryDir::is_trajectory(dir) {
+    if Kind::detect(dir) == Some(Kind::Trajectory) {
         let t = TrajectoryResults::load(dir)?;
         let results = t.pair(t.last())?;
         Ok(Opened::Trajectory(Arc::new(t), Box::new(results)))
@@ -107,12 +108,12 @@ fn dataset_questions(config: Option<&TrajectoryConfig>) -> HashMap<String, Asked
 impl TrajectoryResults {
     /// Read `summary.json`, every checkpoint's run and answers, and the trainer's log.
     pub fn load(dir: &Path) -> Result<Self, AppError> {
-        let summary = summary::read(dir)?
+        let folder = TrajectoryDir::new(dir);
+        let summary = summary::read(&folder.summary_path())?
             .filter(|s| !s.points.is_empty())
             .ok_or_else(|| AppError::UnfinishedTrajectory {
                 path: dir.to_owned(),
             })?;
-        let folder = TrajectoryDir::new(dir);
         let runs = summary
             .points
             .iter()
@@ -142,7 +143,7 @@ impl TrajectoryResults {
             }
             answers.push(by_id);
         }
-        let log_path = dir.join(summary::TRAIN_LOG);
+        let log_path = folder.train_log_path();
         let log = if log_path.is_file() {
             Some(LogSource::LabCsv(log_path).read()?)
         } else {

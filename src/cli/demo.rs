@@ -2,7 +2,7 @@
 
 use super::bars::{ctrl_c_token, Bars};
 use anyhow::Context as _;
-use circuitdiff::study::demo::{render, run_demo};
+use circuitdiff::study::demo::{render, run_demo, DemoDir};
 use std::path::PathBuf;
 
 /// Run the study base → GRPO, base → PPO and base → DPO on the bundled demo zoo (no network)
@@ -32,7 +32,10 @@ pub fn run(args: &Args, window: Option<[f32; 2]>) -> anyhow::Result<()> {
     };
     // The same text as summary.md.
     print!("{}", render(&summaries));
-    println!("wrote {}", args.out.join("summary.md").display());
+    println!(
+        "wrote {}",
+        DemoDir::new(&args.out).summary_md_path().display()
+    );
     if args.no_gui {
         return Ok(());
     }

@@ -82,7 +82,12 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         let secs = report.train_seconds.get(name).copied().unwrap_or(f64::NAN);
         println!("  {name:<5} {acc:>6.3}   trained in {secs:.0} s");
     }
-    println!("wrote {}", args.out.join("zoo.json").display());
+    println!(
+        "wrote {}",
+        circuitdiff::lab::layout::LabDir::new(&args.out)
+            .report_path()
+            .display()
+    );
     Ok(())
 }
 

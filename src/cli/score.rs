@@ -9,12 +9,14 @@ use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::correction::Correction;
 use circuitdiff::attribution::exact::{ExactOptions, ALL_EDGES_MAX};
 use circuitdiff::attribution::metrics::MetricOptions;
-use circuitdiff::attribution::score::Accumulation;
-use circuitdiff::attribution::{Graph, Level};
+use circuitdiff::attribution::Level;
+use circuitdiff::engine::check::check_run;
+use circuitdiff::engine::score::Outcome;
+use circuitdiff::engine::spec::RunSpec;
 use circuitdiff::lock::DirLock;
 use circuitdiff::report::comparison;
 use circuitdiff::report::edge_change::{self, EdgeChanges};
-use circuitdiff::report::run::{self, Method, Outcome};
+use circuitdiff::report::run;
 use circuitdiff::report::span::ScoredSpan;
 use circuitdiff::report::table::Table;
 use circuitdiff::report::validation::{self, ExactConfig, SampleCount};
@@ -135,33 +137,23 @@ fn score_locked(args: &ScoreArgs, samples: &[run::ScoreSample]) -> anyhow::Resul
     if args.f64 {
         opts.dtype = candle_core::DType::F64;
     }
-    opts.plan = Some(run::score_plan(samples, args.cut, args.heads));
-    let model = super::bars::load_model(&args.model, &opts)?;
     let level = if args.heads {
         Level::Head
     } else {
         Level::Block
     };
-    let graph = Graph::new(&model.config, level);
-    let method = Method::new(
-        level,
-        args.cut,
-        Accumulation::for_compute(model.dtype()),
-        args.metrics.options(),
-    );
-    let manifest = run::manifest_for(&model, graph, method, samples, None);
-    let mut ids = std::collections::HashSet::new();
-    if let Some(dup) = manifest.samples.iter().find(|s| !ids.insert(&s.id)) {
-        bail!(
-            "{}: sample id `{}` appears twice",
-            args.samples.display(),
-            dup.id
-        );
-    }
+    let spec = RunSpec::new(level, args.cut, args.metrics.options());
+    opts.plan = Some(spec.plan(samples));
+    let model = super::bars::load_model(&args.model, &opts)?;
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    let outcome = run::score_run(
-        "score", &args.out, &model, &manifest, samples, &mut bars, &cancel,
+    let outcome = spec.score(
+        "score",
+        &args.out,
+        &model,
+        (samples, None),
+        &mut bars,
+        &cancel,
     )?;
     drop(bars);
     match outcome {
@@ -170,7 +162,7 @@ fn score_locked(args: &ScoreArgs, samples: &[run::ScoreSample]) -> anyhow::Resul
             Ok(false)
         }
         Outcome::Finished(r) => {
-            print_finished(args, &r, manifest.num_edges);
+            print_finished(args, &r, r.manifest.num_edges);
             check(args, &model, &r, samples, &cancel)
         }
     }
@@ -191,7 +183,7 @@ fn check(
         return Ok(true);
     }
     let mut bars = Bars::default();
-    let checks = validation::check_run(
+    let checks = check_run(
         "exact effects",
         model,
         r,
@@ -289,7 +281,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         &args.out.join("figures"),
     )?;
     print!("{}", table(&c));
-    println!("wrote {}", args.out.join("comparison.json").display());
+    println!("wrote {}", comparison::path(&args.out).display());
     Ok(())
 }
 

@@ -7,9 +7,9 @@ use super::questions::{load_options, QuestionArgs};
 use super::score::{table, ExactArgs};
 use anyhow::Context as _;
 use circuitdiff::report::validation::ExactConfig;
-use circuitdiff::study::dir::StudyConfig;
+use circuitdiff::study::dir::{StudyConfig, StudyDir};
 use circuitdiff::study::job::{merge_shards, run_study, StudyOutcome};
-use circuitdiff::study::trajectory_dir::TrajectoryDir;
+use circuitdiff::study::kind::Kind;
 use std::path::PathBuf;
 
 /// Answer, grade, select, score both models and compare them.
@@ -61,7 +61,11 @@ pub struct MergeArgs {
 
 pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
     let load = load_options(args.adapter.hub(args.offline), &args.device)?;
-    if args.shards.iter().any(|s| TrajectoryDir::is_trajectory(s)) {
+    if args
+        .shards
+        .iter()
+        .any(|s| Kind::detect(s) == Some(Kind::Trajectory))
+    {
         return super::trajectory::merge(&args.shards, &load, &args.out);
     }
     let cancel = ctrl_c_token();
@@ -118,7 +122,7 @@ fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
                 counts.t_bar
             );
             print!("{}", table(&cmp));
-            println!("wrote {}", out.join("report.md").display());
+            println!("wrote {}", StudyDir::new(out).report_path().display());
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use circuitdiff::report::trajectory::{AnswerSource, QuestionSet, Trajectory};
 use circuitdiff::report::validation::{ExactConfig, SampleCount};
 use circuitdiff::study::ladder;
 use circuitdiff::study::trajectory::{merge_trajectory, run_trajectory, TrajectoryOutcome};
-use circuitdiff::study::trajectory_dir::TrajectoryConfig;
+use circuitdiff::study::trajectory_dir::{TrajectoryConfig, TrajectoryDir};
 use std::path::{Path, PathBuf};
 
 /// Score one fixed question set at every checkpoint of a training run and pair each with the
@@ -130,7 +130,7 @@ fn finish(outcome: TrajectoryOutcome, out: &Path) -> anyhow::Result<()> {
         TrajectoryOutcome::Finished(t) => {
             print!("{}", table(&t));
             print!("{}", super::score::span_lines(t.span.as_ref()));
-            println!("wrote {}", out.join("report.md").display());
+            println!("wrote {}", TrajectoryDir::new(out).report_path().display());
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 pub mod dpo;
 pub mod eval;
 pub mod grpo;
+pub mod layout;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
@@ -51,7 +52,7 @@ pub enum LabError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("{} holds a lab run with other settings ({}): choose another --out", dir.display(), dir.join("lab.json").display())]
+    #[error("{} holds a lab run with other settings ({}): choose another --out", dir.display(), layout::LabDir::new(dir).config_path().display())]
     DifferentLab { dir: PathBuf },
     #[error("the gradient is not finite (norm {norm}) at step {step}: lower the learning rate")]
     NonFiniteGradient { norm: f64, step: usize },
@@ -92,7 +93,7 @@ pub struct StageContext<'a> {
     pub max_new_tokens: usize,
     name: String,
     dir: PathBuf,
-    checkpoints: PathBuf,
+    lab: layout::LabDir,
     eval_every: usize,
     keep: usize,
     total: usize,
@@ -111,7 +112,8 @@ impl<'a> StageContext<'a> {
         progress: &'a mut dyn Progress,
         cancel: &'a CancelToken,
     ) -> Result<Self> {
-        let dir = out.join(name);
+        let lab = layout::LabDir::new(out);
+        let dir = lab.stage_dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
         Ok(Self {
             rng: rand::rngs::StdRng::seed_from_u64(
@@ -120,7 +122,7 @@ impl<'a> StageContext<'a> {
             eval: task::eval_questions(cfg.eval_during),
             max_new_tokens: cfg.max_new_tokens,
             name: name.to_owned(),
-            checkpoints: out.join("checkpoints").join(name),
+            lab,
             dir,
             eval_every: cfg.eval_every.max(1),
             keep: cfg.checkpoints,
@@ -177,7 +179,7 @@ impl<'a> StageContext<'a> {
         let every = self.total / (self.keep + 1);
         let due = every > 0 && (step + 1).is_multiple_of(every) && (step + 1) / every <= self.keep;
         if due && step + 1 < self.total {
-            policy.save(&self.checkpoints.join(format!("step-{:06}", step + 1)))?;
+            policy.save(&self.lab.checkpoint_dir(&self.name, step + 1))?;
         }
         Ok(())
     }

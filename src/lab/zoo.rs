@@ -1,6 +1,7 @@
 //! `lab train`: the whole zoo, stage by stage (base, then GRPO, PPO and DPO from the base),
 //! resumable at stage boundaries, and the held-out accuracy of every model.
 
+use super::layout::LabDir;
 use super::policy::{load_frozen, Policy};
 use super::sft::SftConfig;
 use super::task::{eval_questions, tokenizer_json, train_questions, CHAT_TEMPLATE, EVAL_N};
@@ -194,7 +195,8 @@ pub fn train_zoo(
     cancel: &CancelToken,
 ) -> Result<Option<ZooReport>> {
     let _lock = crate::lock::DirLock::acquire(out)?;
-    let lab_json = out.join("lab.json");
+    let lab = LabDir::new(out);
+    let lab_json = lab.config_path();
     match read_json::<LabConfig>(&lab_json)? {
         Some(previous) if previous != *cfg => {
             return Err(LabError::DifferentLab {
@@ -204,17 +206,17 @@ pub fn train_zoo(
         Some(_) => {}
         None => write_json(&lab_json, cfg)?,
     }
-    let times_path = out.join("train_seconds.json");
+    let times_path = lab.times_path();
     let mut times: BTreeMap<String, f64> = read_json(&times_path)?.unwrap_or_default();
     let train = train_questions(cfg.train_questions, cfg.seed);
     for (i, &name) in STAGES.iter().enumerate() {
-        if out.join(name).join("model.safetensors").is_file() {
+        if lab.stage_dir(name).join("model.safetensors").is_file() {
             continue;
         }
         let started = Instant::now();
         let mut cx = StageContext::new(name, i, out, cfg, progress, cancel)?;
         let policy = if name == "base" {
-            let init = out.join("checkpoints/base/step-000000");
+            let init = lab.checkpoint_dir(name, 0);
             let tok = tokenizer_json();
             let vocab = tok["model"]["vocab"].as_object().map_or(0, |v| v.len());
             let config = cfg.shape.config(vocab);
@@ -224,8 +226,8 @@ pub fn train_zoo(
             sft::train(&policy, &train, &cfg.sft, &mut cx)?;
             policy
         } else {
-            let policy = Policy::load(&out.join("base"))?;
-            let reference = load_frozen(&out.join("base"))?;
+            let policy = Policy::load(&lab.base_dir())?;
+            let reference = load_frozen(&lab.base_dir())?;
             match name {
                 "grpo" => grpo::train(&policy, &reference, &train, &cfg.grpo, &mut cx)?,
                 "ppo" => ppo::train(&policy, &reference, &train, &cfg.ppo, &mut cx)?,
@@ -236,7 +238,7 @@ pub fn train_zoo(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        policy.save(&out.join(name))?;
+        policy.save(&lab.stage_dir(name))?;
         times.insert(name.to_owned(), started.elapsed().as_secs_f64());
         write_json(&times_path, &times)?;
     }
@@ -247,7 +249,7 @@ pub fn train_zoo(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let model = load_frozen(&out.join(name))?;
+        let model = load_frozen(&lab.stage_dir(name))?;
         accuracy.insert(
             (*name).to_owned(),
             eval::accuracy(&model, &questions, cfg.max_new_tokens)?,
@@ -262,6 +264,6 @@ pub fn train_zoo(
         threads: candle_core::utils::get_num_threads(),
         config: cfg.clone(),
     };
-    write_json(&out.join("zoo.json"), &report)?;
+    write_json(&lab.report_path(), &report)?;
     Ok(Some(report))
 }

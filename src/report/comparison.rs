@@ -10,7 +10,7 @@ use crate::attribution::metrics::{Metric, Metrics};
 use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Which run one model of the comparison is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,10 +257,21 @@ pub fn write(dir: &Path, c: &Comparison) -> Result<(), RunError> {
         tuned: relative(&c.tuned),
         ..c.clone()
     };
-    let json = dir.join("comparison.json");
+    let json = path(dir);
     crate::fsutil::write_json(&json, &c).map_err(|source| RunError::Io { path: json, source })?;
-    let csv = dir.join("comparison.csv");
+    let csv = csv_path(dir);
     write_atomic(&csv, to_csv(&c).as_bytes()).map_err(|source| RunError::Io { path: csv, source })
+}
+
+/// The comparison written into `dir` (a study's directory or `compare --out`): the one owner
+/// of its file name.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("comparison.json")
+}
+
+/// The comparison's statistics as CSV, beside [`path`].
+pub fn csv_path(dir: &Path) -> PathBuf {
+    dir.join("comparison.csv")
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod npz;
 pub mod render;
 pub mod run;
+pub mod run_dir;
 pub mod sample_file;
 pub mod saturation;
 pub mod span;

@@ -1,25 +1,15 @@
-//! The run directory: everything one scoring run produced, in files any tool reads.
-//!
-//! ```text
-//! DIR/manifest.json            model, method choices, K, graph, samples, software version
-//! DIR/samples/NNNNNN.safetensors   per-sample scores (dense S×D f32), loss, K, and in the
-//!                                  metadata id, K, shape, run identity and checksum
-//!                                  (report::sample_file); written as each sample completes, so
-//!                                  an interrupted run resumes, and verified when read
-//! DIR/scores.safetensors       all_scores (N,S,D) f32, scores (S,D) mean, losses (N,)
-//! DIR/scores.npz               the study's layout: scores, all_scores, real_edge_mask, losses
-//! DIR/metrics.json             metrics of the mean vector and of every sample, overall and per layer
-//! DIR/metrics.csv              one row per sample, then the mean vector
-//! ```
+//! The run directory's contents: the manifest, the per-sample scores, the aggregate scores and
+//! metrics, in files any tool reads; where each lives is [`RunDir`]'s.
 
 use super::npz::{npz_bytes, NpyArray};
+pub use super::run_dir::RunDir;
 use super::sample_file::{self, Defect, Expected};
 use crate::attribution::metrics::{metrics, relative_intensity, Metric, MetricOptions, Metrics};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::SelectOptions;
 use crate::attribution::{Graph, Level, SampleScores};
 use crate::fsutil::write_atomic;
-use crate::model::{AdapterInfo, Model, ScorePlan};
+use crate::model::{AdapterInfo, Model};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -318,11 +308,6 @@ fn mean_dense(scores: &[SampleScores]) -> Vec<f32> {
         .collect()
 }
 
-/// Path of sample `index`'s score file.
-pub fn sample_path(dir: &Path, index: usize) -> PathBuf {
-    dir.join("samples").join(format!("{index:06}.safetensors"))
-}
-
 /// What `manifest` expects of sample `index`'s file.
 fn expected<'a>(
     dir: &Path,
@@ -334,7 +319,7 @@ fn expected<'a>(
         .samples
         .get(index)
         .ok_or_else(|| RunError::Invalid {
-            path: dir.join("manifest.json"),
+            path: RunDir::new(dir).manifest_path(),
             message: format!("lists no sample {index}"),
         })?;
     Ok(Expected {
@@ -353,7 +338,7 @@ pub fn write_sample(
     manifest: &Manifest,
     s: &SampleScores,
 ) -> Result<(), RunError> {
-    let path = sample_path(dir, index);
+    let path = RunDir::new(dir).sample_path(index);
     let parent = path.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let run = manifest.identity();
@@ -368,7 +353,7 @@ pub fn read_sample(
     index: usize,
     manifest: &Manifest,
 ) -> Result<Option<Result<SampleScores, Defect>>, RunError> {
-    let path = sample_path(dir, index);
+    let path = RunDir::new(dir).sample_path(index);
     let run = manifest.identity();
     sample_file::read(&path, &expected(dir, manifest, index, &run)?).map_err(io(&path))
 }
@@ -397,12 +382,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
 /// Write the manifest (at the start of a run, so that a resumed run can check it matches).
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RunError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    write_json(&dir.join("manifest.json"), manifest)
+    write_json(&RunDir::new(dir).manifest_path(), manifest)
 }
 
 /// Read `manifest.json`, if the directory has one.
 pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, RunError> {
-    let path = dir.join("manifest.json");
+    let path = RunDir::new(dir).manifest_path();
     if !path.is_file() {
         return Ok(None);
     }
@@ -437,7 +422,8 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
     ]
     .into_iter()
     .collect();
-    let path = dir.join("scores.safetensors");
+    let files = RunDir::new(dir);
+    let path = files.scores_path();
     write_tensors(&path, &st)?;
 
     let npz = npz_bytes(&[
@@ -447,7 +433,7 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
         ("losses", NpyArray::f32(&[n], &losses)),
     ])
     .map_err(io(dir))?;
-    let path = dir.join("scores.npz");
+    let path = files.npz_path();
     write_atomic(&path, &npz).map_err(io(&path))?;
 
     let samples: Vec<SampleMetrics> = manifest
@@ -468,7 +454,7 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
         mean: VectorMetrics::of(graph, &mean, mean_loss, opts),
         samples,
     };
-    write_json(&dir.join("metrics.json"), &metrics_file)?;
+    write_json(&files.metrics_path(), &metrics_file)?;
     let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
     let mut csv = format!("id,loss,k,{}\n", names.join(","));
     let row = |id: &str, loss: f64, k: String, m: &Metrics| {
@@ -484,7 +470,7 @@ pub fn finish(dir: &Path, manifest: &Manifest, scores: Vec<SampleScores>) -> Res
         String::new(),
         &metrics_file.mean.overall,
     ));
-    let path = dir.join("metrics.csv");
+    let path = files.metrics_csv_path();
     write_atomic(&path, csv.as_bytes()).map_err(io(&path))?;
     Ok(Run {
         dir: dir.to_owned(),
@@ -521,14 +507,18 @@ pub fn csv_field(s: &str) -> String {
 pub fn load(dir: &Path) -> Result<Run, RunError> {
     let manifest = read_manifest(dir)?.ok_or_else(|| RunError::Invalid {
         path: dir.to_owned(),
-        message: "no manifest.json: not a circuitdiff run directory".into(),
+        message: format!(
+            "no {}: not a circuitdiff run directory",
+            RunDir::manifest_name()
+        ),
     })?;
-    let mut metrics: MetricsFile = read_json(&dir.join("metrics.json"))?;
+    let files = RunDir::new(dir);
+    let mut metrics: MetricsFile = read_json(&files.metrics_path())?;
     metrics.derive_relative_intensity();
     let mut scores = Vec::with_capacity(manifest.samples.len());
     for i in 0..manifest.samples.len() {
         let invalid = |message: String| RunError::Invalid {
-            path: sample_path(dir, i),
+            path: files.sample_path(i),
             message,
         };
         match read_sample(dir, i, &manifest)? {
@@ -564,6 +554,13 @@ pub struct ScoreSample {
     pub answer_ids: Vec<u32>,
 }
 
+impl ScoreSample {
+    /// The sample's id: its own, else its position `index` in the list.
+    pub fn id_at(&self, index: usize) -> String {
+        self.id.clone().unwrap_or_else(|| index.to_string())
+    }
+}
+
 /// Read a `score --samples` file: a JSON list of samples, at least one.
 pub fn read_samples(path: &Path) -> Result<Vec<ScoreSample>, RunError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -579,154 +576,16 @@ pub fn read_samples(path: &Path) -> Result<Vec<ScoreSample>, RunError> {
     if samples.is_empty() {
         return Err(invalid("no samples".into()));
     }
-    Ok(samples)
-}
-
-/// How a scoring run ended.
-#[derive(Debug)]
-pub enum Outcome {
-    Finished(Box<Run>),
-    Cancelled { scored: usize, total: usize },
-}
-
-/// Score `samples` with `model` into `dir`: each sample's scores are persisted as they complete,
-/// samples already on disk are not recomputed unless their file fails verification (then with a
-/// warning naming the file and the reason), and the aggregate files are written at the end.
-/// A directory holding a different run (other model, method or samples) is refused. Progress is
-/// reported as the stage `stage`.
-pub fn score_run(
-    stage: &str,
-    dir: &Path,
-    model: &Model,
-    manifest: &Manifest,
-    samples: &[ScoreSample],
-    progress: &mut dyn crate::progress::Progress,
-    cancel: &crate::progress::CancelToken,
-) -> Result<Outcome, RunError> {
-    for (sample, entry) in samples.iter().zip(&manifest.samples) {
-        crate::attribution::score::check_sample(
-            model,
-            &entry.id,
-            &sample.prompt_ids,
-            &sample.answer_ids,
-        )?;
-    }
-    if let Some(existing) = read_manifest(dir)? {
-        if existing != *manifest {
-            return Err(RunError::Invalid {
-                path: dir.to_owned(),
-                message: "holds a different run (model, method or samples differ); choose another output directory or delete this one".into(),
-            });
-        }
-    } else if let Some(first) =
-        crate::fsutil::foreign_entry(dir, "manifest.json").map_err(io(dir))?
-    {
-        return Err(RunError::Invalid {
-            path: dir.to_owned(),
-            message: format!(
-                "holds other files ({first}, …) and no manifest.json: a scoring run writes into a new or empty directory; choose another output directory"
-            ),
-        });
-    } else {
-        write_manifest(dir, manifest)?;
-    }
-    // A run killed mid-write (of a sample, or of the manifest of a directory it was claiming)
-    // left its temporary files; this one writes its own.
-    for d in [dir.to_owned(), dir.join("samples")] {
-        crate::fsutil::remove_stale_temps(&d).map_err(io(&d))?;
-    }
-    progress.start(stage, samples.len() as u64);
-    let mut scores = Vec::with_capacity(samples.len());
-    for (i, (sample, entry)) in samples.iter().zip(&manifest.samples).enumerate() {
-        if let Some(done) = reusable(dir, i, manifest, progress)? {
-            scores.push(done);
-        } else {
-            if cancel.is_cancelled() {
-                return Ok(Outcome::Cancelled {
-                    scored: i,
-                    total: samples.len(),
-                });
-            }
-            let s = crate::attribution::score_sample(
-                model,
-                &manifest.graph,
-                &entry.id,
-                &sample.prompt_ids,
-                &sample.answer_ids,
-                manifest.method.cut,
-            )?;
-            write_sample(dir, i, manifest, &s)?;
-            scores.push(s);
-        }
-        progress.set(i as u64 + 1);
-    }
-    finish(dir, manifest, scores).map(|r| Outcome::Finished(Box::new(r)))
-}
-
-/// Sample `index`'s scores when its file holds them and passes every check; a file that fails
-/// one is reported with a warning (a progress note), to be recomputed.
-fn reusable(
-    dir: &Path,
-    index: usize,
-    manifest: &Manifest,
-    progress: &mut dyn crate::progress::Progress,
-) -> Result<Option<SampleScores>, RunError> {
-    Ok(match read_sample(dir, index, manifest)? {
-        Some(Ok(s)) => Some(s),
-        Some(Err(defect)) => {
-            progress.note(&format!(
-                "warning: {}: {defect}; recomputing",
-                sample_path(dir, index).display()
-            ));
-            None
-        }
-        None => None,
-    })
-}
-
-/// The memory plan of scoring `samples` at cut `k`, clamped to each sample's answer length as
-/// scoring clamps it: the longest prompt plus K − 1 answer tokens, and the largest K.
-pub fn score_plan(samples: &[ScoreSample], k: usize, heads: bool) -> ScorePlan {
-    let clamped = |s: &ScoreSample| k.min(s.answer_ids.len()).max(1);
-    let seq_len = samples
+    let mut ids = std::collections::HashSet::new();
+    if let Some(dup) = samples
         .iter()
-        .map(|s| s.prompt_ids.len() + clamped(s) - 1)
-        .max()
-        .unwrap_or(1);
-    ScorePlan {
-        seq_len,
-        scored: samples.iter().map(clamped).max().unwrap_or(1),
-        heads,
+        .enumerate()
+        .map(|(i, s)| s.id_at(i))
+        .find(|id| !ids.insert(id.clone()))
+    {
+        return Err(invalid(format!("sample id `{dup}` appears twice")));
     }
-}
-
-/// The manifest of a scoring run of `samples` with `model`.
-pub fn manifest_for(
-    model: &Model,
-    graph: Graph,
-    method: Method,
-    samples: &[ScoreSample],
-    study: Option<StudyRecord>,
-) -> Manifest {
-    Manifest {
-        format: 1,
-        software: Software::default(),
-        model: ModelEntry::of(model),
-        num_edges: graph.num_edges(),
-        graph,
-        samples: samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SampleEntry {
-                id: s.id.clone().unwrap_or_else(|| i.to_string()),
-                prompt_len: s.prompt_ids.len(),
-                answer_len: s.answer_ids.len(),
-                k: method.cut.min(s.answer_ids.len()),
-            })
-            .collect(),
-        method,
-        study,
-    }
+    Ok(samples)
 }
 
 #[cfg(test)]
@@ -798,6 +657,21 @@ mod tests {
         let mut again: MetricsFile = serde_json::from_str(&json).unwrap();
         again.derive_relative_intensity();
         assert_eq!(again, file);
+    }
+
+    #[test]
+    fn a_samples_file_with_an_id_twice_is_refused_naming_it() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("samples.json");
+        let one = r#"{"prompt_ids": [1], "answer_ids": [2]}"#;
+        // The first sample's id is its position, 0, which the second names again.
+        let text = format!(r#"[{one}, {{"id": "0", "prompt_ids": [1], "answer_ids": [2]}}]"#);
+        std::fs::write(&path, text).unwrap();
+        let err = read_samples(&path).unwrap_err().to_string();
+        assert!(err.contains("samples.json") && err.contains("sample id `0` appears twice"));
+        std::fs::write(&path, format!("[{one}, {one}]")).unwrap();
+        let read = read_samples(&path).unwrap();
+        assert_eq!([read[0].id_at(0), read[1].id_at(1)], ["0", "1"]);
     }
 
     #[test]

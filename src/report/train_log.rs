@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 /// The log file a trained model's folder holds.
 pub const FILE_NAME: &str = "train_log.csv";
 
+/// The state a TRL/transformers trainer writes beside its checkpoints, its log among it.
+pub const TRAINER_STATE: &str = "trainer_state.json";
+
 /// The columns every log written by the lab has after `step`, in order; a trainer may add its
 /// own after them.
 pub const STANDARD_COLUMNS: [&str; 4] = ["loss", "reward", "accuracy", "kl"];

@@ -147,11 +147,6 @@ pub fn adjust_family(points: &mut [Point], correction: Correction) -> String {
     ))
 }
 
-pub const SUMMARY: &str = "summary.json";
-pub const SUMMARY_CSV: &str = "summary.csv";
-/// The trainer's log, as read, in the lab's CSV layout.
-pub const TRAIN_LOG: &str = "train_log.csv";
-
 fn invalid(run: &Run, message: String) -> RunError {
     RunError::Invalid {
         path: run.dir.clone(),
@@ -204,18 +199,19 @@ pub fn point(
     })
 }
 
-/// Write `summary.json` and `summary.csv` into `dir`.
-pub fn write(dir: &Path, t: &Trajectory) -> Result<(), RunError> {
-    let io = |path: std::path::PathBuf| move |source| RunError::Io { path, source };
-    let json = dir.join(SUMMARY);
-    crate::fsutil::write_json(&json, t).map_err(io(json.clone()))?;
-    let csv = dir.join(SUMMARY_CSV);
-    crate::fsutil::write_atomic(&csv, to_csv(t).as_bytes()).map_err(io(csv.clone()))
+/// Write the summary as JSON at `json` and as CSV ([`to_csv`]) at `csv`.
+pub fn write(json: &Path, csv: &Path, t: &Trajectory) -> Result<(), RunError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| RunError::Io { path, source }
+    };
+    crate::fsutil::write_json(json, t).map_err(io(json))?;
+    crate::fsutil::write_atomic(csv, to_csv(t).as_bytes()).map_err(io(csv))
 }
 
-/// Read a trajectory's `summary.json`; `None` when `dir` has none.
-pub fn read(dir: &Path) -> Result<Option<Trajectory>, RunError> {
-    let path = dir.join(SUMMARY);
+/// Read a trajectory's summary from the JSON file `path`; `None` when there is none.
+pub fn read(path: &Path) -> Result<Option<Trajectory>, RunError> {
+    let path = path.to_owned();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

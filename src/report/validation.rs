@@ -2,31 +2,23 @@
 //! each chosen sample's top and random edges (every edge, on a small graph), faithfulness
 //! curves, and the verdict of the exact effects on each headline conclusion (method.md §8).
 //!
-//! ```text
-//! RUN/exact/NNNNNN.json   one model's exact effects and faithfulness curve on sample NNNNNN,
-//!                         written as each sample completes (an interrupted run resumes)
-//! RUN/validation.json     (`score`) the run's agreement and curves
-//! comparison.json         (`study`) `validation`: both runs', the verdict on each headline
-//!                         conclusion, and k50/k80/k90, CPR and CMD paired
-//! ```
+//! The checks are computed by `engine::check` into the run directory (`RunDir::exact_path`,
+//! `RunDir::validation_path`); a study's comparison holds `validation`: both runs', the verdict
+//! on each headline conclusion, and k50/k80/k90, CPR and CMD paired.
 
-use super::run::{Run, RunError, ScoreSample};
+use super::run::{RunDir, RunError};
 pub use super::verdict::{EdgeScope, Robustness, Verdict};
 use crate::attribution::compare::{adjust, paired, CompareOptions, PairedStat};
-use crate::attribution::exact::{
-    by_magnitude, chosen_edges, curve_grid, Ablation, Agreement, Area, Curve, EdgeEffect, EdgeSet,
-    ExactOptions, Reach,
-};
+use crate::attribution::exact::{Agreement, Area, Curve, EdgeEffect, EdgeSet, ExactOptions, Reach};
 use crate::attribution::metrics::{metrics, Metric, MetricOptions};
 use crate::fsutil::write_atomic;
-use crate::model::Model;
-use crate::progress::{CancelToken, Progress};
+use crate::progress::Progress;
 use crate::side::PerSide;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How many scored samples get exact effects: all of them, or a seeded sample of a number
 /// (0: none).
@@ -131,7 +123,8 @@ pub struct SampleCheck {
 }
 
 impl SampleCheck {
-    fn edges(&self) -> Vec<((usize, usize), EdgeSet)> {
+    /// The edges measured, with the set each was chosen in.
+    pub(crate) fn edges(&self) -> Vec<((usize, usize), EdgeSet)> {
         self.effects
             .iter()
             .map(|e| ((e.source, e.destination), e.set))
@@ -186,7 +179,7 @@ impl CheckFile {
 /// The check in the file at `path` when it holds one whose checksum matches; a file that does not
 /// (damaged, or of an older format) is reported with a warning (a progress note), to be
 /// recomputed. `None` too when there is no file.
-fn read_check(path: &Path, progress: &mut dyn Progress) -> Option<SampleCheck> {
+pub(crate) fn read_check(path: &Path, progress: &mut dyn Progress) -> Option<SampleCheck> {
     let bytes = std::fs::read(path).ok()?;
     let defect = match serde_json::from_slice::<CheckFile>(&bytes) {
         Ok(file) => match CheckFile::of(&file.check) {
@@ -203,103 +196,18 @@ fn read_check(path: &Path, progress: &mut dyn Progress) -> Option<SampleCheck> {
     None
 }
 
-/// Where sample `index`'s check of a run lives.
-pub fn sample_path(run_dir: &Path, index: usize) -> PathBuf {
-    run_dir.join("exact").join(format!("{index:06}.json"))
-}
-
-/// The top edges by |S| of sample `index` of `run`.
-fn top_edges(run: &Run, index: usize, k: usize) -> Vec<(usize, usize)> {
-    let mut ranked = by_magnitude(&run.manifest.graph, &run.scores[index].dense);
-    ranked.truncate(k);
-    ranked
-}
-
-/// Check the samples `chosen` of `run` (scored by `model` on `samples`): exact effects of each
-/// sample's top edges, of `other`'s top edges on the same sample when given (a study measures
-/// both models on the union), and of a seeded random sample of the rest, and the sample's
-/// faithfulness curve. Files already written with the same edges are read back; `None` when
-/// cancelled.
-#[allow(clippy::too_many_arguments)]
-pub fn check_run(
-    stage: &str,
-    model: &Model,
-    run: &Run,
-    other: Option<&Run>,
-    samples: &[ScoreSample],
-    chosen: &[usize],
-    opts: &ExactOptions,
-    progress: &mut dyn Progress,
-    cancel: &CancelToken,
-) -> Result<Option<Vec<SampleCheck>>, RunError> {
-    let graph = &run.manifest.graph;
-    progress.start(stage, chosen.len() as u64);
-    let mut out = Vec::with_capacity(chosen.len());
-    for (done, &i) in chosen.iter().enumerate() {
-        let id = &run.manifest.samples[i].id;
-        let others = match other {
-            Some(o) => {
-                let j = o
-                    .manifest
-                    .samples
-                    .iter()
-                    .position(|s| s.id == *id)
-                    .ok_or_else(|| RunError::Invalid {
-                        path: o.dir.clone(),
-                        message: format!("no sample `{id}` to pair with {}", run.dir.display()),
-                    })?;
-                top_edges(o, j, opts.top)
-            }
-            None => Vec::new(),
-        };
-        let top = top_edges(run, i, opts.top);
-        let seed = opts.seed.wrapping_add(i as u64);
-        let edges = chosen_edges(graph, &top, &others, opts.others(graph), seed);
-        let path = sample_path(&run.dir, i);
-        let grid = curve_grid(graph.num_edges());
-        let kept = read_check(&path, progress).filter(|c| {
-            c.options == *opts && c.id == *id && c.edges() == edges && c.curve.edges == grid
-        });
-        let check = match kept {
-            Some(c) => c,
-            None => {
-                if cancel.is_cancelled() {
-                    return Ok(None);
-                }
-                let s = &samples[i];
-                let dense = &run.scores[i].dense;
-                let ablation = Ablation::new(
-                    model,
-                    graph,
-                    id,
-                    (&s.prompt_ids, &s.answer_ids),
-                    run.manifest.method.cut,
-                    opts.batch,
-                )?;
-                let check = SampleCheck {
-                    index: i,
-                    id: id.clone(),
-                    options: *opts,
-                    effects: ablation.effects(dense, &edges)?,
-                    curve: ablation.faithfulness(dense)?,
-                };
-                let file = CheckFile::of(&check).map_err(|e| RunError::Invalid {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                write_json(&path, &file)?;
-                check
-            }
-        };
-        out.push(check);
-        progress.set(done as u64 + 1);
-    }
-    Ok(Some(out))
+/// Write sample `check` to its file at `path`, with its checksum.
+pub(crate) fn write_check(path: &Path, check: &SampleCheck) -> Result<(), RunError> {
+    let file = CheckFile::of(check).map_err(|e| RunError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_json(path, &file)
 }
 
 /// Write a run's check to `RUN/validation.json`.
 pub fn write_run_check(run_dir: &Path, check: &RunCheck) -> Result<(), RunError> {
-    write_json(&run_dir.join("validation.json"), check)
+    write_json(&RunDir::new(run_dir).validation_path(), check)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {

@@ -2,6 +2,7 @@
 //! base → DPO) on the held-out built-in task, a summary of how intensity, entropy and
 //! kurtosis moved under each algorithm, and the GRPO run's trajectory along its checkpoints.
 
+pub use super::demo_dir::{DemoDir, PAIRS, TRAJECTORY};
 use super::dir::StudyConfig;
 use super::job::{run_study, StudyError, StudyOutcome};
 use super::ladder::Rung;
@@ -23,9 +24,6 @@ use crate::report::validation::{Brief, ExactConfig, SampleCount, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// The fine-tunes compared with the base, each a folder of the zoo and of the demo output.
-pub const PAIRS: [&str; 3] = ["grpo", "ppo", "dpo"];
 
 /// α of the demo: the whole answer (K = ⌊0.99 · T̄⌋, about 24 of the zoo's 25-token answers).
 /// The first tokens copy the question's operands, and a model is nearly certain of them: with
@@ -66,9 +64,6 @@ pub fn config(zoo: &Path, tuned: &str) -> StudyConfig {
         min_k_warning: crate::report::span::DEFAULT_MIN_K,
     }
 }
-
-/// The fine-tune whose training run the demo follows, and the demo folder of its trajectory.
-pub const TRAJECTORY: (&str, &str) = ("grpo", "grpo_trajectory");
 
 /// The demo's trajectory: the pair's study settings along the zoo's ladder of `tuned` (the
 /// base, the kept checkpoints, the final model), each checkpoint scored on its own answers.
@@ -141,7 +136,7 @@ pub fn run_demo(
         let outcome = run_study(
             &config(zoo, tuned),
             &LoadOptions::default(),
-            &out.join(tuned),
+            &DemoDir::new(out).study_dir(tuned),
             progress,
             cancel,
         )?;
@@ -163,20 +158,21 @@ pub fn run_demo(
             span: cmp.span,
         });
     }
-    let (tuned, folder) = TRAJECTORY;
+    let (tuned, _) = TRAJECTORY;
     progress.note(&format!("trajectory: base → {tuned} along its checkpoints"));
     let outcome = run_trajectory(
         &trajectory_config(zoo, tuned)?,
         &LoadOptions::default(),
-        &out.join(folder),
+        &DemoDir::new(out).trajectory_dir(),
         progress,
         cancel,
     )?;
     if !matches!(outcome, TrajectoryOutcome::Finished(_)) {
         return Ok(None);
     }
-    super::dir::write_json(&out.join("summary.json"), &summaries)?;
-    super::dir::write_text(&out.join("summary.md"), &render(&summaries))?;
+    let demo = DemoDir::new(out);
+    super::dir::write_json(&demo.summary_path(), &summaries)?;
+    super::dir::write_text(&demo.summary_md_path(), &render(&summaries))?;
     Ok(Some(summaries))
 }
 

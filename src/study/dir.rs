@@ -22,6 +22,7 @@ use crate::attribution::select::{SelectCounts, SelectOptions};
 use crate::attribution::Level;
 use crate::fsutil::write_atomic;
 use crate::model::GenerateOptions;
+use crate::report::comparison;
 use crate::report::validation::ExactConfig;
 use crate::side::{PerSide, Side};
 use serde::{Deserialize, Serialize};
@@ -157,6 +158,9 @@ pub enum DirError {
     },
 }
 
+/// The file that makes a folder a study directory, written first.
+const CONFIG: &str = "study.json";
+
 /// The file name of the most changed edges, in a study and where the app saves them.
 pub const EDGE_CHANGES: &str = "most_changed_edges.csv";
 
@@ -177,14 +181,11 @@ impl StudyDir {
 
     /// Whether `dir` holds a study's run directories.
     pub fn is_study(dir: &Path) -> bool {
-        Self::new(dir)
-            .run_dir(Side::Base)
-            .join("manifest.json")
-            .is_file()
+        crate::report::run::RunDir::is_run(&Self::new(dir).run_dir(Side::Base))
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.root.join("study.json")
+        self.root.join(CONFIG)
     }
 
     pub fn answers_path(&self, side: Side) -> PathBuf {
@@ -215,6 +216,11 @@ impl StudyDir {
         changes: &crate::report::edge_change::EdgeChanges,
     ) -> Result<(), DirError> {
         write_text(&self.edge_changes_path(), &changes.exact_table().csv())
+    }
+
+    /// The paired comparison (`report::comparison`), once the study has finished.
+    pub fn comparison_path(&self) -> PathBuf {
+        comparison::path(&self.root)
     }
 
     pub fn figures_dir(&self) -> PathBuf {
@@ -260,8 +266,8 @@ impl StudyDir {
             self.config_path(),
             self.rows_path(),
             self.counts_path(),
-            self.root.join("comparison.json"),
-            self.root.join("comparison.csv"),
+            self.comparison_path(),
+            comparison::csv_path(&self.root),
             self.report_path(),
             self.failed_path(),
         ];
@@ -299,7 +305,7 @@ impl StudyDir {
     /// interrupted first write of `study.json` leaves, then write `study.json`.
     pub fn start(&self, cfg: &StudyConfig) -> Result<(), DirError> {
         if let Some(first) =
-            crate::fsutil::foreign_entry(&self.root, "study.json").map_err(io(&self.root))?
+            crate::fsutil::foreign_entry(&self.root, CONFIG).map_err(io(&self.root))?
         {
             return Err(DirError::NotEmpty {
                 path: self.root.clone(),

@@ -5,91 +5,25 @@
 //! directories' per-sample files); re-running the same study on the same directory continues
 //! where it stopped. Progress goes through [`Progress`]; [`CancelToken`] stops between units.
 
-use super::answers::Answer;
-use super::dataset::{self, LoadReport, Question};
-use super::dir::{self, Counts, DirError, ModelCounts, StudyConfig, StudyDir};
-use super::grade::grade;
-use super::prompt::{render, Template};
-use crate::attribution::score::Accumulation;
+use super::dataset::{LoadReport, Question};
+use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
+pub use super::error::StudyError;
+use super::stage::{self, answer_all, check_coverage, questions, same_config, AnswerMap};
 use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::{Graph, Level};
+use crate::engine::check::check_run;
+use crate::engine::score::Outcome;
 use crate::lock::DirLock;
 use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::{self, Comparison};
 use crate::report::edge_change::{self, EdgeChanges};
 use crate::report::render as draw;
-use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
+use crate::report::run::{self, Run, RunDir};
 use crate::report::span::ScoredSpan;
-use crate::report::validation::{self, SampleCheck, Validation};
+use crate::report::validation::{SampleCheck, Validation};
 use crate::side::{PerSide, Side};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// Why a study failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StudyError {
-    #[error(transparent)]
-    Dataset(#[from] dataset::DatasetError),
-    #[error(transparent)]
-    Prompt(#[from] super::prompt::PromptError),
-    #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
-    #[error(transparent)]
-    Select(#[from] crate::attribution::select::SelectError),
-    #[error(transparent)]
-    Run(#[from] run::RunError),
-    #[error(transparent)]
-    Dir(#[from] DirError),
-    #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
-    #[error(transparent)]
-    Render(#[from] crate::report::render::RenderError),
-    #[error("{} holds a different study (see its study.json); choose another --out or delete it", dir.display())]
-    DifferentStudy { dir: PathBuf },
-    #[error("{} holds a different trajectory (see its trajectory.json: other checkpoints or settings); choose another --out or delete it", dir.display())]
-    DifferentTrajectory { dir: PathBuf },
-    #[error(transparent)]
-    Ladder(#[from] super::ladder::LadderError),
-    #[error("--offset {offset} skips every question: the dataset holds {loaded} (use an offset below {loaded}): {dataset}")]
-    OffsetPastEnd {
-        offset: usize,
-        loaded: usize,
-        dataset: String,
-    },
-    #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
-    Shard { i: usize, n: usize },
-    #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
-    Vocabularies { base: String, tuned: String },
-    #[error(
-        "--stop-id {id} is not a token of these models (ids 0..{vocab}); use an id below {vocab}"
-    )]
-    StopIdOutsideVocabulary { id: u32, vocab: usize },
-    #[error("the models' circuits are different graphs: base {base}, tuned {tuned}; a study pairs the same edges of two checkpoints of one architecture")]
-    Graphs { base: String, tuned: String },
-    #[error("{spec}: tokenizing question {id}: {message}")]
-    Tokenize {
-        spec: String,
-        id: String,
-        message: String,
-    },
-    #[error("{spec}: generating for questions {first}…: {source}")]
-    Generate {
-        spec: String,
-        first: String,
-        source: Box<candle_core::Error>,
-    },
-    #[error("{}: not a shard (no --shard)", dir.display())]
-    NotAShard { dir: PathBuf },
-    #[error("{}: a shard of a different study", dir.display())]
-    ShardOfAnotherStudy { dir: PathBuf },
-    #[error("no shard directories given")]
-    NoShards,
-    #[error("the shards {seen:?} do not cover 0..{n} exactly once")]
-    ShardCoverage { seen: Vec<(usize, usize)>, n: usize },
-    #[error("question {id} has no {side} answer in any shard: finish that shard first")]
-    MissingAnswer { id: String, side: Side },
-}
 
 /// How a study ended.
 #[derive(Debug)]
@@ -100,162 +34,6 @@ pub enum StudyOutcome {
         answered: usize,
     },
     Cancelled,
-}
-
-/// The template a model is prompted with.
-pub(super) fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
-    cfg.template
-        .clone()
-        .unwrap_or(if model.tokenizer.chat_template.is_some() {
-            Template::ChatTemplate
-        } else {
-            Template::Plain
-        })
-}
-
-/// Answers by question id.
-pub(super) type AnswerMap = HashMap<String, Answer>;
-
-/// Let `model` answer every question not yet answered in the answers file `file` (which
-/// answers `questions` in order); returns all answers by id, `None` when cancelled. Progress is
-/// reported as the stage `answer <who>`.
-pub(super) fn answer_all(
-    cfg: &StudyConfig,
-    (file, who): (&Path, &str),
-    model: &Model,
-    questions: &[Question],
-    progress: &mut dyn Progress,
-    cancel: &CancelToken,
-) -> Result<Option<AnswerMap>, StudyError> {
-    let mut read = dir::read_answers(file, questions)?;
-    keep_in_vocabulary(file, model, &mut read)?;
-    let mut done: AnswerMap = read.into_iter().map(|a| (a.id.clone(), a)).collect();
-    let template = template_for(cfg, model);
-    let mut gen = cfg.generation.clone();
-    gen.stop_strings.extend(template.stop_strings());
-    progress.start(&format!("answer {who}"), questions.len() as u64);
-    // Questions are answered in fixed chunks of `batch` (by position in the question list), and
-    // an incomplete chunk is regenerated whole: the batch a question is answered in never depends
-    // on what an interrupted run had already finished.
-    let batch = cfg.batch.max(1);
-    let mut finished = 0;
-    for chunk in questions.chunks(batch) {
-        if chunk.iter().any(|q| !done.contains_key(&q.id)) {
-            if cancel.is_cancelled() {
-                return Ok(None);
-            }
-            let prompts = chunk
-                .iter()
-                .map(|q| prompt_of(model, &template, q))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.1.clone()).collect();
-            let generated =
-                model
-                    .generate_batch(&ids, &gen)
-                    .map_err(|source| StudyError::Generate {
-                        spec: model.spec.clone(),
-                        first: chunk[0].id.clone(),
-                        source: Box::new(source),
-                    })?;
-            for ((q, (prompt, prompt_ids)), g) in chunk.iter().zip(prompts).zip(generated) {
-                if done.contains_key(&q.id) {
-                    continue;
-                }
-                let a = Answer {
-                    id: q.id.clone(),
-                    grade: grade(&g.text, &q.reference),
-                    prompt,
-                    prompt_ids,
-                    answer_ids: g.tokens,
-                    text: g.text,
-                    stop: g.stop,
-                };
-                dir::append_answer(file, &a)?;
-                done.insert(q.id.clone(), a);
-            }
-        }
-        finished += chunk.len();
-        progress.set(finished as u64);
-    }
-    warn_beyond_context(model, &done, progress);
-    Ok(Some(done))
-}
-
-/// Say how many of `model`'s sequences (prompt and answer) ran past its context length.
-fn warn_beyond_context(model: &Model, answers: &AnswerMap, progress: &mut dyn Progress) {
-    let context = model.config.max_position_embeddings;
-    let beyond = answers
-        .values()
-        .filter(|a| a.prompt_ids.len() + a.answer_ids.len() > context)
-        .count();
-    if beyond > 0 {
-        progress.note(&format!(
-            "warning: {beyond} of {} prompts and answers of {} are longer than its context of \
-             {context} tokens (max_position_embeddings); its outputs past that length are \
-             unreliable: lower --max-new-tokens or use shorter questions",
-            answers.len(),
-            model.spec
-        ));
-    }
-}
-
-/// Cut `answers` (read from the answers file `file`) before the first whose token ids fall
-/// outside `model`'s vocabulary (a damaged line that still parses), with a warning, so that the
-/// questions from there on are answered again.
-fn keep_in_vocabulary(
-    file: &Path,
-    model: &Model,
-    answers: &mut Vec<Answer>,
-) -> Result<(), StudyError> {
-    let vocab = model.config.vocab_size;
-    let outside = |a: &Answer| {
-        a.prompt_ids
-            .iter()
-            .chain(&a.answer_ids)
-            .copied()
-            .find(|&t| t as usize >= vocab)
-    };
-    let Some((j, t)) = answers
-        .iter()
-        .enumerate()
-        .find_map(|(j, a)| outside(a).map(|t| (j, t)))
-    else {
-        return Ok(());
-    };
-    log::warn!(
-        "{}: line {}: token id {t} is outside the vocabulary of {} (size {vocab}); answering again from this question on",
-        file.display(),
-        j + 1,
-        model.spec
-    );
-    answers.truncate(j);
-    Ok(dir::write_answers(file, answers.iter())?)
-}
-
-/// The prompt of question `q` for `model` and its token ids.
-pub(super) fn prompt_of(
-    model: &Model,
-    template: &Template,
-    q: &Question,
-) -> Result<(String, Vec<u32>), StudyError> {
-    let tok = &model.tokenizer;
-    let prompt = render(
-        template,
-        &q.question,
-        tok.chat_template.as_deref(),
-        tok.bos_token.as_deref(),
-        tok.eos_token.as_deref(),
-    )?;
-    // A chat template writes its own special tokens.
-    let add_special = *template != Template::ChatTemplate;
-    let ids = tok
-        .encode(&prompt, add_special)
-        .map_err(|e| StudyError::Tokenize {
-            spec: model.spec.clone(),
-            id: q.id.clone(),
-            message: e.to_string(),
-        })?;
-    Ok((prompt, ids))
 }
 
 /// Stage 1: claim `dir` for `cfg`, or check that it already holds this study. A study of other
@@ -279,33 +57,6 @@ fn claim(cfg: &StudyConfig, dir: &StudyDir, progress: &mut dyn Progress) -> Resu
         None => dir.start(cfg)?,
     }
     Ok(dir.create()?)
-}
-
-/// Stage 2: the questions of the study (of its shard, for a shard).
-pub(super) fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport), StudyError> {
-    let spec = dataset::parse_spec(&cfg.dataset)?;
-    let (questions, report) = dataset::load(&spec, cfg.offset, cfg.limit)?;
-    if questions.is_empty() && cfg.offset > 0 {
-        return Err(StudyError::OffsetPastEnd {
-            offset: cfg.offset,
-            loaded: report.loaded,
-            dataset: cfg.dataset.clone(),
-        });
-    }
-    let Some((i, n)) = cfg.shard else {
-        return Ok((questions, report));
-    };
-    if n == 0 || i >= n {
-        return Err(StudyError::Shard { i, n });
-    }
-    let batch = cfg.batch.max(1);
-    let mine = questions
-        .into_iter()
-        .enumerate()
-        .filter(|(j, _)| (j / batch) % n == i)
-        .map(|(_, q)| q)
-        .collect();
-    Ok((mine, report))
 }
 
 /// Stage 3: refuse a pair whose vocabularies or graphs differ before any long work.
@@ -478,36 +229,25 @@ fn score(
     cancel: &CancelToken,
 ) -> Result<Option<PerSide<Run>>, StudyError> {
     let mut runs = PerSide::<Option<Run>>::default();
+    let spec = stage::run_spec(cfg, selection);
     for &side in sides(same).iter().rev() {
-        let samples = score_samples(side, questions, answers, selection);
+        let samples = stage::samples(questions, &answers[side], selection);
         // A model whose scoring pass would not fit is refused before it is read.
-        let plan = run::score_plan(&samples, selection.k, cfg.level == Level::Head);
         let opts = LoadOptions {
-            plan: Some(plan),
+            plan: Some(spec.plan(&samples)),
             ..load.clone()
         };
         let model = Model::load(cfg.model(side), &opts)?;
-        let record = StudyRecord {
-            dataset: cfg.dataset.clone(),
-            k: selection.k,
-            limit: cfg.limit,
-            offset: cfg.offset,
-            select: cfg.select.clone(),
-            t_bar: selection.t_bar,
-            template: template_for(cfg, &model).name(),
-        };
-        let graph = Graph::new(&model.config, cfg.level);
-        let method = Method::new(
-            cfg.level,
-            selection.k,
-            Accumulation::for_compute(model.dtype()),
-            cfg.metrics.clone(),
-        );
-        let manifest = run::manifest_for(&model, graph, method, &samples, Some(record));
+        let record = stage::record(cfg, selection, &model);
         let task = format!("score {side}");
         let run_dir = dir.run_dir(side);
-        match run::score_run(
-            &task, &run_dir, &model, &manifest, &samples, progress, cancel,
+        match spec.score(
+            &task,
+            &run_dir,
+            &model,
+            (&samples, Some(record)),
+            progress,
+            cancel,
         )? {
             Outcome::Finished(r) => runs[side] = Some(*r),
             Outcome::Cancelled { .. } => return Ok(None),
@@ -529,27 +269,6 @@ fn score(
         } => Some(PerSide { base, tuned }),
         _ => None,
     })
-}
-
-/// The samples `side` is scored on: its own answers to the selected questions.
-fn score_samples(
-    side: Side,
-    questions: &[Question],
-    answers: &PerSide<AnswerMap>,
-    selection: &Selection,
-) -> Vec<ScoreSample> {
-    selection
-        .indices
-        .iter()
-        .map(|&i| {
-            let a = &answers[side][&questions[i].id];
-            ScoreSample {
-                id: Some(a.id.clone()),
-                prompt_ids: a.prompt_ids.clone(),
-                answer_ids: a.answer_ids.clone(),
-            }
-        })
-        .collect()
 }
 
 /// Stage 7 (method.md §7): exact effects and faithfulness curves of a seeded subset of the
@@ -579,15 +298,14 @@ fn check(
             Side::Base => &runs.tuned,
             Side::Tuned => &runs.base,
         };
-        let samples = score_samples(side, questions, answers, selection);
-        let plan = run::score_plan(&samples, selection.k, false);
+        let samples = stage::samples(questions, &answers[side], selection);
         let opts = LoadOptions {
-            plan: Some(plan),
+            plan: Some(stage::run_spec(cfg, selection).plan(&samples)),
             ..load.clone()
         };
         let model = Model::load(cfg.model(side), &opts)?;
         let task = format!("exact effects {side}");
-        let done = validation::check_run(
+        let done = check_run(
             &task,
             &model,
             &runs[side],
@@ -607,7 +325,7 @@ fn check(
         checks.tuned = checks.base.clone();
         for c in &checks.tuned {
             let [from, to] =
-                [&runs.base, &runs.tuned].map(|r| validation::sample_path(&r.dir, c.index));
+                [&runs.base, &runs.tuned].map(|r| RunDir::new(&r.dir).exact_path(c.index));
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| DirError::Io {
                     path: parent.to_owned(),
@@ -777,36 +495,6 @@ fn run_claimed(
     };
     let cmp = report(cfg, dir, inputs, (&runs, &checks), &mut counts)?;
     Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
-}
-
-/// Keep the first shard's configuration (its shard cleared) in `config`; refuse a shard of
-/// another configuration.
-pub(super) fn same_config<C: PartialEq>(
-    config: &mut Option<C>,
-    cfg: C,
-    shard: &Path,
-) -> Result<(), StudyError> {
-    match config {
-        None => *config = Some(cfg),
-        Some(c) if *c != cfg => {
-            return Err(StudyError::ShardOfAnotherStudy {
-                dir: shard.to_owned(),
-            })
-        }
-        Some(_) => {}
-    }
-    Ok(())
-}
-
-/// Refuse shards `(i, n)` that do not cover 0..n exactly once (repeats of a shard are allowed).
-pub(super) fn check_coverage(mut seen: Vec<(usize, usize)>) -> Result<(), StudyError> {
-    seen.sort_unstable();
-    seen.dedup();
-    let n = seen.first().map_or(0, |s| s.1);
-    if seen.len() != n || seen.iter().enumerate().any(|(j, &(i, m))| i != j || m != n) {
-        return Err(StudyError::ShardCoverage { seen, n });
-    }
-    Ok(())
 }
 
 /// Join the answers of shard directories (`study --shard i/n`) into `out` and finish the study

@@ -3,7 +3,8 @@
 //! (`base/`, `checkpoints/<stage>/step-N/`, `<stage>/` with its `train_log.csv`), or listed
 //! one by one.
 
-use crate::report::train_log::LogSource;
+use crate::lab::layout::LabDir;
+use crate::report::train_log::{self, LogSource};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -52,8 +53,11 @@ pub fn step_of(path: &Path) -> Option<u64> {
     n.parse().ok()
 }
 
-/// The subfolders of `dir` named `<prefix>N`, by step.
-fn numbered(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>, LadderError> {
+/// The subfolders of `dir` whose name gives a step (`step_of_name`), by step.
+fn numbered(
+    dir: &Path,
+    step_of_name: impl Fn(&str) -> Option<u64>,
+) -> Result<Vec<(u64, PathBuf)>, LadderError> {
     let io = |source| LadderError::Io {
         path: dir.to_owned(),
         source,
@@ -62,7 +66,7 @@ fn numbered(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>, LadderError
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(n) = name.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+        if let Some(n) = step_of_name(name) {
             if path.is_dir() {
                 found.push((n, path));
             }
@@ -70,6 +74,14 @@ fn numbered(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>, LadderError
     }
     found.sort();
     Ok(found)
+}
+
+/// The name of a TRL (transformers Trainer) checkpoint's folder before its step.
+const TRL_PREFIX: &str = "checkpoint-";
+
+/// The step of a TRL checkpoint's folder name (`checkpoint-40`: 40).
+fn trl_step(name: &str) -> Option<u64> {
+    name.strip_prefix(TRL_PREFIX)?.parse().ok()
 }
 
 fn rung(step: u64, path: &Path) -> Rung {
@@ -82,13 +94,13 @@ fn rung(step: u64, path: &Path) -> Rung {
 /// A TRL output folder: its `checkpoint-N/` in order, and the most complete trainer state (the
 /// folder's own, else the last checkpoint's).
 fn trl_run(dir: &Path) -> Result<Option<Ladder>, LadderError> {
-    let found = numbered(dir, "checkpoint-")?;
+    let found = numbered(dir, trl_step)?;
     let Some((_, last)) = found.last() else {
         return Ok(None);
     };
     let log = [
-        dir.join("trainer_state.json"),
-        last.join("trainer_state.json"),
+        dir.join(train_log::TRAINER_STATE),
+        last.join(train_log::TRAINER_STATE),
     ]
     .into_iter()
     .find(|p| p.is_file())
@@ -101,24 +113,24 @@ fn trl_run(dir: &Path) -> Result<Option<Ladder>, LadderError> {
 /// checkpoints `LAB/checkpoints/<stage>/step-N`, and the stage's final model at its last logged
 /// step.
 fn lab_stage(dir: &Path) -> Result<Option<Ladder>, LadderError> {
-    let (Some(lab), Some(stage)) = (dir.parent(), dir.file_name()) else {
+    let Some((lab, stage)) = LabDir::of_stage(dir) else {
         return Ok(None);
     };
-    let steps_dir = lab.join("checkpoints").join(stage);
-    let csv = dir.join(crate::report::train_log::FILE_NAME);
+    let steps_dir = lab.checkpoints_dir(&stage);
+    let csv = dir.join(train_log::FILE_NAME);
     if !steps_dir.is_dir() || !csv.is_file() || !dir.join("config.json").is_file() {
         return Ok(None);
     }
-    let found = numbered(&steps_dir, "step-")?;
+    let found = numbered(&steps_dir, LabDir::checkpoint_step)?;
     let last_logged = std::fs::read_to_string(&csv)
         .ok()
         .and_then(|text| {
-            let log = crate::report::train_log::TrainLog::parse("", &text, &csv).ok()?;
+            let log = train_log::TrainLog::parse("", &text, &csv).ok()?;
             log.rows.last().map(|(step, _)| *step as u64)
         })
         .unwrap_or_else(|| found.last().map_or(1, |(n, _)| n + 1));
     let mut rungs = Vec::new();
-    let base = lab.join("base");
+    let base = lab.base_dir();
     if base.join("config.json").is_file() && base != dir {
         rungs.push(rung(0, &base));
     }
@@ -217,7 +229,7 @@ fn folder(dir: &Path) -> Result<Option<Ladder>, LadderError> {
     if stage.is_some() {
         return Ok(stage);
     }
-    let found = numbered(dir, "step-")?;
+    let found = numbered(dir, LabDir::checkpoint_step)?;
     if found.is_empty() {
         return Err(LadderError::NoCheckpoints {
             dir: dir.to_owned(),
@@ -286,8 +298,12 @@ mod tests {
             "step,loss\n1,0.5\n120,0.1\n",
         )
         .unwrap();
-        for n in ["step-000040", "step-000080"] {
-            touch(&lab.join("checkpoints/grpo").join(n).join("config.json"));
+        for n in [40, 80] {
+            touch(
+                &LabDir::new(lab)
+                    .checkpoint_dir("grpo", n)
+                    .join("config.json"),
+            );
         }
         let l = discover(&[lab.join("grpo").display().to_string()], None, None, None).unwrap();
         let steps: Vec<u64> = l.rungs.iter().map(|r| r.step).collect();

@@ -3,12 +3,16 @@
 pub mod answers;
 pub mod dataset;
 pub mod demo;
+pub mod demo_dir;
 pub mod dir;
+pub mod error;
 pub mod grade;
 pub mod job;
+pub mod kind;
 pub mod ladder;
 mod latex_eval;
 pub mod prompt;
 mod report_md;
+mod stage;
 pub mod trajectory;
 pub mod trajectory_dir;

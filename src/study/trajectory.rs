@@ -12,17 +12,18 @@
 
 use super::dataset::{LoadReport, Question};
 use super::dir::{self, ModelCounts};
-use super::job::{self, AnswerMap, StudyError};
+use super::error::StudyError;
 use super::ladder;
+use super::stage::{self, AnswerMap};
 use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
-use crate::attribution::score::Accumulation;
 use crate::attribution::select::{select, Candidate, Selection};
-use crate::attribution::{Graph, Level};
+use crate::attribution::Graph;
+use crate::engine::score::Outcome;
 use crate::lock::DirLock;
-use crate::model::{LoadOptions, Model, ScorePlan};
+use crate::model::{LoadOptions, Model};
 use crate::progress::{CancelToken, Progress};
 use crate::report::render as draw;
-use crate::report::run::{self, Method, Outcome, Run, ScoreSample, StudyRecord};
+use crate::report::run::Run;
 use crate::report::train_log::{LogSource, TrainLog};
 use crate::report::trajectory::{self as summary, AnswerSource, QuestionSet, Trajectory};
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ fn answer_ends(
         let model = Model::load(&rung.spec, load)?;
         let who = format!("step {}", rung.step);
         let file = dir.answers_path(j);
-        match job::answer_all(
+        match stage::answer_all(
             &cfg.study,
             (&file, &who),
             &model,
@@ -167,21 +168,6 @@ impl Scoring<'_> {
             .collect()
     }
 
-    fn samples(&self, answers: &AnswerMap) -> Vec<ScoreSample> {
-        self.selection
-            .indices
-            .iter()
-            .map(|&i| {
-                let a = &answers[&self.questions[i].id];
-                ScoreSample {
-                    id: Some(a.id.clone()),
-                    prompt_ids: a.prompt_ids.clone(),
-                    answer_ids: a.answer_ids.clone(),
-                }
-            })
-            .collect()
-    }
-
     /// The share of the set that `answers` answer correctly.
     fn accuracy(&self, answers: &AnswerMap) -> f64 {
         let indices = &self.selection.indices;
@@ -194,24 +180,6 @@ impl Scoring<'_> {
             })
             .count();
         correct as f64 / indices.len().max(1) as f64
-    }
-
-    /// The memory plan of any checkpoint's scoring: the longest prompt of the set plus K − 1,
-    /// K clamped (as scoring clamps it) to the longest answer, `max_new_tokens` tokens.
-    fn plan(&self, heads: bool, max_new_tokens: usize) -> ScorePlan {
-        let k = self.selection.k.min(max_new_tokens).max(1);
-        let longest = self
-            .selection
-            .indices
-            .iter()
-            .map(|&i| self.ends[0][&self.questions[i].id].prompt_ids.len())
-            .max()
-            .unwrap_or(1);
-        ScorePlan {
-            seq_len: longest + k - 1,
-            scored: k,
-            heads,
-        }
     }
 }
 
@@ -229,11 +197,18 @@ fn score_checkpoint(
     cancel: &CancelToken,
 ) -> Result<Option<Scored>, StudyError> {
     let rung = &cfg.checkpoints[j];
+    let spec = stage::run_spec(&cfg.study, scoring.selection);
+    // Any checkpoint's plan, before it answers: the longest prompt of the set, K clamped to
+    // the longest answer it may give.
+    let longest_prompt = scoring
+        .selection
+        .indices
+        .iter()
+        .map(|&i| scoring.ends[0][&scoring.questions[i].id].prompt_ids.len())
+        .max()
+        .unwrap_or(1);
     let opts = LoadOptions {
-        plan: Some(scoring.plan(
-            cfg.study.level == Level::Head,
-            cfg.study.generation.max_new_tokens,
-        )),
+        plan: Some(spec.plan_within(longest_prompt, cfg.study.generation.max_new_tokens)),
         ..load.clone()
     };
     let model = Model::load(&rung.spec, &opts)?;
@@ -246,7 +221,7 @@ fn score_checkpoint(
     } else if cfg.answers == AnswerSource::Own {
         let file = dir.answers_path(j);
         let set = scoring.selected();
-        answered = job::answer_all(&cfg.study, (&file, &who), &model, &set, progress, cancel)?;
+        answered = stage::answer_all(&cfg.study, (&file, &who), &model, &set, progress, cancel)?;
         let Some(a) = &answered else { return Ok(None) };
         Some(a)
     } else {
@@ -256,32 +231,14 @@ fn score_checkpoint(
         (AnswerSource::Own, Some(own)) => own,
         _ => &scoring.ends[0],
     };
-    let samples = scoring.samples(scored_on);
-    let k = scoring.selection.k;
-    let record = StudyRecord {
-        dataset: cfg.study.dataset.clone(),
-        k,
-        limit: cfg.study.limit,
-        offset: cfg.study.offset,
-        select: cfg.study.select.clone(),
-        t_bar: scoring.selection.t_bar,
-        template: job::template_for(&cfg.study, &model).name(),
-    };
-    let graph = Graph::new(&model.config, cfg.study.level);
-    let method = Method::new(
-        cfg.study.level,
-        k,
-        Accumulation::for_compute(model.dtype()),
-        cfg.study.metrics.clone(),
-    );
-    let manifest = run::manifest_for(&model, graph, method, &samples, Some(record));
+    let samples = stage::samples(scoring.questions, scored_on, scoring.selection);
+    let record = stage::record(&cfg.study, scoring.selection, &model);
     let task = format!("score {who}");
-    match run::score_run(
+    match spec.score(
         &task,
         &dir.run_dir(j),
         &model,
-        &manifest,
-        &samples,
+        (&samples, Some(record)),
         progress,
         cancel,
     )? {
@@ -299,7 +256,7 @@ fn finish(
     counts: &TrajectoryCounts,
 ) -> Result<Trajectory, StudyError> {
     if let Some(log) = log {
-        log.write(&dir.root().join(summary::TRAIN_LOG))?;
+        log.write(&dir.train_log_path())?;
     }
     let mut points = Vec::with_capacity(scored.len());
     for (j, (run, accuracy)) in scored.iter().enumerate() {
@@ -329,11 +286,11 @@ fn finish(
         )),
         family,
     };
-    summary::write(dir.root(), &t)?;
-    dir::write_json(&dir.root().join("counts.json"), counts)?;
+    summary::write(&dir.summary_path(), &dir.summary_csv_path(), &t)?;
+    dir::write_json(&dir.counts_path(), counts)?;
     let figures = draw::write_trajectory_figures(&t, log, &dir.figures_dir())?;
     let report = super::report_md::render_trajectory(cfg, counts, &t, &figures);
-    dir::write_text(&dir.root().join("report.md"), &report)?;
+    dir::write_text(&dir.report_path(), &report)?;
     Ok(t)
 }
 
@@ -360,7 +317,7 @@ fn open_and_claim(
     ladder::check(&cfg.checkpoints)?;
     // A log that cannot be read fails now, not after every checkpoint was scored.
     let log = cfg.train_log.as_ref().map(LogSource::read).transpose()?;
-    let (questions, report) = job::questions(&cfg.study)?;
+    let (questions, report) = stage::questions(&cfg.study)?;
     check_ladder(cfg, &cfg.study.load_options(load))?;
     let lock = DirLock::acquire(dir.root())?;
     claim(dir, cfg)?;
@@ -457,11 +414,11 @@ pub fn merge_trajectory(
             owner[j] = Some(shard.clone());
         }
         cfg.shard = None;
-        job::same_config(&mut config, cfg, shard)?;
+        stage::same_config(&mut config, cfg, shard)?;
         seen.push((i, n));
     }
     let cfg = config.ok_or(StudyError::NoShards)?;
-    job::check_coverage(seen)?;
+    stage::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
     let (opened, _lock) = open_and_claim(&cfg, load, &dir)?;
     let ends_from = TrajectoryDir::new(&shards[0]);

@@ -63,6 +63,9 @@ pub struct TrajectoryCounts {
     pub k: usize,
 }
 
+/// The file that makes a folder a trajectory's, written first.
+const CONFIG: &str = "trajectory.json";
+
 /// A trajectory's folder: the one owner of its layout.
 #[derive(Debug, Clone)]
 pub struct TrajectoryDir {
@@ -79,7 +82,7 @@ impl TrajectoryDir {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.root.join("trajectory.json")
+        self.root.join(CONFIG)
     }
 
     /// Whether `dir` holds a trajectory.
@@ -104,6 +107,29 @@ impl TrajectoryDir {
         self.root.join("figures")
     }
 
+    pub fn counts_path(&self) -> PathBuf {
+        self.root.join("counts.json")
+    }
+
+    /// The summary (`report::trajectory`): every checkpoint's metrics and paired changes.
+    pub fn summary_path(&self) -> PathBuf {
+        self.root.join("summary.json")
+    }
+
+    /// The summary as CSV.
+    pub fn summary_csv_path(&self) -> PathBuf {
+        self.root.join("summary.csv")
+    }
+
+    /// The trainer's log, as read, in the lab's CSV layout.
+    pub fn train_log_path(&self) -> PathBuf {
+        self.root.join(crate::report::train_log::FILE_NAME)
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.root.join("report.md")
+    }
+
     pub fn read_config(&self) -> Result<Option<TrajectoryConfig>, DirError> {
         let path = self.config_path();
         match std::fs::read_to_string(&path) {
@@ -125,10 +151,12 @@ impl TrajectoryDir {
             Some(previous) if previous == *cfg => {}
             Some(_) => return Ok(false),
             None => {
-                if let Some(first) = crate::fsutil::foreign_entry(&self.root, "trajectory.json")
-                    .map_err(|source| DirError::Io {
-                        path: self.root.clone(),
-                        source,
+                if let Some(first) =
+                    crate::fsutil::foreign_entry(&self.root, CONFIG).map_err(|source| {
+                        DirError::Io {
+                            path: self.root.clone(),
+                            source,
+                        }
                     })?
                 {
                     return Err(DirError::NotEmpty {

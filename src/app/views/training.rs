@@ -99,7 +99,7 @@ fn model_log(spec: &str) -> Option<LogSource> {
         let rest = path.strip_prefix("assets").ok()?;
         crate::assets::dir()?.join(rest)
     };
-    ["train_log.csv", "trainer_state.json"]
+    [train_log::FILE_NAME, train_log::TRAINER_STATE]
         .into_iter()
         .map(|name| folder.join(name))
         .find(|f| f.is_file())

@@ -1,0 +1,69 @@
+//! Why a study or a trajectory failed: one error type for both pipelines and their stages.
+
+use crate::side::Side;
+use std::path::PathBuf;
+
+/// Why a study failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error(transparent)]
+    Dataset(#[from] super::dataset::DatasetError),
+    #[error(transparent)]
+    Prompt(#[from] super::prompt::PromptError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Select(#[from] crate::attribution::select::SelectError),
+    #[error(transparent)]
+    Run(#[from] crate::report::run::RunError),
+    #[error(transparent)]
+    Dir(#[from] super::dir::DirError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Render(#[from] crate::report::render::RenderError),
+    #[error("{} holds a different study (see its study.json); choose another --out or delete it", dir.display())]
+    DifferentStudy { dir: PathBuf },
+    #[error("{} holds a different trajectory (see its trajectory.json: other checkpoints or settings); choose another --out or delete it", dir.display())]
+    DifferentTrajectory { dir: PathBuf },
+    #[error(transparent)]
+    Ladder(#[from] super::ladder::LadderError),
+    #[error("--offset {offset} skips every question: the dataset holds {loaded} (use an offset below {loaded}): {dataset}")]
+    OffsetPastEnd {
+        offset: usize,
+        loaded: usize,
+        dataset: String,
+    },
+    #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
+    Shard { i: usize, n: usize },
+    #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
+    Vocabularies { base: String, tuned: String },
+    #[error(
+        "--stop-id {id} is not a token of these models (ids 0..{vocab}); use an id below {vocab}"
+    )]
+    StopIdOutsideVocabulary { id: u32, vocab: usize },
+    #[error("the models' circuits are different graphs: base {base}, tuned {tuned}; a study pairs the same edges of two checkpoints of one architecture")]
+    Graphs { base: String, tuned: String },
+    #[error("{spec}: tokenizing question {id}: {message}")]
+    Tokenize {
+        spec: String,
+        id: String,
+        message: String,
+    },
+    #[error("{spec}: generating for questions {first}…: {source}")]
+    Generate {
+        spec: String,
+        first: String,
+        source: Box<candle_core::Error>,
+    },
+    #[error("{}: not a shard (no --shard)", dir.display())]
+    NotAShard { dir: PathBuf },
+    #[error("{}: a shard of a different study", dir.display())]
+    ShardOfAnotherStudy { dir: PathBuf },
+    #[error("no shard directories given")]
+    NoShards,
+    #[error("the shards {seen:?} do not cover 0..{n} exactly once")]
+    ShardCoverage { seen: Vec<(usize, usize)>, n: usize },
+    #[error("question {id} has no {side} answer in any shard: finish that shard first")]
+    MissingAnswer { id: String, side: Side },
+}
