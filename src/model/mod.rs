@@ -16,6 +16,7 @@ mod gguf_header;
 mod inspect;
 pub mod limits;
 mod linear;
+mod lora;
 mod masks;
 mod matrix;
 mod memory;
@@ -37,9 +38,10 @@ pub use download::DownloadProgress;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
 pub use inspect::{inspect, inspect_plan, ModelInfo};
-pub use linear::{inner_products, Linear};
+pub use linear::{inner_products, Linear, LoraPair};
+pub use lora::{LoraSettings, LoraTarget, UnknownTarget};
 pub use masks::EdgeMasks;
-pub use memory::{MemoryEstimate, ScorePlan};
+pub use memory::{available as available_memory, MemoryEstimate, ScorePlan};
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
 pub use source::{resolve, Checkpoint, HubOptions};
 pub use tokenizer::Tokenizer;
@@ -227,6 +229,16 @@ impl Model {
     /// attribution still never does (its probes' projections use the activation-only matmul).
     pub fn trainable(&mut self) -> candle_core::Result<Vec<(String, candle_core::Var)>> {
         self.net.make_trainable()
+    }
+
+    /// Attach new LoRA updates (B = 0, so the model is unchanged until they are trained) to
+    /// the layers `settings` targets, keeping every base weight frozen: the training pass then
+    /// computes gradients for A and B alone. Returns them under their layers' names.
+    pub fn attach_lora(
+        &mut self,
+        settings: &LoraSettings,
+    ) -> candle_core::Result<Vec<(String, LoraPair)>> {
+        self.net.attach_lora(settings)
     }
 
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).
