@@ -64,7 +64,10 @@ fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
     let adv = trl_advantages(&rewards, 3);
     let want: Vec<f64> = trl["grpo_advantages"].to_vec1().unwrap();
     for (a, w) in adv.iter().zip(&want) {
-        assert!((a - w).abs() <= TRL_TOLERANCE, "advantages {adv:?} vs TRL's {want:?}");
+        assert!(
+            (a - w).abs() <= TRL_TOLERANCE,
+            "advantages {adv:?} vs TRL's {want:?}"
+        );
     }
     let adv_t = Tensor::new(
         adv.iter().map(|&a| a as f32).collect::<Vec<_>>().as_slice(),
@@ -86,15 +89,24 @@ fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
     };
     let cases = [
         ("grpo_loss", Aggregation::PerAnswer),
-        ("dr_grpo_loss", Aggregation::LengthUnbiased { max_new_tokens: 5 }),
+        (
+            "dr_grpo_loss",
+            Aggregation::LengthUnbiased { max_new_tokens: 5 },
+        ),
     ];
     for (name, how) in cases {
         let (loss, kl) = grpo_loss_with(&inputs, 0.2, 0.04, how).unwrap();
         let (ours, theirs) = (scalar(&loss), scalar(&trl[name]));
         eprintln!("{name}: {ours} vs TRL {theirs}");
-        assert!((ours - theirs).abs() <= TRL_TOLERANCE, "{name}: {ours} vs TRL {theirs}");
+        assert!(
+            (ours - theirs).abs() <= TRL_TOLERANCE,
+            "{name}: {ours} vs TRL {theirs}"
+        );
         let kl_trl = scalar(&trl["grpo_kl"]);
-        assert!((kl - kl_trl).abs() <= TRL_TOLERANCE, "kl {kl} vs TRL {kl_trl}");
+        assert!(
+            (kl - kl_trl).abs() <= TRL_TOLERANCE,
+            "kl {kl} vs TRL {kl_trl}"
+        );
     }
 
     let d = &request["dpo"];
@@ -109,7 +121,10 @@ fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
     .unwrap();
     let (ours, theirs) = (scalar(&l.loss), scalar(&trl["dpo_loss"]));
     eprintln!("dpo: {ours} vs TRL {theirs}");
-    assert!((ours - theirs).abs() <= TRL_TOLERANCE, "dpo {ours} vs TRL {theirs}");
+    assert!(
+        (ours - theirs).abs() <= TRL_TOLERANCE,
+        "dpo {ours} vs TRL {theirs}"
+    );
 }
 
 /// `lab tune` arguments for a short LoRA GRPO run of the zoo base into `out`.
@@ -131,11 +146,11 @@ fn tune_args(out: &Path, steps: usize, extra: &[&str]) -> Vec<String> {
         "--group",
         "4",
         "--max-new-tokens",
-        "24",
+        "32",
         "--eval-questions",
         "8",
         "--lr",
-        "0.01",
+        "0.005",
         "--lora-rank",
         "2",
         "--lora-targets",
@@ -169,7 +184,11 @@ fn a_lora_checkpoint_loads_in_peft_with_the_merged_models_logits() {
     let out = tmp.path().join("run");
     run_ok(&tune_args(&out, 2, &["--rslora", "--lora-alpha", "4"]));
     let checkpoint = out.join("checkpoint-2");
-    for file in ["adapter_config.json", "adapter_model.safetensors", "trainer_state.json"] {
+    for file in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "trainer_state.json",
+    ] {
         assert!(checkpoint.join(file).is_file(), "{file}");
     }
     let ids: Vec<u32> = vec![1, 20, 5, 10, 8, 4, 22];
@@ -186,7 +205,10 @@ fn a_lora_checkpoint_loads_in_peft_with_the_merged_models_logits() {
     let effect = max_abs_diff(&r["base_logits"], &r["peft_logits"]);
     eprintln!("max |Δlogit| vs PEFT = {d:e}; the adapter moves the logits by {effect:.4}");
     assert!(d <= PEFT_TOLERANCE, "max |Δlogit| = {d:e}");
-    assert!(effect > 1e-3, "two steps left the adapter at zero ({effect:e})");
+    assert!(
+        effect > 1e-3,
+        "two steps left the adapter at zero ({effect:e})"
+    );
 }
 
 /// The tensors of a safetensors file, by name, as bytes.
@@ -218,7 +240,10 @@ fn a_run_killed_mid_way_resumes_to_identical_weights() {
     let started = std::time::Instant::now();
     while !killed.join("checkpoint-2").is_dir() {
         assert!(started.elapsed().as_secs() < 300, "no checkpoint-2");
-        assert!(child.try_wait().unwrap().is_none(), "finished before it was killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it was killed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     // SIGKILL, between checkpoints.
@@ -249,14 +274,21 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let started = std::time::Instant::now();
-    run_ok(&tune_args(&out, 4, &["--method", "dpo", "--batch", "2", "--samples", "4"]));
+    run_ok(&tune_args(
+        &out,
+        4,
+        &["--method", "dpo", "--batch", "2", "--samples", "4"],
+    ));
     eprintln!("4 DPO steps in {:.1} s", started.elapsed().as_secs_f64());
     let state: Value =
         serde_json::from_slice(&std::fs::read(out.join("trainer_state.json")).unwrap()).unwrap();
     let rows = state["log_history"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for key in ["step", "loss", "kl", "rewards/margins"] {
-        assert!(rows.iter().all(|r| r.get(key).is_some()), "{key} in {rows:?}");
+        assert!(
+            rows.iter().all(|r| r.get(key).is_some()),
+            "{key} in {rows:?}"
+        );
     }
     assert!(rows[3].get("accuracy").is_some(), "{:?}", rows[3]);
 
@@ -277,7 +309,7 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
         "--alpha",
         "0.99",
         "--max-new-tokens",
-        "24",
+        "32",
         "--out",
         traj.to_str().unwrap(),
     ]
@@ -291,7 +323,11 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
     let steps: Vec<u64> = points.iter().map(|p| p["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, [0, 2, 4]);
     for key in ["reward", "kl", "loss", "accuracy"] {
-        assert!(points[2]["train"][key].is_number(), "{key}: {}", points[2]["train"]);
+        assert!(
+            points[2]["train"][key].is_number(),
+            "{key}: {}",
+            points[2]["train"]
+        );
     }
 }
 
@@ -299,9 +335,15 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
 fn bad_configurations_are_refused_with_their_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let e = run_err(&tune_args(&out, 2, &["--lora-rank", "0"]));
+    let with = |flag: &str, value: &str| {
+        let mut a = tune_args(&out, 2, &[]);
+        let i = a.iter().position(|x| x == flag).unwrap();
+        a[i + 1] = value.to_owned();
+        a
+    };
+    let e = run_err(&with("--lora-rank", "0"));
     assert!(e.contains("LoRA rank 0"), "{e}");
-    let e = run_err(&tune_args(&out, 2, &["--lora-targets", "q_proj,qkv"]));
+    let e = run_err(&with("--lora-targets", "q_proj,qkv"));
     assert!(e.contains("unknown LoRA target module `qkv`"), "{e}");
 
     let no_answers = tmp.path().join("questions.jsonl");
@@ -309,7 +351,10 @@ fn bad_configurations_are_refused_with_their_reason() {
     let mut a = tune_args(&out, 2, &[]);
     a[4] = no_answers.display().to_string();
     let e = run_err(&a);
-    assert!(e.contains("cannot find a question field") && e.contains("reference field"), "{e}");
+    assert!(
+        e.contains("cannot find a question field") && e.contains("reference field"),
+        "{e}"
+    );
 
     // A model far too large for memory is refused from its configuration, before any weight.
     let huge = tmp.path().join("huge");
@@ -324,7 +369,10 @@ fn bad_configurations_are_refused_with_their_reason() {
     a[2] = huge.display().to_string();
     let e = run_err(&a);
     assert!(e.contains("of memory is available"), "{e}");
-    assert!(!out.join("tune.json").exists(), "a refused run claimed its folder");
+    assert!(
+        !out.join("tune.json").exists(),
+        "a refused run claimed its folder"
+    );
 }
 
 #[test]
@@ -340,7 +388,11 @@ fn the_lora_pass_equals_its_merged_adapter_and_trains_a_and_b_only() {
         seed: 1,
     };
     let pairs = model.attach_lora(&settings).unwrap();
-    assert_eq!(pairs.len(), 4 + 4 + 1, "q_proj and down_proj of 4 layers, and lm_head");
+    assert_eq!(
+        pairs.len(),
+        4 + 4 + 1,
+        "q_proj and down_proj of 4 layers, and lm_head"
+    );
     let ids: Vec<u32> = vec![1, 20, 5, 10, 8, 4, 22];
     let before = model.forward_logits(&ids, Kernels::Fast).unwrap();
     for (_, p) in &pairs {
@@ -350,17 +402,27 @@ fn the_lora_pass_equals_its_merged_adapter_and_trains_a_and_b_only() {
     let (_, logits) = model.forward_batch(&[ids.clone()], &[0]).unwrap();
     let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, p) in &pairs {
-        assert!(grads.get(&p.a).is_some() && grads.get(&p.b).is_some(), "{name}");
+        assert!(
+            grads.get(&p.a).is_some() && grads.get(&p.b).is_some(),
+            "{name}"
+        );
     }
     let adapter = tmp.path().join("adapter");
-    circuitdiff::lab::peft::write_adapter(&adapter, &settings, zoo_base().to_str().unwrap(), &pairs)
-        .unwrap();
+    circuitdiff::lab::peft::write_adapter(
+        &adapter,
+        &settings,
+        zoo_base().to_str().unwrap(),
+        &pairs,
+    )
+    .unwrap();
     let merged = Model::load(adapter.to_str().unwrap(), &LoadOptions::default()).unwrap();
     let want = merged.forward_logits(&ids, Kernels::Fast).unwrap();
     let ours = logits.squeeze(0).unwrap();
     let d = max_abs_diff(&ours, &want);
     let effect = max_abs_diff(&before, &want);
-    eprintln!("LoRA pass vs merged adapter: max |Δlogit| = {d:e} (the update moves them by {effect:.3})");
+    eprintln!(
+        "LoRA pass vs merged adapter: max |Δlogit| = {d:e} (the update moves them by {effect:.3})"
+    );
     assert!(d <= PEFT_TOLERANCE, "max |Δlogit| = {d:e}");
     assert!(effect > 0.01, "{effect}");
 }

@@ -164,7 +164,10 @@ impl Optimizer {
 
     /// Restore the state [`Optimizer::save`] wrote for an optimiser over the same parameters.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let dev = self.vars.first().map_or(Device::Cpu, |v| v.device().clone());
+        let dev = self
+            .vars
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
         let state = candle_core::safetensors::load(path, &dev)?;
         let get = |name: &str| {
             state.get(name).ok_or_else(|| LabError::NotThisRun {

@@ -248,7 +248,8 @@ fn check_memory(tune: &TuneConfig, hub: &HubOptions) -> Result<()> {
 fn adapter_base(model: &str, checkpoint: &Checkpoint, out: &Path) -> Result<String> {
     match checkpoint {
         Checkpoint::Folder { .. } if Path::new(model).is_dir() => {
-            let dir = std::fs::canonicalize(model).map_err(|e| LabError::io(Path::new(model), e))?;
+            let dir =
+                std::fs::canonicalize(model).map_err(|e| LabError::io(Path::new(model), e))?;
             Ok(dir.display().to_string())
         }
         Checkpoint::Folder { .. } => Ok(model.to_owned()),
@@ -319,7 +320,7 @@ fn questions(tune: &TuneConfig) -> Result<(Vec<Question>, Vec<Question>)> {
 fn step_rng(seed: u64, step: usize) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(
         seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(step as u64 + 1),
+            .wrapping_add((step as u64).wrapping_add(1)),
     )
 }
 
@@ -490,7 +491,14 @@ impl Loop<'_> {
         match (&tune.method, pairs) {
             (Method::Dpo { beta, batch, .. }, Some(pairs)) => {
                 let picks: Vec<&dpo::Pair> = pairs.choose_multiple(&mut rng, *batch).collect();
-                let s = dpo::step(&self.trainee.model, self.reference, &picks, *beta, self.opt, step)?;
+                let s = dpo::step(
+                    &self.trainee.model,
+                    self.reference,
+                    &picks,
+                    *beta,
+                    self.opt,
+                    step,
+                )?;
                 Ok(vec![
                     ("loss", s.loss),
                     ("kl", s.kl),
@@ -501,7 +509,8 @@ impl Loop<'_> {
             }
             (method, _) => {
                 let (cfg, objective) = grpo_settings(tune, method)?;
-                let picks: Vec<&Question> = train.choose_multiple(&mut rng, cfg.questions).collect();
+                let picks: Vec<&Question> =
+                    train.choose_multiple(&mut rng, cfg.questions).collect();
                 let s = grpo::step(
                     &self.trainee.model,
                     self.reference,
@@ -511,7 +520,12 @@ impl Loop<'_> {
                     self.opt,
                     (step, &mut rng),
                 )?;
-                Ok(vec![("loss", s.loss), ("reward", s.reward), ("kl", s.kl), lr])
+                Ok(vec![
+                    ("loss", s.loss),
+                    ("reward", s.reward),
+                    ("kl", s.kl),
+                    lr,
+                ])
             }
         }
     }
@@ -527,7 +541,10 @@ impl Loop<'_> {
 }
 
 /// The GRPO settings of a GRPO run.
-fn grpo_settings(tune: &TuneConfig, method: &Method) -> Result<(grpo::GrpoConfig, grpo::Objective)> {
+fn grpo_settings(
+    tune: &TuneConfig,
+    method: &Method,
+) -> Result<(grpo::GrpoConfig, grpo::Objective)> {
     let Method::Grpo {
         questions,
         group,

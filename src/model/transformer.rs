@@ -634,7 +634,8 @@ impl Transformer {
         let (dtype, device) = (self.dtype, self.device.clone());
         let mut out = Vec::new();
         let mut attach = |name: String, lin: &mut Linear| -> Result<()> {
-            let pair = super::lora::init_pair(settings, lin.weight.dims2()?, &mut rng, dtype, &device)?;
+            let pair =
+                super::lora::init_pair(settings, lin.weight.dims2()?, &mut rng, dtype, &device)?;
             lin.lora = Some(pair.clone());
             out.push((name, pair));
             Ok(())
