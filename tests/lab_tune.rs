@@ -37,9 +37,9 @@ fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }
 
-#[test]
-fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
-    let request = json!({
+/// The fixed batch: six GRPO answers in two groups of three, three DPO pairs.
+fn trl_request() -> Value {
+    json!({
         "grpo": {
             "logp": [[-0.7, -2.0, -1.1], [-0.8, -3.0, -0.4], [-1.2, -0.3, -0.9], [-0.5, -0.6, -2.2],
                      [-0.9, -0.1, -1.5], [-2.0, -0.7, -0.3]],
@@ -57,7 +57,12 @@ fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
             "rejected": [[-3.0, 0.0, 0.0], [-0.2, -1.0, -0.3], [-2.5, -0.5, 0.0]],
             "ref_chosen": [-3.5, -1.2, -0.4], "ref_rejected": [-2.5, -1.8, -2.0], "beta": 0.1
         }
-    });
+    })
+}
+
+#[test]
+fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
+    let request = trl_request();
     let trl = reference("trl_loss.py", &request);
     let g = &request["grpo"];
     let rewards: Vec<f64> = serde_json::from_value(g["rewards"].clone()).unwrap();
@@ -399,7 +404,9 @@ fn the_lora_pass_equals_its_merged_adapter_and_trains_a_and_b_only() {
         p.b.set(&Tensor::randn(0f32, 0.1, p.b.shape(), &Device::Cpu).unwrap())
             .unwrap();
     }
-    let (_, logits) = model.forward_batch(&[ids.clone()], &[0]).unwrap();
+    let (_, logits) = model
+        .forward_batch(std::slice::from_ref(&ids), &[0])
+        .unwrap();
     let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, p) in &pairs {
         assert!(

@@ -26,7 +26,7 @@ enum Command {
     /// Fine-tune any checkpoint (folder, .gguf, Hub id, adapter) with GRPO or DPO, LoRA or
     /// full, into a TRL-layout folder (checkpoint-N/, trainer_state.json) that `trajectory`
     /// reads; re-running the same command continues an interrupted run.
-    Tune(super::lab_tune::TuneArgs),
+    Tune(Box<super::lab_tune::TuneArgs>),
 }
 
 #[derive(Debug, clap::Args)]
