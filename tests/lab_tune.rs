@@ -132,7 +132,16 @@ fn grpo_and_dpo_losses_equal_trls_on_a_fixed_batch() {
     );
 }
 
-/// `lab tune` arguments for a short LoRA GRPO run of the zoo base into `out`.
+/// The LoRA settings of the tests' runs.
+const LORA: [&str; 4] = [
+    "--lora-rank",
+    "2",
+    "--lora-targets",
+    "q_proj,v_proj,down_proj",
+];
+
+/// `lab tune` arguments for a short GRPO run of the zoo base into `out` (`extra` adds LoRA or
+/// `--full`).
 fn tune_args(out: &Path, steps: usize, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "lab",
@@ -156,10 +165,6 @@ fn tune_args(out: &Path, steps: usize, extra: &[&str]) -> Vec<String> {
         "8",
         "--lr",
         "0.005",
-        "--lora-rank",
-        "2",
-        "--lora-targets",
-        "q_proj,v_proj,down_proj",
         "--seed",
         "3",
     ]
@@ -187,7 +192,11 @@ fn run_err(a: &[String]) -> String {
 fn a_lora_checkpoint_loads_in_peft_with_the_merged_models_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    run_ok(&tune_args(&out, 2, &["--rslora", "--lora-alpha", "4"]));
+    run_ok(&tune_args(
+        &out,
+        2,
+        &[&LORA[..], &["--rslora", "--lora-alpha", "4"]].concat(),
+    ));
     let checkpoint = out.join("checkpoint-2");
     for file in [
         "adapter_config.json",
@@ -233,11 +242,11 @@ fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
 fn a_run_killed_mid_way_resumes_to_identical_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let whole = tmp.path().join("whole");
-    run_ok(&tune_args(&whole, 6, &[]));
+    run_ok(&tune_args(&whole, 6, &LORA));
 
     let killed = tmp.path().join("killed");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_circuitdiff"))
-        .args(tune_args(&killed, 6, &[]))
+        .args(tune_args(&killed, 6, &LORA))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -255,7 +264,7 @@ fn a_run_killed_mid_way_resumes_to_identical_weights() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("checkpoint-6").exists());
-    let stdout = run_ok(&tune_args(&killed, 6, &[]));
+    let stdout = run_ok(&tune_args(&killed, 6, &LORA));
     assert!(stdout.contains("3 checkpoints"), "{stdout}");
     for step in [2, 4, 6] {
         let file = format!("checkpoint-{step}/adapter_model.safetensors");
@@ -279,10 +288,19 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let started = std::time::Instant::now();
+    // DPO of every weight: full Hugging Face folders.
     run_ok(&tune_args(
         &out,
         4,
-        &["--method", "dpo", "--batch", "2", "--samples", "4"],
+        &[
+            "--method",
+            "dpo",
+            "--batch",
+            "2",
+            "--samples",
+            "4",
+            "--full",
+        ],
     ));
     eprintln!("4 DPO steps in {:.1} s", started.elapsed().as_secs_f64());
     let state: Value =
@@ -296,9 +314,27 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
         );
     }
     assert!(rows[3].get("accuracy").is_some(), "{:?}", rows[3]);
+    let full = out.join("checkpoint-4");
+    assert!(full.join("config.json").is_file() && full.join("model.safetensors").is_file());
+    let ids = [1u32, 20, 5, 10, 8];
+    let logits = |spec: &Path| {
+        Model::load(spec.to_str().unwrap(), &LoadOptions::default())
+            .unwrap()
+            .forward_logits(&ids, Kernels::Fast)
+            .unwrap()
+    };
+    let moved = max_abs_diff(&logits(&full), &logits(&zoo_base()));
+    assert!(
+        moved > 1e-4,
+        "four DPO steps left the weights unchanged ({moved:e})"
+    );
 
     let grpo = tmp.path().join("grpo");
-    run_ok(&tune_args(&grpo, 4, &["--length-unbiased"]));
+    run_ok(&tune_args(
+        &grpo,
+        4,
+        &[&LORA[..], &["--length-unbiased"]].concat(),
+    ));
     let traj = tmp.path().join("traj");
     let a: Vec<String> = [
         "trajectory",
@@ -341,7 +377,7 @@ fn bad_configurations_are_refused_with_their_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let with = |flag: &str, value: &str| {
-        let mut a = tune_args(&out, 2, &[]);
+        let mut a = tune_args(&out, 2, &LORA);
         let i = a.iter().position(|x| x == flag).unwrap();
         a[i + 1] = value.to_owned();
         a
