@@ -279,12 +279,13 @@ fn adapter_base(model: &str, checkpoint: &Checkpoint, out: &Path) -> Result<Stri
 
 /// Load the model to train and its frozen reference.
 fn load(tune: &TuneConfig, opts: &LoadOptions, out: &Path) -> Result<(Trainee, Model)> {
-    let reference = Model::load(&tune.model, opts)?;
     let mut model = Model::load(&tune.model, opts)?;
+    // Before the reference is loaded: exporting a base loads one more copy for a while.
     let base = match &tune.lora {
         Some(_) => adapter_base(&tune.model, &model.checkpoint, out)?,
         None => tune.model.clone(),
     };
+    let reference = Model::load(&tune.model, opts)?;
     let params = match &tune.lora {
         Some(settings) => Params::Lora(settings.clone(), model.attach_lora(settings)?),
         None => Params::Full(model.trainable()?),

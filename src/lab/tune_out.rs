@@ -109,3 +109,49 @@ pub fn write_checkpoint(
     std::fs::rename(&partial, &dir).map_err(|e| LabError::io(&dir, e))?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::train_log::TrainLog;
+
+    #[test]
+    fn the_state_reads_back_and_as_a_trainer_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = TrainerState {
+            global_step: 0,
+            max_steps: 2,
+            save_steps: 2,
+            log_history: Vec::new(),
+        };
+        state.push(1, &[("loss", 0.5), ("reward", f64::NAN)]);
+        state.push(2, &[("reward", 1.0), ("accuracy", 0.25)]);
+        assert_eq!(state.global_step, 2);
+        let path = dir.path().join(STATE_FILE);
+        state.write(&path).unwrap();
+        assert_eq!(TrainerState::read(&path).unwrap(), state);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let log = TrainLog::from_trainer_state("run", &text, &path).unwrap();
+        assert_eq!(log.rows.len(), 2);
+        let reward = log.columns.iter().position(|c| c == "reward").unwrap();
+        assert_eq!(log.rows[0].1[reward], None, "a NaN is not a measurement");
+        assert_eq!(log.at_step(2.0)["accuracy"], 0.25);
+    }
+
+    #[test]
+    fn only_whole_checkpoints_count_and_partial_ones_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = TrainerState {
+            global_step: 2,
+            max_steps: 4,
+            save_steps: 2,
+            log_history: Vec::new(),
+        };
+        write_checkpoint(dir.path(), 2, &state, |_| Ok(())).unwrap();
+        // A checkpoint killed while it was being written.
+        std::fs::create_dir_all(dir.path().join(".partial-4")).unwrap();
+        let (step, path) = last_checkpoint(dir.path()).unwrap().unwrap();
+        assert_eq!((step, path), (2, checkpoint_dir(dir.path(), 2)));
+        assert!(!dir.path().join(".partial-4").exists());
+    }
+}

@@ -128,3 +128,38 @@ pub(super) fn init_pair(
 pub(super) fn init_rng(settings: &LoraSettings) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(settings.seed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_lists_parse_as_peft_names_them() {
+        let all = LoraTarget::parse_list("all-linear").unwrap();
+        assert_eq!(all.len(), 7);
+        assert!(!all.contains(&LoraTarget::LmHead));
+        assert_eq!(
+            LoraTarget::parse_list("v_proj, q_proj,v_proj").unwrap(),
+            [LoraTarget::QProj, LoraTarget::VProj]
+        );
+        let e = LoraTarget::parse_list("q_proj,c_attn").unwrap_err();
+        assert!(e.to_string().contains("`c_attn`"), "{e}");
+        for t in LoraTarget::ALL {
+            assert_eq!(LoraTarget::parse(t.name()).unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn the_scale_is_alpha_over_r_or_its_root() {
+        let mut s = LoraSettings {
+            rank: 4,
+            alpha: 8.0,
+            rslora: false,
+            targets: vec![LoraTarget::QProj],
+            seed: 0,
+        };
+        assert!((s.scale() - 2.0).abs() < 1e-12);
+        s.rslora = true;
+        assert!((s.scale() - 4.0).abs() < 1e-12);
+    }
+}
