@@ -284,7 +284,7 @@ fn a_run_killed_mid_way_resumes_to_identical_weights() {
 }
 
 #[test]
-fn a_short_run_writes_a_ladder_that_trajectory_reads() {
+fn a_full_dpo_run_writes_hugging_face_folders_and_its_log() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let started = std::time::Instant::now();
@@ -328,7 +328,11 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
         moved > 1e-4,
         "four DPO steps left the weights unchanged ({moved:e})"
     );
+}
 
+#[test]
+fn a_short_run_writes_a_ladder_that_trajectory_reads() {
+    let tmp = tempfile::tempdir().unwrap();
     let grpo = tmp.path().join("grpo");
     run_ok(&tune_args(
         &grpo,
