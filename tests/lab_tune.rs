@@ -473,3 +473,36 @@ fn the_lora_pass_equals_its_merged_adapter_and_trains_a_and_b_only() {
     assert!(d <= PEFT_TOLERANCE, "max |Δlogit| = {d:e}");
     assert!(effect > 0.01, "{effect}");
 }
+
+#[test]
+fn dpo_pairs_can_come_from_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = tmp.path().join("pairs.jsonl");
+    let lines = [
+        json!({"prompt": "What is 1 + 2?", "chosen": "1+2=\\boxed{3}", "rejected": "1+2=\\boxed{4}"}),
+        json!({"prompt": "What is 5 + 4?", "chosen": "5+4=\\boxed{9}", "rejected": "5+4=\\boxed{8}"}),
+    ];
+    std::fs::write(&pairs, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let out = tmp.path().join("run");
+    let file = pairs.to_str().unwrap();
+    let dpo = ["--method", "dpo", "--batch", "2", "--pairs", file];
+    run_ok(&tune_args(&out, 2, &[&LORA[..], &dpo].concat()));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(out.join("trainer_state.json")).unwrap()).unwrap();
+    let rows = state["log_history"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // Both pairs in every batch: the margin grows from 0 at the first step.
+    assert_eq!(rows[0]["rewards/margins"].as_f64(), Some(0.0));
+    assert!(
+        rows[1]["rewards/margins"].as_f64().unwrap() > 0.0,
+        "{rows:?}"
+    );
+
+    std::fs::write(&pairs, "{\"prompt\": \"What is 1 + 2?\"}\n").unwrap();
+    let e = run_err(&tune_args(
+        &tmp.path().join("bad"),
+        2,
+        &[&LORA[..], &dpo].concat(),
+    ));
+    assert!(e.contains("line 1: no text field `chosen`"), "{e}");
+}

@@ -10,7 +10,7 @@ use circuitdiff::lab::{eval, train_zoo, LabConfig};
 use circuitdiff::model::{LoadOptions, Model};
 use std::path::PathBuf;
 
-/// The built-in RL lab.
+/// The built-in RL lab: the demo zoo, and fine-tuning any checkpoint.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
