@@ -9,6 +9,7 @@ mod demo;
 mod device;
 mod inspect;
 mod lab;
+mod lab_tune;
 mod questions;
 mod score;
 mod study;

@@ -11,11 +11,15 @@ pub mod eval;
 pub mod grpo;
 pub mod layout;
 pub mod optim;
+mod pairs;
+pub mod peft;
 pub mod policy;
 pub mod ppo;
 pub mod rollout;
 pub mod sft;
 pub mod task;
+pub mod tune;
+mod tune_out;
 mod zoo;
 
 pub use zoo::{train_zoo, LabConfig, ModelShape, ZooReport, STAGES};
@@ -64,7 +68,32 @@ pub enum LabError {
     NoWorkedSolution(String),
     #[error("cannot tokenize {text:?}: {message}")]
     Tokenize { text: String, message: String },
+    #[error("{}: not a checkpoint of this run: {message}", path.display())]
+    NotThisRun { path: PathBuf, message: String },
+    #[error(transparent)]
+    Dataset(#[from] crate::study::dataset::DatasetError),
+    #[error(transparent)]
+    Target(#[from] crate::model::UnknownTarget),
+    #[error("{0}")]
+    Config(String),
+    #[error("fine-tuning {spec} needs about {:.1} GiB ({what}), but only {:.1} GiB of memory is available: {fix}", *needed as f64 / GIB, *available as f64 / GIB)]
+    TooLarge {
+        spec: String,
+        needed: u64,
+        available: u64,
+        what: String,
+        fix: String,
+    },
+    #[error("{}: line {line}: {message}", path.display())]
+    Pairs {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
+
+/// Bytes in a GiB, for messages.
+const GIB: f64 = (1u64 << 30) as f64;
 
 impl LabError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {

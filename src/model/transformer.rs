@@ -12,9 +12,10 @@
 //! input, or, on the CPU, the input's norm keeping its gradient itself (a tap, [`Probe`]).
 
 use super::kernels::fused::GradTap;
-use super::kernels::Linear;
+use super::kernels::{Linear, LoraPair};
 use super::load::weights::TensorStore;
 use super::load::{ModelConfig, RopeScaling};
+use super::lora::LoraSettings;
 use super::masks::EdgeMasks;
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -628,6 +629,45 @@ impl Transformer {
             self.lm_head = Linear::new(self.embed.clone(), None);
         } else {
             var("lm_head.weight".into(), &mut self.lm_head.weight)?;
+        }
+        Ok(out)
+    }
+
+    /// Attach a new LoRA update to every layer of the kinds `settings` targets and return the
+    /// updates under their layers' names (`model.layers.0.self_attn.q_proj`, …, `lm_head`).
+    pub(crate) fn attach_lora(
+        &mut self,
+        settings: &LoraSettings,
+    ) -> Result<Vec<(String, LoraPair)>> {
+        use super::lora::LoraTarget as T;
+        let mut rng = super::lora::init_rng(settings);
+        let (dtype, device) = (self.dtype, self.device.clone());
+        let mut out = Vec::new();
+        let mut attach = |name: String, lin: &mut Linear| -> Result<()> {
+            let pair =
+                super::lora::init_pair(settings, lin.weight.dims2()?, &mut rng, dtype, &device)?;
+            lin.lora = Some(pair.clone());
+            out.push((name, pair));
+            Ok(())
+        };
+        for (l, b) in self.layers.iter_mut().enumerate() {
+            let (a, m) = (&mut b.attn, &mut b.mlp);
+            for (kind, name, lin) in [
+                (T::QProj, "self_attn.q_proj", &mut a.q),
+                (T::KProj, "self_attn.k_proj", &mut a.k),
+                (T::VProj, "self_attn.v_proj", &mut a.v),
+                (T::OProj, "self_attn.o_proj", &mut a.o),
+                (T::GateProj, "mlp.gate_proj", &mut m.gate),
+                (T::UpProj, "mlp.up_proj", &mut m.up),
+                (T::DownProj, "mlp.down_proj", &mut m.down),
+            ] {
+                if settings.targets.contains(&kind) {
+                    attach(format!("model.layers.{l}.{name}"), lin)?;
+                }
+            }
+        }
+        if settings.targets.contains(&T::LmHead) {
+            attach("lm_head".into(), &mut self.lm_head)?;
         }
         Ok(out)
     }

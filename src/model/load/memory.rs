@@ -211,7 +211,8 @@ fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 
-fn available(device: &Device) -> Option<u64> {
+/// The memory free for tensors on `device`, when it can be read.
+pub fn available(device: &Device) -> Option<u64> {
     match device {
         Device::Cpu => cpu_available(),
         #[cfg(feature = "cuda")]
