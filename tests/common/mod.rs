@@ -24,15 +24,18 @@ pub enum Tiny {
     Qwen2,
     /// Qwen3 with q/k norms and head_dim ≠ hidden/heads.
     Qwen3,
+    /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
+    Olmo2,
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 5] = [
+    pub const ALL: [Tiny; 6] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Qwen3,
+        Tiny::Olmo2,
     ];
 
     pub fn config(self) -> ModelConfig {
@@ -43,6 +46,7 @@ impl Tiny {
             Tiny::Mistral => Family::Mistral,
             Tiny::Qwen2 => Family::Qwen2,
             Tiny::Qwen3 => Family::Qwen3,
+            Tiny::Olmo2 => Family::Olmo2,
         };
         ModelConfig {
             family,
@@ -66,7 +70,8 @@ impl Tiny {
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
             mlp_bias: false,
-            qk_norm: self == Tiny::Qwen3,
+            qk_norm: family.qk_norm(),
+            norms: family.norms(),
             tie_word_embeddings: self == Tiny::LlamaTied,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
