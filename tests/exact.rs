@@ -37,7 +37,14 @@ fn keep_matrix(g: &Graph, value: f64, flip: &[(usize, usize)]) -> Vec<Vec<f64>> 
 #[test]
 fn exact_effects_and_faithfulness_equal_pytorch() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Mistral, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in [
+        Tiny::Llama,
+        Tiny::Mistral,
+        Tiny::Qwen2,
+        Tiny::Qwen3,
+        Tiny::Olmo2,
+        Tiny::Phi3,
+    ] {
         let model = f64_model(tiny, dir.path());
         let g = Graph::new(&model.config, Level::Block);
         let k = 4;
@@ -157,7 +164,7 @@ fn head_loss(model: &Model, ids: &[u32], patches: &[(Destination, Tensor)]) -> f
 #[test]
 fn a_block_edge_is_all_its_head_edges() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in [Tiny::Llama, Tiny::Qwen2, Tiny::Qwen3, Tiny::Olmo2] {
         let model = f64_model(tiny, dir.path());
         let g = Graph::new(&model.config, Level::Block);
         let ab = Ablation::new(&model, &g, "0", (&PROMPT, &ANSWER), 5, 4).unwrap();

@@ -585,24 +585,12 @@ impl Transformer {
         dtype: DType,
         device: &Device,
     ) -> super::error::Result<Self> {
-        let (d, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-        let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let embed = store.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("model.layers.{l}");
-            let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
-                let w = store.take(&format!("{p}.{name}.weight"), &[out, inp])?;
-                let b = store.take_if(bias, &format!("{p}.{name}.bias"), &[out])?;
-                Ok::<_, super::error::ModelError>(Linear::new(w, b))
-            };
-            let q = lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?;
-            let k = lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?;
-            let v = lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?;
-            let o = lin("self_attn.o_proj", d, qd, cfg.o_bias)?;
-            let gate = lin("mlp.gate_proj", i, d, cfg.mlp_bias)?;
-            let up = lin("mlp.up_proj", i, d, cfg.mlp_bias)?;
-            let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+            let [q, k, v, o, gate, up, down] = layer_projections(store, cfg, &p)?;
             let [attn_norm, mlp_norm] = cfg.norm_names();
             let qk = cfg.qk_norm_sizes();
             let attn = Attention {
@@ -676,6 +664,13 @@ impl Transformer {
     /// their Hugging Face names (the names of [`ModelConfig::tensor_shapes`]). With tied
     /// embeddings the unembedding shares the embedding's variable.
     pub(crate) fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        if self.cfg.family.fused_projections() {
+            candle_core::bail!(
+                "{} fuses its q/k/v and gate/up projections into one tensor each; training \
+                 (and saving) a model of this family is not supported",
+                self.cfg.family.name()
+            );
+        }
         let mut out = Vec::new();
         let mut var = |name: String, t: &mut Tensor| -> Result<()> {
             let v = Var::from_tensor(t)?;
@@ -921,6 +916,53 @@ impl Transformer {
         let logits = self.lm_head.forward(&x)?;
         Ok((x, logits))
     }
+}
+
+/// The projections q, k, v, o, gate, up, down of the layer named `p`: each its own tensor, or
+/// for a family with fused projections (Phi-3) the rows of `qkv_proj` (q, then k, then v) and
+/// of `gate_up_proj` (gate, then up), split here so that q, k and v stay separate paths.
+fn layer_projections(
+    store: &mut TensorStore,
+    cfg: &ModelConfig,
+    p: &str,
+) -> super::error::Result<[Linear; 7]> {
+    let (d, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
+        let w = store.take(&format!("{p}.{name}.weight"), &[out, inp])?;
+        let b = store.take_if(bias, &format!("{p}.{name}.bias"), &[out])?;
+        Ok::<_, super::error::ModelError>(Linear::new(w, b))
+    };
+    let o = lin("self_attn.o_proj", d, qd, cfg.o_bias)?;
+    let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+    if !cfg.family.fused_projections() {
+        return Ok([
+            lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?,
+            lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?,
+            lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?,
+            o,
+            lin("mlp.gate_proj", i, d, cfg.mlp_bias)?,
+            lin("mlp.up_proj", i, d, cfg.mlp_bias)?,
+            down,
+        ]);
+    }
+    let qkv = store.take(
+        &format!("{p}.self_attn.qkv_proj.weight"),
+        &[qd + 2 * kvd, d],
+    )?;
+    let gate_up = store.take(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * i, d])?;
+    let rows = |w: &Tensor, from: usize, n: usize| -> super::error::Result<Linear> {
+        Ok(Linear::new(w.narrow(0, from, n)?.contiguous()?, None))
+    };
+    Ok([
+        rows(&qkv, 0, qd)?,
+        rows(&qkv, qd, kvd)?,
+        rows(&qkv, qd + kvd, kvd)?,
+        o,
+        rows(&gate_up, 0, i)?,
+        rows(&gate_up, i, i)?,
+        down,
+    ])
 }
 
 /// Queries or keys of `n` heads from one input per head `x` (1, n, t, d) under a q/k norm over

@@ -26,16 +26,19 @@ pub enum Tiny {
     Qwen3,
     /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
     Olmo2,
+    /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
+    Phi3,
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 6] = [
+    pub const ALL: [Tiny; 7] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Qwen3,
         Tiny::Olmo2,
+        Tiny::Phi3,
     ];
 
     pub fn config(self) -> ModelConfig {
@@ -47,6 +50,7 @@ impl Tiny {
             Tiny::Qwen2 => Family::Qwen2,
             Tiny::Qwen3 => Family::Qwen3,
             Tiny::Olmo2 => Family::Olmo2,
+            Tiny::Phi3 => Family::Phi3,
         };
         ModelConfig {
             family,
@@ -66,7 +70,7 @@ impl Tiny {
                 original_max_position_embeddings: 16,
             }),
             max_position_embeddings: 256,
-            sliding_window: vec![(self == Tiny::Mistral).then_some(4); layers],
+            sliding_window: vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers],
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
             mlp_bias: false,

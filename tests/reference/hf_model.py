@@ -79,13 +79,20 @@ def per_path_forward(model, ids, dtype, mask=None):
         nq = attn_pre(inp(4 * l, h))
         nk = attn_pre(inp(4 * l + 1, h))
         nv = attn_pre(inp(4 * l + 2, h))
-        if post_norm:
-            q = at.q_norm(at.q_proj(nq)).view(1, T, -1, hd)
-            k = at.k_norm(at.k_proj(nk)).view(1, T, -1, hd)
+        if hasattr(at, "qkv_proj"):  # Phi-3: rows q, then k, then v of one fused projection
+            qd, kvd = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+            q_proj = lambda t: at.qkv_proj(t)[..., :qd]
+            k_proj = lambda t: at.qkv_proj(t)[..., qd:qd + kvd]
+            v_proj = lambda t: at.qkv_proj(t)[..., qd + kvd:]
         else:
-            q = at.q_proj(nq).view(1, T, -1, hd)
-            k = at.k_proj(nk).view(1, T, -1, hd)
-        v = at.v_proj(nv).view(1, T, -1, hd)
+            q_proj, k_proj, v_proj = at.q_proj, at.k_proj, at.v_proj
+        if post_norm:
+            q = at.q_norm(q_proj(nq)).view(1, T, -1, hd)
+            k = at.k_norm(k_proj(nk)).view(1, T, -1, hd)
+        else:
+            q = q_proj(nq).view(1, T, -1, hd)
+            k = k_proj(nk).view(1, T, -1, hd)
+        v = v_proj(nv).view(1, T, -1, hd)
         if hasattr(at, "q_norm") and not post_norm:
             q = at.q_norm(q)
             k = at.k_norm(k)
@@ -105,7 +112,7 @@ def per_path_forward(model, ids, dtype, mask=None):
         if layer_types is not None:
             if layer_types[l] == "sliding_attention":
                 window = cfg.sliding_window
-        elif cfg.model_type == "mistral":
+        elif cfg.model_type in ("mistral", "phi3"):
             window = cfg.sliding_window
         if window is not None:
             allowed = allowed & (qi - kj < window)

@@ -18,6 +18,8 @@ pub enum Family {
     Qwen3,
     /// OLMo 2: norms after each block (none before it) and q/k norms over whole projections.
     Olmo2,
+    /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
+    Phi3,
 }
 
 impl Family {
@@ -29,6 +31,7 @@ impl Family {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
+            Self::Phi3 => "phi3",
         }
     }
 
@@ -37,7 +40,7 @@ impl Family {
         match self {
             Self::Qwen3 => Some(QkNorm::PerHead),
             Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 => None,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 => None,
         }
     }
 
@@ -45,8 +48,16 @@ impl Family {
     pub fn norms(self) -> NormPlacement {
         match self {
             Self::Olmo2 => NormPlacement::Post,
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 => NormPlacement::Pre,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
+                NormPlacement::Pre
+            }
         }
+    }
+
+    /// Whether the checkpoint stores q, k and v as one `qkv_proj` and gate and up as one
+    /// `gate_up_proj` (Phi-3).
+    pub fn fused_projections(self) -> bool {
+        self == Self::Phi3
     }
 
     fn from_model_type(s: &str) -> Option<Self> {
@@ -56,6 +67,7 @@ impl Family {
             "qwen2" => Self::Qwen2,
             "qwen3" => Self::Qwen3,
             "olmo2" => Self::Olmo2,
+            "phi3" => Self::Phi3,
             _ => return None,
         })
     }
@@ -161,7 +173,7 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             sliding_window: field.sliding_window(family, dims.layers)?,
-            qkv_bias: family == Family::Qwen2 || attention_bias,
+            qkv_bias: family == Family::Qwen2 || (attention_bias && !family.fused_projections()),
             o_bias: matches!(family, Family::Llama | Family::Qwen3 | Family::Olmo2)
                 && attention_bias,
             mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
@@ -455,6 +467,17 @@ impl Fields<'_> {
                 format!("{rope_theta} is not a positive number"),
             ));
         }
+        // A rotation of part of each head (Phi-4-mini, some GPT-style models) is not
+        // implemented: refuse it rather than rotate the whole head.
+        if let Some(f) = json.get("partial_rotary_factor").filter(|v| !v.is_null()) {
+            if f.as_f64() != Some(1.0) {
+                return Err(ModelError::config(
+                    self.path,
+                    "partial_rotary_factor",
+                    format!("{f} is not supported (only 1.0: the whole head rotates)"),
+                ));
+            }
+        }
         let scaling = json
             .get("rope_scaling")
             .filter(|v| v.is_object())
@@ -471,7 +494,7 @@ impl Fields<'_> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
             Family::Llama | Family::Olmo2 => return Ok(vec![None; layers]),
-            Family::Mistral => 0,
+            Family::Mistral | Family::Phi3 => 0,
             Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
                 .json
                 .get("max_window_layers")
@@ -554,12 +577,20 @@ impl ModelConfig {
                     out.push((format!("{p}.{name}.bias"), vec![o]));
                 }
             };
-            lin("self_attn.q_proj", qd, d, self.qkv_bias);
-            lin("self_attn.k_proj", kvd, d, self.qkv_bias);
-            lin("self_attn.v_proj", kvd, d, self.qkv_bias);
+            if self.family.fused_projections() {
+                lin("self_attn.qkv_proj", qd + 2 * kvd, d, false);
+            } else {
+                lin("self_attn.q_proj", qd, d, self.qkv_bias);
+                lin("self_attn.k_proj", kvd, d, self.qkv_bias);
+                lin("self_attn.v_proj", kvd, d, self.qkv_bias);
+            }
             lin("self_attn.o_proj", d, qd, self.o_bias);
-            lin("mlp.gate_proj", i, d, self.mlp_bias);
-            lin("mlp.up_proj", i, d, self.mlp_bias);
+            if self.family.fused_projections() {
+                lin("mlp.gate_up_proj", 2 * i, d, false);
+            } else {
+                lin("mlp.gate_proj", i, d, self.mlp_bias);
+                lin("mlp.up_proj", i, d, self.mlp_bias);
+            }
             lin("mlp.down_proj", d, i, self.mlp_bias);
             for name in self.norm_names() {
                 out.push((format!("{p}.{name}.weight"), vec![d]));
@@ -584,6 +615,7 @@ impl ModelConfig {
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Qwen3 => "Qwen3ForCausalLM",
             Family::Olmo2 => "Olmo2ForCausalLM",
+            Family::Phi3 => "Phi3ForCausalLM",
         };
         let window = self.sliding_window.iter().flatten().next().copied();
         let mut j = serde_json::json!({
@@ -618,6 +650,10 @@ impl ModelConfig {
         match self.family {
             Family::Mistral => {
                 o.insert("sliding_window".into(), window.into());
+            }
+            Family::Phi3 => {
+                o.insert("sliding_window".into(), window.into());
+                o.insert("pad_token_id".into(), Value::Null);
             }
             Family::Qwen2 | Family::Qwen3 => {
                 let from = self.sliding_window.iter().position(Option::is_some);
