@@ -158,8 +158,7 @@ const CASES: &[Case] = &[
         make: |d| {
             let p = Tiny::Phi3.write(d);
             edit_json(&p.join("config.json"), |j| {
-                j["rope_scaling"] =
-                    json!({"type": "longrope", "short_factor": [1.0; 4], "long_factor": [2.0; 4]});
+                j["rope_scaling"] = json!({"type": "longrope", "short_factor": [1.0, 1.0, 1.0, 1.0], "long_factor": [2.0, 2.0, 2.0, 2.0]});
             });
             p
         },
