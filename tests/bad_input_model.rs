@@ -204,8 +204,8 @@ const CASES: &[Case] = &[
                 w.insert("model.layers.1.self_attn.q_proj.weight".into(), qkv);
             })
         },
-        file: "phi3",
-        expect: &["missing tensor `model.layers.1.self_attn.qkv_proj.weight`"],
+        file: "model.safetensors",
+        expect: &["tensor `model.layers.1.self_attn.q_proj.weight` is not part of the model"],
         cli: Cli::Score,
     },
     Case {
