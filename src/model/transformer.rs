@@ -316,7 +316,7 @@ impl Input<'_> {
 
 /// An attention block: its norm before or after it, projections and optional q/k norms.
 struct Attention {
-    norm: Norms,
+    norm: BlockNorm,
     q: Linear,
     k: Linear,
     v: Linear,
@@ -328,7 +328,7 @@ struct Attention {
 
 /// A gated MLP block with its norm before or after it.
 struct Mlp {
-    norm: Norms,
+    norm: BlockNorm,
     gate: Linear,
     up: Linear,
     down: Linear,
@@ -340,12 +340,12 @@ struct Block {
 }
 
 /// A block's RMS norm: on what it reads (before it) or on what it adds (after it).
-enum Norms {
+enum BlockNorm {
     Pre(Tensor),
     Post(Tensor),
 }
 
-impl Norms {
+impl BlockNorm {
     /// Take the norm weight of size `d` named `prefix.name` and place it as `placement` says.
     fn take(
         store: &mut TensorStore,
@@ -594,7 +594,7 @@ impl Transformer {
             let [attn_norm, mlp_norm] = cfg.norm_names();
             let qk = cfg.qk_norm_sizes();
             let attn = Attention {
-                norm: Norms::take(store, &p, attn_norm, cfg.norms, d)?,
+                norm: BlockNorm::take(store, &p, attn_norm, cfg.norms, d)?,
                 q,
                 k,
                 v,
@@ -612,7 +612,7 @@ impl Transformer {
                 window: cfg.sliding_window.get(l).copied().flatten(),
             };
             let mlp = Mlp {
-                norm: Norms::take(store, &p, mlp_norm, cfg.norms, d)?,
+                norm: BlockNorm::take(store, &p, mlp_norm, cfg.norms, d)?,
                 gate,
                 up,
                 down,

@@ -7,7 +7,7 @@
 //! gradient). The estimate counts both, tensor by tensor, from the model code (`transformer.rs`,
 //! `fused.rs`); BENCHMARKS.md compares it with the measured peak resident memory.
 
-use super::config::{ModelConfig, NormPlacement};
+use super::config::{ModelConfig, NormPlacement, QkNorm};
 use crate::model::error::{ModelError, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
@@ -96,8 +96,12 @@ impl MemoryEstimate {
         if plan.heads {
             fwd = fwd + b * h * d;
         }
-        if cfg.qk_norm.is_some() {
-            fwd = fwd + (fused - 1) * b * (q + kv);
+        match cfg.qk_norm {
+            // At head level each head's path projects and norms the whole q (k) projection
+            // and keeps its own slice.
+            Some(QkNorm::Whole) if plan.heads => fwd = fwd + fused * b * (h * q + kvh * kv),
+            Some(_) => fwd = fwd + (fused - 1) * b * (q + kv),
+            None => {}
         }
         // Gradients of operands outside the graph, which candle's backward pass computes in
         // full and keeps to its end: the q/k/v biases.
