@@ -68,7 +68,7 @@ fn adapters_merge_as_peft_does_on_every_family() {
         "up_proj",
         "down_proj",
     ];
-    let cases: [(&str, Tiny, Value, Pass, &[&str]); 6] = [
+    let cases: [(&str, Tiny, Value, Pass, &[&str]); 7] = [
         (
             "llama, every linear layer and lm_head",
             Tiny::Llama,
@@ -118,6 +118,13 @@ fn adapters_merge_as_peft_does_on_every_family() {
                    "layers_to_transform": [1]}),
             Pass::Merged,
             &["q_proj", "k_proj", "o_proj", "up_proj"],
+        ),
+        (
+            "olmo2, every linear layer of the blocks",
+            Tiny::Olmo2,
+            json!({"r": 4, "lora_alpha": 8, "target_modules": all}),
+            Pass::Merged,
+            &all,
         ),
         (
             "tied llama, lm_head",

@@ -26,8 +26,8 @@ pub use load::available_memory;
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, limits, load_without_weights,
     random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint, DownloadProgress, Family,
-    HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, RopeScaling,
-    ScorePlan, Tokenizer,
+    HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, NormPlacement,
+    QkNorm, RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

@@ -24,15 +24,21 @@ pub enum Tiny {
     Qwen2,
     /// Qwen3 with q/k norms and head_dim ≠ hidden/heads.
     Qwen3,
+    /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
+    Olmo2,
+    /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
+    Phi3,
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 5] = [
+    pub const ALL: [Tiny; 7] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Qwen3,
+        Tiny::Olmo2,
+        Tiny::Phi3,
     ];
 
     pub fn config(self) -> ModelConfig {
@@ -43,6 +49,8 @@ impl Tiny {
             Tiny::Mistral => Family::Mistral,
             Tiny::Qwen2 => Family::Qwen2,
             Tiny::Qwen3 => Family::Qwen3,
+            Tiny::Olmo2 => Family::Olmo2,
+            Tiny::Phi3 => Family::Phi3,
         };
         ModelConfig {
             family,
@@ -62,11 +70,12 @@ impl Tiny {
                 original_max_position_embeddings: 16,
             }),
             max_position_embeddings: 256,
-            sliding_window: vec![(self == Tiny::Mistral).then_some(4); layers],
+            sliding_window: vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers],
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
             mlp_bias: false,
-            qk_norm: self == Tiny::Qwen3,
+            qk_norm: family.qk_norm(),
+            norms: family.norms(),
             tie_word_embeddings: self == Tiny::LlamaTied,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],

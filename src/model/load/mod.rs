@@ -18,7 +18,7 @@ mod tokenizer;
 pub(super) mod weights;
 
 pub use adapter::{AdapterInfo, LoraAdapter};
-pub use config::{Family, ModelConfig, RopeScaling};
+pub use config::{Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 pub use download::DownloadProgress;
 pub use inspect::{inspect, inspect_plan, ModelInfo};
 pub use memory::{available as available_memory, MemoryEstimate, ScorePlan};
