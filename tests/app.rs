@@ -4,6 +4,11 @@
 //! software Vulkan driver; and the binary in a real window under Xvfb. `.ci/setup` installs
 //! lavapipe and Xvfb. The fixed study in `tests/fixtures/study` was written by
 //! `regenerate_fixture` (ignored; run it with `--ignored` after a format change).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -2,6 +2,11 @@
 //! rendering): the scored span and its warning in the comparison table, the scored tokens in
 //! the question browser, the user's own `demo` folder apart from the bundled demo, and the
 //! training logs of the shown results' own models.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use circuitdiff::app::results::ScoredTokens;
 use circuitdiff::app::views::View;

@@ -491,3 +491,60 @@ impl eframe::App for App {
         self.window.persist
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// The app without a window, with nothing persisted.
+    fn headless(ctx: &egui::Context, open: Option<PathBuf>) -> App {
+        let options = Options {
+            open,
+            ..Options::default()
+        };
+        App::start(ctx, None, options, Arc::default())
+    }
+
+    #[test]
+    fn a_folder_that_is_not_there_ends_its_loading_on_the_status_line() {
+        let ctx = egui::Context::default();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut app = headless(&ctx, Some(tmp.path().join("missing")));
+        assert!(app.is_loading());
+        let start = Instant::now();
+        while app.is_loading() {
+            assert!(start.elapsed() < Duration::from_secs(30), "still loading");
+            app.frame_logic(&ctx);
+        }
+        assert!(app.shown.results.is_none());
+        let status = app.status.as_ref().unwrap();
+        assert!(status.error, "{}", status.text);
+        assert!(status.text.contains("missing"), "{}", status.text);
+    }
+
+    #[test]
+    fn a_queued_command_is_applied_before_the_next_frame() {
+        let ctx = egui::Context::default();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut app = headless(&ctx, Some(tmp.path().join("missing")));
+        let spec = tmp.path().join("model").display().to_string();
+        app.commands.push(Command::SetModel {
+            side: Side::Tuned,
+            spec: spec.clone(),
+        });
+        app.frame_logic(&ctx);
+        assert!(app.commands.is_empty());
+        assert_eq!(app.settings.models.tuned, spec);
+        assert!(app.settings.models.base.is_empty());
+    }
+
+    #[test]
+    fn the_export_line_names_the_folder_and_the_files() {
+        let written = [PathBuf::from("/f/graph.png"), PathBuf::from("/f/graph.svg")];
+        assert_eq!(
+            wrote_line(&written),
+            "wrote 2 files into /f: graph.png, graph.svg"
+        );
+    }
+}
