@@ -1,6 +1,11 @@
 //! PEFT LoRA adapters as model specs: adapters made by PEFT itself on every family, merged at
 //! load, against PEFT's own logits; the base found beside the adapter or given; the record in
 //! the run manifest; and the adapters circuitdiff refuses, each with its reason.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

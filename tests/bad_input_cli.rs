@@ -1,6 +1,11 @@
 //! Bad command-line input is refused: every case exits non-zero without a panic, names the flag
 //! (or, for runs that cannot be paired, both run directories) and the allowed values, leaves an
 //! existing `--out` directory byte for byte as it was and creates no new one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

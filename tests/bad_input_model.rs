@@ -4,6 +4,11 @@
 //! error naming the file and the field or tensor, from the library and from the CLI, never a
 //! panic. The unbroken checkpoints load (`the_unbroken_checkpoints_load`), so each case fails
 //! only through its one edit.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

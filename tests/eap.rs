@@ -1,5 +1,10 @@
 //! Edge attribution: the graph, scores against finite differences (f64) and against an
 //! independent PyTorch computation, and block scores as sums of head scores.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Exact edge effects and faithfulness (method.md §7) against an independent PyTorch
 //! computation (masks applied through transformers' own modules), the identities F(∅) = 0 and
 //! F(all) = 1, and block-level effects as the removal of all their head edges together.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,4 +1,9 @@
 //! Loading variants: sharded checkpoints, f16/bf16 weights, and `inspect`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,5 +1,10 @@
 //! The study end to end: SmolLM2 against itself on the built-in arithmetic task (every file of
 //! the output directory, resuming after a torn write), and the clear failures.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

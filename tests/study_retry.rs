@@ -1,6 +1,11 @@
 //! A failed study leaves nothing that blocks its retry: a study of other settings replaces it,
 //! while a finished study is still never overwritten. The same model given as base and tuned
 //! answers and is scored once, and the study says there is no difference.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

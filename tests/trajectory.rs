@@ -2,6 +2,11 @@
 //! `checkpoint-N/` LoRA adapters on it (as TRL's trainers save them, naming a base path of the
 //! training machine, so that `--adapter-base` points at the base) with a `trainer_state.json`. Every checkpoint's scores equal scoring that checkpoint alone; a run
 //! killed mid-way and re-run, and shards joined by `merge`, give the same files as one run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -401,7 +401,7 @@ mod tests {
     fn slow_hub(size: usize) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
+        let serve = move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -426,7 +426,11 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-        });
+        };
+        std::thread::Builder::new()
+            .name("slow-hub".into())
+            .spawn(serve)
+            .unwrap();
         addr
     }
 

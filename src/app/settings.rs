@@ -4,6 +4,7 @@
 use super::views::View;
 use crate::report::circuit::Mode;
 use crate::side::PerSide;
+use crate::study::dir::StudyConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -80,12 +81,12 @@ pub struct StudyForm {
 impl Default for StudyForm {
     fn default() -> Self {
         Self {
-            dataset: "builtin:arith".into(),
+            dataset: StudyConfig::DEFAULT_DATASET.into(),
             template: String::new(),
             n: 100,
             alpha: 0.05,
             seed: 42,
-            max_new_tokens: 512,
+            max_new_tokens: StudyConfig::DEFAULT_MAX_NEW_TOKENS,
             heads: false,
             exact_samples: 20,
             exact_all: false,

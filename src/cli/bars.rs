@@ -116,6 +116,10 @@ pub fn ctrl_c_token() -> CancelToken {
             let t = token.clone();
             let handler = ctrlc::set_handler(move || {
                 if t.is_cancelled() {
+                    #[expect(
+                        clippy::disallowed_methods,
+                        reason = "a second Ctrl-C quits at once: the handler runs on its own thread, with no caller to return to"
+                    )]
                     std::process::exit(130);
                 }
                 eprintln!("\nstopping after the current unit of work (Ctrl-C again to quit now)");

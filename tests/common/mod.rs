@@ -1,5 +1,10 @@
 //! Shared test helpers: tiny random checkpoints of every family written as real Hugging Face
 //! folders, and the Python reference (transformers on PyTorch) run in the venv `.ci/run` makes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 #![allow(dead_code)]
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};

@@ -637,6 +637,7 @@ impl ModelConfig {
             "eos_token_id": self.eos_token_ids.first(),
             "torch_dtype": "float32",
         });
+        #[expect(clippy::expect_used, reason = "json! of a map literal is an object")]
         let o = j.as_object_mut().expect("json object");
         match self.family {
             Family::Llama | Family::Qwen3 | Family::Olmo2 => {
