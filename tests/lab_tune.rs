@@ -2,6 +2,11 @@
 //! checkpoint that PEFT loads with circuitdiff's logits; a run killed with SIGKILL that resumes
 //! to the same weights; a short run whose folder `trajectory` reads end to end; and the
 //! configurations refused, each with its reason.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

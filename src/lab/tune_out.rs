@@ -4,13 +4,14 @@
 //! hidden folder and renamed into place, so a run killed at any moment leaves only whole ones.
 
 use super::{LabError, Result};
+use crate::report::train_log;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The run's settings, in its output folder.
 pub const CONFIG_FILE: &str = "tune.json";
 /// The trainer state, in the output folder and in every checkpoint.
-pub const STATE_FILE: &str = "trainer_state.json";
+pub const STATE_FILE: &str = train_log::TRAINER_STATE;
 /// The optimiser state, in every checkpoint.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
@@ -56,7 +57,7 @@ impl TrainerState {
 
 /// The folder of the checkpoint after `step` steps.
 pub fn checkpoint_dir(out: &Path, step: usize) -> PathBuf {
-    out.join(format!("checkpoint-{step}"))
+    train_log::trl_checkpoint_dir(out, step as u64)
 }
 
 /// The last whole checkpoint in `out` and its step; hidden partial ones are removed.
@@ -74,10 +75,7 @@ pub fn last_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
             std::fs::remove_dir_all(&path).map_err(|e| LabError::io(&path, e))?;
             continue;
         }
-        let Some(step) = name
-            .strip_prefix("checkpoint-")
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(step) = train_log::trl_step(name).and_then(|n| usize::try_from(n).ok()) else {
             continue;
         };
         if path.join(STATE_FILE).is_file() && best.as_ref().is_none_or(|(b, _)| step > *b) {
