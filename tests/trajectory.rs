@@ -312,7 +312,12 @@ fn a_ladder_that_cannot_be_followed_is_refused_before_any_work() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(!ok && e.contains("vocabularies"), "{e}");
+    // The pair check's words, naming each checkpoint by its step and spec.
+    let says = format!(
+        "step 0 ({b}) and step 1 ({}) cannot be compared: their vocabularies differ (",
+        other.display()
+    );
+    assert!(!ok && e.contains(&says), "{e}");
     assert!(
         !out.exists(),
         "nothing is written before the ladder is checked"

@@ -497,7 +497,7 @@ impl App {
             .show(ui, |ui| {
                 super::models::models_ui(
                     ui,
-                    &mut self.models,
+                    (&mut self.models, self.settings.study.level()),
                     &mut self.settings.models,
                     &self.settings.recent_models,
                     &self.zoo_pairs,
@@ -507,7 +507,7 @@ impl App {
         egui::CollapsingHeader::new("Study")
             .default_open(true)
             .show(ui, |ui| {
-                let ready = self.models.ready(&self.settings.models);
+                let ready = self.models.ready(&self.settings.models, self.settings.study.level());
                 super::study::study_ui(
                     ui,
                     &mut self.settings.study,

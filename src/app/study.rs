@@ -9,7 +9,6 @@ use super::worker::{clock, Message, Stages, Worker};
 use crate::attribution::compare::CompareOptions;
 use crate::attribution::exact::ExactOptions;
 use crate::attribution::select::SelectOptions;
-use crate::attribution::Level;
 use crate::model::{GenerateOptions, LoadOptions};
 use crate::report::validation::{ExactConfig, SampleCount};
 use crate::side::PerSide;
@@ -69,11 +68,7 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
             alpha: form.alpha,
             ..SelectOptions::default()
         },
-        level: if form.heads {
-            Level::Head
-        } else {
-            Level::Block
-        },
+        level: form.level(),
         metrics: Default::default(),
         compare: CompareOptions {
             seed: form.seed,
@@ -361,6 +356,7 @@ fn progress_ui(ui: &mut Ui, r: &Running) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attribution::Level;
 
     #[test]
     fn the_form_becomes_the_cli_configuration() {

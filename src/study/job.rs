@@ -10,6 +10,7 @@ use super::dataset::{self, LoadReport, Question};
 use super::dir::{self, Counts, DirError, ModelCounts, StudyConfig, StudyDir};
 use super::grade::grade;
 use super::prompt::{render, Template};
+use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::{Graph, Level};
@@ -59,14 +60,12 @@ pub enum StudyError {
     },
     #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
     Shard { i: usize, n: usize },
-    #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
-    Vocabularies { base: String, tuned: String },
+    #[error(transparent)]
+    Unpairable(#[from] pair::Unpairable),
     #[error(
         "--stop-id {id} is not a token of these models (ids 0..{vocab}); use an id below {vocab}"
     )]
     StopIdOutsideVocabulary { id: u32, vocab: usize },
-    #[error("the models' circuits are different graphs: base {base}, tuned {tuned}; a study pairs the same edges of two checkpoints of one architecture")]
-    Graphs { base: String, tuned: String },
     #[error("{spec}: tokenizing question {id}: {message}")]
     Tokenize {
         spec: String,
@@ -311,17 +310,16 @@ pub(super) fn questions(cfg: &StudyConfig) -> Result<(Vec<Question>, LoadReport)
 /// Stage 3: refuse a pair whose vocabularies or graphs differ before any long work.
 fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
     let heads = PerSide::try_from_fn(|side| {
-        crate::model::load_without_weights(cfg.model(side), &load.hub)
+        let (config, tokenizer) = crate::model::load_without_weights(cfg.model(side), &load.hub)?;
+        Ok::<_, StudyError>((config, tokenizer.vocabulary()))
     })?;
-    let [(base_config, base_tokenizer), (tuned_config, tuned_tokenizer)] =
-        [&heads.base, &heads.tuned];
-    if base_tokenizer.vocabulary() != tuned_tokenizer.vocabulary() {
-        return Err(StudyError::Vocabularies {
-            base: cfg.base.clone(),
-            tuned: cfg.tuned.clone(),
-        });
-    }
-    let vocab = base_config.vocab_size.min(tuned_config.vocab_size);
+    let checkpoint = |side: Side| Checkpoint {
+        name: format!("{} {}", side.name(), cfg.model(side)),
+        config: &heads[side].0,
+        vocabulary: &heads[side].1,
+    };
+    pair::check(&checkpoint(Side::Base), &checkpoint(Side::Tuned), cfg.level)?;
+    let vocab = heads.base.0.vocab_size.min(heads.tuned.0.vocab_size);
     if let Some(&id) = cfg
         .generation
         .stop_ids
@@ -330,29 +328,7 @@ fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
     {
         return Err(StudyError::StopIdOutsideVocabulary { id, vocab });
     }
-    let graph = |c| Graph::new(c, cfg.level);
-    if graph(base_config) != graph(tuned_config) {
-        return Err(StudyError::Graphs {
-            base: format!("{} ({})", cfg.base, describe_graph(base_config, cfg.level)),
-            tuned: format!(
-                "{} ({})",
-                cfg.tuned,
-                describe_graph(tuned_config, cfg.level)
-            ),
-        });
-    }
     Ok(())
-}
-
-/// A graph's size in words: "4 layers" or "4 layers × 8 heads (2 key/value)".
-fn describe_graph(c: &crate::model::ModelConfig, level: Level) -> String {
-    match level {
-        Level::Block => format!("{} layers", c.num_layers),
-        Level::Head => format!(
-            "{} layers × {} heads ({} key/value)",
-            c.num_layers, c.num_heads, c.num_kv_heads
-        ),
-    }
 }
 
 /// Stage 4: both models answer every question (one, when they are the same: `same`); `None`

@@ -15,6 +15,7 @@ use super::dir::{self, ModelCounts};
 use super::job::{self, AnswerMap, StudyError};
 use super::ladder;
 use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
+use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::{Graph, Level};
@@ -52,23 +53,21 @@ fn claim(dir: &TrajectoryDir, cfg: &TrajectoryConfig) -> Result<(), StudyError> 
 /// Refuse checkpoints whose vocabularies or graphs differ from the first's before any long
 /// work.
 fn check_ladder(cfg: &TrajectoryConfig, load: &LoadOptions) -> Result<(), StudyError> {
-    let first = &cfg.checkpoints[0].spec;
-    let (first_config, first_tok) = crate::model::load_without_weights(first, &load.hub)?;
-    let graph = Graph::new(&first_config, cfg.study.level);
-    for r in &cfg.checkpoints[1..] {
+    let head = |r: &ladder::Rung| -> Result<_, StudyError> {
         let (config, tok) = crate::model::load_without_weights(&r.spec, &load.hub)?;
-        if tok.vocabulary() != first_tok.vocabulary() {
-            return Err(StudyError::Vocabularies {
-                base: first.clone(),
-                tuned: r.spec.clone(),
-            });
-        }
-        if Graph::new(&config, cfg.study.level) != graph {
-            return Err(StudyError::Graphs {
-                base: first.clone(),
-                tuned: r.spec.clone(),
-            });
-        }
+        Ok((format!("step {} ({})", r.step, r.spec), config, tok.vocabulary()))
+    };
+    let heads = cfg.checkpoints.iter().map(head).collect::<Result<Vec<_>, _>>()?;
+    let checkpoints: Vec<_> = heads
+        .iter()
+        .map(|(name, config, vocabulary)| Checkpoint {
+            name: name.clone(),
+            config,
+            vocabulary,
+        })
+        .collect();
+    for other in &checkpoints[1..] {
+        pair::check(&checkpoints[0], other, cfg.study.level)?;
     }
     Ok(())
 }
