@@ -14,7 +14,7 @@ use super::run::{Run, RunError, ScoreSample};
 pub use super::verdict::{EdgeScope, Robustness, Verdict};
 use crate::attribution::compare::{adjust, paired, CompareOptions, PairedStat};
 use crate::attribution::exact::{
-    by_magnitude, chosen_edges, curve_grid, Ablation, Agreement, Area, Curve, EdgeEffect, EdgeSet,
+    by_magnitude, chosen_edges, curve_grid, Ablation, AblationError, Agreement, Area, Curve, EdgeEffect, EdgeSet,
     ExactOptions, Reach,
 };
 use crate::attribution::metrics::{metrics, Metric, MetricOptions};
@@ -275,13 +275,22 @@ pub fn check_run(
                     (&s.prompt_ids, &s.answer_ids),
                     run.manifest.method.cut,
                     opts.batch,
-                )?;
+                )?
+                .cancelled_by(cancel);
+                let measured = ablation
+                    .effects(dense, &edges)
+                    .and_then(|effects| Ok((effects, ablation.faithfulness(dense)?)));
+                let (effects, curve) = match measured {
+                    Ok(m) => m,
+                    Err(AblationError::Cancelled) => return Ok(None),
+                    Err(AblationError::Tensor(e)) => return Err(e.into()),
+                };
                 let check = SampleCheck {
                     index: i,
                     id: id.clone(),
                     options: *opts,
-                    effects: ablation.effects(dense, &edges)?,
-                    curve: ablation.faithfulness(dense)?,
+                    effects,
+                    curve,
                 };
                 let file = CheckFile::of(&check).map_err(|e| RunError::Invalid {
                     path: path.clone(),
