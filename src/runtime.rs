@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-/// candle's CPU pool, which also runs the attribution pass's kernels (`model/pool.rs`), spins
+/// candle's CPU pool, which also runs the attribution pass's kernels (`model/kernels/pool.rs`), spins
 /// this many times waiting for work before it parks. With the whole pass on that pool, limits
 /// from 2,000 to 200,000 measure the same (BENCHMARKS.md); a short spin gives the cores back
 /// sooner to other work, such as the app's interface. (When the pass's kernels ran on rayon's

@@ -6,9 +6,9 @@
 //! masks changes, from the clean pass's residual stream there: everything below is the clean
 //! computation, kept once per sample.
 
+use super::loaded::Model;
 use super::masks::EdgeMasks;
 use super::transformer::{Kernels, Pass};
-use super::Model;
 use crate::node::Node;
 use candle_core::{DType, Result, Tensor, D};
 use std::ops::Range;

@@ -1,7 +1,8 @@
 //! Autoregressive generation with a key/value cache: greedy or sampled, with stop tokens and
 //! stop strings.
 
-use super::{KvCache, Model};
+use super::loaded::Model;
+use super::transformer::KvCache;
 use candle_core::{DType, Result, Tensor};
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};

@@ -11,11 +11,11 @@
 //! that one backward pass yields ∂L/∂(input of every node): a zero-valued variable added to the
 //! input, or, on the CPU, the input's norm keeping its gradient itself (a tap, [`Probe`]).
 
-use super::config::{ModelConfig, RopeScaling};
-use super::fused::GradTap;
-use super::linear::Linear;
+use super::kernels::fused::GradTap;
+use super::kernels::Linear;
+use super::load::weights::TensorStore;
+use super::load::{ModelConfig, RopeScaling};
 use super::masks::EdgeMasks;
-use super::weights::TensorStore;
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ impl Kernels {
     fn rms_norm(self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32),
-            Self::FusedGrad if !w.track_op() => super::fused::rms_norm(x, w, eps),
+            Self::FusedGrad if !w.track_op() => super::kernels::fused::rms_norm(x, w, eps),
             Self::Differentiable | Self::FusedGrad => {
                 candle_nn::ops::rms_norm_slow(x, w, eps as f32)
             }
@@ -48,7 +48,9 @@ impl Kernels {
     /// [`Kernels::rms_norm`] of `x + p` (`p` of `x`'s shape).
     fn rms_norm_of_sum(self, x: &Tensor, p: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         match self {
-            Self::FusedGrad if !w.track_op() => super::fused::rms_norm_of_sum(x, p, w, eps),
+            Self::FusedGrad if !w.track_op() => {
+                super::kernels::fused::rms_norm_of_sum(x, p, w, eps)
+            }
             _ => self.rms_norm(&(x + p)?, w, eps),
         }
     }
@@ -56,7 +58,7 @@ impl Kernels {
     /// The gated activation silu(gate)⊙up of an MLP.
     fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         match self {
-            Self::FusedGrad => super::fused::swiglu(gate, up),
+            Self::FusedGrad => super::kernels::fused::swiglu(gate, up),
             Self::Fast | Self::Differentiable => candle_nn::ops::silu(gate)? * up,
         }
     }
@@ -65,7 +67,7 @@ impl Kernels {
     #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn attention_probs(self, qk: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
         if self == Self::FusedGrad {
-            return super::fused::attention_softmax(qk, scale, mask);
+            return super::kernels::fused::attention_softmax(qk, scale, mask);
         }
         let mut x = (qk * scale)?;
         if let Some(m) = mask {
@@ -88,7 +90,7 @@ impl Kernels {
     fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
-            Self::FusedGrad if cos.rank() == 2 => super::fused::rope(x, cos, sin),
+            Self::FusedGrad if cos.rank() == 2 => super::kernels::fused::rope(x, cos, sin),
             // Per-row tables (b, t, half) of a left-padded batch: the same rotation, broadcast
             // over the heads.
             _ if cos.rank() == 3 => {
@@ -141,7 +143,7 @@ pub(crate) enum Probe {
     /// per head of its port, (1, copies, t, d). Its gradient is the input's.
     Var(Var),
     /// The input's norm keeps the input's gradient itself
-    /// ([`super::fused::rms_norm_tapped`]), with `patch` (1, t, d) added to the input where
+    /// ([`super::kernels::fused::rms_norm_tapped`]), with `patch` (1, t, d) added to the input where
     /// there is one: on the CPU, for a destination with a norm of its own (a block's q, k and v
     /// inputs, its MLP input).
     Tap {
@@ -291,7 +293,7 @@ impl Input<'_> {
             Self::Probed(Probe::Tap { tap, patch }) => {
                 let y = match k {
                     Kernels::FusedGrad => {
-                        super::fused::rms_norm_tapped(h, patch.as_ref(), w, eps, tap)?
+                        super::kernels::fused::rms_norm_tapped(h, patch.as_ref(), w, eps, tap)?
                     }
                     Kernels::Fast | Kernels::Differentiable => None,
                 };
@@ -405,8 +407,16 @@ impl Attention {
         let mask = tables.mask(self.window);
         if k == Kernels::FusedGrad && cache.is_none() {
             let (cos, sin) = (&tables.cos, &tables.sin);
-            let core =
-                super::attention::attention(&q, &key, &val, (nq, nkv), cos, sin, mask, scale)?;
+            let core = super::kernels::attention::attention(
+                &q,
+                &key,
+                &val,
+                (nq, nkv),
+                cos,
+                sin,
+                mask,
+                scale,
+            )?;
             if let Some(z) = core {
                 return Ok((self.o.forward(&z)?, z));
             }
@@ -462,7 +472,7 @@ impl Mlp {
     fn forward(&self, h: &Tensor, input: Input, k: Kernels, eps: f64) -> Result<Tensor> {
         let x = input.normed(h, &self.norm, k, eps)?;
         if k == Kernels::FusedGrad {
-            if let Some(y) = super::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
+            if let Some(y) = super::kernels::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
                 return Ok(y);
             }
         }

@@ -3,11 +3,11 @@
 
 use super::adapter::AdapterInfo;
 use super::config::ModelConfig;
-use super::error::Result;
 use super::gguf::GgufFile;
 use super::memory::{MemoryEstimate, ScorePlan};
 use super::source::Checkpoint;
 use super::weights::safetensors_dtype;
+use crate::model::error::Result;
 use candle_core::DType;
 use serde::Serialize;
 
@@ -53,7 +53,7 @@ pub fn inspect_plan(
             base,
         } => (
             adapter.dir.display().to_string(),
-            Some(adapter.info(base_spec, super::fingerprint(&base.files())?)),
+            Some(adapter.info(base_spec, super::open::fingerprint(&base.files())?)),
         ),
     };
     let memory = MemoryEstimate::new(&config, plan, dtype);

@@ -2,8 +2,8 @@
 //! would panic on or accept silently (a zero `general.alignment`, a tensor listed twice, tensor
 //! dimensions whose product overflows) and bounds every count before anything is allocated.
 
-use super::error::{ModelError, Result};
 use super::limits::{MAX_GGUF_ALIGNMENT, MAX_GGUF_ARRAY, MAX_GGUF_TENSORS};
+use crate::model::error::{ModelError, Result};
 use std::collections::HashSet;
 use std::io::{BufReader, Read as _};
 use std::path::Path;

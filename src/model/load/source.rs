@@ -3,7 +3,7 @@
 
 use super::adapter::{self, LoraAdapter};
 use super::download::{DownloadProgress, HubRepo, Quiet};
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 use std::path::{Path, PathBuf};
 
 /// A checkpoint on local disk, ready to be read.

@@ -822,11 +822,11 @@ pub(super) fn softmax_backward_row<T: Float>(p: &[T], g: &mut [T], scale: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::value_and_grad;
+    use crate::model::kernels::test_support::value_and_grad;
     use candle_core::Device;
 
     fn assert_close(a: &[f64], b: &[f64], what: &str) {
-        crate::model::test_support::assert_close(a, b, 1e-12, what);
+        crate::model::kernels::test_support::assert_close(a, b, 1e-12, what);
     }
 
     /// The CPU kernels and the device fallback (candle's fused kernels with the backward in

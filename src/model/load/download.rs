@@ -3,7 +3,7 @@
 //! that a download reports every chunk, stops when asked, and resumes later from its `.part`
 //! file.
 
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 use hf_hub::api::sync::{Api, ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, CacheRepo, Repo, RepoType};
 use std::fs::{File, OpenOptions, TryLockError};

@@ -3,7 +3,7 @@
 //! initialisation for models trained from scratch.
 
 use super::config::ModelConfig;
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng as _;
 use rand_distr::Distribution as _;

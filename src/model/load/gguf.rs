@@ -2,11 +2,11 @@
 //! renamed to Hugging Face names, Q/K rows un-permuted for Llama, tokenizer from the vocabulary.
 
 use super::config::{Family, ModelConfig, RopeScaling};
-use super::error::{ModelError, Result};
 use super::gguf_header;
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::tokenizer::{GgufBpe, Tokenizer};
 use super::weights::{check_tensors, Stored};
+use crate::model::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;

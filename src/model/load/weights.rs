@@ -6,7 +6,7 @@
 //! peaks at the weights plus one tensor (the page cache holds the file, outside the process).
 
 use super::config::ModelConfig;
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 use candle_core::safetensors::Load as _;
 use candle_core::{DType, Device, Tensor};
 use safetensors::tensor::{Dtype, TensorInfo, TensorView};

@@ -7,8 +7,8 @@
 //! PEFT methods) is refused, with what to do instead.
 
 use super::config::ModelConfig;
-use super::error::{ModelError, Result};
 use super::weights::{Entries, TensorStore};
+use crate::model::error::{ModelError, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -8,8 +8,7 @@
 //! `fused.rs`); BENCHMARKS.md compares it with the measured peak resident memory.
 
 use super::config::ModelConfig;
-use super::error::{ModelError, Result};
-use super::LoadOptions;
+use crate::model::error::{ModelError, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
 use std::path::Path;
@@ -163,17 +162,21 @@ impl std::ops::Mul for Bytes {
 /// Refuse, before reading any weight, a model whose weights (and, with a plan, one scoring pass)
 /// exceed the memory available on the device: Linux's `MemAvailable` on the CPU, the free memory
 /// of a CUDA device; elsewhere (other systems, Metal) nothing is checked.
-pub(crate) fn check_fits(cfg: &ModelConfig, opts: &LoadOptions, path: &Path) -> Result<()> {
-    let Some(available) = available(&opts.device) else {
+pub(crate) fn check_fits(
+    cfg: &ModelConfig,
+    (dtype, device, plan): (DType, &Device, Option<&ScorePlan>),
+    path: &Path,
+) -> Result<()> {
+    let Some(available) = available(device) else {
         return Ok(());
     };
-    let dtype = opts.dtype.as_str();
+    let dtype_name = dtype.as_str();
     let smaller = "a smaller model or a machine with more memory";
-    let (needed, plan, fix) = match &opts.plan {
+    let (needed, plan, fix) = match plan {
         Some(plan) => {
-            let e = MemoryEstimate::on(cfg, plan, opts.dtype, &opts.device);
+            let e = MemoryEstimate::on(cfg, plan, dtype, device);
             let what = format!(
-                "scoring {} tokens in {dtype} needs {:.1} GiB ({:.1} GiB of weights + {:.1} GiB \
+                "scoring {} tokens in {dtype_name} needs {:.1} GiB ({:.1} GiB of weights + {:.1} GiB \
                  for the pass)",
                 plan.seq_len,
                 gib(e.total),
@@ -187,8 +190,8 @@ pub(crate) fn check_fits(cfg: &ModelConfig, opts: &LoadOptions, path: &Path) -> 
             (e.total, what, fix)
         }
         None => {
-            let weights = (n(cfg.num_params()) * n(opts.dtype.size_in_bytes())).0;
-            let what = format!("the weights need {:.1} GiB in {dtype}", gib(weights));
+            let weights = (n(cfg.num_params()) * n(dtype.size_in_bytes())).0;
+            let what = format!("the weights need {:.1} GiB in {dtype_name}", gib(weights));
             (weights, what, format!("use {smaller}"))
         }
     };

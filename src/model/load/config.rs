@@ -1,8 +1,8 @@
 //! One configuration type for every supported family, read from a Hugging Face `config.json`
-//! (or built from GGUF metadata by [`crate::model::gguf`]).
+//! (or built from GGUF metadata by [`super::gguf`]).
 
-use super::error::{ModelError, Result};
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
+use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;

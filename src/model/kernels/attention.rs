@@ -43,7 +43,7 @@ use std::sync::OnceLock;
     clippy::too_many_arguments,
     reason = "the operands and parameters of one attention"
 )]
-pub(super) fn attention(
+pub(in crate::model) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -616,7 +616,7 @@ impl CustomOp3 for AttentionCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{assert_close, value_and_grad};
+    use crate::model::kernels::test_support::{assert_close, value_and_grad};
     use candle_core::{Device, D};
 
     /// The core written with candle's differentiable ops.

@@ -20,8 +20,8 @@ use std::ops::Range;
 /// `y = x · Wᵀ (+ b)` with `W` of shape (out, in).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub(super) weight: Tensor,
-    pub(super) bias: Option<Tensor>,
+    pub(in crate::model) weight: Tensor,
+    pub(in crate::model) bias: Option<Tensor>,
 }
 
 impl Linear {
@@ -194,7 +194,7 @@ impl Linear {
     /// The two products an attribution pass computes with this weight, and nothing else: the
     /// forward `x · Wᵀ` for `x` (rows, in) and the input gradient's `g · W` for `g` (rows, out),
     /// with the pass's kernels.
-    pub(super) fn pass_products(&self, x: &Tensor, g: &Tensor) -> Result<()> {
+    pub(in crate::model) fn pass_products(&self, x: &Tensor, g: &Tensor) -> Result<()> {
         x.apply_op2_no_bwd(&self.weight, &InputGradMatmul)?;
         input_gradient(g, &self.weight)?;
         Ok(())
@@ -681,7 +681,7 @@ fn chunked_inner_products<T: WithDType>(a: &[Tensor], b: &[Tensor]) -> Result<Te
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{assert_close, value_and_grad};
+    use crate::model::kernels::test_support::{assert_close, value_and_grad};
     use candle_core::{DType, Device};
 
     /// The chunked inner products equal one matmul of the stacked operands: over several chunks

@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 
 /// down(silu(gate(x)) ⊙ up(x)) for `x` (…, hidden); `None` where the op does not apply and the
 /// caller takes the composite path.
-pub(super) fn gated_mlp(
+pub(in crate::model) fn gated_mlp(
     x: &Tensor,
     gate: &Linear,
     up: &Linear,
@@ -179,7 +179,7 @@ impl CustomOp1 for GatedMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_support::{assert_close, value_and_grad};
+    use crate::model::kernels::test_support::{assert_close, value_and_grad};
     use candle_core::Device;
 
     /// The op equals the composite (the projections and candle's silu and product) in value and

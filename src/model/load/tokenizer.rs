@@ -1,8 +1,8 @@
 //! The tokenizer of a model: a `tokenizers` tokenizer plus what `tokenizer_config.json` and
 //! `generation_config.json` add (chat template, special tokens, end-of-sequence ids).
 
-use super::error::{ModelError, Result};
 use super::limits::MAX_TOKENIZER_BYTES;
+use crate::model::error::{ModelError, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 

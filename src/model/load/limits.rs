@@ -7,7 +7,7 @@
 //! published decoders (hidden 16,384, 126 layers, 256k vocabularies, 128k contexts) sit well
 //! inside them.
 
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 use std::path::Path;
 
 /// Most decoder layers (`num_hidden_layers`, GGUF `block_count`).

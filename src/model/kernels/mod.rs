@@ -1,0 +1,14 @@
+//! The CPU kernels of the attribution pass: ops with closed-form backward passes (fused
+//! rms-norm, softmax, rotary embedding, attention core, gated MLP) and the projections whose
+//! backward pass computes the input gradient only, on a shared thread pool.
+
+pub(super) mod attention;
+pub(super) mod fused;
+mod linear;
+mod matrix;
+pub(super) mod mlp;
+mod pool;
+#[cfg(test)]
+mod test_support;
+
+pub use linear::{inner_products, Linear};

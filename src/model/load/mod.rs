@@ -1,0 +1,29 @@
+//! Reading checkpoints: where a model comes from (folder, `.gguf`, Hub id, PEFT adapter), its
+//! configuration and tokenizer, its weights, and whether it fits in memory; and writing Hugging
+//! Face folders.
+
+mod adapter;
+mod config;
+mod download;
+mod gguf;
+mod gguf_header;
+mod inspect;
+pub mod limits;
+mod memory;
+pub(super) mod open;
+mod options;
+mod save;
+mod source;
+mod tokenizer;
+pub(super) mod weights;
+
+pub use adapter::{AdapterInfo, LoraAdapter};
+pub use config::{Family, ModelConfig, RopeScaling};
+pub use download::DownloadProgress;
+pub use inspect::{inspect, inspect_plan, ModelInfo};
+pub use memory::{MemoryEstimate, ScorePlan};
+pub use open::{fingerprint_of, load_without_weights};
+pub use options::LoadOptions;
+pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
+pub use source::{resolve, Checkpoint, HubOptions};
+pub use tokenizer::Tokenizer;
