@@ -7,7 +7,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use circuitdiff::message::chain;
 use circuitdiff::model::{load_without_weights, HubOptions, Kernels, LoadOptions, Model};
-use common::{circuitdiff, copy_dir, max_abs_diff, reference, tiny_gguf, Tiny};
+use common::{circuitdiff, copy_dir, max_abs_diff, reference, set_first_value, tiny_gguf, Tiny};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -566,41 +566,11 @@ fn the_cli_loads_adapters_on_a_given_base_and_records_them() {
     assert_eq!(a["target_modules"], json!(["q_proj", "v_proj"]));
 }
 
-/// Rewrite the adapter's `tensor` (f32) with its first value set to `value`.
-fn set_first_value(adapter: &Path, tensor: &str, value: f32) {
-    let path = adapter.join("adapter_model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
-        .collect();
-    let found = data.iter_mut().find(|(name, _, _)| name == tensor).unwrap();
-    assert_eq!(
-        file.tensor(tensor).unwrap().dtype(),
-        safetensors::Dtype::F32
-    );
-    found.2[..4].copy_from_slice(&value.to_le_bytes());
-    let views: Vec<_> = data
-        .iter()
-        .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                shape.clone(),
-                bytes,
-            )
-            .unwrap();
-            (name.clone(), view)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &path).unwrap();
-}
-
 /// An adapter whose merge overflows (α = 1e30) or that holds NaN or infinity is refused at load,
 /// naming the adapter file and the tensor, instead of scoring to edges that are all zero.
 #[test]
 fn adapters_with_values_that_are_not_finite_or_overflow_are_refused_at_load() {
+    const WEIGHTS: &str = "adapter_model.safetensors";
     let dir = tempfile::tempdir().unwrap();
     let (_, good) = llama_adapter(dir.path());
     let module = "base_model.model.model.layers.0.self_attn.q_proj";
@@ -617,14 +587,14 @@ fn adapters_with_values_that_are_not_finite_or_overflow_are_refused_at_load() {
         ),
         (
             "NaN in lora_A",
-            Box::new(move |a: &Path| set_first_value(a, &format!("{module}.lora_A.weight"), f32::NAN)),
+            Box::new(move |a: &Path| set_first_value(&a.join(WEIGHTS), &format!("{module}.lora_A.weight"), f32::NAN)),
             vec![format!("{module}.lora_A.weight`: holds NaN")],
         ),
         (
             "infinity in lora_B",
             Box::new(move |a: &Path| {
                 let v_proj = module.replace("q_proj", "v_proj");
-                set_first_value(a, &format!("{v_proj}.lora_B.weight"), f32::INFINITY)
+                set_first_value(&a.join(WEIGHTS), &format!("{v_proj}.lora_B.weight"), f32::INFINITY)
             }),
             vec!["v_proj.lora_B.weight`: holds inf".into()],
         ),

@@ -630,3 +630,34 @@ fn sequences_beyond_the_context_are_reported() {
     let says = "are longer than its context of 12 tokens (max_position_embeddings)";
     assert!(stderr.contains(says), "ok {ok}: {stderr}");
 }
+
+/// A checkpoint with a NaN weight scores to values that are not finite: the refusal names the
+/// sample, the model's spec and its weight file, and gives an f32 run no advice to use f32.
+#[test]
+fn scores_that_are_not_finite_name_the_checkpoint_and_file() {
+    let tmp = workspace();
+    let model = Tiny::Llama.write(tmp.path());
+    let weights = model.join("model.safetensors");
+    common::set_first_value(&weights, "model.layers.0.mlp.down_proj.weight", f32::NAN);
+    let samples = tmp.path().join("samples.json");
+    let (ok, _, e) = circuitdiff(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--samples",
+        samples.to_str().unwrap(),
+        "--cut",
+        "2",
+        "--out",
+        tmp.path().join("new").to_str().unwrap(),
+    ]);
+    assert!(!ok, "{e}");
+    let says = format!(
+        "sample `s1`: the scores are not finite (NaN or infinite activations) with {} ({}): in \
+         f32 this means weights that are NaN, infinite or too large",
+        model.display(),
+        weights.display()
+    );
+    assert!(e.contains(&says), "{e}");
+    assert!(!e.contains("--dtype f32") && !e.contains("f16"), "{e}");
+}

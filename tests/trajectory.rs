@@ -331,6 +331,18 @@ fn a_trainer_log_with_nan_is_read_before_any_checkpoint_is_scored() {
     write_run(&run);
     let state = run.join("checkpoint-30/trainer_state.json");
 
+    // A checkpoint with NaN weights is refused naming it (its adapter file and tensor).
+    let last = run.join("checkpoint-30/adapter_model.safetensors");
+    let bytes = std::fs::read(&last).unwrap();
+    let tensor = "base_model.model.model.layers.2.self_attn.v_proj.lora_A.weight";
+    common::set_first_value(&last, tensor, f32::NAN);
+    let out = tmp.path().join("nan");
+    let refs = args(&run, &out, &[]);
+    let (ok, _, e) = circuitdiff(&refs.iter().map(String::as_str).collect::<Vec<_>>());
+    let says = format!("{}: tensor `{tensor}`: holds NaN", last.display());
+    assert!(!ok && e.contains(&says), "{e}");
+    std::fs::write(&last, bytes).unwrap();
+
     // Not a trainer state: refused before the first checkpoint is loaded, naming the file.
     std::fs::write(&state, "{\"log_history\": [").unwrap();
     let out = tmp.path().join("bad");
