@@ -661,3 +661,38 @@ fn scores_that_are_not_finite_name_the_checkpoint_and_file() {
     assert!(e.contains(&says), "{e}");
     assert!(!e.contains("--dtype f32") && !e.contains("f16"), "{e}");
 }
+
+/// `merge` given a study shard beside a trajectory shard says that the two workflows differ,
+/// not that the study shard is no shard.
+#[test]
+fn merging_a_study_shard_with_a_trajectory_shard_says_so() {
+    let tmp = workspace();
+    let (study, trajectory) = (tmp.path().join("study-0"), tmp.path().join("trajectory-1"));
+    let out = tmp.path().join("merged");
+    let study_shard = ["study", "--base", "assets/zoo/base", "--tuned", "assets/zoo/grpo"];
+    let (ok, _, e) = circuitdiff(
+        &[
+            &study_shard[..],
+            &["--dataset", "builtin:arith?n=2", "--shard", "0/2", "--out"],
+            &[study.to_str().unwrap(), "--max-new-tokens", "4"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{e}");
+    std::fs::create_dir_all(&trajectory).unwrap();
+    std::fs::write(trajectory.join("trajectory.json"), "{}").unwrap();
+    let (ok, _, e) = circuitdiff(&[
+        "merge",
+        study.to_str().unwrap(),
+        trajectory.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let says = format!(
+        "{}: holds a study, not a trajectory shard; `circuitdiff merge` joins the shards of one \
+         trajectory (each written by `circuitdiff trajectory --shard i/n`)",
+        study.display()
+    );
+    assert!(!ok && e.contains(&says), "{e}");
+    assert!(!out.exists(), "nothing is written");
+}

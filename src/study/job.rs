@@ -9,6 +9,7 @@ use super::answers::Answer;
 use super::dataset::{self, LoadReport, Question};
 use super::dir::{self, Counts, DirError, ModelCounts, StudyConfig, StudyDir};
 use super::grade::grade;
+use super::trajectory_dir::TrajectoryDir;
 use super::prompt::{render, Template};
 use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::score::Accumulation;
@@ -80,6 +81,12 @@ pub enum StudyError {
     },
     #[error("{}: not a shard (no --shard)", dir.display())]
     NotAShard { dir: PathBuf },
+    #[error("{}: holds a {found}, not a {merging} shard; `circuitdiff merge` joins the shards of one {merging} (each written by `circuitdiff {merging} --shard i/n`)", dir.display())]
+    ShardOfOtherWorkflow {
+        dir: PathBuf,
+        found: Workflow,
+        merging: Workflow,
+    },
     #[error("{}: a shard of a different study", dir.display())]
     ShardOfAnotherStudy { dir: PathBuf },
     #[error("no shard directories given")]
@@ -88,6 +95,54 @@ pub enum StudyError {
     ShardCoverage { seen: Vec<(usize, usize)>, n: usize },
     #[error("question {id} has no {side} answer in any shard: finish that shard first")]
     MissingAnswer { id: String, side: Side },
+}
+
+/// The workflows whose shards `merge` joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflow {
+    Study,
+    Trajectory,
+}
+
+impl Workflow {
+    /// `study` or `trajectory`: the command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Study => "study",
+            Self::Trajectory => "trajectory",
+        }
+    }
+
+    /// The workflow whose configuration `dir` holds, if any.
+    fn of(dir: &Path) -> Option<Self> {
+        if TrajectoryDir::is_trajectory(dir) {
+            Some(Self::Trajectory)
+        } else if StudyDir::new(dir).config_path().is_file() {
+            Some(Self::Study)
+        } else {
+            None
+        }
+    }
+
+    /// Why `dir`, given to merge shards of this workflow, is not one of them.
+    pub(super) fn not_a_shard(self, dir: &Path) -> StudyError {
+        match Self::of(dir) {
+            Some(found) if found != self => StudyError::ShardOfOtherWorkflow {
+                dir: dir.to_owned(),
+                found,
+                merging: self,
+            },
+            _ => StudyError::NotAShard {
+                dir: dir.to_owned(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// How a study ended.
@@ -799,7 +854,7 @@ pub fn merge_shards(
     let mut merged = PerSide::<AnswerMap>::default();
     for shard in shards {
         let dir = StudyDir::new(shard);
-        let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
+        let not_a_shard = || Workflow::Study.not_a_shard(shard);
         let mut cfg = dir.read_config()?.ok_or_else(not_a_shard)?;
         // The shard's own questions, which its answer files answer in order.
         let (mine, _) = questions(&cfg)?;

@@ -12,7 +12,7 @@
 
 use super::dataset::{LoadReport, Question};
 use super::dir::{self, ModelCounts};
-use super::job::{self, AnswerMap, StudyError};
+use super::job::{self, AnswerMap, StudyError, Workflow};
 use super::ladder;
 use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
 use crate::attribution::pair::{self, Checkpoint};
@@ -446,7 +446,7 @@ pub fn merge_trajectory(
     let mut owner: Vec<Option<PathBuf>> = Vec::new();
     let mut seen = Vec::new();
     for shard in shards {
-        let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
+        let not_a_shard = || Workflow::Trajectory.not_a_shard(shard);
         let mut cfg = TrajectoryDir::new(shard)
             .read_config()?
             .ok_or_else(not_a_shard)?;
