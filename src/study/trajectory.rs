@@ -14,7 +14,7 @@ use super::dataset::{LoadReport, Question};
 use super::dir::{self, ModelCounts};
 use super::job::{self, AnswerMap, StudyError, Workflow};
 use super::ladder;
-use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
+use super::trajectory_dir::{Claim, TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
 use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::score::Accumulation;
 use crate::attribution::select::{select, Candidate, Selection};
@@ -39,14 +39,25 @@ pub enum TrajectoryOutcome {
     Cancelled,
 }
 
-/// Claim `dir` for `cfg`; refuse a folder that holds another trajectory.
-fn claim(dir: &TrajectoryDir, cfg: &TrajectoryConfig) -> Result<(), StudyError> {
-    if dir.claim(cfg)? {
-        Ok(())
-    } else {
-        Err(StudyError::DifferentTrajectory {
+/// Claim `dir` for `cfg`; refuse a folder that holds another trajectory, unless it failed
+/// (then it is replaced, with a note).
+fn claim(
+    dir: &TrajectoryDir,
+    cfg: &TrajectoryConfig,
+    progress: &mut dyn Progress,
+) -> Result<(), StudyError> {
+    match dir.claim(cfg)? {
+        Claim::Claimed => Ok(()),
+        Claim::Replaced { error } => {
+            progress.note(&format!(
+                "replacing the failed trajectory of other settings in {} (it stopped with: {error})",
+                dir.root().display()
+            ));
+            Ok(())
+        }
+        Claim::HeldByOther => Err(StudyError::DifferentTrajectory {
             dir: dir.root().to_owned(),
-        })
+        }),
     }
 }
 
@@ -345,8 +356,15 @@ pub fn run_trajectory(
     cancel: &CancelToken,
 ) -> Result<TrajectoryOutcome, StudyError> {
     let dir = TrajectoryDir::new(out);
-    let (opened, _lock) = open_and_claim(cfg, load, &dir)?;
-    run_claimed(cfg, load, &dir, opened, progress, cancel)
+    let (opened, _lock) = open_and_claim(cfg, load, &dir, progress)?;
+    let done = run_claimed(cfg, load, &dir, opened, progress, cancel);
+    // A retry of other settings may take the folder of a failed trajectory.
+    if let Err(e) = &done {
+        if let Err(marking) = dir.mark_failed(&e.to_string()) {
+            log::warn!("{marking}");
+        }
+    }
+    done
 }
 
 /// Check the ladder and open the questions (nothing is written until they are), then lock the
@@ -355,6 +373,7 @@ fn open_and_claim(
     cfg: &TrajectoryConfig,
     load: &LoadOptions,
     dir: &TrajectoryDir,
+    progress: &mut dyn Progress,
 ) -> Result<(Opened, DirLock), StudyError> {
     ladder::check(&cfg.checkpoints)?;
     // A log that cannot be read fails now, not after every checkpoint was scored.
@@ -362,7 +381,7 @@ fn open_and_claim(
     let (questions, report) = job::questions(&cfg.study)?;
     check_ladder(cfg, &cfg.study.load_options(load))?;
     let lock = DirLock::acquire(dir.root())?;
-    claim(dir, cfg)?;
+    claim(dir, cfg, progress)?;
     Ok(((questions, report, log), lock))
 }
 
@@ -462,7 +481,7 @@ pub fn merge_trajectory(
     let cfg = config.ok_or(StudyError::NoShards)?;
     job::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
-    let (opened, _lock) = open_and_claim(&cfg, load, &dir)?;
+    let (opened, _lock) = open_and_claim(&cfg, load, &dir, progress)?;
     let ends_from = TrajectoryDir::new(&shards[0]);
     for (j, from) in owner.iter().enumerate() {
         let Some(from) = from else { continue };

@@ -10,6 +10,7 @@
 //! train_log.csv         the trainer's log, when there is one
 //! figures/              metric curves over the steps, reward and accuracy
 //! report.md
+//! failed.txt            the error a failed trajectory stopped with (until it is retried)
 //! ```
 
 use super::dataset::LoadReport;
@@ -118,12 +119,72 @@ impl TrajectoryDir {
         }
     }
 
-    /// Claim the folder for `cfg`, or check that it already holds this trajectory: `false`
-    /// when it holds another one (nothing is written then).
-    pub(super) fn claim(&self, cfg: &TrajectoryConfig) -> Result<bool, DirError> {
+    /// Where a failed trajectory leaves its error.
+    pub fn failed_path(&self) -> PathBuf {
+        self.root.join("failed.txt")
+    }
+
+    /// Record that the trajectory stopped with `error`: one of other settings may then
+    /// replace it.
+    pub fn mark_failed(&self, error: &str) -> Result<(), DirError> {
+        let path = self.failed_path();
+        dir::write_text(&path, &format!("{error}\n"))
+    }
+
+    /// The error the trajectory stopped with, when it failed and was not retried since.
+    pub fn failure(&self) -> Option<String> {
+        std::fs::read_to_string(self.failed_path())
+            .ok()
+            .map(|e| e.trim_end().to_owned())
+    }
+
+    /// Remove every file and folder of the layout (nothing else).
+    fn clear(&self) -> Result<(), DirError> {
+        use crate::report::trajectory::{SUMMARY, SUMMARY_CSV, TRAIN_LOG};
+        let files = ["counts.json", SUMMARY, SUMMARY_CSV, TRAIN_LOG, "report.md"]
+            .map(|f| self.root.join(f))
+            .into_iter()
+            .chain([self.failed_path(), self.config_path()]);
+        let folders = ["answers", "points"]
+            .map(|f| self.root.join(f))
+            .into_iter()
+            .chain([self.figures_dir()]);
+        for (path, removed) in files
+            .map(|f| (f.clone(), std::fs::remove_file(&f)))
+            .chain(folders.map(|d| (d.clone(), std::fs::remove_dir_all(&d))))
+        {
+            match removed {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DirError::Io { path, source: e })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Claim the folder for `cfg`, or check that it already holds this trajectory. A
+    /// trajectory of other settings that failed there is replaced (what it wrote is removed);
+    /// one that did not fail is kept (nothing is written then).
+    pub(super) fn claim(&self, cfg: &TrajectoryConfig) -> Result<Claim, DirError> {
+        let mut claim = Claim::Claimed;
         match self.read_config()? {
-            Some(previous) if previous == *cfg => {}
-            Some(_) => return Ok(false),
+            Some(previous) if previous == *cfg => {
+                if self.failure().is_some() {
+                    std::fs::remove_file(self.failed_path()).map_err(|source| DirError::Io {
+                        path: self.failed_path(),
+                        source,
+                    })?;
+                }
+            }
+            Some(_) => {
+                let Some(error) = self.failure() else {
+                    return Ok(Claim::HeldByOther);
+                };
+                self.clear()?;
+                dir::write_json(&self.config_path(), cfg)?;
+                claim = Claim::Replaced { error };
+            }
             None => {
                 if let Some(first) = crate::fsutil::foreign_entry(&self.root, "trajectory.json")
                     .map_err(|source| DirError::Io {
@@ -148,6 +209,20 @@ impl TrajectoryDir {
             path: answers,
             source,
         })?;
-        Ok(true)
+        Ok(claim)
     }
+}
+
+/// What claiming a trajectory folder found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// The folder is new, or holds this trajectory.
+    Claimed,
+    /// It held a failed trajectory of other settings, which was removed.
+    Replaced {
+        /// The error that trajectory stopped with.
+        error: String,
+    },
+    /// It holds another trajectory, which did not fail.
+    HeldByOther,
 }
