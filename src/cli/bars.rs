@@ -116,6 +116,8 @@ pub fn ctrl_c_token() -> CancelToken {
             let t = token.clone();
             let handler = ctrlc::set_handler(move || {
                 if t.is_cancelled() {
+                    // The exit skips the drops that remove the lock files.
+                    circuitdiff::lock::remove_held_files();
                     std::process::exit(130);
                 }
                 eprintln!("\nstopping after the current unit of work (Ctrl-C again to quit now)");
