@@ -274,7 +274,10 @@ mod tests {
         let message = refused.to_string();
         assert!(matches!(refused, LockError::HeldAbove { .. }), "{message}");
         assert!(message.contains("base is inside"), "{message}");
-        assert!(message.contains("(pid 4242: circuitdiff study)"), "{message}");
+        assert!(
+            message.contains("(pid 4242: circuitdiff study)"),
+            "{message}"
+        );
         assert!(!study.join("base").exists(), "nothing is created");
         drop(other);
         // This process's own lock of the folder does not refuse its inner writers.

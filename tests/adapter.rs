@@ -587,14 +587,24 @@ fn adapters_with_values_that_are_not_finite_or_overflow_are_refused_at_load() {
         ),
         (
             "NaN in lora_A",
-            Box::new(move |a: &Path| set_first_value(&a.join(WEIGHTS), &format!("{module}.lora_A.weight"), f32::NAN)),
+            Box::new(move |a: &Path| {
+                set_first_value(
+                    &a.join(WEIGHTS),
+                    &format!("{module}.lora_A.weight"),
+                    f32::NAN,
+                )
+            }),
             vec![format!("{module}.lora_A.weight`: holds NaN")],
         ),
         (
             "infinity in lora_B",
             Box::new(move |a: &Path| {
                 let v_proj = module.replace("q_proj", "v_proj");
-                set_first_value(&a.join(WEIGHTS), &format!("{v_proj}.lora_B.weight"), f32::INFINITY)
+                set_first_value(
+                    &a.join(WEIGHTS),
+                    &format!("{v_proj}.lora_B.weight"),
+                    f32::INFINITY,
+                )
             }),
             vec!["v_proj.lora_B.weight`: holds inf".into()],
         ),

@@ -669,7 +669,13 @@ fn merging_a_study_shard_with_a_trajectory_shard_says_so() {
     let tmp = workspace();
     let (study, trajectory) = (tmp.path().join("study-0"), tmp.path().join("trajectory-1"));
     let out = tmp.path().join("merged");
-    let study_shard = ["study", "--base", "assets/zoo/base", "--tuned", "assets/zoo/grpo"];
+    let study_shard = [
+        "study",
+        "--base",
+        "assets/zoo/base",
+        "--tuned",
+        "assets/zoo/grpo",
+    ];
     let (ok, _, e) = circuitdiff(
         &[
             &study_shard[..],

@@ -8,7 +8,10 @@ use circuitdiff::lock::{remove_held_files, DirLock, LOCK_FILE};
 fn the_lock_files_held_are_removed_before_an_exit() {
     let tmp = tempfile::tempdir().unwrap();
     let (outer, inner) = (tmp.path().join("demo"), tmp.path().join("demo/study"));
-    let locks = [DirLock::acquire(&outer).unwrap(), DirLock::acquire(&inner).unwrap()];
+    let locks = [
+        DirLock::acquire(&outer).unwrap(),
+        DirLock::acquire(&inner).unwrap(),
+    ];
     assert!(outer.join(LOCK_FILE).is_file() && inner.join(LOCK_FILE).is_file());
     remove_held_files();
     assert!(!outer.join(LOCK_FILE).exists());

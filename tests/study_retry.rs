@@ -126,12 +126,21 @@ fn a_failed_trajectory_is_replaced_by_its_retry() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("trajectory");
     let (ok, _, err) = trajectory(&out, "1");
-    assert!(!ok && err.contains("no question was answered correctly"), "{err}");
+    assert!(
+        !ok && err.contains("no question was answered correctly"),
+        "{err}"
+    );
     let failed = std::fs::read_to_string(out.join("failed.txt")).unwrap();
-    assert!(failed.contains("no question was answered correctly"), "{failed}");
+    assert!(
+        failed.contains("no question was answered correctly"),
+        "{failed}"
+    );
     // The same command again is a retry of the same trajectory.
     let (ok, _, err) = trajectory(&out, "1");
-    assert!(!ok && !err.contains("holds a different trajectory"), "{err}");
+    assert!(
+        !ok && !err.contains("holds a different trajectory"),
+        "{err}"
+    );
     // Other settings take the folder over.
     let (ok, _, err) = trajectory(&out, "32");
     assert!(ok, "{err}");

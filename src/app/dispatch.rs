@@ -199,7 +199,10 @@ impl App {
         if self.study.is_some() {
             return;
         }
-        if let Err(why) = self.models.ready(&self.settings.models, self.settings.study.level()) {
+        if let Err(why) = self
+            .models
+            .ready(&self.settings.models, self.settings.study.level())
+        {
             self.set_status(true, why.to_string());
             return;
         }

@@ -507,7 +507,9 @@ impl App {
         egui::CollapsingHeader::new("Study")
             .default_open(true)
             .show(ui, |ui| {
-                let ready = self.models.ready(&self.settings.models, self.settings.study.level());
+                let ready = self
+                    .models
+                    .ready(&self.settings.models, self.settings.study.level());
                 super::study::study_ui(
                     ui,
                     &mut self.settings.study,

@@ -23,7 +23,8 @@ pub struct Checkpoint<'a> {
 pub struct Unpairable {
     /// The two checkpoints, as [`Checkpoint::name`] gives them.
     pub names: [String; 2],
-    pub difference: Difference,
+    /// Boxed: an error stays small.
+    pub difference: Box<Difference>,
 }
 
 /// How two checkpoints differ.
@@ -49,9 +50,15 @@ impl fmt::Display for VocabularyDifference {
         let [a, b] = self.sizes;
         write!(f, "their vocabularies differ ({a} vs {b} tokens")?;
         if let Some((id, tokens)) = &self.first {
-            let token = |t: &Option<String>| t.as_ref().map_or("none".to_owned(), |t| format!("{t:?}"));
+            let token =
+                |t: &Option<String>| t.as_ref().map_or("none".to_owned(), |t| format!("{t:?}"));
             let [x, y] = tokens;
-            write!(f, "; first difference at id {id}: {} vs {}", token(x), token(y))?;
+            write!(
+                f,
+                "; first difference at id {id}: {} vs {}",
+                token(x),
+                token(y)
+            )?;
         }
         f.write_str(")")
     }
@@ -174,7 +181,7 @@ pub fn check(a: &Checkpoint, b: &Checkpoint, level: Level) -> Result<(), Unpaira
         None => Ok(()),
         Some(difference) => Err(Unpairable {
             names: [a.name.clone(), b.name.clone()],
-            difference,
+            difference: Box::new(difference),
         }),
     }
 }
@@ -193,7 +200,10 @@ mod tests {
     }
 
     fn vocab(tokens: &[&str]) -> Vec<(String, u32)> {
-        (0u32..).zip(tokens).map(|(i, t)| ((*t).to_owned(), i)).collect()
+        (0u32..)
+            .zip(tokens)
+            .map(|(i, t)| ((*t).to_owned(), i))
+            .collect()
     }
 
     #[test]
@@ -220,7 +230,10 @@ mod tests {
         }
         let head = GraphShape::of_model(&config(3, 4, 2), Level::Head);
         assert_eq!(head.heads, Some(Heads { query: 4, kv: 2 }));
-        assert_eq!(head.to_string(), "3 layers × 4 heads (2 key/value) at head level");
+        assert_eq!(
+            head.to_string(),
+            "3 layers × 4 heads (2 key/value) at head level"
+        );
     }
 
     #[test]
@@ -240,7 +253,7 @@ mod tests {
         assert_eq!(check(&at(&a), &other, Level::Block), Ok(()));
         let e = check(&at(&a), &other, Level::Head).unwrap_err();
         assert_eq!(
-            e.difference,
+            *e.difference,
             Difference::Graph(GraphDifference {
                 shapes: [
                     GraphShape::of_model(&a, Level::Head),
@@ -260,14 +273,22 @@ mod tests {
             vocabulary,
         };
         // The vocabulary is checked first.
-        let e = check(&side("base A", &a, &va), &side("tuned B", &b, &vb), Level::Block);
+        let e = check(
+            &side("base A", &a, &va),
+            &side("tuned B", &b, &vb),
+            Level::Block,
+        );
         assert_eq!(
             e.unwrap_err().to_string(),
             "base A and tuned B cannot be compared: their vocabularies differ (2 vs 2 tokens; \
              first difference at id 1: \"y\" vs \"z\"); circuits can only be compared between \
              checkpoints of one tokenizer"
         );
-        let e = check(&side("base A", &a, &va), &side("tuned B", &b, &va), Level::Block);
+        let e = check(
+            &side("base A", &a, &va),
+            &side("tuned B", &b, &va),
+            Level::Block,
+        );
         assert_eq!(
             e.unwrap_err().to_string(),
             "base A and tuned B cannot be compared: their graphs differ (4 layers at block level \

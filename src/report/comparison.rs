@@ -157,7 +157,10 @@ fn mean_vectors(base: &Run, tuned: &Run) -> Vec<MeanVector> {
 pub fn check_pairable(base: &Run, tuned: &Run) -> Result<(), RunError> {
     let (b, t) = (&base.manifest, &tuned.manifest);
     let entropy = |bins: Option<usize>| bins.map_or("mass".to_owned(), |n| format!("{n} bins"));
-    let graph = graph_difference(GraphShape::of_graph(&b.graph), GraphShape::of_graph(&t.graph));
+    let graph = graph_difference(
+        GraphShape::of_graph(&b.graph),
+        GraphShape::of_graph(&t.graph),
+    );
     let sides = [
         ("cut K", b.method.cut.to_string(), t.method.cut.to_string()),
         (

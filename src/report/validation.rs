@@ -14,8 +14,8 @@ use super::run::{Run, RunError, ScoreSample};
 pub use super::verdict::{EdgeScope, Robustness, Verdict};
 use crate::attribution::compare::{adjust, paired, CompareOptions, PairedStat};
 use crate::attribution::exact::{
-    by_magnitude, chosen_edges, curve_grid, Ablation, AblationError, Agreement, Area, Curve, EdgeEffect, EdgeSet,
-    ExactOptions, Reach,
+    by_magnitude, chosen_edges, curve_grid, Ablation, AblationError, Agreement, Area, Curve,
+    EdgeEffect, EdgeSet, ExactOptions, Reach,
 };
 use crate::attribution::metrics::{metrics, Metric, MetricOptions};
 use crate::fsutil::write_atomic;

@@ -66,9 +66,17 @@ fn claim(
 fn check_ladder(cfg: &TrajectoryConfig, load: &LoadOptions) -> Result<(), StudyError> {
     let head = |r: &ladder::Rung| -> Result<_, StudyError> {
         let (config, tok) = crate::model::load_without_weights(&r.spec, &load.hub)?;
-        Ok((format!("step {} ({})", r.step, r.spec), config, tok.vocabulary()))
+        Ok((
+            format!("step {} ({})", r.step, r.spec),
+            config,
+            tok.vocabulary(),
+        ))
     };
-    let heads = cfg.checkpoints.iter().map(head).collect::<Result<Vec<_>, _>>()?;
+    let heads = cfg
+        .checkpoints
+        .iter()
+        .map(head)
+        .collect::<Result<Vec<_>, _>>()?;
     let checkpoints: Vec<_> = heads
         .iter()
         .map(|(name, config, vocabulary)| Checkpoint {

@@ -457,12 +457,9 @@ pub fn set_first_value(path: &Path, tensor: &str, value: f32) {
     let views: Vec<_> = data
         .iter()
         .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                shape.clone(),
-                bytes,
-            )
-            .unwrap();
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
             (name.clone(), view)
         })
         .collect();

@@ -260,7 +260,9 @@ impl LoraAdapter {
                     Some(value) => Err(ModelError::AdapterTensor {
                         path: weights.clone(),
                         name: m.tensor(part),
-                        message: format!("holds {value}: the adapter file is damaged or its training diverged"),
+                        message: format!(
+                            "holds {value}: the adapter file is damaged or its training diverged"
+                        ),
                     }),
                     None => Ok(t),
                 }
@@ -298,8 +300,14 @@ fn first_unusable(t: &Tensor) -> Result<Option<f64>> {
     let rows = t.dim(0)?;
     for start in (0..rows).step_by(ROWS) {
         let chunk = t.narrow(0, start, ROWS.min(rows - start))?;
-        let values = chunk.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        if let Some(&v) = values.iter().find(|v| !v.is_finite() || v.abs() > LARGEST_WEIGHT) {
+        let values = chunk
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        if let Some(&v) = values
+            .iter()
+            .find(|v| !v.is_finite() || v.abs() > LARGEST_WEIGHT)
+        {
             return Ok(Some(v));
         }
     }
