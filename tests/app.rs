@@ -367,14 +367,16 @@ fn a_study_starts_on_tiny_models_and_cancels() {
         h.run_steps(2);
     }
     step_until(&mut h, 60, "both models and their vocabularies", |a| {
-        a.study.models.ready(&a.settings.models).is_ok()
+        (a.study.models)
+            .ready(&a.settings.models, a.settings.study.level())
+            .is_ok()
     });
     assert_eq!(
         h.get_all_by_label("layers").count(),
         2,
         "both models inspected"
     );
-    h.get_by_label("Same vocabulary: the pair can be compared");
+    h.get_by_label("Same vocabulary and graph: the pair can be compared");
 
     h.get_by_label("Run study").click_accesskit();
     step_until(&mut h, 30, "the study to start answering", |a| {

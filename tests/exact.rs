@@ -239,3 +239,31 @@ fn a_block_edge_is_all_its_head_edges() {
         }
     }
 }
+
+/// Ctrl-C's token stops the exact effects before their next batch of ablated passes: a token
+/// set before a call stops it at once (no batch runs), with the cancelled error, and a token
+/// set between calls stops the next one; the same ablation runs in full without it.
+#[test]
+fn a_cancelled_ablation_stops_before_its_next_batch() {
+    use circuitdiff::attribution::exact::AblationError;
+    use circuitdiff::progress::CancelToken;
+    let dir = tempfile::tempdir().unwrap();
+    let model = f64_model(Tiny::Llama, dir.path());
+    let g = Graph::new(&model.config, Level::Block);
+    let s = score_sample(&model, &g, "0", &PROMPT, &ANSWER, 4).unwrap();
+    let edges = g.edges();
+    let cancel = CancelToken::new();
+    let ab = Ablation::new(&model, &g, "0", (&PROMPT, &ANSWER), 4, 1)
+        .unwrap()
+        .cancelled_by(&cancel);
+    assert_eq!(ab.edge_effects(&edges).unwrap().len(), edges.len());
+    cancel.cancel();
+    assert!(matches!(
+        ab.edge_effects(&edges),
+        Err(AblationError::Cancelled)
+    ));
+    assert!(matches!(
+        ab.faithfulness(&s.dense),
+        Err(AblationError::Cancelled)
+    ));
+}

@@ -203,7 +203,9 @@ impl App {
         if self.study.running.is_some() {
             return;
         }
-        if let Err(why) = self.study.models.ready(&self.settings.models) {
+        if let Err(why) =
+            (self.study.models).ready(&self.settings.models, self.settings.study.level())
+        {
             self.set_status(true, why.to_string());
             return;
         }

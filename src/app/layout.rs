@@ -184,7 +184,7 @@ impl App {
             .show(ui, |ui| {
                 super::models::models_ui(
                     ui,
-                    &mut self.study.models,
+                    (&mut self.study.models, self.settings.study.level()),
                     &mut self.settings.models,
                     &self.settings.recent_models,
                     &self.catalogue.zoo_pairs,
@@ -194,7 +194,8 @@ impl App {
         egui::CollapsingHeader::new("Study")
             .default_open(true)
             .show(ui, |ui| {
-                let ready = self.study.models.ready(&self.settings.models);
+                let ready =
+                    (self.study.models).ready(&self.settings.models, self.settings.study.level());
                 super::study::study_ui(
                     ui,
                     &mut self.settings.study,

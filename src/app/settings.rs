@@ -2,6 +2,7 @@
 //! results and models, the model slots, the study form and view options. Never results.
 
 use super::views::View;
+use crate::attribution::Level;
 use crate::report::circuit::Mode;
 use crate::side::PerSide;
 use crate::study::dir::StudyConfig;
@@ -76,6 +77,17 @@ pub struct StudyForm {
     pub device: DeviceChoice,
     /// Output folder; empty: a new folder under the app's data folder.
     pub out: String,
+}
+
+impl StudyForm {
+    /// The graph level the form asks for.
+    pub fn level(&self) -> Level {
+        if self.heads {
+            Level::Head
+        } else {
+            Level::Block
+        }
+    }
 }
 
 impl Default for StudyForm {

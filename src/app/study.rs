@@ -8,7 +8,6 @@ use super::settings::{DeviceChoice, StudyForm};
 use super::worker::{clock, Message, Stages, Worker};
 use crate::attribution::exact::ExactOptions;
 use crate::attribution::select::SelectOptions;
-use crate::attribution::Level;
 use crate::model::LoadOptions;
 use crate::report::validation::{ExactConfig, SampleCount};
 use crate::side::PerSide;
@@ -61,9 +60,7 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
         alpha: form.alpha,
         ..SelectOptions::default()
     };
-    if form.heads {
-        cfg.level = Level::Head;
-    }
+    cfg.level = form.level();
     cfg.compare.seed = form.seed;
     cfg.exact = ExactConfig {
         samples: if form.exact_all {
@@ -343,6 +340,7 @@ fn progress_ui(ui: &mut Ui, r: &Running) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attribution::Level;
 
     #[test]
     fn the_form_becomes_the_cli_configuration() {

@@ -116,6 +116,8 @@ pub fn ctrl_c_token() -> CancelToken {
             let t = token.clone();
             let handler = ctrlc::set_handler(move || {
                 if t.is_cancelled() {
+                    // The exit skips the drops that remove the lock files.
+                    circuitdiff::lock::remove_held_files();
                     #[expect(
                         clippy::disallowed_methods,
                         reason = "a second Ctrl-C quits at once: the handler runs on its own thread, with no caller to return to"

@@ -109,6 +109,8 @@ pub fn run_demo(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<Vec<PairSummary>>, StudyError> {
+    // The root's own files (the summaries) are this run's too: a second demo is refused at once.
+    let _lock = crate::lock::DirLock::acquire(out)?;
     let mut summaries = Vec::new();
     for tuned in PAIRS {
         progress.note(&format!("study: base → {tuned}"));

@@ -452,3 +452,30 @@ pub fn assert_same_files(a: &Path, b: &Path) {
         );
     }
 }
+
+/// Rewrite the safetensors file `path` with the first value of its f32 `tensor` set to `value`.
+pub fn set_first_value(path: &Path, tensor: &str, value: f32) {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    let found = data.iter_mut().find(|(name, _, _)| name == tensor).unwrap();
+    assert_eq!(
+        file.tensor(tensor).unwrap().dtype(),
+        safetensors::Dtype::F32
+    );
+    found.2[..4].copy_from_slice(&value.to_le_bytes());
+    let views: Vec<_> = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
