@@ -386,7 +386,10 @@ impl App {
             }
             View::Layers => views::charts::per_layer_ui(ui, r, mode),
             View::Table => views::table::table_ui(ui, r, &mut self.views.table),
-            View::Edges => views::edges::edges_ui(ui, r, &mut self.views, &mut self.commands),
+            View::Edges => {
+                let v = &mut self.views;
+                views::edges::edges_ui(ui, r, (&mut v.edges, &mut v.graph), &mut self.commands)
+            }
             View::Faithfulness => views::faithfulness::faithfulness_ui(ui, r),
             View::Questions => {
                 views::questions::questions_ui(ui, r, mode, &mut self.views.questions);

@@ -183,3 +183,9 @@ pub fn load_model(
         }
     })
 }
+
+/// A command stopped by Ctrl-C before it finished, after saying so and how to continue:
+/// `main` exits with 130, as a shell does after SIGINT.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by Ctrl-C")]
+pub struct Stopped;

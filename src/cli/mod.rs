@@ -15,13 +15,8 @@ mod score;
 mod study;
 mod trajectory;
 
+pub use bars::Stopped;
 use clap::{Parser, Subcommand};
-
-/// A command stopped by Ctrl-C before it finished, after saying so and how to continue:
-/// `main` exits with 130, as a shell does after SIGINT.
-#[derive(Debug, thiserror::Error)]
-#[error("stopped by Ctrl-C")]
-pub struct Stopped;
 
 /// Compare the circuits of a base model and its fine-tuned version. Without a subcommand, open
 /// the desktop app.

@@ -126,7 +126,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     if finished {
         Ok(())
     } else {
-        Err(super::Stopped.into())
+        Err(super::bars::Stopped.into())
     }
 }
 

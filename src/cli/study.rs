@@ -106,7 +106,7 @@ fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
         }
         StudyOutcome::Cancelled => {
             eprintln!("stopped; run the same command to continue");
-            return Err(super::Stopped.into());
+            return Err(super::bars::Stopped.into());
         }
         StudyOutcome::Finished(result) => {
             let (cmp, counts) = *result;
