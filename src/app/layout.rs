@@ -387,8 +387,7 @@ impl App {
             View::Layers => views::charts::per_layer_ui(ui, r, mode),
             View::Table => views::table::table_ui(ui, r, &mut self.views.table),
             View::Edges => {
-                let v = &mut self.views;
-                views::edges::edges_ui(ui, r, (&mut v.edges, &mut v.graph), &mut self.commands)
+                views::edges::edges_ui(ui, r, self.views.edges_and_graph(), &mut self.commands)
             }
             View::Faithfulness => views::faithfulness::faithfulness_ui(ui, r),
             View::Questions => {

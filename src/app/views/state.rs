@@ -18,6 +18,11 @@ pub struct ViewState {
 }
 
 impl ViewState {
+    /// The changed-edges view's state and the graph's, whose pinned edge a click sets.
+    pub fn edges_and_graph(&mut self) -> (&mut edges::EdgesState, &mut graph::GraphState) {
+        (&mut self.edges, &mut self.graph)
+    }
+
     /// Forget what depends on the previous results.
     pub fn reset_for_new_results(&mut self) {
         self.graph = graph::GraphState::default();
