@@ -6,6 +6,7 @@ use super::paths::{Answer, Pick};
 use super::results::Results;
 use super::shell::App;
 use super::theme::Palette;
+use super::views::graph::GraphState;
 use super::views::{self, View};
 use crate::message;
 use crate::report::circuit::Mode;
@@ -353,27 +354,12 @@ impl App {
             ui.multiply_opacity(0.4);
         }
         match view {
-            View::Graph => {
-                ui.horizontal_wrapped(|ui| {
-                    views::graph::top_k_ui(ui, &r.circuit, mode, &mut self.settings.top_k);
-                    views::graph::legend_ui(ui, mode);
-                    ui.label(format!("{} edges drawn", self.views.graph.drawn));
-                });
-                ui.horizontal(|ui| views::graph::filter_ui(ui, &r.circuit, &mut self.views.graph));
-                egui::Panel::right("node_edges")
-                    .default_size(280.0)
-                    .resizable(true)
-                    .show(ui, |ui| {
-                        views::graph::node_edges_ui(ui, &r.circuit, mode, &mut self.views.graph);
-                    });
-                views::graph::canvas_ui(
-                    ui,
-                    &r.circuit,
-                    mode,
-                    self.settings.top_k,
-                    &mut self.views.graph,
-                );
-            }
+            View::Graph => graph_view_ui(
+                ui,
+                r,
+                mode,
+                (&mut self.settings.top_k, &mut self.views.graph),
+            ),
             View::Heatmap => views::heatmap::heatmap_ui(
                 ui,
                 r,
@@ -426,4 +412,26 @@ fn span_label(ui: &mut Ui, results: &Results) {
         Some(w) => format!("{}\n{w}", span.line()),
         None => span.line(),
     });
+}
+
+/// The circuit graph with its controls and the chosen node's edges.
+fn graph_view_ui(
+    ui: &mut Ui,
+    r: &Results,
+    mode: Mode,
+    (top_k, graph): (&mut usize, &mut GraphState),
+) {
+    ui.horizontal_wrapped(|ui| {
+        views::graph::top_k_ui(ui, &r.circuit, mode, top_k);
+        views::graph::legend_ui(ui, mode);
+        ui.label(format!("{} edges drawn", graph.drawn));
+    });
+    ui.horizontal(|ui| views::graph::filter_ui(ui, &r.circuit, graph));
+    egui::Panel::right("node_edges")
+        .default_size(280.0)
+        .resizable(true)
+        .show(ui, |ui| {
+            views::graph::node_edges_ui(ui, &r.circuit, mode, graph);
+        });
+    views::graph::canvas_ui(ui, &r.circuit, mode, *top_k, graph);
 }
