@@ -1,6 +1,7 @@
 //! Why a study or a trajectory failed: one error type for both pipelines and their stages.
 
-use super::kind::Kind;
+use super::dir::StudyDir;
+use super::trajectory_dir::TrajectoryDir;
 use crate::side::Side;
 use std::path::{Path, PathBuf};
 
@@ -89,12 +90,15 @@ impl Workflow {
         }
     }
 
-    /// The workflow whose folder `dir` is, if any.
+    /// The workflow whose configuration `dir` holds, if any (a study or trajectory claims its
+    /// folder with it before anything is scored).
     fn of(dir: &Path) -> Option<Self> {
-        match Kind::detect(dir)? {
-            Kind::Trajectory => Some(Self::Trajectory),
-            Kind::Study => Some(Self::Study),
-            Kind::Run | Kind::Comparison | Kind::Demo => None,
+        if TrajectoryDir::is_trajectory(dir) {
+            Some(Self::Trajectory)
+        } else if StudyDir::new(dir).config_path().is_file() {
+            Some(Self::Study)
+        } else {
+            None
         }
     }
 
