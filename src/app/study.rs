@@ -96,6 +96,7 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
         },
         adapter_base: None,
         min_k_warning: crate::report::span::DEFAULT_MIN_K,
+        answers: None,
     })
 }
 

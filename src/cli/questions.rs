@@ -137,6 +137,7 @@ impl QuestionArgs {
             exact: ExactConfig::default(),
             adapter_base: None,
             min_k_warning: args.min_k_warning,
+            answers: None,
         })
     }
 }

@@ -62,6 +62,7 @@ pub fn config(zoo: &Path, tuned: &str) -> StudyConfig {
         exact: ExactConfig::default(),
         adapter_base: None,
         min_k_warning: crate::report::span::DEFAULT_MIN_K,
+        answers: None,
     }
 }
 

@@ -67,6 +67,9 @@ pub struct StudyConfig {
         skip_serializing_if = "is_default_min_k_warning"
     )]
     pub min_k_warning: usize,
+    /// Answers brought from elsewhere instead of generated (`--answers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<super::imported::AnswerFiles>,
 }
 
 fn default_batch() -> usize {
@@ -120,6 +123,9 @@ pub struct Counts {
     pub scored: usize,
     pub t_bar: f64,
     pub k: usize,
+    /// What importing each side's answers brought from elsewhere found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imported: Vec<super::imported::ImportSummary>,
 }
 
 /// A line of `answers.jsonl`: one question with both models' answers.
