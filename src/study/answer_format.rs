@@ -37,7 +37,10 @@ impl std::str::FromStr for AnswerFormat {
             .find(|f| f.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
-                format!("unknown answers format `{s}`; expected one of {}", names.join(", "))
+                format!(
+                    "unknown answers format `{s}`; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -234,7 +237,10 @@ fn vllm(line: &Value) -> Result<ForeignAnswer, LineError> {
             .get("question")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        prompt: line.get("prompt").and_then(Value::as_str).map(str::to_owned),
+        prompt: line
+            .get("prompt")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         prompt_ids: ids(line.get("prompt_token_ids")),
         answer_ids: ids(output.get("token_ids")),
         text: text.to_owned(),
@@ -280,7 +286,8 @@ mod tests {
         let study = json!({"idx": 3, "question": "1+1?", "gt": "2", "code": ["2"], "pred": ["2"], "score": [true]});
         let lm = json!({"doc_id": 0, "doc": {"question": "q"}, "resps": [["a"]], "filtered_resps": ["a"], "target": "t"});
         let vllm = json!({"prompt": "p", "outputs": [{"text": "a"}]});
-        let row = json!({"id": "x", "question": "q", "reference": "r", "base": null, "tuned": null});
+        let row =
+            json!({"id": "x", "question": "q", "reference": "r", "base": null, "tuned": null});
         let found = [&study, &lm, &vllm, &row].map(AnswerFormat::detect);
         assert_eq!(
             found,
@@ -292,13 +299,19 @@ mod tests {
             ]
         );
         assert_eq!(AnswerFormat::detect(&json!({"question": "q"})), None);
-        let a = AnswerFormat::Study.read(&study, Side::Base).unwrap().unwrap();
+        let a = AnswerFormat::Study
+            .read(&study, Side::Base)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (a.id.as_deref(), a.text.as_str(), a.given_correct),
             (Some("3"), "2", Some(true))
         );
         let a = AnswerFormat::LmEval.read(&lm, Side::Base).unwrap().unwrap();
-        assert_eq!((a.id.as_deref(), a.question.as_deref()), (Some("0"), Some("q")));
+        assert_eq!(
+            (a.id.as_deref(), a.question.as_deref()),
+            (Some("0"), Some("q"))
+        );
         let none = AnswerFormat::Circuitdiff.read(&row, Side::Tuned).unwrap();
         assert_eq!(none, None);
     }
@@ -310,7 +323,10 @@ mod tests {
             json!({"gen_args_0": {"arg_0": "the prompt", "arg_1": {}}}),
         ] {
             let line = json!({"doc": {"problem": "p"}, "arguments": arguments, "resps": [["x"]], "exact_match": 0.0});
-            let a = AnswerFormat::LmEval.read(&line, Side::Base).unwrap().unwrap();
+            let a = AnswerFormat::LmEval
+                .read(&line, Side::Base)
+                .unwrap()
+                .unwrap();
             assert_eq!(a.prompt.as_deref(), Some("the prompt"));
             assert_eq!(a.given_correct, Some(false));
         }

@@ -93,11 +93,18 @@ impl ImportSummary {
                 "; {} questions not answered there ({}{}), counted as unanswered",
                 self.missing.len(),
                 first.join(", "),
-                if self.missing.len() > first.len() { ", …" } else { "" }
+                if self.missing.len() > first.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
         }
         if self.unmatched > 0 {
-            s += &format!("; {} answers match no question of the study", self.unmatched);
+            s += &format!(
+                "; {} answers match no question of the study",
+                self.unmatched
+            );
         }
         s
     }
@@ -349,7 +356,11 @@ impl<'q> Index<'q> {
     /// The question an answer answers: by id, else by question text.
     fn find(&self, a: &ForeignAnswer) -> Option<usize> {
         let by_id = a.id.as_deref().and_then(|id| self.by_id.get(id));
-        let by_text = || a.question.as_deref().and_then(|t| self.by_text.get(t.trim()));
+        let by_text = || {
+            a.question
+                .as_deref()
+                .and_then(|t| self.by_text.get(t.trim()))
+        };
         by_id.or_else(by_text).copied()
     }
 }
@@ -454,7 +465,10 @@ impl Reader<'_> {
                 // here gives it to a plain prompt.
                 let bos = self.tok.bos_token.as_deref();
                 let add = bos.is_some_and(|b| !p.starts_with(b));
-                let ids = self.tok.encode(&p, add).map_err(|e| self.tokenize(line, &e))?;
+                let ids = self
+                    .tok
+                    .encode(&p, add)
+                    .map_err(|e| self.tokenize(line, &e))?;
                 (p, ids)
             }
             (None, None) => {
