@@ -105,7 +105,7 @@ fn answers_of_another_model_are_refused() {
     // refused by the fingerprint in that study's tuned/manifest.json.
     let (ok, _, e) = study("dpo", &tmp.path().join("dpo"), &["--answers", &answers]);
     assert!(
-        !ok && e.contains("answers of another model") && e.contains("line 0"),
+        !ok && e.contains("answers of another model") && e.contains("scored tuned assets/zoo/grpo"),
         "{e}"
     );
 

@@ -9,7 +9,6 @@
 //! | `circuitdiff` | circuitdiff's `answers.jsonl` (both models) or `answers/<side>.jsonl` | the side's answer | its grade |
 
 use super::answers::Answer;
-use super::dir::AnswerRow;
 use crate::side::Side;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -256,12 +255,15 @@ fn circuitdiff(line: &Value, side: Side) -> Result<Option<ForeignAnswer>, LineEr
     let (answer, question) = if let Some(inner) = line.get("answer") {
         (native(inner)?, None)
     } else {
-        let row: AnswerRow =
-            serde_json::from_value(line.clone()).map_err(|e| LineError::Native(e.to_string()))?;
-        let Some(a) = row.answer(side).cloned() else {
+        // A row of answers.jsonl: `id`, `question`, `reference` and each side's answer.
+        let answer = line
+            .get(side.name())
+            .ok_or(LineError::Missing("base/tuned"))?;
+        if answer.is_null() {
             return Ok(None);
-        };
-        (a, Some(row.question))
+        }
+        let question = line.get("question").and_then(Value::as_str);
+        (native(answer)?, question.map(str::to_owned))
     };
     Ok(Some(ForeignAnswer {
         id: Some(answer.id.clone()),

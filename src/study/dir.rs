@@ -69,7 +69,7 @@ pub struct StudyConfig {
     pub min_k_warning: usize,
     /// Answers brought from elsewhere instead of generated (`--answers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answers: Option<super::imported::AnswerFiles>,
+    pub answers: Option<super::import_record::AnswerFiles>,
 }
 
 fn default_batch() -> usize {
@@ -125,7 +125,7 @@ pub struct Counts {
     pub k: usize,
     /// What importing each side's answers brought from elsewhere found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub imported: Vec<super::imported::ImportSummary>,
+    pub imported: Vec<super::import_record::ImportSummary>,
 }
 
 /// A line of `answers.jsonl`: one question with both models' answers.

@@ -8,6 +8,7 @@ pub mod demo_dir;
 pub mod dir;
 pub mod error;
 pub mod grade;
+pub mod import_record;
 pub mod imported;
 pub mod job;
 pub mod kind;

@@ -210,7 +210,7 @@ fn validation_section(s: &mut String, v: &Validation) {
 /// Render the report; `figures` are (caption, stem) pairs of `figures/<stem>.png` and `.svg`.
 /// The answers brought from elsewhere: where from, how they were tokenised, and how often
 /// circuitdiff's grade differs from the file's.
-fn imported_section(s: &mut String, imported: &[crate::study::imported::ImportSummary]) {
+fn imported_section(s: &mut String, imported: &[crate::study::import_record::ImportSummary]) {
     if imported.is_empty() {
         return;
     }
