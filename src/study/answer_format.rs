@@ -319,6 +319,30 @@ mod tests {
     }
 
     #[test]
+    fn vllm_outputs_keep_their_token_ids() {
+        let line = json!({"request_id": "7", "prompt": "Q", "prompt_token_ids": [1, 2],
+            "outputs": [{"text": "ab", "token_ids": [3, 4], "finish_reason": "stop"}]});
+        let a = AnswerFormat::Vllm
+            .read(&line, Side::Tuned)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.id.as_deref(), a.prompt_ids, a.answer_ids, a.given_correct),
+            (Some("7"), Some(vec![1, 2]), Some(vec![3, 4]), None)
+        );
+        let no_text = json!({"prompt": "Q", "outputs": [{"token_ids": [3]}]});
+        assert_eq!(
+            AnswerFormat::Vllm.read(&no_text, Side::Base),
+            Err(LineError::Missing("outputs[0].text"))
+        );
+        assert_eq!("lm-eval".parse(), Ok(AnswerFormat::LmEval));
+        assert!("csv"
+            .parse::<AnswerFormat>()
+            .unwrap_err()
+            .contains("study, lm-eval"));
+    }
+
+    #[test]
     fn lm_eval_prompts_of_both_argument_shapes() {
         for arguments in [
             json!([["the prompt", {"until": ["\n"]}]]),
