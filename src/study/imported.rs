@@ -28,15 +28,13 @@ struct Reader<'a> {
     path: &'a Path,
 }
 
-/// Import `side`'s answers to `questions` from its file in `cfg.answers`.
+/// Import `side`'s answers to `questions` from `path`, its file among the study's `files`.
 pub(super) fn import(
-    cfg: &StudyConfig,
+    (cfg, files, path): (&StudyConfig, &AnswerFiles, &Path),
     side: Side,
     load: &LoadOptions,
     questions: &[Question],
 ) -> Result<(AnswerMap, ImportSummary), StudyError> {
-    let files = cfg.answers.as_ref().expect("a study with answer files");
-    let path = files.file(side).expect("an answers file of this side");
     let lines = read_lines(path)?;
     let format = match files.format {
         Some(f) => f,

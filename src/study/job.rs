@@ -119,8 +119,9 @@ fn answer(
 ) -> Result<Option<PerSide<AnswerMap>>, StudyError> {
     let mut answers = PerSide::<AnswerMap>::default();
     for &side in sides(same) {
-        if cfg.answers.as_ref().and_then(|a| a.file(side)).is_some() {
-            let (a, summary) = imported::import(cfg, side, load, questions)?;
+        let brought = cfg.answers.as_ref();
+        if let Some((files, path)) = brought.and_then(|f| f.file(side).map(|p| (f, p))) {
+            let (a, summary) = imported::import((cfg, files, path), side, load, questions)?;
             progress.note(&summary.describe());
             dir.write_answers(side, questions.iter().map(|q| &a[&q.id]))?;
             answers[side] = a;
