@@ -4,11 +4,17 @@
 //! records its pid and command line. A second writer is refused at once, naming the holder.
 //! The kernel drops the lock when its process ends, however it ends, so the lock file a killed
 //! process leaves behind is taken over silently; a writer that finishes removes it.
+//!
+//! A folder inside one that another process holds (a study's `base/` while the study runs) is
+//! refused too. This process's own locks are kept in a list, so that its inner writers (the
+//! studies of `demo`) are not refused, and so that an exit from a signal handler
+//! ([`remove_held_files`]) leaves no lock file behind.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The lock file's name inside a folder being written (hidden, and skipped by the checks that
 /// a folder to be claimed is empty).
@@ -19,6 +25,12 @@ pub const LOCK_FILE: &str = ".circuitdiff.lock";
 pub enum LockError {
     #[error("{} is being written by another circuitdiff process ({holder}); wait for it to finish or choose another output folder (--out)", dir.display())]
     Held { dir: PathBuf, holder: Holder },
+    #[error("{} is inside {}, which is being written by another circuitdiff process ({holder}); wait for it to finish or choose another output folder (--out)", dir.display(), above.display())]
+    HeldAbove {
+        dir: PathBuf,
+        above: PathBuf,
+        holder: Holder,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -87,8 +99,9 @@ impl DirLock {
             let path = path.to_owned();
             move |source| LockError::Io { path, source }
         };
+        check_above(dir)?;
         let created = (!dir.exists()).then(|| dir.to_owned());
-        let path = dir.join(LOCK_FILE);
+        let path = std::path::absolute(dir).map_err(io(dir))?.join(LOCK_FILE);
         // A finishing holder removes the file it locked, so the file opened here may be gone
         // from the folder by the time it is locked: then lock the folder's new one.
         for _ in 0..100 {
@@ -121,6 +134,7 @@ impl DirLock {
             file.set_len(0)
                 .and_then(|()| file.write_all(record.as_bytes()))
                 .map_err(io(&path))?;
+            held().push(path.clone());
             return Ok(Self {
                 _file: file,
                 path,
@@ -139,11 +153,56 @@ impl Drop for DirLock {
         // process locks a file that is no longer the folder's. A file that cannot be removed
         // is taken over by the next writer.
         let _ = std::fs::remove_file(&self.path);
+        held().retain(|p| *p != self.path);
         if let Some(dir) = &self.created {
             // Only an empty folder is removed: a writer refused before writing anything.
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// The lock files this process holds (absolute paths).
+static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn held() -> MutexGuard<'static, Vec<PathBuf>> {
+    HELD.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Remove the lock files this process holds, for an exit that skips their owners' drops (a
+/// second Ctrl-C); the kernel drops the locks themselves when the process ends.
+pub fn remove_held_files() {
+    for path in held().iter() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Refuse `dir` when a folder above it is locked by another process.
+fn check_above(dir: &Path) -> Result<(), LockError> {
+    let Ok(dir) = std::path::absolute(dir) else {
+        return Ok(());
+    };
+    for above in dir.ancestors().skip(1) {
+        let path = above.join(LOCK_FILE);
+        if held().contains(&path) {
+            continue;
+        }
+        let Ok(mut file) = File::open(&path) else {
+            continue;
+        };
+        // A shared lock is refused only while a writer holds the file.
+        match file.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LockError::HeldAbove {
+                    dir: dir.clone(),
+                    above: above.to_owned(),
+                    holder: Holder::read(&mut file),
+                })
+            }
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `file` is the file at `path` (not one removed from there since it was opened).
@@ -200,6 +259,31 @@ mod tests {
         drop(again);
         assert!(!dir.join(LOCK_FILE).exists());
         assert!(dir.join("kept").is_file());
+    }
+
+    #[test]
+    fn a_folder_inside_one_another_process_holds_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let study = tmp.path().join("study");
+        std::fs::create_dir_all(&study).unwrap();
+        // Another process's lock: a flock on another open file, not in this process's list.
+        let other = File::create(study.join(LOCK_FILE)).unwrap();
+        other.lock().unwrap();
+        std::fs::write(study.join(LOCK_FILE), b"4242\ncircuitdiff study\n").unwrap();
+        let refused = DirLock::acquire(&study.join("base")).unwrap_err();
+        let message = refused.to_string();
+        assert!(matches!(refused, LockError::HeldAbove { .. }), "{message}");
+        assert!(message.contains("base is inside"), "{message}");
+        assert!(
+            message.contains("(pid 4242: circuitdiff study)"),
+            "{message}"
+        );
+        assert!(!study.join("base").exists(), "nothing is created");
+        drop(other);
+        // This process's own lock of the folder does not refuse its inner writers.
+        let outer = DirLock::acquire(&study).unwrap();
+        let inner = DirLock::acquire(&study.join("base")).unwrap();
+        drop((inner, outer));
     }
 
     #[test]

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
     circuitdiff::runtime::tune(args.threads);
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        // The command has said where it stopped and how to continue.
+        Err(err) if err.is::<cli::Stopped>() => ExitCode::from(130),
         Err(err) => {
             eprintln!("error: {}", circuitdiff::message::chain(err.as_ref()));
             ExitCode::FAILURE

@@ -1,13 +1,18 @@
 //! PEFT LoRA adapters as model specs: adapters made by PEFT itself on every family, merged at
 //! load, against PEFT's own logits; the base found beside the adapter or given; the record in
 //! the run manifest; and the adapters circuitdiff refuses, each with its reason.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
 use candle_core::{Device, Tensor};
 use circuitdiff::message::chain;
 use circuitdiff::model::{load_without_weights, HubOptions, Kernels, LoadOptions, Model};
-use common::{circuitdiff, copy_dir, max_abs_diff, reference, tiny_gguf, Tiny};
+use common::{circuitdiff, copy_dir, max_abs_diff, reference, set_first_value, tiny_gguf, Tiny};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,7 +73,7 @@ fn adapters_merge_as_peft_does_on_every_family() {
         "up_proj",
         "down_proj",
     ];
-    let cases: [(&str, Tiny, Value, Pass, &[&str]); 6] = [
+    let cases: [(&str, Tiny, Value, Pass, &[&str]); 7] = [
         (
             "llama, every linear layer and lm_head",
             Tiny::Llama,
@@ -118,6 +123,13 @@ fn adapters_merge_as_peft_does_on_every_family() {
                    "layers_to_transform": [1]}),
             Pass::Merged,
             &["q_proj", "k_proj", "o_proj", "up_proj"],
+        ),
+        (
+            "olmo2, every linear layer of the blocks",
+            Tiny::Olmo2,
+            json!({"r": 4, "lora_alpha": 8, "target_modules": all}),
+            Pass::Merged,
+            &all,
         ),
         (
             "tied llama, lm_head",
@@ -564,4 +576,60 @@ fn the_cli_loads_adapters_on_a_given_base_and_records_them() {
     assert_eq!(a["alpha"], 8.0);
     assert_eq!(a["rslora"], false);
     assert_eq!(a["target_modules"], json!(["q_proj", "v_proj"]));
+}
+
+/// An adapter whose merge overflows (α = 1e30) or that holds NaN or infinity is refused at load,
+/// naming the adapter file and the tensor, instead of scoring to edges that are all zero.
+#[test]
+fn adapters_with_values_that_are_not_finite_or_overflow_are_refused_at_load() {
+    const WEIGHTS: &str = "adapter_model.safetensors";
+    let dir = tempfile::tempdir().unwrap();
+    let (_, good) = llama_adapter(dir.path());
+    let module = "base_model.model.model.layers.0.self_attn.q_proj";
+    let cases: [(&str, Edit, Vec<String>); 3] = [
+        (
+            "lora_alpha 1e30",
+            config_edit(|c| c["lora_alpha"] = json!(1e30)),
+            vec![
+                format!("{module}.lora_B.weight"),
+                "merged into `model.layers.0.self_attn.q_proj.weight`".into(),
+                "s = 2.5e29".into(),
+                "check lora_alpha".into(),
+            ],
+        ),
+        (
+            "NaN in lora_A",
+            Box::new(move |a: &Path| {
+                set_first_value(
+                    &a.join(WEIGHTS),
+                    &format!("{module}.lora_A.weight"),
+                    f32::NAN,
+                )
+            }),
+            vec![format!("{module}.lora_A.weight`: holds NaN")],
+        ),
+        (
+            "infinity in lora_B",
+            Box::new(move |a: &Path| {
+                let v_proj = module.replace("q_proj", "v_proj");
+                set_first_value(
+                    &a.join(WEIGHTS),
+                    &format!("{v_proj}.lora_B.weight"),
+                    f32::INFINITY,
+                )
+            }),
+            vec!["v_proj.lora_B.weight`: holds inf".into()],
+        ),
+    ];
+    for (i, (name, edit, wants)) in cases.into_iter().enumerate() {
+        let adapter = dir.path().join(format!("bad-{i}"));
+        copy_dir(&good, &adapter);
+        edit(&adapter);
+        let e = load(&adapter, HubOptions::default()).err().expect(name);
+        let file = adapter.join("adapter_model.safetensors");
+        assert!(e.contains(&file.display().to_string()), "{name}: {e}");
+        for want in wants {
+            assert!(e.contains(&want), "{name}: {e}");
+        }
+    }
 }

@@ -2,6 +2,11 @@
 //! study run from its own answers.jsonl reproduces the generating run's comparison byte for
 //! byte; answers in the study's math_eval.py format and in lm-evaluation-harness's sample
 //! format are read, graded again and scored; answers of another model are refused.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -4,6 +4,11 @@
 //! software Vulkan driver; and the binary in a real window under Xvfb. `.ci/setup` installs
 //! lavapipe and Xvfb. The fixed study in `tests/fixtures/study` was written by
 //! `regenerate_fixture` (ignored; run it with `--ignored` after a format change).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -49,7 +54,7 @@ fn rendering_harness() -> Harness<'static, App> {
 /// A harness with the study in `dir` loaded that renders with wgpu.
 fn rendering_harness_of(dir: PathBuf) -> Harness<'static, App> {
     let mut h = builder(Some(dir), true);
-    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the fixture", |a| a.shown.results.is_some());
     h.state_mut().views.training.open(&lab());
     h
 }
@@ -84,6 +89,7 @@ fn step_until(h: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&Ap
             "timed out waiting for {what}; status: {:?}; model errors: {:?}",
             h.state().status_text(),
             h.state()
+                .study
                 .models
                 .slots
                 .as_ref()
@@ -117,9 +123,9 @@ fn open_results_switch_modes_slide_select_and_sort() {
     h.run_steps(2);
     h.get_by_label("study").click();
     step_until(&mut h, 60, "the fixture", |a| {
-        !a.is_loading() && a.results.as_ref().is_some_and(|r| r.dir == fixture())
+        !a.is_loading() && a.shown.results.as_ref().is_some_and(|r| r.dir == fixture())
     });
-    let results = h.state().results.as_ref().unwrap();
+    let results = h.state().shown.results.as_ref().unwrap();
     assert_eq!(results.circuit.edges.len(), 4 * 16 + 3 * 4 + 1);
     assert_eq!(results.questions.len(), 8);
 
@@ -162,7 +168,7 @@ fn open_results_switch_modes_slide_select_and_sort() {
     assert_eq!(h.state().views.graph.drawn, 20);
 
     // Hover the middle of the largest edge: its name and both scores show.
-    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let circuit = &h.state().shown.results.as_ref().unwrap().circuit;
     let top = circuit.order(Mode::Base)[0];
     let name = circuit.edge_name(top);
     let mid = h
@@ -176,7 +182,7 @@ fn open_results_switch_modes_slide_select_and_sort() {
     h.get_by_label(&name);
     h.get_by_label_contains("Tuned: ");
 
-    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let circuit = &h.state().shown.results.as_ref().unwrap().circuit;
     let m1 = circuit
         .nodes
         .iter()
@@ -188,7 +194,7 @@ fn open_results_switch_modes_slide_select_and_sort() {
     h.get_by_label("Incoming edges of m1 (4)");
     h.get_by_label("Outgoing edges of m1 (9)");
     // Hovering an entry of the edge list highlights that edge in the graph.
-    let circuit = &h.state().results.as_ref().unwrap().circuit;
+    let circuit = &h.state().shown.results.as_ref().unwrap().circuit;
     let (incoming, _) = circuit.edges_of(m1, Mode::Base);
     let first = incoming[0];
     let name = circuit.edge_name(first);
@@ -199,7 +205,7 @@ fn open_results_switch_modes_slide_select_and_sort() {
     h.get_by_label("Comparison table").click();
     h.run_steps(2);
     let p_values = |h: &Harness<'_, App>| -> Vec<f64> {
-        let r = h.state().results.as_ref().unwrap();
+        let r = h.state().shown.results.as_ref().unwrap();
         let order = circuitdiff::app::views::table::shown_order(r, h.state().views.table);
         let cmp = r.comparison.as_ref().unwrap();
         order
@@ -230,13 +236,13 @@ fn open_results_switch_modes_slide_select_and_sort() {
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn importance_change_most_changed_edges_and_per_layer_differences() {
     let mut h = harness(Some(fixture()));
-    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the fixture", |a| a.shown.results.is_some());
     h.get_by_label("Importance change").click();
     h.run_steps(2);
     assert_eq!(h.state().settings.mode, Mode::ImportanceChange);
     h.get_by_label("less important in tuned");
     // The mode's values are |tuned| − |base| of the mean scores.
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let c = &r.circuit;
     let (b, t, d) = (
         c.values(Mode::Base).unwrap(),
@@ -257,7 +263,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     // The most changed edges: what is tested, how many changed, sortable, pinned by a click.
     h.get_by_label("Changed edges").click();
     h.run_steps(2);
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(changes.tested, r.circuit.edges.len());
     assert_eq!(changes.n, r.base.scores.len());
@@ -267,7 +273,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
         h.get_by_label(column);
     }
     let shown = |h: &Harness<'_, App>| -> Vec<String> {
-        let r = h.state().results.as_ref().unwrap();
+        let r = h.state().shown.results.as_ref().unwrap();
         let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
         let table = circuitdiff::app::views::edges::table(changes, h.state().views.edges);
         table.rows.iter().map(|row| row[0].text()).collect()
@@ -278,7 +284,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     h.run_steps(2);
     let sorted = shown(&h);
     let delta = |name: &String| {
-        let r = h.state().results.as_ref().unwrap();
+        let r = h.state().shown.results.as_ref().unwrap();
         let changes = r.edges.as_ref().unwrap().as_ref().unwrap();
         changes
             .edges
@@ -292,7 +298,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     let name = sorted[0].clone();
     h.get_by_label(&name).click();
     h.run_steps(2);
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let pinned = h.state().views.graph.pinned.map(|e| r.circuit.edge_name(e));
     assert_eq!(pinned.as_deref(), Some(name.as_str()));
 
@@ -307,7 +313,7 @@ fn importance_change_most_changed_edges_and_per_layer_differences() {
     h.run_steps(2);
     h.get_by_label_contains("Paired difference tuned − base per layer");
     h.get_by_label("Δ intensity per layer (95 % CI)");
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let chart = &r.figures.per_layer_difference[0];
     assert_eq!(chart.series[1].name, "no change");
     assert!(chart.series[1].points.iter().all(|p| p.1 == 0.0));
@@ -361,18 +367,21 @@ fn a_study_starts_on_tiny_models_and_cancels() {
         h.run_steps(2);
     }
     step_until(&mut h, 60, "both models and their vocabularies", |a| {
-        a.models.ready(&a.settings.models).is_ok()
+        (a.study.models)
+            .ready(&a.settings.models, a.settings.study.level())
+            .is_ok()
     });
     assert_eq!(
         h.get_all_by_label("layers").count(),
         2,
         "both models inspected"
     );
-    h.get_by_label("Same vocabulary: the pair can be compared");
+    h.get_by_label("Same vocabulary and graph: the pair can be compared");
 
     h.get_by_label("Run study").click_accesskit();
     step_until(&mut h, 30, "the study to start answering", |a| {
         a.study
+            .running
             .as_ref()
             .is_some_and(|s| s.stages.stages.first().is_some_and(|st| st.done > 0))
     });
@@ -402,6 +411,7 @@ fn a_study_starts_on_tiny_models_and_cancels() {
     // The fixture's results stayed loaded throughout.
     assert!(h
         .state()
+        .shown
         .results
         .as_ref()
         .is_some_and(|r| r.dir == fixture()));
@@ -436,7 +446,7 @@ fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
     };
     drop(&mut h, model.clone());
     step_until(&mut h, 60, "the dropped model's inspection", |a| {
-        a.models.slots[Side::Base].info.is_some()
+        a.study.models.slots[Side::Base].info.is_some()
     });
     assert_eq!(
         h.state().settings.models[Side::Base],
@@ -450,7 +460,7 @@ fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
 
     drop(&mut h, fixture());
     step_until(&mut h, 60, "the dropped results", |a| {
-        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+        a.shown.results.as_ref().is_some_and(|r| r.dir == fixture())
     });
 }
 
@@ -458,7 +468,7 @@ fn dropping_a_model_fills_a_slot_and_a_results_folder_opens_it() {
 fn help_about_and_the_table_explain_themselves() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/grpo");
     let mut h = harness(Some(demo));
-    step_until(&mut h, 60, "the GRPO demo", |a| a.results.is_some());
+    step_until(&mut h, 60, "the GRPO demo", |a| a.shown.results.is_some());
     h.get_by_label("Help").click();
     h.run_steps(2);
     h.get_by_label("Guide: views, metrics, node names").click();
@@ -480,12 +490,21 @@ fn help_about_and_the_table_explain_themselves() {
 
     h.get_by_label("Comparison table").click();
     h.run_steps(3);
-    let counts = h.state().results.as_ref().unwrap().counts.clone().unwrap();
+    let counts = h
+        .state()
+        .shown
+        .results
+        .as_ref()
+        .unwrap()
+        .counts
+        .clone()
+        .unwrap();
     h.get_by_label(&circuitdiff::app::views::table::counts_line(&counts));
     h.get_by_label_contains("questions asked; accuracy base");
     let marked = h.query_all_by_label_contains(" *").count();
     let significant = h
         .state()
+        .shown
         .results
         .as_ref()
         .unwrap()
@@ -503,13 +522,14 @@ fn help_about_and_the_table_explain_themselves() {
 #[test]
 fn without_a_file_dialog_paths_are_typed_and_checked() {
     let mut h = harness(None);
-    h.state_mut().native_dialogs = false;
+    h.state_mut().window.native_dialogs = false;
     h.run_steps(2);
     h.get_by_label("Open results folder…").click();
     h.run_steps(3);
     h.get_by_label("No file dialog is available on this desktop: type the path.");
     let typed = |h: &mut Harness<'_, App>, text: &str| {
         h.state_mut()
+            .window
             .path_prompt
             .as_mut()
             .expect("the typed-path window")
@@ -521,13 +541,13 @@ fn without_a_file_dialog_paths_are_typed_and_checked() {
     typed(&mut h, "/no/such/folder");
     h.get_by_label("/no/such/folder: no such folder");
     assert!(
-        h.state().path_prompt.is_some(),
+        h.state().window.path_prompt.is_some(),
         "a refused path keeps the window open"
     );
     typed(&mut h, fixture().to_str().unwrap());
-    assert!(h.state().path_prompt.is_none());
+    assert!(h.state().window.path_prompt.is_none());
     step_until(&mut h, 60, "the typed folder", |a| {
-        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+        a.shown.results.as_ref().is_some_and(|r| r.dir == fixture())
     });
 
     // A model file must exist and be a .gguf or .safetensors file.
@@ -546,7 +566,7 @@ fn without_a_file_dialog_paths_are_typed_and_checked() {
 #[test]
 fn the_question_browser_searches_and_moves_with_the_keys() {
     let mut h = harness(Some(fixture()));
-    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the fixture", |a| a.shown.results.is_some());
     h.state_mut().settings.view = View::Questions;
     h.run_steps(3);
     h.get_by_label("8 of 8 questions; the up and down keys move");
@@ -573,7 +593,7 @@ fn the_question_browser_searches_and_moves_with_the_keys() {
     }
     h.get_by_label("Question q1");
     // Each row says in words how the two models did.
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let outcomes: Vec<_> = r
         .questions
         .iter()
@@ -592,7 +612,9 @@ fn the_question_browser_searches_and_moves_with_the_keys() {
 fn graph_search_filter_and_heatmap_selection_are_linked() {
     use egui::accesskit::Role;
     let mut h = harness(Some(fixture32()));
-    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the 32-layer fixture", |a| {
+        a.shown.results.is_some()
+    });
     // The mode is in the header.
     h.get_by_label("· base model");
     h.get_by_label("Difference").click();
@@ -609,7 +631,7 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
     h.key_press(egui::Key::Enter);
     h.run_steps(3);
     let graph = &h.state().views.graph;
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let m12 = graph.selected.map(|i| r.circuit.nodes[i].node.to_string());
     assert_eq!(m12.as_deref(), Some("m12"));
     h.get_by_label_contains("Incoming edges of m12");
@@ -640,7 +662,7 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
 
     // A click on a cell selects its source in the graph and pins its edge, shown in the
     // heatmap and in the graph's edge list.
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let graph = &r.circuit.graph;
     let s = graph
         .sources
@@ -670,7 +692,7 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
     h.get_by_label("Circuit graph").click();
     h.run_steps(3);
     h.get_by_label_contains("Pinned edge a5->m20");
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let highlighted = h
         .state()
         .views
@@ -686,12 +708,14 @@ fn graph_search_filter_and_heatmap_selection_are_linked() {
 #[test]
 fn a_deep_graph_is_layered_unclipped_and_directed() {
     let mut h = harness(Some(fixture32()));
-    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the 32-layer fixture", |a| {
+        a.shown.results.is_some()
+    });
     h.run_steps(3);
     h.get_by_label_contains("showing 100 of 4193 edges, ");
     h.get_by_label_contains("% of |score| mass; 80 % takes ");
     let graph = &h.state().views.graph;
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let canvas = graph.canvas().expect("the canvas on screen");
     assert!(
         canvas.width() > 500.0 && canvas.height() > 500.0,
@@ -754,7 +778,7 @@ fn window_rect(h: &Harness<'_, App>, title: &str) -> egui::Rect {
 #[test]
 fn the_guide_and_the_save_windows_fit_a_small_screen() {
     let mut h = rendering_harness_of(fixture32());
-    h.state_mut().native_dialogs = false;
+    h.state_mut().window.native_dialogs = false;
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1280.0, 800.0));
     h.state_mut().views.help = true;
     h.run_steps(4);
@@ -849,11 +873,11 @@ fn snapshots_of_every_view() {
 fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
     use circuitdiff::app::figure::Formats;
     let title = |h: &Harness<'_, App>| {
-        let r = h.state().results.as_ref();
+        let r = h.state().shown.results.as_ref();
         r.map(|r| r.title.clone()).unwrap_or_default()
     };
     let mut h = harness(Some(fixture()));
-    step_until(&mut h, 60, "the fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the fixture", |a| a.shown.results.is_some());
     assert_eq!(h.state().settings.view, View::Graph);
     // A dropped trajectory folder opens, in its own view, at its last checkpoint.
     h.input_mut()
@@ -861,11 +885,11 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
         .push(std::sync::Arc::new(Dropped(trajectory_fixture())));
     h.step();
     step_until(&mut h, 60, "the trajectory", |a| {
-        a.trajectory.data.is_some()
+        a.shown.trajectory.data.is_some()
     });
     assert_eq!(h.state().settings.view, View::Trajectory);
     assert_eq!(title(&h), "step 0 (base) -> step 120 (grpo)");
-    assert_eq!(h.state().trajectory.shown, 3);
+    assert_eq!(h.state().shown.trajectory.shown, 3);
     h.get_by_label_contains("Trajectory trajectory");
     h.get_by_label_contains("4 checkpoints, 8 questions, K = 24");
     h.get_by_label_contains("step 120 (grpo)");
@@ -881,14 +905,16 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
     // An earlier checkpoint: the graph shows step 80 against step 0.
     h.get_by_label("Previous").click();
     h.run_steps(2);
-    step_until(&mut h, 60, "step 80's pair", |a| a.trajectory.shown == 2);
-    assert_eq!(h.state().trajectory.selected, 2);
+    step_until(&mut h, 60, "step 80's pair", |a| {
+        a.shown.trajectory.shown == 2
+    });
+    assert_eq!(h.state().shown.trajectory.selected, 2);
     assert_eq!(title(&h), "step 0 (base) -> step 80 (step-000080)");
     h.get_by_label_contains("step 80 (step-000080)");
     h.get_by_label("Circuit graph").click();
     h.run_steps(3);
     h.get_by_label("step 0 (base) -> step 80 (step-000080)");
-    let r = h.state().results.as_ref().unwrap();
+    let r = h.state().shown.results.as_ref().unwrap();
     let models = (
         r.base.manifest.model.spec.clone(),
         r.tuned.as_ref().unwrap().manifest.model.spec.clone(),
@@ -915,8 +941,10 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
         h.get_by_label("Previous").click();
         h.run_steps(2);
     }
-    step_until(&mut h, 60, "step 0 alone", |a| a.trajectory.shown == 0);
-    let r = h.state().results.as_ref().unwrap();
+    step_until(&mut h, 60, "step 0 alone", |a| {
+        a.shown.trajectory.shown == 0
+    });
+    let r = h.state().shown.results.as_ref().unwrap();
     assert!(r.tuned.is_none() && r.comparison.is_none());
     assert_eq!(r.circuit.modes(), vec![Mode::Base]);
     assert_eq!(h.state().settings.mode, Mode::Base);
@@ -924,7 +952,7 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
 
     // Saved as a figure: the chosen metrics (their paired change from the first checkpoint by
     // default, their levels on request) and the training curves, as text in the SVG.
-    assert!(!h.state().trajectory.levels);
+    assert!(!h.state().shown.trajectory.levels);
     let tmp = tempfile::tempdir().unwrap();
     for (levels, titles) in [
         (
@@ -945,7 +973,7 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
         if levels {
             h.get_by_label("Levels").click();
             h.run_steps(2);
-            assert!(h.state().trajectory.levels);
+            assert!(h.state().shown.trajectory.levels);
         }
         let path = tmp.path().join(format!("trajectory_{levels}.png"));
         let ctx = h.ctx.clone();
@@ -971,9 +999,9 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
     // Other results close the trajectory; its view then says how to open one.
     h.get_by_label("study").click();
     step_until(&mut h, 60, "the study", |a| {
-        a.results.as_ref().is_some_and(|r| r.dir == fixture())
+        a.shown.results.as_ref().is_some_and(|r| r.dir == fixture())
     });
-    assert!(h.state().trajectory.data.is_none());
+    assert!(h.state().shown.trajectory.data.is_none());
     h.state_mut().settings.view = View::Trajectory;
     h.run_steps(2);
     h.get_by_label_contains("No trajectory open");
@@ -983,7 +1011,9 @@ fn a_trajectory_chooses_the_checkpoint_the_other_views_show() {
 fn the_faithfulness_view_says_which_conclusions_hold() {
     use circuitdiff::app::figure::Formats;
     let mut h = harness(Some(fixture32()));
-    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the 32-layer fixture", |a| {
+        a.shown.results.is_some()
+    });
     h.get_by_label("Faithfulness").click();
     h.run_steps(3);
     h.get_by_label_contains("EAP vs exact effects, base: Pearson");
@@ -992,6 +1022,7 @@ fn the_faithfulness_view_says_which_conclusions_hold() {
     h.get_by_label_contains("Median loss per answer token");
     let v = h
         .state()
+        .shown
         .results
         .as_ref()
         .unwrap()
@@ -1045,7 +1076,7 @@ fn the_faithfulness_view_says_which_conclusions_hold() {
     c.as_object_mut().unwrap().remove("validation");
     std::fs::write(&path, c.to_string()).unwrap();
     let mut h = harness(Some(copy));
-    step_until(&mut h, 60, "the copy", |a| a.results.is_some());
+    step_until(&mut h, 60, "the copy", |a| a.shown.results.is_some());
     h.state_mut().settings.view = View::Faithfulness;
     h.run_steps(3);
     h.get_by_label_contains("These results hold no exact effects");
@@ -1069,7 +1100,9 @@ fn assert_not_blank(img: &image::RgbaImage) {
 fn save_figure_and_export_all_render_every_view() {
     use circuitdiff::app::figure::Formats;
     let mut h = harness(Some(fixture32()));
-    step_until(&mut h, 60, "the 32-layer fixture", |a| a.results.is_some());
+    step_until(&mut h, 60, "the 32-layer fixture", |a| {
+        a.shown.results.is_some()
+    });
     h.state_mut().views.training.open(&lab());
     let tmp = tempfile::tempdir().unwrap();
     let shown = (View::Graph, Mode::Tuned);

@@ -2,6 +2,11 @@
 //! rendering): the scored span and its warning in the comparison table, the scored tokens in
 //! the question browser, the user's own `demo` folder apart from the bundled demo, and the
 //! training logs of the shown results' own models.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use circuitdiff::app::results::ScoredTokens;
 use circuitdiff::app::views::View;
@@ -35,7 +40,7 @@ fn opened(open: PathBuf) -> Harness<'static, App> {
             )
         });
     let start = Instant::now();
-    while h.state().results.is_none() {
+    while h.state().shown.results.is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "no results: {:?}",
@@ -70,6 +75,7 @@ fn the_table_states_k_and_warns_when_it_is_small() {
     };
     if let Some(c) = h
         .state_mut()
+        .shown
         .results
         .as_mut()
         .and_then(|r| r.comparison.as_mut())
@@ -91,7 +97,7 @@ fn the_question_browser_marks_the_scored_tokens() {
     h.state_mut().settings.view = View::Questions;
     h.state_mut().views.questions.selected = Some(0);
     h.run_steps(2);
-    let answer = h.state().results.as_ref().unwrap().questions[0]
+    let answer = h.state().shown.results.as_ref().unwrap().questions[0]
         .base
         .clone()
         .unwrap();
@@ -101,7 +107,7 @@ fn the_question_browser_marks_the_scored_tokens() {
         "(K = 6: the first 6 of {n} answer tokens); the tokenizer was not found to mark them"
     ));
     let prefix: String = answer.text.chars().take(5).collect();
-    let q = &mut h.state_mut().results.as_mut().unwrap().questions[0];
+    let q = &mut h.state_mut().shown.results.as_mut().unwrap().questions[0];
     if let Some(a) = q.base.as_mut() {
         a.scored = Some(ScoredTokens {
             k: 6,
@@ -145,7 +151,10 @@ fn a_demo_folder_opens_with_its_own_studies_apart_from_the_bundled_ones() {
     }
     std::fs::write(run.join("summary.json"), "[]").unwrap();
     let h = opened(run.clone());
-    assert_eq!(h.state().results.as_ref().unwrap().dir, run.join("grpo"));
+    assert_eq!(
+        h.state().shown.results.as_ref().unwrap().dir,
+        run.join("grpo")
+    );
     h.get_by_label("Your demo run");
     h.get_by_label("Bundled demo studies");
     // The bundled buttons and the run's: two of each pair name; "grpo" also names the bundled

@@ -1,6 +1,11 @@
 //! Bad command-line input is refused: every case exits non-zero without a panic, names the flag
 //! (or, for runs that cannot be paired, both run directories) and the allowed values, leaves an
 //! existing `--out` directory byte for byte as it was and creates no new one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -517,7 +522,7 @@ fn runs_of_different_graphs_are_not_compared() {
         assert!(ok, "{stderr}");
         runs.push(run.to_str().unwrap().to_owned());
     }
-    let layers = "the runs cannot be paired: layers 4 vs 2, edges 77 vs 23 (base vs tuned)";
+    let layers = "the runs cannot be paired: their graphs differ (4 layers at block level vs 2 layers at block level) (base vs tuned)";
     let dirs = format!("base run {}, tuned run {}", runs[0], runs[1]);
     for out in ["OUT", "NEW"] {
         let args = ["compare", &runs[0], &runs[1], "--out", out];
@@ -561,7 +566,7 @@ fn a_study_of_two_different_graphs_is_refused_before_it_writes() {
     let two = edited_copy(tmp.path(), "two-layer", |c| {
         c["num_hidden_layers"] = 2.into()
     });
-    let says = "the models' circuits are different graphs: base assets/zoo/base (4 layers)";
+    let says = "base assets/zoo/base and tuned ";
     for out in ["OUT", "NEW"] {
         let args = [
             "study",
@@ -574,7 +579,8 @@ fn a_study_of_two_different_graphs_is_refused_before_it_writes() {
             "--out",
             out,
         ];
-        let failure = refused(&args, &[says, "(2 layers)"], tmp.path());
+        let differ = "cannot be compared: their graphs differ (4 layers at block level vs 2 layers at block level); circuits can only be compared between checkpoints of one architecture";
+        let failure = refused(&args, &[says, differ], tmp.path());
         assert!(failure.is_none(), "{}", failure.unwrap_or_default());
     }
 }
@@ -628,4 +634,76 @@ fn sequences_beyond_the_context_are_reported() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let says = "are longer than its context of 12 tokens (max_position_embeddings)";
     assert!(stderr.contains(says), "ok {ok}: {stderr}");
+}
+
+/// A checkpoint with a NaN weight scores to values that are not finite: the refusal names the
+/// sample, the model's spec and its weight file, and gives an f32 run no advice to use f32.
+#[test]
+fn scores_that_are_not_finite_name_the_checkpoint_and_file() {
+    let tmp = workspace();
+    let model = Tiny::Llama.write(tmp.path());
+    let weights = model.join("model.safetensors");
+    common::set_first_value(&weights, "model.layers.0.mlp.down_proj.weight", f32::NAN);
+    let samples = tmp.path().join("samples.json");
+    let (ok, _, e) = circuitdiff(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--samples",
+        samples.to_str().unwrap(),
+        "--cut",
+        "2",
+        "--out",
+        tmp.path().join("new").to_str().unwrap(),
+    ]);
+    assert!(!ok, "{e}");
+    let says = format!(
+        "sample `s1`: the scores are not finite (NaN or infinite activations) with {} ({}): in \
+         f32 this means weights that are NaN, infinite or too large",
+        model.display(),
+        weights.display()
+    );
+    assert!(e.contains(&says), "{e}");
+    assert!(!e.contains("--dtype f32") && !e.contains("f16"), "{e}");
+}
+
+/// `merge` given a study shard beside a trajectory shard says that the two workflows differ,
+/// not that the study shard is no shard.
+#[test]
+fn merging_a_study_shard_with_a_trajectory_shard_says_so() {
+    let tmp = workspace();
+    let (study, trajectory) = (tmp.path().join("study-0"), tmp.path().join("trajectory-1"));
+    let out = tmp.path().join("merged");
+    let study_shard = [
+        "study",
+        "--base",
+        "assets/zoo/base",
+        "--tuned",
+        "assets/zoo/grpo",
+    ];
+    let (ok, _, e) = circuitdiff(
+        &[
+            &study_shard[..],
+            &["--dataset", "builtin:arith?n=2", "--shard", "0/2", "--out"],
+            &[study.to_str().unwrap(), "--max-new-tokens", "4"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{e}");
+    std::fs::create_dir_all(&trajectory).unwrap();
+    std::fs::write(trajectory.join("trajectory.json"), "{}").unwrap();
+    let (ok, _, e) = circuitdiff(&[
+        "merge",
+        study.to_str().unwrap(),
+        trajectory.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let says = format!(
+        "{}: holds a study, not a trajectory shard; `circuitdiff merge` joins the shards of one \
+         trajectory (each written by `circuitdiff trajectory --shard i/n`)",
+        study.display()
+    );
+    assert!(!ok && e.contains(&says), "{e}");
+    assert!(!out.exists(), "nothing is written");
 }

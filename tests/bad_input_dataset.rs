@@ -2,6 +2,11 @@
 //! field of the wrong type refuses the file naming the line, the field and the type expected,
 //! over-long questions and lines are skipped and counted without being parsed whole, and the
 //! real `circuitdiff study` reports all of it without a panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

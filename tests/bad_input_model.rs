@@ -4,6 +4,11 @@
 //! error naming the file and the field or tensor, from the library and from the CLI, never a
 //! panic. The unbroken checkpoints load (`the_unbroken_checkpoints_load`), so each case fails
 //! only through its one edit.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -152,6 +157,61 @@ const CASES: &[Case] = &[
         file: "config.json",
         expect: &["`rope_scaling.original_max_position_embeddings` is 1000000000000"],
         cli: Cli::Inspect,
+    },
+    Case {
+        name: "Phi-3 with longrope rotary scaling",
+        make: |d| {
+            let p = Tiny::Phi3.write(d);
+            edit_json(&p.join("config.json"), |j| {
+                j["rope_scaling"] = json!({"type": "longrope", "short_factor": [1.0, 1.0, 1.0, 1.0], "long_factor": [2.0, 2.0, 2.0, 2.0]});
+            });
+            p
+        },
+        file: "config.json",
+        expect: &["`rope_scaling.rope_type`", "`longrope` is not supported"],
+        cli: Cli::Inspect,
+    },
+    Case {
+        name: "a rotation of part of each head",
+        make: |d| config(d, |j| j["partial_rotary_factor"] = 0.75.into()),
+        file: "config.json",
+        expect: &["`partial_rotary_factor`", "0.75 is not supported"],
+        cli: Cli::Inspect,
+    },
+    Case {
+        name: "a family not implemented (Gemma 3 text)",
+        make: |d| config(d, |j| j["model_type"] = "gemma3_text".into()),
+        file: "config.json",
+        expect: &["`gemma3_text`", "`model_type`"],
+        cli: Cli::Inspect,
+    },
+    Case {
+        name: "OLMo 2 weights with a norm before the block",
+        make: |d| {
+            weights(d, Tiny::Olmo2, |w| {
+                w.insert(
+                    "model.layers.0.input_layernorm.weight".into(),
+                    zeros(&[32], DType::F32),
+                );
+            })
+        },
+        file: "model.safetensors",
+        expect: &["tensor `model.layers.0.input_layernorm.weight` is not part of the model"],
+        cli: Cli::Score,
+    },
+    Case {
+        name: "Phi-3 weights with separate q, k and v projections",
+        make: |d| {
+            weights(d, Tiny::Phi3, |w| {
+                let qkv = w
+                    .remove("model.layers.1.self_attn.qkv_proj.weight")
+                    .unwrap();
+                w.insert("model.layers.1.self_attn.q_proj.weight".into(), qkv);
+            })
+        },
+        file: "model.safetensors",
+        expect: &["tensor `model.layers.1.self_attn.q_proj.weight` is not part of the model"],
+        cli: Cli::Score,
     },
     Case {
         name: "end-of-sequence id outside the vocabulary",

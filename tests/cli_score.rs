@@ -1,5 +1,10 @@
 //! `circuitdiff score` and `circuitdiff compare` end to end: the run directory, the NumPy
 //! export, resuming, and the errors for bad input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

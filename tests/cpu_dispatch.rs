@@ -3,7 +3,11 @@
 //! (Haswell: AVX2 and FMA) and of one without AVX (qemu64: SSE2 only), must take the fallback
 //! kernels — an AVX-512 instruction there is an illegal instruction, since QEMU 7.2 does not
 //! emulate AVX-512 — and give the same edge scores as the native run.
-
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 #![cfg(target_arch = "x86_64")]
 
 use candle_core::{safetensors, Device};

@@ -1,6 +1,11 @@
 //! The embedded default: `circuitdiff demo` runs the three studies on the committed zoo with no
 //! network, reports how intensity, entropy and kurtosis moved, and reproduces the committed
 //! demo results (`assets/demo/`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,4 +1,9 @@
 //! Devices by name, the memory planner, and bf16 scoring with f32 accumulation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -2,6 +2,11 @@
 //! write past it fails with EFBIG, as one past the free space fails with ENOSPC) stops with a
 //! message naming the file, loses nothing it had written, and the same command run again with
 //! room to write finishes with the results of an uninterrupted study.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

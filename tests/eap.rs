@@ -1,11 +1,17 @@
 //! Edge attribution: the graph, scores against finite differences (f64) and against an
 //! independent PyTorch computation, and block scores as sums of head scores.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
 use candle_core::{DType, Tensor};
 use circuitdiff::attribution::{score_sample, self_entropy_loss, Graph, Level};
 use circuitdiff::model::{LoadOptions, Model};
+use circuitdiff::node::Destination;
 use common::{max_abs, reference, Tiny};
 
 const PROMPT: [u32; 6] = [1, 5, 17, 22, 9, 40];
@@ -75,7 +81,14 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
         dtype: DType::F64,
         ..LoadOptions::default()
     };
-    for tiny in [Tiny::Llama, Tiny::Mistral, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in [
+        Tiny::Llama,
+        Tiny::Mistral,
+        Tiny::Qwen2,
+        Tiny::Qwen3,
+        Tiny::Olmo2,
+        Tiny::Phi3,
+    ] {
         let model = Model::load(tiny.write(dir.path()).to_str().unwrap(), &opts).unwrap();
         let g = Graph::new(&model.config, Level::Block);
         let s = score_sample(&model, &g, "0", &PROMPT, &ANSWER, ANSWER.len()).unwrap();
@@ -111,34 +124,60 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
 #[test]
 fn the_scores_into_each_destination_sum_to_about_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LoadOptions {
-        dtype: DType::F64,
-        ..LoadOptions::default()
-    };
     for tiny in [Tiny::Llama, Tiny::Mistral, Tiny::Qwen2, Tiny::Qwen3] {
-        let model = Model::load(tiny.write(dir.path()).to_str().unwrap(), &opts).unwrap();
-        let g = Graph::new(&model.config, Level::Block);
-        let s = score_sample(&model, &g, "0", &PROMPT, &ANSWER, ANSWER.len()).unwrap();
-        let (ns, nd) = g.dense_shape();
-        let max = s.dense.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = (0..nd)
-            .map(|d| {
-                let sum: f64 = (0..ns)
-                    .filter(|&u| g.is_edge(u, d))
-                    .map(|u| f64::from(s.dense[u * nd + d]))
-                    .sum();
-                (sum.abs() / f64::from(max), g.destinations[d])
-            })
-            .fold(
-                (0.0, g.destinations[0]),
-                |a, b| if b.0 > a.0 { b } else { a },
-            );
+        let sums = destination_sums(tiny, &dir);
+        let worst = sums
+            .iter()
+            .fold(sums[0], |a, &b| if b.0 > a.0 { b } else { a });
         eprintln!(
             "{tiny:?}: max over destinations of |Σ_u S_uv| / max |S| = {:.2e} ({})",
             worst.0, worst.1
         );
         assert!(worst.0 <= SUM_BOUND, "{tiny:?} {}: {:e}", worst.1, worst.0);
     }
+}
+
+/// |Σ_u S_uv| / max |S| for every destination v of `tiny` (f64), with v.
+fn destination_sums(tiny: Tiny, dir: &tempfile::TempDir) -> Vec<(f64, Destination)> {
+    let opts = LoadOptions {
+        dtype: DType::F64,
+        ..LoadOptions::default()
+    };
+    let model = Model::load(tiny.write(dir.path()).to_str().unwrap(), &opts).unwrap();
+    let g = Graph::new(&model.config, Level::Block);
+    let s = score_sample(&model, &g, "0", &PROMPT, &ANSWER, ANSWER.len()).unwrap();
+    let (ns, nd) = g.dense_shape();
+    let max = s.dense.iter().fold(0f32, |m, v| m.max(v.abs()));
+    (0..nd)
+        .map(|d| {
+            let sum: f64 = (0..ns)
+                .filter(|&u| g.is_edge(u, d))
+                .map(|u| f64::from(s.dense[u * nd + d]))
+                .sum();
+            (sum.abs() / f64::from(max), g.destinations[d])
+        })
+        .collect()
+}
+
+/// OLMo 2 has no norm before its blocks: §7's property holds only where something still
+/// ignores the scale of the destination's input. Its q and k paths (a bias-free projection,
+/// then a q/k norm over the whole projection), its v paths (linear up to the norm after the
+/// block) and the logits (the final norm) sum to about zero; its MLPs (silu(gate)⊙up, then the
+/// norm) do not.
+#[test]
+fn without_pre_norms_only_the_mlp_scores_fail_to_sum_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let sums = destination_sums(Tiny::Olmo2, &dir);
+    let (mut invariant, mut mlp) = (0f64, f64::INFINITY);
+    for (sum, dest) in sums {
+        eprintln!("Olmo2 {dest}: |Σ_u S_uv| / max |S| = {sum:.2e}");
+        match dest {
+            Destination::Mlp { .. } => mlp = mlp.min(sum),
+            _ => invariant = invariant.max(sum),
+        }
+    }
+    assert!(invariant <= SUM_BOUND, "q, k, v and logits: {invariant:e}");
+    assert!(mlp > 1e-2, "MLPs: {mlp:e}");
 }
 
 /// Bound on |Σ_u S_uv| / max |S| (f64 models; what remains is the norms' ε). Measured:
@@ -148,7 +187,13 @@ const SUM_BOUND: f64 = 2e-4;
 #[test]
 fn scores_match_an_independent_pytorch_computation() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Mistral, Tiny::Qwen2] {
+    for tiny in [
+        Tiny::Llama,
+        Tiny::Mistral,
+        Tiny::Qwen2,
+        Tiny::Olmo2,
+        Tiny::Phi3,
+    ] {
         let path = tiny.write(dir.path());
         let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
         let g = Graph::new(&model.config, Level::Block);
@@ -172,7 +217,13 @@ fn scores_match_an_independent_pytorch_computation() {
 #[test]
 fn block_scores_are_sums_of_head_scores() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in [
+        Tiny::Llama,
+        Tiny::Qwen2,
+        Tiny::Qwen3,
+        Tiny::Olmo2,
+        Tiny::Phi3,
+    ] {
         let model = Model::load(
             tiny.write(dir.path()).to_str().unwrap(),
             &LoadOptions::default(),

@@ -1,6 +1,11 @@
 //! Exact edge effects and faithfulness (method.md §7) against an independent PyTorch
 //! computation (masks applied through transformers' own modules), the identities F(∅) = 0 and
 //! F(all) = 1, and block-level effects as the removal of all their head edges together.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -32,12 +37,22 @@ fn keep_matrix(g: &Graph, value: f64, flip: &[(usize, usize)]) -> Vec<Vec<f64>> 
     m
 }
 
+/// One tiny checkpoint of every family.
+const FAMILIES: [Tiny; 6] = [
+    Tiny::Llama,
+    Tiny::Mistral,
+    Tiny::Qwen2,
+    Tiny::Qwen3,
+    Tiny::Olmo2,
+    Tiny::Phi3,
+];
+
 /// Tolerance: |ours − PyTorch| ≤ 1e-4 of the largest |ΔL|, and 1e-4 on F (f64 models on both
 /// sides; the reference's attention softmax runs in f32, as transformers' eager attention does).
 #[test]
 fn exact_effects_and_faithfulness_equal_pytorch() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Mistral, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in FAMILIES {
         let model = f64_model(tiny, dir.path());
         let g = Graph::new(&model.config, Level::Block);
         let k = 4;
@@ -157,7 +172,7 @@ fn head_loss(model: &Model, ids: &[u32], patches: &[(Destination, Tensor)]) -> f
 #[test]
 fn a_block_edge_is_all_its_head_edges() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in [Tiny::Llama, Tiny::Qwen2, Tiny::Qwen3, Tiny::Olmo2] {
         let model = f64_model(tiny, dir.path());
         let g = Graph::new(&model.config, Level::Block);
         let ab = Ablation::new(&model, &g, "0", (&PROMPT, &ANSWER), 5, 4).unwrap();
@@ -223,4 +238,32 @@ fn a_block_edge_is_all_its_head_edges() {
             );
         }
     }
+}
+
+/// Ctrl-C's token stops the exact effects before their next batch of ablated passes: a token
+/// set before a call stops it at once (no batch runs), with the cancelled error, and a token
+/// set between calls stops the next one; the same ablation runs in full without it.
+#[test]
+fn a_cancelled_ablation_stops_before_its_next_batch() {
+    use circuitdiff::attribution::exact::AblationError;
+    use circuitdiff::progress::CancelToken;
+    let dir = tempfile::tempdir().unwrap();
+    let model = f64_model(Tiny::Llama, dir.path());
+    let g = Graph::new(&model.config, Level::Block);
+    let s = score_sample(&model, &g, "0", &PROMPT, &ANSWER, 4).unwrap();
+    let edges = g.edges();
+    let cancel = CancelToken::new();
+    let ab = Ablation::new(&model, &g, "0", (&PROMPT, &ANSWER), 4, 1)
+        .unwrap()
+        .cancelled_by(&cancel);
+    assert_eq!(ab.edge_effects(&edges).unwrap().len(), edges.len());
+    cancel.cancel();
+    assert!(matches!(
+        ab.edge_effects(&edges),
+        Err(AblationError::Cancelled)
+    ));
+    assert!(matches!(
+        ab.faithfulness(&s.dense),
+        Err(AblationError::Cancelled)
+    ));
 }

@@ -1,6 +1,11 @@
 //! The figures as PNG and SVG: a synthetic 32-layer circuit and heatmap drawn by
 //! `report::render`, the SVG well-formed with its labels as `<text>`, the PNG at the asked
 //! scale. Setting `CIRCUITDIFF_FIGURES_OUT` to a folder keeps the files there to look at.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

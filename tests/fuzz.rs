@@ -11,6 +11,11 @@
 //! `CIRCUITDIFF_FUZZ_SEED` (default fixed, so CI is repeatable):
 //! `CIRCUITDIFF_FUZZ_SECONDS=600 CIRCUITDIFF_FUZZ_SEED=$RANDOM cargo test --release --test fuzz -- --test-threads 1 --nocapture`
 //! is the long run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

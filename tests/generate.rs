@@ -1,5 +1,10 @@
 //! Generation with the key/value cache: equal to full recomputation (including sliding
 //! windows), stop tokens and strings, seeded sampling.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -2,6 +2,11 @@
 //! (`/{id}/resolve/{revision}/{file}` with ranged GETs, `etag` and `x-repo-commit` headers):
 //! progress per file, the `huggingface_hub` cache layout, the same model offline afterwards, and
 //! a download cancelled mid-file that the next one resumes with a ranged request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -69,7 +74,7 @@ fn serve(dir: PathBuf, id: &str, mut hold: Option<Hold>) -> (String, Arc<Mutex<V
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let (prefix, requests) = (format!("/{id}/resolve/main/"), log.clone());
-    std::thread::spawn(move || {
+    let serve = move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let (path, range) = read_request(&stream);
@@ -123,7 +128,11 @@ fn serve(dir: PathBuf, id: &str, mut hold: Option<Hold>) -> (String, Arc<Mutex<V
             };
             let _ = stream.write_all(rest);
         }
-    });
+    };
+    std::thread::Builder::new()
+        .name("fake-hub".into())
+        .spawn(serve)
+        .unwrap();
     (addr, log)
 }
 

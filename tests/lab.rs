@@ -1,6 +1,11 @@
 //! The lab: each trainer's loss against hand-computed values, a few steps of each algorithm on
 //! a tiny model (the loss on a fixed batch goes down), weight gradients of the training pass
 //! against finite differences, checkpoints that round-trip, and the shortened `lab train`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

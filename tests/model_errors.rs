@@ -1,4 +1,9 @@
 //! Bad input gives a clear error naming the file and the fix, never a panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

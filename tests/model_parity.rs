@@ -1,5 +1,10 @@
 //! The transformer against Hugging Face transformers: logits of every family, and probe
 //! gradients of the per-path graph against PyTorch autograd.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! The lock on an output folder, with real processes: a second `circuitdiff score` into the
 //! same `--out` is refused at once naming the writer's pid while the writer's run comes out as
 //! a lone run's, and the lock file of a killed run does not block the rerun.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

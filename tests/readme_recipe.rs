@@ -1,6 +1,11 @@
 //! The README's real-model recipe (the SmolLM2 `study` under "Quick start") as printed, on
 //! fewer questions: some answers are right and K, the answer tokens scored, is at least 4; and
 //! the model given as base and as tuned answers and is scored once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

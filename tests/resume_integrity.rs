@@ -2,6 +2,11 @@
 //! or old-format sample file is recomputed with a warning when the same `circuitdiff score` or
 //! `circuitdiff study` is run again (and the results equal a clean run's), and is refused by
 //! `compare`; a damaged answer line of a study is answered again.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,4 +1,9 @@
 //! Selection of the both-correct questions, the study's length filters, T̄, K and sampling.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use circuitdiff::attribution::select::{select, Candidate, SelectError, SelectOptions, TBar};
 

@@ -11,6 +11,11 @@
 //! Skipped, with the reason, where the scheduler cannot run: SLURM or munge not installed
 //! (`.ci/setup` installs them), not root (slurmd starts the jobs as their user), or a munged that
 //! does not start.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

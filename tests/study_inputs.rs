@@ -4,6 +4,11 @@
 //! `../shared/docs/method.md`) and Hugging Face chat templates rendered with minijinja (expected
 //! strings produced with Python jinja2 3.1.6 configured as `transformers` does: sandboxed,
 //! `trim_blocks`, `lstrip_blocks`, loop controls).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use circuitdiff::study::dataset::{
     arithmetic, load, load_jsonl, parse_spec, ArithSpec, DatasetError, DatasetSpec, LoadReport,

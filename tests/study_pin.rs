@@ -5,6 +5,11 @@
 //! files fails here; the scores and metrics are held by `tests/demo.rs` and `tests/study.rs`
 //! to a tolerance, since their last bits depend on the matrix kernel's blocking, which follows
 //! the CPU's cache sizes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

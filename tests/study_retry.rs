@@ -1,6 +1,11 @@
 //! A failed study leaves nothing that blocks its retry: a study of other settings replaces it,
 //! while a finished study is still never overwritten. The same model given as base and tuned
 //! answers and is scored once, and the study says there is no difference.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -101,4 +106,53 @@ fn one_model_as_base_and_tuned_is_answered_and_scored_once() {
     }
     let comparison = std::fs::read_to_string(out.join("comparison.json")).unwrap();
     assert!(comparison.contains("\"identical\": true"), "{comparison}");
+}
+
+/// `trajectory` from the zoo's base to its GRPO model on 8 questions with `max_new_tokens`.
+fn trajectory(out: &Path, max_new_tokens: &str) -> (bool, String, String) {
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/zoo");
+    common::circuitdiff(&[
+        "trajectory",
+        zoo.join("base").to_str().unwrap(),
+        zoo.join("grpo").to_str().unwrap(),
+        "--dataset",
+        "builtin:arith?n=8",
+        "--n",
+        "4",
+        "--max-new-tokens",
+        max_new_tokens,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_failed_trajectory_is_replaced_by_its_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trajectory");
+    let (ok, _, err) = trajectory(&out, "1");
+    assert!(
+        !ok && err.contains("no question was answered correctly"),
+        "{err}"
+    );
+    let failed = std::fs::read_to_string(out.join("failed.txt")).unwrap();
+    assert!(
+        failed.contains("no question was answered correctly"),
+        "{failed}"
+    );
+    // The same command again is a retry of the same trajectory.
+    let (ok, _, err) = trajectory(&out, "1");
+    assert!(
+        !ok && !err.contains("holds a different trajectory"),
+        "{err}"
+    );
+    // Other settings take the folder over.
+    let (ok, _, err) = trajectory(&out, "32");
+    assert!(ok, "{err}");
+    assert!(err.contains("replacing the failed trajectory"), "{err}");
+    assert!(!out.join("failed.txt").exists());
+    // A finished trajectory is not replaced by another.
+    let (ok, _, err) = trajectory(&out, "1");
+    assert!(!ok && err.contains("holds a different trajectory"), "{err}");
+    assert!(out.join("report.md").is_file());
 }

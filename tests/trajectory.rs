@@ -2,6 +2,11 @@
 //! `checkpoint-N/` LoRA adapters on it (as TRL's trainers save them, naming a base path of the
 //! training machine, so that `--adapter-base` points at the base) with a `trainer_state.json`. Every checkpoint's scores equal scoring that checkpoint alone; a run
 //! killed mid-way and re-run, and shards joined by `merge`, give the same files as one run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -312,7 +317,12 @@ fn a_ladder_that_cannot_be_followed_is_refused_before_any_work() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(!ok && e.contains("vocabularies"), "{e}");
+    // The pair check's words, naming each checkpoint by its step and spec.
+    let says = format!(
+        "step 0 ({b}) and step 1 ({}) cannot be compared: their vocabularies differ (",
+        other.display()
+    );
+    assert!(!ok && e.contains(&says), "{e}");
     assert!(
         !out.exists(),
         "nothing is written before the ladder is checked"
@@ -325,6 +335,18 @@ fn a_trainer_log_with_nan_is_read_before_any_checkpoint_is_scored() {
     let run = tmp.path().join("run");
     write_run(&run);
     let state = run.join("checkpoint-30/trainer_state.json");
+
+    // A checkpoint with NaN weights is refused naming it (its adapter file and tensor).
+    let last = run.join("checkpoint-30/adapter_model.safetensors");
+    let bytes = std::fs::read(&last).unwrap();
+    let tensor = "base_model.model.model.layers.2.self_attn.v_proj.lora_A.weight";
+    common::set_first_value(&last, tensor, f32::NAN);
+    let out = tmp.path().join("nan");
+    let refs = args(&run, &out, &[]);
+    let (ok, _, e) = circuitdiff(&refs.iter().map(String::as_str).collect::<Vec<_>>());
+    let says = format!("{}: tensor `{tensor}`: holds NaN", last.display());
+    assert!(!ok && e.contains(&says), "{e}");
+    std::fs::write(&last, bytes).unwrap();
 
     // Not a trainer state: refused before the first checkpoint is loaded, naming the file.
     std::fs::write(&state, "{\"log_history\": [").unwrap();

@@ -164,7 +164,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<String> {
     };
     let report: Arc<Mutex<Option<String>>> = Arc::default();
     let app_report = report.clone();
-    let mut native = super::native_options(false, Some(opts.size));
+    let mut native = super::options::native_options(false, Some(opts.size));
     native.viewport = native.viewport.with_resizable(false);
     native.wgpu_options.surface.present_mode = eframe::wgpu::PresentMode::AutoNoVsync;
     eframe::run_native(

@@ -28,28 +28,28 @@ impl App {
     pub(super) fn apply(&mut self, ctx: &egui::Context, cmd: Command) {
         match cmd {
             Command::OpenResults(dir) => self.open_results(ctx, dir),
-            Command::Choose(pick) => match paths::ask(pick, self.native_dialogs) {
+            Command::Choose(pick) => match paths::ask(pick, self.window.native_dialogs) {
                 Ok(Some(path)) => self.chosen(ctx, pick, path),
                 Ok(None) => {}
-                Err(prompt) => self.path_prompt = Some(prompt),
+                Err(prompt) => self.window.path_prompt = Some(prompt),
             },
             Command::SetModel { side, spec } => {
                 self.settings.models[side].clone_from(&spec);
-                self.models.inspect(ctx, side, spec);
+                self.study.models.inspect(ctx, side, spec);
             }
             Command::Inspect(side) => {
                 let spec = self.settings.models[side].trim().to_owned();
-                self.models.inspect(ctx, side, spec);
+                self.study.models.inspect(ctx, side, spec);
             }
-            Command::CancelInspect(side) => self.models.cancel(side),
+            Command::CancelInspect(side) => self.study.models.cancel(side),
             Command::RunStudy => self.run_study(ctx),
             Command::CancelStudy => {
-                if let Some(s) = &self.study {
+                if let Some(s) = &self.study.running {
                     s.cancel();
                 }
             }
             Command::SelectCheckpoint(j) => {
-                if let Err(e) = self.trajectory.select(ctx, j) {
+                if let Err(e) = self.shown.trajectory.select(ctx, j) {
                     self.set_status(true, crate::message::chain(&e));
                 }
             }
@@ -67,7 +67,7 @@ impl App {
             Pick::Dataset => self.settings.study.dataset = path.display().to_string(),
             Pick::StudyFolder => self.settings.study.out = path.display().to_string(),
             Pick::SaveFigure(view, mode) => {
-                let form = self.save_form;
+                let form = self.saving.form;
                 let width = form.width.unwrap_or_else(|| self.default_figure_width(ctx));
                 self.save_figure(ctx, (view, mode), &path, form.formats, width);
             }
@@ -86,6 +86,7 @@ impl App {
     /// Write the most changed edges of the open results as CSV at `path`.
     fn save_edges(&mut self, path: &std::path::Path) {
         let changes = self
+            .shown
             .results
             .as_ref()
             .and_then(|r| r.edges.as_ref())
@@ -105,6 +106,7 @@ impl App {
     /// twice the figure's base size and SVG, on a background thread. The view on screen stays.
     pub fn export_all(&mut self, ctx: &egui::Context, dir: &std::path::Path) {
         let modes = self
+            .shown
             .results
             .as_ref()
             .map(|r| r.circuit.modes())
@@ -129,7 +131,7 @@ impl App {
                 }
             }
         }
-        if let Err(e) = self.saver.start(ctx, jobs) {
+        if let Err(e) = self.saving.saver.start(ctx, jobs) {
             self.set_status(true, crate::message::chain(&e));
         }
     }
@@ -152,7 +154,7 @@ impl App {
                 formats,
                 scale: Scale(f64::from(width.max(1)) / f64::from(base)),
             };
-            self.saver.start(ctx, vec![job])
+            self.saving.saver.start(ctx, vec![job])
         });
         if let Err(e) = started {
             self.set_status(true, crate::message::chain(&e));
@@ -161,7 +163,7 @@ impl App {
 
     /// Twice the view's width on screen, in pixels.
     pub fn default_figure_width(&self, ctx: &egui::Context) -> u32 {
-        let width = self.view_rect.width() * ctx.pixels_per_point() * 2.0;
+        let width = self.window.view_rect.width() * ctx.pixels_per_point() * 2.0;
         if width.is_finite() && width >= 1.0 {
             width.round() as u32
         } else {
@@ -172,8 +174,8 @@ impl App {
     /// What the figures are drawn from.
     pub(super) fn figure_sources(&self) -> figure::Sources<'_> {
         figure::Sources {
-            results: self.results.as_ref(),
-            trajectory: &self.trajectory,
+            results: self.shown.results.as_ref(),
+            trajectory: &self.shown.trajectory,
             views: &self.views,
             top_k: self.settings.top_k,
             log_y: self.settings.log_y,
@@ -186,20 +188,24 @@ impl App {
     pub fn screenshot_view(&mut self, view: View, path: PathBuf) {
         let shown = (self.settings.view, self.settings.mode);
         let mode = self.settings.mode;
-        self.exporter.enqueue(Shot { view, mode, path }, shown);
+        self.saving
+            .exporter
+            .enqueue(Shot { view, mode, path }, shown);
     }
 
     /// Whether screenshots or figures are queued or being written.
     pub fn exporting(&self) -> bool {
-        self.exporter.busy() || self.saver.busy()
+        self.saving.exporter.busy() || self.saving.saver.busy()
     }
 
     /// Start the form's study on the two slots' models.
     pub fn run_study(&mut self, ctx: &egui::Context) {
-        if self.study.is_some() {
+        if self.study.running.is_some() {
             return;
         }
-        if let Err(why) = self.models.ready(&self.settings.models) {
+        if let Err(why) =
+            (self.study.models).ready(&self.settings.models, self.settings.study.level())
+        {
             self.set_status(true, why.to_string());
             return;
         }
@@ -217,7 +223,7 @@ impl App {
         match Running::start(ctx, cfg, self.settings.study.device, out) {
             Ok(r) => {
                 self.set_status(false, format!("study running into {}", r.out.display()));
-                self.study = Some(r);
+                self.study.running = Some(r);
             }
             Err(e) => self.set_status(true, crate::message::chain(&e)),
         }

@@ -70,9 +70,12 @@ pub enum AppError {
 pub enum NotReady {
     #[error("inspect the {side} model first")]
     NotInspected { side: Side },
-    #[error("checking the vocabularies…")]
+    #[error("checking the vocabularies and graphs…")]
     Checking,
-    /// The vocabularies differ, or could not be read (the reason, in words).
+    /// The models cannot be compared.
+    #[error(transparent)]
+    Unpairable(#[from] crate::attribution::pair::Unpairable),
+    /// A model's configuration or tokenizer could not be read (the reason, in words).
     #[error("{0}")]
     Refused(String),
 }

@@ -1,14 +1,16 @@
 //! The model picker: a base slot and a tuned slot, each filled from a file dialog, by drag and
 //! drop, or with a Hugging Face id (downloaded with per-file progress, cancellable), then
-//! inspected; a pair whose vocabularies differ is refused with the reason.
+//! inspected; a pair whose vocabularies or graphs differ is refused with the reason.
 
 use super::commands::Command;
 use super::error::{AppError, NotReady};
 use super::paths::Pick;
 use super::theme::Palette;
 use super::worker::{Message, Stages, Worker};
+use crate::attribution::pair::{self, Checkpoint};
+use crate::attribution::Level;
 use crate::message;
-use crate::model::{self, DownloadProgress, HubOptions, ModelInfo};
+use crate::model::{self, DownloadProgress, HubOptions, ModelConfig, ModelInfo};
 use crate::progress::{CancelToken, Progress};
 use crate::side::{PerSide, Side};
 use egui::Ui;
@@ -35,16 +37,20 @@ pub struct Slot {
     pub rect: Option<egui::Rect>,
 }
 
-/// Whether the two models can be compared.
+/// What the pair check reads of one model.
+pub struct PairHead {
+    config: ModelConfig,
+    vocabulary: Vec<(String, u32)>,
+}
+
+/// The two models' configurations and vocabularies, read for the pair check.
 #[derive(Default)]
-pub enum Vocab {
+pub enum PairHeads {
     #[default]
     Unknown,
-    Checking(Worker<Option<String>>),
-    Same,
-    /// How they differ.
-    Different(String),
-    /// A tokenizer could not be read.
+    Reading(Worker<PerSide<(String, PairHead)>>),
+    Read(Box<PerSide<(String, PairHead)>>),
+    /// A configuration or tokenizer could not be read.
     Unreadable(AppError),
 }
 
@@ -52,7 +58,7 @@ pub enum Vocab {
 #[derive(Default)]
 pub struct ModelPicker {
     pub slots: PerSide<Slot>,
-    pub vocab: Vocab,
+    pub heads: PairHeads,
 }
 
 /// Reports Hub downloads as progress stages, and stops them when the job is cancelled (the
@@ -97,22 +103,6 @@ fn inspect_job(
     Ok(model::inspect(spec, &ckpt, 512)?)
 }
 
-fn describe_difference(a: &[(String, u32)], b: &[(String, u32)]) -> String {
-    let first = a.iter().zip(b).position(|(x, y)| x != y);
-    let at = match first {
-        Some(i) => format!(
-            "; first difference at id {}: {:?} vs {:?}",
-            a[i].1, a[i].0, b[i].0
-        ),
-        None => String::new(),
-    };
-    format!(
-        "the vocabularies differ (base {} tokens, tuned {}{at}): circuits can only be compared between checkpoints of one tokenizer",
-        a.len(),
-        b.len()
-    )
-}
-
 impl ModelPicker {
     /// Inspect `spec` in the slot of `side` (resolving, and downloading a Hub id first).
     pub fn inspect(&mut self, ctx: &egui::Context, side: Side, spec: String) {
@@ -120,7 +110,7 @@ impl ModelPicker {
         s.error = None;
         s.download = Stages::default();
         s.info = None;
-        self.vocab = Vocab::Unknown;
+        self.heads = PairHeads::Unknown;
         let repaint = ctx.clone();
         let job_spec = spec.clone();
         match Worker::spawn(
@@ -175,54 +165,77 @@ impl ModelPicker {
                 None => {}
             }
         }
-        if let Vocab::Checking(w) = &mut self.vocab {
+        self.read_heads(ctx);
+        inspected
+    }
+
+    /// Read both models' configurations and vocabularies once both are inspected.
+    fn read_heads(&mut self, ctx: &egui::Context) {
+        if let PairHeads::Reading(w) = &mut self.heads {
             for msg in w.poll(Duration::from_millis(2)) {
                 if let Message::Finished(r) = msg {
-                    self.vocab = match r {
-                        Ok(None) => Vocab::Same,
-                        Ok(Some(why)) => Vocab::Different(why),
-                        Err(e) => Vocab::Unreadable(e),
+                    self.heads = match r {
+                        Ok(heads) => PairHeads::Read(Box::new(heads)),
+                        Err(e) => PairHeads::Unreadable(e),
                     };
                     break;
                 }
             }
-        } else if matches!(self.vocab, Vocab::Unknown) {
+        } else if matches!(self.heads, PairHeads::Unknown) {
             if let (Some((a, _)), Some((b, _))) = (&self.slots.base.info, &self.slots.tuned.info) {
-                let (a, b) = (a.clone(), b.clone());
+                let specs = PerSide {
+                    base: a.clone(),
+                    tuned: b.clone(),
+                };
                 let repaint = ctx.clone();
                 if let Ok(w) = Worker::spawn(
-                    "vocab-check",
+                    "pair-check",
                     Box::new(move || repaint.request_repaint()),
                     move |_, _| {
                         let hub = HubOptions::default();
-                        let vocab = |spec: &str| {
-                            model::load_without_weights(spec, &hub).map(|(_, t)| t.vocabulary())
-                        };
-                        let (va, vb) = (vocab(&a)?, vocab(&b)?);
-                        Ok((va != vb).then(|| describe_difference(&va, &vb)))
+                        PerSide::try_from_fn(|side| {
+                            let spec = &specs[side];
+                            let (config, tok) = model::load_without_weights(spec, &hub)?;
+                            let vocabulary = tok.vocabulary();
+                            Ok((spec.clone(), PairHead { config, vocabulary }))
+                        })
                     },
                 ) {
-                    self.vocab = Vocab::Checking(w);
+                    self.heads = PairHeads::Reading(w);
                 }
             }
         }
-        inspected
     }
 
-    /// `Ok` when both slots are inspected and their vocabularies agree; else why not.
-    pub fn ready(&self, specs: &PerSide<String>) -> Result<(), NotReady> {
+    /// Whether the two models can be compared at `level`; `None` until both are read.
+    pub fn pair(&self, level: Level) -> Option<Result<(), NotReady>> {
+        match &self.heads {
+            PairHeads::Read(heads) => {
+                let checkpoint = |side: Side| {
+                    let (spec, head) = &heads[side];
+                    Checkpoint {
+                        name: format!("{side} {spec}"),
+                        config: &head.config,
+                        vocabulary: &head.vocabulary,
+                    }
+                };
+                let r = pair::check(&checkpoint(Side::Base), &checkpoint(Side::Tuned), level);
+                Some(r.map_err(NotReady::from))
+            }
+            PairHeads::Unreadable(e) => Some(Err(NotReady::Refused(message::chain(e)))),
+            PairHeads::Unknown | PairHeads::Reading(_) => None,
+        }
+    }
+
+    /// `Ok` when both slots are inspected and can be compared at `level`; else why not.
+    pub fn ready(&self, specs: &PerSide<String>, level: Level) -> Result<(), NotReady> {
         for side in Side::BOTH {
             match &self.slots[side].info {
                 Some((inspected, _)) if *inspected == specs[side] => {}
                 _ => return Err(NotReady::NotInspected { side }),
             }
         }
-        match &self.vocab {
-            Vocab::Same => Ok(()),
-            Vocab::Different(why) => Err(NotReady::Refused(why.clone())),
-            Vocab::Unreadable(e) => Err(NotReady::Refused(message::chain(e))),
-            Vocab::Unknown | Vocab::Checking(_) => Err(NotReady::Checking),
-        }
+        self.pair(level).unwrap_or(Err(NotReady::Checking))
     }
 }
 
@@ -261,10 +274,10 @@ fn info_ui(ui: &mut Ui, info: &ModelInfo) {
     });
 }
 
-/// The two slots, the vocabulary check and the recent models.
+/// The two slots, the pair check at the study's `level` and the recent models.
 pub fn models_ui(
     ui: &mut Ui,
-    picker: &mut ModelPicker,
+    (picker, level): (&mut ModelPicker, Level),
     specs: &mut PerSide<String>,
     recent: &[String],
     demo_pairs: &[(String, std::path::PathBuf, std::path::PathBuf)],
@@ -276,20 +289,17 @@ pub fn models_ui(
         let r = ui.group(|ui| slot_ui(ui, side, slot, &mut specs[side], cmds));
         slot.rect = Some(r.response.rect);
     }
-    match &picker.vocab {
-        Vocab::Same => {
-            ui.label("Same vocabulary: the pair can be compared");
+    match picker.pair(level) {
+        Some(Ok(())) => {
+            ui.label("Same vocabulary and graph: the pair can be compared");
         }
-        Vocab::Different(why) => {
+        Some(Err(why)) => {
             ui.colored_label(palette.error(), format!("Refused: {why}"));
         }
-        Vocab::Unreadable(e) => {
-            ui.colored_label(palette.error(), format!("Refused: {}", message::chain(e)));
+        None if matches!(picker.heads, PairHeads::Reading(_)) => {
+            ui.label(NotReady::Checking.to_string());
         }
-        Vocab::Checking(_) => {
-            ui.label("checking the vocabularies…");
-        }
-        Vocab::Unknown => {}
+        None => {}
     }
     if !demo_pairs.is_empty() {
         ui.horizontal_wrapped(|ui| {
@@ -401,7 +411,7 @@ mod tests {
     fn slow_hub(size: usize) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
+        let serve = move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -426,7 +436,11 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-        });
+        };
+        std::thread::Builder::new()
+            .name("slow-hub".into())
+            .spawn(serve)
+            .unwrap();
         addr
     }
 
@@ -470,16 +484,51 @@ mod tests {
         assert!(kept > 0 && kept < 1 << 20, "{kept} bytes kept");
     }
 
+    fn picker_with(heads: PerSide<(&str, usize, &[&str])>) -> ModelPicker {
+        let heads = heads.map(|side, (spec, layers, tokens)| {
+            let json = serde_json::json!({
+                "model_type": "llama", "vocab_size": 32, "hidden_size": 16,
+                "intermediate_size": 16, "num_hidden_layers": layers,
+                "num_attention_heads": 2, "num_key_value_heads": 1 + side as usize,
+            });
+            let config = ModelConfig::from_hf_json(&json, std::path::Path::new("c")).unwrap();
+            let vocabulary = (0u32..).zip(tokens).map(|(i, t)| ((*t).to_owned(), i));
+            let vocabulary = vocabulary.collect();
+            (spec.to_owned(), PairHead { config, vocabulary })
+        });
+        ModelPicker {
+            heads: PairHeads::Read(Box::new(heads)),
+            ..ModelPicker::default()
+        }
+    }
+
     #[test]
-    fn a_vocabulary_difference_names_the_first_token() {
-        let a = vec![("a".to_owned(), 0), ("b".to_owned(), 1)];
-        let b = vec![
-            ("a".to_owned(), 0),
-            ("c".to_owned(), 1),
-            ("d".to_owned(), 2),
-        ];
-        let why = describe_difference(&a, &b);
-        assert!(why.contains("base 2 tokens, tuned 3"), "{why}");
-        assert!(why.contains("id 1: \"b\" vs \"c\""), "{why}");
+    fn the_picker_refuses_with_the_pair_checks_words() {
+        let picker = picker_with(PerSide {
+            base: ("A", 2, &["a", "b"]),
+            tuned: ("B", 2, &["a", "c", "d"]),
+        });
+        let why = picker.pair(Level::Block).unwrap().unwrap_err().to_string();
+        assert_eq!(
+            why,
+            "base A and tuned B cannot be compared: their vocabularies differ (2 vs 3 tokens; \
+             first difference at id 1: \"b\" vs \"c\"); circuits can only be compared between \
+             checkpoints of one tokenizer"
+        );
+        // The tuned model has 2 key/value heads against the base's 1: the same graph at block
+        // level, another at head level.
+        let picker = picker_with(PerSide {
+            base: ("A", 2, &["a"]),
+            tuned: ("B", 2, &["a"]),
+        });
+        assert_eq!(picker.pair(Level::Block), Some(Ok(())));
+        let why = picker.pair(Level::Head).unwrap().unwrap_err().to_string();
+        assert!(
+            why.starts_with(
+                "base A and tuned B cannot be compared: their graphs differ (2 layers × 2 heads \
+                 (1 key/value) at head level vs 2 layers × 2 heads (2 key/value) at head level)"
+            ),
+            "{why}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! session bus, as on a bare X server or over SSH) a window with a typed path, checked before it
 //! is used.
 
-use super::views::View;
+use super::views::view::View;
 use crate::report::circuit::Mode;
 use crate::side::Side;
 use crate::study::dir::EDGE_CHANGES;

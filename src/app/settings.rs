@@ -2,8 +2,10 @@
 //! results and models, the model slots, the study form and view options. Never results.
 
 use super::views::View;
+use crate::attribution::Level;
 use crate::report::circuit::Mode;
 use crate::side::PerSide;
+use crate::study::dir::StudyConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -77,15 +79,26 @@ pub struct StudyForm {
     pub out: String,
 }
 
+impl StudyForm {
+    /// The graph level the form asks for.
+    pub fn level(&self) -> Level {
+        if self.heads {
+            Level::Head
+        } else {
+            Level::Block
+        }
+    }
+}
+
 impl Default for StudyForm {
     fn default() -> Self {
         Self {
-            dataset: "builtin:arith".into(),
+            dataset: StudyConfig::DEFAULT_DATASET.into(),
             template: String::new(),
             n: 100,
             alpha: 0.05,
             seed: 42,
-            max_new_tokens: 512,
+            max_new_tokens: StudyConfig::DEFAULT_MAX_NEW_TOKENS,
             heads: false,
             exact_samples: 20,
             exact_all: false,

@@ -6,11 +6,9 @@ use super::error::{AppError, NotReady};
 use super::paths::Pick;
 use super::settings::{DeviceChoice, StudyForm};
 use super::worker::{clock, Message, Stages, Worker};
-use crate::attribution::compare::CompareOptions;
 use crate::attribution::exact::ExactOptions;
 use crate::attribution::select::SelectOptions;
-use crate::attribution::Level;
-use crate::model::{GenerateOptions, LoadOptions};
+use crate::model::LoadOptions;
 use crate::report::validation::{ExactConfig, SampleCount};
 use crate::side::PerSide;
 use crate::study::dir::StudyConfig;
@@ -52,52 +50,32 @@ pub fn config(form: &StudyForm, models: &PerSide<String>) -> Result<StudyConfig,
     } else {
         Some(Template::parse(&form.template)?)
     };
-    Ok(StudyConfig {
-        base: models.base.trim().to_owned(),
-        tuned: models.tuned.trim().to_owned(),
-        dataset: form.dataset.trim().to_owned(),
-        offset: 0,
-        limit: None,
-        template,
-        generation: GenerateOptions {
-            max_new_tokens: form.max_new_tokens,
-            ..GenerateOptions::default()
-        },
-        select: SelectOptions {
-            n: form.n,
-            seed: form.seed,
-            alpha: form.alpha,
-            ..SelectOptions::default()
-        },
-        level: if form.heads {
-            Level::Head
+    let mut cfg = StudyConfig::new(models.base.trim(), models.tuned.trim());
+    cfg.dataset = form.dataset.trim().to_owned();
+    cfg.template = template;
+    cfg.generation.max_new_tokens = form.max_new_tokens;
+    cfg.select = SelectOptions {
+        n: form.n,
+        seed: form.seed,
+        alpha: form.alpha,
+        ..SelectOptions::default()
+    };
+    cfg.level = form.level();
+    cfg.compare.seed = form.seed;
+    cfg.exact = ExactConfig {
+        samples: if form.exact_all {
+            SampleCount::All
         } else {
-            Level::Block
+            SampleCount::Count(form.exact_samples)
         },
-        metrics: Default::default(),
-        compare: CompareOptions {
+        options: ExactOptions {
+            top: form.exact_top,
+            random: form.exact_top,
             seed: form.seed,
-            ..CompareOptions::default()
+            ..ExactOptions::default()
         },
-        batch: 8,
-        shard: None,
-        exact: ExactConfig {
-            samples: if form.exact_all {
-                SampleCount::All
-            } else {
-                SampleCount::Count(form.exact_samples)
-            },
-            options: ExactOptions {
-                top: form.exact_top,
-                random: form.exact_top,
-                seed: form.seed,
-                ..ExactOptions::default()
-            },
-        },
-        adapter_base: None,
-        min_k_warning: crate::report::span::DEFAULT_MIN_K,
-        answers: None,
-    })
+    };
+    Ok(cfg)
 }
 
 fn device(choice: DeviceChoice) -> Result<candle_core::Device, AppError> {
@@ -362,6 +340,7 @@ fn progress_ui(ui: &mut Ui, r: &Running) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attribution::Level;
 
     #[test]
     fn the_form_becomes_the_cli_configuration() {
@@ -395,5 +374,15 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn the_default_form_is_the_cli_default_study() {
+        let models = PerSide {
+            base: "a".into(),
+            tuned: "b".into(),
+        };
+        let cfg = config(&StudyForm::default(), &models).unwrap();
+        assert_eq!(cfg, StudyConfig::new("a", "b"));
     }
 }

@@ -7,6 +7,7 @@
 use super::graph::{Graph, Level};
 use super::score::{check_sample, Cut, ScoreError};
 use crate::model::{CleanPass, EdgeMasks, Model};
+use crate::progress::CancelToken;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -286,12 +287,24 @@ pub fn random_edges(
     picked
 }
 
+/// Why exact effects were not computed.
+#[derive(Debug, thiserror::Error)]
+pub enum AblationError {
+    /// The cancel token was set; the work stopped before its next batch.
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
 /// An ablation-ready sample: its cut and its clean pass.
 pub struct Ablation<'m> {
     model: &'m Model,
     graph: &'m Graph,
     clean: CleanPass,
     batch: usize,
+    /// Polled before each batch of ablated passes (the unit of work).
+    cancel: CancelToken,
 }
 
 impl<'m> Ablation<'m> {
@@ -322,16 +335,23 @@ impl<'m> Ablation<'m> {
         let cut = Cut::new(prompt, answer, cut);
         let clean = model.clean_pass(&cut.ids, cut.positions.clone(), &cut.targets)?;
         if !clean.loss.is_finite() {
-            return Err(bad(
-                "the clean loss is not finite: check the checkpoint".into()
-            ));
+            return Err(ScoreError::not_finite(model, id, "the clean loss is"));
         }
         Ok(Self {
             model,
             graph,
             clean,
             batch,
+            cancel: CancelToken::new(),
         })
+    }
+
+    /// Stop before the next batch of ablated passes once `cancel` is set.
+    pub fn cancelled_by(self, cancel: &CancelToken) -> Self {
+        Self {
+            cancel: cancel.clone(),
+            ..self
+        }
     }
 
     /// L(clean), from the same kernels as the ablated passes.
@@ -347,10 +367,13 @@ impl<'m> Ablation<'m> {
         items: &[T],
         fill: f32,
         mut set: impl FnMut(&mut EdgeMasks, usize, &T),
-    ) -> candle_core::Result<Vec<f64>> {
+    ) -> Result<Vec<f64>, AblationError> {
         let layers = self.graph.layers;
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.batch) {
+            if self.cancel.is_cancelled() {
+                return Err(AblationError::Cancelled);
+            }
             let mut masks = EdgeMasks::filled(chunk.len(), layers, fill);
             for (row, item) in chunk.iter().enumerate() {
                 set(&mut masks, row, item);
@@ -361,7 +384,7 @@ impl<'m> Ablation<'m> {
     }
 
     /// ΔL = L(m_uv = 0) − L(clean) of each edge (dense indices), in the order given.
-    pub fn edge_effects(&self, edges: &[(usize, usize)]) -> candle_core::Result<Vec<f64>> {
+    pub fn edge_effects(&self, edges: &[(usize, usize)]) -> Result<Vec<f64>, AblationError> {
         // Batches of edges into nearby destinations start from the same clean block.
         let mut order: Vec<usize> = (0..edges.len()).collect();
         order.sort_by_key(|&i| (edges[i].1, edges[i].0));
@@ -375,7 +398,10 @@ impl<'m> Ablation<'m> {
     }
 
     /// The loss of each circuit (a set of dense edges kept; every other edge removed).
-    pub fn circuit_losses(&self, circuits: &[&[(usize, usize)]]) -> candle_core::Result<Vec<f64>> {
+    pub fn circuit_losses(
+        &self,
+        circuits: &[&[(usize, usize)]],
+    ) -> Result<Vec<f64>, AblationError> {
         self.losses(circuits, 0.0, |m, row, circuit| {
             for &(s, d) in circuit.iter() {
                 m.set(row, s, d, 1.0);
@@ -384,7 +410,7 @@ impl<'m> Ablation<'m> {
     }
 
     /// The faithfulness curve of the top-k circuits by |`dense`| over [`curve_grid`].
-    pub fn faithfulness(&self, dense: &[f32]) -> candle_core::Result<Curve> {
+    pub fn faithfulness(&self, dense: &[f32]) -> Result<Curve, AblationError> {
         let ranked = by_magnitude(self.graph, dense);
         let grid = curve_grid(ranked.len());
         let mut circuits: Vec<&[(usize, usize)]> = vec![&[]];
@@ -409,7 +435,7 @@ impl<'m> Ablation<'m> {
         &self,
         dense: &[f32],
         edges: &[((usize, usize), EdgeSet)],
-    ) -> candle_core::Result<Vec<EdgeEffect>> {
+    ) -> Result<Vec<EdgeEffect>, AblationError> {
         let nd = self.graph.dense_shape().1;
         let pairs: Vec<(usize, usize)> = edges.iter().map(|&(e, _)| e).collect();
         let exact = self.edge_effects(&pairs)?;

@@ -6,6 +6,7 @@ pub mod correction;
 pub mod exact;
 pub mod graph;
 pub mod metrics;
+pub mod pair;
 pub mod score;
 pub mod select;
 

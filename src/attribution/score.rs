@@ -37,8 +37,51 @@ impl Accumulation {
 pub enum ScoreError {
     #[error("sample `{id}`: {message}")]
     Sample { id: String, message: String },
+    /// The scores or a loss came out NaN or infinite.
+    #[error("sample `{id}`: {what} not finite (NaN or infinite activations) with {checkpoint}: {}", advice(*dtype))]
+    NotFinite {
+        id: String,
+        /// `the scores are`, `the clean loss is`.
+        what: &'static str,
+        /// The model's spec and its weight files.
+        checkpoint: String,
+        dtype: DType,
+    },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl ScoreError {
+    /// `what` of sample `id` came out NaN or infinite with `model`.
+    pub fn not_finite(model: &Model, id: &str, what: &'static str) -> Self {
+        let files: Vec<String> = model
+            .checkpoint
+            .files()
+            .iter()
+            .filter(|f| f.extension().is_none_or(|e| e != "json"))
+            .map(|f| f.display().to_string())
+            .collect();
+        Self::NotFinite {
+            id: id.to_owned(),
+            what,
+            checkpoint: format!("{} ({})", model.spec, files.join(", ")),
+            dtype: model.dtype(),
+        }
+    }
+}
+
+/// What to do about activations that are not finite when the model runs in `dtype`.
+fn advice(dtype: DType) -> String {
+    let name = dtype.as_str();
+    match dtype {
+        DType::F16 | DType::BF16 => {
+            format!("they may overflow in {name}: run the model in f32 (--dtype f32)")
+        }
+        _ => format!(
+            "in {name} this means weights that are NaN, infinite or too large: check the \
+             checkpoint (and an adapter's lora_alpha)"
+        ),
+    }
 }
 
 /// The scores of one sample.
@@ -167,7 +210,7 @@ pub fn score_sample(
         }
     }
     if dense.iter().any(|v| !v.is_finite()) {
-        return Err(ScoreError::Sample { id: id.to_owned(), message: "scores are not finite (NaN or infinite activations): check the checkpoint, or use f32 instead of f16".into() });
+        return Err(ScoreError::not_finite(model, id, "the scores are"));
     }
     Ok(SampleScores {
         loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,

@@ -116,6 +116,12 @@ pub fn ctrl_c_token() -> CancelToken {
             let t = token.clone();
             let handler = ctrlc::set_handler(move || {
                 if t.is_cancelled() {
+                    // The exit skips the drops that remove the lock files.
+                    circuitdiff::lock::remove_held_files();
+                    #[expect(
+                        clippy::disallowed_methods,
+                        reason = "a second Ctrl-C quits at once: the handler runs on its own thread, with no caller to return to"
+                    )]
                     std::process::exit(130);
                 }
                 eprintln!("\nstopping after the current unit of work (Ctrl-C again to quit now)");
@@ -177,3 +183,9 @@ pub fn load_model(
         }
     })
 }
+
+/// A command stopped by Ctrl-C before it finished, after saying so and how to continue:
+/// `main` exits with 130, as a shell does after SIGINT.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by Ctrl-C")]
+pub struct Stopped;

@@ -28,7 +28,7 @@ pub fn run(args: &Args, window: Option<[f32; 2]>) -> anyhow::Result<()> {
     drop(bars);
     let Some(summaries) = summaries else {
         eprintln!("stopped; run the same command to continue");
-        std::process::exit(130);
+        return Err(super::bars::Stopped.into());
     };
     // The same text as summary.md.
     print!("{}", render(&summaries));

@@ -1,4 +1,5 @@
-//! `circuitdiff lab`: train the demo model zoo, and measure a model's task accuracy.
+//! `circuitdiff lab`: train the demo model zoo, fine-tune any checkpoint, and measure a model's
+//! task accuracy.
 
 use super::args::{at_least, whole_in};
 use super::bars::{ctrl_c_token, Bars};
@@ -9,7 +10,7 @@ use circuitdiff::lab::{eval, train_zoo, LabConfig};
 use circuitdiff::model::{LoadOptions, Model};
 use std::path::PathBuf;
 
-/// The built-in RL lab.
+/// The built-in RL lab: the demo zoo, and fine-tuning any checkpoint.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -22,6 +23,10 @@ enum Command {
     Train(TrainArgs),
     /// Greedy accuracy of models on the held-out split of the built-in task.
     Eval(EvalArgs),
+    /// Fine-tune any checkpoint (folder, .gguf, Hub id, adapter) with GRPO or DPO, LoRA or
+    /// full, into a TRL-layout folder (checkpoint-N/, trainer_state.json) that `trajectory`
+    /// reads; re-running the same command continues an interrupted run.
+    Tune(Box<super::lab_tune::TuneArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Command::Train(a) => train(a),
         Command::Eval(a) => evaluate(a),
+        Command::Tune(a) => super::lab_tune::run(a),
     }
 }
 

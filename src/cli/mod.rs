@@ -9,11 +9,13 @@ mod demo;
 mod device;
 mod inspect;
 mod lab;
+mod lab_tune;
 mod questions;
 mod score;
 mod study;
 mod trajectory;
 
+pub use bars::Stopped;
 use clap::{Parser, Subcommand};
 
 /// Compare the circuits of a base model and its fine-tuned version. Without a subcommand, open

@@ -8,7 +8,6 @@ use circuitdiff::attribution::compare::CompareOptions;
 use circuitdiff::attribution::select::{SelectOptions, TBar};
 use circuitdiff::attribution::Level;
 use circuitdiff::model::{GenerateOptions, HubOptions, LoadOptions, Sampling};
-use circuitdiff::report::validation::ExactConfig;
 use circuitdiff::study::dir::StudyConfig;
 use circuitdiff::study::prompt::Template;
 
@@ -17,7 +16,7 @@ use circuitdiff::study::prompt::Template;
 #[derive(Debug, clap::Args)]
 pub struct QuestionArgs {
     /// A JSONL file (fields detected per file) or `builtin:arith[?n=200&seed=42&max=99&terms=2&ops=+-]`.
-    #[arg(long, default_value = "builtin:arith")]
+    #[arg(long, default_value = StudyConfig::DEFAULT_DATASET)]
     dataset: String,
     /// Skip this many questions of the dataset (fewer than it holds).
     #[arg(long, default_value_t = 0, value_parser = at_least(0))]
@@ -44,7 +43,7 @@ pub struct QuestionArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Maximum new tokens per answer.
-    #[arg(long, default_value_t = 512, value_parser = at_least(1))]
+    #[arg(long, default_value_t = StudyConfig::DEFAULT_MAX_NEW_TOKENS, value_parser = at_least(1))]
     max_new_tokens: usize,
     /// deepseek-math, mistral, qwen25-math-cot, chat, plain, or a text with {question}
     /// (default: the tokenizer's chat template when it has one, else plain).
@@ -73,7 +72,7 @@ pub struct QuestionArgs {
     #[command(flatten)]
     correction: super::score::CorrectionArg,
     /// Questions generated together in one batch (the weights are read once per step for all).
-    #[arg(long, default_value_t = 8, value_parser = at_least(1))]
+    #[arg(long, default_value_t = StudyConfig::DEFAULT_BATCH, value_parser = at_least(1))]
     batch: usize,
 }
 
@@ -88,8 +87,6 @@ impl QuestionArgs {
         let template = args.template.as_deref().map(Template::parse).transpose()?;
         let defaults = SelectOptions::default();
         Ok(StudyConfig {
-            base: base.to_owned(),
-            tuned: tuned.to_owned(),
             dataset: args.dataset.clone(),
             offset: args.offset,
             limit: args.limit,
@@ -133,11 +130,9 @@ impl QuestionArgs {
                 ..CompareOptions::default()
             },
             batch: args.batch,
-            shard: None,
-            exact: ExactConfig::default(),
-            adapter_base: None,
             min_k_warning: args.min_k_warning,
             answers: None,
+            ..StudyConfig::new(base, tuned)
         })
     }
 }

@@ -123,10 +123,11 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     let lock = DirLock::acquire(&args.out)?;
     let finished = score_locked(args, &samples)?;
     drop(lock);
-    if !finished {
-        std::process::exit(130);
+    if finished {
+        Ok(())
+    } else {
+        Err(super::bars::Stopped.into())
     }
-    Ok(())
 }
 
 /// Score `samples` into the locked run directory, then their exact effects; `false` when

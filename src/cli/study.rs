@@ -142,7 +142,7 @@ fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
         }
         StudyOutcome::Cancelled => {
             eprintln!("stopped; run the same command to continue");
-            std::process::exit(130);
+            return Err(super::bars::Stopped.into());
         }
         StudyOutcome::Finished(result) => {
             let (cmp, counts) = *result;

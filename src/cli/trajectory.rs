@@ -125,7 +125,7 @@ fn finish(outcome: TrajectoryOutcome, out: &Path) -> anyhow::Result<()> {
         ),
         TrajectoryOutcome::Cancelled => {
             eprintln!("stopped; run the same command to continue");
-            std::process::exit(130);
+            return Err(super::bars::Stopped.into());
         }
         TrajectoryOutcome::Finished(t) => {
             print!("{}", table(&t));

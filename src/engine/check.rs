@@ -3,7 +3,9 @@
 //! an interrupted check resumes. What the files hold and how the checks are summarised is
 //! [`crate::report::validation`]'s.
 
-use crate::attribution::exact::{by_magnitude, chosen_edges, curve_grid, Ablation, ExactOptions};
+use crate::attribution::exact::{
+    by_magnitude, chosen_edges, curve_grid, Ablation, AblationError, ExactOptions,
+};
 use crate::model::Model;
 use crate::progress::{CancelToken, Progress};
 use crate::report::run::{Run, RunDir, RunError, ScoreSample};
@@ -76,13 +78,22 @@ pub fn check_run(
                     (&s.prompt_ids, &s.answer_ids),
                     run.manifest.method.cut,
                     opts.batch,
-                )?;
+                )?
+                .cancelled_by(cancel);
+                let measured = ablation
+                    .effects(dense, &edges)
+                    .and_then(|effects| Ok((effects, ablation.faithfulness(dense)?)));
+                let (effects, curve) = match measured {
+                    Ok(m) => m,
+                    Err(AblationError::Cancelled) => return Ok(None),
+                    Err(AblationError::Tensor(e)) => return Err(e.into()),
+                };
                 let check = SampleCheck {
                     index: i,
                     id: id.clone(),
                     options: *opts,
-                    effects: ablation.effects(dense, &edges)?,
-                    curve: ablation.faithfulness(dense)?,
+                    effects,
+                    curve,
                 };
                 write_check(&path, &check)?;
                 check

@@ -79,7 +79,8 @@ pub fn build_pairs(
     model: &Model,
     questions: &[Question],
     cfg: &DpoConfig,
-    cx: &mut StageContext,
+    max_new_tokens: usize,
+    rng: &mut rand::rngs::StdRng,
 ) -> Result<Vec<Pair>> {
     let picks: Vec<&Question> = questions.iter().take(cfg.questions).collect();
     let mut pairs = Vec::new();
@@ -89,8 +90,8 @@ pub fn build_pairs(
             chunk,
             cfg.samples,
             cfg.temperature,
-            cx.max_new_tokens,
-            &mut cx.rng,
+            max_new_tokens,
+            rng,
         )?;
         for (q, question) in chunk.iter().enumerate() {
             let of_q = || samples.iter().filter(move |r| r.question == q);
@@ -115,10 +116,54 @@ pub fn build_pairs(
 }
 
 /// Summed log-probabilities (b,) of each (prompt, answer) pair's answer.
-fn answer_logprobs(model: &Model, pairs: &[(&[u32], &[u32])], dev: &Device) -> Result<Tensor> {
+pub fn answer_logprobs(model: &Model, pairs: &[(&[u32], &[u32])], dev: &Device) -> Result<Tensor> {
     let batch = SeqBatch::new(pairs, dev, model.dtype())?;
     let (logp, _) = token_logprobs(model, &batch)?;
     Ok((logp * &batch.mask)?.sum(1)?)
+}
+
+/// What one DPO step measured.
+pub struct StepStats {
+    pub loss: f64,
+    /// Mean per-token log-ratio to the reference on the chosen answers.
+    pub kl: f64,
+    pub margin: f64,
+    /// Share of pairs whose margin is positive.
+    pub pair_accuracy: f64,
+}
+
+/// One DPO update of `policy` against the frozen `reference` on `batch`.
+pub fn step(
+    policy: &Model,
+    reference: &Model,
+    batch: &[&Pair],
+    beta: f64,
+    opt: &mut Optimizer,
+    step: usize,
+) -> Result<StepStats> {
+    let dev = policy.device().clone();
+    let chosen: Vec<(&[u32], &[u32])> = batch
+        .iter()
+        .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
+        .collect();
+    let rejected: Vec<(&[u32], &[u32])> = batch
+        .iter()
+        .map(|p| (p.prompt.as_slice(), p.rejected.as_slice()))
+        .collect();
+    let rc = answer_logprobs(reference, &chosen, &dev)?.detach();
+    let rr = answer_logprobs(reference, &rejected, &dev)?.detach();
+    let pc = answer_logprobs(policy, &chosen, &dev)?;
+    let pr = answer_logprobs(policy, &rejected, &dev)?;
+    let l = dpo_loss(&pc, &pr, &rc, &rr, beta)?;
+    opt.step(&l.loss, step)?;
+    let tokens: usize = batch.iter().map(|p| p.chosen.len()).sum();
+    let kl = f64::from((&pc - &rc)?.sum_all()?.to_scalar::<f32>()?) / tokens.max(1) as f64;
+    Ok(StepStats {
+        loss: f64::from(l.loss.to_scalar::<f32>()?),
+        kl,
+        margin: l.margin,
+        pair_accuracy: l.accuracy,
+    })
 }
 
 /// Train `policy` with DPO on pairs sampled from `reference` (the frozen base).
@@ -129,8 +174,8 @@ pub fn train(
     cfg: &DpoConfig,
     cx: &mut StageContext,
 ) -> Result<()> {
-    let dev = policy.model.device().clone();
-    let pairs = build_pairs(reference, questions, cfg, cx)?;
+    let max_new_tokens = cx.max_new_tokens;
+    let pairs = build_pairs(reference, questions, cfg, max_new_tokens, &mut cx.rng)?;
     if pairs.is_empty() {
         return Err(super::LabError::NoPreferencePairs);
     }
@@ -141,38 +186,23 @@ pub fn train(
     let mut log = cx.new_log(&["margin", "pair_accuracy"]);
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     cx.begin(steps);
-    let mut step = 0;
+    let mut s = 0;
     'epochs: for _ in 0..cfg.epochs {
         order.shuffle(&mut cx.rng);
         for idx in order.chunks(cfg.batch.max(1)) {
             if cx.cancelled() {
                 break 'epochs;
             }
-            let chosen: Vec<(&[u32], &[u32])> = idx
-                .iter()
-                .map(|&i| (pairs[i].prompt.as_slice(), pairs[i].chosen.as_slice()))
-                .collect();
-            let rejected: Vec<(&[u32], &[u32])> = idx
-                .iter()
-                .map(|&i| (pairs[i].prompt.as_slice(), pairs[i].rejected.as_slice()))
-                .collect();
-            let rc = answer_logprobs(reference, &chosen, &dev)?.detach();
-            let rr = answer_logprobs(reference, &rejected, &dev)?.detach();
-            let pc = answer_logprobs(&policy.model, &chosen, &dev)?;
-            let pr = answer_logprobs(&policy.model, &rejected, &dev)?;
-            let l = dpo_loss(&pc, &pr, &rc, &rr, cfg.beta)?;
-            opt.step(&l.loss, step)?;
-            // Per-token log-ratio to the base on the chosen answers.
-            let tokens: usize = idx.iter().map(|&i| pairs[i].chosen.len()).sum();
-            let kl = f64::from((&pc - &rc)?.sum_all()?.to_scalar::<f32>()?) / tokens.max(1) as f64;
+            let batch: Vec<&Pair> = idx.iter().map(|&i| &pairs[i]).collect();
+            let stats = step(&policy.model, reference, &batch, cfg.beta, &mut opt, s)?;
             let row = vec![
-                ("loss", f64::from(l.loss.to_scalar::<f32>()?)),
-                ("kl", kl),
-                ("margin", l.margin),
-                ("pair_accuracy", l.accuracy),
+                ("loss", stats.loss),
+                ("kl", stats.kl),
+                ("margin", stats.margin),
+                ("pair_accuracy", stats.pair_accuracy),
             ];
-            cx.end_step(step, policy, &mut log, row)?;
-            step += 1;
+            cx.end_step(s, policy, &mut log, row)?;
+            s += 1;
         }
     }
     Ok(())

@@ -1,26 +1,83 @@
-//! AdamW (candle-nn's) with global gradient-norm clipping and a warm-up + cosine schedule.
+//! AdamW with global gradient-norm clipping and a warm-up + cosine schedule, whose state (the
+//! moments and the step count) can be saved and restored so that a resumed run continues
+//! exactly where it stopped.
 
-use super::Result;
-use candle_core::{Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer as _, ParamsAdamW};
+use super::{LabError, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// β₁, β₂ and ε of AdamW (candle-nn's and PyTorch's defaults).
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+/// One parameter and its first and second moments.
+struct Slot {
+    var: Var,
+    m: Var,
+    v: Var,
+}
+
+/// AdamW without weight decay over a group of parameters sharing a peak learning rate; the
+/// update is candle-nn's `AdamW::step`, term for term, with its moments kept here.
+struct AdamW {
+    slots: Vec<Slot>,
+    peak_lr: f64,
+}
+
+impl AdamW {
+    fn new(vars: Vec<Var>, peak_lr: f64) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .filter(|v| v.dtype().is_float())
+            .map(|var| {
+                let zeros = || Var::zeros(var.shape(), var.dtype(), var.device());
+                Ok(Slot {
+                    m: zeros()?,
+                    v: zeros()?,
+                    var,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { slots, peak_lr })
+    }
+
+    /// The update of step `t` (1-based) at learning rate `lr`.
+    fn step(&self, grads: &GradStore, t: usize, lr: f64) -> Result<()> {
+        let exponent = i32::try_from(t).unwrap_or(i32::MAX);
+        let scale_m = 1f64 / (1f64 - BETA1.powi(exponent));
+        let scale_v = 1f64 / (1f64 - BETA2.powi(exponent));
+        for s in &self.slots {
+            let Some(g) = grads.get(&s.var) else {
+                continue;
+            };
+            let next_m = ((s.m.as_tensor() * BETA1)? + (g * (1.0 - BETA1))?)?;
+            let next_v = ((s.v.as_tensor() * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            let m_hat = (&next_m * scale_m)?;
+            let v_hat = (&next_v * scale_v)?;
+            let theta = (s.var.as_tensor() * 1f64)?;
+            let adjusted = (m_hat / (v_hat.sqrt()? + EPS)?)?;
+            let next = (theta - (adjusted * lr)?)?;
+            s.m.set(&next_m)?;
+            s.v.set(&next_v)?;
+            s.var.set(&next)?;
+        }
+        Ok(())
+    }
+}
 
 /// The optimiser of one training run: one AdamW per parameter group, each with its own peak
 /// learning rate on the same schedule.
 pub struct Optimizer {
-    groups: Vec<(AdamW, f64)>,
+    groups: Vec<AdamW>,
     vars: Vec<Var>,
     max_norm: f64,
     warmup: usize,
     steps: usize,
-}
-
-fn adam(vars: Vec<Var>, lr: f64) -> Result<AdamW> {
-    let params = ParamsAdamW {
-        lr,
-        weight_decay: 0.0,
-        ..ParamsAdamW::default()
-    };
-    Ok(AdamW::new(vars, params)?)
+    /// Updates made so far.
+    updates: usize,
 }
 
 impl Optimizer {
@@ -28,23 +85,24 @@ impl Optimizer {
     /// a cosine decay to a tenth of `lr` at step `steps`; gradients clipped to norm 1.
     pub fn new(vars: Vec<Var>, lr: f64, warmup: usize, steps: usize) -> Result<Self> {
         Ok(Self {
-            groups: vec![(adam(vars.clone(), lr)?, lr)],
+            groups: vec![AdamW::new(vars.clone(), lr)?],
             vars,
             max_norm: 1.0,
             warmup,
             steps,
+            updates: 0,
         })
     }
 
     /// Add a parameter group with its own peak learning rate.
     pub fn with_group(mut self, vars: Vec<Var>, lr: f64) -> Result<Self> {
-        self.groups.push((adam(vars.clone(), lr)?, lr));
+        self.groups.push(AdamW::new(vars.clone(), lr)?);
         self.vars.extend(vars);
         Ok(self)
     }
 
     /// The fraction of the peak learning rate at `step` (0-based).
-    fn schedule(&self, step: usize) -> f64 {
+    pub fn schedule(&self, step: usize) -> f64 {
         if step < self.warmup {
             return (step + 1) as f64 / self.warmup as f64;
         }
@@ -65,7 +123,7 @@ impl Optimizer {
         }
         let norm = sq.sqrt();
         if !norm.is_finite() {
-            return Err(super::LabError::NonFiniteGradient { norm, step });
+            return Err(LabError::NonFiniteGradient { norm, step });
         }
         if norm > self.max_norm {
             let scale = self.max_norm / norm;
@@ -77,10 +135,54 @@ impl Optimizer {
             }
         }
         let f = self.schedule(step);
-        for (adam, lr) in &mut self.groups {
-            adam.set_learning_rate(*lr * f);
-            adam.step(&grads)?;
+        self.updates += 1;
+        for adam in &self.groups {
+            adam.step(&grads, self.updates, adam.peak_lr * f)?;
         }
         Ok(norm)
+    }
+
+    /// The moments under `g<group>.<index>.m` / `.v`, and the update count, as tensors.
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (g, adam) in self.groups.iter().enumerate() {
+            for (i, s) in adam.slots.iter().enumerate() {
+                out.insert(format!("g{g}.{i}.m"), s.m.as_tensor().detach());
+                out.insert(format!("g{g}.{i}.v"), s.v.as_tensor().detach());
+            }
+        }
+        let updates = u32::try_from(self.updates).unwrap_or(u32::MAX);
+        out.insert("updates".into(), Tensor::new(&[updates], &Device::Cpu)?);
+        Ok(out)
+    }
+
+    /// Write the optimiser state (moments and update count) as safetensors to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        candle_core::safetensors::save(&self.state()?, path)?;
+        Ok(())
+    }
+
+    /// Restore the state [`Optimizer::save`] wrote for an optimiser over the same parameters.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let dev = self
+            .vars
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
+        let state = candle_core::safetensors::load(path, &dev)?;
+        let get = |name: &str| {
+            state.get(name).ok_or_else(|| LabError::NotThisRun {
+                path: path.to_owned(),
+                message: format!("no tensor `{name}`"),
+            })
+        };
+        for (g, adam) in self.groups.iter().enumerate() {
+            for (i, s) in adam.slots.iter().enumerate() {
+                s.m.set(&get(&format!("g{g}.{i}.m"))?.to_dtype(s.m.dtype())?)?;
+                s.v.set(&get(&format!("g{g}.{i}.v"))?.to_dtype(s.v.dtype())?)?;
+            }
+        }
+        let updates = get("updates")?.to_vec1::<u32>()?;
+        self.updates = updates.first().copied().unwrap_or(0) as usize;
+        Ok(())
     }
 }

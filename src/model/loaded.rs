@@ -2,10 +2,12 @@
 //! differentiably for attribution.
 
 use super::error::Result;
+use super::kernels::LoraPair;
 use super::load::open::{fingerprint, open};
 use super::load::{
     resolve, AdapterInfo, Checkpoint, DownloadProgress, LoadOptions, ModelConfig, Tokenizer,
 };
+use super::lora::LoraSettings;
 use super::transformer::{Kernels, KvCache, Pass, Probe, Probes, Transformer};
 use crate::node::Destination;
 use candle_core::{DType, Device, Tensor};
@@ -162,6 +164,16 @@ impl Model {
     /// attribution still never does (its probes' projections use the activation-only matmul).
     pub fn trainable(&mut self) -> candle_core::Result<Vec<(String, candle_core::Var)>> {
         self.net.make_trainable()
+    }
+
+    /// Attach new LoRA updates (B = 0, so the model is unchanged until they are trained) to
+    /// the layers `settings` targets, keeping every base weight frozen: the training pass then
+    /// computes gradients for A and B alone. Returns them under their layers' names.
+    pub fn attach_lora(
+        &mut self,
+        settings: &LoraSettings,
+    ) -> candle_core::Result<Vec<(String, LoraPair)>> {
+        self.net.attach_lora(settings)
     }
 
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).

@@ -13,6 +13,7 @@ mod generate;
 mod kernels;
 mod load;
 mod loaded;
+mod lora;
 mod masks;
 mod transformer;
 
@@ -20,13 +21,15 @@ pub use ablate::CleanPass;
 pub use device::open_device;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
-pub use kernels::{inner_products, Linear};
+pub use kernels::{inner_products, Linear, LoraPair};
+pub use load::available_memory;
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, limits, load_without_weights,
     random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint, DownloadProgress, Family,
-    HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, RopeScaling,
-    ScorePlan, Tokenizer,
+    HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, NormPlacement,
+    QkNorm, RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
+pub use lora::{LoraSettings, LoraTarget, UnknownTarget};
 pub use masks::EdgeMasks;
 pub use transformer::{Kernels, KvCache};

@@ -12,9 +12,10 @@
 //! input, or, on the CPU, the input's norm keeping its gradient itself (a tap, [`Probe`]).
 
 use super::kernels::fused::GradTap;
-use super::kernels::Linear;
+use super::kernels::{Linear, LoraPair};
 use super::load::weights::TensorStore;
-use super::load::{ModelConfig, RopeScaling};
+use super::load::{ModelConfig, NormPlacement, QkNorm, RopeScaling};
+use super::lora::LoraSettings;
 use super::masks::EdgeMasks;
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -286,9 +287,12 @@ impl Input<'_> {
         }
     }
 
-    /// The tensor read, normed by `w`: a probe of the stream's shape is added inside the norm,
-    /// a tap's patch too, the tap keeping the gradient.
-    fn normed(self, h: &Tensor, w: &Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
+    /// The tensor read, normed by `w` where the block has a norm before it: a probe of the
+    /// stream's shape is added inside the norm, a tap's patch too, the tap keeping the gradient.
+    fn normed(self, h: &Tensor, w: Option<&Tensor>, k: Kernels, eps: f64) -> Result<Tensor> {
+        let Some(w) = w else {
+            return self.tensor(h);
+        };
         match self {
             Self::Probed(Probe::Tap { tap, patch }) => {
                 let y = match k {
@@ -311,9 +315,9 @@ impl Input<'_> {
     }
 }
 
-/// An attention block: its input norm, projections and optional q/k norms.
+/// An attention block: its norm before or after it, projections and optional q/k norms.
 struct Attention {
-    norm: Tensor,
+    norm: BlockNorm,
     q: Linear,
     k: Linear,
     v: Linear,
@@ -323,9 +327,9 @@ struct Attention {
     window: Option<usize>,
 }
 
-/// A gated MLP block with its input norm.
+/// A gated MLP block with its norm before or after it.
 struct Mlp {
-    norm: Tensor,
+    norm: BlockNorm,
     gate: Linear,
     up: Linear,
     down: Linear,
@@ -334,6 +338,61 @@ struct Mlp {
 struct Block {
     attn: Attention,
     mlp: Mlp,
+}
+
+/// A block's RMS norm: on what it reads (before it) or on what it adds (after it).
+enum BlockNorm {
+    Pre(Tensor),
+    Post(Tensor),
+}
+
+impl BlockNorm {
+    /// Take the norm weight of size `d` named `prefix.name` and place it as `placement` says.
+    fn take(
+        store: &mut TensorStore,
+        prefix: &str,
+        name: &str,
+        placement: NormPlacement,
+        d: usize,
+    ) -> super::error::Result<Self> {
+        let w = store.take(&format!("{prefix}.{name}.weight"), &[d])?;
+        Ok(match placement {
+            NormPlacement::Pre => Self::Pre(w),
+            NormPlacement::Post => Self::Post(w),
+        })
+    }
+
+    /// The weight, wherever it sits.
+    fn weight_mut(&mut self) -> &mut Tensor {
+        match self {
+            Self::Pre(w) | Self::Post(w) => w,
+        }
+    }
+
+    /// The norm before the block, if that is where it sits.
+    fn pre(&self) -> Option<&Tensor> {
+        match self {
+            Self::Pre(w) => Some(w),
+            Self::Post(_) => None,
+        }
+    }
+
+    /// The norm after the block, if that is where it sits.
+    fn post(&self) -> Option<&Tensor> {
+        match self {
+            Self::Post(w) => Some(w),
+            Self::Pre(_) => None,
+        }
+    }
+
+    /// The block's output `y` as added to the residual stream: normed where the norm is after
+    /// the block.
+    fn after(&self, y: Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
+        match self.post() {
+            Some(w) => k.rms_norm(&y, w, eps),
+            None => Ok(y),
+        }
+    }
 }
 
 /// What every layer of one pass shares, built once per pass: the rotary tables and the
@@ -365,11 +424,15 @@ impl Attention {
         cfg: &ModelConfig,
     ) -> Result<[Tensor; 3]> {
         let eps = cfg.rms_norm_eps;
+        let norm = self.norm.pre();
         if reads.iter().all(|r| matches!(r, Input::Stream)) {
-            let x = k.rms_norm(h, &self.norm, eps)?;
+            let x = match norm {
+                Some(w) => k.rms_norm(h, w, eps)?,
+                None => h.clone(),
+            };
             return Ok([x.clone(), x.clone(), x]);
         }
-        let [q, key, v] = reads.map(|r| r.normed(h, &self.norm, k, eps));
+        let [q, key, v] = reads.map(|r| r.normed(h, norm, k, eps));
         Ok([q?, key?, v?])
     }
 
@@ -387,16 +450,20 @@ impl Attention {
         let hd = cfg.head_dim;
         // Project from one input (b, t, d) to (b, t, n·head_dim), or from one input per head
         // (1, n, t, d), when each head has its own probe, to (1, n, t, head_dim); q/k norms
-        // apply per head.
+        // apply per head or over the whole projection.
         let project = |x: &Tensor, lin: &Linear, n: usize, norm: Option<&Tensor>| {
             let eps = cfg.rms_norm_eps;
-            match (x.rank(), norm) {
-                (4, None) => lin.forward_heads(x, n),
-                (4, Some(w)) => k.rms_norm(&lin.forward_heads(x, n)?, w, eps),
-                (_, None) => lin.forward(x),
-                (_, Some(w)) => k
+            match (x.rank(), norm, cfg.qk_norm) {
+                (4, None, _) => lin.forward_heads(x, n),
+                (4, Some(w), Some(QkNorm::PerHead)) => {
+                    k.rms_norm(&lin.forward_heads(x, n)?, w, eps)
+                }
+                (4, Some(w), _) => whole_norm_per_head(x, lin, w, n, k, eps),
+                (_, None, _) => lin.forward(x),
+                (_, Some(w), Some(QkNorm::PerHead)) => k
                     .rms_norm(&lin.forward(x)?.reshape((b, t, n, hd))?, w, eps)?
                     .reshape((b, t, n * hd)),
+                (_, Some(w), _) => k.rms_norm(&lin.forward(x)?, w, eps),
             }
         };
         let (nq, nkv) = (cfg.num_heads, cfg.num_kv_heads);
@@ -449,8 +516,24 @@ impl Attention {
     }
 
     /// Per-head contributions (heads, t, d) to the block output, from the merged head outputs
-    /// `z` (1, t, heads·head_dim); they sum to the block output less any o bias.
+    /// `z` (1, t, heads·head_dim); they sum to the block output less any o bias. A norm after
+    /// the block scales every head's contribution by the norm's weight and by the one factor
+    /// 1/rms that the norm applies to the whole output, so that they still sum to it (less the
+    /// bias's share).
     fn head_outputs(&self, z: &Tensor, cfg: &ModelConfig) -> Result<Tensor> {
+        let heads = self.head_projections(z, cfg)?;
+        let Some(w) = self.norm.post() else {
+            return Ok(heads);
+        };
+        let y = self.o.forward(&z.detach())?;
+        let rms = (y.sqr()?.mean_keepdim(D::Minus1)? + cfg.rms_norm_eps)?.sqrt()?;
+        heads
+            .broadcast_div(&rms.squeeze(0)?)?
+            .broadcast_mul(&w.detach())
+    }
+
+    /// Each head's output through its slice of the output projection, (heads, t, d).
+    fn head_projections(&self, z: &Tensor, cfg: &ModelConfig) -> Result<Tensor> {
         let (n, hd) = (cfg.num_heads, cfg.head_dim);
         let (_, t, _) = z.dims3()?;
         let z = z
@@ -470,14 +553,16 @@ impl Attention {
 impl Mlp {
     /// The block output (b, t, d) for what it reads, `input`, from the residual stream `h`.
     fn forward(&self, h: &Tensor, input: Input, k: Kernels, eps: f64) -> Result<Tensor> {
-        let x = input.normed(h, &self.norm, k, eps)?;
+        let x = input.normed(h, self.norm.pre(), k, eps)?;
         if k == Kernels::FusedGrad {
             if let Some(y) = super::kernels::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
-                return Ok(y);
+                return self.norm.after(y, k, eps);
             }
         }
-        self.down
-            .forward(&k.gated(&self.gate.forward(&x)?, &self.up.forward(&x)?)?)
+        let y = self
+            .down
+            .forward(&k.gated(&self.gate.forward(&x)?, &self.up.forward(&x)?)?)?;
+        self.norm.after(y, k, eps)
     }
 }
 
@@ -501,44 +586,34 @@ impl Transformer {
         dtype: DType,
         device: &Device,
     ) -> super::error::Result<Self> {
-        let (d, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-        let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let embed = store.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("model.layers.{l}");
-            let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
-                let w = store.take(&format!("{p}.{name}.weight"), &[out, inp])?;
-                let b = store.take_if(bias, &format!("{p}.{name}.bias"), &[out])?;
-                Ok::<_, super::error::ModelError>(Linear::new(w, b))
-            };
-            let q = lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?;
-            let k = lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?;
-            let v = lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?;
-            let o = lin("self_attn.o_proj", d, qd, cfg.o_bias)?;
-            let gate = lin("mlp.gate_proj", i, d, cfg.mlp_bias)?;
-            let up = lin("mlp.up_proj", i, d, cfg.mlp_bias)?;
-            let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+            let [q, k, v, o, gate, up, down] = layer_projections(store, cfg, &p)?;
+            let [attn_norm, mlp_norm] = cfg.norm_names();
+            let qk = cfg.qk_norm_sizes();
             let attn = Attention {
-                norm: store.take(&format!("{p}.input_layernorm.weight"), &[d])?,
+                norm: BlockNorm::take(store, &p, attn_norm, cfg.norms, d)?,
                 q,
                 k,
                 v,
                 o,
                 q_norm: store.take_if(
-                    cfg.qk_norm,
+                    qk.is_some(),
                     &format!("{p}.self_attn.q_norm.weight"),
-                    &[hd],
+                    &[qk.map_or(hd, |(q, _)| q)],
                 )?,
                 k_norm: store.take_if(
-                    cfg.qk_norm,
+                    qk.is_some(),
                     &format!("{p}.self_attn.k_norm.weight"),
-                    &[hd],
+                    &[qk.map_or(hd, |(_, k)| k)],
                 )?,
                 window: cfg.sliding_window.get(l).copied().flatten(),
             };
             let mlp = Mlp {
-                norm: store.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
+                norm: BlockNorm::take(store, &p, mlp_norm, cfg.norms, d)?,
                 gate,
                 up,
                 down,
@@ -571,7 +646,8 @@ impl Transformer {
     /// [`Probe::Tap`]): the fused norm runs, on the CPU in f32 or f64, with weights that are not
     /// variables.
     pub(super) fn taps_gradients(&self) -> bool {
-        self.device.is_cpu()
+        self.cfg.norms == NormPlacement::Pre
+            && self.device.is_cpu()
             && matches!(self.dtype, DType::F32 | DType::F64)
             && !self.norm.is_variable()
     }
@@ -589,6 +665,13 @@ impl Transformer {
     /// their Hugging Face names (the names of [`ModelConfig::tensor_shapes`]). With tied
     /// embeddings the unembedding shares the embedding's variable.
     pub(crate) fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        if self.cfg.family.fused_projections() {
+            candle_core::bail!(
+                "{} fuses its q/k/v and gate/up projections into one tensor each; training \
+                 (and saving) a model of this family is not supported",
+                self.cfg.family.name()
+            );
+        }
         let mut out = Vec::new();
         let mut var = |name: String, t: &mut Tensor| -> Result<()> {
             let v = Var::from_tensor(t)?;
@@ -614,8 +697,9 @@ impl Transformer {
                     var(format!("{p}.{name}.bias"), bias)?;
                 }
             }
-            var(format!("{p}.input_layernorm.weight"), &mut a.norm)?;
-            var(format!("{p}.post_attention_layernorm.weight"), &mut m.norm)?;
+            let [attn_norm, mlp_norm] = self.cfg.norm_names();
+            var(format!("{p}.{attn_norm}.weight"), a.norm.weight_mut())?;
+            var(format!("{p}.{mlp_norm}.weight"), m.norm.weight_mut())?;
             if let Some(n) = a.q_norm.as_mut() {
                 var(format!("{p}.self_attn.q_norm.weight"), n)?;
             }
@@ -628,6 +712,45 @@ impl Transformer {
             self.lm_head = Linear::new(self.embed.clone(), None);
         } else {
             var("lm_head.weight".into(), &mut self.lm_head.weight)?;
+        }
+        Ok(out)
+    }
+
+    /// Attach a new LoRA update to every layer of the kinds `settings` targets and return the
+    /// updates under their layers' names (`model.layers.0.self_attn.q_proj`, …, `lm_head`).
+    pub(crate) fn attach_lora(
+        &mut self,
+        settings: &LoraSettings,
+    ) -> Result<Vec<(String, LoraPair)>> {
+        use super::lora::LoraTarget as T;
+        let mut rng = super::lora::init_rng(settings);
+        let (dtype, device) = (self.dtype, self.device.clone());
+        let mut out = Vec::new();
+        let mut attach = |name: String, lin: &mut Linear| -> Result<()> {
+            let pair =
+                super::lora::init_pair(settings, lin.weight.dims2()?, &mut rng, dtype, &device)?;
+            lin.lora = Some(pair.clone());
+            out.push((name, pair));
+            Ok(())
+        };
+        for (l, b) in self.layers.iter_mut().enumerate() {
+            let (a, m) = (&mut b.attn, &mut b.mlp);
+            for (kind, name, lin) in [
+                (T::QProj, "self_attn.q_proj", &mut a.q),
+                (T::KProj, "self_attn.k_proj", &mut a.k),
+                (T::VProj, "self_attn.v_proj", &mut a.v),
+                (T::OProj, "self_attn.o_proj", &mut a.o),
+                (T::GateProj, "mlp.gate_proj", &mut m.gate),
+                (T::UpProj, "mlp.up_proj", &mut m.up),
+                (T::DownProj, "mlp.down_proj", &mut m.down),
+            ] {
+                if settings.targets.contains(&kind) {
+                    attach(format!("model.layers.{l}.{name}"), lin)?;
+                }
+            }
+        }
+        if settings.targets.contains(&T::LmHead) {
+            attach("lm_head".into(), &mut self.lm_head)?;
         }
         Ok(out)
     }
@@ -811,6 +934,7 @@ impl Transformer {
         let inputs = block.attn.inputs(h, [q?, key?, v?], k, cfg)?;
         let cache = pass.cache.as_deref_mut().map(|c| &mut c.layers[layer]);
         let (a, z) = block.attn.forward(inputs, tables, cache, k, cfg)?;
+        let a = block.attn.norm.after(a, k, cfg.rms_norm_eps)?;
         *h = (&*h + &a)?;
         let a = if pass.head_sources && pass.sources.is_some() {
             block.attn.head_outputs(&z, cfg)?
@@ -832,6 +956,73 @@ impl Transformer {
         let logits = self.lm_head.forward(&x)?;
         Ok((x, logits))
     }
+}
+
+/// The projections q, k, v, o, gate, up, down of the layer named `p`: each its own tensor, or
+/// for a family with fused projections (Phi-3) the rows of `qkv_proj` (q, then k, then v) and
+/// of `gate_up_proj` (gate, then up), split here so that q, k and v stay separate paths.
+fn layer_projections(
+    store: &mut TensorStore,
+    cfg: &ModelConfig,
+    p: &str,
+) -> super::error::Result<[Linear; 7]> {
+    let (d, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
+        let w = store.take(&format!("{p}.{name}.weight"), &[out, inp])?;
+        let b = store.take_if(bias, &format!("{p}.{name}.bias"), &[out])?;
+        Ok::<_, super::error::ModelError>(Linear::new(w, b))
+    };
+    let o = lin("self_attn.o_proj", d, qd, cfg.o_bias)?;
+    let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+    if !cfg.family.fused_projections() {
+        return Ok([
+            lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?,
+            lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?,
+            lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?,
+            o,
+            lin("mlp.gate_proj", i, d, cfg.mlp_bias)?,
+            lin("mlp.up_proj", i, d, cfg.mlp_bias)?,
+            down,
+        ]);
+    }
+    let qkv = store.take(
+        &format!("{p}.self_attn.qkv_proj.weight"),
+        &[qd + 2 * kvd, d],
+    )?;
+    let gate_up = store.take(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * i, d])?;
+    let rows = |w: &Tensor, from: usize, n: usize| -> super::error::Result<Linear> {
+        Ok(Linear::new(w.narrow(0, from, n)?.contiguous()?, None))
+    };
+    Ok([
+        rows(&qkv, 0, qd)?,
+        rows(&qkv, qd, kvd)?,
+        rows(&qkv, qd + kvd, kvd)?,
+        o,
+        rows(&gate_up, 0, i)?,
+        rows(&gate_up, i, i)?,
+        down,
+    ])
+}
+
+/// Queries or keys of `n` heads from one input per head `x` (1, n, t, d) under a q/k norm over
+/// the whole projection: head `i`'s path projects its own input to every head, norms the whole
+/// projection by `w`, and keeps its own slice, (1, n, t, head_dim). Exact for any inputs, so
+/// that each head's probe gets the gradient of its own path.
+fn whole_norm_per_head(
+    x: &Tensor,
+    lin: &Linear,
+    w: &Tensor,
+    n: usize,
+    k: Kernels,
+    eps: f64,
+) -> Result<Tensor> {
+    let (_, _, t, _) = x.dims4()?;
+    let y = k.rms_norm(&lin.forward(x)?, w, eps)?;
+    let hd = y.dim(D::Minus1)? / n;
+    let y = y.reshape((1, n, t, n, hd))?;
+    let eye = Tensor::eye(n, y.dtype(), y.device())?.reshape((1, n, 1, n, 1))?;
+    y.broadcast_mul(&eye)?.sum(3)
 }
 
 /// Repeat each key/value head `n` times so grouped-query attention lines up with the queries

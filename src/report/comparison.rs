@@ -7,6 +7,7 @@ use super::span::{ScoredSpan, DEFAULT_MIN_K};
 use super::validation::Validation;
 use crate::attribution::compare::{adjust, paired, CompareOptions, PairedStat};
 use crate::attribution::metrics::{Metric, Metrics};
+use crate::attribution::pair::{graph_difference, GraphShape};
 use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -152,22 +153,15 @@ fn mean_vectors(base: &Run, tuned: &Run) -> Vec<MeanVector> {
 }
 
 /// Refuse two runs whose per-sample metrics are different quantities: runs of other graphs
-/// (level, layers, edges), at another cut K, or with other metric options.
+/// (the pair check's graph shape), at another cut K, or with other metric options.
 pub fn check_pairable(base: &Run, tuned: &Run) -> Result<(), RunError> {
     let (b, t) = (&base.manifest, &tuned.manifest);
     let entropy = |bins: Option<usize>| bins.map_or("mass".to_owned(), |n| format!("{n} bins"));
+    let graph = graph_difference(
+        GraphShape::of_graph(&b.graph),
+        GraphShape::of_graph(&t.graph),
+    );
     let sides = [
-        (
-            "graph level",
-            format!("{:?}", b.method.graph_level),
-            format!("{:?}", t.method.graph_level),
-        ),
-        (
-            "layers",
-            b.graph.layers.to_string(),
-            t.graph.layers.to_string(),
-        ),
-        ("edges", b.num_edges.to_string(), t.num_edges.to_string()),
         ("cut K", b.method.cut.to_string(), t.method.cut.to_string()),
         (
             "kurtosis of |s|",
@@ -180,10 +174,15 @@ pub fn check_pairable(base: &Run, tuned: &Run) -> Result<(), RunError> {
             entropy(t.method.metrics.entropy_bins),
         ),
     ];
-    let differences: Vec<String> = sides
-        .iter()
-        .filter(|(_, b, t)| b != t)
-        .map(|(what, b, t)| format!("{what} {b} vs {t}"))
+    let differences: Vec<String> = graph
+        .map(|g| g.to_string())
+        .into_iter()
+        .chain(
+            sides
+                .iter()
+                .filter(|(_, b, t)| b != t)
+                .map(|(what, b, t)| format!("{what} {b} vs {t}")),
+        )
         .collect();
     if differences.is_empty() {
         return Ok(());

@@ -16,6 +16,19 @@ pub const FILE_NAME: &str = "train_log.csv";
 /// The state a TRL/transformers trainer writes beside its checkpoints, its log among it.
 pub const TRAINER_STATE: &str = "trainer_state.json";
 
+/// The name of a TRL (transformers Trainer) checkpoint's folder before its step.
+const TRL_PREFIX: &str = "checkpoint-";
+
+/// The folder of a TRL run's checkpoint after `step` steps (`checkpoint-40`).
+pub fn trl_checkpoint_dir(out: &Path, step: u64) -> PathBuf {
+    out.join(format!("{TRL_PREFIX}{step}"))
+}
+
+/// The step of a TRL checkpoint's folder name (`checkpoint-40`: 40).
+pub fn trl_step(name: &str) -> Option<u64> {
+    name.strip_prefix(TRL_PREFIX)?.parse().ok()
+}
+
 /// The columns every log written by the lab has after `step`, in order; a trainer may add its
 /// own after them.
 pub const STANDARD_COLUMNS: [&str; 4] = ["loss", "reward", "accuracy", "kl"];

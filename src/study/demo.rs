@@ -9,10 +9,8 @@ use super::ladder::Rung;
 use super::trajectory::{run_trajectory, TrajectoryOutcome};
 use super::trajectory_dir::TrajectoryConfig;
 use crate::attribution::compare::{CompareOptions, PairedStat};
-use crate::attribution::metrics::{Metric, MetricOptions};
-use crate::attribution::select::SelectOptions;
-use crate::attribution::Level;
-use crate::model::{GenerateOptions, LoadOptions};
+use crate::attribution::metrics::Metric;
+use crate::model::LoadOptions;
 use crate::progress::{CancelToken, Progress};
 use crate::report::comparison::Comparison;
 use crate::report::saturation::Saturation;
@@ -20,7 +18,7 @@ use crate::report::span::ScoredSpan;
 use crate::report::table::{Cell, Table};
 use crate::report::train_log::LogSource;
 use crate::report::trajectory::{AnswerSource, QuestionSet};
-use crate::report::validation::{Brief, ExactConfig, SampleCount, Validation};
+use crate::report::validation::{Brief, SampleCount, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -39,31 +37,11 @@ pub fn config(zoo: &Path, tuned: &str) -> StudyConfig {
             .display()
             .to_string()
     };
-    StudyConfig {
-        base: spec("base"),
-        tuned: spec(tuned),
-        dataset: "builtin:arith".into(),
-        offset: 0,
-        limit: None,
-        template: None,
-        generation: GenerateOptions {
-            max_new_tokens: 40,
-            ..GenerateOptions::default()
-        },
-        select: SelectOptions {
-            alpha: ALPHA,
-            ..SelectOptions::default()
-        },
-        level: Level::Block,
-        metrics: MetricOptions::default(),
-        compare: CompareOptions::default(),
-        batch: 32,
-        shard: None,
-        exact: ExactConfig::default(),
-        adapter_base: None,
-        min_k_warning: crate::report::span::DEFAULT_MIN_K,
-        answers: None,
-    }
+    let mut cfg = StudyConfig::new(spec("base"), spec(tuned));
+    cfg.generation.max_new_tokens = 40;
+    cfg.select.alpha = ALPHA;
+    cfg.batch = 32;
+    cfg
 }
 
 /// The demo's trajectory: the pair's study settings along the zoo's ladder of `tuned` (the
@@ -131,6 +109,8 @@ pub fn run_demo(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<Vec<PairSummary>>, StudyError> {
+    // The root's own files (the summaries) are this run's too: a second demo is refused at once.
+    let _lock = crate::lock::DirLock::acquire(out)?;
     let mut summaries = Vec::new();
     for tuned in PAIRS {
         progress.note(&format!("study: base → {tuned}"));

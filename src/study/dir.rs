@@ -73,7 +73,7 @@ pub struct StudyConfig {
 }
 
 fn default_batch() -> usize {
-    8
+    StudyConfig::DEFAULT_BATCH
 }
 
 fn default_min_k_warning() -> usize {
@@ -85,6 +85,43 @@ fn is_default_min_k_warning(k: &usize) -> bool {
 }
 
 impl StudyConfig {
+    /// The dataset of a study by default: the built-in arithmetic task.
+    pub const DEFAULT_DATASET: &'static str = "builtin:arith";
+    /// The most tokens an answer may have by default.
+    pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+    /// Questions answered together by default.
+    pub const DEFAULT_BATCH: usize = 8;
+
+    /// The study of `base` → `tuned` with the command line's defaults: the built-in
+    /// arithmetic task from its first question, the tokenizer's template, greedy answers of
+    /// at most [`Self::DEFAULT_MAX_NEW_TOKENS`] tokens, the default selection, comparison,
+    /// metrics and exact check, a block-level graph, batches of [`Self::DEFAULT_BATCH`], no
+    /// shard, each adapter on the base it names, and the default K warning.
+    pub fn new(base: impl Into<String>, tuned: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            tuned: tuned.into(),
+            dataset: Self::DEFAULT_DATASET.to_owned(),
+            offset: 0,
+            limit: None,
+            template: None,
+            generation: GenerateOptions {
+                max_new_tokens: Self::DEFAULT_MAX_NEW_TOKENS,
+                ..GenerateOptions::default()
+            },
+            select: SelectOptions::default(),
+            level: Level::Block,
+            metrics: MetricOptions::default(),
+            compare: CompareOptions::default(),
+            batch: Self::DEFAULT_BATCH,
+            shard: None,
+            exact: ExactConfig::default(),
+            adapter_base: None,
+            min_k_warning: crate::report::span::DEFAULT_MIN_K,
+            answers: None,
+        }
+    }
+
     /// `load` with the study's adapter base, when it records one.
     pub fn load_options(&self, load: &crate::model::LoadOptions) -> crate::model::LoadOptions {
         let mut load = load.clone();

@@ -1,7 +1,8 @@
 //! Why a study or a trajectory failed: one error type for both pipelines and their stages.
 
+use super::kind::Kind;
 use crate::side::Side;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a study failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +39,12 @@ pub enum StudyError {
     },
     #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
     Shard { i: usize, n: usize },
-    #[error("{base} and {tuned} have different vocabularies; circuits can only be compared between checkpoints of the same tokenizer")]
-    Vocabularies { base: String, tuned: String },
+    #[error(transparent)]
+    Unpairable(#[from] crate::attribution::pair::Unpairable),
     #[error(
         "--stop-id {id} is not a token of these models (ids 0..{vocab}); use an id below {vocab}"
     )]
     StopIdOutsideVocabulary { id: u32, vocab: usize },
-    #[error("the models' circuits are different graphs: base {base}, tuned {tuned}; a study pairs the same edges of two checkpoints of one architecture")]
-    Graphs { base: String, tuned: String },
     #[error("{spec}: tokenizing question {id}: {message}")]
     Tokenize {
         spec: String,
@@ -60,6 +59,12 @@ pub enum StudyError {
     },
     #[error("{}: not a shard (no --shard)", dir.display())]
     NotAShard { dir: PathBuf },
+    #[error("{}: holds a {found}, not a {merging} shard; `circuitdiff merge` joins the shards of one {merging} (each written by `circuitdiff {merging} --shard i/n`)", dir.display())]
+    ShardOfOtherWorkflow {
+        dir: PathBuf,
+        found: Workflow,
+        merging: Workflow,
+    },
     #[error("{}: a shard of a different study", dir.display())]
     ShardOfAnotherStudy { dir: PathBuf },
     #[error("no shard directories given")]
@@ -68,4 +73,50 @@ pub enum StudyError {
     ShardCoverage { seen: Vec<(usize, usize)>, n: usize },
     #[error("question {id} has no {side} answer in any shard: finish that shard first")]
     MissingAnswer { id: String, side: Side },
+}
+
+/// The workflows whose shards `merge` joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflow {
+    Study,
+    Trajectory,
+}
+
+impl Workflow {
+    /// `study` or `trajectory`: the command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Study => "study",
+            Self::Trajectory => "trajectory",
+        }
+    }
+
+    /// The workflow whose folder `dir` is, if any.
+    fn of(dir: &Path) -> Option<Self> {
+        match Kind::detect(dir)? {
+            Kind::Trajectory => Some(Self::Trajectory),
+            Kind::Study => Some(Self::Study),
+            Kind::Run | Kind::Comparison | Kind::Demo => None,
+        }
+    }
+
+    /// Why `dir`, given to merge shards of this workflow, is not one of them.
+    pub(super) fn not_a_shard(self, dir: &Path) -> StudyError {
+        match Self::of(dir) {
+            Some(found) if found != self => StudyError::ShardOfOtherWorkflow {
+                dir: dir.to_owned(),
+                found,
+                merging: self,
+            },
+            _ => StudyError::NotAShard {
+                dir: dir.to_owned(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }

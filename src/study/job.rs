@@ -7,11 +7,12 @@
 
 use super::dataset::{LoadReport, Question};
 use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
-pub use super::error::StudyError;
+pub use super::error::{StudyError, Workflow};
 use super::imported::{self, ImportSummary};
 use super::stage::{self, answer_all, check_coverage, questions, same_config, AnswerMap};
+use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::select::{select, Candidate, Selection};
-use crate::attribution::{Graph, Level};
+use crate::attribution::Level;
 use crate::engine::check::check_run;
 use crate::engine::score::Outcome;
 use crate::lock::DirLock;
@@ -63,17 +64,16 @@ fn claim(cfg: &StudyConfig, dir: &StudyDir, progress: &mut dyn Progress) -> Resu
 /// Stage 3: refuse a pair whose vocabularies or graphs differ before any long work.
 fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
     let heads = PerSide::try_from_fn(|side| {
-        crate::model::load_without_weights(cfg.model(side), &load.hub)
+        let (config, tokenizer) = crate::model::load_without_weights(cfg.model(side), &load.hub)?;
+        Ok::<_, StudyError>((config, tokenizer.vocabulary()))
     })?;
-    let [(base_config, base_tokenizer), (tuned_config, tuned_tokenizer)] =
-        [&heads.base, &heads.tuned];
-    if base_tokenizer.vocabulary() != tuned_tokenizer.vocabulary() {
-        return Err(StudyError::Vocabularies {
-            base: cfg.base.clone(),
-            tuned: cfg.tuned.clone(),
-        });
-    }
-    let vocab = base_config.vocab_size.min(tuned_config.vocab_size);
+    let checkpoint = |side: Side| Checkpoint {
+        name: format!("{} {}", side.name(), cfg.model(side)),
+        config: &heads[side].0,
+        vocabulary: &heads[side].1,
+    };
+    pair::check(&checkpoint(Side::Base), &checkpoint(Side::Tuned), cfg.level)?;
+    let vocab = heads.base.0.vocab_size.min(heads.tuned.0.vocab_size);
     if let Some(&id) = cfg
         .generation
         .stop_ids
@@ -82,29 +82,7 @@ fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
     {
         return Err(StudyError::StopIdOutsideVocabulary { id, vocab });
     }
-    let graph = |c| Graph::new(c, cfg.level);
-    if graph(base_config) != graph(tuned_config) {
-        return Err(StudyError::Graphs {
-            base: format!("{} ({})", cfg.base, describe_graph(base_config, cfg.level)),
-            tuned: format!(
-                "{} ({})",
-                cfg.tuned,
-                describe_graph(tuned_config, cfg.level)
-            ),
-        });
-    }
     Ok(())
-}
-
-/// A graph's size in words: "4 layers" or "4 layers × 8 heads (2 key/value)".
-fn describe_graph(c: &crate::model::ModelConfig, level: Level) -> String {
-    match level {
-        Level::Block => format!("{} layers", c.num_layers),
-        Level::Head => format!(
-            "{} layers × {} heads ({} key/value)",
-            c.num_layers, c.num_heads, c.num_kv_heads
-        ),
-    }
 }
 
 /// Stage 4: both models answer every question (one, when they are the same: `same`), or their
@@ -528,7 +506,7 @@ pub fn merge_shards(
     let mut merged = PerSide::<AnswerMap>::default();
     for shard in shards {
         let dir = StudyDir::new(shard);
-        let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
+        let not_a_shard = || Workflow::Study.not_a_shard(shard);
         let mut cfg = dir.read_config()?.ok_or_else(not_a_shard)?;
         // The shard's own questions, which its answer files answer in order.
         let (mine, _) = questions(&cfg)?;

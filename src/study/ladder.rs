@@ -76,14 +76,6 @@ fn numbered(
     Ok(found)
 }
 
-/// The name of a TRL (transformers Trainer) checkpoint's folder before its step.
-const TRL_PREFIX: &str = "checkpoint-";
-
-/// The step of a TRL checkpoint's folder name (`checkpoint-40`: 40).
-fn trl_step(name: &str) -> Option<u64> {
-    name.strip_prefix(TRL_PREFIX)?.parse().ok()
-}
-
 fn rung(step: u64, path: &Path) -> Rung {
     Rung {
         step,
@@ -94,7 +86,7 @@ fn rung(step: u64, path: &Path) -> Rung {
 /// A TRL output folder: its `checkpoint-N/` in order, and the most complete trainer state (the
 /// folder's own, else the last checkpoint's).
 fn trl_run(dir: &Path) -> Result<Option<Ladder>, LadderError> {
-    let found = numbered(dir, trl_step)?;
+    let found = numbered(dir, train_log::trl_step)?;
     let Some((_, last)) = found.last() else {
         return Ok(None);
     };

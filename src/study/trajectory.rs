@@ -12,12 +12,12 @@
 
 use super::dataset::{LoadReport, Question};
 use super::dir::{self, ModelCounts};
-use super::error::StudyError;
+use super::error::{StudyError, Workflow};
 use super::ladder;
 use super::stage::{self, AnswerMap};
-use super::trajectory_dir::{TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
+use super::trajectory_dir::{Claim, TrajectoryConfig, TrajectoryCounts, TrajectoryDir};
+use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::select::{select, Candidate, Selection};
-use crate::attribution::Graph;
 use crate::engine::score::Outcome;
 use crate::lock::DirLock;
 use crate::model::{LoadOptions, Model};
@@ -39,37 +39,54 @@ pub enum TrajectoryOutcome {
     Cancelled,
 }
 
-/// Claim `dir` for `cfg`; refuse a folder that holds another trajectory.
-fn claim(dir: &TrajectoryDir, cfg: &TrajectoryConfig) -> Result<(), StudyError> {
-    if dir.claim(cfg)? {
-        Ok(())
-    } else {
-        Err(StudyError::DifferentTrajectory {
+/// Claim `dir` for `cfg`; refuse a folder that holds another trajectory, unless it failed
+/// (then it is replaced, with a note).
+fn claim(
+    dir: &TrajectoryDir,
+    cfg: &TrajectoryConfig,
+    progress: &mut dyn Progress,
+) -> Result<(), StudyError> {
+    match dir.claim(cfg)? {
+        Claim::Claimed => Ok(()),
+        Claim::Replaced { error } => {
+            progress.note(&format!(
+                "replacing the failed trajectory of other settings in {} (it stopped with: {error})",
+                dir.root().display()
+            ));
+            Ok(())
+        }
+        Claim::HeldByOther => Err(StudyError::DifferentTrajectory {
             dir: dir.root().to_owned(),
-        })
+        }),
     }
 }
 
 /// Refuse checkpoints whose vocabularies or graphs differ from the first's before any long
 /// work.
 fn check_ladder(cfg: &TrajectoryConfig, load: &LoadOptions) -> Result<(), StudyError> {
-    let first = &cfg.checkpoints[0].spec;
-    let (first_config, first_tok) = crate::model::load_without_weights(first, &load.hub)?;
-    let graph = Graph::new(&first_config, cfg.study.level);
-    for r in &cfg.checkpoints[1..] {
+    let head = |r: &ladder::Rung| -> Result<_, StudyError> {
         let (config, tok) = crate::model::load_without_weights(&r.spec, &load.hub)?;
-        if tok.vocabulary() != first_tok.vocabulary() {
-            return Err(StudyError::Vocabularies {
-                base: first.clone(),
-                tuned: r.spec.clone(),
-            });
-        }
-        if Graph::new(&config, cfg.study.level) != graph {
-            return Err(StudyError::Graphs {
-                base: first.clone(),
-                tuned: r.spec.clone(),
-            });
-        }
+        Ok((
+            format!("step {} ({})", r.step, r.spec),
+            config,
+            tok.vocabulary(),
+        ))
+    };
+    let heads = cfg
+        .checkpoints
+        .iter()
+        .map(head)
+        .collect::<Result<Vec<_>, _>>()?;
+    let checkpoints: Vec<_> = heads
+        .iter()
+        .map(|(name, config, vocabulary)| Checkpoint {
+            name: name.clone(),
+            config,
+            vocabulary,
+        })
+        .collect();
+    for other in &checkpoints[1..] {
+        pair::check(&checkpoints[0], other, cfg.study.level)?;
     }
     Ok(())
 }
@@ -303,8 +320,15 @@ pub fn run_trajectory(
     cancel: &CancelToken,
 ) -> Result<TrajectoryOutcome, StudyError> {
     let dir = TrajectoryDir::new(out);
-    let (opened, _lock) = open_and_claim(cfg, load, &dir)?;
-    run_claimed(cfg, load, &dir, opened, progress, cancel)
+    let (opened, _lock) = open_and_claim(cfg, load, &dir, progress)?;
+    let done = run_claimed(cfg, load, &dir, opened, progress, cancel);
+    // A retry of other settings may take the folder of a failed trajectory.
+    if let Err(e) = &done {
+        if let Err(marking) = dir.mark_failed(&e.to_string()) {
+            log::warn!("{marking}");
+        }
+    }
+    done
 }
 
 /// Check the ladder and open the questions (nothing is written until they are), then lock the
@@ -313,6 +337,7 @@ fn open_and_claim(
     cfg: &TrajectoryConfig,
     load: &LoadOptions,
     dir: &TrajectoryDir,
+    progress: &mut dyn Progress,
 ) -> Result<(Opened, DirLock), StudyError> {
     ladder::check(&cfg.checkpoints)?;
     // A log that cannot be read fails now, not after every checkpoint was scored.
@@ -320,7 +345,7 @@ fn open_and_claim(
     let (questions, report) = stage::questions(&cfg.study)?;
     check_ladder(cfg, &cfg.study.load_options(load))?;
     let lock = DirLock::acquire(dir.root())?;
-    claim(dir, cfg)?;
+    claim(dir, cfg, progress)?;
     Ok(((questions, report, log), lock))
 }
 
@@ -404,7 +429,7 @@ pub fn merge_trajectory(
     let mut owner: Vec<Option<PathBuf>> = Vec::new();
     let mut seen = Vec::new();
     for shard in shards {
-        let not_a_shard = || StudyError::NotAShard { dir: shard.clone() };
+        let not_a_shard = || Workflow::Trajectory.not_a_shard(shard);
         let mut cfg = TrajectoryDir::new(shard)
             .read_config()?
             .ok_or_else(not_a_shard)?;
@@ -420,7 +445,7 @@ pub fn merge_trajectory(
     let cfg = config.ok_or(StudyError::NoShards)?;
     stage::check_coverage(seen)?;
     let dir = TrajectoryDir::new(out);
-    let (opened, _lock) = open_and_claim(&cfg, load, &dir)?;
+    let (opened, _lock) = open_and_claim(&cfg, load, &dir, progress)?;
     let ends_from = TrajectoryDir::new(&shards[0]);
     for (j, from) in owner.iter().enumerate() {
         let Some(from) = from else { continue };

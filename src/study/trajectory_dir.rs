@@ -10,6 +10,7 @@
 //! train_log.csv         the trainer's log, when there is one
 //! figures/              metric curves over the steps, reward and accuracy
 //! report.md
+//! failed.txt            the error a failed trajectory stopped with (until it is retried)
 //! ```
 
 use super::dataset::LoadReport;
@@ -65,6 +66,10 @@ pub struct TrajectoryCounts {
 
 /// The file that makes a folder a trajectory's, written first.
 const CONFIG: &str = "trajectory.json";
+/// The folder of each checkpoint's answers.
+const ANSWERS: &str = "answers";
+/// The folder of each checkpoint's run directory.
+const POINTS: &str = "points";
 
 /// A trajectory's folder: the one owner of its layout.
 #[derive(Debug, Clone)]
@@ -90,13 +95,21 @@ impl TrajectoryDir {
         Self::new(dir).config_path().is_file()
     }
 
+    fn answers_dir(&self) -> PathBuf {
+        self.root.join(ANSWERS)
+    }
+
     pub fn answers_path(&self, j: usize) -> PathBuf {
-        self.root.join("answers").join(format!("{j:03}.jsonl"))
+        self.answers_dir().join(format!("{j:03}.jsonl"))
+    }
+
+    fn points_dir(&self) -> PathBuf {
+        self.root.join(POINTS)
     }
 
     /// The run directory of checkpoint `j`, relative to the folder.
     pub fn run_rel(j: usize) -> String {
-        format!("points/{j:03}")
+        format!("{POINTS}/{j:03}")
     }
 
     pub fn run_dir(&self, j: usize) -> PathBuf {
@@ -144,12 +157,78 @@ impl TrajectoryDir {
         }
     }
 
-    /// Claim the folder for `cfg`, or check that it already holds this trajectory: `false`
-    /// when it holds another one (nothing is written then).
-    pub(super) fn claim(&self, cfg: &TrajectoryConfig) -> Result<bool, DirError> {
+    /// Where a failed trajectory leaves its error.
+    pub fn failed_path(&self) -> PathBuf {
+        self.root.join("failed.txt")
+    }
+
+    /// Record that the trajectory stopped with `error`: one of other settings may then
+    /// replace it.
+    pub fn mark_failed(&self, error: &str) -> Result<(), DirError> {
+        let path = self.failed_path();
+        dir::write_text(&path, &format!("{error}\n"))
+    }
+
+    /// The error the trajectory stopped with, when it failed and was not retried since.
+    pub fn failure(&self) -> Option<String> {
+        std::fs::read_to_string(self.failed_path())
+            .ok()
+            .map(|e| e.trim_end().to_owned())
+    }
+
+    /// Remove every file and folder of the layout (nothing else).
+    fn clear(&self) -> Result<(), DirError> {
+        let files = [
+            self.counts_path(),
+            self.summary_path(),
+            self.summary_csv_path(),
+            self.train_log_path(),
+            self.report_path(),
+            self.failed_path(),
+            self.config_path(),
+        ];
+        let folders = [self.answers_dir(), self.points_dir(), self.figures_dir()];
+        for (path, removed) in files
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::remove_file(&f)))
+            .chain(
+                folders
+                    .into_iter()
+                    .map(|d| (d.clone(), std::fs::remove_dir_all(&d))),
+            )
+        {
+            match removed {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DirError::Io { path, source: e })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Claim the folder for `cfg`, or check that it already holds this trajectory. A
+    /// trajectory of other settings that failed there is replaced (what it wrote is removed);
+    /// one that did not fail is kept (nothing is written then).
+    pub(super) fn claim(&self, cfg: &TrajectoryConfig) -> Result<Claim, DirError> {
+        let mut claim = Claim::Claimed;
         match self.read_config()? {
-            Some(previous) if previous == *cfg => {}
-            Some(_) => return Ok(false),
+            Some(previous) if previous == *cfg => {
+                if self.failure().is_some() {
+                    std::fs::remove_file(self.failed_path()).map_err(|source| DirError::Io {
+                        path: self.failed_path(),
+                        source,
+                    })?;
+                }
+            }
+            Some(_) => {
+                let Some(error) = self.failure() else {
+                    return Ok(Claim::HeldByOther);
+                };
+                self.clear()?;
+                dir::write_json(&self.config_path(), cfg)?;
+                claim = Claim::Replaced { error };
+            }
             None => {
                 if let Some(first) =
                     crate::fsutil::foreign_entry(&self.root, CONFIG).map_err(|source| {
@@ -176,6 +255,20 @@ impl TrajectoryDir {
             path: answers,
             source,
         })?;
-        Ok(true)
+        Ok(claim)
     }
+}
+
+/// What claiming a trajectory folder found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// The folder is new, or holds this trajectory.
+    Claimed,
+    /// It held a failed trajectory of other settings, which was removed.
+    Replaced {
+        /// The error that trajectory stopped with.
+        error: String,
+    },
+    /// It holds another trajectory, which did not fail.
+    HeldByOther,
 }

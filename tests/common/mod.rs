@@ -1,5 +1,10 @@
 //! Shared test helpers: tiny random checkpoints of every family written as real Hugging Face
 //! folders, and the Python reference (transformers on PyTorch) run in the venv `.ci/run` makes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 #![allow(dead_code)]
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
@@ -24,15 +29,21 @@ pub enum Tiny {
     Qwen2,
     /// Qwen3 with q/k norms and head_dim ≠ hidden/heads.
     Qwen3,
+    /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
+    Olmo2,
+    /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
+    Phi3,
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 5] = [
+    pub const ALL: [Tiny; 7] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Qwen3,
+        Tiny::Olmo2,
+        Tiny::Phi3,
     ];
 
     pub fn config(self) -> ModelConfig {
@@ -43,6 +54,8 @@ impl Tiny {
             Tiny::Mistral => Family::Mistral,
             Tiny::Qwen2 => Family::Qwen2,
             Tiny::Qwen3 => Family::Qwen3,
+            Tiny::Olmo2 => Family::Olmo2,
+            Tiny::Phi3 => Family::Phi3,
         };
         ModelConfig {
             family,
@@ -62,11 +75,12 @@ impl Tiny {
                 original_max_position_embeddings: 16,
             }),
             max_position_embeddings: 256,
-            sliding_window: vec![(self == Tiny::Mistral).then_some(4); layers],
+            sliding_window: vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers],
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
             mlp_bias: false,
-            qk_norm: self == Tiny::Qwen3,
+            qk_norm: family.qk_norm(),
+            norms: family.norms(),
             tie_word_embeddings: self == Tiny::LlamaTied,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
@@ -437,4 +451,31 @@ pub fn assert_same_files(a: &Path, b: &Path) {
             b.display()
         );
     }
+}
+
+/// Rewrite the safetensors file `path` with the first value of its f32 `tensor` set to `value`.
+pub fn set_first_value(path: &Path, tensor: &str, value: f32) {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    let found = data.iter_mut().find(|(name, _, _)| name == tensor).unwrap();
+    assert_eq!(
+        file.tensor(tensor).unwrap().dtype(),
+        safetensors::Dtype::F32
+    );
+    found.2[..4].copy_from_slice(&value.to_le_bytes());
+    let views: Vec<_> = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }

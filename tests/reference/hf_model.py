@@ -62,17 +62,38 @@ def per_path_forward(model, ids, dtype, mask=None):
         h = t.shape[-1] // 2
         return torch.cat((-t[..., h:], t[..., :h]), dim=-1)
 
+    # OLMo 2 norms what each block adds (post_attention_layernorm, post_feedforward_layernorm)
+    # and nothing before it, and its q/k norms cover the whole projections.
+    post_norm = cfg.model_type == "olmo2"
+    ident = lambda t: t
     h = x
     for l, layer in enumerate(m.layers):
         at = layer.self_attn
         hd = at.head_dim
-        nq = layer.input_layernorm(inp(4 * l, h))
-        nk = layer.input_layernorm(inp(4 * l + 1, h))
-        nv = layer.input_layernorm(inp(4 * l + 2, h))
-        q = at.q_proj(nq).view(1, T, -1, hd)
-        k = at.k_proj(nk).view(1, T, -1, hd)
-        v = at.v_proj(nv).view(1, T, -1, hd)
-        if hasattr(at, "q_norm"):
+        if post_norm:
+            attn_pre, attn_post = ident, layer.post_attention_layernorm
+            mlp_pre, mlp_post = ident, layer.post_feedforward_layernorm
+        else:
+            attn_pre, attn_post = layer.input_layernorm, ident
+            mlp_pre, mlp_post = layer.post_attention_layernorm, ident
+        nq = attn_pre(inp(4 * l, h))
+        nk = attn_pre(inp(4 * l + 1, h))
+        nv = attn_pre(inp(4 * l + 2, h))
+        if hasattr(at, "qkv_proj"):  # Phi-3: rows q, then k, then v of one fused projection
+            qd, kvd = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+            q_proj = lambda t: at.qkv_proj(t)[..., :qd]
+            k_proj = lambda t: at.qkv_proj(t)[..., qd:qd + kvd]
+            v_proj = lambda t: at.qkv_proj(t)[..., qd + kvd:]
+        else:
+            q_proj, k_proj, v_proj = at.q_proj, at.k_proj, at.v_proj
+        if post_norm:
+            q = at.q_norm(q_proj(nq)).view(1, T, -1, hd)
+            k = at.k_norm(k_proj(nk)).view(1, T, -1, hd)
+        else:
+            q = q_proj(nq).view(1, T, -1, hd)
+            k = k_proj(nk).view(1, T, -1, hd)
+        v = v_proj(nv).view(1, T, -1, hd)
+        if hasattr(at, "q_norm") and not post_norm:
             q = at.q_norm(q)
             k = at.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -91,17 +112,17 @@ def per_path_forward(model, ids, dtype, mask=None):
         if layer_types is not None:
             if layer_types[l] == "sliding_attention":
                 window = cfg.sliding_window
-        elif cfg.model_type == "mistral":
+        elif cfg.model_type in ("mistral", "phi3"):
             window = cfg.sliding_window
         if window is not None:
             allowed = allowed & (qi - kj < window)
         scores = scores.masked_fill(~allowed, float("-inf"))
         p = torch.softmax(scores.float(), dim=-1).to(dtype)
         z = (p @ v).transpose(1, 2).reshape(1, T, -1)
-        a = at.o_proj(z)
+        a = attn_post(at.o_proj(z))
         h = h + a
         sources.append(a)
-        mm = layer.mlp(layer.post_attention_layernorm(inp(4 * l + 3, h)))
+        mm = mlp_post(layer.mlp(mlp_pre(inp(4 * l + 3, h))))
         h = h + mm
         sources.append(mm)
     logits = model.lm_head(m.norm(inp(4 * nl, h)))

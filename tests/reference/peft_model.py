@@ -8,7 +8,7 @@ REQUEST: {"base": dir, "adapter": dir, "lora": {LoraConfig keyword arguments}, "
 
 Makes a LoRA adapter of the model in `base` with PEFT (`get_peft_model`), gives lora_B random
 values (PEFT starts B at zero, and an adapter of zeros changes nothing) and saves it into
-`adapter` with `save_pretrained`. With `ids`, loads the base again, applies the saved adapter
+`adapter` with `save_pretrained`; with "lora": null, reads the adapter already in `adapter`. With `ids`, loads the base again, applies the saved adapter
 (`PeftModel.from_pretrained`) and writes:
   peft_logits    (T, V)  the adapter's own forward pass (W x + s B A x)
   merged_logits  (T, V)  the forward pass after `merge_and_unload()` (W + s B A)
@@ -36,12 +36,13 @@ def load(path):
 def main():
     req = json.load(open(sys.argv[1]))
     torch.manual_seed(req.get("seed", 0))
-    peft = get_peft_model(load(req["base"]), LoraConfig(**req["lora"]))
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.2)
-    peft.save_pretrained(req["adapter"])
+    if req["lora"] is not None:
+        peft = get_peft_model(load(req["base"]), LoraConfig(**req["lora"]))
+        with torch.no_grad():
+            for name, p in peft.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.2)
+        peft.save_pretrained(req["adapter"])
     out = {"made": torch.ones(1)}
     if req.get("ids") is not None:
         ids = torch.tensor([req["ids"]])

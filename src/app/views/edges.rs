@@ -34,10 +34,9 @@ pub fn table(changes: &EdgeChanges, state: EdgesState) -> Table {
 pub fn edges_ui(
     ui: &mut Ui,
     results: &Results,
-    views: &mut super::ViewState,
+    (state, graph): (&mut EdgesState, &mut GraphState),
     commands: &mut Vec<Command>,
 ) {
-    let (state, graph) = (&mut views.edges, &mut views.graph);
     let changes = match &results.edges {
         Some(Ok(c)) => c,
         Some(Err(e)) => {

@@ -17,16 +17,37 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use std::ops::Range;
 
-/// `y = x · Wᵀ (+ b)` with `W` of shape (out, in).
+/// `y = x · Wᵀ (+ b)` with `W` of shape (out, in), plus a LoRA update when one is attached.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub(in crate::model) weight: Tensor,
     pub(in crate::model) bias: Option<Tensor>,
+    pub(in crate::model) lora: Option<LoraPair>,
+}
+
+/// A trainable low-rank update beside a frozen weight (LoRA): `y += s · (x · Aᵀ) · Bᵀ` with `A`
+/// (rank, in) and `B` (out, rank) variables, so that only they receive gradients.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    pub a: candle_core::Var,
+    pub b: candle_core::Var,
+    /// s: α/r, or α/√r with rsLoRA.
+    pub scale: f64,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
+    }
+
+    /// Whether a LoRA update is attached (the fused kernels and the per-head pass then do not
+    /// apply).
+    pub fn has_lora(&self) -> bool {
+        self.lora.is_some()
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -53,6 +74,10 @@ impl Linear {
             // and a sum of activation size.
             x.contiguous()?.apply_op2(&self.weight, InputGradMatmul)?
         };
+        let y = match &self.lora {
+            Some(lora) => (y + lora_delta(x, lora)?)?,
+            None => y,
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -60,11 +85,25 @@ impl Linear {
     }
 }
 
+/// s · (x · Aᵀ) · Bᵀ for `x` (…, in), with candle's matmul (gradients to A and B).
+fn lora_delta(x: &Tensor, lora: &LoraPair) -> Result<Tensor> {
+    let dims = x.dims();
+    let (lead, k) = dims.split_at(dims.len() - 1);
+    let rows = lead.iter().product::<usize>();
+    let mut out_shape = lead.to_vec();
+    out_shape.push(lora.b.dim(0)?);
+    let low = x.reshape((rows, k[0]))?.matmul(&lora.a.as_tensor().t()?)?;
+    (low.matmul(&lora.b.as_tensor().t()?)? * lora.scale)?.reshape(out_shape)
+}
+
 impl Linear {
     /// Apply head by head: `x` (1, n, t, in) holds one input per head; head `i` uses rows
     /// `i·out/n ..` of the weight. Returns (1, n, t, out/n). For attribution only: the weight
     /// never gets a gradient here.
     pub fn forward_heads(&self, x: &Tensor, n: usize) -> Result<Tensor> {
+        if self.lora.is_some() {
+            candle_core::bail!("a layer with a LoRA update attached has no per-head pass");
+        }
         let (_, _, t, k) = x.dims4()?;
         let per = self.weight.dim(0)? / n;
         let w = self.weight.reshape((n, per, k))?;

@@ -36,7 +36,9 @@ pub(in crate::model) fn gated_mlp(
     let hidden = x.dim(candle_core::D::Minus1)?;
     let inter = gate.weight().dim(0)?;
     let applies = cpu_kernels(x)
-        && [gate, up, down].iter().all(|l| l.bias().is_none())
+        && [gate, up, down]
+            .iter()
+            .all(|l| l.bias().is_none() && !l.has_lora())
         && weights
             .iter()
             .all(|w| w.dtype() == x.dtype() && !w.track_op() && w.is_contiguous())

@@ -11,4 +11,4 @@ mod pool;
 #[cfg(test)]
 mod test_support;
 
-pub use linear::{inner_products, Linear};
+pub use linear::{inner_products, Linear, LoraPair};

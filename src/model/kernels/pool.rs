@@ -123,6 +123,10 @@ pub(crate) fn try_map<I: Send, R: Send, E: Send>(
     out.into_iter()
         .map(|slot| {
             let done = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+            #[expect(
+                clippy::expect_used,
+                reason = "for_each runs each item once, or the panic of one unwinds past this line"
+            )]
             done.expect("the pool ran every item")
         })
         .collect()

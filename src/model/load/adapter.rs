@@ -254,13 +254,64 @@ impl LoraAdapter {
             if m.base_copy {
                 check_copy(&weights, &m.tensor("base_layer.weight"), &lora, &base)?;
             }
-            let a = lora.read(&m.tensor("lora_A.weight"))?.to_dtype(dtype)?;
-            let b = lora.read(&m.tensor("lora_B.weight"))?.to_dtype(dtype)?;
+            let [a, b] = ["lora_A.weight", "lora_B.weight"].map(|part| {
+                let t = lora.read(&m.tensor(part))?.to_dtype(dtype)?;
+                match first_unusable(&t)? {
+                    Some(value) => Err(ModelError::AdapterTensor {
+                        path: weights.clone(),
+                        name: m.tensor(part),
+                        message: format!(
+                            "holds {value}: the adapter file is damaged or its training diverged"
+                        ),
+                    }),
+                    None => Ok(t),
+                }
+            });
+            let (a, b) = (a?, b?);
             let merged = (base.to_dtype(dtype)? + (b.matmul(&a)? * m.scale)?)?;
-            store.put(&target, merged.to_dtype(store.dtype())?, &weights);
+            let merged = merged.to_dtype(store.dtype())?;
+            if let Some(value) = first_unusable(&merged)? {
+                return Err(ModelError::AdapterTensor {
+                    path: weights,
+                    name: m.tensor("lora_B.weight"),
+                    message: format!(
+                        "merged into `{target}` (W + s·B·A with s = {:e}) it gives a weight of \
+                         {value} in {}; the forward pass would overflow: check lora_alpha and \
+                         the adapter's training",
+                        m.scale,
+                        store.dtype().as_str()
+                    ),
+                });
+            }
+            store.put(&target, merged, &weights);
         }
         Ok(())
     }
+}
+
+/// The largest weight magnitude a merged layer may have: about √(f32::MAX), so that the product
+/// of two projections of normalized activations (q·k, gate·up) cannot overflow f32.
+const LARGEST_WEIGHT: f64 = 1.8e19;
+
+/// The first value of `t` that is NaN, infinite or beyond [`LARGEST_WEIGHT`], read 1,024 rows at
+/// a time; `None` when every value is usable.
+fn first_unusable(t: &Tensor) -> Result<Option<f64>> {
+    const ROWS: usize = 1024;
+    let rows = t.dim(0)?;
+    for start in (0..rows).step_by(ROWS) {
+        let chunk = t.narrow(0, start, ROWS.min(rows - start))?;
+        let values = chunk
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        if let Some(&v) = values
+            .iter()
+            .find(|v| !v.is_finite() || v.abs() > LARGEST_WEIGHT)
+        {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
 }
 
 /// What a tensor of an adapter file is.

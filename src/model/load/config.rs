@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// The decoder families circuitdiff runs. They share one transformer; the differences are
-/// attention biases, q/k norms and sliding windows.
+/// attention biases, q/k norms, sliding windows and where the norms sit ([`NormPlacement`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
@@ -16,6 +16,10 @@ pub enum Family {
     Mistral,
     Qwen2,
     Qwen3,
+    /// OLMo 2: norms after each block (none before it) and q/k norms over whole projections.
+    Olmo2,
+    /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
+    Phi3,
 }
 
 impl Family {
@@ -26,7 +30,34 @@ impl Family {
             Self::Mistral => "mistral",
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
+            Self::Olmo2 => "olmo2",
+            Self::Phi3 => "phi3",
         }
+    }
+
+    /// The family's q/k norms, if it has them.
+    pub fn qk_norm(self) -> Option<QkNorm> {
+        match self {
+            Self::Qwen3 => Some(QkNorm::PerHead),
+            Self::Olmo2 => Some(QkNorm::Whole),
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 => None,
+        }
+    }
+
+    /// Where the family's block norms sit.
+    pub fn norms(self) -> NormPlacement {
+        match self {
+            Self::Olmo2 => NormPlacement::Post,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
+                NormPlacement::Pre
+            }
+        }
+    }
+
+    /// Whether the checkpoint stores q, k and v as one `qkv_proj` and gate and up as one
+    /// `gate_up_proj` (Phi-3).
+    pub fn fused_projections(self) -> bool {
+        self == Self::Phi3
     }
 
     fn from_model_type(s: &str) -> Option<Self> {
@@ -35,9 +66,32 @@ impl Family {
             "mistral" => Self::Mistral,
             "qwen2" => Self::Qwen2,
             "qwen3" => Self::Qwen3,
+            "olmo2" => Self::Olmo2,
+            "phi3" => Self::Phi3,
             _ => return None,
         })
     }
+}
+
+/// Where a decoder block's RMS norm sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormPlacement {
+    /// On what the block reads, before it (Llama, Mistral, Qwen): every destination input
+    /// passes through a norm.
+    Pre,
+    /// On what the block adds, after it, with none before (OLMo 2): a destination reads the
+    /// residual stream as it is.
+    Post,
+}
+
+/// What a q/k norm normalises: each head's vector (Qwen3) or the whole projection, all heads
+/// together (OLMo 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QkNorm {
+    PerHead,
+    Whole,
 }
 
 /// Llama-3 style frequency scaling of rotary embeddings (`rope_scaling` with `rope_type: llama3`),
@@ -78,8 +132,10 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// gate/up/down carry a bias (`mlp_bias` in Llama).
     pub mlp_bias: bool,
-    /// Per-head RMS norms on queries and keys (Qwen3).
-    pub qk_norm: bool,
+    /// RMS norms on queries and keys (Qwen3 per head, OLMo 2 over the whole projection).
+    pub qk_norm: Option<QkNorm>,
+    /// Where each block's norm sits.
+    pub norms: NormPlacement,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
@@ -117,10 +173,12 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             sliding_window: field.sliding_window(family, dims.layers)?,
-            qkv_bias: family == Family::Qwen2 || attention_bias,
-            o_bias: matches!(family, Family::Llama | Family::Qwen3) && attention_bias,
+            qkv_bias: family == Family::Qwen2 || (attention_bias && !family.fused_projections()),
+            o_bias: matches!(family, Family::Llama | Family::Qwen3 | Family::Olmo2)
+                && attention_bias,
             mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
-            qk_norm: family == Family::Qwen3,
+            qk_norm: family.qk_norm(),
+            norms: family.norms(),
             tie_word_embeddings: field.flag("tie_word_embeddings"),
             bos_token_id: token_ids(path, "bos_token_id", json.get("bos_token_id"), dims.vocab)?
                 .first()
@@ -130,9 +188,9 @@ impl ModelConfig {
         })
     }
 
-    /// A decoder of `family` with the checked shape `dims` and plain defaults for the rest: no
-    /// biases, no rope scaling, full attention, untied embeddings, rope θ 10,000, ε 1e-5, no
-    /// special tokens.
+    /// A decoder of `family` with the checked shape `dims`, the family's norm placement and q/k
+    /// norms, and plain defaults for the rest: no biases, no rope scaling, full attention,
+    /// untied embeddings, rope θ 10,000, ε 1e-5, no special tokens.
     pub(crate) fn shaped(family: Family, dims: CheckedDims) -> Self {
         Self {
             family,
@@ -151,7 +209,8 @@ impl ModelConfig {
             qkv_bias: false,
             o_bias: false,
             mlp_bias: false,
-            qk_norm: false,
+            qk_norm: family.qk_norm(),
+            norms: family.norms(),
             tie_word_embeddings: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
@@ -191,6 +250,24 @@ impl ModelConfig {
         sum(&[prod(&[4, l, l]), prod(&[3, l]), 1])
     }
 
+    /// The sizes of the q and k norm weights, where there are q/k norms.
+    pub fn qk_norm_sizes(&self) -> Option<(usize, usize)> {
+        let hd = self.head_dim;
+        self.qk_norm.map(|scope| match scope {
+            QkNorm::PerHead => (hd, hd),
+            QkNorm::Whole => (prod(&[self.num_heads, hd]), prod(&[self.num_kv_heads, hd])),
+        })
+    }
+
+    /// The names of each layer's norm weights (after `model.layers.N.`): the norm of the
+    /// attention block and of the MLP, before or after it as [`ModelConfig::norms`] says.
+    pub fn norm_names(&self) -> [&'static str; 2] {
+        match self.norms {
+            NormPlacement::Pre => ["input_layernorm", "post_attention_layernorm"],
+            NormPlacement::Post => ["post_attention_layernorm", "post_feedforward_layernorm"],
+        }
+    }
+
     /// Number of parameters (embedding counted once when tied), saturating at `usize::MAX` for
     /// sizes no machine holds.
     pub fn num_params(&self) -> usize {
@@ -203,9 +280,7 @@ impl ModelConfig {
         if self.o_bias {
             attn = sum(&[attn, d]);
         }
-        if self.qk_norm {
-            attn = sum(&[attn, prod(&[2, hd])]);
-        }
+        attn = sum(&[attn, self.qk_norm_sizes().map_or(0, |(q, k)| q + k)]);
         let mut mlp = prod(&[3, d, i]);
         if self.mlp_bias {
             mlp = sum(&[mlp, prod(&[2, i]), d]);
@@ -392,6 +467,17 @@ impl Fields<'_> {
                 format!("{rope_theta} is not a positive number"),
             ));
         }
+        // A rotation of part of each head (Phi-4-mini, some GPT-style models) is not
+        // implemented: refuse it rather than rotate the whole head.
+        if let Some(f) = json.get("partial_rotary_factor").filter(|v| !v.is_null()) {
+            if f.as_f64() != Some(1.0) {
+                return Err(ModelError::config(
+                    self.path,
+                    "partial_rotary_factor",
+                    format!("{f} is not supported (only 1.0: the whole head rotates)"),
+                ));
+            }
+        }
         let scaling = json
             .get("rope_scaling")
             .filter(|v| v.is_object())
@@ -407,8 +493,8 @@ impl Fields<'_> {
     fn sliding_window(&self, family: Family, layers: usize) -> Result<Vec<Option<usize>>> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
-            Family::Llama => return Ok(vec![None; layers]),
-            Family::Mistral => 0,
+            Family::Llama | Family::Olmo2 => return Ok(vec![None; layers]),
+            Family::Mistral | Family::Phi3 => 0,
             Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
                 .json
                 .get("max_window_layers")
@@ -491,18 +577,27 @@ impl ModelConfig {
                     out.push((format!("{p}.{name}.bias"), vec![o]));
                 }
             };
-            lin("self_attn.q_proj", qd, d, self.qkv_bias);
-            lin("self_attn.k_proj", kvd, d, self.qkv_bias);
-            lin("self_attn.v_proj", kvd, d, self.qkv_bias);
+            if self.family.fused_projections() {
+                lin("self_attn.qkv_proj", qd + 2 * kvd, d, false);
+            } else {
+                lin("self_attn.q_proj", qd, d, self.qkv_bias);
+                lin("self_attn.k_proj", kvd, d, self.qkv_bias);
+                lin("self_attn.v_proj", kvd, d, self.qkv_bias);
+            }
             lin("self_attn.o_proj", d, qd, self.o_bias);
-            lin("mlp.gate_proj", i, d, self.mlp_bias);
-            lin("mlp.up_proj", i, d, self.mlp_bias);
+            if self.family.fused_projections() {
+                lin("mlp.gate_up_proj", 2 * i, d, false);
+            } else {
+                lin("mlp.gate_proj", i, d, self.mlp_bias);
+                lin("mlp.up_proj", i, d, self.mlp_bias);
+            }
             lin("mlp.down_proj", d, i, self.mlp_bias);
-            out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-            out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-            if self.qk_norm {
-                out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
-                out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
+            for name in self.norm_names() {
+                out.push((format!("{p}.{name}.weight"), vec![d]));
+            }
+            if let Some((qn, kn)) = self.qk_norm_sizes() {
+                out.push((format!("{p}.self_attn.q_norm.weight"), vec![qn]));
+                out.push((format!("{p}.self_attn.k_norm.weight"), vec![kn]));
             }
         }
         out.push(("model.norm.weight".to_owned(), vec![d]));
@@ -519,6 +614,8 @@ impl ModelConfig {
             Family::Mistral => "MistralForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Qwen3 => "Qwen3ForCausalLM",
+            Family::Olmo2 => "Olmo2ForCausalLM",
+            Family::Phi3 => "Phi3ForCausalLM",
         };
         let window = self.sliding_window.iter().flatten().next().copied();
         let mut j = serde_json::json!({
@@ -540,9 +637,10 @@ impl ModelConfig {
             "eos_token_id": self.eos_token_ids.first(),
             "torch_dtype": "float32",
         });
+        #[expect(clippy::expect_used, reason = "json! of a map literal is an object")]
         let o = j.as_object_mut().expect("json object");
         match self.family {
-            Family::Llama | Family::Qwen3 => {
+            Family::Llama | Family::Qwen3 | Family::Olmo2 => {
                 o.insert("attention_bias".into(), self.o_bias.into());
             }
             _ => {}
@@ -554,6 +652,10 @@ impl ModelConfig {
             Family::Mistral => {
                 o.insert("sliding_window".into(), window.into());
             }
+            Family::Phi3 => {
+                o.insert("sliding_window".into(), window.into());
+                o.insert("pad_token_id".into(), Value::Null);
+            }
             Family::Qwen2 | Family::Qwen3 => {
                 let from = self.sliding_window.iter().position(Option::is_some);
                 o.insert("use_sliding_window".into(), window.is_some().into());
@@ -563,7 +665,7 @@ impl ModelConfig {
                     from.unwrap_or(self.num_layers).into(),
                 );
             }
-            Family::Llama => {}
+            Family::Llama | Family::Olmo2 => {}
         }
         if let Some(s) = &self.rope_scaling {
             let v = match *s {

@@ -57,6 +57,7 @@ impl GgufFile {
             "mistral" => Family::Mistral,
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
+            "olmo2" => Family::Olmo2,
             other => {
                 return Err(ModelError::Unsupported {
                     path: self.path.clone(),
@@ -219,7 +220,7 @@ impl GgufFile {
             sliding_window: vec![window; dims.layers],
             qkv_bias: has("blk.0.attn_q.bias"),
             o_bias: has("blk.0.attn_output.bias"),
-            qk_norm: has("blk.0.attn_q_norm.weight"),
+            qk_norm: family.qk_norm().filter(|_| has("blk.0.attn_q_norm.weight")),
             tie_word_embeddings: !has("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
             eos_token_ids: self.eos_ids(dims.vocab)?,
@@ -405,6 +406,9 @@ fn hf_name(gguf: &str) -> Option<String> {
     let hf = match part {
         "attn_norm" => "input_layernorm",
         "ffn_norm" => "post_attention_layernorm",
+        // OLMo 2's norms after the attention block and the MLP.
+        "post_attention_norm" => "post_attention_layernorm",
+        "post_ffw_norm" => "post_feedforward_layernorm",
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",

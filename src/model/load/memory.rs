@@ -7,7 +7,7 @@
 //! gradient). The estimate counts both, tensor by tensor, from the model code (`transformer.rs`,
 //! `fused.rs`); BENCHMARKS.md compares it with the measured peak resident memory.
 
-use super::config::ModelConfig;
+use super::config::{ModelConfig, NormPlacement, QkNorm};
 use crate::model::error::{ModelError, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
@@ -82,7 +82,12 @@ impl MemoryEstimate {
         // silu and product.
         let cpu_kernels = device.is_cpu() && matches!(dtype, DType::F32 | DType::F64);
         let fused = n(if cpu_kernels { 2 } else { 3 });
-        let mut fwd = norms * fused * b * d;
+        // Post-norm blocks read the probed residual copies as they are and norm their two
+        // outputs instead.
+        let mut fwd = match cfg.norms {
+            NormPlacement::Pre => norms * fused * b * d,
+            NormPlacement::Post => norms * b * d + n(2) * fused * b * d,
+        };
         fwd = fwd + n(3) * b * (q + kv) + b * kv * n(if plan.heads { 1 } else { 2 });
         if cfg.num_heads != cfg.num_kv_heads {
             fwd = fwd + n(2) * b * q;
@@ -91,8 +96,12 @@ impl MemoryEstimate {
         if plan.heads {
             fwd = fwd + b * h * d;
         }
-        if cfg.qk_norm {
-            fwd = fwd + (fused - 1) * b * (q + kv);
+        match cfg.qk_norm {
+            // At head level each head's path projects and norms the whole q (k) projection
+            // and keeps its own slice.
+            Some(QkNorm::Whole) if plan.heads => fwd = fwd + fused * b * (h * q + kvh * kv),
+            Some(_) => fwd = fwd + (fused - 1) * b * (q + kv),
+            None => {}
         }
         // Gradients of operands outside the graph, which candle's backward pass computes in
         // full and keeps to its end: the q/k/v biases.
@@ -211,7 +220,8 @@ fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 
-fn available(device: &Device) -> Option<u64> {
+/// The memory free for tensors on `device`, when it can be read.
+pub fn available(device: &Device) -> Option<u64> {
     match device {
         Device::Cpu => cpu_available(),
         #[cfg(feature = "cuda")]

@@ -18,10 +18,10 @@ mod tokenizer;
 pub(super) mod weights;
 
 pub use adapter::{AdapterInfo, LoraAdapter};
-pub use config::{Family, ModelConfig, RopeScaling};
+pub use config::{Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 pub use download::DownloadProgress;
 pub use inspect::{inspect, inspect_plan, ModelInfo};
-pub use memory::{MemoryEstimate, ScorePlan};
+pub use memory::{available as available_memory, MemoryEstimate, ScorePlan};
 pub use open::{fingerprint_of, load_without_weights};
 pub use options::LoadOptions;
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
