@@ -399,6 +399,7 @@ mod tests {
             text: text.into(),
             stop: crate::model::StopReason::EndOfSequence,
             grade: crate::study::grade::grade(text, "17"),
+            given_correct: None,
         };
         let view = AnswerView::of(&answer, Some((4, Some(&tokenizer))));
         let scored = view.scored.as_ref().unwrap();

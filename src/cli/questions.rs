@@ -131,6 +131,7 @@ impl QuestionArgs {
             },
             batch: args.batch,
             min_k_warning: args.min_k_warning,
+            answers: None,
             ..StudyConfig::new(base, tuned)
         })
     }

@@ -7,7 +7,9 @@ use super::questions::{load_options, QuestionArgs};
 use super::score::{table, ExactArgs};
 use anyhow::Context as _;
 use circuitdiff::report::validation::ExactConfig;
+use circuitdiff::study::answer_format::AnswerFormat;
 use circuitdiff::study::dir::{StudyConfig, StudyDir};
+use circuitdiff::study::imported::AnswerFiles;
 use circuitdiff::study::job::{merge_shards, run_study, StudyOutcome};
 use circuitdiff::study::kind::Kind;
 use std::path::PathBuf;
@@ -36,9 +38,42 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
+    brought: AnswerArgs,
+    #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
     adapter: AdapterBaseArg,
+}
+
+/// Answers brought from elsewhere instead of generated.
+#[derive(Debug, clap::Args)]
+struct AnswerArgs {
+    /// Take both models' answers from this file instead of generating them: circuitdiff's
+    /// answers.jsonl of an earlier study.
+    #[arg(long, value_name = "FILE")]
+    answers: Option<PathBuf>,
+    /// Take the base model's answers from this file (any --answers-format).
+    #[arg(long, value_name = "FILE")]
+    base_answers: Option<PathBuf>,
+    /// Take the tuned model's answers from this file (any --answers-format).
+    #[arg(long, value_name = "FILE")]
+    tuned_answers: Option<PathBuf>,
+    /// The format of the answers files: study (math_eval.py output), lm-eval (samples_*.jsonl),
+    /// vllm (RequestOutput JSON lines) or circuitdiff; detected from the fields when left out.
+    #[arg(long, value_name = "FORMAT")]
+    answers_format: Option<AnswerFormat>,
+}
+
+impl AnswerArgs {
+    /// The files the study takes its answers from, when any.
+    fn files(&self) -> Option<AnswerFiles> {
+        let files = AnswerFiles {
+            base: self.base_answers.clone().or_else(|| self.answers.clone()),
+            tuned: self.tuned_answers.clone().or_else(|| self.answers.clone()),
+            format: self.answers_format,
+        };
+        (files.base.is_some() || files.tuned.is_some()).then_some(files)
+    }
 }
 
 /// Join study or trajectory shards and finish the study or trajectory.
@@ -83,6 +118,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .exact
             .config(ExactConfig::default().samples, args.questions.seed),
         adapter_base: args.adapter.base(),
+        answers: args.brought.files(),
         ..args.questions.config(&args.base, &args.tuned)?
     };
     let cancel = ctrl_c_token();
@@ -121,6 +157,9 @@ fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
                 counts.k,
                 counts.t_bar
             );
+            for imported in &counts.imported {
+                println!("{}", imported.describe());
+            }
             print!("{}", table(&cmp));
             println!("wrote {}", StudyDir::new(out).report_path().display());
         }

@@ -18,6 +18,10 @@ pub struct Answer {
     pub text: String,
     pub stop: StopReason,
     pub grade: Grade,
+    /// The grade of an answer brought from elsewhere, as its file gives it (its `grade` is
+    /// circuitdiff's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_correct: Option<bool>,
 }
 
 /// Read the answers of a file written for the questions `ids`, in order: answers are appended in

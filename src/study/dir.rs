@@ -67,6 +67,9 @@ pub struct StudyConfig {
         skip_serializing_if = "is_default_min_k_warning"
     )]
     pub min_k_warning: usize,
+    /// Answers brought from elsewhere instead of generated (`--answers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<super::import_record::AnswerFiles>,
 }
 
 fn default_batch() -> usize {
@@ -115,6 +118,7 @@ impl StudyConfig {
             exact: ExactConfig::default(),
             adapter_base: None,
             min_k_warning: crate::report::span::DEFAULT_MIN_K,
+            answers: None,
         }
     }
 
@@ -156,6 +160,9 @@ pub struct Counts {
     pub scored: usize,
     pub t_bar: f64,
     pub k: usize,
+    /// What importing each side's answers brought from elsewhere found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imported: Vec<super::import_record::ImportSummary>,
 }
 
 /// A line of `answers.jsonl`: one question with both models' answers.

@@ -29,6 +29,8 @@ pub enum StudyError {
     #[error("{} holds a different trajectory (see its trajectory.json: other checkpoints or settings); choose another --out or delete it", dir.display())]
     DifferentTrajectory { dir: PathBuf },
     #[error(transparent)]
+    Import(#[from] super::import_record::ImportError),
+    #[error(transparent)]
     Ladder(#[from] super::ladder::LadderError),
     #[error("--offset {offset} skips every question: the dataset holds {loaded} (use an offset below {loaded}): {dataset}")]
     OffsetPastEnd {

@@ -8,6 +8,7 @@
 use super::dataset::{LoadReport, Question};
 use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
 pub use super::error::{StudyError, Workflow};
+use super::imported::{self, ImportSummary};
 use super::stage::{self, answer_all, check_coverage, questions, same_config, AnswerMap};
 use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::select::{select, Candidate, Selection};
@@ -84,17 +85,27 @@ fn check_pair(cfg: &StudyConfig, load: &LoadOptions) -> Result<(), StudyError> {
     Ok(())
 }
 
-/// Stage 4: both models answer every question (one, when they are the same: `same`); `None`
-/// when cancelled.
+/// Stage 4: both models answer every question (one, when they are the same: `same`), or their
+/// answers are brought from elsewhere (then written to their answers files, and what importing
+/// found goes to `imported`); `None` when cancelled.
 fn answer(
     (cfg, load, same): (&StudyConfig, &LoadOptions, bool),
     dir: &StudyDir,
     questions: &[Question],
-    progress: &mut dyn Progress,
+    (progress, imported): (&mut dyn Progress, &mut Vec<ImportSummary>),
     cancel: &CancelToken,
 ) -> Result<Option<PerSide<AnswerMap>>, StudyError> {
     let mut answers = PerSide::<AnswerMap>::default();
     for &side in sides(same) {
+        let brought = cfg.answers.as_ref();
+        if let Some((files, path)) = brought.and_then(|f| f.file(side).map(|p| (f, p))) {
+            let (a, summary) = imported::import((cfg, files, path), side, load, questions)?;
+            progress.note(&summary.describe());
+            dir.write_answers(side, questions.iter().map(|q| &a[&q.id]))?;
+            answers[side] = a;
+            imported.push(summary);
+            continue;
+        }
         let model = Model::load(cfg.model(side), load)?;
         let file = dir.answers_path(side);
         match answer_all(
@@ -116,9 +127,13 @@ fn answer(
     Ok(Some(answers))
 }
 
-/// Whether base and tuned are the same model (the same fingerprint): it then answers, is
-/// scored and is checked once, and its results serve both sides.
+/// Whether base and tuned are the same model (the same fingerprint) answering for itself: it
+/// then answers, is scored and is checked once, and its results serve both sides. Two sides
+/// of brought answers are never one.
 fn same_model(cfg: &StudyConfig, load: &LoadOptions) -> Result<bool, StudyError> {
+    if cfg.answers.is_some() {
+        return Ok(false);
+    }
     if cfg.base == cfg.tuned {
         return Ok(true);
     }
@@ -141,7 +156,7 @@ fn choose(
     cfg: &StudyConfig,
     dir: &StudyDir,
     questions: &[Question],
-    report: LoadReport,
+    (report, imported): (LoadReport, Vec<ImportSummary>),
     answers: &PerSide<AnswerMap>,
 ) -> Result<(Selection, Counts), StudyError> {
     let candidates: Vec<Candidate> = questions
@@ -176,6 +191,7 @@ fn choose(
         asked: questions.len(),
         dataset: report,
         models,
+        imported,
         ..Counts::default()
     };
     dir.write_rows(questions, answers.as_ref().map(|_, a| a))?;
@@ -438,7 +454,8 @@ fn run_claimed(
         progress.note("base and tuned are the same model (one fingerprint): it answers and is scored once, for both sides");
     }
     let work = (cfg, load, same);
-    let Some(answers) = answer(work, dir, &questions, progress, cancel)? else {
+    let mut imported = Vec::new();
+    let Some(answers) = answer(work, dir, &questions, (progress, &mut imported), cancel)? else {
         return Ok(StudyOutcome::Cancelled);
     };
     if cfg.shard.is_some() {
@@ -446,7 +463,7 @@ fn run_claimed(
             answered: questions.len(),
         });
     }
-    let (selection, mut counts) = choose(cfg, dir, &questions, report_, &answers)?;
+    let (selection, mut counts) = choose(cfg, dir, &questions, (report_, imported), &answers)?;
     // Said before the scoring, which takes long, as well as in the report.
     let span = ScoredSpan::chosen(
         selection.k,

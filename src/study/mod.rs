@@ -1,5 +1,6 @@
 //! The study pipeline (method.md §4): questions, prompts, generation, grading and selection.
 
+pub mod answer_format;
 pub mod answers;
 pub mod dataset;
 pub mod demo;
@@ -7,6 +8,8 @@ pub mod demo_dir;
 pub mod dir;
 pub mod error;
 pub mod grade;
+pub mod import_record;
+pub mod imported;
 pub mod job;
 pub mod kind;
 pub mod ladder;

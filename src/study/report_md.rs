@@ -208,6 +208,39 @@ fn validation_section(s: &mut String, v: &Validation) {
 }
 
 /// Render the report; `figures` are (caption, stem) pairs of `figures/<stem>.png` and `.svg`.
+/// The answers brought from elsewhere: where from, how they were tokenised, and how often
+/// circuitdiff's grade differs from the file's.
+fn imported_section(s: &mut String, imported: &[crate::study::import_record::ImportSummary]) {
+    if imported.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Answers brought from elsewhere\n\n| model | file | format | imported | token ids given | text tokenised here | prompt template | graded there | grades differ | questions missing | unmatched |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for i in imported {
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            i.side,
+            i.file.display(),
+            i.format.name(),
+            i.imported,
+            i.given_ids,
+            i.retokenised,
+            i.template.as_deref().unwrap_or("as given"),
+            i.given_graded,
+            i.disagreements,
+            i.missing.len(),
+            i.unmatched
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nEvery answer is graded again by circuitdiff's grader; the file's grade is kept beside it (`given_correct` in answers.jsonl).\n"
+    );
+}
+
 pub fn render(
     cfg: &StudyConfig,
     counts: &Counts,
@@ -262,6 +295,7 @@ pub fn render(
         pct(counts.models.base.correct, counts.asked),
         pct(counts.models.tuned.correct, counts.asked)
     );
+    imported_section(&mut s, &counts.imported);
     if let Some(span) = &cmp.span {
         span_section(&mut s, span);
     }

@@ -10,17 +10,17 @@ use super::grade::grade;
 use super::prompt::{render, Template};
 use crate::attribution::select::Selection;
 use crate::engine::spec::RunSpec;
-use crate::model::Model;
+use crate::model::{Model, Tokenizer};
 use crate::progress::{CancelToken, Progress};
 use crate::report::run::{ScoreSample, StudyRecord};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The template a model is prompted with.
-fn template_for(cfg: &StudyConfig, model: &Model) -> Template {
+/// The template a model of tokenizer `tok` is prompted with.
+pub(super) fn template_for(cfg: &StudyConfig, tok: &Tokenizer) -> Template {
     cfg.template
         .clone()
-        .unwrap_or(if model.tokenizer.chat_template.is_some() {
+        .unwrap_or(if tok.chat_template.is_some() {
             Template::ChatTemplate
         } else {
             Template::Plain
@@ -44,7 +44,7 @@ pub(super) fn answer_all(
     let mut read = dir::read_answers(file, questions)?;
     keep_in_vocabulary(file, model, &mut read)?;
     let mut done: AnswerMap = read.into_iter().map(|a| (a.id.clone(), a)).collect();
-    let template = template_for(cfg, model);
+    let template = template_for(cfg, &model.tokenizer);
     let mut gen = cfg.generation.clone();
     gen.stop_strings.extend(template.stop_strings());
     progress.start(&format!("answer {who}"), questions.len() as u64);
@@ -60,7 +60,7 @@ pub(super) fn answer_all(
             }
             let prompts = chunk
                 .iter()
-                .map(|q| prompt_of(model, &template, q))
+                .map(|q| prompt_of((&model.tokenizer, &model.spec), &template, q))
                 .collect::<Result<Vec<_>, _>>()?;
             let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.1.clone()).collect();
             let generated =
@@ -83,6 +83,7 @@ pub(super) fn answer_all(
                     answer_ids: g.tokens,
                     text: g.text,
                     stop: g.stop,
+                    given_correct: None,
                 };
                 dir::append_answer(file, &a)?;
                 done.insert(q.id.clone(), a);
@@ -146,13 +147,12 @@ fn keep_in_vocabulary(
     Ok(dir::write_answers(file, answers.iter())?)
 }
 
-/// The prompt of question `q` for `model` and its token ids.
-fn prompt_of(
-    model: &Model,
+/// The prompt of question `q` for the model `spec` of tokenizer `tok`, and its token ids.
+pub(super) fn prompt_of(
+    (tok, spec): (&Tokenizer, &str),
     template: &Template,
     q: &Question,
 ) -> Result<(String, Vec<u32>), StudyError> {
-    let tok = &model.tokenizer;
     let prompt = render(
         template,
         &q.question,
@@ -165,7 +165,7 @@ fn prompt_of(
     let ids = tok
         .encode(&prompt, add_special)
         .map_err(|e| StudyError::Tokenize {
-            spec: model.spec.clone(),
+            spec: spec.to_owned(),
             id: q.id.clone(),
             message: e.to_string(),
         })?;
@@ -259,7 +259,7 @@ pub(super) fn record(cfg: &StudyConfig, selection: &Selection, model: &Model) ->
         offset: cfg.offset,
         select: cfg.select.clone(),
         t_bar: selection.t_bar,
-        template: template_for(cfg, model).name(),
+        template: template_for(cfg, &model.tokenizer).name(),
     }
 }
 
