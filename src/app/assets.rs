@@ -54,13 +54,13 @@ pub fn results_to_open(dir: &Path) -> PathBuf {
 pub fn zoo_pairs(assets: &Path) -> Vec<(String, PathBuf, PathBuf)> {
     let zoo = assets.join("zoo");
     let base = zoo.join("base");
-    if !base.join("config.json").is_file() {
+    if !crate::model::is_model_folder(&base) {
         return Vec::new();
     }
     PAIRS
         .iter()
         .map(|name| (format!("base -> {name}"), base.clone(), zoo.join(name)))
-        .filter(|(_, _, tuned)| tuned.join("config.json").is_file())
+        .filter(|(_, _, tuned)| crate::model::is_model_folder(tuned))
         .collect()
 }
 

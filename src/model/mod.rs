@@ -24,10 +24,10 @@ pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
 pub use kernels::{inner_products, Linear, LoraPair};
 pub use load::available_memory;
 pub use load::{
-    char_tokenizer_json, fingerprint_of, inspect, inspect_plan, limits, load_without_weights,
-    random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint, DownloadProgress, Family,
-    HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, NormPlacement,
-    QkNorm, RopeScaling, ScorePlan, Tokenizer,
+    char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
+    load_without_weights, random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint,
+    DownloadProgress, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig,
+    ModelInfo, NormPlacement, QkNorm, RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

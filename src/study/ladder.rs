@@ -110,7 +110,7 @@ fn lab_stage(dir: &Path) -> Result<Option<Ladder>, LadderError> {
     };
     let steps_dir = lab.checkpoints_dir(&stage);
     let csv = dir.join(train_log::FILE_NAME);
-    if !steps_dir.is_dir() || !csv.is_file() || !dir.join("config.json").is_file() {
+    if !steps_dir.is_dir() || !csv.is_file() || !crate::model::is_model_folder(dir) {
         return Ok(None);
     }
     let found = numbered(&steps_dir, LabDir::checkpoint_step)?;
@@ -123,7 +123,7 @@ fn lab_stage(dir: &Path) -> Result<Option<Ladder>, LadderError> {
         .unwrap_or_else(|| found.last().map_or(1, |(n, _)| n + 1));
     let mut rungs = Vec::new();
     let base = lab.base_dir();
-    if base.join("config.json").is_file() && base != dir {
+    if crate::model::is_model_folder(&base) && base != dir {
         rungs.push(rung(0, &base));
     }
     rungs.extend(found.iter().map(|(n, p)| rung(*n, p)));
@@ -209,9 +209,7 @@ pub fn check(rungs: &[Rung]) -> Result<(), LadderError> {
 /// when the folder is itself a checkpoint (a model or an adapter that is not a lab stage).
 fn folder(dir: &Path) -> Result<Option<Ladder>, LadderError> {
     let stage = lab_stage(dir)?;
-    let model = ["config.json", "adapter_config.json"]
-        .iter()
-        .any(|f| dir.join(f).is_file());
+    let model = crate::model::is_model_folder(dir);
     if model && stage.is_none() {
         return Ok(None);
     }

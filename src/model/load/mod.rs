@@ -25,5 +25,5 @@ pub use memory::{available as available_memory, MemoryEstimate, ScorePlan};
 pub use open::{fingerprint_of, load_without_weights};
 pub use options::LoadOptions;
 pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
-pub use source::{resolve, Checkpoint, HubOptions};
+pub use source::{is_model_folder, resolve, Checkpoint, HubOptions};
 pub use tokenizer::Tokenizer;

@@ -33,7 +33,7 @@ impl Checkpoint {
     pub fn files(&self) -> Vec<PathBuf> {
         match self {
             Self::Folder { dir, weights } => {
-                let mut files = vec![dir.join("config.json")];
+                let mut files = vec![dir.join(CONFIG)];
                 files.extend(weights.iter().cloned());
                 files
             }
@@ -242,9 +242,18 @@ fn locate_base(dir: &Path, named: &str) -> String {
     }
 }
 
+/// Whether `dir` is a model's own folder: a Hugging Face model (its `config.json`) or a PEFT
+/// adapter (its `adapter_config.json`).
+pub fn is_model_folder(dir: &Path) -> bool {
+    dir.join(CONFIG).is_file() || dir.join(adapter::CONFIG_FILE).is_file()
+}
+
+/// A Hugging Face model folder's configuration file.
+const CONFIG: &str = "config.json";
+
 /// The weight files of a folder: `model.safetensors`, or the shards its index lists.
 fn folder(dir: &Path) -> Result<Checkpoint> {
-    if !dir.join("config.json").is_file() {
+    if !dir.join(CONFIG).is_file() {
         let gguf: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| ModelError::io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -254,8 +263,8 @@ fn folder(dir: &Path) -> Result<Checkpoint> {
             return resolve(&one.to_string_lossy(), &HubOptions::default(), None);
         }
         return Err(ModelError::Missing {
-            path: dir.join("config.json"),
-            what: "config.json".into(),
+            path: dir.join(CONFIG),
+            what: CONFIG.into(),
             fix: "a Hugging Face model folder needs config.json, model.safetensors and tokenizer.json".into(),
         });
     }
