@@ -4,7 +4,7 @@
 //! `PeftModel.from_pretrained(base, dir)` and circuitdiff's own adapter loading read them.
 
 use super::{LabError, Result};
-use crate::model::{LoraPair, LoraSettings};
+use crate::model::{LoraPair, LoraSettings, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 use candle_core::{DType, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,19 +56,16 @@ pub fn write_adapter(
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| LabError::io(dir, e))?;
     let cfg = adapter_config(settings, base);
-    let path = dir.join("adapter_config.json");
+    let path = dir.join(ADAPTER_CONFIG_FILE);
     let text = serde_json::to_string_pretty(&cfg).map_err(|e| LabError::json(&path, e))?;
     std::fs::write(&path, text).map_err(|e| LabError::io(&path, e))?;
-    candle_core::safetensors::save(
-        &adapter_tensors(pairs)?,
-        dir.join("adapter_model.safetensors"),
-    )?;
+    candle_core::safetensors::save(&adapter_tensors(pairs)?, dir.join(ADAPTER_WEIGHTS_FILE))?;
     Ok(())
 }
 
 /// Set the updates `pairs` to the values of the adapter in `dir` that [`write_adapter`] wrote.
 pub fn read_adapter(dir: &Path, pairs: &[(String, LoraPair)]) -> Result<()> {
-    let path = dir.join("adapter_model.safetensors");
+    let path = dir.join(ADAPTER_WEIGHTS_FILE);
     let Some(first) = pairs.first() else {
         return Ok(());
     };

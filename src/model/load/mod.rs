@@ -17,7 +17,10 @@ mod source;
 mod tokenizer;
 pub(super) mod weights;
 
-pub use adapter::{AdapterInfo, LoraAdapter};
+pub use adapter::{
+    AdapterInfo, LoraAdapter, CONFIG_FILE as ADAPTER_CONFIG_FILE,
+    WEIGHTS_FILE as ADAPTER_WEIGHTS_FILE,
+};
 pub use config::{Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 pub use download::DownloadProgress;
 pub use inspect::{inspect, inspect_plan, ModelInfo};
