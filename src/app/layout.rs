@@ -339,10 +339,10 @@ impl App {
                 ui.heading(format!("· {}", views::help::mode_title(mode)));
             }
             ui.label(format!(
-                "{} samples, {} edges ({:?} level)",
+                "{} samples, {} edges ({})",
                 r.base.scores.len(),
                 r.circuit.edges.len(),
-                r.base.manifest.graph.level
+                r.base.manifest.graph.level.words()
             ));
             span_label(ui, r);
             if self.shown.loading.is_some() {
