@@ -9,6 +9,7 @@
 use super::config::ModelConfig;
 use super::weights::{Entries, TensorStore};
 use crate::model::error::{ModelError, Result};
+use crate::model::LoraTarget;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,18 +23,6 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// The prefix PEFT gives the tensor names of a causal language model's adapter.
 const PREFIX: &str = "base_model.model.";
-
-/// The kinds of linear layer an adapter may change: those every family circuitdiff reads has.
-const LINEAR: [&str; 8] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-    "lm_head",
-];
 
 /// The way out for adapters that are more than LoRA on linear layers.
 const MERGE_WITH_PEFT: &str = "Merge it into its base with PEFT \
@@ -96,7 +85,7 @@ pub struct LoraAdapter {
 struct Module {
     /// Its name in the model: `model.layers.0.self_attn.q_proj`, …, or `lm_head`.
     name: String,
-    /// One of [`LINEAR`].
+    /// PEFT's name of its [`LoraTarget`] kind (`q_proj`, …, `lm_head`).
     kind: &'static str,
     /// A is (rank, inputs), B is (outputs, rank).
     rank: usize,
@@ -172,10 +161,11 @@ impl LoraAdapter {
 
     /// What the adapter is, on the base `base` whose fingerprint is `base_fingerprint`.
     pub fn info(&self, base: &str, base_fingerprint: String) -> AdapterInfo {
-        let target_modules = LINEAR
-            .iter()
-            .filter(|&&k| self.modules.iter().any(|m| m.kind == k))
-            .map(|&k| k.to_owned())
+        let target_modules = LoraTarget::ALL
+            .into_iter()
+            .map(LoraTarget::name)
+            .filter(|&k| self.modules.iter().any(|m| m.kind == k))
+            .map(str::to_owned)
             .collect();
         AdapterInfo {
             dir: self.dir.clone(),
@@ -390,7 +380,7 @@ fn linear_kind(module: &str) -> Option<&'static str> {
             _ => return None,
         }
     };
-    LINEAR.iter().find(|&&k| k == kind).copied()
+    LoraTarget::parse(kind).ok().map(LoraTarget::name)
 }
 
 /// The tensors of one layer, by part.
@@ -791,7 +781,7 @@ fn check_targets(path: &Path, targets: Option<&Value>) -> Result<()> {
                 fix: MERGE_WITH_PEFT.into(),
             });
         }
-        if !LINEAR.contains(&kind) {
+        if LoraTarget::parse(kind).is_err() {
             return Err(ModelError::AdapterTarget {
                 path: path.to_owned(),
                 module: name.to_owned(),
