@@ -406,6 +406,22 @@ fn bad_configurations_are_refused_with_their_reason() {
         "{e}"
     );
 
+    // Held out means never trained on: a dataset whose later questions all repeat held-out
+    // ones leaves nothing to train on.
+    let repeats = tmp.path().join("repeats.jsonl");
+    let line = |q: u32| {
+        format!(
+            "{{\"question\": \"What is {q} + 1?\", \"answer\": \"{}\"}}\n",
+            q + 1
+        )
+    };
+    let text: String = (0..8).chain(0..8).map(line).collect();
+    std::fs::write(&repeats, text).unwrap();
+    let mut a = tune_args(&out, 2, &[]);
+    a[4] = repeats.display().to_string();
+    let e = run_err(&a);
+    assert!(e.contains("repeats one of them"), "{e}");
+
     // A model far too large for memory is refused from its configuration, before any weight.
     let huge = tmp.path().join("huge");
     common::copy_dir(&zoo_base(), &huge);

@@ -13,7 +13,7 @@
 mod common;
 
 use circuitdiff::attribution::compare::{
-    paired, wilcoxon, CompareError, CompareOptions, PMethod, PairedStat,
+    mcnemar_exact, paired, wilcoxon, CompareError, CompareOptions, PMethod, PairedStat,
 };
 use circuitdiff::attribution::metrics::{metrics, Metric, MetricOptions, Metrics};
 use rand::rngs::StdRng;
@@ -710,6 +710,43 @@ fn errors_name_the_metric_and_never_panic() {
         wilcoxon(&[f64::NAN], &[1.0]),
         Err(CompareError::NonFinite { .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The change in accuracy
+
+/// McNemar's exact test of a change in accuracy equals SciPy's two-sided binomial test of the
+/// discordant counts (to 1e-12 relative), from no discordant question to hundreds, balanced and
+/// lopsided; and by hand: 12 against 2 gives 2·(1 + 14 + 91)/2¹⁴.
+#[test]
+fn mcnemar_matches_scipy() {
+    let cases: Vec<(usize, usize)> = vec![
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (3, 3),
+        (2, 12),
+        (12, 2),
+        (0, 9),
+        (5, 6),
+        (40, 61),
+        (300, 250),
+    ];
+    let request = json!({
+        "mcnemar": cases.iter().map(|(b, c)| json!({"name": format!("{b}-{c}"), "only_base": b, "only_tuned": c}))
+            .collect::<Vec<_>>(),
+    });
+    let r = reference(&request);
+    for (b, c) in &cases {
+        let want = num(&r["mcnemar"][format!("{b}-{c}")]);
+        let got = mcnemar_exact(*b, *c);
+        assert!(
+            (got - want).abs() <= 1e-12 * want,
+            "{b} vs {c}: {got} vs SciPy {want}"
+        );
+    }
+    let by_hand = 2.0 * (1.0 + 14.0 + 91.0) / 16384.0;
+    assert!((mcnemar_exact(2, 12) - by_hand).abs() < 1e-15);
 }
 
 // ---------------------------------------------------------------------------------------------

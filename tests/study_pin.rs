@@ -109,7 +109,7 @@ const EXACT: [(&str, &str); 7] = [
     ),
     (
         "counts.json",
-        "0eb3e1a55ef169472f0808e3ea0cd056de2ac48d232c9c644af3519ce1027e55",
+        "bef56d38b2c40d9695855112b81f9409b5edc06d3a043a576852ff18b28b24ef",
     ),
     (
         "study.json",

@@ -2,26 +2,24 @@
 //! (study directories), `demo/<tuned>_trajectory` (the trajectory of one fine-tune's
 //! checkpoints) and `zoo/<name>` (model folders with their training logs).
 
-use crate::study::demo_dir::{DemoDir, PAIRS, TRAJECTORY};
+use crate::study::demo_dir::{DemoDir, PAIRS};
 use crate::study::dir::StudyDir;
 use crate::study::kind::Kind;
-use crate::study::trajectory_dir::TrajectoryDir;
 use std::path::{Path, PathBuf};
 
-/// The demo studies that exist, in the order GRPO, PPO, DPO.
+/// The bundled demo studies that are finished: the real pair's, then GRPO, PPO, DPO.
 pub fn demo_studies(assets: &Path) -> Vec<(String, PathBuf)> {
-    let demo = DemoDir::new(assets.join("demo"));
-    PAIRS
-        .iter()
-        .map(|name| ((*name).to_owned(), demo.study_dir(name)))
+    DemoDir::new(assets.join("demo"))
+        .studies()
+        .into_iter()
         .filter(|(_, dir)| StudyDir::new(dir).comparison_path().is_file())
         .collect()
 }
 
-/// The demo trajectory's name (its fine-tune) and folder, when it exists.
-pub fn demo_trajectory(assets: &Path) -> Option<(String, PathBuf)> {
-    let dir = DemoDir::new(assets.join("demo")).trajectory_dir();
-    TrajectoryDir::is_trajectory(&dir).then(|| (TRAJECTORY.0.to_owned(), dir))
+/// The bundled trajectories, as (the fine-tune's name, folder): the real pair's, then the
+/// zoo's GRPO run's.
+pub fn demo_trajectories(assets: &Path) -> Vec<(String, PathBuf)> {
+    DemoDir::new(assets.join("demo")).trajectories()
 }
 
 /// What a folder `circuitdiff demo` wrote holds (the bundled `demo/` or a user's run): each
@@ -67,24 +65,42 @@ pub fn zoo_pairs(assets: &Path) -> Vec<(String, PathBuf, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::run::RunDir;
+    use crate::study::demo_dir::TRAJECTORY;
+    use crate::study::trajectory_dir::TrajectoryDir;
 
     #[test]
     fn demo_studies_and_pairs_are_found_in_order() {
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path();
         assert!(demo_studies(a).is_empty() && zoo_pairs(a).is_empty());
-        assert_eq!(demo_trajectory(a), None);
-        let t = a.join("demo").join(TRAJECTORY.1);
-        std::fs::create_dir_all(&t).unwrap();
-        std::fs::write(TrajectoryDir::new(&t).config_path(), "{}").unwrap();
-        assert_eq!(demo_trajectory(a), Some((TRAJECTORY.0.to_owned(), t)));
-        for name in ["dpo", "grpo"] {
-            let d = a.join("demo").join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(StudyDir::new(&d).comparison_path(), "{}").unwrap();
+        assert_eq!(demo_trajectories(a), []);
+        let demo = DemoDir::new(a.join("demo"));
+        for (t, name) in [
+            (demo.trajectory_dir(), "grpo"),
+            (demo.real_trajectory_dir(), "smollm2_grpo"),
+        ] {
+            std::fs::create_dir_all(&t).unwrap();
+            std::fs::write(TrajectoryDir::new(&t).config_path(), "{}").unwrap();
+            assert_eq!(demo_trajectories(a)[0], (name.to_owned(), t));
         }
+        assert_eq!(demo_trajectories(a).len(), 2);
+        for name in ["dpo", "grpo", "smollm2_grpo", "ppo"] {
+            let d = a.join("demo").join(name);
+            let s = StudyDir::new(&d);
+            std::fs::create_dir_all(s.run_dir(crate::side::Side::Base)).unwrap();
+            std::fs::write(
+                RunDir::new(s.run_dir(crate::side::Side::Base)).manifest_path(),
+                "{}",
+            )
+            .unwrap();
+            if name != "ppo" {
+                std::fs::write(s.comparison_path(), "{}").unwrap();
+            }
+        }
+        // The real pair first; a study without its comparison is not finished.
         let names: Vec<String> = demo_studies(a).into_iter().map(|x| x.0).collect();
-        assert_eq!(names, ["grpo", "dpo"]);
+        assert_eq!(names, ["smollm2_grpo", "grpo", "dpo"]);
         for name in ["base", "ppo"] {
             let d = a.join("zoo").join(name);
             std::fs::create_dir_all(&d).unwrap();

@@ -166,15 +166,17 @@ impl App {
                         }
                     });
                 }
-                if let Some((name, dir)) = &self.catalogue.demo_trajectory {
+                if !self.catalogue.demo_trajectories.is_empty() {
                     ui.horizontal_wrapped(|ui| {
-                        ui.label("Bundled demo trajectory");
-                        if ui
-                            .button(name)
-                            .on_hover_text(format!("base -> {name} at each kept checkpoint"))
-                            .clicked()
-                        {
-                            self.commands.push(Command::OpenResults(dir.clone()));
+                        ui.label("Bundled demo trajectories");
+                        for (name, dir) in &self.catalogue.demo_trajectories {
+                            if ui
+                                .button(name)
+                                .on_hover_text(format!("base -> {name} at each kept checkpoint"))
+                                .clicked()
+                            {
+                                self.commands.push(Command::OpenResults(dir.clone()));
+                            }
                         }
                     });
                 }

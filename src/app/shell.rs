@@ -61,8 +61,8 @@ pub struct Studying {
 #[derive(Default)]
 pub(super) struct Catalogue {
     pub(super) demos: Vec<(String, PathBuf)>,
-    /// The bundled trajectory's name and folder, when it is there.
-    pub(super) demo_trajectory: Option<(String, PathBuf)>,
+    /// The bundled trajectories' names and folders.
+    pub(super) demo_trajectories: Vec<(String, PathBuf)>,
     pub(super) zoo_pairs: Vec<(String, PathBuf, PathBuf)>,
 }
 
@@ -71,7 +71,7 @@ impl Catalogue {
     fn bundled(assets: Option<&Path>) -> Self {
         Self {
             demos: assets.map(assets::demo_studies).unwrap_or_default(),
-            demo_trajectory: assets.and_then(assets::demo_trajectory),
+            demo_trajectories: assets.map(assets::demo_trajectories).unwrap_or_default(),
             zoo_pairs: assets.map(assets::zoo_pairs).unwrap_or_default(),
         }
     }

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF as _, Normal};
+use statrs::function::factorial::ln_binomial;
 
 /// Settings of the comparison, recorded in every output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +290,25 @@ pub fn wilcoxon(x: &[f64], y: &[f64]) -> Result<Wilcoxon, CompareError> {
     validate("wilcoxon", x, y)?;
     let diffs: Vec<f64> = x.iter().zip(y).map(|(a, b)| a - b).collect();
     Ok(signed_rank(&diffs))
+}
+
+/// Exact two-sided McNemar test of a change in accuracy on paired questions: of the
+/// `only_base + only_tuned` questions exactly one model got right, the chance under "neither is
+/// better" (each such question equally likely to favour either) of a split at least as uneven,
+/// i.e. `scipy.stats.binomtest(only_tuned, only_base + only_tuned, 0.5).pvalue`. 1 when no
+/// question is discordant.
+pub fn mcnemar_exact(only_base: usize, only_tuned: usize) -> f64 {
+    let n = only_base + only_tuned;
+    let low = only_base.min(only_tuned);
+    if n == 0 || 2 * low == n {
+        return 1.0;
+    }
+    // Binomial(n, ½) is symmetric: the two tails are equal, each P(X ≤ low).
+    let ln_half = 0.5f64.ln();
+    let tail: f64 = (0..=low)
+        .map(|k| (ln_binomial(n as u64, k as u64) + n as f64 * ln_half).exp())
+        .sum();
+    (2.0 * tail).min(1.0)
 }
 
 /// Equal, non-zero lengths and finite values.

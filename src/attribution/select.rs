@@ -102,7 +102,7 @@ pub enum SelectError {
         base_accuracy: f64,
         tuned_accuracy: f64,
     },
-    #[error("the length filters removed all {both_correct} both-correct questions ({counts:?}); relax them")]
+    #[error("the length filters removed all {both_correct} both-correct questions (equal prompt length kept {}, pair mean length within the window kept {}, length difference within bound kept {}); ask more questions, or turn the filters off with --no-length-filters", counts.after_equal_prompt_length, counts.after_pair_mean_window, counts.after_length_difference)]
     FilteredOut {
         both_correct: usize,
         counts: SelectCounts,

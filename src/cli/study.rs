@@ -157,6 +157,9 @@ fn finish(outcome: StudyOutcome, out: &std::path::Path) -> anyhow::Result<()> {
                 counts.k,
                 counts.t_bar
             );
+            if let Some(d) = counts.discordant {
+                println!("accuracy change: {}", d.words());
+            }
             for imported in &counts.imported {
                 println!("{}", imported.describe());
             }

@@ -6,11 +6,12 @@
 //! the trained weights in f32 and the optimiser's moments.
 
 use super::optim::Optimizer;
+use super::task::prompt_ids;
 use super::tune_out::{self, TrainerState};
 use super::{dpo, eval, grpo, pairs, peft, LabError, Result};
 use crate::model::{
     load_without_weights, write_hf_folder, Checkpoint, HubOptions, LoadOptions, LoraPair,
-    LoraSettings, Model, ModelConfig,
+    LoraSettings, Model, ModelConfig, Tokenizer,
 };
 use crate::progress::{CancelToken, Progress};
 use crate::study::dataset::{self, Question};
@@ -66,7 +67,7 @@ pub struct TuneConfig {
     pub save_every: usize,
     pub max_new_tokens: usize,
     /// The first this many questions of the dataset are held out for the accuracy logged at
-    /// each checkpoint; training draws from the rest.
+    /// each checkpoint; training draws from the rest, less any question whose text is held out.
     pub eval_questions: usize,
     pub seed: u64,
 }
@@ -197,8 +198,8 @@ fn tokenizer_json(model: &Model) -> Result<serde_json::Value> {
 
 /// About how many bytes training needs: the weights of the policy and the frozen reference,
 /// and for full fine-tuning also their gradients and AdamW's two moments, plus one step's
-/// activations (a forward graph kept for the backward pass, for prompts of up to 256 tokens).
-fn training_bytes(cfg: &ModelConfig, tune: &TuneConfig) -> (u64, String) {
+/// activations (a forward graph kept for the backward pass) for rows of `row_tokens` tokens.
+fn training_bytes(cfg: &ModelConfig, tune: &TuneConfig, row_tokens: usize) -> (u64, String) {
     let weights = cfg.num_params() as u64 * 4;
     let copies: u64 = if tune.lora.is_some() { 2 } else { 5 };
     let (d, i, l, v) = (
@@ -207,7 +208,7 @@ fn training_bytes(cfg: &ModelConfig, tune: &TuneConfig) -> (u64, String) {
         cfg.num_layers as u64,
         cfg.vocab_size as u64,
     );
-    let tokens = tune.rows() as u64 * (256 + tune.max_new_tokens as u64);
+    let tokens = (tune.rows() * row_tokens) as u64;
     let activations = tokens * (l * (16 * d + 6 * i) + 3 * v) * 4;
     let what = format!(
         "{copies} copies of {:.2} GiB of weights and {:.2} GiB of activations for {} sequences",
@@ -218,10 +219,31 @@ fn training_bytes(cfg: &ModelConfig, tune: &TuneConfig) -> (u64, String) {
     (weights * copies + activations, what)
 }
 
+/// The most tokens one training row can hold: a pair from the pairs file (its prompt and the
+/// longer answer), or the longest prompt of `questions` and the whole new-token budget.
+fn longest_row(tune: &TuneConfig, tokenizer: &Tokenizer, questions: &[Question]) -> Result<usize> {
+    if let Method::Dpo {
+        pairs: Some(file), ..
+    } = &tune.method
+    {
+        let pairs = pairs::read_pairs(file, tokenizer)?;
+        return Ok(pairs
+            .iter()
+            .map(|p| p.prompt.len() + p.chosen.len().max(p.rejected.len()))
+            .max()
+            .unwrap_or(0));
+    }
+    let mut prompt = 0;
+    for q in questions {
+        prompt = prompt.max(prompt_ids(tokenizer, &q.question)?.len());
+    }
+    Ok(prompt + tune.max_new_tokens)
+}
+
 /// Refuse a model whose training would not fit in the memory available.
-fn check_memory(tune: &TuneConfig, hub: &HubOptions) -> Result<()> {
-    let (cfg, _) = load_without_weights(&tune.model, hub)?;
-    let (needed, what) = training_bytes(&cfg, tune);
+fn check_memory(tune: &TuneConfig, hub: &HubOptions, questions: &[Question]) -> Result<()> {
+    let (cfg, tokenizer) = load_without_weights(&tune.model, hub)?;
+    let (needed, what) = training_bytes(&cfg, tune, longest_row(tune, &tokenizer, questions)?);
     let Some(available) = crate::model::available_memory(&candle_core::Device::Cpu) else {
         return Ok(());
     };
@@ -312,7 +334,17 @@ fn questions(tune: &TuneConfig) -> Result<(Vec<Question>, Vec<Question>)> {
             tune.eval_questions
         )));
     }
-    let train = all.split_off(tune.eval_questions);
+    let mut train = all.split_off(tune.eval_questions);
+    // Held out means never trained on: a question whose text is also among the held-out ones
+    // (a small built-in task repeats questions) is dropped from training.
+    let held: std::collections::HashSet<&str> = all.iter().map(|q| q.question.as_str()).collect();
+    train.retain(|q| !held.contains(q.question.as_str()));
+    if train.is_empty() {
+        return Err(LabError::Config(format!(
+            "every question of {} after the first {} repeats one of them, so nothing is left to train on without training on the held-out set: give a dataset with more distinct questions or lower --eval-questions",
+            tune.dataset, tune.eval_questions
+        )));
+    }
     Ok((all, train))
 }
 
@@ -353,8 +385,8 @@ pub fn run(
     cancel: &CancelToken,
 ) -> Result<TuneReport> {
     tune.validate()?;
-    check_memory(tune, &opts.hub)?;
     let (eval, train) = questions(tune)?;
+    check_memory(tune, &opts.hub, &train)?;
     claim(out, tune)?;
     let (trainee, reference) = load(tune, opts, out)?;
     let mut opt = Optimizer::new(trainee.vars(), tune.lr, tune.warmup, tune.steps)?;

@@ -2,8 +2,9 @@
 //! base → DPO) on the held-out built-in task, a summary of how intensity, entropy and
 //! kurtosis moved under each algorithm, and the GRPO run's trajectory along its checkpoints.
 
-pub use super::demo_dir::{DemoDir, PAIRS, TRAJECTORY};
-use super::dir::StudyConfig;
+pub use super::demo_dir::{DemoDir, PAIRS, REAL, TRAJECTORY};
+use super::demo_real;
+use super::dir::{Counts, Discordant, StudyConfig, StudyDir};
 use super::job::{run_study, StudyError, StudyOutcome};
 use super::ladder::Rung;
 use super::trajectory::{run_trajectory, TrajectoryOutcome};
@@ -21,7 +22,7 @@ use crate::report::trajectory::{AnswerSource, QuestionSet};
 use crate::report::validation::{Brief, SampleCount, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// α of the demo: the whole answer (K = ⌊0.99 · T̄⌋, about 24 of the zoo's 25-token answers).
 /// The first tokens copy the question's operands, and a model is nearly certain of them: with
@@ -83,6 +84,12 @@ pub struct PairSummary {
     pub tuned: String,
     pub base_accuracy: f64,
     pub tuned_accuracy: f64,
+    /// The questions both accuracies are over (0 in summaries written before it was recorded).
+    #[serde(default)]
+    pub asked: usize,
+    /// The questions exactly one model got right, for McNemar's test of the accuracy change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discordant: Option<Discordant>,
     pub n: usize,
     pub k: usize,
     pub stats: Vec<PairedStat>,
@@ -101,17 +108,33 @@ pub struct PairSummary {
     pub span: Option<ScoredSpan>,
 }
 
-/// Run the three studies into `out/<pair>/` (each resumable) and write `out/summary.md` and
-/// `out/summary.json`. `None` when cancelled.
+/// Where `demo` takes the real pair's results (demo_dir::REAL) from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RealSource {
+    /// Recompute its study and trajectory from the zoo's adapters and this base model file.
+    Recompute(PathBuf),
+    /// Copy the shipped results from this demo folder (none when it holds none).
+    Shipped(PathBuf),
+}
+
+/// Run the three studies into `out/<pair>/` (each resumable), the zoo's GRPO trajectory, and
+/// the real pair as `real` says, and write `out/summary.md` and `out/summary.json`. `None`
+/// when cancelled.
 pub fn run_demo(
     zoo: &Path,
     out: &Path,
+    real: &RealSource,
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<Option<Vec<PairSummary>>, StudyError> {
     // The root's own files (the summaries) are this run's too: a second demo is refused at once.
     let _lock = crate::lock::DirLock::acquire(out)?;
-    let mut summaries = Vec::new();
+    let mut summaries: Vec<PairSummary> = real_pair(zoo, out, real, progress, cancel)?
+        .into_iter()
+        .collect();
+    if cancel.is_cancelled() {
+        return Ok(None);
+    }
     for tuned in PAIRS {
         progress.note(&format!("study: base → {tuned}"));
         let outcome = run_study(
@@ -121,23 +144,10 @@ pub fn run_demo(
             progress,
             cancel,
         )?;
-        let (cmp, counts) = match outcome {
-            StudyOutcome::Finished(r) => *r,
-            StudyOutcome::Cancelled | StudyOutcome::ShardAnswered { .. } => return Ok(None),
+        let StudyOutcome::Finished(result) = outcome else {
+            return Ok(None);
         };
-        let acc = |c: usize| c as f64 / counts.asked.max(1) as f64;
-        summaries.push(PairSummary {
-            tuned: tuned.to_owned(),
-            base_accuracy: acc(counts.models.base.correct),
-            tuned_accuracy: acc(counts.models.tuned.correct),
-            n: cmp.n,
-            k: counts.k,
-            stats: headline(&cmp),
-            family: cmp.family.clone(),
-            check: cmp.validation.as_ref().map(Validation::brief),
-            saturation: cmp.saturation,
-            span: cmp.span,
-        });
+        summaries.push(summary(tuned, &result.0, &result.1));
     }
     let (tuned, _) = TRAJECTORY;
     progress.note(&format!("trajectory: base → {tuned} along its checkpoints"));
@@ -155,6 +165,77 @@ pub fn run_demo(
     super::dir::write_json(&demo.summary_path(), &summaries)?;
     super::dir::write_text(&demo.summary_md_path(), &render(&summaries))?;
     Ok(Some(summaries))
+}
+
+/// The real pair's study and trajectory, recomputed or copied; its summary, `None` when
+/// nothing was shipped or when cancelled.
+fn real_pair(
+    zoo: &Path,
+    out: &Path,
+    real: &RealSource,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Option<PairSummary>, StudyError> {
+    let demo = DemoDir::new(out);
+    let study = StudyDir::new(demo.real_study_dir());
+    match real {
+        RealSource::Recompute(base) => {
+            progress.note(&format!("study: {} → its GRPO fine-tune", base.display()));
+            let outcome = run_study(
+                &demo_real::config(zoo, base)?,
+                &LoadOptions::default(),
+                study.root(),
+                progress,
+                cancel,
+            )?;
+            let StudyOutcome::Finished(result) = outcome else {
+                return Ok(None);
+            };
+            progress.note("trajectory: the GRPO fine-tune along its checkpoints");
+            let outcome = run_trajectory(
+                &demo_real::trajectory_config(zoo, base)?,
+                &LoadOptions::default(),
+                &demo.real_trajectory_dir(),
+                progress,
+                cancel,
+            )?;
+            Ok(matches!(outcome, TrajectoryOutcome::Finished(_))
+                .then(|| summary(REAL.name, &result.0, &result.1)))
+        }
+        RealSource::Shipped(shipped) => {
+            if !demo_real::copy_shipped(shipped, out)? {
+                return Ok(None);
+            }
+            progress.note(&format!(
+                "{}: the shipped results (to recompute them, {})",
+                REAL.name,
+                demo_real::recompute_hint()
+            ));
+            let (Some(cmp), Some(counts)) = (study.read_comparison()?, study.read_counts()?) else {
+                return Ok(None);
+            };
+            Ok(Some(summary(REAL.name, &cmp, &counts)))
+        }
+    }
+}
+
+/// One pair's summary from its study's comparison and counts.
+fn summary(tuned: &str, cmp: &Comparison, counts: &Counts) -> PairSummary {
+    let acc = |c: usize| c as f64 / counts.asked.max(1) as f64;
+    PairSummary {
+        tuned: tuned.to_owned(),
+        base_accuracy: acc(counts.models.base.correct),
+        tuned_accuracy: acc(counts.models.tuned.correct),
+        asked: counts.asked,
+        discordant: counts.discordant,
+        n: cmp.n,
+        k: counts.k,
+        stats: headline(cmp),
+        family: cmp.family.clone(),
+        check: cmp.validation.as_ref().map(Validation::brief),
+        saturation: cmp.saturation,
+        span: cmp.span,
+    }
 }
 
 /// The scored span's line and its warning, when the summary records them.
@@ -190,18 +271,28 @@ fn change(s: &PairedStat) -> &'static str {
 pub fn render(summaries: &[PairSummary]) -> String {
     let mut s = String::from(
         "# circuitdiff demo: what each fine-tune changed\n\n\
-         Block-level edge attribution on the held-out built-in task (`builtin:arith`), each \
-         fine-tune against the SFT base of the demo zoo, paired over the questions both models \
-         answered correctly. p: two-sided Wilcoxon signed-rank; adjusted p: corrected for \
-         multiple comparisons over all the metrics of each comparison (named under each table); \
-         a change is read from the adjusted p at the significance level 0.05; CI: bootstrap \
-         95 % interval of the mean difference.\n",
+         Block-level edge attribution, each fine-tune against its base, paired over the \
+         questions both models answered correctly: a real language model (SmolLM2-135M-Instruct \
+         and its GRPO LoRA fine-tune on two-number sums, `smollm2_grpo`) and the demo zoo's toy \
+         pairs on the held-out built-in task (`builtin:arith`). p: two-sided Wilcoxon \
+         signed-rank; adjusted p: corrected for multiple comparisons over all the metrics of \
+         each comparison (named under each table); a change is read from the adjusted p at the \
+         significance level 0.05; CI: bootstrap 95 % interval of the mean difference; accuracy: \
+         exact McNemar test of the paired grades.\n",
     );
     for p in summaries {
+        let title = if p.tuned == REAL.name {
+            "SmolLM2-135M-Instruct → GRPO (LoRA)".to_owned()
+        } else {
+            format!("base → {}", p.tuned)
+        };
+        let mcnemar = p
+            .discordant
+            .map(|d| format!(" on {} questions ({})", p.asked, d.words()))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "\n## base → {}\n\nAccuracy {:.1} % → {:.1} %; {} paired questions, K = {}.\n",
-            p.tuned,
+            "\n## {title}\n\nAccuracy {:.1} % → {:.1} %{mcnemar}; {} paired questions, K = {}.\n",
             100.0 * p.base_accuracy,
             100.0 * p.tuned_accuracy,
             p.n,
@@ -236,6 +327,16 @@ pub fn render(summaries: &[PairSummary]) -> String {
              [tuned − base]({figures}/circuit_difference.svg); \
              [mean-score heatmaps]({figures}/heatmap.svg); all of them in [{}/report.md]({}/report.md).",
             p.tuned, p.tuned
+        );
+    }
+    if summaries.iter().any(|p| p.tuned == REAL.name) {
+        let folder = REAL.trajectory;
+        let _ = writeln!(
+            s,
+            "\n## SmolLM2-135M-Instruct → GRPO, checkpoint by checkpoint\n\n\
+             The real pair's study along the run's kept checkpoints beside its reward and \
+             held-out accuracy: [{folder}/report.md]({folder}/report.md).\n\n\
+             ![entropy over training]({folder}/figures/trajectory_entropy.png)"
         );
     }
     let (tuned, folder) = TRAJECTORY;

@@ -2,6 +2,8 @@
 //! its layout.
 //!
 //! ```text
+//! smollm2_grpo/     the study of the real pair (REAL): SmolLM2-135M-Instruct → its GRPO fine-tune
+//! smollm2_grpo_trajectory/  that fine-tune's trajectory along its checkpoints
 //! <pair>/          the study of base → pair, for each of demo::PAIRS
 //! <tuned>_trajectory/  the trajectory of one fine-tune's checkpoints (demo::TRAJECTORY)
 //! summary.json     the summaries of the pairs; the file that marks a demo folder
@@ -17,6 +19,21 @@ pub const PAIRS: [&str; 3] = ["grpo", "ppo", "dpo"];
 
 /// The fine-tune whose training run the demo follows, and the demo folder of its trajectory.
 pub const TRAJECTORY: (&str, &str) = ("grpo", "grpo_trajectory");
+
+/// The real language-model pair beside the zoo's toy ones: SmolLM2-135M-Instruct against its
+/// GRPO LoRA fine-tune (`circuitdiff lab tune`). `name` is its study's folder here and its
+/// training run's folder in the zoo; `trajectory` the folder of its trajectory.
+pub const REAL: RealPair = RealPair {
+    name: "smollm2_grpo",
+    trajectory: "smollm2_grpo_trajectory",
+};
+
+/// The folder names of the real pair (see [`REAL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealPair {
+    pub name: &'static str,
+    pub trajectory: &'static str,
+}
 
 /// A folder `circuitdiff demo` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +65,37 @@ impl DemoDir {
         self.root.join(TRAJECTORY.1)
     }
 
+    /// The real pair's study.
+    pub fn real_study_dir(&self) -> PathBuf {
+        self.root.join(REAL.name)
+    }
+
+    /// The real pair's trajectory.
+    pub fn real_trajectory_dir(&self) -> PathBuf {
+        self.root.join(REAL.trajectory)
+    }
+
+    /// The studies it holds, as (name, folder): the real pair first, then the zoo's.
+    pub fn studies(&self) -> Vec<(String, PathBuf)> {
+        std::iter::once(REAL.name)
+            .chain(PAIRS)
+            .map(|name| (name.to_owned(), self.study_dir(name)))
+            .filter(|(_, d)| StudyDir::is_study(d))
+            .collect()
+    }
+
+    /// The trajectories it holds, as (the fine-tune's name, folder): the real pair's first.
+    pub fn trajectories(&self) -> Vec<(String, PathBuf)> {
+        [
+            (REAL.name, self.real_trajectory_dir()),
+            (TRAJECTORY.0, self.trajectory_dir()),
+        ]
+        .into_iter()
+        .filter(|(_, d)| TrajectoryDir::is_trajectory(d))
+        .map(|(name, d)| (name.to_owned(), d))
+        .collect()
+    }
+
     pub fn summary_path(&self) -> PathBuf {
         self.root.join("summary.json")
     }
@@ -56,20 +104,15 @@ impl DemoDir {
         self.root.join("summary.md")
     }
 
-    /// What the folder holds: each pair's finished study, then the trajectory, as (name,
+    /// What the folder holds: each pair's finished study, then the trajectories, as (name,
     /// folder); empty when it is no demo folder.
     pub fn entries(&self) -> Vec<(String, PathBuf)> {
         if !Self::is_demo(&self.root) {
             return Vec::new();
         }
-        let mut entries: Vec<(String, PathBuf)> = PAIRS
-            .iter()
-            .map(|name| ((*name).to_owned(), self.study_dir(name)))
-            .filter(|(_, d)| StudyDir::is_study(d))
-            .collect();
-        let trajectory = self.trajectory_dir();
-        if TrajectoryDir::is_trajectory(&trajectory) {
-            entries.push((format!("{} trajectory", TRAJECTORY.0), trajectory));
+        let mut entries = self.studies();
+        for (name, dir) in self.trajectories() {
+            entries.push((format!("{name} trajectory"), dir));
         }
         entries
     }

@@ -163,6 +163,37 @@ pub struct Counts {
     /// What importing each side's answers brought from elsewhere found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imported: Vec<super::import_record::ImportSummary>,
+    /// The asked questions exactly one model got right (`None` in a study written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discordant: Option<Discordant>,
+}
+
+/// The questions on which the two models' grades differ: what McNemar's test of the change in
+/// accuracy counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discordant {
+    /// Right by the base model only.
+    pub only_base: usize,
+    /// Right by the tuned model only.
+    pub only_tuned: usize,
+}
+
+impl Discordant {
+    /// The exact two-sided McNemar p-value of the change in accuracy.
+    pub fn p_value(self) -> f64 {
+        crate::attribution::compare::mcnemar_exact(self.only_base, self.only_tuned)
+    }
+
+    /// `McNemar exact p = 0.0018 (12 right by the tuned model only, 2 by the base only)`.
+    pub fn words(self) -> String {
+        format!(
+            "McNemar exact p = {} ({} right by the tuned model only, {} by the base only)",
+            crate::report::table::Cell::P(self.p_value()).text(),
+            self.only_tuned,
+            self.only_base
+        )
+    }
 }
 
 /// A line of `answers.jsonl`: one question with both models' answers.
@@ -357,6 +388,13 @@ impl StudyDir {
         }
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         write_json(&self.config_path(), cfg)
+    }
+
+    /// The finished study's comparison; `None` before it is written.
+    pub fn read_comparison(
+        &self,
+    ) -> Result<Option<crate::report::comparison::Comparison>, DirError> {
+        read_json(&self.comparison_path())
     }
 
     pub fn read_counts(&self) -> Result<Option<Counts>, DirError> {

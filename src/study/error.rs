@@ -38,6 +38,8 @@ pub enum StudyError {
         loaded: usize,
         dataset: String,
     },
+    #[error("{}: the real pair's adapters (checkpoint-N/) are missing from the assets; reinstall circuitdiff or restore assets/zoo from the source", dir.display())]
+    RealPairMissing { dir: PathBuf },
     #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
     Shard { i: usize, n: usize },
     #[error(transparent)]

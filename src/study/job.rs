@@ -6,7 +6,7 @@
 //! where it stopped. Progress goes through [`Progress`]; [`CancelToken`] stops between units.
 
 use super::dataset::{LoadReport, Question};
-use super::dir::{Counts, DirError, ModelCounts, StudyConfig, StudyDir};
+use super::dir::{Counts, DirError, Discordant, ModelCounts, StudyConfig, StudyDir};
 pub use super::error::{StudyError, Workflow};
 use super::imported::{self, ImportSummary};
 use super::stage::{self, answer_all, check_coverage, questions, same_config, AnswerMap};
@@ -187,11 +187,21 @@ fn choose(
             })
             .count(),
     });
+    let only = |base: bool| {
+        candidates
+            .iter()
+            .filter(|c| c.base_correct == base && c.tuned_correct != base)
+            .count()
+    };
     let mut counts = Counts {
         asked: questions.len(),
         dataset: report,
         models,
         imported,
+        discordant: Some(Discordant {
+            only_base: only(true),
+            only_tuned: only(false),
+        }),
         ..Counts::default()
     };
     dir.write_rows(questions, answers.as_ref().map(|_, a| a))?;

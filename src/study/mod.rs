@@ -5,6 +5,7 @@ pub mod answers;
 pub mod dataset;
 pub mod demo;
 pub mod demo_dir;
+pub mod demo_real;
 pub mod dir;
 pub mod error;
 pub mod grade;

@@ -241,30 +241,11 @@ fn imported_section(s: &mut String, imported: &[crate::study::import_record::Imp
     );
 }
 
-pub fn render(
-    cfg: &StudyConfig,
-    counts: &Counts,
-    (cmp, edges): (&Comparison, &EdgeChanges),
-    figures: &[(String, String)],
-) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# circuitdiff study\n");
-    let _ = writeln!(
-        s,
-        "- base: `{}`\n- tuned: `{}`\n- dataset: `{}` (offset {}, {})",
-        cfg.base,
-        cfg.tuned,
-        cfg.dataset,
-        cfg.offset,
-        limit_words(cfg.limit)
-    );
-    let _ = writeln!(
-        s,
-        "- graph: {}; loss on the first K = {} answer tokens (cut fraction α = {}, T̄ = {:.2}, {}); {} bootstrap resamples, seed {}\n",
-        cfg.level.words(), counts.k, cfg.select.alpha, counts.t_bar, cfg.select.t_bar.words(), cfg.compare.bootstrap_resamples, cfg.compare.seed
-    );
+/// The counts from the questions asked to the pairs scored, and both accuracies with McNemar's
+/// test of their change.
+fn counts_section(s: &mut String, counts: &Counts) {
     let _ = writeln!(s, "## Counts\n\n| step | questions |\n|---|---|");
-    dataset_rows(&mut s, &counts.dataset);
+    dataset_rows(s, &counts.dataset);
     let rows = [
         ("asked", counts.asked),
         ("base answered", counts.models.base.answered),
@@ -291,10 +272,40 @@ pub fn render(
     }
     let _ = writeln!(
         s,
-        "\nAccuracy: base {:.1} %, tuned {:.1} %.\n",
+        "\nAccuracy on the {} asked questions: base {:.1} %, tuned {:.1} %{}.\n",
+        counts.asked,
         pct(counts.models.base.correct, counts.asked),
-        pct(counts.models.tuned.correct, counts.asked)
+        pct(counts.models.tuned.correct, counts.asked),
+        counts
+            .discordant
+            .map(|d| format!("; {}", d.words()))
+            .unwrap_or_default()
     );
+}
+
+pub fn render(
+    cfg: &StudyConfig,
+    counts: &Counts,
+    (cmp, edges): (&Comparison, &EdgeChanges),
+    figures: &[(String, String)],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# circuitdiff study\n");
+    let _ = writeln!(
+        s,
+        "- base: `{}`\n- tuned: `{}`\n- dataset: `{}` (offset {}, {})",
+        cfg.base,
+        cfg.tuned,
+        cfg.dataset,
+        cfg.offset,
+        limit_words(cfg.limit)
+    );
+    let _ = writeln!(
+        s,
+        "- graph: {}; loss on the first K = {} answer tokens (cut fraction α = {}, T̄ = {:.2}, {}); {} bootstrap resamples, seed {}\n",
+        cfg.level.words(), counts.k, cfg.select.alpha, counts.t_bar, cfg.select.t_bar.words(), cfg.compare.bootstrap_resamples, cfg.compare.seed
+    );
+    counts_section(&mut s, counts);
     imported_section(&mut s, &counts.imported);
     if let Some(span) = &cmp.span {
         span_section(&mut s, span);

@@ -401,7 +401,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), StudyError> {
 }
 
 /// Copy `from` into `to` (files at any depth), each file written atomically.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), StudyError> {
+pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<(), StudyError> {
     std::fs::create_dir_all(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let path = entry.map_err(io(from))?.path();

@@ -3,9 +3,9 @@
 Usage: stats.py REQUEST.json RESULT.json
 
 REQUEST: {"metrics": [{"name", "values", "bins"?}], "wilcoxon": [{"name", "x", "y"}],
-          "adjust": [{"name", "p"}]}
+          "adjust": [{"name", "p"}], "mcnemar": [{"name", "only_base", "only_tuned"}]}
 RESULT:  {"versions": {...}, "metrics": {name: {...}}, "wilcoxon": {name: {"statistic", "pvalue"}},
-          "adjust": {name: {"bh", "holm"}}}
+          "adjust": {name: {"bh", "holm"}}, "mcnemar": {name: pvalue}}
 NaN is written as null.
 """
 
@@ -89,6 +89,12 @@ def main():
             "bh": [float(v) for v in stats.false_discovery_control(p, method="bh")],
             "holm": [float(v) for v in holm(p)],
         }
+    result["mcnemar"] = {}
+    for item in request.get("mcnemar", []):
+        b, c = item["only_base"], item["only_tuned"]
+        # The exact McNemar test is the two-sided binomial test of one discordant count.
+        p = stats.binomtest(c, b + c, 0.5).pvalue if b + c > 0 else 1.0
+        result["mcnemar"][item["name"]] = float(p)
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)
 
