@@ -62,16 +62,18 @@ impl App {
 }
 
 /// A labelled row of the form's grid.
-fn row(ui: &mut Ui, label: &str, add: impl FnOnce(&mut Ui)) {
-    ui.label(label);
-    ui.horizontal(add);
+/// A labelled row of the form's grid; `add` gets the label's id for the widgets without their
+/// own.
+fn row(ui: &mut Ui, label: &str, add: impl FnOnce(&mut Ui, egui::Id)) {
+    let id = ui.label(label).id;
+    ui.horizontal(|ui| add(ui, id));
     ui.end_row();
 }
 
 /// The form: model, dataset, method, weights, run length and output.
 fn form_ui(ui: &mut Ui, form: &mut TuneForm, known: &[String], cmds: &mut Vec<Command>) {
     egui::Grid::new("tune_form").num_columns(2).show(ui, |ui| {
-        row(ui, "Model", |ui| {
+        row(ui, "Model", |ui, label| {
             ui.add(
                 egui::TextEdit::singleline(&mut form.model)
                     .hint_text("folder, .gguf, adapter, or org/name")
@@ -85,7 +87,9 @@ fn form_ui(ui: &mut Ui, form: &mut TuneForm, known: &[String], cmds: &mut Vec<Co
                         ui.selectable_value(&mut form.model, spec.clone(), name)
                             .on_hover_text(spec);
                     }
-                });
+                })
+                .response
+                .labelled_by(label);
             if ui.small_button("Folder…").clicked() {
                 cmds.push(Command::Choose(Pick::TuneModel { folder: true }));
             }
@@ -97,7 +101,7 @@ fn form_ui(ui: &mut Ui, form: &mut TuneForm, known: &[String], cmds: &mut Vec<Co
         method_ui(ui, form);
         lora_ui(ui, form);
         numbers_ui(ui, form);
-        row(ui, "Output", |ui| {
+        row(ui, "Output", |ui, _| {
             ui.add(
                 egui::TextEdit::singleline(&mut form.out)
                     .hint_text("new folder")
@@ -113,7 +117,7 @@ fn form_ui(ui: &mut Ui, form: &mut TuneForm, known: &[String], cmds: &mut Vec<Co
 /// The dataset's rows: the built-in arithmetic with its options, or a file (GSM8K's when the
 /// shared data is found).
 fn dataset_ui(ui: &mut Ui, form: &mut TuneForm, cmds: &mut Vec<Command>) {
-    row(ui, "Dataset", |ui| {
+    row(ui, "Dataset", |ui, _| {
         ui.radio_value(&mut form.source, DataSource::Arithmetic, "arithmetic");
         ui.radio_value(&mut form.source, DataSource::File, "JSONL file");
         let gsm8k = gsm8k_file();
@@ -127,7 +131,7 @@ fn dataset_ui(ui: &mut Ui, form: &mut TuneForm, cmds: &mut Vec<Command>) {
         }
     });
     match form.source {
-        DataSource::Arithmetic => row(ui, "Questions", |ui| {
+        DataSource::Arithmetic => row(ui, "Questions", |ui, _| {
             let a = &mut form.arith;
             ui.add(egui::DragValue::new(&mut a.n).range(1..=100_000).prefix("n "));
             ui.add(
@@ -136,11 +140,12 @@ fn dataset_ui(ui: &mut Ui, form: &mut TuneForm, cmds: &mut Vec<Command>) {
                     .prefix("max "),
             );
             ui.add(egui::DragValue::new(&mut a.terms).range(1..=8).prefix("terms "));
-            ui.label("ops");
-            ui.add(egui::TextEdit::singleline(&mut a.ops).desired_width(36.0));
+            let ops = ui.label("ops").id;
+            ui.add(egui::TextEdit::singleline(&mut a.ops).desired_width(36.0))
+                .labelled_by(ops);
             ui.add(egui::DragValue::new(&mut a.seed).prefix("seed "));
         }),
-        DataSource::File => row(ui, "File", |ui| {
+        DataSource::File => row(ui, "File", |ui, _| {
             ui.add(
                 egui::TextEdit::singleline(&mut form.file)
                     .hint_text("questions with answers (.jsonl)")
@@ -155,12 +160,12 @@ fn dataset_ui(ui: &mut Ui, form: &mut TuneForm, cmds: &mut Vec<Command>) {
 
 /// The method and its main settings.
 fn method_ui(ui: &mut Ui, form: &mut TuneForm) {
-    row(ui, "Method", |ui| {
+    row(ui, "Method", |ui, _| {
         ui.radio_value(&mut form.method, MethodChoice::Grpo, "GRPO");
         ui.radio_value(&mut form.method, MethodChoice::Dpo, "DPO");
     });
     match form.method {
-        MethodChoice::Grpo => row(ui, "GRPO", |ui| {
+        MethodChoice::Grpo => row(ui, "GRPO settings", |ui, _| {
             let g = &mut form.grpo;
             ui.add(
                 egui::DragValue::new(&mut g.questions)
@@ -176,7 +181,7 @@ fn method_ui(ui: &mut Ui, form: &mut TuneForm) {
                 .on_hover_text("clip range of the probability ratio");
             ui.checkbox(&mut g.length_unbiased, "length-unbiased");
         }),
-        MethodChoice::Dpo => row(ui, "DPO", |ui| {
+        MethodChoice::Dpo => row(ui, "DPO settings", |ui, _| {
             let d = &mut form.dpo;
             ui.add(egui::DragValue::new(&mut d.batch).range(1..=1024).prefix("pairs "))
                 .on_hover_text("pairs per step");
@@ -189,7 +194,7 @@ fn method_ui(ui: &mut Ui, form: &mut TuneForm) {
 
 /// Full fine-tuning or LoRA, and LoRA's rank, α, scaling and target layers.
 fn lora_ui(ui: &mut Ui, form: &mut TuneForm) {
-    row(ui, "Weights", |ui| {
+    row(ui, "Weights", |ui, _| {
         ui.radio_value(&mut form.full, false, "LoRA");
         ui.radio_value(&mut form.full, true, "full");
     });
@@ -197,13 +202,13 @@ fn lora_ui(ui: &mut Ui, form: &mut TuneForm) {
         return;
     }
     let lora = &mut form.lora;
-    row(ui, "LoRA", |ui| {
+    row(ui, "LoRA settings", |ui, _| {
         ui.add(egui::DragValue::new(&mut lora.rank).range(0..=1024).prefix("rank "));
         ui.add(egui::DragValue::new(&mut lora.alpha).range(0.0..=4096.0).prefix("α "));
         ui.checkbox(&mut lora.rslora, "rsLoRA")
             .on_hover_text("scale α/√r instead of α/r");
     });
-    row(ui, "Targets", |ui| {
+    row(ui, "Targets", |ui, _| {
         ui.spacing_mut().item_spacing.x = 4.0;
         for t in LoraTarget::ALL {
             let mut on = lora.targets.contains(&t);
@@ -220,20 +225,23 @@ fn lora_ui(ui: &mut Ui, form: &mut TuneForm) {
 
 /// Steps, checkpoints, learning rate, answer length, held-out questions and seed.
 fn numbers_ui(ui: &mut Ui, form: &mut TuneForm) {
-    row(ui, "Steps", |ui| {
-        ui.add(egui::DragValue::new(&mut form.steps).range(0..=1_000_000));
-        ui.label("save every");
-        ui.add(egui::DragValue::new(&mut form.save_every).range(0..=1_000_000));
-        ui.label("learning rate");
+    row(ui, "Steps", |ui, label| {
+        ui.add(egui::DragValue::new(&mut form.steps).range(0..=1_000_000))
+            .labelled_by(label);
+        let every = ui.label("save every").id;
+        ui.add(egui::DragValue::new(&mut form.save_every).range(0..=1_000_000))
+            .labelled_by(every);
+        let lr = ui.label("learning rate").id;
         ui.add(
             egui::DragValue::new(&mut form.lr)
                 .range(1e-8..=1.0)
                 .speed(1e-5)
                 .custom_formatter(|v, _| format!("{v:.1e}"))
                 .custom_parser(|s| s.trim().parse().ok()),
-        );
+        )
+        .labelled_by(lr);
     });
-    row(ui, "Answers", |ui| {
+    row(ui, "Answers", |ui, _| {
         ui.add(
             egui::DragValue::new(&mut form.max_new_tokens)
                 .range(1..=65_536)
