@@ -73,7 +73,10 @@ fn open_and_fill(h: &mut Harness<'_, App>, out: PathBuf) {
     h.get_by_label("GRPO").click_accesskit();
     h.get_by_label("full").click_accesskit();
     h.run_steps(2);
-    assert!(h.query_by_label("rsLoRA").is_none(), "LoRA's rows with full fine-tuning");
+    assert!(
+        h.query_by_label("rsLoRA").is_none(),
+        "LoRA's rows with full fine-tuning"
+    );
     h.get_by_label("LoRA").click_accesskit();
     h.run_steps(2);
     h.get_by_label("rsLoRA").click_accesskit();
@@ -122,7 +125,10 @@ fn a_fine_tune_runs_from_the_models_panel_plots_live_and_opens_its_trajectory() 
         !a.tuning.history.is_empty()
     });
     // The plot has its first point while the run goes on, with the step and the time left.
-    assert!(h.state().tuning.run.is_some(), "the run ended before a point was drawn live");
+    assert!(
+        h.state().tuning.run.is_some(),
+        "the run ended before a point was drawn live"
+    );
     // In the window and in the status strip.
     assert_eq!(h.get_all_by_label_contains("fine-tune: step ").count(), 2);
     h.get_by_label("Cancel fine-tune");
@@ -135,7 +141,10 @@ fn a_fine_tune_runs_from_the_models_panel_plots_live_and_opens_its_trajectory() 
     );
     let steps: Vec<usize> = tuning.history.iter().map(|e| e.step).collect();
     assert_eq!(steps, [1, 2, 3]);
-    assert!(tuning.history.iter().all(|e| e.reward.is_some() && e.kl.is_some()));
+    assert!(tuning
+        .history
+        .iter()
+        .all(|e| e.reward.is_some() && e.kl.is_some()));
     let accuracy: Vec<usize> = (tuning.history.iter())
         .filter(|e| e.accuracy.is_some())
         .map(|e| e.step)
@@ -157,7 +166,10 @@ fn a_fine_tune_runs_from_the_models_panel_plots_live_and_opens_its_trajectory() 
     let points: Vec<u64> = data.summary.points.iter().map(|p| p.step).collect();
     assert_eq!(points, [0, 2, 3]);
     assert_eq!(h.state().settings.view, View::Trajectory);
-    eprintln!("fine-tune and trajectory in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "fine-tune and trajectory in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// A finished run's measurements, made up so that the snapshot is the same everywhere.
@@ -171,11 +183,16 @@ fn finished(tuning: &mut Tuning) {
             kl: Some(0.001 * step as f64),
             reward: Some(rewards[step - 1]),
             margin: None,
-            accuracy: (step % 2 == 0).then(|| 0.25 + 0.125 * (step / 2) as f64),
+            accuracy: (step % 2 == 0).then_some(0.25 + 0.125 * (step / 2) as f64),
         })
         .collect();
     let out = PathBuf::from("runs/grpo");
-    tuning.last = Some((TuneConfig::new(ZOO_BASE, "builtin:arith?n=24"), out.clone()));
+    let cfg = TuneConfig {
+        steps: 6,
+        save_every: 2,
+        ..TuneConfig::new(ZOO_BASE, "builtin:arith?n=24")
+    };
+    tuning.last = Some((cfg, out.clone()));
     tuning.ended = Some(TuneEnd::Stopped(TuneReport {
         steps: 6,
         checkpoints: [2, 4, 6]
@@ -194,5 +211,6 @@ fn snapshot_of_the_fine_tune_window_after_a_run() {
     finished(&mut h.state_mut().tuning);
     h.run_steps(4);
     h.get_by_label("Open trajectory");
+    h.get_by_label_contains("finished after step 6: 3 checkpoints; held-out accuracy 62 %");
     h.snapshot("window_fine_tune");
 }

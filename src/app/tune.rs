@@ -7,7 +7,9 @@
 use super::error::AppError;
 use super::settings::StudyForm;
 use super::worker::{clock, Message, Stages, Worker};
-use crate::lab::tune::{self, DpoSettings, GrpoSettings, Method, TuneConfig, TuneEvent, TuneReport};
+use crate::lab::tune::{
+    self, DpoSettings, GrpoSettings, Method, TuneConfig, TuneEvent, TuneReport,
+};
 use crate::model::{LoadOptions, LoraSettings};
 use crate::report::trajectory::{AnswerSource, QuestionSet};
 use crate::report::validation::{ExactConfig, SampleCount};
@@ -163,11 +165,16 @@ fn arith_spec(spec: &ArithSpec) -> String {
     }
 }
 
-/// The GSM8K test set of the shared data, when it is found from the working folder.
+/// The GSM8K test set of the shared data, relative to the working folder.
+pub const GSM8K: &str = "../shared/data/gsm8k/test.jsonl";
+
+/// The GSM8K test set of the shared data, when it is found from the working folder (beside it,
+/// in it, or at the root).
 pub fn gsm8k_file() -> Option<PathBuf> {
-    ["../shared/data", "shared/data", "/shared/data"]
+    let rest = GSM8K.trim_start_matches("../");
+    [GSM8K.to_owned(), rest.to_owned(), format!("/{rest}")]
         .into_iter()
-        .map(|d| Path::new(d).join("gsm8k/test.jsonl"))
+        .map(PathBuf::from)
         .find(|p| p.is_file())
         .and_then(|p| std::fs::canonicalize(p).ok())
 }
@@ -397,12 +404,7 @@ fn trajectory_config(
     run: &Path,
     study: &StudyForm,
 ) -> Result<TrajectoryConfig, AppError> {
-    let found = ladder::discover(
-        &[run.display().to_string()],
-        Some(&tune.model),
-        None,
-        None,
-    )?;
+    let found = ladder::discover(&[run.display().to_string()], Some(&tune.model), None, None)?;
     let (first, last) = match (found.rungs.first(), found.rungs.last()) {
         (Some(f), Some(l)) => (f.spec.clone(), l.spec.clone()),
         _ => return Err(AppError::NoCheckpoint { index: 0 }),

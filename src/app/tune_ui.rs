@@ -6,7 +6,7 @@ use super::commands::Command;
 use super::paths::Pick;
 use super::shell::App;
 use super::theme::Palette;
-use super::tune::{gsm8k_file, DataSource, MethodChoice, TuneEnd, TuneForm, Tuning};
+use super::tune::{gsm8k_file, DataSource, MethodChoice, TuneEnd, TuneForm, Tuning, GSM8K};
 use super::views::plot;
 use crate::lab::tune::TuneEvent;
 use crate::message;
@@ -23,7 +23,7 @@ impl App {
         egui::Window::new("Fine-tune")
             .open(&mut open)
             .default_pos([420.0, 60.0])
-            .default_width(600.0)
+            .default_size([620.0, 700.0])
             .vscroll(true)
             .show(ctx, |ui| {
                 let form = &mut self.settings.tune;
@@ -120,26 +120,33 @@ fn dataset_ui(ui: &mut Ui, form: &mut TuneForm, cmds: &mut Vec<Command>) {
     row(ui, "Dataset", |ui, _| {
         ui.radio_value(&mut form.source, DataSource::Arithmetic, "arithmetic");
         ui.radio_value(&mut form.source, DataSource::File, "JSONL file");
-        let gsm8k = gsm8k_file();
-        let button = ui
-            .add_enabled(gsm8k.is_some(), egui::Button::new("GSM8K").small())
-            .on_hover_text("the GSM8K test set of the shared data")
-            .on_disabled_hover_text("no shared/data/gsm8k/test.jsonl beside this folder");
-        if let (true, Some(path)) = (button.clicked(), gsm8k) {
+        if ui
+            .small_button("GSM8K")
+            .on_hover_text(format!("the GSM8K test set of the shared data ({GSM8K})"))
+            .clicked()
+        {
             form.source = DataSource::File;
-            form.file = path.display().to_string();
+            form.file = gsm8k_file().map_or_else(|| GSM8K.to_owned(), |p| p.display().to_string());
         }
     });
     match form.source {
         DataSource::Arithmetic => row(ui, "Questions", |ui, _| {
             let a = &mut form.arith;
-            ui.add(egui::DragValue::new(&mut a.n).range(1..=100_000).prefix("n "));
+            ui.add(
+                egui::DragValue::new(&mut a.n)
+                    .range(1..=100_000)
+                    .prefix("n "),
+            );
             ui.add(
                 egui::DragValue::new(&mut a.max_operand)
                     .range(1..=1_000_000)
                     .prefix("max "),
             );
-            ui.add(egui::DragValue::new(&mut a.terms).range(1..=8).prefix("terms "));
+            ui.add(
+                egui::DragValue::new(&mut a.terms)
+                    .range(1..=8)
+                    .prefix("terms "),
+            );
             let ops = ui.label("ops").id;
             ui.add(egui::TextEdit::singleline(&mut a.ops).desired_width(36.0))
                 .labelled_by(ops);
@@ -173,21 +180,48 @@ fn method_ui(ui: &mut Ui, form: &mut TuneForm) {
                     .prefix("questions "),
             )
             .on_hover_text("questions per step");
-            ui.add(egui::DragValue::new(&mut g.group).range(1..=256).prefix("group "))
-                .on_hover_text("answers sampled per question");
-            ui.add(egui::DragValue::new(&mut g.beta).range(0.0..=10.0).speed(0.005).prefix("β "))
-                .on_hover_text("KL weight to the reference");
-            ui.add(egui::DragValue::new(&mut g.clip).range(0.01..=10.0).speed(0.01).prefix("ε "))
-                .on_hover_text("clip range of the probability ratio");
+            ui.add(
+                egui::DragValue::new(&mut g.group)
+                    .range(1..=256)
+                    .prefix("group "),
+            )
+            .on_hover_text("answers sampled per question");
+            ui.add(
+                egui::DragValue::new(&mut g.beta)
+                    .range(0.0..=10.0)
+                    .speed(0.005)
+                    .prefix("β "),
+            )
+            .on_hover_text("KL weight to the reference");
+            ui.add(
+                egui::DragValue::new(&mut g.clip)
+                    .range(0.01..=10.0)
+                    .speed(0.01)
+                    .prefix("ε "),
+            )
+            .on_hover_text("clip range of the probability ratio");
             ui.checkbox(&mut g.length_unbiased, "length-unbiased");
         }),
         MethodChoice::Dpo => row(ui, "DPO settings", |ui, _| {
             let d = &mut form.dpo;
-            ui.add(egui::DragValue::new(&mut d.batch).range(1..=1024).prefix("pairs "))
-                .on_hover_text("pairs per step");
-            ui.add(egui::DragValue::new(&mut d.samples).range(2..=256).prefix("samples "))
-                .on_hover_text("own answers sampled per question to find pairs");
-            ui.add(egui::DragValue::new(&mut d.beta).range(0.001..=10.0).speed(0.005).prefix("β "));
+            ui.add(
+                egui::DragValue::new(&mut d.batch)
+                    .range(1..=1024)
+                    .prefix("pairs "),
+            )
+            .on_hover_text("pairs per step");
+            ui.add(
+                egui::DragValue::new(&mut d.samples)
+                    .range(2..=256)
+                    .prefix("samples "),
+            )
+            .on_hover_text("own answers sampled per question to find pairs");
+            ui.add(
+                egui::DragValue::new(&mut d.beta)
+                    .range(0.001..=10.0)
+                    .speed(0.005)
+                    .prefix("β "),
+            );
         }),
     }
 }
@@ -203,8 +237,16 @@ fn lora_ui(ui: &mut Ui, form: &mut TuneForm) {
     }
     let lora = &mut form.lora;
     row(ui, "LoRA settings", |ui, _| {
-        ui.add(egui::DragValue::new(&mut lora.rank).range(0..=1024).prefix("rank "));
-        ui.add(egui::DragValue::new(&mut lora.alpha).range(0.0..=4096.0).prefix("α "));
+        ui.add(
+            egui::DragValue::new(&mut lora.rank)
+                .range(0..=1024)
+                .prefix("rank "),
+        );
+        ui.add(
+            egui::DragValue::new(&mut lora.alpha)
+                .range(0.0..=4096.0)
+                .prefix("α "),
+        );
         ui.checkbox(&mut lora.rslora, "rsLoRA")
             .on_hover_text("scale α/√r instead of α/r");
     });
@@ -252,7 +294,9 @@ fn numbers_ui(ui: &mut Ui, form: &mut TuneForm) {
                 .range(0..=100_000)
                 .suffix(" held out"),
         )
-        .on_hover_text("the dataset's first questions, held out for the accuracy at each checkpoint");
+        .on_hover_text(
+            "the dataset's first questions, held out for the accuracy at each checkpoint",
+        );
         ui.add(egui::DragValue::new(&mut form.seed).prefix("seed "));
     });
 }
@@ -265,14 +309,21 @@ fn run_ui(ui: &mut Ui, form: &TuneForm, tuning: &Tuning, cmds: &mut Vec<Command>
         let ready = idle && !form.model.trim().is_empty();
         if ui
             .add_enabled(ready, egui::Button::new("Start fine-tune"))
-            .on_disabled_hover_text(if idle { "choose a model" } else { "a fine-tune is running" })
+            .on_disabled_hover_text(if idle {
+                "choose a model"
+            } else {
+                "a fine-tune is running"
+            })
             .clicked()
         {
             cmds.push(Command::StartTune);
         }
         if !idle
             && ui
-                .add_enabled(!tuning.is_cancelling(), egui::Button::new("Cancel fine-tune"))
+                .add_enabled(
+                    !tuning.is_cancelling(),
+                    egui::Button::new("Cancel fine-tune"),
+                )
                 .clicked()
         {
             cmds.push(Command::CancelTune);
@@ -291,7 +342,12 @@ fn run_ui(ui: &mut Ui, form: &TuneForm, tuning: &Tuning, cmds: &mut Vec<Command>
         }
     }
     if let Some((cfg, out)) = &tuning.last {
-        ui.small(format!("{} on {} into {}", cfg.model, cfg.dataset, out.display()));
+        ui.small(format!(
+            "{} on {} into {}",
+            cfg.model,
+            cfg.dataset,
+            out.display()
+        ));
     }
     plots_ui(ui, &tuning.history);
     ended_ui(ui, tuning, cmds);
@@ -308,7 +364,11 @@ pub fn charts(history: &[TuneEvent]) -> [LineChart; 2] {
     };
     let reward = points(|e| e.reward);
     let (title, name, series) = if reward.is_empty() && history.iter().any(|e| e.margin.is_some()) {
-        ("Fine-tune reward margin", "chosen − rejected", points(|e| e.margin))
+        (
+            "Fine-tune reward margin",
+            "chosen − rejected",
+            points(|e| e.margin),
+        )
     } else {
         ("Fine-tune reward", "mean reward", reward)
     };
@@ -345,10 +405,14 @@ fn ended_ui(ui: &mut Ui, tuning: &Tuning, cmds: &mut Vec<Command>) {
     match &tuning.ended {
         Some(TuneEnd::Stopped(report)) => {
             let last = tuning.last.as_ref().map_or(0, |(cfg, _)| cfg.steps);
-            let acc = report
-                .accuracy
-                .map_or_else(String::new, |a| format!("; held-out accuracy {:.0} %", 100.0 * a));
-            let how = if report.steps < last { "stopped" } else { "finished" };
+            let acc = report.accuracy.map_or_else(String::new, |a| {
+                format!("; held-out accuracy {:.0} %", 100.0 * a)
+            });
+            let how = if report.steps < last {
+                "stopped"
+            } else {
+                "finished"
+            };
             ui.label(format!(
                 "{how} after step {}: {} checkpoints{acc}",
                 report.steps,

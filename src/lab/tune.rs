@@ -586,8 +586,8 @@ impl Loop<'_> {
             }
             self.state.push(done, &row);
             self.state.write(&self.out.join(tune_out::STATE_FILE))?;
-            if let Some(event) = (self.state.log_history.last())
-                .and_then(|r| TuneEvent::of_row(r, tune.steps))
+            if let Some(event) =
+                (self.state.log_history.last()).and_then(|r| TuneEvent::of_row(r, tune.steps))
             {
                 (self.watch)(&event);
             }
