@@ -55,7 +55,16 @@ impl App {
             }
             Command::StartTune => self.start_tune(ctx),
             Command::CancelTune => self.tuning.cancel(),
-            Command::TuneTrajectory => self.tuning.start_trajectory(ctx, &self.settings.study),
+            Command::TuneTrajectory => {
+                let models = crate::side::PerSide {
+                    base: String::new(),
+                    tuned: String::new(),
+                };
+                match super::study::config(&self.settings.study, &models) {
+                    Ok(study) => self.tuning.start_trajectory(ctx, study),
+                    Err(e) => self.tuning.error = Some(e),
+                }
+            }
             Command::SelectCheckpoint(j) => {
                 if let Err(e) = self.shown.trajectory.select(ctx, j) {
                     self.set_status(true, crate::message::chain(&e));

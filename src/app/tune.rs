@@ -5,7 +5,6 @@
 //! `tune_ui.rs`.
 
 use super::error::AppError;
-use super::settings::StudyForm;
 use super::worker::{clock, Message, Stages, Worker};
 use crate::lab::tune::{
     self, DpoSettings, GrpoSettings, Method, TuneConfig, TuneEvent, TuneReport,
@@ -13,8 +12,8 @@ use crate::lab::tune::{
 use crate::model::{LoadOptions, LoraSettings};
 use crate::report::trajectory::{AnswerSource, QuestionSet};
 use crate::report::validation::{ExactConfig, SampleCount};
-use crate::side::PerSide;
 use crate::study::dataset::ArithSpec;
+use crate::study::dir::StudyConfig;
 use crate::study::ladder;
 use crate::study::trajectory::{run_trajectory, TrajectoryOutcome};
 use crate::study::trajectory_dir::TrajectoryConfig;
@@ -333,9 +332,9 @@ impl Tuning {
     }
 
     /// Start the trajectory of the last run's checkpoints, from the model it started from, on
-    /// its dataset, with the study form's question settings (as `circuitdiff trajectory RUN
-    /// --first MODEL --dataset DATASET` does), into the folder beside the run's.
-    pub fn start_trajectory(&mut self, ctx: &egui::Context, study: &StudyForm) {
+    /// its dataset, with `study`'s question settings (the study form's: as `circuitdiff
+    /// trajectory RUN --first MODEL --dataset DATASET` does), into the folder beside the run's.
+    pub fn start_trajectory(&mut self, ctx: &egui::Context, study: StudyConfig) {
         if self.trajectory.is_some() || self.checkpoints() == 0 {
             return;
         }
@@ -397,25 +396,19 @@ pub fn trajectory_dir(run: &Path) -> PathBuf {
     run.with_file_name(format!("{name}-trajectory"))
 }
 
-/// The trajectory of `run`'s checkpoints after `tune`'s model, on `tune`'s dataset, with the
-/// study form's settings, without exact effects (as `circuitdiff trajectory`).
+/// The trajectory of `run`'s checkpoints after `tune`'s model, on `tune`'s dataset, with
+/// `study`'s other settings, without exact effects (as `circuitdiff trajectory`).
 fn trajectory_config(
     tune: &TuneConfig,
     run: &Path,
-    study: &StudyForm,
+    mut cfg: StudyConfig,
 ) -> Result<TrajectoryConfig, AppError> {
     let found = ladder::discover(&[run.display().to_string()], Some(&tune.model), None, None)?;
     let (first, last) = match (found.rungs.first(), found.rungs.last()) {
         (Some(f), Some(l)) => (f.spec.clone(), l.spec.clone()),
         _ => return Err(AppError::NoCheckpoint { index: 0 }),
     };
-    let mut cfg = super::study::config(
-        study,
-        &PerSide {
-            base: first,
-            tuned: last,
-        },
-    )?;
+    (cfg.base, cfg.tuned) = (first, last);
     cfg.dataset.clone_from(&tune.dataset);
     cfg.exact = ExactConfig {
         samples: SampleCount::Count(0),
