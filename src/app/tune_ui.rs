@@ -395,8 +395,30 @@ fn plots_ui(ui: &mut Ui, history: &[TuneEvent]) {
     }
     let [reward, accuracy] = charts(history);
     ui.columns(2, |cols| {
-        plot::line_chart_ui(&mut cols[0], &reward, false, 150.0);
-        plot::line_chart_ui(&mut cols[1], &accuracy, false, 150.0);
+        chart_ui(&mut cols[0], &reward);
+        chart_ui(&mut cols[1], &accuracy);
+    });
+}
+
+/// A chart's line with a marker at each point (the first checkpoint's accuracy is one point).
+fn chart_ui(ui: &mut Ui, chart: &LineChart) {
+    plot::chart_header_ui(ui, chart);
+    let color = plot::series_color(Palette::of(ui.ctx()), None, 0);
+    let plot = egui_plot::Plot::new(&chart.title)
+        .height(150.0)
+        .x_axis_label(chart.x_label.as_str())
+        .y_axis_label(chart.y_label.as_str())
+        .allow_scroll(false);
+    plot::readable_y_axis(plot).show(ui, |p| {
+        for s in &chart.series {
+            let points: Vec<[f64; 2]> = s.points.iter().map(|&(x, y)| [x, y]).collect();
+            p.line(egui_plot::Line::new(&s.name, points.clone()).color(color));
+            p.points(
+                egui_plot::Points::new(&s.name, points)
+                    .radius(3.0)
+                    .color(color),
+            );
+        }
     });
 }
 
