@@ -22,6 +22,11 @@ pub enum Command {
     CancelInspect(Side),
     RunStudy,
     CancelStudy,
+    /// Start the fine-tune form's run.
+    StartTune,
+    CancelTune,
+    /// Compute the trajectory of the fine-tune that ended, and open it.
+    TuneTrajectory,
     /// Show the open trajectory's checkpoint (its index) against the first.
     SelectCheckpoint(usize),
 }

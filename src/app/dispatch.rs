@@ -14,13 +14,18 @@ use std::path::PathBuf;
 
 /// Where a study goes when the form names no folder.
 fn default_study_dir() -> PathBuf {
+    default_dir("studies", "study")
+}
+
+/// A new folder `NAME-SECONDS` in `kind` under the app's data folder.
+fn default_dir(kind: &str, name: &str) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     eframe::storage_dir("circuitdiff")
         .unwrap_or_else(|| PathBuf::from("circuitdiff-studies"))
-        .join("studies")
-        .join(format!("study-{secs}"))
+        .join(kind)
+        .join(format!("{name}-{secs}"))
 }
 
 impl App {
@@ -48,6 +53,18 @@ impl App {
                     s.cancel();
                 }
             }
+            Command::StartTune => self.start_tune(ctx),
+            Command::CancelTune => self.tuning.cancel(),
+            Command::TuneTrajectory => {
+                let models = crate::side::PerSide {
+                    base: String::new(),
+                    tuned: String::new(),
+                };
+                match super::study::config(&self.settings.study, &models) {
+                    Ok(study) => self.tuning.start_trajectory(ctx, study),
+                    Err(e) => self.tuning.error = Some(e),
+                }
+            }
             Command::SelectCheckpoint(j) => {
                 if let Err(e) = self.shown.trajectory.select(ctx, j) {
                     self.set_status(true, crate::message::chain(&e));
@@ -66,6 +83,12 @@ impl App {
             }
             Pick::Dataset => self.settings.study.dataset = path.display().to_string(),
             Pick::StudyFolder => self.settings.study.out = path.display().to_string(),
+            Pick::TuneModel { .. } => self.settings.tune.model = path.display().to_string(),
+            Pick::TuneDataset => {
+                self.settings.tune.source = super::tune::DataSource::File;
+                self.settings.tune.file = path.display().to_string();
+            }
+            Pick::TuneFolder => self.settings.tune.out = path.display().to_string(),
             Pick::SaveFigure(view, mode) => {
                 let form = self.saving.form;
                 let width = form.width.unwrap_or_else(|| self.default_figure_width(ctx));
@@ -196,6 +219,25 @@ impl App {
     /// Whether screenshots or figures are queued or being written.
     pub fn exporting(&self) -> bool {
         self.saving.exporter.busy() || self.saving.saver.busy()
+    }
+
+    /// Start the fine-tune form's run (into a new folder when it names none); bad settings are
+    /// shown in the panel.
+    pub fn start_tune(&mut self, ctx: &egui::Context) {
+        if self.tuning.run.is_some() {
+            return;
+        }
+        match self.settings.tune.config() {
+            Ok(cfg) => {
+                if self.settings.tune.out.trim().is_empty() {
+                    self.settings.tune.out = default_dir("tunes", "tune").display().to_string();
+                }
+                let out = PathBuf::from(self.settings.tune.out.trim());
+                self.set_status(false, format!("fine-tuning into {}", out.display()));
+                self.tuning.start(ctx, cfg, out);
+            }
+            Err(e) => self.tuning.error = Some(e),
+        }
     }
 
     /// Start the form's study on the two slots' models.

@@ -19,6 +19,10 @@ pub enum AppError {
     Run(#[from] RunError),
     #[error(transparent)]
     Dir(#[from] DirError),
+    #[error(transparent)]
+    Lab(#[from] crate::lab::LabError),
+    #[error(transparent)]
+    Ladder(#[from] crate::study::ladder::LadderError),
     #[error("template: {0}")]
     Template(#[from] PromptError),
     #[error("{path}: {source}")]
@@ -58,6 +62,9 @@ pub enum AppError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// The fine-tune form names no model.
+    #[error("choose the model to fine-tune: a folder, a .gguf file, an adapter or a Hub id")]
+    NoTuneModel,
     #[error("a shard study cannot finish here; merge the shards with `circuitdiff merge`")]
     ShardStudy,
     /// A job panicked; the app goes on.

@@ -26,6 +26,12 @@ impl App {
                 });
                 ui.ctx().request_repaint_after(Duration::from_millis(500));
             }
+            if let Some(line) = self.tuning.status_line() {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(line);
+                });
+            }
             ui.horizontal(|ui| match &self.status {
                 Some(s) if s.error => {
                     ui.colored_label(Palette::of(ui.ctx()).error(), &s.text);
@@ -48,6 +54,7 @@ impl App {
             self.window.view_rect = ui.max_rect().expand(4.0);
             self.view_ui(ui);
         });
+        self.tune_window_ui(ui.ctx());
         self.path_prompt_ui(ui.ctx());
         egui::Window::new("Guide")
             .open(&mut self.views.help)
@@ -193,6 +200,18 @@ impl App {
                     &self.catalogue.zoo_pairs,
                     &mut self.commands,
                 );
+                let label = if self.tuning.run.is_some() {
+                    "Fine-tune (running)…"
+                } else {
+                    "Fine-tune a model…"
+                };
+                if ui
+                    .button(label)
+                    .on_hover_text("GRPO or DPO, LoRA or full, with the reward and accuracy live")
+                    .clicked()
+                {
+                    self.tuning.open = true;
+                }
             });
         egui::CollapsingHeader::new("Study")
             .default_open(true)

@@ -27,6 +27,8 @@ mod shell;
 mod study;
 mod theme;
 pub mod trajectory;
+pub mod tune;
+mod tune_ui;
 pub mod views;
 pub mod worker;
 

@@ -21,6 +21,13 @@ pub enum Pick {
     },
     Dataset,
     StudyFolder,
+    /// The model to fine-tune: a folder (a model's or an adapter's) or a `.gguf` file.
+    TuneModel {
+        folder: bool,
+    },
+    /// The fine-tune's questions (JSON lines).
+    TuneDataset,
+    TuneFolder,
     /// A view's figure in a mode (PNG and/or SVG).
     SaveFigure(View, Mode),
     /// The most changed edges as CSV.
@@ -54,6 +61,9 @@ impl Pick {
             } => "Tuned model",
             Self::Dataset => "Dataset (JSON lines)",
             Self::StudyFolder => "Study output folder",
+            Self::TuneModel { .. } => "Model to fine-tune",
+            Self::TuneDataset => "Fine-tuning questions (JSON lines with answers)",
+            Self::TuneFolder => "Fine-tune output folder",
             Self::SaveFigure(..) => "Save figure (the extension is set per format)",
             Self::SaveEdges => "Save the most changed edges (CSV)",
             Self::ExportAll => "Export all figures into",
@@ -63,11 +73,15 @@ impl Pick {
 
     fn kind(self) -> Kind {
         match self {
-            Self::Results | Self::Lab | Self::Model { folder: true, .. } => Kind::Folder,
+            Self::Results
+            | Self::Lab
+            | Self::Model { folder: true, .. }
+            | Self::TuneModel { folder: true } => Kind::Folder,
+            Self::TuneModel { folder: false } => Kind::File("Model", &["gguf", "safetensors"]),
             Self::Model { folder: false, .. } => Kind::File("Model", &["gguf", "safetensors"]),
-            Self::Dataset => Kind::File("JSON lines", &["jsonl", "json"]),
+            Self::Dataset | Self::TuneDataset => Kind::File("JSON lines", &["jsonl", "json"]),
             Self::SaveFigure(..) | Self::SaveEdges => Kind::Save,
-            Self::StudyFolder | Self::ExportAll => Kind::NewFolder,
+            Self::StudyFolder | Self::TuneFolder | Self::ExportAll => Kind::NewFolder,
         }
     }
 

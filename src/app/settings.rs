@@ -121,6 +121,8 @@ pub struct Settings {
     /// The base and tuned slots.
     pub models: PerSide<String>,
     pub study: StudyForm,
+    /// The fine-tune form.
+    pub tune: super::tune::TuneForm,
     pub view: View,
     pub mode: Mode,
     pub top_k: usize,
@@ -139,6 +141,7 @@ impl Default for Settings {
             recent_models: Vec::new(),
             models: Default::default(),
             study: StudyForm::default(),
+            tune: Default::default(),
             view: View::Graph,
             mode: Mode::Base,
             top_k: 300,

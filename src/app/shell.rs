@@ -108,6 +108,8 @@ pub struct App {
     pub shown: Shown,
     /// The study and its models.
     pub study: Studying,
+    /// The fine-tune started from the Models panel.
+    pub tuning: super::tune::Tuning,
     pub(super) catalogue: Catalogue,
     pub(super) saving: Saving,
     pub window: Window,
@@ -149,6 +151,7 @@ impl App {
                 ..Shown::default()
             },
             study: Studying::default(),
+            tuning: Default::default(),
             catalogue: Catalogue::bundled(assets.as_deref()),
             saving: Saving {
                 screenshot: options.screenshot.map(|path| Screenshot {
@@ -335,6 +338,9 @@ impl App {
                     self.set_status(true, format!("study failed: {}", message::chain(&e)))
                 }
             }
+        }
+        if let Some(dir) = self.tuning.logic() {
+            self.open_results(ctx, dir);
         }
         self.export_logic(ctx);
     }

@@ -4,9 +4,27 @@ use super::args::{at_least, positive_finite};
 use super::bars::{ctrl_c_token, Bars};
 use super::device::AdapterBaseArg;
 use anyhow::Context as _;
-use circuitdiff::lab::tune::{self, Method, TuneConfig};
+use circuitdiff::lab::tune::{self, DpoSettings, GrpoSettings, Method, TuneConfig};
 use circuitdiff::model::{LoadOptions, LoraSettings, LoraTarget};
 use std::path::PathBuf;
+
+/// `lab tune`'s defaults, which the library owns (the app's form starts from the same).
+fn defaults() -> TuneConfig {
+    TuneConfig::new("", "")
+}
+
+fn lora_default() -> LoraSettings {
+    TuneConfig::default_lora(defaults().seed)
+}
+
+/// Target modules as `--lora-targets` takes them.
+fn target_names(targets: &[LoraTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// The fine-tuning algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,48 +49,48 @@ pub struct TuneArgs {
     #[arg(long, conflicts_with_all = ["lora_rank", "lora_alpha", "lora_targets", "rslora"])]
     full: bool,
     /// LoRA rank r (1 or more).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = lora_default().rank)]
     lora_rank: usize,
     /// LoRA α (the update is scaled by α/r, or α/√r with --rslora).
-    #[arg(long, default_value_t = 16.0, value_parser = positive_finite)]
+    #[arg(long, default_value_t = lora_default().alpha, value_parser = positive_finite)]
     lora_alpha: f64,
     /// Comma-separated layers to adapt (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
     /// down_proj, lm_head), or all-linear.
-    #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj")]
+    #[arg(long, default_value_t = target_names(&lora_default().targets))]
     lora_targets: String,
     /// rsLoRA scaling α/√r.
     #[arg(long)]
     rslora: bool,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 20, value_parser = at_least(1))]
+    #[arg(long, default_value_t = defaults().steps, value_parser = at_least(1))]
     steps: usize,
     /// A checkpoint every this many steps (and after the last).
-    #[arg(long, default_value_t = 5, value_parser = at_least(1))]
+    #[arg(long, default_value_t = defaults().save_every, value_parser = at_least(1))]
     save_every: usize,
     /// Peak learning rate (AdamW; linear warm-up, then cosine to a tenth).
-    #[arg(long, default_value_t = 1e-4, value_parser = positive_finite)]
+    #[arg(long, default_value_t = defaults().lr, value_parser = positive_finite)]
     lr: f64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().warmup)]
     warmup: usize,
     /// Maximum new tokens per sampled answer.
-    #[arg(long, default_value_t = 64, value_parser = at_least(1))]
+    #[arg(long, default_value_t = defaults().max_new_tokens, value_parser = at_least(1))]
     max_new_tokens: usize,
     /// Questions held out (the dataset's first) for the accuracy logged at each checkpoint.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = defaults().eval_questions)]
     eval_questions: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// GRPO: questions per step.
-    #[arg(long, default_value_t = 4, value_parser = at_least(1))]
+    #[arg(long, default_value_t = GrpoSettings::default().questions, value_parser = at_least(1))]
     questions: usize,
     /// GRPO: answers sampled per question (generated in one batch).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = GrpoSettings::default().group)]
     group: usize,
     /// Sampling temperature (GRPO's groups, DPO's own samples).
-    #[arg(long, default_value_t = 1.0, value_parser = positive_finite)]
+    #[arg(long, default_value_t = GrpoSettings::default().temperature, value_parser = positive_finite)]
     temperature: f64,
     /// GRPO: clip range ε of the probability ratio.
-    #[arg(long, default_value_t = 0.2, value_parser = positive_finite)]
+    #[arg(long, default_value_t = GrpoSettings::default().clip, value_parser = positive_finite)]
     clip: f64,
     /// KL weight β (GRPO, default 0.04) or DPO's inverse temperature β (default 0.1).
     #[arg(long)]
@@ -81,10 +99,10 @@ pub struct TuneArgs {
     #[arg(long)]
     length_unbiased: bool,
     /// DPO: pairs per step.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DpoSettings::default().batch)]
     batch: usize,
     /// DPO: answers sampled per question to find a correct and an incorrect one.
-    #[arg(long, default_value_t = 4, value_parser = at_least(2))]
+    #[arg(long, default_value_t = DpoSettings::default().samples, value_parser = at_least(2))]
     samples: usize,
     /// DPO: a JSON Lines file of {"prompt", "chosen", "rejected"} instead of own samples.
     #[arg(long)]
@@ -107,21 +125,21 @@ impl TuneArgs {
             })
         };
         let method = match self.method {
-            MethodArg::Grpo => Method::Grpo {
+            MethodArg::Grpo => Method::Grpo(GrpoSettings {
                 questions: self.questions,
                 group: self.group,
                 temperature: self.temperature,
                 clip: self.clip,
-                beta: self.beta.unwrap_or(0.04),
+                beta: self.beta.unwrap_or(GrpoSettings::default().beta),
                 length_unbiased: self.length_unbiased,
-            },
-            MethodArg::Dpo => Method::Dpo {
-                beta: self.beta.unwrap_or(0.1),
+            }),
+            MethodArg::Dpo => Method::Dpo(DpoSettings {
+                beta: self.beta.unwrap_or(DpoSettings::default().beta),
                 batch: self.batch,
                 samples: self.samples,
                 temperature: self.temperature,
                 pairs: self.pairs.clone(),
-            },
+            }),
         };
         Ok(TuneConfig {
             model: self.model.clone(),
@@ -166,4 +184,38 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tune: TuneArgs,
+    }
+
+    fn config(extra: &[&str]) -> TuneConfig {
+        let args = ["tune", "m", "--dataset", "d", "--out", "o"];
+        let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
+        cli.tune.config().unwrap()
+    }
+
+    /// The command line's defaults are the library's, as the app's form's are.
+    #[test]
+    fn the_default_command_line_is_the_librarys_default_run() {
+        assert_eq!(config(&[]), TuneConfig::new("m", "d"));
+        let dpo = TuneConfig {
+            method: Method::Dpo(DpoSettings::default()),
+            ..TuneConfig::new("m", "d")
+        };
+        assert_eq!(config(&["--method", "dpo"]), dpo);
+        let full = TuneConfig {
+            lora: None,
+            ..TuneConfig::new("m", "d")
+        };
+        assert_eq!(config(&["--full"]), full);
+    }
 }

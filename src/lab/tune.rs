@@ -11,7 +11,7 @@ use super::tune_out::{self, TrainerState};
 use super::{dpo, eval, grpo, pairs, peft, LabError, Result};
 use crate::model::{
     load_without_weights, write_hf_folder, Checkpoint, HubOptions, LoadOptions, LoraPair,
-    LoraSettings, Model, ModelConfig, Tokenizer,
+    LoraSettings, LoraTarget, Model, ModelConfig, Tokenizer,
 };
 use crate::progress::{CancelToken, Progress};
 use crate::study::dataset::{self, Question};
@@ -22,32 +22,73 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// GRPO's settings: a group of sampled answers per question, TRL's group-normalised
+/// advantages, the clipped ratio objective and a KL penalty (weight `beta`) to the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrpoSettings {
+    /// Questions per step.
+    pub questions: usize,
+    /// Answers sampled per question (generated in one batch).
+    pub group: usize,
+    pub temperature: f64,
+    /// Clip range ε of the probability ratio.
+    pub clip: f64,
+    /// KL weight β.
+    pub beta: f64,
+    /// Dr. GRPO's length-unbiased loss instead of the per-answer mean.
+    pub length_unbiased: bool,
+}
+
+impl Default for GrpoSettings {
+    /// `lab tune`'s defaults: 4 questions per step, groups of 8 sampled at temperature 1,
+    /// clip range 0.2, KL weight 0.04, the per-answer mean loss.
+    fn default() -> Self {
+        Self {
+            questions: 4,
+            group: 8,
+            temperature: 1.0,
+            clip: 0.2,
+            beta: 0.04,
+            length_unbiased: false,
+        }
+    }
+}
+
+/// DPO's settings: pairs from the model's own graded samples (a correct answer over an
+/// incorrect one to the same question), or from a JSON Lines file of
+/// `prompt`/`chosen`/`rejected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DpoSettings {
+    /// The inverse temperature β.
+    pub beta: f64,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Answers sampled per question to find pairs.
+    pub samples: usize,
+    pub temperature: f64,
+    pub pairs: Option<PathBuf>,
+}
+
+impl Default for DpoSettings {
+    /// `lab tune`'s defaults: β 0.1, 4 pairs per step, found among 4 own answers per question
+    /// sampled at temperature 1.
+    fn default() -> Self {
+        Self {
+            beta: 0.1,
+            batch: 4,
+            samples: 4,
+            temperature: 1.0,
+            pairs: None,
+        }
+    }
+}
+
 /// The fine-tuning algorithm and its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum Method {
-    /// GRPO: a group of sampled answers per question, TRL's group-normalised advantages, the
-    /// clipped ratio objective and a KL penalty (weight `beta`) to the reference.
-    Grpo {
-        questions: usize,
-        group: usize,
-        temperature: f64,
-        clip: f64,
-        beta: f64,
-        /// Dr. GRPO's length-unbiased loss instead of the per-answer mean.
-        length_unbiased: bool,
-    },
-    /// DPO: pairs from the model's own graded samples (a correct answer over an incorrect one
-    /// to the same question), or from a JSON Lines file of `prompt`/`chosen`/`rejected`.
-    Dpo {
-        beta: f64,
-        /// Pairs per step.
-        batch: usize,
-        /// Answers sampled per question to find pairs.
-        samples: usize,
-        temperature: f64,
-        pairs: Option<PathBuf>,
-    },
+    Grpo(GrpoSettings),
+    Dpo(DpoSettings),
 }
 
 /// Every setting of a fine-tuning run (written to `tune.json`; resuming needs the same).
@@ -73,6 +114,44 @@ pub struct TuneConfig {
 }
 
 impl TuneConfig {
+    /// The LoRA updates `lab tune` trains unless told otherwise: rank 8, α 16, the attention
+    /// projections, α/r scaling.
+    pub fn default_lora(seed: u64) -> LoraSettings {
+        LoraSettings {
+            rank: 8,
+            alpha: 16.0,
+            rslora: false,
+            targets: vec![
+                LoraTarget::QProj,
+                LoraTarget::KProj,
+                LoraTarget::VProj,
+                LoraTarget::OProj,
+            ],
+            seed,
+        }
+    }
+
+    /// `lab tune`'s defaults for fine-tuning `model` on `dataset` (the command line and the
+    /// app both start from these): GRPO ([`GrpoSettings::default`]) of [`TuneConfig::default_lora`]
+    /// updates, 20 steps at a peak learning rate of 1e-4 without warm-up, a checkpoint every 5,
+    /// answers of up to 64 new tokens, 50 questions held out, seed 0.
+    pub fn new(model: impl Into<String>, dataset: impl Into<String>) -> Self {
+        let seed = 0;
+        Self {
+            model: model.into(),
+            dataset: dataset.into(),
+            method: Method::Grpo(GrpoSettings::default()),
+            lora: Some(Self::default_lora(seed)),
+            steps: 20,
+            lr: 1e-4,
+            warmup: 0,
+            save_every: 5,
+            max_new_tokens: 64,
+            eval_questions: 50,
+            seed,
+        }
+    }
+
     /// Refuse settings that cannot train.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(LabError::Config(m.to_owned()));
@@ -88,10 +167,10 @@ impl TuneConfig {
             return bad("--steps and --save-every must be at least 1");
         }
         match &self.method {
-            Method::Grpo { group, .. } if *group < 2 => {
+            Method::Grpo(g) if g.group < 2 => {
                 bad("a GRPO group needs at least 2 answers per question (--group)")
             }
-            Method::Dpo { batch: 0, .. } => bad("--batch must be at least 1"),
+            Method::Dpo(d) if d.batch == 0 => bad("--batch must be at least 1"),
             _ => Ok(()),
         }
     }
@@ -99,10 +178,8 @@ impl TuneConfig {
     /// The number of sequences one training step runs through the model.
     fn rows(&self) -> usize {
         match &self.method {
-            Method::Grpo {
-                questions, group, ..
-            } => questions * group,
-            Method::Dpo { batch, .. } => 2 * batch,
+            Method::Grpo(g) => g.questions * g.group,
+            Method::Dpo(d) => 2 * d.batch,
         }
     }
 }
@@ -116,6 +193,42 @@ pub struct TuneReport {
     pub checkpoints: Vec<PathBuf>,
     /// Held-out accuracy at the last checkpoint.
     pub accuracy: Option<f64>,
+}
+
+/// What a step measured, as a caller watching the run sees it (the row of `log_history` the
+/// step wrote).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneEvent {
+    /// Steps done.
+    pub step: usize,
+    /// Steps the run makes in all.
+    pub steps: usize,
+    pub loss: Option<f64>,
+    /// The KL divergence to the reference.
+    pub kl: Option<f64>,
+    /// GRPO: the mean reward of the step's answers.
+    pub reward: Option<f64>,
+    /// DPO: the mean reward margin of the chosen over the rejected answers.
+    pub margin: Option<f64>,
+    /// Held-out accuracy, at the steps that write a checkpoint.
+    pub accuracy: Option<f64>,
+}
+
+impl TuneEvent {
+    /// The event of a `log_history` row of a run of `steps` steps (`None` without a step).
+    fn of_row(row: &tune_out::LogRow, steps: usize) -> Option<Self> {
+        let value = |key: &str| row.get(key).and_then(serde_json::Value::as_f64);
+        let step = row.get("step")?.as_u64()?;
+        Some(Self {
+            step: usize::try_from(step).ok()?,
+            steps,
+            loss: value("loss"),
+            kl: value("kl"),
+            reward: value("reward"),
+            margin: value("rewards/margins"),
+            accuracy: value("accuracy"),
+        })
+    }
 }
 
 /// The weights being trained.
@@ -222,9 +335,9 @@ fn training_bytes(cfg: &ModelConfig, tune: &TuneConfig, row_tokens: usize) -> (u
 /// The most tokens one training row can hold: a pair from the pairs file (its prompt and the
 /// longer answer), or the longest prompt of `questions` and the whole new-token budget.
 fn longest_row(tune: &TuneConfig, tokenizer: &Tokenizer, questions: &[Question]) -> Result<usize> {
-    if let Method::Dpo {
+    if let Method::Dpo(DpoSettings {
         pairs: Some(file), ..
-    } = &tune.method
+    }) = &tune.method
     {
         let pairs = pairs::read_pairs(file, tokenizer)?;
         return Ok(pairs
@@ -384,6 +497,19 @@ pub fn run(
     progress: &mut dyn Progress,
     cancel: &CancelToken,
 ) -> Result<TuneReport> {
+    run_watched(tune, opts, out, progress, cancel, &mut |_| {})
+}
+
+/// [`run`], telling `watch` what each step measured as it ends (after resuming, first what
+/// the earlier steps measured).
+pub fn run_watched(
+    tune: &TuneConfig,
+    opts: &LoadOptions,
+    out: &Path,
+    progress: &mut dyn Progress,
+    cancel: &CancelToken,
+    watch: &mut dyn FnMut(&TuneEvent),
+) -> Result<TuneReport> {
     tune.validate()?;
     let (eval, train) = questions(tune)?;
     check_memory(tune, &opts.hub, &train)?;
@@ -401,10 +527,15 @@ pub fn run(
         opt.load(&dir.join(tune_out::OPTIMIZER_FILE))?;
         state = TrainerState::read(&dir.join(tune_out::STATE_FILE))?;
         progress.note(&format!("continuing from {} (step {step})", dir.display()));
+        for row in &state.log_history {
+            if let Some(event) = TuneEvent::of_row(row, tune.steps) {
+                watch(&event);
+            }
+        }
     }
     let pairs = match &tune.method {
-        Method::Dpo { .. } => Some(dpo_pairs(tune, &reference, &train)?),
-        Method::Grpo { .. } => None,
+        Method::Dpo(d) => Some(dpo_pairs(tune, d, &reference, &train)?),
+        Method::Grpo(_) => None,
     };
     let mut cx = Loop {
         tune,
@@ -413,34 +544,30 @@ pub fn run(
         opt: &mut opt,
         state: &mut state,
         out,
+        watch,
     };
     cx.train(&train, pairs.as_deref(), &eval, progress, cancel)
 }
 
 /// The DPO pairs: from the file, or from the reference's own graded samples.
-fn dpo_pairs(tune: &TuneConfig, reference: &Model, train: &[Question]) -> Result<Vec<dpo::Pair>> {
-    let Method::Dpo {
-        samples,
-        temperature,
-        pairs: file,
-        beta,
-        batch,
-    } = &tune.method
-    else {
-        return Ok(Vec::new());
-    };
-    if let Some(file) = file {
+fn dpo_pairs(
+    tune: &TuneConfig,
+    settings: &DpoSettings,
+    reference: &Model,
+    train: &[Question],
+) -> Result<Vec<dpo::Pair>> {
+    if let Some(file) = &settings.pairs {
         return pairs::read_pairs(file, &reference.tokenizer);
     }
     let cfg = dpo::DpoConfig {
         questions: train.len(),
-        samples: *samples,
-        temperature: *temperature,
+        samples: settings.samples,
+        temperature: settings.temperature,
         epochs: 1,
-        batch: *batch,
+        batch: settings.batch,
         lr: tune.lr,
         warmup: tune.warmup,
-        beta: *beta,
+        beta: settings.beta,
         solution_fallback: false,
     };
     let mut rng = step_rng(tune.seed, usize::MAX);
@@ -459,6 +586,7 @@ struct Loop<'a> {
     opt: &'a mut Optimizer,
     state: &'a mut TrainerState,
     out: &'a Path,
+    watch: &'a mut dyn FnMut(&TuneEvent),
 }
 
 impl Loop<'_> {
@@ -490,6 +618,11 @@ impl Loop<'_> {
             }
             self.state.push(done, &row);
             self.state.write(&self.out.join(tune_out::STATE_FILE))?;
+            if let Some(event) =
+                (self.state.log_history.last()).and_then(|r| TuneEvent::of_row(r, tune.steps))
+            {
+                (self.watch)(&event);
+            }
             if save {
                 self.checkpoint(done)?;
                 let line = row
@@ -522,13 +655,13 @@ impl Loop<'_> {
         let mut rng = step_rng(tune.seed, step);
         let lr = ("learning_rate", tune.lr * self.opt.schedule(step));
         match (&tune.method, pairs) {
-            (Method::Dpo { beta, batch, .. }, Some(pairs)) => {
-                let picks: Vec<&dpo::Pair> = pairs.choose_multiple(&mut rng, *batch).collect();
+            (Method::Dpo(d), Some(pairs)) => {
+                let picks: Vec<&dpo::Pair> = pairs.choose_multiple(&mut rng, d.batch).collect();
                 let s = dpo::step(
                     &self.trainee.model,
                     self.reference,
                     &picks,
-                    *beta,
+                    d.beta,
                     self.opt,
                     step,
                 )?;
@@ -578,29 +711,21 @@ fn grpo_settings(
     tune: &TuneConfig,
     method: &Method,
 ) -> Result<(grpo::GrpoConfig, grpo::Objective)> {
-    let Method::Grpo {
-        questions,
-        group,
-        temperature,
-        clip,
-        beta,
-        length_unbiased,
-    } = method
-    else {
+    let Method::Grpo(g) = method else {
         return Err(LabError::Config("DPO without pairs".into()));
     };
     let cfg = grpo::GrpoConfig {
         steps: tune.steps,
-        questions: *questions,
-        group: *group,
-        temperature: *temperature,
+        questions: g.questions,
+        group: g.group,
+        temperature: g.temperature,
         lr: tune.lr,
         warmup: tune.warmup,
-        clip: *clip,
-        beta: *beta,
+        clip: g.clip,
+        beta: g.beta,
         epochs: 1,
     };
-    let aggregation = if *length_unbiased {
+    let aggregation = if g.length_unbiased {
         grpo::Aggregation::LengthUnbiased {
             max_new_tokens: tune.max_new_tokens,
         }

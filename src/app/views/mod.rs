@@ -7,7 +7,7 @@ pub mod faithfulness;
 pub mod graph;
 pub mod heatmap;
 pub mod help;
-mod plot;
+pub(super) mod plot;
 pub mod questions;
 mod state;
 pub mod table;
