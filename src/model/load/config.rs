@@ -2,6 +2,7 @@
 //! (or built from GGUF metadata by [`super::gguf`]).
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
+use super::particulars::{self, Particulars};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +21,12 @@ pub enum Family {
     Olmo2,
     /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
     Phi3,
+    /// Gemma 2: norms before and after each block, GeGLU, soft-capped attention and logits,
+    /// sliding-window layers alternating with global ones ([`Particulars`]).
+    Gemma2,
+    /// Gemma 3 text (`gemma3_text`): Gemma 2's layout with per-head q/k norms, five local
+    /// layers to a global one and a rotary base of their own for the local layers.
+    Gemma3,
 }
 
 impl Family {
@@ -32,15 +39,17 @@ impl Family {
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
             Self::Phi3 => "phi3",
+            Self::Gemma2 => "gemma2",
+            Self::Gemma3 => "gemma3_text",
         }
     }
 
     /// The family's q/k norms, if it has them.
     pub fn qk_norm(self) -> Option<QkNorm> {
         match self {
-            Self::Qwen3 => Some(QkNorm::PerHead),
+            Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
             Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 => None,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 | Self::Gemma2 => None,
         }
     }
 
@@ -48,6 +57,7 @@ impl Family {
     pub fn norms(self) -> NormPlacement {
         match self {
             Self::Olmo2 => NormPlacement::Post,
+            Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
             Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
                 NormPlacement::Pre
             }
@@ -68,6 +78,8 @@ impl Family {
             "qwen3" => Self::Qwen3,
             "olmo2" => Self::Olmo2,
             "phi3" => Self::Phi3,
+            "gemma2" => Self::Gemma2,
+            "gemma3_text" => Self::Gemma3,
             _ => return None,
         })
     }
@@ -83,6 +95,8 @@ pub enum NormPlacement {
     /// On what the block adds, after it, with none before (OLMo 2): a destination reads the
     /// residual stream as it is.
     Post,
+    /// Both (Gemma): a norm on what the block reads and another on what it adds.
+    Sandwich,
 }
 
 /// What a q/k norm normalises: each head's vector (Qwen3) or the whole projection, all heads
@@ -136,6 +150,9 @@ pub struct ModelConfig {
     pub qk_norm: Option<QkNorm>,
     /// Where each block's norm sits.
     pub norms: NormPlacement,
+    /// What the decoder does beyond the Llama layout (Gemma's particulars); none by default.
+    #[serde(default)]
+    pub particulars: Particulars,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
@@ -158,17 +175,17 @@ impl ModelConfig {
         let field = Fields { json, path };
         let family = field.family()?;
         let hidden_act = field.opt_str("hidden_act").unwrap_or_else(|| "silu".into());
-        if hidden_act != "silu" {
+        if hidden_act != "silu" && !family.is_gemma() {
             return Err(ModelError::config(
                 path,
                 "hidden_act",
                 format!("`{hidden_act}` is not supported (only silu)"),
             ));
         }
-        let dims = field.dims()?;
+        let dims = field.dims(family)?;
         let (rope_theta, rope_scaling) = field.rope()?;
         let attention_bias = field.flag("attention_bias");
-        Ok(Self {
+        let mut cfg = Self {
             rms_norm_eps: field.positive_f64("rms_norm_eps", 1e-6, 1.0)?,
             rope_theta,
             rope_scaling,
@@ -185,7 +202,11 @@ impl ModelConfig {
                 .copied(),
             eos_token_ids: eos_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
             ..Self::shaped(family, dims)
-        })
+        };
+        if family.is_gemma() {
+            particulars::gemma(&mut cfg, json, path)?;
+        }
+        Ok(cfg)
     }
 
     /// A decoder of `family` with the checked shape `dims`, the family's norm placement and q/k
@@ -211,6 +232,7 @@ impl ModelConfig {
             mlp_bias: false,
             qk_norm: family.qk_norm(),
             norms: family.norms(),
+            particulars: Particulars::default(),
             tie_word_embeddings: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
@@ -259,13 +281,37 @@ impl ModelConfig {
         })
     }
 
-    /// The names of each layer's norm weights (after `model.layers.N.`): the norm of the
-    /// attention block and of the MLP, before or after it as [`ModelConfig::norms`] says.
-    pub fn norm_names(&self) -> [&'static str; 2] {
+    /// The names of each layer's norm weights (after `model.layers.N.`): for the attention
+    /// block and for the MLP, the norm before it and the norm after it, where
+    /// [`ModelConfig::norms`] puts one.
+    pub fn norm_names(&self) -> [[Option<&'static str>; 2]; 2] {
         match self.norms {
-            NormPlacement::Pre => ["input_layernorm", "post_attention_layernorm"],
-            NormPlacement::Post => ["post_attention_layernorm", "post_feedforward_layernorm"],
+            NormPlacement::Pre => [
+                [Some("input_layernorm"), None],
+                [Some("post_attention_layernorm"), None],
+            ],
+            NormPlacement::Post => [
+                [None, Some("post_attention_layernorm")],
+                [None, Some("post_feedforward_layernorm")],
+            ],
+            NormPlacement::Sandwich => [
+                [Some("input_layernorm"), Some("post_attention_layernorm")],
+                [
+                    Some("pre_feedforward_layernorm"),
+                    Some("post_feedforward_layernorm"),
+                ],
+            ],
         }
+    }
+
+    /// The scale of the attention scores: 1/√`query_pre_attn_scalar` where the family has one,
+    /// else 1/√head_dim.
+    pub fn attention_scale(&self) -> f64 {
+        let s = self
+            .particulars
+            .query_pre_attn_scalar
+            .unwrap_or(self.head_dim as f64);
+        1.0 / s.sqrt()
     }
 
     /// Number of parameters (embedding counted once when tied), saturating at `usize::MAX` for
@@ -285,7 +331,8 @@ impl ModelConfig {
         if self.mlp_bias {
             mlp = sum(&[mlp, prod(&[2, i]), d]);
         }
-        let per_layer = sum(&[attn, mlp, prod(&[2, d])]);
+        let norms = self.norm_names().iter().flatten().flatten().count();
+        let per_layer = sum(&[attn, mlp, prod(&[norms, d])]);
         let embed = prod(&[self.vocab_size, d]);
         let head = if self.tie_word_embeddings { 0 } else { embed };
         sum(&[embed, head, prod(&[self.num_layers, per_layer]), d])
@@ -436,7 +483,7 @@ impl Fields<'_> {
     }
 
     /// The sizes of the decoder, checked against [`super::limits`].
-    fn dims(&self) -> Result<CheckedDims> {
+    fn dims(&self, family: Family) -> Result<CheckedDims> {
         let dims = Dims {
             vocab: self.u64("vocab_size")?,
             hidden: self.u64("hidden_size")?,
@@ -444,7 +491,10 @@ impl Fields<'_> {
             layers: self.u64("num_hidden_layers")?,
             heads: self.u64("num_attention_heads")?,
             kv_heads: self.opt_u64("num_key_value_heads")?,
-            head_dim: self.opt_u64("head_dim")?,
+            // transformers' Gemma configurations default to heads of 256.
+            head_dim: self
+                .opt_u64("head_dim")?
+                .or_else(|| family.is_gemma().then_some(256)),
             positions: self.opt_u64("max_position_embeddings")?.unwrap_or(4096),
         };
         dims.check(self.path, &DimNames::hf())
@@ -493,7 +543,10 @@ impl Fields<'_> {
     fn sliding_window(&self, family: Family, layers: usize) -> Result<Vec<Option<usize>>> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
-            Family::Llama | Family::Olmo2 => return Ok(vec![None; layers]),
+            // Gemma's windows are read with its other particulars.
+            Family::Llama | Family::Olmo2 | Family::Gemma2 | Family::Gemma3 => {
+                return Ok(vec![None; layers])
+            }
             Family::Mistral | Family::Phi3 => 0,
             Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
                 .json
@@ -592,7 +645,7 @@ impl ModelConfig {
                 lin("mlp.up_proj", i, d, self.mlp_bias);
             }
             lin("mlp.down_proj", d, i, self.mlp_bias);
-            for name in self.norm_names() {
+            for name in self.norm_names().iter().flatten().flatten() {
                 out.push((format!("{p}.{name}.weight"), vec![d]));
             }
             if let Some((qn, kn)) = self.qk_norm_sizes() {
@@ -616,6 +669,8 @@ impl ModelConfig {
             Family::Qwen3 => "Qwen3ForCausalLM",
             Family::Olmo2 => "Olmo2ForCausalLM",
             Family::Phi3 => "Phi3ForCausalLM",
+            Family::Gemma2 => "Gemma2ForCausalLM",
+            Family::Gemma3 => "Gemma3ForCausalLM",
         };
         let window = self.sliding_window.iter().flatten().next().copied();
         let mut j = serde_json::json!({
@@ -666,8 +721,9 @@ impl ModelConfig {
                 );
             }
             Family::Llama | Family::Olmo2 => {}
+            Family::Gemma2 | Family::Gemma3 => particulars::gemma_hf_json(self, o),
         }
-        if let Some(s) = &self.rope_scaling {
+        if let Some(s) = self.rope_scaling.as_ref().filter(|_| !self.family.is_gemma()) {
             let v = match *s {
                 RopeScaling::Linear { factor } => {
                     serde_json::json!({"rope_type": "linear", "factor": factor})
