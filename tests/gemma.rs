@@ -17,8 +17,8 @@ use std::path::Path;
 /// Twelve tokens: three times the tiny models' window of 4.
 const IDS: [u32; 12] = [5, 17, 22, 9, 40, 33, 12, 8, 27, 19, 3, 44];
 
-/// Logits equal transformers' (eager attention) to 1e-5 in f64 and to 1e-4 in f32 with every
-/// kernel set. transformers' Gemma norms compute in f32 even for an f64 model, which bounds
+/// Logits equal transformers' (eager attention) to 1e-5 in f64 (the differentiable kernels;
+/// candle's fused ones have no f64) and to 1e-4 in f32 with every kernel set. transformers' Gemma norms compute in f32 even for an f64 model, which bounds
 /// the f64 agreement.
 #[test]
 fn gemma_logits_equal_transformers_in_f64_and_f32() {
@@ -41,6 +41,9 @@ fn gemma_logits_equal_transformers_in_f64_and_f32() {
                 assert!(max_abs(want) > 0.5 * cap, "{tiny:?}: cap {cap} never bites");
             }
             for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
+                if dtype == DType::F64 && kernels == Kernels::Fast {
+                    continue; // candle's fused kernels have no f64
+                }
                 let ours = model.forward_logits(&IDS, kernels).unwrap();
                 let d = max_abs_diff(&ours, want);
                 eprintln!("{tiny:?} {name} {kernels:?}: max |Δlogit| = {d:e}");
