@@ -47,7 +47,10 @@ fn gemma_logits_equal_transformers_in_f64_and_f32() {
                 let ours = model.forward_logits(&IDS, kernels).unwrap();
                 let d = max_abs_diff(&ours, want);
                 eprintln!("{tiny:?} {name} {kernels:?}: max |Δlogit| = {d:e}");
-                assert!(d <= tol, "{tiny:?} {name} {kernels:?}: max |Δlogit| = {d:e}");
+                assert!(
+                    d <= tol,
+                    "{tiny:?} {name} {kernels:?}: max |Δlogit| = {d:e}"
+                );
             }
         }
     }
@@ -139,17 +142,26 @@ fn gemma_configs_read_like_transformers() {
 #[test]
 fn gemma_features_not_implemented_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(Tiny, &str, fn(&mut serde_json::Value)); 6] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Tiny, &str, Edit); 6] = [
         (Tiny::Gemma2, "hidden_activation", |j| {
             j["hidden_activation"] = "gelu".into();
         }),
-        (Tiny::Gemma3, "rope_parameters.full_attention.rope_type", |j| {
-            j["rope_parameters"]["full_attention"]["rope_type"] = "yarn".into();
-        }),
-        (Tiny::Gemma3, "rope_parameters.sliding_attention.rope_type", |j| {
-            j["rope_parameters"]["sliding_attention"] =
-                serde_json::json!({"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4});
-        }),
+        (
+            Tiny::Gemma3,
+            "rope_parameters.full_attention.rope_type",
+            |j| {
+                j["rope_parameters"]["full_attention"]["rope_type"] = "yarn".into();
+            },
+        ),
+        (
+            Tiny::Gemma3,
+            "rope_parameters.sliding_attention.rope_type",
+            |j| {
+                j["rope_parameters"]["sliding_attention"] =
+                    serde_json::json!({"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4});
+            },
+        ),
         (Tiny::Gemma2, "layer_types", |j| {
             j["layer_types"] = serde_json::json!(["sliding_attention", "chunked_attention"]);
         }),
@@ -207,15 +219,95 @@ fn gemma_gguf_name(hf: &str) -> String {
     format!("blk.{layer}.{g}.weight")
 }
 
+/// Write `weights` of `cfg` (the tiny `tiny`'s family) as a GGUF in `folder` under llama.cpp's
+/// names and metadata, norm weights stored as 1 + w; returns its path.
+fn write_gemma_gguf(
+    tiny: Tiny,
+    cfg: &ModelConfig,
+    weights: &std::collections::HashMap<String, candle_core::Tensor>,
+    folder: &Path,
+) -> std::path::PathBuf {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    use gguf_file::Value as V;
+    let arch = if tiny == Tiny::Gemma2 {
+        "gemma2"
+    } else {
+        "gemma3"
+    };
+    let u = |n: usize| V::U32(n as u32);
+    let mut meta = vec![
+        ("general.architecture".to_owned(), V::String(arch.into())),
+        (format!("{arch}.embedding_length"), u(cfg.hidden_size)),
+        (
+            format!("{arch}.feed_forward_length"),
+            u(cfg.intermediate_size),
+        ),
+        (format!("{arch}.block_count"), u(cfg.num_layers)),
+        (format!("{arch}.attention.head_count"), u(cfg.num_heads)),
+        (
+            format!("{arch}.attention.head_count_kv"),
+            u(cfg.num_kv_heads),
+        ),
+        (format!("{arch}.attention.key_length"), u(cfg.head_dim)),
+        (
+            format!("{arch}.context_length"),
+            u(cfg.max_position_embeddings),
+        ),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            V::F32(1e-6),
+        ),
+        (format!("{arch}.attention.sliding_window"), u(4)),
+    ];
+    if tiny == Tiny::Gemma2 {
+        meta.push((format!("{arch}.attn_logit_softcapping"), V::F32(1.0)));
+        meta.push((format!("{arch}.final_logit_softcapping"), V::F32(1.5)));
+    } else {
+        meta.push((format!("{arch}.attention.sliding_window_pattern"), u(2)));
+        meta.push((format!("{arch}.rope.freq_base"), V::F32(1e6)));
+        meta.push((
+            format!("{arch}.rope.scaling.type"),
+            V::String("linear".into()),
+        ));
+        meta.push((format!("{arch}.rope.scaling.factor"), V::F32(2.0)));
+    }
+    let tensors: Vec<(String, QTensor)> = weights
+        .iter()
+        .map(|(n, t)| {
+            let t = if n.ends_with("norm.weight") {
+                (t + 1.0).unwrap()
+            } else {
+                t.clone()
+            };
+            (
+                gemma_gguf_name(n),
+                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
+            )
+        })
+        .collect();
+    let path = folder.join("model.gguf");
+    let mut f = std::fs::File::create(&path).unwrap();
+    gguf_file::write(
+        &mut f,
+        &meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect::<Vec<_>>(),
+        &tensors
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    path
+}
+
 /// Gemma 2 and Gemma 3 under llama.cpp's tensor names and metadata (norm weights stored as
 /// 1 + w, `ffn_norm` the norm before the MLP, soft-caps and Gemma 3's rope in the metadata,
 /// attention scale 1/√head_dim) give the logits of the folder they were written from (f32
 /// tensors, |Δ| ≤ 1e-5).
 #[test]
 fn gemma_ggufs_equal_their_folders() {
-    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-    use candle_core::Tensor;
-    use gguf_file::Value as V;
     let dir = tempfile::tempdir().unwrap();
     for tiny in [Tiny::Gemma2, Tiny::Gemma3] {
         let mut cfg = tiny.config();
@@ -223,52 +315,7 @@ fn gemma_ggufs_equal_their_folders() {
         let folder = dir.path().join(format!("{tiny:?}"));
         let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
         common::write_folder(&folder, &cfg, &weights);
-        let arch = if tiny == Tiny::Gemma2 { "gemma2" } else { "gemma3" };
-        let u = |n: usize| V::U32(n as u32);
-        let mut meta = vec![
-            ("general.architecture".to_owned(), V::String(arch.into())),
-            (format!("{arch}.embedding_length"), u(cfg.hidden_size)),
-            (format!("{arch}.feed_forward_length"), u(cfg.intermediate_size)),
-            (format!("{arch}.block_count"), u(cfg.num_layers)),
-            (format!("{arch}.attention.head_count"), u(cfg.num_heads)),
-            (format!("{arch}.attention.head_count_kv"), u(cfg.num_kv_heads)),
-            (format!("{arch}.attention.key_length"), u(cfg.head_dim)),
-            (format!("{arch}.context_length"), u(cfg.max_position_embeddings)),
-            (format!("{arch}.attention.layer_norm_rms_epsilon"), V::F32(1e-6)),
-            (format!("{arch}.attention.sliding_window"), u(4)),
-        ];
-        if tiny == Tiny::Gemma2 {
-            meta.push((format!("{arch}.attn_logit_softcapping"), V::F32(1.0)));
-            meta.push((format!("{arch}.final_logit_softcapping"), V::F32(1.5)));
-        } else {
-            meta.push((format!("{arch}.attention.sliding_window_pattern"), u(2)));
-            meta.push((format!("{arch}.rope.freq_base"), V::F32(1e6)));
-            meta.push((format!("{arch}.rope.scaling.type"), V::String("linear".into())));
-            meta.push((format!("{arch}.rope.scaling.factor"), V::F32(2.0)));
-        }
-        let tensors: Vec<(String, QTensor)> = weights
-            .iter()
-            .map(|(n, t)| {
-                let t: Tensor = if n.ends_with("norm.weight") {
-                    (t + 1.0).unwrap()
-                } else {
-                    t.clone()
-                };
-                (gemma_gguf_name(n), QTensor::quantize(&t, GgmlDType::F32).unwrap())
-            })
-            .collect();
-        let path = folder.join("model.gguf");
-        let mut f = std::fs::File::create(&path).unwrap();
-        gguf_file::write(
-            &mut f,
-            &meta.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>(),
-            &tensors
-                .iter()
-                .map(|(n, t)| (n.as_str(), t))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
-        drop(f);
+        let path = write_gemma_gguf(tiny, &cfg, &weights, &folder);
         let opts = LoadOptions::default();
         let from_folder = Model::load(folder.to_str().unwrap(), &opts).unwrap();
         let from_gguf = Model::load(path.to_str().unwrap(), &opts).unwrap();
@@ -276,9 +323,8 @@ fn gemma_ggufs_equal_their_folders() {
         assert_eq!(a.sliding_window, b.sliding_window, "{tiny:?}");
         assert_eq!(a.particulars, b.particulars, "{tiny:?}");
         assert_eq!(a.rope_scaling, b.rope_scaling, "{tiny:?}");
-        let ids = IDS;
-        let x = from_folder.forward_logits(&ids, Kernels::Fast).unwrap();
-        let y = from_gguf.forward_logits(&ids, Kernels::Fast).unwrap();
+        let x = from_folder.forward_logits(&IDS, Kernels::Fast).unwrap();
+        let y = from_gguf.forward_logits(&IDS, Kernels::Fast).unwrap();
         let d = max_abs_diff(&x, &y);
         eprintln!("{tiny:?}: GGUF against folder, max |Δlogit| = {d:e}");
         assert!(d <= 1e-5, "{tiny:?}: max |Δlogit| = {d:e}");

@@ -590,9 +590,11 @@ impl Mlp {
                 return self.norm.after(y, k, eps);
             }
         }
-        let y = self
-            .down
-            .forward(&k.gated(&self.gate.forward(&x)?, &self.up.forward(&x)?, self.act)?)?;
+        let y = self.down.forward(&k.gated(
+            &self.gate.forward(&x)?,
+            &self.up.forward(&x)?,
+            self.act,
+        )?)?;
         self.norm.after(y, k, eps)
     }
 }
@@ -744,7 +746,12 @@ impl Transformer {
                     var(format!("{p}.{name}.bias"), bias)?;
                 }
             }
-            for (names, norm) in self.cfg.norm_names().into_iter().zip([&mut a.norm, &mut m.norm]) {
+            for (names, norm) in self
+                .cfg
+                .norm_names()
+                .into_iter()
+                .zip([&mut a.norm, &mut m.norm])
+            {
                 for (name, w) in names.into_iter().zip(norm.weights_mut()) {
                     if let (Some(name), Some(w)) = (name, w) {
                         var(format!("{p}.{name}.weight"), w)?;

@@ -64,6 +64,25 @@ impl Family {
         }
     }
 
+    /// The `architectures` entry of `config.json`.
+    fn architecture(self) -> &'static str {
+        match self {
+            Self::Llama => "LlamaForCausalLM",
+            Self::Mistral => "MistralForCausalLM",
+            Self::Qwen2 => "Qwen2ForCausalLM",
+            Self::Qwen3 => "Qwen3ForCausalLM",
+            Self::Olmo2 => "Olmo2ForCausalLM",
+            Self::Phi3 => "Phi3ForCausalLM",
+            Self::Gemma2 => "Gemma2ForCausalLM",
+            Self::Gemma3 => "Gemma3ForCausalLM",
+        }
+    }
+
+    /// Whether the family is Gemma 2 or Gemma 3, whose particulars `particulars::gemma` reads.
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Self::Gemma2 | Self::Gemma3)
+    }
+
     /// Whether the checkpoint stores q, k and v as one `qkv_proj` and gate and up as one
     /// `gate_up_proj` (Phi-3).
     pub fn fused_projections(self) -> bool {
@@ -204,7 +223,14 @@ impl ModelConfig {
             ..Self::shaped(family, dims)
         };
         if family.is_gemma() {
-            particulars::gemma(&mut cfg, json, path)?;
+            let g = particulars::gemma(json, path, family == Family::Gemma3, dims.layers)?;
+            cfg.o_bias = g.bias;
+            cfg.qkv_bias = g.bias;
+            cfg.tie_word_embeddings = g.tie;
+            cfg.sliding_window = g.sliding_window;
+            cfg.rope_theta = g.rope_theta;
+            cfg.rope_scaling = g.linear_rope.map(|factor| RopeScaling::Linear { factor });
+            cfg.particulars = g.particulars;
         }
         Ok(cfg)
     }
@@ -660,18 +686,24 @@ impl ModelConfig {
         out
     }
 
+    /// Gemma's fields beyond the shared ones, as `config.json` holds them.
+    fn gemma(&self) -> particulars::Gemma {
+        particulars::Gemma {
+            particulars: self.particulars.clone(),
+            sliding_window: self.sliding_window.clone(),
+            rope_theta: self.rope_theta,
+            linear_rope: match self.rope_scaling {
+                Some(RopeScaling::Linear { factor }) => Some(factor),
+                _ => None,
+            },
+            bias: self.o_bias,
+            tie: self.tie_word_embeddings,
+        }
+    }
+
     /// The `config.json` that Hugging Face transformers reads for this configuration.
     pub fn to_hf_json(&self) -> Value {
-        let arch = match self.family {
-            Family::Llama => "LlamaForCausalLM",
-            Family::Mistral => "MistralForCausalLM",
-            Family::Qwen2 => "Qwen2ForCausalLM",
-            Family::Qwen3 => "Qwen3ForCausalLM",
-            Family::Olmo2 => "Olmo2ForCausalLM",
-            Family::Phi3 => "Phi3ForCausalLM",
-            Family::Gemma2 => "Gemma2ForCausalLM",
-            Family::Gemma3 => "Gemma3ForCausalLM",
-        };
+        let arch = self.family.architecture();
         let window = self.sliding_window.iter().flatten().next().copied();
         let mut j = serde_json::json!({
             "architectures": [arch],
@@ -721,9 +753,12 @@ impl ModelConfig {
                 );
             }
             Family::Llama | Family::Olmo2 => {}
-            Family::Gemma2 | Family::Gemma3 => particulars::gemma_hf_json(self, o),
+            Family::Gemma2 | Family::Gemma3 => {
+                self.gemma().write_hf_json(o, self.head_dim);
+                return j;
+            }
         }
-        if let Some(s) = self.rope_scaling.as_ref().filter(|_| !self.family.is_gemma()) {
+        if let Some(s) = &self.rope_scaling {
             let v = match *s {
                 RopeScaling::Linear { factor } => {
                     serde_json::json!({"rope_type": "linear", "factor": factor})

@@ -2,9 +2,9 @@
 //! renamed to Hugging Face names, Q/K rows un-permuted for Llama, tokenizer from the vocabulary.
 
 use super::config::{Family, ModelConfig, RopeScaling};
-use super::particulars::{Activation, Particulars};
 use super::gguf_header;
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
+use super::particulars::{Activation, Particulars};
 use super::tokenizer::{GgufBpe, Tokenizer};
 use super::weights::{check_tensors, Stored};
 use crate::model::error::{ModelError, Result};

@@ -3,7 +3,6 @@
 //! logits, the attention scale, and the rotary base of sliding-window layers. Each is a typed
 //! option of the one decoder; [`Particulars::default`] is the plain Llama layout.
 
-use super::config::{Family, ModelConfig, RopeScaling};
 use super::limits::{in_range, MAX_POSITIONS};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
@@ -46,23 +45,30 @@ pub struct Particulars {
     pub local_rope_theta: Option<f64>,
 }
 
-impl Family {
-    /// Whether the family is Gemma 2 or Gemma 3, whose particulars [`gemma`] reads.
-    pub fn is_gemma(self) -> bool {
-        matches!(self, Self::Gemma2 | Self::Gemma3)
-    }
-}
-
 /// The attention kind of each layer, as `layer_types` names them.
 const SLIDING: &str = "sliding_attention";
 const FULL: &str = "full_attention";
 
-/// Read a Gemma `config.json`'s particulars into `cfg` (built by the shared reader from the
-/// same JSON): activation, soft-caps, attention scale, sliding and global layers, rotary bases
-/// and scaling, tied embeddings (the default), biases. Any feature not implemented is refused
-/// naming its field.
-pub(super) fn gemma(cfg: &mut ModelConfig, json: &Value, path: &Path) -> Result<()> {
-    let family = cfg.family;
+/// What a Gemma `config.json` says beyond the shared fields.
+pub(super) struct Gemma {
+    pub particulars: Particulars,
+    /// The window of each layer (`None`: a global layer).
+    pub sliding_window: Vec<Option<usize>>,
+    /// θ of the global layers.
+    pub rope_theta: f64,
+    /// The linear rotary scaling factor of the global layers, if any.
+    pub linear_rope: Option<f64>,
+    /// q, k, v and o carry biases (`attention_bias`).
+    pub bias: bool,
+    /// The unembedding is the embedding (the default).
+    pub tie: bool,
+}
+
+/// Read a Gemma 2 (or, with `gemma3`, Gemma 3) `config.json` of `layers` layers beyond the
+/// shared fields: activation, soft-caps, attention scale, sliding and global layers, rotary
+/// bases and scaling, tied embeddings, biases. Any feature not implemented is refused naming
+/// its field.
+pub(super) fn gemma(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Gemma> {
     let act = json
         .get("hidden_activation")
         .or_else(|| json.get("hidden_act"))
@@ -75,7 +81,11 @@ pub(super) fn gemma(cfg: &mut ModelConfig, json: &Value, path: &Path) -> Result<
             format!("`{act}` is not supported (only gelu_pytorch_tanh)"),
         ));
     }
-    if json.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
+    if json
+        .get("use_bidirectional_attention")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         return Err(ModelError::config(
             path,
             "use_bidirectional_attention",
@@ -84,22 +94,13 @@ pub(super) fn gemma(cfg: &mut ModelConfig, json: &Value, path: &Path) -> Result<
     }
     // Gemma 2 caps by default (50 and 30, as transformers does when the key is absent);
     // Gemma 3 does not. `null` turns a cap off.
-    let (attn_cap, final_cap) = match family {
-        Family::Gemma2 => (Some(50.0), Some(30.0)),
-        _ => (None, None),
+    let (attn_cap, final_cap) = if gemma3 {
+        (None, None)
+    } else {
+        (Some(50.0), Some(30.0))
     };
-    let attention_bias = json.get("attention_bias").and_then(Value::as_bool) == Some(true);
-    cfg.o_bias = attention_bias;
-    cfg.qkv_bias = attention_bias;
-    cfg.tie_word_embeddings = json
-        .get("tie_word_embeddings")
-        .map_or(Some(true), Value::as_bool)
-        .unwrap_or(false);
-    cfg.sliding_window = windows(json, path, family, cfg.num_layers)?;
-    let (rope_theta, rope_scaling, local) = gemma_rope(json, path, family)?;
-    cfg.rope_theta = rope_theta;
-    cfg.rope_scaling = rope_scaling;
-    cfg.particulars = Particulars {
+    let (rope_theta, linear_rope, local) = gemma_rope(json, path, gemma3)?;
+    let particulars = Particulars {
         activation: Activation::GeluTanh,
         embed_scale: true,
         norm_offset: true,
@@ -108,7 +109,17 @@ pub(super) fn gemma(cfg: &mut ModelConfig, json: &Value, path: &Path) -> Result<
         query_pre_attn_scalar: Some(positive(json, path, "query_pre_attn_scalar", 256.0)?),
         local_rope_theta: local,
     };
-    Ok(())
+    Ok(Gemma {
+        particulars,
+        sliding_window: windows(json, path, gemma3, layers)?,
+        rope_theta,
+        linear_rope,
+        bias: json.get("attention_bias").and_then(Value::as_bool) == Some(true),
+        tie: json
+            .get("tie_word_embeddings")
+            .map_or(Some(true), Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 /// A positive number at `key`, `default` when absent.
@@ -133,7 +144,7 @@ fn cap(json: &Value, path: &Path, key: &str, default: Option<f64>) -> Result<Opt
 
 /// The window of each layer: `layer_types` where given, else Gemma 2's alternation (even
 /// layers slide) or Gemma 3's `sliding_window_pattern` (every n-th layer is global, default 6).
-fn windows(json: &Value, path: &Path, family: Family, layers: usize) -> Result<Vec<Option<usize>>> {
+fn windows(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Vec<Option<usize>>> {
     let window = match json.get("sliding_window") {
         None => Some(4096),
         Some(Value::Null) => None,
@@ -165,14 +176,15 @@ fn windows(json: &Value, path: &Path, family: Family, layers: usize) -> Result<V
             ))
         }
         None => {
-            let every = match family {
-                Family::Gemma2 => 2,
-                _ => match json.get("sliding_window_pattern") {
+            let every = if gemma3 {
+                match json.get("sliding_window_pattern") {
                     None | Some(Value::Null) => 6,
                     Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
                         ModelError::config(path, "sliding_window_pattern", "not a positive integer")
                     })?,
-                },
+                }
+            } else {
+                2
             };
             (0..layers as u64).map(|l| (l + 1) % every != 0).collect()
         }
@@ -184,11 +196,7 @@ fn windows(json: &Value, path: &Path, family: Family, layers: usize) -> Result<V
 /// Gemma 3 the base of the local layers (plain rotation). transformers 5 nests both under
 /// `rope_parameters` by layer kind; older files use `rope_theta`, `rope_scaling` and
 /// `rope_local_base_freq`.
-fn gemma_rope(
-    json: &Value,
-    path: &Path,
-    family: Family,
-) -> Result<(f64, Option<RopeScaling>, Option<f64>)> {
+fn gemma_rope(json: &Value, path: &Path, gemma3: bool) -> Result<(f64, Option<f64>, Option<f64>)> {
     let params = json.get("rope_parameters").filter(|v| v.is_object());
     let nested = |kind: &str| params.and_then(|p| p.get(kind)).filter(|v| v.is_object());
     let (global, global_field) = match nested(FULL) {
@@ -201,12 +209,15 @@ fn gemma_rope(
     let theta_of = |v: Option<&Value>, field: &str, default: f64| -> Result<f64> {
         match v {
             None => Ok(default),
-            Some(t) => t.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| {
-                ModelError::config(path, field, format!("{t} is not a positive number"))
-            }),
+            Some(t) => t
+                .as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| {
+                    ModelError::config(path, field, format!("{t} is not a positive number"))
+                }),
         }
     };
-    let default_theta = if family == Family::Gemma3 { 1e6 } else { 1e4 };
+    let default_theta = if gemma3 { 1e6 } else { 1e4 };
     let theta = theta_of(
         global
             .and_then(|g| g.get("rope_theta"))
@@ -218,7 +229,7 @@ fn gemma_rope(
         Some(g) => scaling(g, path, &global_field)?,
         None => None,
     };
-    if family != Family::Gemma3 {
+    if !gemma3 {
         return Ok((theta, global_scaling, None));
     }
     let local = nested(SLIDING);
@@ -241,9 +252,9 @@ fn gemma_rope(
     Ok((theta, global_scaling, Some(local_theta)))
 }
 
-/// The scaling of one rotary parameter set `s` (at `field`): none or linear; any other type is
-/// refused naming `field.rope_type`.
-fn scaling(s: &Value, path: &Path, field: &str) -> Result<Option<RopeScaling>> {
+/// The linear scaling factor of one rotary parameter set `s` (at `field`), or none; any other
+/// type is refused naming `field.rope_type`.
+fn scaling(s: &Value, path: &Path, field: &str) -> Result<Option<f64>> {
     let kind = s
         .get("rope_type")
         .or_else(|| s.get("type"))
@@ -263,7 +274,7 @@ fn scaling(s: &Value, path: &Path, field: &str) -> Result<Option<RopeScaling>> {
                         "missing or not a positive number",
                     )
                 })?;
-            Ok(Some(RopeScaling::Linear { factor }))
+            Ok(Some(factor))
         }
         other => Err(ModelError::config(
             path,
@@ -273,41 +284,42 @@ fn scaling(s: &Value, path: &Path, field: &str) -> Result<Option<RopeScaling>> {
     }
 }
 
-/// The Gemma fields of the `config.json` transformers reads for `cfg`, into `o`.
-pub(super) fn gemma_hf_json(cfg: &ModelConfig, o: &mut serde_json::Map<String, Value>) {
-    let p = &cfg.particulars;
-    let window = cfg.sliding_window.iter().flatten().next().copied();
-    let kinds: Vec<&str> = cfg
-        .sliding_window
-        .iter()
-        .map(|w| if w.is_some() { SLIDING } else { FULL })
-        .collect();
-    o.insert("hidden_act".into(), "gelu_pytorch_tanh".into());
-    o.insert("hidden_activation".into(), "gelu_pytorch_tanh".into());
-    o.insert("attention_bias".into(), cfg.o_bias.into());
-    o.insert("attn_logit_softcapping".into(), p.attn_softcap.into());
-    o.insert("final_logit_softcapping".into(), p.final_softcap.into());
-    // transformers' configuration takes a whole number here.
-    let scalar = p.query_pre_attn_scalar.unwrap_or(cfg.head_dim as f64);
-    let scalar: Value = if scalar.fract() == 0.0 && scalar < 1e15 {
-        (scalar as u64).into()
-    } else {
-        scalar.into()
-    };
-    o.insert("query_pre_attn_scalar".into(), scalar);
-    o.insert("sliding_window".into(), window.unwrap_or(4096).into());
-    o.insert("layer_types".into(), kinds.into());
-    let rope = |theta: f64, s: Option<&RopeScaling>| match s {
-        Some(RopeScaling::Linear { factor }) => {
-            serde_json::json!({"rope_type": "linear", "factor": factor, "rope_theta": theta})
-        }
-        _ => serde_json::json!({"rope_type": "default", "rope_theta": theta}),
-    };
-    let global = rope(cfg.rope_theta, cfg.rope_scaling.as_ref());
-    let params = match p.local_rope_theta {
-        Some(local) => serde_json::json!({FULL: global, SLIDING: rope(local, None)}),
-        None => global,
-    };
-    o.insert("rope_parameters".into(), params);
-    o.remove("rope_theta");
+impl Gemma {
+    /// These fields of the `config.json` that transformers reads, into `o`, for heads of
+    /// `head_dim`.
+    pub(super) fn write_hf_json(&self, o: &mut serde_json::Map<String, Value>, head_dim: usize) {
+        let p = &self.particulars;
+        let window = self.sliding_window.iter().flatten().next().copied();
+        let kinds: Vec<&str> = self
+            .sliding_window
+            .iter()
+            .map(|w| if w.is_some() { SLIDING } else { FULL })
+            .collect();
+        o.insert("hidden_act".into(), "gelu_pytorch_tanh".into());
+        o.insert("hidden_activation".into(), "gelu_pytorch_tanh".into());
+        o.insert("attention_bias".into(), self.bias.into());
+        o.insert("attn_logit_softcapping".into(), p.attn_softcap.into());
+        o.insert("final_logit_softcapping".into(), p.final_softcap.into());
+        // transformers' configuration takes a whole number here.
+        let scalar = p.query_pre_attn_scalar.unwrap_or(head_dim as f64);
+        let scalar: Value = if scalar.fract() == 0.0 && scalar < 1e15 {
+            (scalar as u64).into()
+        } else {
+            scalar.into()
+        };
+        o.insert("query_pre_attn_scalar".into(), scalar);
+        o.insert("sliding_window".into(), window.unwrap_or(4096).into());
+        o.insert("layer_types".into(), kinds.into());
+        let rope = |theta: f64, factor: Option<f64>| match factor {
+            Some(f) => serde_json::json!({"rope_type": "linear", "factor": f, "rope_theta": theta}),
+            None => serde_json::json!({"rope_type": "default", "rope_theta": theta}),
+        };
+        let global = rope(self.rope_theta, self.linear_rope);
+        let params = match p.local_rope_theta {
+            Some(local) => serde_json::json!({FULL: global, SLIDING: rope(local, None)}),
+            None => global,
+        };
+        o.insert("rope_parameters".into(), params);
+        o.remove("rope_theta");
+    }
 }
