@@ -331,3 +331,53 @@ fn gemma_ggufs_equal_their_folders() {
         assert!(max_abs(&x) > 0.1);
     }
 }
+
+/// Gemma 2's chat template as google/gemma-2-2b-it ships it.
+const GEMMA_CHAT: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
+
+/// Gemma 2's chat template renders the prompt transformers renders, and greedy generation
+/// (with the key/value cache, past the window, through the soft-caps) gives transformers'
+/// tokens.
+#[test]
+fn gemma_chat_and_generation_equal_transformers() {
+    use circuitdiff::model::GenerateOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Tiny::Gemma2.config();
+    let path = dir.path().join("gemma2-chat");
+    let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
+    circuitdiff::model::write_hf_folder(
+        &path,
+        &cfg,
+        &weights,
+        &circuitdiff::model::char_tokenizer_json(common::CHARS),
+        Some(GEMMA_CHAT),
+    )
+    .unwrap();
+    let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let question = "what is 4 + 5?";
+    let prompt = circuitdiff::lab::task::prompt_ids(&model.tokenizer, question).unwrap();
+    let n = 8;
+    let r = reference(
+        "hf_model.py",
+        &serde_json::json!({"model": path, "ids": prompt, "chat": question, "generate": n}),
+    );
+    let want: Vec<u32> = r["chat_ids"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|x| x as u32)
+        .collect();
+    assert_eq!(prompt, want, "the chat template renders differently");
+    let opts = GenerateOptions {
+        max_new_tokens: n,
+        ..GenerateOptions::default()
+    };
+    let ours = model.generate_ignoring_eos(&prompt, &opts).unwrap().tokens;
+    let hf: Vec<u32> = r["generated"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|x| x as u32)
+        .collect();
+    assert_eq!(ours, hf, "greedy tokens");
+}
