@@ -179,10 +179,10 @@ const CASES: &[Case] = &[
         cli: Cli::Inspect,
     },
     Case {
-        name: "a family not implemented (Gemma 3 text)",
-        make: |d| config(d, |j| j["model_type"] = "gemma3_text".into()),
+        name: "a family not implemented (multimodal Gemma 3)",
+        make: |d| config(d, |j| j["model_type"] = "gemma3".into()),
         file: "config.json",
-        expect: &["`gemma3_text`", "`model_type`"],
+        expect: &["`gemma3`", "`model_type`", "Gemma 3 text"],
         cli: Cli::Inspect,
     },
     Case {

@@ -88,6 +88,8 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
         Tiny::Qwen3,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Gemma2,
+        Tiny::Gemma3,
     ] {
         let model = Model::load(tiny.write(dir.path()).to_str().unwrap(), &opts).unwrap();
         let g = Graph::new(&model.config, Level::Block);
@@ -124,7 +126,14 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
 #[test]
 fn the_scores_into_each_destination_sum_to_about_zero() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Mistral, Tiny::Qwen2, Tiny::Qwen3] {
+    for tiny in [
+        Tiny::Llama,
+        Tiny::Mistral,
+        Tiny::Qwen2,
+        Tiny::Qwen3,
+        Tiny::Gemma2,
+        Tiny::Gemma3,
+    ] {
         let sums = destination_sums(tiny, &dir);
         let worst = sums
             .iter()
@@ -193,6 +202,8 @@ fn scores_match_an_independent_pytorch_computation() {
         Tiny::Qwen2,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Gemma2,
+        Tiny::Gemma3,
     ] {
         let path = tiny.write(dir.path());
         let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
@@ -223,6 +234,8 @@ fn block_scores_are_sums_of_head_scores() {
         Tiny::Qwen3,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Gemma2,
+        Tiny::Gemma3,
     ] {
         let model = Model::load(
             tiny.write(dir.path()).to_str().unwrap(),

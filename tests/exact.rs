@@ -38,13 +38,15 @@ fn keep_matrix(g: &Graph, value: f64, flip: &[(usize, usize)]) -> Vec<Vec<f64>> 
 }
 
 /// One tiny checkpoint of every family.
-const FAMILIES: [Tiny; 6] = [
+const FAMILIES: [Tiny; 8] = [
     Tiny::Llama,
     Tiny::Mistral,
     Tiny::Qwen2,
     Tiny::Qwen3,
     Tiny::Olmo2,
     Tiny::Phi3,
+    Tiny::Gemma2,
+    Tiny::Gemma3,
 ];
 
 /// Tolerance: |ours − PyTorch| ≤ 1e-4 of the largest |ΔL|, and 1e-4 on F (f64 models on both
@@ -172,7 +174,13 @@ fn head_loss(model: &Model, ids: &[u32], patches: &[(Destination, Tensor)]) -> f
 #[test]
 fn a_block_edge_is_all_its_head_edges() {
     let dir = tempfile::tempdir().unwrap();
-    for tiny in [Tiny::Llama, Tiny::Qwen2, Tiny::Qwen3, Tiny::Olmo2] {
+    for tiny in [
+        Tiny::Llama,
+        Tiny::Qwen2,
+        Tiny::Qwen3,
+        Tiny::Olmo2,
+        Tiny::Gemma2,
+    ] {
         let model = f64_model(tiny, dir.path());
         let g = Graph::new(&model.config, Level::Block);
         let ab = Ablation::new(&model, &g, "0", (&PROMPT, &ANSWER), 5, 4).unwrap();

@@ -25,9 +25,9 @@ pub use kernels::{inner_products, Linear, LoraPair};
 pub use load::{available_memory, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
-    load_without_weights, random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint,
-    DownloadProgress, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig,
-    ModelInfo, NormPlacement, QkNorm, RopeScaling, ScorePlan, Tokenizer,
+    load_without_weights, random_weights, resolve, write_hf_folder, Activation, AdapterInfo,
+    Checkpoint, DownloadProgress, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate,
+    ModelConfig, ModelInfo, NormPlacement, Particulars, QkNorm, RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

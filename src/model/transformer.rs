@@ -11,10 +11,11 @@
 //! that one backward pass yields ∂L/∂(input of every node): a zero-valued variable added to the
 //! input, or, on the CPU, the input's norm keeping its gradient itself (a tap, [`Probe`]).
 
+use super::kernels::composite::{gelu_tanh, soft_cap};
 use super::kernels::fused::GradTap;
 use super::kernels::{Linear, LoraPair};
 use super::load::weights::TensorStore;
-use super::load::{ModelConfig, NormPlacement, QkNorm, RopeScaling};
+use super::load::{Activation, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 use super::lora::LoraSettings;
 use super::masks::EdgeMasks;
 use crate::node::{self, Destination, Heads, Node, Port};
@@ -56,17 +57,30 @@ impl Kernels {
         }
     }
 
-    /// The gated activation silu(gate)⊙up of an MLP.
-    fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::FusedGrad => super::kernels::fused::swiglu(gate, up),
-            Self::Fast | Self::Differentiable => candle_nn::ops::silu(gate)? * up,
+    /// The gated activation act(gate)⊙up of an MLP: SwiGLU or GeGLU (the tanh GeLU as a
+    /// composite with exact gradients where gradients are wanted).
+    fn gated(self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        match (act, self) {
+            (Activation::Silu, Self::FusedGrad) => super::kernels::fused::swiglu(gate, up),
+            (Activation::Silu, _) => candle_nn::ops::silu(gate)? * up,
+            (Activation::GeluTanh, Self::Fast) => gate.gelu()? * up,
+            (Activation::GeluTanh, _) => gelu_tanh(gate)? * up,
         }
     }
 
-    /// Attention probabilities softmax(scale·qk + mask) over the last dimension.
+    /// Attention probabilities softmax(cap(scale·qk) + mask) over the last dimension, the scores
+    /// soft-capped where `softcap` is given.
     #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
-    fn attention_probs(self, qk: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn attention_probs(
+        self,
+        qk: &Tensor,
+        scale: f64,
+        mask: Option<&Tensor>,
+        softcap: Option<f64>,
+    ) -> Result<Tensor> {
+        if let Some(c) = softcap {
+            return self.attention_probs(&soft_cap(&(qk * scale)?, c)?, 1.0, mask, None);
+        }
         if self == Self::FusedGrad {
             return super::kernels::fused::attention_softmax(qk, scale, mask);
         }
@@ -325,6 +339,8 @@ struct Attention {
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     window: Option<usize>,
+    /// Which of the pass's rotary tables the layer takes ([`Transformer::inv_freqs`]).
+    rope: usize,
 }
 
 /// A gated MLP block with its norm before or after it.
@@ -333,6 +349,7 @@ struct Mlp {
     gate: Linear,
     up: Linear,
     down: Linear,
+    act: Activation,
 }
 
 struct Block {
@@ -340,53 +357,49 @@ struct Block {
     mlp: Mlp,
 }
 
-/// A block's RMS norm: on what it reads (before it) or on what it adds (after it).
-enum BlockNorm {
-    Pre(Tensor),
-    Post(Tensor),
+/// A block's RMS norms: on what it reads (before it), on what it adds (after it), or both
+/// (Gemma's sandwich).
+struct BlockNorm {
+    pre: Option<Tensor>,
+    post: Option<Tensor>,
 }
 
 impl BlockNorm {
-    /// Take the norm weight of size `d` named `prefix.name` and place it as `placement` says.
+    /// Take the norm weights of size `d` named `prefix.name` for the names `[before, after]`
+    /// that the configuration gives ([`ModelConfig::norm_names`]).
     fn take(
         store: &mut TensorStore,
         prefix: &str,
-        name: &str,
-        placement: NormPlacement,
-        d: usize,
+        [before, after]: [Option<&str>; 2],
+        cfg: &ModelConfig,
     ) -> super::error::Result<Self> {
-        let w = store.take(&format!("{prefix}.{name}.weight"), &[d])?;
-        Ok(match placement {
-            NormPlacement::Pre => Self::Pre(w),
-            NormPlacement::Post => Self::Post(w),
+        let mut take = |name: Option<&str>| {
+            name.map(|n| norm_weight(store, &format!("{prefix}.{n}.weight"), cfg.hidden_size, cfg))
+                .transpose()
+        };
+        Ok(Self {
+            pre: take(before)?,
+            post: take(after)?,
         })
     }
 
-    /// The weight, wherever it sits.
-    fn weight_mut(&mut self) -> &mut Tensor {
-        match self {
-            Self::Pre(w) | Self::Post(w) => w,
-        }
+    /// The weights before and after the block, where there are norms.
+    fn weights_mut(&mut self) -> [Option<&mut Tensor>; 2] {
+        [self.pre.as_mut(), self.post.as_mut()]
     }
 
-    /// The norm before the block, if that is where it sits.
+    /// The norm before the block, if there is one.
     fn pre(&self) -> Option<&Tensor> {
-        match self {
-            Self::Pre(w) => Some(w),
-            Self::Post(_) => None,
-        }
+        self.pre.as_ref()
     }
 
-    /// The norm after the block, if that is where it sits.
+    /// The norm after the block, if there is one.
     fn post(&self) -> Option<&Tensor> {
-        match self {
-            Self::Post(w) => Some(w),
-            Self::Pre(_) => None,
-        }
+        self.post.as_ref()
     }
 
-    /// The block's output `y` as added to the residual stream: normed where the norm is after
-    /// the block.
+    /// The block's output `y` as added to the residual stream: normed where there is a norm
+    /// after the block.
     fn after(&self, y: Tensor, k: Kernels, eps: f64) -> Result<Tensor> {
         match self.post() {
             Some(w) => k.rms_norm(&y, w, eps),
@@ -395,11 +408,26 @@ impl BlockNorm {
     }
 }
 
-/// What every layer of one pass shares, built once per pass: the rotary tables and the
-/// attention mask of each distinct window.
+/// The RMS norm weight `name` of `size`, as the norm applies it: 1 + w for a family whose
+/// norms scale by 1 + w (Gemma), computed once here.
+fn norm_weight(
+    store: &mut TensorStore,
+    name: &str,
+    size: usize,
+    cfg: &ModelConfig,
+) -> super::error::Result<Tensor> {
+    let w = store.take(name, &[size])?;
+    Ok(if cfg.particulars.norm_offset {
+        (w + 1.0)?
+    } else {
+        w
+    })
+}
+
+/// What every layer of one pass shares, built once per pass: the rotary tables (cos, sin) of
+/// each rotary base, and the attention mask of each distinct window.
 struct PassTables {
-    cos: Tensor,
-    sin: Tensor,
+    ropes: Vec<(Tensor, Tensor)>,
     masks: Vec<(Option<usize>, Option<Tensor>)>,
 }
 
@@ -470,10 +498,12 @@ impl Attention {
         let q = project(&xq, &self.q, nq, self.q_norm.as_ref())?;
         let key = project(&xk, &self.k, nkv, self.k_norm.as_ref())?;
         let val = project(&xv, &self.v, nkv, None)?;
-        let scale = 1.0 / (hd as f64).sqrt();
+        let scale = cfg.attention_scale();
+        let softcap = cfg.particulars.attn_softcap;
         let mask = tables.mask(self.window);
-        if k == Kernels::FusedGrad && cache.is_none() {
-            let (cos, sin) = (&tables.cos, &tables.sin);
+        let (cos, sin) = &tables.ropes[self.rope];
+        // The fused core has no soft-cap: a soft-capped layer takes the composite path.
+        if k == Kernels::FusedGrad && cache.is_none() && softcap.is_none() {
             let core = super::kernels::attention::attention(
                 &q,
                 &key,
@@ -494,8 +524,8 @@ impl Attention {
             _ => y.reshape((b, t, n, hd))?.transpose(1, 2),
         };
         let (q, key, val) = (heads(q, nq)?, heads(key, nkv)?, heads(val, nkv)?);
-        let q = k.rope(&q, &tables.cos, &tables.sin)?;
-        let mut key = k.rope(&key, &tables.cos, &tables.sin)?;
+        let q = k.rope(&q, cos, sin)?;
+        let mut key = k.rope(&key, cos, sin)?;
         let mut val = val.contiguous()?;
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.as_ref() {
@@ -507,7 +537,7 @@ impl Attention {
         let rep = cfg.num_heads / cfg.num_kv_heads;
         let key = repeat_kv(&key, rep)?;
         let val = repeat_kv(&val, rep)?;
-        let att = k.attention_probs(&q.contiguous()?.matmul(&key.t()?)?, scale, mask)?;
+        let att = k.attention_probs(&q.contiguous()?.matmul(&key.t()?)?, scale, mask, softcap)?;
         let z = att
             .matmul(&val)?
             .transpose(1, 2)?
@@ -554,14 +584,17 @@ impl Mlp {
     /// The block output (b, t, d) for what it reads, `input`, from the residual stream `h`.
     fn forward(&self, h: &Tensor, input: Input, k: Kernels, eps: f64) -> Result<Tensor> {
         let x = input.normed(h, self.norm.pre(), k, eps)?;
-        if k == Kernels::FusedGrad {
+        // The fused MLP is SwiGLU's; GeGLU takes the composite path.
+        if k == Kernels::FusedGrad && self.act == Activation::Silu {
             if let Some(y) = super::kernels::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
                 return self.norm.after(y, k, eps);
             }
         }
-        let y = self
-            .down
-            .forward(&k.gated(&self.gate.forward(&x)?, &self.up.forward(&x)?)?)?;
+        let y = self.down.forward(&k.gated(
+            &self.gate.forward(&x)?,
+            &self.up.forward(&x)?,
+            self.act,
+        )?)?;
         self.norm.after(y, k, eps)
     }
 }
@@ -573,7 +606,11 @@ pub struct Transformer {
     layers: Vec<Block>,
     norm: Tensor,
     lm_head: Linear,
-    inv_freq: Vec<f64>,
+    /// Rotary inverse frequencies: the global ones, then those of the local layers where
+    /// these have a base of their own.
+    inv_freqs: Vec<Vec<f64>>,
+    /// √hidden in the weights' dtype where the embedding is scaled (Gemma).
+    embed_scale: Option<Tensor>,
     dtype: DType,
     device: Device,
 }
@@ -594,40 +631,45 @@ impl Transformer {
             let [q, k, v, o, gate, up, down] = layer_projections(store, cfg, &p)?;
             let [attn_norm, mlp_norm] = cfg.norm_names();
             let qk = cfg.qk_norm_sizes();
+            let qk_norm = |store: &mut TensorStore, name: &str, size: usize| {
+                qk.map(|_| norm_weight(store, &format!("{p}.self_attn.{name}.weight"), size, cfg))
+                    .transpose()
+            };
+            let window = cfg.sliding_window.get(l).copied().flatten();
             let attn = Attention {
-                norm: BlockNorm::take(store, &p, attn_norm, cfg.norms, d)?,
+                norm: BlockNorm::take(store, &p, attn_norm, cfg)?,
                 q,
                 k,
                 v,
                 o,
-                q_norm: store.take_if(
-                    qk.is_some(),
-                    &format!("{p}.self_attn.q_norm.weight"),
-                    &[qk.map_or(hd, |(q, _)| q)],
-                )?,
-                k_norm: store.take_if(
-                    qk.is_some(),
-                    &format!("{p}.self_attn.k_norm.weight"),
-                    &[qk.map_or(hd, |(_, k)| k)],
-                )?,
-                window: cfg.sliding_window.get(l).copied().flatten(),
+                q_norm: qk_norm(store, "q_norm", qk.map_or(hd, |(q, _)| q))?,
+                k_norm: qk_norm(store, "k_norm", qk.map_or(hd, |(_, k)| k))?,
+                window,
+                rope: usize::from(window.is_some() && cfg.particulars.local_rope_theta.is_some()),
             };
             let mlp = Mlp {
-                norm: BlockNorm::take(store, &p, mlp_norm, cfg.norms, d)?,
+                norm: BlockNorm::take(store, &p, mlp_norm, cfg)?,
                 gate,
                 up,
                 down,
+                act: cfg.particulars.activation,
             };
             layers.push(Block { attn, mlp });
         }
-        let norm = store.take("model.norm.weight", &[d])?;
+        let norm = norm_weight(store, "model.norm.weight", d, cfg)?;
         let lm_head = if cfg.tie_word_embeddings && !store.contains("lm_head.weight") {
             Linear::new(embed.clone(), None)
         } else {
             Linear::new(store.take("lm_head.weight", &[cfg.vocab_size, d])?, None)
         };
+        let embed_scale = cfg
+            .particulars
+            .embed_scale
+            .then(|| Tensor::new((d as f64).sqrt(), device)?.to_dtype(dtype))
+            .transpose()?;
         Ok(Self {
-            inv_freq: inv_freq(cfg),
+            inv_freqs: inv_freqs(cfg),
+            embed_scale,
             cfg: cfg.clone(),
             embed,
             layers,
@@ -646,7 +688,7 @@ impl Transformer {
     /// [`Probe::Tap`]): the fused norm runs, on the CPU in f32 or f64, with weights that are not
     /// variables.
     pub(super) fn taps_gradients(&self) -> bool {
-        self.cfg.norms == NormPlacement::Pre
+        self.cfg.norms != NormPlacement::Post
             && self.device.is_cpu()
             && matches!(self.dtype, DType::F32 | DType::F64)
             && !self.norm.is_variable()
@@ -669,6 +711,13 @@ impl Transformer {
             candle_core::bail!(
                 "{} fuses its q/k/v and gate/up projections into one tensor each; training \
                  (and saving) a model of this family is not supported",
+                self.cfg.family.name()
+            );
+        }
+        if self.cfg.particulars.norm_offset {
+            candle_core::bail!(
+                "{}'s norms scale by 1 + w; training (and saving) all weights of a model of \
+                 this family is not supported (LoRA adapters are)",
                 self.cfg.family.name()
             );
         }
@@ -697,9 +746,18 @@ impl Transformer {
                     var(format!("{p}.{name}.bias"), bias)?;
                 }
             }
-            let [attn_norm, mlp_norm] = self.cfg.norm_names();
-            var(format!("{p}.{attn_norm}.weight"), a.norm.weight_mut())?;
-            var(format!("{p}.{mlp_norm}.weight"), m.norm.weight_mut())?;
+            for (names, norm) in self
+                .cfg
+                .norm_names()
+                .into_iter()
+                .zip([&mut a.norm, &mut m.norm])
+            {
+                for (name, w) in names.into_iter().zip(norm.weights_mut()) {
+                    if let (Some(name), Some(w)) = (name, w) {
+                        var(format!("{p}.{name}.weight"), w)?;
+                    }
+                }
+            }
             if let Some(n) = a.q_norm.as_mut() {
                 var(format!("{p}.self_attn.q_norm.weight"), n)?;
             }
@@ -759,22 +817,24 @@ impl Transformer {
         &self.device
     }
 
-    /// cos and sin tables (t, head_dim/2) for slots `pos0..pos0 + t`, or (b, t, head_dim/2)
-    /// when rows are left-padded (positions then count from each row's first token).
+    /// cos and sin tables (t, head_dim/2) of the inverse frequencies `inv_freq` for slots
+    /// `pos0..pos0 + t`, or (b, t, head_dim/2) when rows are left-padded (positions then count
+    /// from each row's first token).
     fn rope_tables(
         &self,
+        inv_freq: &[f64],
         pos0: usize,
         t: usize,
         pads: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
-        let half = self.inv_freq.len();
+        let half = inv_freq.len();
         let rows = pads.unwrap_or(&[0]);
         let mut cos = Vec::with_capacity(rows.len() * t * half);
         let mut sin = Vec::with_capacity(rows.len() * t * half);
         for &pad in rows {
             for slot in pos0..pos0 + t {
                 let p = slot.saturating_sub(pad);
-                for &f in &self.inv_freq {
+                for &f in inv_freq {
                     // Computed in f32 like the reference implementation, then widened.
                     let a = (p as f32) * (f as f32);
                     cos.push(f64::from(a.cos()));
@@ -841,7 +901,11 @@ impl Transformer {
 
     /// The rotary tables and the mask of each distinct attention window, for one pass.
     fn pass_tables(&self, pos0: usize, t: usize, pads: Option<&[usize]>) -> Result<PassTables> {
-        let (cos, sin) = self.rope_tables(pos0, t, pads)?;
+        let ropes = self
+            .inv_freqs
+            .iter()
+            .map(|f| self.rope_tables(f, pos0, t, pads))
+            .collect::<Result<_>>()?;
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
         for block in &self.layers {
             let w = block.attn.window;
@@ -849,7 +913,7 @@ impl Transformer {
                 masks.push((w, self.mask(pos0, t, w, pads)?));
             }
         }
-        Ok(PassTables { cos, sin, masks })
+        Ok(PassTables { ropes, masks })
     }
 
     /// Run the embedding and every block on `ids` (b, t) at positions `pos0..`; returns the final
@@ -862,6 +926,12 @@ impl Transformer {
             t,
             self.cfg.hidden_size,
         ))?;
+        // Gemma scales the embedding by √hidden in the weights' dtype; the scaled embedding is
+        // the input source.
+        let h = match &self.embed_scale {
+            Some(s) => h.broadcast_mul(s)?,
+            None => h,
+        };
         let h = match pass.probes {
             Some(p) => p.root(h)?,
             None => h,
@@ -954,6 +1024,10 @@ impl Transformer {
     pub(crate) fn normed_and_logits(&self, resid: &Tensor, k: Kernels) -> Result<(Tensor, Tensor)> {
         let x = k.rms_norm(resid, &self.norm, self.cfg.rms_norm_eps)?;
         let logits = self.lm_head.forward(&x)?;
+        let logits = match self.cfg.particulars.final_softcap {
+            Some(c) => soft_cap(&logits, c)?,
+            None => logits,
+        };
         Ok((x, logits))
     }
 }
@@ -1035,16 +1109,26 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     Tensor::cat(&vec![x; n], 2)?.reshape((b, kvh * n, s, hd))
 }
 
-/// Rotary inverse frequencies, with Llama-3 or linear scaling applied.
-fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
+/// Rotary inverse frequencies of the global layers and, where the local (sliding-window)
+/// layers have a base of their own (Gemma 3), of those, unscaled.
+fn inv_freqs(cfg: &ModelConfig) -> Vec<Vec<f64>> {
+    let mut out = vec![inv_freq(cfg, cfg.rope_theta, cfg.rope_scaling.as_ref())];
+    if let Some(local) = cfg.particulars.local_rope_theta {
+        out.push(inv_freq(cfg, local, None));
+    }
+    out
+}
+
+/// Rotary inverse frequencies of base `theta`, with Llama-3 or linear scaling applied.
+fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f64> {
     let hd = cfg.head_dim;
     let base: Vec<f64> = (0..hd / 2)
         .map(|i| {
             let e = (2 * i) as f32 / hd as f32;
-            f64::from(1.0f32 / (cfg.rope_theta as f32).powf(e))
+            f64::from(1.0f32 / (theta as f32).powf(e))
         })
         .collect();
-    match cfg.rope_scaling {
+    match scaling.cloned() {
         None => base,
         Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
         Some(RopeScaling::Llama3 {

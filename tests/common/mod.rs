@@ -9,7 +9,7 @@
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
-use circuitdiff::model::{self, Family, ModelConfig, RopeScaling};
+use circuitdiff::model::{self, Activation, Family, ModelConfig, Particulars, RopeScaling};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -33,10 +33,17 @@ pub enum Tiny {
     Olmo2,
     /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
     Phi3,
+    /// Gemma 2: sandwich norms, GeGLU, a sliding window of 4 tokens on layer 0 and a global
+    /// layer 1, attention and final soft-caps small enough to bite, an attention scale of
+    /// 1/√12 (not 1/√head_dim), tied embeddings.
+    Gemma2,
+    /// Gemma 3 text: Gemma 2's layout with per-head q/k norms, no soft-caps, a local layer 0
+    /// (window 4, rotary base 10,000) and a global layer 1 (base 1,000,000, linear scaling 2).
+    Gemma3,
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 7] = [
+    pub const ALL: [Tiny; 9] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
@@ -44,6 +51,8 @@ impl Tiny {
         Tiny::Qwen3,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Gemma2,
+        Tiny::Gemma3,
     ];
 
     pub fn config(self) -> ModelConfig {
@@ -56,7 +65,10 @@ impl Tiny {
             Tiny::Qwen3 => Family::Qwen3,
             Tiny::Olmo2 => Family::Olmo2,
             Tiny::Phi3 => Family::Phi3,
+            Tiny::Gemma2 => Family::Gemma2,
+            Tiny::Gemma3 => Family::Gemma3,
         };
+        let gemma = family.is_gemma();
         ModelConfig {
             family,
             vocab_size: vocab,
@@ -67,21 +79,42 @@ impl Tiny {
             num_kv_heads: 2,
             head_dim: if self == Tiny::Qwen3 { 12 } else { 8 },
             rms_norm_eps: 1e-6,
-            rope_theta: 10_000.0,
-            rope_scaling: (self == Tiny::Llama).then_some(RopeScaling::Llama3 {
-                factor: 8.0,
-                low_freq_factor: 1.0,
-                high_freq_factor: 4.0,
-                original_max_position_embeddings: 16,
-            }),
+            rope_theta: if self == Tiny::Gemma3 { 1e6 } else { 10_000.0 },
+            rope_scaling: match self {
+                Tiny::Llama => Some(RopeScaling::Llama3 {
+                    factor: 8.0,
+                    low_freq_factor: 1.0,
+                    high_freq_factor: 4.0,
+                    original_max_position_embeddings: 16,
+                }),
+                Tiny::Gemma3 => Some(RopeScaling::Linear { factor: 2.0 }),
+                _ => None,
+            },
             max_position_embeddings: 256,
-            sliding_window: vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers],
+            sliding_window: if gemma {
+                vec![Some(4), None]
+            } else {
+                vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers]
+            },
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
             mlp_bias: false,
             qk_norm: family.qk_norm(),
             norms: family.norms(),
-            tie_word_embeddings: self == Tiny::LlamaTied,
+            particulars: if gemma {
+                Particulars {
+                    activation: Activation::GeluTanh,
+                    embed_scale: true,
+                    norm_offset: true,
+                    attn_softcap: (self == Tiny::Gemma2).then_some(1.0),
+                    final_softcap: (self == Tiny::Gemma2).then_some(1.5),
+                    query_pre_attn_scalar: Some(12.0),
+                    local_rope_theta: (self == Tiny::Gemma3).then_some(10_000.0),
+                }
+            } else {
+                Particulars::default()
+            },
+            tie_word_embeddings: self == Tiny::LlamaTied || gemma,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
         }

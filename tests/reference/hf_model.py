@@ -43,9 +43,14 @@ def per_path_forward(model, ids, dtype, mask=None):
     m = model.model
     cfg = model.config
     T = ids.shape[1]
-    x = m.embed_tokens(ids)
+    x = m.embed_tokens(ids)  # Gemma's embedding module scales by sqrt(hidden) itself
     pos = torch.arange(T).unsqueeze(0)
-    cos, sin = m.rotary_emb(x, pos)
+    layer_types = getattr(cfg, "layer_types", None)
+    gemma3 = cfg.model_type == "gemma3_text"
+    if gemma3:  # a rotary table per layer kind (local and global bases)
+        tables = {k: m.rotary_emb(x, pos, k) for k in set(layer_types)}
+    else:
+        cos, sin = m.rotary_emb(x, pos)
     nl = cfg.num_hidden_layers
     probes = [torch.zeros_like(x, requires_grad=True) for _ in range(4 * nl + 1)]
     sources = [x]
@@ -65,14 +70,23 @@ def per_path_forward(model, ids, dtype, mask=None):
     # OLMo 2 norms what each block adds (post_attention_layernorm, post_feedforward_layernorm)
     # and nothing before it, and its q/k norms cover the whole projections.
     post_norm = cfg.model_type == "olmo2"
+    # Gemma norms both what each block reads and what it adds (sandwich norms).
+    sandwich = cfg.model_type in ("gemma2", "gemma3_text")
+    attn_cap = getattr(cfg, "attn_logit_softcapping", None)
+    final_cap = getattr(cfg, "final_logit_softcapping", None)
     ident = lambda t: t
     h = x
     for l, layer in enumerate(m.layers):
         at = layer.self_attn
         hd = at.head_dim
+        if gemma3:
+            cos, sin = tables[layer_types[l]]
         if post_norm:
             attn_pre, attn_post = ident, layer.post_attention_layernorm
             mlp_pre, mlp_post = ident, layer.post_feedforward_layernorm
+        elif sandwich:
+            attn_pre, attn_post = layer.input_layernorm, layer.post_attention_layernorm
+            mlp_pre, mlp_post = layer.pre_feedforward_layernorm, layer.post_feedforward_layernorm
         else:
             attn_pre, attn_post = layer.input_layernorm, ident
             mlp_pre, mlp_post = layer.post_attention_layernorm, ident
@@ -103,12 +117,13 @@ def per_path_forward(model, ids, dtype, mask=None):
         rep = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-        scores = (q @ k.transpose(2, 3)) * (hd ** -0.5)
+        scores = (q @ k.transpose(2, 3)) * at.scaling
+        if attn_cap is not None:
+            scores = torch.tanh(scores / attn_cap) * attn_cap
         qi = torch.arange(T).unsqueeze(1)
         kj = torch.arange(T).unsqueeze(0)
         allowed = kj <= qi
         window = None
-        layer_types = getattr(cfg, "layer_types", None)
         if layer_types is not None:
             if layer_types[l] == "sliding_attention":
                 window = cfg.sliding_window
@@ -126,6 +141,8 @@ def per_path_forward(model, ids, dtype, mask=None):
         h = h + mm
         sources.append(mm)
     logits = model.lm_head(m.norm(inp(4 * nl, h)))
+    if final_cap is not None:
+        logits = torch.tanh(logits / final_cap) * final_cap
     return logits[0], probes, sources
 
 

@@ -1,8 +1,10 @@
 //! The CPU kernels of the attribution pass: ops with closed-form backward passes (fused
 //! rms-norm, softmax, rotary embedding, attention core, gated MLP) and the projections whose
-//! backward pass computes the input gradient only, on a shared thread pool.
+//! backward pass computes the input gradient only, on a shared thread pool; and composites of
+//! candle's elementary ops where those are exact (tanh GeLU, soft-capping).
 
 pub(super) mod attention;
+pub(super) mod composite;
 pub(super) mod fused;
 mod linear;
 mod matrix;

@@ -2,6 +2,7 @@
 //! (or built from GGUF metadata by [`super::gguf`]).
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
+use super::particulars::{self, Particulars};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +21,12 @@ pub enum Family {
     Olmo2,
     /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
     Phi3,
+    /// Gemma 2: norms before and after each block, GeGLU, soft-capped attention and logits,
+    /// sliding-window layers alternating with global ones ([`Particulars`]).
+    Gemma2,
+    /// Gemma 3 text (`gemma3_text`): Gemma 2's layout with per-head q/k norms, five local
+    /// layers to a global one and a rotary base of their own for the local layers.
+    Gemma3,
 }
 
 impl Family {
@@ -32,15 +39,17 @@ impl Family {
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
             Self::Phi3 => "phi3",
+            Self::Gemma2 => "gemma2",
+            Self::Gemma3 => "gemma3_text",
         }
     }
 
     /// The family's q/k norms, if it has them.
     pub fn qk_norm(self) -> Option<QkNorm> {
         match self {
-            Self::Qwen3 => Some(QkNorm::PerHead),
+            Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
             Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 => None,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 | Self::Gemma2 => None,
         }
     }
 
@@ -48,10 +57,30 @@ impl Family {
     pub fn norms(self) -> NormPlacement {
         match self {
             Self::Olmo2 => NormPlacement::Post,
+            Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
             Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
                 NormPlacement::Pre
             }
         }
+    }
+
+    /// The `architectures` entry of `config.json`.
+    fn architecture(self) -> &'static str {
+        match self {
+            Self::Llama => "LlamaForCausalLM",
+            Self::Mistral => "MistralForCausalLM",
+            Self::Qwen2 => "Qwen2ForCausalLM",
+            Self::Qwen3 => "Qwen3ForCausalLM",
+            Self::Olmo2 => "Olmo2ForCausalLM",
+            Self::Phi3 => "Phi3ForCausalLM",
+            Self::Gemma2 => "Gemma2ForCausalLM",
+            Self::Gemma3 => "Gemma3ForCausalLM",
+        }
+    }
+
+    /// Whether the family is Gemma 2 or Gemma 3, whose particulars `particulars::gemma` reads.
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Self::Gemma2 | Self::Gemma3)
     }
 
     /// Whether the checkpoint stores q, k and v as one `qkv_proj` and gate and up as one
@@ -68,6 +97,8 @@ impl Family {
             "qwen3" => Self::Qwen3,
             "olmo2" => Self::Olmo2,
             "phi3" => Self::Phi3,
+            "gemma2" => Self::Gemma2,
+            "gemma3_text" => Self::Gemma3,
             _ => return None,
         })
     }
@@ -83,6 +114,8 @@ pub enum NormPlacement {
     /// On what the block adds, after it, with none before (OLMo 2): a destination reads the
     /// residual stream as it is.
     Post,
+    /// Both (Gemma): a norm on what the block reads and another on what it adds.
+    Sandwich,
 }
 
 /// What a q/k norm normalises: each head's vector (Qwen3) or the whole projection, all heads
@@ -136,6 +169,9 @@ pub struct ModelConfig {
     pub qk_norm: Option<QkNorm>,
     /// Where each block's norm sits.
     pub norms: NormPlacement,
+    /// What the decoder does beyond the Llama layout (Gemma's particulars); none by default.
+    #[serde(default)]
+    pub particulars: Particulars,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
@@ -158,17 +194,17 @@ impl ModelConfig {
         let field = Fields { json, path };
         let family = field.family()?;
         let hidden_act = field.opt_str("hidden_act").unwrap_or_else(|| "silu".into());
-        if hidden_act != "silu" {
+        if hidden_act != "silu" && !family.is_gemma() {
             return Err(ModelError::config(
                 path,
                 "hidden_act",
                 format!("`{hidden_act}` is not supported (only silu)"),
             ));
         }
-        let dims = field.dims()?;
+        let dims = field.dims(family)?;
         let (rope_theta, rope_scaling) = field.rope()?;
         let attention_bias = field.flag("attention_bias");
-        Ok(Self {
+        let mut cfg = Self {
             rms_norm_eps: field.positive_f64("rms_norm_eps", 1e-6, 1.0)?,
             rope_theta,
             rope_scaling,
@@ -185,7 +221,18 @@ impl ModelConfig {
                 .copied(),
             eos_token_ids: eos_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
             ..Self::shaped(family, dims)
-        })
+        };
+        if family.is_gemma() {
+            let g = particulars::gemma(json, path, family == Family::Gemma3, dims.layers)?;
+            cfg.o_bias = g.bias;
+            cfg.qkv_bias = g.bias;
+            cfg.tie_word_embeddings = g.tie;
+            cfg.sliding_window = g.sliding_window;
+            cfg.rope_theta = g.rope_theta;
+            cfg.rope_scaling = g.linear_rope.map(|factor| RopeScaling::Linear { factor });
+            cfg.particulars = g.particulars;
+        }
+        Ok(cfg)
     }
 
     /// A decoder of `family` with the checked shape `dims`, the family's norm placement and q/k
@@ -211,6 +258,7 @@ impl ModelConfig {
             mlp_bias: false,
             qk_norm: family.qk_norm(),
             norms: family.norms(),
+            particulars: Particulars::default(),
             tie_word_embeddings: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
@@ -259,13 +307,37 @@ impl ModelConfig {
         })
     }
 
-    /// The names of each layer's norm weights (after `model.layers.N.`): the norm of the
-    /// attention block and of the MLP, before or after it as [`ModelConfig::norms`] says.
-    pub fn norm_names(&self) -> [&'static str; 2] {
+    /// The names of each layer's norm weights (after `model.layers.N.`): for the attention
+    /// block and for the MLP, the norm before it and the norm after it, where
+    /// [`ModelConfig::norms`] puts one.
+    pub fn norm_names(&self) -> [[Option<&'static str>; 2]; 2] {
         match self.norms {
-            NormPlacement::Pre => ["input_layernorm", "post_attention_layernorm"],
-            NormPlacement::Post => ["post_attention_layernorm", "post_feedforward_layernorm"],
+            NormPlacement::Pre => [
+                [Some("input_layernorm"), None],
+                [Some("post_attention_layernorm"), None],
+            ],
+            NormPlacement::Post => [
+                [None, Some("post_attention_layernorm")],
+                [None, Some("post_feedforward_layernorm")],
+            ],
+            NormPlacement::Sandwich => [
+                [Some("input_layernorm"), Some("post_attention_layernorm")],
+                [
+                    Some("pre_feedforward_layernorm"),
+                    Some("post_feedforward_layernorm"),
+                ],
+            ],
         }
+    }
+
+    /// The scale of the attention scores: 1/√`query_pre_attn_scalar` where the family has one,
+    /// else 1/√head_dim.
+    pub fn attention_scale(&self) -> f64 {
+        let s = self
+            .particulars
+            .query_pre_attn_scalar
+            .unwrap_or(self.head_dim as f64);
+        1.0 / s.sqrt()
     }
 
     /// Number of parameters (embedding counted once when tied), saturating at `usize::MAX` for
@@ -285,7 +357,8 @@ impl ModelConfig {
         if self.mlp_bias {
             mlp = sum(&[mlp, prod(&[2, i]), d]);
         }
-        let per_layer = sum(&[attn, mlp, prod(&[2, d])]);
+        let norms = self.norm_names().iter().flatten().flatten().count();
+        let per_layer = sum(&[attn, mlp, prod(&[norms, d])]);
         let embed = prod(&[self.vocab_size, d]);
         let head = if self.tie_word_embeddings { 0 } else { embed };
         sum(&[embed, head, prod(&[self.num_layers, per_layer]), d])
@@ -436,7 +509,7 @@ impl Fields<'_> {
     }
 
     /// The sizes of the decoder, checked against [`super::limits`].
-    fn dims(&self) -> Result<CheckedDims> {
+    fn dims(&self, family: Family) -> Result<CheckedDims> {
         let dims = Dims {
             vocab: self.u64("vocab_size")?,
             hidden: self.u64("hidden_size")?,
@@ -444,7 +517,10 @@ impl Fields<'_> {
             layers: self.u64("num_hidden_layers")?,
             heads: self.u64("num_attention_heads")?,
             kv_heads: self.opt_u64("num_key_value_heads")?,
-            head_dim: self.opt_u64("head_dim")?,
+            // transformers' Gemma configurations default to heads of 256.
+            head_dim: self
+                .opt_u64("head_dim")?
+                .or_else(|| family.is_gemma().then_some(256)),
             positions: self.opt_u64("max_position_embeddings")?.unwrap_or(4096),
         };
         dims.check(self.path, &DimNames::hf())
@@ -493,7 +569,10 @@ impl Fields<'_> {
     fn sliding_window(&self, family: Family, layers: usize) -> Result<Vec<Option<usize>>> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
-            Family::Llama | Family::Olmo2 => return Ok(vec![None; layers]),
+            // Gemma's windows are read with its other particulars.
+            Family::Llama | Family::Olmo2 | Family::Gemma2 | Family::Gemma3 => {
+                return Ok(vec![None; layers])
+            }
             Family::Mistral | Family::Phi3 => 0,
             Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
                 .json
@@ -592,7 +671,7 @@ impl ModelConfig {
                 lin("mlp.up_proj", i, d, self.mlp_bias);
             }
             lin("mlp.down_proj", d, i, self.mlp_bias);
-            for name in self.norm_names() {
+            for name in self.norm_names().iter().flatten().flatten() {
                 out.push((format!("{p}.{name}.weight"), vec![d]));
             }
             if let Some((qn, kn)) = self.qk_norm_sizes() {
@@ -607,16 +686,24 @@ impl ModelConfig {
         out
     }
 
+    /// Gemma's fields beyond the shared ones, as `config.json` holds them.
+    fn gemma(&self) -> particulars::Gemma {
+        particulars::Gemma {
+            particulars: self.particulars.clone(),
+            sliding_window: self.sliding_window.clone(),
+            rope_theta: self.rope_theta,
+            linear_rope: match self.rope_scaling {
+                Some(RopeScaling::Linear { factor }) => Some(factor),
+                _ => None,
+            },
+            bias: self.o_bias,
+            tie: self.tie_word_embeddings,
+        }
+    }
+
     /// The `config.json` that Hugging Face transformers reads for this configuration.
     pub fn to_hf_json(&self) -> Value {
-        let arch = match self.family {
-            Family::Llama => "LlamaForCausalLM",
-            Family::Mistral => "MistralForCausalLM",
-            Family::Qwen2 => "Qwen2ForCausalLM",
-            Family::Qwen3 => "Qwen3ForCausalLM",
-            Family::Olmo2 => "Olmo2ForCausalLM",
-            Family::Phi3 => "Phi3ForCausalLM",
-        };
+        let arch = self.family.architecture();
         let window = self.sliding_window.iter().flatten().next().copied();
         let mut j = serde_json::json!({
             "architectures": [arch],
@@ -666,6 +753,10 @@ impl ModelConfig {
                 );
             }
             Family::Llama | Family::Olmo2 => {}
+            Family::Gemma2 | Family::Gemma3 => {
+                self.gemma().write_hf_json(o, self.head_dim);
+                return j;
+            }
         }
         if let Some(s) = &self.rope_scaling {
             let v = match *s {

@@ -4,6 +4,7 @@
 use super::config::{Family, ModelConfig, RopeScaling};
 use super::gguf_header;
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
+use super::particulars::{Activation, Particulars};
 use super::tokenizer::{GgufBpe, Tokenizer};
 use super::weights::{check_tensors, Stored};
 use crate::model::error::{ModelError, Result};
@@ -58,6 +59,8 @@ impl GgufFile {
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
             "olmo2" => Family::Olmo2,
+            "gemma2" => Family::Gemma2,
+            "gemma3" => Family::Gemma3,
             other => {
                 return Err(ModelError::Unsupported {
                     path: self.path.clone(),
@@ -213,7 +216,7 @@ impl GgufFile {
             _ => None,
         };
         let has = |name: &str| self.content.tensor_infos.contains_key(name);
-        Ok(ModelConfig {
+        let cfg = ModelConfig {
             rms_norm_eps: self.arch_f("attention.layer_norm_rms_epsilon", 1e-5)?,
             rope_theta: self.arch_f("rope.freq_base", 10_000.0)?,
             rope_scaling,
@@ -225,7 +228,69 @@ impl GgufFile {
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
             eos_token_ids: self.eos_ids(dims.vocab)?,
             ..ModelConfig::shaped(family, dims)
-        })
+        };
+        if family.is_gemma() {
+            return self.gemma(cfg);
+        }
+        Ok(cfg)
+    }
+
+    /// Gemma's particulars as llama.cpp reads them: soft-caps from the metadata, windows on
+    /// every other layer (Gemma 2) or on five layers of six (Gemma 3, or
+    /// `attention.sliding_window_pattern`), a rotary base of 10,000 on Gemma 3's local layers
+    /// and 1,000,000 by default on its global ones, and the attention scale 1/√head_dim, or
+    /// 1/√(hidden/heads) for the 27B models (46 layers of Gemma 2, 62 of Gemma 3).
+    fn gemma(&self, mut cfg: ModelConfig) -> Result<ModelConfig> {
+        let gemma3 = cfg.family == Family::Gemma3;
+        let window = match self.arch_u("attention.sliding_window")? {
+            Some(w) => in_range(
+                &self.path,
+                &format!("{}.attention.sliding_window", self.arch),
+                w,
+                1,
+                MAX_POSITIONS,
+            )?,
+            None => 4096,
+        };
+        let every = match self.arch_u("attention.sliding_window_pattern")? {
+            Some(0) => {
+                return Err(ModelError::config(
+                    &self.path,
+                    format!("{}.attention.sliding_window_pattern", self.arch),
+                    "0 is not a layer pattern",
+                ))
+            }
+            Some(n) => n as usize,
+            None if gemma3 => 6,
+            None => 2,
+        };
+        cfg.sliding_window = (0..cfg.num_layers)
+            .map(|l| ((l + 1) % every != 0).then_some(window))
+            .collect();
+        let cap = |key: &str| {
+            let present = self.meta(&format!("{}.{key}", self.arch)).is_some();
+            present.then(|| self.arch_f(key, 1.0)).transpose()
+        };
+        let large = cfg.num_layers == if gemma3 { 62 } else { 46 };
+        let scalar = if large {
+            (cfg.hidden_size / cfg.num_heads) as f64
+        } else {
+            cfg.head_dim as f64
+        };
+        if gemma3 {
+            cfg.rope_theta = self.arch_f("rope.freq_base", 1e6)?;
+        }
+        cfg.particulars = Particulars {
+            activation: Activation::GeluTanh,
+            embed_scale: true,
+            norm_offset: true,
+            attn_softcap: cap("attn_logit_softcapping")?,
+            final_softcap: cap("final_logit_softcapping")?,
+            query_pre_attn_scalar: Some(scalar),
+            local_rope_theta: gemma3.then_some(10_000.0),
+        };
+        cfg.rms_norm_eps = self.arch_f("attention.layer_norm_rms_epsilon", 1e-6)?;
+        Ok(cfg)
     }
 
     /// The tokenizer stored in the metadata (byte-level BPE models only).
@@ -341,8 +406,9 @@ impl GgufFile {
     /// Every tensor dequantised to f32 under its Hugging Face name, once the file is checked to
     /// hold exactly the tensors `cfg` calls for, with their shapes.
     pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
+        let sandwich = cfg.family.is_gemma();
         let stored = self.content.tensor_infos.iter().map(|(name, info)| Stored {
-            hf_name: hf_name(name),
+            hf_name: hf_name(name, sandwich),
             name,
             shape: info.shape.dims(),
             file: &self.path,
@@ -353,7 +419,9 @@ impl GgufFile {
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
         let mut out = HashMap::with_capacity(names.len());
         for name in names {
-            let Some(hf) = hf_name(&name) else { continue };
+            let Some(hf) = hf_name(&name, sandwich) else {
+                continue;
+            };
             let q = self
                 .content
                 .tensor(&mut self.file, &name, &Device::Cpu)
@@ -368,6 +436,10 @@ impl GgufFile {
                 } else if name.ends_with("attn_k.weight") || name.ends_with("attn_k.bias") {
                     t = unpermute_rows(&t, cfg.num_kv_heads)?;
                 }
+            }
+            // llama.cpp stores Gemma's norm weights as 1 + w; the model reads w.
+            if cfg.particulars.norm_offset && hf.ends_with("norm.weight") {
+                t = (t - 1.0)?;
             }
             out.insert(hf, t);
         }
@@ -390,7 +462,9 @@ fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
         .reshape(dims)
 }
 
-fn hf_name(gguf: &str) -> Option<String> {
+/// The Hugging Face name of GGUF tensor `gguf`; `sandwich` for Gemma, whose `ffn_norm` is the
+/// norm before the MLP (`pre_feedforward_layernorm`) beside one after the attention block.
+fn hf_name(gguf: &str, sandwich: bool) -> Option<String> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -405,6 +479,7 @@ fn hf_name(gguf: &str) -> Option<String> {
     let (part, kind) = rest.rsplit_once('.')?;
     let hf = match part {
         "attn_norm" => "input_layernorm",
+        "ffn_norm" if sandwich => "pre_feedforward_layernorm",
         "ffn_norm" => "post_attention_layernorm",
         // OLMo 2's norms after the attention block and the MLP.
         "post_attention_norm" => "post_attention_layernorm",

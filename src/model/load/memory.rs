@@ -8,6 +8,7 @@
 //! `fused.rs`); BENCHMARKS.md compares it with the measured peak resident memory.
 
 use super::config::{ModelConfig, NormPlacement, QkNorm};
+use super::particulars::Activation;
 use crate::model::error::{ModelError, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
@@ -87,7 +88,17 @@ impl MemoryEstimate {
         let mut fwd = match cfg.norms {
             NormPlacement::Pre => norms * fused * b * d,
             NormPlacement::Post => norms * b * d + n(2) * fused * b * d,
+            // Gemma norms both what a block reads and what it adds.
+            NormPlacement::Sandwich => (norms + n(2)) * fused * b * d,
         };
+        // GeGLU runs as a composite of elementwise ops (five intermediates of the gate's width
+        // besides the product), and soft-capped scores as three more of the scores' size.
+        if cfg.particulars.activation == Activation::GeluTanh {
+            fwd = fwd + n(5) * b * i;
+        }
+        if cfg.particulars.attn_softcap.is_some() {
+            fwd = fwd + n(3) * b * h * t;
+        }
         fwd = fwd + n(3) * b * (q + kv) + b * kv * n(if plan.heads { 1 } else { 2 });
         if cfg.num_heads != cfg.num_kv_heads {
             fwd = fwd + n(2) * b * q;

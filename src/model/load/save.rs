@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Random weights for `cfg`: linear and embedding weights ~ N(0, std²), biases ~ N(0, std²),
-/// norm weights 1 + N(0, (std/2)²). Deterministic for a seed.
+/// norm weights 1 + N(0, (std/2)²) as the norm applies them (stored as N(0, (std/2)²) where
+/// norms scale by 1 + w). Deterministic for a seed.
 pub fn random_weights(cfg: &ModelConfig, seed: u64, std: f64) -> Result<HashMap<String, Tensor>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let normal = rand_distr::Normal::new(0.0, std)
@@ -23,7 +24,9 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64, std: f64) -> Result<HashMap<
         let v: Vec<f32> = (0..n)
             .map(|_| {
                 let x: f64 = normal.sample(&mut rng);
-                if is_norm {
+                if is_norm && cfg.particulars.norm_offset {
+                    (x / 2.0) as f32
+                } else if is_norm {
                     (1.0 + x / 2.0) as f32
                 } else {
                     x as f32
