@@ -739,3 +739,36 @@ fn grpo_settings(
     };
     Ok((cfg, objective))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+    use super::*;
+
+    /// The held-out questions are the dataset's first; a later question with the same text is
+    /// not trained on, and a dataset left with nothing else is refused.
+    #[test]
+    fn held_out_questions_are_never_trained_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("q.jsonl");
+        let line = |q: u32| {
+            format!(
+                "{{\"question\": \"What is {q} + 1?\", \"answer\": \"{}\"}}\n",
+                q + 1
+            )
+        };
+        let text: String = [0, 1, 2, 3, 1, 7, 3, 8].into_iter().map(line).collect();
+        std::fs::write(&file, text).unwrap();
+        let mut tune = TuneConfig::new("unused", file.display().to_string());
+        tune.eval_questions = 4;
+        let (eval, train) = questions(&tune).unwrap();
+        let texts = |qs: &[Question]| qs.iter().map(|q| q.question.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&eval).len(), 4);
+        assert_eq!(texts(&train), ["What is 7 + 1?", "What is 8 + 1?"]);
+        let text: String = [0, 1, 0, 1].into_iter().map(line).collect();
+        std::fs::write(&file, text).unwrap();
+        tune.eval_questions = 2;
+        let e = questions(&tune).unwrap_err().to_string();
+        assert!(e.contains("repeats one of them"), "{e}");
+    }
+}
