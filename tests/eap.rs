@@ -88,6 +88,9 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
         Tiny::Qwen3,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Qwen3Moe,
+        Tiny::Olmoe,
+        Tiny::Mixtral,
     ] {
         let model = Model::load(tiny.write(dir.path()).to_str().unwrap(), &opts).unwrap();
         let g = Graph::new(&model.config, Level::Block);
@@ -193,6 +196,9 @@ fn scores_match_an_independent_pytorch_computation() {
         Tiny::Qwen2,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Qwen3Moe,
+        Tiny::Olmoe,
+        Tiny::Mixtral,
     ] {
         let path = tiny.write(dir.path());
         let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
@@ -223,6 +229,9 @@ fn block_scores_are_sums_of_head_scores() {
         Tiny::Qwen3,
         Tiny::Olmo2,
         Tiny::Phi3,
+        Tiny::Qwen3Moe,
+        Tiny::Olmoe,
+        Tiny::Mixtral,
     ] {
         let model = Model::load(
             tiny.write(dir.path()).to_str().unwrap(),

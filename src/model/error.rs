@@ -35,7 +35,7 @@ pub enum ModelError {
         message: String,
     },
 
-    #[error("{path}: unsupported architecture `{found}`; circuitdiff reads Llama, Mistral, Qwen2, Qwen3, OLMo 2 and Phi-3 models ({hint})")]
+    #[error("{path}: unsupported architecture `{found}`; circuitdiff reads Llama, Mistral, Qwen2, Qwen3, OLMo 2, Phi-3, Qwen3-MoE, OLMoE and Mixtral models ({hint})")]
     Unsupported {
         path: PathBuf,
         found: String,

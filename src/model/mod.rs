@@ -15,6 +15,7 @@ mod load;
 mod loaded;
 mod lora;
 mod masks;
+mod moe;
 mod transformer;
 
 pub use ablate::CleanPass;
@@ -27,7 +28,7 @@ pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
     load_without_weights, random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint,
     DownloadProgress, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig,
-    ModelInfo, NormPlacement, QkNorm, RopeScaling, ScorePlan, Tokenizer,
+    ExpertNames, ModelInfo, MoeConfig, NormPlacement, QkNorm, RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

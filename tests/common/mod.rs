@@ -9,7 +9,7 @@
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
-use circuitdiff::model::{self, Family, ModelConfig, RopeScaling};
+use circuitdiff::model::{self, ExpertNames, Family, ModelConfig, MoeConfig, RopeScaling};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,13 @@ pub enum Tiny {
     Olmo2,
     /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
     Phi3,
+    /// Qwen3-MoE: layer 0 dense (`mlp_only_layers`), layer 1 routed to 2 of 4 experts of
+    /// width 16, renormalised.
+    Qwen3Moe,
+    /// OLMoE: 2 of 4 experts, not renormalised; q/k norms over the whole projections.
+    Olmoe,
+    /// Mixtral: 2 of 3 experts (always renormalised), a sliding window of 4 tokens.
+    Mixtral,
 }
 
 impl Tiny {
@@ -46,6 +53,9 @@ impl Tiny {
         Tiny::Phi3,
     ];
 
+    /// The mixture-of-experts families (not in [`Tiny::ALL`]: they cannot be trained).
+    pub const MOE: [Tiny; 3] = [Tiny::Qwen3Moe, Tiny::Olmoe, Tiny::Mixtral];
+
     pub fn config(self) -> ModelConfig {
         let layers = 2;
         let vocab = 3 + CHARS.chars().count();
@@ -56,6 +66,9 @@ impl Tiny {
             Tiny::Qwen3 => Family::Qwen3,
             Tiny::Olmo2 => Family::Olmo2,
             Tiny::Phi3 => Family::Phi3,
+            Tiny::Qwen3Moe => Family::Qwen3Moe,
+            Tiny::Olmoe => Family::Olmoe,
+            Tiny::Mixtral => Family::Mixtral,
         };
         ModelConfig {
             family,
@@ -75,7 +88,10 @@ impl Tiny {
                 original_max_position_embeddings: 16,
             }),
             max_position_embeddings: 256,
-            sliding_window: vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers],
+            sliding_window: vec![
+                matches!(self, Tiny::Mistral | Tiny::Phi3 | Tiny::Mixtral).then_some(4);
+                layers
+            ],
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
             mlp_bias: false,
@@ -84,7 +100,26 @@ impl Tiny {
             tie_word_embeddings: self == Tiny::LlamaTied,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
+            moe: self.moe(layers),
         }
+    }
+
+    /// The routed MLPs of a mixture-of-experts variant.
+    fn moe(self, layers: usize) -> Option<MoeConfig> {
+        let (num_experts, expert_intermediate_size, norm_topk_prob, names) = match self {
+            Tiny::Qwen3Moe => (4, 16, true, ExpertNames::Mlp),
+            Tiny::Olmoe => (4, 48, false, ExpertNames::Mlp),
+            Tiny::Mixtral => (3, 48, true, ExpertNames::BlockSparse),
+            _ => return None,
+        };
+        Some(MoeConfig {
+            num_experts,
+            top_k: 2,
+            expert_intermediate_size,
+            norm_topk_prob,
+            routed: (0..layers).map(|l| self != Tiny::Qwen3Moe || l > 0).collect(),
+            names,
+        })
     }
 
     /// Write the tiny model (random weights, std 0.2) into `dir/<name>` and return its path.

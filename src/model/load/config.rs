@@ -2,6 +2,7 @@
 //! (or built from GGUF metadata by [`super::gguf`]).
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
+use super::moe::MoeConfig;
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +21,13 @@ pub enum Family {
     Olmo2,
     /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
     Phi3,
+    /// Qwen3-MoE: Qwen3 attention, routed MLPs ([`MoeConfig`]).
+    #[serde(rename = "qwen3_moe")]
+    Qwen3Moe,
+    /// OLMoE: pre-norms, q/k norms over whole projections, routed MLPs.
+    Olmoe,
+    /// Mixtral: Mistral attention, routed MLPs.
+    Mixtral,
 }
 
 impl Family {
@@ -32,15 +40,18 @@ impl Family {
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
             Self::Phi3 => "phi3",
+            Self::Qwen3Moe => "qwen3_moe",
+            Self::Olmoe => "olmoe",
+            Self::Mixtral => "mixtral",
         }
     }
 
     /// The family's q/k norms, if it has them.
     pub fn qk_norm(self) -> Option<QkNorm> {
         match self {
-            Self::Qwen3 => Some(QkNorm::PerHead),
-            Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 => None,
+            Self::Qwen3 | Self::Qwen3Moe => Some(QkNorm::PerHead),
+            Self::Olmo2 | Self::Olmoe => Some(QkNorm::Whole),
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 | Self::Mixtral => None,
         }
     }
 
@@ -48,9 +59,14 @@ impl Family {
     pub fn norms(self) -> NormPlacement {
         match self {
             Self::Olmo2 => NormPlacement::Post,
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
-                NormPlacement::Pre
-            }
+            Self::Llama
+            | Self::Mistral
+            | Self::Qwen2
+            | Self::Qwen3
+            | Self::Phi3
+            | Self::Qwen3Moe
+            | Self::Olmoe
+            | Self::Mixtral => NormPlacement::Pre,
         }
     }
 
@@ -58,6 +74,11 @@ impl Family {
     /// `gate_up_proj` (Phi-3).
     pub fn fused_projections(self) -> bool {
         self == Self::Phi3
+    }
+
+    /// Whether the family's MLPs route each token to some of their experts ([`MoeConfig`]).
+    pub fn routed(self) -> bool {
+        matches!(self, Self::Qwen3Moe | Self::Olmoe | Self::Mixtral)
     }
 
     fn from_model_type(s: &str) -> Option<Self> {
@@ -68,6 +89,9 @@ impl Family {
             "qwen3" => Self::Qwen3,
             "olmo2" => Self::Olmo2,
             "phi3" => Self::Phi3,
+            "qwen3_moe" => Self::Qwen3Moe,
+            "olmoe" => Self::Olmoe,
+            "mixtral" => Self::Mixtral,
             _ => return None,
         })
     }
@@ -139,6 +163,9 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// The routed MLPs of a mixture-of-experts family (`None`: every MLP is dense).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<MoeConfig>,
 }
 
 impl ModelConfig {
@@ -174,8 +201,10 @@ impl ModelConfig {
             rope_scaling,
             sliding_window: field.sliding_window(family, dims.layers)?,
             qkv_bias: family == Family::Qwen2 || (attention_bias && !family.fused_projections()),
-            o_bias: matches!(family, Family::Llama | Family::Qwen3 | Family::Olmo2)
-                && attention_bias,
+            o_bias: matches!(
+                family,
+                Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe
+            ) && attention_bias,
             mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
             qk_norm: family.qk_norm(),
             norms: family.norms(),
@@ -184,6 +213,7 @@ impl ModelConfig {
                 .first()
                 .copied(),
             eos_token_ids: eos_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
+            moe: field.moe(family, &dims)?,
             ..Self::shaped(family, dims)
         })
     }
@@ -214,6 +244,7 @@ impl ModelConfig {
             tie_word_embeddings: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
+            moe: None,
         }
     }
 
@@ -285,10 +316,16 @@ impl ModelConfig {
         if self.mlp_bias {
             mlp = sum(&[mlp, prod(&[2, i]), d]);
         }
-        let per_layer = sum(&[attn, mlp, prod(&[2, d])]);
+        let routed_layers = (0..self.num_layers)
+            .filter(|&l| self.moe.as_ref().is_some_and(|m| m.routes(l)))
+            .count();
+        let routed = self.moe.as_ref().map_or(0, |m| m.params_per_layer(d));
+        let (dense, routed) = (self.num_layers - routed_layers, prod(&[routed_layers, routed]));
+        let per_layer = sum(&[attn, prod(&[2, d])]);
         let embed = prod(&[self.vocab_size, d]);
         let head = if self.tie_word_embeddings { 0 } else { embed };
-        sum(&[embed, head, prod(&[self.num_layers, per_layer]), d])
+        let layers = sum(&[prod(&[self.num_layers, per_layer]), prod(&[dense, mlp]), routed]);
+        sum(&[embed, head, layers, d])
     }
 }
 
@@ -493,14 +530,16 @@ impl Fields<'_> {
     fn sliding_window(&self, family: Family, layers: usize) -> Result<Vec<Option<usize>>> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
-            Family::Llama | Family::Olmo2 => return Ok(vec![None; layers]),
-            Family::Mistral | Family::Phi3 => 0,
+            Family::Llama | Family::Olmo2 | Family::Olmoe => return Ok(vec![None; layers]),
+            Family::Mistral | Family::Phi3 | Family::Mixtral => 0,
+            // Qwen3-MoE windows every layer (it has no `max_window_layers`).
+            Family::Qwen3Moe if self.flag("use_sliding_window") => 0,
             Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
                 .json
                 .get("max_window_layers")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
-            Family::Qwen2 | Family::Qwen3 => return Ok(vec![None; layers]),
+            Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe => return Ok(vec![None; layers]),
         };
         let window = window
             .map(|w| in_range(self.path, "sliding_window", w, 1, MAX_POSITIONS))
@@ -508,6 +547,21 @@ impl Fields<'_> {
         Ok((0..layers)
             .map(|layer| window.filter(|_| layer as u64 >= from))
             .collect())
+    }
+
+    /// The routed MLPs of a mixture-of-experts family.
+    fn moe(&self, family: Family, dims: &CheckedDims) -> Result<Option<MoeConfig>> {
+        if !family.routed() {
+            return Ok(None);
+        }
+        MoeConfig::from_hf_json(
+            self.json,
+            self.path,
+            family.name(),
+            dims.layers,
+            dims.intermediate,
+        )
+        .map(Some)
     }
 
     /// A boolean field; absent or not a boolean is false.
@@ -585,13 +639,18 @@ impl ModelConfig {
                 lin("self_attn.v_proj", kvd, d, self.qkv_bias);
             }
             lin("self_attn.o_proj", d, qd, self.o_bias);
-            if self.family.fused_projections() {
-                lin("mlp.gate_up_proj", 2 * i, d, false);
-            } else {
-                lin("mlp.gate_proj", i, d, self.mlp_bias);
-                lin("mlp.up_proj", i, d, self.mlp_bias);
+            match &self.moe {
+                Some(m) if m.routes(l) => out.extend(m.tensor_shapes(&p, d)),
+                _ if self.family.fused_projections() => {
+                    lin("mlp.gate_up_proj", 2 * i, d, false);
+                    lin("mlp.down_proj", d, i, false);
+                }
+                _ => {
+                    lin("mlp.gate_proj", i, d, self.mlp_bias);
+                    lin("mlp.up_proj", i, d, self.mlp_bias);
+                    lin("mlp.down_proj", d, i, self.mlp_bias);
+                }
             }
-            lin("mlp.down_proj", d, i, self.mlp_bias);
             for name in self.norm_names() {
                 out.push((format!("{p}.{name}.weight"), vec![d]));
             }
@@ -616,6 +675,9 @@ impl ModelConfig {
             Family::Qwen3 => "Qwen3ForCausalLM",
             Family::Olmo2 => "Olmo2ForCausalLM",
             Family::Phi3 => "Phi3ForCausalLM",
+            Family::Qwen3Moe => "Qwen3MoeForCausalLM",
+            Family::Olmoe => "OlmoeForCausalLM",
+            Family::Mixtral => "MixtralForCausalLM",
         };
         let window = self.sliding_window.iter().flatten().next().copied();
         let mut j = serde_json::json!({
@@ -640,7 +702,7 @@ impl ModelConfig {
         #[expect(clippy::expect_used, reason = "json! of a map literal is an object")]
         let o = j.as_object_mut().expect("json object");
         match self.family {
-            Family::Llama | Family::Qwen3 | Family::Olmo2 => {
+            Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe => {
                 o.insert("attention_bias".into(), self.o_bias.into());
             }
             _ => {}
@@ -649,14 +711,14 @@ impl ModelConfig {
             o.insert("mlp_bias".into(), self.mlp_bias.into());
         }
         match self.family {
-            Family::Mistral => {
+            Family::Mistral | Family::Mixtral => {
                 o.insert("sliding_window".into(), window.into());
             }
             Family::Phi3 => {
                 o.insert("sliding_window".into(), window.into());
                 o.insert("pad_token_id".into(), Value::Null);
             }
-            Family::Qwen2 | Family::Qwen3 => {
+            Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe => {
                 let from = self.sliding_window.iter().position(Option::is_some);
                 o.insert("use_sliding_window".into(), window.is_some().into());
                 o.insert("sliding_window".into(), window.into());
@@ -665,7 +727,12 @@ impl ModelConfig {
                     from.unwrap_or(self.num_layers).into(),
                 );
             }
-            Family::Llama | Family::Olmo2 => {}
+            Family::Llama | Family::Olmo2 | Family::Olmoe => {}
+        }
+        if let Some(m) = &self.moe {
+            for (key, v) in m.hf_fields(self.family.name()) {
+                o.insert(key.into(), v);
+            }
         }
         if let Some(s) = &self.rope_scaling {
             let v = match *s {

@@ -61,12 +61,7 @@ impl MemoryEstimate {
     pub fn on(cfg: &ModelConfig, plan: &ScorePlan, dtype: DType, device: &Device) -> Self {
         let b = n(dtype.size_in_bytes());
         let (t, k) = (n(plan.seq_len), n(plan.scored));
-        let (d, i, hd, l) = (
-            n(cfg.hidden_size),
-            n(cfg.intermediate_size),
-            n(cfg.head_dim),
-            n(cfg.num_layers),
-        );
+        let (d, hd, l) = (n(cfg.hidden_size), n(cfg.head_dim), n(cfg.num_layers));
         let (h, kvh) = (n(cfg.num_heads), n(cfg.num_kv_heads));
         let (q, kv) = (h * hd, kvh * hd);
         // Residual copies feeding q, k and v: one each, or one per head at head level.
@@ -92,7 +87,7 @@ impl MemoryEstimate {
         if cfg.num_heads != cfg.num_kv_heads {
             fwd = fwd + n(2) * b * q;
         }
-        fwd = fwd + fused * b * h * t + n(2) * b * q + n(4) * b * d + n(4) * b * i;
+        fwd = fwd + fused * b * h * t + n(2) * b * q + n(4) * b * d;
         if plan.heads {
             fwd = fwd + b * h * d;
         }
@@ -117,7 +112,7 @@ impl MemoryEstimate {
         let sources = n(1) + l * (n(1) + if plan.heads { h } else { n(1) });
         let acc = if b.0 < 4 { b + n(4) } else { b };
         let stacks = acc * d * (sources + destinations);
-        let per_token = l * (fwd + kept) + probes + stacks;
+        let per_token = l * (fwd + kept) + mlps(cfg, b) + probes + stacks;
         // Logits of the K scored positions, widened, log-softmax and its backward.
         let logits = n(6 * 4) * k * n(cfg.vocab_size);
         // The allocator's high-water mark exceeds the live tensors (backward temporaries,
@@ -134,6 +129,18 @@ impl MemoryEstimate {
             total: weights.saturating_add(activations),
         }
     }
+}
+
+/// Bytes per token of every layer's MLP in a pass kept for the backward pass, `b` bytes an
+/// element: gate, up, silu and product of a dense one; a routed one's router and chosen experts
+/// ([`super::moe::MoeConfig::activations_per_token`]).
+fn mlps(cfg: &ModelConfig, b: Bytes) -> Bytes {
+    let Some(moe) = &cfg.moe else {
+        return n(cfg.num_layers) * n(4) * b * n(cfg.intermediate_size);
+    };
+    let routed = (0..cfg.num_layers).filter(|&l| moe.routes(l)).count();
+    let dense = n(cfg.num_layers - routed) * n(4) * b * n(cfg.intermediate_size);
+    dense + n(routed) * b * n(moe.activations_per_token(cfg.hidden_size))
 }
 
 /// A byte count whose arithmetic saturates at `u64::MAX`, a size no device has.
