@@ -42,7 +42,10 @@ fn moe_logits_and_probe_gradients_match_transformers() {
         for l in (0..2).filter(|&l| moe.routes(l)) {
             let chosen = r[&format!("routing.{l}")].to_vec2::<i64>().unwrap();
             for e in 0..moe.num_experts as i64 {
-                assert!(chosen.iter().any(|c| c.contains(&e)), "{tiny:?} layer {l} expert {e}");
+                assert!(
+                    chosen.iter().any(|c| c.contains(&e)),
+                    "{tiny:?} layer {l} expert {e}"
+                );
             }
         }
         let model = load(&path, DType::F32);
@@ -53,7 +56,10 @@ fn moe_logits_and_probe_gradients_match_transformers() {
             assert!(d <= 1e-4, "{tiny:?} {kernels:?}: max |Δlogit| = {d:e}");
         }
         let d = max_abs_diff(&r["path_logits"], &r["logits"]);
-        assert!(d <= 1e-5, "{tiny:?}: reference per-path forward differs by {d:e}");
+        assert!(
+            d <= 1e-5,
+            "{tiny:?}: reference per-path forward differs by {d:e}"
+        );
 
         let traced = model.trace(&IDS, p0..p0 + targets.len()).unwrap();
         let loss = nll(&traced.logits, &targets);
@@ -61,14 +67,20 @@ fn moe_logits_and_probe_gradients_match_transformers() {
             loss.to_scalar::<f32>().unwrap(),
             r["loss"].to_scalar::<f32>().unwrap(),
         );
-        assert!((ours - want).abs() <= 1e-5, "{tiny:?}: loss {ours} vs {want}");
+        assert!(
+            (ours - want).abs() <= 1e-5,
+            "{tiny:?}: loss {ours} vs {want}"
+        );
         let grads = traced.gradients(&loss).unwrap();
         let scale = grads.iter().map(max_abs).fold(0.0, f64::max);
         for (j, g) in grads.iter().enumerate() {
             let want = &r[&format!("grad.{j}")];
             let err = max_abs_diff(g, want) / max_abs(want).max(1e-3 * scale);
             eprintln!("{tiny:?} destination {j}: gradient relative error {err:e}");
-            assert!(err <= 1e-4, "{tiny:?} destination {j}: relative error {err:e}");
+            assert!(
+                err <= 1e-4,
+                "{tiny:?} destination {j}: relative error {err:e}"
+            );
         }
         for (i, s) in traced.sources.iter().enumerate() {
             let want = &r[&format!("source.{i}")];
@@ -112,23 +124,67 @@ fn moe_configs_that_do_not_match_or_are_not_implemented_are_refused() {
     };
     let cases: Vec<(Tiny, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
         // Expert counts that do not match the weights.
-        (Tiny::Qwen3Moe, Box::new(set("num_experts", 5.into())), "num_experts"),
-        (Tiny::Olmoe, Box::new(set("num_experts", 3.into())), "num_experts"),
-        (Tiny::Mixtral, Box::new(set("num_local_experts", 4.into())), "num_local_experts"),
-        (Tiny::Mixtral, Box::new(set("num_local_experts", 2.into())), "num_local_experts"),
-        (Tiny::Olmoe, Box::new(set("num_experts_per_tok", 5.into())), "num_experts_per_tok"),
-        (Tiny::Qwen3Moe, Box::new(set("num_local_experts", 8.into())), "num_local_experts"),
+        (
+            Tiny::Qwen3Moe,
+            Box::new(set("num_experts", 5.into())),
+            "num_experts",
+        ),
+        (
+            Tiny::Olmoe,
+            Box::new(set("num_experts", 3.into())),
+            "num_experts",
+        ),
+        (
+            Tiny::Mixtral,
+            Box::new(set("num_local_experts", 4.into())),
+            "num_local_experts",
+        ),
+        (
+            Tiny::Mixtral,
+            Box::new(set("num_local_experts", 2.into())),
+            "num_local_experts",
+        ),
+        (
+            Tiny::Olmoe,
+            Box::new(set("num_experts_per_tok", 5.into())),
+            "num_experts_per_tok",
+        ),
+        (
+            Tiny::Qwen3Moe,
+            Box::new(set("num_local_experts", 8.into())),
+            "num_local_experts",
+        ),
         // Routing features that change the forward pass and are not implemented.
         (
             Tiny::Qwen3Moe,
             Box::new(set("shared_expert_intermediate_size", 8.into())),
             "shared_expert_intermediate_size",
         ),
-        (Tiny::Qwen3Moe, Box::new(set("scoring_func", "sigmoid".into())), "scoring_func"),
-        (Tiny::Mixtral, Box::new(set("routed_scaling_factor", 2.5.into())), "routed_scaling_factor"),
-        (Tiny::Olmoe, Box::new(set("clip_qkv", 8.0.into())), "clip_qkv"),
-        (Tiny::Qwen3Moe, Box::new(set("mlp_only_layers", vec![2].into())), "mlp_only_layers"),
-        (Tiny::Qwen3Moe, Box::new(set("decoder_sparse_step", 0.into())), "decoder_sparse_step"),
+        (
+            Tiny::Qwen3Moe,
+            Box::new(set("scoring_func", "sigmoid".into())),
+            "scoring_func",
+        ),
+        (
+            Tiny::Mixtral,
+            Box::new(set("routed_scaling_factor", 2.5.into())),
+            "routed_scaling_factor",
+        ),
+        (
+            Tiny::Olmoe,
+            Box::new(set("clip_qkv", 8.0.into())),
+            "clip_qkv",
+        ),
+        (
+            Tiny::Qwen3Moe,
+            Box::new(set("mlp_only_layers", vec![2].into())),
+            "mlp_only_layers",
+        ),
+        (
+            Tiny::Qwen3Moe,
+            Box::new(set("decoder_sparse_step", 0.into())),
+            "decoder_sparse_step",
+        ),
     ];
     for (i, (tiny, edit, field)) in cases.into_iter().enumerate() {
         let e = refused(tiny, &dir.path().join(i.to_string()), edit);

@@ -27,8 +27,8 @@ pub use load::{available_memory, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
     load_without_weights, random_weights, resolve, write_hf_folder, AdapterInfo, Checkpoint,
-    DownloadProgress, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate, ModelConfig,
-    ExpertNames, ModelInfo, MoeConfig, NormPlacement, QkNorm, RopeScaling, ScorePlan, Tokenizer,
+    DownloadProgress, ExpertNames, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate,
+    ModelConfig, ModelInfo, MoeConfig, NormPlacement, QkNorm, RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

@@ -14,8 +14,15 @@
 use super::kernels::{mlp, Linear};
 use super::load::weights::TensorStore;
 use super::load::{ModelConfig, MoeConfig};
-use super::transformer::Kernels;
 use candle_core::{DType, Result, Tensor, D};
+
+/// The kernels an MLP runs with (the decoder's kernel choice).
+pub(super) trait MlpKernels: Copy {
+    /// The gated activation silu(gate)⊙up.
+    fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor>;
+    /// Whether the CPU's fused gated MLP with its closed-form backward may run.
+    fn fused_mlp(self) -> bool;
+}
 
 /// A gated MLP down(silu(gate(x)) ⊙ up(x)).
 pub(super) struct Gated {
@@ -26,8 +33,8 @@ pub(super) struct Gated {
 
 impl Gated {
     /// The output for `x` (…, d).
-    pub fn forward(&self, x: &Tensor, k: Kernels) -> Result<Tensor> {
-        if k == Kernels::FusedGrad {
+    pub fn forward(&self, x: &Tensor, k: impl MlpKernels) -> Result<Tensor> {
+        if k.fused_mlp() {
             if let Some(y) = mlp::gated_mlp(x, &self.gate, &self.up, &self.down)? {
                 return Ok(y);
             }
@@ -53,7 +60,7 @@ pub(super) enum Ffn {
 
 impl Ffn {
     /// The output for `x` (…, d).
-    pub fn forward(&self, x: &Tensor, k: Kernels) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, k: impl MlpKernels) -> Result<Tensor> {
         match self {
             Self::Dense(g) => g.forward(x, k),
             Self::Routed(r) => r.forward(x, k),
@@ -118,7 +125,7 @@ impl Ffn {
 
 impl Routed {
     /// The mixture for `x` (…, d).
-    fn forward(&self, x: &Tensor, k: Kernels) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, k: impl MlpKernels) -> Result<Tensor> {
         let shape = x.shape().clone();
         let d = x.dim(D::Minus1)?;
         let x = x.reshape(((), d))?;

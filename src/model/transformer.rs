@@ -17,7 +17,7 @@ use super::load::weights::TensorStore;
 use super::load::{ModelConfig, NormPlacement, QkNorm, RopeScaling};
 use super::lora::LoraSettings;
 use super::masks::EdgeMasks;
-use super::moe::{Ffn, Gated};
+use super::moe::{Ffn, Gated, MlpKernels};
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use std::sync::Arc;
@@ -58,7 +58,7 @@ impl Kernels {
     }
 
     /// The gated activation silu(gate)⊙up of an MLP.
-    pub(super) fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         match self {
             Self::FusedGrad => super::kernels::fused::swiglu(gate, up),
             Self::Fast | Self::Differentiable => candle_nn::ops::silu(gate)? * up,
@@ -110,6 +110,16 @@ impl Kernels {
             }
             _ => candle_nn::rotary_emb::rope_slow(x, cos, sin),
         }
+    }
+}
+
+impl MlpKernels for Kernels {
+    fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        Kernels::gated(self, gate, up)
+    }
+
+    fn fused_mlp(self) -> bool {
+        self == Self::FusedGrad
     }
 }
 

@@ -89,7 +89,8 @@ impl Tiny {
             }),
             max_position_embeddings: 256,
             sliding_window: vec![
-                matches!(self, Tiny::Mistral | Tiny::Phi3 | Tiny::Mixtral).then_some(4);
+                matches!(self, Tiny::Mistral | Tiny::Phi3 | Tiny::Mixtral)
+                    .then_some(4);
                 layers
             ],
             qkv_bias: self == Tiny::Qwen2,
@@ -117,7 +118,9 @@ impl Tiny {
             top_k: 2,
             expert_intermediate_size,
             norm_topk_prob,
-            routed: (0..layers).map(|l| self != Tiny::Qwen3Moe || l > 0).collect(),
+            routed: (0..layers)
+                .map(|l| self != Tiny::Qwen3Moe || l > 0)
+                .collect(),
             names,
         })
     }

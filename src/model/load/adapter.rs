@@ -201,10 +201,10 @@ impl LoraAdapter {
                             )
                         } else {
                             format!(
-                            "the base model has no layer `{}` (it has {} layers); the adapter \
+                                "the base model has no layer `{}` (it has {} layers); the adapter \
                              belongs to another model",
-                            m.name, cfg.num_layers
-                        )
+                                m.name, cfg.num_layers
+                            )
                         },
                     });
                 };

@@ -320,11 +320,18 @@ impl ModelConfig {
             .filter(|&l| self.moe.as_ref().is_some_and(|m| m.routes(l)))
             .count();
         let routed = self.moe.as_ref().map_or(0, |m| m.params_per_layer(d));
-        let (dense, routed) = (self.num_layers - routed_layers, prod(&[routed_layers, routed]));
+        let (dense, routed) = (
+            self.num_layers - routed_layers,
+            prod(&[routed_layers, routed]),
+        );
         let per_layer = sum(&[attn, prod(&[2, d])]);
         let embed = prod(&[self.vocab_size, d]);
         let head = if self.tie_word_embeddings { 0 } else { embed };
-        let layers = sum(&[prod(&[self.num_layers, per_layer]), prod(&[dense, mlp]), routed]);
+        let layers = sum(&[
+            prod(&[self.num_layers, per_layer]),
+            prod(&[dense, mlp]),
+            routed,
+        ]);
         sum(&[embed, head, layers, d])
     }
 }

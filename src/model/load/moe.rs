@@ -74,7 +74,10 @@ impl MoeConfig {
     pub fn tensor_shapes(&self, prefix: &str, d: usize) -> Vec<(String, Vec<usize>)> {
         let (m, i) = (self.names.module(), self.expert_intermediate_size);
         let [g, u, dn] = self.names.projections();
-        let mut out = vec![(format!("{prefix}.{m}.gate.weight"), vec![self.num_experts, d])];
+        let mut out = vec![(
+            format!("{prefix}.{m}.gate.weight"),
+            vec![self.num_experts, d],
+        )];
         for e in 0..self.num_experts {
             let p = format!("{prefix}.{m}.experts.{e}");
             out.push((format!("{p}.{g}.weight"), vec![i, d]));
@@ -102,7 +105,10 @@ impl MoeConfig {
     /// sum into the residual's shape (2·d).
     pub fn activations_per_token(&self, d: usize) -> usize {
         let (k, e, i) = (self.top_k, self.num_experts, self.expert_intermediate_size);
-        let per_choice = i.saturating_mul(4).saturating_add(d.saturating_mul(3)).saturating_add(3);
+        let per_choice = i
+            .saturating_mul(4)
+            .saturating_add(d.saturating_mul(3))
+            .saturating_add(3);
         e.saturating_mul(4)
             .saturating_add(k.saturating_mul(per_choice))
             .saturating_add(d.saturating_mul(2))
@@ -158,7 +164,12 @@ impl MoeConfig {
             "qwen3_moe" => {
                 let i = f.required("moe_intermediate_size")?;
                 let i = in_range(path, "moe_intermediate_size", i, 1, MAX_INTERMEDIATE)?;
-                (i, f.flag("norm_topk_prob")?, f.qwen_routed(layers)?, ExpertNames::Mlp)
+                (
+                    i,
+                    f.flag("norm_topk_prob")?,
+                    f.qwen_routed(layers)?,
+                    ExpertNames::Mlp,
+                )
             }
             "olmoe" => (
                 intermediate,
@@ -166,7 +177,12 @@ impl MoeConfig {
                 vec![true; layers],
                 ExpertNames::Mlp,
             ),
-            _ => (intermediate, true, vec![true; layers], ExpertNames::BlockSparse),
+            _ => (
+                intermediate,
+                true,
+                vec![true; layers],
+                ExpertNames::BlockSparse,
+            ),
         };
         Ok(Self {
             num_experts,
@@ -188,7 +204,10 @@ impl MoeConfig {
                     .collect();
                 out.extend([
                     ("num_experts", self.num_experts.into()),
-                    ("moe_intermediate_size", self.expert_intermediate_size.into()),
+                    (
+                        "moe_intermediate_size",
+                        self.expert_intermediate_size.into(),
+                    ),
                     ("norm_topk_prob", self.norm_topk_prob.into()),
                     ("decoder_sparse_step", 1.into()),
                     ("mlp_only_layers", dense.into()),
@@ -241,7 +260,10 @@ impl MoeFields<'_> {
     /// The expert count: `num_experts` (Qwen3-MoE, OLMoE) or `num_local_experts` (Mixtral;
     /// transformers 5 also writes it for Qwen3-MoE); both present must agree.
     fn experts(&self, family_type: &str) -> Result<usize> {
-        let (a, b) = (self.opt_u64("num_experts")?, self.opt_u64("num_local_experts")?);
+        let (a, b) = (
+            self.opt_u64("num_experts")?,
+            self.opt_u64("num_local_experts")?,
+        );
         let (field, n) = match (a, b) {
             (Some(a), Some(b)) if a != b => {
                 return Err(ModelError::config(
@@ -252,7 +274,9 @@ impl MoeFields<'_> {
             }
             (Some(a), _) => ("num_experts", a),
             (None, Some(b)) => ("num_local_experts", b),
-            (None, None) if family_type == "mixtral" => ("num_local_experts", self.required("num_local_experts")?),
+            (None, None) if family_type == "mixtral" => {
+                ("num_local_experts", self.required("num_local_experts")?)
+            }
             (None, None) => ("num_experts", self.required("num_experts")?),
         };
         in_range(self.path, field, n, 1, MAX_EXPERTS)
@@ -298,15 +322,41 @@ impl MoeFields<'_> {
     fn refuse_unimplemented(&self) -> Result<()> {
         let zero = |v: &Value| v.as_f64() == Some(0.0);
         let checks: [(&str, &str, fn(&Value) -> bool); 9] = [
-            ("shared_expert_intermediate_size", "shared experts are not supported", zero),
+            (
+                "shared_expert_intermediate_size",
+                "shared experts are not supported",
+                zero,
+            ),
             ("n_shared_experts", "shared experts are not supported", zero),
-            ("num_shared_experts", "shared experts are not supported", zero),
-            ("moe_shared_expert_intermediate_size", "shared experts are not supported", zero),
-            ("scoring_func", "only softmax routing is supported", |v| v.as_str() == Some("softmax")),
-            ("topk_method", "only greedy top-k routing is supported", |v| v.as_str() == Some("greedy")),
-            ("routed_scaling_factor", "only 1.0 is supported", |v| v.as_f64() == Some(1.0)),
-            ("n_group", "grouped top-k routing is not supported", |v| v.as_u64() == Some(1)),
-            ("clip_qkv", "clipped q/k/v projections are not supported", |_| false),
+            (
+                "num_shared_experts",
+                "shared experts are not supported",
+                zero,
+            ),
+            (
+                "moe_shared_expert_intermediate_size",
+                "shared experts are not supported",
+                zero,
+            ),
+            ("scoring_func", "only softmax routing is supported", |v| {
+                v.as_str() == Some("softmax")
+            }),
+            (
+                "topk_method",
+                "only greedy top-k routing is supported",
+                |v| v.as_str() == Some("greedy"),
+            ),
+            ("routed_scaling_factor", "only 1.0 is supported", |v| {
+                v.as_f64() == Some(1.0)
+            }),
+            ("n_group", "grouped top-k routing is not supported", |v| {
+                v.as_u64() == Some(1)
+            }),
+            (
+                "clip_qkv",
+                "clipped q/k/v projections are not supported",
+                |_| false,
+            ),
         ];
         for (key, why, fine) in checks {
             if let Some(v) = self.get(key) {
