@@ -11,8 +11,10 @@
 mod common;
 
 use candle_core::DType;
-use circuitdiff::model::{Kernels, LoadOptions, LoraSettings, LoraTarget, Model};
+use candle_core::Tensor;
+use circuitdiff::model::{GenerateOptions, Kernels, LoadOptions, LoraSettings, LoraTarget, Model};
 use common::{max_abs, max_abs_diff, nll, reference, Tiny};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Twelve tokens: enough that the routers choose every expert somewhere.
@@ -34,7 +36,7 @@ fn moe_logits_and_probe_gradients_match_transformers() {
         let (p0, targets) = (7, IDS[8..].to_vec());
         let request = |dtype: &str| {
             serde_json::json!({"model": path, "ids": IDS, "loss_from": p0, "targets": targets,
-                               "dtype": dtype})
+                               "dtype": dtype, "generate": 8})
         };
         let r = reference("hf_model.py", &request("float32"));
         // The routers choose every expert for some token, and not all tokens alike.
@@ -55,38 +57,7 @@ fn moe_logits_and_probe_gradients_match_transformers() {
             eprintln!("{tiny:?} f32 {kernels:?}: max |Δlogit| = {d:e}");
             assert!(d <= 1e-4, "{tiny:?} {kernels:?}: max |Δlogit| = {d:e}");
         }
-        let d = max_abs_diff(&r["path_logits"], &r["logits"]);
-        assert!(
-            d <= 1e-5,
-            "{tiny:?}: reference per-path forward differs by {d:e}"
-        );
-
-        let traced = model.trace(&IDS, p0..p0 + targets.len()).unwrap();
-        let loss = nll(&traced.logits, &targets);
-        let (ours, want) = (
-            loss.to_scalar::<f32>().unwrap(),
-            r["loss"].to_scalar::<f32>().unwrap(),
-        );
-        assert!(
-            (ours - want).abs() <= 1e-5,
-            "{tiny:?}: loss {ours} vs {want}"
-        );
-        let grads = traced.gradients(&loss).unwrap();
-        let scale = grads.iter().map(max_abs).fold(0.0, f64::max);
-        for (j, g) in grads.iter().enumerate() {
-            let want = &r[&format!("grad.{j}")];
-            let err = max_abs_diff(g, want) / max_abs(want).max(1e-3 * scale);
-            eprintln!("{tiny:?} destination {j}: gradient relative error {err:e}");
-            assert!(
-                err <= 1e-4,
-                "{tiny:?} destination {j}: relative error {err:e}"
-            );
-        }
-        for (i, s) in traced.sources.iter().enumerate() {
-            let want = &r[&format!("source.{i}")];
-            let err = max_abs_diff(s, want) / max_abs(want);
-            assert!(err <= 1e-5, "{tiny:?} source {i}: relative error {err:e}");
-        }
+        check_pass(tiny, &model, &r, p0, &targets);
 
         // f64: transformers' routers take their softmax in f32, which bounds the agreement.
         let r = reference("hf_model.py", &request("float64"));
@@ -97,6 +68,60 @@ fn moe_logits_and_probe_gradients_match_transformers() {
             eprintln!("{tiny:?} f64 {kernels:?}: max |Δlogit| = {d:e}");
             assert!(d <= 1e-5, "{tiny:?} f64 {kernels:?}: max |Δlogit| = {d:e}");
         }
+    }
+}
+
+/// The f32 model's generation, loss, probe gradients and sources against the reference `r`.
+fn check_pass(tiny: Tiny, model: &Model, r: &HashMap<String, Tensor>, p0: usize, targets: &[u32]) {
+    // Greedy generation through the key/value cache: transformers' tokens.
+    let opts = GenerateOptions {
+        max_new_tokens: 8,
+        stop_ids: vec![],
+        ..GenerateOptions::default()
+    };
+    let ours: Vec<i64> = model
+        .generate(&IDS, &opts)
+        .unwrap()
+        .tokens
+        .iter()
+        .map(|&t| i64::from(t))
+        .collect();
+    assert_eq!(
+        ours,
+        r["generated"].to_vec1::<i64>().unwrap(),
+        "{tiny:?} generation"
+    );
+    let d = max_abs_diff(&r["path_logits"], &r["logits"]);
+    assert!(
+        d <= 1e-5,
+        "{tiny:?}: reference per-path forward differs by {d:e}"
+    );
+
+    let traced = model.trace(&IDS, p0..p0 + targets.len()).unwrap();
+    let loss = nll(&traced.logits, targets);
+    let (ours, want) = (
+        loss.to_scalar::<f32>().unwrap(),
+        r["loss"].to_scalar::<f32>().unwrap(),
+    );
+    assert!(
+        (ours - want).abs() <= 1e-5,
+        "{tiny:?}: loss {ours} vs {want}"
+    );
+    let grads = traced.gradients(&loss).unwrap();
+    let scale = grads.iter().map(max_abs).fold(0.0, f64::max);
+    for (j, g) in grads.iter().enumerate() {
+        let want = &r[&format!("grad.{j}")];
+        let err = max_abs_diff(g, want) / max_abs(want).max(1e-3 * scale);
+        eprintln!("{tiny:?} destination {j}: gradient relative error {err:e}");
+        assert!(
+            err <= 1e-4,
+            "{tiny:?} destination {j}: relative error {err:e}"
+        );
+    }
+    for (i, s) in traced.sources.iter().enumerate() {
+        let want = &r[&format!("source.{i}")];
+        let err = max_abs_diff(s, want) / max_abs(want);
+        assert!(err <= 1e-5, "{tiny:?} source {i}: relative error {err:e}");
     }
 }
 
@@ -117,77 +142,26 @@ fn refused(tiny: Tiny, dir: &Path, edit: impl Fn(&mut serde_json::Value)) -> Str
 #[test]
 fn moe_configs_that_do_not_match_or_are_not_implemented_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let set = |key: &'static str, v: serde_json::Value| {
-        move |j: &mut serde_json::Value| {
-            j[key] = v.clone();
-        }
-    };
-    let cases: Vec<(Tiny, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: [(Tiny, &str, serde_json::Value); 12] = [
         // Expert counts that do not match the weights.
-        (
-            Tiny::Qwen3Moe,
-            Box::new(set("num_experts", 5.into())),
-            "num_experts",
-        ),
-        (
-            Tiny::Olmoe,
-            Box::new(set("num_experts", 3.into())),
-            "num_experts",
-        ),
-        (
-            Tiny::Mixtral,
-            Box::new(set("num_local_experts", 4.into())),
-            "num_local_experts",
-        ),
-        (
-            Tiny::Mixtral,
-            Box::new(set("num_local_experts", 2.into())),
-            "num_local_experts",
-        ),
-        (
-            Tiny::Olmoe,
-            Box::new(set("num_experts_per_tok", 5.into())),
-            "num_experts_per_tok",
-        ),
-        (
-            Tiny::Qwen3Moe,
-            Box::new(set("num_local_experts", 8.into())),
-            "num_local_experts",
-        ),
+        (Tiny::Qwen3Moe, "num_experts", 5.into()),
+        (Tiny::Olmoe, "num_experts", 3.into()),
+        (Tiny::Mixtral, "num_local_experts", 4.into()),
+        (Tiny::Mixtral, "num_local_experts", 2.into()),
+        (Tiny::Olmoe, "num_experts_per_tok", 5.into()),
+        (Tiny::Qwen3Moe, "num_local_experts", 8.into()),
         // Routing features that change the forward pass and are not implemented.
-        (
-            Tiny::Qwen3Moe,
-            Box::new(set("shared_expert_intermediate_size", 8.into())),
-            "shared_expert_intermediate_size",
-        ),
-        (
-            Tiny::Qwen3Moe,
-            Box::new(set("scoring_func", "sigmoid".into())),
-            "scoring_func",
-        ),
-        (
-            Tiny::Mixtral,
-            Box::new(set("routed_scaling_factor", 2.5.into())),
-            "routed_scaling_factor",
-        ),
-        (
-            Tiny::Olmoe,
-            Box::new(set("clip_qkv", 8.0.into())),
-            "clip_qkv",
-        ),
-        (
-            Tiny::Qwen3Moe,
-            Box::new(set("mlp_only_layers", vec![2].into())),
-            "mlp_only_layers",
-        ),
-        (
-            Tiny::Qwen3Moe,
-            Box::new(set("decoder_sparse_step", 0.into())),
-            "decoder_sparse_step",
-        ),
+        (Tiny::Qwen3Moe, "shared_expert_intermediate_size", 8.into()),
+        (Tiny::Qwen3Moe, "scoring_func", "sigmoid".into()),
+        (Tiny::Mixtral, "routed_scaling_factor", 2.5.into()),
+        (Tiny::Olmoe, "clip_qkv", 8.0.into()),
+        (Tiny::Qwen3Moe, "mlp_only_layers", vec![2].into()),
+        (Tiny::Qwen3Moe, "decoder_sparse_step", 0.into()),
     ];
-    for (i, (tiny, edit, field)) in cases.into_iter().enumerate() {
-        let e = refused(tiny, &dir.path().join(i.to_string()), edit);
+    for (i, (tiny, field, value)) in cases.into_iter().enumerate() {
+        let e = refused(tiny, &dir.path().join(i.to_string()), |j| {
+            j[field] = value.clone();
+        });
         eprintln!("{tiny:?}: {e}");
         assert!(e.contains(&format!("`{field}`")), "{tiny:?}: {e}");
     }

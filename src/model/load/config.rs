@@ -736,11 +736,7 @@ impl ModelConfig {
             }
             Family::Llama | Family::Olmo2 | Family::Olmoe => {}
         }
-        if let Some(m) = &self.moe {
-            for (key, v) in m.hf_fields(self.family.name()) {
-                o.insert(key.into(), v);
-            }
-        }
+        o.extend(MoeConfig::hf_fields(self.moe.as_ref(), self.family.name()));
         if let Some(s) = &self.rope_scaling {
             let v = match *s {
                 RopeScaling::Linear { factor } => {

@@ -194,8 +194,16 @@ impl MoeConfig {
         })
     }
 
-    /// The fields of a `config.json` that describe these routed MLPs, for `family_type`.
-    pub fn hf_fields(&self, family_type: &str) -> Vec<(&'static str, Value)> {
+    /// The fields of a `config.json` that describe the routed MLPs `moe` (none without), for
+    /// `family_type`.
+    pub fn hf_fields(moe: Option<&Self>, family_type: &str) -> Vec<(String, Value)> {
+        let Some(moe) = moe else {
+            return Vec::new();
+        };
+        moe.hf_fields_of(family_type)
+    }
+
+    fn hf_fields_of(&self, family_type: &str) -> Vec<(String, Value)> {
         let mut out = vec![("num_experts_per_tok", self.top_k.into())];
         match family_type {
             "qwen3_moe" => {
@@ -219,9 +227,12 @@ impl MoeConfig {
             ]),
             _ => out.push(("num_local_experts", self.num_experts.into())),
         }
-        out
+        out.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 }
+
+/// A field that must be absent or have a value the test accepts, and why.
+type Refusal = (&'static str, &'static str, fn(&Value) -> bool);
 
 /// The MoE fields of a `config.json`, read with its path at hand for errors.
 struct MoeFields<'a> {
@@ -321,7 +332,7 @@ impl MoeFields<'_> {
     /// forward pass in ways not implemented here.
     fn refuse_unimplemented(&self) -> Result<()> {
         let zero = |v: &Value| v.as_f64() == Some(0.0);
-        let checks: [(&str, &str, fn(&Value) -> bool); 9] = [
+        let checks: [Refusal; 9] = [
             (
                 "shared_expert_intermediate_size",
                 "shared experts are not supported",
