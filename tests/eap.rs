@@ -90,6 +90,9 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
+        Tiny::Qwen3Moe,
+        Tiny::Olmoe,
+        Tiny::Mixtral,
     ] {
         let model = Model::load(tiny.write(dir.path()).to_str().unwrap(), &opts).unwrap();
         let g = Graph::new(&model.config, Level::Block);
@@ -204,6 +207,9 @@ fn scores_match_an_independent_pytorch_computation() {
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
+        Tiny::Qwen3Moe,
+        Tiny::Olmoe,
+        Tiny::Mixtral,
     ] {
         let path = tiny.write(dir.path());
         let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
@@ -236,6 +242,9 @@ fn block_scores_are_sums_of_head_scores() {
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
+        Tiny::Qwen3Moe,
+        Tiny::Olmoe,
+        Tiny::Mixtral,
     ] {
         let model = Model::load(
             tiny.write(dir.path()).to_str().unwrap(),

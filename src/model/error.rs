@@ -35,7 +35,7 @@ pub enum ModelError {
         message: String,
     },
 
-    #[error("{path}: unsupported architecture `{found}`; circuitdiff reads Llama, Mistral, Qwen2, Qwen3, OLMo 2, Phi-3, Gemma 2 and Gemma 3 text models ({hint})")]
+    #[error("{path}: unsupported architecture `{found}`; circuitdiff reads Llama, Mistral, Qwen2, Qwen3, OLMo 2, Phi-3, Gemma 2, Gemma 3 text, Qwen3-MoE, OLMoE and Mixtral models ({hint})")]
     Unsupported {
         path: PathBuf,
         found: String,

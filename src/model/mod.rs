@@ -15,6 +15,7 @@ mod load;
 mod loaded;
 mod lora;
 mod masks;
+mod moe;
 mod transformer;
 
 pub use ablate::CleanPass;
@@ -26,8 +27,9 @@ pub use load::{available_memory, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
     load_without_weights, random_weights, resolve, write_hf_folder, Activation, AdapterInfo,
-    Checkpoint, DownloadProgress, Family, HubOptions, LoadOptions, LoraAdapter, MemoryEstimate,
-    ModelConfig, ModelInfo, NormPlacement, Particulars, QkNorm, RopeScaling, ScorePlan, Tokenizer,
+    Checkpoint, DownloadProgress, ExpertNames, Family, HubOptions, LoadOptions, LoraAdapter,
+    MemoryEstimate, ModelConfig, ModelInfo, MoeConfig, NormPlacement, Particulars, QkNorm,
+    RopeScaling, ScorePlan, Tokenizer,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

@@ -18,6 +18,7 @@ use super::load::weights::TensorStore;
 use super::load::{Activation, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 use super::lora::LoraSettings;
 use super::masks::EdgeMasks;
+use super::moe::{Ffn, Gated, MlpKernels};
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use std::sync::Arc;
@@ -123,6 +124,16 @@ impl Kernels {
             }
             _ => candle_nn::rotary_emb::rope_slow(x, cos, sin),
         }
+    }
+}
+
+impl MlpKernels for Kernels {
+    fn gated(self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        Kernels::gated(self, gate, up, act)
+    }
+
+    fn fused_mlp(self) -> bool {
+        self == Self::FusedGrad
     }
 }
 
@@ -343,13 +354,10 @@ struct Attention {
     rope: usize,
 }
 
-/// A gated MLP block with its norm before or after it.
+/// An MLP block, dense or routed, with its norm before or after it.
 struct Mlp {
     norm: BlockNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-    act: Activation,
+    ffn: Ffn,
 }
 
 struct Block {
@@ -584,17 +592,7 @@ impl Mlp {
     /// The block output (b, t, d) for what it reads, `input`, from the residual stream `h`.
     fn forward(&self, h: &Tensor, input: Input, k: Kernels, eps: f64) -> Result<Tensor> {
         let x = input.normed(h, self.norm.pre(), k, eps)?;
-        // The fused MLP is SwiGLU's; GeGLU takes the composite path.
-        if k == Kernels::FusedGrad && self.act == Activation::Silu {
-            if let Some(y) = super::kernels::mlp::gated_mlp(&x, &self.gate, &self.up, &self.down)? {
-                return self.norm.after(y, k, eps);
-            }
-        }
-        let y = self.down.forward(&k.gated(
-            &self.gate.forward(&x)?,
-            &self.up.forward(&x)?,
-            self.act,
-        )?)?;
+        let y = self.ffn.forward(&x, k)?;
         self.norm.after(y, k, eps)
     }
 }
@@ -628,7 +626,7 @@ impl Transformer {
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("model.layers.{l}");
-            let [q, k, v, o, gate, up, down] = layer_projections(store, cfg, &p)?;
+            let ([q, k, v, o], ffn) = layer_projections(store, cfg, &p, l)?;
             let [attn_norm, mlp_norm] = cfg.norm_names();
             let qk = cfg.qk_norm_sizes();
             let qk_norm = |store: &mut TensorStore, name: &str, size: usize| {
@@ -649,10 +647,7 @@ impl Transformer {
             };
             let mlp = Mlp {
                 norm: BlockNorm::take(store, &p, mlp_norm, cfg)?,
-                gate,
-                up,
-                down,
-                act: cfg.particulars.activation,
+                ffn,
             };
             layers.push(Block { attn, mlp });
         }
@@ -694,12 +689,14 @@ impl Transformer {
             && !self.norm.is_variable()
     }
 
-    /// The projections of every layer in the order a pass reaches them: q, k, v, o, gate, up,
-    /// down.
+    /// The projections of every layer in the order a pass reaches them: q, k, v, o, then the
+    /// MLP's ([`Ffn::projections`]).
     pub(super) fn projections(&self) -> impl Iterator<Item = &Linear> {
         self.layers.iter().flat_map(|b| {
-            let (a, m) = (&b.attn, &b.mlp);
-            [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+            let a = &b.attn;
+            [&a.q, &a.k, &a.v, &a.o]
+                .into_iter()
+                .chain(b.mlp.ffn.projections())
         })
     }
 
@@ -721,6 +718,13 @@ impl Transformer {
                 self.cfg.family.name()
             );
         }
+        if self.cfg.moe.is_some() {
+            candle_core::bail!(
+                "{} routes its MLPs to experts; training (and saving) a mixture-of-experts model \
+                 is not supported",
+                self.cfg.family.name()
+            );
+        }
         let mut out = Vec::new();
         let mut var = |name: String, t: &mut Tensor| -> Result<()> {
             let v = Var::from_tensor(t)?;
@@ -731,7 +735,10 @@ impl Transformer {
         var("model.embed_tokens.weight".into(), &mut self.embed)?;
         for (l, b) in self.layers.iter_mut().enumerate() {
             let p = format!("model.layers.{l}");
-            let (a, m) = (&mut b.attn, &mut b.mlp);
+            let a = &mut b.attn;
+            let Some(m) = b.mlp.ffn.dense_mut() else {
+                candle_core::bail!("layer {l} routes its MLP: training it is not supported");
+            };
             for (name, lin) in [
                 ("self_attn.q_proj", &mut a.q),
                 ("self_attn.k_proj", &mut a.k),
@@ -750,7 +757,7 @@ impl Transformer {
                 .cfg
                 .norm_names()
                 .into_iter()
-                .zip([&mut a.norm, &mut m.norm])
+                .zip([&mut a.norm, &mut b.mlp.norm])
             {
                 for (name, w) in names.into_iter().zip(norm.weights_mut()) {
                     if let (Some(name), Some(w)) = (name, w) {
@@ -792,16 +799,30 @@ impl Transformer {
             Ok(())
         };
         for (l, b) in self.layers.iter_mut().enumerate() {
-            let (a, m) = (&mut b.attn, &mut b.mlp);
-            for (kind, name, lin) in [
+            let a = &mut b.attn;
+            let mut layers = vec![
                 (T::QProj, "self_attn.q_proj", &mut a.q),
                 (T::KProj, "self_attn.k_proj", &mut a.k),
                 (T::VProj, "self_attn.v_proj", &mut a.v),
                 (T::OProj, "self_attn.o_proj", &mut a.o),
-                (T::GateProj, "mlp.gate_proj", &mut m.gate),
-                (T::UpProj, "mlp.up_proj", &mut m.up),
-                (T::DownProj, "mlp.down_proj", &mut m.down),
-            ] {
+            ];
+            let mlp_kinds = [T::GateProj, T::UpProj, T::DownProj];
+            match b.mlp.ffn.dense_mut() {
+                Some(m) => layers.extend([
+                    (T::GateProj, "mlp.gate_proj", &mut m.gate),
+                    (T::UpProj, "mlp.up_proj", &mut m.up),
+                    (T::DownProj, "mlp.down_proj", &mut m.down),
+                ]),
+                None if mlp_kinds.iter().any(|k| settings.targets.contains(k)) => {
+                    candle_core::bail!(
+                        "layer {l} routes its MLP to experts: LoRA on gate_proj, up_proj or \
+                         down_proj inside experts is not supported (target the attention \
+                         projections q_proj, k_proj, v_proj, o_proj)"
+                    );
+                }
+                None => {}
+            }
+            for (kind, name, lin) in layers {
                 if settings.targets.contains(&kind) {
                     attach(format!("model.layers.{l}.{name}"), lin)?;
                 }
@@ -1032,14 +1053,16 @@ impl Transformer {
     }
 }
 
-/// The projections q, k, v, o, gate, up, down of the layer named `p`: each its own tensor, or
-/// for a family with fused projections (Phi-3) the rows of `qkv_proj` (q, then k, then v) and
-/// of `gate_up_proj` (gate, then up), split here so that q, k and v stay separate paths.
+/// The projections q, k, v, o and the MLP of the layer named `p` (layer `layer`): each its own
+/// tensor, or for a family with fused projections (Phi-3) the rows of `qkv_proj` (q, then k,
+/// then v) and of `gate_up_proj` (gate, then up), split here so that q, k and v stay separate
+/// paths; a routed MLP's router and experts where the layer routes.
 fn layer_projections(
     store: &mut TensorStore,
     cfg: &ModelConfig,
     p: &str,
-) -> super::error::Result<[Linear; 7]> {
+    layer: usize,
+) -> super::error::Result<([Linear; 4], Ffn)> {
     let (d, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
     let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
@@ -1048,17 +1071,34 @@ fn layer_projections(
         Ok::<_, super::error::ModelError>(Linear::new(w, b))
     };
     let o = lin("self_attn.o_proj", d, qd, cfg.o_bias)?;
-    let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
-    if !cfg.family.fused_projections() {
-        return Ok([
+    if let Some(moe) = cfg.moe.as_ref().filter(|m| m.routes(layer)) {
+        let attn = [
             lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?,
             lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?,
             lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?,
             o,
-            lin("mlp.gate_proj", i, d, cfg.mlp_bias)?,
-            lin("mlp.up_proj", i, d, cfg.mlp_bias)?,
-            down,
-        ]);
+        ];
+        return Ok((attn, Ffn::take_routed(store, cfg, moe, p)?));
+    }
+    let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+    if !cfg.family.fused_projections() {
+        let attn = [
+            lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?,
+            lin("self_attn.k_proj", kvd, d, cfg.qkv_bias)?,
+            lin("self_attn.v_proj", kvd, d, cfg.qkv_bias)?,
+            o,
+        ];
+        let gate = lin("mlp.gate_proj", i, d, cfg.mlp_bias)?;
+        let up = lin("mlp.up_proj", i, d, cfg.mlp_bias)?;
+        return Ok((
+            attn,
+            Ffn::Dense(Gated {
+                gate,
+                up,
+                down,
+                act: cfg.particulars.activation,
+            }),
+        ));
     }
     let qkv = store.take(
         &format!("{p}.self_attn.qkv_proj.weight"),
@@ -1068,15 +1108,22 @@ fn layer_projections(
     let rows = |w: &Tensor, from: usize, n: usize| -> super::error::Result<Linear> {
         Ok(Linear::new(w.narrow(0, from, n)?.contiguous()?, None))
     };
-    Ok([
+    let attn = [
         rows(&qkv, 0, qd)?,
         rows(&qkv, qd, kvd)?,
         rows(&qkv, qd + kvd, kvd)?,
         o,
-        rows(&gate_up, 0, i)?,
-        rows(&gate_up, i, i)?,
-        down,
-    ])
+    ];
+    let (gate, up) = (rows(&gate_up, 0, i)?, rows(&gate_up, i, i)?);
+    Ok((
+        attn,
+        Ffn::Dense(Gated {
+            gate,
+            up,
+            down,
+            act: cfg.particulars.activation,
+        }),
+    ))
 }
 
 /// Queries or keys of `n` heads from one input per head `x` (1, n, t, d) under a q/k norm over

@@ -9,7 +9,9 @@
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
-use circuitdiff::model::{self, Activation, Family, ModelConfig, Particulars, RopeScaling};
+use circuitdiff::model::{
+    self, Activation, ExpertNames, Family, ModelConfig, MoeConfig, Particulars, RopeScaling,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +42,13 @@ pub enum Tiny {
     /// Gemma 3 text: Gemma 2's layout with per-head q/k norms, no soft-caps, a local layer 0
     /// (window 4, rotary base 10,000) and a global layer 1 (base 1,000,000, linear scaling 2).
     Gemma3,
+    /// Qwen3-MoE: layer 0 dense (`mlp_only_layers`), layer 1 routed to 2 of 4 experts of
+    /// width 16, renormalised.
+    Qwen3Moe,
+    /// OLMoE: 2 of 4 experts, not renormalised; q/k norms over the whole projections.
+    Olmoe,
+    /// Mixtral: 2 of 3 experts (always renormalised), a sliding window of 4 tokens.
+    Mixtral,
 }
 
 impl Tiny {
@@ -55,6 +64,9 @@ impl Tiny {
         Tiny::Gemma3,
     ];
 
+    /// The mixture-of-experts families (not in [`Tiny::ALL`]: they cannot be trained).
+    pub const MOE: [Tiny; 3] = [Tiny::Qwen3Moe, Tiny::Olmoe, Tiny::Mixtral];
+
     pub fn config(self) -> ModelConfig {
         let layers = 2;
         let vocab = 3 + CHARS.chars().count();
@@ -67,6 +79,9 @@ impl Tiny {
             Tiny::Phi3 => Family::Phi3,
             Tiny::Gemma2 => Family::Gemma2,
             Tiny::Gemma3 => Family::Gemma3,
+            Tiny::Qwen3Moe => Family::Qwen3Moe,
+            Tiny::Olmoe => Family::Olmoe,
+            Tiny::Mixtral => Family::Mixtral,
         };
         let gemma = family.is_gemma();
         ModelConfig {
@@ -94,7 +109,10 @@ impl Tiny {
             sliding_window: if gemma {
                 vec![Some(4), None]
             } else {
-                vec![matches!(self, Tiny::Mistral | Tiny::Phi3).then_some(4); layers]
+                vec![
+                    matches!(self, Tiny::Mistral | Tiny::Phi3 | Tiny::Mixtral).then_some(4);
+                    layers
+                ]
             },
             qkv_bias: self == Tiny::Qwen2,
             o_bias: false,
@@ -117,7 +135,28 @@ impl Tiny {
             tie_word_embeddings: self == Tiny::LlamaTied || gemma,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
+            moe: self.moe(layers),
         }
+    }
+
+    /// The routed MLPs of a mixture-of-experts variant.
+    fn moe(self, layers: usize) -> Option<MoeConfig> {
+        let (num_experts, expert_intermediate_size, norm_topk_prob, names) = match self {
+            Tiny::Qwen3Moe => (4, 16, true, ExpertNames::Mlp),
+            Tiny::Olmoe => (4, 48, false, ExpertNames::Mlp),
+            Tiny::Mixtral => (3, 48, true, ExpertNames::BlockSparse),
+            _ => return None,
+        };
+        Some(MoeConfig {
+            num_experts,
+            top_k: 2,
+            expert_intermediate_size,
+            norm_topk_prob,
+            routed: (0..layers)
+                .map(|l| self != Tiny::Qwen3Moe || l > 0)
+                .collect(),
+            names,
+        })
     }
 
     /// Write the tiny model (random weights, std 0.2) into `dir/<name>` and return its path.

@@ -19,6 +19,8 @@ Writes:
                             the per-path forward whose destination j reads
                             sum_u masks[i][u][j] * A_u (method.md section 7), in float64
   generated         (n,)    greedy continuation of `ids` by model.generate
+  routing.{l}       (T, k)  for a mixture-of-experts layer l, the experts its router chose for
+                            each token in transformers' own forward pass
   prompt_ids        (T',)   the tokenizer's encoding of `prompt`, when given
   chat_ids          (T'',)  the tokenizer's chat template applied to the user message `chat`
                             (with the generation prompt), then encoded, when given
@@ -34,6 +36,9 @@ import sys
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+MOE_TYPES = ("qwen3_moe", "olmoe", "mixtral")
 
 
 def per_path_forward(model, ids, dtype, mask=None):
@@ -74,6 +79,8 @@ def per_path_forward(model, ids, dtype, mask=None):
     sandwich = cfg.model_type in ("gemma2", "gemma3_text")
     attn_cap = getattr(cfg, "attn_logit_softcapping", None)
     final_cap = getattr(cfg, "final_logit_softcapping", None)
+    # OLMoE (pre-norms) shares OLMo 2's q/k norms over the whole projections.
+    whole_qk = cfg.model_type in ("olmo2", "olmoe")
     ident = lambda t: t
     h = x
     for l, layer in enumerate(m.layers):
@@ -100,14 +107,14 @@ def per_path_forward(model, ids, dtype, mask=None):
             v_proj = lambda t: at.qkv_proj(t)[..., qd + kvd:]
         else:
             q_proj, k_proj, v_proj = at.q_proj, at.k_proj, at.v_proj
-        if post_norm:
+        if whole_qk:
             q = at.q_norm(q_proj(nq)).view(1, T, -1, hd)
             k = at.k_norm(k_proj(nk)).view(1, T, -1, hd)
         else:
             q = q_proj(nq).view(1, T, -1, hd)
             k = k_proj(nk).view(1, T, -1, hd)
         v = v_proj(nv).view(1, T, -1, hd)
-        if hasattr(at, "q_norm") and not post_norm:
+        if hasattr(at, "q_norm") and not whole_qk:
             q = at.q_norm(q)
             k = at.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -127,7 +134,7 @@ def per_path_forward(model, ids, dtype, mask=None):
         if layer_types is not None:
             if layer_types[l] == "sliding_attention":
                 window = cfg.sliding_window
-        elif cfg.model_type in ("mistral", "phi3"):
+        elif cfg.model_type in ("mistral", "phi3", "mixtral", "qwen3_moe"):
             window = cfg.sliding_window
         if window is not None:
             allowed = allowed & (qi - kj < window)
@@ -174,12 +181,28 @@ def main():
     kw = {"dtype": dtype, "attn_implementation": "eager"}
     if req.get("gguf_file"):
         kw["gguf_file"] = req["gguf_file"]
+    elif json.load(open(f"{req['model']}/config.json")).get("model_type") in MOE_TYPES:
+        # The experts one by one (grouped matrix products refuse float64).
+        kw["experts_implementation"] = "eager"
     model = AutoModelForCausalLM.from_pretrained(req["model"], **kw)
     model.eval()
     out = {}
     ids = torch.tensor([req["ids"]])
+    routing = {}
+
+    def keep_routing(l):
+        def hook(_module, _inputs, outputs):
+            routing.setdefault(l, outputs[2].clone())
+        return hook
+
+    for l, layer in enumerate(model.model.layers):
+        for _, module in layer.named_modules():
+            if type(module).__name__.endswith("TopKRouter"):
+                module.register_forward_hook(keep_routing(l))
     with torch.no_grad():
         out["logits"] = model(ids).logits[0].contiguous()
+    for l, idx in routing.items():
+        out[f"routing.{l}"] = idx.to(torch.int64).contiguous()
     if req.get("prompt") is not None:
         tkw = {"gguf_file": req["gguf_file"]} if req.get("gguf_file") else {}
         tok = AutoTokenizer.from_pretrained(req["model"], **tkw)

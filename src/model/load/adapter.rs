@@ -188,14 +188,24 @@ impl LoraAdapter {
                 vec![cfg.vocab_size, cfg.hidden_size]
             } else {
                 let Some(shape) = shapes.get(&format!("{}.weight", m.name)) else {
+                    let routed = cfg.moe.is_some() && m.name.contains(".mlp.");
                     return Err(ModelError::AdapterTensor {
                         path: weights,
                         name: m.tensor("lora_A.weight"),
-                        message: format!(
-                            "the base model has no layer `{}` (it has {} layers); the adapter \
+                        message: if routed {
+                            format!(
+                                "`{}` is the MLP of a layer that routes to experts; LoRA inside \
+                                 a mixture of experts is not supported (only the attention \
+                                 projections and lm_head)",
+                                m.name
+                            )
+                        } else {
+                            format!(
+                                "the base model has no layer `{}` (it has {} layers); the adapter \
                              belongs to another model",
-                            m.name, cfg.num_layers
-                        ),
+                                m.name, cfg.num_layers
+                            )
+                        },
                     });
                 };
                 shape.clone()

@@ -2,6 +2,7 @@
 //! (or built from GGUF metadata by [`super::gguf`]).
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
+use super::moe::MoeConfig;
 use super::particulars::{self, Particulars};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,13 @@ pub enum Family {
     /// Gemma 3 text (`gemma3_text`): Gemma 2's layout with per-head q/k norms, five local
     /// layers to a global one and a rotary base of their own for the local layers.
     Gemma3,
+    /// Qwen3-MoE: Qwen3 attention, routed MLPs ([`MoeConfig`]).
+    #[serde(rename = "qwen3_moe")]
+    Qwen3Moe,
+    /// OLMoE: pre-norms, q/k norms over whole projections, routed MLPs.
+    Olmoe,
+    /// Mixtral: Mistral attention, routed MLPs.
+    Mixtral,
 }
 
 impl Family {
@@ -41,15 +49,23 @@ impl Family {
             Self::Phi3 => "phi3",
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3_text",
+            Self::Qwen3Moe => "qwen3_moe",
+            Self::Olmoe => "olmoe",
+            Self::Mixtral => "mixtral",
         }
     }
 
     /// The family's q/k norms, if it has them.
     pub fn qk_norm(self) -> Option<QkNorm> {
         match self {
-            Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
-            Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 | Self::Gemma2 => None,
+            Self::Qwen3 | Self::Gemma3 | Self::Qwen3Moe => Some(QkNorm::PerHead),
+            Self::Olmo2 | Self::Olmoe => Some(QkNorm::Whole),
+            Self::Llama
+            | Self::Mistral
+            | Self::Qwen2
+            | Self::Phi3
+            | Self::Gemma2
+            | Self::Mixtral => None,
         }
     }
 
@@ -58,9 +74,14 @@ impl Family {
         match self {
             Self::Olmo2 => NormPlacement::Post,
             Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
-                NormPlacement::Pre
-            }
+            Self::Llama
+            | Self::Mistral
+            | Self::Qwen2
+            | Self::Qwen3
+            | Self::Phi3
+            | Self::Qwen3Moe
+            | Self::Olmoe
+            | Self::Mixtral => NormPlacement::Pre,
         }
     }
 
@@ -75,6 +96,9 @@ impl Family {
             Self::Phi3 => "Phi3ForCausalLM",
             Self::Gemma2 => "Gemma2ForCausalLM",
             Self::Gemma3 => "Gemma3ForCausalLM",
+            Self::Qwen3Moe => "Qwen3MoeForCausalLM",
+            Self::Olmoe => "OlmoeForCausalLM",
+            Self::Mixtral => "MixtralForCausalLM",
         }
     }
 
@@ -89,6 +113,11 @@ impl Family {
         self == Self::Phi3
     }
 
+    /// Whether the family's MLPs route each token to some of their experts ([`MoeConfig`]).
+    pub fn routed(self) -> bool {
+        matches!(self, Self::Qwen3Moe | Self::Olmoe | Self::Mixtral)
+    }
+
     fn from_model_type(s: &str) -> Option<Self> {
         Some(match s {
             "llama" => Self::Llama,
@@ -99,6 +128,9 @@ impl Family {
             "phi3" => Self::Phi3,
             "gemma2" => Self::Gemma2,
             "gemma3_text" => Self::Gemma3,
+            "qwen3_moe" => Self::Qwen3Moe,
+            "olmoe" => Self::Olmoe,
+            "mixtral" => Self::Mixtral,
             _ => return None,
         })
     }
@@ -175,6 +207,9 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// The routed MLPs of a mixture-of-experts family (`None`: every MLP is dense).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<MoeConfig>,
 }
 
 impl ModelConfig {
@@ -210,8 +245,10 @@ impl ModelConfig {
             rope_scaling,
             sliding_window: field.sliding_window(family, dims.layers)?,
             qkv_bias: family == Family::Qwen2 || (attention_bias && !family.fused_projections()),
-            o_bias: matches!(family, Family::Llama | Family::Qwen3 | Family::Olmo2)
-                && attention_bias,
+            o_bias: matches!(
+                family,
+                Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe
+            ) && attention_bias,
             mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
             qk_norm: family.qk_norm(),
             norms: family.norms(),
@@ -220,6 +257,7 @@ impl ModelConfig {
                 .first()
                 .copied(),
             eos_token_ids: eos_ids(path, "eos_token_id", json.get("eos_token_id"), dims.vocab)?,
+            moe: field.moe(family, &dims)?,
             ..Self::shaped(family, dims)
         };
         if family.is_gemma() {
@@ -262,6 +300,7 @@ impl ModelConfig {
             tie_word_embeddings: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
+            moe: None,
         }
     }
 
@@ -358,10 +397,23 @@ impl ModelConfig {
             mlp = sum(&[mlp, prod(&[2, i]), d]);
         }
         let norms = self.norm_names().iter().flatten().flatten().count();
-        let per_layer = sum(&[attn, mlp, prod(&[norms, d])]);
+        let routed_layers = (0..self.num_layers)
+            .filter(|&l| self.moe.as_ref().is_some_and(|m| m.routes(l)))
+            .count();
+        let routed = self.moe.as_ref().map_or(0, |m| m.params_per_layer(d));
+        let (dense, routed) = (
+            self.num_layers - routed_layers,
+            prod(&[routed_layers, routed]),
+        );
+        let per_layer = sum(&[attn, prod(&[norms, d])]);
         let embed = prod(&[self.vocab_size, d]);
         let head = if self.tie_word_embeddings { 0 } else { embed };
-        sum(&[embed, head, prod(&[self.num_layers, per_layer]), d])
+        let layers = sum(&[
+            prod(&[self.num_layers, per_layer]),
+            prod(&[dense, mlp]),
+            routed,
+        ]);
+        sum(&[embed, head, layers, d])
     }
 }
 
@@ -570,16 +622,18 @@ impl Fields<'_> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
             // Gemma's windows are read with its other particulars.
-            Family::Llama | Family::Olmo2 | Family::Gemma2 | Family::Gemma3 => {
+            Family::Llama | Family::Olmo2 | Family::Olmoe | Family::Gemma2 | Family::Gemma3 => {
                 return Ok(vec![None; layers])
             }
-            Family::Mistral | Family::Phi3 => 0,
+            Family::Mistral | Family::Phi3 | Family::Mixtral => 0,
+            // Qwen3-MoE windows every layer (it has no `max_window_layers`).
+            Family::Qwen3Moe if self.flag("use_sliding_window") => 0,
             Family::Qwen2 | Family::Qwen3 if self.flag("use_sliding_window") => self
                 .json
                 .get("max_window_layers")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
-            Family::Qwen2 | Family::Qwen3 => return Ok(vec![None; layers]),
+            Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe => return Ok(vec![None; layers]),
         };
         let window = window
             .map(|w| in_range(self.path, "sliding_window", w, 1, MAX_POSITIONS))
@@ -587,6 +641,21 @@ impl Fields<'_> {
         Ok((0..layers)
             .map(|layer| window.filter(|_| layer as u64 >= from))
             .collect())
+    }
+
+    /// The routed MLPs of a mixture-of-experts family.
+    fn moe(&self, family: Family, dims: &CheckedDims) -> Result<Option<MoeConfig>> {
+        if !family.routed() {
+            return Ok(None);
+        }
+        MoeConfig::from_hf_json(
+            self.json,
+            self.path,
+            family.name(),
+            dims.layers,
+            dims.intermediate,
+        )
+        .map(Some)
     }
 
     /// A boolean field; absent or not a boolean is false.
@@ -664,13 +733,18 @@ impl ModelConfig {
                 lin("self_attn.v_proj", kvd, d, self.qkv_bias);
             }
             lin("self_attn.o_proj", d, qd, self.o_bias);
-            if self.family.fused_projections() {
-                lin("mlp.gate_up_proj", 2 * i, d, false);
-            } else {
-                lin("mlp.gate_proj", i, d, self.mlp_bias);
-                lin("mlp.up_proj", i, d, self.mlp_bias);
+            match &self.moe {
+                Some(m) if m.routes(l) => out.extend(m.tensor_shapes(&p, d)),
+                _ if self.family.fused_projections() => {
+                    lin("mlp.gate_up_proj", 2 * i, d, false);
+                    lin("mlp.down_proj", d, i, false);
+                }
+                _ => {
+                    lin("mlp.gate_proj", i, d, self.mlp_bias);
+                    lin("mlp.up_proj", i, d, self.mlp_bias);
+                    lin("mlp.down_proj", d, i, self.mlp_bias);
+                }
             }
-            lin("mlp.down_proj", d, i, self.mlp_bias);
             for name in self.norm_names().iter().flatten().flatten() {
                 out.push((format!("{p}.{name}.weight"), vec![d]));
             }
@@ -727,7 +801,7 @@ impl ModelConfig {
         #[expect(clippy::expect_used, reason = "json! of a map literal is an object")]
         let o = j.as_object_mut().expect("json object");
         match self.family {
-            Family::Llama | Family::Qwen3 | Family::Olmo2 => {
+            Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe => {
                 o.insert("attention_bias".into(), self.o_bias.into());
             }
             _ => {}
@@ -736,14 +810,14 @@ impl ModelConfig {
             o.insert("mlp_bias".into(), self.mlp_bias.into());
         }
         match self.family {
-            Family::Mistral => {
+            Family::Mistral | Family::Mixtral => {
                 o.insert("sliding_window".into(), window.into());
             }
             Family::Phi3 => {
                 o.insert("sliding_window".into(), window.into());
                 o.insert("pad_token_id".into(), Value::Null);
             }
-            Family::Qwen2 | Family::Qwen3 => {
+            Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe => {
                 let from = self.sliding_window.iter().position(Option::is_some);
                 o.insert("use_sliding_window".into(), window.is_some().into());
                 o.insert("sliding_window".into(), window.into());
@@ -752,12 +826,13 @@ impl ModelConfig {
                     from.unwrap_or(self.num_layers).into(),
                 );
             }
-            Family::Llama | Family::Olmo2 => {}
+            Family::Llama | Family::Olmo2 | Family::Olmoe => {}
             Family::Gemma2 | Family::Gemma3 => {
                 self.gemma().write_hf_json(o, self.head_dim);
                 return j;
             }
         }
+        o.extend(MoeConfig::hf_fields(self.moe.as_ref(), self.family.name()));
         if let Some(s) = &self.rope_scaling {
             let v = match *s {
                 RopeScaling::Linear { factor } => {

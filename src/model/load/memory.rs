@@ -62,12 +62,7 @@ impl MemoryEstimate {
     pub fn on(cfg: &ModelConfig, plan: &ScorePlan, dtype: DType, device: &Device) -> Self {
         let b = n(dtype.size_in_bytes());
         let (t, k) = (n(plan.seq_len), n(plan.scored));
-        let (d, i, hd, l) = (
-            n(cfg.hidden_size),
-            n(cfg.intermediate_size),
-            n(cfg.head_dim),
-            n(cfg.num_layers),
-        );
+        let (d, hd, l) = (n(cfg.hidden_size), n(cfg.head_dim), n(cfg.num_layers));
         let (h, kvh) = (n(cfg.num_heads), n(cfg.num_kv_heads));
         let (q, kv) = (h * hd, kvh * hd);
         // Residual copies feeding q, k and v: one each, or one per head at head level.
@@ -91,11 +86,7 @@ impl MemoryEstimate {
             // Gemma norms both what a block reads and what it adds.
             NormPlacement::Sandwich => (norms + n(2)) * fused * b * d,
         };
-        // GeGLU runs as a composite of elementwise ops (five intermediates of the gate's width
-        // besides the product), and soft-capped scores as three more of the scores' size.
-        if cfg.particulars.activation == Activation::GeluTanh {
-            fwd = fwd + n(5) * b * i;
-        }
+        // Soft-capped scores keep three more tensors of the scores' size.
         if cfg.particulars.attn_softcap.is_some() {
             fwd = fwd + n(3) * b * h * t;
         }
@@ -103,7 +94,7 @@ impl MemoryEstimate {
         if cfg.num_heads != cfg.num_kv_heads {
             fwd = fwd + n(2) * b * q;
         }
-        fwd = fwd + fused * b * h * t + n(2) * b * q + n(4) * b * d + n(4) * b * i;
+        fwd = fwd + fused * b * h * t + n(2) * b * q + n(4) * b * d;
         if plan.heads {
             fwd = fwd + b * h * d;
         }
@@ -128,7 +119,7 @@ impl MemoryEstimate {
         let sources = n(1) + l * (n(1) + if plan.heads { h } else { n(1) });
         let acc = if b.0 < 4 { b + n(4) } else { b };
         let stacks = acc * d * (sources + destinations);
-        let per_token = l * (fwd + kept) + probes + stacks;
+        let per_token = l * (fwd + kept) + mlps(cfg, b) + probes + stacks;
         // Logits of the K scored positions, widened, log-softmax and its backward.
         let logits = n(6 * 4) * k * n(cfg.vocab_size);
         // The allocator's high-water mark exceeds the live tensors (backward temporaries,
@@ -145,6 +136,25 @@ impl MemoryEstimate {
             total: weights.saturating_add(activations),
         }
     }
+}
+
+/// Bytes per token of every layer's MLP in a pass kept for the backward pass, `b` bytes an
+/// element: gate, up, silu and product of a dense one (GeGLU, a composite of elementwise ops,
+/// five intermediates of the gate's width more); a routed one's router and chosen experts
+/// ([`super::moe::MoeConfig::activations_per_token`]).
+fn mlps(cfg: &ModelConfig, b: Bytes) -> Bytes {
+    let widths = n(if cfg.particulars.activation == Activation::GeluTanh {
+        9
+    } else {
+        4
+    });
+    let dense_layer = widths * b * n(cfg.intermediate_size);
+    let Some(moe) = &cfg.moe else {
+        return n(cfg.num_layers) * dense_layer;
+    };
+    let routed = (0..cfg.num_layers).filter(|&l| moe.routes(l)).count();
+    let dense = n(cfg.num_layers - routed) * dense_layer;
+    dense + n(routed) * b * n(moe.activations_per_token(cfg.hidden_size))
 }
 
 /// A byte count whose arithmetic saturates at `u64::MAX`, a size no device has.

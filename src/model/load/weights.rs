@@ -351,13 +351,23 @@ pub(crate) fn check_tensors<'a>(
             Some(shape) => shape,
             None if hf.is_some_and(is_rotary_buffer) => continue,
             None => {
-                return Err(ModelError::ExtraTensor {
-                    path: t.file.to_owned(),
-                    name: t.name.to_owned(),
-                })
+                let moe = cfg.moe.as_ref();
+                return Err(hf
+                    .and_then(|n| moe.and_then(|m| m.count_mismatch(t.file, n)))
+                    .unwrap_or_else(|| ModelError::ExtraTensor {
+                        path: t.file.to_owned(),
+                        name: t.name.to_owned(),
+                    }));
             }
         };
         if want != t.shape {
+            // A router of another height: the expert count is at fault.
+            let router = t.name.ends_with(".gate.weight");
+            if let Some(e) = cfg.moe.as_ref().filter(|_| router) {
+                if let Some(e) = e.count_mismatch(t.file, t.name) {
+                    return Err(e);
+                }
+            }
             return Err(ModelError::Shape {
                 path: t.file.to_owned(),
                 name: t.name.to_owned(),
@@ -371,7 +381,11 @@ pub(crate) fn check_tensors<'a>(
         .into_iter()
         .find(|(name, _)| expected.contains_key(name));
     match missing {
-        Some((name, _)) => Err(missing_tensor(origin, &name)),
+        Some((name, _)) => Err(cfg
+            .moe
+            .as_ref()
+            .and_then(|m| m.count_mismatch(origin, &name))
+            .unwrap_or_else(|| missing_tensor(origin, &name))),
         None => Ok(()),
     }
 }

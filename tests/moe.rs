@@ -1,0 +1,218 @@
+//! Mixture-of-experts MLPs (Qwen3-MoE, OLMoE, Mixtral) against Hugging Face transformers:
+//! logits in f32 and f64, probe gradients and sources of the per-path graph, the routing
+//! itself; and what is refused (configurations that do not match their weights or ask for
+//! routing features not implemented, LoRA inside experts, training).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use candle_core::DType;
+use candle_core::Tensor;
+use circuitdiff::model::{GenerateOptions, Kernels, LoadOptions, LoraSettings, LoraTarget, Model};
+use common::{max_abs, max_abs_diff, nll, reference, Tiny};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Twelve tokens: enough that the routers choose every expert somewhere.
+const IDS: [u32; 12] = [5, 17, 22, 9, 40, 33, 12, 8, 27, 19, 44, 3];
+
+fn load(path: &Path, dtype: DType) -> Model {
+    let opts = LoadOptions {
+        dtype,
+        ..LoadOptions::default()
+    };
+    Model::load(path.to_str().unwrap(), &opts).unwrap()
+}
+
+#[test]
+fn moe_logits_and_probe_gradients_match_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    for tiny in Tiny::MOE {
+        let path = tiny.write(dir.path());
+        let (p0, targets) = (7, IDS[8..].to_vec());
+        let request = |dtype: &str| {
+            serde_json::json!({"model": path, "ids": IDS, "loss_from": p0, "targets": targets,
+                               "dtype": dtype, "generate": 8})
+        };
+        let r = reference("hf_model.py", &request("float32"));
+        // The routers choose every expert for some token, and not all tokens alike.
+        let moe = tiny.config().moe.unwrap();
+        for l in (0..2).filter(|&l| moe.routes(l)) {
+            let chosen = r[&format!("routing.{l}")].to_vec2::<i64>().unwrap();
+            for e in 0..moe.num_experts as i64 {
+                assert!(
+                    chosen.iter().any(|c| c.contains(&e)),
+                    "{tiny:?} layer {l} expert {e}"
+                );
+            }
+        }
+        let model = load(&path, DType::F32);
+        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
+            let ours = model.forward_logits(&IDS, kernels).unwrap();
+            let d = max_abs_diff(&ours, &r["logits"]);
+            eprintln!("{tiny:?} f32 {kernels:?}: max |Δlogit| = {d:e}");
+            assert!(d <= 1e-4, "{tiny:?} {kernels:?}: max |Δlogit| = {d:e}");
+        }
+        check_pass(tiny, &model, &r, p0, &targets);
+
+        // f64: transformers' routers take their softmax in f32, which bounds the agreement.
+        let r = reference("hf_model.py", &request("float64"));
+        let model = load(&path, DType::F64);
+        for kernels in [Kernels::Differentiable, Kernels::FusedGrad] {
+            let ours = model.forward_logits(&IDS, kernels).unwrap();
+            let d = max_abs_diff(&ours, &r["logits"]);
+            eprintln!("{tiny:?} f64 {kernels:?}: max |Δlogit| = {d:e}");
+            assert!(d <= 1e-5, "{tiny:?} f64 {kernels:?}: max |Δlogit| = {d:e}");
+        }
+    }
+}
+
+/// The f32 model's generation, loss, probe gradients and sources against the reference `r`.
+fn check_pass(tiny: Tiny, model: &Model, r: &HashMap<String, Tensor>, p0: usize, targets: &[u32]) {
+    // Greedy generation through the key/value cache: transformers' tokens, up to an end token
+    // (where circuitdiff stops and transformers, told of none, goes on).
+    let opts = GenerateOptions {
+        max_new_tokens: 8,
+        stop_ids: vec![],
+        ..GenerateOptions::default()
+    };
+    let ours = model.generate(&IDS, &opts).unwrap().tokens;
+    let want = r["generated"].to_vec1::<i64>().unwrap();
+    let n = ours.len();
+    let same = ours.iter().zip(&want).all(|(&a, &b)| i64::from(a) == b);
+    let stopped = n == want.len() || want[n] == 2;
+    assert!(same && stopped, "{tiny:?} generation {ours:?} vs {want:?}");
+    let d = max_abs_diff(&r["path_logits"], &r["logits"]);
+    assert!(
+        d <= 1e-5,
+        "{tiny:?}: reference per-path forward differs by {d:e}"
+    );
+
+    let traced = model.trace(&IDS, p0..p0 + targets.len()).unwrap();
+    let loss = nll(&traced.logits, targets);
+    let (ours, want) = (
+        loss.to_scalar::<f32>().unwrap(),
+        r["loss"].to_scalar::<f32>().unwrap(),
+    );
+    assert!(
+        (ours - want).abs() <= 1e-5,
+        "{tiny:?}: loss {ours} vs {want}"
+    );
+    let grads = traced.gradients(&loss).unwrap();
+    let scale = grads.iter().map(max_abs).fold(0.0, f64::max);
+    for (j, g) in grads.iter().enumerate() {
+        let want = &r[&format!("grad.{j}")];
+        let err = max_abs_diff(g, want) / max_abs(want).max(1e-3 * scale);
+        eprintln!("{tiny:?} destination {j}: gradient relative error {err:e}");
+        assert!(
+            err <= 1e-4,
+            "{tiny:?} destination {j}: relative error {err:e}"
+        );
+    }
+    for (i, s) in traced.sources.iter().enumerate() {
+        let want = &r[&format!("source.{i}")];
+        let err = max_abs_diff(s, want) / max_abs(want);
+        assert!(err <= 1e-5, "{tiny:?} source {i}: relative error {err:e}");
+    }
+}
+
+/// Write `tiny` into `dir`, change its `config.json` with `edit`, and return the load error.
+fn refused(tiny: Tiny, dir: &Path, edit: impl Fn(&mut serde_json::Value)) -> String {
+    let path = tiny.write(dir);
+    let file = path.join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&file, json.to_string()).unwrap();
+    match Model::load(path.to_str().unwrap(), &LoadOptions::default()) {
+        Ok(_) => panic!("{tiny:?}: {json} loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn moe_configs_that_do_not_match_or_are_not_implemented_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(Tiny, &str, serde_json::Value); 12] = [
+        // Expert counts that do not match the weights.
+        (Tiny::Qwen3Moe, "num_experts", 5.into()),
+        (Tiny::Olmoe, "num_experts", 3.into()),
+        (Tiny::Mixtral, "num_local_experts", 4.into()),
+        (Tiny::Mixtral, "num_local_experts", 2.into()),
+        (Tiny::Olmoe, "num_experts_per_tok", 5.into()),
+        (Tiny::Qwen3Moe, "num_local_experts", 8.into()),
+        // Routing features that change the forward pass and are not implemented.
+        (Tiny::Qwen3Moe, "shared_expert_intermediate_size", 8.into()),
+        (Tiny::Qwen3Moe, "scoring_func", "sigmoid".into()),
+        (Tiny::Mixtral, "routed_scaling_factor", 2.5.into()),
+        (Tiny::Olmoe, "clip_qkv", 8.0.into()),
+        (Tiny::Qwen3Moe, "mlp_only_layers", vec![2].into()),
+        (Tiny::Qwen3Moe, "decoder_sparse_step", 0.into()),
+    ];
+    for (i, (tiny, field, value)) in cases.into_iter().enumerate() {
+        let e = refused(tiny, &dir.path().join(i.to_string()), |j| {
+            j[field] = value.clone();
+        });
+        eprintln!("{tiny:?}: {e}");
+        assert!(e.contains(&format!("`{field}`")), "{tiny:?}: {e}");
+    }
+}
+
+#[test]
+fn lora_reaches_the_attention_of_a_moe_model_and_refuses_its_experts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Tiny::Olmoe.write(dir.path());
+    let lora = |targets: Vec<LoraTarget>| LoraSettings {
+        rank: 2,
+        alpha: 4.0,
+        rslora: false,
+        targets,
+        seed: 1,
+    };
+    let mut model = load(&path, DType::F32);
+    let pairs = model
+        .attach_lora(&lora(vec![LoraTarget::QProj, LoraTarget::VProj]))
+        .unwrap();
+    assert_eq!(pairs.len(), 4);
+    let mut model = load(&path, DType::F32);
+    let e = model
+        .attach_lora(&lora(vec![LoraTarget::QProj, LoraTarget::UpProj]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("experts") && e.contains("up_proj"), "{e}");
+    let mut model = load(&path, DType::F32);
+    let e = model.trainable().unwrap_err().to_string();
+    assert!(e.contains("mixture-of-experts"), "{e}");
+}
+
+/// The memory planner counts every expert's weights and, per token, the router and the chosen
+/// experts' activations, against the dense model of the same shape, by hand: Tiny::Mixtral has
+/// 2 routed layers of 3 experts (2 chosen) of width 48 on a residual of 32.
+#[test]
+fn the_memory_plan_counts_experts_by_hand() {
+    let moe = Tiny::Mixtral.config();
+    let dense = circuitdiff::model::ModelConfig {
+        moe: None,
+        ..moe.clone()
+    };
+    let plan = circuitdiff::model::ScorePlan::block(100);
+    let (m, d) = (
+        circuitdiff::model::MemoryEstimate::new(&moe, &plan, DType::F32),
+        circuitdiff::model::MemoryEstimate::new(&dense, &plan, DType::F32),
+    );
+    // Per layer: 3 experts × 3 × 32 × 48 + a 3 × 32 router, instead of 3 × 32 × 48.
+    let params = 2 * (3 * 3 * 32 * 48 + 3 * 32 - 3 * 32 * 48);
+    assert_eq!(moe.num_params() - dense.num_params(), params);
+    assert_eq!(m.weights - d.weights, 4 * params as u64);
+    // Per token and layer: 4 × 3 (router) + 2 × (4 × 48 + 3 × 32 + 3) (chosen experts)
+    // + 2 × 32 (their sum) = 658 elements, instead of 4 × 48; f32, 2 layers, 100 tokens, the
+    // planner's 10 % allocator margin.
+    assert_eq!(4 * 3 + 2 * (4 * 48 + 3 * 32 + 3) + 2 * 32, 658);
+    let want = (658 - 4 * 48) as f64 * 4.0 * 2.0 * 100.0 * 1.1;
+    let got = (m.activations - d.activations) as f64;
+    assert!((got - want).abs() <= 1.0, "{got} vs {want}");
+}
