@@ -19,7 +19,7 @@ impl Policy {
     pub fn load(dir: &Path) -> Result<Self> {
         let mut model = load_frozen(dir)?;
         let params = model.trainable()?;
-        let path = dir.join("tokenizer.json");
+        let path = dir.join(crate::model::TOKENIZER_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| LabError::io(&path, e))?;
         let tokenizer_json = serde_json::from_str(&text).map_err(|e| LabError::json(&path, e))?;
         Ok(Self {

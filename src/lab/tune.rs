@@ -281,7 +281,7 @@ impl Trainee {
         match &self.params {
             Params::Lora(_, pairs) => peft::read_adapter(dir, pairs),
             Params::Full(vars) => {
-                let path = dir.join("model.safetensors");
+                let path = dir.join(crate::model::WEIGHTS_FILE);
                 let tensors = candle_core::safetensors::load(&path, self.model.device())?;
                 for (name, v) in vars {
                     let t = tensors.get(name).ok_or_else(|| LabError::NotThisRun {
@@ -303,10 +303,11 @@ fn tokenizer_json(model: &Model) -> Result<serde_json::Value> {
         .inner()
         .to_string(false)
         .map_err(|e| LabError::Tokenize {
-            text: "tokenizer.json".into(),
+            text: crate::model::TOKENIZER_FILE.into(),
             message: e.to_string(),
         })?;
-    serde_json::from_str(&text).map_err(|e| LabError::json(Path::new("tokenizer.json"), e))
+    serde_json::from_str(&text)
+        .map_err(|e| LabError::json(Path::new(crate::model::TOKENIZER_FILE), e))
 }
 
 /// About how many bytes training needs: the weights of the policy and the frozen reference,
@@ -390,7 +391,7 @@ fn adapter_base(model: &str, checkpoint: &Checkpoint, out: &Path) -> Result<Stri
         Checkpoint::Folder { .. } => Ok(model.to_owned()),
         Checkpoint::Gguf { .. } | Checkpoint::Adapter { .. } => {
             let base = out.join("base");
-            if !base.join("model.safetensors").is_file() {
+            if !base.join(crate::model::WEIGHTS_FILE).is_file() {
                 let mut m = Model::load(model, &LoadOptions::default())?;
                 let vars = m.trainable()?;
                 let tensors: HashMap<String, Tensor> = vars

@@ -210,7 +210,11 @@ pub fn train_zoo(
     let mut times: BTreeMap<String, f64> = read_json(&times_path)?.unwrap_or_default();
     let train = train_questions(cfg.train_questions, cfg.seed);
     for (i, &name) in STAGES.iter().enumerate() {
-        if lab.stage_dir(name).join("model.safetensors").is_file() {
+        if lab
+            .stage_dir(name)
+            .join(crate::model::WEIGHTS_FILE)
+            .is_file()
+        {
             continue;
         }
         let started = Instant::now();

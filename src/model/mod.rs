@@ -23,7 +23,10 @@ pub use device::open_device;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
 pub use kernels::{inner_products, Linear, LoraPair};
-pub use load::{available_memory, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
+pub use load::{
+    available_memory, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE,
+    WEIGHTS_FILE,
+};
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
     load_without_weights, random_weights, resolve, write_hf_folder, Activation, AdapterInfo,

@@ -31,6 +31,8 @@ pub use moe::{ExpertNames, MoeConfig};
 pub use open::{fingerprint_of, load_without_weights};
 pub use options::LoadOptions;
 pub use particulars::{Activation, Particulars};
-pub use save::{char_tokenizer_json, random_weights, write_hf_folder};
+pub use save::{
+    char_tokenizer_json, random_weights, write_hf_folder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+};
 pub use source::{is_model_folder, resolve, Checkpoint, HubOptions};
 pub use tokenizer::Tokenizer;

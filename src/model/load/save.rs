@@ -10,6 +10,13 @@ use rand_distr::Distribution as _;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The configuration file of a Hugging Face model folder.
+pub const CONFIG_FILE: &str = "config.json";
+/// Its tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Its weights, when they are one file.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
 /// Random weights for `cfg`: linear and embedding weights ~ N(0, std²), biases ~ N(0, std²),
 /// norm weights 1 + N(0, (std/2)²) as the norm applies them (stored as N(0, (std/2)²) where
 /// norms scale by 1 + w). Deterministic for a seed.
@@ -83,8 +90,8 @@ pub fn write_hf_folder(
         let path = dir.join(name);
         crate::fsutil::write_json(&path, value).map_err(|e| ModelError::io(&path, e))
     };
-    write("config.json", &cfg.to_hf_json())?;
-    write("tokenizer.json", tokenizer_json)?;
+    write(CONFIG_FILE, &cfg.to_hf_json())?;
+    write(TOKENIZER_FILE, tokenizer_json)?;
     let tok_name = |id: Option<u32>| {
         id.and_then(|i| {
             tokenizer_json["added_tokens"]
@@ -127,7 +134,7 @@ pub fn write_hf_folder(
         }
         stored.insert(name, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
     }
-    let path = dir.join("model.safetensors");
+    let path = dir.join(WEIGHTS_FILE);
     let bytes = safetensors::serialize(&stored, None).map_err(|e| ModelError::Weights {
         path: path.clone(),
         message: format!("cannot serialise the weights: {e}"),

@@ -3,6 +3,7 @@
 
 use super::adapter::{self, LoraAdapter};
 use super::download::{DownloadProgress, HubRepo, Quiet};
+use super::save::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::model::error::{ModelError, Result};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,7 @@ impl Checkpoint {
     pub fn files(&self) -> Vec<PathBuf> {
         match self {
             Self::Folder { dir, weights } => {
-                let mut files = vec![dir.join(CONFIG)];
+                let mut files = vec![dir.join(CONFIG_FILE)];
                 files.extend(weights.iter().cloned());
                 files
             }
@@ -245,15 +246,12 @@ fn locate_base(dir: &Path, named: &str) -> String {
 /// Whether `dir` is a model's own folder: a Hugging Face model (its `config.json`) or a PEFT
 /// adapter (its `adapter_config.json`).
 pub fn is_model_folder(dir: &Path) -> bool {
-    dir.join(CONFIG).is_file() || dir.join(adapter::CONFIG_FILE).is_file()
+    dir.join(CONFIG_FILE).is_file() || dir.join(adapter::CONFIG_FILE).is_file()
 }
-
-/// A Hugging Face model folder's configuration file.
-const CONFIG: &str = "config.json";
 
 /// The weight files of a folder: `model.safetensors`, or the shards its index lists.
 fn folder(dir: &Path) -> Result<Checkpoint> {
-    if !dir.join(CONFIG).is_file() {
+    if !dir.join(CONFIG_FILE).is_file() {
         let gguf: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| ModelError::io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -263,12 +261,12 @@ fn folder(dir: &Path) -> Result<Checkpoint> {
             return resolve(&one.to_string_lossy(), &HubOptions::default(), None);
         }
         return Err(ModelError::Missing {
-            path: dir.join(CONFIG),
-            what: CONFIG.into(),
+            path: dir.join(CONFIG_FILE),
+            what: CONFIG_FILE.into(),
             fix: "a Hugging Face model folder needs config.json, model.safetensors and tokenizer.json".into(),
         });
     }
-    let single = dir.join("model.safetensors");
+    let single = dir.join(WEIGHTS_FILE);
     let index = dir.join("model.safetensors.index.json");
     let weights = if single.is_file() {
         vec![single]
