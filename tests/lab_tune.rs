@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use circuitdiff::lab::dpo::dpo_loss;
 use circuitdiff::lab::grpo::{grpo_loss_with, trl_advantages, Aggregation, LossInputs};
 use circuitdiff::model::{Kernels, LoadOptions, Model};
-use common::{circuitdiff, max_abs_diff, reference};
+use common::{max_abs_diff, reference};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -179,25 +179,11 @@ fn tune_args(out: &Path, steps: usize, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn run_ok(a: &[String]) -> String {
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (ok, stdout, stderr) = circuitdiff(&refs);
-    assert!(ok, "circuitdiff {}: {stderr}", a.join(" "));
-    stdout
-}
-
-fn run_err(a: &[String]) -> String {
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (ok, _, stderr) = circuitdiff(&refs);
-    assert!(!ok, "circuitdiff {} succeeded", a.join(" "));
-    stderr
-}
-
 #[test]
 fn a_lora_checkpoint_loads_in_peft_with_the_merged_models_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    run_ok(&tune_args(
+    common::circuitdiff_ok(&tune_args(
         &out,
         2,
         &[&LORA[..], &["--rslora", "--lora-alpha", "4"]].concat(),
@@ -247,7 +233,7 @@ fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
 fn a_run_killed_mid_way_resumes_to_identical_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let whole = tmp.path().join("whole");
-    run_ok(&tune_args(&whole, 6, &LORA));
+    common::circuitdiff_ok(&tune_args(&whole, 6, &LORA));
 
     let killed = tmp.path().join("killed");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_circuitdiff"))
@@ -269,7 +255,7 @@ fn a_run_killed_mid_way_resumes_to_identical_weights() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("checkpoint-6").exists());
-    let stdout = run_ok(&tune_args(&killed, 6, &LORA));
+    let stdout = common::circuitdiff_ok(&tune_args(&killed, 6, &LORA));
     assert!(stdout.contains("3 checkpoints"), "{stdout}");
     for step in [2, 4, 6] {
         let file = format!("checkpoint-{step}/adapter_model.safetensors");
@@ -294,7 +280,7 @@ fn a_full_dpo_run_writes_hugging_face_folders_and_its_log() {
     let out = tmp.path().join("run");
     let started = std::time::Instant::now();
     // DPO of every weight: full Hugging Face folders.
-    run_ok(&tune_args(
+    common::circuitdiff_ok(&tune_args(
         &out,
         4,
         &[
@@ -339,7 +325,7 @@ fn a_full_dpo_run_writes_hugging_face_folders_and_its_log() {
 fn a_short_run_writes_a_ladder_that_trajectory_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let grpo = tmp.path().join("grpo");
-    run_ok(&tune_args(
+    common::circuitdiff_ok(&tune_args(
         &grpo,
         4,
         &[&LORA[..], &["--length-unbiased"]].concat(),
@@ -365,7 +351,7 @@ fn a_short_run_writes_a_ladder_that_trajectory_reads() {
     ]
     .map(str::to_owned)
     .to_vec();
-    let stdout = run_ok(&a);
+    let stdout = common::circuitdiff_ok(&a);
     assert!(stdout.contains("at each of 3 checkpoints"), "{stdout}");
     let summary: Value =
         serde_json::from_slice(&std::fs::read(traj.join("summary.json")).unwrap()).unwrap();
@@ -391,16 +377,16 @@ fn bad_configurations_are_refused_with_their_reason() {
         a[i + 1] = value.to_owned();
         a
     };
-    let e = run_err(&with("--lora-rank", "0"));
+    let e = common::circuitdiff_err(&with("--lora-rank", "0"));
     assert!(e.contains("LoRA rank 0"), "{e}");
-    let e = run_err(&with("--lora-targets", "q_proj,qkv"));
+    let e = common::circuitdiff_err(&with("--lora-targets", "q_proj,qkv"));
     assert!(e.contains("unknown LoRA target module `qkv`"), "{e}");
 
     let no_answers = tmp.path().join("questions.jsonl");
     std::fs::write(&no_answers, "{\"question\": \"What is 1 + 1?\"}\n").unwrap();
     let mut a = tune_args(&out, 2, &[]);
     a[4] = no_answers.display().to_string();
-    let e = run_err(&a);
+    let e = common::circuitdiff_err(&a);
     assert!(
         e.contains("cannot find a question field") && e.contains("reference field"),
         "{e}"
@@ -419,7 +405,7 @@ fn bad_configurations_are_refused_with_their_reason() {
     std::fs::write(&repeats, text).unwrap();
     let mut a = tune_args(&out, 2, &[]);
     a[4] = repeats.display().to_string();
-    let e = run_err(&a);
+    let e = common::circuitdiff_err(&a);
     assert!(e.contains("repeats one of them"), "{e}");
 
     // A model far too large for memory is refused from its configuration, before any weight.
@@ -433,7 +419,7 @@ fn bad_configurations_are_refused_with_their_reason() {
     std::fs::write(&path, cfg.to_string()).unwrap();
     let mut a = tune_args(&out, 2, &[]);
     a[2] = huge.display().to_string();
-    let e = run_err(&a);
+    let e = common::circuitdiff_err(&a);
     assert!(e.contains("of memory is available"), "{e}");
     assert!(
         !out.join("tune.json").exists(),
@@ -507,7 +493,7 @@ fn dpo_pairs_can_come_from_a_file() {
     let out = tmp.path().join("run");
     let file = pairs.to_str().unwrap();
     let dpo = ["--method", "dpo", "--batch", "2", "--pairs", file];
-    run_ok(&tune_args(&out, 2, &[&LORA[..], &dpo].concat()));
+    common::circuitdiff_ok(&tune_args(&out, 2, &[&LORA[..], &dpo].concat()));
     let state: Value =
         serde_json::from_slice(&std::fs::read(out.join("trainer_state.json")).unwrap()).unwrap();
     let rows = state["log_history"].as_array().unwrap();
@@ -520,7 +506,7 @@ fn dpo_pairs_can_come_from_a_file() {
     );
 
     std::fs::write(&pairs, "{\"prompt\": \"What is 1 + 2?\"}\n").unwrap();
-    let e = run_err(&tune_args(
+    let e = common::circuitdiff_err(&tune_args(
         &tmp.path().join("bad"),
         2,
         &[&LORA[..], &dpo].concat(),

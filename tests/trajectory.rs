@@ -120,13 +120,6 @@ fn args(run: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn run_ok(a: &[String]) -> String {
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (ok, stdout, stderr) = circuitdiff(&refs);
-    assert!(ok, "circuitdiff {}: {stderr}", a.join(" "));
-    stdout
-}
-
 /// Score `checkpoint` alone (`circuitdiff score`) on the samples that the trajectory in `whole`
 /// scored at place `j`, with its K; returns the run directory.
 fn score_alone(whole: &Path, j: usize, checkpoint: &Path) -> PathBuf {
@@ -152,7 +145,7 @@ fn score_alone(whole: &Path, j: usize, checkpoint: &Path) -> PathBuf {
     let samples_file = dir.join(format!("samples{j}.json"));
     std::fs::write(&samples_file, serde_json::to_string(&samples).unwrap()).unwrap();
     let alone = dir.join(format!("alone{j}"));
-    run_ok(&[
+    common::circuitdiff_ok(&[
         "score".into(),
         "--model".into(),
         checkpoint.display().to_string(),
@@ -200,7 +193,7 @@ fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
     let run = tmp.path().join("run");
     write_run(&run);
     let whole = tmp.path().join("whole");
-    let stdout = run_ok(&args(&run, &whole, &[]));
+    let stdout = common::circuitdiff_ok(&args(&run, &whole, &[]));
     assert!(stdout.contains("at each of 4 checkpoints"), "{stdout}");
 
     let summary: serde_json::Value =
@@ -262,7 +255,7 @@ fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("summary.json").exists());
-    run_ok(&args(&run, &killed, &[]));
+    common::circuitdiff_ok(&args(&run, &killed, &[]));
     assert_same_files(&whole, &killed);
 
     // Two shards of the checkpoints, joined by merge: the same files as one run.
@@ -270,7 +263,7 @@ fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
         .map(|i| tmp.path().join(format!("shard{i}")))
         .collect();
     for (i, shard) in shards.iter().enumerate() {
-        let stdout = run_ok(&args(&run, shard, &["--shard", &format!("{i}/2")]));
+        let stdout = common::circuitdiff_ok(&args(&run, shard, &["--shard", &format!("{i}/2")]));
         assert!(stdout.contains("shard scored 2 checkpoints"), "{stdout}");
     }
     // The adapters' base is recorded with the trajectory: merge needs no --adapter-base.
@@ -280,7 +273,7 @@ fn a_trl_ladder_of_adapters_is_scored_checkpoint_by_checkpoint() {
     let mut merge = vec!["merge".to_owned()];
     merge.extend(shards.iter().map(|s| s.display().to_string()));
     merge.extend(["--out".to_owned(), merged.display().to_string()]);
-    run_ok(&merge);
+    common::circuitdiff_ok(&merge);
     assert_same_files(&whole, &merged);
 }
 
@@ -367,7 +360,7 @@ fn a_trainer_log_with_nan_is_read_before_any_checkpoint_is_scored() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    run_ok(&args(&run, &out, &[]));
+    common::circuitdiff_ok(&args(&run, &out, &[]));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let train: Vec<&serde_json::Value> = summary["points"]

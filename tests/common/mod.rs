@@ -322,6 +322,22 @@ pub fn circuitdiff(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Run the binary with `args`, which must succeed; its standard output.
+pub fn circuitdiff_ok(args: &[String]) -> String {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, stderr) = circuitdiff(&refs);
+    assert!(ok, "circuitdiff {}: {stderr}", args.join(" "));
+    stdout
+}
+
+/// Run the binary with `args`, which must fail; its standard error.
+pub fn circuitdiff_err(args: &[String]) -> String {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, stderr) = circuitdiff(&refs);
+    assert!(!ok, "circuitdiff {} succeeded", args.join(" "));
+    stderr
+}
+
 /// Run `circuitdiff study` of the bundled tiny base and GRPO models on `dataset` into `out`
 /// (4 scored questions, 32 new tokens); returns (success, stdout, stderr).
 pub fn zoo_study(dataset: &str, out: &Path) -> (bool, String, String) {
