@@ -98,6 +98,10 @@ pub struct TuneArgs {
     /// GRPO: Dr. GRPO's length-unbiased loss (TRL's loss_type="dr_grpo").
     #[arg(long)]
     length_unbiased: bool,
+    /// GRPO: rows (sampled answers) per forward and backward pass, their gradients accumulated
+    /// into one update: bounds a step's memory (default: all of a step's rows in one pass).
+    #[arg(long, value_name = "ROWS")]
+    micro_batch: Option<usize>,
     /// DPO: pairs per step.
     #[arg(long, default_value_t = DpoSettings::default().batch)]
     batch: usize,
@@ -132,6 +136,7 @@ impl TuneArgs {
                 clip: self.clip,
                 beta: self.beta.unwrap_or(GrpoSettings::default().beta),
                 length_unbiased: self.length_unbiased,
+                micro_batch: self.micro_batch,
             }),
             MethodArg::Dpo => Method::Dpo(DpoSettings {
                 beta: self.beta.unwrap_or(DpoSettings::default().beta),

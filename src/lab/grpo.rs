@@ -29,6 +29,9 @@ pub struct GrpoConfig {
     pub beta: f64,
     /// Gradient steps on each batch of samples.
     pub epochs: usize,
+    /// Rows (sampled answers) per forward and backward pass, their gradients summed
+    /// (accumulated) into one update; `None`: every row of the step in one pass.
+    pub micro_batch: Option<usize>,
 }
 
 /// Advantages normalised within each group of `group` consecutive rewards:
@@ -207,36 +210,76 @@ pub fn step(
         .map(|a| a as f32)
         .collect();
     let adv = Tensor::from_vec(adv, samples.len(), &dev)?;
-    let pairs: Vec<(&[u32], &[u32])> = samples
-        .iter()
-        .map(|r| (r.prompt.as_slice(), r.answer.as_slice()))
-        .collect();
-    let batch = SeqBatch::new(&pairs, &dev, policy.dtype())?;
-    let first = token_logprobs(policy, &batch)?.0;
-    let old = first.detach();
-    let refp = token_logprobs(reference, &batch)?.0.detach();
+    let rows = samples.len();
+    let micro = cfg.micro_batch.unwrap_or(rows).clamp(1, rows.max(1));
+    let mut parts = Vec::new();
+    for (c, chunk) in samples.chunks(micro).enumerate() {
+        let pairs: Vec<(&[u32], &[u32])> = chunk
+            .iter()
+            .map(|r| (r.prompt.as_slice(), r.answer.as_slice()))
+            .collect();
+        let batch = SeqBatch::new(&pairs, &dev, policy.dtype())?;
+        let reference = token_logprobs(reference, &batch)?.0.detach();
+        let adv = adv.narrow(0, c * micro, chunk.len())?;
+        parts.push(Part {
+            batch,
+            reference,
+            adv,
+            old: None,
+        });
+    }
     let (mut loss, mut kl) = (0.0, 0.0);
-    // The first epoch reuses the forward pass that gave `old`.
-    let mut fresh = Some(first);
     for _ in 0..cfg.epochs {
-        let logp = match fresh.take() {
-            Some(logp) => logp,
-            None => token_logprobs(policy, &batch)?.0,
-        };
-        let inputs = LossInputs {
-            logp: &logp,
-            old: &old,
-            reference: &refp,
-            adv: &adv,
-            mask: &batch.mask,
-        };
-        let (l, k) = grpo_loss_with(&inputs, cfg.clip, cfg.beta, objective.aggregation)?;
-        opt.step(&l, step)?;
-        loss = f64::from(l.to_scalar::<f32>()?);
-        kl = k;
+        let mut sums = (0.0, 0.0, 0.0);
+        let many = parts.len() > 1;
+        opt.step_sum(
+            parts.len(),
+            |i| {
+                let p = &mut parts[i];
+                let logp = token_logprobs(policy, &p.batch)?.0;
+                // The first epoch's forward pass gives the old log-probabilities.
+                let old = p.old.get_or_insert_with(|| logp.detach()).clone();
+                let inputs = LossInputs {
+                    logp: &logp,
+                    old: &old,
+                    reference: &p.reference,
+                    adv: &p.adv,
+                    mask: &p.batch.mask,
+                };
+                let (l, k) = grpo_loss_with(&inputs, cfg.clip, cfg.beta, objective.aggregation)?;
+                // Each part's mean enters with its share of the rows, so that the sum is the
+                // whole step's loss (per-answer mean, or Dr. GRPO's sum over rows·budget).
+                let l = if many {
+                    (l * (p.adv.dim(0)? as f64 / rows as f64))?
+                } else {
+                    l
+                };
+                let tokens = f64::from(p.batch.mask.sum_all()?.to_scalar::<f32>()?);
+                sums.0 += f64::from(l.to_scalar::<f32>()?);
+                sums.1 += k * tokens;
+                sums.2 += tokens;
+                if !many {
+                    sums.1 = k;
+                    sums.2 = 1.0;
+                }
+                Ok(l)
+            },
+            step,
+        )?;
+        loss = sums.0;
+        kl = sums.1 / sums.2.max(f64::MIN_POSITIVE);
     }
     let reward = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
     Ok(StepStats { loss, reward, kl })
+}
+
+/// One micro-batch of a GRPO step: its rows, their advantages, and the frozen reference's and
+/// (after the first epoch's pass) the policy's old per-token log-probabilities.
+struct Part {
+    batch: SeqBatch,
+    reference: Tensor,
+    adv: Tensor,
+    old: Option<Tensor>,
 }
 
 /// Train `policy` with GRPO against the frozen `reference`.

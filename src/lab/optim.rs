@@ -114,7 +114,44 @@ impl Optimizer {
     /// One update from `loss` at `step`: backward, clip, AdamW step. Returns the gradient norm
     /// before clipping.
     pub fn step(&mut self, loss: &Tensor, step: usize) -> Result<f64> {
-        let mut grads = loss.backward()?;
+        let grads = loss.backward()?;
+        self.apply(grads, step)
+    }
+
+    /// One update from the sum of `parts` losses, `part(i)` computing the i-th: each is
+    /// differentiated before the next is computed, so that one part's graph is alive at a time
+    /// (gradient accumulation). One part is [`Optimizer::step`] exactly.
+    pub fn step_sum(
+        &mut self,
+        parts: usize,
+        mut part: impl FnMut(usize) -> Result<Tensor>,
+        step: usize,
+    ) -> Result<f64> {
+        let mut total: Option<GradStore> = None;
+        for i in 0..parts {
+            let grads = part(i)?.backward()?;
+            let Some(sum) = total.as_mut() else {
+                total = Some(grads);
+                continue;
+            };
+            for v in &self.vars {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    let g = match sum.get(v.as_tensor()) {
+                        Some(s) => (s + g)?,
+                        None => g.clone(),
+                    };
+                    sum.insert(v.as_tensor(), g);
+                }
+            }
+        }
+        match total {
+            Some(grads) => self.apply(grads, step),
+            None => Ok(0.0),
+        }
+    }
+
+    /// Clip the gradients `grads` and take the AdamW step; the norm before clipping.
+    fn apply(&mut self, mut grads: GradStore, step: usize) -> Result<f64> {
         let mut sq = 0.0f64;
         for v in &self.vars {
             if let Some(g) = grads.get(v.as_tensor()) {

@@ -37,6 +37,10 @@ pub struct GrpoSettings {
     pub beta: f64,
     /// Dr. GRPO's length-unbiased loss instead of the per-answer mean.
     pub length_unbiased: bool,
+    /// Rows per forward and backward pass, their gradients accumulated into one update
+    /// (`None`: all of a step's rows in one pass). Bounds the memory a step needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch: Option<usize>,
 }
 
 impl Default for GrpoSettings {
@@ -50,6 +54,7 @@ impl Default for GrpoSettings {
             clip: 0.2,
             beta: 0.04,
             length_unbiased: false,
+            micro_batch: None,
         }
     }
 }
@@ -170,15 +175,21 @@ impl TuneConfig {
             Method::Grpo(g) if g.group < 2 => {
                 bad("a GRPO group needs at least 2 answers per question (--group)")
             }
+            Method::Grpo(g) if g.micro_batch == Some(0) => {
+                bad("--micro-batch must be at least 1 row")
+            }
             Method::Dpo(d) if d.batch == 0 => bad("--batch must be at least 1"),
             _ => Ok(()),
         }
     }
 
-    /// The number of sequences one training step runs through the model.
+    /// The number of sequences one forward and backward pass of a training step holds.
     fn rows(&self) -> usize {
         match &self.method {
-            Method::Grpo(g) => g.questions * g.group,
+            Method::Grpo(g) => {
+                let all = g.questions * g.group;
+                g.micro_batch.map_or(all, |m| m.min(all))
+            }
             Method::Dpo(d) => 2 * d.batch,
         }
     }
@@ -363,7 +374,7 @@ fn check_memory(tune: &TuneConfig, hub: &HubOptions, questions: &[Question]) -> 
     };
     if needed > available {
         let fix = if tune.lora.is_some() {
-            "use fewer questions per step, a smaller group or batch, or fewer new tokens"
+            "give --micro-batch ROWS (fewer rows per pass), or use fewer questions per step, a smaller group or batch, or fewer new tokens"
         } else {
             "train LoRA updates instead (--lora-rank 8), or use fewer sequences per step"
         };
@@ -725,6 +736,7 @@ fn grpo_settings(
         clip: g.clip,
         beta: g.beta,
         epochs: 1,
+        micro_batch: g.micro_batch,
     };
     let aggregation = if g.length_unbiased {
         grpo::Aggregation::LengthUnbiased {

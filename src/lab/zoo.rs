@@ -97,6 +97,7 @@ impl LabConfig {
                 clip: 0.2,
                 beta: 0.04,
                 epochs: 2,
+                micro_batch: None,
             },
             ppo: ppo::PpoConfig {
                 steps: 120,
