@@ -1081,6 +1081,15 @@ fn layer_projections(
         return Ok((attn, Ffn::take_routed(store, cfg, moe, p)?));
     }
     let down = lin("mlp.down_proj", d, i, cfg.mlp_bias)?;
+    // The dense MLP of this layer, from its gate and up projections.
+    let dense = |gate, up| {
+        Ffn::Dense(Gated {
+            gate,
+            up,
+            down,
+            act: cfg.particulars.activation,
+        })
+    };
     if !cfg.family.fused_projections() {
         let attn = [
             lin("self_attn.q_proj", qd, d, cfg.qkv_bias)?,
@@ -1090,15 +1099,7 @@ fn layer_projections(
         ];
         let gate = lin("mlp.gate_proj", i, d, cfg.mlp_bias)?;
         let up = lin("mlp.up_proj", i, d, cfg.mlp_bias)?;
-        return Ok((
-            attn,
-            Ffn::Dense(Gated {
-                gate,
-                up,
-                down,
-                act: cfg.particulars.activation,
-            }),
-        ));
+        return Ok((attn, dense(gate, up)));
     }
     let qkv = store.take(
         &format!("{p}.self_attn.qkv_proj.weight"),
@@ -1115,15 +1116,7 @@ fn layer_projections(
         o,
     ];
     let (gate, up) = (rows(&gate_up, 0, i)?, rows(&gate_up, i, i)?);
-    Ok((
-        attn,
-        Ffn::Dense(Gated {
-            gate,
-            up,
-            down,
-            act: cfg.particulars.activation,
-        }),
-    ))
+    Ok((attn, dense(gate, up)))
 }
 
 /// Queries or keys of `n` heads from one input per head `x` (1, n, t, d) under a q/k norm over
