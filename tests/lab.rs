@@ -276,39 +276,51 @@ fn each_algorithm_lowers_its_loss_and_checkpoints_round_trip() {
     );
 }
 
-#[test]
-fn weight_gradients_of_the_training_pass_match_finite_differences() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tiny_model(dir.path());
+/// The tiny model in f64, and a batch of two rows of different lengths (padding, the window
+/// and the masked loss are all on the training path then).
+fn f64_model_and_batch(dir: &Path) -> (Model, Vec<Example>) {
+    let path = tiny_model(dir);
     let opts = LoadOptions {
         dtype: DType::F64,
         ..LoadOptions::default()
     };
-    let mut model = Model::load(path.to_str().unwrap(), &opts).unwrap();
-    let params = model.trainable().unwrap();
-    let ex = examples(&model, &train_questions(2, 9)).unwrap();
+    let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+    let ex = examples(&model, &train_questions(16, 9)).unwrap();
+    let total = |e: &Example| e.0.len() + e.1.len();
+    let other = ex
+        .iter()
+        .find(|e| e.0.len() != ex[0].0.len() && total(e) != total(&ex[0]))
+        .expect("two examples whose prompts and lengths differ")
+        .clone();
+    (model, vec![ex[0].clone(), other])
+}
+
+fn batch_of(ex: &[Example]) -> SeqBatch {
     let pairs: Vec<(&[u32], &[u32])> = ex
         .iter()
         .map(|(p, a)| (p.as_slice(), a.as_slice()))
         .collect();
-    // Left padding, the rotary tables per row and the masked loss are all on this path.
-    assert_ne!(
-        pairs[0].0.len() + pairs[0].1.len(),
-        pairs[1].0.len() + pairs[1].1.len()
-    );
-    let batch = SeqBatch::new(&pairs, &Device::Cpu, DType::F64).unwrap();
-    let loss = |m: &Model| sft_loss(&token_logprobs(m, &batch).unwrap().0, &batch.mask).unwrap();
-    let grads = loss(&model).backward().unwrap();
+    SeqBatch::new(&pairs, &Device::Cpu, DType::F64).unwrap()
+}
+
+/// The gradient of the masked mean log-probability of `batch` with respect to each of `vars`
+/// equals central finite differences (f64, 1e-5 relative) at its largest entry and one more.
+fn assert_gradients_match_finite_differences(
+    model: &Model,
+    vars: &[(String, candle_core::Var)],
+    batch: &SeqBatch,
+) {
+    let loss = |m: &Model| sft_loss(&token_logprobs(m, batch).unwrap().0, &batch.mask).unwrap();
+    let grads = loss(model).backward().unwrap();
     let h = 1e-5;
     let mut checked = 0;
-    for (name, var) in &params {
+    for (name, var) in vars {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("{name}: no gradient"));
         let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let w0 = var.as_tensor().copy().unwrap();
         let flat = w0.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        // The entry with the largest gradient, and one more.
         let top = (0..g.len())
             .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
             .unwrap();
@@ -318,7 +330,7 @@ fn weight_gradients_of_the_training_pass_match_finite_differences() {
                 v[i] += delta;
                 var.set(&Tensor::from_vec(v, w0.shape(), &Device::Cpu).unwrap())
                     .unwrap();
-                scalar(&loss(&model))
+                scalar(&loss(model))
             };
             let fd = (at(h) - at(-h)) / (2.0 * h);
             var.set(&w0).unwrap();
@@ -331,7 +343,68 @@ fn weight_gradients_of_the_training_pass_match_finite_differences() {
             checked += 1;
         }
     }
-    eprintln!("{checked} weight gradients agree with central differences");
+    eprintln!("{checked} gradients agree with central differences");
+}
+
+#[test]
+fn weight_gradients_of_the_training_pass_match_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut model, ex) = f64_model_and_batch(dir.path());
+    let params = model.trainable().unwrap();
+    assert_gradients_match_finite_differences(&model, &params, &batch_of(&ex));
+}
+
+/// With LoRA the base weights are frozen, so the training pass runs the fused kernels with
+/// closed-form backward passes (norms, rotary embedding, attention core, gated activation, the
+/// targets' log-probabilities): the updates' gradients against finite differences, and each
+/// row's log-probabilities in the padded batch against the row's alone (1e-12).
+#[test]
+fn lora_gradients_of_the_training_pass_match_finite_differences() {
+    use circuitdiff::model::{LoraSettings, LoraTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut model, ex) = f64_model_and_batch(dir.path());
+    let settings = LoraSettings {
+        rank: 2,
+        alpha: 4.0,
+        rslora: false,
+        targets: LoraTarget::ALL.to_vec(),
+        seed: 1,
+    };
+    let pairs = model.attach_lora(&settings).unwrap();
+    let mut vars = Vec::new();
+    for (name, p) in &pairs {
+        // B = 0 at the start would leave A without a gradient.
+        p.b.set(&Tensor::randn(0f64, 0.1, p.b.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+        vars.push((format!("{name}.lora_A"), p.a.clone()));
+        vars.push((format!("{name}.lora_B"), p.b.clone()));
+    }
+    let batch = batch_of(&ex);
+    assert_gradients_match_finite_differences(&model, &vars, &batch);
+    let together = token_logprobs(&model, &batch)
+        .unwrap()
+        .0
+        .to_vec2::<f64>()
+        .unwrap();
+    let mask = batch.mask.to_vec2::<f64>().unwrap();
+    for (r, row) in ex.iter().enumerate() {
+        let alone = batch_of(std::slice::from_ref(row));
+        let own = token_logprobs(&model, &alone)
+            .unwrap()
+            .0
+            .to_vec2::<f64>()
+            .unwrap();
+        let answer = row.0.len() - 1..row.0.len() + row.1.len() - 1;
+        assert_eq!(alone.window, answer.clone());
+        for j in answer {
+            let (a, b) = (
+                together[r][j - batch.window.start],
+                own[0][j - alone.window.start],
+            );
+            assert_eq!(mask[r][j - batch.window.start], 1.0);
+            assert!((a - b).abs() <= 1e-12, "row {r} position {j}: {a} vs {b}");
+        }
+    }
 }
 
 #[test]

@@ -506,7 +506,7 @@ fn the_lora_pass_equals_its_merged_adapter_and_trains_a_and_b_only() {
             .unwrap();
     }
     let (_, logits) = model
-        .forward_batch(std::slice::from_ref(&ids), &[0])
+        .forward_batch(std::slice::from_ref(&ids), 0..ids.len())
         .unwrap();
     let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, p) in &pairs {

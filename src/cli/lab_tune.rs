@@ -4,7 +4,7 @@ use super::args::{at_least, positive_finite};
 use super::bars::{ctrl_c_token, Bars};
 use super::device::AdapterBaseArg;
 use anyhow::Context as _;
-use circuitdiff::lab::tune::{self, DpoSettings, GrpoSettings, Method, TuneConfig};
+use circuitdiff::lab::tune::{self, DpoSettings, GrpoSettings, Method, TuneConfig, TuneEvent};
 use circuitdiff::model::{LoadOptions, LoraSettings, LoraTarget};
 use std::path::PathBuf;
 
@@ -170,9 +170,14 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     };
     let cancel = ctrl_c_token();
     let mut bars = Bars::default();
-    let report = tune::run(&cfg, &opts, &args.out, &mut bars, &cancel)
+    let mut seconds = Vec::new();
+    let mut watch = |e: &TuneEvent| seconds.extend(e.seconds);
+    let report = tune::run_watched(&cfg, &opts, &args.out, &mut bars, &cancel, &mut watch)
         .with_context(|| format!("fine-tuning {} into {}", cfg.model, args.out.display()))?;
     drop(bars);
+    if let Some(line) = step_times(&seconds) {
+        println!("{line}");
+    }
     if report.steps < cfg.steps {
         eprintln!(
             "stopped after step {}; run the same command again to continue from the last checkpoint",
@@ -189,6 +194,20 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The wall time of this run's steps: the first (which warms up) and the median of the others.
+fn step_times(seconds: &[f64]) -> Option<String> {
+    let (first, rest) = seconds.split_first()?;
+    let mut rest = rest.to_vec();
+    rest.sort_by(f64::total_cmp);
+    Some(match rest.get(rest.len() / 2) {
+        Some(median) => format!(
+            "step time: {first:.2} s the first, then a median of {median:.2} s over {} steps",
+            rest.len()
+        ),
+        None => format!("step time: {first:.2} s"),
+    })
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! prompt + answer sequences, and checkpoints written as Hugging Face folders.
 
 use super::{LabError, Result};
-use crate::model::{write_hf_folder, LoadOptions, Model};
-use candle_core::{DType, Device, Tensor, Var, D};
+use crate::model::{target_logprobs, write_hf_folder, LoadOptions, Model};
+use candle_core::{DType, Device, Tensor, Var};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
 /// A model whose weights are trainable variables.
@@ -58,14 +59,19 @@ pub fn load_frozen(dir: &Path) -> Result<Model> {
     )?)
 }
 
-/// Prompt + answer sequences left-padded into one batch. Position j of a row predicts token
-/// j + 1; `mask` marks the positions whose next token belongs to the answer.
+/// Prompt + answer sequences right-padded into one batch, and the window of positions that the
+/// loss reads. Position j of a row predicts token j + 1; every row starts at position 0, so
+/// that the rows share one rotary table and the causal mask (a row never attends to the
+/// padding after it).
 pub struct SeqBatch {
+    /// Each row's prompt and answer, then padding up to the longest row.
     pub rows: Vec<Vec<u32>>,
-    pub pads: Vec<usize>,
-    /// Next-token ids (b, t − 1).
+    /// The positions whose next token belongs to some row's answer: from the shortest prompt's
+    /// last token to the longest row's last but one.
+    pub window: Range<usize>,
+    /// Next-token ids over the window (b, w).
     pub targets: Tensor,
-    /// 1 where the next token is an answer token, else 0 (b, t − 1), in the model's dtype.
+    /// 1 where the next token is an answer token, else 0 (b, w), in the model's dtype.
     pub mask: Tensor,
 }
 
@@ -73,59 +79,49 @@ impl SeqBatch {
     /// `pairs` of (prompt ids, answer ids), both non-empty, for a model on `device` computing
     /// in `dtype` (the mask's dtype).
     pub fn new(pairs: &[(&[u32], &[u32])], device: &Device, dtype: DType) -> Result<Self> {
+        if pairs.is_empty() || pairs.iter().any(|(p, a)| p.is_empty() || a.is_empty()) {
+            return Err(LabError::EmptySequence);
+        }
         let width = pairs
             .iter()
             .map(|(p, a)| p.len() + a.len())
             .max()
             .unwrap_or(0);
-        if width < 2 || pairs.iter().any(|(p, a)| p.is_empty() || a.is_empty()) {
-            return Err(LabError::EmptySequence);
-        }
+        let first = pairs.iter().map(|(p, _)| p.len()).min().unwrap_or(1) - 1;
+        let window = first..width - 1;
         let mut rows = Vec::with_capacity(pairs.len());
-        let mut pads = Vec::with_capacity(pairs.len());
-        let mut targets = Vec::with_capacity(pairs.len() * (width - 1));
-        let mut mask = Vec::with_capacity(pairs.len() * (width - 1));
+        let mut targets = Vec::with_capacity(pairs.len() * window.len());
+        let mut mask = Vec::with_capacity(pairs.len() * window.len());
         for (p, a) in pairs {
-            let pad = width - p.len() - a.len();
-            let row: Vec<u32> = std::iter::repeat_n(p[0], pad)
-                .chain(p.iter().copied())
-                .chain(a.iter().copied())
+            let row: Vec<u32> = p
+                .iter()
+                .chain(a.iter())
+                .copied()
+                .chain(std::iter::repeat_n(p[0], width - p.len() - a.len()))
                 .collect();
-            let answer_start = pad + p.len();
-            for j in 0..width - 1 {
+            let answer = p.len()..p.len() + a.len();
+            for j in window.clone() {
                 targets.push(row[j + 1]);
-                mask.push(if j + 1 >= answer_start { 1f32 } else { 0.0 });
+                mask.push(if answer.contains(&(j + 1)) { 1f32 } else { 0.0 });
             }
             rows.push(row);
-            pads.push(pad);
         }
-        let shape = (pairs.len(), width - 1);
+        let shape = (pairs.len(), window.len());
         Ok(Self {
             targets: Tensor::from_vec(targets, shape, device)?,
             mask: Tensor::from_vec(mask, shape, device)?.to_dtype(dtype)?,
             rows,
-            pads,
+            window,
         })
     }
 }
 
-/// The training forward pass: log-probabilities of each row's next tokens (b, t − 1) and the
-/// normed hidden states that predict them (b, t − 1, d), both differentiable.
+/// The training forward pass: log-probabilities of each row's next tokens over the batch's
+/// window (b, w) and the normed hidden states that predict them (b, w, d), both
+/// differentiable.
 pub fn token_logprobs(model: &Model, batch: &SeqBatch) -> Result<(Tensor, Tensor)> {
-    let (hidden, logits) = model.forward_batch(&batch.rows, &batch.pads)?;
-    let t = logits.dim(1)?;
-    let logits = logits.narrow(1, 0, t - 1)?;
-    let logp = log_softmax(&logits)?
-        .gather(&batch.targets.unsqueeze(D::Minus1)?, D::Minus1)?
-        .squeeze(D::Minus1)?;
-    Ok((logp, hidden.narrow(1, 0, t - 1)?))
-}
-
-/// Log-softmax over the last dimension; the shift by the maximum is kept out of the graph (it
-/// cancels out of the result, so the gradient stays exact).
-pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+    let (hidden, logits) = model.forward_batch(&batch.rows, batch.window.clone())?;
+    Ok((target_logprobs(&logits, &batch.targets)?, hidden))
 }
 
 /// Σ over each row of `x · mask` divided by the row's mask count (b,).

@@ -223,6 +223,9 @@ pub struct TuneEvent {
     pub margin: Option<f64>,
     /// Held-out accuracy, at the steps that write a checkpoint.
     pub accuracy: Option<f64>,
+    /// The step's wall time in seconds (sampling, scoring, the backward passes and the update;
+    /// not the held-out evaluation or the checkpoint); `None` for a step an earlier run made.
+    pub seconds: Option<f64>,
 }
 
 impl TuneEvent {
@@ -238,6 +241,7 @@ impl TuneEvent {
             reward: value("reward"),
             margin: value("rewards/margins"),
             accuracy: value("accuracy"),
+            seconds: None,
         })
     }
 }
@@ -424,18 +428,23 @@ fn adapter_base(model: &str, checkpoint: &Checkpoint, out: &Path) -> Result<Stri
     }
 }
 
-/// Load the model to train and its frozen reference.
+/// Load the model to train and its frozen reference: for LoRA, the same weights without the
+/// updates (no second copy); for full fine-tuning, a second copy.
 fn load(tune: &TuneConfig, opts: &LoadOptions, out: &Path) -> Result<(Trainee, Model)> {
     let mut model = Model::load(&tune.model, opts)?;
-    // Before the reference is loaded: exporting a base loads one more copy for a while.
     let base = match &tune.lora {
         Some(_) => adapter_base(&tune.model, &model.checkpoint, out)?,
         None => tune.model.clone(),
     };
-    let reference = Model::load(&tune.model, opts)?;
-    let params = match &tune.lora {
-        Some(settings) => Params::Lora(settings.clone(), model.attach_lora(settings)?),
-        None => Params::Full(model.trainable()?),
+    let (params, reference) = match &tune.lora {
+        Some(settings) => {
+            let pairs = model.attach_lora(settings)?;
+            (Params::Lora(settings.clone(), pairs), model.without_lora())
+        }
+        None => {
+            let reference = Model::load(&tune.model, opts)?;
+            (Params::Full(model.trainable()?), reference)
+        }
     };
     Ok((
         Trainee {
@@ -620,7 +629,9 @@ impl Loop<'_> {
             if cancel.is_cancelled() {
                 break;
             }
+            let started = std::time::Instant::now();
             let mut row = self.step(step, train, pairs)?;
+            let seconds = started.elapsed().as_secs_f64();
             done = step + 1;
             let save = done.is_multiple_of(tune.save_every) || done == tune.steps;
             if save {
@@ -633,7 +644,10 @@ impl Loop<'_> {
             if let Some(event) =
                 (self.state.log_history.last()).and_then(|r| TuneEvent::of_row(r, tune.steps))
             {
-                (self.watch)(&event);
+                (self.watch)(&TuneEvent {
+                    seconds: Some(seconds),
+                    ..event
+                });
             }
             if save {
                 self.checkpoint(done)?;

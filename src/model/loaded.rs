@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
 
 /// A loaded model: configuration, tokenizer and weights, whatever the source.
+#[derive(Clone)]
 pub struct Model {
     pub config: ModelConfig,
     pub tokenizer: Tokenizer,
@@ -132,31 +133,37 @@ impl Model {
         self.net.logits(&last, Kernels::Fast)?.squeeze(1)
     }
 
-    /// The training pass: runs a left-padded batch (row r padded by `pads[r]` slots) with
-    /// differentiable kernels and returns the final hidden states after the norm (b, t, d) and
-    /// the logits of every position (b, t, vocab). Weight gradients flow only to the weights
-    /// made trainable by [`Model::trainable`].
+    /// The training pass: runs a batch of equally long rows, each from position 0 (any
+    /// padding at the ends, which the causal mask keeps out of every earlier position), with
+    /// the kernels whose backward passes are closed forms, and returns for the positions of
+    /// `window` the final hidden states after the norm (b, w, d) and the logits (b, w, vocab).
+    /// Weight gradients flow only to the weights made trainable by [`Model::trainable`] or to
+    /// attached LoRA updates.
     pub fn forward_batch(
         &self,
         rows: &[Vec<u32>],
-        pads: &[usize],
+        window: Range<usize>,
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let t = rows.first().map_or(0, Vec::len);
-        if t == 0 || rows.iter().any(|r| r.len() != t) || pads.len() != rows.len() {
-            candle_core::bail!("forward_batch: rows must be non-empty, equally long, one pad each");
+        if t == 0 || rows.iter().any(|r| r.len() != t) || window.is_empty() || window.end > t {
+            candle_core::bail!(
+                "forward_batch: rows must be non-empty and equally long, the window {window:?} \
+                 inside them"
+            );
         }
         let x = self.ids_tensor(&rows.concat())?.reshape((rows.len(), t))?;
         let pass = Pass {
-            kernels: Kernels::Differentiable,
+            kernels: Kernels::FusedGrad,
             probes: None,
             cache: None,
             sources: None,
             head_sources: false,
-            pads: Some(pads),
+            pads: None,
             masks: None,
         };
         let h = self.net.residual(&x, 0, pass)?;
-        self.net.normed_and_logits(&h, Kernels::Differentiable)
+        let h = h.narrow(1, window.start, window.len())?;
+        self.net.normed_and_logits(&h, Kernels::FusedGrad)
     }
 
     /// Make every weight a trainable variable (for the lab's trainers) and return them under
@@ -174,6 +181,15 @@ impl Model {
         settings: &LoraSettings,
     ) -> candle_core::Result<Vec<(String, LoraPair)>> {
         self.net.attach_lora(settings)
+    }
+
+    /// The model without its attached LoRA updates, sharing every weight (no copy): the frozen
+    /// reference of a LoRA fine-tune.
+    pub fn without_lora(&self) -> Model {
+        Model {
+            net: self.net.without_lora(),
+            ..self.clone()
+        }
     }
 
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).

@@ -22,7 +22,7 @@ pub use ablate::CleanPass;
 pub use device::open_device;
 pub use error::{ModelError, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, StopReason};
-pub use kernels::{inner_products, Linear, LoraPair};
+pub use kernels::{inner_products, target_logprobs, Linear, LoraPair};
 pub use load::{
     available_memory, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE,
     WEIGHTS_FILE,

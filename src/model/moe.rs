@@ -25,6 +25,7 @@ pub(super) trait MlpKernels: Copy {
 }
 
 /// A gated MLP down(act(gate(x)) ⊙ up(x)): SwiGLU (SiLU), or GeGLU (tanh GeLU; Gemma).
+#[derive(Clone)]
 pub(super) struct Gated {
     pub gate: Linear,
     pub up: Linear,
@@ -47,6 +48,7 @@ impl Gated {
 }
 
 /// A router and its experts.
+#[derive(Clone)]
 pub(super) struct Routed {
     pub router: Linear,
     pub experts: Vec<Gated>,
@@ -55,6 +57,7 @@ pub(super) struct Routed {
 }
 
 /// What fills a block's MLP slot.
+#[derive(Clone)]
 pub(super) enum Ffn {
     Dense(Gated),
     Routed(Routed),

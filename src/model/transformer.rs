@@ -1,10 +1,11 @@
 //! The one decoder implementation behind every family and every use.
 //!
 //! Three kinds of kernels: [`Kernels::Fast`] (candle's fused rms-norm, softmax and rotary
-//! kernels) for generation, [`Kernels::Differentiable`] (their `_slow` twins) for training, and
-//! [`Kernels::FusedGrad`] (the fused kernels with closed-form backward passes, `fused.rs`, and
-//! on the CPU the whole attention core as one op, `attention.rs`) for attribution: candle's
-//! fused kernels are built without a backward pass and silently cut the graph.
+//! kernels) for generation, [`Kernels::FusedGrad`] (the fused kernels with closed-form backward
+//! passes, `fused.rs`, and on the CPU the whole attention core as one op, `attention.rs`) for
+//! attribution and training, and [`Kernels::Differentiable`] (the `_slow` twins of candle's
+//! fused kernels, exact by construction) as the reference the tests hold the others to:
+//! candle's fused kernels are built without a backward pass and silently cut the graph.
 //!
 //! For attribution the same code runs with *probes* on every destination input (each block's
 //! q, k and v inputs separately, each MLP input, and the final residual before the norm), so
@@ -28,7 +29,8 @@ use std::sync::Arc;
 pub enum Kernels {
     /// Fused kernels: fastest, no gradients.
     Fast,
-    /// Composite kernels with exact gradients, for activations and weights alike.
+    /// Composite kernels with exact gradients, for activations and weights alike: the
+    /// reference for the others.
     Differentiable,
     /// Fused kernels with closed-form backward passes: exact gradients for activations, at a
     /// fraction of the composite kernels' cost. A norm weight that is a variable (training) takes
@@ -341,6 +343,7 @@ impl Input<'_> {
 }
 
 /// An attention block: its norm before or after it, projections and optional q/k norms.
+#[derive(Clone)]
 struct Attention {
     norm: BlockNorm,
     q: Linear,
@@ -355,11 +358,13 @@ struct Attention {
 }
 
 /// An MLP block, dense or routed, with its norm before or after it.
+#[derive(Clone)]
 struct Mlp {
     norm: BlockNorm,
     ffn: Ffn,
 }
 
+#[derive(Clone)]
 struct Block {
     attn: Attention,
     mlp: Mlp,
@@ -367,6 +372,7 @@ struct Block {
 
 /// A block's RMS norms: on what it reads (before it), on what it adds (after it), or both
 /// (Gemma's sandwich).
+#[derive(Clone)]
 struct BlockNorm {
     pre: Option<Tensor>,
     post: Option<Tensor>,
@@ -598,6 +604,7 @@ impl Mlp {
 }
 
 /// The weights of a decoder and its forward pass.
+#[derive(Clone)]
 pub struct Transformer {
     cfg: ModelConfig,
     embed: Tensor,
@@ -779,6 +786,24 @@ impl Transformer {
             var("lm_head.weight".into(), &mut self.lm_head.weight)?;
         }
         Ok(out)
+    }
+
+    /// A copy sharing every weight but without the LoRA updates attached: the frozen base of a
+    /// LoRA run, at no cost in memory.
+    pub(crate) fn without_lora(&self) -> Self {
+        let mut net = self.clone();
+        let mut linears: Vec<&mut Linear> = vec![&mut net.lm_head];
+        for b in &mut net.layers {
+            let a = &mut b.attn;
+            linears.extend([&mut a.q, &mut a.k, &mut a.v, &mut a.o]);
+            if let Some(m) = b.mlp.ffn.dense_mut() {
+                linears.extend([&mut m.gate, &mut m.up, &mut m.down]);
+            }
+        }
+        for lin in linears {
+            lin.lora = None;
+        }
+        net
     }
 
     /// Attach a new LoRA update to every layer of the kinds `settings` targets and return the

@@ -40,7 +40,8 @@ struct WithGrad {
     backward: Backward,
 }
 
-fn copy_of<S: BackendStorage>(s: &S, l: &Layout) -> Result<(S, Shape)> {
+/// A copy of a fresh contiguous storage.
+pub(super) fn copy_of<S: BackendStorage>(s: &S, l: &Layout) -> Result<(S, Shape)> {
     match l.contiguous_offsets() {
         Some((0, end)) if end == l.shape().elem_count() => Ok((s.try_clone(l)?, l.shape().clone())),
         _ => candle_core::bail!("with-grad: the output must be a fresh contiguous tensor"),
@@ -271,7 +272,7 @@ pub(super) fn rows_per_task(row: usize) -> usize {
 }
 
 /// A kernel's output as CPU storage.
-trait IntoStorage {
+pub(super) trait IntoStorage {
     fn into_storage(self) -> CpuStorage;
 }
 

@@ -8,7 +8,8 @@
 //!
 //! Training is the one use that wants weight gradients: a layer whose weight is a variable
 //! ([`candle_core::Var`], see `Model::trainable`) takes candle's stock matmul instead, whose
-//! backward fills in the weight's gradient too.
+//! backward fills in the weight's gradient too; a frozen layer with a LoRA update takes the op
+//! of `lora.rs`, whose backward fills in the update's.
 
 use super::fused::storage_slice;
 use super::matrix::MatRef;
@@ -65,18 +66,21 @@ impl Linear {
             let (lead, k) = dims.split_at(dims.len() - 1);
             let mut out_shape = lead.to_vec();
             out_shape.push(self.weight.dim(0)?);
-            x.reshape((lead.iter().product::<usize>(), k[0]))?
+            let y = x
+                .reshape((lead.iter().product::<usize>(), k[0]))?
                 .matmul(&self.weight.t()?)?
-                .reshape(out_shape)?
+                .reshape(out_shape)?;
+            match &self.lora {
+                Some(lora) => (y + lora_delta(x, lora)?)?,
+                None => y,
+            }
+        } else if let Some(lora) = &self.lora {
+            super::lora::lora_matmul(x, &self.weight, lora)?
         } else {
             // One node in the backward graph: the op reads (…, in) as rows itself, where
             // reshapes around it would each cost the backward pass a zero-filled gradient
             // and a sum of activation size.
             x.contiguous()?.apply_op2(&self.weight, InputGradMatmul)?
-        };
-        let y = match &self.lora {
-            Some(lora) => (y + lora_delta(x, lora)?)?,
-            None => y,
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -222,7 +226,7 @@ impl CustomOp2 for InputGradMatmul {
 }
 
 /// `grad · w`, the input gradient of [`InputGradMatmul`] for its output's gradient `grad`.
-fn input_gradient(grad: &Tensor, w: &Tensor) -> Result<Tensor> {
+pub(super) fn input_gradient(grad: &Tensor, w: &Tensor) -> Result<Tensor> {
     match grad.device() {
         candle_core::Device::Cpu => grad.contiguous()?.apply_op2_no_bwd(w, &GradTimesWeight),
         _ => grad.broadcast_matmul(w),

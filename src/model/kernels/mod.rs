@@ -1,12 +1,15 @@
-//! The CPU kernels of the attribution pass: ops with closed-form backward passes (fused
-//! rms-norm, softmax, rotary embedding, attention core, gated MLP) and the projections whose
-//! backward pass computes the input gradient only, on a shared thread pool; and composites of
-//! candle's elementary ops where those are exact (tanh GeLU, soft-capping).
+//! The CPU kernels of the attribution and training passes: ops with closed-form backward passes
+//! (fused rms-norm, softmax, rotary embedding, attention core, gated MLP, a frozen projection
+//! with a LoRA update, the targets' log-probabilities) and the projections whose backward pass
+//! computes the input gradient only, on a shared thread pool; and composites of candle's
+//! elementary ops where those are exact (tanh GeLU, soft-capping).
 
 pub(super) mod attention;
 pub(super) mod composite;
 pub(super) mod fused;
 mod linear;
+mod logprob;
+mod lora;
 mod matrix;
 pub(super) mod mlp;
 mod pool;
@@ -14,3 +17,4 @@ mod pool;
 mod test_support;
 
 pub use linear::{inner_products, Linear, LoraPair};
+pub use logprob::target_logprobs;
