@@ -202,6 +202,9 @@ pub fn step(
         objective.max_new_tokens,
         rng,
     )?;
+    // Sampling leaves the heap fragmented by its key/value caches; so do the reference passes
+    // below: their freed memory goes back before the training passes allocate theirs.
+    crate::runtime::release_freed_memory();
     let rewards: Vec<f64> = samples.iter().map(|r| r.reward).collect();
     let adv: Vec<f32> = objective
         .advantages
@@ -228,6 +231,7 @@ pub fn step(
             old: None,
         });
     }
+    crate::runtime::release_freed_memory();
     let (mut loss, mut kl) = (0.0, 0.0);
     for _ in 0..cfg.epochs {
         let mut sums = (0.0, 0.0, 0.0);

@@ -446,6 +446,8 @@ fn load(tune: &TuneConfig, opts: &LoadOptions, out: &Path) -> Result<(Trainee, M
             (Params::Full(model.trainable()?), reference)
         }
     };
+    // Loading (dequantising, exporting the base) leaves the heap holding more than the weights.
+    crate::runtime::release_freed_memory();
     Ok((
         Trainee {
             model,

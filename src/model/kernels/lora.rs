@@ -14,9 +14,18 @@
 
 use super::fused::copy_of;
 use super::linear::{input_gradient, InputGradMatmul};
-use super::LoraPair;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use std::sync::Mutex;
+
+/// A trainable low-rank update beside a frozen weight (LoRA): `y += s · (x · Aᵀ) · Bᵀ` with `A`
+/// (rank, in) and `B` (out, rank) variables, so that only they receive gradients.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    pub a: candle_core::Var,
+    pub b: candle_core::Var,
+    /// s: α/r, or α/√r with rsLoRA.
+    pub scale: f64,
+}
 
 /// x·Wᵀ + s·(x·Aᵀ)·Bᵀ for `x` (…, in) and a frozen `weight` W (out, in); gradients reach x and
 /// the update's A and B.

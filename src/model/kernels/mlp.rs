@@ -17,7 +17,8 @@
 use super::fused::{
     cpu_kernels, storage_slice, swiglu_backward_elements, swiglu_elements, KernelExp,
 };
-use super::linear::{matmul, matmul_beside, product, Linear};
+use super::layer::Linear;
+use super::linear::{matmul, matmul_beside, product};
 use super::matrix::MatRef;
 use candle_core::{
     CpuStorage, CustomOp1, DType, Layout, Result, Shape, StorageRef, Tensor, WithDType,

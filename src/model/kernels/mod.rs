@@ -7,6 +7,7 @@
 pub(super) mod attention;
 pub(super) mod composite;
 pub(super) mod fused;
+mod layer;
 mod linear;
 mod logprob;
 mod lora;
@@ -16,5 +17,7 @@ mod pool;
 #[cfg(test)]
 mod test_support;
 
-pub use linear::{inner_products, Linear, LoraPair};
+pub use layer::Linear;
+pub use linear::inner_products;
 pub use logprob::target_logprobs;
+pub use lora::LoraPair;
