@@ -293,7 +293,7 @@ impl GgufFile {
         Ok(cfg)
     }
 
-    /// The tokenizer stored in the metadata (byte-level BPE models only).
+    /// The tokenizer stored in the metadata (byte-level BPE and SentencePiece models).
     pub fn tokenizer(&self) -> Result<Tokenizer> {
         let err = |message: String| ModelError::Tokenizer {
             path: self.path.clone(),
@@ -303,8 +303,11 @@ impl GgufFile {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(err("no `tokenizer.ggml.model` in the metadata; put the model's tokenizer.json next to the .gguf file".into())),
         };
+        if model == "llama" {
+            return super::gguf_spm::tokenizer(&self.content.metadata, &self.arch, &self.path);
+        }
         if model != "gpt2" {
-            return Err(err(format!("GGUF tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`); put the model's tokenizer.json next to the .gguf file")));
+            return Err(ModelError::config(&self.path, "tokenizer.ggml.model", format!("`{model}` is not supported (only byte-level BPE, `gpt2`, and SentencePiece, `llama`); put the model's tokenizer.json next to the .gguf file")));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
             match self.meta(key) {
