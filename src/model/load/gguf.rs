@@ -13,6 +13,8 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
+mod experts;
+
 /// An opened GGUF file: metadata read, tensors not yet.
 pub struct GgufFile {
     content: Content,
@@ -54,10 +56,13 @@ impl GgufFile {
 
     fn family(&self) -> Result<Family> {
         Ok(match self.arch.as_str() {
+            "llama" if self.has_experts()? => Family::Mixtral,
             "llama" => Family::Llama,
             "mistral" => Family::Mistral,
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
+            "qwen3moe" => Family::Qwen3Moe,
+            "olmoe" => Family::Olmoe,
             "olmo2" => Family::Olmo2,
             "gemma2" => Family::Gemma2,
             "gemma3" => Family::Gemma3,
@@ -227,6 +232,7 @@ impl GgufFile {
             tie_word_embeddings: !has("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
             eos_token_ids: self.eos_ids(dims.vocab)?,
+            moe: self.moe(family, dims.layers, dims.intermediate)?,
             ..ModelConfig::shaped(family, dims)
         };
         if family.is_gemma() {
@@ -410,17 +416,30 @@ impl GgufFile {
     /// hold exactly the tensors `cfg` calls for, with their shapes.
     pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
         let sandwich = cfg.family.is_gemma();
-        let stored = self.content.tensor_infos.iter().map(|(name, info)| Stored {
-            hf_name: hf_name(name, sandwich),
-            name,
-            shape: info.shape.dims(),
-            file: &self.path,
+        let moe = cfg.moe.as_ref();
+        if let Some(moe) = moe {
+            self.check_expert_counts(moe)?;
+        }
+        let stored = self.content.tensor_infos.iter().flat_map(|(name, info)| {
+            let dims = info.shape.dims();
+            moe.and_then(|m| experts::stored(name, dims, m, &self.path))
+                .unwrap_or_else(|| {
+                    vec![Stored {
+                        hf_name: hf_name(name, sandwich),
+                        name,
+                        shape: dims,
+                        file: &self.path,
+                    }]
+                })
         });
         check_tensors(cfg, &self.path, stored)?;
         self.check_ranges()?;
+        let mut out = HashMap::with_capacity(self.content.tensor_infos.len());
+        if let Some(moe) = moe {
+            out.extend(self.expert_tensors(moe)?);
+        }
         let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
-        let mut out = HashMap::with_capacity(names.len());
         for name in names {
             let Some(hf) = hf_name(&name, sandwich) else {
                 continue;
