@@ -3,6 +3,7 @@
 
 use super::config::{Family, ModelConfig, RopeScaling};
 use super::gguf_header;
+use super::gguf_moe::{self, Header};
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::particulars::{Activation, Particulars};
 use super::tokenizer::{GgufBpe, Tokenizer};
@@ -12,8 +13,6 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
-
-mod experts;
 
 /// An opened GGUF file: metadata read, tensors not yet.
 pub struct GgufFile {
@@ -56,7 +55,7 @@ impl GgufFile {
 
     fn family(&self) -> Result<Family> {
         Ok(match self.arch.as_str() {
-            "llama" if self.has_experts()? => Family::Mixtral,
+            "llama" if self.header().has_experts()? => Family::Mixtral,
             "llama" => Family::Llama,
             "mistral" => Family::Mistral,
             "qwen2" => Family::Qwen2,
@@ -74,6 +73,16 @@ impl GgufFile {
                 })
             }
         })
+    }
+
+    /// The header as the mixture-of-experts reader sees it.
+    fn header(&self) -> Header<'_> {
+        Header {
+            meta: &self.content.metadata,
+            tensors: &self.content.tensor_infos,
+            arch: &self.arch,
+            path: &self.path,
+        }
     }
 
     fn meta(&self, key: &str) -> Option<&Value> {
@@ -232,7 +241,7 @@ impl GgufFile {
             tie_word_embeddings: !has("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
             eos_token_ids: self.eos_ids(dims.vocab)?,
-            moe: self.moe(family, dims.layers, dims.intermediate)?,
+            moe: self.header().moe(family, dims.layers, dims.intermediate)?,
             ..ModelConfig::shaped(family, dims)
         };
         if family.is_gemma() {
@@ -418,11 +427,11 @@ impl GgufFile {
         let sandwich = cfg.family.is_gemma();
         let moe = cfg.moe.as_ref();
         if let Some(moe) = moe {
-            self.check_expert_counts(moe)?;
+            self.header().check_expert_counts(moe)?;
         }
         let stored = self.content.tensor_infos.iter().flat_map(|(name, info)| {
             let dims = info.shape.dims();
-            moe.and_then(|m| experts::stored(name, dims, m, &self.path))
+            moe.and_then(|m| gguf_moe::stored(name, dims, m, &self.path))
                 .unwrap_or_else(|| {
                     vec![Stored {
                         hf_name: hf_name(name, sandwich),
@@ -436,7 +445,12 @@ impl GgufFile {
         self.check_ranges()?;
         let mut out = HashMap::with_capacity(self.content.tensor_infos.len());
         if let Some(moe) = moe {
-            out.extend(self.expert_tensors(moe)?);
+            out.extend(gguf_moe::expert_tensors(
+                &self.content,
+                &mut self.file,
+                &self.path,
+                moe,
+            )?);
         }
         let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");

@@ -10,15 +10,15 @@
 //! sigmoid gating, scaled or grouped routing, another normalisation) is refused naming its key,
 //! and so are tensors that hold another number of experts than `<arch>.expert_count`.
 
-use super::GgufFile;
+use super::config::Family;
+use super::limits::{in_range, MAX_INTERMEDIATE};
+use super::moe::{ExpertNames, MoeConfig, MAX_EXPERTS};
+use super::weights::Stored;
 use crate::model::error::{ModelError, Result};
-use crate::model::load::config::Family;
-use crate::model::load::limits::{in_range, MAX_INTERMEDIATE};
-use crate::model::load::moe::{ExpertNames, MoeConfig, MAX_EXPERTS};
-use crate::model::load::weights::Stored;
-use candle_core::quantized::gguf_file::Value;
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::{Device, Tensor};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// A tensor of a routed MLP, by its GGUF name.
 enum Part<'a> {
@@ -86,7 +86,40 @@ pub(super) fn stored<'a>(
 /// Refusals: a metadata key whose value (when present) must pass the test, and why.
 type Refusal = (&'static str, &'static str, fn(&Value) -> bool);
 
-impl GgufFile {
+/// What a GGUF file's header says, read with its path at hand for errors.
+pub(super) struct Header<'a> {
+    pub meta: &'a HashMap<String, Value>,
+    pub tensors: &'a HashMap<String, TensorInfo>,
+    pub arch: &'a str,
+    pub path: &'a Path,
+}
+
+impl Header<'_> {
+    fn meta(&self, key: &str) -> Option<&Value> {
+        self.meta.get(key)
+    }
+
+    /// `<arch>.<key>`, a non-negative integer, when present.
+    fn arch_u(&self, key: &str) -> Result<Option<u64>> {
+        let full = format!("{}.{key}", self.arch);
+        let Some(v) = self.meta(&full) else {
+            return Ok(None);
+        };
+        v.to_u64()
+            .ok()
+            .or_else(|| v.to_u32().ok().map(u64::from))
+            .or_else(|| v.to_i32().ok().and_then(|x| u64::try_from(x).ok()))
+            .map(Some)
+            .ok_or_else(|| ModelError::config(self.path, full, "not a non-negative integer"))
+    }
+
+    fn arch_req(&self, key: &str) -> Result<u64> {
+        self.arch_u(key)?.ok_or_else(|| {
+            let full = format!("{}.{key}", self.arch);
+            ModelError::config(self.path, full, "missing from the GGUF metadata")
+        })
+    }
+
     /// Whether a `llama` file holds Mixtral's experts.
     pub(super) fn has_experts(&self) -> Result<bool> {
         Ok(self.arch_u("expert_count")?.is_some_and(|n| n > 0))
@@ -107,14 +140,14 @@ impl GgufFile {
         }
         self.refuse_unimplemented()?;
         let n = self.arch_req("expert_count")?;
-        let num_experts = in_range(&self.path, &key("expert_count"), n, 1, MAX_EXPERTS)?;
+        let num_experts = in_range(self.path, &key("expert_count"), n, 1, MAX_EXPERTS)?;
         let k = self.arch_req("expert_used_count")?;
-        let top_k = in_range(&self.path, &key("expert_used_count"), k, 1, num_experts)?;
+        let top_k = in_range(self.path, &key("expert_used_count"), k, 1, num_experts)?;
         let (expert_intermediate_size, norm_topk_prob, names) = match family {
             Family::Qwen3Moe => {
                 let field = key("expert_feed_forward_length");
                 let w = self.arch_req("expert_feed_forward_length")?;
-                let w = in_range(&self.path, &field, w, 1, MAX_INTERMEDIATE)?;
+                let w = in_range(self.path, &field, w, 1, MAX_INTERMEDIATE)?;
                 (w, true, ExpertNames::Mlp)
             }
             Family::Olmoe => (intermediate, false, ExpertNames::Mlp),
@@ -124,7 +157,7 @@ impl GgufFile {
         if let Some(v) = self.meta(&norm_key) {
             if v.to_bool().ok() != Some(norm_topk_prob) {
                 return Err(ModelError::config(
-                    &self.path,
+                    self.path,
                     norm_key,
                     format!(
                         "{v:?}: llama.cpp's {} renormalises the chosen experts' weights: {}",
@@ -137,7 +170,7 @@ impl GgufFile {
         let routed = (0..layers)
             .map(|l| {
                 let router = format!("blk.{l}.ffn_gate_inp.weight");
-                self.content.tensor_infos.contains_key(&router)
+                self.tensors.contains_key(&router)
             })
             .collect();
         Ok(Some(MoeConfig {
@@ -187,11 +220,7 @@ impl GgufFile {
             let full = format!("{}.{k}", self.arch);
             if let Some(v) = self.meta(&full) {
                 if !fine(v) {
-                    return Err(ModelError::config(
-                        &self.path,
-                        full,
-                        format!("{v:?}: {why}"),
-                    ));
+                    return Err(ModelError::config(self.path, full, format!("{v:?}: {why}")));
                 }
             }
         }
@@ -201,17 +230,17 @@ impl GgufFile {
     /// Refuse a router or stacked expert tensor that holds another number of experts than the
     /// metadata's `<arch>.expert_count`.
     pub(super) fn check_expert_counts(&self, moe: &MoeConfig) -> Result<()> {
-        let mut names: Vec<&String> = self.content.tensor_infos.keys().collect();
+        let mut names: Vec<&String> = self.tensors.keys().collect();
         names.sort();
         for name in names {
             if Part::of(name).is_none() {
                 continue;
             }
-            let dims = self.content.tensor_infos[name].shape.dims();
+            let dims = self.tensors[name].shape.dims();
             let held = dims.first().copied().unwrap_or(0);
             if held != moe.num_experts {
                 return Err(ModelError::config(
-                    &self.path,
+                    self.path,
                     format!("{}.expert_count", self.arch),
                     format!(
                         "{} experts, but `{name}` (shape {dims:?}) holds {held}: the expert \
@@ -223,41 +252,42 @@ impl GgufFile {
         }
         Ok(())
     }
+}
 
-    /// The routers and every expert's projections, dequantised to f32, under their Hugging
-    /// Face names.
-    pub(super) fn expert_tensors(&mut self, moe: &MoeConfig) -> Result<Vec<(String, Tensor)>> {
-        let names: Vec<String> = self
-            .content
-            .tensor_infos
-            .keys()
-            .filter(|n| Part::of(n).is_some())
-            .cloned()
-            .collect();
-        let mut out = Vec::new();
-        for name in names {
-            let q = self
-                .content
-                .tensor(&mut self.file, &name, &Device::Cpu)
-                .map_err(|e| ModelError::Weights {
-                    path: self.path.clone(),
-                    message: format!("tensor `{name}`: {e}"),
-                })?;
-            let t = q.dequantize(&Device::Cpu)?;
-            let Some(part) = Part::of(&name) else {
-                continue;
-            };
-            match part {
-                Part::Router { .. } => {
-                    out.extend(part.hf_names(moe, 1).into_iter().map(|n| (n, t.clone())))
-                }
-                Part::Stacked { .. } => {
-                    for (e, hf) in part.hf_names(moe, moe.num_experts).into_iter().enumerate() {
-                        out.push((hf, t.get(e)?.contiguous()?));
-                    }
+/// The routers and every expert's projections of the file `path` (read as `content`),
+/// dequantised to f32, under their Hugging Face names.
+pub(super) fn expert_tensors(
+    content: &Content,
+    file: &mut std::fs::File,
+    path: &Path,
+    moe: &MoeConfig,
+) -> Result<Vec<(String, Tensor)>> {
+    let names: Vec<&String> = content
+        .tensor_infos
+        .keys()
+        .filter(|n| Part::of(n).is_some())
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let bad = |e: candle_core::Error| ModelError::Weights {
+            path: PathBuf::from(path),
+            message: format!("tensor `{name}`: {e}"),
+        };
+        let t = content
+            .tensor(file, name, &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .map_err(bad)?;
+        match Part::of(name) {
+            Some(part @ Part::Router { .. }) => {
+                out.extend(part.hf_names(moe, 1).into_iter().map(|n| (n, t.clone())));
+            }
+            Some(part @ Part::Stacked { .. }) => {
+                for (e, hf) in part.hf_names(moe, moe.num_experts).into_iter().enumerate() {
+                    out.push((hf, t.get(e)?.contiguous()?));
                 }
             }
+            None => {}
         }
-        Ok(out)
     }
+    Ok(out)
 }
