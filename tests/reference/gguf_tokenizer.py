@@ -53,10 +53,10 @@ def vocabulary(style):
     out += [(t, 0.0, TokenType.CONTROL) for t in ["<start_of_turn>", "<end_of_turn>"]]
     out += [(t, 0.0, TokenType.USER_DEFINED) for t in user]
     out += [(f"<0x{b:02X}>", 0.0, TokenType.BYTE) for b in range(256)]
-    # Scores in ties of three: the merge order then also rests on the halves' lengths and on
+    # Scores in ties of forty: the merge order then also rests on the halves' lengths and on
     # the order of the tokens.
     normal = CHARS + PIECES
-    out += [(t, -float(i // 3), TokenType.NORMAL) for i, t in enumerate(normal)]
+    out += [(t, -float(i // 40), TokenType.NORMAL) for i, t in enumerate(normal)]
     return out
 
 

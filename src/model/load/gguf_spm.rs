@@ -269,7 +269,8 @@ fn given_merges(m: &Metadata, list: Vec<String>) -> Result<Vec<(String, String)>
 /// halves, then all of them ordered by the token's score, the left half's length and the right
 /// half's length, largest first, ties kept in order.
 fn derived_merges(vocab: &Vocab, scores: &[f64]) -> Vec<(String, String)> {
-    let mut merges: Vec<(f64, &str, &str)> = Vec::new();
+    let len = |s: &str| s.chars().count();
+    let mut merges: Vec<(f64, usize, usize, &str, &str)> = Vec::new();
     for &token in &vocab.order {
         let score = scores[vocab.id(token)];
         let mut local: Vec<(usize, usize, &str, &str)> = token
@@ -281,18 +282,20 @@ fn derived_merges(vocab: &Vocab, scores: &[f64]) -> Vec<(String, String)> {
             })
             .collect();
         local.sort_by_key(|&(a, b, _, _)| (a, b));
-        merges.extend(local.into_iter().map(|(_, _, l, r)| (score, l, r)));
+        merges.extend(
+            local
+                .into_iter()
+                .map(|(_, _, l, r)| (score, len(l), len(r), l, r)),
+        );
     }
-    let len = |s: &str| s.chars().count();
     merges.sort_by(|a, b| {
         b.0.partial_cmp(&a.0)
             .unwrap_or(Ordering::Equal)
-            .then_with(|| len(b.1).cmp(&len(a.1)))
-            .then_with(|| len(b.2).cmp(&len(a.2)))
+            .then_with(|| (b.1, b.2).cmp(&(a.1, a.2)))
     });
     merges
         .into_iter()
-        .map(|(_, l, r)| (l.to_owned(), r.to_owned()))
+        .map(|(_, _, _, l, r)| (l.to_owned(), r.to_owned()))
         .collect()
 }
 
