@@ -485,3 +485,50 @@ fn moe_gguf_metadata_that_does_not_match_is_refused_naming_the_key() {
         assert!(e.contains(&full), "{tiny:?}: {e}");
     }
 }
+
+/// transformers' own GGUF reader, given a Qwen3-MoE GGUF written as above (every layer routed
+/// and experts 768 wide: transformers 5.24 reads neither `mlp_only_layers` nor
+/// `expert_feed_forward_length` from a GGUF, and takes 768 by default), gives our logits for it
+/// (f32, ≤ 1e-4): the router and the stacked experts are named and laid out as an independent
+/// reader of llama.cpp's files expects.
+#[test]
+fn transformers_reads_a_qwen3_moe_gguf_as_we_do() {
+    use candle_core::quantized::{gguf_file::Value as V, GgmlDType};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Tiny::Qwen3Moe.config();
+    let moe = cfg.moe.as_mut().unwrap();
+    moe.routed = vec![true; cfg.num_layers];
+    moe.expert_intermediate_size = 768;
+    let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
+    let folder = dir.path().join("folder");
+    common::write_folder(&folder, &cfg, &weights);
+    let gguf_dir = dir.path().join("gguf");
+    std::fs::create_dir_all(&gguf_dir).unwrap();
+    std::fs::copy(
+        folder.join("tokenizer.json"),
+        gguf_dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let vocab = V::U32(cfg.vocab_size as u32);
+    let path = write_moe_gguf(
+        Tiny::Qwen3Moe,
+        &cfg,
+        &weights,
+        GgmlDType::F32,
+        &gguf_dir,
+        |m| {
+            common::gguf_set(m, "qwen3moe.vocab_size", vocab);
+        },
+    );
+    let r = reference(
+        "hf_model.py",
+        &serde_json::json!({"model": gguf_dir, "gguf_file": "model.gguf", "ids": IDS}),
+    );
+    let ours = load(&path, DType::F32)
+        .forward_logits(&IDS, Kernels::Fast)
+        .unwrap();
+    let d = max_abs_diff(&ours, &r["logits"]);
+    eprintln!("Qwen3-MoE GGUF, ours against transformers' reading: max |Δlogit| = {d:e}");
+    assert!(d <= 1e-4, "max |Δlogit| = {d:e}");
+    assert!(max_abs(&ours) > 0.1);
+}
