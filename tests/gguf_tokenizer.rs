@@ -32,7 +32,7 @@ fn sentencepiece_ggufs_tokenize_like_transformers() {
         // Refusals, each on a copy of the file with one metadata entry changed.
         let gemma = arch == "gemma3";
         type Edit = fn(&mut Vec<(String, gguf_file::Value)>);
-        let cases: [(&str, Edit); 3] = [
+        let cases: [(&str, Edit); 4] = [
             ("tokenizer.ggml.pre", |m| {
                 common::gguf_set(m, "tokenizer.ggml.pre", str_value("llama-bpe"));
             }),
@@ -48,9 +48,18 @@ fn sentencepiece_ggufs_tokenize_like_transformers() {
                 let list = tokens.into_iter().map(gguf_file::Value::String).collect();
                 common::gguf_set(m, key, gguf_file::Value::Array(list));
             }),
+            ("tokenizer.ggml.tokens", |m| {
+                // A token too long to recover merges from in reasonable time.
+                let key = "tokenizer.ggml.tokens";
+                let mut tokens = strings(m, key);
+                let last = tokens.len() - 1;
+                tokens[last] = "a".repeat(2000);
+                let list = tokens.into_iter().map(gguf_file::Value::String).collect();
+                common::gguf_set(m, key, gguf_file::Value::Array(list));
+            }),
         ];
-        for (key, edit) in cases {
-            let bad = rewritten(&path, &dir.path().join(arch).join(key), edit);
+        for (i, (key, edit)) in cases.into_iter().enumerate() {
+            let bad = rewritten(&path, &dir.path().join(arch).join(i.to_string()), edit);
             let e = load_without_weights(bad.to_str().unwrap(), &HubOptions::default())
                 .err()
                 .unwrap_or_else(|| panic!("{arch} {key}: loaded"))

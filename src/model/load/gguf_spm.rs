@@ -22,6 +22,10 @@ const CONTROL: i32 = 3;
 /// The token type of a user-defined token, matched whole in the text (`<think>`, Gemma's `\n`).
 const USER_DEFINED: i32 = 4;
 
+/// Longest token read, in characters: recovering the merges costs the square of a token's
+/// length (Gemma 3's longest token has 31).
+const MAX_TOKEN_CHARS: usize = 1024;
+
 /// Which transformers tokenizer class a SentencePiece GGUF vocabulary becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {
@@ -143,9 +147,7 @@ pub(super) fn tokenizer(
             ))
         }
     }
-    let tokens = m
-        .strings("tokenizer.ggml.tokens")?
-        .ok_or_else(|| m.bad("tokenizer.ggml.tokens", "missing from the metadata"))?;
+    let tokens = read_tokens(&m)?;
     let n = tokens.len();
     let types = m.per_token("tokenizer.ggml.token_type", n, |v| {
         v.to_i32()
@@ -200,6 +202,25 @@ pub(super) fn tokenizer(
         text(ids.bos),
         text(ids.eos),
     ))
+}
+
+/// `tokenizer.ggml.tokens`, each at most [`MAX_TOKEN_CHARS`] long.
+fn read_tokens(m: &Metadata) -> Result<Vec<String>> {
+    let key = "tokenizer.ggml.tokens";
+    let tokens = m
+        .strings(key)?
+        .ok_or_else(|| m.bad(key, "missing from the metadata"))?;
+    if let Some(long) = tokens.iter().find(|t| t.chars().count() > MAX_TOKEN_CHARS) {
+        return Err(m.bad(
+            key,
+            format!(
+                "a token of {} characters (at most {MAX_TOKEN_CHARS} are read): `{}…`",
+                long.chars().count(),
+                long.chars().take(20).collect::<String>()
+            ),
+        ));
+    }
+    Ok(tokens)
 }
 
 /// Gemma's tokens of two or more spaces (stored as spaces) spelled with `▁`, as
