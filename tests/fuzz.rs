@@ -325,11 +325,61 @@ fn gguf_file() {
         tmp.path().join("tokenizer.json"),
     )
     .ok();
-    fuzz("gguf", &[(bytes, header)], |_, edited| {
-        std::fs::write(&work, edited).unwrap();
-        // An edited vocabulary size can make the tokenizer beside the file the one at fault.
-        load_names(&work, &["edited.gguf", "tokenizer.json"])
+    // A second seed carries a SentencePiece vocabulary and no tokenizer.json beside it.
+    let spm = spm_gguf(&tmp.path().join("spm"));
+    let spm_header = spm.len().min(4096);
+    let alone = tmp.path().join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    let work_alone = alone.join("edited.gguf");
+    fuzz(
+        "gguf",
+        &[(bytes, header), (spm, spm_header)],
+        |seed, edited| {
+            let work = if seed == 0 { &work } else { &work_alone };
+            std::fs::write(work, edited).unwrap();
+            // An edited vocabulary size can make the tokenizer beside the file the one at fault.
+            load_names(work, &["edited.gguf", "tokenizer.json"])
+        },
+    );
+}
+
+/// The bytes of the tiny GGUF with a small SentencePiece vocabulary in its metadata (scores,
+/// token types, BOS and EOS).
+fn spm_gguf(dir: &Path) -> Vec<u8> {
+    use candle_core::quantized::gguf_file::Value as V;
+    let vocab = Tiny::LlamaTied.config().vocab_size;
+    let path = tiny_gguf(dir, |meta, _| {
+        let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "\u{2581}", "a", "b", "\u{2581}a"]
+            .map(str::to_owned)
+            .to_vec();
+        tokens.extend((tokens.len()..vocab).map(|i| format!("<0x{i:02X}>")));
+        let types = (0..vocab).map(|i| {
+            V::I32(match i {
+                0 => 2,
+                1 | 2 => 3,
+                3..=6 => 1,
+                _ => 6,
+            })
+        });
+        let array = |v: Vec<V>| V::Array(v);
+        common::gguf_set(meta, "tokenizer.ggml.model", V::String("llama".into()));
+        common::gguf_set(
+            meta,
+            "tokenizer.ggml.tokens",
+            array(tokens.into_iter().map(V::String).collect()),
+        );
+        common::gguf_set(
+            meta,
+            "tokenizer.ggml.scores",
+            array((0..vocab).map(|i| V::F32(-(i as f32))).collect()),
+        );
+        common::gguf_set(meta, "tokenizer.ggml.token_type", array(types.collect()));
     });
+    let bytes = std::fs::read(&path).unwrap();
+    // The seed loads as it is.
+    std::fs::remove_file(path.with_file_name("tokenizer.json")).unwrap();
+    Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    bytes
 }
 
 /// Lines of every shape the dataset reader accepts, and of the shared math sets when present.

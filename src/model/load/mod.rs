@@ -7,6 +7,8 @@ mod config;
 mod download;
 mod gguf;
 mod gguf_header;
+mod gguf_moe;
+mod gguf_spm;
 mod inspect;
 pub mod limits;
 mod memory;

@@ -43,7 +43,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>> {
 /// Parse a `tokenizer.json` document read from `path`. UTF-8 and the JSON syntax are checked
 /// first: the tokenizers library panics on either error inside the decoder instead of returning
 /// an error.
-fn parse(bytes: &[u8], path: &Path) -> Result<tokenizers::Tokenizer> {
+pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<tokenizers::Tokenizer> {
     let failed = |message: String| ModelError::Tokenizer {
         path: path.to_owned(),
         message,
@@ -176,6 +176,25 @@ impl Tokenizer {
             eos_token: text(spec.eos_id),
             prepend_bos: spec.bos_id.filter(|_| spec.add_bos),
         })
+    }
+
+    /// A tokenizer built elsewhere (a GGUF's SentencePiece vocabulary) whose post-processor adds
+    /// its special tokens.
+    pub(super) fn assembled(
+        inner: tokenizers::Tokenizer,
+        chat_template: Option<String>,
+        eos_ids: Vec<u32>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Self {
+        Self {
+            inner,
+            chat_template,
+            eos_ids,
+            bos_token,
+            eos_token,
+            prepend_bos: None,
+        }
     }
 
     /// Add end-of-sequence ids from the model or generation config.
