@@ -33,6 +33,9 @@ pub enum Tiny {
     Qwen3,
     /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
     Olmo2,
+    /// OLMo 3: OLMo 2's layout with a sliding layer 0 (window 4, rotary base 500) and a
+    /// full-attention layer 1 (base 10,000, linear scaling 2).
+    Olmo3,
     /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
     Phi3,
     /// Gemma 2: sandwich norms, GeGLU, a sliding window of 4 tokens on layer 0 and a global
@@ -76,6 +79,7 @@ impl Tiny {
             Tiny::Qwen2 => Family::Qwen2,
             Tiny::Qwen3 => Family::Qwen3,
             Tiny::Olmo2 => Family::Olmo2,
+            Tiny::Olmo3 => Family::Olmo3,
             Tiny::Phi3 => Family::Phi3,
             Tiny::Gemma2 => Family::Gemma2,
             Tiny::Gemma3 => Family::Gemma3,
@@ -102,11 +106,11 @@ impl Tiny {
                     high_freq_factor: 4.0,
                     original_max_position_embeddings: 16,
                 }),
-                Tiny::Gemma3 => Some(RopeScaling::Linear { factor: 2.0 }),
+                Tiny::Gemma3 | Tiny::Olmo3 => Some(RopeScaling::Linear { factor: 2.0 }),
                 _ => None,
             },
             max_position_embeddings: 256,
-            sliding_window: if gemma {
+            sliding_window: if gemma || self == Tiny::Olmo3 {
                 vec![Some(4), None]
             } else {
                 vec![
@@ -128,6 +132,11 @@ impl Tiny {
                     final_softcap: (self == Tiny::Gemma2).then_some(1.5),
                     query_pre_attn_scalar: Some(12.0),
                     local_rope_theta: (self == Tiny::Gemma3).then_some(10_000.0),
+                }
+            } else if self == Tiny::Olmo3 {
+                Particulars {
+                    local_rope_theta: Some(500.0),
+                    ..Particulars::default()
                 }
             } else {
                 Particulars::default()

@@ -3,6 +3,7 @@
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
 use super::moe::MoeConfig;
+use super::olmo3;
 use super::particulars::{self, Particulars};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ pub enum Family {
     Qwen3,
     /// OLMo 2: norms after each block (none before it) and q/k norms over whole projections.
     Olmo2,
+    /// OLMo 3: OLMo 2's layout with sliding-window layers beside full-attention ones, each kind
+    /// with its own rotary embedding ([`Particulars::local_rope_theta`]).
+    Olmo3,
     /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
     Phi3,
     /// Gemma 2: norms before and after each block, GeGLU, soft-capped attention and logits,
@@ -46,6 +50,7 @@ impl Family {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
+            Self::Olmo3 => "olmo3",
             Self::Phi3 => "phi3",
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3_text",
@@ -59,7 +64,7 @@ impl Family {
     pub fn qk_norm(self) -> Option<QkNorm> {
         match self {
             Self::Qwen3 | Self::Gemma3 | Self::Qwen3Moe => Some(QkNorm::PerHead),
-            Self::Olmo2 | Self::Olmoe => Some(QkNorm::Whole),
+            Self::Olmo2 | Self::Olmo3 | Self::Olmoe => Some(QkNorm::Whole),
             Self::Llama
             | Self::Mistral
             | Self::Qwen2
@@ -72,7 +77,7 @@ impl Family {
     /// Where the family's block norms sit.
     pub fn norms(self) -> NormPlacement {
         match self {
-            Self::Olmo2 => NormPlacement::Post,
+            Self::Olmo2 | Self::Olmo3 => NormPlacement::Post,
             Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
             Self::Llama
             | Self::Mistral
@@ -93,6 +98,7 @@ impl Family {
             Self::Qwen2 => "Qwen2ForCausalLM",
             Self::Qwen3 => "Qwen3ForCausalLM",
             Self::Olmo2 => "Olmo2ForCausalLM",
+            Self::Olmo3 => "Olmo3ForCausalLM",
             Self::Phi3 => "Phi3ForCausalLM",
             Self::Gemma2 => "Gemma2ForCausalLM",
             Self::Gemma3 => "Gemma3ForCausalLM",
@@ -125,6 +131,7 @@ impl Family {
             "qwen2" => Self::Qwen2,
             "qwen3" => Self::Qwen3,
             "olmo2" => Self::Olmo2,
+            "olmo3" => Self::Olmo3,
             "phi3" => Self::Phi3,
             "gemma2" => Self::Gemma2,
             "gemma3_text" => Self::Gemma3,
@@ -247,7 +254,12 @@ impl ModelConfig {
             qkv_bias: family == Family::Qwen2 || (attention_bias && !family.fused_projections()),
             o_bias: matches!(
                 family,
-                Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe
+                Family::Llama
+                    | Family::Qwen3
+                    | Family::Olmo2
+                    | Family::Olmo3
+                    | Family::Qwen3Moe
+                    | Family::Olmoe
             ) && attention_bias,
             mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
             qk_norm: family.qk_norm(),
@@ -269,6 +281,9 @@ impl ModelConfig {
             cfg.rope_theta = g.rope_theta;
             cfg.rope_scaling = g.linear_rope.map(|factor| RopeScaling::Linear { factor });
             cfg.particulars = g.particulars;
+        }
+        if family == Family::Olmo3 {
+            olmo3::read(json, path, &mut cfg)?;
         }
         Ok(cfg)
     }
@@ -484,7 +499,13 @@ fn parse_ids(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
+/// The scaling of one set of rotary parameters `s`, read at `field` (named in errors): none, or
+/// linear or Llama-3 scaling; any other type is refused naming `field.rope_type`.
+pub(super) fn parse_rope_scaling(
+    s: &Value,
+    path: &Path,
+    field: &str,
+) -> Result<Option<RopeScaling>> {
     let kind = s
         .get("rope_type")
         .or_else(|| s.get("type"))
@@ -497,7 +518,7 @@ fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
             .ok_or_else(|| {
                 ModelError::config(
                     path,
-                    format!("rope_scaling.{k}"),
+                    format!("{field}.{k}"),
                     "missing or not a positive number",
                 )
             })
@@ -513,7 +534,7 @@ fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
             if high_freq_factor <= low_freq_factor {
                 return Err(ModelError::config(
                     path,
-                    "rope_scaling.high_freq_factor",
+                    format!("{field}.high_freq_factor"),
                     format!("{high_freq_factor} is not above low_freq_factor {low_freq_factor}"),
                 ));
             }
@@ -521,27 +542,28 @@ fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
                 factor: num("factor")?,
                 low_freq_factor,
                 high_freq_factor,
-                original_max_position_embeddings: original_context(s, path)?,
+                original_max_position_embeddings: original_context(s, path, field)?,
             })
         }
         other => {
             return Err(ModelError::config(
                 path,
-                "rope_scaling.rope_type",
+                format!("{field}.rope_type"),
                 format!("`{other}` is not supported (default, linear, llama3)"),
             ))
         }
     })
 }
 
-/// `rope_scaling.original_max_position_embeddings`: the context the model was trained on.
-fn original_context(s: &Value, path: &Path) -> Result<usize> {
-    let field = "rope_scaling.original_max_position_embeddings";
+/// `original_max_position_embeddings` of the rotary parameters at `field`: the context the
+/// model was trained on.
+fn original_context(s: &Value, path: &Path, field: &str) -> Result<usize> {
+    let field = format!("{field}.original_max_position_embeddings");
     let n = s
         .get("original_max_position_embeddings")
         .and_then(Value::as_u64)
-        .ok_or_else(|| ModelError::config(path, field, "missing or not a whole number"))?;
-    in_range(path, field, n, 1, MAX_POSITIONS)
+        .ok_or_else(|| ModelError::config(path, &field, "missing or not a whole number"))?;
+    in_range(path, &field, n, 1, MAX_POSITIONS)
 }
 
 /// The fields of a `config.json`, read with the file's path at hand for errors.
@@ -611,7 +633,7 @@ impl Fields<'_> {
             .filter(|v| v.is_object())
             .or(rope_params);
         let rope_scaling = match scaling {
-            Some(s) => parse_rope_scaling(s, self.path)?,
+            Some(s) => parse_rope_scaling(s, self.path, "rope_scaling")?,
             None => None,
         };
         Ok((rope_theta, rope_scaling))
@@ -622,9 +644,13 @@ impl Fields<'_> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
             // Gemma's windows are read with its other particulars.
-            Family::Llama | Family::Olmo2 | Family::Olmoe | Family::Gemma2 | Family::Gemma3 => {
-                return Ok(vec![None; layers])
-            }
+            // OLMo 3's windows are read with its rotary embeddings (`olmo3::read`).
+            Family::Llama
+            | Family::Olmo2
+            | Family::Olmo3
+            | Family::Olmoe
+            | Family::Gemma2
+            | Family::Gemma3 => return Ok(vec![None; layers]),
             Family::Mistral | Family::Phi3 | Family::Mixtral => 0,
             // Qwen3-MoE windows every layer (it has no `max_window_layers`).
             Family::Qwen3Moe if self.flag("use_sliding_window") => 0,
@@ -801,7 +827,12 @@ impl ModelConfig {
         #[expect(clippy::expect_used, reason = "json! of a map literal is an object")]
         let o = j.as_object_mut().expect("json object");
         match self.family {
-            Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe => {
+            Family::Llama
+            | Family::Qwen3
+            | Family::Olmo2
+            | Family::Olmo3
+            | Family::Qwen3Moe
+            | Family::Olmoe => {
                 o.insert("attention_bias".into(), self.o_bias.into());
             }
             _ => {}
@@ -827,6 +858,10 @@ impl ModelConfig {
                 );
             }
             Family::Llama | Family::Olmo2 | Family::Olmoe => {}
+            Family::Olmo3 => {
+                olmo3::write_hf_json(self, o);
+                return j;
+            }
             Family::Gemma2 | Family::Gemma3 => {
                 self.gemma().write_hf_json(o, self.head_dim);
                 return j;
@@ -834,21 +869,27 @@ impl ModelConfig {
         }
         o.extend(MoeConfig::hf_fields(self.moe.as_ref(), self.family.name()));
         if let Some(s) = &self.rope_scaling {
-            let v = match *s {
-                RopeScaling::Linear { factor } => {
-                    serde_json::json!({"rope_type": "linear", "factor": factor})
-                }
-                RopeScaling::Llama3 {
-                    factor,
-                    low_freq_factor,
-                    high_freq_factor,
-                    original_max_position_embeddings,
-                } => serde_json::json!({"rope_type": "llama3", "factor": factor,
-                    "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
-                    "original_max_position_embeddings": original_max_position_embeddings}),
-            };
-            o.insert("rope_scaling".into(), v);
+            o.insert("rope_scaling".into(), s.to_hf_json());
         }
         j
+    }
+}
+
+impl RopeScaling {
+    /// The `rope_scaling` object transformers reads for this scaling.
+    pub(super) fn to_hf_json(&self) -> Value {
+        match *self {
+            Self::Linear { factor } => {
+                serde_json::json!({"rope_type": "linear", "factor": factor})
+            }
+            Self::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => serde_json::json!({"rope_type": "llama3", "factor": factor,
+                "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
+                "original_max_position_embeddings": original_max_position_embeddings}),
+        }
     }
 }

@@ -232,6 +232,48 @@ impl GgufFile {
         if family.is_gemma() {
             return self.gemma(cfg);
         }
+        if family == Family::Olmo2 && self.arch_u("attention.sliding_window")?.is_some() {
+            return self.olmo3(cfg);
+        }
+        Ok(cfg)
+    }
+
+    /// OLMo 3 as llama.cpp writes it: architecture `olmo2` with `attention.sliding_window` and
+    /// `attention.sliding_window_pattern`, one boolean per layer (true: the layer slides; by
+    /// default every fourth layer attends to everything). One base `rope.freq_base` serves
+    /// both kinds, the sliding layers rotating without scaling, as llama.cpp runs them.
+    fn olmo3(&self, mut cfg: ModelConfig) -> Result<ModelConfig> {
+        let key = |k: &str| format!("{}.{k}", self.arch);
+        let window_key = key("attention.sliding_window");
+        let window = in_range(
+            &self.path,
+            &window_key,
+            self.arch_req("attention.sliding_window")?,
+            1,
+            MAX_POSITIONS,
+        )?;
+        let pattern_key = key("attention.sliding_window_pattern");
+        let layers = cfg.num_layers;
+        let sliding: Vec<bool> = match self.meta(&pattern_key) {
+            None => (0..layers).map(|l| (l + 1) % 4 != 0).collect(),
+            Some(Value::Array(a)) if a.len() == layers => a
+                .iter()
+                .map(|v| v.to_bool().ok())
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ModelError::config(&self.path, &pattern_key, "not a list of booleans")
+                })?,
+            Some(_) => {
+                return Err(ModelError::config(
+                    &self.path,
+                    pattern_key,
+                    format!("not a list of {layers} booleans, one per layer"),
+                ))
+            }
+        };
+        cfg.family = Family::Olmo3;
+        cfg.sliding_window = sliding.into_iter().map(|s| s.then_some(window)).collect();
+        cfg.particulars.local_rope_theta = Some(cfg.rope_theta);
         Ok(cfg)
     }
 

@@ -11,6 +11,7 @@ mod inspect;
 pub mod limits;
 mod memory;
 mod moe;
+mod olmo3;
 pub(super) mod open;
 mod options;
 mod particulars;

@@ -46,8 +46,8 @@ pub struct Particulars {
 }
 
 /// The attention kind of each layer, as `layer_types` names them.
-const SLIDING: &str = "sliding_attention";
-const FULL: &str = "full_attention";
+pub(super) const SLIDING: &str = "sliding_attention";
+pub(super) const FULL: &str = "full_attention";
 
 /// What a Gemma `config.json` says beyond the shared fields.
 pub(super) struct Gemma {
@@ -148,14 +148,41 @@ fn windows(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Vec
     let window = match json.get("sliding_window") {
         None => Some(4096),
         Some(Value::Null) => None,
-        Some(v) => {
-            let w = v.as_u64().ok_or_else(|| {
-                ModelError::config(path, "sliding_window", "expected a non-negative integer")
-            })?;
-            Some(in_range(path, "sliding_window", w, 1, MAX_POSITIONS)?)
+        Some(v) => Some(window_size(v, path)?),
+    };
+    let every = || {
+        if !gemma3 {
+            return Ok(2);
+        }
+        match json.get("sliding_window_pattern") {
+            None | Some(Value::Null) => Ok(6),
+            Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
+                ModelError::config(path, "sliding_window_pattern", "not a positive integer")
+            }),
         }
     };
-    let sliding: Vec<bool> = match json.get("layer_types").filter(|v| !v.is_null()) {
+    let sliding = sliding_layers(json, path, layers, every)?;
+    Ok(sliding.into_iter().map(|s| window.filter(|_| s)).collect())
+}
+
+/// A `sliding_window` value: a whole number of tokens in [1, [`MAX_POSITIONS`]].
+pub(super) fn window_size(v: &Value, path: &Path) -> Result<usize> {
+    let w = v.as_u64().ok_or_else(|| {
+        ModelError::config(path, "sliding_window", "expected a non-negative integer")
+    })?;
+    in_range(path, "sliding_window", w, 1, MAX_POSITIONS)
+}
+
+/// Which of `layers` layers slide: `layer_types` where given (each `sliding_attention` or
+/// `full_attention`, anything else refused naming the field), else every layer but each n-th,
+/// n = `every()` (read only then).
+pub(super) fn sliding_layers(
+    json: &Value,
+    path: &Path,
+    layers: usize,
+    every: impl FnOnce() -> Result<u64>,
+) -> Result<Vec<bool>> {
+    match json.get("layer_types").filter(|v| !v.is_null()) {
         Some(Value::Array(kinds)) if kinds.len() == layers => kinds
             .iter()
             .map(|k| match k.as_str() {
@@ -167,29 +194,17 @@ fn windows(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Vec
                     format!("{k} is not supported (only {SLIDING}, {FULL})"),
                 )),
             })
-            .collect::<Result<_>>()?,
-        Some(v) => {
-            return Err(ModelError::config(
-                path,
-                "layer_types",
-                format!("{v} is not a list of {layers} layer kinds"),
-            ))
-        }
+            .collect(),
+        Some(v) => Err(ModelError::config(
+            path,
+            "layer_types",
+            format!("{v} is not a list of {layers} layer kinds"),
+        )),
         None => {
-            let every = if gemma3 {
-                match json.get("sliding_window_pattern") {
-                    None | Some(Value::Null) => 6,
-                    Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
-                        ModelError::config(path, "sliding_window_pattern", "not a positive integer")
-                    })?,
-                }
-            } else {
-                2
-            };
-            (0..layers as u64).map(|l| (l + 1) % every != 0).collect()
+            let every = every()?;
+            Ok((0..layers as u64).map(|l| (l + 1) % every != 0).collect())
         }
-    };
-    Ok(sliding.into_iter().map(|s| window.filter(|_| s)).collect())
+    }
 }
 
 /// Gemma's rotary embedding: θ and scaling of the global layers (only linear scaling), and for
