@@ -357,3 +357,62 @@ fn olmo3_chat_and_generation_equal_transformers() {
     let ours = model.generate_ignoring_eos(&prompt, &opts).unwrap().tokens;
     assert_eq!(ours, to_u32(&r["generated"]), "greedy tokens");
 }
+
+/// Writes a random OLMo 3 of three layers (sliding, full, sliding; window 4; a linear-scaled
+/// full rotation and a sliding one of its own) to `argv[1]` with transformers itself: bf16
+/// weights in shards of at most 20 kB, every weight (norms included) drawn from N(0, 0.2²).
+const HF_WRITES: &str = r#"
+import sys, torch
+from transformers import Olmo3Config, Olmo3ForCausalLM
+torch.manual_seed(0)
+c = Olmo3Config(vocab_size=int(sys.argv[2]), hidden_size=32, intermediate_size=48,
+                num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                max_position_embeddings=256, sliding_window=4,
+                layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4},
+                                 "sliding_attention": {"rope_type": "default", "rope_theta": 500.0}},
+                bos_token_id=1, eos_token_id=2, pad_token_id=0)
+m = Olmo3ForCausalLM(c)
+with torch.no_grad():
+    for p in m.parameters():
+        p.normal_(0.0, 0.2)
+m.to(torch.bfloat16).save_pretrained(sys.argv[1], max_shard_size="20KB")
+"#;
+
+/// A checkpoint transformers writes itself (its own `config.json`, bf16 weights in several
+/// shards) loads and gives transformers' logits in f32 (|Δ| ≤ 1e-4; both read the same bf16
+/// values).
+#[test]
+fn a_sharded_bf16_checkpoint_transformers_writes_equals_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("olmo3-hf");
+    let vocab = Tiny::Olmo3.config().vocab_size.to_string();
+    python_snippet(HF_WRITES, &[path.to_str().unwrap(), &vocab]);
+    let shards = std::fs::read_dir(&path)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_str().unwrap().ends_with(".safetensors")
+        })
+        .count();
+    assert!(shards > 1, "{shards} shard(s)");
+    let tokenizer = circuitdiff::model::char_tokenizer_json(common::CHARS);
+    std::fs::write(
+        path.join(circuitdiff::model::TOKENIZER_FILE),
+        tokenizer.to_string(),
+    )
+    .unwrap();
+    let model = Model::load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(model.config.sliding_window, [Some(4), None, Some(4)]);
+    assert_eq!(model.config.particulars.local_rope_theta, Some(500.0));
+    let r = reference(
+        "hf_model.py",
+        &json!({"model": path, "ids": IDS, "dtype": "float32"}),
+    );
+    let d = max_abs_diff(
+        &model.forward_logits(&IDS, Kernels::Fast).unwrap(),
+        &r["logits"],
+    );
+    eprintln!("OLMo 3 written by transformers ({shards} bf16 shards): max |Δlogit| = {d:e}");
+    assert!(d <= 1e-4, "max |Δlogit| = {d:e}");
+}
