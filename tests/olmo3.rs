@@ -94,19 +94,23 @@ fn edited(dir: &Path, name: &str, edit: impl Fn(&mut Value)) -> std::path::PathB
     file
 }
 
-/// Each layer's window, the full layers' θ and scaling and the sliding layers' θ, as
-/// transformers' `Olmo3Config` derives them from each file, and the parameter count of
-/// `Olmo3ForCausalLM` of the first; one JSON line per file.
+/// Each layer's window, the full layers' θ, scaling, inverse frequencies and attention factor
+/// and the sliding layers' θ, as transformers' `Olmo3Config` and rotary embedding derive them
+/// from each file, and the parameter count of `Olmo3ForCausalLM` of the first; one JSON line
+/// per file.
 const HF_READS: &str = r#"
 import json, sys
 from transformers import Olmo3Config, Olmo3ForCausalLM
+from transformers.models.olmo3.modeling_olmo3 import Olmo3RotaryEmbedding
 for i, f in enumerate(sys.argv[1:]):
     c = Olmo3Config.from_json_file(f)
     full, sliding = c.rope_parameters["full_attention"], c.rope_parameters["sliding_attention"]
     assert sliding["rope_type"] == "default"
+    r = Olmo3RotaryEmbedding(c)
     out = {"windows": [c.sliding_window if t == "sliding_attention" else None for t in c.layer_types],
            "theta": full["rope_theta"], "type": full["rope_type"], "factor": full.get("factor"),
-           "local": sliding["rope_theta"]}
+           "local": sliding["rope_theta"], "inv_freq": r.full_attention_inv_freq.tolist(),
+           "attention_factor": r.full_attention_attention_scaling}
     if i == 0:
         out["params"] = sum(p.numel() for p in Olmo3ForCausalLM(c).parameters())
     print(json.dumps(out))
@@ -141,6 +145,19 @@ fn olmo3_configs_read_like_transformers() {
                 "sliding_attention": {"rope_type": "default", "rope_theta": 70.0}});
             j["rope_theta"] = 123.0.into();
         }),
+        // OLMo 3 7B's rotation, as its config.json gives it.
+        edited(d, "olmo3-7b-yarn", |j| {
+            j.as_object_mut().unwrap().remove("rope_parameters");
+            j["rope_theta"] = 5e5.into();
+            j["rope_scaling"] = json!({"attention_factor": 1.2079441541679836, "beta_fast": 32,
+                "beta_slow": 1, "factor": 8.0, "original_max_position_embeddings": 8192,
+                "rope_type": "yarn"});
+        }),
+        edited(d, "yarn-mscale", |j| {
+            j["rope_parameters"]["full_attention"] = json!({"rope_type": "yarn", "factor": 16.0,
+                "original_max_position_embeddings": 32, "beta_fast": 8, "mscale": 0.7,
+                "mscale_all_dim": 0.4, "rope_theta": 1e3});
+        }),
     ];
     let args: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
     let hf = python_snippet(HF_READS, &args);
@@ -157,14 +174,7 @@ fn olmo3_configs_read_like_transformers() {
             .collect();
         assert_eq!(json!(windows), want["windows"], "{}", file.display());
         assert_eq!(c.rope_theta, want["theta"].as_f64().unwrap());
-        let scaling = match want["type"].as_str().unwrap() {
-            "default" => None,
-            "linear" => Some(RopeScaling::Linear {
-                factor: want["factor"].as_f64().unwrap(),
-            }),
-            other => panic!("{other}"),
-        };
-        assert_eq!(c.rope_scaling, scaling, "{}", file.display());
+        assert_rotation_like(&c, &want, file);
         let local = want["local"].as_f64().unwrap();
         assert_eq!(c.particulars.local_rope_theta, Some(local));
         if i == 0 {
@@ -173,18 +183,45 @@ fn olmo3_configs_read_like_transformers() {
     }
 }
 
+/// The full layers' rotation of `c` (read from `file`) is transformers' `want`: the same type
+/// and factor, inverse frequencies to 1e-6 (relative) and the attention factor.
+fn assert_rotation_like(c: &ModelConfig, want: &Value, file: &Path) {
+    match (want["type"].as_str().unwrap(), &c.rope_scaling) {
+        ("default", None) => {}
+        ("linear", Some(RopeScaling::Linear { factor })) => {
+            assert_eq!(*factor, want["factor"].as_f64().unwrap());
+        }
+        ("yarn", Some(RopeScaling::Yarn(y))) => {
+            let ours = y.inv_freq(c.rope_theta, c.head_dim);
+            let theirs: Vec<f64> = serde_json::from_value(want["inv_freq"].clone()).unwrap();
+            eprintln!("YaRN inverse frequencies: ours {ours:?}");
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert!((a - b).abs() <= 1e-6 * b.abs(), "{ours:?} vs {theirs:?}");
+            }
+            assert_eq!(ours.len(), theirs.len());
+        }
+        (kind, ours) => panic!("{}: transformers {kind}, ours {ours:?}", file.display()),
+    }
+    let factor = c
+        .rope_scaling
+        .as_ref()
+        .map_or(1.0, RopeScaling::attention_factor);
+    let want_factor = want["attention_factor"].as_f64().unwrap();
+    assert!(
+        (factor - want_factor).abs() <= 1e-12,
+        "{factor} vs {want_factor}"
+    );
+}
+
 /// What the decoder cannot run exactly is refused, naming the field: a layer kind it does not
-/// know, YaRN (however it is given), scaling on the sliding layers, a window missing where
-/// layers slide, rotary parameters not given per layer kind.
+/// know, a rotary type it does not implement (however it is given), YaRN without its original
+/// context, scaling on the sliding layers, a partial rotation, a window missing where layers
+/// slide, rotary parameters not given per layer kind.
 #[test]
 fn olmo3_features_not_implemented_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     type Edit = fn(&mut Value);
-    let yarn = || {
-        json!({"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8192,
-               "attention_factor": 1.2, "beta_fast": 32, "beta_slow": 1})
-    };
-    let cases: [(&str, Edit); 8] = [
+    let cases: [(&str, Edit); 10] = [
         ("layer_types", |j| {
             j["layer_types"] = json!(["sliding_attention", "chunked_attention"]);
         }),
@@ -192,7 +229,19 @@ fn olmo3_features_not_implemented_are_refused_naming_the_field() {
             j["layer_types"] = json!(["sliding_attention"]);
         }),
         ("rope_parameters.full_attention.rope_type", |j| {
-            j["rope_parameters"]["full_attention"]["rope_type"] = "yarn".into();
+            j["rope_parameters"]["full_attention"]["rope_type"] = "longrope".into();
+        }),
+        (
+            "rope_parameters.full_attention.original_max_position_embeddings",
+            |j| {
+                let full = j["rope_parameters"]["full_attention"]
+                    .as_object_mut()
+                    .unwrap();
+                full.remove("original_max_position_embeddings");
+            },
+        ),
+        ("partial_rotary_factor", |j| {
+            j["partial_rotary_factor"] = 0.5.into();
         }),
         ("rope_parameters.sliding_attention.rope_type", |j| {
             j["rope_parameters"]["sliding_attention"] =
@@ -207,18 +256,13 @@ fn olmo3_features_not_implemented_are_refused_naming_the_field() {
         ("rope_parameters", |j| {
             j["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 1e4});
         }),
-        ("rope_scaling.rope_type", |_| {}),
+        ("rope_scaling.rope_type", |j| {
+            j.as_object_mut().unwrap().remove("rope_parameters");
+            j["rope_scaling"] = json!({"rope_type": "dynamic", "factor": 2.0});
+        }),
     ];
     for (i, (field, edit)) in cases.into_iter().enumerate() {
-        let file = edited(dir.path(), &format!("case-{i}"), |j| {
-            edit(j);
-            if i == 7 {
-                // OLMo 3 7B's long-context rotation, as its config.json gives it.
-                j.as_object_mut().unwrap().remove("rope_parameters");
-                j["rope_theta"] = 5e5.into();
-                j["rope_scaling"] = yarn();
-            }
-        });
+        let file = edited(dir.path(), &format!("case-{i}"), edit);
         let j: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let err = ModelConfig::from_hf_json(&j, &file)
             .err()
@@ -231,8 +275,8 @@ fn olmo3_features_not_implemented_are_refused_naming_the_field() {
 
 /// Writes the GGUF of the Hugging Face folder `argv[1]` to `argv[2]` with llama.cpp's `gguf`
 /// package, as llama.cpp's converter does for `Olmo3ForCausalLM`: architecture `olmo2`, the
-/// window and one sliding flag per layer, the full layers' θ and linear scaling, tensor names
-/// from the package's own map.
+/// window and one sliding flag per layer, the full layers' θ and linear scaling (YaRN with
+/// `argv[3]`), tensor names from the package's own map.
 const WRITE_GGUF: &str = r#"
 import json, sys
 import gguf, numpy as np
@@ -252,7 +296,7 @@ w.add_key_length(c["head_dim"])
 w.add_value_length(c["head_dim"])
 w.add_layer_norm_rms_eps(c["rms_norm_eps"])
 w.add_rope_freq_base(full["rope_theta"])
-w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+w.add_rope_scaling_type(gguf.RopeScalingType.YARN if len(sys.argv) > 3 else gguf.RopeScalingType.LINEAR)
 w.add_rope_scaling_factor(full["factor"])
 w.add_sliding_window(c["sliding_window"])
 w.add_sliding_window_pattern([t == "sliding_attention" for t in c["layer_types"]])
@@ -267,12 +311,14 @@ w.close()
 
 /// A GGUF of the tiny OLMo 3 written under llama.cpp's names and metadata gives the folder's
 /// configuration and logits (f32 tensors, |Δ| ≤ 1e-5). A GGUF holds one rotary base, which
-/// llama.cpp uses on the sliding layers unscaled, so this folder's two kinds share θ.
+/// llama.cpp uses on the sliding layers unscaled, so this folder's two kinds share θ. A GGUF
+/// with YaRN is refused naming the key (llama.cpp's YaRN is not checked against transformers').
 #[test]
 fn an_olmo3_gguf_equals_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Tiny::Olmo3.config();
     cfg.particulars.local_rope_theta = Some(cfg.rope_theta);
+    cfg.rope_scaling = Some(RopeScaling::Linear { factor: 2.0 });
     let folder = dir.path().join("olmo3");
     let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
     common::write_folder(&folder, &cfg, &weights);
@@ -295,6 +341,19 @@ fn an_olmo3_gguf_equals_its_folder() {
     eprintln!("OLMo 3: GGUF against folder, max |Δlogit| = {d:e}");
     assert!(d <= 1e-5, "max |Δlogit| = {d:e}");
     assert!(max_abs(&x) > 0.1);
+    let yarn = folder.join("yarn.gguf");
+    python_snippet(
+        WRITE_GGUF,
+        &[folder.to_str().unwrap(), yarn.to_str().unwrap(), "yarn"],
+    );
+    let err = Model::load(yarn.to_str().unwrap(), &opts)
+        .err()
+        .expect("a YaRN GGUF loaded")
+        .to_string();
+    assert!(
+        err.contains("rope.scaling.type") && err.contains("yarn"),
+        "{err}"
+    );
 }
 
 /// A template written for this test with the Jinja features OLMo 3's instruct template uses: a

@@ -606,7 +606,7 @@ pub struct Transformer {
     lm_head: Linear,
     /// Rotary inverse frequencies: the global ones, then those of the local layers where
     /// these have a base of their own.
-    inv_freqs: Vec<Vec<f64>>,
+    inv_freqs: Vec<Rotation>,
     /// √hidden in the weights' dtype where the embedding is scaled (Gemma).
     embed_scale: Option<Tensor>,
     dtype: DType,
@@ -843,11 +843,12 @@ impl Transformer {
     /// from each row's first token).
     fn rope_tables(
         &self,
-        inv_freq: &[f64],
+        rotation: &Rotation,
         pos0: usize,
         t: usize,
         pads: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
+        let (inv_freq, scale) = (&rotation.inv_freq, rotation.scale as f32);
         let half = inv_freq.len();
         let rows = pads.unwrap_or(&[0]);
         let mut cos = Vec::with_capacity(rows.len() * t * half);
@@ -858,8 +859,8 @@ impl Transformer {
                 for &f in inv_freq {
                     // Computed in f32 like the reference implementation, then widened.
                     let a = (p as f32) * (f as f32);
-                    cos.push(f64::from(a.cos()));
-                    sin.push(f64::from(a.sin()));
+                    cos.push(f64::from(a.cos() * scale));
+                    sin.push(f64::from(a.sin() * scale));
                 }
             }
         }
@@ -1149,12 +1150,26 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     Tensor::cat(&vec![x; n], 2)?.reshape((b, kvh * n, s, hd))
 }
 
-/// Rotary inverse frequencies of the global layers and, where the local (sliding-window)
-/// layers have a base of their own (Gemma 3), of those, unscaled.
-fn inv_freqs(cfg: &ModelConfig) -> Vec<Vec<f64>> {
-    let mut out = vec![inv_freq(cfg, cfg.rope_theta, cfg.rope_scaling.as_ref())];
+/// One rotary embedding: its inverse frequencies, and what its cos and sin are multiplied by
+/// (YaRN's attention factor; else 1).
+struct Rotation {
+    inv_freq: Vec<f64>,
+    scale: f64,
+}
+
+/// The rotations of the global layers and, where the local (sliding-window) layers have a
+/// base of their own (Gemma 3, OLMo 3), of those, unscaled.
+fn inv_freqs(cfg: &ModelConfig) -> Vec<Rotation> {
+    let scaling = cfg.rope_scaling.as_ref();
+    let mut out = vec![Rotation {
+        inv_freq: inv_freq(cfg, cfg.rope_theta, scaling),
+        scale: scaling.map_or(1.0, RopeScaling::attention_factor),
+    }];
     if let Some(local) = cfg.particulars.local_rope_theta {
-        out.push(inv_freq(cfg, local, None));
+        out.push(Rotation {
+            inv_freq: inv_freq(cfg, local, None),
+            scale: 1.0,
+        });
     }
     out
 }
@@ -1171,6 +1186,7 @@ fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec
     match scaling.cloned() {
         None => base,
         Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+        Some(RopeScaling::Yarn(y)) => y.inv_freq(theta, hd),
         Some(RopeScaling::Llama3 {
             factor,
             low_freq_factor,

@@ -10,7 +10,7 @@
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
 use circuitdiff::model::{
-    self, Activation, ExpertNames, Family, ModelConfig, MoeConfig, Particulars, RopeScaling,
+    self, Activation, ExpertNames, Family, ModelConfig, MoeConfig, Particulars, RopeScaling, Yarn,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,9 @@ pub enum Tiny {
     /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
     Olmo2,
     /// OLMo 3: OLMo 2's layout with a sliding layer 0 (window 4, rotary base 500) and a
-    /// full-attention layer 1 (base 10,000, linear scaling 2).
+    /// full-attention layer 1 (base 10,000, YaRN ×4 over an original context of 64: of the 4
+    /// frequencies one is kept, one blended half and half, two interpolated; transformers'
+    /// default attention factor 1 + 0.1·ln 4).
     Olmo3,
     /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
     Phi3,
@@ -99,16 +101,7 @@ impl Tiny {
             head_dim: if self == Tiny::Qwen3 { 12 } else { 8 },
             rms_norm_eps: 1e-6,
             rope_theta: if self == Tiny::Gemma3 { 1e6 } else { 10_000.0 },
-            rope_scaling: match self {
-                Tiny::Llama => Some(RopeScaling::Llama3 {
-                    factor: 8.0,
-                    low_freq_factor: 1.0,
-                    high_freq_factor: 4.0,
-                    original_max_position_embeddings: 16,
-                }),
-                Tiny::Gemma3 | Tiny::Olmo3 => Some(RopeScaling::Linear { factor: 2.0 }),
-                _ => None,
-            },
+            rope_scaling: self.rope_scaling(),
             max_position_embeddings: 256,
             sliding_window: if gemma || self == Tiny::Olmo3 {
                 vec![Some(4), None]
@@ -145,6 +138,27 @@ impl Tiny {
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
             moe: self.moe(layers),
+        }
+    }
+
+    /// The rotary scaling of each variant.
+    fn rope_scaling(self) -> Option<RopeScaling> {
+        match self {
+            Tiny::Llama => Some(RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 16,
+            }),
+            Tiny::Gemma3 => Some(RopeScaling::Linear { factor: 2.0 }),
+            Tiny::Olmo3 => Some(RopeScaling::Yarn(Yarn {
+                factor: 4.0,
+                original_max_position_embeddings: 64,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                attention_factor: 0.1 * 4f64.ln() + 1.0,
+            })),
+            _ => None,
         }
     }
 

@@ -5,6 +5,7 @@ use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
 use super::moe::MoeConfig;
 use super::olmo3;
 use super::particulars::{self, Particulars};
+use super::yarn::Yarn;
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -167,7 +168,7 @@ pub enum QkNorm {
 }
 
 /// Llama-3 style frequency scaling of rotary embeddings (`rope_scaling` with `rope_type: llama3`),
-/// or plain linear position interpolation.
+/// plain linear position interpolation, or YaRN (read for OLMo 3's full-attention layers only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {
     Linear {
@@ -179,6 +180,7 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: usize,
     },
+    Yarn(Yarn),
 }
 
 /// The shape and numerics of a decoder, independent of where it was loaded from.
@@ -244,7 +246,12 @@ impl ModelConfig {
             ));
         }
         let dims = field.dims(family)?;
-        let (rope_theta, rope_scaling) = field.rope()?;
+        // OLMo 3 rotates each layer kind by its own parameters, read by `olmo3::read`.
+        let (rope_theta, rope_scaling) = if family == Family::Olmo3 {
+            (10_000.0, None)
+        } else {
+            field.rope()?
+        };
         let attention_bias = field.flag("attention_bias");
         let mut cfg = Self {
             rms_norm_eps: field.positive_f64("rms_norm_eps", 1e-6, 1.0)?,
@@ -890,6 +897,15 @@ impl RopeScaling {
             } => serde_json::json!({"rope_type": "llama3", "factor": factor,
                 "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
                 "original_max_position_embeddings": original_max_position_embeddings}),
+            Self::Yarn(ref y) => y.to_hf_json(),
+        }
+    }
+
+    /// What the rotation's cos and sin are multiplied by (YaRN's attention factor; else 1).
+    pub fn attention_factor(&self) -> f64 {
+        match self {
+            Self::Yarn(y) => y.attention_factor,
+            Self::Linear { .. } | Self::Llama3 { .. } => 1.0,
         }
     }
 }

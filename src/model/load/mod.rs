@@ -19,6 +19,7 @@ mod save;
 mod source;
 mod tokenizer;
 pub(super) mod weights;
+mod yarn;
 
 pub use adapter::{
     AdapterInfo, LoraAdapter, CONFIG_FILE as ADAPTER_CONFIG_FILE,
@@ -37,3 +38,4 @@ pub use save::{
 };
 pub use source::{is_model_folder, resolve, Checkpoint, HubOptions};
 pub use tokenizer::Tokenizer;
+pub use yarn::Yarn;

@@ -6,6 +6,7 @@
 
 use super::config::{parse_rope_scaling, ModelConfig, RopeScaling};
 use super::particulars::{sliding_layers, window_size, FULL, SLIDING};
+use super::yarn::Yarn;
 use crate::model::error::{ModelError, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -43,12 +44,14 @@ pub(super) fn read(json: &Value, path: &Path, cfg: &mut ModelConfig) -> Result<(
     Ok(())
 }
 
-/// The rotary parameters of the full-attention layers (θ and scaling) and the base of the
-/// sliding layers (which rotate without scaling), as transformers derives them: the nested
-/// `rope_parameters` by layer kind, a top-level `rope_scaling` merged into the full layers',
-/// a top-level `rope_theta` for the full layers only, [`DEFAULT_THETA`] otherwise.
+/// The rotary parameters of the full-attention layers (θ and scaling: linear, Llama-3 or
+/// YaRN) and the base of the sliding layers (which rotate without scaling), as transformers
+/// derives them: the nested `rope_parameters` by layer kind, a top-level `rope_scaling` merged
+/// into the full layers', a top-level `rope_theta` for the full layers only, [`DEFAULT_THETA`]
+/// otherwise. A rotation of part of each head is refused.
 fn rope(json: &Value, path: &Path) -> Result<(f64, Option<RopeScaling>, f64)> {
     let params = json.get("rope_parameters").filter(|v| !v.is_null());
+    refuse_partial_rotation(json, params, path)?;
     if let Some(p) = params {
         let by_kind = p
             .as_object()
@@ -101,7 +104,7 @@ fn rope(json: &Value, path: &Path) -> Result<(f64, Option<RopeScaling>, f64)> {
             None => DEFAULT_THETA,
         },
     };
-    let scaling = parse_rope_scaling(&Value::Object(full), path, &field)?;
+    let scaling = full_scaling(&Value::Object(full), path, &field)?;
     let local = match kind(SLIDING)? {
         None => DEFAULT_THETA,
         Some(s) => {
@@ -121,6 +124,48 @@ fn rope(json: &Value, path: &Path) -> Result<(f64, Option<RopeScaling>, f64)> {
         }
     };
     Ok((theta, scaling, local))
+}
+
+/// The scaling of the full layers' rotary parameters `full` (read at `field`): none, linear,
+/// Llama-3 or YaRN; any other type is refused naming `field.rope_type`.
+fn full_scaling(full: &Value, path: &Path, field: &str) -> Result<Option<RopeScaling>> {
+    match full.get("rope_type").and_then(Value::as_str) {
+        Some("yarn") => Ok(Some(RopeScaling::Yarn(Yarn::from_hf_json(
+            full, path, field,
+        )?))),
+        None | Some("default" | "linear" | "llama3") => parse_rope_scaling(full, path, field),
+        Some(other) => Err(ModelError::config(
+            path,
+            format!("{field}.rope_type"),
+            format!("`{other}` is not supported (default, linear, llama3, yarn)"),
+        )),
+    }
+}
+
+/// Refuse `partial_rotary_factor` ≠ 1, at the top level or in either kind's parameters.
+fn refuse_partial_rotation(json: &Value, params: Option<&Value>, path: &Path) -> Result<()> {
+    let partial = [
+        ("partial_rotary_factor".to_owned(), Some(json)),
+        (
+            format!("rope_parameters.{FULL}.partial_rotary_factor"),
+            params.and_then(|p| p.get(FULL)),
+        ),
+        (
+            format!("rope_parameters.{SLIDING}.partial_rotary_factor"),
+            params.and_then(|p| p.get(SLIDING)),
+        ),
+    ];
+    for (field, at) in partial {
+        let f = at.and_then(|v| v.get("partial_rotary_factor"));
+        if let Some(f) = f.filter(|f| !f.is_null() && f.as_f64() != Some(1.0)) {
+            return Err(ModelError::config(
+                path,
+                field,
+                format!("{f} is not supported (only 1.0: the whole head rotates)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A positive number `v` at `field`.
