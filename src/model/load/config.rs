@@ -3,9 +3,9 @@
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
 use super::moe::MoeConfig;
-use super::olmo3;
+use super::olmo3::{self, Olmo3};
 use super::particulars::{self, Particulars};
-use super::yarn::Yarn;
+use super::rope::{parse_rope_scaling, RopeScaling};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -167,22 +167,6 @@ pub enum QkNorm {
     Whole,
 }
 
-/// Llama-3 style frequency scaling of rotary embeddings (`rope_scaling` with `rope_type: llama3`),
-/// plain linear position interpolation, or YaRN (read for OLMo 3's full-attention layers only).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum RopeScaling {
-    Linear {
-        factor: f64,
-    },
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: usize,
-    },
-    Yarn(Yarn),
-}
-
 /// The shape and numerics of a decoder, independent of where it was loaded from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -290,7 +274,11 @@ impl ModelConfig {
             cfg.particulars = g.particulars;
         }
         if family == Family::Olmo3 {
-            olmo3::read(json, path, &mut cfg)?;
+            let o = olmo3::read(json, path, dims.layers)?;
+            cfg.sliding_window = o.sliding_window;
+            cfg.rope_theta = o.rope_theta;
+            cfg.rope_scaling = o.rope_scaling;
+            cfg.particulars.local_rope_theta = o.local_rope_theta;
         }
         Ok(cfg)
     }
@@ -504,73 +492,6 @@ fn parse_ids(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
                 .ok_or_else(|| ModelError::config(path, field, format!("{v} is not a token id")))
         })
         .collect()
-}
-
-/// The scaling of one set of rotary parameters `s`, read at `field` (named in errors): none, or
-/// linear or Llama-3 scaling; any other type is refused naming `field.rope_type`.
-pub(super) fn parse_rope_scaling(
-    s: &Value,
-    path: &Path,
-    field: &str,
-) -> Result<Option<RopeScaling>> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let num = |k: &str| {
-        s.get(k)
-            .and_then(Value::as_f64)
-            .filter(|x| x.is_finite() && *x > 0.0)
-            .ok_or_else(|| {
-                ModelError::config(
-                    path,
-                    format!("{field}.{k}"),
-                    "missing or not a positive number",
-                )
-            })
-    };
-    Ok(match kind {
-        "default" => None,
-        "linear" => Some(RopeScaling::Linear {
-            factor: num("factor")?,
-        }),
-        "llama3" => {
-            let (low_freq_factor, high_freq_factor) =
-                (num("low_freq_factor")?, num("high_freq_factor")?);
-            if high_freq_factor <= low_freq_factor {
-                return Err(ModelError::config(
-                    path,
-                    format!("{field}.high_freq_factor"),
-                    format!("{high_freq_factor} is not above low_freq_factor {low_freq_factor}"),
-                ));
-            }
-            Some(RopeScaling::Llama3 {
-                factor: num("factor")?,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: original_context(s, path, field)?,
-            })
-        }
-        other => {
-            return Err(ModelError::config(
-                path,
-                format!("{field}.rope_type"),
-                format!("`{other}` is not supported (default, linear, llama3)"),
-            ))
-        }
-    })
-}
-
-/// `original_max_position_embeddings` of the rotary parameters at `field`: the context the
-/// model was trained on.
-fn original_context(s: &Value, path: &Path, field: &str) -> Result<usize> {
-    let field = format!("{field}.original_max_position_embeddings");
-    let n = s
-        .get("original_max_position_embeddings")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ModelError::config(path, &field, "missing or not a whole number"))?;
-    in_range(path, &field, n, 1, MAX_POSITIONS)
 }
 
 /// The fields of a `config.json`, read with the file's path at hand for errors.
@@ -866,7 +787,13 @@ impl ModelConfig {
             }
             Family::Llama | Family::Olmo2 | Family::Olmoe => {}
             Family::Olmo3 => {
-                olmo3::write_hf_json(self, o);
+                let olmo3 = Olmo3 {
+                    sliding_window: self.sliding_window.clone(),
+                    rope_theta: self.rope_theta,
+                    rope_scaling: self.rope_scaling.clone(),
+                    local_rope_theta: self.particulars.local_rope_theta,
+                };
+                olmo3.write_hf_json(o);
                 return j;
             }
             Family::Gemma2 | Family::Gemma3 => {
@@ -879,33 +806,5 @@ impl ModelConfig {
             o.insert("rope_scaling".into(), s.to_hf_json());
         }
         j
-    }
-}
-
-impl RopeScaling {
-    /// The `rope_scaling` object transformers reads for this scaling.
-    pub(super) fn to_hf_json(&self) -> Value {
-        match *self {
-            Self::Linear { factor } => {
-                serde_json::json!({"rope_type": "linear", "factor": factor})
-            }
-            Self::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            } => serde_json::json!({"rope_type": "llama3", "factor": factor,
-                "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
-                "original_max_position_embeddings": original_max_position_embeddings}),
-            Self::Yarn(ref y) => y.to_hf_json(),
-        }
-    }
-
-    /// What the rotation's cos and sin are multiplied by (YaRN's attention factor; else 1).
-    pub fn attention_factor(&self) -> f64 {
-        match self {
-            Self::Yarn(y) => y.attention_factor,
-            Self::Linear { .. } | Self::Llama3 { .. } => 1.0,
-        }
     }
 }

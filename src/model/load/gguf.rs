@@ -1,10 +1,11 @@
 //! llama.cpp `.gguf` files: configuration from the metadata keys, tensors dequantised to f32 and
 //! renamed to Hugging Face names, Q/K rows un-permuted for Llama, tokenizer from the vocabulary.
 
-use super::config::{Family, ModelConfig, RopeScaling};
+use super::config::{Family, ModelConfig};
 use super::gguf_header;
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::particulars::{Activation, Particulars};
+use super::rope::RopeScaling;
 use super::tokenizer::{GgufBpe, Tokenizer};
 use super::weights::{check_tensors, Stored};
 use crate::model::error::{ModelError, Result};

@@ -4,8 +4,8 @@
 //! transformers' `Olmo3Config` reads them. The sliding layers' base is
 //! [`super::Particulars::local_rope_theta`], the machinery Gemma 3's local layers use.
 
-use super::config::{parse_rope_scaling, ModelConfig, RopeScaling};
 use super::particulars::{sliding_layers, window_size, FULL, SLIDING};
+use super::rope::{parse_rope_scaling, RopeScaling};
 use super::yarn::Yarn;
 use crate::model::error::{ModelError, Result};
 use serde_json::{Map, Value};
@@ -20,11 +20,57 @@ const DEFAULT_THETA: f64 = 500_000.0;
 /// With no `layer_types`, every fourth layer attends to everything and the others slide.
 const FULL_EVERY: u64 = 4;
 
-/// Read an OLMo 3 `config.json` beyond the shared fields into `cfg`: each layer's window and
-/// the rotary base and scaling of each layer kind. A layer kind, a rotary type or a missing
-/// window that the decoder cannot run exactly is refused naming its field.
-pub(super) fn read(json: &Value, path: &Path, cfg: &mut ModelConfig) -> Result<()> {
-    let sliding = sliding_layers(json, path, cfg.num_layers, || Ok(FULL_EVERY))?;
+/// What an OLMo 3 `config.json` says beyond the shared fields.
+pub(super) struct Olmo3 {
+    /// The window of each layer (`None`: a full-attention layer).
+    pub sliding_window: Vec<Option<usize>>,
+    /// θ of the full-attention layers.
+    pub rope_theta: f64,
+    /// The scaling of the full-attention layers' rotation.
+    pub rope_scaling: Option<RopeScaling>,
+    /// θ of the sliding layers, which rotate unscaled (`None`: as the full layers).
+    pub local_rope_theta: Option<f64>,
+}
+
+impl Olmo3 {
+    /// These fields of the `config.json` that transformers reads, into `o`: the layer kinds,
+    /// the window, and the rotary parameters of each kind.
+    pub(super) fn write_hf_json(&self, o: &mut Map<String, Value>) {
+        let window = self.sliding_window.iter().flatten().next().copied();
+        let kinds: Vec<&str> = self
+            .sliding_window
+            .iter()
+            .map(|w| if w.is_some() { SLIDING } else { FULL })
+            .collect();
+        o.insert("layer_types".into(), kinds.into());
+        // transformers requires a window even where no layer slides.
+        o.insert("sliding_window".into(), window.unwrap_or(4096).into());
+        let params = |theta: f64, scaling: Option<&RopeScaling>| {
+            let mut p = scaling.map_or_else(
+                || serde_json::json!({"rope_type": "default"}),
+                RopeScaling::to_hf_json,
+            );
+            p["rope_theta"] = theta.into();
+            p
+        };
+        let full = params(self.rope_theta, self.rope_scaling.as_ref());
+        let sliding = match self.local_rope_theta {
+            Some(local) => params(local, None),
+            None => full.clone(),
+        };
+        o.insert(
+            "rope_parameters".into(),
+            serde_json::json!({FULL: full, SLIDING: sliding}),
+        );
+        o.remove("rope_theta");
+    }
+}
+
+/// Read an OLMo 3 `config.json` of `layers` layers beyond the shared fields: each layer's
+/// window and the rotary base and scaling of each layer kind. A layer kind, a rotary type or a
+/// missing window that the decoder cannot run exactly is refused naming its field.
+pub(super) fn read(json: &Value, path: &Path, layers: usize) -> Result<Olmo3> {
+    let sliding = sliding_layers(json, path, layers, || Ok(FULL_EVERY))?;
     let window = match json.get("sliding_window") {
         Some(v) if !v.is_null() => Some(window_size(v, path)?),
         _ => None,
@@ -36,12 +82,13 @@ pub(super) fn read(json: &Value, path: &Path, cfg: &mut ModelConfig) -> Result<(
             format!("missing, but layer {layer} is a {SLIDING} layer and needs a window"),
         ));
     }
-    let (theta, scaling, local) = rope(json, path)?;
-    cfg.sliding_window = sliding.iter().map(|&s| window.filter(|_| s)).collect();
-    cfg.rope_theta = theta;
-    cfg.rope_scaling = scaling;
-    cfg.particulars.local_rope_theta = Some(local);
-    Ok(())
+    let (rope_theta, rope_scaling, local) = rope(json, path)?;
+    Ok(Olmo3 {
+        sliding_window: sliding.iter().map(|&s| window.filter(|_| s)).collect(),
+        rope_theta,
+        rope_scaling,
+        local_rope_theta: Some(local),
+    })
 }
 
 /// The rotary parameters of the full-attention layers (θ and scaling: linear, Llama-3 or
@@ -173,36 +220,4 @@ fn positive(v: &Value, path: &Path, field: &str) -> Result<f64> {
     v.as_f64()
         .filter(|x| x.is_finite() && *x > 0.0)
         .ok_or_else(|| ModelError::config(path, field, format!("{v} is not a positive number")))
-}
-
-/// OLMo 3's fields of the `config.json` that transformers reads for `cfg`, into `o`: the
-/// layer kinds, the window, and the rotary parameters of each kind.
-pub(super) fn write_hf_json(cfg: &ModelConfig, o: &mut Map<String, Value>) {
-    let window = cfg.sliding_window.iter().flatten().next().copied();
-    let kinds: Vec<&str> = cfg
-        .sliding_window
-        .iter()
-        .map(|w| if w.is_some() { SLIDING } else { FULL })
-        .collect();
-    o.insert("layer_types".into(), kinds.into());
-    // transformers requires a window even where no layer slides.
-    o.insert("sliding_window".into(), window.unwrap_or(4096).into());
-    let params = |theta: f64, scaling: Option<&RopeScaling>| {
-        let mut p = scaling.map_or_else(
-            || serde_json::json!({"rope_type": "default"}),
-            RopeScaling::to_hf_json,
-        );
-        p["rope_theta"] = theta.into();
-        p
-    };
-    let full = params(cfg.rope_theta, cfg.rope_scaling.as_ref());
-    let sliding = match cfg.particulars.local_rope_theta {
-        Some(local) => params(local, None),
-        None => full.clone(),
-    };
-    o.insert(
-        "rope_parameters".into(),
-        serde_json::json!({FULL: full, SLIDING: sliding}),
-    );
-    o.remove("rope_theta");
 }
