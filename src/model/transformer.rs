@@ -104,6 +104,13 @@ impl Kernels {
 
     #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        // A partial rotation (Phi-3's `partial_rotary_factor`): the tables cover the leading
+        // dimensions of each head, which rotate; the rest pass through.
+        let (rot, hd) = (2 * cos.dim(D::Minus1)?, x.dim(D::Minus1)?);
+        if rot < hd {
+            let rotated = self.rope(&x.narrow(D::Minus1, 0, rot)?.contiguous()?, cos, sin)?;
+            return Tensor::cat(&[&rotated, &x.narrow(D::Minus1, rot, hd - rot)?], D::Minus1);
+        }
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
             Self::FusedGrad if cos.rank() == 2 => super::kernels::fused::rope(x, cos, sin),
@@ -1174,9 +1181,10 @@ fn inv_freqs(cfg: &ModelConfig) -> Vec<Rotation> {
     out
 }
 
-/// Rotary inverse frequencies of base `theta`, with Llama-3 or linear scaling applied.
+/// Rotary inverse frequencies of base `theta` over the rotated dimensions of each head, with
+/// Llama-3, linear or YaRN scaling applied.
 fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f64> {
-    let hd = cfg.head_dim;
+    let hd = cfg.particulars.rotary_dim.unwrap_or(cfg.head_dim);
     let base: Vec<f64> = (0..hd / 2)
         .map(|i| {
             let e = (2 * i) as f32 / hd as f32;

@@ -125,6 +125,7 @@ impl Tiny {
                     final_softcap: (self == Tiny::Gemma2).then_some(1.5),
                     query_pre_attn_scalar: Some(12.0),
                     local_rope_theta: (self == Tiny::Gemma3).then_some(10_000.0),
+                    rotary_dim: None,
                 }
             } else if self == Tiny::Olmo3 {
                 Particulars {

@@ -120,8 +120,9 @@ def per_path_forward(model, ids, dtype, mask=None):
             k = at.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-        q = q * c + rot(q) * s
-        k = k * c + rot(k) * s
+        r = c.shape[-1]  # Phi-3's partial rotation: the leading r dimensions of each head
+        q = torch.cat([q[..., :r] * c + rot(q[..., :r]) * s, q[..., r:]], dim=-1)
+        k = torch.cat([k[..., :r] * c + rot(k[..., :r]) * s, k[..., r:]], dim=-1)
         rep = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)

@@ -234,7 +234,7 @@ impl ModelConfig {
         let (rope_theta, rope_scaling) = if family == Family::Olmo3 {
             (10_000.0, None)
         } else {
-            field.rope()?
+            field.rope(family)?
         };
         let attention_bias = field.flag("attention_bias");
         let mut cfg = Self {
@@ -272,6 +272,9 @@ impl ModelConfig {
             cfg.rope_theta = g.rope_theta;
             cfg.rope_scaling = g.linear_rope.map(|factor| RopeScaling::Linear { factor });
             cfg.particulars = g.particulars;
+        }
+        if family == Family::Phi3 {
+            cfg.particulars.rotary_dim = field.rotary_dim(cfg.head_dim)?;
         }
         if family == Family::Olmo3 {
             let o = olmo3::read(json, path, dims.layers)?;
@@ -530,7 +533,7 @@ impl Fields<'_> {
 
     /// θ and scaling of the rotary embedding. transformers 5 nests them under `rope_parameters`;
     /// older files use top-level `rope_theta` and `rope_scaling`.
-    fn rope(&self) -> Result<(f64, Option<RopeScaling>)> {
+    fn rope(&self, family: Family) -> Result<(f64, Option<RopeScaling>)> {
         let json = self.json;
         let rope_params = json.get("rope_parameters").filter(|v| v.is_object());
         let rope_theta = rope_params
@@ -545,9 +548,10 @@ impl Fields<'_> {
                 format!("{rope_theta} is not a positive number"),
             ));
         }
-        // A rotation of part of each head (Phi-4-mini, some GPT-style models) is not
-        // implemented: refuse it rather than rotate the whole head.
-        if let Some(f) = json.get("partial_rotary_factor").filter(|v| !v.is_null()) {
+        // A rotation of part of each head is implemented for Phi-3 (Phi-4-mini;
+        // `Fields::rotary_dim`); elsewhere refuse it rather than rotate the whole head.
+        let partial = json.get("partial_rotary_factor").filter(|v| !v.is_null());
+        if let Some(f) = partial.filter(|_| family != Family::Phi3) {
             if f.as_f64() != Some(1.0) {
                 return Err(ModelError::config(
                     self.path,
@@ -565,6 +569,35 @@ impl Fields<'_> {
             None => None,
         };
         Ok((rope_theta, rope_scaling))
+    }
+
+    /// How many leading dimensions of each head of `head_dim` rotate, as transformers' Phi-3
+    /// derives it: ⌊head_dim × `partial_rotary_factor`⌋ (from `rope_parameters`, else the top
+    /// level); `None` for the whole head. A factor outside (0, 1] or an odd or empty rotated
+    /// part is refused naming the field.
+    fn rotary_dim(&self, head_dim: usize) -> Result<Option<usize>> {
+        let field = "partial_rotary_factor";
+        let v = self
+            .json
+            .get("rope_parameters")
+            .and_then(|p| p.get(field))
+            .or_else(|| self.json.get(field))
+            .filter(|v| !v.is_null());
+        let Some(v) = v else { return Ok(None) };
+        let f = v
+            .as_f64()
+            .filter(|f| *f > 0.0 && *f <= 1.0)
+            .ok_or_else(|| ModelError::config(self.path, field, format!("{v} is not in (0, 1]")))?;
+        // transformers takes int(head_dim * factor).
+        let dim = (head_dim as f64 * f).floor() as usize;
+        if dim == 0 || dim % 2 != 0 {
+            return Err(ModelError::config(
+                self.path,
+                field,
+                format!("{f} rotates {dim} of {head_dim} dimensions (not a positive even number)"),
+            ));
+        }
+        Ok((dim < head_dim).then_some(dim))
     }
 
     /// The attention window of each of `layers` layers.
@@ -775,6 +808,10 @@ impl ModelConfig {
             Family::Phi3 => {
                 o.insert("sliding_window".into(), window.into());
                 o.insert("pad_token_id".into(), Value::Null);
+                if let Some(dim) = self.particulars.rotary_dim {
+                    let factor = dim as f64 / self.head_dim as f64;
+                    o.insert("partial_rotary_factor".into(), factor.into());
+                }
             }
             Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe => {
                 let from = self.sliding_window.iter().position(Option::is_some);

@@ -331,6 +331,7 @@ impl GgufFile {
             final_softcap: cap("final_logit_softcapping")?,
             query_pre_attn_scalar: Some(scalar),
             local_rope_theta: gemma3.then_some(10_000.0),
+            rotary_dim: None,
         };
         cfg.rms_norm_eps = self.arch_f("attention.layer_norm_rms_epsilon", 1e-6)?;
         Ok(cfg)

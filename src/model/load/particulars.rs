@@ -43,6 +43,10 @@ pub struct Particulars {
     /// (Gemma 3's local layers); `None`: every layer rotates with `rope_theta` and
     /// `rope_scaling`.
     pub local_rope_theta: Option<f64>,
+    /// How many leading dimensions of each head rotate (Phi-3's `partial_rotary_factor` × the
+    /// head size); the rest pass through unrotated. `None`: the whole head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotary_dim: Option<usize>,
 }
 
 /// The attention kind of each layer, as `layer_types` names them.
@@ -108,6 +112,7 @@ pub(super) fn gemma(json: &Value, path: &Path, gemma3: bool, layers: usize) -> R
         final_softcap: cap(json, path, "final_logit_softcapping", final_cap)?,
         query_pre_attn_scalar: Some(positive(json, path, "query_pre_attn_scalar", 256.0)?),
         local_rope_theta: local,
+        rotary_dim: None,
     };
     Ok(Gemma {
         particulars,
