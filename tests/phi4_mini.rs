@@ -106,7 +106,8 @@ fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
         Some(4)
     );
     let long_factors: Vec<f64> = vec![1.0; 3];
-    let cases: [(&str, Box<dyn Fn(&mut Value)>); 4] = [
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit); 4] = [
         (
             "partial_rotary_factor",
             Box::new(|j| j["partial_rotary_factor"] = 1.5.into()),
@@ -129,7 +130,7 @@ fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
         ),
     ];
     for (field, edit) in cases {
-        let err = read(&*edit).err().expect("read").to_string();
+        let err = read(&*edit).expect_err("read").to_string();
         eprintln!("{field}: {err}");
         assert!(err.contains(field), "{field}: {err}");
     }

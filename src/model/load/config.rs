@@ -590,7 +590,7 @@ impl Fields<'_> {
             .ok_or_else(|| ModelError::config(self.path, field, format!("{v} is not in (0, 1]")))?;
         // transformers takes int(head_dim * factor).
         let dim = (head_dim as f64 * f).floor() as usize;
-        if dim == 0 || dim % 2 != 0 {
+        if dim == 0 || !dim.is_multiple_of(2) {
             return Err(ModelError::config(
                 self.path,
                 field,
