@@ -57,13 +57,14 @@ pub enum Tiny {
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 9] = [
+    pub const ALL: [Tiny; 10] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Qwen3,
         Tiny::Olmo2,
+        Tiny::Olmo3,
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
