@@ -1,6 +1,7 @@
-//! What a decoder does beyond the shared Llama layout (Gemma 2 and Gemma 3): the gate's
-//! activation, the embedding scale, norms that scale by 1 + w, soft-capped attention scores and
-//! logits, the attention scale, and the rotary base of sliding-window layers. Each is a typed
+//! What a decoder does beyond the shared Llama layout (Gemma 2 and Gemma 3; OLMo 3's sliding
+//! layers' base; Phi-3's partial rotation): the gate's activation, the embedding scale, norms
+//! that scale by 1 + w, soft-capped attention scores and logits, the attention scale, the
+//! rotary base of sliding-window layers, and how much of each head rotates. Each is a typed
 //! option of the one decoder; [`Particulars::default`] is the plain Llama layout.
 
 use super::limits::{in_range, MAX_POSITIONS};
@@ -40,8 +41,8 @@ pub struct Particulars {
     /// by 1/√head_dim.
     pub query_pre_attn_scalar: Option<f64>,
     /// The rotary base of the sliding-window layers, which then rotate without scaling
-    /// (Gemma 3's local layers); `None`: every layer rotates with `rope_theta` and
-    /// `rope_scaling`.
+    /// (Gemma 3's local layers, OLMo 3's sliding layers); `None`: every layer rotates with
+    /// `rope_theta` and `rope_scaling`.
     pub local_rope_theta: Option<f64>,
     /// How many leading dimensions of each head rotate (Phi-3's `partial_rotary_factor` × the
     /// head size); the rest pass through unrotated. `None`: the whole head.
