@@ -73,7 +73,7 @@ fn adapters_merge_as_peft_does_on_every_family() {
         "up_proj",
         "down_proj",
     ];
-    let cases: [(&str, Tiny, Value, Pass, &[&str]); 8] = [
+    let cases: [(&str, Tiny, Value, Pass, &[&str]); 9] = [
         (
             "llama, every linear layer and lm_head",
             Tiny::Llama,
@@ -127,6 +127,13 @@ fn adapters_merge_as_peft_does_on_every_family() {
         (
             "olmo2, every linear layer of the blocks",
             Tiny::Olmo2,
+            json!({"r": 4, "lora_alpha": 8, "target_modules": all}),
+            Pass::Merged,
+            &all,
+        ),
+        (
+            "olmo3, every linear layer of the blocks",
+            Tiny::Olmo3,
             json!({"r": 4, "lora_alpha": 8, "target_modules": all}),
             Pass::Merged,
             &all,

@@ -87,6 +87,7 @@ fn scores_equal_finite_differences_of_edge_removal_f64() {
         Tiny::Qwen2,
         Tiny::Qwen3,
         Tiny::Olmo2,
+        Tiny::Olmo3,
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
@@ -171,25 +172,30 @@ fn destination_sums(tiny: Tiny, dir: &tempfile::TempDir) -> Vec<(f64, Destinatio
         .collect()
 }
 
-/// OLMo 2 has no norm before its blocks: §7's property holds only where something still
-/// ignores the scale of the destination's input. Its q and k paths (a bias-free projection,
-/// then a q/k norm over the whole projection), its v paths (linear up to the norm after the
-/// block) and the logits (the final norm) sum to about zero; its MLPs (silu(gate)⊙up, then the
-/// norm) do not.
+/// OLMo 2 and 3 have no norm before their blocks: §7's property holds only where something
+/// still ignores the scale of the destination's input. Their q and k paths (a bias-free
+/// projection, then a q/k norm over the whole projection), their v paths (linear up to the
+/// norm after the block) and the logits (the final norm) sum to about zero; their MLPs
+/// (silu(gate)⊙up, then the norm) do not.
 #[test]
 fn without_pre_norms_only_the_mlp_scores_fail_to_sum_to_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let sums = destination_sums(Tiny::Olmo2, &dir);
-    let (mut invariant, mut mlp) = (0f64, f64::INFINITY);
-    for (sum, dest) in sums {
-        eprintln!("Olmo2 {dest}: |Σ_u S_uv| / max |S| = {sum:.2e}");
-        match dest {
-            Destination::Mlp { .. } => mlp = mlp.min(sum),
-            _ => invariant = invariant.max(sum),
+    for tiny in [Tiny::Olmo2, Tiny::Olmo3] {
+        let sums = destination_sums(tiny, &dir);
+        let (mut invariant, mut mlp) = (0f64, f64::INFINITY);
+        for (sum, dest) in sums {
+            eprintln!("{tiny:?} {dest}: |Σ_u S_uv| / max |S| = {sum:.2e}");
+            match dest {
+                Destination::Mlp { .. } => mlp = mlp.min(sum),
+                _ => invariant = invariant.max(sum),
+            }
         }
+        assert!(
+            invariant <= SUM_BOUND,
+            "{tiny:?} q, k, v and logits: {invariant:e}"
+        );
+        assert!(mlp > 1e-2, "{tiny:?} MLPs: {mlp:e}");
     }
-    assert!(invariant <= SUM_BOUND, "q, k, v and logits: {invariant:e}");
-    assert!(mlp > 1e-2, "MLPs: {mlp:e}");
 }
 
 /// Bound on |Σ_u S_uv| / max |S| (f64 models; what remains is the norms' ε). Measured:
@@ -204,6 +210,7 @@ fn scores_match_an_independent_pytorch_computation() {
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Olmo2,
+        Tiny::Olmo3,
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
@@ -239,6 +246,7 @@ fn block_scores_are_sums_of_head_scores() {
         Tiny::Qwen2,
         Tiny::Qwen3,
         Tiny::Olmo2,
+        Tiny::Olmo3,
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,

@@ -38,12 +38,13 @@ fn keep_matrix(g: &Graph, value: f64, flip: &[(usize, usize)]) -> Vec<Vec<f64>> 
 }
 
 /// One tiny checkpoint of every family.
-const FAMILIES: [Tiny; 8] = [
+const FAMILIES: [Tiny; 9] = [
     Tiny::Llama,
     Tiny::Mistral,
     Tiny::Qwen2,
     Tiny::Qwen3,
     Tiny::Olmo2,
+    Tiny::Olmo3,
     Tiny::Phi3,
     Tiny::Gemma2,
     Tiny::Gemma3,
@@ -179,6 +180,7 @@ fn a_block_edge_is_all_its_head_edges() {
         Tiny::Qwen2,
         Tiny::Qwen3,
         Tiny::Olmo2,
+        Tiny::Olmo3,
         Tiny::Gemma2,
     ] {
         let model = f64_model(tiny, dir.path());

@@ -106,6 +106,13 @@ impl Kernels {
 
     #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
     fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        // A partial rotation (Phi-3's `partial_rotary_factor`): the tables cover the leading
+        // dimensions of each head, which rotate; the rest pass through.
+        let (rot, hd) = (2 * cos.dim(D::Minus1)?, x.dim(D::Minus1)?);
+        if rot < hd {
+            let rotated = self.rope(&x.narrow(D::Minus1, 0, rot)?.contiguous()?, cos, sin)?;
+            return Tensor::cat(&[&rotated, &x.narrow(D::Minus1, rot, hd - rot)?], D::Minus1);
+        }
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
             Self::FusedGrad if cos.rank() == 2 => super::kernels::fused::rope(x, cos, sin),
@@ -613,7 +620,7 @@ pub struct Transformer {
     lm_head: Linear,
     /// Rotary inverse frequencies: the global ones, then those of the local layers where
     /// these have a base of their own.
-    inv_freqs: Vec<Vec<f64>>,
+    inv_freqs: Vec<Rotation>,
     /// √hidden in the weights' dtype where the embedding is scaled (Gemma).
     embed_scale: Option<Tensor>,
     dtype: DType,
@@ -868,11 +875,12 @@ impl Transformer {
     /// from each row's first token).
     fn rope_tables(
         &self,
-        inv_freq: &[f64],
+        rotation: &Rotation,
         pos0: usize,
         t: usize,
         pads: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
+        let (inv_freq, scale) = (&rotation.inv_freq, rotation.scale as f32);
         let half = inv_freq.len();
         let rows = pads.unwrap_or(&[0]);
         let mut cos = Vec::with_capacity(rows.len() * t * half);
@@ -883,8 +891,8 @@ impl Transformer {
                 for &f in inv_freq {
                     // Computed in f32 like the reference implementation, then widened.
                     let a = (p as f32) * (f as f32);
-                    cos.push(f64::from(a.cos()));
-                    sin.push(f64::from(a.sin()));
+                    cos.push(f64::from(a.cos() * scale));
+                    sin.push(f64::from(a.sin() * scale));
                 }
             }
         }
@@ -1174,19 +1182,34 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     Tensor::cat(&vec![x; n], 2)?.reshape((b, kvh * n, s, hd))
 }
 
-/// Rotary inverse frequencies of the global layers and, where the local (sliding-window)
-/// layers have a base of their own (Gemma 3), of those, unscaled.
-fn inv_freqs(cfg: &ModelConfig) -> Vec<Vec<f64>> {
-    let mut out = vec![inv_freq(cfg, cfg.rope_theta, cfg.rope_scaling.as_ref())];
+/// One rotary embedding: its inverse frequencies, and what its cos and sin are multiplied by
+/// (YaRN's attention factor; else 1).
+struct Rotation {
+    inv_freq: Vec<f64>,
+    scale: f64,
+}
+
+/// The rotations of the global layers and, where the local (sliding-window) layers have a
+/// base of their own (Gemma 3, OLMo 3), of those, unscaled.
+fn inv_freqs(cfg: &ModelConfig) -> Vec<Rotation> {
+    let scaling = cfg.rope_scaling.as_ref();
+    let mut out = vec![Rotation {
+        inv_freq: inv_freq(cfg, cfg.rope_theta, scaling),
+        scale: scaling.map_or(1.0, RopeScaling::attention_factor),
+    }];
     if let Some(local) = cfg.particulars.local_rope_theta {
-        out.push(inv_freq(cfg, local, None));
+        out.push(Rotation {
+            inv_freq: inv_freq(cfg, local, None),
+            scale: 1.0,
+        });
     }
     out
 }
 
-/// Rotary inverse frequencies of base `theta`, with Llama-3 or linear scaling applied.
+/// Rotary inverse frequencies of base `theta` over the rotated dimensions of each head, with
+/// Llama-3, linear or YaRN scaling applied.
 fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f64> {
-    let hd = cfg.head_dim;
+    let hd = cfg.particulars.rotary_dim.unwrap_or(cfg.head_dim);
     let base: Vec<f64> = (0..hd / 2)
         .map(|i| {
             let e = (2 * i) as f32 / hd as f32;
@@ -1196,6 +1219,7 @@ fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec
     match scaling.cloned() {
         None => base,
         Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+        Some(RopeScaling::Yarn(y)) => y.inv_freq(theta, hd),
         Some(RopeScaling::Llama3 {
             factor,
             low_freq_factor,

@@ -10,7 +10,7 @@
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
 use circuitdiff::model::{
-    self, Activation, ExpertNames, Family, ModelConfig, MoeConfig, Particulars, RopeScaling,
+    self, Activation, ExpertNames, Family, ModelConfig, MoeConfig, Particulars, RopeScaling, Yarn,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,11 @@ pub enum Tiny {
     Qwen3,
     /// OLMo 2: norms after each block, none before, q/k norms over the whole projections.
     Olmo2,
+    /// OLMo 3: OLMo 2's layout with a sliding layer 0 (window 4, rotary base 500) and a
+    /// full-attention layer 1 (base 10,000, YaRN ×4 over an original context of 64: of the 4
+    /// frequencies one is kept, one blended half and half, two interpolated; transformers'
+    /// default attention factor 1 + 0.1·ln 4).
+    Olmo3,
     /// Phi-3: fused qkv and gate-up projections, a sliding window of 4 tokens.
     Phi3,
     /// Gemma 2: sandwich norms, GeGLU, a sliding window of 4 tokens on layer 0 and a global
@@ -54,13 +59,14 @@ pub enum Tiny {
 }
 
 impl Tiny {
-    pub const ALL: [Tiny; 9] = [
+    pub const ALL: [Tiny; 10] = [
         Tiny::Llama,
         Tiny::LlamaTied,
         Tiny::Mistral,
         Tiny::Qwen2,
         Tiny::Qwen3,
         Tiny::Olmo2,
+        Tiny::Olmo3,
         Tiny::Phi3,
         Tiny::Gemma2,
         Tiny::Gemma3,
@@ -78,6 +84,7 @@ impl Tiny {
             Tiny::Qwen2 => Family::Qwen2,
             Tiny::Qwen3 => Family::Qwen3,
             Tiny::Olmo2 => Family::Olmo2,
+            Tiny::Olmo3 => Family::Olmo3,
             Tiny::Phi3 => Family::Phi3,
             Tiny::Gemma2 => Family::Gemma2,
             Tiny::Gemma3 => Family::Gemma3,
@@ -97,18 +104,9 @@ impl Tiny {
             head_dim: if self == Tiny::Qwen3 { 12 } else { 8 },
             rms_norm_eps: 1e-6,
             rope_theta: if self == Tiny::Gemma3 { 1e6 } else { 10_000.0 },
-            rope_scaling: match self {
-                Tiny::Llama => Some(RopeScaling::Llama3 {
-                    factor: 8.0,
-                    low_freq_factor: 1.0,
-                    high_freq_factor: 4.0,
-                    original_max_position_embeddings: 16,
-                }),
-                Tiny::Gemma3 => Some(RopeScaling::Linear { factor: 2.0 }),
-                _ => None,
-            },
+            rope_scaling: self.rope_scaling(),
             max_position_embeddings: 256,
-            sliding_window: if gemma {
+            sliding_window: if gemma || self == Tiny::Olmo3 {
                 vec![Some(4), None]
             } else {
                 vec![
@@ -130,6 +128,12 @@ impl Tiny {
                     final_softcap: (self == Tiny::Gemma2).then_some(1.5),
                     query_pre_attn_scalar: Some(12.0),
                     local_rope_theta: (self == Tiny::Gemma3).then_some(10_000.0),
+                    rotary_dim: None,
+                }
+            } else if self == Tiny::Olmo3 {
+                Particulars {
+                    local_rope_theta: Some(500.0),
+                    ..Particulars::default()
                 }
             } else {
                 Particulars::default()
@@ -138,6 +142,27 @@ impl Tiny {
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
             moe: self.moe(layers),
+        }
+    }
+
+    /// The rotary scaling of each variant.
+    fn rope_scaling(self) -> Option<RopeScaling> {
+        match self {
+            Tiny::Llama => Some(RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 16,
+            }),
+            Tiny::Gemma3 => Some(RopeScaling::Linear { factor: 2.0 }),
+            Tiny::Olmo3 => Some(RopeScaling::Yarn(Yarn {
+                factor: 4.0,
+                original_max_position_embeddings: 64,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                attention_factor: 0.1 * 4f64.ln() + 1.0,
+            })),
+            _ => None,
         }
     }
 

@@ -51,8 +51,8 @@ def per_path_forward(model, ids, dtype, mask=None):
     x = m.embed_tokens(ids)  # Gemma's embedding module scales by sqrt(hidden) itself
     pos = torch.arange(T).unsqueeze(0)
     layer_types = getattr(cfg, "layer_types", None)
-    gemma3 = cfg.model_type == "gemma3_text"
-    if gemma3:  # a rotary table per layer kind (local and global bases)
+    per_kind = cfg.model_type in ("gemma3_text", "olmo3")
+    if per_kind:  # a rotary table per layer kind (local and global bases)
         tables = {k: m.rotary_emb(x, pos, k) for k in set(layer_types)}
     else:
         cos, sin = m.rotary_emb(x, pos)
@@ -72,21 +72,22 @@ def per_path_forward(model, ids, dtype, mask=None):
         h = t.shape[-1] // 2
         return torch.cat((-t[..., h:], t[..., :h]), dim=-1)
 
-    # OLMo 2 norms what each block adds (post_attention_layernorm, post_feedforward_layernorm)
-    # and nothing before it, and its q/k norms cover the whole projections.
-    post_norm = cfg.model_type == "olmo2"
+    # OLMo 2 and 3 norm what each block adds (post_attention_layernorm,
+    # post_feedforward_layernorm) and nothing before it, and their q/k norms cover the whole
+    # projections.
+    post_norm = cfg.model_type in ("olmo2", "olmo3")
     # Gemma norms both what each block reads and what it adds (sandwich norms).
     sandwich = cfg.model_type in ("gemma2", "gemma3_text")
     attn_cap = getattr(cfg, "attn_logit_softcapping", None)
     final_cap = getattr(cfg, "final_logit_softcapping", None)
     # OLMoE (pre-norms) shares OLMo 2's q/k norms over the whole projections.
-    whole_qk = cfg.model_type in ("olmo2", "olmoe")
+    whole_qk = cfg.model_type in ("olmo2", "olmo3", "olmoe")
     ident = lambda t: t
     h = x
     for l, layer in enumerate(m.layers):
         at = layer.self_attn
         hd = at.head_dim
-        if gemma3:
+        if per_kind:
             cos, sin = tables[layer_types[l]]
         if post_norm:
             attn_pre, attn_post = ident, layer.post_attention_layernorm
@@ -119,8 +120,9 @@ def per_path_forward(model, ids, dtype, mask=None):
             k = at.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-        q = q * c + rot(q) * s
-        k = k * c + rot(k) * s
+        r = c.shape[-1]  # Phi-3's partial rotation: the leading r dimensions of each head
+        q = torch.cat([q[..., :r] * c + rot(q[..., :r]) * s, q[..., r:]], dim=-1)
+        k = torch.cat([k[..., :r] * c + rot(k[..., :r]) * s, k[..., r:]], dim=-1)
         rep = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)

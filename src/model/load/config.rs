@@ -3,7 +3,9 @@
 
 use super::limits::{in_range, CheckedDims, DimNames, Dims, MAX_POSITIONS};
 use super::moe::MoeConfig;
+use super::olmo3::{self, Olmo3};
 use super::particulars::{self, Particulars};
+use super::rope::{parse_rope_scaling, RopeScaling};
 use crate::model::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +22,9 @@ pub enum Family {
     Qwen3,
     /// OLMo 2: norms after each block (none before it) and q/k norms over whole projections.
     Olmo2,
+    /// OLMo 3: OLMo 2's layout with sliding-window layers beside full-attention ones, each kind
+    /// with its own rotary embedding ([`Particulars::local_rope_theta`]).
+    Olmo3,
     /// Phi-3: fused qkv and gate-up projections, a sliding window on every layer.
     Phi3,
     /// Gemma 2: norms before and after each block, GeGLU, soft-capped attention and logits,
@@ -46,6 +51,7 @@ impl Family {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
+            Self::Olmo3 => "olmo3",
             Self::Phi3 => "phi3",
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3_text",
@@ -59,7 +65,7 @@ impl Family {
     pub fn qk_norm(self) -> Option<QkNorm> {
         match self {
             Self::Qwen3 | Self::Gemma3 | Self::Qwen3Moe => Some(QkNorm::PerHead),
-            Self::Olmo2 | Self::Olmoe => Some(QkNorm::Whole),
+            Self::Olmo2 | Self::Olmo3 | Self::Olmoe => Some(QkNorm::Whole),
             Self::Llama
             | Self::Mistral
             | Self::Qwen2
@@ -72,7 +78,7 @@ impl Family {
     /// Where the family's block norms sit.
     pub fn norms(self) -> NormPlacement {
         match self {
-            Self::Olmo2 => NormPlacement::Post,
+            Self::Olmo2 | Self::Olmo3 => NormPlacement::Post,
             Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
             Self::Llama
             | Self::Mistral
@@ -93,6 +99,7 @@ impl Family {
             Self::Qwen2 => "Qwen2ForCausalLM",
             Self::Qwen3 => "Qwen3ForCausalLM",
             Self::Olmo2 => "Olmo2ForCausalLM",
+            Self::Olmo3 => "Olmo3ForCausalLM",
             Self::Phi3 => "Phi3ForCausalLM",
             Self::Gemma2 => "Gemma2ForCausalLM",
             Self::Gemma3 => "Gemma3ForCausalLM",
@@ -125,6 +132,7 @@ impl Family {
             "qwen2" => Self::Qwen2,
             "qwen3" => Self::Qwen3,
             "olmo2" => Self::Olmo2,
+            "olmo3" => Self::Olmo3,
             "phi3" => Self::Phi3,
             "gemma2" => Self::Gemma2,
             "gemma3_text" => Self::Gemma3,
@@ -157,21 +165,6 @@ pub enum NormPlacement {
 pub enum QkNorm {
     PerHead,
     Whole,
-}
-
-/// Llama-3 style frequency scaling of rotary embeddings (`rope_scaling` with `rope_type: llama3`),
-/// or plain linear position interpolation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum RopeScaling {
-    Linear {
-        factor: f64,
-    },
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: usize,
-    },
 }
 
 /// The shape and numerics of a decoder, independent of where it was loaded from.
@@ -237,7 +230,12 @@ impl ModelConfig {
             ));
         }
         let dims = field.dims(family)?;
-        let (rope_theta, rope_scaling) = field.rope()?;
+        // OLMo 3 rotates each layer kind by its own parameters, read by `olmo3::read`.
+        let (rope_theta, rope_scaling) = if family == Family::Olmo3 {
+            (10_000.0, None)
+        } else {
+            field.rope(family)?
+        };
         let attention_bias = field.flag("attention_bias");
         let mut cfg = Self {
             rms_norm_eps: field.positive_f64("rms_norm_eps", 1e-6, 1.0)?,
@@ -247,7 +245,12 @@ impl ModelConfig {
             qkv_bias: family == Family::Qwen2 || (attention_bias && !family.fused_projections()),
             o_bias: matches!(
                 family,
-                Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe
+                Family::Llama
+                    | Family::Qwen3
+                    | Family::Olmo2
+                    | Family::Olmo3
+                    | Family::Qwen3Moe
+                    | Family::Olmoe
             ) && attention_bias,
             mlp_bias: family == Family::Llama && field.flag("mlp_bias"),
             qk_norm: family.qk_norm(),
@@ -269,6 +272,16 @@ impl ModelConfig {
             cfg.rope_theta = g.rope_theta;
             cfg.rope_scaling = g.linear_rope.map(|factor| RopeScaling::Linear { factor });
             cfg.particulars = g.particulars;
+        }
+        if family == Family::Phi3 {
+            cfg.particulars.rotary_dim = field.rotary_dim(cfg.head_dim)?;
+        }
+        if family == Family::Olmo3 {
+            let o = olmo3::read(json, path, dims.layers)?;
+            cfg.sliding_window = o.sliding_window;
+            cfg.rope_theta = o.rope_theta;
+            cfg.rope_scaling = o.rope_scaling;
+            cfg.particulars.local_rope_theta = o.local_rope_theta;
         }
         Ok(cfg)
     }
@@ -484,66 +497,6 @@ fn parse_ids(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn parse_rope_scaling(s: &Value, path: &Path) -> Result<Option<RopeScaling>> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let num = |k: &str| {
-        s.get(k)
-            .and_then(Value::as_f64)
-            .filter(|x| x.is_finite() && *x > 0.0)
-            .ok_or_else(|| {
-                ModelError::config(
-                    path,
-                    format!("rope_scaling.{k}"),
-                    "missing or not a positive number",
-                )
-            })
-    };
-    Ok(match kind {
-        "default" => None,
-        "linear" => Some(RopeScaling::Linear {
-            factor: num("factor")?,
-        }),
-        "llama3" => {
-            let (low_freq_factor, high_freq_factor) =
-                (num("low_freq_factor")?, num("high_freq_factor")?);
-            if high_freq_factor <= low_freq_factor {
-                return Err(ModelError::config(
-                    path,
-                    "rope_scaling.high_freq_factor",
-                    format!("{high_freq_factor} is not above low_freq_factor {low_freq_factor}"),
-                ));
-            }
-            Some(RopeScaling::Llama3 {
-                factor: num("factor")?,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: original_context(s, path)?,
-            })
-        }
-        other => {
-            return Err(ModelError::config(
-                path,
-                "rope_scaling.rope_type",
-                format!("`{other}` is not supported (default, linear, llama3)"),
-            ))
-        }
-    })
-}
-
-/// `rope_scaling.original_max_position_embeddings`: the context the model was trained on.
-fn original_context(s: &Value, path: &Path) -> Result<usize> {
-    let field = "rope_scaling.original_max_position_embeddings";
-    let n = s
-        .get("original_max_position_embeddings")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ModelError::config(path, field, "missing or not a whole number"))?;
-    in_range(path, field, n, 1, MAX_POSITIONS)
-}
-
 /// The fields of a `config.json`, read with the file's path at hand for errors.
 struct Fields<'a> {
     json: &'a Value,
@@ -580,7 +533,7 @@ impl Fields<'_> {
 
     /// θ and scaling of the rotary embedding. transformers 5 nests them under `rope_parameters`;
     /// older files use top-level `rope_theta` and `rope_scaling`.
-    fn rope(&self) -> Result<(f64, Option<RopeScaling>)> {
+    fn rope(&self, family: Family) -> Result<(f64, Option<RopeScaling>)> {
         let json = self.json;
         let rope_params = json.get("rope_parameters").filter(|v| v.is_object());
         let rope_theta = rope_params
@@ -595,9 +548,10 @@ impl Fields<'_> {
                 format!("{rope_theta} is not a positive number"),
             ));
         }
-        // A rotation of part of each head (Phi-4-mini, some GPT-style models) is not
-        // implemented: refuse it rather than rotate the whole head.
-        if let Some(f) = json.get("partial_rotary_factor").filter(|v| !v.is_null()) {
+        // A rotation of part of each head is implemented for Phi-3 (Phi-4-mini;
+        // `Fields::rotary_dim`); elsewhere refuse it rather than rotate the whole head.
+        let partial = json.get("partial_rotary_factor").filter(|v| !v.is_null());
+        if let Some(f) = partial.filter(|_| family != Family::Phi3) {
             if f.as_f64() != Some(1.0) {
                 return Err(ModelError::config(
                     self.path,
@@ -611,10 +565,39 @@ impl Fields<'_> {
             .filter(|v| v.is_object())
             .or(rope_params);
         let rope_scaling = match scaling {
-            Some(s) => parse_rope_scaling(s, self.path)?,
+            Some(s) => parse_rope_scaling(s, self.path, "rope_scaling")?,
             None => None,
         };
         Ok((rope_theta, rope_scaling))
+    }
+
+    /// How many leading dimensions of each head of `head_dim` rotate, as transformers' Phi-3
+    /// derives it: ⌊head_dim × `partial_rotary_factor`⌋ (from `rope_parameters`, else the top
+    /// level); `None` for the whole head. A factor outside (0, 1] or an odd or empty rotated
+    /// part is refused naming the field.
+    fn rotary_dim(&self, head_dim: usize) -> Result<Option<usize>> {
+        let field = "partial_rotary_factor";
+        let v = self
+            .json
+            .get("rope_parameters")
+            .and_then(|p| p.get(field))
+            .or_else(|| self.json.get(field))
+            .filter(|v| !v.is_null());
+        let Some(v) = v else { return Ok(None) };
+        let f = v
+            .as_f64()
+            .filter(|f| *f > 0.0 && *f <= 1.0)
+            .ok_or_else(|| ModelError::config(self.path, field, format!("{v} is not in (0, 1]")))?;
+        // transformers takes int(head_dim * factor).
+        let dim = (head_dim as f64 * f).floor() as usize;
+        if dim == 0 || !dim.is_multiple_of(2) {
+            return Err(ModelError::config(
+                self.path,
+                field,
+                format!("{f} rotates {dim} of {head_dim} dimensions (not a positive even number)"),
+            ));
+        }
+        Ok((dim < head_dim).then_some(dim))
     }
 
     /// The attention window of each of `layers` layers.
@@ -622,9 +605,13 @@ impl Fields<'_> {
         let window = self.opt_u64("sliding_window")?;
         let from = match family {
             // Gemma's windows are read with its other particulars.
-            Family::Llama | Family::Olmo2 | Family::Olmoe | Family::Gemma2 | Family::Gemma3 => {
-                return Ok(vec![None; layers])
-            }
+            // OLMo 3's windows are read with its rotary embeddings (`olmo3::read`).
+            Family::Llama
+            | Family::Olmo2
+            | Family::Olmo3
+            | Family::Olmoe
+            | Family::Gemma2
+            | Family::Gemma3 => return Ok(vec![None; layers]),
             Family::Mistral | Family::Phi3 | Family::Mixtral => 0,
             // Qwen3-MoE windows every layer (it has no `max_window_layers`).
             Family::Qwen3Moe if self.flag("use_sliding_window") => 0,
@@ -801,7 +788,12 @@ impl ModelConfig {
         #[expect(clippy::expect_used, reason = "json! of a map literal is an object")]
         let o = j.as_object_mut().expect("json object");
         match self.family {
-            Family::Llama | Family::Qwen3 | Family::Olmo2 | Family::Qwen3Moe | Family::Olmoe => {
+            Family::Llama
+            | Family::Qwen3
+            | Family::Olmo2
+            | Family::Olmo3
+            | Family::Qwen3Moe
+            | Family::Olmoe => {
                 o.insert("attention_bias".into(), self.o_bias.into());
             }
             _ => {}
@@ -816,6 +808,10 @@ impl ModelConfig {
             Family::Phi3 => {
                 o.insert("sliding_window".into(), window.into());
                 o.insert("pad_token_id".into(), Value::Null);
+                if let Some(dim) = self.particulars.rotary_dim {
+                    let factor = dim as f64 / self.head_dim as f64;
+                    o.insert("partial_rotary_factor".into(), factor.into());
+                }
             }
             Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe => {
                 let from = self.sliding_window.iter().position(Option::is_some);
@@ -827,6 +823,16 @@ impl ModelConfig {
                 );
             }
             Family::Llama | Family::Olmo2 | Family::Olmoe => {}
+            Family::Olmo3 => {
+                let olmo3 = Olmo3 {
+                    sliding_window: self.sliding_window.clone(),
+                    rope_theta: self.rope_theta,
+                    rope_scaling: self.rope_scaling.clone(),
+                    local_rope_theta: self.particulars.local_rope_theta,
+                };
+                olmo3.write_hf_json(o);
+                return j;
+            }
             Family::Gemma2 | Family::Gemma3 => {
                 self.gemma().write_hf_json(o, self.head_dim);
                 return j;
@@ -834,20 +840,7 @@ impl ModelConfig {
         }
         o.extend(MoeConfig::hf_fields(self.moe.as_ref(), self.family.name()));
         if let Some(s) = &self.rope_scaling {
-            let v = match *s {
-                RopeScaling::Linear { factor } => {
-                    serde_json::json!({"rope_type": "linear", "factor": factor})
-                }
-                RopeScaling::Llama3 {
-                    factor,
-                    low_freq_factor,
-                    high_freq_factor,
-                    original_max_position_embeddings,
-                } => serde_json::json!({"rope_type": "llama3", "factor": factor,
-                    "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
-                    "original_max_position_embeddings": original_max_position_embeddings}),
-            };
-            o.insert("rope_scaling".into(), v);
+            o.insert("rope_scaling".into(), s.to_hf_json());
         }
         j
     }

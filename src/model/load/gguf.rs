@@ -1,11 +1,12 @@
 //! llama.cpp `.gguf` files: configuration from the metadata keys, tensors dequantised to f32 and
 //! renamed to Hugging Face names, Q/K rows un-permuted for Llama, tokenizer from the vocabulary.
 
-use super::config::{Family, ModelConfig, RopeScaling};
+use super::config::{Family, ModelConfig};
 use super::gguf_header;
 use super::gguf_moe::{self, Header};
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::particulars::{Activation, Particulars};
+use super::rope::RopeScaling;
 use super::tokenizer::{GgufBpe, Tokenizer};
 use super::weights::{check_tensors, Stored};
 use crate::model::error::{ModelError, Result};
@@ -247,6 +248,48 @@ impl GgufFile {
         if family.is_gemma() {
             return self.gemma(cfg);
         }
+        if family == Family::Olmo2 && self.arch_u("attention.sliding_window")?.is_some() {
+            return self.olmo3(cfg);
+        }
+        Ok(cfg)
+    }
+
+    /// OLMo 3 as llama.cpp writes it: architecture `olmo2` with `attention.sliding_window` and
+    /// `attention.sliding_window_pattern`, one boolean per layer (true: the layer slides; by
+    /// default every fourth layer attends to everything). One base `rope.freq_base` serves
+    /// both kinds, the sliding layers rotating without scaling, as llama.cpp runs them.
+    fn olmo3(&self, mut cfg: ModelConfig) -> Result<ModelConfig> {
+        let key = |k: &str| format!("{}.{k}", self.arch);
+        let window_key = key("attention.sliding_window");
+        let window = in_range(
+            &self.path,
+            &window_key,
+            self.arch_req("attention.sliding_window")?,
+            1,
+            MAX_POSITIONS,
+        )?;
+        let pattern_key = key("attention.sliding_window_pattern");
+        let layers = cfg.num_layers;
+        let sliding: Vec<bool> = match self.meta(&pattern_key) {
+            None => (0..layers).map(|l| (l + 1) % 4 != 0).collect(),
+            Some(Value::Array(a)) if a.len() == layers => a
+                .iter()
+                .map(|v| v.to_bool().ok())
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ModelError::config(&self.path, &pattern_key, "not a list of booleans")
+                })?,
+            Some(_) => {
+                return Err(ModelError::config(
+                    &self.path,
+                    pattern_key,
+                    format!("not a list of {layers} booleans, one per layer"),
+                ))
+            }
+        };
+        cfg.family = Family::Olmo3;
+        cfg.sliding_window = sliding.into_iter().map(|s| s.then_some(window)).collect();
+        cfg.particulars.local_rope_theta = Some(cfg.rope_theta);
         Ok(cfg)
     }
 
@@ -303,6 +346,7 @@ impl GgufFile {
             final_softcap: cap("final_logit_softcapping")?,
             query_pre_attn_scalar: Some(scalar),
             local_rope_theta: gemma3.then_some(10_000.0),
+            rotary_dim: None,
         };
         cfg.rms_norm_eps = self.arch_f("attention.layer_norm_rms_epsilon", 1e-6)?;
         Ok(cfg)

@@ -13,19 +13,22 @@ mod inspect;
 pub mod limits;
 mod memory;
 mod moe;
+mod olmo3;
 pub(super) mod open;
 mod options;
 mod particulars;
+mod rope;
 mod save;
 mod source;
 mod tokenizer;
 pub(super) mod weights;
+mod yarn;
 
 pub use adapter::{
     AdapterInfo, LoraAdapter, CONFIG_FILE as ADAPTER_CONFIG_FILE,
     WEIGHTS_FILE as ADAPTER_WEIGHTS_FILE,
 };
-pub use config::{Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
+pub use config::{Family, ModelConfig, NormPlacement, QkNorm};
 pub use download::DownloadProgress;
 pub use inspect::{inspect, inspect_plan, ModelInfo};
 pub use memory::{available as available_memory, MemoryEstimate, ScorePlan};
@@ -33,8 +36,10 @@ pub use moe::{ExpertNames, MoeConfig};
 pub use open::{fingerprint_of, load_without_weights};
 pub use options::LoadOptions;
 pub use particulars::{Activation, Particulars};
+pub use rope::RopeScaling;
 pub use save::{
     char_tokenizer_json, random_weights, write_hf_folder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 pub use source::{is_model_folder, resolve, Checkpoint, HubOptions};
 pub use tokenizer::Tokenizer;
+pub use yarn::Yarn;

@@ -1,6 +1,7 @@
-//! What a decoder does beyond the shared Llama layout (Gemma 2 and Gemma 3): the gate's
-//! activation, the embedding scale, norms that scale by 1 + w, soft-capped attention scores and
-//! logits, the attention scale, and the rotary base of sliding-window layers. Each is a typed
+//! What a decoder does beyond the shared Llama layout (Gemma 2 and Gemma 3; OLMo 3's sliding
+//! layers' base; Phi-3's partial rotation): the gate's activation, the embedding scale, norms
+//! that scale by 1 + w, soft-capped attention scores and logits, the attention scale, the
+//! rotary base of sliding-window layers, and how much of each head rotates. Each is a typed
 //! option of the one decoder; [`Particulars::default`] is the plain Llama layout.
 
 use super::limits::{in_range, MAX_POSITIONS};
@@ -40,14 +41,18 @@ pub struct Particulars {
     /// by 1/√head_dim.
     pub query_pre_attn_scalar: Option<f64>,
     /// The rotary base of the sliding-window layers, which then rotate without scaling
-    /// (Gemma 3's local layers); `None`: every layer rotates with `rope_theta` and
-    /// `rope_scaling`.
+    /// (Gemma 3's local layers, OLMo 3's sliding layers); `None`: every layer rotates with
+    /// `rope_theta` and `rope_scaling`.
     pub local_rope_theta: Option<f64>,
+    /// How many leading dimensions of each head rotate (Phi-3's `partial_rotary_factor` × the
+    /// head size); the rest pass through unrotated. `None`: the whole head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotary_dim: Option<usize>,
 }
 
 /// The attention kind of each layer, as `layer_types` names them.
-const SLIDING: &str = "sliding_attention";
-const FULL: &str = "full_attention";
+pub(super) const SLIDING: &str = "sliding_attention";
+pub(super) const FULL: &str = "full_attention";
 
 /// What a Gemma `config.json` says beyond the shared fields.
 pub(super) struct Gemma {
@@ -108,6 +113,7 @@ pub(super) fn gemma(json: &Value, path: &Path, gemma3: bool, layers: usize) -> R
         final_softcap: cap(json, path, "final_logit_softcapping", final_cap)?,
         query_pre_attn_scalar: Some(positive(json, path, "query_pre_attn_scalar", 256.0)?),
         local_rope_theta: local,
+        rotary_dim: None,
     };
     Ok(Gemma {
         particulars,
@@ -148,14 +154,41 @@ fn windows(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Vec
     let window = match json.get("sliding_window") {
         None => Some(4096),
         Some(Value::Null) => None,
-        Some(v) => {
-            let w = v.as_u64().ok_or_else(|| {
-                ModelError::config(path, "sliding_window", "expected a non-negative integer")
-            })?;
-            Some(in_range(path, "sliding_window", w, 1, MAX_POSITIONS)?)
+        Some(v) => Some(window_size(v, path)?),
+    };
+    let every = || {
+        if !gemma3 {
+            return Ok(2);
+        }
+        match json.get("sliding_window_pattern") {
+            None | Some(Value::Null) => Ok(6),
+            Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
+                ModelError::config(path, "sliding_window_pattern", "not a positive integer")
+            }),
         }
     };
-    let sliding: Vec<bool> = match json.get("layer_types").filter(|v| !v.is_null()) {
+    let sliding = sliding_layers(json, path, layers, every)?;
+    Ok(sliding.into_iter().map(|s| window.filter(|_| s)).collect())
+}
+
+/// A `sliding_window` value: a whole number of tokens in [1, [`MAX_POSITIONS`]].
+pub(super) fn window_size(v: &Value, path: &Path) -> Result<usize> {
+    let w = v.as_u64().ok_or_else(|| {
+        ModelError::config(path, "sliding_window", "expected a non-negative integer")
+    })?;
+    in_range(path, "sliding_window", w, 1, MAX_POSITIONS)
+}
+
+/// Which of `layers` layers slide: `layer_types` where given (each `sliding_attention` or
+/// `full_attention`, anything else refused naming the field), else every layer but each n-th,
+/// n = `every()` (read only then).
+pub(super) fn sliding_layers(
+    json: &Value,
+    path: &Path,
+    layers: usize,
+    every: impl FnOnce() -> Result<u64>,
+) -> Result<Vec<bool>> {
+    match json.get("layer_types").filter(|v| !v.is_null()) {
         Some(Value::Array(kinds)) if kinds.len() == layers => kinds
             .iter()
             .map(|k| match k.as_str() {
@@ -167,29 +200,17 @@ fn windows(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Vec
                     format!("{k} is not supported (only {SLIDING}, {FULL})"),
                 )),
             })
-            .collect::<Result<_>>()?,
-        Some(v) => {
-            return Err(ModelError::config(
-                path,
-                "layer_types",
-                format!("{v} is not a list of {layers} layer kinds"),
-            ))
-        }
+            .collect(),
+        Some(v) => Err(ModelError::config(
+            path,
+            "layer_types",
+            format!("{v} is not a list of {layers} layer kinds"),
+        )),
         None => {
-            let every = if gemma3 {
-                match json.get("sliding_window_pattern") {
-                    None | Some(Value::Null) => 6,
-                    Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
-                        ModelError::config(path, "sliding_window_pattern", "not a positive integer")
-                    })?,
-                }
-            } else {
-                2
-            };
-            (0..layers as u64).map(|l| (l + 1) % every != 0).collect()
+            let every = every()?;
+            Ok((0..layers as u64).map(|l| (l + 1) % every != 0).collect())
         }
-    };
-    Ok(sliding.into_iter().map(|s| window.filter(|_| s)).collect())
+    }
 }
 
 /// Gemma's rotary embedding: θ and scaling of the global layers (only linear scaling), and for

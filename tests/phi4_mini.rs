@@ -1,0 +1,137 @@
+//! Phi-4-mini's partial rotation (`model_type` phi3 with `partial_rotary_factor` < 1) against
+//! Hugging Face transformers: logits in f64 and f32 and edge scores; its LongRoPE scaling and
+//! factors the decoder cannot run refused naming the field.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use candle_core::{DType, Tensor};
+use circuitdiff::attribution::{score_sample, Graph, Level};
+use circuitdiff::model::{Kernels, LoadOptions, Model, ModelConfig};
+use common::{max_abs, max_abs_diff, reference, Tiny};
+use serde_json::{json, Value};
+
+/// Twelve tokens: three times the tiny Phi-3's window of 4.
+const IDS: [u32; 12] = [5, 17, 22, 9, 40, 33, 12, 8, 27, 19, 3, 44];
+
+/// The tiny Phi-3 with half of each head (4 of 8 dimensions) rotating.
+fn partial() -> ModelConfig {
+    let mut cfg = Tiny::Phi3.config();
+    cfg.particulars.rotary_dim = Some(4);
+    cfg
+}
+
+/// Logits equal transformers' to 1e-5 in f64 and 1e-4 in f32 with every kernel set, and differ
+/// from those of the whole head rotating (so the check would catch a model ignoring the
+/// factor); edge scores equal a plain-PyTorch computation to 1e-4 of the largest.
+#[test]
+fn a_partial_rotation_equals_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = partial();
+    let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
+    let path = dir.path().join("phi4-mini-like");
+    common::write_folder(&path, &cfg, &weights);
+    let whole = dir.path().join("whole-head");
+    common::write_folder(&whole, &Tiny::Phi3.config(), &weights);
+    for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
+        let opts = LoadOptions {
+            dtype,
+            ..LoadOptions::default()
+        };
+        let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+        assert_eq!(model.config.particulars.rotary_dim, Some(4));
+        let r = reference(
+            "hf_model.py",
+            &json!({"model": path, "ids": IDS, "dtype": name}),
+        );
+        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
+            if dtype == DType::F64 && kernels == Kernels::Fast {
+                continue; // candle's fused kernels have no f64
+            }
+            let d = max_abs_diff(&model.forward_logits(&IDS, kernels).unwrap(), &r["logits"]);
+            eprintln!("partial rotation {name} {kernels:?}: max |Δlogit| = {d:e}");
+            assert!(d <= tol, "{name} {kernels:?}: max |Δlogit| = {d:e}");
+        }
+    }
+    let opts = LoadOptions::default();
+    let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+    let rotated = Model::load(whole.to_str().unwrap(), &opts).unwrap();
+    let ours = model.forward_logits(&IDS, Kernels::FusedGrad).unwrap();
+    let d = max_abs_diff(
+        &ours,
+        &rotated.forward_logits(&IDS, Kernels::FusedGrad).unwrap(),
+    );
+    assert!(d > 1e-3, "the partial rotation makes no difference: {d:e}");
+    let (prompt, answer) = (&IDS[..6], &IDS[6..10]);
+    let g = Graph::new(&model.config, Level::Block);
+    let s = score_sample(&model, &g, "0", prompt, answer, answer.len()).unwrap();
+    let r = reference(
+        "hf_model.py",
+        &json!({"model": path, "ids": &IDS[..9], "loss_from": 5, "targets": answer}),
+    );
+    let want = r["scores"].to_dtype(DType::F32).unwrap();
+    let ours = Tensor::from_slice(&s.dense, want.shape(), &candle_core::Device::Cpu).unwrap();
+    let err = max_abs_diff(&ours, &want) / max_abs(&want);
+    eprintln!("partial rotation: max |ΔS| / max |S| = {err:e}");
+    assert!(err <= 1e-4, "{err:e}");
+}
+
+/// `partial_rotary_factor` is read as transformers reads it (⌊head_dim × factor⌋ leading
+/// dimensions, from `rope_parameters` before the top level, 1 = the whole head); a factor
+/// outside (0, 1], one that rotates an odd number of dimensions, and Phi-4-mini's LongRoPE are
+/// refused naming the field.
+#[test]
+fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Tiny::Phi3.write(dir.path());
+    let file = path.join("config.json");
+    let base: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let read = |edit: &dyn Fn(&mut Value)| {
+        let mut j = base.clone();
+        edit(&mut j);
+        ModelConfig::from_hf_json(&j, &file)
+    };
+    let dim = |edit: &dyn Fn(&mut Value)| read(edit).unwrap().particulars.rotary_dim;
+    assert_eq!(dim(&|j| j["partial_rotary_factor"] = 0.75.into()), Some(6));
+    assert_eq!(dim(&|j| j["partial_rotary_factor"] = 1.0.into()), None);
+    assert_eq!(
+        dim(&|j| {
+            j["partial_rotary_factor"] = 0.75.into();
+            j["rope_parameters"] = json!({"rope_type": "default", "partial_rotary_factor": 0.5});
+        }),
+        Some(4)
+    );
+    let long_factors: Vec<f64> = vec![1.0; 3];
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit); 4] = [
+        (
+            "partial_rotary_factor",
+            Box::new(|j| j["partial_rotary_factor"] = 1.5.into()),
+        ),
+        (
+            "partial_rotary_factor",
+            Box::new(|j| j["partial_rotary_factor"] = 0.375.into()),
+        ),
+        (
+            "partial_rotary_factor",
+            Box::new(|j| j["partial_rotary_factor"] = 0.0.into()),
+        ),
+        (
+            "rope_scaling.rope_type",
+            Box::new(move |j| {
+                j["partial_rotary_factor"] = 0.75.into();
+                j["rope_scaling"] = json!({"type": "longrope", "long_factor": long_factors,
+                    "short_factor": long_factors});
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        let err = read(&*edit).expect_err("read").to_string();
+        eprintln!("{field}: {err}");
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
