@@ -1184,6 +1184,7 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
 
 /// One rotary embedding: its inverse frequencies, and what its cos and sin are multiplied by
 /// (YaRN's attention factor; else 1).
+#[derive(Clone)]
 struct Rotation {
     inv_freq: Vec<f64>,
     scale: f64,
