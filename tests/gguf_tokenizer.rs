@@ -29,8 +29,15 @@ fn sentencepiece_ggufs_tokenize_like_transformers() {
             load_without_weights(path.to_str().unwrap(), &HubOptions::default()).unwrap();
         assert_eq!(tokenizer.chat_template.as_deref(), Some(CHAT));
         check(&tokenizer, &r, arch);
-        // Refusals, each on a copy of the file with one metadata entry changed.
         let gemma = arch == "gemma3";
+        // Generation stops at a chat turn's end (both test vocabularies have `<end_of_turn>` and
+        // name no `tokenizer.ggml.eot_token_id`) as at the end of the sequence.
+        let turn_end = tokenizer.token_to_id("<end_of_turn>").unwrap();
+        let eos = tokenizer
+            .token_to_id(if gemma { "<eos>" } else { "</s>" })
+            .unwrap();
+        assert_eq!(tokenizer.eos_ids, [eos, turn_end], "{arch}");
+        // Refusals, each on a copy of the file with one metadata entry changed.
         type Edit = fn(&mut Vec<(String, gguf_file::Value)>);
         let cases: [(&str, Edit); 4] = [
             ("tokenizer.ggml.pre", |m| {

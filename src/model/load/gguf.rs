@@ -175,6 +175,34 @@ impl GgufFile {
         Ok(Vec::new())
     }
 
+    /// The ids that end a chat turn besides the end-of-sequence id, as llama.cpp stops at them:
+    /// `tokenizer.ggml.eot_token_id`, else Gemma's `<end_of_turn>` where the vocabulary has it
+    /// (a Gemma GGUF names only `<eos>`, which its chat turns never reach; the model's own
+    /// generation config stops at both).
+    pub fn turn_end_ids(&self, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+        const KEY: &str = "tokenizer.ggml.eot_token_id";
+        match self.meta(KEY) {
+            Some(v) => {
+                let id = v.to_u32().map_err(|_| {
+                    ModelError::config(&self.path, KEY, "not a token id".to_owned())
+                })?;
+                if (id as usize) < tokenizer.vocab_size() {
+                    Ok(vec![id])
+                } else {
+                    Err(ModelError::config(
+                        &self.path,
+                        KEY,
+                        format!(
+                            "not a token id of the vocabulary ({} tokens)",
+                            tokenizer.vocab_size()
+                        ),
+                    ))
+                }
+            }
+            None => Ok(tokenizer.token_to_id("<end_of_turn>").into_iter().collect()),
+        }
+    }
+
     /// The vocabulary size: the metadata's, else the embedding's rows.
     fn vocab(&self) -> Result<u64> {
         if let Some(v) = self.arch_u("vocab_size")? {

@@ -130,6 +130,8 @@ fn gguf_tokenizer(
     };
     fits_vocabulary(&tokenizer, config, tokenizer_json.unwrap_or(g.path()))?;
     tokenizer.add_eos_ids(&config.eos_token_ids);
+    let turn_ends = g.turn_end_ids(&tokenizer)?;
+    tokenizer.add_eos_ids(&turn_ends);
     Ok(tokenizer)
 }
 
