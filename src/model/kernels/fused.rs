@@ -299,9 +299,10 @@ macro_rules! by_float {
         }
     };
 }
+pub(super) use by_float;
 
 /// The contiguous elements of a CPU tensor in f32 or f64.
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+pub(super) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("fused kernel: operand is not contiguous"),

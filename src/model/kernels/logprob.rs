@@ -13,7 +13,7 @@
 //! composite path runs; the unit test below holds the two together and against central finite
 //! differences.
 
-use super::fused::{cpu_kernels, rows_per_task, IntoStorage, KernelExp};
+use super::fused::{by_float, cpu_kernels, rows_per_task, slice, IntoStorage, KernelExp};
 use super::pool;
 use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
@@ -57,14 +57,6 @@ fn target(t: u32, vocab: usize) -> Result<usize> {
         candle_core::bail!("target-logprobs: target {t} outside a vocabulary of {vocab}");
     }
     Ok(t)
-}
-
-/// The contiguous elements of a CPU operand.
-fn elements<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("target-logprobs: operand is not contiguous"),
-    }
 }
 
 fn forward<T: WithDType + Float + KernelExp>(x: &[T], ids: &[u32], vocab: usize) -> Vec<T> {
@@ -117,18 +109,16 @@ impl CustomOp2 for TargetLogprobs {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (rows, vocab) = l1.shape().dims2()?;
-        let ids = elements::<u32>(s2, l2)?;
+        let ids = slice::<u32>(s2, l2)?;
         if ids.len() != rows {
             candle_core::bail!("target-logprobs: {} targets for {rows} rows", ids.len());
         }
         for &t in ids {
             target(t, vocab)?;
         }
-        let y = match s1 {
-            CpuStorage::F32(_) => forward(elements::<f32>(s1, l1)?, ids, vocab).into_storage(),
-            CpuStorage::F64(_) => forward(elements::<f64>(s1, l1)?, ids, vocab).into_storage(),
-            _ => candle_core::bail!("target-logprobs: f32 or f64 only"),
-        };
+        let y = by_float!(s1, "target-logprobs", |T| {
+            forward(slice::<T>(s1, l1)?, ids, vocab)
+        });
         Ok((y, Shape::from(rows)))
     }
 
@@ -166,16 +156,10 @@ impl CustomOp3 for TargetLogprobsBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, vocab) = l1.shape().dims2()?;
-        let ids = elements::<u32>(s2, l2)?;
-        let gx = match s1 {
-            CpuStorage::F32(_) => {
-                backward(elements::<f32>(s1, l1)?, ids, elements(s3, l3)?, vocab).into_storage()
-            }
-            CpuStorage::F64(_) => {
-                backward(elements::<f64>(s1, l1)?, ids, elements(s3, l3)?, vocab).into_storage()
-            }
-            _ => candle_core::bail!("target-logprobs-backward: f32 or f64 only"),
-        };
+        let ids = slice::<u32>(s2, l2)?;
+        let gx = by_float!(s1, "target-logprobs-backward", |T| {
+            backward(slice::<T>(s1, l1)?, ids, slice(s3, l3)?, vocab)
+        });
         Ok((gx, l1.shape().clone()))
     }
 }
