@@ -4,7 +4,7 @@
 //! transformers' `Olmo3Config` reads them. The sliding layers' base is
 //! [`super::Particulars::local_rope_theta`], the machinery Gemma 3's local layers use.
 
-use super::particulars::{sliding_layers, window_size, FULL, SLIDING};
+use super::particulars::{layer_kinds, sliding_layers, window_size, FULL, SLIDING};
 use super::rope::{parse_rope_scaling, RopeScaling};
 use super::yarn::Yarn;
 use crate::model::error::{ModelError, Result};
@@ -36,12 +36,7 @@ impl Olmo3 {
     /// These fields of the `config.json` that transformers reads, into `o`: the layer kinds,
     /// the window, and the rotary parameters of each kind.
     pub(super) fn write_hf_json(&self, o: &mut Map<String, Value>) {
-        let window = self.sliding_window.iter().flatten().next().copied();
-        let kinds: Vec<&str> = self
-            .sliding_window
-            .iter()
-            .map(|w| if w.is_some() { SLIDING } else { FULL })
-            .collect();
+        let (window, kinds) = layer_kinds(&self.sliding_window);
         o.insert("layer_types".into(), kinds.into());
         // transformers requires a window even where no layer slides.
         o.insert("sliding_window".into(), window.unwrap_or(4096).into());

@@ -171,6 +171,17 @@ fn windows(json: &Value, path: &Path, gemma3: bool, layers: usize) -> Result<Vec
     Ok(sliding.into_iter().map(|s| window.filter(|_| s)).collect())
 }
 
+/// The window and `layer_types` that transformers reads for layers with these windows (`None`:
+/// a full-attention layer).
+pub(super) fn layer_kinds(windows: &[Option<usize>]) -> (Option<usize>, Vec<&'static str>) {
+    let window = windows.iter().flatten().next().copied();
+    let kinds = windows
+        .iter()
+        .map(|w| if w.is_some() { SLIDING } else { FULL })
+        .collect();
+    (window, kinds)
+}
+
 /// A `sliding_window` value: a whole number of tokens in [1, [`MAX_POSITIONS`]].
 pub(super) fn window_size(v: &Value, path: &Path) -> Result<usize> {
     let w = v.as_u64().ok_or_else(|| {
@@ -310,12 +321,7 @@ impl Gemma {
     /// `head_dim`.
     pub(super) fn write_hf_json(&self, o: &mut serde_json::Map<String, Value>, head_dim: usize) {
         let p = &self.particulars;
-        let window = self.sliding_window.iter().flatten().next().copied();
-        let kinds: Vec<&str> = self
-            .sliding_window
-            .iter()
-            .map(|w| if w.is_some() { SLIDING } else { FULL })
-            .collect();
+        let (window, kinds) = layer_kinds(&self.sliding_window);
         o.insert("hidden_act".into(), "gelu_pytorch_tanh".into());
         o.insert("hidden_activation".into(), "gelu_pytorch_tanh".into());
         o.insert("attention_bias".into(), self.bias.into());
