@@ -273,6 +273,9 @@ pub fn step(
         loss = sums.0;
         kl = sums.1 / sums.2.max(f64::MIN_POSITIVE);
     }
+    // And the training passes': the next step samples in other shapes.
+    drop(parts);
+    crate::runtime::release_freed_memory();
     let reward = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
     Ok(StepStats { loss, reward, kl })
 }
