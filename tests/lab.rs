@@ -276,8 +276,9 @@ fn each_algorithm_lowers_its_loss_and_checkpoints_round_trip() {
     );
 }
 
-/// The tiny model in f64, and a batch of two rows of different lengths (padding, the window
-/// and the masked loss are all on the training path then).
+/// The tiny model in f64, and a batch of three sequences: two whose prompts and lengths differ,
+/// and a third answering the first's prompt (packing, padding and the masked loss are all on
+/// the training path then).
 fn f64_model_and_batch(dir: &Path) -> (Model, Vec<Example>) {
     let path = tiny_model(dir);
     let opts = LoadOptions {
@@ -292,7 +293,9 @@ fn f64_model_and_batch(dir: &Path) -> (Model, Vec<Example>) {
         .find(|e| e.0.len() != ex[0].0.len() && total(e) != total(&ex[0]))
         .expect("two examples whose prompts and lengths differ")
         .clone();
-    (model, vec![ex[0].clone(), other])
+    // The second answers the first's prompt: the packed batch gives them one copy of it.
+    let shared = (ex[0].0.clone(), other.1.clone());
+    (model, vec![ex[0].clone(), shared, other])
 }
 
 fn batch_of(ex: &[Example]) -> SeqBatch {
@@ -357,7 +360,8 @@ fn weight_gradients_of_the_training_pass_match_finite_differences() {
 /// With LoRA the base weights are frozen, so the training pass runs the fused kernels with
 /// closed-form backward passes (norms, rotary embedding, attention core, gated activation, the
 /// targets' log-probabilities): the updates' gradients against finite differences, and each
-/// row's log-probabilities in the padded batch against the row's alone (1e-12).
+/// sequence's log-probabilities in the packed batch (two of them sharing one prompt) against
+/// the sequence's alone (1e-12).
 #[test]
 fn lora_gradients_of_the_training_pass_match_finite_differences() {
     use circuitdiff::model::{LoraSettings, LoraTarget};
@@ -394,16 +398,15 @@ fn lora_gradients_of_the_training_pass_match_finite_differences() {
             .0
             .to_vec2::<f64>()
             .unwrap();
-        let answer = row.0.len() - 1..row.0.len() + row.1.len() - 1;
-        assert_eq!(alone.window, answer.clone());
-        for j in answer {
-            let (a, b) = (
-                together[r][j - batch.window.start],
-                own[0][j - alone.window.start],
+        for k in 0..row.1.len() {
+            let (a, b) = (together[r][k], own[0][k]);
+            assert_eq!(mask[r][k], 1.0);
+            assert!(
+                (a - b).abs() <= 1e-12,
+                "row {r} answer token {k}: {a} vs {b}"
             );
-            assert_eq!(mask[r][j - batch.window.start], 1.0);
-            assert!((a - b).abs() <= 1e-12, "row {r} position {j}: {a} vs {b}");
         }
+        assert!(mask[r][row.1.len()..].iter().all(|&m| m == 0.0));
     }
 }
 

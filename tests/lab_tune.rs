@@ -505,9 +505,9 @@ fn the_lora_pass_equals_its_merged_adapter_and_trains_a_and_b_only() {
         p.b.set(&Tensor::randn(0f32, 0.1, p.b.shape(), &Device::Cpu).unwrap())
             .unwrap();
     }
-    let (_, logits) = model
-        .forward_batch(std::slice::from_ref(&ids), 0..ids.len())
-        .unwrap();
+    let packing = circuitdiff::model::Packing::new(&[(&ids[..1], &ids[1..])]);
+    let at = Tensor::arange(0u32, ids.len() as u32, &Device::Cpu).unwrap();
+    let (_, logits) = model.forward_packed(&packing, &at).unwrap();
     let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, p) in &pairs {
         assert!(

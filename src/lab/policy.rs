@@ -2,10 +2,9 @@
 //! prompt + answer sequences, and checkpoints written as Hugging Face folders.
 
 use super::{LabError, Result};
-use crate::model::{target_logprobs, write_hf_folder, LoadOptions, Model};
+use crate::model::{target_logprobs, write_hf_folder, LoadOptions, Model, Packing};
 use candle_core::{DType, Device, Tensor, Var};
 use std::collections::HashMap;
-use std::ops::Range;
 use std::path::Path;
 
 /// A model whose weights are trainable variables.
@@ -59,19 +58,17 @@ pub fn load_frozen(dir: &Path) -> Result<Model> {
     )?)
 }
 
-/// Prompt + answer sequences right-padded into one batch, and the window of positions that the
-/// loss reads. Position j of a row predicts token j + 1; every row starts at position 0, so
-/// that the rows share one rotary table and the causal mask (a row never attends to the
-/// padding after it).
+/// Prompt + answer sequences as one batch: packed for the training pass (answers to the same
+/// prompt share one copy of it, [`Packing`]), and laid out for the loss as one row per
+/// sequence whose column k is answer token k.
 pub struct SeqBatch {
-    /// Each row's prompt and answer, then padding up to the longest row.
-    pub rows: Vec<Vec<u32>>,
-    /// The positions whose next token belongs to some row's answer: from the shortest prompt's
-    /// last token to the longest row's last but one.
-    pub window: Range<usize>,
-    /// Next-token ids over the window (b, w).
+    pub packing: Packing,
+    /// Per sequence and answer token: the slot of the packed rows (laid end to end) whose
+    /// next-token prediction it is (b, w), w the longest answer; 0 past a sequence's answer.
+    pub at: Tensor,
+    /// The answer tokens (b, w), 0 past a sequence's answer.
     pub targets: Tensor,
-    /// 1 where the next token is an answer token, else 0 (b, w), in the model's dtype.
+    /// 1 where column k is an answer token, else 0 (b, w), in the model's dtype.
     pub mask: Tensor,
 }
 
@@ -82,45 +79,35 @@ impl SeqBatch {
         if pairs.is_empty() || pairs.iter().any(|(p, a)| p.is_empty() || a.is_empty()) {
             return Err(LabError::EmptySequence);
         }
-        let width = pairs
-            .iter()
-            .map(|(p, a)| p.len() + a.len())
-            .max()
-            .unwrap_or(0);
-        let first = pairs.iter().map(|(p, _)| p.len()).min().unwrap_or(1) - 1;
-        let window = first..width - 1;
-        let mut rows = Vec::with_capacity(pairs.len());
-        let mut targets = Vec::with_capacity(pairs.len() * window.len());
-        let mut mask = Vec::with_capacity(pairs.len() * window.len());
-        for (p, a) in pairs {
-            let row: Vec<u32> = p
-                .iter()
-                .chain(a.iter())
-                .copied()
-                .chain(std::iter::repeat_n(p[0], width - p.len() - a.len()))
-                .collect();
-            let answer = p.len()..p.len() + a.len();
-            for j in window.clone() {
-                targets.push(row[j + 1]);
-                mask.push(if answer.contains(&(j + 1)) { 1f32 } else { 0.0 });
+        let packing = Packing::new(pairs);
+        let width = packing.rows()[0].len();
+        let w = pairs.iter().map(|(_, a)| a.len()).max().unwrap_or(0);
+        let mut at = Vec::with_capacity(pairs.len() * w);
+        let mut targets = Vec::with_capacity(pairs.len() * w);
+        let mut mask = Vec::with_capacity(pairs.len() * w);
+        for ((_, answer), place) in pairs.iter().zip(packing.placements()) {
+            for k in 0..w {
+                let inside = k < answer.len();
+                let slot = place.row * width + place.predictor(k);
+                at.push(if inside { slot as u32 } else { 0 });
+                targets.push(answer.get(k).copied().unwrap_or(0));
+                mask.push(if inside { 1f32 } else { 0.0 });
             }
-            rows.push(row);
         }
-        let shape = (pairs.len(), window.len());
+        let shape = (pairs.len(), w);
         Ok(Self {
+            packing,
+            at: Tensor::from_vec(at, shape, device)?,
             targets: Tensor::from_vec(targets, shape, device)?,
             mask: Tensor::from_vec(mask, shape, device)?.to_dtype(dtype)?,
-            rows,
-            window,
         })
     }
 }
 
-/// The training forward pass: log-probabilities of each row's next tokens over the batch's
-/// window (b, w) and the normed hidden states that predict them (b, w, d), both
-/// differentiable.
+/// The training forward pass: log-probabilities of each sequence's answer tokens (b, w) and
+/// the normed hidden states that predict them (b, w, d), both differentiable.
 pub fn token_logprobs(model: &Model, batch: &SeqBatch) -> Result<(Tensor, Tensor)> {
-    let (hidden, logits) = model.forward_batch(&batch.rows, batch.window.clone())?;
+    let (hidden, logits) = model.forward_packed(&batch.packing, &batch.at)?;
     Ok((target_logprobs(&logits, &batch.targets)?, hidden))
 }
 

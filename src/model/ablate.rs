@@ -8,6 +8,7 @@
 
 use super::loaded::Model;
 use super::masks::EdgeMasks;
+use super::packing::Rows;
 use super::transformer::{Kernels, Pass};
 use crate::node::Node;
 use candle_core::{DType, Result, Tensor, D};
@@ -25,7 +26,7 @@ fn ablation_pass<'a>(sources: &'a mut Vec<Tensor>, masks: Option<&'a EdgeMasks>)
         cache: None,
         sources: Some(sources),
         head_sources: false,
-        pads: None,
+        rows: Rows::Aligned,
         masks,
     }
 }

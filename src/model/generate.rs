@@ -111,7 +111,9 @@ impl Model {
     }
 
     /// Generation runs on a worker of candle's thread pool, as scoring does (see
-    /// `score_sample`): each step's kernels then start on warm threads.
+    /// `score_sample`): each step's kernels then start on warm threads. It runs the model as
+    /// constants ([`Model::for_inference`]: a model in training builds no graph, its LoRA
+    /// updates merged).
     fn run_batch(
         &self,
         prompts: &[Vec<u32>],
@@ -119,8 +121,9 @@ impl Model {
         eos: bool,
         seeds: Option<&[u64]>,
     ) -> Result<Vec<Generation>> {
+        let model = self.for_inference()?;
         self.device()
-            .with_context(|| self.generate_rows(prompts, opts, eos, seeds))
+            .with_context(|| model.generate_rows(prompts, opts, eos, seeds))
     }
 
     fn generate_rows(
@@ -147,7 +150,7 @@ impl Model {
             })
             .collect();
         let mut cache = KvCache::default();
-        let mut logits = self.step_batch(&rows, &pads, &mut cache)?;
+        let mut logits = self.prefill(&rows, &pads, &mut cache)?;
         let mut out: Vec<Generation> = prompts
             .iter()
             .map(|_| Generation {
@@ -191,6 +194,33 @@ impl Model {
             logits = self.step_batch(&feed, &pads, &mut cache)?;
         }
         Ok(out)
+    }
+
+    /// The logits of each row's last prompt token (rows, vocab), with the prompts' keys and
+    /// values in `cache`. Rows with the same prompt (a group of samples) share one pass over
+    /// it: the distinct prompts run, and their caches and logits are copied to the rows.
+    fn prefill(&self, rows: &[Vec<u32>], pads: &[usize], cache: &mut KvCache) -> Result<Tensor> {
+        // The first row of each distinct prompt (a row is its padding and its ids).
+        let mut firsts: Vec<usize> = Vec::new();
+        let of_row: Vec<u32> = (0..rows.len())
+            .map(|r| {
+                let same = |&f: &usize| rows[f] == rows[r] && pads[f] == pads[r];
+                let d = firsts.iter().position(same).unwrap_or_else(|| {
+                    firsts.push(r);
+                    firsts.len() - 1
+                });
+                d as u32
+            })
+            .collect();
+        if firsts.len() == rows.len() {
+            return self.step_batch(rows, pads, cache);
+        }
+        let once: Vec<Vec<u32>> = firsts.iter().map(|&r| rows[r].clone()).collect();
+        let once_pads: Vec<usize> = firsts.iter().map(|&r| pads[r]).collect();
+        let logits = self.step_batch(&once, &once_pads, cache)?;
+        let of_row = Tensor::new(of_row, logits.device())?;
+        cache.select_rows(&of_row)?;
+        logits.index_select(&of_row, 0)
     }
 
     /// Append `next` to an answer and decode it; `false` when a stop string ends the answer
@@ -246,30 +276,124 @@ fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(best as u32)
 }
 
-/// Nucleus sampling with one uniform draw `u` in [0, 1).
+/// Nucleus sampling with one uniform draw `u` in [0, 1): the tokens in order of probability
+/// (ties by id), the smallest prefix whose mass reaches `top_p` (every token when `top_p` ≥ 1),
+/// and the token at which the prefix's running mass passes `u` times its mass.
 fn sample(logits: &Tensor, temperature: f64, top_p: f64, u: f64) -> Result<u32> {
     let v = logits.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mut p: Vec<(usize, f64)> = v
+    let p: Vec<(usize, f64)> = v
         .iter()
         .enumerate()
         .map(|(i, &x)| (i, ((x - max) / temperature).exp()))
         .collect();
     let z: f64 = p.iter().map(|x| x.1).sum();
-    p.iter_mut().for_each(|x| x.1 /= z);
-    p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut keep = 0;
-    let mut mass = 0.0;
-    while keep < p.len() && (keep == 0 || mass < top_p) {
-        mass += p[keep].1;
-        keep += 1;
-    }
+    let mut ranked = Ranked::new(p.into_iter().map(|(i, q)| (i, q / z)).collect());
+    let n = ranked.len();
+    let (keep, mass) = if top_p >= 1.0 {
+        (n, 1.0)
+    } else {
+        let (mut keep, mut mass) = (0, 0.0);
+        while keep < n && (keep == 0 || mass < top_p) {
+            mass += ranked.get(keep).1;
+            keep += 1;
+        }
+        (keep, mass)
+    };
     let mut target = u * mass;
-    for &(i, q) in &p[..keep] {
+    for k in 0..keep {
+        let (i, q) = ranked.get(k);
         if target < q {
             return Ok(i as u32);
         }
         target -= q;
     }
-    Ok(p[keep - 1].0 as u32)
+    Ok(ranked.get(keep - 1).0 as u32)
+}
+
+/// Tokens with their probabilities, sorted (most probable first, ties by id) only as far as
+/// they are read: a draw usually ends among the first few of a vocabulary of tens of
+/// thousands.
+struct Ranked {
+    p: Vec<(usize, f64)>,
+    sorted: usize,
+}
+
+impl Ranked {
+    fn new(p: Vec<(usize, f64)>) -> Self {
+        Self { p, sorted: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.p.len()
+    }
+
+    /// The `k`-th most probable token and its probability.
+    fn get(&mut self, k: usize) -> (usize, f64) {
+        if k >= self.sorted {
+            let order =
+                |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            let upto = (4 * (k + 1)).max(64).min(self.p.len());
+            let rest = &mut self.p[self.sorted..];
+            let n = upto - self.sorted;
+            if n < rest.len() {
+                rest.select_nth_unstable_by(n, order);
+            }
+            rest[..n].sort_unstable_by(order);
+            self.sorted = upto;
+        }
+        self.p[k]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The draw of the full sort: every token ranked, the nucleus, the walk.
+    fn fully_sorted(v: &[f64], temperature: f64, top_p: f64, u: f64) -> u32 {
+        let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = v.iter().map(|x| ((x - max) / temperature).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let mut p: Vec<(usize, f64)> = e.iter().map(|q| q / z).enumerate().collect();
+        p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let (mut keep, mut mass) = (0, 0.0);
+        while keep < p.len() && (keep == 0 || mass < top_p.min(1.0)) {
+            mass += p[keep].1;
+            keep += 1;
+        }
+        let mut target = u * if top_p >= 1.0 { 1.0 } else { mass };
+        for &(i, q) in &p[..keep] {
+            if target < q {
+                return i as u32;
+            }
+            target -= q;
+        }
+        p[keep - 1].0 as u32
+    }
+
+    /// Sorting only as far as the draw reads gives the full sort's token: peaked and flat
+    /// distributions (whose draws reach past the first sorted prefix), tied logits, nuclei of
+    /// several sizes and draws near 0 and 1.
+    #[test]
+    fn the_partly_sorted_draw_equals_the_fully_sorted_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (vocab, spread) in [(5000, 8.0), (5000, 0.01), (300, 0.0), (1, 1.0)] {
+            let v: Vec<f64> = (0..vocab)
+                .map(|_| (rng.random::<f64>() * spread * 4.0).round() / 4.0)
+                .collect();
+            let logits = Tensor::new(v.as_slice(), &Device::Cpu).unwrap();
+            for top_p in [0.3, 0.9, 1.0] {
+                for u in [0.0, 1e-9, 0.25, 0.5, 0.999, 1.0 - 1e-12] {
+                    let got = sample(&logits, 0.7, top_p, u).unwrap();
+                    let want = fully_sorted(&v, 0.7, top_p, u);
+                    assert_eq!(
+                        got, want,
+                        "vocab {vocab} spread {spread} top_p {top_p} u {u}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@ use super::load::{
     resolve, AdapterInfo, Checkpoint, DownloadProgress, LoadOptions, ModelConfig, Tokenizer,
 };
 use super::lora::LoraSettings;
+use super::packing::{Packing, Rows};
 use super::transformer::{Kernels, KvCache, Pass, Probe, Probes, Transformer};
 use crate::node::Destination;
 use candle_core::{DType, Device, Tensor};
@@ -96,7 +97,7 @@ impl Model {
             cache: None,
             sources: None,
             head_sources: false,
-            pads: None,
+            rows: Rows::Aligned,
             masks: None,
         };
         let h = self.net.residual(&ids, 0, pass)?;
@@ -125,7 +126,7 @@ impl Model {
             cache: Some(cache),
             sources: None,
             head_sources: false,
-            pads: Some(pads),
+            rows: Rows::LeftPadded(pads),
             masks: None,
         };
         let h = self.net.residual(&x, pos0, pass)?;
@@ -133,23 +134,20 @@ impl Model {
         self.net.logits(&last, Kernels::Fast)?.squeeze(1)
     }
 
-    /// The training pass: runs a batch of equally long rows, each from position 0 (any
-    /// padding at the ends, which the causal mask keeps out of every earlier position), with
-    /// the kernels whose backward passes are closed forms, and returns for the positions of
-    /// `window` the final hidden states after the norm (b, w, d) and the logits (b, w, vocab).
-    /// Weight gradients flow only to the weights made trainable by [`Model::trainable`] or to
-    /// attached LoRA updates.
-    pub fn forward_batch(
+    /// The training pass: runs the rows of `packing` with the kernels whose backward passes
+    /// are closed forms, and returns, for the slots `at` (any shape, indices into the rows'
+    /// slots laid end to end), the final hidden states after the norm (…, d) and the logits
+    /// (…, vocab). Weight gradients flow only to the weights made trainable by
+    /// [`Model::trainable`] or to attached LoRA updates.
+    pub fn forward_packed(
         &self,
-        rows: &[Vec<u32>],
-        window: Range<usize>,
+        packing: &Packing,
+        at: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor)> {
+        let rows = packing.rows();
         let t = rows.first().map_or(0, Vec::len);
-        if t == 0 || rows.iter().any(|r| r.len() != t) || window.is_empty() || window.end > t {
-            candle_core::bail!(
-                "forward_batch: rows must be non-empty and equally long, the window {window:?} \
-                 inside them"
-            );
+        if t == 0 {
+            candle_core::bail!("forward_packed: no tokens");
         }
         let x = self.ids_tensor(&rows.concat())?.reshape((rows.len(), t))?;
         let pass = Pass {
@@ -158,11 +156,17 @@ impl Model {
             cache: None,
             sources: None,
             head_sources: false,
-            pads: None,
+            rows: Rows::Packed(packing),
             masks: None,
         };
         let h = self.net.residual(&x, 0, pass)?;
-        let h = h.narrow(1, window.start, window.len())?;
+        let d = h.dim(2)?;
+        let mut shape = at.dims().to_vec();
+        shape.push(d);
+        let h = h
+            .reshape((rows.len() * t, d))?
+            .index_select(&at.flatten_all()?, 0)?
+            .reshape(shape)?;
         self.net.normed_and_logits(&h, Kernels::FusedGrad)
     }
 
@@ -190,6 +194,15 @@ impl Model {
             net: self.net.without_lora(),
             ..self.clone()
         }
+    }
+
+    /// The model as constants for passes that need no gradient: trainable weights detached,
+    /// attached LoRA updates merged into their weights (a copy of those weights).
+    pub fn for_inference(&self) -> candle_core::Result<Model> {
+        Ok(Model {
+            net: self.net.for_inference()?,
+            ..self.clone()
+        })
     }
 
     /// Feed `ids` after what `cache` holds; returns the logits of the last position (vocab).
@@ -234,7 +247,7 @@ impl Model {
             cache: None,
             sources: Some(&mut sources),
             head_sources: heads,
-            pads: None,
+            rows: Rows::Aligned,
             masks: None,
         };
         let h = self.net.residual(&x, 0, pass)?;

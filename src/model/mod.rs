@@ -16,6 +16,7 @@ mod loaded;
 mod lora;
 mod masks;
 mod moe;
+mod packing;
 mod transformer;
 
 pub use ablate::CleanPass;
@@ -37,4 +38,5 @@ pub use load::{
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};
 pub use masks::EdgeMasks;
+pub use packing::{Packing, Placement};
 pub use transformer::{Kernels, KvCache};

@@ -20,6 +20,7 @@ use super::load::{Activation, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 use super::lora::LoraSettings;
 use super::masks::EdgeMasks;
 use super::moe::{Ffn, Gated, MlpKernels};
+use super::packing::Rows;
 use crate::node::{self, Destination, Heads, Node, Port};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use std::sync::Arc;
@@ -163,6 +164,16 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Keep, as row i, the cached row `rows[i]` (rows repeat to share a prompt's keys and
+    /// values).
+    pub(crate) fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(rows, 0)?;
+            *v = v.index_select(rows, 0)?;
+        }
+        Ok(())
+    }
 }
 
 /// What one pass adds to every destination input, one probe per block-level destination in the
@@ -266,9 +277,8 @@ pub(crate) struct Pass<'a> {
     /// Collect attention sources per head instead, each (heads, t, d): the part of the block
     /// output that each head contributes through the output projection.
     pub head_sources: bool,
-    /// Left-padding slots per row of a batch: row r's tokens start at slot `pads[r]`, its
-    /// positions count from there, and its padding is never attended to.
-    pub pads: Option<&'a [usize]>,
+    /// How the rows lay out their tokens (positions and what each slot attends to).
+    pub rows: Rows<'a>,
     /// Edge masks of an ablated batch: every destination reads its masked sum of the sources
     /// collected so far (needs `sources`).
     pub masks: Option<&'a EdgeMasks>,
@@ -799,18 +809,55 @@ impl Transformer {
     /// LoRA run, at no cost in memory.
     pub(crate) fn without_lora(&self) -> Self {
         let mut net = self.clone();
-        let mut linears: Vec<&mut Linear> = vec![&mut net.lm_head];
-        for b in &mut net.layers {
+        for lin in net.linears_mut() {
+            lin.lora = None;
+        }
+        net
+    }
+
+    /// The output layer and every dense projection (those LoRA can adapt).
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut linears: Vec<&mut Linear> = vec![&mut self.lm_head];
+        for b in &mut self.layers {
             let a = &mut b.attn;
             linears.extend([&mut a.q, &mut a.k, &mut a.v, &mut a.o]);
             if let Some(m) = b.mlp.ffn.dense_mut() {
                 linears.extend([&mut m.gate, &mut m.up, &mut m.down]);
             }
         }
-        for lin in linears {
-            lin.lora = None;
+        linears
+    }
+
+    /// The same model as constants, for passes that need no gradient (generation): trainable
+    /// weights detached (sharing their storage, so later updates show), and each attached LoRA
+    /// update merged into its weight, W + s·B·A, so that a step costs one product per
+    /// projection and builds no graph.
+    pub(crate) fn for_inference(&self) -> Result<Self> {
+        let mut net = self.clone();
+        net.embed = net.embed.detach();
+        net.norm = net.norm.detach();
+        for lin in net.linears_mut() {
+            let w = lin.weight.detach();
+            lin.weight = match lin.lora.take() {
+                Some(l) => {
+                    let delta = l.b.as_tensor().detach().matmul(&l.a.as_tensor().detach())?;
+                    (w + (delta * l.scale)?)?
+                }
+                None => w,
+            };
+            lin.bias = lin.bias.as_ref().map(Tensor::detach);
         }
-        net
+        for b in &mut net.layers {
+            let a = &mut b.attn;
+            for w in [&mut a.q_norm, &mut a.k_norm].into_iter().flatten() {
+                *w = w.detach();
+            }
+            let norms = a.norm.weights_mut().into_iter();
+            for w in norms.chain(b.mlp.norm.weights_mut()).flatten() {
+                *w = w.detach();
+            }
+        }
+        Ok(net)
     }
 
     /// Attach a new LoRA update to every layer of the kinds `settings` targets and return the
@@ -871,23 +918,23 @@ impl Transformer {
     }
 
     /// cos and sin tables (t, head_dim/2) of the inverse frequencies `inv_freq` for slots
-    /// `pos0..pos0 + t`, or (b, t, head_dim/2) when rows are left-padded (positions then count
-    /// from each row's first token).
+    /// `pos0..pos0 + t`, or (b, t, head_dim/2) when the rows lay out their tokens each their own
+    /// way (left-padded or packed rows).
     fn rope_tables(
         &self,
         rotation: &Rotation,
         pos0: usize,
         t: usize,
-        pads: Option<&[usize]>,
+        rows: Rows,
     ) -> Result<(Tensor, Tensor)> {
         let (inv_freq, scale) = (&rotation.inv_freq, rotation.scale as f32);
         let half = inv_freq.len();
-        let rows = pads.unwrap_or(&[0]);
-        let mut cos = Vec::with_capacity(rows.len() * t * half);
-        let mut sin = Vec::with_capacity(rows.len() * t * half);
-        for &pad in rows {
+        let n = rows.distinct().unwrap_or(1);
+        let mut cos = Vec::with_capacity(n * t * half);
+        let mut sin = Vec::with_capacity(n * t * half);
+        for row in 0..n {
             for slot in pos0..pos0 + t {
-                let p = slot.saturating_sub(pad);
+                let p = rows.position(row, slot);
                 for &f in inv_freq {
                     // Computed in f32 like the reference implementation, then widened.
                     let a = (p as f32) * (f as f32);
@@ -897,8 +944,8 @@ impl Transformer {
             }
         }
         let mk = |v: Vec<f64>| -> Result<Tensor> {
-            let t = match pads {
-                Some(p) => Tensor::from_vec(v, (p.len(), t, half), &self.device)?,
+            let t = match rows.distinct() {
+                Some(n) => Tensor::from_vec(v, (n, t, half), &self.device)?,
                 None => Tensor::from_vec(v, (t, half), &self.device)?,
             };
             t.to_dtype(self.dtype)
@@ -907,37 +954,33 @@ impl Transformer {
     }
 
     /// Additive attention mask for queries at slots `pos0..pos0+t` over keys `0..pos0+t`:
-    /// (t, s), or (b, 1, t, s) with left padding; `None` when every key is visible.
+    /// (t, s), or (b, 1, t, s) when the rows lay out their tokens each their own way; `None`
+    /// when every key is visible.
     fn mask(
         &self,
         pos0: usize,
         t: usize,
         window: Option<usize>,
-        pads: Option<&[usize]>,
+        rows: Rows,
     ) -> Result<Option<Tensor>> {
         let s = pos0 + t;
-        let rows = pads.unwrap_or(&[0]);
-        // A padding slot sees only itself, so that its (unused) state stays finite; real
-        // tokens never see padding.
-        let visible = |pad: usize, qi: usize, kj: usize| {
-            if qi < pad {
-                kj == qi
-            } else {
-                kj >= pad && kj <= qi && window.is_none_or(|w| qi - kj < w)
-            }
+        let n = rows.distinct().unwrap_or(1);
+        let visible = |row: usize, qi: usize, kj: usize| {
+            rows.visible(row, qi, kj)
+                && window.is_none_or(|w| {
+                    rows.position(row, qi)
+                        .saturating_sub(rows.position(row, kj))
+                        < w
+                })
         };
-        if rows
-            .iter()
-            .all(|&pad| (pos0..s).all(|qi| (0..s).all(|kj| visible(pad, qi, kj))))
-        {
+        if (0..n).all(|row| (pos0..s).all(|qi| (0..s).all(|kj| visible(row, qi, kj)))) {
             return Ok(None);
         }
-        let m: Vec<f32> = rows
-            .iter()
-            .flat_map(|&pad| {
+        let m: Vec<f32> = (0..n)
+            .flat_map(|row| {
                 (pos0..s).flat_map(move |qi| {
                     (0..s).map(move |kj| {
-                        if visible(pad, qi, kj) {
+                        if visible(row, qi, kj) {
                             0.0
                         } else {
                             f32::NEG_INFINITY
@@ -946,25 +989,25 @@ impl Transformer {
                 })
             })
             .collect();
-        let m = match pads {
-            Some(p) => Tensor::from_vec(m, (p.len(), 1, t, s), &self.device)?,
+        let m = match rows.distinct() {
+            Some(n) => Tensor::from_vec(m, (n, 1, t, s), &self.device)?,
             None => Tensor::from_vec(m, (t, s), &self.device)?,
         };
         m.to_dtype(self.dtype).map(Some)
     }
 
     /// The rotary tables and the mask of each distinct attention window, for one pass.
-    fn pass_tables(&self, pos0: usize, t: usize, pads: Option<&[usize]>) -> Result<PassTables> {
+    fn pass_tables(&self, pos0: usize, t: usize, rows: Rows) -> Result<PassTables> {
         let ropes = self
             .inv_freqs
             .iter()
-            .map(|f| self.rope_tables(f, pos0, t, pads))
+            .map(|f| self.rope_tables(f, pos0, t, rows))
             .collect::<Result<_>>()?;
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
         for block in &self.layers {
             let w = block.attn.window;
             if masks.iter().all(|(m, _)| *m != w) {
-                masks.push((w, self.mask(pos0, t, w, pads)?));
+                masks.push((w, self.mask(pos0, t, w, rows)?));
             }
         }
         Ok(PassTables { ropes, masks })
@@ -1014,7 +1057,7 @@ impl Transformer {
         let from_mlp = matches!(first, Node::Mlp { .. });
         let cfg = &self.cfg;
         let k = pass.kernels;
-        let tables = self.pass_tables(pos0, h.dim(1)?, pass.pads)?;
+        let tables = self.pass_tables(pos0, h.dim(1)?, pass.rows)?;
         if let Some(c) = pass.cache.as_deref_mut() {
             c.layers.resize(self.layers.len(), None);
         }

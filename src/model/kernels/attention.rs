@@ -17,8 +17,8 @@
 //! under a causal mask that skips about half of them, and of the softmax. Each block of each
 //! head is one task on the pool (each product on one thread), the costliest first; the key and
 //! value gradients go by blocks of keys of each key/value head, summed over its query heads
-//! within the task. Elsewhere (GPUs, half precision, per-row rotary tables
-//! of a padded batch, a key/value cache) the composite path runs, which `tests/model_parity.rs`
+//! within the task. The rows of a batch may each have their own rotary tables and mask (packed
+//! or padded rows). Elsewhere (GPUs, half precision, a key/value cache) the composite path runs, which `tests/model_parity.rs`
 //! and `tests/model_gradients.rs` also cover; the unit test below holds the two together.
 
 use super::fused::{
@@ -37,8 +37,10 @@ use std::sync::OnceLock;
 /// The merged head outputs z (b, t, heads·head_dim) of
 /// softmax(scale·rope(q)·rope(k)ᵀ + mask)·v for `q` with `heads` = (query heads, key/value
 /// heads) and `k`, `v` with the second, each either (b, t, n·head_dim) as the projections give
-/// it or (b, n, t, head_dim), in any layout; rotary tables (t, head_dim/2) and an additive mask
-/// (t, t). `None` where the op does not apply and the caller takes the composite path.
+/// it or (b, n, t, head_dim), in any layout; rotary tables (t, head_dim/2) shared by the rows,
+/// or (b, t, head_dim/2) one per row, and an additive mask (t, t), or (b, 1, t, t) one per row
+/// (rows packed or padded each their own way). `None` where the op does not apply and the
+/// caller takes the composite path.
 #[expect(
     clippy::too_many_arguments,
     reason = "the operands and parameters of one attention"
@@ -67,9 +69,11 @@ pub(in crate::model) fn attention(
         && vd == kd
         && nq % nkv == 0
         && hd % 2 == 0
-        && cos.dims() == [t, hd / 2]
-        && sin.dims() == [t, hd / 2]
-        && mask.is_none_or(|m| m.dtype() == q.dtype() && m.dims() == [t, t]);
+        && (cos.dims() == [t, hd / 2] || cos.dims() == [b, t, hd / 2])
+        && sin.dims() == cos.dims()
+        && mask.is_none_or(|m| {
+            m.dtype() == q.dtype() && (m.dims() == [t, t] || m.dims() == [b, 1, t, t])
+        });
     if !applies {
         return Ok(None);
     }
@@ -105,12 +109,13 @@ struct AttentionCore {
 }
 
 /// The rotated queries (b, heads, t, hd) and keys (b, kv_heads, t, hd) and the probabilities
-/// (b, heads, t, t) of a forward pass.
+/// (b, heads, t, t) of a forward pass, and the keys each row sees (one [`Visible`] for every
+/// batch row, or one per row when each has its own mask).
 struct Saved {
     q: CpuStorage,
     k: CpuStorage,
     p: CpuStorage,
-    visible: Visible,
+    visible: Vec<Visible>,
 }
 
 /// Sizes of one call: batch, query heads, key/value heads, positions, head dimension.
@@ -214,6 +219,17 @@ impl Visible {
         Self { reach }
     }
 
+    /// One per batch row of a mask (b, 1, t, t) (`per_row`), or one for all rows.
+    fn of_rows<T: Float>(mask: Option<&[T]>, t: usize, per_row: bool) -> Vec<Self> {
+        match mask {
+            Some(m) if per_row => m
+                .chunks_exact((t * t).max(1))
+                .map(|m| Self::of(Some(m), t))
+                .collect(),
+            _ => vec![Self::of(mask, t)],
+        }
+    }
+
     fn blocks(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         let t = self.reach.len();
         (0..t).step_by(BLOCK).map(move |s| s..t.min(s + BLOCK))
@@ -258,11 +274,12 @@ struct Task<'a, T, const N: usize> {
 
 /// The tasks of every block of every one of `heads` heads: each takes its block's rows of every
 /// output (output i holds `t` rows of `widths[i]` elements per head, heads one after another).
-/// The costliest (by `cost` of a block and its reach) go first, so that the pool's threads end
-/// together.
+/// `blocks` holds the blocks of every batch row, or one list per batch row of `per_row` heads
+/// (the same ranges, their own reach). The costliest (by `cost` of a block and its reach) go
+/// first, so that the pool's threads end together.
 fn tasks<'a, T, const N: usize>(
-    blocks: &[(Range<usize>, usize)],
-    (heads, t): (usize, usize),
+    blocks: &[Vec<(Range<usize>, usize)>],
+    (heads, per_row, t): (usize, usize, usize),
     outputs: [&'a mut [T]; N],
     widths: [usize; N],
     cost: impl Fn(&Range<usize>, usize) -> usize,
@@ -276,9 +293,14 @@ fn tasks<'a, T, const N: usize>(
                 .flat_map(move |head| head.chunks_mut(BLOCK * w))
         })
         .collect();
-    let mut out = Vec::with_capacity(heads * blocks.len());
+    let mut out = Vec::with_capacity(heads * blocks[0].len());
     for head in 0..heads {
-        for (block, reach) in blocks {
+        let row = if blocks.len() == 1 {
+            0
+        } else {
+            head / per_row.max(1)
+        };
+        for (block, reach) in &blocks[row] {
             out.push(Task {
                 head,
                 block: block.clone(),
@@ -371,31 +393,50 @@ fn merge_heads<T: Copy + Send + Sync>(x: &[T], n: usize, t: usize, hd: usize) ->
     out
 }
 
+/// A gradient (b, n, t, hd) in the shape of its operand `x`: heads merged into rows for a
+/// (b, t, n·hd) one.
+fn shaped<T: WithDType>(g: Vec<T>, x: &Tensor, n: usize, hd: usize) -> Result<Tensor> {
+    let g = if x.rank() == 3 {
+        merge_heads(&g, n, x.dim(1)?, hd)
+    } else {
+        g
+    };
+    Tensor::from_vec(g, x.shape(), x.device())
+}
+
 /// The contiguous f32 or f64 elements of a tensor on the CPU.
 fn elements<T: WithDType>(x: &Tensor) -> Result<Vec<T>> {
     x.flatten_all()?.to_vec1::<T>()
 }
 
-/// The rotary tables, each (t, hd/2), as rows of f32 or f64.
+/// The rotary tables, each (t, hd/2) or (b, t, hd/2), as rows of f32 or f64.
 struct Rotary<T> {
     cos: Vec<T>,
     sin: Vec<T>,
     half: usize,
+    /// Elements of one batch row's table (0: one table for every row).
+    per_row: usize,
 }
 
 impl<T: WithDType> Rotary<T> {
     fn of(op: &AttentionCore, hd: usize) -> Result<Self> {
         let (cos, sin) = (elements(&op.cos)?, elements(&op.sin)?);
+        let per_row = match op.cos.dims() {
+            [_, t, half] => t * half,
+            _ => 0,
+        };
         Ok(Self {
             cos,
             sin,
             half: hd / 2,
+            per_row,
         })
     }
 
-    /// The tables from position `row` on, as [`rotate`] reads them for a block from that row.
-    fn from(&self, row: usize) -> (&[T], &[T]) {
-        let at = row * self.half;
+    /// Batch row `b`'s tables from position `row` on, as [`rotate`] reads them for a block from
+    /// that row.
+    fn from(&self, b: usize, row: usize) -> (&[T], &[T]) {
+        let at = b * self.per_row + row * self.half;
         (
             self.cos.get(at..).unwrap_or_default(),
             self.sin.get(at..).unwrap_or_default(),
@@ -419,10 +460,12 @@ impl AttentionCore {
             Heads::<T>::new(sk, lk, nkv)?,
             Heads::<T>::new(sv, lv, nkv)?,
         );
-        let visible = Visible::of(mask.as_deref(), t);
+        let per_row = self.mask.as_ref().is_some_and(|m| m.rank() == 4);
+        let visible = Visible::of_rows(mask.as_deref(), t, per_row);
+        let mstride = if per_row { t * t } else { 0 };
         let mut kr = vec![T::zero(); b * nkv * t * hd];
-        let all: Vec<_> = visible.blocks().map(|rows| (rows, t)).collect();
-        let rotations = tasks(&all, (b * nkv, t), [&mut kr], [hd], |_, _| 0);
+        let all: Vec<_> = visible[0].blocks().map(|rows| (rows, t)).collect();
+        let rotations = tasks(&[all], (b * nkv, nkv, t), [&mut kr], [hd], |_, _| 0);
         pool::for_each(
             rotations,
             |Task {
@@ -431,7 +474,7 @@ impl AttentionCore {
                  out: [kr],
                  ..
              }| {
-                let (c, s) = rotary.from(block.start);
+                let (c, s) = rotary.from(head / nkv, block.start);
                 rotate(kr, k.head(head, t, hd).row_block(block), c, s, false);
             },
         );
@@ -440,11 +483,15 @@ impl AttentionCore {
         let mut p = vec![T::zero(); b * nq * t * t];
         let mut zh = vec![T::zero(); b * nq * t * hd];
         let scale = T::from(self.scale).unwrap_or_else(T::one);
-        let blocks: Vec<_> = visible.rows().collect();
+        let blocks: Vec<Vec<_>> = visible.iter().map(|v| v.rows().collect()).collect();
         let outputs = [&mut qr[..], &mut p[..], &mut zh[..]];
-        let work = tasks(&blocks, (b * nq, t), outputs, [hd, t, hd], |rows, seen| {
-            rows.len() * seen
-        });
+        let work = tasks(
+            &blocks,
+            (b * nq, nq, t),
+            outputs,
+            [hd, t, hd],
+            |rows, seen| rows.len() * seen,
+        );
         pool::try_map(work, |task: Task<T, 3>| {
             let Task {
                 head: i,
@@ -453,13 +500,15 @@ impl AttentionCore {
                 out: [qr, p, z],
             } = task;
             let (r0, n) = (rows.start, rows.len());
-            let (c, s) = rotary.from(r0);
+            let (c, s) = rotary.from(i / nq, r0);
             rotate(qr, q.head(i, t, hd).row_block(rows), c, s, false);
             let g = (i / nq) * nkv + d.kv_of(i % nq);
             let key = MatRef::rows(&kr[g * t * hd..][..seen * hd], seen, hd);
             product_rows(p, t, MatRef::rows(qr, n, hd), key.t(), false)?;
             for (r, row) in p.chunks_exact_mut(t).enumerate() {
-                let m = mask.as_ref().map(|m| &m[(r0 + r) * t..][..seen]);
+                let m = mask
+                    .as_ref()
+                    .map(|m| &m[(i / nq) * mstride + (r0 + r) * t..][..seen]);
                 softmax_row(&mut row[..seen], m, scale);
             }
             let probs = MatRef::rows(p, n, t).columns(0..seen);
@@ -519,13 +568,13 @@ impl AttentionCore {
         };
         let mut ds = vec![T::zero(); b * nq * t * t];
         let mut dq = vec![T::zero(); b * nq * t * hd];
-        let blocks: Vec<_> = saved.visible.rows().collect();
+        let blocks: Vec<Vec<_>> = saved.visible.iter().map(|v| v.rows().collect()).collect();
         let outputs = [&mut ds[..], &mut dq[..]];
-        let work = tasks(&blocks, (b * nq, t), outputs, [t, hd], |rows, seen| {
+        let work = tasks(&blocks, (b * nq, nq, t), outputs, [t, hd], |rows, seen| {
             rows.len() * seen
         });
         pool::try_map(work, |task: Task<T, 2>| {
-            let tables = rotary.from(task.block.start);
+            let tables = rotary.from(task.head / nq, task.block.start);
             row_gradients(
                 &operands(task.head),
                 (task.block, task.reach),
@@ -536,11 +585,15 @@ impl AttentionCore {
         })?;
         let mut dk = vec![T::zero(); b * nkv * t * hd];
         let mut dv = vec![T::zero(); b * nkv * t * hd];
-        let blocks: Vec<_> = saved.visible.keys().collect();
+        let blocks: Vec<Vec<_>> = saved.visible.iter().map(|v| v.keys().collect()).collect();
         let outputs = [&mut dk[..], &mut dv[..]];
-        let work = tasks(&blocks, (b * nkv, t), outputs, [hd, hd], |keys, first| {
-            keys.len() * (t - first)
-        });
+        let work = tasks(
+            &blocks,
+            (b * nkv, nkv, t),
+            outputs,
+            [hd, hd],
+            |keys, first| keys.len() * (t - first),
+        );
         let group = nq / nkv;
         pool::try_map(work, |task: Task<T, 2>| {
             let (bi, j) = (task.head / nkv, task.head % nkv);
@@ -548,19 +601,14 @@ impl AttentionCore {
                 let i = bi * nq + h;
                 (operands(i), MatRef::rows(&ds[i * t * t..][..t * t], t, t))
             });
-            let tables = rotary.from(task.block.start);
+            let tables = rotary.from(bi, task.block.start);
             key_gradients(heads, (task.block, task.reach), task.out, tables)
         })?;
-        // Each gradient in its operand's shape: heads merged into rows for a (b, t, n·hd) one.
-        let shaped = |g: Vec<T>, x: &Tensor, n: usize| {
-            let g = if x.rank() == 3 {
-                merge_heads(&g, n, t, hd)
-            } else {
-                g
-            };
-            Tensor::from_vec(g, x.shape(), x.device())
-        };
-        Ok((shaped(dq, q, nq)?, shaped(dk, k, nkv)?, shaped(dv, v, nkv)?))
+        Ok((
+            shaped(dq, q, nq, hd)?,
+            shaped(dk, k, nkv, hd)?,
+            shaped(dv, v, nkv, hd)?,
+        ))
     }
 }
 
@@ -630,8 +678,23 @@ mod tests {
     ) -> Result<Tensor> {
         let (b, nq, t, hd) = q.dims4()?;
         let rep = nq / k.dim(1)?;
-        let q = candle_nn::rotary_emb::rope_slow(&q.contiguous()?, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope_slow(&k.contiguous()?, cos, sin)?;
+        // Halves convention; tables (t, hd/2) or one per row (b, t, hd/2).
+        let rope = |x: &Tensor| -> Result<Tensor> {
+            let widen = |c: &Tensor| match c.rank() {
+                3 => Tensor::cat(&[c, c], D::Minus1)?.unsqueeze(1),
+                _ => Tensor::cat(&[c, c], D::Minus1),
+            };
+            let half = x.dim(D::Minus1)? / 2;
+            let turned = Tensor::cat(
+                &[
+                    &x.narrow(D::Minus1, half, half)?.neg()?,
+                    &x.narrow(D::Minus1, 0, half)?,
+                ],
+                D::Minus1,
+            )?;
+            x.broadcast_mul(&widen(cos)?)? + turned.broadcast_mul(&widen(sin)?)?
+        };
+        let (q, k) = (rope(&q.contiguous()?)?, rope(&k.contiguous()?)?);
         let repeat = |x: &Tensor| -> Result<Tensor> {
             let (b, n, t, hd) = x.dims4()?;
             Tensor::cat(&vec![x; rep], 2)?.reshape((b, n * rep, t, hd))
@@ -648,8 +711,29 @@ mod tests {
         p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nq * hd))
     }
 
+    /// Masks (2, 1, t, t), one per row: row 0 the causal `full`, row 1 two sequences packed
+    /// after a shared prefix of 2 (the second sees the prefix and itself).
+    fn per_row_masks(full: &Tensor) -> Tensor {
+        let t = full.dim(0).unwrap();
+        let second = (t + 2) / 2;
+        let sees = |r: usize, c: usize| c <= r && (c < 2 || r < second || c >= second);
+        let m: Vec<f64> = (0..t * t)
+            .map(|i| {
+                if sees(i / t, i % t) {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        let m = Tensor::from_vec(m, (1, 1, t, t), full.device()).unwrap();
+        let m = m.to_dtype(full.dtype()).unwrap();
+        Tensor::cat(&[&full.reshape((1, 1, t, t)).unwrap(), &m], 0).unwrap()
+    }
+
     /// The op equals the composite in value and in the gradient of each of q, k and v: grouped
-    /// and plain heads, with and without a (windowed causal) mask, a batch of two, operands as
+    /// and plain heads, with and without a (windowed causal) mask, with a mask and rotary tables
+    /// for each row (packed rows), a batch of two, operands as
     /// the projections give them (b, t, n·hd) and per head (b, n, t, hd), contiguous and
     /// through a transposed layout, in f64 and f32.
     #[test]
@@ -685,6 +769,13 @@ mod tests {
                 m.to_dtype(dtype).unwrap()
             };
             let (window, full) = (causal(4), causal(t));
+            let packed = per_row_masks(&full);
+            let rows_angles = Tensor::cat(&[&angles, &(&angles * 0.5).unwrap()], 0)
+                .unwrap()
+                .reshape((2, t, hd / 2))
+                .unwrap();
+            let row_cos = rows_angles.cos().unwrap().to_dtype(dtype).unwrap();
+            let row_sin = rows_angles.sin().unwrap().to_dtype(dtype).unwrap();
             for (nq, nkv) in [(4, 2), (3, 3)] {
                 // q as a projection gives it, (b, t, heads·hd); k per head, (b, heads, t, hd);
                 // v per head through a transposed layout of (b, t, heads, hd).
@@ -692,20 +783,21 @@ mod tests {
                 let k = rand(&[b, nkv, t, hd]);
                 let v = rand(&[b, t, nkv, hd]);
                 let r = rand(&[b, t, nq * hd]);
-                for (mask, kind) in [
-                    (None, "none"),
-                    (Some(&window), "window"),
-                    (Some(&full), "causal"),
+                for (mask, kind, (cos, sin)) in [
+                    (None, "none", (&cos, &sin)),
+                    (Some(&window), "window", (&cos, &sin)),
+                    (Some(&full), "causal", (&cos, &sin)),
+                    (Some(&packed), "per row", (&row_cos, &row_sin)),
                 ] {
                     let what = format!("{dtype:?} t {t}, {nq}/{nkv} heads, mask {kind}");
                     let run = |q: &Tensor, k: &Tensor, v: &Tensor, fused: bool| {
                         let v = v.transpose(1, 2)?;
                         if fused {
-                            let z = attention(q, k, &v, (nq, nkv), &cos, &sin, mask, 0.4)?;
+                            let z = attention(q, k, &v, (nq, nkv), cos, sin, mask, 0.4)?;
                             Ok(z.expect("the op applies"))
                         } else {
                             let q = q.reshape((b, t, nq, hd))?.transpose(1, 2)?;
-                            composite(&q, k, &v, (&cos, &sin), mask, 0.4)
+                            composite(&q, k, &v, (cos, sin), mask, 0.4)
                         }
                     };
                     for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
@@ -730,7 +822,7 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::zeros((1, 2, 3, 4), DType::F32, &dev).unwrap();
         let tables = Tensor::zeros((3, 2), DType::F32, &dev).unwrap();
-        let per_row = Tensor::zeros((1, 3, 2), DType::F32, &dev).unwrap();
+        let per_row = Tensor::zeros((2, 3, 2), DType::F32, &dev).unwrap();
         let mask = Tensor::zeros((3, 5), DType::F32, &dev).unwrap();
         let half = x.to_dtype(DType::F16).unwrap();
         let half_tables = tables.to_dtype(DType::F16).unwrap();
