@@ -159,16 +159,20 @@ const CASES: &[Case] = &[
         cli: Cli::Inspect,
     },
     Case {
-        name: "Phi-3 with longrope rotary scaling",
+        name: "Phi-3 with longrope factors of the wrong count",
         make: |d| {
             let p = Tiny::Phi3.write(d);
             edit_json(&p.join("config.json"), |j| {
-                j["rope_scaling"] = json!({"type": "longrope", "short_factor": [1.0, 1.0, 1.0, 1.0], "long_factor": [2.0, 2.0, 2.0, 2.0]});
+                j["original_max_position_embeddings"] = 8.into();
+                j["rope_scaling"] = json!({"type": "longrope", "short_factor": [1.0, 1.0, 1.0], "long_factor": [2.0, 2.0, 2.0]});
             });
             p
         },
         file: "config.json",
-        expect: &["`rope_scaling.rope_type`", "`longrope` is not supported"],
+        expect: &[
+            "`rope_scaling.short_factor`",
+            "3 factors for the 4 rotated frequencies",
+        ],
         cli: Cli::Inspect,
     },
     Case {

@@ -1,6 +1,7 @@
-//! Phi-4-mini's partial rotation (`model_type` phi3 with `partial_rotary_factor` < 1) against
-//! Hugging Face transformers: logits in f64 and f32 and edge scores; its LongRoPE scaling and
-//! factors the decoder cannot run refused naming the field.
+//! Phi-4-mini's partial rotation (`model_type` phi3 with `partial_rotary_factor` < 1) and its
+//! LongRoPE scaling against Hugging Face transformers: logits in f64 and f32 and edge scores;
+//! factors the decoder cannot run, and positions past LongRoPE's short factors, refused naming
+//! the field.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,7 +12,7 @@ mod common;
 
 use candle_core::{DType, Tensor};
 use circuitdiff::attribution::{score_sample, Graph, Level};
-use circuitdiff::model::{Kernels, LoadOptions, Model, ModelConfig};
+use circuitdiff::model::{Kernels, LoadOptions, LongRope, Model, ModelConfig, RopeScaling};
 use common::{max_abs, max_abs_diff, reference, Tiny};
 use serde_json::{json, Value};
 
@@ -80,10 +81,86 @@ fn a_partial_rotation_equals_transformers() {
     assert!(err <= 1e-4, "{err:e}");
 }
 
+/// LongRoPE as Phi-4-mini has it, in miniature: half of each head rotating, short factors 1.5
+/// and 3, a pretraining context of 16 extended to 128. With the attention factor left for the
+/// reader to derive (√(1 + ln 8 / ln 16)), logits equal transformers' to 1e-5 in f64 and 1e-4 in
+/// f32 with every kernel set and differ from the unscaled rotation's; a pass reaching position
+/// 16 (where transformers would switch to the long factors) fails naming the field.
+#[test]
+fn long_rope_equals_transformers_within_the_short_factors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = partial();
+    cfg.max_position_embeddings = 128;
+    cfg.rope_scaling = Some(RopeScaling::LongRope(LongRope {
+        short_factor: vec![1.5, 3.0],
+        long_factor: vec![4.0, 8.0],
+        attention_factor: 1.0,
+        original_max_position_embeddings: 16,
+    }));
+    let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
+    let path = dir.path().join("long-rope");
+    common::write_folder(&path, &cfg, &weights);
+    let file = path.join("config.json");
+    let mut j: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    j["rope_scaling"]
+        .as_object_mut()
+        .unwrap()
+        .remove("attention_factor");
+    std::fs::write(&file, j.to_string()).unwrap();
+    let plain = dir.path().join("plain");
+    common::write_folder(&plain, &partial(), &weights);
+    for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
+        let opts = LoadOptions {
+            dtype,
+            ..LoadOptions::default()
+        };
+        let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+        let Some(RopeScaling::LongRope(l)) = &model.config.rope_scaling else {
+            panic!("no LongRoPE read: {:?}", model.config.rope_scaling);
+        };
+        let want = (1.0 + 8f64.ln() / 16f64.ln()).sqrt();
+        assert!(
+            (l.attention_factor - want).abs() < 1e-12,
+            "{}",
+            l.attention_factor
+        );
+        let r = reference(
+            "hf_model.py",
+            &json!({"model": path, "ids": IDS, "dtype": name}),
+        );
+        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
+            if dtype == DType::F64 && kernels == Kernels::Fast {
+                continue; // candle's fused kernels have no f64
+            }
+            let d = max_abs_diff(&model.forward_logits(&IDS, kernels).unwrap(), &r["logits"]);
+            eprintln!("LongRoPE {name} {kernels:?}: max |Δlogit| = {d:e}");
+            assert!(d <= tol, "{name} {kernels:?}: max |Δlogit| = {d:e}");
+        }
+    }
+    let opts = LoadOptions::default();
+    let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+    let unscaled = Model::load(plain.to_str().unwrap(), &opts).unwrap();
+    let ours = model.forward_logits(&IDS, Kernels::FusedGrad).unwrap();
+    let d = max_abs_diff(
+        &ours,
+        &unscaled.forward_logits(&IDS, Kernels::FusedGrad).unwrap(),
+    );
+    assert!(d > 1e-3, "LongRoPE makes no difference: {d:e}");
+    let long: Vec<u32> = IDS.iter().chain(&IDS).copied().collect();
+    let err = model
+        .forward_logits(&long[..17], Kernels::FusedGrad)
+        .expect_err("position 16 is past the short factors")
+        .to_string();
+    assert!(err.contains("original_max_position_embeddings"), "{err}");
+    assert!(model
+        .forward_logits(&long[..16], Kernels::FusedGrad)
+        .is_ok());
+}
+
 /// `partial_rotary_factor` is read as transformers reads it (⌊head_dim × factor⌋ leading
 /// dimensions, from `rope_parameters` before the top level, 1 = the whole head); a factor
-/// outside (0, 1], one that rotates an odd number of dimensions, and Phi-4-mini's LongRoPE are
-/// refused naming the field.
+/// outside (0, 1], one that rotates an odd number of dimensions, and LongRoPE factors of the
+/// wrong count or sign, or without the pretraining context, are refused naming the field.
 #[test]
 fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,9 +182,26 @@ fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
         }),
         Some(4)
     );
-    let long_factors: Vec<f64> = vec![1.0; 3];
+    let long_rope = |short: Vec<f64>, long: Vec<f64>, original: Option<usize>| {
+        move |j: &mut Value| {
+            j["partial_rotary_factor"] = 0.75.into();
+            j["rope_scaling"] = json!({"type": "longrope", "short_factor": short,
+                "long_factor": long});
+            if let Some(n) = original {
+                j["original_max_position_embeddings"] = n.into();
+            }
+        }
+    };
+    let read_long = read(&long_rope(vec![1.0; 3], vec![2.0; 3], Some(8))).unwrap();
+    assert!(matches!(
+        read_long.rope_scaling,
+        Some(RopeScaling::LongRope(LongRope {
+            original_max_position_embeddings: 8,
+            ..
+        }))
+    ));
     type Edit = Box<dyn Fn(&mut Value)>;
-    let cases: [(&str, Edit); 4] = [
+    let cases: [(&str, Edit); 7] = [
         (
             "partial_rotary_factor",
             Box::new(|j| j["partial_rotary_factor"] = 1.5.into()),
@@ -121,12 +215,20 @@ fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
             Box::new(|j| j["partial_rotary_factor"] = 0.0.into()),
         ),
         (
+            "rope_scaling.short_factor",
+            Box::new(long_rope(vec![1.0; 2], vec![2.0; 2], Some(8))),
+        ),
+        (
+            "rope_scaling.long_factor",
+            Box::new(long_rope(vec![1.0; 3], vec![2.0, -1.0, 2.0], Some(8))),
+        ),
+        (
+            "rope_scaling.original_max_position_embeddings",
+            Box::new(long_rope(vec![1.0; 3], vec![2.0; 3], None)),
+        ),
+        (
             "rope_scaling.rope_type",
-            Box::new(move |j| {
-                j["partial_rotary_factor"] = 0.75.into();
-                j["rope_scaling"] = json!({"type": "longrope", "long_factor": long_factors,
-                    "short_factor": long_factors});
-            }),
+            Box::new(|j| j["rope_scaling"] = json!({"type": "dynamic", "factor": 2.0})),
         ),
     ];
     for (field, edit) in cases {

@@ -31,9 +31,9 @@ pub use load::{
 pub use load::{
     char_tokenizer_json, fingerprint_of, inspect, inspect_plan, is_model_folder, limits,
     load_without_weights, random_weights, resolve, write_hf_folder, Activation, AdapterInfo,
-    Checkpoint, DownloadProgress, ExpertNames, Family, HubOptions, LoadOptions, LoraAdapter,
-    MemoryEstimate, ModelConfig, ModelInfo, MoeConfig, NormPlacement, Particulars, QkNorm,
-    RopeScaling, ScorePlan, Tokenizer, Yarn,
+    Checkpoint, DownloadProgress, ExpertNames, Family, HubOptions, LoadOptions, LongRope,
+    LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, MoeConfig, NormPlacement, Particulars,
+    QkNorm, RopeScaling, ScorePlan, Tokenizer, Yarn,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

@@ -935,6 +935,14 @@ impl Transformer {
         for row in 0..n {
             for slot in pos0..pos0 + t {
                 let p = rows.position(row, slot);
+                if let Some(n) = rotation.positions.filter(|&n| p >= n) {
+                    candle_core::bail!(
+                        "position {p} is past original_max_position_embeddings ({n}), where \
+                         LongRoPE switches the whole sequence to its long factors; circuitdiff \
+                         does not implement that switch: keep prompt and answer under {n} \
+                         tokens"
+                    );
+                }
                 for &f in inv_freq {
                     // Computed in f32 like the reference implementation, then widened.
                     let a = (p as f32) * (f as f32);
@@ -1231,27 +1239,36 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
 struct Rotation {
     inv_freq: Vec<f64>,
     scale: f64,
+    /// The positions the frequencies hold for (LongRoPE's short factors: up to
+    /// `original_max_position_embeddings`); a pass reaching past them fails.
+    positions: Option<usize>,
 }
 
 /// The rotations of the global layers and, where the local (sliding-window) layers have a
 /// base of their own (Gemma 3, OLMo 3), of those, unscaled.
 fn inv_freqs(cfg: &ModelConfig) -> Vec<Rotation> {
     let scaling = cfg.rope_scaling.as_ref();
+    let positions = match scaling {
+        Some(RopeScaling::LongRope(l)) => Some(l.original_max_position_embeddings),
+        _ => None,
+    };
     let mut out = vec![Rotation {
         inv_freq: inv_freq(cfg, cfg.rope_theta, scaling),
         scale: scaling.map_or(1.0, RopeScaling::attention_factor),
+        positions,
     }];
     if let Some(local) = cfg.particulars.local_rope_theta {
         out.push(Rotation {
             inv_freq: inv_freq(cfg, local, None),
             scale: 1.0,
+            positions: None,
         });
     }
     out
 }
 
 /// Rotary inverse frequencies of base `theta` over the rotated dimensions of each head, with
-/// Llama-3, linear or YaRN scaling applied.
+/// Llama-3, linear, YaRN or LongRoPE (short factors) scaling applied.
 fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f64> {
     let hd = cfg.particulars.rotary_dim.unwrap_or(cfg.head_dim);
     let base: Vec<f64> = (0..hd / 2)
@@ -1264,6 +1281,14 @@ fn inv_freq(cfg: &ModelConfig, theta: f64, scaling: Option<&RopeScaling>) -> Vec
         None => base,
         Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
         Some(RopeScaling::Yarn(y)) => y.inv_freq(theta, hd),
+        // transformers: 1 / (short · θ^(2i/d)) in f32 (the factors' count is checked at load).
+        Some(RopeScaling::LongRope(l)) => (0..hd / 2)
+            .zip(&l.short_factor)
+            .map(|(i, &s)| {
+                let e = (2 * i) as f32 / hd as f32;
+                f64::from(1.0f32 / (s as f32 * (theta as f32).powf(e)))
+            })
+            .collect(),
         Some(RopeScaling::Llama3 {
             factor,
             low_freq_factor,

@@ -276,6 +276,19 @@ impl ModelConfig {
         if family == Family::Phi3 {
             cfg.particulars.rotary_dim = field.rotary_dim(cfg.head_dim)?;
         }
+        if let Some(RopeScaling::LongRope(l)) = &cfg.rope_scaling {
+            let half = cfg.particulars.rotary_dim.unwrap_or(cfg.head_dim) / 2;
+            if l.short_factor.len() != half {
+                return Err(ModelError::config(
+                    path,
+                    "rope_scaling.short_factor",
+                    format!(
+                        "{} factors for the {half} rotated frequencies of each head",
+                        l.short_factor.len()
+                    ),
+                ));
+            }
+        }
         if family == Family::Olmo3 {
             let o = olmo3::read(json, path, dims.layers)?;
             cfg.sliding_window = o.sliding_window;
@@ -431,6 +444,30 @@ impl ModelConfig {
 }
 
 /// The product of `xs`, saturating.
+/// The rotary parameters `s`, and for LongRoPE the top level's
+/// `original_max_position_embeddings` and `max_position_embeddings` where `s` lacks them
+/// (Phi-3 keeps them at the top level; transformers reads them into its rope parameters).
+fn with_context(s: &Value, json: &Value) -> Value {
+    let mut s = s.clone();
+    let kind = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str);
+    if kind == Some("longrope") {
+        if let Some(o) = s.as_object_mut() {
+            for k in [
+                "original_max_position_embeddings",
+                "max_position_embeddings",
+            ] {
+                if let Some(v) = json.get(k).filter(|v| !v.is_null()) {
+                    o.entry(k).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    s
+}
+
 fn prod(xs: &[usize]) -> usize {
     xs.iter().fold(1, |a, &x| a.saturating_mul(x))
 }
@@ -565,7 +602,7 @@ impl Fields<'_> {
             .filter(|v| v.is_object())
             .or(rope_params);
         let rope_scaling = match scaling {
-            Some(s) => parse_rope_scaling(s, self.path, "rope_scaling")?,
+            Some(s) => parse_rope_scaling(&with_context(s, json), self.path, "rope_scaling")?,
             None => None,
         };
         Ok((rope_theta, rope_scaling))
@@ -840,7 +877,7 @@ impl ModelConfig {
         }
         o.extend(MoeConfig::hf_fields(self.moe.as_ref(), self.family.name()));
         if let Some(s) = &self.rope_scaling {
-            o.insert("rope_scaling".into(), s.to_hf_json());
+            o.extend(s.hf_fields());
         }
         j
     }

@@ -36,7 +36,7 @@ pub use moe::{ExpertNames, MoeConfig};
 pub use open::{fingerprint_of, load_without_weights};
 pub use options::LoadOptions;
 pub use particulars::{Activation, Particulars};
-pub use rope::RopeScaling;
+pub use rope::{LongRope, RopeScaling};
 pub use save::{
     char_tokenizer_json, random_weights, write_hf_folder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };

@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Llama-3 style frequency scaling of rotary embeddings (`rope_scaling` with `rope_type: llama3`),
-/// plain linear position interpolation, or YaRN (read for OLMo 3's full-attention layers only).
+/// plain linear position interpolation, YaRN (read for OLMo 3's full-attention layers only), or
+/// Phi-3's LongRoPE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {
     Linear {
@@ -21,6 +22,20 @@ pub enum RopeScaling {
         original_max_position_embeddings: usize,
     },
     Yarn(Yarn),
+    LongRope(LongRope),
+}
+
+/// Phi-3's LongRoPE (`rope_type: longrope`) as transformers runs it: every rotated frequency
+/// divided by its short factor and cos and sin multiplied by the attention factor while the
+/// sequence stays within `original_max_position_embeddings`; past it transformers switches the
+/// whole sequence to the long factors, which circuitdiff refuses (a pass reaching a position
+/// there fails naming the field) rather than approximate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LongRope {
+    pub short_factor: Vec<f64>,
+    pub long_factor: Vec<f64>,
+    pub attention_factor: f64,
+    pub original_max_position_embeddings: usize,
 }
 
 impl RopeScaling {
@@ -39,13 +54,30 @@ impl RopeScaling {
                 "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
                 "original_max_position_embeddings": original_max_position_embeddings}),
             Self::Yarn(ref y) => y.to_hf_json(),
+            Self::LongRope(ref l) => serde_json::json!({"rope_type": "longrope",
+                "short_factor": l.short_factor, "long_factor": l.long_factor,
+                "attention_factor": l.attention_factor,
+                "original_max_position_embeddings": l.original_max_position_embeddings}),
         }
+    }
+
+    /// The top-level fields of `config.json` that give this scaling: `rope_scaling`, and for
+    /// LongRoPE the pretraining context, which Phi-3 keeps at the top level.
+    pub(super) fn hf_fields(&self) -> serde_json::Map<String, Value> {
+        let mut o = serde_json::Map::new();
+        if let Self::LongRope(l) = self {
+            let n = l.original_max_position_embeddings;
+            o.insert("original_max_position_embeddings".into(), n.into());
+        }
+        o.insert("rope_scaling".into(), self.to_hf_json());
+        o
     }
 
     /// What the rotation's cos and sin are multiplied by (YaRN's attention factor; else 1).
     pub fn attention_factor(&self) -> f64 {
         match self {
             Self::Yarn(y) => y.attention_factor,
+            Self::LongRope(l) => l.attention_factor,
             Self::Linear { .. } | Self::Llama3 { .. } => 1.0,
         }
     }
@@ -97,13 +129,88 @@ pub(super) fn parse_rope_scaling(
                 original_max_position_embeddings: original_context(s, path, field)?,
             })
         }
+        "longrope" => Some(RopeScaling::LongRope(long_rope(s, path, field)?)),
         other => {
             return Err(ModelError::config(
                 path,
                 format!("{field}.rope_type"),
-                format!("`{other}` is not supported (default, linear, llama3)"),
+                format!("`{other}` is not supported (default, linear, llama3, longrope)"),
             ))
         }
+    })
+}
+
+/// LongRoPE's parameters at `field` as transformers' `_compute_longrope_parameters` reads them:
+/// the short and long factors (positive, as many of each), the pretraining context, and the
+/// attention factor, given or else √(1 + ln f / ln original) for the extension factor f
+/// (`factor`, else `max_position_embeddings` / original), 1 where f ≤ 1. The caller puts the
+/// top level's `original_max_position_embeddings` and `max_position_embeddings` into `s` where
+/// `s` lacks them, as transformers does.
+fn long_rope(s: &Value, path: &Path, field: &str) -> Result<LongRope> {
+    let factors = |k: &str| {
+        let v = s.get(k).and_then(Value::as_array).filter(|a| !a.is_empty());
+        let v = v.and_then(|a| {
+            a.iter()
+                .map(|x| x.as_f64().filter(|x| x.is_finite() && *x > 0.0))
+                .collect::<Option<Vec<f64>>>()
+        });
+        v.ok_or_else(|| {
+            ModelError::config(
+                path,
+                format!("{field}.{k}"),
+                "missing, empty or not all positive",
+            )
+        })
+    };
+    let (short_factor, long_factor) = (factors("short_factor")?, factors("long_factor")?);
+    if long_factor.len() != short_factor.len() {
+        return Err(ModelError::config(
+            path,
+            format!("{field}.long_factor"),
+            format!(
+                "{} factors, short_factor has {}",
+                long_factor.len(),
+                short_factor.len()
+            ),
+        ));
+    }
+    let original = original_context(s, path, field)?;
+    let positive = |k: &str| {
+        let v = s.get(k).filter(|v| !v.is_null())?;
+        Some(
+            v.as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| {
+                    ModelError::config(path, format!("{field}.{k}"), "not a positive number")
+                }),
+        )
+    };
+    let attention_factor = match positive("attention_factor").transpose()? {
+        Some(a) => a,
+        None => {
+            let factor = match positive("factor").transpose()? {
+                Some(f) => f,
+                None => {
+                    let max = positive("max_position_embeddings")
+                        .transpose()?
+                        .ok_or_else(|| {
+                            ModelError::config(path, "max_position_embeddings", "missing")
+                        })?;
+                    max / original as f64
+                }
+            };
+            if factor <= 1.0 {
+                1.0
+            } else {
+                (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+            }
+        }
+    };
+    Ok(LongRope {
+        short_factor,
+        long_factor,
+        attention_factor,
+        original_max_position_embeddings: original,
     })
 }
 
