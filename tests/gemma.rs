@@ -9,7 +9,6 @@
 
 mod common;
 
-use candle_core::DType;
 use circuitdiff::model::{Family, Kernels, LoadOptions, Model, ModelConfig, RopeScaling};
 use common::{max_abs, max_abs_diff, reference, Tiny};
 use std::path::Path;
@@ -25,34 +24,13 @@ fn gemma_logits_equal_transformers_in_f64_and_f32() {
     let dir = tempfile::tempdir().unwrap();
     for tiny in [Tiny::Gemma2, Tiny::Gemma3] {
         let path = tiny.write(dir.path());
-        for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
-            let opts = LoadOptions {
-                dtype,
-                ..LoadOptions::default()
-            };
-            let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
-            let r = reference(
-                "hf_model.py",
-                &serde_json::json!({"model": path, "ids": IDS, "dtype": name}),
-            );
-            let want = &r["logits"];
+        let what = format!("{tiny:?}");
+        common::assert_logits_match_transformers(&path, &IDS, &what, |model, want| {
             if let Some(cap) = model.config.particulars.final_softcap {
                 // The cap bites: some logit sits where tanh is far from linear.
                 assert!(max_abs(want) > 0.5 * cap, "{tiny:?}: cap {cap} never bites");
             }
-            for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
-                if dtype == DType::F64 && kernels == Kernels::Fast {
-                    continue; // candle's fused kernels have no f64
-                }
-                let ours = model.forward_logits(&IDS, kernels).unwrap();
-                let d = max_abs_diff(&ours, want);
-                eprintln!("{tiny:?} {name} {kernels:?}: max |Δlogit| = {d:e}");
-                assert!(
-                    d <= tol,
-                    "{tiny:?} {name} {kernels:?}: max |Δlogit| = {d:e}"
-                );
-            }
-        }
+        });
     }
 }
 

@@ -10,7 +10,6 @@
 
 mod common;
 
-use candle_core::DType;
 use circuitdiff::model::{Family, Kernels, LoadOptions, Model, ModelConfig, RopeScaling};
 use common::{max_abs, max_abs_diff, python_snippet, reference, Tiny};
 use serde_json::{json, Value};
@@ -25,26 +24,7 @@ const IDS: [u32; 12] = [5, 17, 22, 9, 40, 33, 12, 8, 27, 19, 3, 44];
 fn olmo3_logits_equal_transformers_in_f64_and_f32() {
     let dir = tempfile::tempdir().unwrap();
     let path = Tiny::Olmo3.write(dir.path());
-    for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
-        let opts = LoadOptions {
-            dtype,
-            ..LoadOptions::default()
-        };
-        let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
-        let r = reference(
-            "hf_model.py",
-            &json!({"model": path, "ids": IDS, "dtype": name}),
-        );
-        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
-            if dtype == DType::F64 && kernels == Kernels::Fast {
-                continue; // candle's fused kernels have no f64
-            }
-            let ours = model.forward_logits(&IDS, kernels).unwrap();
-            let d = max_abs_diff(&ours, &r["logits"]);
-            eprintln!("OLMo 3 {name} {kernels:?}: max |Δlogit| = {d:e}");
-            assert!(d <= tol, "{name} {kernels:?}: max |Δlogit| = {d:e}");
-        }
-    }
+    common::assert_logits_match_transformers(&path, &IDS, "OLMo 3", |_, _| {});
 }
 
 /// The window, the sliding layers' rotary base and the full layers' scaling each change the

@@ -38,26 +38,9 @@ fn a_partial_rotation_equals_transformers() {
     common::write_folder(&path, &cfg, &weights);
     let whole = dir.path().join("whole-head");
     common::write_folder(&whole, &Tiny::Phi3.config(), &weights);
-    for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
-        let opts = LoadOptions {
-            dtype,
-            ..LoadOptions::default()
-        };
-        let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+    common::assert_logits_match_transformers(&path, &IDS, "partial rotation", |model, _| {
         assert_eq!(model.config.particulars.rotary_dim, Some(4));
-        let r = reference(
-            "hf_model.py",
-            &json!({"model": path, "ids": IDS, "dtype": name}),
-        );
-        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
-            if dtype == DType::F64 && kernels == Kernels::Fast {
-                continue; // candle's fused kernels have no f64
-            }
-            let d = max_abs_diff(&model.forward_logits(&IDS, kernels).unwrap(), &r["logits"]);
-            eprintln!("partial rotation {name} {kernels:?}: max |Δlogit| = {d:e}");
-            assert!(d <= tol, "{name} {kernels:?}: max |Δlogit| = {d:e}");
-        }
-    }
+    });
     let opts = LoadOptions::default();
     let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
     let rotated = Model::load(whole.to_str().unwrap(), &opts).unwrap();
@@ -109,12 +92,7 @@ fn long_rope_equals_transformers_within_the_short_factors() {
     std::fs::write(&file, j.to_string()).unwrap();
     let plain = dir.path().join("plain");
     common::write_folder(&plain, &partial(), &weights);
-    for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
-        let opts = LoadOptions {
-            dtype,
-            ..LoadOptions::default()
-        };
-        let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
+    common::assert_logits_match_transformers(&path, &IDS, "LongRoPE", |model, _| {
         let Some(RopeScaling::LongRope(l)) = &model.config.rope_scaling else {
             panic!("no LongRoPE read: {:?}", model.config.rope_scaling);
         };
@@ -124,19 +102,7 @@ fn long_rope_equals_transformers_within_the_short_factors() {
             "{}",
             l.attention_factor
         );
-        let r = reference(
-            "hf_model.py",
-            &json!({"model": path, "ids": IDS, "dtype": name}),
-        );
-        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
-            if dtype == DType::F64 && kernels == Kernels::Fast {
-                continue; // candle's fused kernels have no f64
-            }
-            let d = max_abs_diff(&model.forward_logits(&IDS, kernels).unwrap(), &r["logits"]);
-            eprintln!("LongRoPE {name} {kernels:?}: max |Δlogit| = {d:e}");
-            assert!(d <= tol, "{name} {kernels:?}: max |Δlogit| = {d:e}");
-        }
-    }
+    });
     let opts = LoadOptions::default();
     let model = Model::load(path.to_str().unwrap(), &opts).unwrap();
     let unscaled = Model::load(plain.to_str().unwrap(), &opts).unwrap();

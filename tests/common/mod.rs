@@ -303,6 +303,40 @@ pub fn reference(
     .expect("read reference tensors")
 }
 
+/// The logits of the folder `path` on `ids` equal transformers' (`hf_model.py`) to 1e-5 in f64
+/// (the composite and fused-gradient kernels; candle's fast ones have no f64) and to 1e-4 in f32
+/// with every kernel set. `each` first sees each dtype's model and transformers' logits.
+pub fn assert_logits_match_transformers(
+    path: &Path,
+    ids: &[u32],
+    what: &str,
+    each: impl Fn(&model::Model, &candle_core::Tensor),
+) {
+    use candle_core::DType;
+    use model::Kernels;
+    for (dtype, name, tol) in [(DType::F64, "float64", 1e-5), (DType::F32, "float32", 1e-4)] {
+        let opts = model::LoadOptions {
+            dtype,
+            ..model::LoadOptions::default()
+        };
+        let model = model::Model::load(path.to_str().unwrap(), &opts).unwrap();
+        let r = reference(
+            "hf_model.py",
+            &serde_json::json!({"model": path, "ids": ids, "dtype": name}),
+        );
+        let want = &r["logits"];
+        each(&model, want);
+        for kernels in [Kernels::Fast, Kernels::Differentiable, Kernels::FusedGrad] {
+            if dtype == DType::F64 && kernels == Kernels::Fast {
+                continue; // candle's fused kernels have no f64
+            }
+            let d = max_abs_diff(&model.forward_logits(ids, kernels).unwrap(), want);
+            eprintln!("{what} {name} {kernels:?}: max |Δlogit| = {d:e}");
+            assert!(d <= tol, "{what} {name} {kernels:?}: max |Δlogit| = {d:e}");
+        }
+    }
+}
+
 /// max |a − b|.
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
     let a = a.to_dtype(candle_core::DType::F64).expect("f64");
