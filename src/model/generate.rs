@@ -282,13 +282,14 @@ fn argmax(logits: &Tensor) -> Result<u32> {
 fn sample(logits: &Tensor, temperature: f64, top_p: f64, u: f64) -> Result<u32> {
     let v = logits.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let p: Vec<(usize, f64)> = v
+    let mut p: Vec<(usize, f64)> = v
         .iter()
         .enumerate()
         .map(|(i, &x)| (i, ((x - max) / temperature).exp()))
         .collect();
     let z: f64 = p.iter().map(|x| x.1).sum();
-    let mut ranked = Ranked::new(p.into_iter().map(|(i, q)| (i, q / z)).collect());
+    p.iter_mut().for_each(|x| x.1 /= z);
+    let mut ranked = Ranked::new(p);
     let n = ranked.len();
     let (keep, mass) = if top_p >= 1.0 {
         (n, 1.0)

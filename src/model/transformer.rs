@@ -106,7 +106,7 @@ impl Kernels {
     }
 
     #[expect(clippy::disallowed_methods, reason = "Kernels::Fast needs no gradient")]
-    fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    pub(in crate::model) fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         // A partial rotation (Phi-3's `partial_rotary_factor`): the tables cover the leading
         // dimensions of each head, which rotate; the rest pass through.
         let (rot, hd) = (2 * cos.dim(D::Minus1)?, x.dim(D::Minus1)?);
@@ -117,8 +117,8 @@ impl Kernels {
         match self {
             Self::Fast => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
             Self::FusedGrad if cos.rank() == 2 => super::kernels::fused::rope(x, cos, sin),
-            // Per-row tables (b, t, half) of a left-padded batch: the same rotation, broadcast
-            // over the heads.
+            // Per-row tables (b, t, half) of left-padded or packed rows: the same rotation,
+            // broadcast over the heads.
             _ if cos.rank() == 3 => {
                 let widen = |c: &Tensor| Tensor::cat(&[c, c], D::Minus1)?.unsqueeze(1);
                 let (cos, sin) = (widen(cos)?, widen(sin)?);

@@ -18,8 +18,9 @@
 //! head is one task on the pool (each product on one thread), the costliest first; the key and
 //! value gradients go by blocks of keys of each key/value head, summed over its query heads
 //! within the task. The rows of a batch may each have their own rotary tables and mask (packed
-//! or padded rows). Elsewhere (GPUs, half precision, a key/value cache) the composite path runs, which `tests/model_parity.rs`
-//! and `tests/model_gradients.rs` also cover; the unit test below holds the two together.
+//! or padded rows). Elsewhere (GPUs, half precision, a key/value cache) the composite path
+//! runs, which `tests/model_parity.rs` and `tests/model_gradients.rs` also cover; the unit test
+//! below holds the two together.
 
 use super::fused::{
     cpu_kernels, rows_per_task, softmax_backward_row, softmax_row, storage_slice, KernelExp,
@@ -665,6 +666,7 @@ impl CustomOp3 for AttentionCore {
 mod tests {
     use super::*;
     use crate::model::kernels::test_support::{assert_close, value_and_grad};
+    use crate::model::Kernels;
     use candle_core::{Device, D};
 
     /// The core written with candle's differentiable ops.
@@ -678,23 +680,9 @@ mod tests {
     ) -> Result<Tensor> {
         let (b, nq, t, hd) = q.dims4()?;
         let rep = nq / k.dim(1)?;
-        // Halves convention; tables (t, hd/2) or one per row (b, t, hd/2).
-        let rope = |x: &Tensor| -> Result<Tensor> {
-            let widen = |c: &Tensor| match c.rank() {
-                3 => Tensor::cat(&[c, c], D::Minus1)?.unsqueeze(1),
-                _ => Tensor::cat(&[c, c], D::Minus1),
-            };
-            let half = x.dim(D::Minus1)? / 2;
-            let turned = Tensor::cat(
-                &[
-                    &x.narrow(D::Minus1, half, half)?.neg()?,
-                    &x.narrow(D::Minus1, 0, half)?,
-                ],
-                D::Minus1,
-            )?;
-            x.broadcast_mul(&widen(cos)?)? + turned.broadcast_mul(&widen(sin)?)?
-        };
-        let (q, k) = (rope(&q.contiguous()?)?, rope(&k.contiguous()?)?);
+        // The composite rotation: candle's `rope_slow`, or per row for tables (b, t, hd/2).
+        let rope = |x: &Tensor| Kernels::Differentiable.rope(&x.contiguous()?, cos, sin);
+        let (q, k) = (rope(q)?, rope(k)?);
         let repeat = |x: &Tensor| -> Result<Tensor> {
             let (b, n, t, hd) = x.dims4()?;
             Tensor::cat(&vec![x; rep], 2)?.reshape((b, n * rep, t, hd))

@@ -443,7 +443,6 @@ impl ModelConfig {
     }
 }
 
-/// The product of `xs`, saturating.
 /// The rotary parameters `s`, and for LongRoPE the top level's
 /// `original_max_position_embeddings` and `max_position_embeddings` where `s` lacks them
 /// (Phi-3 keeps them at the top level; transformers reads them into its rope parameters).
@@ -468,6 +467,7 @@ fn with_context(s: &Value, json: &Value) -> Value {
     s
 }
 
+/// The product of `xs`, saturating.
 fn prod(xs: &[usize]) -> usize {
     xs.iter().fold(1, |a, &x| a.saturating_mul(x))
 }
