@@ -203,3 +203,119 @@ fn partial_rotary_factors_are_read_or_refused_naming_the_field() {
         assert!(err.contains(field), "{field}: {err}");
     }
 }
+
+/// Writes the GGUF of the Hugging Face folder `argv[1]` to `argv[2]` with llama.cpp's `gguf`
+/// package, as llama.cpp's converter does for `Phi3ForCausalLM`: architecture `phi3`, the fused
+/// `attn_qkv` and `ffn_up` under the package's own names, `rope.dimension_count` rotated
+/// dimensions, the window (0 for none), and LongRoPE as the tensors `rope_factors_short` and
+/// `rope_factors_long` with `rope.scaling.attn_factor` and the pretraining context. `argv[3]`
+/// spoils it: `short3` writes three short factors, `noattn` leaves out the attention factor.
+const WRITE_PHI3_GGUF: &str = r#"
+import json, math, sys
+import gguf, numpy as np
+from safetensors.numpy import load_file
+folder, out = sys.argv[1], sys.argv[2]
+spoil = sys.argv[3] if len(sys.argv) > 3 else ""
+c = json.load(open(folder + "/config.json"))
+rope = c.get("rope_scaling") or {}
+n, embd, heads = c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"]
+longest = c["max_position_embeddings"]
+original = c.get("original_max_position_embeddings", longest)
+w = gguf.GGUFWriter(out, "phi3")
+w.add_context_length(longest)
+w.add_rope_scaling_orig_ctx_len(original)
+w.add_embedding_length(embd)
+w.add_feed_forward_length(c["intermediate_size"])
+w.add_block_count(n)
+w.add_head_count(heads)
+w.add_head_count_kv(c["num_key_value_heads"])
+w.add_layer_norm_rms_eps(c["rms_norm_eps"])
+w.add_rope_dimension_count(int(c.get("partial_rotary_factor", 1.0) * embd) // heads)
+w.add_rope_freq_base(c.get("rope_parameters", {}).get("rope_theta", c.get("rope_theta", 1e4)))
+w.add_sliding_window(c.get("sliding_window") or 0)
+if rope.get("long_factor"):
+    scale = longest / original
+    if spoil != "noattn":
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)))
+    short = rope["short_factor"] + ([1.0] if spoil == "short3" else [])
+    w.add_tensor("rope_factors_long.weight", np.array(rope["long_factor"], dtype=np.float32))
+    w.add_tensor("rope_factors_short.weight", np.array(short, dtype=np.float32))
+names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.PHI3, n)
+for name, t in load_file(folder + "/model.safetensors").items():
+    w.add_tensor(names.get_name(name, try_suffixes=(".weight", ".bias")), t.astype(np.float32))
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+"#;
+
+/// A Phi-4-mini-like GGUF (half of each head rotating, LongRoPE, the window of 4, fused
+/// projections) written under llama.cpp's names and metadata gives its folder's configuration
+/// and logits (f32 tensors, |Δ| ≤ 1e-5); LongRoPE factors of the wrong count, or without the
+/// attention factor, are refused naming the tensor or key.
+#[test]
+fn a_phi3_gguf_equals_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = partial();
+    cfg.max_position_embeddings = 128;
+    cfg.rope_scaling = Some(RopeScaling::LongRope(LongRope {
+        short_factor: vec![1.5, 3.0],
+        long_factor: vec![4.0, 8.0],
+        attention_factor: (1.0 + 8f64.ln() / 16f64.ln()).sqrt(),
+        original_max_position_embeddings: 16,
+    }));
+    let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
+    let folder = dir.path().join("phi3");
+    common::write_folder(&folder, &cfg, &weights);
+    let gguf = |name: &str, spoil: &str| {
+        let path = folder.join(name);
+        let (f, p) = (folder.to_str().unwrap(), path.to_str().unwrap());
+        common::python_snippet(WRITE_PHI3_GGUF, &[f, p, spoil]);
+        path
+    };
+    let path = gguf("model.gguf", "");
+    let opts = LoadOptions::default();
+    let from_folder = Model::load(folder.to_str().unwrap(), &opts).unwrap();
+    let from_gguf = Model::load(path.to_str().unwrap(), &opts).unwrap();
+    let (a, b) = (&from_folder.config, &from_gguf.config);
+    assert_eq!(b.family, a.family);
+    assert_eq!(b.sliding_window, a.sliding_window);
+    assert_eq!(b.particulars, a.particulars);
+    let (Some(RopeScaling::LongRope(x)), Some(RopeScaling::LongRope(y))) =
+        (&a.rope_scaling, &b.rope_scaling)
+    else {
+        panic!("{:?} vs {:?}", a.rope_scaling, b.rope_scaling);
+    };
+    assert_eq!(
+        (
+            &x.short_factor,
+            &x.long_factor,
+            x.original_max_position_embeddings
+        ),
+        (
+            &y.short_factor,
+            &y.long_factor,
+            y.original_max_position_embeddings
+        )
+    );
+    assert!((x.attention_factor - y.attention_factor).abs() < 1e-6);
+    let want = from_folder
+        .forward_logits(&IDS, Kernels::FusedGrad)
+        .unwrap();
+    let got = from_gguf.forward_logits(&IDS, Kernels::FusedGrad).unwrap();
+    let d = max_abs_diff(&want, &got);
+    eprintln!("Phi-3: GGUF against folder, max |Δlogit| = {d:e}");
+    assert!(d <= 1e-5, "max |Δlogit| = {d:e}");
+    assert!(max_abs(&want) > 0.1);
+    for (spoil, named) in [
+        ("short3", "rope_factors_short"),
+        ("noattn", "rope.scaling.attn_factor"),
+    ] {
+        let bad = gguf(&format!("{spoil}.gguf"), spoil);
+        let err = Model::load(bad.to_str().unwrap(), &opts)
+            .err()
+            .expect("a spoilt GGUF loaded")
+            .to_string();
+        assert!(err.contains(named), "{spoil}: {err}");
+    }
+}

@@ -277,17 +277,10 @@ impl ModelConfig {
             cfg.particulars.rotary_dim = field.rotary_dim(cfg.head_dim)?;
         }
         if let Some(RopeScaling::LongRope(l)) = &cfg.rope_scaling {
-            let half = cfg.particulars.rotary_dim.unwrap_or(cfg.head_dim) / 2;
-            if l.short_factor.len() != half {
-                return Err(ModelError::config(
-                    path,
-                    "rope_scaling.short_factor",
-                    format!(
-                        "{} factors for the {half} rotated frequencies of each head",
-                        l.short_factor.len()
-                    ),
-                ));
-            }
+            let rotated = cfg.particulars.rotary_dim.unwrap_or(cfg.head_dim);
+            l.check_counts(rotated).map_err(|(which, why)| {
+                ModelError::config(path, format!("rope_scaling.{which}_factor"), why)
+            })?;
         }
         if family == Family::Olmo3 {
             let o = olmo3::read(json, path, dims.layers)?;

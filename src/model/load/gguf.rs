@@ -6,7 +6,7 @@ use super::gguf_header;
 use super::gguf_moe::{self, Header};
 use super::limits::{in_range, DimNames, Dims, MAX_POSITIONS};
 use super::particulars::{Activation, Particulars};
-use super::rope::RopeScaling;
+use super::rope::{LongRope, RopeScaling};
 use super::tokenizer::{GgufBpe, Tokenizer};
 use super::weights::{check_tensors, Stored};
 use crate::model::error::{ModelError, Result};
@@ -66,6 +66,7 @@ impl GgufFile {
             "olmo2" => Family::Olmo2,
             "gemma2" => Family::Gemma2,
             "gemma3" => Family::Gemma3,
+            "phi3" => Family::Phi3,
             other => {
                 return Err(ModelError::Unsupported {
                     path: self.path.clone(),
@@ -279,7 +280,104 @@ impl GgufFile {
         if family == Family::Olmo2 && self.arch_u("attention.sliding_window")?.is_some() {
             return self.olmo3(cfg);
         }
+        if family == Family::Phi3 {
+            return self.phi3(cfg);
+        }
         Ok(cfg)
+    }
+
+    /// Phi-3 as llama.cpp writes it: `rope.dimension_count` rotated dimensions of each head
+    /// (fewer than the head for Phi-4-mini), `attention.sliding_window` on every layer (0: none,
+    /// as Phi-4's files have it), and LongRoPE as the tensors `rope_factors_short` and
+    /// `rope_factors_long` with `rope.scaling.attn_factor` and
+    /// `rope.scaling.original_context_length`.
+    fn phi3(&self, mut cfg: ModelConfig) -> Result<ModelConfig> {
+        let key = |k: &str| format!("{}.{k}", self.arch);
+        let head = cfg.head_dim;
+        if let Some(dim) = self.arch_u("rope.dimension_count")? {
+            let name = key("rope.dimension_count");
+            let dim = in_range(&self.path, &name, dim, 2, head)?;
+            if !dim.is_multiple_of(2) {
+                let why = format!("{dim} of {head} dimensions: not an even number");
+                return Err(ModelError::config(&self.path, name, why));
+            }
+            cfg.particulars.rotary_dim = (dim < head).then_some(dim);
+        }
+        let window = match self.arch_u("attention.sliding_window")? {
+            None | Some(0) => None,
+            Some(w) => {
+                let name = key("attention.sliding_window");
+                Some(in_range(&self.path, &name, w, 1, MAX_POSITIONS)?)
+            }
+        };
+        cfg.sliding_window = vec![window; cfg.num_layers];
+        let (short, long) = (self.factors("short")?, self.factors("long")?);
+        let (short_factor, long_factor) = match (short, long) {
+            (None, None) => return Ok(cfg),
+            (Some(s), Some(l)) => (s, l),
+            _ => {
+                let why = "present without rope_factors_long.weight, or the other way round";
+                return Err(ModelError::config(
+                    &self.path,
+                    "rope_factors_short.weight",
+                    why,
+                ));
+            }
+        };
+        let original = self.arch_req("rope.scaling.original_context_length")?;
+        let original = in_range(
+            &self.path,
+            &key("rope.scaling.original_context_length"),
+            original,
+            2,
+            MAX_POSITIONS,
+        )?;
+        let attn = key("rope.scaling.attn_factor");
+        let attention_factor = match self.meta(&attn) {
+            Some(_) => self.arch_f("rope.scaling.attn_factor", 1.0)?,
+            None => {
+                return Err(ModelError::config(
+                    &self.path,
+                    attn,
+                    "missing beside the LongRoPE factors",
+                ))
+            }
+        };
+        let l = LongRope {
+            short_factor,
+            long_factor,
+            attention_factor,
+            original_max_position_embeddings: original,
+        };
+        l.check_counts(cfg.particulars.rotary_dim.unwrap_or(head))
+            .map_err(|(which, why)| {
+                ModelError::config(&self.path, format!("rope_factors_{which}.weight"), why)
+            })?;
+        cfg.rope_scaling = Some(RopeScaling::LongRope(l));
+        Ok(cfg)
+    }
+
+    /// The LongRoPE factors of the tensor `rope_factors_{which}.weight`, when present: positive
+    /// and finite.
+    fn factors(&self, which: &str) -> Result<Option<Vec<f64>>> {
+        let name = format!("rope_factors_{which}.weight");
+        if !self.content.tensor_infos.contains_key(&name) {
+            return Ok(None);
+        }
+        let bad = |why: String| ModelError::config(&self.path, &name, why);
+        let t = self
+            .content
+            .tensor(&mut &self.file, &name, &Device::Cpu)
+            .map_err(|e| bad(e.to_string()))?;
+        let v = t
+            .dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?;
+        if let Some(f) = v.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+            return Err(bad(format!("{f} is not a positive factor")));
+        }
+        Ok(Some(v))
     }
 
     /// OLMo 3 as llama.cpp writes it: architecture `olmo2` with `attention.sliding_window` and
@@ -496,17 +594,20 @@ impl GgufFile {
     /// Every tensor dequantised to f32 under its Hugging Face name, once the file is checked to
     /// hold exactly the tensors `cfg` calls for, with their shapes.
     pub fn tensors(&mut self, cfg: &ModelConfig) -> Result<HashMap<String, Tensor>> {
-        let sandwich = cfg.family.is_gemma();
+        let family = cfg.family;
         let moe = cfg.moe.as_ref();
         if let Some(moe) = moe {
             self.header().check_expert_counts(moe)?;
         }
-        let stored = self.content.tensor_infos.iter().flat_map(|(name, info)| {
+        // Phi-3's LongRoPE factors are read with the configuration (`phi3`).
+        let read = |name: &str| family == Family::Phi3 && name.starts_with("rope_factors_");
+        let weights = self.content.tensor_infos.iter();
+        let stored = weights.filter(|(n, _)| !read(n)).flat_map(|(name, info)| {
             let dims = info.shape.dims();
             moe.and_then(|m| gguf_moe::stored(name, dims, m, &self.path))
                 .unwrap_or_else(|| {
                     vec![Stored {
-                        hf_name: hf_name(name, sandwich),
+                        hf_name: hf_name(name, family),
                         name,
                         shape: dims,
                         file: &self.path,
@@ -527,7 +628,7 @@ impl GgufFile {
         let names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
         let unpermute = matches!(self.arch.as_str(), "llama" | "mistral");
         for name in names {
-            let Some(hf) = hf_name(&name, sandwich) else {
+            let Some(hf) = hf_name(&name, family) else {
                 continue;
             };
             let q = self
@@ -570,9 +671,11 @@ fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
         .reshape(dims)
 }
 
-/// The Hugging Face name of GGUF tensor `gguf`; `sandwich` for Gemma, whose `ffn_norm` is the
-/// norm before the MLP (`pre_feedforward_layernorm`) beside one after the attention block.
-fn hf_name(gguf: &str, sandwich: bool) -> Option<String> {
+/// The Hugging Face name of GGUF tensor `gguf` in a model of `family`. Gemma's `ffn_norm` is
+/// the norm before the MLP (`pre_feedforward_layernorm`) beside one after the attention block;
+/// Phi-3's `ffn_up` holds gate and up projections as one (`gate_up_proj`).
+fn hf_name(gguf: &str, family: Family) -> Option<String> {
+    let sandwich = family.is_gemma();
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -592,6 +695,7 @@ fn hf_name(gguf: &str, sandwich: bool) -> Option<String> {
         // OLMo 2's norms after the attention block and the MLP.
         "post_attention_norm" => "post_attention_layernorm",
         "post_ffw_norm" => "post_feedforward_layernorm",
+        "attn_qkv" => "self_attn.qkv_proj",
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
@@ -599,6 +703,7 @@ fn hf_name(gguf: &str, sandwich: bool) -> Option<String> {
         "attn_q_norm" => "self_attn.q_norm",
         "attn_k_norm" => "self_attn.k_norm",
         "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" if family.fused_projections() => "mlp.gate_up_proj",
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
         _ => return None,

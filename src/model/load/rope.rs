@@ -38,6 +38,27 @@ pub struct LongRope {
     pub original_max_position_embeddings: usize,
 }
 
+impl LongRope {
+    /// Why these factors cannot scale the `rotated` dimensions of a head (one factor per pair
+    /// of them, in each list), if they cannot: `Err((the list at fault, why))`.
+    pub(super) fn check_counts(
+        &self,
+        rotated: usize,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        let half = rotated / 2;
+        for (which, factors) in [("short", &self.short_factor), ("long", &self.long_factor)] {
+            if factors.len() != half {
+                let n = factors.len();
+                return Err((
+                    which,
+                    format!("{n} factors for the {half} rotated frequencies of each head"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RopeScaling {
     /// The `rope_scaling` object transformers reads for this scaling.
     pub(super) fn to_hf_json(&self) -> Value {
