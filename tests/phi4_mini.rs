@@ -26,6 +26,20 @@ fn partial() -> ModelConfig {
     cfg
 }
 
+/// [`partial`] with LongRoPE as Phi-4-mini has it, in miniature: short factors 1.5 and 3, long
+/// ones 4 and 8, a pretraining context of 16 extended to 128.
+fn long_rope(attention_factor: f64) -> ModelConfig {
+    let mut cfg = partial();
+    cfg.max_position_embeddings = 128;
+    cfg.rope_scaling = Some(RopeScaling::LongRope(LongRope {
+        short_factor: vec![1.5, 3.0],
+        long_factor: vec![4.0, 8.0],
+        attention_factor,
+        original_max_position_embeddings: 16,
+    }));
+    cfg
+}
+
 /// Logits equal transformers' to 1e-5 in f64 and 1e-4 in f32 with every kernel set, and differ
 /// from those of the whole head rotating (so the check would catch a model ignoring the
 /// factor); edge scores equal a plain-PyTorch computation to 1e-4 of the largest.
@@ -72,14 +86,7 @@ fn a_partial_rotation_equals_transformers() {
 #[test]
 fn long_rope_equals_transformers_within_the_short_factors() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = partial();
-    cfg.max_position_embeddings = 128;
-    cfg.rope_scaling = Some(RopeScaling::LongRope(LongRope {
-        short_factor: vec![1.5, 3.0],
-        long_factor: vec![4.0, 8.0],
-        attention_factor: 1.0,
-        original_max_position_embeddings: 16,
-    }));
+    let cfg = long_rope(1.0);
     let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
     let path = dir.path().join("long-rope");
     common::write_folder(&path, &cfg, &weights);
@@ -256,14 +263,7 @@ w.close()
 #[test]
 fn a_phi3_gguf_equals_its_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = partial();
-    cfg.max_position_embeddings = 128;
-    cfg.rope_scaling = Some(RopeScaling::LongRope(LongRope {
-        short_factor: vec![1.5, 3.0],
-        long_factor: vec![4.0, 8.0],
-        attention_factor: (1.0 + 8f64.ln() / 16f64.ln()).sqrt(),
-        original_max_position_embeddings: 16,
-    }));
+    let cfg = long_rope((1.0 + 8f64.ln() / 16f64.ln()).sqrt());
     let weights = circuitdiff::model::random_weights(&cfg, 7, 0.2).unwrap();
     let folder = dir.path().join("phi3");
     common::write_folder(&folder, &cfg, &weights);
