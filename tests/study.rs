@@ -34,6 +34,7 @@ fn smollm2_study_writes_every_output_and_resumes() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    assert_stages_timed(&out, &stderr);
     let counts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("counts.json")).unwrap()).unwrap();
     assert_eq!(counts["asked"], 10);
@@ -96,6 +97,27 @@ fn smollm2_study_writes_every_output_and_resumes() {
     let (ok, _, stderr) = run(&other);
     assert!(
         !ok && stderr.contains("holds a different study"),
+        "{stderr}"
+    );
+}
+
+/// The study in `out` wrote each stage's wall time, in order, and said them (`stderr`).
+fn assert_stages_timed(out: &std::path::Path, stderr: &str) {
+    let times: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap()).unwrap();
+    let stages: Vec<&str> = times["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert!(s["seconds"].as_f64().unwrap() >= 0.0, "{s}");
+            s["stage"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(stages, ["answer", "select", "score", "check", "report"]);
+    assert!(times["threads"].as_u64().unwrap() >= 1, "{times}");
+    assert!(
+        stderr.contains("time: ") && stderr.contains("scoring"),
         "{stderr}"
     );
 }

@@ -305,6 +305,15 @@ impl StudyDir {
         self.root.join("report.md")
     }
 
+    /// The wall time of each stage in the latest run of the study.
+    pub fn timings_path(&self) -> PathBuf {
+        self.root.join("timings.json")
+    }
+
+    pub fn write_timings(&self, times: &super::stage_times::StageTimes) -> Result<(), DirError> {
+        write_json(&self.timings_path(), times)
+    }
+
     /// Where a failed study leaves its error.
     pub fn failed_path(&self) -> PathBuf {
         self.root.join("failed.txt")

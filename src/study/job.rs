@@ -10,6 +10,7 @@ use super::dir::{Counts, DirError, Discordant, ModelCounts, StudyConfig, StudyDi
 pub use super::error::{StudyError, Workflow};
 use super::imported::{self, ImportSummary};
 use super::stage::{self, answer_all, check_coverage, questions, same_config, AnswerMap};
+use super::stage_times::{Stage, StageTimes};
 use crate::attribution::pair::{self, Checkpoint};
 use crate::attribution::select::{select, Candidate, Selection};
 use crate::attribution::Level;
@@ -464,6 +465,7 @@ fn run_claimed(
         progress.note("base and tuned are the same model (one fingerprint): it answers and is scored once, for both sides");
     }
     let work = (cfg, load, same);
+    let mut times = StageTimes::start();
     let mut imported = Vec::new();
     let Some(answers) = answer(work, dir, &questions, (progress, &mut imported), cancel)? else {
         return Ok(StudyOutcome::Cancelled);
@@ -473,6 +475,7 @@ fn run_claimed(
             answered: questions.len(),
         });
     }
+    times.end(Stage::Answer);
     let (selection, mut counts) = choose(cfg, dir, &questions, (report_, imported), &answers)?;
     // Said before the scoring, which takes long, as well as in the report.
     let span = ScoredSpan::chosen(
@@ -485,12 +488,14 @@ fn run_claimed(
     if let Some(w) = span.warning() {
         progress.note(&format!("warning: {w}"));
     }
+    times.end(Stage::Select);
     let scored = score(
         work, dir, &questions, &answers, &selection, progress, cancel,
     )?;
     let Some(runs) = scored else {
         return Ok(StudyOutcome::Cancelled);
     };
+    times.end(Stage::Score);
     let inputs = (&questions[..], &answers, &selection);
     let Some(checks) = check(
         work, &questions, &answers, &selection, &runs, progress, cancel,
@@ -498,7 +503,11 @@ fn run_claimed(
     else {
         return Ok(StudyOutcome::Cancelled);
     };
+    times.end(Stage::Check);
     let cmp = report(cfg, dir, inputs, (&runs, &checks), &mut counts)?;
+    times.end(Stage::Report);
+    dir.write_timings(&times)?;
+    progress.note(&times.summary());
     Ok(StudyOutcome::Finished(Box::new((cmp, counts))))
 }
 

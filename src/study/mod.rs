@@ -18,5 +18,6 @@ mod latex_eval;
 pub mod prompt;
 mod report_md;
 mod stage;
+pub mod stage_times;
 pub mod trajectory;
 pub mod trajectory_dir;
