@@ -73,7 +73,7 @@ fn adapters_merge_as_peft_does_on_every_family() {
         "up_proj",
         "down_proj",
     ];
-    let cases: [(&str, Tiny, Value, Pass, &[&str]); 9] = [
+    let cases: [(&str, Tiny, Value, Pass, &[&str]); 10] = [
         (
             "llama, every linear layer and lm_head",
             Tiny::Llama,
@@ -144,6 +144,13 @@ fn adapters_merge_as_peft_does_on_every_family() {
             json!({"r": 4, "lora_alpha": 8, "target_modules": all}),
             Pass::Merged,
             &all,
+        ),
+        (
+            "phi3, its fused projections (q, k and v then split)",
+            Tiny::Phi3,
+            json!({"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}),
+            Pass::Merged,
+            &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
         ),
         (
             "tied llama, lm_head",

@@ -9,7 +9,6 @@
 use super::config::ModelConfig;
 use super::weights::{Entries, TensorStore};
 use crate::model::error::{ModelError, Result};
-use crate::model::LoraTarget;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +22,22 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// The prefix PEFT gives the tensor names of a causal language model's adapter.
 const PREFIX: &str = "base_model.model.";
+
+/// The kinds of layer an adapter may change, in model order: the layers the lab adapts
+/// ([`crate::model::LoraTarget`]) and Phi-3's fused projections, merged into the fused weight before the
+/// decoder splits it.
+const KINDS: [&str; 10] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "qkv_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "gate_up_proj",
+    "down_proj",
+    "lm_head",
+];
 
 /// The way out for adapters that are more than LoRA on linear layers.
 const MERGE_WITH_PEFT: &str = "Merge it into its base with PEFT \
@@ -85,7 +100,7 @@ pub struct LoraAdapter {
 struct Module {
     /// Its name in the model: `model.layers.0.self_attn.q_proj`, …, or `lm_head`.
     name: String,
-    /// PEFT's name of its [`LoraTarget`] kind (`q_proj`, …, `lm_head`).
+    /// PEFT's name of its kind, one of [`KINDS`].
     kind: &'static str,
     /// A is (rank, inputs), B is (outputs, rank).
     rank: usize,
@@ -161,9 +176,8 @@ impl LoraAdapter {
 
     /// What the adapter is, on the base `base` whose fingerprint is `base_fingerprint`.
     pub fn info(&self, base: &str, base_fingerprint: String) -> AdapterInfo {
-        let target_modules = LoraTarget::ALL
+        let target_modules = KINDS
             .into_iter()
-            .map(LoraTarget::name)
             .filter(|&k| self.modules.iter().any(|m| m.kind == k))
             .map(str::to_owned)
             .collect();
@@ -373,8 +387,8 @@ fn classify<'a>(path: &Path, name: &'a str) -> Result<(&'a str, Part)> {
     }
 }
 
-/// The kind of a linear layer `model.layers.N.self_attn.{q,k,v,o}_proj`,
-/// `model.layers.N.mlp.{gate,up,down}_proj` or `lm_head`; `None` for any other name.
+/// The kind of a linear layer `model.layers.N.self_attn.{q,k,v,qkv,o}_proj`,
+/// `model.layers.N.mlp.{gate,up,gate_up,down}_proj` or `lm_head`; `None` for any other name.
 fn linear_kind(module: &str) -> Option<&'static str> {
     let kind = if module == "lm_head" {
         module
@@ -385,12 +399,12 @@ fn linear_kind(module: &str) -> Option<&'static str> {
             return None;
         }
         match rest.split_once('.')? {
-            ("self_attn", k @ ("q_proj" | "k_proj" | "v_proj" | "o_proj")) => k,
-            ("mlp", k @ ("gate_proj" | "up_proj" | "down_proj")) => k,
+            ("self_attn", k @ ("q_proj" | "k_proj" | "v_proj" | "qkv_proj" | "o_proj")) => k,
+            ("mlp", k @ ("gate_proj" | "up_proj" | "gate_up_proj" | "down_proj")) => k,
             _ => return None,
         }
     };
-    LoraTarget::parse(kind).ok().map(LoraTarget::name)
+    KINDS.into_iter().find(|&k| k == kind)
 }
 
 /// The tensors of one layer, by part.
@@ -791,7 +805,7 @@ fn check_targets(path: &Path, targets: Option<&Value>) -> Result<()> {
                 fix: MERGE_WITH_PEFT.into(),
             });
         }
-        if LoraTarget::parse(kind).is_err() {
+        if !KINDS.contains(&kind) {
             return Err(ModelError::AdapterTarget {
                 path: path.to_owned(),
                 module: name.to_owned(),
