@@ -163,3 +163,40 @@ fn batched_generation_equals_one_by_one() {
         }
     }
 }
+
+/// The text that generation searches for stop strings, decoded as ids arrive
+/// (`Tokenizer::text_stream`), is at every id the whole decode of the ids so far, but for a
+/// character whose bytes are not all in yet, and at the end exactly the whole decode: on
+/// SmolLM2's byte-level BPE (from its GGUF) and the tiny models' vocabularies, over text with
+/// multi-byte characters, digits, newlines and runs of spaces.
+#[test]
+fn the_text_stream_adds_up_to_the_whole_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Hello, wörld! 3 + 4 = 7 ✓ 日本語 🙂\n  next line:\tend ½";
+    let mut specs = vec![common::smollm2()];
+    specs.extend([Tiny::Qwen2, Tiny::Gemma3].map(|t| t.write(dir.path())));
+    for spec in specs {
+        let (_, tok) = circuitdiff::model::load_without_weights(
+            spec.to_str().unwrap(),
+            &circuitdiff::model::HubOptions::default(),
+        )
+        .unwrap();
+        let ids = tok.encode(text, false).unwrap();
+        let mut stream = tok.text_stream();
+        for i in 0..ids.len() {
+            stream.push(ids[i]).unwrap();
+            let whole = tok.decode(&ids[..=i]).unwrap();
+            let shown = stream.text();
+            assert!(
+                whole.starts_with(shown),
+                "{spec:?} at {i}: {shown:?} vs {whole:?}"
+            );
+            let held = &whole[shown.len()..];
+            assert!(
+                held.is_empty() || held.ends_with('\u{FFFD}'),
+                "{spec:?} at {i}: holds back {held:?}"
+            );
+        }
+        assert_eq!(stream.text(), tok.decode(&ids).unwrap(), "{spec:?}");
+    }
+}

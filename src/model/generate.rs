@@ -1,6 +1,7 @@
 //! Autoregressive generation with a key/value cache: greedy or sampled, with stop tokens and
 //! stop strings.
 
+use super::load::TextStream;
 use super::loaded::Model;
 use super::transformer::KvCache;
 use candle_core::{DType, Result, Tensor};
@@ -160,6 +161,11 @@ impl Model {
             })
             .collect();
         let mut active = vec![true; prompts.len()];
+        // Each row's text as it grows, where stop strings are looked for.
+        let mut texts: Vec<Option<TextStream<'_>>> = prompts
+            .iter()
+            .map(|_| (!opts.stop_strings.is_empty()).then(|| self.tokenizer.text_stream()))
+            .collect();
         for _ in 0..opts.max_new_tokens {
             let mut feed = Vec::with_capacity(prompts.len());
             for (r, g) in out.iter_mut().enumerate() {
@@ -185,13 +191,22 @@ impl Model {
                     feed.push(vec![last]);
                     continue;
                 }
-                active[r] = self.push_token(g, next, &opts.stop_strings)?;
+                g.tokens.push(next);
+                if let Some(text) = &mut texts[r] {
+                    if ends_in_stop_string(text, next, &opts.stop_strings)? {
+                        g.stop = StopReason::StopString;
+                        active[r] = false;
+                    }
+                }
                 feed.push(vec![next]);
             }
             if !active.iter().any(|&a| a) {
                 break;
             }
             logits = self.step_batch(&feed, &pads, &mut cache)?;
+        }
+        for g in &mut out {
+            self.decode_answer(g, &opts.stop_strings)?;
         }
         Ok(out)
     }
@@ -223,24 +238,42 @@ impl Model {
         logits.index_select(&of_row, 0)
     }
 
-    /// Append `next` to an answer and decode it; `false` when a stop string ends the answer
-    /// (its text is cut there).
-    fn push_token(&self, g: &mut Generation, next: u32, stop_strings: &[String]) -> Result<bool> {
-        g.tokens.push(next);
+    /// Decode an answer's tokens once it ended, cut before its first stop string where one
+    /// ended it.
+    fn decode_answer(&self, g: &mut Generation, stop_strings: &[String]) -> Result<()> {
         g.text = self
             .tokenizer
             .decode(&g.tokens)
             .map_err(|e| candle_core::Error::Msg(format!("decode: {e}")))?;
-        let cut = stop_strings
-            .iter()
-            .filter_map(|s| g.text.find(s.as_str()))
-            .min();
-        if let Some(cut) = cut {
-            g.text.truncate(cut);
-            g.stop = StopReason::StopString;
+        if g.stop == StopReason::StopString {
+            let cut = stop_strings
+                .iter()
+                .filter_map(|s| g.text.find(s.as_str()))
+                .min();
+            if let Some(cut) = cut {
+                g.text.truncate(cut);
+            }
         }
-        Ok(cut.is_none())
+        Ok(())
     }
+}
+
+/// Push `next` onto an answer's growing `text`; whether a stop string now appears in it. Only
+/// the new end of the text is searched: a stop string found earlier would have ended the answer.
+fn ends_in_stop_string(text: &mut TextStream<'_>, next: u32, stops: &[String]) -> Result<bool> {
+    let before = text.text().len();
+    text.push(next)
+        .map_err(|e| candle_core::Error::Msg(format!("decode: {e}")))?;
+    let text = text.text();
+    Ok(stops.iter().any(|s| {
+        let mut from = before
+            .saturating_sub(s.len().saturating_sub(1))
+            .min(text.len());
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        text[from..].contains(s.as_str())
+    }))
 }
 
 /// Prompts left-padded to one width, and each row's padding. Padding slots are masked out of

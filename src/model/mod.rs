@@ -33,7 +33,7 @@ pub use load::{
     load_without_weights, random_weights, resolve, write_hf_folder, Activation, AdapterInfo,
     Checkpoint, DownloadProgress, ExpertNames, Family, HubOptions, LoadOptions, LongRope,
     LoraAdapter, MemoryEstimate, ModelConfig, ModelInfo, MoeConfig, NormPlacement, Particulars,
-    QkNorm, RopeScaling, ScorePlan, Tokenizer, Yarn,
+    QkNorm, RopeScaling, ScorePlan, TextStream, Tokenizer, Yarn,
 };
 pub use loaded::{Model, Traced};
 pub use lora::{LoraSettings, LoraTarget, UnknownTarget};

@@ -41,5 +41,5 @@ pub use save::{
     char_tokenizer_json, random_weights, write_hf_folder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 pub use source::{is_model_folder, resolve, Checkpoint, HubOptions};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{TextStream, Tokenizer};
 pub use yarn::Yarn;

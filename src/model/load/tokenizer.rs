@@ -6,6 +6,53 @@ use crate::model::error::{ModelError, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// tokenizers' incremental decoder of a [`tokenizers::Tokenizer`].
+type DecodeStream<'t> = tokenizers::DecodeStream<
+    't,
+    tokenizers::ModelWrapper,
+    tokenizers::NormalizerWrapper,
+    tokenizers::PreTokenizerWrapper,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
+
+/// Text decoded as ids arrive ([`Tokenizer::text_stream`]): tokenizers' own incremental decoder
+/// (`DecodeStream`, which holds back the bytes of a character split across ids and decodes only
+/// a window of the last ids), whose chunks add up to what [`Tokenizer::decode`] gives for all
+/// the ids (`tests/generate.rs`). Where the decoder cannot extend its text (a decoder that
+/// rewrites earlier text), the stream falls back to decoding all the ids at each push.
+pub struct TextStream<'t> {
+    tokenizer: &'t Tokenizer,
+    /// `None` once the stream fell back to decoding every id.
+    stream: Option<DecodeStream<'t>>,
+    ids: Vec<u32>,
+    text: String,
+}
+
+impl TextStream<'_> {
+    /// Add `id`; the text may not show it yet (a partial character).
+    pub fn push(&mut self, id: u32) -> Result<(), tokenizers::Error> {
+        self.ids.push(id);
+        if let Some(stream) = &mut self.stream {
+            match stream.step(id) {
+                Ok(Some(chunk)) => {
+                    self.text.push_str(&chunk);
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(_) => self.stream = None,
+            }
+        }
+        self.text = self.tokenizer.decode(&self.ids)?;
+        Ok(())
+    }
+
+    /// The text of the ids pushed so far (all but a trailing partial character).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
 /// A loaded tokenizer with its chat template and stop ids.
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -220,6 +267,17 @@ impl Tokenizer {
     /// Decode ids to text, keeping special tokens visible.
     pub fn decode(&self, ids: &[u32]) -> Result<String, tokenizers::Error> {
         self.inner.decode(ids, false)
+    }
+
+    /// The text of ids given one at a time, decoded as [`Tokenizer::decode`] decodes them all
+    /// but without decoding them all again at each id.
+    pub fn text_stream(&self) -> TextStream<'_> {
+        TextStream {
+            tokenizer: self,
+            stream: Some(self.inner.decode_stream(false)),
+            ids: Vec::new(),
+            text: String::new(),
+        }
     }
 
     /// Vocabulary size including added tokens.
