@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Every file of the study directory, sorted.
-const FILES: [&str; 73] = [
+const FILES: [&str; 74] = [
     "answers.jsonl",
     "answers/base.jsonl",
     "answers/tuned.jsonl",
@@ -78,6 +78,7 @@ const FILES: [&str; 73] = [
     "most_changed_edges.csv",
     "report.md",
     "study.json",
+    "timings.json",
     "tuned/exact/000000.json",
     "tuned/exact/000001.json",
     "tuned/exact/000002.json",
